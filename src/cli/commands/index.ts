@@ -1,0 +1,6 @@
+import type { Command } from '../command.js';
+import { discoverCommand } from './discover.js';
+import { validateCommand } from './validate.js';
+
+/** Every `reed-plugins` subcommand, in the order `--help` lists them. */
+export const COMMANDS: readonly Command[] = [discoverCommand, validateCommand];

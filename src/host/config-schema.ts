@@ -1,0 +1,52 @@
+import { Type } from '@sinclair/typebox';
+import { ACCESS_LEVELS, LimitsSchema, SANDBOX_MODES } from '../manifest/schema.js';
+
+/** The schema of the host's `reed.toml`. README.md ("Configuration") documents every key and default. */
+
+const Enum = <const T extends readonly string[]>(values: T) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: [...values] });
+const Strict = <T extends Parameters<typeof Type.Object>[0]>(properties: T) =>
+  Type.Object(properties, { additionalProperties: false });
+const Count = (max: number) => Type.Optional(Type.Integer({ minimum: 1, maximum: max }));
+
+export const HostConfigSchema = Strict({
+  plugin_dirs: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
+  default_search_paths: Type.Optional(Type.Boolean()),
+  reed_version: Type.Optional(Type.String()),
+  capabilities: Type.Optional(Type.Array(Type.String(), { maxItems: 1024 })),
+  cache_dir: Type.Optional(Type.String({ minLength: 1 })),
+  data_dir: Type.Optional(Type.String({ minLength: 1 })),
+  runtime_dir: Type.Optional(Type.String({ minLength: 1 })),
+  sandbox: Type.Optional(Strict({ mode: Type.Optional(Enum(SANDBOX_MODES)) })),
+  limits: Type.Optional(LimitsSchema),
+  files: Type.Optional(
+    Strict({
+      max_manifest_bytes: Count(16 * 1024 * 1024),
+      max_file_bytes: Count(Number.MAX_SAFE_INTEGER),
+      max_plugin_bytes: Count(Number.MAX_SAFE_INTEGER),
+      max_files: Count(10_000_000),
+      max_depth: Count(1_000),
+    }),
+  ),
+  policy: Type.Optional(
+    Strict({
+      allowed_sandbox_modes: Type.Optional(Type.Array(Enum(SANDBOX_MODES), { minItems: 1, maxItems: 3 })),
+      permissions: Type.Optional(
+        Strict({
+          storage: Type.Optional(Enum(ACCESS_LEVELS)),
+          content: Type.Optional(Enum(ACCESS_LEVELS)),
+          events: Type.Optional(
+            Strict({
+              emit: Type.Optional(Type.Array(Type.String())),
+              subscribe: Type.Optional(Type.Array(Type.String())),
+            }),
+          ),
+          log: Type.Optional(Type.Boolean()),
+          network: Type.Optional(Type.Boolean()),
+          filesystem: Type.Optional(Enum(ACCESS_LEVELS)),
+        }),
+      ),
+      limits: Type.Optional(LimitsSchema),
+    }),
+  ),
+});

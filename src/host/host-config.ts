@@ -1,0 +1,282 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import TOML from '@iarna/toml';
+import semver from 'semver';
+import { type Diagnostic, formatDiagnostic } from '../diagnostics.js';
+import { defaultSearchPaths } from '../discovery/discover.js';
+import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-inventory.js';
+import { ReedError } from '../errors.js';
+import { SANDBOX_MODES } from '../manifest/schema.js';
+import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
+import { compileSchema, schemaDiagnostics } from '../schema-check.js';
+import type { HostPolicy, ValidationContext } from '../validation/context.js';
+import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
+import { HostConfigSchema } from './config-schema.js';
+import { DEFAULT_LIMIT_CEILINGS, DEFAULT_LIMITS, type ResolvedLimits } from './limits.js';
+
+export const CONFIG_FILE = 'reed.toml';
+
+/** Host API services a plugin may list in `requirements.capabilities` unless reed.toml says otherwise. */
+export const DEFAULT_CAPABILITIES: readonly string[] = ['log', 'storage', 'content', 'events', 'config'];
+
+export const DEFAULT_POLICY_PERMISSIONS: Readonly<PluginPermissions> = Object.freeze({
+  storage: 'readwrite',
+  content: 'readwrite',
+  events: { emit: ['*'], subscribe: ['*'] },
+  log: true,
+  network: false,
+  filesystem: 'none',
+});
+
+/** The host's configuration, every default applied and every path absolute. */
+export interface HostConfig {
+  /** The reed.toml this came from, if any. */
+  file?: string;
+  pluginDirs: string[];
+  /** Whether `~/.reed/plugins` and `/usr/local/share/reed/plugins` are searched after `pluginDirs`. */
+  defaultSearchPaths: boolean;
+  /** Every directory searched, highest precedence first. */
+  searchPaths: string[];
+  apiVersion: string;
+  reedVersion: string;
+  capabilities: string[];
+  sandboxMode: SandboxMode;
+  limits: ResolvedLimits;
+  fileLimits: FileLimits;
+  policy: HostPolicy;
+  cacheDir: string;
+  dataDir: string;
+  runtimeDir: string;
+  /** Non-fatal findings, e.g. unknown keys. */
+  warnings: Diagnostic[];
+}
+
+/** What the command line (or an embedding application) sets over reed.toml. */
+export interface HostConfigOverrides {
+  /** Replaces `plugin_dirs`. */
+  pluginDirs?: string[];
+  defaultSearchPaths?: boolean;
+  sandboxMode?: SandboxMode;
+}
+
+export interface LoadHostConfigOptions {
+  /** reed.toml to read. Default: `$REED_CONFIG`, else `./reed.toml` when it exists, else built-in defaults. */
+  file?: string;
+  /** Default: `process.cwd()`. */
+  cwd?: string;
+  /** Default: `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Default: `os.homedir()`. */
+  home?: string;
+  overrides?: HostConfigOverrides;
+}
+
+const validateConfig = compileSchema(HostConfigSchema);
+
+/** Reads and checks reed.toml, applies overrides and defaults. Throws `config_unreadable` or `config_invalid`. */
+export function loadHostConfig(options: LoadHostConfigOptions = {}): HostConfig {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
+  const home = options.home ?? homedir();
+  let file = options.file ?? env.REED_CONFIG;
+  if (file === undefined && existsSync(join(cwd, CONFIG_FILE))) file = CONFIG_FILE;
+  const path = file === undefined ? undefined : resolve(cwd, file);
+
+  let raw: Record<string, unknown> = {};
+  if (path !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new ReedError(
+        'config_unreadable',
+        `cannot read host configuration ${path}: ${(error as Error).message}`,
+        {
+          file: path,
+          cause: error,
+        },
+      );
+    }
+    try {
+      raw = TOML.parse(text) as Record<string, unknown>;
+    } catch (error) {
+      const e = error as { line?: number; col?: number; message?: string };
+      const where = typeof e.line === 'number' ? `:${e.line + 1}:${(e.col ?? 0) + 1}` : '';
+      throw new ReedError(
+        'config_invalid',
+        `${path}${where}: TOML syntax error: ${String(e.message).split('\n')[0]}`,
+        { file: path, cause: error },
+      );
+    }
+  }
+  const found = schemaDiagnostics(validateConfig, raw, (field) => ({
+    ...(path === undefined ? {} : { file: path }),
+    field,
+  }));
+  const errors = found.filter((d) => d.severity === 'error');
+  if (errors.length > 0) {
+    throw new ReedError(
+      'config_invalid',
+      `invalid host configuration:\n${errors.map(formatDiagnostic).join('\n')}`,
+      {
+        ...(path === undefined ? {} : { file: path }),
+        ...(errors[0]?.field === undefined ? {} : { field: errors[0].field }),
+      },
+    );
+  }
+  return resolveConfig(raw as RawConfig, {
+    base: path === undefined ? cwd : dirname(path),
+    cwd,
+    env,
+    home,
+    overrides: options.overrides ?? {},
+    warnings: found,
+    ...(path === undefined ? {} : { file: path }),
+  });
+}
+
+type RawLimits = Partial<Record<string, number>>;
+interface RawConfig {
+  plugin_dirs?: string[];
+  default_search_paths?: boolean;
+  reed_version?: string;
+  capabilities?: string[];
+  cache_dir?: string;
+  data_dir?: string;
+  runtime_dir?: string;
+  sandbox?: { mode?: SandboxMode };
+  limits?: RawLimits;
+  files?: Partial<
+    Record<'max_manifest_bytes' | 'max_file_bytes' | 'max_plugin_bytes' | 'max_files' | 'max_depth', number>
+  >;
+  policy?: {
+    allowed_sandbox_modes?: SandboxMode[];
+    permissions?: Partial<Omit<PluginPermissions, 'events'>> & {
+      events?: Partial<PluginPermissions['events']>;
+    };
+    limits?: RawLimits;
+  };
+}
+
+function resolveConfig(
+  raw: RawConfig,
+  ctx: {
+    base: string;
+    cwd: string;
+    env: NodeJS.ProcessEnv;
+    home: string;
+    overrides: HostConfigOverrides;
+    warnings: Diagnostic[];
+    file?: string;
+  },
+): HostConfig {
+  const invalid = (field: string, message: string): never => {
+    throw new ReedError('config_invalid', `${ctx.file ?? 'host configuration'}: \`${field}\` ${message}`, {
+      ...(ctx.file === undefined ? {} : { file: ctx.file }),
+      field,
+    });
+  };
+  const reedVersion = raw.reed_version ?? LOADER_VERSION;
+  if (semver.valid(reedVersion) === null)
+    invalid('reed_version', `must be a semver version, found "${reedVersion}"`);
+
+  const pluginDirs =
+    ctx.overrides.pluginDirs?.map((d) => resolve(ctx.cwd, d)) ??
+    (raw.plugin_dirs ?? ['plugins']).map((d) => resolve(ctx.base, d));
+  const useDefaults = ctx.overrides.defaultSearchPaths ?? raw.default_search_paths ?? true;
+  const limits = mergeLimits(DEFAULT_LIMITS, raw.limits);
+  const ceilings = mergeLimits(DEFAULT_LIMIT_CEILINGS, raw.policy?.limits);
+  for (const key of Object.keys(limits) as (keyof ResolvedLimits)[]) {
+    if (limits[key] > ceilings[key]) {
+      invalid(
+        `limits.${snake(key)}`,
+        `is ${limits[key]}, above its ceiling policy.limits.${snake(key)} = ${ceilings[key]}`,
+      );
+    }
+  }
+  const sandboxMode = ctx.overrides.sandboxMode ?? raw.sandbox?.mode ?? 'none';
+  const allowedSandboxModes = raw.policy?.allowed_sandbox_modes ?? [...SANDBOX_MODES];
+  if (!allowedSandboxModes.includes(sandboxMode)) {
+    invalid('sandbox.mode', `"${sandboxMode}" is not among policy.allowed_sandbox_modes`);
+  }
+  const p = raw.policy?.permissions ?? {};
+  const d = DEFAULT_POLICY_PERMISSIONS;
+  const files = raw.files ?? {};
+  const xdg = (name: string, fallback: string) => ctx.env[name] ?? join(ctx.home, fallback);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  return {
+    ...(ctx.file === undefined ? {} : { file: ctx.file }),
+    pluginDirs,
+    defaultSearchPaths: useDefaults,
+    searchPaths: [...pluginDirs, ...(useDefaults ? defaultSearchPaths(ctx.home) : [])],
+    apiVersion: PLUGIN_API_VERSION,
+    reedVersion,
+    capabilities: raw.capabilities ?? [...DEFAULT_CAPABILITIES],
+    sandboxMode,
+    limits,
+    fileLimits: {
+      maxManifestBytes: files.max_manifest_bytes ?? DEFAULT_FILE_LIMITS.maxManifestBytes,
+      maxFileBytes: files.max_file_bytes ?? DEFAULT_FILE_LIMITS.maxFileBytes,
+      maxPluginBytes: files.max_plugin_bytes ?? DEFAULT_FILE_LIMITS.maxPluginBytes,
+      maxFiles: files.max_files ?? DEFAULT_FILE_LIMITS.maxFiles,
+      maxDepth: files.max_depth ?? DEFAULT_FILE_LIMITS.maxDepth,
+    },
+    policy: {
+      permissions: {
+        storage: p.storage ?? d.storage,
+        content: p.content ?? d.content,
+        events: {
+          emit: p.events?.emit ?? d.events.emit,
+          subscribe: p.events?.subscribe ?? d.events.subscribe,
+        },
+        log: p.log ?? d.log,
+        network: p.network ?? d.network,
+        filesystem: p.filesystem ?? d.filesystem,
+      },
+      allowedSandboxModes,
+      limitCeilings: ceilings,
+    },
+    cacheDir:
+      raw.cache_dir === undefined
+        ? join(xdg('XDG_CACHE_HOME', '.cache'), 'reed')
+        : resolve(ctx.base, raw.cache_dir),
+    dataDir:
+      raw.data_dir === undefined
+        ? join(xdg('XDG_DATA_HOME', '.local/share'), 'reed')
+        : resolve(ctx.base, raw.data_dir),
+    runtimeDir:
+      raw.runtime_dir !== undefined
+        ? resolve(ctx.base, raw.runtime_dir)
+        : ctx.env.XDG_RUNTIME_DIR !== undefined
+          ? join(ctx.env.XDG_RUNTIME_DIR, 'reed')
+          : join(tmpdir(), `reed-${uid}`),
+    warnings: ctx.warnings,
+  };
+}
+
+function mergeLimits(base: Readonly<ResolvedLimits>, raw: RawLimits | undefined): ResolvedLimits {
+  const out = { ...base };
+  for (const [key, value] of Object.entries(raw ?? {})) {
+    if (value !== undefined) out[camel(key) as keyof ResolvedLimits] = value;
+  }
+  return out;
+}
+
+const camel = (key: string) => key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The seed's ValidationContext for this host configuration. */
+export function validationContext(
+  config: HostConfig,
+  loadedPlugins: ValidationContext['loadedPlugins'] = [],
+): ValidationContext {
+  return {
+    apiVersion: config.apiVersion,
+    reedVersion: config.reedVersion,
+    loadedPlugins,
+    systemCapabilities: config.capabilities,
+    policy: config.policy,
+    fileLimits: config.fileLimits,
+  };
+}

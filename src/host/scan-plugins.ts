@@ -1,0 +1,25 @@
+import type { LoadOrder } from '../dependencies/resolve-dependencies.js';
+import type { PluginCandidate } from '../discovery/candidate.js';
+import { type DiscoveryResult, discoverPlugins } from '../discovery/discover.js';
+import type { LoadedPlugin } from '../validation/context.js';
+import { validatePlugins } from '../validation/validator.js';
+import { type HostConfig, validationContext } from './host-config.js';
+
+export interface ScanResult extends DiscoveryResult {
+  order: LoadOrder;
+}
+
+/** discover -> validate -> resolve dependencies, for one host configuration. */
+export function scanPlugins(config: HostConfig, loadedPlugins: LoadedPlugin[] = []): ScanResult {
+  const discovery = discoverPlugins({ searchPaths: config.searchPaths, fileLimits: config.fileLimits });
+  const order = validatePlugins(discovery.candidates, validationContext(config, loadedPlugins));
+  return { ...discovery, order };
+}
+
+export function countByStatus(
+  candidates: readonly PluginCandidate[],
+): Record<PluginCandidate['status'], number> {
+  const counts = { valid: 0, invalid: 0, shadowed: 0 };
+  for (const c of candidates) counts[c.status]++;
+  return counts;
+}

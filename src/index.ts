@@ -1,0 +1,63 @@
+// The public API. Everything not exported here is internal and may change without notice.
+
+export { CODES, type Code, isCode } from './codes.js';
+export { type LoadOrder, resolveDependencies } from './dependencies/resolve-dependencies.js';
+export { type Diagnostic, formatDiagnostic, hasErrors, type Severity } from './diagnostics.js';
+export type { CandidateStatus, ParsedCandidate, PluginCandidate } from './discovery/candidate.js';
+export {
+  analyzeCandidate,
+  type DiscoveryOptions,
+  type DiscoveryResult,
+  defaultSearchPaths,
+  discoverPlugins,
+  type SearchPathReport,
+  type SearchPathStatus,
+} from './discovery/discover.js';
+export { nativeLibraryNames, WASM_FILE } from './discovery/entry-point.js';
+export {
+  DEFAULT_FILE_LIMITS,
+  type FileLimits,
+  type PluginFile,
+  type PluginInventory,
+} from './discovery/plugin-inventory.js';
+export { type ErrorLocation, isReedError, ReedError, type ReedErrorOptions } from './errors.js';
+export {
+  CONFIG_FILE,
+  DEFAULT_CAPABILITIES,
+  DEFAULT_POLICY_PERMISSIONS,
+  type HostConfig,
+  type HostConfigOverrides,
+  type LoadHostConfigOptions,
+  loadHostConfig,
+  validationContext,
+} from './host/host-config.js';
+export {
+  DEFAULT_LIMIT_CEILINGS,
+  DEFAULT_LIMITS,
+  effectiveLimits,
+  type ResolvedLimits,
+} from './host/limits.js';
+export { type ScanResult, scanPlugins } from './host/scan-plugins.js';
+export {
+  MANIFEST_FILE,
+  type ManifestParseResult,
+  parseManifest,
+  readManifest,
+} from './manifest/parse-manifest.js';
+export { ManifestSchema } from './manifest/schema.js';
+export type {
+  AccessLevel,
+  ContainerRuntime,
+  PluginDependency,
+  PluginLimits,
+  PluginManifest,
+  PluginMetadata,
+  PluginPermissions,
+  PluginRequirements,
+  PluginType,
+  SandboxMode,
+} from './manifest/types.js';
+export type { HostPolicy, LoadedPlugin, ValidationContext } from './validation/context.js';
+export type { ValidationRule } from './validation/rule.js';
+export { DEFAULT_RULES, validatePlugins } from './validation/validator.js';
+export { LOADER_VERSION, PLUGIN_API_VERSION } from './version.js';

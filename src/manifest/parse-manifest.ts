@@ -1,0 +1,232 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import TOML from '@iarna/toml';
+import semver from 'semver';
+import type { Diagnostic } from '../diagnostics.js';
+import { hasErrors } from '../diagnostics.js';
+import { compileSchema, schemaDiagnostics } from '../schema-check.js';
+import { ManifestSchema, PLUGIN_ID_PATTERN } from './schema.js';
+import { DEFAULT_PERMISSIONS, DEFAULT_PRIORITY, type PluginManifest } from './types.js';
+
+export const MANIFEST_FILE = 'plugin.toml';
+export const DEFAULT_MAX_MANIFEST_BYTES = 64 * 1024;
+
+export interface ManifestParseResult {
+  /** Present when the manifest has no errors (it may have warnings). */
+  manifest?: PluginManifest;
+  /** The plugin id when it could be read, even from an otherwise broken manifest: discovery dedups on it. */
+  id?: string;
+  diagnostics: Diagnostic[];
+}
+
+const validateSchema = compileSchema(ManifestSchema);
+const ID_RE = new RegExp(PLUGIN_ID_PATTERN);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Reads `file` (at most `maxBytes`) and parses it; never throws for bad input. */
+export function readManifest(file: string, maxBytes = DEFAULT_MAX_MANIFEST_BYTES): ManifestParseResult {
+  let bytes: Buffer;
+  try {
+    bytes = readCapped(file, maxBytes);
+  } catch (error) {
+    if (error instanceof ManifestTooLarge) {
+      return fail(
+        file,
+        'manifest_too_large',
+        `manifest is ${error.size} bytes, above the cap of ${maxBytes} bytes`,
+      );
+    }
+    const reason = error instanceof Error ? error.message : String(error);
+    return fail(file, 'manifest_unreadable', `cannot read manifest: ${reason}`);
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return fail(file, 'manifest_syntax', 'manifest is not valid UTF-8 (TOML files must be UTF-8)');
+  }
+  return parseManifest(text, file);
+}
+
+/** Parses manifest text. `file` is only used to locate diagnostics. */
+export function parseManifest(text: string, file: string): ManifestParseResult {
+  let raw: Record<string, unknown>;
+  try {
+    raw = TOML.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as Record<string, unknown>;
+  } catch (error) {
+    const e = error as { line?: number; col?: number; message?: string };
+    const firstLine = String(e.message ?? error).split('\n')[0] ?? 'syntax error';
+    return {
+      diagnostics: [
+        {
+          code: 'manifest_syntax',
+          severity: 'error',
+          message: `TOML syntax error: ${firstLine}`,
+          file,
+          ...(typeof e.line === 'number' ? { line: e.line + 1, column: (e.col ?? 0) + 1 } : {}),
+        },
+      ],
+    };
+  }
+
+  const diagnostics: Diagnostic[] = [];
+  const metadata = raw.metadata as Record<string, unknown> | undefined;
+  const rawId = metadata !== null && typeof metadata === 'object' ? metadata.id : undefined;
+  // Only an id of the documented form is trusted for dedup and messages (a hostile one could hold escapes).
+  const id = typeof rawId === 'string' && ID_RE.test(rawId) ? rawId : undefined;
+  const at = (field: string): Pick<Diagnostic, 'file' | 'field' | 'pluginId'> => ({
+    file,
+    field,
+    ...(id === undefined ? {} : { pluginId: id }),
+  });
+
+  diagnostics.push(...schemaDiagnostics(validateSchema, raw, at));
+  if (hasErrors(diagnostics)) return { ...(id === undefined ? {} : { id }), diagnostics };
+
+  const manifest = normalize(raw);
+  checkVersions(manifest, diagnostics, at);
+  if (raw.plugin_type === 'script') {
+    diagnostics.push({
+      code: 'plugin_type_unsupported',
+      severity: 'error',
+      message: 'plugin_type "script" is not supported: build the plugin as "wasm" or "native"',
+      ...at('plugin_type'),
+    });
+  }
+  if (hasErrors(diagnostics)) return { id: manifest.metadata.id, diagnostics };
+  return { manifest, id: manifest.metadata.id, diagnostics };
+}
+
+function checkVersions(
+  m: PluginManifest,
+  diagnostics: Diagnostic[],
+  at: (field: string) => Pick<Diagnostic, 'file' | 'field' | 'pluginId'>,
+): void {
+  const mustBeVersion = (value: string | undefined, field: string) => {
+    if (value !== undefined && semver.valid(value) === null) {
+      diagnostics.push({
+        code: 'invalid_semver',
+        severity: 'error',
+        message: `"${value}" is not a semver version (expected MAJOR.MINOR.PATCH, e.g. "1.2.0")`,
+        ...at(field),
+      });
+    }
+  };
+  mustBeVersion(m.metadata.version, 'metadata.version');
+  mustBeVersion(m.metadata.apiVersion, 'metadata.api_version');
+  mustBeVersion(m.requirements.minReedVersion, 'requirements.min_reed_version');
+  m.requirements.dependencies.forEach((dep, i) => {
+    if (semver.validRange(dep.version) === null) {
+      diagnostics.push({
+        code: 'invalid_semver',
+        severity: 'error',
+        message: `"${dep.version}" is not a semver range (e.g. "^1.2", ">=1.0.0 <2", "*")`,
+        ...at(`requirements.dependencies[${i}].version`),
+      });
+    }
+  });
+}
+
+function normalize(raw: Record<string, unknown>): PluginManifest {
+  // The schema has passed, so the casts below only restate what it checked.
+  const r = raw as {
+    plugin_type?: 'wasm' | 'native' | 'script';
+    entry_point?: string;
+    metadata: Record<string, unknown>;
+    requirements?: Record<string, unknown>;
+    permissions?: Record<string, unknown>;
+    configuration?: Record<string, unknown>;
+    limits?: Record<string, number>;
+    sandbox?: PluginManifest['sandbox'];
+    wasi?: { args?: string[]; env?: Record<string, string> };
+  };
+  const md = r.metadata;
+  const req = r.requirements ?? {};
+  const perm = r.permissions ?? {};
+  const events = (perm.events ?? {}) as { emit?: string[]; subscribe?: string[] };
+  const limits: PluginManifest['limits'] = {};
+  for (const [key, value] of Object.entries(r.limits ?? {})) {
+    (limits as Record<string, number>)[snakeToCamel(key)] = value;
+  }
+  return {
+    metadata: {
+      id: md.id as string,
+      name: md.name as string,
+      version: md.version as string,
+      apiVersion: md.api_version as string,
+      priority: (md.priority as number | undefined) ?? DEFAULT_PRIORITY,
+      authors: (md.authors as string[] | undefined) ?? [],
+      ...pick(md, 'description', 'license', 'homepage'),
+    },
+    requirements: {
+      ...(req.min_reed_version === undefined ? {} : { minReedVersion: req.min_reed_version as string }),
+      dependencies: ((req.dependencies as Record<string, unknown>[] | undefined) ?? []).map((d) => ({
+        id: d.id as string,
+        version: (d.version as string | undefined) ?? '*',
+        optional: (d.optional as boolean | undefined) ?? false,
+      })),
+      capabilities: (req.capabilities as string[] | undefined) ?? [],
+    },
+    ...(r.plugin_type === 'wasm' || r.plugin_type === 'native' ? { pluginType: r.plugin_type } : {}),
+    ...(r.entry_point === undefined ? {} : { entryPoint: r.entry_point }),
+    permissions: {
+      storage: (perm.storage as PluginManifest['permissions']['storage']) ?? DEFAULT_PERMISSIONS.storage,
+      content: (perm.content as PluginManifest['permissions']['content']) ?? DEFAULT_PERMISSIONS.content,
+      events: { emit: events.emit ?? [], subscribe: events.subscribe ?? [] },
+      log: (perm.log as boolean | undefined) ?? DEFAULT_PERMISSIONS.log,
+      network: (perm.network as boolean | undefined) ?? DEFAULT_PERMISSIONS.network,
+      filesystem:
+        (perm.filesystem as PluginManifest['permissions']['filesystem']) ?? DEFAULT_PERMISSIONS.filesystem,
+    },
+    configuration: r.configuration ?? {},
+    limits,
+    sandbox: { ...r.sandbox },
+    wasi: { args: r.wasi?.args ?? [], env: { ...r.wasi?.env } },
+  };
+}
+
+function pick<K extends string>(source: Record<string, unknown>, ...keys: K[]): Partial<Record<K, string>> {
+  const out: Partial<Record<K, string>> = {};
+  for (const key of keys) if (typeof source[key] === 'string') out[key] = source[key] as string;
+  return out;
+}
+
+function snakeToCamel(key: string): string {
+  return key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+// --- capped read ---------------------------------------------------------------------------------
+
+class ManifestTooLarge extends Error {
+  constructor(readonly size: number) {
+    super(`manifest too large: ${size}`);
+  }
+}
+
+/** Reads at most `maxBytes`; a larger file (by fstat, or by growing while read) throws ManifestTooLarge. */
+function readCapped(file: string, maxBytes: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const { size } = fstatSync(fd);
+    if (size > maxBytes) throw new ManifestTooLarge(size);
+    let buffer = Buffer.allocUnsafe(size + 1);
+    let length = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) return buffer.subarray(0, length);
+      length += n;
+      if (length > maxBytes) throw new ManifestTooLarge(length);
+      if (length === buffer.length) {
+        // The file grew while we read it; keep reading, still within the cap.
+        const grown = Buffer.allocUnsafe(Math.min(length * 2, maxBytes + 1));
+        buffer.copy(grown, 0, 0, length);
+        buffer = grown;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fail(file: string, code: Diagnostic['code'], message: string): ManifestParseResult {
+  return { diagnostics: [{ code, severity: 'error', message, file }] };
+}

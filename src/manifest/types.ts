@@ -1,0 +1,82 @@
+import type { ACCESS_LEVELS, CONTAINER_RUNTIMES, SANDBOX_MODES } from './schema.js';
+
+/** What runs the plugin code. (`script`, named in the seed, is rejected with `plugin_type_unsupported`.) */
+export type PluginType = 'wasm' | 'native';
+export type SandboxMode = (typeof SANDBOX_MODES)[number];
+export type ContainerRuntime = (typeof CONTAINER_RUNTIMES)[number];
+export type AccessLevel = (typeof ACCESS_LEVELS)[number];
+
+export interface PluginMetadata {
+  id: string;
+  name: string;
+  version: string;
+  apiVersion: string;
+  /** Lower loads first among plugins that do not depend on each other. Default 100. */
+  priority: number;
+  description?: string;
+  authors: string[];
+  license?: string;
+  homepage?: string;
+}
+
+export interface PluginDependency {
+  id: string;
+  /** A semver range; default `*`. */
+  version: string;
+  /** An optional dependency is ordered before the plugin when present and only warned about when absent. */
+  optional: boolean;
+}
+
+export interface PluginRequirements {
+  minReedVersion?: string;
+  dependencies: PluginDependency[];
+  capabilities: string[];
+}
+
+export interface PluginPermissions {
+  storage: AccessLevel;
+  content: AccessLevel;
+  events: { emit: string[]; subscribe: string[] };
+  log: boolean;
+  network: boolean;
+  filesystem: AccessLevel;
+}
+
+/** Limits a manifest may ask for. Absent ones take the host's defaults; none may pass the policy ceiling. */
+export interface PluginLimits {
+  memoryMb?: number;
+  tableElements?: number;
+  fuelPerCall?: number;
+  callTimeoutMs?: number;
+  maxOutputBytes?: number;
+  storageQuotaBytes?: number;
+  logLineBytes?: number;
+  logLinesPerSecond?: number;
+  cpus?: number;
+  pids?: number;
+  tmpfsMb?: number;
+}
+
+/** A parsed, checked `plugin.toml` with every default applied. See docs/MANIFEST.md. */
+export interface PluginManifest {
+  metadata: PluginMetadata;
+  requirements: PluginRequirements;
+  /** As written; `undefined` means "detect from the files present". */
+  pluginType?: PluginType;
+  entryPoint?: string;
+  permissions: PluginPermissions;
+  configuration: Record<string, unknown>;
+  limits: PluginLimits;
+  sandbox: { mode?: SandboxMode; runtime?: ContainerRuntime };
+  wasi: { args: string[]; env: Record<string, string> };
+}
+
+export const DEFAULT_PRIORITY = 100;
+export const DEFAULT_PERMISSIONS: Readonly<PluginPermissions> = Object.freeze({
+  storage: 'none',
+  content: 'none',
+  events: Object.freeze({ emit: [], subscribe: [] }) as PluginPermissions['events'],
+  log: true,
+  network: false,
+  filesystem: 'none',
+});

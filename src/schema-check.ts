@@ -1,0 +1,171 @@
+import type { TSchema } from '@sinclair/typebox';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { Diagnostic } from './diagnostics.js';
+
+/**
+ * Checks parsed TOML against a TypeBox schema and turns ajv's errors into diagnostics that name the key path,
+ * what was expected and what was found. Shared by plugin.toml and reed.toml.
+ */
+
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true });
+
+export function compileSchema(schema: TSchema): ValidateFunction {
+  return ajv.compile(schema);
+}
+
+type Locate = (field: string) => Pick<Diagnostic, 'file' | 'field' | 'pluginId'>;
+
+/** Every schema finding: unknown keys as warnings (`manifest_unknown_key`), everything else as errors. */
+export function schemaDiagnostics(validate: ValidateFunction, data: unknown, at: Locate): Diagnostic[] {
+  if (validate(data)) return [];
+  return (validate.errors ?? []).map((error) => schemaDiagnostic(error, at));
+}
+
+const TOML_TYPE_NAMES: Record<string, string> = {
+  object: 'a table',
+  array: 'an array',
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'a boolean (true or false)',
+};
+
+function describeValue(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Date) return 'a date';
+  if (value === null) return 'nothing';
+  switch (typeof value) {
+    case 'object':
+      return 'a table';
+    case 'string':
+      return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+    case 'number':
+      return Number.isInteger(value) ? `the integer ${value}` : `the number ${value}`;
+    case 'bigint':
+      return `the integer ${value} (too large)`;
+    case 'boolean':
+      return `the boolean ${value}`;
+    default:
+      return typeof value;
+  }
+}
+
+/** `/requirements/dependencies/1/id` -> `requirements.dependencies[1].id` */
+export function pointerToField(pointer: string): string {
+  let out = '';
+  for (const part of pointer.split('/').slice(1)) {
+    const key = printable(part.replace(/~1/g, '/').replace(/~0/g, '~'));
+    if (/^\d+$/.test(key)) out += `[${key}]`;
+    else out += out === '' ? key : `.${key}`;
+  }
+  return out;
+}
+
+/** Escapes control and non-ASCII characters so that a hostile key cannot forge terminal output. */
+export function printable(text: string): string {
+  const shown = text.length > 80 ? `${text.slice(0, 80)}...` : text;
+  return shown.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function join(field: string, key: string): string {
+  return field === '' ? key : `${field}.${key}`;
+}
+
+function schemaDiagnostic(error: ErrorObject, at: Locate): Diagnostic {
+  const field = pointerToField(error.instancePath);
+  const where = field === '' ? 'the manifest' : `\`${field}\``;
+  const params = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case 'required': {
+      const missing = join(field, String(params.missingProperty));
+      const props = (error.parentSchema as { properties?: Record<string, { type?: string }> } | undefined)
+        ?.properties;
+      const type = props?.[String(params.missingProperty)]?.type;
+      const expected = type === undefined ? '' : ` (expected ${TOML_TYPE_NAMES[type] ?? type})`;
+      return {
+        code: 'manifest_missing_field',
+        severity: 'error',
+        message: `missing required field \`${missing}\`${expected}`,
+        ...at(missing),
+      };
+    }
+    case 'type': {
+      const expected = String(params.type)
+        .split(',')
+        .map((t) => TOML_TYPE_NAMES[t] ?? t)
+        .join(' or ');
+      return {
+        code: 'manifest_invalid_type',
+        severity: 'error',
+        message: `${where} must be ${expected}, found ${describeValue(error.data)}`,
+        ...at(field),
+      };
+    }
+    case 'additionalProperties': {
+      const key = printable(String(params.additionalProperty));
+      const known = Object.keys(
+        (error.parentSchema as { properties?: object } | undefined)?.properties ?? {},
+      );
+      const guess = closest(key, known);
+      return {
+        code: 'manifest_unknown_key',
+        severity: 'warning',
+        message: `unknown key \`${join(field, key)}\` is ignored${guess === undefined ? '' : ` (did you mean \`${guess}\`?)`}`,
+        ...at(join(field, key)),
+      };
+    }
+    case 'enum': {
+      const allowed = (params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ');
+      return {
+        code: 'manifest_invalid_value',
+        severity: 'error',
+        message: `${where} must be one of ${allowed}, found ${describeValue(error.data)}`,
+        ...at(field),
+      };
+    }
+    case 'pattern': {
+      const description = (error.parentSchema as { description?: string } | undefined)?.description;
+      return {
+        code: 'manifest_invalid_value',
+        severity: 'error',
+        message: `${where} has the wrong form: found ${describeValue(error.data)}${description === undefined ? `, expected to match ${String(params.pattern)}` : `; ${description}`}`,
+        ...at(field),
+      };
+    }
+    default:
+      return {
+        code: 'manifest_invalid_value',
+        severity: 'error',
+        message: `${where} ${error.message ?? 'is invalid'}, found ${describeValue(error.data)}`,
+        ...at(field),
+      };
+  }
+}
+
+/** The known key within edit distance 2 of `key`, for a "did you mean" hint. */
+function closest(key: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of known) {
+    const d = editDistance(key.toLowerCase(), candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row.push(Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost));
+    }
+    prev = row;
+  }
+  return prev[b.length] ?? 0;
+}

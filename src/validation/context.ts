@@ -1,0 +1,32 @@
+import type { FileLimits } from '../discovery/plugin-inventory.js';
+import type { ResolvedLimits } from '../host/limits.js';
+import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
+
+/** What the host grants at most. A manifest asking for more fails validation (`permission_denied_by_policy`). */
+export interface HostPolicy {
+  /** The most each permission may be. `events` lists the topic patterns (`*` wildcard) a plugin may use. */
+  permissions: PluginPermissions;
+  /** Sandbox modes a manifest may ask for. */
+  allowedSandboxModes: SandboxMode[];
+  /** The highest value each manifest limit may take. */
+  limitCeilings: ResolvedLimits;
+}
+
+export interface LoadedPlugin {
+  id: string;
+  version: string;
+}
+
+/** Everything the rules judge a plugin against (the seed's ValidationContext, plus what the rules need). */
+export interface ValidationContext {
+  /** The plugin API this host implements. */
+  apiVersion: string;
+  /** The host version `min_reed_version` is compared with. */
+  reedVersion: string;
+  /** Plugins already running in the host; they satisfy dependencies. */
+  loadedPlugins: LoadedPlugin[];
+  /** Capabilities the host provides; `requirements.capabilities` must be among them. */
+  systemCapabilities: string[];
+  policy: HostPolicy;
+  fileLimits: FileLimits;
+}

@@ -1,0 +1,102 @@
+import type { AccessLevel, PluginLimits } from '../../manifest/types.js';
+import type { ValidationRule } from '../rule.js';
+
+const LEVEL_RANK: Record<AccessLevel, number> = { none: 0, read: 1, readwrite: 2 };
+
+/** Whether `allowed` (a topic pattern, `*` matching anything) covers every topic `requested` can match. */
+export function patternCovers(allowed: string, requested: string): boolean {
+  if (allowed === '*' || allowed === requested) return true;
+  const source = allowed
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${source}$`).test(requested);
+}
+
+const LIMIT_FIELDS: Record<keyof PluginLimits, string> = {
+  memoryMb: 'memory_mb',
+  tableElements: 'table_elements',
+  fuelPerCall: 'fuel_per_call',
+  callTimeoutMs: 'call_timeout_ms',
+  maxOutputBytes: 'max_output_bytes',
+  storageQuotaBytes: 'storage_quota_bytes',
+  logLineBytes: 'log_line_bytes',
+  logLinesPerSecond: 'log_lines_per_second',
+  cpus: 'cpus',
+  pids: 'pids',
+  tmpfsMb: 'tmpfs_mb',
+};
+
+/**
+ * What the plugin asks of the host against what the policy grants: permissions, capabilities, limits and
+ * sandbox mode. The host decides; a manifest can only ask.
+ */
+export const permissionRule: ValidationRule = {
+  name: 'PermissionRule',
+  validate(candidate, context, report) {
+    const at = { file: candidate.manifestPath, pluginId: candidate.id };
+    const asked = candidate.manifest.permissions;
+    const granted = context.policy.permissions;
+    const deny = (field: string, what: string) =>
+      report({
+        code: 'permission_denied_by_policy',
+        severity: 'error',
+        message: `plugin "${candidate.id}" asks for ${what}, which the host policy does not grant (see [policy.permissions] in reed.toml)`,
+        field: `permissions.${field}`,
+        ...at,
+      });
+
+    for (const key of ['storage', 'content', 'filesystem'] as const) {
+      if (LEVEL_RANK[asked[key]] > LEVEL_RANK[granted[key]]) {
+        deny(key, `${key} access "${asked[key]}" (policy allows at most "${granted[key]}")`);
+      }
+    }
+    for (const key of ['log', 'network'] as const) {
+      if (asked[key] && !granted[key]) deny(key, key === 'network' ? 'network access' : 'logging');
+    }
+    for (const kind of ['emit', 'subscribe'] as const) {
+      asked.events[kind].forEach((topic, i) => {
+        if (!granted.events[kind].some((allowed) => patternCovers(allowed, topic))) {
+          deny(`events.${kind}[${i}]`, `to ${kind} events "${topic}"`);
+        }
+      });
+    }
+
+    const capabilities = new Set(context.systemCapabilities);
+    candidate.manifest.requirements.capabilities.forEach((capability, i) => {
+      if (!capabilities.has(capability)) {
+        report({
+          code: 'capability_unavailable',
+          severity: 'error',
+          message: `plugin "${candidate.id}" requires capability "${capability}", which this host does not provide`,
+          field: `requirements.capabilities[${i}]`,
+          ...at,
+        });
+      }
+    });
+
+    for (const [key, value] of Object.entries(candidate.manifest.limits) as [keyof PluginLimits, number][]) {
+      const ceiling = context.policy.limitCeilings[key];
+      if (value > ceiling) {
+        report({
+          code: 'limit_exceeds_policy',
+          severity: 'error',
+          message: `plugin "${candidate.id}" asks for ${LIMIT_FIELDS[key]} = ${value}, above the host policy's ceiling of ${ceiling}`,
+          field: `limits.${LIMIT_FIELDS[key]}`,
+          ...at,
+        });
+      }
+    }
+
+    const mode = candidate.manifest.sandbox.mode;
+    if (mode !== undefined && !context.policy.allowedSandboxModes.includes(mode)) {
+      report({
+        code: 'sandbox_mode_denied',
+        severity: 'error',
+        message: `plugin "${candidate.id}" asks for sandbox mode "${mode}"; the host policy allows ${context.policy.allowedSandboxModes.map((m) => `"${m}"`).join(', ')}`,
+        field: 'sandbox.mode',
+        ...at,
+      });
+    }
+  },
+};
