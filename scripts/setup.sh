@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian 12 machine ready to build and test reed-plugin-loader. Idempotent: it only does what
+# is missing, and reuses a Docker engine that already answers without changing it.
+#
+#   bash scripts/setup.sh              npm dependencies, build, and a Docker engine with gVisor (runsc)
+#   bash scripts/setup.sh --no-docker  npm dependencies and build only (enough for `npm start`)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+want_docker=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-docker) want_docker=0 ;;
+    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else log "root is needed for: $*"; return 1
+  fi
+}
+
+apt_updated=0
+# Installs those of the named Debian packages that are not installed yet.
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- npm dependencies (npm ci also builds, through the `prepare` script) ------------------------------
+stamp=node_modules/.reed-setup-lock
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  log "npm ci"
+  npm ci --no-audit --no-fund
+  cp package-lock.json "$stamp"
+fi
+
+[ $want_docker = 1 ] || exit 0
+
+# --- Docker engine --------------------------------------------------------------------------------------
+docker_answers() { node scripts/docker-ping.mjs >/dev/null 2>&1; }
+
+if docker_answers; then
+  log "a Docker engine answers; using it as it is"
+  exit 0
+fi
+
+# Register gVisor before the engine first starts, so that an engine the package itself starts has it too.
+# --host-uds=open: without it gVisor refuses the connect-back to the bind-mounted Unix socket.
+# --network=none: runsc containers get no network stack at all.
+as_root mkdir -p /etc/docker
+as_root node -e '
+  const fs = require("node:fs");
+  const file = "/etc/docker/daemon.json";
+  let config = {};
+  try { config = JSON.parse(fs.readFileSync(file, "utf8")); } catch {}
+  config.runtimes = config.runtimes ?? {};
+  config.runtimes.runsc = { path: "/usr/bin/runsc", runtimeArgs: ["--network=none", "--host-uds=open"] };
+  fs.writeFileSync(file, JSON.stringify(config, null, 2) + "\n");
+'
+apt_install docker.io runsc
+
+if ! docker_answers; then
+  log "starting dockerd (log: /var/log/reed-dockerd.log)"
+  as_root bash -c 'nohup setsid dockerd >/var/log/reed-dockerd.log 2>&1 </dev/null &'
+fi
+for _ in $(seq 1 90); do
+  if docker_answers; then log "Docker engine ready"; exit 0; fi
+  sleep 1
+done
+log "dockerd did not answer within 90 s; the end of its log:"
+tail -n 30 /var/log/reed-dockerd.log >&2 || true
+exit 1

@@ -1,0 +1,72 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import TOML from '@iarna/toml';
+import { afterEach } from 'vitest';
+
+/** An empty but valid WASM module: enough for discovery, which does not read module contents. */
+export const EMPTY_WASM = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+
+export interface ManifestFields {
+  id?: string;
+  name?: string;
+  version?: string;
+  api_version?: string;
+  priority?: number;
+  [key: string]: unknown;
+}
+
+/** A manifest as TOML: `metadata` from the common fields, other keys as top-level tables or values. */
+export function manifestToml(fields: ManifestFields = {}): string {
+  const {
+    id = 'example',
+    name,
+    version = '1.0.0',
+    api_version = '1.0.0',
+    priority,
+    metadata,
+    ...rest
+  } = fields;
+  const md: Record<string, unknown> = { id, name: name ?? id, version, api_version, ...(metadata as object) };
+  if (priority !== undefined) md.priority = priority;
+  // Top-level values must come before tables in TOML.
+  const scalars = Object.fromEntries(Object.entries(rest).filter(([, v]) => typeof v !== 'object'));
+  const tables = Object.fromEntries(Object.entries(rest).filter(([, v]) => typeof v === 'object'));
+  return TOML.stringify({ ...scalars, metadata: md, ...tables } as TOML.JsonMap);
+}
+
+/** Temporary directories removed after each test. */
+const made: string[] = [];
+afterEach(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+export function tempDir(prefix = 'reed-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  made.push(dir);
+  return dir;
+}
+
+/**
+ * Writes a plugin directory `root/name` with a manifest (fields or raw text) and files (default: an empty
+ * plugin.wasm). Returns its path.
+ */
+export function writePlugin(
+  root: string,
+  name: string,
+  manifest: ManifestFields | string | Buffer = { id: name },
+  files: Record<string, string | Buffer> = { 'plugin.wasm': EMPTY_WASM },
+): string {
+  const dir = join(root, name);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  writeFileSync(
+    join(dir, 'plugin.toml'),
+    typeof manifest === 'string' || Buffer.isBuffer(manifest) ? manifest : manifestToml(manifest),
+  );
+  for (const [rel, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, rel)), { recursive: true, mode: 0o755 });
+    writeFileSync(join(dir, rel), content);
+  }
+  return dir;
+}

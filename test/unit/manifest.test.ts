@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseManifest } from '../../src/manifest/parse-manifest.js';
+
+describe('parseManifest', () => {
+  it('applies every default to a minimal manifest', () => {
+    const { manifest, diagnostics } = parseManifest(
+      '[metadata]\nid = "m"\nname = "M"\nversion = "1.0.0"\napi_version = "1.0.0"\n',
+      'plugin.toml',
+    );
+    expect(diagnostics).toEqual([]);
+    expect(manifest).toEqual({
+      metadata: { id: 'm', name: 'M', version: '1.0.0', apiVersion: '1.0.0', priority: 100, authors: [] },
+      requirements: { dependencies: [], capabilities: [] },
+      permissions: {
+        storage: 'none',
+        content: 'none',
+        events: { emit: [], subscribe: [] },
+        log: true,
+        network: false,
+        filesystem: 'none',
+      },
+      configuration: {},
+      limits: {},
+      sandbox: {},
+      wasi: { args: [], env: {} },
+    });
+  });
+
+  it('parses the complete example of docs/MANIFEST.md without a diagnostic', () => {
+    const doc = readFileSync(new URL('../../docs/MANIFEST.md', import.meta.url), 'utf8');
+    const example = /```toml\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(example).toBeDefined();
+    const { manifest, diagnostics } = parseManifest(example ?? '', 'MANIFEST.md');
+    expect(diagnostics).toEqual([]);
+    expect(manifest?.requirements.dependencies[0]).toEqual({
+      id: 'com.example.storage-core',
+      version: '^1.2',
+      optional: false,
+    });
+    expect(manifest?.limits.memoryMb).toBe(32);
+    expect(manifest?.configuration).toMatchObject({ greeting: 'Hello' });
+  });
+
+  it('reports a syntax error with its line and column', () => {
+    const [d] = parseManifest('[metadata]\nid = "x"\nname = \n', 'f.toml').diagnostics;
+    expect(d).toMatchObject({ code: 'manifest_syntax', file: 'f.toml', line: 3 });
+  });
+
+  it('names every problem at once, each with its key path', () => {
+    const { diagnostics } = parseManifest(
+      '[metadata]\nid = "x"\nname = 1\nversion = 2\napi_version = "1.0.0"\npriority = 1.5\n',
+      'f.toml',
+    );
+    expect(diagnostics.map((d) => [d.code, d.field])).toEqual([
+      ['manifest_invalid_type', 'metadata.name'],
+      ['manifest_invalid_type', 'metadata.version'],
+      ['manifest_invalid_type', 'metadata.priority'],
+    ]);
+    expect(diagnostics[0]?.message).toBe('`metadata.name` must be a string, found the integer 1');
+  });
+
+  it('suggests the nearest known key for a typo', () => {
+    const { diagnostics, manifest } = parseManifest(
+      '[metadata]\nid = "x"\nname = "X"\nversion = "1.0.0"\napi_version = "1.0.0"\nlicence = "MIT"\n',
+      'f.toml',
+    );
+    expect(manifest).toBeDefined();
+    expect(diagnostics[0]?.message).toContain('did you mean `license`?');
+  });
+
+  it('accepts a byte-order mark', () => {
+    const { diagnostics } = parseManifest(
+      '\ufeff[metadata]\nid = "x"\nname = "X"\nversion = "1.0.0"\napi_version = "1.0.0"\n',
+      'f.toml',
+    );
+    expect(diagnostics).toEqual([]);
+  });
+});
