@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, realpathSync, type Stats, statSync } from 'node:fs';
+import { type Dirent, lstatSync, readdirSync, realpathSync, type Stats, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Diagnostic } from '../diagnostics.js';
@@ -73,7 +73,7 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
     let real: string;
     try {
       st = statSync(path);
-      real = realpathSync(path);
+      real = realpathSync.native(path);
     } catch {
       report.status = 'missing';
       return;
@@ -103,9 +103,9 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
       });
       return;
     }
-    let names: string[];
+    let entries: Dirent[];
     try {
-      names = readdirSync(path);
+      entries = readdirSync(path, { withFileTypes: true });
     } catch (error) {
       report.status = 'unreadable';
       diagnostics.push({
@@ -117,17 +117,18 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
       return;
     }
     const index = reports.length - 1;
-    const pluginDirs: string[] = [];
-    if (names.includes(MANIFEST_FILE)) pluginDirs.push(path);
-    names.sort();
-    for (const name of names) {
+    // [directory as found, its real path when known without asking the kernel]
+    const pluginDirs: [string, string | undefined][] = [];
+    if (entries.some((e) => e.name === MANIFEST_FILE)) pluginDirs.push([path, real]);
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
       // `*` in the seed's glob pattern does not match dot-entries.
-      if (name.startsWith('.') || name === MANIFEST_FILE) continue;
-      const dir = join(path, name);
-      if (hasManifest(dir)) pluginDirs.push(dir);
+      if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
+      const dir = join(path, entry.name);
+      if (hasManifest(dir)) pluginDirs.push([dir, entry.isDirectory() ? join(real, entry.name) : undefined]);
     }
-    for (const dir of pluginDirs) {
-      const candidate = analyzeCandidate(dir, path, index, limits);
+    for (const [dir, realDir] of pluginDirs) {
+      const candidate = analyzeCandidate(dir, path, index, limits, realDir);
       const root = candidate.inventory?.root ?? dir;
       if (seenPluginDirs.has(root)) continue; // the same directory reached twice through links
       seenPluginDirs.add(root);
@@ -155,6 +156,8 @@ export function analyzeCandidate(
   searchPath: string,
   searchPathIndex: number,
   limits: FileLimits,
+  /** The directory's real path, when the caller already knows it. */
+  realDir?: string,
 ): PluginCandidate {
   const manifestPath = join(pluginDir, MANIFEST_FILE);
   const candidate: PluginCandidate = {
@@ -167,7 +170,7 @@ export function analyzeCandidate(
   };
   let root: string;
   try {
-    root = realpathSync(pluginDir);
+    root = realDir ?? realpathSync.native(pluginDir);
     candidate.inventory = inventoryPlugin(root, limits);
   } catch (error) {
     candidate.diagnostics.push({

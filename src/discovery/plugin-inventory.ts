@@ -105,7 +105,7 @@ function kindOf(st: Stats): PluginFileKind {
 
 function describeLink(abs: string, entry: PluginFile, rootPrefix: string): void {
   try {
-    entry.linkTarget = realpathSync(abs);
+    entry.linkTarget = realpathSync.native(abs);
   } catch {
     entry.dangling = true;
     try {

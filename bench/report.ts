@@ -1,0 +1,65 @@
+/** Shared by every benchmark: timing helpers and the printed table of figures, baselines and ratios. */
+
+export interface Row {
+  figure: string;
+  value: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+  /** Whether the target holds; undefined for figures without a target. */
+  met?: boolean;
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** Runs `fn` once to warm up, then `runs` times, alternating with `baseline` so both see the same machine. */
+export function interleave(
+  runs: number,
+  fn: () => void,
+  baseline: () => void,
+): { ours: number[]; base: number[] } {
+  fn();
+  baseline();
+  const ours: number[] = [];
+  const base: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let t = performance.now();
+    baseline();
+    base.push(performance.now() - t);
+    t = performance.now();
+    fn();
+    ours.push(performance.now() - t);
+  }
+  return { ours, base };
+}
+
+export function printTable(title: string, rows: Row[]): void {
+  const header = ['figure', 'value', 'baseline', 'ratio', 'target', 'met'];
+  const cells = rows.map((r) => [
+    r.figure,
+    r.value,
+    r.baseline,
+    r.ratio,
+    r.target,
+    r.met === undefined ? '' : r.met ? 'yes' : 'NO',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (c: string[]) =>
+    c
+      .map((x, i) => x.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  console.log(`\n## ${title}\n`);
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const c of cells) console.log(line(c));
+}
+
+export const fmt = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

@@ -1,0 +1,12 @@
+// `npm run bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
+// Targets are reported, never enforced in tests: these machines are shared and noisy.
+import { runDiscoveryBench } from './discovery.js';
+
+const benches: [string, () => boolean | Promise<boolean>][] = [['discovery', runDiscoveryBench]];
+const only = process.argv.slice(2);
+const missed: string[] = [];
+for (const [name, run] of benches) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  if (!(await run())) missed.push(name);
+}
+console.log(missed.length === 0 ? '\nall targets met' : `\ntargets missed: ${missed.join(', ')}`);
