@@ -4,6 +4,7 @@ import { main } from '../dist/src/cli/main.js';
 
 const io = {
   stdout: (text) => process.stdout.write(text),
+  stdoutBytes: (bytes) => process.stdout.write(bytes),
   stderr: (text) => process.stderr.write(text),
   cwd: process.cwd(),
   env: process.env,

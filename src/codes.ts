@@ -48,6 +48,36 @@ export const CODES = {
   too_many_files: 'the plugin directory holds more files than the configured cap',
   too_deep: 'the plugin directory nests deeper than the configured cap',
 
+  // WASM modules (checked before compile)
+  wasm_invalid: 'the file is not a valid WebAssembly module',
+  wasm_unsupported: 'the module uses a WebAssembly feature this host does not run',
+  wasm_too_large: 'the module is larger than the configured cap',
+  wasm_import_unknown: 'the module imports something the host does not provide',
+  wasm_import_signature: 'the module imports a host function with the wrong signature',
+  wasm_memory_limit: 'the module\u2019s memory starts above the memory cap',
+  wasm_table_limit: 'the module\u2019s table starts above the table cap',
+
+  // Calls
+  fuel_exhausted: 'the call used up its instruction budget (fuel)',
+  call_timeout: 'the call ran past its deadline',
+  output_too_large: 'the call\u2019s output is larger than the output cap',
+  storage_quota_exceeded: 'a storage write would pass the plugin\u2019s quota',
+  permission_denied: 'the plugin called a host function its permissions do not allow',
+  wasm_trap: 'the module trapped (unreachable, division by zero, bad memory access, ...)',
+  wasm_out_of_bounds: 'the module passed a pointer and length outside its memory to the host',
+  wasm_stack_overflow: 'the module recursed past the stack limit',
+  wasm_no_memory: 'the module exports no memory, but called a host function that needs one',
+  invalid_argument: 'the plugin passed the host an argument it cannot use (bad UTF-8, bad JSON, bad key)',
+  plugin_error: 'the plugin returned an error of its own',
+  function_not_found: 'the plugin has no callable function of that name',
+  init_failed: 'the plugin\u2019s init failed',
+  plugin_not_loaded: 'no loaded plugin has that id',
+  plugin_failed: 'the plugin is marked failed and takes no calls',
+  native_in_process_denied: 'a native plugin may only run in-process when the policy trusts it',
+  host_closed: 'the host is closed',
+  sandbox_unavailable: 'the sandbox mode asked for is not available on this host',
+  cache_error: 'the compile cache could not be used',
+
   // Host configuration and CLI
   config_unreadable: 'the host configuration file could not be read',
   config_invalid: 'the host configuration has a wrong field',

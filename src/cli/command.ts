@@ -9,6 +9,7 @@ export const EXIT_USAGE = 2;
 
 export interface CommandIo {
   stdout: (text: string) => void;
+  stdoutBytes: (bytes: Uint8Array) => void;
   stderr: (text: string) => void;
   cwd: string;
   env: NodeJS.ProcessEnv;

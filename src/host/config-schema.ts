@@ -18,6 +18,15 @@ export const HostConfigSchema = Strict({
   data_dir: Type.Optional(Type.String({ minLength: 1 })),
   runtime_dir: Type.Optional(Type.String({ minLength: 1 })),
   sandbox: Type.Optional(Strict({ mode: Type.Optional(Enum(SANDBOX_MODES)) })),
+  wasm: Type.Optional(
+    Strict({
+      max_module_bytes: Count(Number.MAX_SAFE_INTEGER),
+      fuel: Type.Optional(Type.Boolean()),
+    }),
+  ),
+  cache: Type.Optional(
+    Strict({ max_bytes: Count(Number.MAX_SAFE_INTEGER), enabled: Type.Optional(Type.Boolean()) }),
+  ),
   limits: Type.Optional(LimitsSchema),
   files: Type.Optional(
     Strict({

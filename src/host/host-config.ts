@@ -9,6 +9,7 @@ import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-invent
 import { ReedError } from '../errors.js';
 import { SANDBOX_MODES } from '../manifest/schema.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
+import { DEFAULT_MAX_MODULE_BYTES } from '../runtime/wasm/compile-wasm.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
@@ -46,6 +47,9 @@ export interface HostConfig {
   fileLimits: FileLimits;
   policy: HostPolicy;
   cacheDir: string;
+  /** Compile cache: whether it is used, and its size bound. */
+  cache: { enabled: boolean; maxBytes: number };
+  wasm: { maxModuleBytes: number; fuel: boolean };
   dataDir: string;
   runtimeDir: string;
   /** Non-fatal findings, e.g. unknown keys. */
@@ -146,6 +150,8 @@ interface RawConfig {
   data_dir?: string;
   runtime_dir?: string;
   sandbox?: { mode?: SandboxMode };
+  wasm?: { max_module_bytes?: number; fuel?: boolean };
+  cache?: { max_bytes?: number; enabled?: boolean };
   limits?: RawLimits;
   files?: Partial<
     Record<'max_manifest_bytes' | 'max_file_bytes' | 'max_plugin_bytes' | 'max_files' | 'max_depth', number>
@@ -236,6 +242,11 @@ function resolveConfig(
       },
       allowedSandboxModes,
       limitCeilings: ceilings,
+    },
+    cache: { enabled: raw.cache?.enabled ?? true, maxBytes: raw.cache?.max_bytes ?? 512 * 1024 * 1024 },
+    wasm: {
+      maxModuleBytes: raw.wasm?.max_module_bytes ?? DEFAULT_MAX_MODULE_BYTES,
+      fuel: raw.wasm?.fuel ?? true,
     },
     cacheDir:
       raw.cache_dir === undefined

@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
+import { callCommand } from './call.js';
 import { discoverCommand } from './discover.js';
 import { validateCommand } from './validate.js';
 
 /** Every `reed-plugins` subcommand, in the order `--help` lists them. */
-export const COMMANDS: readonly Command[] = [discoverCommand, validateCommand];
+export const COMMANDS: readonly Command[] = [discoverCommand, validateCommand, callCommand];

@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import { isReedError } from '../../errors.js';
+import { PluginHost } from '../../host/plugin-host.js';
+import { SANDBOX_MODES } from '../../manifest/schema.js';
+import type { SandboxMode } from '../../manifest/types.js';
+import {
+  type Command,
+  EXIT_OK,
+  EXIT_PLUGIN_ERROR,
+  HOST_OPTION_HELP,
+  HOST_OPTIONS,
+  hostConfigFrom,
+  toJson,
+  UsageError,
+} from '../command.js';
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export const callCommand: Command = {
+  name: 'call',
+  usage: 'ID FUNCTION [--input TEXT | --input-file F] [--mode MODE] [options]',
+  summary: 'load one plugin (and its dependencies) and call one of its functions',
+  options: {
+    ...HOST_OPTIONS,
+    input: { type: 'string' },
+    'input-file': { type: 'string' },
+    mode: { type: 'string' },
+  },
+  optionHelp: [
+    ['--input TEXT', 'the call input (default: empty)'],
+    ['--input-file F', 'read the call input from file F ("-" for standard input)'],
+    [
+      '--mode MODE',
+      `sandbox mode for this run: ${SANDBOX_MODES.join(', ')} (default: the manifest's, else reed.toml's)`,
+    ],
+    ...HOST_OPTION_HELP,
+  ],
+  maxPositionals: 2,
+  async run({ values, positionals, io }) {
+    const [id, fn] = positionals;
+    if (id === undefined || fn === undefined) throw new UsageError('expected a plugin ID and a FUNCTION');
+    if (values.input !== undefined && values['input-file'] !== undefined) {
+      throw new UsageError('give --input or --input-file, not both');
+    }
+    const mode = values.mode as string | undefined;
+    if (mode !== undefined && !(SANDBOX_MODES as readonly string[]).includes(mode)) {
+      throw new UsageError(`--mode must be one of ${SANDBOX_MODES.join(', ')}`);
+    }
+    let input: Uint8Array = new Uint8Array(0);
+    if (typeof values.input === 'string') input = Buffer.from(values.input);
+    else if (typeof values['input-file'] === 'string') {
+      const file = values['input-file'];
+      try {
+        input = readFileSync(file === '-' ? 0 : file);
+      } catch (error) {
+        throw new UsageError(`cannot read --input-file ${file}: ${(error as Error).message}`);
+      }
+    }
+    const config = hostConfigFrom(values, io);
+    const host = await PluginHost.start({
+      config,
+      plugins: [id],
+      ...(mode === undefined ? {} : { forceMode: mode as SandboxMode }),
+    });
+    try {
+      const outcome = await host.call(id, fn, input);
+      if (values.json === true) {
+        io.stdout(
+          `${toJson({ ok: true, ...encodeOutput(outcome.output), error: null, stats: outcome.stats })}\n`,
+        );
+      } else {
+        io.stdoutBytes(outcome.output);
+      }
+      return EXIT_OK;
+    } catch (error) {
+      if (!isReedError(error)) throw error;
+      if (values.json === true) {
+        io.stdout(
+          `${toJson({ ok: false, output: null, error: { code: error.code, message: error.message }, stats: null })}\n`,
+        );
+      } else {
+        io.stderr(`error ${error.code}: ${error.message}\n`);
+      }
+      return EXIT_PLUGIN_ERROR;
+    } finally {
+      await host.close();
+    }
+  },
+};
+
+/** Output as text when it is UTF-8, else base64, saying which. */
+function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'utf8' | 'base64' } {
+  try {
+    return { output: utf8.decode(output), outputEncoding: 'utf8' };
+  } catch {
+    return { output: Buffer.from(output).toString('base64'), outputEncoding: 'base64' };
+  }
+}

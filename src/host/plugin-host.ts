@@ -1,0 +1,286 @@
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { CompileCache } from '../cache/compile-cache.js';
+import type { ParsedCandidate } from '../discovery/candidate.js';
+import { ReedError } from '../errors.js';
+import type { PluginType, SandboxMode } from '../manifest/types.js';
+import { compileWasm } from '../runtime/wasm/compile-wasm.js';
+import { WasmPlugin } from '../runtime/wasm/wasm-plugin.js';
+import { InProcessSandbox } from '../sandbox/in-process-sandbox.js';
+import type { CallOptions, CallOutcome, Sandbox } from '../sandbox/sandbox.js';
+import type { LoadedPlugin } from '../validation/context.js';
+import { type HostConfig, loadHostConfig } from './host-config.js';
+import { effectiveLimits } from './limits.js';
+import { LmdbStorage } from './lmdb-storage.js';
+import { type HostServices, PluginHostApi } from './plugin-host-api.js';
+import { type ScanResult, scanPlugins } from './scan-plugins.js';
+import { MemoryContentService, MemoryEventBus } from './services.js';
+
+export interface PluginHostOptions {
+  /** Default: `loadHostConfig()` (reed.toml in the working directory, or defaults). */
+  config?: HostConfig;
+  /** Default: persistent LMDB storage under `data_dir`, in-memory content and events. */
+  services?: Partial<HostServices>;
+  /** Default: pino at `$REED_LOG_LEVEL` (info) to stderr. */
+  logger?: Logger;
+  /** Load only these plugins and what they depend on. Default: every valid plugin. */
+  plugins?: string[];
+  /** Plugins the embedding CMS already runs; they satisfy dependencies. */
+  loadedPlugins?: LoadedPlugin[];
+  /** Run every plugin in this mode, whatever its manifest asks (the CLI's `--mode`). */
+  forceMode?: SandboxMode;
+}
+
+export type PluginState = 'ready' | 'failed' | 'stopped';
+
+export interface PluginStatus {
+  id: string;
+  version: string;
+  type: PluginType | undefined;
+  mode: SandboxMode;
+  state: PluginState;
+  error?: { code: string; message: string };
+}
+
+interface Entry {
+  candidate: ParsedCandidate;
+  mode: SandboxMode;
+  sandbox?: Sandbox;
+  state: PluginState;
+  error?: ReedError;
+}
+
+/**
+ * The host-facing API every sandbox mode shares: discover, validate and load plugins in dependency order
+ * (running each `init`), call them, and stop them in reverse order (running each `deactivate`).
+ */
+export class PluginHost {
+  readonly config: HostConfig;
+  readonly scan: ScanResult;
+  readonly services: HostServices;
+  readonly logger: Logger;
+  readonly #entries = new Map<string, Entry>();
+  readonly #ownsStorage: boolean;
+  readonly #cache: CompileCache | undefined;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: PluginHostOptions) {
+    this.config = options.config ?? loadHostConfig();
+    this.logger =
+      options.logger ??
+      pino({ name: 'reed-plugins', level: process.env.REED_LOG_LEVEL ?? 'info' }, pino.destination(2));
+    this.#forceMode = options.forceMode;
+    this.#ownsStorage = options.services?.storage === undefined;
+    this.services = {
+      storage: options.services?.storage ?? new LmdbStorage(join(this.config.dataDir, 'storage')),
+      content: options.services?.content ?? new MemoryContentService(),
+      events: options.services?.events ?? new MemoryEventBus(),
+    };
+    this.#cache = this.config.cache.enabled
+      ? new CompileCache({
+          dir: join(this.config.cacheDir, 'wasm'),
+          maxBytes: this.config.cache.maxBytes,
+          logger: this.logger,
+        })
+      : undefined;
+    this.scan = scanPlugins(this.config, options.loadedPlugins);
+  }
+
+  /** Scans, then loads and initialises the valid plugins in dependency order. A plugin that fails to load is `failed`; the others still load. */
+  static async start(options: PluginHostOptions = {}): Promise<PluginHost> {
+    const host = new PluginHost(options);
+    try {
+      await host.#loadAll(options.plugins);
+    } catch (error) {
+      await host.close();
+      throw error;
+    }
+    return host;
+  }
+
+  readonly #forceMode: SandboxMode | undefined;
+
+  async #loadAll(only: string[] | undefined): Promise<void> {
+    const wanted = only === undefined ? undefined : this.#withDependencies(only);
+    for (const candidate of this.scan.order.load) {
+      if (wanted !== undefined && !wanted.has(candidate.id)) continue;
+      const mode = this.#forceMode ?? candidate.manifest.sandbox.mode ?? this.config.sandboxMode;
+      const entry: Entry = { candidate, mode, state: 'failed' };
+      this.#entries.set(candidate.id, entry);
+      const failedDependency = candidate.manifest.requirements.dependencies.find(
+        (d) => !d.optional && this.#entries.get(d.id)?.state === 'failed',
+      );
+      if (failedDependency !== undefined) {
+        entry.error = new ReedError(
+          'dependency_invalid',
+          `plugin "${candidate.id}" is not loaded: its dependency "${failedDependency.id}" failed to load`,
+          {
+            pluginId: candidate.id,
+          },
+        );
+        this.logger.error({ pluginId: candidate.id, code: entry.error.code }, entry.error.message);
+        continue;
+      }
+      try {
+        const sandbox = this.#createSandbox(candidate, mode);
+        await sandbox.start();
+        entry.sandbox = sandbox;
+        entry.state = 'ready';
+        this.logger.info(
+          { pluginId: candidate.id, sandbox: mode, version: candidate.manifest.metadata.version },
+          'plugin ready',
+        );
+      } catch (error) {
+        entry.error =
+          error instanceof ReedError
+            ? error
+            : new ReedError(
+                'init_failed',
+                `plugin "${candidate.id}" failed to load: ${(error as Error).message}`,
+                { pluginId: candidate.id, cause: error },
+              );
+        this.logger.error(
+          { pluginId: candidate.id, sandbox: mode, code: entry.error.code },
+          entry.error.message,
+        );
+      }
+    }
+  }
+
+  #withDependencies(ids: string[]): Set<string> {
+    const byId = new Map(this.scan.order.load.map((c) => [c.id, c]));
+    const wanted = new Set<string>();
+    const visit = (id: string) => {
+      if (wanted.has(id)) return;
+      wanted.add(id);
+      for (const d of byId.get(id)?.manifest.requirements.dependencies ?? []) if (byId.has(d.id)) visit(d.id);
+    };
+    for (const id of ids) visit(id);
+    return wanted;
+  }
+
+  #createSandbox(candidate: ParsedCandidate, mode: SandboxMode): Sandbox {
+    const id = candidate.id;
+    const limits = effectiveLimits(candidate.manifest.limits, this.config.limits);
+    if (mode !== 'none') {
+      throw new ReedError(
+        'sandbox_unavailable',
+        `plugin "${id}" asks for sandbox mode "${mode}", which this host cannot run yet; use "none"`,
+        {
+          pluginId: id,
+        },
+      );
+    }
+    if (candidate.pluginType !== 'wasm' || candidate.entryPoint === undefined) {
+      throw new ReedError(
+        'plugin_type_unsupported',
+        `plugin "${id}" is a ${candidate.pluginType ?? 'unknown'} plugin; only WASM plugins can be loaded so far`,
+        {
+          pluginId: id,
+        },
+      );
+    }
+    const entryPoint = candidate.entryPoint;
+    const hostApi = new PluginHostApi(
+      id,
+      candidate.manifest.permissions,
+      limits,
+      candidate.manifest.configuration,
+      this.services,
+      this.logger.child({ sandbox: mode }),
+    );
+    return new InProcessSandbox(
+      id,
+      async () => {
+        const compiled = await compileWasm(entryPoint, {
+          pluginId: id,
+          memoryMb: limits.memoryMb,
+          tableElements: limits.tableElements,
+          fuelPerCall: limits.fuelPerCall,
+          fuel: this.config.wasm.fuel,
+          maxModuleBytes: this.config.wasm.maxModuleBytes,
+          ...(this.#cache === undefined ? {} : { cache: this.#cache }),
+        });
+        return new WasmPlugin({
+          pluginId: id,
+          module: compiled.module,
+          exports: compiled.exports,
+          isCommand: compiled.isCommand,
+          host: hostApi,
+          limits,
+          wasi: candidate.manifest.wasi,
+        });
+      },
+      limits.callTimeoutMs,
+    );
+  }
+
+  status(): PluginStatus[] {
+    return [...this.#entries.values()].map((e) => ({
+      id: e.candidate.id,
+      version: e.candidate.manifest.metadata.version,
+      type: e.candidate.pluginType,
+      mode: e.mode,
+      state: e.state,
+      ...(e.error === undefined ? {} : { error: { code: e.error.code, message: e.error.message } }),
+    }));
+  }
+
+  /** The sandbox of a ready plugin; throws `plugin_not_loaded` or `plugin_failed` otherwise. */
+  sandbox(id: string): Sandbox {
+    if (this.#closing !== undefined) throw new ReedError('host_closed', 'the plugin host is closed');
+    const entry = this.#entries.get(id);
+    if (entry === undefined) {
+      const found = this.scan.candidates.find((c) => c.id === id);
+      const why = found === undefined ? 'no plugin with that id was found' : `it is ${found.status}`;
+      throw new ReedError('plugin_not_loaded', `plugin "${id}" is not loaded: ${why}`, { pluginId: id });
+    }
+    if (entry.sandbox === undefined || entry.state !== 'ready') {
+      throw new ReedError(
+        'plugin_failed',
+        `plugin "${id}" failed to load: ${entry.error?.code}: ${entry.error?.message}`,
+        {
+          pluginId: id,
+          cause: entry.error,
+        },
+      );
+    }
+    return entry.sandbox;
+  }
+
+  call(
+    id: string,
+    fn: string,
+    input: Uint8Array | string = new Uint8Array(0),
+    options?: CallOptions,
+  ): Promise<CallOutcome> {
+    const bytes = typeof input === 'string' ? Buffer.from(input) : input;
+    try {
+      return this.sandbox(id).call(fn, bytes, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Deactivates every plugin in reverse dependency order, then releases the services it owns. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const candidate of this.scan.order.shutdown) {
+        const entry = this.#entries.get(candidate.id);
+        if (entry?.sandbox === undefined) continue;
+        try {
+          await entry.sandbox.close();
+        } catch (error) {
+          this.logger.warn({ pluginId: candidate.id, err: error }, 'deactivate failed');
+        }
+        entry.state = 'stopped';
+      }
+      if (this.#ownsStorage) this.services.storage.close();
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

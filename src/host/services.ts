@@ -1,0 +1,152 @@
+import { ReedError } from '../errors.js';
+
+/**
+ * The host API services a CMS implements (or takes the defaults of). Every method is synchronous: a WASM
+ * plugin in mode `none` calls them on the calling thread, in the middle of its own execution. Permission
+ * checks are not done here but in PluginHostApi, which wraps these for each plugin.
+ */
+
+/** Key-value storage, one namespace per plugin. */
+export interface StorageService {
+  get(pluginId: string, key: string): Uint8Array | undefined;
+  /** Throws `storage_quota_exceeded` when the plugin's namespace would pass `quotaBytes`. */
+  put(pluginId: string, key: string, value: Uint8Array, quotaBytes: number): void;
+  delete(pluginId: string, key: string): boolean;
+  /** Keys starting with `prefix`, sorted. */
+  list(pluginId: string, prefix: string, limit: number): string[];
+  /** Bytes used by the namespace (keys and values). */
+  usage(pluginId: string): number;
+  close(): void;
+}
+
+export interface ContentItem {
+  id: string;
+  type: string;
+  data: unknown;
+  createdBy: string;
+}
+
+export interface ContentService {
+  create(pluginId: string, type: string, data: unknown): string;
+  get(id: string): ContentItem | undefined;
+}
+
+export interface PluginEvent {
+  topic: string;
+  data: unknown;
+  /** The id of the plugin that emitted it, set by the host (a plugin cannot choose it). */
+  source: string;
+}
+
+export interface EventBus {
+  emit(event: PluginEvent): void;
+  /** `pattern`: a topic, or a pattern with `*`. Returns the unsubscribe function. */
+  subscribe(pattern: string, handler: (event: PluginEvent) => void): () => void;
+}
+
+/** Storage in memory: for tests and for hosts that want nothing on disk. */
+export class MemoryStorage implements StorageService {
+  readonly #spaces = new Map<string, Map<string, Uint8Array>>();
+  readonly #usage = new Map<string, number>();
+
+  #space(pluginId: string): Map<string, Uint8Array> {
+    let space = this.#spaces.get(pluginId);
+    if (space === undefined) {
+      space = new Map();
+      this.#spaces.set(pluginId, space);
+    }
+    return space;
+  }
+
+  get(pluginId: string, key: string): Uint8Array | undefined {
+    return this.#spaces.get(pluginId)?.get(key);
+  }
+
+  put(pluginId: string, key: string, value: Uint8Array, quotaBytes: number): void {
+    const space = this.#space(pluginId);
+    const old = space.get(key);
+    const used = this.usage(pluginId) - (old === undefined ? 0 : entrySize(key, old)) + entrySize(key, value);
+    checkQuota(pluginId, used, quotaBytes);
+    space.set(key, value.slice());
+    this.#usage.set(pluginId, used);
+  }
+
+  delete(pluginId: string, key: string): boolean {
+    const space = this.#spaces.get(pluginId);
+    const old = space?.get(key);
+    if (space === undefined || old === undefined) return false;
+    space.delete(key);
+    this.#usage.set(pluginId, this.usage(pluginId) - entrySize(key, old));
+    return true;
+  }
+
+  list(pluginId: string, prefix: string, limit: number): string[] {
+    const keys = [...(this.#spaces.get(pluginId)?.keys() ?? [])].filter((k) => k.startsWith(prefix)).sort();
+    return keys.slice(0, limit);
+  }
+
+  usage(pluginId: string): number {
+    return this.#usage.get(pluginId) ?? 0;
+  }
+
+  close(): void {}
+}
+
+export function entrySize(key: string, value: Uint8Array): number {
+  return Buffer.byteLength(key) + value.byteLength;
+}
+
+export function checkQuota(pluginId: string, used: number, quotaBytes: number): void {
+  if (used > quotaBytes) {
+    throw new ReedError(
+      'storage_quota_exceeded',
+      `plugin "${pluginId}" would use ${used} bytes of storage, above its quota of ${quotaBytes} bytes (limits.storage_quota_bytes)`,
+      { pluginId },
+    );
+  }
+}
+
+/** Content kept in memory; a CMS plugs in its own. */
+export class MemoryContentService implements ContentService {
+  readonly #items = new Map<string, ContentItem>();
+  #next = 1;
+
+  create(pluginId: string, type: string, data: unknown): string {
+    const id = `content-${this.#next++}`;
+    this.#items.set(id, { id, type, data, createdBy: pluginId });
+    return id;
+  }
+
+  get(id: string): ContentItem | undefined {
+    return this.#items.get(id);
+  }
+}
+
+/** Synchronous in-process event bus. A throwing subscriber is isolated from the emitter and the others. */
+export class MemoryEventBus implements EventBus {
+  readonly #subscribers = new Set<{ match: (topic: string) => boolean; handler: (e: PluginEvent) => void }>();
+  onSubscriberError: (error: unknown, event: PluginEvent) => void = () => {};
+
+  emit(event: PluginEvent): void {
+    const frozen = Object.freeze({ ...event });
+    for (const s of this.#subscribers) {
+      if (!s.match(event.topic)) continue;
+      try {
+        s.handler(frozen);
+      } catch (error) {
+        this.onSubscriberError(error, frozen);
+      }
+    }
+  }
+
+  subscribe(pattern: string, handler: (event: PluginEvent) => void): () => void {
+    const source = pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*');
+    const re = new RegExp(`^${source}$`);
+    const entry = { match: (topic: string) => re.test(topic), handler };
+    this.#subscribers.add(entry);
+    return () => this.#subscribers.delete(entry);
+  }
+}

@@ -1,0 +1,48 @@
+import type { FuncType, ValType } from './prepare-module.js';
+import { WASI_FUNCTIONS, WASI_MODULE } from './wasi.js';
+
+/**
+ * The WASM plugin ABI, version 1 (docs/ABI-wasm.md): every host import a plugin may declare, with its exact
+ * signature. A module importing anything else, or with another signature, is refused before it is compiled.
+ */
+const i = 'i32' as const;
+const sig = (params: ValType[], results: ValType[] = []): FuncType => ({ params, results });
+
+export const HOST_IMPORTS: Readonly<Record<string, Readonly<Record<string, FuncType>>>> = {
+  env: {
+    log: sig([i, i, i]),
+  },
+  reed: {
+    input_len: sig([], [i]),
+    input_read: sig([i, i, i], [i]),
+    output_write: sig([i, i], [i]),
+    error_set: sig([i, i, i, i]),
+    storage_get: sig([i, i, i, i], [i]),
+    storage_put: sig([i, i, i, i], [i]),
+    storage_delete: sig([i, i], [i]),
+    storage_list: sig([i, i, i, i], [i]),
+    content_create: sig([i, i, i, i, i, i], [i]),
+    content_get: sig([i, i, i, i], [i]),
+    event_emit: sig([i, i, i, i], [i]),
+    config_get: sig([i, i, i, i], [i]),
+  },
+};
+
+/** Status a host import returns for "no such key/item"; other failures trap with a typed error. */
+export const NOT_FOUND = -1;
+
+/** Exports with these names are lifecycle hooks or runtime internals, never callable functions. */
+export const RESERVED_EXPORTS: ReadonlySet<string> = new Set(['init', 'deactivate', '_initialize', 'memory']);
+
+export function isKnownImport(module: string, name: string): boolean {
+  if (module === WASI_MODULE) return WASI_FUNCTIONS.has(name);
+  return HOST_IMPORTS[module]?.[name] !== undefined;
+}
+
+export function expectedSignature(module: string, name: string): FuncType | undefined {
+  return HOST_IMPORTS[module]?.[name];
+}
+
+export function sameSignature(a: FuncType, b: FuncType): boolean {
+  return a.params.join() === b.params.join() && a.results.join() === b.results.join();
+}

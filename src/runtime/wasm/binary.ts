@@ -1,0 +1,116 @@
+/** Minimal reading and writing of the WebAssembly binary format: LEB128 and byte cursors. */
+
+export class BinaryError extends Error {}
+
+export class Reader {
+  pos: number;
+  constructor(
+    readonly bytes: Uint8Array,
+    start = 0,
+    readonly end = bytes.length,
+  ) {
+    this.pos = start;
+  }
+
+  get done(): boolean {
+    return this.pos >= this.end;
+  }
+
+  byte(): number {
+    if (this.pos >= this.end) throw new BinaryError(`unexpected end of data at byte ${this.pos}`);
+    return this.bytes[this.pos++] as number;
+  }
+
+  skip(n: number): void {
+    if (n < 0 || this.pos + n > this.end) throw new BinaryError(`unexpected end of data at byte ${this.pos}`);
+    this.pos += n;
+  }
+
+  /** Unsigned LEB128 up to 32 bits. */
+  u32(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = this.byte();
+      if (shift === 28 && (b & 0x70) !== 0) throw new BinaryError(`u32 overflows at byte ${this.pos - 1}`);
+      result |= (b & 0x7f) << shift;
+      if ((b & 0x80) === 0) return result >>> 0;
+      shift += 7;
+      if (shift > 28) throw new BinaryError(`u32 too long at byte ${this.pos}`);
+    }
+  }
+
+  /** Skips a signed LEB128 of at most `bits` bits. */
+  skipSigned(bits: number): void {
+    const maxBytes = Math.ceil(bits / 7);
+    for (let i = 0; i < maxBytes; i++) if ((this.byte() & 0x80) === 0) return;
+    throw new BinaryError(`signed integer too long at byte ${this.pos}`);
+  }
+
+  /** Signed LEB128 up to 33 bits (block types), returned as a number. */
+  s33(): number {
+    let result = 0;
+    let shift = 0;
+    let b: number;
+    do {
+      b = this.byte();
+      result += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (shift > 35) throw new BinaryError(`s33 too long at byte ${this.pos}`);
+    } while ((b & 0x80) !== 0);
+    if ((b & 0x40) !== 0) result -= 2 ** shift;
+    return result;
+  }
+
+  name(): string {
+    const length = this.u32();
+    const start = this.pos;
+    this.skip(length);
+    return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes.subarray(start, start + length));
+  }
+}
+
+export function encodeU32(value: number): number[] {
+  const out: number[] = [];
+  let v = value >>> 0;
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+  return out;
+}
+
+export function encodeS64(value: bigint): number[] {
+  const out: number[] = [];
+  let v = value;
+  for (;;) {
+    const b = Number(v & 0x7fn);
+    v >>= 7n;
+    const signBit = (b & 0x40) !== 0;
+    if ((v === 0n && !signBit) || (v === -1n && signBit)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+export function encodeName(name: string): number[] {
+  const bytes = new TextEncoder().encode(name);
+  return [...encodeU32(bytes.length), ...bytes];
+}
+
+/** Concatenates byte chunks into one buffer. */
+export function concat(chunks: (Uint8Array | number[])[]): Uint8Array {
+  let length = 0;
+  for (const c of chunks) length += c.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}

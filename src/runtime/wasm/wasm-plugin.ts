@@ -1,0 +1,437 @@
+import { ReedError } from '../../errors.js';
+import type { ResolvedLimits } from '../../host/limits.js';
+import type { HostApi } from '../host-api.js';
+import type { CallResult, PluginRuntime } from '../runtime.js';
+import { NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
+import { FUEL_EXPORT, type ModuleExport } from './prepare-module.js';
+import { WASI_MODULE, WasiExit, wasiImports } from './wasi.js';
+
+export interface WasmPluginOptions {
+  pluginId: string;
+  module: WebAssembly.Module;
+  exports: readonly ModuleExport[];
+  isCommand: boolean;
+  host: HostApi;
+  limits: ResolvedLimits;
+  wasi: { args: readonly string[]; env: Readonly<Record<string, string>> };
+}
+
+const strict = new TextDecoder('utf-8', { fatal: true });
+const lenient = new TextDecoder('utf-8');
+const EMPTY = new Uint8Array(0);
+
+/**
+ * One WASM plugin, in whatever process runs it. Pull-style ABI (docs/ABI-wasm.md): the plugin reads its input
+ * and writes its output through host imports; the host writes into guest memory only where the plugin named a
+ * buffer and its length, after checking both. After any trap or limit the instance is dropped and the next
+ * call gets a fresh one (with `init` run again), so one bad call never poisons the next.
+ */
+export class WasmPlugin implements PluginRuntime {
+  readonly functions: readonly string[];
+  readonly #o: WasmPluginOptions;
+  readonly #fuelBudget: bigint;
+  #instance: WebAssembly.Instance | undefined;
+  #memory: WebAssembly.Memory | undefined;
+  #view = EMPTY;
+  #fuel: WebAssembly.Global | undefined;
+  // Per-call state.
+  #input: Uint8Array = EMPTY;
+  #stdinAt = 0;
+  #output: Uint8Array[] = [];
+  #outputBytes = 0;
+  #outputToStdout = false;
+  #error: { code: string; message: string } | undefined;
+  #deadline = 0;
+  #lines: { out: number[]; err: number[] } = { out: [], err: [] };
+  #deactivated = false;
+
+  constructor(options: WasmPluginOptions) {
+    this.#o = options;
+    this.#fuelBudget = BigInt(options.limits.fuelPerCall);
+    this.functions = options.isCommand
+      ? ['_start']
+      : options.exports
+          .filter(
+            (e) =>
+              e.kind === 'function' &&
+              e.type !== undefined &&
+              e.type.params.length === 0 &&
+              e.type.results.length === 1 &&
+              e.type.results[0] === 'i32' &&
+              !RESERVED_EXPORTS.has(e.name) &&
+              !e.name.startsWith('_'),
+          )
+          .map((e) => e.name);
+  }
+
+  get #id(): string {
+    return this.#o.pluginId;
+  }
+
+  init(): void {
+    if (this.#o.isCommand) return; // a command runs fresh for each call
+    this.#ensureInstance();
+  }
+
+  call(fn: string, input: Uint8Array, deadline = 0): CallResult {
+    if (this.#deactivated)
+      throw new ReedError('plugin_not_loaded', `plugin "${this.#id}" was deactivated`, {
+        pluginId: this.#id,
+      });
+    if (!this.functions.includes(fn)) {
+      throw new ReedError(
+        'function_not_found',
+        `plugin "${this.#id}" has no callable function "${fn}"; it has: ${this.functions.join(', ') || '(none)'}`,
+        { pluginId: this.#id },
+      );
+    }
+    this.#input = input;
+    this.#stdinAt = 0;
+    this.#output = [];
+    this.#outputBytes = 0;
+    this.#error = undefined;
+    this.#deadline = deadline;
+    this.#outputToStdout = this.#o.isCommand;
+    try {
+      if (this.#o.isCommand) this.#instance = undefined; // a fresh instance per run, as a process would be
+      const instance = this.#ensureInstance();
+      const exported = instance.exports[fn] as () => number;
+      const status = this.#enter(() => exported());
+      if (this.#o.isCommand) this.#drop();
+      if (status !== 0) throw this.#pluginError(`function "${fn}" returned status ${status}`);
+      if (deadline !== 0 && performance.now() > deadline) throw this.#timeout();
+      return { output: this.#takeOutput(), fuelConsumed: this.#consumed() };
+    } finally {
+      this.#flushLines();
+      this.#input = EMPTY;
+      this.#output = [];
+    }
+  }
+
+  deactivate(): void {
+    if (this.#deactivated) return;
+    this.#deactivated = true;
+    const hook = this.#instance?.exports.deactivate;
+    try {
+      if (typeof hook === 'function') {
+        const status = this.#enter(() => (hook as () => number)());
+        if (typeof status === 'number' && status !== 0)
+          this.#o.host.log(2, `deactivate returned status ${status}`);
+      }
+    } finally {
+      this.#flushLines();
+      this.#drop();
+    }
+  }
+
+  // --- instance lifecycle ---------------------------------------------------------------------------
+
+  #ensureInstance(): WebAssembly.Instance {
+    if (this.#instance !== undefined) return this.#instance;
+    let instance: WebAssembly.Instance;
+    try {
+      instance = new WebAssembly.Instance(this.#o.module, this.#imports());
+    } catch (error) {
+      throw this.#classify(error, 'instantiation (start function)');
+    }
+    this.#instance = instance;
+    const memory = instance.exports.memory;
+    this.#memory = memory instanceof WebAssembly.Memory ? memory : undefined;
+    this.#view = EMPTY;
+    const fuel = instance.exports[FUEL_EXPORT];
+    this.#fuel = fuel instanceof WebAssembly.Global ? fuel : undefined;
+    if (this.#o.isCommand) return instance;
+    for (const hook of ['_initialize', 'init'] as const) {
+      const fn = instance.exports[hook];
+      if (typeof fn !== 'function') continue;
+      const status = this.#enter(() => (fn as () => number | undefined)(), hook);
+      if (hook === 'init' && typeof status === 'number' && status !== 0) {
+        this.#drop();
+        const reason =
+          this.#error === undefined ? `status ${status}` : `${this.#error.code}: ${this.#error.message}`;
+        throw new ReedError('init_failed', `init of plugin "${this.#id}" failed with ${reason}`, {
+          pluginId: this.#id,
+        });
+      }
+    }
+    return instance;
+  }
+
+  #drop(): void {
+    this.#instance = undefined;
+    this.#memory = undefined;
+    this.#fuel = undefined;
+    this.#view = EMPTY;
+  }
+
+  /** Runs guest code with a fresh fuel budget; any failure drops the instance and becomes a typed error. */
+  #enter<T>(run: () => T, what?: string): T {
+    if (this.#fuel !== undefined) this.#fuel.value = this.#fuelBudget;
+    try {
+      return run();
+    } catch (error) {
+      if (error instanceof WasiExit && this.#o.isCommand) {
+        this.#drop();
+        if (error.status === 0) return 0 as T;
+        throw this.#pluginError(`exited with status ${error.status}`, error.status);
+      }
+      const typed = this.#classify(error, what);
+      this.#drop();
+      throw typed;
+    }
+  }
+
+  #classify(error: unknown, what = 'call'): ReedError {
+    const at = { pluginId: this.#id, cause: error };
+    if (error instanceof ReedError) return error;
+    if (this.#fuel !== undefined && (this.#fuel.value as bigint) < 0n) {
+      return new ReedError(
+        'fuel_exhausted',
+        `plugin "${this.#id}" used up its fuel of ${this.#fuelBudget} instructions in ${what} (limits.fuel_per_call)`,
+        at,
+      );
+    }
+    if (error instanceof WasiExit)
+      return this.#pluginError(`called proc_exit(${error.status}) outside a command`, error.status);
+    if (error instanceof RangeError) {
+      if (/call stack/i.test(error.message)) {
+        return new ReedError(
+          'wasm_stack_overflow',
+          `plugin "${this.#id}" overflowed the stack in ${what}`,
+          at,
+        );
+      }
+      return new ReedError(
+        'wasm_out_of_bounds',
+        `plugin "${this.#id}" passed a pointer outside its memory to the host in ${what}`,
+        at,
+      );
+    }
+    if (error instanceof WebAssembly.RuntimeError) {
+      return new ReedError('wasm_trap', `plugin "${this.#id}" trapped in ${what}: ${error.message}`, at);
+    }
+    if (error instanceof WebAssembly.LinkError || error instanceof WebAssembly.CompileError) {
+      return new ReedError(
+        'wasm_invalid',
+        `plugin "${this.#id}" could not be instantiated: ${error.message}`,
+        at,
+      );
+    }
+    return new ReedError(
+      'wasm_trap',
+      `plugin "${this.#id}" failed in ${what}: ${String((error as Error)?.message ?? error)}`,
+      at,
+    );
+  }
+
+  #consumed(): number {
+    if (this.#fuel === undefined) return 0;
+    const left = this.#fuel.value as bigint;
+    const used = this.#fuelBudget - (left < 0n ? 0n : left);
+    return Number(used);
+  }
+
+  #pluginError(fallback: string, status?: number): ReedError {
+    const e = this.#error;
+    const message = e === undefined ? fallback : `${e.code}: ${e.message}`;
+    const error = new ReedError('plugin_error', `plugin "${this.#id}": ${message}`, { pluginId: this.#id });
+    return Object.assign(error, { pluginCode: e?.code, ...(status === undefined ? {} : { status }) });
+  }
+
+  #timeout(): ReedError {
+    return new ReedError(
+      'call_timeout',
+      `call to plugin "${this.#id}" ran past its deadline (limits.call_timeout_ms = ${this.#o.limits.callTimeoutMs})`,
+      {
+        pluginId: this.#id,
+      },
+    );
+  }
+
+  #checkDeadline(): void {
+    if (this.#deadline !== 0 && performance.now() > this.#deadline) throw this.#timeout();
+  }
+
+  // --- guest memory --------------------------------------------------------------------------------
+
+  #mem(): Uint8Array {
+    const memory = this.#memory;
+    if (memory === undefined) {
+      throw new ReedError(
+        'wasm_no_memory',
+        `plugin "${this.#id}" exports no memory named "memory", or called the host from its start function`,
+        {
+          pluginId: this.#id,
+        },
+      );
+    }
+    if (this.#view.buffer !== memory.buffer) this.#view = new Uint8Array(memory.buffer);
+    return this.#view;
+  }
+
+  #bytes(ptr: number, len: number): Uint8Array {
+    const p = ptr >>> 0;
+    const n = len >>> 0;
+    const mem = this.#mem();
+    if (p + n > mem.length) {
+      throw new ReedError(
+        'wasm_out_of_bounds',
+        `plugin "${this.#id}" passed [${p}, ${p + n}) to the host, outside its ${mem.length}-byte memory`,
+        {
+          pluginId: this.#id,
+        },
+      );
+    }
+    return mem.subarray(p, p + n);
+  }
+
+  #string(ptr: number, len: number, what: string): string {
+    try {
+      return strict.decode(this.#bytes(ptr, len));
+    } catch (error) {
+      if (error instanceof ReedError) throw error;
+      throw new ReedError('invalid_argument', `plugin "${this.#id}" passed ${what} that is not valid UTF-8`, {
+        pluginId: this.#id,
+      });
+    }
+  }
+
+  /** Copies `data` into the buffer the plugin named, as far as it fits; returns the full length. */
+  #give(data: Uint8Array | string | undefined, ptr: number, cap: number): number {
+    if (data === undefined) return NOT_FOUND;
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const target = this.#bytes(ptr, Math.min(cap >>> 0, bytes.length));
+    target.set(bytes.subarray(0, target.length));
+    return bytes.length;
+  }
+
+  #appendOutput(chunk: Uint8Array): void {
+    this.#outputBytes += chunk.length;
+    if (this.#outputBytes > this.#o.limits.maxOutputBytes) {
+      throw new ReedError(
+        'output_too_large',
+        `plugin "${this.#id}" wrote more than ${this.#o.limits.maxOutputBytes} bytes of output (limits.max_output_bytes)`,
+        {
+          pluginId: this.#id,
+        },
+      );
+    }
+    this.#output.push(chunk.slice());
+  }
+
+  #takeOutput(): Uint8Array {
+    if (this.#output.length === 1) return this.#output[0] as Uint8Array;
+    return Buffer.concat(this.#output);
+  }
+
+  #line(stream: 'out' | 'err', bytes: Uint8Array): void {
+    const buffer = this.#lines[stream];
+    for (const b of bytes) {
+      if (b === 0x0a || buffer.length >= this.#o.limits.logLineBytes) {
+        this.#o.host.log(stream === 'out' ? 1 : 2, lenient.decode(Uint8Array.from(buffer)));
+        buffer.length = 0;
+        if (b === 0x0a) continue;
+      }
+      buffer.push(b);
+    }
+  }
+
+  #flushLines(): void {
+    for (const stream of ['out', 'err'] as const) {
+      const buffer = this.#lines[stream];
+      if (buffer.length > 0)
+        this.#o.host.log(stream === 'out' ? 1 : 2, lenient.decode(Uint8Array.from(buffer)));
+      buffer.length = 0;
+    }
+  }
+
+  // --- imports ---------------------------------------------------------------------------------------
+
+  #imports(): WebAssembly.Imports {
+    const host = this.#o.host;
+    return {
+      env: {
+        log: (level: number, ptr: number, len: number) => {
+          this.#checkDeadline();
+          host.log(level, lenient.decode(this.#bytes(ptr, len)));
+        },
+      },
+      reed: {
+        input_len: () => this.#input.length,
+        input_read: (ptr: number, len: number, offset: number) => {
+          const start = Math.min(offset >>> 0, this.#input.length);
+          const chunk = this.#input.subarray(start, start + Math.min(len >>> 0, this.#input.length - start));
+          this.#bytes(ptr, chunk.length).set(chunk);
+          return chunk.length;
+        },
+        output_write: (ptr: number, len: number) => {
+          this.#appendOutput(this.#bytes(ptr, len));
+          return 0;
+        },
+        error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
+          this.#error = {
+            code: lenient.decode(this.#bytes(codePtr, Math.min(codeLen >>> 0, 128))),
+            message: lenient.decode(this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096))),
+          };
+        },
+        storage_get: (kp: number, kl: number, bp: number, bc: number) => {
+          this.#checkDeadline();
+          return this.#give(host.storageGet(this.#string(kp, kl, 'a storage key')), bp, bc);
+        },
+        storage_put: (kp: number, kl: number, vp: number, vl: number) => {
+          this.#checkDeadline();
+          host.storagePut(this.#string(kp, kl, 'a storage key'), this.#bytes(vp, vl));
+          return 0;
+        },
+        storage_delete: (kp: number, kl: number) => {
+          this.#checkDeadline();
+          return host.storageDelete(this.#string(kp, kl, 'a storage key')) ? 0 : NOT_FOUND;
+        },
+        storage_list: (pp: number, pl: number, bp: number, bc: number) => {
+          this.#checkDeadline();
+          const keys = host.storageList(this.#string(pp, pl, 'a storage prefix'));
+          return this.#give(keys.map((k) => `${k}\0`).join(''), bp, bc);
+        },
+        content_create: (tp: number, tl: number, dp: number, dl: number, ip: number, ic: number) => {
+          this.#checkDeadline();
+          const id = host.contentCreate(
+            this.#string(tp, tl, 'a content type'),
+            this.#string(dp, dl, 'content data'),
+          );
+          return this.#give(id, ip, ic);
+        },
+        content_get: (ip: number, il: number, bp: number, bc: number) => {
+          this.#checkDeadline();
+          return this.#give(host.contentGet(this.#string(ip, il, 'a content id')), bp, bc);
+        },
+        event_emit: (tp: number, tl: number, dp: number, dl: number) => {
+          this.#checkDeadline();
+          host.eventEmit(this.#string(tp, tl, 'an event topic'), this.#string(dp, dl, 'event data'));
+          return 0;
+        },
+        config_get: (kp: number, kl: number, bp: number, bc: number) => {
+          this.#checkDeadline();
+          return this.#give(host.configGet(this.#string(kp, kl, 'a configuration key')), bp, bc);
+        },
+      },
+      [WASI_MODULE]: wasiImports(
+        [this.#id, ...this.#o.wasi.args],
+        this.#o.wasi.env,
+        () => {
+          this.#mem();
+          return this.#memory as WebAssembly.Memory;
+        },
+        {
+          stdin: (max) => {
+            if (!this.#o.isCommand) return EMPTY;
+            const chunk = this.#input.subarray(this.#stdinAt, this.#stdinAt + max);
+            this.#stdinAt += chunk.length;
+            return chunk;
+          },
+          stdout: (bytes) => (this.#outputToStdout ? this.#appendOutput(bytes) : this.#line('out', bytes)),
+          stderr: (bytes) => this.#line('err', bytes),
+        },
+      ),
+    };
+  }
+}

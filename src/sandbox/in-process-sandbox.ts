@@ -1,0 +1,61 @@
+import { ReedError } from '../errors.js';
+import type { PluginRuntime } from '../runtime/runtime.js';
+import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
+
+/**
+ * Mode `none`: the runtime runs in the host process, on the calling thread. Isolation is WASM's own (bounds,
+ * fuel, memory caps); a call cannot be preempted, so the deadline is checked at every host import and on
+ * return, and fuel is what bounds a call that never calls the host.
+ */
+export class InProcessSandbox implements Sandbox {
+  readonly mode = 'none' as const;
+  #runtime: PluginRuntime | undefined;
+  #closed = false;
+
+  constructor(
+    readonly pluginId: string,
+    private readonly createRuntime: () => Promise<PluginRuntime>,
+    private readonly defaultTimeoutMs: number,
+  ) {}
+
+  async start(): Promise<void> {
+    const runtime = await this.createRuntime();
+    runtime.init();
+    this.#runtime = runtime;
+  }
+
+  /** The synchronous call path, for callers already on the host's thread (and the benchmarks). */
+  callSync(fn: string, input: Uint8Array, timeoutMs = this.defaultTimeoutMs): CallOutcome {
+    const runtime = this.#runtime;
+    if (runtime === undefined || this.#closed) {
+      throw new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" is not running`, {
+        pluginId: this.pluginId,
+      });
+    }
+    const started = performance.now();
+    const result = runtime.call(fn, input, started + timeoutMs);
+    return {
+      output: result.output,
+      stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },
+    };
+  }
+
+  async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
+    options.signal?.throwIfAborted();
+    return this.callSync(fn, input, options.timeoutMs ?? this.defaultTimeoutMs);
+  }
+
+  async health(): Promise<SandboxHealth> {
+    return this.#runtime !== undefined && !this.#closed ? { ok: true } : { ok: false, detail: 'not running' };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#runtime?.deactivate();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,40 @@
+import type { SandboxMode } from '../manifest/types.js';
+
+export interface CallOptions {
+  /** Default: the plugin's limits.call_timeout_ms. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface CallStats {
+  /** WASM instructions charged (the seed's fuel_consumed); 0 where fuel does not apply. */
+  fuelConsumed: number;
+  durationMs: number;
+}
+
+export interface CallOutcome {
+  output: Uint8Array;
+  stats: CallStats;
+}
+
+export interface SandboxHealth {
+  ok: boolean;
+  detail?: string;
+}
+
+/**
+ * Where one plugin's runtime lives and how calls reach it. One interface for every mode; each backend is one
+ * file: `none` (in-process-sandbox.ts), and later `process` and `container`. Calls to one sandbox are
+ * serialised by the host; errors are ReedErrors with stable codes.
+ */
+export interface Sandbox {
+  readonly mode: SandboxMode;
+  readonly pluginId: string;
+  /** Prepares and starts the plugin's runtime and runs its `init`. */
+  start(): Promise<void>;
+  call(fn: string, input: Uint8Array, options?: CallOptions): Promise<CallOutcome>;
+  health(): Promise<SandboxHealth>;
+  /** Runs `deactivate`, then releases everything. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
