@@ -10,6 +10,8 @@ export interface ErrorLocation {
 
 export interface ReedErrorOptions extends ErrorLocation {
   cause?: unknown;
+  /** Structured facts about the failure (e.g. a plugin's own error code, an exit status). */
+  details?: Record<string, unknown>;
 }
 
 /**
@@ -22,6 +24,7 @@ export class ReedError extends Error {
   readonly pluginId: string | undefined;
   readonly file: string | undefined;
   readonly field: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
 
   constructor(code: Code, message: string, options: ReedErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -29,15 +32,17 @@ export class ReedError extends Error {
     this.pluginId = options.pluginId;
     this.file = options.file;
     this.field = options.field;
+    this.details = options.details;
   }
 
-  toJSON(): { code: Code; message: string } & ErrorLocation {
+  toJSON(): { code: Code; message: string; details?: Record<string, unknown> } & ErrorLocation {
     return {
       code: this.code,
       message: this.message,
       ...(this.pluginId === undefined ? {} : { pluginId: this.pluginId }),
       ...(this.file === undefined ? {} : { file: this.file }),
       ...(this.field === undefined ? {} : { field: this.field }),
+      ...(this.details === undefined ? {} : { details: this.details }),
     };
   }
 }

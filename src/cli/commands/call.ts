@@ -76,7 +76,7 @@ export const callCommand: Command = {
       if (!isReedError(error)) throw error;
       if (values.json === true) {
         io.stdout(
-          `${toJson({ ok: false, output: null, error: { code: error.code, message: error.message }, stats: null })}\n`,
+          `${toJson({ ok: false, output: null, error: { code: error.code, message: error.message, ...(error.details === undefined ? {} : { details: error.details }) }, stats: null })}\n`,
         );
       } else {
         io.stderr(`error ${error.code}: ${error.message}\n`);

@@ -11,10 +11,15 @@ import { BinaryError, concat, encodeName, encodeS64, encodeU32, Reader } from '.
  *   below zero. V8 has no fuel or epoch interruption of its own; this makes an infinite loop end on the calling
  *   thread, deterministically. No import is added, so no function index shifts.
  *
+ * - the start function is exported as `__reed_start` instead of run by instantiation: the host calls it at
+ *   once, with the instance in hand, so fuel exhaustion there is reported as such and host imports work.
+ *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 1;
+export const INSTRUMENTER_VERSION = 2;
 export const FUEL_EXPORT = '__reed_fuel';
+/** The module's start function, exported instead of run at instantiation, so the host runs it under fuel. */
+export const START_EXPORT = '__reed_start';
 export const WASM_PAGE_BYTES = 65_536;
 
 export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref';
@@ -128,6 +133,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     throw fail('wasm_invalid', 'not a WebAssembly module (bad magic number)');
   }
   r.skip(8);
+  const startFunction = findStart(input);
 
   const types: FuncType[] = [];
   const imports: ModuleImport[] = [];
@@ -141,7 +147,13 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   let exportSectionSeen = false;
   const fuelGlobal = () => importedGlobals + definedGlobals;
   const newGlobal = () => [0x7e, 0x01, 0x42, ...encodeS64(options.initialFuel), 0x0b];
-  const newExport = () => [...encodeName(FUEL_EXPORT), 0x03, ...encodeU32(fuelGlobal())];
+  const extraExports = () => [
+    ...(options.fuel ? [[...encodeName(FUEL_EXPORT), 0x03, ...encodeU32(fuelGlobal())]] : []),
+    ...(startFunction === undefined
+      ? []
+      : [[...encodeName(START_EXPORT), 0x00, ...encodeU32(startFunction)]]),
+  ];
+  const needExports = options.fuel || startFunction !== undefined;
   const section = (id: number, content: Uint8Array | number[]) =>
     out.push([id, ...encodeU32(content.length)], content);
 
@@ -158,8 +170,9 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       section(6, [...encodeU32(1), ...newGlobal()]);
       globalSectionSeen = true;
     }
-    if (options.fuel && !exportSectionSeen && id !== 0 && id > 7 && id !== 13) {
-      section(7, [...encodeU32(1), ...newExport()]);
+    if (needExports && !exportSectionSeen && id !== 0 && id > 7 && id !== 13) {
+      const extra = extraExports();
+      section(7, concat([encodeU32(extra.length), ...extra]));
       exportSectionSeen = true;
     }
     switch (id) {
@@ -260,18 +273,22 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
           const kind = KINDS[s.byte()];
           if (kind === undefined) throw new BinaryError('bad export kind');
           exports.push({ name, kind, index: s.u32() });
-          if (name === FUEL_EXPORT)
+          if (name.startsWith('__reed_')) {
             throw fail(
               'wasm_invalid',
-              `the module already exports "${FUEL_EXPORT}", a name reserved for the host`,
+              `the module exports "${name}"; names starting with __reed_ are reserved for the host`,
             );
+          }
         }
-        if (options.fuel) {
-          section(7, concat([encodeU32(n + 1), input.subarray(entriesStart, end), newExport()]));
+        if (needExports) {
+          const extra = extraExports();
+          section(7, concat([encodeU32(n + extra.length), input.subarray(entriesStart, end), ...extra]));
           exportSectionSeen = true;
         } else out.push(input.subarray(sectionStart, end));
         break;
       }
+      case 8:
+        break; // the start function is exported instead (START_EXPORT)
       case 10: {
         if (!options.fuel) {
           out.push(input.subarray(sectionStart, end));
@@ -295,7 +312,10 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     r.pos = end;
   }
   if (options.fuel && !globalSectionSeen) section(6, [...encodeU32(1), ...newGlobal()]);
-  if (options.fuel && !exportSectionSeen) section(7, [...encodeU32(1), ...newExport()]);
+  if (needExports && !exportSectionSeen) {
+    const extra = extraExports();
+    section(7, concat([encodeU32(extra.length), ...extra]));
+  }
 
   const resolvedExports: ModuleExport[] = exports.map((e) => {
     const typeIndex = e.kind === 'function' ? funcTypes[e.index] : undefined;
@@ -308,6 +328,18 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     exports: resolvedExports,
     isCommand: exports.some((e) => e.name === '_start' && e.kind === 'function'),
   };
+}
+
+/** The start section's function index, if the module has one. */
+function findStart(input: Uint8Array): number | undefined {
+  const r = new Reader(input, 8);
+  while (!r.done) {
+    const id = r.byte();
+    const size = r.u32();
+    if (id === 8) return new Reader(input, r.pos, r.pos + size).u32();
+    r.skip(size);
+  }
+  return undefined;
 }
 
 // --- code instrumentation -----------------------------------------------------------------------

@@ -3,7 +3,7 @@ import type { ResolvedLimits } from '../../host/limits.js';
 import type { HostApi } from '../host-api.js';
 import type { CallResult, PluginRuntime } from '../runtime.js';
 import { NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
-import { FUEL_EXPORT, type ModuleExport } from './prepare-module.js';
+import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
 import { WASI_MODULE, WasiExit, wasiImports } from './wasi.js';
 
 export interface WasmPluginOptions {
@@ -59,6 +59,7 @@ export class WasmPlugin implements PluginRuntime {
               e.type.results.length === 1 &&
               e.type.results[0] === 'i32' &&
               !RESERVED_EXPORTS.has(e.name) &&
+              !e.name.startsWith('__reed_') &&
               !e.name.startsWith('_'),
           )
           .map((e) => e.name);
@@ -96,9 +97,10 @@ export class WasmPlugin implements PluginRuntime {
       if (this.#o.isCommand) this.#instance = undefined; // a fresh instance per run, as a process would be
       const instance = this.#ensureInstance();
       const exported = instance.exports[fn] as () => number;
-      const status = this.#enter(() => exported());
+      // A command's _start returns nothing when main returns 0 (a non-zero status arrives as proc_exit).
+      const status = this.#enter(() => exported()) ?? 0;
       if (this.#o.isCommand) this.#drop();
-      if (status !== 0) throw this.#pluginError(`function "${fn}" returned status ${status}`);
+      if (status !== 0) throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
       if (deadline !== 0 && performance.now() > deadline) throw this.#timeout();
       return { output: this.#takeOutput(), fuelConsumed: this.#consumed() };
     } finally {
@@ -140,11 +142,27 @@ export class WasmPlugin implements PluginRuntime {
     this.#view = EMPTY;
     const fuel = instance.exports[FUEL_EXPORT];
     this.#fuel = fuel instanceof WebAssembly.Global ? fuel : undefined;
+    const start = instance.exports[START_EXPORT];
+    if (typeof start === 'function') this.#enter(() => (start as () => void)(), 'the start function');
     if (this.#o.isCommand) return instance;
     for (const hook of ['_initialize', 'init'] as const) {
       const fn = instance.exports[hook];
       if (typeof fn !== 'function') continue;
-      const status = this.#enter(() => (fn as () => number | undefined)(), hook);
+      let status: number | undefined;
+      try {
+        status = this.#enter(() => (fn as () => number | undefined)(), hook);
+      } catch (error) {
+        const cause = error as ReedError;
+        throw new ReedError(
+          'init_failed',
+          `${hook} of plugin "${this.#id}" failed: ${cause.code}: ${cause.message}`,
+          {
+            pluginId: this.#id,
+            cause,
+            details: { causeCode: cause.code },
+          },
+        );
+      }
       if (hook === 'init' && typeof status === 'number' && status !== 0) {
         this.#drop();
         const reason =
@@ -234,8 +252,13 @@ export class WasmPlugin implements PluginRuntime {
   #pluginError(fallback: string, status?: number): ReedError {
     const e = this.#error;
     const message = e === undefined ? fallback : `${e.code}: ${e.message}`;
-    const error = new ReedError('plugin_error', `plugin "${this.#id}": ${message}`, { pluginId: this.#id });
-    return Object.assign(error, { pluginCode: e?.code, ...(status === undefined ? {} : { status }) });
+    return new ReedError('plugin_error', `plugin "${this.#id}": ${message}`, {
+      pluginId: this.#id,
+      details: {
+        ...(e === undefined ? {} : { pluginCode: e.code }),
+        ...(status === undefined ? {} : { status }),
+      },
+    });
   }
 
   #timeout(): ReedError {
@@ -299,9 +322,10 @@ export class WasmPlugin implements PluginRuntime {
   /** Copies `data` into the buffer the plugin named, as far as it fits; returns the full length. */
   #give(data: Uint8Array | string | undefined, ptr: number, cap: number): number {
     if (data === undefined) return NOT_FOUND;
+    // The whole buffer the plugin named must lie in its memory, not only the part this data fills.
+    const buffer = this.#bytes(ptr, cap);
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    const target = this.#bytes(ptr, Math.min(cap >>> 0, bytes.length));
-    target.set(bytes.subarray(0, target.length));
+    buffer.set(bytes.subarray(0, Math.min(buffer.length, bytes.length)));
     return bytes.length;
   }
 
@@ -359,9 +383,13 @@ export class WasmPlugin implements PluginRuntime {
       reed: {
         input_len: () => this.#input.length,
         input_read: (ptr: number, len: number, offset: number) => {
+          const buffer = this.#bytes(ptr, len);
           const start = Math.min(offset >>> 0, this.#input.length);
-          const chunk = this.#input.subarray(start, start + Math.min(len >>> 0, this.#input.length - start));
-          this.#bytes(ptr, chunk.length).set(chunk);
+          const chunk = this.#input.subarray(
+            start,
+            start + Math.min(buffer.length, this.#input.length - start),
+          );
+          buffer.set(chunk);
           return chunk.length;
         },
         output_write: (ptr: number, len: number) => {
