@@ -1,8 +1,12 @@
 // `npm run bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
 // Targets are reported, never enforced in tests: these machines are shared and noisy.
 import { runDiscoveryBench } from './discovery.js';
+import { runWasmBench } from './wasm.js';
 
-const benches: [string, () => boolean | Promise<boolean>][] = [['discovery', runDiscoveryBench]];
+const benches: [string, () => boolean | Promise<boolean>][] = [
+  ['discovery', runDiscoveryBench],
+  ['wasm', runWasmBench],
+];
 const only = process.argv.slice(2);
 const missed: string[] = [];
 for (const [name, run] of benches) {

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import wabtFactory from 'wabt';
 
-const roots = ['examples', 'test/fixtures'];
+const roots = ['examples', 'test/fixtures', 'bench/fixtures'];
 const wabt = await wabtFactory();
 const clang = ['--target=wasm32-wasi', '-O2', '-Iinclude', '-Wall', '-Werror'];
 const counts = { wat: 0, c: 0, as: 0 };

@@ -36,13 +36,19 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# --- npm dependencies (npm ci also builds, through the `prepare` script) ------------------------------
+# --- toolchains for the example and fixture plugins (C to wasm32-wasi) -------------------------------
+apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
+
+# --- npm dependencies (npm ci also compiles the TypeScript, through `prepare`) -----------------------
 stamp=node_modules/.reed-setup-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   log "npm ci"
   npm ci --no-audit --no-fund
   cp package-lock.json "$stamp"
 fi
+
+# --- plugins and fixtures from their sources (.wat, .c, AssemblyScript) ------------------------------
+node scripts/build-plugins.mjs
 
 [ $want_docker = 1 ] || exit 0
 

@@ -112,3 +112,61 @@ describe('reed-plugins CLI', () => {
     expect(runCli(['validate', '--help']).stdout).toContain('--plugin-dir DIR');
   });
 });
+
+describe('reed-plugins call', () => {
+  const call = (args: string[]) =>
+    runCli(['call', '--plugin-dir', 'examples/plugins', '--no-default-paths', ...args], { home: tempDir() });
+
+  it.each([
+    ['example.hello', 'greet', 'hello', 'Hello, hello!'],
+    ['example.notes-c', 'publish', 'hello', '"createdBy":"example.notes-c"'],
+    ['example.wordcount', '_start', 'hello', '0 1 5'],
+    ['example.as-greeter', 'greet', 'hello', 'Good day, hello!'],
+  ])('%s %s --input %s --json works', (id, fn, input, expected) => {
+    const r = call([id, fn, '--input', input, '--json']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      ok: boolean;
+      output: string;
+      error: unknown;
+      stats: { fuelConsumed: number; durationMs: number };
+    };
+    expect(out.ok).toBe(true);
+    expect(out.output).toContain(expected);
+    expect(out.error).toBeNull();
+    expect(out.stats.fuelConsumed).toBeGreaterThan(0);
+    expect(out.stats.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('prints the raw output without --json', () => {
+    const r = call(['example.hello', 'greet', '--input', 'raw']);
+    expect([r.status, r.stdout]).toEqual([0, 'Hello, raw!']);
+  });
+
+  it('returns typed errors with exit 1 for hostile plugins', () => {
+    const r = runCli(['call', '--plugin-dir', 'test/fixtures/hostile', 'hostile.spin', 'spin', '--json'], {
+      home: tempDir(),
+    });
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      ok: false,
+      output: null,
+      error: { code: 'fuel_exhausted' },
+    });
+    const failed = runCli(['call', '--plugin-dir', 'test/fixtures/hostile', 'hostile.unknown-import', 'ok'], {
+      home: tempDir(),
+    });
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toContain('error plugin_failed');
+    expect(failed.stderr).toContain('wasm_import_unknown');
+  });
+
+  it('reads input from a file and rejects bad usage with exit 2', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'in.txt'), 'from a file');
+    expect(call(['example.hello', 'echo', '--input-file', join(dir, 'in.txt')]).stdout).toBe('from a file');
+    expect(call(['example.hello']).status).toBe(2);
+    expect(call(['example.hello', 'greet', '--input', 'a', '--input-file', 'b']).status).toBe(2);
+    expect(call(['example.hello', 'greet', '--mode', 'vm']).status).toBe(2);
+  });
+});

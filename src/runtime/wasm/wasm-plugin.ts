@@ -99,10 +99,11 @@ export class WasmPlugin implements PluginRuntime {
       const exported = instance.exports[fn] as () => number;
       // A command's _start returns nothing when main returns 0 (a non-zero status arrives as proc_exit).
       const status = this.#enter(() => exported()) ?? 0;
+      const fuelConsumed = this.#consumed();
       if (this.#o.isCommand) this.#drop();
       if (status !== 0) throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
       if (deadline !== 0 && performance.now() > deadline) throw this.#timeout();
-      return { output: this.#takeOutput(), fuelConsumed: this.#consumed() };
+      return { output: this.#takeOutput(), fuelConsumed };
     } finally {
       this.#flushLines();
       this.#input = EMPTY;
@@ -189,8 +190,8 @@ export class WasmPlugin implements PluginRuntime {
       return run();
     } catch (error) {
       if (error instanceof WasiExit && this.#o.isCommand) {
-        this.#drop();
         if (error.status === 0) return 0 as T;
+        this.#drop();
         throw this.#pluginError(`exited with status ${error.status}`, error.status);
       }
       const typed = this.#classify(error, what);
