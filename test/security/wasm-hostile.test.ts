@@ -12,6 +12,7 @@ const HOSTILE = join(REPO, 'test/fixtures/hostile');
 // plugin (a fresh instance) and the other plugins.
 const CALLS: [plugin: string, fn: string, code: string, input?: string][] = [
   ['spin', 'spin', 'fuel_exhausted'],
+  ['slow', 'chatter', 'call_timeout'],
   ['recursion', 'recurse', 'wasm_stack_overflow'],
   ['big-output', 'flood', 'output_too_large'],
   ['quota', 'fill', 'storage_quota_exceeded'],

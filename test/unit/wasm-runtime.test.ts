@@ -1,10 +1,13 @@
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PluginHost } from '../../src/host/plugin-host.js';
+import { loadHostConfig } from '../../src/host/host-config.js';
+import { PluginHost } from '../../src/host/plugin-host.js';
 import type { PluginEvent } from '../../src/host/services.js';
 import { MemoryStorage } from '../../src/host/services.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 
 const EXAMPLES = join(REPO, 'examples/plugins');
 
@@ -116,6 +119,23 @@ describe('the example plugins in mode none', () => {
 });
 
 describe('host lifecycle', () => {
+  it('keeps storage across host restarts by default (LMDB under data_dir)', async () => {
+    const dir = tempDir();
+    const config = loadHostConfig({
+      cwd: dir,
+      env: {},
+      home: dir,
+      overrides: { pluginDirs: [EXAMPLES], defaultSearchPaths: false },
+    });
+    const quiet = pino({ level: 'silent' });
+    const first = await PluginHost.start({ config, logger: quiet, plugins: ['example.notes-c'] });
+    await first.call('example.notes-c', 'put', 'kept=across restarts');
+    await first.close();
+    const second = await PluginHost.start({ config, logger: quiet, plugins: ['example.notes-c'] });
+    expect(text((await second.call('example.notes-c', 'get', 'kept')).output)).toBe('across restarts');
+    await second.close();
+  });
+
   it('runs deactivate in reverse dependency order on close, once', async () => {
     const { host } = await startHost([EXAMPLES], { plugins: ['example.hello'] });
     expect(host.status().map((s) => s.id)).toEqual(['example.hello']);
