@@ -3,16 +3,27 @@
 //   plugin.c              -> plugin.wasm, a WASI reactor (clang --target=wasm32-wasi, include/ on the path)
 //   main.c                -> plugin.wasm, a WASI command (exports _start)
 //   assembly/index.ts     -> plugin.wasm, with AssemblyScript and sdk/assemblyscript
+//   native.c              -> plugin.so, a native plugin (cc -shared, include/ on the path)
+// Then the example plugins that need a signature are signed with a development key made here
+// (examples/keys/, not in git), which examples/reed-trusted.toml trusts.
 // Sources live in git; outputs do not. The set-up installs clang, lld and wasi-libc.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import wabtFactory from 'wabt';
 
 const roots = ['examples', 'test/fixtures', 'bench/fixtures'];
 const wabt = await wabtFactory();
 const clang = ['--target=wasm32-wasi', '-O2', '-Iinclude', '-Wall', '-Werror'];
-const counts = { wat: 0, c: 0, as: 0 };
+const counts = { wat: 0, c: 0, as: 0, native: 0 };
 
 function* walk(dir) {
   let names;
@@ -63,6 +74,19 @@ for (const root of roots) {
     } else if (file.endsWith('/main.c')) {
       run('clang', [...clang, '-o', join(dir, 'plugin.wasm'), file]);
       counts.c++;
+    } else if (file.endsWith('/native.c')) {
+      run('cc', [
+        '-shared',
+        '-fPIC',
+        '-O2',
+        '-Wall',
+        '-Werror',
+        '-Iinclude',
+        '-o',
+        join(dir, 'plugin.so'),
+        file,
+      ]);
+      counts.native++;
     } else if (file.endsWith('/assembly/index.ts')) {
       const asc = join('node_modules', '.bin', 'asc');
       run(asc, [file, '--outFile', join(dirname(dir), 'plugin.wasm'), '--optimize', '--use', 'abort=']);
@@ -70,4 +94,24 @@ for (const root of roots) {
     }
   }
 }
-process.stderr.write(`build-plugins: ${counts.wat} WAT, ${counts.c} C, ${counts.as} AssemblyScript\n`);
+
+// Sign the native examples with the examples' development key (dist/ must be built: `npm run build` is).
+const { generateSigningKey, readPrivateKey, signPlugin, SIGNATURE_FILE } = await import(
+  '../dist/src/signing/signature.js'
+);
+const { inventoryPlugin, DEFAULT_FILE_LIMITS } = await import('../dist/src/discovery/plugin-inventory.js');
+const keyFile = 'examples/keys/examples.key';
+if (!existsSync(keyFile)) {
+  mkdirSync('examples/keys', { recursive: true, mode: 0o700 });
+  const key = generateSigningKey();
+  writeFileSync(keyFile, key.privatePem, { mode: 0o600 });
+  writeFileSync('examples/keys/examples.pub', key.publicPem);
+}
+const key = readPrivateKey(keyFile);
+for (const dir of ['examples/plugins/native-c']) {
+  const signature = signPlugin(inventoryPlugin(realpathSync(dir), DEFAULT_FILE_LIMITS), key);
+  writeFileSync(join(dir, SIGNATURE_FILE), `${JSON.stringify(signature, null, 2)}\n`);
+}
+process.stderr.write(
+  `build-plugins: ${counts.wat} WAT, ${counts.c} C, ${counts.as} AssemblyScript, ${counts.native} native; examples signed\n`,
+);

@@ -57,6 +57,15 @@ export const CODES = {
   wasm_memory_limit: 'the module\u2019s memory starts above the memory cap',
   wasm_table_limit: 'the module\u2019s table starts above the table cap',
 
+  // Native libraries and signatures
+  native_invalid_library: 'the file is not an ELF shared object for this machine',
+  native_symbol_missing: 'the library lacks a required symbol or function pointer',
+  native_bad_output: 'the native plugin returned an output buffer the host cannot accept',
+  signature_missing: 'the policy requires a signature and the plugin has none',
+  signature_invalid: 'the signature does not match the plugin\u2019s files, or cannot be read',
+  signature_untrusted: 'the signature is valid but made by a key the host does not trust',
+  key_invalid: 'a signing or trusted key cannot be read',
+
   // Calls
   fuel_exhausted: 'the call used up its instruction budget (fuel)',
   call_timeout: 'the call ran past its deadline',

@@ -37,8 +37,15 @@ export const HostConfigSchema = Strict({
       max_depth: Count(1_000),
     }),
   ),
+  signatures: Type.Optional(
+    Strict({
+      require: Type.Optional(Enum(['none', 'native', 'all'] as const)),
+      trusted_keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 256 })),
+    }),
+  ),
   policy: Type.Optional(
     Strict({
+      allow_native_in_process: Type.Optional(Type.Boolean()),
       allowed_sandbox_modes: Type.Optional(Type.Array(Enum(SANDBOX_MODES), { minItems: 1, maxItems: 3 })),
       permissions: Type.Optional(
         Strict({

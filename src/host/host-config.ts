@@ -11,6 +11,7 @@ import { SANDBOX_MODES } from '../manifest/schema.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
 import { DEFAULT_MAX_MODULE_BYTES } from '../runtime/wasm/compile-wasm.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
+import { readTrustedKey } from '../signing/signature.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
 import { HostConfigSchema } from './config-schema.js';
@@ -49,6 +50,8 @@ export interface HostConfig {
   cacheDir: string;
   /** Compile cache: whether it is used, and its size bound. */
   cache: { enabled: boolean; maxBytes: number };
+  /** Which plugins need a signature, and the keys trusted to sign them (raw Ed25519 public keys). */
+  signatures: { require: 'none' | 'native' | 'all'; trustedKeys: Buffer[] };
   wasm: { maxModuleBytes: number; fuel: boolean };
   dataDir: string;
   runtimeDir: string;
@@ -152,11 +155,13 @@ interface RawConfig {
   sandbox?: { mode?: SandboxMode };
   wasm?: { max_module_bytes?: number; fuel?: boolean };
   cache?: { max_bytes?: number; enabled?: boolean };
+  signatures?: { require?: 'none' | 'native' | 'all'; trusted_keys?: string[] };
   limits?: RawLimits;
   files?: Partial<
     Record<'max_manifest_bytes' | 'max_file_bytes' | 'max_plugin_bytes' | 'max_files' | 'max_depth', number>
   >;
   policy?: {
+    allow_native_in_process?: boolean;
     allowed_sandbox_modes?: SandboxMode[];
     permissions?: Partial<Omit<PluginPermissions, 'events'>> & {
       events?: Partial<PluginPermissions['events']>;
@@ -242,8 +247,19 @@ function resolveConfig(
       },
       allowedSandboxModes,
       limitCeilings: ceilings,
+      allowNativeInProcess: raw.policy?.allow_native_in_process ?? false,
     },
     cache: { enabled: raw.cache?.enabled ?? true, maxBytes: raw.cache?.max_bytes ?? 512 * 1024 * 1024 },
+    signatures: {
+      require: raw.signatures?.require ?? 'native',
+      trustedKeys: (raw.signatures?.trusted_keys ?? []).map((spec, i) => {
+        try {
+          return readTrustedKey(spec, ctx.base);
+        } catch (error) {
+          return invalid(`signatures.trusted_keys[${i}]`, (error as Error).message);
+        }
+      }),
+    },
     wasm: {
       maxModuleBytes: raw.wasm?.max_module_bytes ?? DEFAULT_MAX_MODULE_BYTES,
       fuel: raw.wasm?.fuel ?? true,

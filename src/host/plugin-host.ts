@@ -1,13 +1,16 @@
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { CompileCache } from '../cache/compile-cache.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
 import type { PluginType, SandboxMode } from '../manifest/types.js';
+import { readCheckedLibrary } from '../runtime/native/check-library.js';
+import { NativePlugin } from '../runtime/native/native-plugin.js';
 import { compileWasm } from '../runtime/wasm/compile-wasm.js';
 import { WasmPlugin } from '../runtime/wasm/wasm-plugin.js';
 import { InProcessSandbox } from '../sandbox/in-process-sandbox.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../sandbox/sandbox.js';
+import { type VerifiedPlugin, verifyPlugin } from '../signing/signature.js';
 import type { LoadedPlugin } from '../validation/context.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
 import { effectiveLimits } from './limits.js';
@@ -162,25 +165,44 @@ export class PluginHost {
   #createSandbox(candidate: ParsedCandidate, mode: SandboxMode): Sandbox {
     const id = candidate.id;
     const limits = effectiveLimits(candidate.manifest.limits, this.config.limits);
+    const at = { pluginId: id };
     if (mode !== 'none') {
       throw new ReedError(
         'sandbox_unavailable',
         `plugin "${id}" asks for sandbox mode "${mode}", which this host cannot run yet; use "none"`,
-        {
-          pluginId: id,
-        },
-      );
-    }
-    if (candidate.pluginType !== 'wasm' || candidate.entryPoint === undefined) {
-      throw new ReedError(
-        'plugin_type_unsupported',
-        `plugin "${id}" is a ${candidate.pluginType ?? 'unknown'} plugin; only WASM plugins can be loaded so far`,
-        {
-          pluginId: id,
-        },
+        at,
       );
     }
     const entryPoint = candidate.entryPoint;
+    const inventory = candidate.inventory;
+    if (entryPoint === undefined || inventory === undefined || candidate.pluginType === undefined) {
+      throw new ReedError('entry_point_missing', `plugin "${id}" has no entry point to load`, at);
+    }
+    const native = candidate.pluginType === 'native';
+    const { require, trustedKeys } = this.config.signatures;
+    if (native && mode === 'none' && this.config.policy.allowNativeInProcess !== true) {
+      throw nativeDenied(
+        id,
+        'the policy does not allow native code in the host process ([policy] allow_native_in_process)',
+      );
+    }
+    const mustVerify = require === 'all' || (require === 'native' && native) || (native && mode === 'none');
+    let verified: VerifiedPlugin | undefined;
+    if (mustVerify) {
+      try {
+        verified = verifyPlugin(inventory, trustedKeys, id);
+      } catch (error) {
+        if (native && mode === 'none' && error instanceof ReedError)
+          throw nativeDenied(
+            id,
+            `it is not signed by a trusted key (${error.code}: ${error.message})`,
+            error,
+          );
+        throw error;
+      }
+    }
+    const relEntry = relative(inventory.root, entryPoint).split(sep).join('/');
+    const verifiedBytes = verified?.contents.get(relEntry);
     const hostApi = new PluginHostApi(
       id,
       candidate.manifest.permissions,
@@ -189,6 +211,35 @@ export class PluginHost {
       this.services,
       this.logger.child({ sandbox: mode }),
     );
+    if (native) {
+      this.logger.warn(
+        { pluginId: id, sandbox: mode, signer: verified?.keyId },
+        'native plugin runs inside the host process with the host\u2019s full rights: a crash in it takes the host down',
+      );
+      return new InProcessSandbox(
+        id,
+        async () => {
+          const bytes = readCheckedLibrary(entryPoint, id, this.config.fileLimits.maxFileBytes);
+          if (verifiedBytes !== undefined && !Buffer.from(verifiedBytes).equals(Buffer.from(bytes))) {
+            throw new ReedError(
+              'signature_invalid',
+              `native library of plugin "${id}" changed while it was being loaded`,
+              at,
+            );
+          }
+          return new NativePlugin({
+            pluginId: id,
+            bytes,
+            privateDir: join(this.config.runtimeDir, 'native'),
+            host: hostApi,
+            limits,
+            hostApiVersion: this.config.apiVersion,
+            warn: (message) => this.logger.warn({ pluginId: id }, message),
+          });
+        },
+        limits.callTimeoutMs,
+      );
+    }
     return new InProcessSandbox(
       id,
       async () => {
@@ -199,6 +250,7 @@ export class PluginHost {
           fuelPerCall: limits.fuelPerCall,
           fuel: this.config.wasm.fuel,
           maxModuleBytes: this.config.wasm.maxModuleBytes,
+          ...(verifiedBytes === undefined ? {} : { bytes: verifiedBytes }),
           ...(this.#cache === undefined ? {} : { cache: this.#cache }),
         });
         return new WasmPlugin({
@@ -283,4 +335,12 @@ export class PluginHost {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+function nativeDenied(pluginId: string, why: string, cause?: unknown): ReedError {
+  return new ReedError(
+    'native_in_process_denied',
+    `native plugin "${pluginId}" may not run inside the host process (mode none): ${why}. Native code there has the host's full rights; run it in process or container mode, or sign it with a trusted key and set allow_native_in_process = true`,
+    { pluginId, ...(cause === undefined ? {} : { cause }) },
+  );
 }

@@ -10,6 +10,11 @@ export interface HostPolicy {
   allowedSandboxModes: SandboxMode[];
   /** The highest value each manifest limit may take. */
   limitCeilings: ResolvedLimits;
+  /**
+   * Whether a native plugin may run inside the host process (mode `none`) at all; even then only when signed by
+   * a trusted key. Default false.
+   */
+  allowNativeInProcess?: boolean;
 }
 
 export interface LoadedPlugin {

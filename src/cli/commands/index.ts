@@ -1,7 +1,15 @@
 import type { Command } from '../command.js';
 import { callCommand } from './call.js';
 import { discoverCommand } from './discover.js';
+import { keygenCommand, signCommand, verifyCommand } from './signing.js';
 import { validateCommand } from './validate.js';
 
 /** Every `reed-plugins` subcommand, in the order `--help` lists them. */
-export const COMMANDS: readonly Command[] = [discoverCommand, validateCommand, callCommand];
+export const COMMANDS: readonly Command[] = [
+  discoverCommand,
+  validateCommand,
+  callCommand,
+  keygenCommand,
+  signCommand,
+  verifyCommand,
+];

@@ -20,6 +20,8 @@ export interface WasmCompileOptions {
   /** Largest module accepted. Default 64 MiB. */
   maxModuleBytes?: number;
   cache?: CompileCache;
+  /** The module bytes when the caller already read (and verified) them; otherwise `file` is read. */
+  bytes?: Uint8Array;
 }
 
 export interface CompiledWasm {
@@ -45,7 +47,15 @@ const compiled = new Map<string, Promise<WebAssembly.Module>>();
  */
 export async function compileWasm(file: string, options: WasmCompileOptions): Promise<CompiledWasm> {
   const at = { pluginId: options.pluginId, file };
-  const source = readModule(file, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES, at);
+  const maxBytes = options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
+  if (options.bytes !== undefined && options.bytes.length > maxBytes) {
+    throw new ReedError(
+      'wasm_too_large',
+      `${file} is ${options.bytes.length} bytes, above the cap of ${maxBytes} bytes`,
+      at,
+    );
+  }
+  const source = options.bytes ?? readModule(file, maxBytes, at);
   const fuel = options.fuel ?? true;
   const memoryCapPages = Math.floor((options.memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
   const key = cacheKey(
