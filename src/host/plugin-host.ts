@@ -294,6 +294,7 @@ export class PluginHost {
         {
           pluginId: id,
           cause: entry.error,
+          ...(entry.error === undefined ? {} : { details: { causeCode: entry.error.code } }),
         },
       );
     }
