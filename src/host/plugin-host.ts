@@ -187,20 +187,10 @@ export class PluginHost {
       );
     }
     const mustVerify = require === 'all' || (require === 'native' && native) || (native && mode === 'none');
-    let verified: VerifiedPlugin | undefined;
-    if (mustVerify) {
-      try {
-        verified = verifyPlugin(inventory, trustedKeys, id);
-      } catch (error) {
-        if (native && mode === 'none' && error instanceof ReedError)
-          throw nativeDenied(
-            id,
-            `it is not signed by a trusted key (${error.code}: ${error.message})`,
-            error,
-          );
-        throw error;
-      }
-    }
+    // Signature failures keep their own codes: tampering (signature_invalid) must not read as a policy refusal.
+    const verified: VerifiedPlugin | undefined = mustVerify
+      ? verifyPlugin(inventory, trustedKeys, id)
+      : undefined;
     const relEntry = relative(inventory.root, entryPoint).split(sep).join('/');
     const verifiedBytes = verified?.contents.get(relEntry);
     const hostApi = new PluginHostApi(
@@ -338,10 +328,10 @@ export class PluginHost {
   }
 }
 
-function nativeDenied(pluginId: string, why: string, cause?: unknown): ReedError {
+function nativeDenied(pluginId: string, why: string): ReedError {
   return new ReedError(
     'native_in_process_denied',
     `native plugin "${pluginId}" may not run inside the host process (mode none): ${why}. Native code there has the host's full rights; run it in process or container mode, or sign it with a trusted key and set allow_native_in_process = true`,
-    { pluginId, ...(cause === undefined ? {} : { cause }) },
+    { pluginId },
   );
 }

@@ -103,7 +103,7 @@ export function verifyPlugin(
   } catch {
     throw new ReedError(
       'signature_missing',
-      `plugin ${pluginId ?? inventory.root} has no ${SIGNATURE_FILE}, and the policy requires a signature (reed-plugins sign DIR --key K)`,
+      `plugin ${pluginId ?? inventory.root} has no ${SIGNATURE_FILE}, and a signature by a trusted key is required here ([signatures] require; native code in the host process always needs one). Sign it with reed-plugins sign DIR --key K`,
       at,
     );
   }

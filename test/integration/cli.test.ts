@@ -170,3 +170,54 @@ describe('reed-plugins call', () => {
     expect(call(['example.hello', 'greet', '--mode', 'vm']).status).toBe(2);
   });
 });
+
+describe('reed-plugins keygen, sign, verify, and the native example', () => {
+  it('signs a plugin and verifies it, then fails verification after a change', () => {
+    const dir = tempDir();
+    const plugin = writePlugin(dir, 'p', { id: 'p' });
+    expect(runCli(['keygen', '--out', join(dir, 'k')]).status).toBe(0);
+    expect(runCli(['keygen', '--out', join(dir, 'k')]).status).toBe(2); // never overwrites a key
+    const signed = runCli(['sign', plugin, '--key', join(dir, 'k.key')]);
+    expect(signed.status).toBe(0);
+    expect(signed.stdout).toContain('signed 2 file(s)');
+    const ok = runCli(['verify', plugin, '--trusted-key', join(dir, 'k.pub'), '--json']);
+    expect([ok.status, JSON.parse(ok.stdout).valid]).toEqual([0, true]);
+    expect(runCli(['verify', plugin]).stderr).toContain('error signature_untrusted');
+    writeFileSync(join(plugin, 'plugin.wasm'), 'changed');
+    const bad = runCli(['verify', plugin, '--trusted-key', join(dir, 'k.pub'), '--json']);
+    expect(bad.status).toBe(1);
+    expect(JSON.parse(bad.stdout).error).toMatchObject({
+      code: 'signature_invalid',
+      details: { changed: ['plugin.wasm'] },
+    });
+  });
+
+  it('runs the native example in mode none when trusted, and refuses it clearly when not', () => {
+    const trusted = runCli(
+      [
+        'call',
+        '--config',
+        'examples/reed-trusted.toml',
+        'example.native-c',
+        'greet',
+        '--input',
+        'you',
+        '--json',
+      ],
+      {
+        home: tempDir(),
+      },
+    );
+    expect(trusted.status).toBe(0);
+    expect(JSON.parse(trusted.stdout)).toMatchObject({ ok: true, output: 'Hello from C, you!' });
+    const refused = runCli(
+      ['call', '--plugin-dir', 'examples/plugins', 'example.native-c', 'greet', '--json'],
+      { home: tempDir() },
+    );
+    expect(refused.status).toBe(1);
+    expect(JSON.parse(refused.stdout).error).toMatchObject({
+      code: 'plugin_failed',
+      details: { causeCode: 'native_in_process_denied' },
+    });
+  });
+});
