@@ -1,11 +1,13 @@
 // `npm run bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
 // Targets are reported, never enforced in tests: these machines are shared and noisy.
 import { runDiscoveryBench } from './discovery.js';
+import { runNativeBench } from './native.js';
 import { runWasmBench } from './wasm.js';
 
 const benches: [string, () => boolean | Promise<boolean>][] = [
   ['discovery', runDiscoveryBench],
   ['wasm', runWasmBench],
+  ['native', runNativeBench],
 ];
 const only = process.argv.slice(2);
 const missed: string[] = [];
