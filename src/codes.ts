@@ -66,6 +66,13 @@ export const CODES = {
   signature_untrusted: 'the signature is valid but made by a key the host does not trust',
   key_invalid: 'a signing or trusted key cannot be read',
 
+  // Sandboxes (process and container modes)
+  sandbox_start_failed: 'the sandbox did not start or did not become ready in time',
+  sandbox_crashed: 'the sandbox process exited or was killed while the plugin was running',
+  handshake_failed: 'a connection to the sandbox socket did not authenticate',
+  protocol_violation: 'the sandbox sent a frame that breaks the protocol; the sandbox was stopped',
+  memory_limit: 'the sandbox was killed for using more memory than its limit',
+
   // Calls
   fuel_exhausted: 'the call used up its instruction budget (fuel)',
   call_timeout: 'the call ran past its deadline',

@@ -17,7 +17,13 @@ export const HostConfigSchema = Strict({
   cache_dir: Type.Optional(Type.String({ minLength: 1 })),
   data_dir: Type.Optional(Type.String({ minLength: 1 })),
   runtime_dir: Type.Optional(Type.String({ minLength: 1 })),
-  sandbox: Type.Optional(Strict({ mode: Type.Optional(Enum(SANDBOX_MODES)) })),
+  sandbox: Type.Optional(
+    Strict({
+      mode: Type.Optional(Enum(SANDBOX_MODES)),
+      runner_uid: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 2 })),
+      runner_gid: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 2 })),
+    }),
+  ),
   wasm: Type.Optional(
     Strict({
       max_module_bytes: Count(Number.MAX_SAFE_INTEGER),

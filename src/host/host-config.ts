@@ -55,6 +55,8 @@ export interface HostConfig {
   wasm: { maxModuleBytes: number; fuel: boolean };
   dataDir: string;
   runtimeDir: string;
+  /** Process mode: the uid/gid runners run as when the host is root (default 65534, nobody). */
+  runAs?: { uid: number; gid: number };
   /** Non-fatal findings, e.g. unknown keys. */
   warnings: Diagnostic[];
 }
@@ -152,7 +154,7 @@ interface RawConfig {
   cache_dir?: string;
   data_dir?: string;
   runtime_dir?: string;
-  sandbox?: { mode?: SandboxMode };
+  sandbox?: { mode?: SandboxMode; runner_uid?: number; runner_gid?: number };
   wasm?: { max_module_bytes?: number; fuel?: boolean };
   cache?: { max_bytes?: number; enabled?: boolean };
   signatures?: { require?: 'none' | 'native' | 'all'; trusted_keys?: string[] };
@@ -279,6 +281,14 @@ function resolveConfig(
           ? join(ctx.env.XDG_RUNTIME_DIR, 'reed')
           : join(tmpdir(), `reed-${uid}`),
     warnings: ctx.warnings,
+    ...(process.getuid?.() === 0 && raw.sandbox?.runner_uid !== 0
+      ? {
+          runAs: {
+            uid: raw.sandbox?.runner_uid ?? 65_534,
+            gid: raw.sandbox?.runner_gid ?? raw.sandbox?.runner_uid ?? 65_534,
+          },
+        }
+      : {}),
   };
 }
 

@@ -4,12 +4,16 @@ import { CompileCache } from '../cache/compile-cache.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
 import type { PluginType, SandboxMode } from '../manifest/types.js';
+import type { PluginSpec } from '../protocol/messages.js';
 import { readCheckedLibrary } from '../runtime/native/check-library.js';
 import { NativePlugin } from '../runtime/native/native-plugin.js';
-import { compileWasm } from '../runtime/wasm/compile-wasm.js';
+import { compileWasm, prepareWasm } from '../runtime/wasm/compile-wasm.js';
 import { WasmPlugin } from '../runtime/wasm/wasm-plugin.js';
 import { InProcessSandbox } from '../sandbox/in-process-sandbox.js';
+import { LazySandbox } from '../sandbox/lazy-sandbox.js';
+import { ProcessSandbox, type Supervision } from '../sandbox/process-sandbox.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../sandbox/sandbox.js';
+import { type HostSession, newSession, sweepOrphans } from '../sandbox/session.js';
 import { type VerifiedPlugin, verifyPlugin } from '../signing/signature.js';
 import type { LoadedPlugin } from '../validation/context.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
@@ -32,6 +36,10 @@ export interface PluginHostOptions {
   loadedPlugins?: LoadedPlugin[];
   /** Run every plugin in this mode, whatever its manifest asks (the CLI's `--mode`). */
   forceMode?: SandboxMode;
+  /** Process mode: supervision settings (deadlines, restarts, breaker). */
+  supervision?: Partial<Supervision>;
+  /** Process mode: the command that starts a runner (tests use hostile ones). Default: Node with dist/sandbox-runner. */
+  runnerCommand?: string[];
 }
 
 export type PluginState = 'ready' | 'failed' | 'stopped';
@@ -65,6 +73,8 @@ export class PluginHost {
   readonly #entries = new Map<string, Entry>();
   readonly #ownsStorage: boolean;
   readonly #cache: CompileCache | undefined;
+  /** This host's identity for the sandboxes it starts (and for the orphan sweep of the next host). */
+  readonly session: HostSession = newSession();
   #closing: Promise<void> | undefined;
 
   private constructor(options: PluginHostOptions) {
@@ -87,11 +97,17 @@ export class PluginHost {
         })
       : undefined;
     this.scan = scanPlugins(this.config, options.loadedPlugins);
+    this.#supervision = options.supervision;
+    this.#runnerCommand = options.runnerCommand;
   }
+
+  readonly #supervision: Partial<Supervision> | undefined;
+  readonly #runnerCommand: string[] | undefined;
 
   /** Scans, then loads and initialises the valid plugins in dependency order. A plugin that fails to load is `failed`; the others still load. */
   static async start(options: PluginHostOptions = {}): Promise<PluginHost> {
     const host = new PluginHost(options);
+    sweepOrphans(host.config.runtimeDir, host.logger);
     try {
       await host.#loadAll(options.plugins);
     } catch (error) {
@@ -166,10 +182,10 @@ export class PluginHost {
     const id = candidate.id;
     const limits = effectiveLimits(candidate.manifest.limits, this.config.limits);
     const at = { pluginId: id };
-    if (mode !== 'none') {
+    if (mode === 'container') {
       throw new ReedError(
         'sandbox_unavailable',
-        `plugin "${id}" asks for sandbox mode "${mode}", which this host cannot run yet; use "none"`,
+        `plugin "${id}" asks for sandbox mode "container", which this host cannot run yet; use "none" or "process"`,
         at,
       );
     }
@@ -201,6 +217,59 @@ export class PluginHost {
       this.services,
       this.logger.child({ sandbox: mode }),
     );
+    const wasmOptions = {
+      pluginId: id,
+      memoryMb: limits.memoryMb,
+      tableElements: limits.tableElements,
+      fuelPerCall: limits.fuelPerCall,
+      fuel: this.config.wasm.fuel,
+      maxModuleBytes: this.config.wasm.maxModuleBytes,
+      ...(verifiedBytes === undefined ? {} : { bytes: verifiedBytes }),
+      ...(this.#cache === undefined ? {} : { cache: this.#cache }),
+    };
+    const nativeBytes = () => {
+      const bytes = readCheckedLibrary(entryPoint, id, this.config.fileLimits.maxFileBytes);
+      if (verifiedBytes !== undefined && !Buffer.from(verifiedBytes).equals(Buffer.from(bytes))) {
+        throw new ReedError(
+          'signature_invalid',
+          `native library of plugin "${id}" changed while it was being loaded`,
+          at,
+        );
+      }
+      return bytes;
+    };
+    if (mode === 'process') {
+      return new LazySandbox(id, 'process', async () => {
+        const spec: PluginSpec = {
+          id,
+          type: candidate.pluginType as 'wasm' | 'native',
+          apiVersion: this.config.apiVersion,
+          limits,
+          wasi: candidate.manifest.wasi,
+        };
+        let bytes: Uint8Array;
+        if (native) bytes = nativeBytes();
+        else {
+          const prepared = await prepareWasm(entryPoint, wasmOptions);
+          bytes = prepared.bytes;
+          spec.exports = prepared.exports;
+          spec.isCommand = prepared.isCommand;
+        }
+        return new ProcessSandbox({
+          pluginId: id,
+          spec,
+          bytes,
+          host: hostApi,
+          limits,
+          logger: this.logger.child({ sandbox: 'process' }),
+          runtimeDir: this.config.runtimeDir,
+          session: this.session,
+          ...(this.#runnerCommand === undefined ? {} : { runnerCommand: this.#runnerCommand }),
+          ...(this.#supervision === undefined ? {} : { supervision: this.#supervision }),
+          ...(this.config.runAs === undefined ? {} : { runAs: this.config.runAs }),
+        });
+      });
+    }
     if (native) {
       this.logger.warn(
         { pluginId: id, sandbox: mode, signer: verified?.keyId },
@@ -208,41 +277,23 @@ export class PluginHost {
       );
       return new InProcessSandbox(
         id,
-        async () => {
-          const bytes = readCheckedLibrary(entryPoint, id, this.config.fileLimits.maxFileBytes);
-          if (verifiedBytes !== undefined && !Buffer.from(verifiedBytes).equals(Buffer.from(bytes))) {
-            throw new ReedError(
-              'signature_invalid',
-              `native library of plugin "${id}" changed while it was being loaded`,
-              at,
-            );
-          }
-          return new NativePlugin({
+        async () =>
+          new NativePlugin({
             pluginId: id,
-            bytes,
+            bytes: nativeBytes(),
             privateDir: join(this.config.runtimeDir, 'native'),
             host: hostApi,
             limits,
             hostApiVersion: this.config.apiVersion,
             warn: (message) => this.logger.warn({ pluginId: id }, message),
-          });
-        },
+          }),
         limits.callTimeoutMs,
       );
     }
     return new InProcessSandbox(
       id,
       async () => {
-        const compiled = await compileWasm(entryPoint, {
-          pluginId: id,
-          memoryMb: limits.memoryMb,
-          tableElements: limits.tableElements,
-          fuelPerCall: limits.fuelPerCall,
-          fuel: this.config.wasm.fuel,
-          maxModuleBytes: this.config.wasm.maxModuleBytes,
-          ...(verifiedBytes === undefined ? {} : { bytes: verifiedBytes }),
-          ...(this.#cache === undefined ? {} : { cache: this.#cache }),
-        });
+        const compiled = await compileWasm(entryPoint, wasmOptions);
         return new WasmPlugin({
           pluginId: id,
           module: compiled.module,

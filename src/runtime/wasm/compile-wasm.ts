@@ -24,12 +24,17 @@ export interface WasmCompileOptions {
   bytes?: Uint8Array;
 }
 
-export interface CompiledWasm {
-  module: WebAssembly.Module;
+export interface PreparedWasm {
+  /** The checked, instrumented module bytes. */
+  bytes: Uint8Array;
   exports: ModuleExport[];
   isCommand: boolean;
   cacheHit: boolean;
   key: string;
+}
+
+export interface CompiledWasm extends PreparedWasm {
+  module: WebAssembly.Module;
 }
 
 interface PreparedInfo {
@@ -46,6 +51,18 @@ const compiled = new Map<string, Promise<WebAssembly.Module>>();
  * compiled modules are shared within the process by the same key, so loading a module twice compiles once.
  */
 export async function compileWasm(file: string, options: WasmCompileOptions): Promise<CompiledWasm> {
+  const prepared = await prepareWasm(file, options);
+  let modulePromise = compiled.get(prepared.key);
+  if (modulePromise === undefined) {
+    modulePromise = WebAssembly.compile(prepared.bytes);
+    compiled.set(prepared.key, modulePromise);
+    modulePromise.catch(() => compiled.delete(prepared.key));
+  }
+  return { ...prepared, module: await modulePromise };
+}
+
+/** Everything `compileWasm` does but the compile: what a runner in another process needs to be sent. */
+export async function prepareWasm(file: string, options: WasmCompileOptions): Promise<PreparedWasm> {
   const at = { pluginId: options.pluginId, file };
   const maxBytes = options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
   if (options.bytes !== undefined && options.bytes.length > maxBytes) {
@@ -101,20 +118,8 @@ export async function compileWasm(file: string, options: WasmCompileOptions): Pr
   } else {
     entry = await options.cache.get(key, produce);
   }
-  let modulePromise = compiled.get(key);
-  if (modulePromise === undefined) {
-    modulePromise = WebAssembly.compile(entry.bytes);
-    compiled.set(key, modulePromise);
-    modulePromise.catch(() => compiled.delete(key));
-  }
   const info = entry.metadata.info as PreparedInfo;
-  return {
-    module: await modulePromise,
-    exports: info.exports,
-    isCommand: info.isCommand,
-    cacheHit: entry.hit,
-    key,
-  };
+  return { bytes: entry.bytes, exports: info.exports, isCommand: info.isCommand, cacheHit: entry.hit, key };
 }
 
 function readModule(file: string, maxBytes: number, at: { pluginId: string; file: string }): Uint8Array {

@@ -1,0 +1,171 @@
+// The sandbox-runner: one program for process and container modes (docs/PROTOCOL.md).
+//   node sandbox-runner/main.js --plugin-id ID --socket PATH
+// It connects back to the host, proves itself with the one-time secret, loads the plugin the host sends in a
+// worker thread, serves calls, and exits as soon as the connection closes: a host killed with SIGKILL leaves
+// no runner behind.
+import { readFileSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import {
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameType,
+  PROTOCOL_VERSION,
+} from '../src/protocol/frames.js';
+import type { PluginSpec } from '../src/protocol/messages.js';
+import type { HostReply } from './remote-host-api.js';
+
+const { values } = parseArgs({
+  options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' } },
+  strict: true,
+});
+const pluginId = values['plugin-id'];
+const socketPath = values.socket;
+if (pluginId === undefined || socketPath === undefined) {
+  process.stderr.write('usage: sandbox-runner --plugin-id ID --socket PATH\n');
+  process.exit(2);
+}
+
+/** The secret, from an inherited pipe (process mode) or a file beside the socket that is removed at once (container mode). */
+function readSecret(): string {
+  const fd = process.env.REED_SECRET_FD;
+  if (fd !== undefined) return readFileSync(Number(fd), 'utf8').trim();
+  const file = join(dirname(socketPath as string), 'secret');
+  const secret = readFileSync(file, 'utf8').trim();
+  try {
+    unlinkSync(file);
+  } catch {}
+  return secret;
+}
+
+const secret = readSecret();
+delete process.env.REED_SECRET_FD;
+
+/** Linux: die with the host even if this thread is stuck (prctl PR_SET_PDEATHSIG). Best effort. */
+async function dieWithParent(): Promise<void> {
+  if (process.platform !== 'linux' || process.env.REED_PDEATHSIG !== '1') return;
+  try {
+    const koffi = (await import('koffi')).default;
+    const prctl = koffi
+      .load('libc.so.6')
+      .func(
+        'int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)',
+      );
+    prctl(1 /* PR_SET_PDEATHSIG */, 9 /* SIGKILL */, 0, 0, 0);
+    if (process.ppid === 1) process.exit(0); // the host died before prctl took effect
+  } catch {}
+}
+await dieWithParent();
+
+const exit = (code: number) => process.exit(code);
+const socket = connect(socketPath);
+const decoder = new FrameDecoder(Number(process.env.REED_MAX_FRAME ?? 1024 * 1024 * 1024));
+const send = (type: FrameType, id: number, meta?: object, body?: Uint8Array) =>
+  socket.write(encodeFrame(type, id, meta, body));
+socket.on('connect', () => send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }));
+socket.on('close', () => exit(0));
+socket.on('error', (error) => {
+  process.stderr.write(`sandbox-runner: connection to ${socketPath} failed: ${error.message}\n`);
+  exit(1);
+});
+
+let worker: Worker | undefined;
+const flag = new Int32Array(new SharedArrayBuffer(4));
+const pendingHostCalls = new Map<number, true>();
+let nextHostCall = 1;
+let hostPort: MessageChannel['port1'] | undefined;
+
+function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
+  const channel = new MessageChannel();
+  hostPort = channel.port1;
+  const workDir = process.cwd();
+  worker = new Worker(join(dirname(fileURLToPath(import.meta.url)), 'worker.js'), {
+    workerData: { spec, bytes, flag, hostPort: channel.port2, workDir },
+    transferList: [channel.port2],
+    // The plugin's memory is capped by the module itself and by the sandbox's limits, not the worker's heap.
+  });
+  hostPort.on('message', (request: { op: string; args: string[]; bytes?: Uint8Array }) => {
+    const id = nextHostCall++;
+    pendingHostCalls.set(id, true);
+    send(FrameType.HostCall, id, { op: request.op, args: request.args }, request.bytes);
+  });
+  worker.on('message', (msg: Record<string, unknown>) => {
+    switch (msg.t) {
+      case 'ready':
+        send(FrameType.Ready, 0, { functions: msg.functions });
+        break;
+      case 'loadError':
+        send(FrameType.Error, 0, { code: msg.code, message: msg.message, details: msg.details });
+        break;
+      case 'result':
+        send(
+          FrameType.Result,
+          msg.id as number,
+          { fuelConsumed: msg.fuelConsumed },
+          msg.output as Uint8Array,
+        );
+        break;
+      case 'error':
+        send(FrameType.Error, msg.id as number, {
+          code: msg.code,
+          message: msg.message,
+          details: msg.details,
+        });
+        break;
+      case 'log':
+        send(FrameType.Log, 0, { level: msg.level, message: msg.message });
+        break;
+      case 'bye':
+        send(FrameType.Bye, 0);
+        socket.end(() => exit(0));
+        break;
+    }
+  });
+  worker.on('error', (error) => {
+    send(FrameType.Error, 0, { code: 'sandbox_crashed', message: `runner worker failed: ${error.message}` });
+    socket.end(() => exit(1));
+  });
+}
+
+function handle(frame: Frame): void {
+  switch (frame.type) {
+    case FrameType.Welcome:
+      startWorker((frame.meta as { plugin: PluginSpec }).plugin, frame.body);
+      break;
+    case FrameType.Call:
+      worker?.postMessage({ t: 'call', id: frame.id, fn: frame.meta.fn, input: frame.body });
+      break;
+    case FrameType.HostReply: {
+      if (!pendingHostCalls.delete(frame.id)) return;
+      const reply: HostReply = {
+        ...(frame.meta as Omit<HostReply, 'bytes'>),
+        ...(frame.meta.hasBytes === true ? { bytes: frame.body } : {}),
+      };
+      hostPort?.postMessage(reply);
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
+      break;
+    }
+    case FrameType.Ping:
+      send(FrameType.Pong, frame.id);
+      break;
+    case FrameType.Shutdown:
+      if (worker === undefined) socket.end(() => exit(0));
+      else worker.postMessage({ t: 'shutdown' });
+      break;
+    default:
+      exit(3);
+  }
+}
+
+socket.on('data', (chunk: Buffer) => {
+  try {
+    for (const frame of decoder.push(chunk)) handle(frame);
+  } catch {
+    exit(3);
+  }
+});

@@ -1,0 +1,27 @@
+import type { ResolvedLimits } from '../host/limits.js';
+import type { ModuleExport } from '../runtime/wasm/prepare-module.js';
+
+/** What the host tells a runner to load (Welcome frame metadata); the body holds the module or library bytes. */
+export interface PluginSpec {
+  id: string;
+  type: 'wasm' | 'native';
+  apiVersion: string;
+  limits: ResolvedLimits;
+  wasi: { args: string[]; env: Record<string, string> };
+  /** WASM only: the prepared module's exports, and whether it is a WASI command. */
+  exports?: ModuleExport[];
+  isCommand?: boolean;
+}
+
+/** Host API operations a runner may ask for (HostCall frames); each maps to one HostApi method. */
+export const HOST_OPS = [
+  'storageGet',
+  'storagePut',
+  'storageDelete',
+  'storageList',
+  'contentCreate',
+  'contentGet',
+  'eventEmit',
+  'configGet',
+] as const;
+export type HostOp = (typeof HOST_OPS)[number];

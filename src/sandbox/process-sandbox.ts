@@ -1,0 +1,301 @@
+import type { Logger } from 'pino';
+import { ReedError } from '../errors.js';
+import type { ResolvedLimits } from '../host/limits.js';
+import type { PluginSpec } from '../protocol/messages.js';
+import type { HostApi } from '../runtime/host-api.js';
+import { RunnerProcess } from './runner-process.js';
+import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
+import type { HostSession } from './session.js';
+
+export interface Supervision {
+  /** Spawn to ready. Default 10,000 ms. */
+  startTimeoutMs: number;
+  /** How long a graceful stop may take at each step (deactivate, then SIGTERM) before the next. Default 2,000 ms. */
+  graceMs: number;
+  /** First restart delay after a crash; doubles per crash in a row. Default 100 ms. */
+  restartBaseMs: number;
+  restartMaxMs: number;
+  /** Crashes within `crashWindowMs` that mark the plugin failed (the breaker). Default 5 in 60,000 ms. */
+  maxCrashes: number;
+  crashWindowMs: number;
+}
+
+export const DEFAULT_SUPERVISION: Readonly<Supervision> = Object.freeze({
+  startTimeoutMs: 10_000,
+  graceMs: 2_000,
+  restartBaseMs: 100,
+  restartMaxMs: 5_000,
+  maxCrashes: 5,
+  crashWindowMs: 60_000,
+});
+
+export interface ProcessSandboxOptions {
+  pluginId: string;
+  spec: PluginSpec;
+  bytes: Uint8Array;
+  host: HostApi;
+  limits: ResolvedLimits;
+  logger: Logger;
+  runtimeDir: string;
+  session: HostSession;
+  runnerCommand?: string[];
+  runAs?: { uid: number; gid: number };
+  supervision?: Partial<Supervision>;
+}
+
+/**
+ * Mode `process`: the plugin runs in a sandbox-runner child process and every call crosses a Unix socket.
+ * Supervision: a deadline per call (on expiry the runner's process group is killed, the caller gets
+ * `call_timeout`, and a new runner starts), restarts after crashes with exponential backoff, a breaker that
+ * marks the plugin failed after too many crashes, health pings, and a stop that runs deactivate, then
+ * SIGTERM, then SIGKILL, and leaves no process, socket or directory behind.
+ */
+export class ProcessSandbox implements Sandbox {
+  readonly mode = 'process' as const;
+  readonly pluginId: string;
+  readonly #o: ProcessSandboxOptions;
+  readonly #s: Supervision;
+  #runner: RunnerProcess | undefined;
+  #ready: Promise<void> = Promise.reject(new ReedError('plugin_not_loaded', 'not started'));
+  #state: 'new' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed' = 'new';
+  #failure: ReedError | undefined;
+  #crashes: number[] = [];
+  #inARow = 0;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: ProcessSandboxOptions) {
+    this.#o = options;
+    this.pluginId = options.pluginId;
+    this.#s = { ...DEFAULT_SUPERVISION, ...options.supervision };
+    this.#ready.catch(() => {});
+  }
+
+  /** The current runner, for tests and benchmarks (its pid, its directory). */
+  get runner(): RunnerProcess | undefined {
+    return this.#runner;
+  }
+
+  get state(): string {
+    return this.#state;
+  }
+
+  async start(): Promise<void> {
+    this.#state = 'starting';
+    this.#ready = this.#launch();
+    await this.#ready;
+  }
+
+  async #launch(): Promise<void> {
+    const runner = new RunnerProcess({
+      pluginId: this.pluginId,
+      spec: this.#o.spec,
+      bytes: this.#o.bytes,
+      host: this.#o.host,
+      limits: this.#o.limits,
+      logger: this.#o.logger,
+      runtimeDir: this.#o.runtimeDir,
+      session: this.#o.session,
+      ...(this.#o.runnerCommand === undefined ? {} : { runnerCommand: this.#o.runnerCommand }),
+      ...(this.#o.runAs === undefined ? {} : { runAs: this.#o.runAs }),
+      startTimeoutMs: this.#s.startTimeoutMs,
+    });
+    this.#runner = runner;
+    try {
+      await runner.start();
+    } catch (error) {
+      await runner.destroy();
+      throw error;
+    }
+    if (this.#state === 'closed') {
+      await runner.destroy();
+      throw new ReedError(
+        'host_closed',
+        `the sandbox of plugin "${this.pluginId}" was closed while starting`,
+      );
+    }
+    this.#state = 'ready';
+    runner.link?.onClose(() => void this.#onRunnerLost(runner));
+    void runner.exited.then(() => this.#onRunnerLost(runner));
+  }
+
+  /** A runner went away without being asked to: report, count, and restart or trip the breaker. */
+  async #onRunnerLost(runner: RunnerProcess): Promise<void> {
+    if (
+      this.#runner !== runner ||
+      this.#state === 'closed' ||
+      this.#state === 'failed' ||
+      this.#state === 'restarting'
+    )
+      return;
+    this.#state = 'restarting';
+    const { code, signal } = runner.alive
+      ? { code: null, signal: null }
+      : await Promise.race([
+          runner.exited,
+          new Promise<{ code: null; signal: null }>((r) =>
+            setTimeout(() => r({ code: null, signal: null }), 200),
+          ),
+        ]);
+    const oom =
+      runner.cgroup?.oomKilled() === true || /heap out of memory|Allocation failed/i.test(runner.stderrTail);
+    const error = oom
+      ? new ReedError(
+          'memory_limit',
+          `the runner of plugin "${this.pluginId}" was killed for exceeding its memory limit (limits.memory_mb = ${this.#o.limits.memoryMb})`,
+          { pluginId: this.pluginId },
+        )
+      : new ReedError(
+          'sandbox_crashed',
+          `the runner of plugin "${this.pluginId}" stopped (${signal ?? (code === null ? 'connection lost' : `exit code ${code}`)})`,
+          {
+            pluginId: this.pluginId,
+            details: { exitCode: code, signal },
+          },
+        );
+    runner.link?.destroy(error);
+    await runner.destroy();
+    this.#crashed(error);
+  }
+
+  #crashed(error: ReedError): void {
+    if (this.#state === 'closed') return;
+    const now = Date.now();
+    this.#crashes = [...this.#crashes.filter((t) => now - t < this.#s.crashWindowMs), now];
+    if (this.#crashes.length >= this.#s.maxCrashes) {
+      this.#state = 'failed';
+      this.#failure = new ReedError(
+        'plugin_failed',
+        `plugin "${this.pluginId}" is marked failed after ${this.#crashes.length} crashes within ${this.#s.crashWindowMs} ms; last: ${error.code}: ${error.message}`,
+        {
+          pluginId: this.pluginId,
+          cause: error,
+          details: { causeCode: error.code, crashes: this.#crashes.length },
+        },
+      );
+      this.#o.logger.error(
+        { pluginId: this.pluginId, sandbox: 'process', code: error.code },
+        this.#failure.message,
+      );
+      this.#ready = Promise.reject(this.#failure);
+      this.#ready.catch(() => {});
+      return;
+    }
+    const delay = Math.min(this.#s.restartBaseMs * 2 ** this.#inARow, this.#s.restartMaxMs);
+    this.#inARow++;
+    this.#o.logger.warn(
+      { pluginId: this.pluginId, sandbox: 'process', code: error.code, restartInMs: delay },
+      `${error.message}; restarting`,
+    );
+    this.#state = 'restarting';
+    this.#ready = new Promise<void>((resolve, reject) => {
+      this.#restartTimer = setTimeout(() => {
+        this.#restartTimer = undefined;
+        if (this.#state === 'closed') {
+          reject(new ReedError('host_closed', 'closed'));
+          return;
+        }
+        this.#launch().then(resolve, (startError: ReedError) => {
+          reject(startError);
+          this.#crashed(startError);
+        });
+      }, delay);
+    });
+    this.#ready.catch(() => {});
+  }
+
+  async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
+    options.signal?.throwIfAborted();
+    if (this.#state === 'closed')
+      throw new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" was stopped`, {
+        pluginId: this.pluginId,
+      });
+    if (this.#state === 'failed') throw this.#failure as ReedError;
+    const timeoutMs = options.timeoutMs ?? this.#o.limits.callTimeoutMs;
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const expire = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          new ReedError(
+            'call_timeout',
+            `call ${fn} of plugin "${this.pluginId}" ran past its deadline of ${timeoutMs} ms; the runner was killed and is restarting`,
+            { pluginId: this.pluginId },
+          ),
+        );
+        this.#kill('deadline');
+      }, timeoutMs);
+      onAbort = () => {
+        reject(options.signal?.reason);
+        this.#kill('aborted');
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    expire.catch(() => {});
+    try {
+      await Promise.race([this.#ready, expire]);
+      const link = this.#runner?.link;
+      if (link === undefined || !link.ready)
+        throw new ReedError('sandbox_crashed', `the runner of plugin "${this.pluginId}" is not connected`, {
+          pluginId: this.pluginId,
+        });
+      const result = await Promise.race([link.call(fn, input), expire]);
+      this.#inARow = 0;
+      return {
+        output: result.output,
+        stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },
+      };
+    } finally {
+      clearTimeout(timer);
+      if (onAbort !== undefined) options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Kills the current runner's process group; supervision restarts it. */
+  #kill(why: string): void {
+    const runner = this.#runner;
+    if (runner === undefined || this.#state !== 'ready') return;
+    this.#o.logger.warn({ pluginId: this.pluginId, sandbox: 'process', why }, 'killing the runner');
+    runner.signal('SIGKILL');
+  }
+
+  async health(): Promise<SandboxHealth> {
+    if (this.#state !== 'ready') return { ok: false, detail: this.#state };
+    const ok = (await this.#runner?.link?.ping(1_000)) === true;
+    return ok ? { ok } : { ok, detail: 'no answer to ping within 1000 ms' };
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const wasReady = this.#state === 'ready';
+      this.#state = 'closed';
+      clearTimeout(this.#restartTimer);
+      const runner = this.#runner;
+      if (runner === undefined) return;
+      const grace = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+      if (wasReady && runner.link?.ready === true)
+        await Promise.race([runner.link.shutdown(), grace(this.#s.graceMs)]);
+      if (runner.alive) {
+        await Promise.race([runner.exited, grace(this.#s.graceMs)]);
+        if (runner.alive) {
+          runner.signal('SIGTERM');
+          await Promise.race([runner.exited, grace(this.#s.graceMs)]);
+        }
+      }
+      await runner.destroy();
+    })();
+    return this.#closing;
+  }
+
+  /** Stops at once: SIGKILL, no deactivate. Idempotent. */
+  async kill(): Promise<void> {
+    this.#state = 'closed';
+    clearTimeout(this.#restartTimer);
+    await this.#runner?.destroy();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
