@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -14,7 +14,13 @@ import { RunnerCgroup } from './cgroup.js';
 import { RunnerLink } from './runner-link.js';
 import { type HostSession, OWNER_FILE, processStart, type SandboxOwner } from './session.js';
 
-const PACKAGE_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+/** The package's root directory, whether this file runs from src/ (tests) or dist/src/ (built). */
+function findPackageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+const PACKAGE_ROOT = findPackageRoot();
 export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'sandbox-runner', 'main.js');
 /** Memory a runner needs besides the plugin's own: Node, V8's heap, buffers. Added to limits.memory_mb for the cgroup. */
 export const RUNNER_ALLOWANCE_MB = 192;

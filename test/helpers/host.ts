@@ -4,6 +4,7 @@ import pino from 'pino';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
+import type { SandboxMode } from '../../src/manifest/types.js';
 import { tempDir } from './plugin-tree.js';
 
 export interface LogLine {
@@ -16,7 +17,7 @@ export interface LogLine {
 /** A PluginHost over `dirs` with its own temporary cache, in-memory storage, and captured logs. */
 export async function startHost(
   dirs: string[],
-  options: { reedToml?: string; plugins?: string[]; storage?: MemoryStorage } = {},
+  options: { reedToml?: string; plugins?: string[]; storage?: MemoryStorage; mode?: SandboxMode } = {},
 ): Promise<{ host: PluginHost; logs: LogLine[]; dir: string }> {
   const dir = tempDir('reed-host-');
   writeFileSync(join(dir, 'reed.toml'), `cache_dir = "cache"\ndata_dir = "data"\n${options.reedToml ?? ''}`);
@@ -36,6 +37,7 @@ export async function startHost(
     logger,
     services: { storage: options.storage ?? new MemoryStorage() },
     ...(options.plugins ? { plugins: options.plugins } : {}),
+    ...(options.mode ? { forceMode: options.mode } : {}),
   });
   return { host, logs, dir };
 }
