@@ -115,12 +115,16 @@ export class ProcessSandbox implements Sandbox {
       );
     }
     this.#state = 'ready';
-    runner.link?.onClose(() => void this.#onRunnerLost(runner));
+    runner.link?.onClose(() => this.#onRunnerLost(runner));
     void runner.exited.then(() => this.#onRunnerLost(runner));
   }
 
-  /** A runner went away without being asked to: report, count, and restart or trip the breaker. */
-  async #onRunnerLost(runner: RunnerProcess): Promise<void> {
+  /**
+   * A runner went away without being asked to (or was killed for a deadline): from this moment calls wait for
+   * the restart or the breaker, never for the runner that is gone. Then find out why (exit code, signal, OOM),
+   * count it, and restart or trip the breaker.
+   */
+  #onRunnerLost(runner: RunnerProcess): void {
     if (
       this.#runner !== runner ||
       this.#state === 'closed' ||
@@ -129,37 +133,53 @@ export class ProcessSandbox implements Sandbox {
     )
       return;
     this.#state = 'restarting';
-    const { code, signal } = runner.alive
-      ? { code: null, signal: null }
-      : await Promise.race([
-          runner.exited,
-          new Promise<{ code: null; signal: null }>((r) =>
-            setTimeout(() => r({ code: null, signal: null }), 200),
-          ),
-        ]);
-    const oom =
-      runner.cgroup?.oomKilled() === true || /heap out of memory|Allocation failed/i.test(runner.stderrTail);
-    const error = oom
-      ? new ReedError(
-          'memory_limit',
-          `the runner of plugin "${this.pluginId}" was killed for exceeding its memory limit (limits.memory_mb = ${this.#o.limits.memoryMb})`,
-          { pluginId: this.pluginId },
-        )
-      : new ReedError(
-          'sandbox_crashed',
-          `the runner of plugin "${this.pluginId}" stopped (${signal ?? (code === null ? 'connection lost' : `exit code ${code}`)})`,
-          {
-            pluginId: this.pluginId,
-            details: { exitCode: code, signal },
-          },
-        );
-    runner.link?.destroy(error);
-    await runner.destroy();
-    this.#crashed(error);
+    const gate = deferred();
+    this.#ready = gate.promise;
+    const why = (async () => {
+      const exit = await Promise.race([
+        runner.exited,
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 500)),
+      ]);
+      const oom =
+        runner.cgroup?.oomKilled() === true ||
+        /heap out of memory|Allocation failed/i.test(runner.stderrTail);
+      return oom
+        ? new ReedError(
+            'memory_limit',
+            `the runner of plugin "${this.pluginId}" was killed for exceeding its memory limit (limits.memory_mb = ${this.#o.limits.memoryMb})`,
+            { pluginId: this.pluginId },
+          )
+        : new ReedError(
+            'sandbox_crashed',
+            `the runner of plugin "${this.pluginId}" stopped (${exit === undefined ? 'connection lost' : (exit.signal ?? `exit code ${exit.code}`)})`,
+            {
+              pluginId: this.pluginId,
+              details: { exitCode: exit?.code ?? null, signal: exit?.signal ?? null },
+            },
+          );
+    })();
+    this.#losses.set(runner, why);
+    void why.then(async (error) => {
+      runner.link?.destroy(error);
+      await runner.destroy();
+      this.#losses.delete(runner);
+      this.#crashed(error, gate);
+    });
   }
 
-  #crashed(error: ReedError): void {
-    if (this.#state === 'closed') return;
+  /** Why a runner was lost, for calls that only saw its connection close. */
+  readonly #losses = new Map<RunnerProcess, Promise<ReedError>>();
+
+  /** Counts a crash, then either trips the breaker or restarts after a backoff; `gate` settles with the outcome. */
+  #crashed(error: ReedError, gate: Deferred): void {
+    if (this.#state === 'closed') {
+      gate.reject(
+        new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" was stopped`, {
+          pluginId: this.pluginId,
+        }),
+      );
+      return;
+    }
     const now = Date.now();
     this.#crashes = [...this.#crashes.filter((t) => now - t < this.#s.crashWindowMs), now];
     if (this.#crashes.length >= this.#s.maxCrashes) {
@@ -177,8 +197,7 @@ export class ProcessSandbox implements Sandbox {
         { pluginId: this.pluginId, sandbox: 'process', code: error.code },
         this.#failure.message,
       );
-      this.#ready = Promise.reject(this.#failure);
-      this.#ready.catch(() => {});
+      gate.reject(this.#failure);
       return;
     }
     const delay = Math.min(this.#s.restartBaseMs * 2 ** this.#inARow, this.#s.restartMaxMs);
@@ -188,20 +207,10 @@ export class ProcessSandbox implements Sandbox {
       `${error.message}; restarting`,
     );
     this.#state = 'restarting';
-    this.#ready = new Promise<void>((resolve, reject) => {
-      this.#restartTimer = setTimeout(() => {
-        this.#restartTimer = undefined;
-        if (this.#state === 'closed') {
-          reject(new ReedError('host_closed', 'closed'));
-          return;
-        }
-        this.#launch().then(resolve, (startError: ReedError) => {
-          reject(startError);
-          this.#crashed(startError);
-        });
-      }, delay);
-    });
-    this.#ready.catch(() => {});
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      this.#launch().then(gate.resolve, (startError: ReedError) => this.#crashed(startError, gate));
+    }, delay);
   }
 
   async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
@@ -240,7 +249,15 @@ export class ProcessSandbox implements Sandbox {
         throw new ReedError('sandbox_crashed', `the runner of plugin "${this.pluginId}" is not connected`, {
           pluginId: this.pluginId,
         });
-      const result = await Promise.race([link.call(fn, input), expire]);
+      const runner = this.#runner as RunnerProcess;
+      const result = await Promise.race([
+        link.call(fn, input).catch(async (error: ReedError) => {
+          // The connection closed under the call: report what happened to the runner, not only that.
+          const why = this.#losses.get(runner);
+          throw why === undefined || error.code !== 'sandbox_crashed' ? error : await why;
+        }),
+        expire,
+      ]);
       this.#inARow = 0;
       return {
         output: result.output,
@@ -258,6 +275,7 @@ export class ProcessSandbox implements Sandbox {
     if (runner === undefined || this.#state !== 'ready') return;
     this.#o.logger.warn({ pluginId: this.pluginId, sandbox: 'process', why }, 'killing the runner');
     runner.signal('SIGKILL');
+    this.#onRunnerLost(runner);
   }
 
   async health(): Promise<SandboxHealth> {
@@ -298,4 +316,21 @@ export class ProcessSandbox implements Sandbox {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
 }

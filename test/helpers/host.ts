@@ -5,6 +5,7 @@ import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
+import type { Supervision } from '../../src/sandbox/process-sandbox.js';
 import { tempDir } from './plugin-tree.js';
 
 export interface LogLine {
@@ -17,10 +18,20 @@ export interface LogLine {
 /** A PluginHost over `dirs` with its own temporary cache, in-memory storage, and captured logs. */
 export async function startHost(
   dirs: string[],
-  options: { reedToml?: string; plugins?: string[]; storage?: MemoryStorage; mode?: SandboxMode } = {},
+  options: {
+    reedToml?: string;
+    plugins?: string[];
+    storage?: MemoryStorage;
+    mode?: SandboxMode;
+    supervision?: Partial<Supervision>;
+    runnerCommand?: string[];
+  } = {},
 ): Promise<{ host: PluginHost; logs: LogLine[]; dir: string }> {
   const dir = tempDir('reed-host-');
-  writeFileSync(join(dir, 'reed.toml'), `cache_dir = "cache"\ndata_dir = "data"\n${options.reedToml ?? ''}`);
+  writeFileSync(
+    join(dir, 'reed.toml'),
+    `cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "runtime"\n${options.reedToml ?? ''}`,
+  );
   const config = loadHostConfig({
     cwd: dir,
     env: {},
@@ -38,6 +49,8 @@ export async function startHost(
     services: { storage: options.storage ?? new MemoryStorage() },
     ...(options.plugins ? { plugins: options.plugins } : {}),
     ...(options.mode ? { forceMode: options.mode } : {}),
+    ...(options.supervision ? { supervision: options.supervision } : {}),
+    ...(options.runnerCommand ? { runnerCommand: options.runnerCommand } : {}),
   });
   return { host, logs, dir };
 }
