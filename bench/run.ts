@@ -2,12 +2,14 @@
 // Targets are reported, never enforced in tests: these machines are shared and noisy.
 import { runDiscoveryBench } from './discovery.js';
 import { runNativeBench } from './native.js';
+import { runProcessBench } from './process.js';
 import { runWasmBench } from './wasm.js';
 
 const benches: [string, () => boolean | Promise<boolean>][] = [
   ['discovery', runDiscoveryBench],
   ['wasm', runWasmBench],
   ['native', runNativeBench],
+  ['process', runProcessBench],
 ];
 const only = process.argv.slice(2);
 const missed: string[] = [];

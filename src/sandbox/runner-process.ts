@@ -1,6 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,6 +50,22 @@ export interface RunnerProcessOptions {
   /** Drop to this uid/gid (only when the host runs as root). */
   runAs?: { uid: number; gid: number };
   startTimeoutMs: number;
+}
+
+/** A runner running as `uid` must pass through every directory above its socket; say which one it cannot. */
+function checkTraversable(dir: string, uid: number, pluginId: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    const st = statSync(d);
+    const ok = st.uid === uid ? (st.mode & 0o100) !== 0 : (st.mode & 0o001) !== 0;
+    if (!ok) {
+      throw new ReedError(
+        'sandbox_start_failed',
+        `runners run as uid ${uid}, which cannot pass through ${d} (mode ${(st.mode & 0o777).toString(8)}) to reach the sandbox socket; choose a runtime_dir below directories it may traverse, or chmod o+x ${d}`,
+        { pluginId },
+      );
+    }
+    if (dirname(d) === d) return;
+  }
 }
 
 /** The Node flags the runner runs with by default: a heap cap, and Node's permission model as an extra layer. */
@@ -92,6 +117,7 @@ export class RunnerProcess {
       mkdirSync(dir, { recursive: true, mode: 0o711 });
       if (options.runAs !== undefined) chmodSync(dir, 0o711);
     }
+    if (options.runAs !== undefined) checkTraversable(root, options.runAs.uid, options.pluginId);
     this.dir = mkdtempSync(join(root, `${options.session.id.slice(0, 8)}-`));
     chmodSync(this.dir, 0o700);
     this.socketPath = join(this.dir, 's.sock');

@@ -25,11 +25,15 @@ export function newSession(): HostSession {
   return { id: randomBytes(8).toString('hex'), pid: process.pid, start: processStart(process.pid) ?? '' };
 }
 
-/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined when the process is gone. */
+/**
+ * Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined when the process is gone or
+ * a zombie (dead, only not yet reaped by its parent).
+ */
 export function processStart(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
   } catch {
     return undefined;
   }

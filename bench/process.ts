@@ -1,0 +1,183 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { loadHostConfig } from '../src/host/host-config.js';
+import { PluginHost } from '../src/host/plugin-host.js';
+import { MemoryStorage } from '../src/host/services.js';
+import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
+import type { LazySandbox } from '../src/sandbox/lazy-sandbox.js';
+import type { ProcessSandbox } from '../src/sandbox/process-sandbox.js';
+import { fmt, median, printTable, type Row } from './report.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const input = new Uint8Array(64).fill(120);
+const percentile = (values: number[], p: number) =>
+  [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))] as number;
+
+/** The baseline: a second Node process echoing frames over a Unix socket, same framing, nothing else. */
+async function rawEcho(dir: string): Promise<{ call: () => Promise<void>; close: () => void }> {
+  const path = join(dir, 'raw.sock');
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(path, r));
+  const child = spawn(process.execPath, [join(REPO, 'dist/bench/raw-echo-child.js'), path], {
+    stdio: 'ignore',
+  });
+  const socket = await new Promise<Socket>((r) => server.once('connection', r));
+  socket.setNoDelay(true);
+  const decoder = new FrameDecoder(1 << 30);
+  const pending = new Map<number, () => void>();
+  socket.on('data', (chunk: Buffer) => {
+    for (const f of decoder.push(chunk)) pending.get(f.id)?.();
+  });
+  let next = 1;
+  return {
+    call: () =>
+      new Promise<void>((resolve) => {
+        const id = next++;
+        pending.set(id, () => {
+          pending.delete(id);
+          resolve();
+        });
+        socket.write(encodeFrame(FrameType.Call, id, { fn: 'echo' }, input));
+      }),
+    close: () => {
+      socket.destroy();
+      child.kill();
+      server.close();
+    },
+  };
+}
+
+async function sequential(call: () => Promise<unknown>, n: number): Promise<number[]> {
+  for (let i = 0; i < 500; i++) await call();
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await call();
+    times.push((performance.now() - t) * 1000);
+  }
+  return times;
+}
+
+async function inFlight(call: () => Promise<unknown>, total: number, width = 64): Promise<number> {
+  let started = 0;
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (started < total) {
+        started++;
+        await call();
+      }
+    }),
+  );
+  return total / ((performance.now() - t) / 1000);
+}
+
+function memoryOf(pid: number): { rss: number; pss: number } {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(rollup)?.[1] ?? 0);
+  return { rss: kb('Rss') / 1024, pss: kb('Pss') / 1024 };
+}
+
+export async function runProcessBench(): Promise<boolean> {
+  const dir = mkdtempSync(join(tmpdir(), 'reed-bench-process-'));
+  chmodSync(dir, 0o755); // runners (as nobody, under root) pass through it to their sockets
+  try {
+    const config = loadHostConfig({
+      cwd: dir,
+      env: {},
+      home: dir,
+      overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
+    });
+    config.runtimeDir = join(dir, 'run');
+    config.cacheDir = join(dir, 'cache');
+    const quiet = pino({ level: 'silent' });
+    const startHost = () =>
+      PluginHost.start({
+        config,
+        logger: quiet,
+        services: { storage: new MemoryStorage() },
+        plugins: ['example.hello'],
+        forceMode: 'process',
+      });
+
+    // Cold start: spawn to ready, against a bare `node -e 0` spawn.
+    const cold: number[] = [];
+    const bare: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      let t = performance.now();
+      spawnSync(process.execPath, ['-e', '0']);
+      bare.push(performance.now() - t);
+      t = performance.now();
+      const h = await startHost();
+      cold.push(performance.now() - t);
+      await h.close();
+    }
+
+    const host = await startHost();
+    const ours = () => host.call('example.hello', 'echo', input);
+    const raw = await rawEcho(dir);
+    const oursSeq = await sequential(ours, 5_000);
+    const rawSeq = await sequential(raw.call, 5_000);
+    const oursPar = await inFlight(ours, 50_000);
+    const rawPar = await inFlight(raw.call, 50_000);
+    raw.close();
+    const pid = ((host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox).runner?.child
+      ?.pid as number;
+    await new Promise((r) => setTimeout(r, 500));
+    const mem = memoryOf(pid);
+    await host.close();
+
+    const seqRatio = median(oursSeq) / median(rawSeq);
+    const parRatio = oursPar / rawPar;
+    const coldRatio = median(cold) / median(bare);
+    const rows: Row[] = [
+      {
+        figure: 'round trip, 64 B echo, sequential (median)',
+        value: `${fmt(median(oursSeq), 1)} us`,
+        baseline: `${fmt(median(rawSeq), 1)} us raw socket echo`,
+        ratio: `${fmt(seqRatio, 2)}x`,
+        target: '<= 1.3x',
+        met: seqRatio <= 1.3,
+      },
+      {
+        figure: 'round trip, sequential (p99)',
+        value: `${fmt(percentile(oursSeq, 0.99), 1)} us`,
+        baseline: `${fmt(percentile(rawSeq, 0.99), 1)} us`,
+        ratio: `${fmt(percentile(oursSeq, 0.99) / percentile(rawSeq, 0.99), 2)}x`,
+        target: '',
+      },
+      {
+        figure: 'throughput, 64 calls in flight',
+        value: `${fmt(oursPar)}/s`,
+        baseline: `${fmt(rawPar)}/s raw`,
+        ratio: `${fmt(parRatio, 2)}x`,
+        target: '>= 0.5x',
+        met: parRatio >= 0.5,
+      },
+      {
+        figure: 'cold start, spawn to ready',
+        value: `${fmt(median(cold), 1)} ms`,
+        baseline: `${fmt(median(bare), 1)} ms node -e 0`,
+        ratio: `${fmt(coldRatio, 2)}x`,
+        target: '<= 1.2x',
+        met: coldRatio <= 1.2,
+      },
+      {
+        figure: 'memory per idle runner',
+        value: `RSS ${fmt(mem.rss, 1)} MiB, PSS ${fmt(mem.pss, 1)} MiB`,
+        baseline: '',
+        ratio: '',
+        target: '',
+      },
+    ];
+    printTable('process mode', rows);
+    return rows.every((r) => r.met !== false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

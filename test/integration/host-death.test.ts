@@ -1,0 +1,70 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { loadHostConfig } from '../../src/host/host-config.js';
+import { PluginHost } from '../../src/host/plugin-host.js';
+import { REPO } from '../helpers/cli.js';
+import { tempDir } from '../helpers/plugin-tree.js';
+
+/** Alive and not a zombie (a zombie is dead, only not yet reaped). */
+const alive = (pid: number) => {
+  try {
+    return !/State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
+
+describe('a host killed with SIGKILL in the middle of calls', () => {
+  it('leaves no runner process, and the next host removes its sandbox directories', async () => {
+    const runtimeDir = tempDir('reed-death-');
+    const child = spawn(process.execPath, [join(REPO, 'test/fixtures/hosts/busy-host.mjs'), runtimeDir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const pids = await new Promise<number[]>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const line = /ready ([\d ]+)\n/.exec(out);
+        if (line) resolve((line[1] as string).split(' ').map(Number));
+      });
+      child.once('exit', () => reject(new Error(`host exited early: ${out}`)));
+    });
+    expect(pids.every(alive)).toBe(true);
+    await new Promise((r) => setTimeout(r, 200)); // calls in flight
+    child.kill('SIGKILL');
+    const deadline = Date.now() + 5_000;
+    while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(pids.filter(alive)).toEqual([]);
+    expect(readdirSync(join(runtimeDir, 'sandboxes')).length).toBe(2); // what the dead host left
+
+    const config = loadHostConfig({
+      cwd: runtimeDir,
+      env: {},
+      home: runtimeDir,
+      overrides: { pluginDirs: [], defaultSearchPaths: false },
+    });
+    config.runtimeDir = runtimeDir;
+    const next = await PluginHost.start({ config, logger: pino({ level: 'silent' }) });
+    expect(readdirSync(join(runtimeDir, 'sandboxes'))).toEqual([]);
+    await next.close();
+  });
+});
+
+describe('the orphan sweep', () => {
+  it('never touches a sandbox whose host is alive, and removes one whose owner record is unreadable', async () => {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const { newSession, OWNER_FILE, sweepOrphans } = await import('../../src/sandbox/session.js');
+    const runtimeDir = tempDir();
+    mkdirSync(join(runtimeDir, 'sandboxes', 'live'), { recursive: true });
+    writeFileSync(
+      join(runtimeDir, 'sandboxes', 'live', OWNER_FILE),
+      JSON.stringify({ ...newSession(), pluginId: 'p' }),
+    );
+    mkdirSync(join(runtimeDir, 'sandboxes', 'half-made'));
+    expect(sweepOrphans(runtimeDir)).toEqual({ dirs: 1, runners: 0 });
+    expect(readdirSync(join(runtimeDir, 'sandboxes'))).toEqual(['live']);
+  });
+});
