@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
 // Targets are reported, never enforced in tests: these machines are shared and noisy.
 import { runDiscoveryBench } from './discovery.js';
+import { runEncodingBench } from './encoding.js';
 import { runNativeBench } from './native.js';
 import { runProcessBench } from './process.js';
 import { runWasmBench } from './wasm.js';
@@ -10,6 +11,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['wasm', runWasmBench],
   ['native', runNativeBench],
   ['process', runProcessBench],
+  ['encoding', runEncodingBench],
 ];
 const only = process.argv.slice(2);
 const missed: string[] = [];
