@@ -18,6 +18,9 @@ export interface Supervision {
   /** Crashes within `crashWindowMs` that mark the plugin failed (the breaker). Default 5 in 60,000 ms. */
   maxCrashes: number;
   crashWindowMs: number;
+  /** Ping the runner this often; one that does not answer within `healthTimeoutMs` is replaced. 0: never. Default 10,000 ms. */
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
 }
 
 export const DEFAULT_SUPERVISION: Readonly<Supervision> = Object.freeze({
@@ -27,6 +30,8 @@ export const DEFAULT_SUPERVISION: Readonly<Supervision> = Object.freeze({
   restartMaxMs: 5_000,
   maxCrashes: 5,
   crashWindowMs: 60_000,
+  healthIntervalMs: 10_000,
+  healthTimeoutMs: 2_000,
 });
 
 export interface ProcessSandboxOptions {
@@ -84,6 +89,21 @@ export class ProcessSandbox implements Sandbox {
     this.#state = 'starting';
     this.#ready = this.#launch();
     await this.#ready;
+    if (this.#s.healthIntervalMs > 0) {
+      this.#healthTimer = setInterval(() => void this.#checkHealth(), this.#s.healthIntervalMs);
+      this.#healthTimer.unref();
+    }
+  }
+
+  #healthTimer: NodeJS.Timeout | undefined;
+
+  /** A runner that stops answering pings (its main thread is stuck) is replaced like a crashed one. */
+  async #checkHealth(): Promise<void> {
+    const runner = this.#runner;
+    if (this.#state !== 'ready' || runner?.link === undefined) return;
+    if (await runner.link.ping(this.#s.healthTimeoutMs)) return;
+    if (this.#runner === runner && this.#state === 'ready')
+      this.#kill(`no answer to a health ping within ${this.#s.healthTimeoutMs} ms`);
   }
 
   async #launch(): Promise<void> {
@@ -115,6 +135,27 @@ export class ProcessSandbox implements Sandbox {
       );
     }
     this.#state = 'ready';
+    this.#o.logger.info(
+      {
+        pluginId: this.pluginId,
+        sandbox: 'process',
+        pid: runner.child?.pid,
+        enforced: [
+          'call deadline',
+          'process group',
+          'scrubbed environment',
+          'node permission model',
+          ...(runner.cgroup === undefined ? [] : ['cgroup memory', 'cgroup pids']),
+          ...(this.#o.runAs === undefined ? [] : [`uid ${this.#o.runAs.uid}`]),
+        ],
+        notEnforced: [
+          ...(runner.cgroup === undefined ? ['memory (no cgroup)', 'process count (no cgroup)'] : []),
+          ...(this.#o.runAs === undefined ? ['separate user (host is not root)'] : []),
+          'network',
+        ],
+      },
+      'runner ready',
+    );
     runner.link?.onClose(() => this.#onRunnerLost(runner));
     void runner.exited.then(() => this.#onRunnerLost(runner));
   }
@@ -289,6 +330,7 @@ export class ProcessSandbox implements Sandbox {
       const wasReady = this.#state === 'ready';
       this.#state = 'closed';
       clearTimeout(this.#restartTimer);
+      clearInterval(this.#healthTimer);
       const runner = this.#runner;
       if (runner === undefined) return;
       const grace = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
@@ -310,6 +352,7 @@ export class ProcessSandbox implements Sandbox {
   async kill(): Promise<void> {
     this.#state = 'closed';
     clearTimeout(this.#restartTimer);
+    clearInterval(this.#healthTimer);
     await this.#runner?.destroy();
   }
 

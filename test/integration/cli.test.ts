@@ -221,3 +221,35 @@ describe('reed-plugins keygen, sign, verify, and the native example', () => {
     });
   });
 });
+
+describe('reed-plugins call --mode process', () => {
+  it('gives the same output and the same typed errors as mode none', () => {
+    const run = (mode: string, args: string[]) =>
+      runCli(
+        [
+          'call',
+          '--plugin-dir',
+          'examples/plugins',
+          '--plugin-dir',
+          'test/fixtures/hostile',
+          '--mode',
+          mode,
+          ...args,
+          '--json',
+        ],
+        {
+          home: tempDir(),
+        },
+      );
+    for (const mode of ['none', 'process']) {
+      expect(JSON.parse(run(mode, ['example.hello', 'greet', '--input', 'p']).stdout)).toMatchObject({
+        ok: true,
+        output: 'Hello, p!',
+      });
+      expect(JSON.parse(run(mode, ['hostile.no-permission', 'read']).stdout)).toMatchObject({
+        ok: false,
+        error: { code: 'permission_denied' },
+      });
+    }
+  });
+});

@@ -81,6 +81,20 @@ describe('hostile runners: every frame is hostile input', () => {
     expect(text((await host.call('example.hello', 'attack')).output)).toBe('second connection closed: true');
   });
 
+  it('replaces a runner that stops answering health pings', async () => {
+    const started = await startHost(HELLO, {
+      mode: 'process',
+      plugins: ['example.hello'],
+      supervision: { ...FAST, healthIntervalMs: 100, healthTimeoutMs: 100 },
+      runnerCommand: [process.execPath, join(RUNNERS, 'deaf.mjs')],
+    });
+    hosts.push(started.host);
+    const first = runnerOf(started.host, 'example.hello')?.child?.pid;
+    await new Promise((r) => setTimeout(r, 600));
+    expect(runnerOf(started.host, 'example.hello')?.child?.pid).not.toBe(first);
+    expect(started.logs.some((l) => /health ping/.test(String(l.why ?? '')))).toBe(true);
+  });
+
   it('survives a flood of frames, keeping at most its log rate', async () => {
     const { host, logs } = await processHost(HELLO, { runner: 'flood.mjs', plugins: ['example.hello'] });
     let ticks = 0;
