@@ -47,6 +47,18 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
+# --- process mode: runners started by root run as nobody and must reach this package's code ----------
+if [ "$(id -u)" = 0 ]; then
+  dir=$(pwd)
+  while [ "$dir" != / ]; do
+    if [ $(( 0$(stat -c %a "$dir") & 1 )) = 0 ]; then
+      log "chmod o+x $dir (process-mode runners run as nobody and must pass through it)"
+      chmod o+x "$dir"
+    fi
+    dir=$(dirname "$dir")
+  done
+fi
+
 # --- plugins and fixtures from their sources (.wat, .c, AssemblyScript) ------------------------------
 node scripts/build-plugins.mjs
 

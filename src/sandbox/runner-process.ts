@@ -53,14 +53,14 @@ export interface RunnerProcessOptions {
 }
 
 /** A runner running as `uid` must pass through every directory above its socket; say which one it cannot. */
-function checkTraversable(dir: string, uid: number, pluginId: string): void {
+function checkTraversable(dir: string, uid: number, pluginId: string, what: string): void {
   for (let d = dir; ; d = dirname(d)) {
     const st = statSync(d);
     const ok = st.uid === uid ? (st.mode & 0o100) !== 0 : (st.mode & 0o001) !== 0;
     if (!ok) {
       throw new ReedError(
         'sandbox_start_failed',
-        `runners run as uid ${uid}, which cannot pass through ${d} (mode ${(st.mode & 0o777).toString(8)}) to reach the sandbox socket; choose a runtime_dir below directories it may traverse, or chmod o+x ${d}`,
+        `runners run as uid ${uid}, which cannot pass through ${d} (mode ${(st.mode & 0o777).toString(8)}) to reach ${what}; chmod o+x ${d}, choose other directories, or set [sandbox] runner_uid`,
         { pluginId },
       );
     }
@@ -117,7 +117,10 @@ export class RunnerProcess {
       mkdirSync(dir, { recursive: true, mode: 0o711 });
       if (options.runAs !== undefined) chmodSync(dir, 0o711);
     }
-    if (options.runAs !== undefined) checkTraversable(root, options.runAs.uid, options.pluginId);
+    if (options.runAs !== undefined) {
+      checkTraversable(root, options.runAs.uid, options.pluginId, 'the sandbox socket');
+      checkTraversable(join(PACKAGE_ROOT, 'dist'), options.runAs.uid, options.pluginId, 'the runner\u2019s code');
+    }
     this.dir = mkdtempSync(join(root, `${options.session.id.slice(0, 8)}-`));
     chmodSync(this.dir, 0o700);
     this.socketPath = join(this.dir, 's.sock');
