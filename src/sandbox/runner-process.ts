@@ -119,7 +119,12 @@ export class RunnerProcess {
     }
     if (options.runAs !== undefined) {
       checkTraversable(root, options.runAs.uid, options.pluginId, 'the sandbox socket');
-      checkTraversable(join(PACKAGE_ROOT, 'dist'), options.runAs.uid, options.pluginId, 'the runner\u2019s code');
+      checkTraversable(
+        join(PACKAGE_ROOT, 'dist'),
+        options.runAs.uid,
+        options.pluginId,
+        'the runner\u2019s code',
+      );
     }
     this.dir = mkdtempSync(join(root, `${options.session.id.slice(0, 8)}-`));
     chmodSync(this.dir, 0o700);
