@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MessageChannel, Worker } from 'node:worker_threads';
+import { ReedError } from '../src/errors.js';
 import {
   encodeFrame,
   type Frame,
@@ -17,6 +18,8 @@ import {
   PROTOCOL_VERSION,
 } from '../src/protocol/frames.js';
 import type { PluginSpec } from '../src/protocol/messages.js';
+import type { HostApi } from '../src/runtime/host-api.js';
+import type { PluginRuntime } from '../src/runtime/runtime.js';
 import type { HostReply } from './remote-host-api.js';
 
 const { values } = parseArgs({
@@ -59,7 +62,6 @@ async function dieWithParent(): Promise<void> {
     if (process.ppid === 1) process.exit(0); // the host died before prctl took effect
   } catch {}
 }
-await dieWithParent();
 
 const exit = (code: number) => process.exit(code);
 const socket = connect(socketPath);
@@ -131,13 +133,82 @@ function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
   });
 }
 
+/**
+ * A plugin that needs no answers from the host (a WASM module importing no storage, content or event
+ * functions) runs right here on the main thread: no worker to start, no thread hops per call. Its log lines
+ * are sent as they come; config_get is answered from the configuration the host sent.
+ */
+let local: PluginRuntime | undefined;
+
+async function startLocal(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
+  const { WasmPlugin } = await import('../src/runtime/wasm/wasm-plugin.js');
+  const host: HostApi = {
+    log: (level, message) => send(FrameType.Log, 0, { level, message }),
+    configGet: (key) =>
+      key === ''
+        ? JSON.stringify(spec.configuration)
+        : Object.hasOwn(spec.configuration, key)
+          ? JSON.stringify(spec.configuration[key])
+          : undefined,
+    storageGet: noHost,
+    storagePut: noHost,
+    storageDelete: noHost,
+    storageList: noHost,
+    contentCreate: noHost,
+    contentGet: noHost,
+    eventEmit: noHost,
+  };
+  try {
+    const runtime = new WasmPlugin({
+      pluginId: spec.id,
+      module: new WebAssembly.Module(bytes),
+      exports: spec.exports ?? [],
+      isCommand: spec.isCommand ?? false,
+      host,
+      limits: spec.limits,
+      wasi: spec.wasi,
+    });
+    runtime.init();
+    local = runtime;
+    send(FrameType.Ready, 0, { functions: runtime.functions });
+  } catch (error) {
+    send(FrameType.Error, 0, failure(error));
+  }
+}
+
+function noHost(): never {
+  throw new ReedError('sandbox_crashed', 'this plugin was loaded without host calls');
+}
+
+function failure(error: unknown): { code: string; message: string; details?: unknown } {
+  return error instanceof ReedError
+    ? {
+        code: error.code,
+        message: error.message,
+        ...(error.details === undefined ? {} : { details: error.details }),
+      }
+    : { code: 'sandbox_crashed', message: String((error as Error)?.message ?? error) };
+}
+
 function handle(frame: Frame): void {
   switch (frame.type) {
-    case FrameType.Welcome:
-      startWorker((frame.meta as { plugin: PluginSpec }).plugin, frame.body);
+    case FrameType.Welcome: {
+      const spec = (frame.meta as { plugin: PluginSpec }).plugin;
+      if (spec.type === 'wasm' && spec.hostCalls === false) void startLocal(spec, frame.body);
+      else startWorker(spec, frame.body);
+      // Off the start-up path: die with the host even if this thread gets stuck in a plugin.
+      setImmediate(() => void dieWithParent());
       break;
+    }
     case FrameType.Call:
-      worker?.postMessage({ t: 'call', id: frame.id, fn: frame.meta.fn, input: frame.body });
+      if (local !== undefined) {
+        try {
+          const result = local.call(String(frame.meta.fn), frame.body);
+          send(FrameType.Result, frame.id, { fuelConsumed: result.fuelConsumed }, result.output);
+        } catch (error) {
+          send(FrameType.Error, frame.id, failure(error));
+        }
+      } else worker?.postMessage({ t: 'call', id: frame.id, fn: frame.meta.fn, input: frame.body });
       break;
     case FrameType.HostReply: {
       if (!pendingHostCalls.delete(frame.id)) return;
@@ -154,7 +225,14 @@ function handle(frame: Frame): void {
       send(FrameType.Pong, frame.id);
       break;
     case FrameType.Shutdown:
-      if (worker === undefined) socket.end(() => exit(0));
+      if (local !== undefined) {
+        try {
+          local.deactivate();
+        } finally {
+          send(FrameType.Bye, 0);
+          socket.end(() => exit(0));
+        }
+      } else if (worker === undefined) socket.end(() => exit(0));
       else worker.postMessage({ t: 'shutdown' });
       break;
     default:

@@ -246,6 +246,8 @@ export class PluginHost {
           apiVersion: this.config.apiVersion,
           limits,
           wasi: candidate.manifest.wasi,
+          hostCalls: true,
+          configuration: candidate.manifest.configuration,
         };
         let bytes: Uint8Array;
         if (native) bytes = nativeBytes();
@@ -254,6 +256,7 @@ export class PluginHost {
           bytes = prepared.bytes;
           spec.exports = prepared.exports;
           spec.isCommand = prepared.isCommand;
+          spec.hostCalls = prepared.hostCalls;
         }
         return new ProcessSandbox({
           pluginId: id,

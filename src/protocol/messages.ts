@@ -11,6 +11,13 @@ export interface PluginSpec {
   /** WASM only: the prepared module's exports, and whether it is a WASI command. */
   exports?: ModuleExport[];
   isCommand?: boolean;
+  /**
+   * Whether the plugin can make host calls that need the host's answer (storage, content, events). When false
+   * (a WASM module importing none of them), the runner runs it on its main thread, without a worker.
+   */
+  hostCalls: boolean;
+  /** The plugin's [configuration], which `config_get` answers from without a round trip. */
+  configuration: Record<string, unknown>;
 }
 
 /** Host API operations a runner may ask for (HostCall frames); each maps to one HostApi method. */

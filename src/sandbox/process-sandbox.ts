@@ -96,12 +96,15 @@ export class ProcessSandbox implements Sandbox {
   }
 
   #healthTimer: NodeJS.Timeout | undefined;
+  #inFlight = 0;
 
   /** A runner that stops answering pings (its main thread is stuck) is replaced like a crashed one. */
   async #checkHealth(): Promise<void> {
     const runner = this.#runner;
-    if (this.#state !== 'ready' || runner?.link === undefined) return;
+    // A runner busy with a call may not answer until the call ends; its deadline covers that.
+    if (this.#state !== 'ready' || runner?.link === undefined || this.#inFlight > 0) return;
     if (await runner.link.ping(this.#s.healthTimeoutMs)) return;
+    if (this.#inFlight > 0) return;
     if (this.#runner === runner && this.#state === 'ready')
       this.#kill(`no answer to a health ping within ${this.#s.healthTimeoutMs} ms`);
   }
@@ -263,6 +266,7 @@ export class ProcessSandbox implements Sandbox {
     if (this.#state === 'failed') throw this.#failure as ReedError;
     const timeoutMs = options.timeoutMs ?? this.#o.limits.callTimeoutMs;
     const started = performance.now();
+    this.#inFlight++;
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     const expire = new Promise<never>((_, reject) => {
@@ -305,6 +309,7 @@ export class ProcessSandbox implements Sandbox {
         stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },
       };
     } finally {
+      this.#inFlight--;
       clearTimeout(timer);
       if (onAbort !== undefined) options.signal?.removeEventListener('abort', onAbort);
     }

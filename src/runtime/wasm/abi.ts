@@ -46,3 +46,14 @@ export function expectedSignature(module: string, name: string): FuncType | unde
 export function sameSignature(a: FuncType, b: FuncType): boolean {
   return a.params.join() === b.params.join() && a.results.join() === b.results.join();
 }
+
+/** Imports whose answer only the host can give (permission checks, shared services): a runner must ask it. */
+export const HOST_ROUND_TRIP_IMPORTS: ReadonlySet<string> = new Set([
+  'storage_get',
+  'storage_put',
+  'storage_delete',
+  'storage_list',
+  'content_create',
+  'content_get',
+  'event_emit',
+]);

@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { type CacheEntry, type CompileCache, cacheKey } from '../../cache/compile-cache.js';
 import { ReedError } from '../../errors.js';
-import { expectedSignature, isKnownImport, sameSignature } from './abi.js';
+import { expectedSignature, HOST_ROUND_TRIP_IMPORTS, isKnownImport, sameSignature } from './abi.js';
 import {
   INSTRUMENTER_VERSION,
   type ModuleExport,
@@ -29,6 +29,8 @@ export interface PreparedWasm {
   bytes: Uint8Array;
   exports: ModuleExport[];
   isCommand: boolean;
+  /** Whether it imports host functions that need the host's answer (see HOST_ROUND_TRIP_IMPORTS). */
+  hostCalls: boolean;
   cacheHit: boolean;
   key: string;
 }
@@ -40,6 +42,7 @@ export interface CompiledWasm extends PreparedWasm {
 interface PreparedInfo {
   exports: ModuleExport[];
   isCommand: boolean;
+  hostCalls?: boolean;
 }
 
 export const DEFAULT_MAX_MODULE_BYTES = 64 * 1024 * 1024;
@@ -104,7 +107,11 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
       }),
     );
     checkImports(prepared.imports, at);
-    const info: PreparedInfo = { exports: prepared.exports, isCommand: prepared.isCommand };
+    const info: PreparedInfo = {
+      exports: prepared.exports,
+      isCommand: prepared.isCommand,
+      hostCalls: prepared.imports.some((i) => i.module === 'reed' && HOST_ROUND_TRIP_IMPORTS.has(i.name)),
+    };
     return { bytes: prepared.bytes, info, compilerVersion: `reed-instrumenter/${INSTRUMENTER_VERSION}` };
   };
   let entry: CacheEntry;
@@ -119,7 +126,14 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
     entry = await options.cache.get(key, produce);
   }
   const info = entry.metadata.info as PreparedInfo;
-  return { bytes: entry.bytes, exports: info.exports, isCommand: info.isCommand, cacheHit: entry.hit, key };
+  return {
+    bytes: entry.bytes,
+    exports: info.exports,
+    isCommand: info.isCommand,
+    hostCalls: info.hostCalls ?? true,
+    cacheHit: entry.hit,
+    key,
+  };
 }
 
 function readModule(file: string, maxBytes: number, at: { pluginId: string; file: string }): Uint8Array {
