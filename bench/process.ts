@@ -126,7 +126,7 @@ export async function runProcessBench(): Promise<boolean> {
     const oursPar = await inFlight(ours, 50_000);
     const rawPar = await inFlight(raw.call, 50_000);
     raw.close();
-    const pid = ((host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox).runner?.child
+    const pid = ((host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox).runner
       ?.pid as number;
     await new Promise((r) => setTimeout(r, 500));
     const mem = memoryOf(pid);

@@ -72,6 +72,9 @@ export const CODES = {
   handshake_failed: 'a connection to the sandbox socket did not authenticate',
   protocol_violation: 'the sandbox sent a frame that breaks the protocol; the sandbox was stopped',
   memory_limit: 'the sandbox was killed for using more memory than its limit',
+  docker_unavailable: 'the Docker engine does not answer',
+  image_build_failed: 'building a container image failed',
+  runtime_unavailable: 'the container runtime asked for is not registered with the Docker engine',
 
   // Calls
   fuel_exhausted: 'the call used up its instruction budget (fuel)',

@@ -3,6 +3,7 @@ import { ReedError } from '../errors.js';
 import type { ResolvedLimits } from '../host/limits.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import type { HostApi } from '../runtime/host-api.js';
+import type { Runner } from './runner.js';
 import { RunnerProcess } from './runner-process.js';
 import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
 import type { HostSession } from './session.js';
@@ -36,6 +37,10 @@ export const DEFAULT_SUPERVISION: Readonly<Supervision> = Object.freeze({
 
 export interface ProcessSandboxOptions {
   pluginId: string;
+  /** The mode this sandbox reports; runners are RunnerProcess unless `createRunner` says otherwise. Default process. */
+  mode?: 'process' | 'container';
+  /** Makes a runner for each (re)start; container mode passes its ContainerRunner. */
+  createRunner?: () => Runner;
   spec: PluginSpec;
   bytes: Uint8Array;
   host: HostApi;
@@ -56,11 +61,11 @@ export interface ProcessSandboxOptions {
  * SIGTERM, then SIGKILL, and leaves no process, socket or directory behind.
  */
 export class ProcessSandbox implements Sandbox {
-  readonly mode = 'process' as const;
+  readonly mode: 'process' | 'container';
   readonly pluginId: string;
   readonly #o: ProcessSandboxOptions;
   readonly #s: Supervision;
-  #runner: RunnerProcess | undefined;
+  #runner: Runner | undefined;
   #ready: Promise<void> = Promise.reject(new ReedError('plugin_not_loaded', 'not started'));
   #state: 'new' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed' = 'new';
   #failure: ReedError | undefined;
@@ -71,13 +76,14 @@ export class ProcessSandbox implements Sandbox {
 
   constructor(options: ProcessSandboxOptions) {
     this.#o = options;
+    this.mode = options.mode ?? 'process';
     this.pluginId = options.pluginId;
     this.#s = { ...DEFAULT_SUPERVISION, ...options.supervision };
     this.#ready.catch(() => {});
   }
 
   /** The current runner, for tests and benchmarks (its pid, its directory). */
-  get runner(): RunnerProcess | undefined {
+  get runner(): Runner | undefined {
     return this.#runner;
   }
 
@@ -110,19 +116,21 @@ export class ProcessSandbox implements Sandbox {
   }
 
   async #launch(): Promise<void> {
-    const runner = new RunnerProcess({
-      pluginId: this.pluginId,
-      spec: this.#o.spec,
-      bytes: this.#o.bytes,
-      host: this.#o.host,
-      limits: this.#o.limits,
-      logger: this.#o.logger,
-      runtimeDir: this.#o.runtimeDir,
-      session: this.#o.session,
-      ...(this.#o.runnerCommand === undefined ? {} : { runnerCommand: this.#o.runnerCommand }),
-      ...(this.#o.runAs === undefined ? {} : { runAs: this.#o.runAs }),
-      startTimeoutMs: this.#s.startTimeoutMs,
-    });
+    const runner =
+      this.#o.createRunner?.() ??
+      new RunnerProcess({
+        pluginId: this.pluginId,
+        spec: this.#o.spec,
+        bytes: this.#o.bytes,
+        host: this.#o.host,
+        limits: this.#o.limits,
+        logger: this.#o.logger,
+        runtimeDir: this.#o.runtimeDir,
+        session: this.#o.session,
+        ...(this.#o.runnerCommand === undefined ? {} : { runnerCommand: this.#o.runnerCommand }),
+        ...(this.#o.runAs === undefined ? {} : { runAs: this.#o.runAs }),
+        startTimeoutMs: this.#s.startTimeoutMs,
+      });
     this.#runner = runner;
     try {
       await runner.start();
@@ -141,18 +149,22 @@ export class ProcessSandbox implements Sandbox {
     this.#o.logger.info(
       {
         pluginId: this.pluginId,
-        sandbox: 'process',
-        pid: runner.child?.pid,
+        sandbox: this.mode,
+        pid: runner.pid,
         enforced: [
           'call deadline',
           'process group',
           'scrubbed environment',
           'node permission model',
-          ...(runner.cgroup === undefined ? [] : ['cgroup memory', 'cgroup pids']),
+          ...(runner instanceof RunnerProcess && runner.cgroup !== undefined
+            ? ['cgroup memory', 'cgroup pids']
+            : []),
           ...(this.#o.runAs === undefined ? [] : [`uid ${this.#o.runAs.uid}`]),
         ],
         notEnforced: [
-          ...(runner.cgroup === undefined ? ['memory (no cgroup)', 'process count (no cgroup)'] : []),
+          ...(runner instanceof RunnerProcess && runner.cgroup === undefined
+            ? ['memory (no cgroup)', 'process count (no cgroup)']
+            : []),
           ...(this.#o.runAs === undefined ? ['separate user (host is not root)'] : []),
           'network',
         ],
@@ -168,7 +180,7 @@ export class ProcessSandbox implements Sandbox {
    * the restart or the breaker, never for the runner that is gone. Then find out why (exit code, signal, OOM),
    * count it, and restart or trip the breaker.
    */
-  #onRunnerLost(runner: RunnerProcess): void {
+  #onRunnerLost(runner: Runner): void {
     if (
       this.#runner !== runner ||
       this.#state === 'closed' ||
@@ -184,9 +196,7 @@ export class ProcessSandbox implements Sandbox {
         runner.exited,
         new Promise<undefined>((r) => setTimeout(() => r(undefined), 500)),
       ]);
-      const oom =
-        runner.cgroup?.oomKilled() === true ||
-        /heap out of memory|Allocation failed/i.test(runner.stderrTail);
+      const oom = await runner.oomKilled();
       return oom
         ? new ReedError(
             'memory_limit',
@@ -212,7 +222,7 @@ export class ProcessSandbox implements Sandbox {
   }
 
   /** Why a runner was lost, for calls that only saw its connection close. */
-  readonly #losses = new Map<RunnerProcess, Promise<ReedError>>();
+  readonly #losses = new Map<Runner, Promise<ReedError>>();
 
   /** Counts a crash, then either trips the breaker or restarts after a backoff; `gate` settles with the outcome. */
   #crashed(error: ReedError, gate: Deferred): void {
@@ -294,7 +304,7 @@ export class ProcessSandbox implements Sandbox {
         throw new ReedError('sandbox_crashed', `the runner of plugin "${this.pluginId}" is not connected`, {
           pluginId: this.pluginId,
         });
-      const runner = this.#runner as RunnerProcess;
+      const runner = this.#runner as Runner;
       const result = await Promise.race([
         link.call(fn, input).catch(async (error: ReedError) => {
           // The connection closed under the call: report what happened to the runner, not only that.
@@ -319,8 +329,8 @@ export class ProcessSandbox implements Sandbox {
   #kill(why: string): void {
     const runner = this.#runner;
     if (runner === undefined || this.#state !== 'ready') return;
-    this.#o.logger.warn({ pluginId: this.pluginId, sandbox: 'process', why }, 'killing the runner');
-    runner.signal('SIGKILL');
+    this.#o.logger.warn({ pluginId: this.pluginId, sandbox: this.mode, why }, 'killing the runner');
+    runner.kill();
     this.#onRunnerLost(runner);
   }
 
@@ -344,7 +354,7 @@ export class ProcessSandbox implements Sandbox {
       if (runner.alive) {
         await Promise.race([runner.exited, grace(this.#s.graceMs)]);
         if (runner.alive) {
-          runner.signal('SIGTERM');
+          runner.terminate();
           await Promise.race([runner.exited, grace(this.#s.graceMs)]);
         }
       }

@@ -89,9 +89,9 @@ describe('hostile runners: every frame is hostile input', () => {
       runnerCommand: [process.execPath, join(RUNNERS, 'deaf.mjs')],
     });
     hosts.push(started.host);
-    const first = runnerOf(started.host, 'example.hello')?.child?.pid;
+    const first = runnerOf(started.host, 'example.hello')?.pid;
     await new Promise((r) => setTimeout(r, 600));
-    expect(runnerOf(started.host, 'example.hello')?.child?.pid).not.toBe(first);
+    expect(runnerOf(started.host, 'example.hello')?.pid).not.toBe(first);
     expect(started.logs.some((l) => /health ping/.test(String(l.why ?? '')))).toBe(true);
   });
 
@@ -139,17 +139,17 @@ describe('hostile native plugins in process mode', () => {
 
   it('a call that spins forever ends at its deadline with call_timeout; the runner is replaced', async () => {
     const { host } = await processHost([NATIVE], { plugins: ['proc.spin'] });
-    const first = runnerOf(host, 'proc.spin')?.child?.pid;
+    const first = runnerOf(host, 'proc.spin')?.pid;
     const started = Date.now();
     await expect(host.call('proc.spin', 'attack')).rejects.toMatchObject({ code: 'call_timeout' });
     expect(Date.now() - started).toBeLessThan(3_000);
     expect(text((await host.call('proc.spin', 'ok')).output)).toBe('ok');
-    expect(runnerOf(host, 'proc.spin')?.child?.pid).not.toBe(first);
+    expect(runnerOf(host, 'proc.spin')?.pid).not.toBe(first);
   });
 
   it('children a plugin forks die with its process group', async () => {
     const { host } = await processHost([NATIVE], { plugins: ['proc.fork'] });
-    const pgid = runnerOf(host, 'proc.fork')?.child?.pid as number;
+    const pgid = runnerOf(host, 'proc.fork')?.pid as number;
     await expect(host.call('proc.fork', 'attack')).rejects.toMatchObject({ code: 'call_timeout' });
     await new Promise((r) => setTimeout(r, 300));
     expect(pidsInGroup(pgid)).toBe(0);
@@ -158,7 +158,7 @@ describe('hostile native plugins in process mode', () => {
   it('a runner ignoring SIGTERM is killed on close, and nothing is left', async () => {
     const { host, dir } = await processHost([NATIVE], { plugins: ['proc.ignore-term'] });
     await host.call('proc.ignore-term', 'attack');
-    const pgid = runnerOf(host, 'proc.ignore-term')?.child?.pid as number;
+    const pgid = runnerOf(host, 'proc.ignore-term')?.pid as number;
     await host.close();
     expect(pidsInGroup(pgid)).toBe(0);
     expect(readdirSync(join(dir, 'runtime', 'sandboxes'))).toEqual([]);
@@ -181,8 +181,7 @@ describe('hostile native plugins in process mode', () => {
 describe('the runner process', () => {
   it('runs with a scrubbed environment, its own process group and, under root, an unprivileged uid', async () => {
     const { host } = await processHost([join(REPO, 'examples/plugins')], { plugins: ['example.hello'] });
-    const child = runnerOf(host, 'example.hello')?.child;
-    const pid = child?.pid as number;
+    const pid = runnerOf(host, 'example.hello')?.pid as number;
     const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
     // REED_SECRET_FD names the pipe the secret came on (read and closed at start), never the secret itself.
     expect(env.map((e) => e.split('=')[0]).sort()).toEqual([

@@ -1,0 +1,229 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import type Docker from 'dockerode';
+import type { Logger } from 'pino';
+import tar from 'tar-fs';
+import { ReedError } from '../errors.js';
+import { PACKAGE_ROOT } from '../sandbox/runner-process.js';
+
+/** Labels on every image and container this package makes (STYLE.md 7): the sweep finds them by these. */
+export const LABEL_MANAGED = 'reed.managed';
+export const LABEL_IMAGE_HASH = 'reed.image.hash';
+const IMAGES_DIR = join(PACKAGE_ROOT, 'images');
+/** Bump when the image layout changes: part of every image hash. */
+const IMAGE_LAYOUT_VERSION = '1';
+
+export interface ImageOptions {
+  docker: Docker;
+  logger: Logger;
+  /** A normal base image where a registry is reachable; default: built FROM scratch. */
+  baseImage?: string;
+}
+
+/** One build per tag at a time in this process; a failed build rejects and is not remembered. */
+const building = new Map<string, Promise<string>>();
+
+/**
+ * The runner image (base image included), tagged by a content hash of everything that goes in; built only
+ * when no image with that tag exists. Returns the tag.
+ */
+export async function ensureRunnerImage(options: ImageOptions): Promise<string> {
+  const base = await ensureImage(
+    options,
+    'reed-base',
+    'Dockerfile.base',
+    (ctx) => collectNodeRuntime(join(ctx, 'rootfs')),
+    {
+      ...(options.baseImage === undefined ? {} : { BASE: options.baseImage }),
+    },
+  );
+  return ensureImage(
+    options,
+    'reed-runner',
+    'Dockerfile.runner',
+    (ctx) => collectRunnerApp(join(ctx, 'app')),
+    { BASE_IMAGE: base },
+  );
+}
+
+/** The plugin's files on the runner image. */
+export async function ensurePluginImage(
+  options: ImageOptions,
+  runnerImage: string,
+  pluginDir: string,
+  pluginId: string,
+): Promise<string> {
+  return ensureImage(
+    options,
+    `reed-plugin-${pluginId.replace(/[^a-z0-9._-]/g, '-')}`,
+    'Dockerfile.plugin',
+    (ctx) => cpSync(pluginDir, join(ctx, 'plugin'), { recursive: true, dereference: false }),
+    {
+      RUNNER_IMAGE: runnerImage,
+    },
+  );
+}
+
+async function ensureImage(
+  options: ImageOptions,
+  name: string,
+  dockerfile: string,
+  fill: (contextDir: string) => void,
+  buildargs: Record<string, string>,
+): Promise<string> {
+  const context = mkdtempSync(join(tmpdir(), 'reed-image-'));
+  try {
+    cpSync(join(IMAGES_DIR, dockerfile), join(context, 'Dockerfile'));
+    fill(context);
+    const hash = hashTree(context, JSON.stringify({ buildargs, IMAGE_LAYOUT_VERSION }));
+    const tag = `${name}:${hash.slice(0, 32)}`;
+    const pending = building.get(tag);
+    if (pending !== undefined) return await pending;
+    const work = (async () => {
+      if (await imageExists(options.docker, tag)) return tag;
+      options.logger.info({ image: tag }, 'building image');
+      await build(options, context, tag, hash, buildargs);
+      return tag;
+    })();
+    building.set(tag, work);
+    try {
+      return await work;
+    } finally {
+      building.delete(tag);
+    }
+  } finally {
+    rmSync(context, { recursive: true, force: true });
+  }
+}
+
+async function imageExists(docker: Docker, tag: string): Promise<boolean> {
+  try {
+    await docker.getImage(tag).inspect();
+    return true;
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 404) return false;
+    throw dockerError(error, `cannot inspect image ${tag}`);
+  }
+}
+
+/** Builds, following the stream; the first `error` in it rejects (the stream ending is not success). */
+async function build(
+  options: ImageOptions,
+  context: string,
+  tag: string,
+  hash: string,
+  buildargs: Record<string, string>,
+): Promise<void> {
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await options.docker.buildImage(tar.pack(context) as unknown as NodeJS.ReadableStream, {
+      t: tag,
+      buildargs,
+      labels: { [LABEL_MANAGED]: 'true', [LABEL_IMAGE_HASH]: hash },
+      rm: true,
+      forcerm: true,
+    });
+  } catch (error) {
+    throw dockerError(error, `cannot build image ${tag}`);
+  }
+  await new Promise<void>((resolve, reject) => {
+    let failure: string | undefined;
+    options.docker.modem.followProgress(
+      stream,
+      (error: Error | null) => {
+        if (error !== null) reject(dockerError(error, `building image ${tag} failed`));
+        else if (failure !== undefined)
+          reject(new ReedError('image_build_failed', `building image ${tag} failed: ${failure}`));
+        else resolve();
+      },
+      (event: { stream?: string; error?: string; errorDetail?: { message?: string } }) => {
+        if (event.error !== undefined || event.errorDetail !== undefined)
+          failure ??= event.errorDetail?.message ?? event.error;
+        const line = event.stream?.trim();
+        if (line) options.logger.debug({ image: tag }, line);
+      },
+    );
+  });
+}
+
+export function dockerError(error: unknown, what: string): ReedError {
+  const e = error as { code?: string; statusCode?: number; message?: string };
+  if (
+    e.code === 'ECONNREFUSED' ||
+    e.code === 'ENOENT' ||
+    e.code === 'ETIMEDOUT' ||
+    e.code === 'ECONNRESET' ||
+    /timeout/i.test(e.message ?? '')
+  ) {
+    return new ReedError(
+      'docker_unavailable',
+      `${what}: the Docker engine does not answer (${e.code ?? e.message})`,
+      { cause: error },
+    );
+  }
+  return new ReedError('image_build_failed', `${what}: ${e.message ?? String(error)}`, { cause: error });
+}
+
+/** The node binary at /usr/local/bin/node, and each shared library it links at the path ldd gives. */
+function collectNodeRuntime(rootfs: string): void {
+  mkdirSync(join(rootfs, 'usr/local/bin'), { recursive: true });
+  cpSync(process.execPath, join(rootfs, 'usr/local/bin/node'));
+  const ldd = spawnSync('ldd', [process.execPath], { encoding: 'utf8' });
+  for (const line of ldd.stdout.split('\n')) {
+    const path = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line)?.[1];
+    if (path === undefined) continue;
+    mkdirSync(join(rootfs, dirname(path)), { recursive: true });
+    cpSync(path, join(rootfs, path), { dereference: true });
+  }
+  mkdirSync(join(rootfs, 'tmp'), { recursive: true });
+}
+
+/** package.json, the compiled runner and library code, and the runner's dependencies (koffi and its binary, semver). */
+function collectRunnerApp(app: string): void {
+  mkdirSync(app, { recursive: true });
+  cpSync(join(PACKAGE_ROOT, 'package.json'), join(app, 'package.json'));
+  for (const part of ['dist/src', 'dist/sandbox-runner'])
+    cpSync(join(PACKAGE_ROOT, part), join(app, part), {
+      recursive: true,
+      filter: (src) => !src.endsWith('.map'),
+    });
+  const modules = [
+    'koffi',
+    'semver',
+    ...readdirSafe(join(PACKAGE_ROOT, 'node_modules/@koromix')).map((n) => `@koromix/${n}`),
+  ];
+  for (const m of modules)
+    cpSync(join(PACKAGE_ROOT, 'node_modules', m), join(app, 'node_modules', m), { recursive: true });
+}
+
+function readdirSafe(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+/** SHA-256 over every file's relative path, mode and content, in sorted order, plus `salt`. */
+export function hashTree(root: string, salt: string): string {
+  const hash = createHash('sha256').update(salt);
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const abs = join(dir, name);
+      const st = statSync(abs);
+      hash.update(`${relative(root, abs)}\0${st.mode}\0`);
+      if (st.isDirectory()) walk(abs);
+      else hash.update(readFileSync(abs));
+    }
+  };
+  walk(root);
+  return hash.digest('hex');
+}

@@ -1,0 +1,143 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { ReedError } from '../errors.js';
+import type { ResolvedLimits } from '../host/limits.js';
+import type { PluginSpec } from '../protocol/messages.js';
+import type { HostApi } from '../runtime/host-api.js';
+import { RunnerLink } from './runner-link.js';
+import { type HostSession, OWNER_FILE, type SandboxOwner } from './session.js';
+
+export interface EndpointOptions {
+  pluginId: string;
+  host: HostApi;
+  limits: ResolvedLimits;
+  logger: Logger;
+  runtimeDir: string;
+  session: HostSession;
+  /** The uid/gid the runner runs as, when it is not the host's: the directory and socket are handed to it. */
+  runAs?: { uid: number; gid: number };
+  startTimeoutMs: number;
+}
+
+/**
+ * The host's side of one sandbox, whatever runs the runner: a directory of its own (mode 0700, owned by the
+ * runner's user) under `<runtime_dir>/sandboxes`, holding the listening socket, the owner record (for the
+ * orphan sweep) and, for the runner, a working directory; the one-time secret; and the single accepted
+ * connection. Process and container runners both use this.
+ */
+export class RunnerEndpoint {
+  readonly dir: string;
+  readonly socketPath: string;
+  readonly workDir: string;
+  readonly secret = randomBytes(32).toString('hex');
+  link: RunnerLink | undefined;
+  #server: Server | undefined;
+  #connected: Promise<void> | undefined;
+  readonly #o: EndpointOptions;
+
+  constructor(options: EndpointOptions, packageRoot: string) {
+    this.#o = options;
+    const root = join(options.runtimeDir, 'sandboxes');
+    // Runners that run as another user must be able to pass through these two (but not list them).
+    for (const dir of [options.runtimeDir, root]) {
+      mkdirSync(dir, { recursive: true, mode: 0o711 });
+      if (options.runAs !== undefined) chmodSync(dir, 0o711);
+    }
+    if (options.runAs !== undefined) {
+      checkTraversable(root, options.runAs.uid, options.pluginId, 'the sandbox socket');
+      checkTraversable(
+        join(packageRoot, 'dist'),
+        options.runAs.uid,
+        options.pluginId,
+        'the runner\u2019s code',
+      );
+    }
+    this.dir = mkdtempSync(join(root, `${options.session.id.slice(0, 8)}-`));
+    chmodSync(this.dir, 0o700);
+    this.socketPath = join(this.dir, 's.sock');
+    this.workDir = join(this.dir, 'work');
+    this.writeOwner();
+  }
+
+  writeOwner(runner?: { pid: number; start: string }): void {
+    const owner: SandboxOwner = {
+      ...this.#o.session,
+      pluginId: this.#o.pluginId,
+      ...(runner === undefined ? {} : { runnerPid: runner.pid, runnerStart: runner.start }),
+    };
+    writeFileSync(join(this.dir, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 });
+  }
+
+  /** Listens on the socket; the first connection becomes the link, any later one is refused at once. */
+  async listen(): Promise<void> {
+    const o = this.#o;
+    mkdirSync(this.workDir, { mode: 0o700 });
+    const server = createServer();
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.socketPath, () => resolve());
+    });
+    chmodSync(this.socketPath, 0o600);
+    if (o.runAs !== undefined) {
+      for (const p of [this.dir, this.workDir, this.socketPath]) chownSync(p, o.runAs.uid, o.runAs.gid);
+    }
+    this.#connected = new Promise((resolve) => {
+      server.on('connection', (socket: Socket) => {
+        if (this.link !== undefined) {
+          // One runner per sandbox, one connection per runner: any other connection is refused at once.
+          o.logger.warn(
+            { pluginId: o.pluginId, code: 'handshake_failed' },
+            'refused a second connection to the sandbox socket',
+          );
+          socket.destroy();
+          return;
+        }
+        this.link = new RunnerLink(socket, {
+          pluginId: o.pluginId,
+          secret: this.secret,
+          maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
+          host: o.host,
+          logger: o.logger,
+          handshakeTimeoutMs: o.startTimeoutMs,
+        });
+        resolve();
+      });
+    });
+  }
+
+  /** Waits for the runner to connect, authenticate, load the plugin and run its init. */
+  async serve(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
+    await this.#connected;
+    const link = this.link as RunnerLink;
+    await link.handshake();
+    await link.welcome(spec, bytes);
+  }
+
+  async close(): Promise<void> {
+    this.link?.destroy();
+    await new Promise<void>((resolve) =>
+      this.#server === undefined ? resolve() : this.#server.close(() => resolve()),
+    );
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A runner running as `uid` must pass through every directory above `dir`; say which one it cannot. */
+function checkTraversable(dir: string, uid: number, pluginId: string, what: string): void {
+  for (let d = dir; ; d = dirname(d)) {
+    const st = statSync(d);
+    const ok = st.uid === uid ? (st.mode & 0o100) !== 0 : (st.mode & 0o001) !== 0;
+    if (!ok) {
+      throw new ReedError(
+        'sandbox_start_failed',
+        `runners run as uid ${uid}, which cannot pass through ${d} (mode ${(st.mode & 0o777).toString(8)}) to reach ${what}; chmod o+x ${d}, choose other directories, or set [sandbox] runner_uid`,
+        { pluginId },
+      );
+    }
+    if (dirname(d) === d) return;
+  }
+}
