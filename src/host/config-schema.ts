@@ -20,6 +20,7 @@ export const HostConfigSchema = Strict({
   sandbox: Type.Optional(
     Strict({
       mode: Type.Optional(Enum(SANDBOX_MODES)),
+      runtime: Type.Optional(Enum(['runc', 'runsc'] as const)),
       runner_uid: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 2 })),
       runner_gid: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 2 })),
     }),

@@ -44,6 +44,8 @@ export interface HostConfig {
   reedVersion: string;
   capabilities: string[];
   sandboxMode: SandboxMode;
+  /** Container mode: the runtime for plugins whose manifest does not name one. Default runc. */
+  containerRuntime: 'runc' | 'runsc';
   limits: ResolvedLimits;
   fileLimits: FileLimits;
   policy: HostPolicy;
@@ -154,7 +156,7 @@ interface RawConfig {
   cache_dir?: string;
   data_dir?: string;
   runtime_dir?: string;
-  sandbox?: { mode?: SandboxMode; runner_uid?: number; runner_gid?: number };
+  sandbox?: { mode?: SandboxMode; runtime?: 'runc' | 'runsc'; runner_uid?: number; runner_gid?: number };
   wasm?: { max_module_bytes?: number; fuel?: boolean };
   cache?: { max_bytes?: number; enabled?: boolean };
   signatures?: { require?: 'none' | 'native' | 'all'; trusted_keys?: string[] };
@@ -227,6 +229,7 @@ function resolveConfig(
     reedVersion,
     capabilities: raw.capabilities ?? [...DEFAULT_CAPABILITIES],
     sandboxMode,
+    containerRuntime: raw.sandbox?.runtime ?? 'runc',
     limits,
     fileLimits: {
       maxManifestBytes: files.max_manifest_bytes ?? DEFAULT_FILE_LIMITS.maxManifestBytes,

@@ -1,6 +1,9 @@
 import { join, relative, sep } from 'node:path';
+import Docker from 'dockerode';
 import pino, { type Logger } from 'pino';
 import { CompileCache } from '../cache/compile-cache.js';
+import { ensurePluginImage, ensureRunnerImage, LABEL_IMAGE_HASH } from '../container/images.js';
+import { LABEL_HOST_PID, LABEL_HOST_START, LABEL_SESSION, sweepContainers } from '../container/sweep.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
 import type { PluginType, SandboxMode } from '../manifest/types.js';
@@ -9,6 +12,7 @@ import { readCheckedLibrary } from '../runtime/native/check-library.js';
 import { NativePlugin } from '../runtime/native/native-plugin.js';
 import { compileWasm, prepareWasm } from '../runtime/wasm/compile-wasm.js';
 import { WasmPlugin } from '../runtime/wasm/wasm-plugin.js';
+import { ContainerRunner } from '../sandbox/container-runner.js';
 import { InProcessSandbox } from '../sandbox/in-process-sandbox.js';
 import { LazySandbox } from '../sandbox/lazy-sandbox.js';
 import { ProcessSandbox, type Supervision } from '../sandbox/process-sandbox.js';
@@ -102,6 +106,17 @@ export class PluginHost {
   }
 
   readonly #supervision: Partial<Supervision> | undefined;
+  #dockerClient: Docker | undefined;
+  #runnerImage: Promise<string> | undefined;
+
+  /** The Docker client, made on first use; its first use also sweeps containers dead hosts left. */
+  #docker(): Docker {
+    if (this.#dockerClient === undefined) {
+      this.#dockerClient = new Docker({ timeout: 30_000 });
+      void sweepContainers(this.#dockerClient, this.logger).catch(() => {});
+    }
+    return this.#dockerClient;
+  }
   readonly #runnerCommand: string[] | undefined;
 
   /** Scans, then loads and initialises the valid plugins in dependency order. A plugin that fails to load is `failed`; the others still load. */
@@ -182,13 +197,7 @@ export class PluginHost {
     const id = candidate.id;
     const limits = effectiveLimits(candidate.manifest.limits, this.config.limits);
     const at = { pluginId: id };
-    if (mode === 'container') {
-      throw new ReedError(
-        'sandbox_unavailable',
-        `plugin "${id}" asks for sandbox mode "container", which this host cannot run yet; use "none" or "process"`,
-        at,
-      );
-    }
+
     const entryPoint = candidate.entryPoint;
     const inventory = candidate.inventory;
     if (entryPoint === undefined || inventory === undefined || candidate.pluginType === undefined) {
@@ -238,8 +247,8 @@ export class PluginHost {
       }
       return bytes;
     };
-    if (mode === 'process') {
-      return new LazySandbox(id, 'process', async () => {
+    if (mode === 'process' || mode === 'container') {
+      return new LazySandbox(id, mode, async () => {
         const spec: PluginSpec = {
           id,
           type: candidate.pluginType as 'wasm' | 'native',
@@ -258,18 +267,54 @@ export class PluginHost {
           spec.isCommand = prepared.isCommand;
           spec.hostCalls = prepared.hostCalls;
         }
-        return new ProcessSandbox({
+        const common = {
           pluginId: id,
           spec,
           bytes,
           host: hostApi,
           limits,
-          logger: this.logger.child({ sandbox: 'process' }),
+          logger: this.logger.child({ sandbox: mode }),
           runtimeDir: this.config.runtimeDir,
           session: this.session,
-          ...(this.#runnerCommand === undefined ? {} : { runnerCommand: this.#runnerCommand }),
-          ...(this.#supervision === undefined ? {} : { supervision: this.#supervision }),
-          ...(this.config.runAs === undefined ? {} : { runAs: this.config.runAs }),
+        };
+        if (mode === 'process') {
+          return new ProcessSandbox({
+            ...common,
+            ...(this.#runnerCommand === undefined ? {} : { runnerCommand: this.#runnerCommand }),
+            ...(this.#supervision === undefined ? {} : { supervision: this.#supervision }),
+            ...(this.config.runAs === undefined ? {} : { runAs: this.config.runAs }),
+          });
+        }
+        const docker = this.#docker();
+        const images = { docker, logger: this.logger };
+        const pluginImage = await ensurePluginImage(
+          images,
+          await (this.#runnerImage ??= ensureRunnerImage(images)),
+          inventory.root,
+          id,
+        );
+        const supervision = { startTimeoutMs: 30_000, ...this.#supervision };
+        return new ProcessSandbox({
+          ...common,
+          mode: 'container',
+          supervision,
+          createRunner: () =>
+            new ContainerRunner({
+              ...common,
+              startTimeoutMs: supervision.startTimeoutMs,
+              docker,
+              image: pluginImage,
+              runtime: candidate.manifest.sandbox.runtime ?? this.config.containerRuntime,
+              network: candidate.manifest.permissions.network && this.config.policy.permissions.network,
+              labels: {
+                'reed.plugin.id': id,
+                'reed.plugin.version': candidate.manifest.metadata.version,
+                [LABEL_SESSION]: this.session.id,
+                [LABEL_HOST_PID]: String(this.session.pid),
+                [LABEL_HOST_START]: this.session.start,
+                [LABEL_IMAGE_HASH]: pluginImage.split(':')[1] ?? '',
+              },
+            }),
         });
       });
     }

@@ -4,7 +4,12 @@ import type { SandboxMode } from '../../src/manifest/types.js';
  * The conformance suite: every example plugin and every hostile case, from one table, in every mode this
  * machine runs. The same plugin must give the same output or the same error code in each mode.
  */
-export const MODES: SandboxMode[] = ['none', 'process'];
+export const MODES: { name: string; mode: SandboxMode; reedToml?: string }[] = [
+  { name: 'none', mode: 'none' },
+  { name: 'process', mode: 'process' },
+  { name: 'container (runc)', mode: 'container', reedToml: '[sandbox]\nruntime = "runc"\n' },
+  { name: 'container (runsc, gVisor)', mode: 'container', reedToml: '[sandbox]\nruntime = "runsc"\n' },
+];
 
 type Expect = { output: string } | { code: string; causeCode?: string };
 export const CALLS: [plugin: string, fn: string, input: string, expected: Expect][] = [

@@ -1,0 +1,228 @@
+import { chownSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import { dockerError, LABEL_MANAGED } from '../container/images.js';
+import { ReedError } from '../errors.js';
+import type { PluginSpec } from '../protocol/messages.js';
+import type { Runner } from './runner.js';
+import { type EndpointOptions, RunnerEndpoint } from './runner-endpoint.js';
+import type { RunnerLink } from './runner-link.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from './runner-process.js';
+
+/** The user every container runs as. */
+export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };
+/** Host tasks gVisor's sentry and gofer need besides the plugin's own (measured: 64 was not enough under load). */
+export const GVISOR_PIDS_ALLOWANCE = 512;
+/** Where the sandbox directory (socket, secret) appears inside the container. */
+const SOCKET_DIR = '/run/reed';
+
+export interface ContainerRunnerOptions extends EndpointOptions {
+  spec: PluginSpec;
+  bytes: Uint8Array;
+  docker: Docker;
+  image: string;
+  runtime: 'runc' | 'runsc';
+  /** Whether the manifest's network permission was granted by the policy. */
+  network: boolean;
+  labels: Record<string, string>;
+}
+
+/**
+ * A runner in a per-plugin container, hardened as the CIS Docker Benchmark's runtime section asks: no
+ * capabilities, no new privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota,
+ * a pids limit, ulimits, no network unless granted, a non-root user, an init, private IPC, rotated logs, and
+ * no mount but its own sandbox directory (no Docker socket).
+ */
+export class ContainerRunner implements Runner {
+  readonly #o: ContainerRunnerOptions;
+  readonly #endpoint: RunnerEndpoint;
+  #container: Docker.Container | undefined;
+  #running = false;
+  pid: number | undefined;
+  stderrTail = '';
+  exited: Promise<{ code: number | null; signal: string | null }> = new Promise(() => {});
+
+  constructor(options: ContainerRunnerOptions) {
+    this.#o = { ...options, runAs: CONTAINER_USER };
+    this.#endpoint = new RunnerEndpoint(this.#o, PACKAGE_ROOT);
+  }
+
+  get dir(): string {
+    return this.#endpoint.dir;
+  }
+
+  get link(): RunnerLink | undefined {
+    return this.#endpoint.link;
+  }
+
+  get alive(): boolean {
+    return this.#running;
+  }
+
+  get container(): Docker.Container | undefined {
+    return this.#container;
+  }
+
+  async start(): Promise<void> {
+    const o = this.#o;
+    const endpoint = this.#endpoint;
+    await endpoint.listen();
+    // The secret goes in a file only the container's user can read; the runner deletes it after reading.
+    const secretFile = join(endpoint.dir, 'secret');
+    writeFileSync(secretFile, `${endpoint.secret}\n`, { mode: 0o400 });
+    chownSync(secretFile, CONTAINER_USER.uid, CONTAINER_USER.gid);
+    const info = (await o.docker.info().catch((e: unknown) => {
+      throw dockerError(e, 'cannot reach the Docker engine');
+    })) as { Runtimes?: Record<string, unknown> };
+    if (info.Runtimes?.[o.runtime] === undefined) {
+      // Fail closed: never fall back to runc when runsc was asked for.
+      throw new ReedError(
+        'runtime_unavailable',
+        `container runtime "${o.runtime}" is not registered with the Docker engine (it has: ${Object.keys(info.Runtimes ?? {}).join(', ')})`,
+        {
+          pluginId: o.pluginId,
+        },
+      );
+    }
+    const l = o.limits;
+    const memory = (l.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024;
+    try {
+      this.#container = await o.docker.createContainer({
+        name: `reed-${o.session.id.slice(0, 8)}-${endpoint.dir.slice(-6).toLowerCase()}`,
+        Image: o.image,
+        Cmd: ['--plugin-id', o.pluginId, '--socket', `${SOCKET_DIR}/s.sock`],
+        User: `${CONTAINER_USER.uid}:${CONTAINER_USER.gid}`,
+        WorkingDir: '/work',
+        Env: ['LANG=C.UTF-8'],
+        Labels: { ...o.labels, [LABEL_MANAGED]: 'true' },
+        AttachStdout: true,
+        AttachStderr: true,
+        HostConfig: {
+          Runtime: o.runtime,
+          CapDrop: ['ALL'],
+          SecurityOpt: ['no-new-privileges:true'],
+          Privileged: false,
+          ReadonlyRootfs: true,
+          // /work holds the runner's private copy of a native library, which must be mappable: no noexec there.
+          Tmpfs: {
+            '/tmp': `rw,noexec,nosuid,nodev,size=${l.tmpfsMb}m`,
+            '/work': `rw,exec,nosuid,nodev,size=${Math.max(l.tmpfsMb, 64)}m,uid=${CONTAINER_USER.uid}`,
+          },
+          Memory: memory,
+          MemorySwap: memory,
+          NanoCpus: Math.round(l.cpus * 1e9),
+          // gVisor's own sentry and gofer threads count against the cgroup's pids; they need room of their own.
+          PidsLimit: o.runtime === 'runsc' ? l.pids + GVISOR_PIDS_ALLOWANCE : l.pids,
+          Ulimits: [
+            { Name: 'nofile', Soft: 1024, Hard: 1024 },
+            { Name: 'core', Soft: 0, Hard: 0 },
+            { Name: 'fsize', Soft: l.tmpfsMb * 1024 * 1024, Hard: l.tmpfsMb * 1024 * 1024 },
+          ],
+          NetworkMode: o.network ? 'bridge' : 'none',
+          Init: true,
+          IpcMode: 'private',
+          LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
+          Binds: [`${endpoint.dir}:${SOCKET_DIR}:rw`],
+        },
+      });
+      const stream = await this.#container.attach({ stream: true, stdout: true, stderr: true });
+      const out = new PassThrough();
+      const err = new PassThrough();
+      o.docker.modem.demuxStream(stream, out, err);
+      for (const [s, level] of [
+        [out, 1],
+        [err, 2],
+      ] as const) {
+        createInterface({ input: s }).on('line', (line) => {
+          if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
+          o.host.log(level, line);
+        });
+      }
+      // 'next-exit': the default ('not-running') is already true of a container that is created but not started.
+      this.exited = this.#container.wait({ condition: 'next-exit' }).then(
+        (r: { StatusCode?: number }) => {
+          this.#running = false;
+          return { code: r.StatusCode ?? null, signal: null };
+        },
+        () => {
+          this.#running = false;
+          return { code: null, signal: null };
+        },
+      );
+      await this.#container.start();
+      this.#running = true;
+      const state = (await this.#container.inspect()) as { State?: { Pid?: number } };
+      this.pid = state.State?.Pid;
+    } catch (error) {
+      if (error instanceof ReedError) throw error;
+      throw dockerError(error, `cannot start the container of plugin "${o.pluginId}"`);
+    }
+    try {
+      await raceStart(
+        endpoint.serve(o.spec, o.bytes),
+        this.exited,
+        o.startTimeoutMs,
+        o.pluginId,
+        () => this.stderrTail,
+      );
+    } catch (error) {
+      // Put what the container said into the error: a container that never connects back is a mystery otherwise.
+      const logs = await this.#logs();
+      throw new ReedError(
+        (error as ReedError).code ?? 'sandbox_start_failed',
+        `${(error as Error).message}${logs === '' ? '' : `; container logs: ${logs}`}`,
+        {
+          pluginId: o.pluginId,
+          cause: error,
+        },
+      );
+    }
+  }
+
+  async #logs(): Promise<string> {
+    try {
+      const buffer = (await this.#container?.logs({
+        stdout: true,
+        stderr: true,
+        tail: 40,
+      })) as unknown as Buffer;
+      // Docker frames each chunk with an 8-byte header; keep the text.
+      return Buffer.from(buffer ?? '')
+        .toString('utf8')
+        .replace(/[\x00-\x08]/g, '')
+        .trim()
+        .slice(-2000);
+    } catch {
+      return '';
+    }
+  }
+
+  async oomKilled(): Promise<boolean> {
+    try {
+      const state = (await this.#container?.inspect()) as { State?: { OOMKilled?: boolean } } | undefined;
+      return state?.State?.OOMKilled === true;
+    } catch {
+      return false;
+    }
+  }
+
+  kill(): void {
+    void this.#container?.kill({ signal: 'SIGKILL' }).catch(() => {});
+  }
+
+  terminate(): void {
+    void this.#container?.kill({ signal: 'SIGTERM' }).catch(() => {});
+  }
+
+  /** Removes the container (whatever its state) and the sandbox directory. Idempotent. */
+  async destroy(): Promise<void> {
+    this.link?.destroy();
+    if (this.#container !== undefined) {
+      await this.#container.remove({ force: true }).catch(() => {});
+      this.#running = false;
+    }
+    await this.#endpoint.close();
+  }
+}
