@@ -21,11 +21,12 @@ export async function sweepContainers(docker: Docker, logger?: Logger): Promise<
     const pid = Number(c.Labels[LABEL_HOST_PID]);
     const start = c.Labels[LABEL_HOST_START] ?? '';
     if (Number.isInteger(pid) && pid > 0 && isAlive(pid, start)) continue;
-    await docker
-      .getContainer(c.Id)
-      .remove({ force: true })
-      .then(() => removed++)
-      .catch(() => {});
+    try {
+      await docker.getContainer(c.Id).remove({ force: true });
+      removed++;
+    } catch {
+      // already gone
+    }
   }
   if (removed > 0) logger?.info({ containers: removed }, 'removed containers left by dead hosts');
   return removed;

@@ -287,12 +287,8 @@ export class PluginHost {
         }
         const docker = this.#docker();
         const images = { docker, logger: this.logger };
-        const pluginImage = await ensurePluginImage(
-          images,
-          await (this.#runnerImage ??= ensureRunnerImage(images)),
-          inventory.root,
-          id,
-        );
+        this.#runnerImage ??= ensureRunnerImage(images);
+        const pluginImage = await ensurePluginImage(images, await this.#runnerImage, inventory.root, id);
         const supervision = { startTimeoutMs: 30_000, ...this.#supervision };
         return new ProcessSandbox({
           ...common,

@@ -183,17 +183,10 @@ export class ContainerRunner implements Runner {
 
   async #logs(): Promise<string> {
     try {
-      const buffer = (await this.#container?.logs({
-        stdout: true,
-        stderr: true,
-        tail: 40,
-      })) as unknown as Buffer;
-      // Docker frames each chunk with an 8-byte header; keep the text.
-      return Buffer.from(buffer ?? '')
-        .toString('utf8')
-        .replace(/[\x00-\x08]/g, '')
-        .trim()
-        .slice(-2000);
+      const raw = Buffer.from(
+        (await this.#container?.logs({ stdout: true, stderr: true, tail: 40 })) as unknown as Buffer,
+      );
+      return demuxLogs(raw).trim().slice(-2000);
     } catch {
       return '';
     }
@@ -225,4 +218,16 @@ export class ContainerRunner implements Runner {
     }
     await this.#endpoint.close();
   }
+}
+
+/** Docker's multiplexed log format: per chunk an 8-byte header (stream, 0, 0, 0, u32 size), then the text. */
+function demuxLogs(raw: Buffer): string {
+  let text = '';
+  let at = 0;
+  while (at + 8 <= raw.length) {
+    const size = raw.readUInt32BE(at + 4);
+    text += raw.toString('utf8', at + 8, Math.min(raw.length, at + 8 + size));
+    at += 8 + size;
+  }
+  return text;
 }
