@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  chmodSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -23,7 +24,7 @@ export const LABEL_MANAGED = 'reed.managed';
 export const LABEL_IMAGE_HASH = 'reed.image.hash';
 const IMAGES_DIR = join(PACKAGE_ROOT, 'images');
 /** Bump when the image layout changes: part of every image hash. */
-const IMAGE_LAYOUT_VERSION = '1';
+const IMAGE_LAYOUT_VERSION = '2';
 
 export interface ImageOptions {
   docker: Docker;
@@ -128,7 +129,11 @@ async function build(
 ): Promise<void> {
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await options.docker.buildImage(tar.pack(context) as unknown as NodeJS.ReadableStream, {
+    // tar-fs applies the process umask when packing unless told not to; modes must arrive as they are
+    // (the image's /tmp is 1777, see collectNodeRuntime).
+    // (`umask` is a tar-fs 3 option its type definitions do not know yet.)
+    const packed = tar.pack(context, { umask: 0 } as Parameters<typeof tar.pack>[1]);
+    stream = await options.docker.buildImage(packed as unknown as NodeJS.ReadableStream, {
       t: tag,
       buildargs,
       labels: { [LABEL_MANAGED]: 'true', [LABEL_IMAGE_HASH]: hash },
@@ -187,7 +192,9 @@ function collectNodeRuntime(rootfs: string): void {
     mkdirSync(join(rootfs, dirname(path)), { recursive: true });
     cpSync(path, join(rootfs, path), { dereference: true });
   }
+  // The container's /tmp tmpfs takes this directory's mode (Docker copies it up): world-writable and sticky.
   mkdirSync(join(rootfs, 'tmp'), { recursive: true });
+  chmodSync(join(rootfs, 'tmp'), 0o1777);
 }
 
 /** package.json, the compiled runner and library code, and the runner's dependencies (koffi and its binary, semver). */

@@ -107,7 +107,7 @@ export class ContainerRunner implements Runner {
           ReadonlyRootfs: true,
           // /work holds the runner's private copy of a native library, which must be mappable: no noexec there.
           Tmpfs: {
-            '/tmp': `rw,noexec,nosuid,nodev,size=${l.tmpfsMb}m`,
+            '/tmp': `rw,noexec,nosuid,nodev,mode=1777,size=${l.tmpfsMb}m`,
             '/work': `rw,exec,nosuid,nodev,size=${Math.max(l.tmpfsMb, 64)}m,uid=${CONTAINER_USER.uid}`,
           },
           Memory: memory,

@@ -1,0 +1,138 @@
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PluginHost } from '../../src/host/plugin-host.js';
+import type { ContainerRunner } from '../../src/sandbox/container-runner.js';
+import type { LazySandbox } from '../../src/sandbox/lazy-sandbox.js';
+import type { ProcessSandbox } from '../../src/sandbox/process-sandbox.js';
+import { REPO } from '../helpers/cli.js';
+import { startHost, text } from '../helpers/host.js';
+
+const docker = new Docker();
+const containerOf = (host: PluginHost, id: string) =>
+  (((host.sandbox(id) as LazySandbox).inner as ProcessSandbox).runner as ContainerRunner)
+    .container as Docker.Container;
+
+async function containerHost(dirs: string[], plugins: string[], toml = '') {
+  return startHost(dirs, { mode: 'container', plugins, reedToml: `[signatures]\nrequire = "none"\n${toml}` });
+}
+
+describe('container mode (runc)', () => {
+  let host: PluginHost;
+  beforeAll(async () => {
+    ({ host } = await containerHost([join(REPO, 'examples/plugins')], ['example.hello']));
+  }, 120_000);
+  afterAll(() => host.close());
+
+  it('runs the plugin in a container that docker inspect shows hardened', async () => {
+    expect(text((await host.call('example.hello', 'greet', 'box')).output)).toBe('Hello, box!');
+    const c = (await containerOf(host, 'example.hello').inspect()) as unknown as {
+      Config: { User: string; WorkingDir: string; Labels: Record<string, string> };
+      HostConfig: Record<string, unknown> & {
+        Tmpfs: Record<string, string>;
+        Ulimits: { Name: string; Soft: number; Hard: number }[];
+        LogConfig: { Type: string; Config: Record<string, string> };
+      };
+      Mounts: { Type: string; Source: string; Destination: string }[];
+    };
+    const h = c.HostConfig;
+    expect(h.CapDrop).toEqual(['ALL']);
+    expect(h.SecurityOpt).toContain('no-new-privileges:true');
+    expect(h.Privileged).toBe(false);
+    expect(h.ReadonlyRootfs).toBe(true);
+    expect(h.Tmpfs['/tmp']).toMatch(/noexec/);
+    expect(h.Tmpfs['/tmp']).toMatch(/nosuid/);
+    expect(h.Tmpfs['/tmp']).toMatch(/size=16m/);
+    expect(h.Memory).toBeGreaterThan(0);
+    expect(h.MemorySwap).toBe(h.Memory);
+    expect(h.NanoCpus).toBe(1e9);
+    expect(h.PidsLimit).toBe(64);
+    expect(h.Ulimits.map((u) => u.Name).sort()).toEqual(['core', 'fsize', 'nofile']);
+    expect(h.Ulimits.find((u) => u.Name === 'core')).toMatchObject({ Soft: 0, Hard: 0 });
+    expect(h.NetworkMode).toBe('none');
+    expect(h.Init).toBe(true);
+    expect(h.IpcMode).toBe('private');
+    expect(h.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } });
+    expect(h.Runtime).toBe('runc');
+    expect(c.Config.User).toBe('65534:65534');
+    expect(c.Config.WorkingDir).toBe('/work');
+    expect(c.Config.Labels).toMatchObject({
+      'reed.managed': 'true',
+      'reed.plugin.id': 'example.hello',
+      'reed.plugin.version': '0.1.0',
+      'reed.host.session': host.session.id,
+    });
+    expect(c.Config.Labels['reed.image.hash']).toMatch(/^[0-9a-f]{32}$/);
+    const binds = c.Mounts.filter((m) => m.Type === 'bind');
+    expect(binds).toHaveLength(1);
+    expect(binds[0]?.Destination).toBe('/run/reed');
+    expect(c.Mounts.some((m) => m.Source.includes('docker.sock'))).toBe(false);
+  });
+
+  it('removes the container when the plugin stops', async () => {
+    const { host: h } = await containerHost([join(REPO, 'examples/plugins')], ['example.hello']);
+    const id = containerOf(h, 'example.hello').id;
+    await h.close();
+    await expect(docker.getContainer(id).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  });
+});
+
+describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime) => {
+  let host: PluginHost;
+  beforeAll(async () => {
+    ({ host } = await containerHost(
+      [join(REPO, 'test/fixtures/native-container'), join(REPO, 'test/fixtures/native-process')],
+      ['container.escape', 'proc.membomb', 'proc.segfault'],
+      `[sandbox]\nruntime = "${runtime}"\n`,
+    ));
+  }, 180_000);
+  afterAll(() => host.close());
+
+  it('denies every way out: read-only root, /tmp size, network, setuid, mount, ptrace, unshare, Docker socket, host files', async () => {
+    const report = JSON.parse(text((await host.call('container.escape', 'attack')).output)) as Record<
+      string,
+      number
+    >;
+    expect(report.uid).toBe(65534);
+    for (const [attempt, errno] of Object.entries(report)) {
+      if (attempt === 'uid') continue;
+      // Open gap (noted on the issue): Docker's default seccomp profile allows ptrace, and docker-init runs as
+      // the same user, so under runc a plugin can trace its own container's init. It cannot see anything
+      // outside its PID namespace; denying it needs our own seccomp profile.
+      if (attempt === 'ptrace' && runtime === 'runc') continue;
+      expect(errno, `${attempt} must fail`).not.toBe(0);
+    }
+    expect([28, 27]).toContain(report.fill_tmp); // ENOSPC or EFBIG: the size holds
+    expect(report.docker_socket).toBe(2); // ENOENT
+  });
+
+  it('holds the pids limit against a fork bomb, and the host stays responsive', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    try {
+      const result = JSON.parse(text((await host.call('container.escape', 'forkbomb')).output)) as {
+        forked: number;
+        errno: number;
+      };
+      // runc: the kernel refuses the 64th task.
+      expect(result.forked).toBeLessThan(64);
+      expect(result.errno).toBe(11); // EAGAIN
+    } catch (error) {
+      // gVisor: the sandbox itself gives out under the limit and is stopped; contained all the same.
+      expect(runtime).toBe('runsc');
+      expect(error).toMatchObject({ code: 'sandbox_crashed' });
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticks).toBeGreaterThan(0);
+  });
+
+  it('reports a memory bomb as the memory limit', async () => {
+    await expect(host.call('proc.membomb', 'attack')).rejects.toMatchObject({ code: 'memory_limit' });
+  });
+
+  it('reports a crash as sandbox_crashed and restarts the container', async () => {
+    await expect(host.call('proc.segfault', 'attack')).rejects.toMatchObject({ code: 'sandbox_crashed' });
+    expect(text((await host.call('proc.segfault', 'ok')).output)).toBe('ok');
+  });
+});
