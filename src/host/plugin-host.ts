@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import Docker from 'dockerode';
 import pino, { type Logger } from 'pino';
@@ -109,13 +110,22 @@ export class PluginHost {
   #dockerClient: Docker | undefined;
   #runnerImage: Promise<string> | undefined;
 
-  /** The Docker client, made on first use; its first use also sweeps containers dead hosts left. */
+  /** The Docker client, made on first use. */
   #docker(): Docker {
-    if (this.#dockerClient === undefined) {
-      this.#dockerClient = new Docker({ timeout: 30_000 });
-      void sweepContainers(this.#dockerClient, this.logger).catch(() => {});
-    }
+    this.#dockerClient ??= new Docker({ timeout: 30_000 });
     return this.#dockerClient;
+  }
+
+  /**
+   * Removes containers that dead hosts left, when a Docker engine is there to ask (quickly: a host without
+   * Docker, or with one that does not answer, starts all the same).
+   */
+  async #sweepContainers(): Promise<void> {
+    if (process.env.DOCKER_HOST === undefined && !existsSync('/var/run/docker.sock')) return;
+    const quick = new Docker({ timeout: 3_000 });
+    await sweepContainers(quick, this.logger).catch((error: unknown) =>
+      this.logger.debug({ err: error }, 'no Docker engine to sweep'),
+    );
   }
   readonly #runnerCommand: string[] | undefined;
 
@@ -123,6 +133,7 @@ export class PluginHost {
   static async start(options: PluginHostOptions = {}): Promise<PluginHost> {
     const host = new PluginHost(options);
     sweepOrphans(host.config.runtimeDir, host.logger);
+    await host.#sweepContainers();
     try {
       await host.#loadAll(options.plugins);
     } catch (error) {

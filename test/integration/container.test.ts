@@ -136,3 +136,28 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
     expect(text((await host.call('proc.segfault', 'ok')).output)).toBe('ok');
   });
 });
+
+describe('image builds', () => {
+  it('reject with the error from the build stream when a build fails', async () => {
+    const { ensureRunnerImage } = await import('../../src/container/images.js');
+    const pino = (await import('pino')).default;
+    await expect(
+      ensureRunnerImage({ docker, logger: pino({ level: 'silent' }), baseImage: 'reed-no-such-image:never' }),
+    ).rejects.toMatchObject({
+      code: 'image_build_failed',
+      // The engine's own words from the build stream (here: no registry can be reached for the base image).
+      message: expect.stringMatching(/^building image reed-base:[0-9a-f]+ failed: \S/),
+    });
+  });
+
+  it('build nothing the second time for the same content', async () => {
+    const { ensureRunnerImage } = await import('../../src/container/images.js');
+    const pino = (await import('pino')).default;
+    const logs: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => logs.push(l) });
+    const first = await ensureRunnerImage({ docker, logger });
+    logs.length = 0;
+    expect(await ensureRunnerImage({ docker, logger })).toBe(first);
+    expect(logs.filter((l) => l.includes('building image'))).toEqual([]);
+  });
+});

@@ -68,3 +68,47 @@ describe('the orphan sweep', () => {
     expect(readdirSync(join(runtimeDir, 'sandboxes'))).toEqual(['live']);
   });
 });
+
+describe('a host in container mode killed with SIGKILL', () => {
+  it('leaves no container of its session after the next host starts', async () => {
+    const Docker = (await import('dockerode')).default;
+    const docker = new Docker();
+    const { chmodSync } = await import('node:fs');
+    const runtimeDir = tempDir('reed-death-');
+    chmodSync(runtimeDir, 0o755);
+    const child = spawn(
+      process.execPath,
+      [join(REPO, 'test/fixtures/hosts/busy-host.mjs'), runtimeDir, 'container'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('ready')) resolve();
+      });
+      child.once('exit', () => reject(new Error(`host exited early: ${out}`)));
+    });
+    const mine = async () =>
+      (
+        await docker.listContainers({
+          all: true,
+          filters: { label: ['reed.managed=true', 'reed.plugin.id=example.hello'] },
+        })
+      ).filter((c) => Number(c.Labels['reed.host.pid']) === child.pid);
+    expect(await mine()).toHaveLength(1);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const config = loadHostConfig({
+      cwd: runtimeDir,
+      env: {},
+      home: runtimeDir,
+      overrides: { pluginDirs: [], defaultSearchPaths: false },
+    });
+    config.runtimeDir = runtimeDir;
+    const next = await PluginHost.start({ config, logger: pino({ level: 'silent' }) });
+    expect(await mine()).toEqual([]);
+    expect(readdirSync(join(runtimeDir, 'sandboxes'))).toEqual([]);
+    await next.close();
+  }, 120_000);
+});
