@@ -19,7 +19,7 @@ const percentile = (values: number[], p: number) =>
   [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))] as number;
 
 /** The baseline: a second Node process echoing frames over a Unix socket, same framing, nothing else. */
-async function rawEcho(dir: string): Promise<{ call: () => Promise<void>; close: () => void }> {
+export async function rawEcho(dir: string): Promise<{ call: () => Promise<void>; close: () => void }> {
   const path = join(dir, 'raw.sock');
   const server = createServer();
   await new Promise<void>((r) => server.listen(path, r));
@@ -52,7 +52,7 @@ async function rawEcho(dir: string): Promise<{ call: () => Promise<void>; close:
   };
 }
 
-async function sequential(call: () => Promise<unknown>, n: number): Promise<number[]> {
+export async function sequential(call: () => Promise<unknown>, n: number): Promise<number[]> {
   for (let i = 0; i < 500; i++) await call();
   const times: number[] = [];
   for (let i = 0; i < n; i++) {

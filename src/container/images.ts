@@ -40,7 +40,21 @@ const building = new Map<string, Promise<string>>();
  * The runner image (base image included), tagged by a content hash of everything that goes in; built only
  * when no image with that tag exists. Returns the tag.
  */
-export async function ensureRunnerImage(options: ImageOptions): Promise<string> {
+export function ensureRunnerImage(options: ImageOptions): Promise<string> {
+  // The inputs (this Node, this package's built code) do not change while the process runs: hash them once.
+  const key = options.baseImage ?? '';
+  let tag = runnerImages.get(key);
+  if (tag === undefined) {
+    tag = buildRunnerImage(options);
+    runnerImages.set(key, tag);
+    tag.catch(() => runnerImages.delete(key));
+  }
+  return tag;
+}
+
+const runnerImages = new Map<string, Promise<string>>();
+
+async function buildRunnerImage(options: ImageOptions): Promise<string> {
   const base = await ensureImage(
     options,
     'reed-base',

@@ -1,0 +1,181 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import pino from 'pino';
+import { ensureRunnerImage } from '../src/container/images.js';
+import { loadHostConfig } from '../src/host/host-config.js';
+import { PluginHost } from '../src/host/plugin-host.js';
+import { MemoryStorage } from '../src/host/services.js';
+import type { ContainerRunner } from '../src/sandbox/container-runner.js';
+import type { LazySandbox } from '../src/sandbox/lazy-sandbox.js';
+import type { ProcessSandbox } from '../src/sandbox/process-sandbox.js';
+import { rawEcho, sequential } from './process.js';
+import { fmt, median, printTable, type Row } from './report.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const input = new Uint8Array(64).fill(120);
+
+/** The baseline: the same image, created and started through dockerode, connecting back to a socket. */
+async function rawStart(docker: Docker, image: string, dir: string, runtime: string): Promise<number> {
+  const sockDir = mkdtempSync(join(dir, 'raw-'));
+  chmodSync(sockDir, 0o777);
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(join(sockDir, 's.sock'), r));
+  chmodSync(join(sockDir, 's.sock'), 0o777);
+  const connected = new Promise<void>((r) => server.once('connection', (s) => (s.destroy(), r())));
+  const t = performance.now();
+  const c = await docker.createContainer({
+    Image: image,
+    Entrypoint: [
+      '/usr/local/bin/node',
+      '-e',
+      "require('net').connect('/run/reed/s.sock').on('connect', () => process.exit(0))",
+    ],
+    User: '65534:65534',
+    HostConfig: { Runtime: runtime, NetworkMode: 'none', Binds: [`${sockDir}:/run/reed`] },
+  });
+  await c.start();
+  await connected;
+  const ms = performance.now() - t;
+  await c.remove({ force: true });
+  server.close();
+  return ms;
+}
+
+export async function runContainerBench(): Promise<boolean> {
+  const dir = mkdtempSync(join(tmpdir(), 'reed-bench-container-'));
+  chmodSync(dir, 0o755);
+  const docker = new Docker();
+  const quiet = pino({ level: 'silent' });
+  const rows: Row[] = [];
+  let met = true;
+  try {
+    const image = await ensureRunnerImage({ docker, logger: quiet });
+    for (const runtime of ['runc', 'runsc'] as const) {
+      const config = loadHostConfig({
+        cwd: dir,
+        env: {},
+        home: dir,
+        overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
+      });
+      config.runtimeDir = join(dir, 'run');
+      config.cacheDir = join(dir, 'cache');
+      config.containerRuntime = runtime;
+      const start = async () => {
+        const t = performance.now();
+        const host = await PluginHost.start({
+          config,
+          logger: quiet,
+          services: { storage: new MemoryStorage() },
+          plugins: ['example.hello'],
+          forceMode: 'container',
+        });
+        return { host, ms: performance.now() - t };
+      };
+      (await start()).host.close(); // warm: images built, nothing else
+      const ours: number[] = [];
+      const raw: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        raw.push(await rawStart(docker, image, dir, runtime));
+        const { host, ms } = await start();
+        ours.push(ms);
+        await host.close();
+      }
+      const ratio = median(ours) / median(raw);
+      const target = runtime === 'runc' ? ratio <= 1.15 : undefined;
+      if (target === false) met = false;
+      rows.push({
+        figure: `cold start, create to ready (${runtime})`,
+        value: `${fmt(median(ours), 0)} ms`,
+        baseline: `${fmt(median(raw), 0)} ms raw dockerode create+start+connect`,
+        ratio: `${fmt(ratio, 2)}x`,
+        target: runtime === 'runc' ? '<= 1.15x' : '',
+        ...(target === undefined ? {} : { met: target }),
+      });
+      if (runtime === 'runc') {
+        const cli: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const t = performance.now();
+          spawnSync('docker', ['run', '--rm', '--entrypoint', '/usr/local/bin/node', image, '-e', '0']);
+          cli.push(performance.now() - t);
+        }
+        rows.push({
+          figure: 'cold start: docker run via the CLI (same image)',
+          value: `${fmt(median(cli), 0)} ms`,
+          baseline: '',
+          ratio: '',
+          target: '',
+        });
+      }
+      const { host } = await start();
+      const oursSeq = await sequential(() => host.call('example.hello', 'echo', input), 3_000);
+      const rawLink = await rawEcho(dir);
+      const rawSeq = await sequential(rawLink.call, 3_000);
+      rawLink.close();
+      const rtRatio = median(oursSeq) / median(rawSeq);
+      if (runtime === 'runc' && rtRatio > 1.3) met = false;
+      rows.push({
+        figure: `round trip, 64 B echo (${runtime})`,
+        value: `${fmt(median(oursSeq), 1)} us`,
+        baseline: `${fmt(median(rawSeq), 1)} us raw socket echo (process mode baseline)`,
+        ratio: `${fmt(rtRatio, 2)}x`,
+        target: runtime === 'runc' ? '<= 1.3x' : '',
+        ...(runtime === 'runc' ? { met: rtRatio <= 1.3 } : {}),
+      });
+      const container = (
+        ((host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox).runner as ContainerRunner
+      ).container as Docker.Container;
+      await new Promise((r) => setTimeout(r, 500));
+      const stats = (await container.stats({ stream: false })) as {
+        memory_stats?: { usage?: number; stats?: { cache?: number } };
+      };
+      const mem = ((stats.memory_stats?.usage ?? 0) - (stats.memory_stats?.stats?.cache ?? 0)) / 1024 / 1024;
+      rows.push({
+        figure: `memory per idle container (${runtime})`,
+        value: `${fmt(mem, 1)} MiB`,
+        baseline: '',
+        ratio: '',
+        target: '',
+      });
+      await host.close();
+    }
+    // A second load of the same plugin: the images exist, so nothing is built.
+    const logs: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => logs.push(l) });
+    const config = loadHostConfig({
+      cwd: dir,
+      env: {},
+      home: dir,
+      overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
+    });
+    config.runtimeDir = join(dir, 'run');
+    const t = performance.now();
+    const again = await PluginHost.start({
+      config,
+      logger,
+      services: { storage: new MemoryStorage() },
+      plugins: ['example.hello'],
+      forceMode: 'container',
+    });
+    const secondMs = performance.now() - t;
+    await again.close();
+    const built = logs.filter((l) => l.includes('building image')).length;
+    rows.push({
+      figure: 'second load of the same plugin',
+      value: `${fmt(secondMs, 0)} ms, ${built} image(s) built`,
+      baseline: '',
+      ratio: '',
+      target: 'no build',
+      met: built === 0,
+    });
+    if (built !== 0) met = false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  printTable('container mode', rows);
+  return met;
+}
