@@ -11,20 +11,9 @@ import { readCheckedLibrary } from '../src/runtime/native/check-library.js';
 import * as T from '../src/runtime/native/koffi-types.js';
 import { NativePlugin } from '../src/runtime/native/native-plugin.js';
 import { InProcessSandbox } from '../src/sandbox/in-process-sandbox.js';
-import { fmt, median, printTable } from './report.js';
+import { fmt, median, perCall, printTable } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-
-function perCall(fn: () => void, batches = 25, size = 20_000): number {
-  for (let i = 0; i < size; i++) fn();
-  const means: number[] = [];
-  for (let b = 0; b < batches; b++) {
-    const t = performance.now();
-    for (let i = 0; i < size; i++) fn();
-    means.push(((performance.now() - t) * 1000) / size);
-  }
-  return median(means);
-}
 
 export async function runNativeBench(): Promise<boolean> {
   const file = join(REPO, 'examples/plugins/native-c/plugin.so');

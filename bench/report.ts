@@ -63,3 +63,15 @@ export function printTable(title: string, rows: Row[]): void {
 
 export const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** Median over batches of the mean time per call, in microseconds, after a warm-up batch. */
+export function perCall(fn: () => void, batches = 25, size = 20_000): number {
+  for (let i = 0; i < size; i++) fn();
+  const means: number[] = [];
+  for (let b = 0; b < batches; b++) {
+    const t = performance.now();
+    for (let i = 0; i < size; i++) fn();
+    means.push(((performance.now() - t) * 1000) / size);
+  }
+  return median(means);
+}

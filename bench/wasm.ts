@@ -10,21 +10,9 @@ import { MemoryStorage } from '../src/host/services.js';
 import { encodeS64, encodeU32 } from '../src/runtime/wasm/binary.js';
 import { prepareModule } from '../src/runtime/wasm/prepare-module.js';
 import type { InProcessSandbox } from '../src/sandbox/in-process-sandbox.js';
-import { fmt, median, printTable, type Row } from './report.js';
+import { fmt, median, perCall, printTable, type Row } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-
-/** Median over batches of the mean time per call, in microseconds. */
-function perCall(fn: () => void, batches = 25, size = 20_000): number {
-  for (let i = 0; i < size; i++) fn();
-  const means: number[] = [];
-  for (let b = 0; b < batches; b++) {
-    const t = performance.now();
-    for (let i = 0; i < size; i++) fn();
-    means.push(((performance.now() - t) * 1000) / size);
-  }
-  return median(means);
-}
 
 async function callOverhead(): Promise<Row[]> {
   const dir = mkdtempSync(join(tmpdir(), 'reed-bench-wasm-'));

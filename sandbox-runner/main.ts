@@ -17,7 +17,7 @@ import {
   FrameType,
   PROTOCOL_VERSION,
 } from '../src/protocol/frames.js';
-import type { PluginSpec } from '../src/protocol/messages.js';
+import { errorPayload, type PluginSpec } from '../src/protocol/messages.js';
 import type { HostApi } from '../src/runtime/host-api.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import type { HostReply } from './remote-host-api.js';
@@ -172,22 +172,12 @@ async function startLocal(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
     local = runtime;
     send(FrameType.Ready, 0, { functions: runtime.functions });
   } catch (error) {
-    send(FrameType.Error, 0, failure(error));
+    send(FrameType.Error, 0, errorPayload(error));
   }
 }
 
 function noHost(): never {
   throw new ReedError('sandbox_crashed', 'this plugin was loaded without host calls');
-}
-
-function failure(error: unknown): { code: string; message: string; details?: unknown } {
-  return error instanceof ReedError
-    ? {
-        code: error.code,
-        message: error.message,
-        ...(error.details === undefined ? {} : { details: error.details }),
-      }
-    : { code: 'sandbox_crashed', message: String((error as Error)?.message ?? error) };
 }
 
 function handle(frame: Frame): void {
@@ -206,7 +196,7 @@ function handle(frame: Frame): void {
           const result = local.call(String(frame.meta.fn), frame.body);
           send(FrameType.Result, frame.id, { fuelConsumed: result.fuelConsumed }, result.output);
         } catch (error) {
-          send(FrameType.Error, frame.id, failure(error));
+          send(FrameType.Error, frame.id, errorPayload(error));
         }
       } else worker?.postMessage({ t: 'call', id: frame.id, fn: frame.meta.fn, input: frame.body });
       break;

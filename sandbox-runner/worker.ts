@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { ReedError } from '../src/errors.js';
-import type { PluginSpec } from '../src/protocol/messages.js';
+import { errorPayload, type PluginSpec } from '../src/protocol/messages.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import { WasmPlugin } from '../src/runtime/wasm/wasm-plugin.js';
 import { RemoteHostApi } from './remote-host-api.js';
@@ -21,15 +21,6 @@ const { spec, bytes, flag, hostPort, workDir } = workerData as WorkerInput;
 const host = new RemoteHostApi(hostPort, flag, (level, message) =>
   port.postMessage({ t: 'log', level, message }),
 );
-
-const failure = (error: unknown) =>
-  error instanceof ReedError
-    ? {
-        code: error.code,
-        message: error.message,
-        ...(error.details === undefined ? {} : { details: error.details }),
-      }
-    : { code: 'sandbox_crashed', message: String((error as Error)?.message ?? error) };
 
 let runtime: PluginRuntime;
 try {
@@ -57,7 +48,7 @@ try {
   runtime.init();
   port.postMessage({ t: 'ready', functions: runtime.functions });
 } catch (error) {
-  port.postMessage({ t: 'loadError', ...failure(error) });
+  port.postMessage({ t: 'loadError', ...errorPayload(error) });
   throw error;
 }
 
@@ -67,7 +58,7 @@ port.on('message', (msg: { t: string; id: number; fn: string; input: Uint8Array 
       const result = runtime.call(msg.fn, msg.input);
       port.postMessage({ t: 'result', id: msg.id, output: result.output, fuelConsumed: result.fuelConsumed });
     } catch (error) {
-      port.postMessage({ t: 'error', id: msg.id, ...failure(error) });
+      port.postMessage({ t: 'error', id: msg.id, ...errorPayload(error) });
     }
   } else if (msg.t === 'shutdown') {
     try {

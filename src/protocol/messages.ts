@@ -1,3 +1,4 @@
+import { ReedError } from '../errors.js';
 import type { ResolvedLimits } from '../host/limits.js';
 import type { ModuleExport } from '../runtime/wasm/prepare-module.js';
 
@@ -32,3 +33,18 @@ export const HOST_OPS = [
   'configGet',
 ] as const;
 export type HostOp = (typeof HOST_OPS)[number];
+
+/** An error as Error frame metadata: a ReedError keeps its code and details; anything else is the runner's own failure. */
+export function errorPayload(error: unknown): {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+} {
+  return error instanceof ReedError
+    ? {
+        code: error.code,
+        message: error.message,
+        ...(error.details === undefined ? {} : { details: error.details }),
+      }
+    : { code: 'sandbox_crashed', message: String((error as Error)?.message ?? error) };
+}

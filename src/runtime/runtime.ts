@@ -1,3 +1,5 @@
+import { ReedError } from '../errors.js';
+
 /** One call's result from any runtime. */
 export interface CallResult {
   output: Uint8Array;
@@ -18,4 +20,23 @@ export interface PluginRuntime {
   call(fn: string, input: Uint8Array, deadline?: number): CallResult;
   /** Runs the plugin's `deactivate`, if any, and releases the instance. Idempotent. */
   deactivate(): void;
+}
+
+/** The checks every runtime makes before a call: still running, and the function is one it has. */
+export function checkCallable(
+  pluginId: string,
+  stopped: boolean,
+  functions: readonly string[],
+  fn: string,
+): void {
+  if (stopped) throw new ReedError('plugin_not_loaded', `plugin "${pluginId}" was deactivated`, { pluginId });
+  if (!functions.includes(fn)) {
+    throw new ReedError(
+      'function_not_found',
+      `plugin "${pluginId}" has no callable function "${fn}"; it has: ${functions.join(', ') || '(none)'}`,
+      {
+        pluginId,
+      },
+    );
+  }
 }

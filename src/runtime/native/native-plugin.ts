@@ -5,7 +5,7 @@ import semver from 'semver';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../host/limits.js';
 import type { HostApi } from '../host-api.js';
-import type { CallResult, PluginRuntime } from '../runtime.js';
+import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
 import * as T from './koffi-types.js';
 
 const NOT_FOUND = -1;
@@ -143,19 +143,7 @@ export class NativePlugin implements PluginRuntime {
   }
 
   call(fn: string, input: Uint8Array, deadline = 0): CallResult {
-    if (this.#destroyed)
-      throw new ReedError('plugin_not_loaded', `plugin "${this.#id}" was deactivated`, {
-        pluginId: this.#id,
-      });
-    if (!this.functions.includes(fn)) {
-      throw new ReedError(
-        'function_not_found',
-        `plugin "${this.#id}" has no callable function "${fn}"; it has: ${this.functions.join(', ') || '(none)'}`,
-        {
-          pluginId: this.#id,
-        },
-      );
-    }
+    checkCallable(this.#id, this.#destroyed, this.functions, fn);
     this.#begin(deadline);
     const out: { data?: unknown; len?: number } = {};
     const status = this.#call(this.#self, fn, input, input.length, out) as number;

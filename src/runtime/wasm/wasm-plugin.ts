@@ -1,7 +1,7 @@
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../host/limits.js';
 import type { HostApi } from '../host-api.js';
-import type { CallResult, PluginRuntime } from '../runtime.js';
+import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
 import { NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
 import { WASI_MODULE, WasiExit, wasiImports } from './wasi.js';
@@ -75,17 +75,7 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   call(fn: string, input: Uint8Array, deadline = 0): CallResult {
-    if (this.#deactivated)
-      throw new ReedError('plugin_not_loaded', `plugin "${this.#id}" was deactivated`, {
-        pluginId: this.#id,
-      });
-    if (!this.functions.includes(fn)) {
-      throw new ReedError(
-        'function_not_found',
-        `plugin "${this.#id}" has no callable function "${fn}"; it has: ${this.functions.join(', ') || '(none)'}`,
-        { pluginId: this.#id },
-      );
-    }
+    checkCallable(this.#id, this.#deactivated, this.functions, fn);
     this.#input = input;
     this.#stdinAt = 0;
     this.#output = [];
