@@ -76,15 +76,21 @@ export async function runContainerBench(): Promise<boolean> {
         });
         return { host, ms: performance.now() - t };
       };
-      (await start()).host.close(); // warm: images built, nothing else
+      const warm = await start(); // images built, nothing else
+      // Create to ready: one container runner of the loaded plugin, started afresh, against the raw baseline.
+      const sandbox = (warm.host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox;
+      const running = sandbox.runner as ContainerRunner;
       const ours: number[] = [];
       const raw: number[] = [];
       for (let i = 0; i < 5; i++) {
         raw.push(await rawStart(docker, image, dir, runtime));
-        const { host, ms } = await start();
-        ours.push(ms);
-        await host.close();
+        const runner = running.sibling();
+        const t = performance.now();
+        await runner.start();
+        ours.push(performance.now() - t);
+        await runner.destroy();
       }
+      await warm.host.close();
       const ratio = median(ours) / median(raw);
       const target = runtime === 'runc' ? ratio <= 1.15 : undefined;
       if (target === false) met = false;

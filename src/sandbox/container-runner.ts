@@ -49,6 +49,11 @@ export class ContainerRunner implements Runner {
     this.#endpoint = new RunnerEndpoint(this.#o, PACKAGE_ROOT);
   }
 
+  /** Another runner with the same settings (a fresh container, directory and secret). */
+  sibling(): ContainerRunner {
+    return new ContainerRunner(this.#o);
+  }
+
   get dir(): string {
     return this.#endpoint.dir;
   }
@@ -73,14 +78,12 @@ export class ContainerRunner implements Runner {
     const secretFile = join(endpoint.dir, 'secret');
     writeFileSync(secretFile, `${endpoint.secret}\n`, { mode: 0o400 });
     chownSync(secretFile, CONTAINER_USER.uid, CONTAINER_USER.gid);
-    const info = (await o.docker.info().catch((e: unknown) => {
-      throw dockerError(e, 'cannot reach the Docker engine');
-    })) as { Runtimes?: Record<string, unknown> };
-    if (info.Runtimes?.[o.runtime] === undefined) {
+    const runtimes = await registeredRuntimes(o.docker);
+    if (!runtimes.includes(o.runtime)) {
       // Fail closed: never fall back to runc when runsc was asked for.
       throw new ReedError(
         'runtime_unavailable',
-        `container runtime "${o.runtime}" is not registered with the Docker engine (it has: ${Object.keys(info.Runtimes ?? {}).join(', ')})`,
+        `container runtime "${o.runtime}" is not registered with the Docker engine (it has: ${runtimes.join(', ')})`,
         {
           pluginId: o.pluginId,
         },
@@ -153,8 +156,13 @@ export class ContainerRunner implements Runner {
       );
       await this.#container.start();
       this.#running = true;
-      const state = (await this.#container.inspect()) as { State?: { Pid?: number } };
-      this.pid = state.State?.Pid;
+      // The pid is only for reports: fetch it off the start path.
+      void this.#container
+        .inspect()
+        .then((state: { State?: { Pid?: number } }) => {
+          this.pid = state.State?.Pid;
+        })
+        .catch(() => {});
     } catch (error) {
       if (error instanceof ReedError) throw error;
       throw dockerError(error, `cannot start the container of plugin "${o.pluginId}"`);
@@ -218,6 +226,20 @@ export class ContainerRunner implements Runner {
     }
     await this.#endpoint.close();
   }
+}
+
+const runtimeCache = new WeakMap<Docker, { at: number; runtimes: string[] }>();
+
+/** The engine's registered runtimes, asked at most every 10 s (they change only when the engine restarts). */
+async function registeredRuntimes(docker: Docker): Promise<string[]> {
+  const cached = runtimeCache.get(docker);
+  if (cached !== undefined && Date.now() - cached.at < 10_000) return cached.runtimes;
+  const info = (await docker.info().catch((e: unknown) => {
+    throw dockerError(e, 'cannot reach the Docker engine');
+  })) as { Runtimes?: Record<string, unknown> };
+  const runtimes = Object.keys(info.Runtimes ?? {});
+  runtimeCache.set(docker, { at: Date.now(), runtimes });
+  return runtimes;
 }
 
 /** Docker's multiplexed log format: per chunk an 8-byte header (stream, 0, 0, 0, u32 size), then the text. */
