@@ -1,7 +1,7 @@
 import { DEFAULT_FILE_LIMITS } from '../../src/discovery/plugin-inventory.js';
 import { DEFAULT_POLICY_PERMISSIONS } from '../../src/host/host-config.js';
 import { DEFAULT_LIMIT_CEILINGS } from '../../src/host/limits.js';
-import type { ValidationContext } from '../../src/validation/context.js';
+import type { HostPolicy, ValidationContext } from '../../src/validation/context.js';
 import { PLUGIN_API_VERSION } from '../../src/version.js';
 
 /** A validation context with the built-in defaults, overridable per test. */
@@ -18,5 +18,18 @@ export function testContext(overrides: Partial<ValidationContext> = {}): Validat
     },
     fileLimits: { ...DEFAULT_FILE_LIMITS },
     ...overrides,
+  };
+}
+
+/** The default host policy with only the named parts changed: a test states just what it is about. */
+export function policyWith(change: {
+  permissions?: Partial<HostPolicy['permissions']>;
+  allowedSandboxModes?: HostPolicy['allowedSandboxModes'];
+}): HostPolicy {
+  const policy = testContext().policy;
+  return {
+    ...policy,
+    permissions: { ...policy.permissions, ...change.permissions },
+    ...(change.allowedSandboxModes === undefined ? {} : { allowedSandboxModes: change.allowedSandboxModes }),
   };
 }

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { Code } from '../../src/codes.js';
 import type { FileLimits } from '../../src/discovery/plugin-inventory.js';
 import type { ValidationContext } from '../../src/validation/context.js';
+import { policyWith } from '../helpers/context.js';
 import { EMPTY_WASM, manifestToml, tempDir, writePlugin } from '../helpers/plugin-tree.js';
 import { scan } from '../helpers/scan.js';
 
@@ -360,32 +361,7 @@ const CASES: Case[] = [
     build: (r) => p(r, { id: 'p', permissions: { events: { emit: ['system.shutdown'] } } }),
     code: 'permission_denied_by_policy',
     field: 'permissions.events.emit[0]',
-    context: {
-      policy: {
-        permissions: {
-          storage: 'readwrite',
-          content: 'readwrite',
-          events: { emit: ['content.*'], subscribe: [] },
-          log: true,
-          network: false,
-          filesystem: 'none',
-        },
-        allowedSandboxModes: ['none'],
-        limitCeilings: {
-          memoryMb: 1,
-          tableElements: 1,
-          fuelPerCall: 1,
-          callTimeoutMs: 1,
-          maxOutputBytes: 1,
-          storageQuotaBytes: 1,
-          logLineBytes: 1,
-          logLinesPerSecond: 1,
-          cpus: 1,
-          pids: 1,
-          tmpfsMb: 1,
-        },
-      },
-    },
+    context: { policy: policyWith({ permissions: { events: { emit: ['content.*'], subscribe: [] } } }) },
   },
   {
     name: 'capability the host lacks',
@@ -410,32 +386,7 @@ const CASES: Case[] = [
     build: (r) => p(r, { id: 'p', sandbox: { mode: 'none' } }),
     code: 'sandbox_mode_denied',
     field: 'sandbox.mode',
-    context: {
-      policy: {
-        permissions: {
-          storage: 'readwrite',
-          content: 'readwrite',
-          events: { emit: [], subscribe: [] },
-          log: true,
-          network: false,
-          filesystem: 'none',
-        },
-        allowedSandboxModes: ['process', 'container'],
-        limitCeilings: {
-          memoryMb: 1024,
-          tableElements: 1e5,
-          fuelPerCall: 1e11,
-          callTimeoutMs: 3e5,
-          maxOutputBytes: 1e8,
-          storageQuotaBytes: 1e9,
-          logLineBytes: 65536,
-          logLinesPerSecond: 1e4,
-          cpus: 4,
-          pids: 1024,
-          tmpfsMb: 1024,
-        },
-      },
-    },
+    context: { policy: policyWith({ allowedSandboxModes: ['process', 'container'] }) },
   },
   {
     name: 'too many dependencies',
