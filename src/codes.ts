@@ -74,6 +74,7 @@ export const CODES = {
   memory_limit: 'the sandbox was killed for using more memory than its limit',
   docker_unavailable: 'the Docker engine does not answer',
   image_build_failed: 'building a container image failed',
+  runtime_library_missing: 'a shared library the base image needs cannot be found or read',
   runtime_unavailable: 'the container runtime asked for is not registered with the Docker engine',
 
   // Calls

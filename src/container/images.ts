@@ -1,7 +1,5 @@
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -12,12 +10,13 @@ import {
   statSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import tar from 'tar-fs';
 import { ReedError } from '../errors.js';
 import { PACKAGE_ROOT } from '../sandbox/runner-process.js';
+import { collectNodeRuntime } from './node-runtime.js';
 
 /** Labels on every image and container this package makes (STYLE.md 7): the sweep finds them by these. */
 export const LABEL_MANAGED = 'reed.managed';
@@ -193,22 +192,6 @@ export function dockerError(error: unknown, what: string): ReedError {
     );
   }
   return new ReedError('image_build_failed', `${what}: ${e.message ?? String(error)}`, { cause: error });
-}
-
-/** The node binary at /usr/local/bin/node, and each shared library it links at the path ldd gives. */
-function collectNodeRuntime(rootfs: string): void {
-  mkdirSync(join(rootfs, 'usr/local/bin'), { recursive: true });
-  cpSync(process.execPath, join(rootfs, 'usr/local/bin/node'));
-  const ldd = spawnSync('ldd', [process.execPath], { encoding: 'utf8' });
-  for (const line of ldd.stdout.split('\n')) {
-    const path = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line)?.[1];
-    if (path === undefined) continue;
-    mkdirSync(join(rootfs, dirname(path)), { recursive: true });
-    cpSync(path, join(rootfs, path), { dereference: true });
-  }
-  // The container's /tmp tmpfs takes this directory's mode (Docker copies it up): world-writable and sticky.
-  mkdirSync(join(rootfs, 'tmp'), { recursive: true });
-  chmodSync(join(rootfs, 'tmp'), 0o1777);
 }
 
 /** package.json, the compiled runner and library code, and the runner's dependencies (koffi and its binary, semver). */

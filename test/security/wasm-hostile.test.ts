@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
-import { type LogLine, startHost, text } from '../helpers/host.js';
+import { type LogLine, startHost } from '../helpers/host.js';
 import { manifestToml, tempDir } from '../helpers/plugin-tree.js';
 
 const HOSTILE = join(REPO, 'test/fixtures/hostile');

@@ -1,0 +1,162 @@
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { ReedError } from '../errors.js';
+
+const PT_LOAD = 1;
+const PT_DYNAMIC = 2;
+const PT_INTERP = 3;
+const DT_NULL = 0;
+const DT_NEEDED = 1;
+const DT_STRTAB = 5;
+const DT_RPATH = 15;
+const DT_RUNPATH = 29;
+
+/**
+ * Copies the running node binary to /usr/local/bin/node under `rootfs`, and every shared library it loads to the
+ * path the dynamic loader finds it at. Read from the ELF files themselves rather than from `ldd`, which is a shell
+ * script that runs the binary and is absent where the orchestrator itself runs FROM scratch (docker-compose.yml).
+ */
+export function collectNodeRuntime(rootfs: string): void {
+  mkdirSync(join(rootfs, 'usr/local/bin'), { recursive: true });
+  cpSync(process.execPath, join(rootfs, 'usr/local/bin/node'));
+  for (const path of sharedLibraries(process.execPath)) {
+    mkdirSync(join(rootfs, dirname(path)), { recursive: true });
+    cpSync(path, join(rootfs, path), { dereference: true });
+  }
+  // The container's /tmp tmpfs takes this directory's mode (Docker copies it up): world-writable and sticky.
+  mkdirSync(join(rootfs, 'tmp'), { recursive: true });
+  chmodSync(join(rootfs, 'tmp'), 0o1777);
+}
+
+/**
+ * The program interpreter and every library `binary` needs, transitively, as absolute paths found the way glibc's
+ * loader finds them: DT_RPATH (when there is no DT_RUNPATH), DT_RUNPATH, the directories of /etc/ld.so.conf, then
+ * the defaults. Throws `runtime_library_missing` naming the library that cannot be found.
+ */
+export function sharedLibraries(binary: string): string[] {
+  const found = new Map<string, string>(); // soname -> path
+  const result: string[] = [];
+  const searchDirs = systemLibraryDirs();
+  const visit = (file: string) => {
+    const elf = readDynamic(file);
+    if (elf.interpreter !== undefined && !result.includes(elf.interpreter)) result.push(elf.interpreter);
+    const origin = dirname(file);
+    const expand = (list: string[]) => list.map((d) => d.replaceAll(/\$\{?ORIGIN\}?/g, origin));
+    const dirs = [...expand(elf.runpath.length > 0 ? [] : elf.rpath), ...expand(elf.runpath), ...searchDirs];
+    for (const soname of elf.needed) {
+      if (found.has(soname)) continue;
+      const path = isAbsolute(soname) ? soname : dirs.map((d) => join(d, soname)).find((p) => existsSync(p));
+      // The interpreter is often also a DT_NEEDED entry by its soname (ld-linux-x86-64.so.2).
+      const interp = result.find((p) => p.endsWith(`/${soname}`));
+      if (path === undefined && interp === undefined) {
+        throw new ReedError(
+          'runtime_library_missing',
+          `${file} needs ${soname}, which is in none of ${dirs.join(', ')}`,
+          { file },
+        );
+      }
+      const chosen = interp ?? (path as string);
+      found.set(soname, chosen);
+      if (!result.includes(chosen)) {
+        result.push(chosen);
+        visit(chosen);
+      }
+    }
+  };
+  visit(binary);
+  return result;
+}
+
+interface DynamicInfo {
+  interpreter?: string;
+  needed: string[];
+  rpath: string[];
+  runpath: string[];
+}
+
+/** PT_INTERP and the DT_NEEDED / DT_RPATH / DT_RUNPATH entries of an ELF file (32 or 64 bit, either byte order). */
+export function readDynamic(file: string): DynamicInfo {
+  const bytes = readFileSync(file);
+  const fail = (why: string) =>
+    new ReedError('runtime_library_missing', `${file} is not a usable ELF file: ${why}`, { file });
+  if (bytes.length < 52 || bytes.readUInt32BE(0) !== 0x7f454c46) throw fail('no ELF magic');
+  const is64 = bytes[4] === 2;
+  const le = bytes[5] === 1;
+  const u16 = (o: number) => (le ? bytes.readUInt16LE(o) : bytes.readUInt16BE(o));
+  const u32 = (o: number) => (le ? bytes.readUInt32LE(o) : bytes.readUInt32BE(o));
+  const word = (o: number) =>
+    is64 ? Number(le ? bytes.readBigUInt64LE(o) : bytes.readBigUInt64BE(o)) : u32(o);
+  const phoff = word(is64 ? 32 : 28);
+  const phentsize = u16(is64 ? 54 : 42);
+  const phnum = u16(is64 ? 56 : 44);
+  const loads: { vaddr: number; offset: number; filesz: number }[] = [];
+  let dynamic: { offset: number; size: number } | undefined;
+  let interpreter: string | undefined;
+  for (let i = 0; i < phnum; i++) {
+    const h = phoff + i * phentsize;
+    if (h + phentsize > bytes.length) throw fail('program headers run past the end');
+    const type = u32(h);
+    const offset = word(is64 ? h + 8 : h + 4);
+    const vaddr = word(is64 ? h + 16 : h + 8);
+    const filesz = word(is64 ? h + 32 : h + 16);
+    if (type === PT_LOAD) loads.push({ vaddr, offset, filesz });
+    else if (type === PT_DYNAMIC) dynamic = { offset, size: filesz };
+    else if (type === PT_INTERP) interpreter = cString(bytes, offset);
+  }
+  const info: DynamicInfo = { needed: [], rpath: [], runpath: [], ...(interpreter ? { interpreter } : {}) };
+  if (dynamic === undefined) return info; // statically linked
+  const entrySize = is64 ? 16 : 8;
+  const entries: [number, number][] = [];
+  let strtab: number | undefined;
+  for (let o = dynamic.offset; o + entrySize <= dynamic.offset + dynamic.size; o += entrySize) {
+    const tag = word(o);
+    const value = word(o + entrySize / 2);
+    if (tag === DT_NULL) break;
+    if (tag === DT_STRTAB) strtab = value;
+    else entries.push([tag, value]);
+  }
+  if (strtab === undefined) throw fail('a dynamic section without a string table');
+  const strtabVaddr = strtab;
+  const segment = loads.find((l) => strtabVaddr >= l.vaddr && strtabVaddr < l.vaddr + l.filesz);
+  if (segment === undefined) throw fail('the string table is in no loaded segment');
+  const strOffset = strtab - segment.vaddr + segment.offset;
+  for (const [tag, value] of entries) {
+    const text = () => cString(bytes, strOffset + value);
+    if (tag === DT_NEEDED) info.needed.push(text());
+    else if (tag === DT_RPATH) info.rpath.push(...text().split(':').filter(Boolean));
+    else if (tag === DT_RUNPATH) info.runpath.push(...text().split(':').filter(Boolean));
+  }
+  return info;
+}
+
+function cString(bytes: Buffer, offset: number): string {
+  const end = bytes.indexOf(0, offset);
+  return bytes.toString('latin1', offset, end < 0 ? bytes.length : end);
+}
+
+/** The directories of /etc/ld.so.conf (following its `include` lines), then glibc's defaults. */
+function systemLibraryDirs(): string[] {
+  const dirs: string[] = [];
+  const read = (file: string, depth: number) => {
+    if (depth > 8 || !existsSync(file)) return;
+    for (const raw of readFileSync(file, 'utf8').split('\n')) {
+      const line = raw.replace(/#.*/, '').trim();
+      if (line === '') continue;
+      const include = /^include\s+(.+)$/.exec(line)?.[1];
+      if (include === undefined) {
+        if (!dirs.includes(line)) dirs.push(line);
+        continue;
+      }
+      for (const pattern of include.split(/\s+/)) {
+        const dir = dirname(pattern);
+        const suffix = pattern.slice(dir.length + 1).replace(/^\*/, '');
+        if (!existsSync(dir)) continue;
+        for (const name of readdirSync(dir).sort())
+          if (name.endsWith(suffix)) read(join(dir, name), depth + 1);
+      }
+    }
+  };
+  read('/etc/ld.so.conf', 0);
+  for (const d of ['/lib64', '/usr/lib64', '/lib', '/usr/lib']) if (!dirs.includes(d)) dirs.push(d);
+  return dirs;
+}
