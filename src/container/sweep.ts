@@ -1,26 +1,46 @@
+import { readFileSync, readlinkSync } from 'node:fs';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import { isAlive } from '../sandbox/session.js';
+import { type HostSession, isAlive } from '../sandbox/session.js';
 import { LABEL_MANAGED } from './images.js';
 
 export const LABEL_SESSION = 'reed.host.session';
 export const LABEL_HOST_PID = 'reed.host.pid';
 export const LABEL_HOST_START = 'reed.host.start';
+/** The host's pid namespace: a pid and start time mean something only to a host in the same namespace. */
+export const LABEL_HOST_PIDNS = 'reed.host.pidns';
+/** The container the host itself runs in (docker-compose.yml), when it runs in one. */
+export const LABEL_HOST_CONTAINER = 'reed.host.container';
+
+/** The labels that tie a container to the host session that made it; `sweepContainers` reads them back. */
+export function sessionLabels(session: HostSession): Record<string, string> {
+  const container = ownContainerId();
+  return {
+    [LABEL_SESSION]: session.id,
+    [LABEL_HOST_PID]: String(session.pid),
+    [LABEL_HOST_START]: session.start,
+    [LABEL_HOST_PIDNS]: pidNamespace(),
+    ...(container === undefined ? {} : { [LABEL_HOST_CONTAINER]: container }),
+  };
+}
 
 /**
  * Removes containers left by hosts that are no longer alive, found by label (never a container this package
- * did not make: only `reed.managed=true` ones, and only when their host's pid and start time show it dead).
+ * did not make: only `reed.managed=true` ones). A host is judged dead by its pid and start time only when it
+ * shares this host's pid namespace; a host in another namespace is judged by its own container (gone or
+ * stopped: dead), and one in another namespace that is not in a container is left alone: nothing here can
+ * tell whether it lives. So a host on the machine and an orchestrator under docker-compose never sweep each
+ * other's live containers.
  */
 export async function sweepContainers(docker: Docker, logger?: Logger): Promise<number> {
   const containers = await docker.listContainers({
     all: true,
     filters: { label: [`${LABEL_MANAGED}=true`] },
   });
+  const ownNamespace = pidNamespace();
   let removed = 0;
   for (const c of containers) {
-    const pid = Number(c.Labels[LABEL_HOST_PID]);
-    const start = c.Labels[LABEL_HOST_START] ?? '';
-    if (Number.isInteger(pid) && pid > 0 && isAlive(pid, start)) continue;
+    if (!(await ownerIsDead(docker, c.Labels, ownNamespace))) continue;
     try {
       await docker.getContainer(c.Id).remove({ force: true });
       removed++;
@@ -30,4 +50,48 @@ export async function sweepContainers(docker: Docker, logger?: Logger): Promise<
   }
   if (removed > 0) logger?.info({ containers: removed }, 'removed containers left by dead hosts');
   return removed;
+}
+
+async function ownerIsDead(
+  docker: Docker,
+  labels: Record<string, string>,
+  ownNamespace: string,
+): Promise<boolean> {
+  const namespace = labels[LABEL_HOST_PIDNS];
+  // Containers made before the namespace label existed were made by hosts on the machine itself.
+  if (namespace === undefined || namespace === ownNamespace) {
+    const pid = Number(labels[LABEL_HOST_PID]);
+    return !(Number.isInteger(pid) && pid > 0 && isAlive(pid, labels[LABEL_HOST_START] ?? ''));
+  }
+  const hostContainer = labels[LABEL_HOST_CONTAINER];
+  if (hostContainer === undefined) return false;
+  try {
+    const info = await docker.getContainer(hostContainer).inspect();
+    return !info.State.Running;
+  } catch (error) {
+    return (error as { statusCode?: number }).statusCode === 404;
+  }
+}
+
+/** `pid:[inode]` of this process's pid namespace. */
+export function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The id of the Docker container this process runs in, if it runs in one: Docker bind-mounts the container's
+ * own hostname, hosts and resolv.conf files from /var/lib/docker/containers/<id>/, which /proc/self/mountinfo
+ * shows whatever the cgroup version.
+ */
+export function ownContainerId(): string | undefined {
+  try {
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+    return /\/containers\/([0-9a-f]{64})\/(?:hostname|hosts|resolv\.conf)\s/.exec(mounts)?.[1];
+  } catch {
+    return undefined;
+  }
 }

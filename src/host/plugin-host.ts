@@ -4,7 +4,7 @@ import Docker from 'dockerode';
 import pino, { type Logger } from 'pino';
 import { CompileCache } from '../cache/compile-cache.js';
 import { ensurePluginImage, ensureRunnerImage, LABEL_IMAGE_HASH } from '../container/images.js';
-import { LABEL_HOST_PID, LABEL_HOST_START, LABEL_SESSION, sweepContainers } from '../container/sweep.js';
+import { sessionLabels, sweepContainers } from '../container/sweep.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
 import type { PluginType, SandboxMode } from '../manifest/types.js';
@@ -316,9 +316,7 @@ export class PluginHost {
               labels: {
                 'reed.plugin.id': id,
                 'reed.plugin.version': candidate.manifest.metadata.version,
-                [LABEL_SESSION]: this.session.id,
-                [LABEL_HOST_PID]: String(this.session.pid),
-                [LABEL_HOST_START]: this.session.start,
+                ...sessionLabels(this.session),
                 [LABEL_IMAGE_HASH]: pluginImage.split(':')[1] ?? '',
               },
             }),

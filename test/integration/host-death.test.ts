@@ -112,3 +112,30 @@ describe('a host in container mode killed with SIGKILL', () => {
     await next.close();
   }, 120_000);
 });
+
+describe('the container sweep across pid namespaces (a host on the machine beside one under docker-compose)', () => {
+  it('leaves a foreign host it cannot judge, and removes those whose own container is gone or stopped', async () => {
+    const Docker = (await import('dockerode')).default;
+    const { ensureRunnerImage } = await import('../../src/container/images.js');
+    const { sweepContainers } = await import('../../src/container/sweep.js');
+    const docker = new Docker();
+    const image = await ensureRunnerImage({ docker, logger: pino({ level: 'silent' }) });
+    const foreign = { 'reed.managed': 'true', 'reed.host.pid': '1', 'reed.host.pidns': 'pid:[1]' };
+    const make = (labels: Record<string, string>) =>
+      docker.createContainer({ Image: image, Labels: labels, NetworkDisabled: true });
+    const unjudgeable = await make({ ...foreign, 'reed.plugin.id': 'sweep.unjudgeable' });
+    const hostGone = await make({ ...foreign, 'reed.host.container': 'f'.repeat(64) });
+    // `unjudgeable` was created, never started: a host in it would be dead.
+    const hostStopped = await make({ ...foreign, 'reed.host.container': unjudgeable.id });
+    try {
+      await sweepContainers(docker);
+      const left = await docker.listContainers({
+        all: true,
+        filters: { label: ['reed.host.pidns=pid:[1]'] },
+      });
+      expect(left.map((c) => c.Id)).toEqual([unjudgeable.id]);
+    } finally {
+      for (const c of [unjudgeable, hostGone, hostStopped]) await c.remove({ force: true }).catch(() => {});
+    }
+  }, 120_000);
+});
