@@ -98,6 +98,14 @@ export const CODES = {
   sandbox_unavailable: 'the sandbox mode asked for is not available on this host',
   cache_error: 'the compile cache could not be used',
 
+  // The serve API (docs/API.md)
+  api_not_found: 'no API route at that path',
+  api_method_not_allowed: 'the API route does not take that HTTP method',
+  request_too_large: 'the request body is larger than the server accepts',
+  api_socket_in_use: 'the API socket path is taken by a live server or by a file that is not a socket',
+  internal_error:
+    'the server failed in a way that is not the plugin\u2019s or the caller\u2019s; see the host log',
+
   // Host configuration and CLI
   config_unreadable: 'the host configuration file could not be read',
   config_invalid: 'the host configuration has a wrong field',

@@ -3,6 +3,7 @@ import { isReedError } from '../../errors.js';
 import { PluginHost } from '../../host/plugin-host.js';
 import { SANDBOX_MODES } from '../../manifest/schema.js';
 import type { SandboxMode } from '../../manifest/types.js';
+import { encodeOutput } from '../../server/api-server.js';
 import {
   type Command,
   EXIT_OK,
@@ -13,8 +14,6 @@ import {
   toJson,
   UsageError,
 } from '../command.js';
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export const callCommand: Command = {
   name: 'call',
@@ -87,12 +86,3 @@ export const callCommand: Command = {
     }
   },
 };
-
-/** Output as text when it is UTF-8, else base64, saying which. */
-function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'utf8' | 'base64' } {
-  try {
-    return { output: utf8.decode(output), outputEncoding: 'utf8' };
-  } catch {
-    return { output: Buffer.from(output).toString('base64'), outputEncoding: 'base64' };
-  }
-}

@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { callCommand } from './call.js';
 import { discoverCommand } from './discover.js';
+import { serveCommand } from './serve.js';
 import { keygenCommand, signCommand, verifyCommand } from './signing.js';
 import { validateCommand } from './validate.js';
 
@@ -9,6 +10,7 @@ export const COMMANDS: readonly Command[] = [
   discoverCommand,
   validateCommand,
   callCommand,
+  serveCommand,
   keygenCommand,
   signCommand,
   verifyCommand,

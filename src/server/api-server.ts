@@ -1,0 +1,167 @@
+import { once } from 'node:events';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import type { Code } from '../codes.js';
+import { isReedError, ReedError } from '../errors.js';
+import type { PluginHost } from '../host/plugin-host.js';
+
+/**
+ * The orchestrator's own API (`reed-plugins serve`): HTTP/1.1 over a Unix socket, so that a CMS, or the tests
+ * under docker-compose, can drive a PluginHost running elsewhere. Documented in docs/API.md.
+ *
+ *   GET  /v1/health                      {"ok":true}
+ *   GET  /v1/plugins                     {"ok":true,"plugins":[PluginStatus...]}
+ *   POST /v1/plugins/{id}/call/{fn}      body: the input bytes -> {"ok":true,"output",...,"stats"}
+ *
+ * Every failure is `{"ok":false,"error":{"code","message","pluginId"?,"details"?}}` with a stable code (docs/CODES.md).
+ */
+export interface ApiServerOptions {
+  /** Largest request body accepted; a larger one gets 413 `request_too_large` without being read. */
+  maxInputBytes: number;
+}
+
+export const DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** HTTP status by code; every other ReedError from a call is 422 (the call reached the host and failed). */
+const STATUS: Partial<Record<Code, number>> = {
+  api_not_found: 404,
+  plugin_not_loaded: 404,
+  function_not_found: 404,
+  api_method_not_allowed: 405,
+  request_too_large: 413,
+  host_closed: 503,
+};
+
+export function createApiServer(host: PluginHost, options: ApiServerOptions): Server {
+  const server = createServer((req, res) => {
+    handle(host, options, req, res).catch((error: unknown) => {
+      if (!isReedError(error)) host.logger.error({ err: error, url: req.url }, 'API request failed');
+      const reed = isReedError(error)
+        ? error
+        : new ReedError('internal_error', 'internal error; see the host log');
+      if (res.headersSent) return void res.destroy();
+      if (!req.complete) {
+        // A body we refused is discarded, not stored (the client may still be writing it: cutting the connection
+        // now would hand it EPIPE instead of this answer), and the connection closes after the answer.
+        res.setHeader('Connection', 'close');
+        req.resume();
+      }
+      const status = STATUS[reed.code] ?? (reed.code === 'internal_error' ? 500 : 422);
+      send(res, status, { ok: false, error: reed.toJSON() });
+    });
+  });
+  // Bounds how long a client may take to send a request (and so how long a refused body is drained).
+  server.requestTimeout = 60_000;
+  return server;
+}
+
+async function handle(
+  host: PluginHost,
+  options: ApiServerOptions,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const path = new URL(req.url ?? '/', 'http://reed').pathname;
+  const only = (method: string) => {
+    if (req.method !== method) {
+      res.setHeader('Allow', method);
+      throw new ReedError('api_method_not_allowed', `${req.method} ${path}: only ${method} is allowed`);
+    }
+  };
+  if (path === '/v1/health') {
+    only('GET');
+    return send(res, 200, { ok: true });
+  }
+  if (path === '/v1/plugins') {
+    only('GET');
+    return send(res, 200, { ok: true, plugins: host.status() });
+  }
+  const call = /^\/v1\/plugins\/([^/]+)\/call\/([^/]+)$/.exec(path);
+  if (call === null) throw new ReedError('api_not_found', `no API route ${path}`);
+  only('POST');
+  const id = decodeSegment(call[1] as string);
+  const fn = decodeSegment(call[2] as string);
+  const input = await readBody(req, options.maxInputBytes);
+  const outcome = await host.call(id, fn, input);
+  send(res, 200, { ok: true, ...encodeOutput(outcome.output), stats: outcome.stats });
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ReedError('api_not_found', `the path segment "${segment}" is not valid percent-encoding`);
+  }
+}
+
+async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const tooLarge = () =>
+    new ReedError('request_too_large', `the request body is larger than the limit of ${max} bytes`);
+  if (declared > max) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Output as text when it is UTF-8, else base64, saying which (as `reed-plugins call --json` prints it). */
+export function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'utf8' | 'base64' } {
+  try {
+    return { output: utf8.decode(output), outputEncoding: 'utf8' };
+  } catch {
+    return { output: Buffer.from(output).toString('base64'), outputEncoding: 'base64' };
+  }
+}
+
+/**
+ * Listens on `socketPath` with mode 0600 (only this user may drive the host). A socket file left by a dead
+ * server is replaced; one a live server answers on, or any other file, is an error (`api_socket_in_use`).
+ */
+export async function listenOnSocket(server: Server, socketPath: string, mode = 0o600): Promise<void> {
+  let existing: ReturnType<typeof lstatSync> | undefined;
+  try {
+    existing = lstatSync(socketPath);
+  } catch {
+    // nothing there
+  }
+  if (existing !== undefined) {
+    if (!existing.isSocket())
+      throw new ReedError('api_socket_in_use', `${socketPath} exists and is not a socket; not replacing it`);
+    if (await answers(socketPath))
+      throw new ReedError('api_socket_in_use', `another server is already listening on ${socketPath}`);
+    unlinkSync(socketPath);
+  }
+  const umask = process.umask(0o177); // no window in which the socket is open to others
+  try {
+    server.listen(socketPath);
+    await once(server, 'listening');
+  } finally {
+    process.umask(umask);
+  }
+  chmodSync(socketPath, mode);
+}
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
