@@ -26,7 +26,7 @@ export function sessionLabels(session: HostSession): Record<string, string> {
 
 /**
  * Removes containers left by hosts that are no longer alive, found by label (never a container this package
- * did not make: only `reed.managed=true` ones). A host is judged dead by its pid and start time only when it
+ * did not make: only `reed.managed=true` ones with a host session's labels). A host is judged dead by its pid and start time only when it
  * shares this host's pid namespace; a host in another namespace is judged by its own container (gone or
  * stopped: dead), and one in another namespace that is not in a container is left alone: nothing here can
  * tell whether it lives. So a host on the machine and an orchestrator under docker-compose never sweep each
@@ -35,7 +35,9 @@ export function sessionLabels(session: HostSession): Record<string, string> {
 export async function sweepContainers(docker: Docker, logger?: Logger): Promise<number> {
   const containers = await docker.listContainers({
     all: true,
-    filters: { label: [`${LABEL_MANAGED}=true`] },
+    // The session label too: images carry reed.managed, and containers inherit their image's labels, so a
+    // container someone runs from one of our images (docker-compose.yml's orchestrator, for one) has it as well.
+    filters: { label: [`${LABEL_MANAGED}=true`, LABEL_SESSION] },
   });
   const ownNamespace = pidNamespace();
   let removed = 0;

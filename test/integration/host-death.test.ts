@@ -114,19 +114,26 @@ describe('a host in container mode killed with SIGKILL', () => {
 });
 
 describe('the container sweep across pid namespaces (a host on the machine beside one under docker-compose)', () => {
-  it('leaves a foreign host it cannot judge, and removes those whose own container is gone or stopped', async () => {
+  it('leaves a foreign host it cannot judge and containers no host made; removes those whose host container is gone or stopped', async () => {
     const Docker = (await import('dockerode')).default;
     const { ensureRunnerImage } = await import('../../src/container/images.js');
     const { sweepContainers } = await import('../../src/container/sweep.js');
     const docker = new Docker();
     const image = await ensureRunnerImage({ docker, logger: pino({ level: 'silent' }) });
-    const foreign = { 'reed.managed': 'true', 'reed.host.pid': '1', 'reed.host.pidns': 'pid:[1]' };
+    const foreign = {
+      'reed.managed': 'true',
+      'reed.host.session': 'other',
+      'reed.host.pid': '1',
+      'reed.host.pidns': 'pid:[1]',
+    };
     const make = (labels: Record<string, string>) =>
       docker.createContainer({ Image: image, Labels: labels, NetworkDisabled: true });
     const unjudgeable = await make({ ...foreign, 'reed.plugin.id': 'sweep.unjudgeable' });
     const hostGone = await make({ ...foreign, 'reed.host.container': 'f'.repeat(64) });
     // `unjudgeable` was created, never started: a host in it would be dead.
     const hostStopped = await make({ ...foreign, 'reed.host.container': unjudgeable.id });
+    // Only the image's labels (reed.managed among them), as a container someone runs from our images has.
+    const notOurs = await make({});
     try {
       await sweepContainers(docker);
       const left = await docker.listContainers({
@@ -134,8 +141,10 @@ describe('the container sweep across pid namespaces (a host on the machine besid
         filters: { label: ['reed.host.pidns=pid:[1]'] },
       });
       expect(left.map((c) => c.Id)).toEqual([unjudgeable.id]);
+      expect((await notOurs.inspect()).Config.Labels['reed.managed']).toBe('true');
     } finally {
-      for (const c of [unjudgeable, hostGone, hostStopped]) await c.remove({ force: true }).catch(() => {});
+      for (const c of [unjudgeable, hostGone, hostStopped, notOurs])
+        await c.remove({ force: true }).catch(() => {});
     }
   }, 120_000);
 });
