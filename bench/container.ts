@@ -26,7 +26,12 @@ async function rawStart(docker: Docker, image: string, dir: string, runtime: str
   const server = createServer();
   await new Promise<void>((r) => server.listen(join(sockDir, 's.sock'), r));
   chmodSync(join(sockDir, 's.sock'), 0o777);
-  const connected = new Promise<void>((r) => server.once('connection', (s) => (s.destroy(), r())));
+  const connected = new Promise<void>((r) =>
+    server.once('connection', (s) => {
+      s.destroy();
+      r();
+    }),
+  );
   const t = performance.now();
   const c = await docker.createContainer({
     Image: image,

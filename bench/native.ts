@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
@@ -11,7 +10,7 @@ import { readCheckedLibrary } from '../src/runtime/native/check-library.js';
 import * as T from '../src/runtime/native/koffi-types.js';
 import { NativePlugin } from '../src/runtime/native/native-plugin.js';
 import { InProcessSandbox } from '../src/sandbox/in-process-sandbox.js';
-import { fmt, median, perCall, printTable } from './report.js';
+import { fmt, perCall, printTable } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 

@@ -1,7 +1,6 @@
 // The runner's worker thread: hosts the plugin's runtime, the same code as mode `none`.
 import { join } from 'node:path';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { ReedError } from '../src/errors.js';
 import { errorPayload, type PluginSpec } from '../src/protocol/messages.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import { WasmPlugin } from '../src/runtime/wasm/wasm-plugin.js';

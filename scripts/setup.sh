@@ -2,7 +2,7 @@
 # Makes a fresh Debian 12 machine ready to build and test reed-plugin-loader. Idempotent: it only does what
 # is missing, and reuses a Docker engine that already answers without changing it.
 #
-#   bash scripts/setup.sh              npm dependencies, build, and a Docker engine with gVisor (runsc)
+#   bash scripts/setup.sh              npm dependencies, build, a Docker engine with gVisor (runsc), docker-compose
 #   bash scripts/setup.sh --no-docker  npm dependencies and build only (enough for `npm start`)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -63,6 +63,9 @@ fi
 node scripts/build-plugins.mjs
 
 [ $want_docker = 1 ] || exit 0
+
+# --- docker-compose (a client only: docker-compose.yml runs the orchestrator in a container) ----------
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
 # --- Docker engine --------------------------------------------------------------------------------------
 docker_answers() { node scripts/docker-ping.mjs >/dev/null 2>&1; }

@@ -35,25 +35,36 @@ export interface ImageOptions {
 /** One build per tag at a time in this process; a failed build rejects and is not remembered. */
 const building = new Map<string, Promise<string>>();
 
-/**
- * The runner image (base image included), tagged by a content hash of everything that goes in; built only
- * when no image with that tag exists. Returns the tag.
- */
-export function ensureRunnerImage(options: ImageOptions): Promise<string> {
-  // The inputs (this Node, this package's built code) do not change while the process runs: hash them once.
-  const key = options.baseImage ?? '';
-  let tag = runnerImages.get(key);
-  if (tag === undefined) {
-    tag = buildRunnerImage(options);
-    runnerImages.set(key, tag);
-    tag.catch(() => runnerImages.delete(key));
-  }
-  return tag;
+/** The two images every plugin image builds on: the Node base and the runner (see images/). */
+export interface RunnerImages {
+  base: string;
+  runner: string;
 }
 
-const runnerImages = new Map<string, Promise<string>>();
+/**
+ * The base and runner images, each tagged by a content hash of everything that goes in; built only when no image
+ * with that tag exists. Returns their tags.
+ */
+export function ensureRunnerImages(options: ImageOptions): Promise<RunnerImages> {
+  // The inputs (this Node, this package's built code) do not change while the process runs: hash them once.
+  const key = options.baseImage ?? '';
+  let images = runnerImages.get(key);
+  if (images === undefined) {
+    images = buildRunnerImages(options);
+    runnerImages.set(key, images);
+    images.catch(() => runnerImages.delete(key));
+  }
+  return images;
+}
 
-async function buildRunnerImage(options: ImageOptions): Promise<string> {
+/** The runner image's tag (see ensureRunnerImages). */
+export async function ensureRunnerImage(options: ImageOptions): Promise<string> {
+  return (await ensureRunnerImages(options)).runner;
+}
+
+const runnerImages = new Map<string, Promise<RunnerImages>>();
+
+async function buildRunnerImages(options: ImageOptions): Promise<RunnerImages> {
   const base = await ensureImage(
     options,
     'reed-base',
@@ -63,13 +74,14 @@ async function buildRunnerImage(options: ImageOptions): Promise<string> {
       ...(options.baseImage === undefined ? {} : { BASE: options.baseImage }),
     },
   );
-  return ensureImage(
+  const runner = await ensureImage(
     options,
     'reed-runner',
     'Dockerfile.runner',
     (ctx) => collectRunnerApp(join(ctx, 'app')),
     { BASE_IMAGE: base },
   );
+  return { base, runner };
 }
 
 /** The plugin's files on the runner image. */

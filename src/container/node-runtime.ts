@@ -2,6 +2,12 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync } f
 import { dirname, isAbsolute, join } from 'node:path';
 import { ReedError } from '../errors.js';
 
+const MULTIARCH: Partial<Record<NodeJS.Architecture, string>> = {
+  x64: 'x86_64-linux-gnu',
+  arm64: 'aarch64-linux-gnu',
+  arm: 'arm-linux-gnueabihf',
+  riscv64: 'riscv64-linux-gnu',
+};
 const PT_LOAD = 1;
 const PT_DYNAMIC = 2;
 const PT_INTERP = 3;
@@ -31,7 +37,7 @@ export function collectNodeRuntime(rootfs: string): void {
 /**
  * The program interpreter and every library `binary` needs, transitively, as absolute paths found the way glibc's
  * loader finds them: DT_RPATH (when there is no DT_RUNPATH), DT_RUNPATH, the directories of /etc/ld.so.conf, then
- * the defaults. Throws `runtime_library_missing` naming the library that cannot be found.
+ * the defaults (multiarch included). Throws `runtime_library_missing` naming the library that cannot be found.
  */
 export function sharedLibraries(binary: string): string[] {
   const found = new Map<string, string>(); // soname -> path
@@ -157,6 +163,11 @@ function systemLibraryDirs(): string[] {
     }
   };
   read('/etc/ld.so.conf', 0);
-  for (const d of ['/lib64', '/usr/lib64', '/lib', '/usr/lib']) if (!dirs.includes(d)) dirs.push(d);
+  // Debian's loader also searches its multiarch directories by default, with or without ld.so.conf (an image
+  // FROM scratch, such as docker-compose.yml's orchestrator, has none).
+  const triplet = MULTIARCH[process.arch];
+  const defaults = triplet === undefined ? [] : [`/lib/${triplet}`, `/usr/lib/${triplet}`];
+  for (const d of [...defaults, '/lib64', '/usr/lib64', '/lib', '/usr/lib'])
+    if (!dirs.includes(d)) dirs.push(d);
   return dirs;
 }

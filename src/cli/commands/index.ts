@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { callCommand } from './call.js';
 import { discoverCommand } from './discover.js';
+import { imagesCommand } from './images.js';
 import { serveCommand } from './serve.js';
 import { keygenCommand, signCommand, verifyCommand } from './signing.js';
 import { validateCommand } from './validate.js';
@@ -11,6 +12,7 @@ export const COMMANDS: readonly Command[] = [
   validateCommand,
   callCommand,
   serveCommand,
+  imagesCommand,
   keygenCommand,
   signCommand,
   verifyCommand,
