@@ -48,19 +48,22 @@ function readSecret(): string {
 const secret = readSecret();
 delete process.env.REED_SECRET_FD;
 
-/** Linux: die with the host even if this thread is stuck (prctl PR_SET_PDEATHSIG). Best effort. */
-async function dieWithParent(): Promise<void> {
-  if (process.platform !== 'linux' || process.env.REED_PDEATHSIG !== '1') return;
+/**
+ * Linux: die with the host even if this thread gets stuck in a plugin, and deny tracing (sandbox-runner/
+ * confine.ts). Off the start-up path for WASM (loading koffi costs ~15 ms, and WASM code makes no syscalls of
+ * its own); a native plugin's worker denies tracing itself before the library is loaded. A filter the kernel
+ * refuses stops the runner: the host then reports the sandbox as crashed, with this message.
+ */
+async function confineLater(): Promise<void> {
+  if (process.platform !== 'linux') return;
   try {
-    const koffi = (await import('koffi')).default;
-    const prctl = koffi
-      .load('libc.so.6')
-      .func(
-        'int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)',
-      );
-    prctl(1 /* PR_SET_PDEATHSIG */, 9 /* SIGKILL */, 0, 0, 0);
-    if (process.ppid === 1) process.exit(0); // the host died before prctl took effect
-  } catch {}
+    const confine = await import('./confine.js');
+    if (process.env.REED_PDEATHSIG === '1') confine.dieWithParent();
+    confine.denyTracing();
+  } catch (error) {
+    process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
+    exit(1);
+  }
 }
 
 const exit = (code: number) => process.exit(code);
@@ -186,8 +189,7 @@ function handle(frame: Frame): void {
       const spec = (frame.meta as { plugin: PluginSpec }).plugin;
       if (spec.type === 'wasm' && spec.hostCalls === false) void startLocal(spec, frame.body);
       else startWorker(spec, frame.body);
-      // Off the start-up path: die with the host even if this thread gets stuck in a plugin.
-      setImmediate(() => void dieWithParent());
+      setImmediate(() => void confineLater());
       break;
     }
     case FrameType.Call:

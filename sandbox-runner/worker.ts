@@ -34,6 +34,8 @@ try {
       wasi: spec.wasi,
     });
   } else {
+    // Before the library's code runs: its constructors run at load. (koffi is loaded here anyway.)
+    if (process.platform === 'linux') (await import('./confine.js')).denyTracing();
     const { NativePlugin } = await import('../src/runtime/native/native-plugin.js');
     runtime = new NativePlugin({
       pluginId: spec.id,

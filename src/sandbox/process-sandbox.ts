@@ -156,6 +156,7 @@ export class ProcessSandbox implements Sandbox {
           'process group',
           'scrubbed environment',
           'node permission model',
+          'seccomp: no ptrace or process_vm_*',
           ...(runner instanceof RunnerProcess && runner.cgroup !== undefined
             ? ['cgroup memory', 'cgroup pids']
             : []),

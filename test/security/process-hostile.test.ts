@@ -147,6 +147,16 @@ describe('hostile native plugins in process mode', () => {
     expect(runnerOf(host, 'proc.spin')?.pid).not.toBe(first);
   });
 
+  it('cannot trace or read another process, not even its own child, from any thread (seccomp)', async () => {
+    const { host } = await processHost([NATIVE], { plugins: ['proc.trace'] });
+    const report = JSON.parse(text((await host.call('proc.trace', 'attack')).output)) as Record<
+      string,
+      number
+    >;
+    // EPERM for each: plain Unix rules would allow the first three (same user, its own child, itself).
+    expect(report).toEqual({ attach_child: 1, vm_readv_self: 1, vm_readv_new_thread: 1, attach_init: 1 });
+  });
+
   it('children a plugin forks die with its process group', async () => {
     const { host } = await processHost([NATIVE], { plugins: ['proc.fork'] });
     const pgid = runnerOf(host, 'proc.fork')?.pid as number;
