@@ -103,8 +103,7 @@ export const CODES = {
   api_method_not_allowed: 'the API route does not take that HTTP method',
   request_too_large: 'the request body is larger than the server accepts',
   api_socket_in_use: 'the API socket path is taken by a live server or by a file that is not a socket',
-  internal_error:
-    'the server failed in a way that is not the plugin\u2019s or the caller\u2019s; see the host log',
+  internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',
 
   // Host configuration and CLI
   config_unreadable: 'the host configuration file could not be read',
