@@ -14,6 +14,7 @@ import { join, relative } from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import tar from 'tar-fs';
+import type { Code } from '../codes.js';
 import { ReedError } from '../errors.js';
 import { PACKAGE_ROOT } from '../sandbox/runner-process.js';
 import { collectNodeRuntime } from './node-runtime.js';
@@ -188,7 +189,11 @@ async function build(
   });
 }
 
-export function dockerError(error: unknown, what: string): ReedError {
+/**
+ * A Docker failure as a ReedError: `docker_unavailable` when the engine does not answer, else `otherwise` (the
+ * code of what was being done) with the engine's message.
+ */
+export function dockerError(error: unknown, what: string, otherwise: Code = 'image_build_failed'): ReedError {
   const e = error as { code?: string; statusCode?: number; message?: string };
   if (
     e.code === 'ECONNREFUSED' ||
@@ -203,7 +208,7 @@ export function dockerError(error: unknown, what: string): ReedError {
       { cause: error },
     );
   }
-  return new ReedError('image_build_failed', `${what}: ${e.message ?? String(error)}`, { cause: error });
+  return new ReedError(otherwise, `${what}: ${e.message ?? String(error)}`, { cause: error });
 }
 
 /** package.json, the compiled runner and library code, and the runner's dependencies (koffi and its binary, semver). */

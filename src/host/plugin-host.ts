@@ -43,8 +43,16 @@ export interface PluginHostOptions {
   forceMode?: SandboxMode;
   /** Process mode: supervision settings (deadlines, restarts, breaker). */
   supervision?: Partial<Supervision>;
-  /** Process mode: the command that starts a runner (tests use hostile ones). Default: Node with dist/sandbox-runner. */
+  /**
+   * The command that starts a runner (tests use hostile ones). Process mode: default Node with
+   * dist/sandbox-runner. Container mode: the program inside the container, default the runner image's.
+   */
   runnerCommand?: string[];
+  /**
+   * Container mode: the image plugin images build on, instead of the runner image built from this package (one
+   * made FROM it, with libraries a native plugin needs, or test fixtures). Default: `ensureRunnerImage`.
+   */
+  runnerImage?: string;
 }
 
 export type PluginState = 'ready' | 'failed' | 'stopped';
@@ -104,11 +112,14 @@ export class PluginHost {
     this.scan = scanPlugins(this.config, options.loadedPlugins);
     this.#supervision = options.supervision;
     this.#runnerCommand = options.runnerCommand;
+    this.#runnerImageOption =
+      options.runnerImage === undefined ? undefined : Promise.resolve(options.runnerImage);
   }
 
   readonly #supervision: Partial<Supervision> | undefined;
   #dockerClient: Docker | undefined;
   #runnerImage: Promise<string> | undefined;
+  readonly #runnerImageOption: Promise<string> | undefined;
 
   /** The Docker client, made on first use. */
   #docker(): Docker {
@@ -298,7 +309,7 @@ export class PluginHost {
         }
         const docker = this.#docker();
         const images = { docker, logger: this.logger };
-        this.#runnerImage ??= ensureRunnerImage(images);
+        this.#runnerImage ??= this.#runnerImageOption ?? ensureRunnerImage(images);
         const pluginImage = await ensurePluginImage(images, await this.#runnerImage, inventory.root, id);
         const supervision = { startTimeoutMs: 30_000, ...this.#supervision };
         return new ProcessSandbox({
@@ -313,6 +324,7 @@ export class PluginHost {
               image: pluginImage,
               runtime: candidate.manifest.sandbox.runtime ?? this.config.containerRuntime,
               network: candidate.manifest.permissions.network && this.config.policy.permissions.network,
+              ...(this.#runnerCommand === undefined ? {} : { command: this.#runnerCommand }),
               labels: {
                 'reed.plugin.id': id,
                 'reed.plugin.version': candidate.manifest.metadata.version,

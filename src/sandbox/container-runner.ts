@@ -27,6 +27,8 @@ export interface ContainerRunnerOptions extends EndpointOptions {
   /** Whether the manifest's network permission was granted by the policy. */
   network: boolean;
   labels: Record<string, string>;
+  /** The program the container runs instead of the image's runner (tests use hostile ones); its arguments follow. */
+  command?: string[];
 }
 
 /**
@@ -95,6 +97,7 @@ export class ContainerRunner implements Runner {
       this.#container = await o.docker.createContainer({
         name: `reed-${o.session.id.slice(0, 8)}-${endpoint.dir.slice(-6).toLowerCase()}`,
         Image: o.image,
+        ...(o.command === undefined ? {} : { Entrypoint: o.command }),
         Cmd: ['--plugin-id', o.pluginId, '--socket', `${SOCKET_DIR}/s.sock`],
         User: `${CONTAINER_USER.uid}:${CONTAINER_USER.gid}`,
         WorkingDir: '/work',
@@ -165,7 +168,7 @@ export class ContainerRunner implements Runner {
         .catch(() => {});
     } catch (error) {
       if (error instanceof ReedError) throw error;
-      throw dockerError(error, `cannot start the container of plugin "${o.pluginId}"`);
+      throw dockerError(error, `cannot start the container of plugin "${o.pluginId}"`, 'sandbox_start_failed');
     }
     try {
       await raceStart(
@@ -235,7 +238,7 @@ async function registeredRuntimes(docker: Docker): Promise<string[]> {
   const cached = runtimeCache.get(docker);
   if (cached !== undefined && Date.now() - cached.at < 10_000) return cached.runtimes;
   const info = (await docker.info().catch((e: unknown) => {
-    throw dockerError(e, 'cannot reach the Docker engine');
+    throw dockerError(e, 'cannot reach the Docker engine', 'sandbox_start_failed');
   })) as { Runtimes?: Record<string, unknown> };
   const runtimes = Object.keys(info.Runtimes ?? {});
   runtimeCache.set(docker, { at: Date.now(), runtimes });

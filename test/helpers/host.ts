@@ -25,6 +25,7 @@ export async function startHost(
     mode?: SandboxMode;
     supervision?: Partial<Supervision>;
     runnerCommand?: string[];
+    runnerImage?: string;
   } = {},
 ): Promise<{ host: PluginHost; logs: LogLine[]; dir: string }> {
   const dir = tempDir('reed-host-');
@@ -51,6 +52,7 @@ export async function startHost(
     ...(options.mode ? { forceMode: options.mode } : {}),
     ...(options.supervision ? { supervision: options.supervision } : {}),
     ...(options.runnerCommand ? { runnerCommand: options.runnerCommand } : {}),
+    ...(options.runnerImage ? { runnerImage: options.runnerImage } : {}),
   });
   return { host, logs, dir };
 }

@@ -1,0 +1,121 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import pino from 'pino';
+import tar from 'tar-fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureRunnerImage } from '../../src/container/images.js';
+import type { PluginHost } from '../../src/host/plugin-host.js';
+import { REPO } from '../helpers/cli.js';
+import { startHost } from '../helpers/host.js';
+import { tempDir } from '../helpers/plugin-tree.js';
+
+/**
+ * Container mode against hostile runners: the fixtures of test/fixtures/runners, in an image made FROM the
+ * runner image, started in place of the sandbox-runner. The host must treat the container exactly as it treats
+ * a hostile process: no ready, a typed error, and nothing left behind.
+ */
+const docker = new Docker();
+const RUNNERS_IN_IMAGE = '/opt/reed/test/fixtures/runners';
+let image: string;
+const hosts: PluginHost[] = [];
+afterEach(async () => {
+  for (const h of hosts.splice(0)) await h.close();
+});
+
+/** The runner image plus the hostile runners (their imports resolve to the runner image's dist/). */
+async function hostileRunnerImage(): Promise<string> {
+  const runner = await ensureRunnerImage({ docker, logger: pino({ level: 'silent' }) });
+  const context = tempDir();
+  cpSync(join(REPO, 'test/fixtures/runners'), join(context, 'runners'), { recursive: true });
+  writeFileSync(join(context, 'Dockerfile'), `FROM ${runner}\nCOPY runners/ ${RUNNERS_IN_IMAGE}/\n`);
+  const tag = 'reed-test-hostile-runners:latest';
+  const stream = await docker.buildImage(tar.pack(context) as unknown as NodeJS.ReadableStream, { t: tag });
+  await new Promise<void>((resolve, reject) =>
+    docker.modem.followProgress(stream, (error: Error | null, events: { error?: string }[]) => {
+      const failed = events?.find((e) => e.error !== undefined);
+      if (error !== null || failed !== undefined) reject(error ?? new Error(failed?.error));
+      else resolve();
+    }),
+  );
+  return tag;
+}
+
+async function hostileHost(runtime: string, command: string[]) {
+  const started = await startHost([join(REPO, 'examples/plugins')], {
+    mode: 'container',
+    plugins: ['example.hello'],
+    reedToml: `[signatures]\nrequire = "none"\n[sandbox]\nruntime = "${runtime}"\n`,
+    supervision: { startTimeoutMs: 4_000 },
+    runnerImage: image,
+    runnerCommand: command,
+  });
+  hosts.push(started.host);
+  return started;
+}
+
+/** Containers of a host's session, and whether any process still names one of them (runsc's shim, gofer, sandbox). */
+async function leftovers(host: PluginHost, since: number) {
+  const label = `reed.host.session=${host.session.id}`;
+  const containers = await docker.listContainers({ all: true, filters: { label: [label] } });
+  const events = await new Promise<string>((resolve, reject) =>
+    docker.getEvents(
+      { since, until: Math.ceil(Date.now() / 1000), filters: { type: ['container'], label: [label] } },
+      (error, stream) => {
+        if (error || stream === undefined) return reject(error);
+        let text = '';
+        stream.on('data', (c: Buffer) => {
+          text += c.toString();
+        });
+        stream.on('end', () => resolve(text));
+      },
+    ),
+  );
+  const ids = [...new Set([...events.matchAll(/"id":"([0-9a-f]{64})"/g)].map((m) => m[1] as string))];
+  const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => ids.some((id) => line.includes(id)));
+  return { ids, containers: containers.map((c) => c.Id), processes };
+}
+
+beforeAll(async () => {
+  image = await hostileRunnerImage();
+}, 180_000);
+
+describe.each(['runc', 'runsc'])('hostile runners in containers (%s)', (runtime) => {
+  it.each([
+    ['no-handshake.mjs', 'sandbox_start_failed', ''],
+    ['wrong-secret.mjs', 'handshake_failed', ''],
+    ['log-and-hang.mjs', 'sandbox_start_failed', 'hostile runner: not connecting back, ever'],
+  ])(
+    '%s never becomes ready (%s); its container and socket directory are removed',
+    async (runner, code, said) => {
+      const since = Math.floor(Date.now() / 1000) - 1;
+      const { host, dir } = await hostileHost(runtime, [
+        '/usr/local/bin/node',
+        `${RUNNERS_IN_IMAGE}/${runner}`,
+      ]);
+      const [status] = host.status();
+      expect(status).toMatchObject({ state: 'failed', error: { code } });
+      // A container that does not become ready has its logs in the error.
+      expect(status?.error?.message).toContain(said);
+      const left = await leftovers(host, since);
+      expect(left.ids.length).toBeGreaterThan(0); // it did make a container
+      expect(left.containers).toEqual([]);
+      expect(left.processes).toEqual([]);
+      expect(readdirSync(join(dir, 'runtime', 'sandboxes'))).toEqual([]);
+    },
+  );
+
+  it('a container that fails to start is a sandbox_start_failed and leaves no container or process behind', async () => {
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const { host, dir } = await hostileHost(runtime, ['/nonexistent/runner']);
+    expect(host.status()[0]).toMatchObject({ state: 'failed', error: { code: 'sandbox_start_failed' } });
+    const left = await leftovers(host, since);
+    expect(left.ids.length).toBeGreaterThan(0);
+    expect(left.containers).toEqual([]);
+    expect(left.processes).toEqual([]);
+    expect(readdirSync(join(dir, 'runtime', 'sandboxes'))).toEqual([]);
+  });
+});
