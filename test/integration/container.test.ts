@@ -82,7 +82,7 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
   beforeAll(async () => {
     ({ host } = await containerHost(
       [join(REPO, 'test/fixtures/native-container'), join(REPO, 'test/fixtures/native-process')],
-      ['container.escape', 'proc.membomb', 'proc.segfault', 'proc.trace'],
+      ['container.escape', 'container.cpu-spin', 'proc.membomb', 'proc.segfault', 'proc.trace'],
       `[sandbox]\nruntime = "${runtime}"\n`,
     ));
   }, 180_000);
@@ -130,6 +130,17 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
       clearInterval(timer);
     }
     expect(ticks).toBeGreaterThan(0);
+  });
+
+  it('holds a CPU spin on two threads to its quota (cpus = 0.5)', async () => {
+    const r = JSON.parse(text((await host.call('container.cpu-spin', 'attack')).output)) as {
+      wall_ms: number;
+      cpu_ms: number;
+    };
+    expect(r.wall_ms).toBeGreaterThanOrEqual(1000);
+    // Without the quota two spinning threads get up to two CPUs here (at least one even on a busy machine);
+    // with it, half of one, plus room for the scheduler's accounting periods.
+    expect(r.cpu_ms / r.wall_ms).toBeLessThan(0.5 * 1.3);
   });
 
   it('reports a memory bomb as the memory limit', async () => {
