@@ -53,6 +53,11 @@ export interface PluginHostOptions {
    * made FROM it, with libraries a native plugin needs, or test fixtures). Default: `ensureRunnerImage`.
    */
   runnerImage?: string;
+  /**
+   * Container mode: the Docker client (another engine, TLS, a shorter timeout). Default: the engine at
+   * `$DOCKER_HOST` or /var/run/docker.sock, with a 30 s timeout per request.
+   */
+  docker?: Docker;
 }
 
 export type PluginState = 'ready' | 'failed' | 'stopped';
@@ -72,6 +77,8 @@ interface Entry {
   sandbox?: Sandbox;
   state: PluginState;
   error?: ReedError;
+  /** A load being tried again (see #retryLoad). */
+  retry?: Promise<void> | undefined;
 }
 
 /**
@@ -112,12 +119,15 @@ export class PluginHost {
     this.scan = scanPlugins(this.config, options.loadedPlugins);
     this.#supervision = options.supervision;
     this.#runnerCommand = options.runnerCommand;
+    this.#dockerClient = options.docker;
+    this.#dockerInjected = options.docker !== undefined;
     this.#runnerImageOption =
       options.runnerImage === undefined ? undefined : Promise.resolve(options.runnerImage);
   }
 
   readonly #supervision: Partial<Supervision> | undefined;
   #dockerClient: Docker | undefined;
+  readonly #dockerInjected: boolean;
   #runnerImage: Promise<string> | undefined;
   readonly #runnerImageOption: Promise<string> | undefined;
 
@@ -132,8 +142,9 @@ export class PluginHost {
    * Docker, or with one that does not answer, starts all the same).
    */
   async #sweepContainers(): Promise<void> {
-    if (process.env.DOCKER_HOST === undefined && !existsSync('/var/run/docker.sock')) return;
-    const quick = new Docker({ timeout: 3_000 });
+    if (!this.#dockerInjected && process.env.DOCKER_HOST === undefined && !existsSync('/var/run/docker.sock'))
+      return;
+    const quick = this.#dockerInjected ? this.#docker() : new Docker({ timeout: 3_000 });
     await sweepContainers(quick, this.logger).catch((error: unknown) =>
       this.logger.debug({ err: error }, 'no Docker engine to sweep'),
     );
@@ -177,30 +188,56 @@ export class PluginHost {
         this.logger.error({ pluginId: candidate.id, code: entry.error.code }, entry.error.message);
         continue;
       }
-      try {
-        const sandbox = this.#createSandbox(candidate, mode);
-        await sandbox.start();
-        entry.sandbox = sandbox;
-        entry.state = 'ready';
-        this.logger.info(
-          { pluginId: candidate.id, sandbox: mode, version: candidate.manifest.metadata.version },
-          'plugin ready',
-        );
-      } catch (error) {
-        entry.error =
-          error instanceof ReedError
-            ? error
-            : new ReedError(
-                'init_failed',
-                `plugin "${candidate.id}" failed to load: ${(error as Error).message}`,
-                { pluginId: candidate.id, cause: error },
-              );
-        this.logger.error(
-          { pluginId: candidate.id, sandbox: mode, code: entry.error.code },
-          entry.error.message,
-        );
-      }
+      await this.#loadEntry(entry);
     }
+  }
+
+  /** Creates and starts the entry's sandbox; on failure the entry is `failed` with a typed error. */
+  async #loadEntry(entry: Entry): Promise<void> {
+    const { candidate, mode } = entry;
+    try {
+      const sandbox = this.#createSandbox(candidate, mode);
+      await sandbox.start();
+      if (this.#closing !== undefined) {
+        // The host closed while this (re)load ran: close() has not seen this sandbox, so stop it here.
+        await sandbox.close();
+        throw new ReedError('host_closed', 'the plugin host is closed', { pluginId: candidate.id });
+      }
+      entry.sandbox = sandbox;
+      entry.state = 'ready';
+      delete entry.error;
+      this.logger.info(
+        { pluginId: candidate.id, sandbox: mode, version: candidate.manifest.metadata.version },
+        'plugin ready',
+      );
+    } catch (error) {
+      entry.error =
+        error instanceof ReedError
+          ? error
+          : new ReedError(
+              'init_failed',
+              `plugin "${candidate.id}" failed to load: ${(error as Error).message}`,
+              {
+                pluginId: candidate.id,
+                cause: error,
+              },
+            );
+      this.logger.error(
+        { pluginId: candidate.id, sandbox: mode, code: entry.error.code },
+        entry.error.message,
+      );
+    }
+  }
+
+  /**
+   * A plugin that failed to load only because the Docker engine did not answer is loaded again when it is next
+   * called (one attempt at a time): the host recovers when the engine comes back.
+   */
+  #retryLoad(entry: Entry): Promise<void> {
+    entry.retry ??= this.#loadEntry(entry).finally(() => {
+      entry.retry = undefined;
+    });
+    return entry.retry;
   }
 
   #withDependencies(ids: string[]): Set<string> {
@@ -309,7 +346,14 @@ export class PluginHost {
         }
         const docker = this.#docker();
         const images = { docker, logger: this.logger };
-        this.#runnerImage ??= this.#runnerImageOption ?? ensureRunnerImage(images);
+        if (this.#runnerImage === undefined) {
+          const pending = this.#runnerImageOption ?? ensureRunnerImage(images);
+          this.#runnerImage = pending;
+          // An engine that did not answer this time may answer the next: do not keep the failure.
+          pending.catch(() => {
+            if (this.#runnerImage === pending) this.#runnerImage = undefined;
+          });
+        }
         const pluginImage = await ensurePluginImage(images, await this.#runnerImage, inventory.root, id);
         const supervision = { startTimeoutMs: 30_000, ...this.#supervision };
         return new ProcessSandbox({
@@ -414,6 +458,13 @@ export class PluginHost {
     options?: CallOptions,
   ): Promise<CallOutcome> {
     const bytes = typeof input === 'string' ? Buffer.from(input) : input;
+    const entry = this.#entries.get(id);
+    if (
+      entry?.state === 'failed' &&
+      entry.error?.code === 'docker_unavailable' &&
+      this.#closing === undefined
+    )
+      return this.#retryLoad(entry).then(() => this.sandbox(id).call(fn, bytes, options));
     try {
       return this.sandbox(id).call(fn, bytes, options);
     } catch (error) {

@@ -168,7 +168,11 @@ export class ContainerRunner implements Runner {
         .catch(() => {});
     } catch (error) {
       if (error instanceof ReedError) throw error;
-      throw dockerError(error, `cannot start the container of plugin "${o.pluginId}"`, 'sandbox_start_failed');
+      throw dockerError(
+        error,
+        `cannot start the container of plugin "${o.pluginId}"`,
+        'sandbox_start_failed',
+      );
     }
     try {
       await raceStart(

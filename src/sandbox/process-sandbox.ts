@@ -235,6 +235,10 @@ export class ProcessSandbox implements Sandbox {
       );
       return;
     }
+    if (error.code === 'docker_unavailable') {
+      this.#awaitEngine(error, gate);
+      return;
+    }
     const now = Date.now();
     this.#crashes = [...this.#crashes.filter((t) => now - t < this.#s.crashWindowMs), now];
     if (this.#crashes.length >= this.#s.maxCrashes) {
@@ -265,6 +269,29 @@ export class ProcessSandbox implements Sandbox {
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
       this.#launch().then(gate.resolve, (startError: ReedError) => this.#crashed(startError, gate));
+    }, delay);
+  }
+
+  /**
+   * The Docker engine did not answer a restart. That is not the plugin's doing: it does not count towards the
+   * breaker. Calls meanwhile fail at once with `docker_unavailable` (rather than waiting out their deadline),
+   * and the restart is tried again with backoff until the engine answers.
+   */
+  #awaitEngine(error: ReedError, gate: Deferred): void {
+    gate.reject(error);
+    const delay = Math.min(this.#s.restartBaseMs * 2 ** this.#inARow, this.#s.restartMaxMs);
+    this.#inARow++;
+    this.#o.logger.warn(
+      { pluginId: this.pluginId, sandbox: this.mode, code: error.code, retryInMs: delay },
+      `${error.message}; trying again`,
+    );
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (this.#state !== 'restarting') return;
+      // Calls made during this attempt wait for its outcome.
+      const next = deferred();
+      this.#ready = next.promise;
+      this.#launch().then(next.resolve, (startError: ReedError) => this.#crashed(startError, next));
     }, delay);
   }
 

@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type Docker from 'dockerode';
 import pino from 'pino';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
@@ -26,6 +27,7 @@ export async function startHost(
     supervision?: Partial<Supervision>;
     runnerCommand?: string[];
     runnerImage?: string;
+    docker?: Docker;
   } = {},
 ): Promise<{ host: PluginHost; logs: LogLine[]; dir: string }> {
   const dir = tempDir('reed-host-');
@@ -53,6 +55,7 @@ export async function startHost(
     ...(options.supervision ? { supervision: options.supervision } : {}),
     ...(options.runnerCommand ? { runnerCommand: options.runnerCommand } : {}),
     ...(options.runnerImage ? { runnerImage: options.runnerImage } : {}),
+    ...(options.docker ? { docker: options.docker } : {}),
   });
   return { host, logs, dir };
 }

@@ -1,0 +1,101 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PluginHost } from '../../src/host/plugin-host.js';
+import { REPO } from '../helpers/cli.js';
+import { EngineProxy } from '../helpers/engine-proxy.js';
+import { startHost, text } from '../helpers/host.js';
+
+/**
+ * The Docker engine stops answering and comes back, seen through a socket in front of the real engine (so
+ * the other tests keep theirs). Typed errors, quickly; plugins running meanwhile unaffected; recovery after.
+ */
+const CLIENT_TIMEOUT_MS = 4_000;
+const DIRS = [join(REPO, 'examples/plugins'), join(REPO, 'test/fixtures/native-process')];
+const TOML = '[signatures]\nrequire = "none"\n';
+const FAST = { restartBaseMs: 50, restartMaxMs: 500, startTimeoutMs: 30_000 };
+
+/** Calls until the call succeeds or `ms` pass; returns its output or the last error's code. */
+async function untilItWorks(host: PluginHost, id: string, fn: string, ms: number): Promise<string> {
+  const deadline = Date.now() + ms;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      return text((await host.call(id, fn)).output);
+    } catch (error) {
+      last = (error as { code?: string }).code ?? String(error);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  return `still failing: ${last}`;
+}
+
+describe('a Docker engine that goes away and comes back', () => {
+  let proxy: EngineProxy;
+  let host: PluginHost;
+  let proxyDir: string;
+  beforeAll(async () => {
+    // Not a tempDir(): those go after each test, and the proxy serves the whole file.
+    proxyDir = mkdtempSync(join(tmpdir(), 'reed-engine-'));
+    proxy = new EngineProxy(proxyDir);
+    await proxy.up();
+    ({ host } = await startHost(DIRS, {
+      mode: 'container',
+      plugins: ['example.hello', 'proc.segfault'],
+      reedToml: TOML,
+      supervision: FAST,
+      docker: new Docker({ socketPath: proxy.path, timeout: CLIENT_TIMEOUT_MS }),
+    }));
+    expect(host.status().map((s) => s.state)).toEqual(['ready', 'ready']);
+  }, 180_000);
+  afterAll(async () => {
+    await proxy.up();
+    await host.close();
+    await proxy.down();
+    rmSync(proxyDir, { recursive: true, force: true });
+  });
+
+  it('leaves running plugins alone, fails restarts at once with docker_unavailable, and recovers', async () => {
+    await proxy.down();
+    // Calls do not go through the engine.
+    expect(text((await host.call('example.hello', 'greet', 'still here')).output)).toBe('Hello, still here!');
+    await expect(host.call('proc.segfault', 'attack')).rejects.toMatchObject({ code: 'sandbox_crashed' });
+    // The restart needs the engine: calls now fail with its code, without waiting for the client's timeout.
+    const started = Date.now();
+    await expect(host.call('proc.segfault', 'ok')).rejects.toMatchObject({ code: 'docker_unavailable' });
+    expect(Date.now() - started).toBeLessThan(CLIENT_TIMEOUT_MS);
+    // Never the plugin's fault: many failed restarts later it is not marked failed by the breaker.
+    await new Promise((r) => setTimeout(r, 2_000));
+    await expect(host.call('proc.segfault', 'ok')).rejects.toMatchObject({ code: 'docker_unavailable' });
+    expect(host.status().find((s) => s.id === 'proc.segfault')?.state).toBe('ready');
+
+    await proxy.up();
+    expect(await untilItWorks(host, 'proc.segfault', 'ok', 30_000)).toBe('ok');
+    expect(text((await host.call('example.hello', 'greet', 'back')).output)).toBe('Hello, back!');
+  });
+
+  it('an engine that accepts and never answers: loading fails with docker_unavailable; the next call loads it', async () => {
+    await proxy.hang();
+    const { host: second } = await startHost(DIRS, {
+      mode: 'container',
+      plugins: ['example.hello'],
+      reedToml: TOML,
+      supervision: FAST,
+      docker: new Docker({ socketPath: proxy.path, timeout: CLIENT_TIMEOUT_MS }),
+    });
+    try {
+      expect(second.status()[0]).toMatchObject({ state: 'failed', error: { code: 'docker_unavailable' } });
+      await expect(second.call('example.hello', 'greet', 'x')).rejects.toMatchObject({
+        code: 'plugin_failed',
+        details: { causeCode: 'docker_unavailable' },
+      });
+      await proxy.up();
+      expect(text((await second.call('example.hello', 'greet', 'again')).output)).toBe('Hello, again!');
+      expect(second.status()[0]).toMatchObject({ state: 'ready' });
+    } finally {
+      await second.close();
+    }
+  }, 120_000);
+});
