@@ -1,6 +1,7 @@
 // The public API. Everything not exported here is internal and may change without notice.
 
 export { CODES, type Code, isCode } from './codes.js';
+export { ensureRunnerImages, type RunnerImages } from './container/images.js';
 export { type LoadOrder, resolveDependencies } from './dependencies/resolve-dependencies.js';
 export { type Diagnostic, formatDiagnostic, hasErrors, type Severity } from './diagnostics.js';
 export type { CandidateStatus, ParsedCandidate, PluginCandidate } from './discovery/candidate.js';
@@ -57,6 +58,12 @@ export type {
   PluginType,
   SandboxMode,
 } from './manifest/types.js';
+export {
+  type ApiServerOptions,
+  createApiServer,
+  DEFAULT_MAX_INPUT_BYTES,
+  listenOnSocket,
+} from './server/api-server.js';
 export type { HostPolicy, LoadedPlugin, ValidationContext } from './validation/context.js';
 export type { ValidationRule } from './validation/rule.js';
 export { DEFAULT_RULES, validatePlugins } from './validation/validator.js';
