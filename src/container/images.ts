@@ -183,7 +183,9 @@ async function build(
         if (event.error !== undefined || event.errorDetail !== undefined)
           failure ??= event.errorDetail?.message ?? event.error;
         const line = event.stream?.trim();
-        if (line) options.logger.debug({ image: tag }, line);
+        // Each build step is progress worth showing (the CLI logs info to stderr); the rest is detail.
+        if (line?.startsWith('Step ')) options.logger.info({ image: tag }, line);
+        else if (line) options.logger.debug({ image: tag }, line);
       },
     );
   });

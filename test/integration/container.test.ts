@@ -166,6 +166,30 @@ describe('image builds', () => {
     });
   });
 
+  it('show each build step as progress in the log, at info level', async () => {
+    const { ensurePluginImage, ensureRunnerImage } = await import('../../src/container/images.js');
+    const pino = (await import('pino')).default;
+    const { writeFileSync } = await import('node:fs');
+    const { tempDir } = await import('../helpers/plugin-tree.js');
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l)) });
+    const plugin = tempDir();
+    writeFileSync(join(plugin, 'unique'), `${Date.now()} ${Math.random()}`); // a new hash: a real build
+    const tag = await ensurePluginImage(
+      { docker, logger },
+      await ensureRunnerImage({ docker, logger }),
+      plugin,
+      'test.progress',
+    );
+    try {
+      const steps = lines.filter((l) => l.msg.startsWith('Step '));
+      expect(steps.length).toBeGreaterThanOrEqual(2);
+      expect(steps.every((l) => l.level === 30)).toBe(true);
+    } finally {
+      await docker.getImage(tag).remove({ force: true });
+    }
+  });
+
   it('build nothing the second time for the same content', async () => {
     const { ensureRunnerImage } = await import('../../src/container/images.js');
     const pino = (await import('pino')).default;
