@@ -12,7 +12,7 @@ import { startHost, text } from '../helpers/host.js';
  * The Docker engine stops answering and comes back, seen through a socket in front of the real engine (so
  * the other tests keep theirs). Typed errors, quickly; plugins running meanwhile unaffected; recovery after.
  */
-const CLIENT_TIMEOUT_MS = 4_000;
+const CLIENT_TIMEOUT_MS = 10_000;
 const DIRS = [join(REPO, 'examples/plugins'), join(REPO, 'test/fixtures/native-process')];
 const TOML = '[signatures]\nrequire = "none"\n';
 const FAST = { restartBaseMs: 50, restartMaxMs: 500, startTimeoutMs: 30_000 };
