@@ -3,20 +3,17 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import pino from 'pino';
 import { ensureRunnerImage } from '../src/container/images.js';
-import { loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import type { ContainerRunner } from '../src/sandbox/container-runner.js';
 import type { LazySandbox } from '../src/sandbox/lazy-sandbox.js';
 import type { ProcessSandbox } from '../src/sandbox/process-sandbox.js';
-import { roundTrips } from './process.js';
+import { examplesConfig, roundTrips } from './process.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const input = new Uint8Array(64).fill(120);
 
 /** The baseline: the same image, created and started through dockerode, connecting back to a socket. */
@@ -61,14 +58,7 @@ export async function runContainerBench(): Promise<boolean> {
   try {
     const image = await ensureRunnerImage({ docker, logger: quiet });
     for (const runtime of ['runc', 'runsc'] as const) {
-      const config = loadHostConfig({
-        cwd: dir,
-        env: {},
-        home: dir,
-        overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
-      });
-      config.runtimeDir = join(dir, 'run');
-      config.cacheDir = join(dir, 'cache');
+      const config = examplesConfig(dir);
       config.containerRuntime = runtime;
       const start = async () => {
         const t = performance.now();
@@ -158,13 +148,7 @@ export async function runContainerBench(): Promise<boolean> {
     // A second load of the same plugin: the images exist, so nothing is built.
     const logs: string[] = [];
     const logger = pino({ level: 'info' }, { write: (l: string) => logs.push(l) });
-    const config = loadHostConfig({
-      cwd: dir,
-      env: {},
-      home: dir,
-      overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
-    });
-    config.runtimeDir = join(dir, 'run');
+    const config = examplesConfig(dir);
     const t = performance.now();
     const again = await PluginHost.start({
       config,

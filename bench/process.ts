@@ -5,7 +5,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { loadHostConfig } from '../src/host/host-config.js';
+import { type HostConfig, loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
@@ -68,6 +68,19 @@ export async function sequential(call: () => Promise<unknown>, n: number): Promi
  * with both ends of each on one CPU (`runnerPid`: the runner, or the container's init, and their descendants). Unpinned, this VM's scheduler puts the two ends on one core or on two, and that
  * alone moves the raw baseline between ~30 and ~75 us from run to run; pinned, both are measured alike.
  */
+/** A host configuration over the example plugins, with its runtime and cache directories under `dir`. */
+export function examplesConfig(dir: string): HostConfig {
+  const config = loadHostConfig({
+    cwd: dir,
+    env: {},
+    home: dir,
+    overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
+  });
+  config.runtimeDir = join(dir, 'run');
+  config.cacheDir = join(dir, 'cache');
+  return config;
+}
+
 export async function roundTrips(
   ours: () => Promise<unknown>,
   runnerPid: number,
@@ -130,14 +143,7 @@ export async function runProcessBench(): Promise<boolean> {
   const dir = mkdtempSync(join(tmpdir(), 'reed-bench-process-'));
   chmodSync(dir, 0o755); // runners (as nobody, under root) pass through it to their sockets
   try {
-    const config = loadHostConfig({
-      cwd: dir,
-      env: {},
-      home: dir,
-      overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
-    });
-    config.runtimeDir = join(dir, 'run');
-    config.cacheDir = join(dir, 'cache');
+    const config = examplesConfig(dir);
     const quiet = pino({ level: 'silent' });
     const startHost = () =>
       PluginHost.start({

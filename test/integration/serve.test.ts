@@ -111,17 +111,13 @@ describe('reed-plugins serve: the conformance suite through the API (mode none)'
   });
 });
 
+/** `serve` of example.hello alone, in `mode`. */
+const HELLO_ONLY = (mode: string) => ['--plugin-dir', EXAMPLES, '--plugin', 'example.hello', '--mode', mode];
+
 describe('reed-plugins serve: start and stop', () => {
   it('stops on SIGTERM: exit 0, socket removed, no runner or sandbox directory left (process mode)', async () => {
     const dir = serveDir();
-    const server = await startServe(dir, [
-      '--plugin-dir',
-      EXAMPLES,
-      '--plugin',
-      'example.hello',
-      '--mode',
-      'process',
-    ]);
+    const server = await startServe(dir, HELLO_ONLY('process'));
     expect((await api(server.socket, 'POST', '/v1/plugins/example.hello/call/greet', 'A')).body.output).toBe(
       'Hello, A!',
     );
@@ -134,43 +130,18 @@ describe('reed-plugins serve: start and stop', () => {
 
   it('refuses a socket a live server holds, and replaces one a killed server left', async () => {
     const dir = serveDir();
-    const first = await startServe(dir, [
-      '--plugin-dir',
-      EXAMPLES,
-      '--plugin',
-      'example.hello',
-      '--mode',
-      'none',
-    ]);
-    const second = runCli(
-      [
-        'serve',
-        '--socket',
-        first.socket,
-        '--no-default-paths',
-        '--plugin-dir',
-        EXAMPLES,
-        '--plugin',
-        'example.hello',
-        '--mode',
-        'none',
-      ],
-      { cwd: dir, home: dir },
-    );
+    const first = await startServe(dir, HELLO_ONLY('none'));
+    const second = runCli(['serve', '--socket', first.socket, '--no-default-paths', ...HELLO_ONLY('none')], {
+      cwd: dir,
+      home: dir,
+    });
     expect(second.status).toBe(1);
     expect(second.stderr).toContain('error api_socket_in_use');
     expect((await api(first.socket, 'GET', '/v1/health')).status).toBe(200);
 
     first.child.kill('SIGKILL');
     await first.exited;
-    const third = await startServe(dir, [
-      '--plugin-dir',
-      EXAMPLES,
-      '--plugin',
-      'example.hello',
-      '--mode',
-      'none',
-    ]);
+    const third = await startServe(dir, HELLO_ONLY('none'));
     expect((await api(third.socket, 'GET', '/v1/health')).status).toBe(200);
     third.child.kill('SIGTERM');
     expect(await third.exited).toBe(0);
