@@ -201,6 +201,18 @@ describe('image builds', () => {
     }
   });
 
+  it('are built and named by `reed-plugins images`', async () => {
+    const { runCli } = await import('../helpers/cli.js');
+    const r = runCli(['images', '--json'], { env: { REED_LOG_LEVEL: 'silent' } });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const tags = JSON.parse(r.stdout) as { base: string; runner: string };
+    expect(tags.base).toMatch(/^reed-base:[0-9a-f]{32}$/);
+    expect(tags.runner).toMatch(/^reed-runner:[0-9a-f]{32}$/);
+    for (const tag of [tags.base, tags.runner])
+      expect((await docker.getImage(tag).inspect()).Config.Labels['reed.managed']).toBe('true');
+  });
+
   it('build nothing the second time for the same content', async () => {
     const { ensureRunnerImage } = await import('../../src/container/images.js');
     const pino = (await import('pino')).default;
