@@ -103,6 +103,7 @@ export const CODES = {
   api_method_not_allowed: 'the API route does not take that HTTP method',
   request_too_large: 'the request body is larger than the server accepts',
   api_socket_in_use: 'the API socket path is taken by a live server or by a file that is not a socket',
+  api_socket_failed: 'the API socket cannot be created there (no such directory, no permission)',
   internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',
 
   // Host configuration and CLI

@@ -90,10 +90,16 @@ export function pidNamespace(): string {
  * shows whatever the cgroup version.
  */
 export function ownContainerId(): string | undefined {
-  try {
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-    return /\/containers\/([0-9a-f]{64})\/(?:hostname|hosts|resolv\.conf)\s/.exec(mounts)?.[1];
-  } catch {
-    return undefined;
+  if (ownContainer === null) {
+    try {
+      const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+      ownContainer = /\/containers\/([0-9a-f]{64})\/(?:hostname|hosts|resolv\.conf)\s/.exec(mounts)?.[1];
+    } catch {
+      ownContainer = undefined;
+    }
   }
+  return ownContainer;
 }
+
+/** null: not looked up yet (a process does not move into another container). */
+let ownContainer: string | undefined | null = null;

@@ -149,6 +149,13 @@ export async function listenOnSocket(server: Server, socketPath: string, mode = 
   try {
     server.listen(socketPath);
     await once(server, 'listening');
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    throw new ReedError(
+      'api_socket_failed',
+      `cannot listen on ${socketPath}: ${e.code ?? e.message} (does its directory exist, and may this user write to it?)`,
+      { cause: error },
+    );
   } finally {
     process.umask(umask);
   }

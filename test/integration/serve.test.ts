@@ -158,6 +158,18 @@ describe('reed-plugins serve: start and stop', () => {
     expect(r.stderr).toContain('error api_socket_in_use');
   });
 
+  it('says why it cannot listen where it was told to', () => {
+    const dir = serveDir();
+    const r = runCli(['serve', '--socket', join(dir, 'no/such/dir/api.sock'), '--no-default-paths'], {
+      cwd: dir,
+      home: dir,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /error api_socket_failed: cannot listen on \S+no\/such\/dir\/api.sock: (ENOENT|EACCES)/,
+    );
+  });
+
   it('says what is wrong with its command line', () => {
     expect(runCli(['serve']).stderr).toContain('--socket PATH is required');
     expect(runCli(['serve', '--socket', '/tmp/x.sock', '--mode', 'vm']).status).toBe(2);
