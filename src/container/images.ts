@@ -191,19 +191,16 @@ async function build(
   });
 }
 
+/** Socket errors that mean the engine is not there (or went away mid-request), whatever was asked. */
+const ENGINE_GONE = new Set(['ECONNREFUSED', 'ENOENT', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE', 'EACCES']);
+
 /**
  * A Docker failure as a ReedError: `docker_unavailable` when the engine does not answer, else `otherwise` (the
  * code of what was being done) with the engine's message.
  */
 export function dockerError(error: unknown, what: string, otherwise: Code = 'image_build_failed'): ReedError {
   const e = error as { code?: string; statusCode?: number; message?: string };
-  if (
-    e.code === 'ECONNREFUSED' ||
-    e.code === 'ENOENT' ||
-    e.code === 'ETIMEDOUT' ||
-    e.code === 'ECONNRESET' ||
-    /timeout/i.test(e.message ?? '')
-  ) {
+  if ((e.code !== undefined && ENGINE_GONE.has(e.code)) || /timeout|socket hang up/i.test(e.message ?? '')) {
     return new ReedError(
       'docker_unavailable',
       `${what}: the Docker engine does not answer (${e.code ?? e.message})`,

@@ -133,6 +133,8 @@ export class ContainerRunner implements Runner {
           Binds: [`${endpoint.dir}:${SOCKET_DIR}:rw`],
         },
       });
+      // The engine answers again: remove what could not be removed while it did not.
+      void removeLeftovers(o.docker);
       const stream = await this.#container.attach({ stream: true, stdout: true, stderr: true });
       const out = new PassThrough();
       const err = new PassThrough();
@@ -228,10 +230,40 @@ export class ContainerRunner implements Runner {
   async destroy(): Promise<void> {
     this.link?.destroy();
     if (this.#container !== undefined) {
-      await this.#container.remove({ force: true }).catch(() => {});
+      const { id } = this.#container;
+      await this.#container.remove({ force: true }).catch((error: { statusCode?: number }) => {
+        if (error.statusCode !== 404) leftovers(this.#o.docker).add(id);
+      });
       this.#running = false;
     }
     await this.#endpoint.close();
+  }
+}
+
+/**
+ * Containers whose removal failed (the engine did not answer), per engine: removed when a later container start
+ * shows the engine answers again. Those of a host that exits first go with its session in the next host's sweep.
+ */
+const unremoved = new WeakMap<Docker, Set<string>>();
+
+function leftovers(docker: Docker): Set<string> {
+  let set = unremoved.get(docker);
+  if (set === undefined) {
+    set = new Set();
+    unremoved.set(docker, set);
+  }
+  return set;
+}
+
+async function removeLeftovers(docker: Docker): Promise<void> {
+  const set = unremoved.get(docker);
+  for (const id of [...(set ?? [])]) {
+    try {
+      await docker.getContainer(id).remove({ force: true });
+      set?.delete(id);
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) set?.delete(id);
+    }
   }
 }
 

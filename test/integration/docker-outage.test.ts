@@ -74,6 +74,18 @@ describe('a Docker engine that goes away and comes back', () => {
     await proxy.up();
     expect(await untilItWorks(host, 'proc.segfault', 'ok', 30_000)).toBe('ok');
     expect(text((await host.call('example.hello', 'greet', 'back')).output)).toBe('Hello, back!');
+    // The crashed container could not be removed while the engine was away; it is removed once it is back.
+    const engine = new Docker();
+    const mine = async () =>
+      (
+        await engine.listContainers({
+          all: true,
+          filters: { label: [`reed.host.session=${host.session.id}`, 'reed.plugin.id=proc.segfault'] },
+        })
+      ).length;
+    const deadline = Date.now() + 15_000;
+    while ((await mine()) > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(await mine()).toBe(1);
   });
 
   it('an engine that accepts and never answers: loading fails with docker_unavailable; the next call loads it', async () => {
