@@ -230,14 +230,36 @@ export class PluginHost {
   }
 
   /**
-   * A plugin that failed to load only because the Docker engine did not answer is loaded again when it is next
-   * called (one attempt at a time): the host recovers when the engine comes back.
+   * Whether a failed plugin may load now: it failed only because the Docker engine did not answer, or because
+   * a required dependency failed that way (and nothing else).
    */
-  #retryLoad(entry: Entry): Promise<void> {
+  #retryable(entry: Entry): boolean {
+    if (entry.state !== 'failed' || this.#closing !== undefined) return false;
+    if (entry.error?.code === 'docker_unavailable') return true;
+    if (entry.error?.code !== 'dependency_invalid') return false;
+    return this.#requiredDependencies(entry).every((dep) => dep.state === 'ready' || this.#retryable(dep));
+  }
+
+  #requiredDependencies(entry: Entry): Entry[] {
+    return entry.candidate.manifest.requirements.dependencies
+      .filter((d) => !d.optional)
+      .map((d) => this.#entries.get(d.id))
+      .filter((dep): dep is Entry => dep !== undefined);
+  }
+
+  /**
+   * Loads a retryable plugin again (its failed dependencies first, in order; one attempt at a time per plugin):
+   * the host recovers when the engine comes back, on the next call.
+   */
+  async #retryLoad(entry: Entry): Promise<void> {
+    for (const dep of this.#requiredDependencies(entry)) {
+      if (dep.state === 'failed') await this.#retryLoad(dep);
+      if (dep.state !== 'ready') return;
+    }
     entry.retry ??= this.#loadEntry(entry).finally(() => {
       entry.retry = undefined;
     });
-    return entry.retry;
+    await entry.retry;
   }
 
   #withDependencies(ids: string[]): Set<string> {
@@ -459,11 +481,7 @@ export class PluginHost {
   ): Promise<CallOutcome> {
     const bytes = typeof input === 'string' ? Buffer.from(input) : input;
     const entry = this.#entries.get(id);
-    if (
-      entry?.state === 'failed' &&
-      entry.error?.code === 'docker_unavailable' &&
-      this.#closing === undefined
-    )
+    if (entry !== undefined && this.#retryable(entry))
       return this.#retryLoad(entry).then(() => this.sandbox(id).call(fn, bytes, options));
     try {
       return this.sandbox(id).call(fn, bytes, options);

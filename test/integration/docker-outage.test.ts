@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -7,6 +7,7 @@ import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { EngineProxy } from '../helpers/engine-proxy.js';
 import { startHost, text } from '../helpers/host.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 
 /**
  * The Docker engine stops answering and comes back, seen through a socket in front of the real engine (so
@@ -88,24 +89,37 @@ describe('a Docker engine that goes away and comes back', () => {
     expect(await mine()).toBe(1);
   });
 
-  it('an engine that accepts and never answers: loading fails with docker_unavailable; the next call loads it', async () => {
+  it('an engine that accepts and never answers: loading fails with docker_unavailable; the next call loads it, dependencies first', async () => {
+    // dep.user needs dep.base; both are example.hello under other ids.
+    const tree = tempDir();
+    const manifest = readFileSync(join(REPO, 'examples/plugins/hello/plugin.toml'), 'utf8');
+    for (const [name, extra] of [
+      ['base', ''],
+      ['user', '\n[[requirements.dependencies]]\nid = "dep.base"\n'],
+    ] as const) {
+      cpSync(join(REPO, 'examples/plugins/hello'), join(tree, name), { recursive: true });
+      writeFileSync(
+        join(tree, name, 'plugin.toml'),
+        manifest.replace('id = "example.hello"', `id = "dep.${name}"`) + extra,
+      );
+    }
     await proxy.hang();
-    const { host: second } = await startHost(DIRS, {
+    const { host: second } = await startHost([tree], {
       mode: 'container',
-      plugins: ['example.hello'],
       reedToml: TOML,
       supervision: FAST,
       docker: new Docker({ socketPath: proxy.path, timeout: CLIENT_TIMEOUT_MS }),
     });
     try {
-      expect(second.status()[0]).toMatchObject({ state: 'failed', error: { code: 'docker_unavailable' } });
-      await expect(second.call('example.hello', 'greet', 'x')).rejects.toMatchObject({
+      const state = () => Object.fromEntries(second.status().map((s) => [s.id, s.error?.code ?? s.state]));
+      expect(state()).toEqual({ 'dep.base': 'docker_unavailable', 'dep.user': 'dependency_invalid' });
+      await expect(second.call('dep.user', 'greet', 'x')).rejects.toMatchObject({
         code: 'plugin_failed',
-        details: { causeCode: 'docker_unavailable' },
+        details: { causeCode: 'dependency_invalid' },
       });
       await proxy.up();
-      expect(text((await second.call('example.hello', 'greet', 'again')).output)).toBe('Hello, again!');
-      expect(second.status()[0]).toMatchObject({ state: 'ready' });
+      expect(text((await second.call('dep.user', 'greet', 'again')).output)).toBe('Hello, again!');
+      expect(state()).toEqual({ 'dep.base': 'ready', 'dep.user': 'ready' });
     } finally {
       await second.close();
     }
