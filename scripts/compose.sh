@@ -40,14 +40,15 @@ echo "compose: base image $REED_BASE_IMAGE, runtime directory $REED_COMPOSE_DIR"
 status=0
 docker-compose -p "$project" up --build --exit-code-from tests || status=$?
 
-# The orchestrator was stopped with SIGTERM: it must have removed every plugin container it made.
-orchestrator=$(docker-compose -p "$project" ps -q orchestrator || true)
-if [ -n "$orchestrator" ]; then
-  left=$(docker ps -aq --filter "label=reed.host.container=$orchestrator")
+# The orchestrators were stopped with SIGTERM: each must have removed every plugin container it made.
+for service in orchestrator orchestrator-runsc; do
+  id=$(docker-compose -p "$project" ps -q "$service" || true)
+  [ -n "$id" ] || continue
+  left=$(docker ps -aq --filter "label=reed.host.container=$id")
   if [ -n "$left" ]; then
-    echo "compose: the stopped orchestrator left plugin containers behind: $left" >&2
+    echo "compose: the stopped $service left plugin containers behind: $left" >&2
     docker rm -f $left >/dev/null
     status=1
   fi
-fi
+done
 exit $status

@@ -1,6 +1,8 @@
 import type { ParseArgsConfig } from 'node:util';
 import { ReedError } from '../errors.js';
 import { type HostConfig, loadHostConfig } from '../host/host-config.js';
+import { CONTAINER_RUNTIMES, SANDBOX_MODES } from '../manifest/schema.js';
+import type { ContainerRuntime, SandboxMode } from '../manifest/types.js';
 
 /** Exit statuses of every command: 0 all valid/ok, 1 a plugin has an error, 2 bad usage or configuration. */
 export const EXIT_OK = 0;
@@ -45,6 +47,40 @@ export const HOST_OPTION_HELP: [string, string][] = [
   ['--config FILE', 'host configuration (default: $REED_CONFIG, else ./reed.toml if present)'],
   ['--json', 'print machine-readable JSON'],
 ];
+
+/** `--mode` and `--runtime`, shared by the commands that run plugins. */
+export const SANDBOX_OPTIONS: OptionSpec = {
+  mode: { type: 'string' },
+  runtime: { type: 'string' },
+};
+
+export const SANDBOX_OPTION_HELP: [string, string][] = [
+  [
+    '--mode MODE',
+    `run every plugin in this sandbox mode: ${SANDBOX_MODES.join(', ')} (default: the manifest's, else reed.toml's)`,
+  ],
+  [
+    '--runtime RUNTIME',
+    `container runtime for plugins that name none: ${CONTAINER_RUNTIMES.join(', ')} (default: reed.toml's)`,
+  ],
+];
+
+/** The host configuration with `--runtime` applied, and `--mode` as PluginHost's `forceMode`. */
+export function sandboxChoice(
+  values: ParsedValues,
+  config: HostConfig,
+): { config: HostConfig; forceMode?: SandboxMode } {
+  const mode = values.mode as string | undefined;
+  if (mode !== undefined && !(SANDBOX_MODES as readonly string[]).includes(mode))
+    throw new UsageError(`--mode must be one of ${SANDBOX_MODES.join(', ')}`);
+  const runtime = values.runtime as string | undefined;
+  if (runtime !== undefined) {
+    if (!(CONTAINER_RUNTIMES as readonly string[]).includes(runtime))
+      throw new UsageError(`--runtime must be one of ${CONTAINER_RUNTIMES.join(', ')}`);
+    config.containerRuntime = runtime as ContainerRuntime;
+  }
+  return { config, ...(mode === undefined ? {} : { forceMode: mode as SandboxMode }) };
+}
 
 export class UsageError extends ReedError {
   constructor(message: string) {

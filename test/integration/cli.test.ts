@@ -168,6 +168,9 @@ describe('reed-plugins call', () => {
     expect(call(['example.hello']).status).toBe(2);
     expect(call(['example.hello', 'greet', '--input', 'a', '--input-file', 'b']).status).toBe(2);
     expect(call(['example.hello', 'greet', '--mode', 'vm']).status).toBe(2);
+    const kata = call(['example.hello', 'greet', '--mode', 'container', '--runtime', 'kata']);
+    expect(kata.status).toBe(2);
+    expect(kata.stderr).toContain('--runtime must be one of runc, runsc');
   });
 });
 

@@ -1,8 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isReedError } from '../../errors.js';
 import { PluginHost } from '../../host/plugin-host.js';
-import { SANDBOX_MODES } from '../../manifest/schema.js';
-import type { SandboxMode } from '../../manifest/types.js';
 import { encodeOutput } from '../../server/api-server.js';
 import {
   type Command,
@@ -11,27 +9,27 @@ import {
   HOST_OPTION_HELP,
   HOST_OPTIONS,
   hostConfigFrom,
+  SANDBOX_OPTION_HELP,
+  SANDBOX_OPTIONS,
+  sandboxChoice,
   toJson,
   UsageError,
 } from '../command.js';
 
 export const callCommand: Command = {
   name: 'call',
-  usage: 'ID FUNCTION [--input TEXT | --input-file F] [--mode MODE] [options]',
+  usage: 'ID FUNCTION [--input TEXT | --input-file F] [--mode MODE] [--runtime RUNTIME] [options]',
   summary: 'load one plugin (and its dependencies) and call one of its functions',
   options: {
     ...HOST_OPTIONS,
     input: { type: 'string' },
     'input-file': { type: 'string' },
-    mode: { type: 'string' },
+    ...SANDBOX_OPTIONS,
   },
   optionHelp: [
     ['--input TEXT', 'the call input (default: empty)'],
     ['--input-file F', 'read the call input from file F ("-" for standard input)'],
-    [
-      '--mode MODE',
-      `sandbox mode for this run: ${SANDBOX_MODES.join(', ')} (default: the manifest's, else reed.toml's)`,
-    ],
+    ...SANDBOX_OPTION_HELP,
     ...HOST_OPTION_HELP,
   ],
   maxPositionals: 2,
@@ -40,10 +38,6 @@ export const callCommand: Command = {
     if (id === undefined || fn === undefined) throw new UsageError('expected a plugin ID and a FUNCTION');
     if (values.input !== undefined && values['input-file'] !== undefined) {
       throw new UsageError('give --input or --input-file, not both');
-    }
-    const mode = values.mode as string | undefined;
-    if (mode !== undefined && !(SANDBOX_MODES as readonly string[]).includes(mode)) {
-      throw new UsageError(`--mode must be one of ${SANDBOX_MODES.join(', ')}`);
     }
     let input: Uint8Array = new Uint8Array(0);
     if (typeof values.input === 'string') input = Buffer.from(values.input);
@@ -55,11 +49,11 @@ export const callCommand: Command = {
         throw new UsageError(`cannot read --input-file ${file}: ${(error as Error).message}`);
       }
     }
-    const config = hostConfigFrom(values, io);
+    const { config, forceMode } = sandboxChoice(values, hostConfigFrom(values, io));
     const host = await PluginHost.start({
       config,
       plugins: [id],
-      ...(mode === undefined ? {} : { forceMode: mode as SandboxMode }),
+      ...(forceMode === undefined ? {} : { forceMode }),
     });
     try {
       const outcome = await host.call(id, fn, input);

@@ -1,7 +1,5 @@
 import { rmSync } from 'node:fs';
 import { PluginHost } from '../../host/plugin-host.js';
-import { SANDBOX_MODES } from '../../manifest/schema.js';
-import type { SandboxMode } from '../../manifest/types.js';
 import { createApiServer, DEFAULT_MAX_INPUT_BYTES, listenOnSocket } from '../../server/api-server.js';
 import {
   type Command,
@@ -9,18 +7,21 @@ import {
   HOST_OPTION_HELP,
   HOST_OPTIONS,
   hostConfigFrom,
+  SANDBOX_OPTION_HELP,
+  SANDBOX_OPTIONS,
+  sandboxChoice,
   UsageError,
 } from '../command.js';
 
 export const serveCommand: Command = {
   name: 'serve',
-  usage: '--socket PATH [--plugin ID]... [--mode MODE] [options]',
+  usage: '--socket PATH [--plugin ID]... [--mode MODE] [--runtime RUNTIME] [options]',
   summary: 'load plugins and serve calls to them over HTTP on a Unix socket until SIGTERM or SIGINT',
   options: {
     ...HOST_OPTIONS,
     socket: { type: 'string' },
     plugin: { type: 'string', multiple: true },
-    mode: { type: 'string' },
+    ...SANDBOX_OPTIONS,
     'socket-mode': { type: 'string' },
     'max-input-bytes': { type: 'string' },
   },
@@ -28,7 +29,7 @@ export const serveCommand: Command = {
     ['--socket PATH', 'the Unix socket to serve the API on (docs/API.md)'],
     ['--socket-mode OCTAL', 'permissions of the socket (default: 600, only this user)'],
     ['--plugin ID', 'load only this plugin and its dependencies (repeatable; default: every valid plugin)'],
-    ['--mode MODE', `run every plugin in this sandbox mode: ${SANDBOX_MODES.join(', ')}`],
+    ...SANDBOX_OPTION_HELP,
     ['--max-input-bytes N', `largest call input accepted (default: ${DEFAULT_MAX_INPUT_BYTES})`],
     ...HOST_OPTION_HELP.filter(([o]) => o !== '--json'),
   ],
@@ -36,10 +37,7 @@ export const serveCommand: Command = {
   async run({ values, io }) {
     const socket = values.socket;
     if (typeof socket !== 'string') throw new UsageError('--socket PATH is required');
-    const mode = values.mode as string | undefined;
-    if (mode !== undefined && !(SANDBOX_MODES as readonly string[]).includes(mode)) {
-      throw new UsageError(`--mode must be one of ${SANDBOX_MODES.join(', ')}`);
-    }
+    const { config, forceMode } = sandboxChoice(values, hostConfigFrom(values, io));
     const socketMode = parseNumber(values['socket-mode'], '--socket-mode', 8, 0o600);
     if (socketMode > 0o777) throw new UsageError('--socket-mode must be at most 777');
     const maxInputBytes = parseNumber(
@@ -50,9 +48,9 @@ export const serveCommand: Command = {
     );
     const plugins = values.plugin as string[] | undefined;
     const host = await PluginHost.start({
-      config: hostConfigFrom(values, io),
+      config,
       ...(plugins === undefined ? {} : { plugins }),
-      ...(mode === undefined ? {} : { forceMode: mode as SandboxMode }),
+      ...(forceMode === undefined ? {} : { forceMode }),
     });
     const server = createApiServer(host, { maxInputBytes });
     try {
