@@ -57,6 +57,19 @@ export class RunnerLink {
     this.#o = options;
     this.#socket = socket;
     this.#decoder = new FrameDecoder(options.maxFrameBytes);
+    this.#handshake = new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.#fail('handshake_failed', 'no handshake within the deadline'),
+        options.handshakeTimeoutMs,
+      );
+      this.#onHandshake = (error) => {
+        clearTimeout(timer);
+        this.#onHandshake = undefined;
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+    });
+    this.#handshake.catch(() => {}); // settled before anyone asks, or never asked: not unhandled
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       let frames: Frame[];
@@ -90,20 +103,16 @@ export class RunnerLink {
     socket.on('error', () => {});
   }
 
-  /** Resolves once the runner presented the right plugin id, protocol and secret. */
+  /**
+   * Resolves once the runner presented the right plugin id, protocol and secret, within the deadline counted
+   * from the connection. Settled by the link itself, whenever the Hello arrives: a runner may well connect and
+   * say Hello before its starter has even heard back that it started (a container under load).
+   */
   handshake(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => this.#fail('handshake_failed', 'no handshake within the deadline'),
-        this.#o.handshakeTimeoutMs,
-      );
-      this.#onHandshake = (error) => {
-        clearTimeout(timer);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-    });
+    return this.#handshake;
   }
+
+  readonly #handshake: Promise<void>;
 
   /** Sends the plugin and resolves with its callable functions once its init ran. */
   welcome(spec: PluginSpec, bytes: Uint8Array): Promise<string[]> {

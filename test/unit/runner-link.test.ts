@@ -1,0 +1,67 @@
+import { connect, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeFrame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import type { HostApi } from '../../src/runtime/host-api.js';
+import { RunnerLink } from '../../src/sandbox/runner-link.js';
+import { tempDir } from '../helpers/plugin-tree.js';
+
+const SECRET = 'a'.repeat(64);
+const closers: (() => void)[] = [];
+afterEach(() => {
+  for (const close of closers.splice(0)) close();
+});
+
+/** A link over a real Unix socket, and the runner's end of it. */
+async function linked(handshakeTimeoutMs = 10_000): Promise<{ link: RunnerLink; runner: Socket }> {
+  const path = join(tempDir(), 's.sock');
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(path, r));
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const runner = connect(path);
+  const link = new RunnerLink(await accepted, {
+    pluginId: 'p',
+    secret: SECRET,
+    maxFrameBytes: 1 << 20,
+    host: {} as HostApi,
+    logger: pino({ level: 'silent' }),
+    handshakeTimeoutMs,
+  });
+  closers.push(() => {
+    link.destroy();
+    runner.destroy();
+    server.close();
+  });
+  return { link, runner };
+}
+
+const hello = (secret: string) =>
+  encodeFrame(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId: 'p', secret });
+const settle = () => new Promise((r) => setTimeout(r, 100));
+
+describe('the runner link handshake', () => {
+  it('holds a Hello that arrives before anyone asks for the handshake (a runner faster than its starter)', async () => {
+    const { link, runner } = await linked();
+    runner.write(hello(SECRET));
+    await settle(); // the Hello is read and handled here, before handshake() is called
+    await expect(link.handshake()).resolves.toBeUndefined();
+  });
+
+  it('fails at once, not at the deadline, for a wrong secret that arrived before anyone asked', async () => {
+    const { link, runner } = await linked(60_000);
+    runner.write(hello('b'.repeat(64)));
+    await settle();
+    const started = Date.now();
+    await expect(link.handshake()).rejects.toMatchObject({ code: 'handshake_failed' });
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+
+  it('fails with handshake_failed when no Hello comes within the deadline', async () => {
+    const { link } = await linked(200);
+    await expect(link.handshake()).rejects.toMatchObject({
+      code: 'handshake_failed',
+      message: expect.stringContaining('no handshake within the deadline'),
+    });
+  });
+});
