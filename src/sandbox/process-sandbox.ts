@@ -236,7 +236,10 @@ export class ProcessSandbox implements Sandbox {
       return;
     }
     if (error.code === 'docker_unavailable') {
-      this.#awaitEngine(error, gate);
+      // Not the plugin's doing: no count towards the breaker. Calls fail at once with it (rather than waiting out
+      // their deadline) until the next attempt, which is made with backoff until the engine answers.
+      gate.reject(error);
+      this.#restartLater(error, undefined);
       return;
     }
     const now = Date.now();
@@ -253,45 +256,32 @@ export class ProcessSandbox implements Sandbox {
         },
       );
       this.#o.logger.error(
-        { pluginId: this.pluginId, sandbox: 'process', code: error.code },
+        { pluginId: this.pluginId, sandbox: this.mode, code: error.code },
         this.#failure.message,
       );
       gate.reject(this.#failure);
       return;
     }
+    this.#restartLater(error, gate);
+  }
+
+  /**
+   * Starts a runner again after the backoff. `gate` settles with the outcome; without one (the last was failed at
+   * once), calls made from the attempt on wait for it.
+   */
+  #restartLater(error: ReedError, gate: Deferred | undefined): void {
     const delay = Math.min(this.#s.restartBaseMs * 2 ** this.#inARow, this.#s.restartMaxMs);
     this.#inARow++;
     this.#o.logger.warn(
-      { pluginId: this.pluginId, sandbox: 'process', code: error.code, restartInMs: delay },
+      { pluginId: this.pluginId, sandbox: this.mode, code: error.code, restartInMs: delay },
       `${error.message}; restarting`,
     );
     this.#state = 'restarting';
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
-      this.#launch().then(gate.resolve, (startError: ReedError) => this.#crashed(startError, gate));
-    }, delay);
-  }
-
-  /**
-   * The Docker engine did not answer a restart. That is not the plugin's doing: it does not count towards the
-   * breaker. Calls meanwhile fail at once with `docker_unavailable` (rather than waiting out their deadline),
-   * and the restart is tried again with backoff until the engine answers.
-   */
-  #awaitEngine(error: ReedError, gate: Deferred): void {
-    gate.reject(error);
-    const delay = Math.min(this.#s.restartBaseMs * 2 ** this.#inARow, this.#s.restartMaxMs);
-    this.#inARow++;
-    this.#o.logger.warn(
-      { pluginId: this.pluginId, sandbox: this.mode, code: error.code, retryInMs: delay },
-      `${error.message}; trying again`,
-    );
-    this.#restartTimer = setTimeout(() => {
-      this.#restartTimer = undefined;
-      if (this.#state !== 'restarting') return;
-      // Calls made during this attempt wait for its outcome.
-      const next = deferred();
-      this.#ready = next.promise;
-      this.#launch().then(next.resolve, (startError: ReedError) => this.#crashed(startError, next));
+      const attempt = gate ?? deferred();
+      if (gate === undefined) this.#ready = attempt.promise;
+      this.#launch().then(attempt.resolve, (startError: ReedError) => this.#crashed(startError, attempt));
     }, delay);
   }
 
