@@ -51,15 +51,16 @@ delete process.env.REED_SECRET_FD;
 /**
  * Linux: die with the host even if this thread gets stuck in a plugin, and deny tracing (sandbox-runner/
  * confine.ts). Off the start-up path for WASM (loading koffi costs ~15 ms, and WASM code makes no syscalls of
- * its own); a native plugin's worker denies tracing itself before the library is loaded. A filter the kernel
- * refuses stops the runner: the host then reports the sandbox as crashed, with this message.
+ * its own); a native plugin's worker denies tracing itself before the library is loaded (for every thread), so
+ * `denyTracing` is false then. A filter the kernel refuses stops the runner: the host then reports the sandbox
+ * as crashed, with this message.
  */
-async function confineLater(): Promise<void> {
+async function confineLater(denyTracing: boolean): Promise<void> {
   if (process.platform !== 'linux') return;
   try {
     const confine = await import('./confine.js');
     if (process.env.REED_PDEATHSIG === '1') confine.dieWithParent();
-    confine.denyTracing();
+    if (denyTracing) confine.denyTracing();
   } catch (error) {
     process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
     exit(1);
@@ -189,7 +190,7 @@ function handle(frame: Frame): void {
       const spec = (frame.meta as { plugin: PluginSpec }).plugin;
       if (spec.type === 'wasm' && spec.hostCalls === false) void startLocal(spec, frame.body);
       else startWorker(spec, frame.body);
-      setImmediate(() => void confineLater());
+      setImmediate(() => void confineLater(spec.type !== 'native'));
       break;
     }
     case FrameType.Call:
