@@ -47,8 +47,9 @@ export interface RunnerImages {
  * with that tag exists. Returns their tags.
  */
 export function ensureRunnerImages(options: ImageOptions): Promise<RunnerImages> {
-  // The inputs (this Node, this package's built code) do not change while the process runs: hash them once.
-  const key = options.baseImage ?? '';
+  // The inputs (this Node, this package's built code) do not change while the process runs: hash them once per
+  // engine (each engine has images of its own).
+  const key = `${engineOf(options.docker)}\0${options.baseImage ?? ''}`;
   let images = runnerImages.get(key);
   if (images === undefined) {
     images = buildRunnerImages(options);
@@ -64,6 +65,13 @@ export async function ensureRunnerImage(options: ImageOptions): Promise<string> 
 }
 
 const runnerImages = new Map<string, Promise<RunnerImages>>();
+
+/** Where a client's engine is: its socket, its address, or the default (`$DOCKER_HOST`, else the local socket). */
+function engineOf(docker: Docker): string {
+  const m = docker.modem as { socketPath?: unknown; protocol?: string; host?: string; port?: number };
+  if (typeof m.socketPath === 'string') return m.socketPath;
+  return m.host === undefined ? 'default' : `${m.protocol}://${m.host}:${m.port}`;
+}
 
 async function buildRunnerImages(options: ImageOptions): Promise<RunnerImages> {
   const base = await ensureImage(

@@ -121,15 +121,13 @@ export class PluginHost {
     this.#runnerCommand = options.runnerCommand;
     this.#dockerClient = options.docker;
     this.#dockerInjected = options.docker !== undefined;
-    this.#runnerImageOption =
-      options.runnerImage === undefined ? undefined : Promise.resolve(options.runnerImage);
+    this.#runnerImageOption = options.runnerImage;
   }
 
   readonly #supervision: Partial<Supervision> | undefined;
   #dockerClient: Docker | undefined;
   readonly #dockerInjected: boolean;
-  #runnerImage: Promise<string> | undefined;
-  readonly #runnerImageOption: Promise<string> | undefined;
+  readonly #runnerImageOption: string | undefined;
 
   /** The Docker client, made on first use. */
   #docker(): Docker {
@@ -368,15 +366,9 @@ export class PluginHost {
         }
         const docker = this.#docker();
         const images = { docker, logger: this.logger };
-        if (this.#runnerImage === undefined) {
-          const pending = this.#runnerImageOption ?? ensureRunnerImage(images);
-          this.#runnerImage = pending;
-          // An engine that did not answer this time may answer the next: do not keep the failure.
-          pending.catch(() => {
-            if (this.#runnerImage === pending) this.#runnerImage = undefined;
-          });
-        }
-        const pluginImage = await ensurePluginImage(images, await this.#runnerImage, inventory.root, id);
+        // ensureRunnerImage hashes once per engine, and forgets a failure (the engine may answer next time).
+        const runnerImage = this.#runnerImageOption ?? (await ensureRunnerImage(images));
+        const pluginImage = await ensurePluginImage(images, runnerImage, inventory.root, id);
         const supervision = { startTimeoutMs: 30_000, ...this.#supervision };
         return new ProcessSandbox({
           ...common,
