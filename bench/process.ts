@@ -63,11 +63,6 @@ export async function sequential(call: () => Promise<unknown>, n: number): Promi
   return times;
 }
 
-/**
- * Round trips through a sandbox (process or container mode) against the raw socket echo, in alternating blocks,
- * with both ends of each on one CPU (`runnerPid`: the runner, or the container's init, and their descendants). Unpinned, this VM's scheduler puts the two ends on one core or on two, and that
- * alone moves the raw baseline between ~30 and ~75 us from run to run; pinned, both are measured alike.
- */
 /** A host configuration over the example plugins, with its runtime and cache directories under `dir`. */
 export function examplesConfig(dir: string): HostConfig {
   const config = loadHostConfig({
@@ -81,6 +76,12 @@ export function examplesConfig(dir: string): HostConfig {
   return config;
 }
 
+/**
+ * Round trips through a sandbox (process or container mode) against the raw socket echo, in alternating blocks,
+ * with both ends of each on one CPU (`runnerPid`: the runner, or the container's init, and their descendants).
+ * Unpinned, this VM's scheduler puts the two ends on one core or on two, and that alone moves the raw baseline
+ * between ~30 and ~75 us from run to run; pinned, both are measured alike.
+ */
 export async function roundTrips(
   ours: () => Promise<unknown>,
   runnerPid: number,

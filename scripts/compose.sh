@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs docker-compose.yml: the orchestrator (`reed-plugins serve`, container mode) in a container of its own,
-# and the container-mode tests (test/compose) against its API. Exits with the tests' status, and leaves no
+# Runs docker-compose.yml: the orchestrators (`reed-plugins serve`, container mode, runc and runsc) in containers
+# of their own, and the container-mode tests (test/compose) against their APIs. Exits with the tests' status, and leaves no
 # container, network or runtime directory of the run behind.
 #
 #   bash scripts/compose.sh          (npm run test:compose; `npm test` runs it last)

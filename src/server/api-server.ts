@@ -17,7 +17,7 @@ import type { PluginHost } from '../host/plugin-host.js';
  * Every failure is `{"ok":false,"error":{"code","message","pluginId"?,"details"?}}` with a stable code (docs/CODES.md).
  */
 export interface ApiServerOptions {
-  /** Largest request body accepted; a larger one gets 413 `request_too_large` without being read. */
+  /** Largest request body accepted; a larger one gets 413 `request_too_large` and is discarded, not stored. */
   maxInputBytes: number;
 }
 
@@ -33,6 +33,7 @@ const STATUS: Partial<Record<Code, number>> = {
   api_method_not_allowed: 405,
   request_too_large: 413,
   host_closed: 503,
+  internal_error: 500,
 };
 
 export function createApiServer(host: PluginHost, options: ApiServerOptions): Server {
@@ -49,8 +50,7 @@ export function createApiServer(host: PluginHost, options: ApiServerOptions): Se
         res.setHeader('Connection', 'close');
         req.resume();
       }
-      const status = STATUS[reed.code] ?? (reed.code === 'internal_error' ? 500 : 422);
-      send(res, status, { ok: false, error: reed.toJSON() });
+      send(res, STATUS[reed.code] ?? 422, { ok: false, error: reed.toJSON() });
     });
   });
   // Bounds how long a client may take to send a request (and so how long a refused body is drained).
