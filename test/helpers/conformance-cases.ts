@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import type { SandboxMode } from '../../src/manifest/types.js';
+import { REPO } from './cli.js';
 
 /**
  * The conformance suite: every example plugin and every hostile case, from one table, in every mode this
@@ -10,6 +12,11 @@ export const MODES: { name: string; mode: SandboxMode; reedToml?: string }[] = [
   { name: 'container (runc)', mode: 'container', reedToml: '[sandbox]\nruntime = "runc"\n' },
   { name: 'container (runsc, gVisor)', mode: 'container', reedToml: '[sandbox]\nruntime = "runsc"\n' },
 ];
+
+/** The host settings the suite runs under: the examples' key trusted, native code allowed in-process, more fuel. */
+export const CONFORMANCE_TOML =
+  `[signatures]\ntrusted_keys = ["${join(REPO, 'examples/keys/examples.pub')}"]\n` +
+  '[policy]\nallow_native_in_process = true\n[limits]\nfuel_per_call = 50000000\n';
 
 type Expect = { output: string } | { code: string; causeCode?: string };
 export const CALLS: [plugin: string, fn: string, input: string, expected: Expect][] = [

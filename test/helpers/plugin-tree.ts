@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import TOML from '@iarna/toml';
-import { afterEach } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
 
 /** An empty but valid WASM module: enough for discovery, which does not read module contents. */
 export const EMPTY_WASM = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
@@ -40,6 +40,20 @@ const made: string[] = [];
 afterEach(() => {
   for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
+
+/** Directories removed after all the tests of a file (see lastingDir). */
+const lasting: string[] = [];
+afterAll(() => {
+  for (const dir of lasting.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A tempDir that outlives the test that makes it (for a server or proxy a whole file uses), removed after the file. */
+export function lastingDir(prefix = 'reed-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  lasting.push(dir);
+  return dir;
+}
 
 export function tempDir(prefix = 'reed-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));

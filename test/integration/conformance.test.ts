@@ -2,17 +2,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
-import { CALLS, MODES } from '../helpers/conformance-cases.js';
+import { CALLS, CONFORMANCE_TOML, MODES } from '../helpers/conformance-cases.js';
 import { startHost, text } from '../helpers/host.js';
-
-const trusted = (keys: string) =>
-  `[signatures]\ntrusted_keys = ["${keys}"]\n[policy]\nallow_native_in_process = true\n[limits]\nfuel_per_call = 50000000\n`;
 
 describe.each(MODES)('conformance in mode $name', ({ mode, reedToml }) => {
   let host: PluginHost;
   beforeAll(async () => {
     ({ host } = await startHost([join(REPO, 'examples/plugins'), join(REPO, 'test/fixtures/hostile')], {
-      reedToml: `${reedToml ?? ''}${trusted(join(REPO, 'examples/keys/examples.pub'))}`,
+      reedToml: `${reedToml ?? ''}${CONFORMANCE_TOML}`,
       mode,
     }));
   }, 300_000);

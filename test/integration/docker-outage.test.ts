@@ -1,5 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +6,7 @@ import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { EngineProxy } from '../helpers/engine-proxy.js';
 import { startHost, text } from '../helpers/host.js';
-import { tempDir } from '../helpers/plugin-tree.js';
+import { lastingDir, tempDir } from '../helpers/plugin-tree.js';
 
 /**
  * The Docker engine stops answering and comes back, seen through a socket in front of the real engine (so
@@ -36,11 +35,8 @@ async function untilItWorks(host: PluginHost, id: string, fn: string, ms: number
 describe('a Docker engine that goes away and comes back', () => {
   let proxy: EngineProxy;
   let host: PluginHost;
-  let proxyDir: string;
   beforeAll(async () => {
-    // Not a tempDir(): those go after each test, and the proxy serves the whole file.
-    proxyDir = mkdtempSync(join(tmpdir(), 'reed-engine-'));
-    proxy = new EngineProxy(proxyDir);
+    proxy = new EngineProxy(lastingDir('reed-engine-'));
     await proxy.up();
     ({ host } = await startHost(DIRS, {
       mode: 'container',
@@ -55,7 +51,6 @@ describe('a Docker engine that goes away and comes back', () => {
     await proxy.up();
     await host.close();
     await proxy.down();
-    rmSync(proxyDir, { recursive: true, force: true });
   });
 
   it('leaves running plugins alone, fails restarts at once with docker_unavailable, and recovers', async () => {

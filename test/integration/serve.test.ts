@@ -1,31 +1,20 @@
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, expectConformantCall, type ServeProcess, startServe } from '../helpers/api.js';
 import { REPO, runCli } from '../helpers/cli.js';
-import { CALLS } from '../helpers/conformance-cases.js';
+import { CALLS, CONFORMANCE_TOML } from '../helpers/conformance-cases.js';
+import { lastingDir } from '../helpers/plugin-tree.js';
 
 const EXAMPLES = join(REPO, 'examples/plugins');
 const HOSTILE = join(REPO, 'test/fixtures/hostile');
 
-/**
- * A directory with a reed.toml that trusts the examples' key (as the conformance suite's host does). Not a
- * tempDir(): those go after each test, and a server outlives the test that starts it.
- */
-const dirs: string[] = [];
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+/** A directory (outliving the test that starts a server in it) with the conformance suite's reed.toml. */
 function serveDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'reed-serve-'));
-  chmodSync(dir, 0o755);
-  dirs.push(dir);
+  const dir = lastingDir('reed-serve-');
   writeFileSync(
     join(dir, 'reed.toml'),
-    `runtime_dir = "runtime"\ncache_dir = "cache"\ndata_dir = "data"\n` +
-      `[signatures]\ntrusted_keys = ["${join(REPO, 'examples/keys/examples.pub')}"]\n` +
-      `[policy]\nallow_native_in_process = true\n[limits]\nfuel_per_call = 50000000\n`,
+    `runtime_dir = "runtime"\ncache_dir = "cache"\ndata_dir = "data"\n${CONFORMANCE_TOML}`,
   );
   return dir;
 }
