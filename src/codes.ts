@@ -76,6 +76,8 @@ export const CODES = {
   image_build_failed: 'building a container image failed',
   runtime_library_missing: 'a shared library the base image needs cannot be found or read',
   runtime_unavailable: 'the container runtime asked for is not registered with the Docker engine',
+  output_truncated: 'a runner\u2019s stdout/stderr was cut at the line cap or over its budget (warning)',
+  cleanup_failed: 'a sandbox directory could not be removed safely; it was left in place (warning)',
 
   // Calls
   fuel_exhausted: 'the call used up its instruction budget (fuel)',

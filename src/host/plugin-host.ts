@@ -152,7 +152,7 @@ export class PluginHost {
   /** Scans, then loads and initialises the valid plugins in dependency order. A plugin that fails to load is `failed`; the others still load. */
   static async start(options: PluginHostOptions = {}): Promise<PluginHost> {
     const host = new PluginHost(options);
-    sweepOrphans(host.config.runtimeDir, host.logger);
+    await sweepOrphans(host.config.runtimeDir, host.logger);
     await host.#sweepContainers();
     try {
       await host.#loadAll(options.plugins);

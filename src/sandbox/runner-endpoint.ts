@@ -1,5 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -8,7 +19,12 @@ import type { ResolvedLimits } from '../host/limits.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import type { HostApi } from '../runtime/host-api.js';
 import { RunnerLink } from './runner-link.js';
+import { removeTree } from './safe-remove.js';
 import { type HostSession, OWNER_FILE, type SandboxOwner } from './session.js';
+
+/** open(2) flags for a file the host creates in a sandbox directory: a new file, never through a link. */
+export const CREATE_EXCLUSIVE =
+  constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 export interface EndpointOptions {
   pluginId: string;
@@ -68,7 +84,11 @@ export class RunnerEndpoint {
       pluginId: this.#o.pluginId,
       ...(runner === undefined ? {} : { runnerPid: runner.pid, runnerStart: runner.start }),
     };
-    writeFileSync(join(this.dir, OWNER_FILE), JSON.stringify(owner), { mode: 0o600 });
+    // Written after the runner started: a fresh name, created exclusively and without following a link, then
+    // renamed over the record (rename replaces a name, never what a link there points to).
+    const temp = join(this.dir, `.${OWNER_FILE}.${randomBytes(6).toString('hex')}`);
+    writeExclusive(temp, JSON.stringify(owner), 0o600);
+    renameSync(temp, join(this.dir, OWNER_FILE));
   }
 
   /** Listens on the socket; the first connection becomes the link, any later one is refused at once. */
@@ -122,7 +142,18 @@ export class RunnerEndpoint {
     await new Promise<void>((resolve) =>
       this.#server === undefined ? resolve() : this.#server.close(() => resolve()),
     );
-    rmSync(this.dir, { recursive: true, force: true });
+    // By descriptor, never by path: whatever a runner left or swapped in there (safe-remove.ts). Never throws.
+    await removeTree(this.dir, this.#o.logger);
+  }
+}
+
+/** Creates `path` as a new file (never through a link, never over an existing name) holding `data`. */
+export function writeExclusive(path: string, data: string, mode: number): void {
+  const fd = openSync(path, CREATE_EXCLUSIVE, mode);
+  try {
+    writeSync(fd, data);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { removeTree } from './safe-remove.js';
 
 /**
  * Who owns a sandbox: this host process, identified by pid and kernel start time (so a reused pid is not
@@ -39,6 +40,40 @@ export function processStart(pid: number): string | undefined {
   }
 }
 
+/** Largest owner record read back; a real one is about 200 bytes. */
+const MAX_OWNER_BYTES = 64 * 1024;
+
+/**
+ * The owner record of a sandbox directory, or undefined. Opened without following a link and without blocking
+ * (a FIFO or a device planted there is no record), read only when it is a small regular file.
+ */
+export function readOwner(dir: string): SandboxOwner | undefined {
+  let fd: number;
+  try {
+    fd = openSync(join(dir, OWNER_FILE), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > MAX_OWNER_BYTES) return undefined;
+    const buf = Buffer.alloc(st.size);
+    const n = readSync(fd, buf, 0, st.size, 0);
+    const owner = JSON.parse(buf.toString('utf8', 0, n)) as Partial<SandboxOwner> | null;
+    // Pids it names get signals: only plausible ones (never 0, 1 or negative: kill(-1) is everyone).
+    const pid = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 1;
+    if (owner === null || typeof owner !== 'object' || !pid(owner.pid) || typeof owner.start !== 'string')
+      return undefined;
+    if (owner.runnerPid !== undefined && (!pid(owner.runnerPid) || typeof owner.runnerStart !== 'string'))
+      return undefined;
+    return owner as SandboxOwner;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function isAlive(pid: number, start: string): boolean {
   const now = processStart(pid);
   return now !== undefined && (start === '' || now === start);
@@ -47,9 +82,14 @@ export function isAlive(pid: number, start: string): boolean {
 /**
  * Removes what dead hosts left under `<runtimeDir>/sandboxes`: each sandbox directory whose owner is no longer
  * alive, after killing its runner if that runner is still alive and is the one recorded (same pid and start
- * time, running the sandbox-runner). Never touches a live host's sandboxes.
+ * time, running the sandbox-runner). Never touches a live host's sandboxes. Never throws: a directory that
+ * cannot be removed (safe-remove.ts logs why, with `cleanup_failed`) is skipped and the sweep goes on, so a
+ * host always starts whatever an earlier one left.
  */
-export function sweepOrphans(runtimeDir: string, logger?: Logger): { dirs: number; runners: number } {
+export async function sweepOrphans(
+  runtimeDir: string,
+  logger?: Logger,
+): Promise<{ dirs: number; runners: number }> {
   const root = join(runtimeDir, 'sandboxes');
   let names: string[];
   try {
@@ -61,16 +101,13 @@ export function sweepOrphans(runtimeDir: string, logger?: Logger): { dirs: numbe
   let runners = 0;
   for (const name of names) {
     const dir = join(root, name);
-    let owner: SandboxOwner | undefined;
-    try {
-      owner = JSON.parse(readFileSync(join(dir, OWNER_FILE), 'utf8')) as SandboxOwner;
-    } catch {
-      owner = undefined; // half-made by a host that died at once: nothing alive can be using it
-    }
+    // Undefined: half-made by a host that died at once (nothing alive can be using it), or not a record at all.
+    const owner = readOwner(dir);
     if (owner !== undefined && isAlive(owner.pid, owner.start)) continue;
     if (
       owner?.runnerPid !== undefined &&
       owner.runnerStart !== undefined &&
+      owner.runnerStart !== '' &&
       isAlive(owner.runnerPid, owner.runnerStart)
     ) {
       let cmdline = '';
@@ -88,8 +125,7 @@ export function sweepOrphans(runtimeDir: string, logger?: Logger): { dirs: numbe
         runners++;
       }
     }
-    rmSync(dir, { recursive: true, force: true });
-    dirs++;
+    if (await removeTree(dir, logger)) dirs++;
   }
   if (dirs > 0) logger?.info({ dirs, runners }, 'removed sandboxes left by dead hosts');
   return { dirs, runners };

@@ -64,7 +64,7 @@ describe('the orphan sweep', () => {
       JSON.stringify({ ...newSession(), pluginId: 'p' }),
     );
     mkdirSync(join(runtimeDir, 'sandboxes', 'half-made'));
-    expect(sweepOrphans(runtimeDir)).toEqual({ dirs: 1, runners: 0 });
+    expect(await sweepOrphans(runtimeDir)).toEqual({ dirs: 1, runners: 0 });
     expect(readdirSync(join(runtimeDir, 'sandboxes'))).toEqual(['live']);
   });
 });
