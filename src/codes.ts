@@ -47,6 +47,7 @@ export const CODES = {
   plugin_too_large: 'the plugin\u2019s files add up to more than the configured cap',
   too_many_files: 'the plugin directory holds more files than the configured cap',
   too_deep: 'the plugin directory nests deeper than the configured cap',
+  file_name_invalid: 'a file name in the plugin is not UTF-8, has control characters, or is too long',
 
   // WASM modules (checked before compile)
   wasm_invalid: 'the file is not a valid WebAssembly module',

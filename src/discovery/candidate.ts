@@ -25,6 +25,12 @@ export interface PluginCandidate {
   /** The file the runtime loads (real path, inside the plugin directory). */
   entryPoint?: string;
   inventory?: PluginInventory;
+  /**
+   * The file the manifest was parsed from (relative to `inventory.root`; plugin.toml, or the file it links to)
+   * and the SHA-256 of the bytes parsed. Where a signature is required, the host loads only when the verified
+   * bytes of that file hash the same: the manifest it runs with is the manifest the signature covers.
+   */
+  manifestSource?: { path: string; sha256: string };
   diagnostics: Diagnostic[];
   status: CandidateStatus;
 }

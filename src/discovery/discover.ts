@@ -1,6 +1,6 @@
 import { type Dirent, lstatSync, readdirSync, realpathSync, type Stats, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
 import { MANIFEST_FILE, readManifest } from '../manifest/parse-manifest.js';
@@ -181,6 +181,14 @@ export function analyzeCandidate(
     });
     return candidate;
   }
+  for (const u of candidate.inventory.unlisted.slice(0, 10)) {
+    candidate.diagnostics.push({
+      code: 'file_name_invalid',
+      severity: 'error',
+      message: `the plugin directory holds "${u.path}", which ${u.reason}: the host cannot account for it (in checks and signatures), so the plugin is not loaded; rename or remove it`,
+      file: join(pluginDir, u.path),
+    });
+  }
   const manifestEntry = candidate.inventory.files.find((f) => f.path === MANIFEST_FILE);
   if (manifestEntry?.kind === 'symlink' && manifestEntry.linkInside !== true) {
     // Do not even read a manifest that lives outside the plugin directory.
@@ -192,9 +200,20 @@ export function analyzeCandidate(
     });
     return candidate;
   }
-  const parsed = readManifest(join(root, MANIFEST_FILE), limits.maxManifestBytes);
+  // The real file, opened without following links: a link inside the plugin is resolved by the walk above.
+  const manifestFile =
+    manifestEntry?.kind === 'symlink' && manifestEntry.linkTarget !== undefined
+      ? manifestEntry.linkTarget
+      : join(root, MANIFEST_FILE);
+  const parsed = readManifest(manifestFile, limits.maxManifestBytes);
   for (const d of parsed.diagnostics) candidate.diagnostics.push({ ...d, file: manifestPath });
   if (parsed.id !== undefined) candidate.id = parsed.id;
+  if (parsed.sha256 !== undefined) {
+    candidate.manifestSource = {
+      path: relative(root, manifestFile).split(sep).join('/'),
+      sha256: parsed.sha256,
+    };
+  }
   if (parsed.manifest !== undefined) {
     candidate.manifest = parsed.manifest;
     const entry = resolveEntryPoint(parsed.manifest, candidate.inventory, manifestPath);

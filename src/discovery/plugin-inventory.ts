@@ -47,6 +47,33 @@ export interface PluginInventory {
   totalBytes: number;
   /** Set when the walk stopped at a cap; the inventory is then incomplete. */
   stoppedAt?: 'too_many_files' | 'too_deep';
+  /**
+   * Entries the walk saw but cannot list by a name the host can use (not UTF-8, control characters, a path too
+   * long to open, an unreadable directory): they would otherwise fall outside the signature and the checks, so
+   * each one makes the plugin invalid (`file_name_invalid`). `path` is printable (escaped).
+   */
+  unlisted: { path: string; reason: string }[];
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Why a relative path cannot stand for a file of a plugin, or undefined when it can. Control characters (C0,
+ * DEL, C1) are refused because the signed listing is line-based and a name with a newline could stand for two
+ * lines; empty, `.` and `..` segments and absolute paths because they are not names of files inside the plugin.
+ */
+export function fileNameProblem(path: string): string | undefined {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(path)) return 'has a control character (newline, tab, NUL, ...)';
+  if (path.startsWith('/') || path.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) {
+    return 'is not a relative path of plain names';
+  }
+  return undefined;
+}
+
+/** A name as JSON-escaped text, for messages (the raw name may hold escapes meant for a terminal). */
+function printableName(name: string): string {
+  return JSON.stringify(name).slice(1, -1);
 }
 
 /**
@@ -55,14 +82,37 @@ export interface PluginInventory {
  */
 export function inventoryPlugin(root: string, limits: FileLimits): PluginInventory {
   const rootStat = lstatSync(root);
-  const inventory: PluginInventory = { root, rootMode: rootStat.mode, files: [], totalBytes: 0 };
+  const inventory: PluginInventory = {
+    root,
+    rootMode: rootStat.mode,
+    files: [],
+    totalBytes: 0,
+    unlisted: [],
+  };
   const prefix = root.endsWith(sep) ? root : root + sep;
+  const unlisted = (path: string, reason: string) => inventory.unlisted.push({ path, reason });
   const walk = (dir: string, depth: number): boolean => {
-    let names: string[];
+    let raw: Buffer[];
     try {
-      names = readdirSync(dir);
-    } catch {
-      return true; // unreadable subdirectory: nothing of it can be loaded either
+      // Buffers, not strings: Node would turn every name that is not UTF-8 into U+FFFD, a name no call can open.
+      raw = readdirSync(dir, { encoding: 'buffer' });
+    } catch (error) {
+      // Not even root could list it (a path past PATH_MAX, EACCES on a network file system): its files cannot be
+      // accounted for, so the plugin cannot be vouched for either.
+      unlisted(
+        printableName(relative(root, dir) || '.'),
+        (error as NodeJS.ErrnoException).code ?? 'unreadable',
+      );
+      return true;
+    }
+    const names: string[] = [];
+    for (const bytes of raw) {
+      try {
+        names.push(strictUtf8.decode(bytes));
+      } catch {
+        const shown = printableName(relative(root, join(dir, bytes.toString('latin1'))));
+        unlisted(shown, 'is not UTF-8');
+      }
     }
     names.sort();
     for (const name of names) {
@@ -71,13 +121,20 @@ export function inventoryPlugin(root: string, limits: FileLimits): PluginInvento
         return false;
       }
       const abs = join(dir, name);
+      const path = relative(root, abs).split(sep).join('/');
+      const problem = fileNameProblem(path);
+      if (problem !== undefined) {
+        unlisted(printableName(path), problem);
+        continue;
+      }
       let st: Stats;
       try {
         st = lstatSync(abs);
-      } catch {
-        continue; // vanished while we walked
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT') unlisted(printableName(path), code ?? 'cannot be examined');
+        continue; // ENOENT: vanished while we walked
       }
-      const path = relative(root, abs).split(sep).join('/');
       const entry: PluginFile = { path, kind: kindOf(st), size: st.size, mode: st.mode };
       inventory.files.push(entry);
       if (entry.kind === 'file') inventory.totalBytes += st.size;

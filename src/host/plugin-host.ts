@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import Docker from 'dockerode';
 import pino, { type Logger } from 'pino';
 import { CompileCache } from '../cache/compile-cache.js';
@@ -19,6 +19,7 @@ import { LazySandbox } from '../sandbox/lazy-sandbox.js';
 import { ProcessSandbox, type Supervision } from '../sandbox/process-sandbox.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../sandbox/sandbox.js';
 import { type HostSession, newSession, sweepOrphans } from '../sandbox/session.js';
+import { bindVerified } from '../signing/bind-verified.js';
 import { type VerifiedPlugin, verifyPlugin } from '../signing/signature.js';
 import type { LoadedPlugin } from '../validation/context.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
@@ -292,11 +293,12 @@ export class PluginHost {
     }
     const mustVerify = require === 'all' || (require === 'native' && native) || (native && mode === 'none');
     // Signature failures keep their own codes: tampering (signature_invalid) must not read as a policy refusal.
+    // Read once, verify, use those bytes: the manifest must be the verified one and the entry point is loaded from
+    // the verified bytes (bindVerified), never from the path again.
     const verified: VerifiedPlugin | undefined = mustVerify
-      ? verifyPlugin(inventory, trustedKeys, id)
+      ? verifyPlugin(inventory.root, trustedKeys, { pluginId: id, limits: this.config.fileLimits })
       : undefined;
-    const relEntry = relative(inventory.root, entryPoint).split(sep).join('/');
-    const verifiedBytes = verified?.contents.get(relEntry);
+    const verifiedBytes = verified === undefined ? undefined : bindVerified(candidate, verified).entryBytes;
     const hostApi = new PluginHostApi(
       id,
       candidate.manifest.permissions,
@@ -315,17 +317,9 @@ export class PluginHost {
       ...(verifiedBytes === undefined ? {} : { bytes: verifiedBytes }),
       ...(this.#cache === undefined ? {} : { cache: this.#cache }),
     };
-    const nativeBytes = () => {
-      const bytes = readCheckedLibrary(entryPoint, id, this.config.fileLimits.maxFileBytes);
-      if (verifiedBytes !== undefined && !Buffer.from(verifiedBytes).equals(Buffer.from(bytes))) {
-        throw new ReedError(
-          'signature_invalid',
-          `native library of plugin "${id}" changed while it was being loaded`,
-          at,
-        );
-      }
-      return bytes;
-    };
+    // With a signature, the verified bytes themselves are checked and loaded (the private copy is made of them).
+    const nativeBytes = () =>
+      readCheckedLibrary(entryPoint, id, this.config.fileLimits.maxFileBytes, verifiedBytes);
     if (mode === 'process' || mode === 'container') {
       return new LazySandbox(id, mode, async () => {
         const spec: PluginSpec = {

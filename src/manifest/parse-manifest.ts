@@ -1,4 +1,5 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import TOML from '@iarna/toml';
 import semver from 'semver';
 import type { Diagnostic } from '../diagnostics.js';
@@ -15,6 +16,11 @@ export interface ManifestParseResult {
   manifest?: PluginManifest;
   /** The plugin id when it could be read, even from an otherwise broken manifest: discovery dedups on it. */
   id?: string;
+  /**
+   * SHA-256 (hex) of the bytes parsed, when the file could be read: the host compares it with the verified bytes
+   * of the manifest, so that the manifest it runs with is the one a signature covers (issue 10, class 12).
+   */
+  sha256?: string;
   diagnostics: Diagnostic[];
 }
 
@@ -38,13 +44,17 @@ export function readManifest(file: string, maxBytes = DEFAULT_MAX_MANIFEST_BYTES
     const reason = error instanceof Error ? error.message : String(error);
     return fail(file, 'manifest_unreadable', `cannot read manifest: ${reason}`);
   }
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
   let text: string;
   try {
     text = utf8.decode(bytes);
   } catch {
-    return fail(file, 'manifest_syntax', 'manifest is not valid UTF-8 (TOML files must be UTF-8)');
+    return {
+      ...fail(file, 'manifest_syntax', 'manifest is not valid UTF-8 (TOML files must be UTF-8)'),
+      sha256,
+    };
   }
-  return parseManifest(text, file);
+  return { ...parseManifest(text, file), sha256 };
 }
 
 /** Parses manifest text. `file` is only used to locate diagnostics. */
@@ -202,11 +212,21 @@ class ManifestTooLarge extends Error {
   }
 }
 
-/** Reads at most `maxBytes`; a larger file (by fstat, or by growing while read) throws ManifestTooLarge. */
+// O_NOFOLLOW: the caller names the real file, so a link here was swapped in after the walk. O_NONBLOCK: a FIFO
+// swapped in must not block the host's thread (it is refused below as not a regular file).
+const OPEN_FLAGS =
+  constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (constants.O_NOCTTY ?? 0);
+
+/**
+ * Reads at most `maxBytes` of a regular file, without following a link; a larger file (by fstat, or by growing
+ * while read) throws ManifestTooLarge.
+ */
 function readCapped(file: string, maxBytes: number): Buffer {
-  const fd = openSync(file, 'r');
+  const fd = openSync(file, OPEN_FLAGS);
   try {
-    const { size } = fstatSync(fd);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    const { size } = st;
     if (size > maxBytes) throw new ManifestTooLarge(size);
     let buffer = Buffer.allocUnsafe(size + 1);
     let length = 0;

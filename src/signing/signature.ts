@@ -7,10 +7,16 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { PluginInventory } from '../discovery/plugin-inventory.js';
+import {
+  DEFAULT_FILE_LIMITS,
+  type FileLimits,
+  fileNameProblem,
+  type PluginInventory,
+} from '../discovery/plugin-inventory.js';
 import { ReedError } from '../errors.js';
+import { type PluginSnapshot, readPluginSnapshot } from './plugin-snapshot.js';
 
 /**
  * Detached Ed25519 signatures over a plugin directory (the seed's `require_signature`, made concrete).
@@ -19,10 +25,14 @@ import { ReedError } from '../errors.js';
  * a header line, then one line per file, sorted by path, `<sha256 hex> <f|l> <path>` (`l`: a symlink, hashed
  * by its target text). The signature file (`plugin.sig`, JSON) carries the listing's entries, so that a
  * mismatch can name the changed file, the signer's public key, and the signature.
+ *
+ * Names are data: entries live in Maps (a file named `__proto__` is a file like any other), and a name with a
+ * control character is refused on both sides, so that one line of the listing can never stand for two.
  */
 export const SIGNATURE_FILE = 'plugin.sig';
 const FORMAT = 'reed-signature-v1';
 const HEADER = 'reed-plugin-digest-v1\n';
+const ENTRY_RE = /^(l:)?[0-9a-f]{64}$/;
 
 export interface SignatureFile {
   format: typeof FORMAT;
@@ -38,88 +48,109 @@ export interface SignatureFile {
 export interface VerifiedPlugin {
   /** The signer's key id (first 16 hex digits of the SHA-256 of the raw public key). */
   keyId: string;
-  /** The bytes of every regular file as hashed: load these, not the files again. */
+  /**
+   * The bytes of every regular file as hashed (the signature file too): load these, never the files again.
+   * The manifest the host runs with must be parsed from (or be byte-equal to) `contents.get("plugin.toml")`.
+   */
   contents: Map<string, Uint8Array>;
 }
 
-/** The entries of the canonical listing, read from disk now. */
-export function digestFiles(inventory: PluginInventory): {
-  files: Record<string, string>;
-  contents: Map<string, Uint8Array>;
-} {
-  const files: Record<string, string> = {};
-  const contents = new Map<string, Uint8Array>();
-  for (const f of [...inventory.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
-    if (f.path === SIGNATURE_FILE) continue;
-    const abs = join(inventory.root, f.path);
-    if (f.kind === 'file') {
-      const bytes = readFileSync(abs);
-      contents.set(f.path, bytes);
-      files[f.path] = sha256(bytes);
-    } else if (f.kind === 'symlink') {
-      files[f.path] = `l:${sha256(readlinkSync(abs))}`;
-    }
-  }
-  return { files, contents };
+/** The entries of the canonical listing of a snapshot (every file but the signature file). */
+export function digestSnapshot(snapshot: PluginSnapshot): Map<string, string> {
+  const entries = new Map<string, string>();
+  for (const [path, bytes] of snapshot.files) if (path !== SIGNATURE_FILE) entries.set(path, sha256(bytes));
+  for (const [path, target] of snapshot.links)
+    if (path !== SIGNATURE_FILE) entries.set(path, `l:${sha256(target)}`);
+  return entries;
 }
 
-function listing(files: Record<string, string>): Buffer {
-  const lines = Object.keys(files)
+function listing(entries: ReadonlyMap<string, string>): Buffer {
+  const lines = [...entries.keys()]
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
     .map((path) => {
-      const entry = files[path] as string;
+      const entry = entries.get(path) as string;
       return entry.startsWith('l:') ? `${entry.slice(2)} l ${path}\n` : `${entry} f ${path}\n`;
     });
   return Buffer.from(HEADER + lines.join(''));
 }
 
-export function signPlugin(inventory: PluginInventory, privateKey: KeyObject): SignatureFile {
-  const { files } = digestFiles(inventory);
+/** Signs every file of the plugin at `inventory.root`, read afresh once (throws `file_name_invalid` for names it cannot list). */
+export function signPlugin(
+  inventory: Pick<PluginInventory, 'root'>,
+  privateKey: KeyObject,
+  limits: FileLimits = DEFAULT_FILE_LIMITS,
+): SignatureFile {
+  const entries = digestSnapshot(readPluginSnapshot(inventory.root, limits));
   const publicKey = rawPublicKey(createPublicKey(privateKey));
   return {
     format: FORMAT,
     algorithm: 'ed25519',
     publicKey: publicKey.toString('base64'),
-    files,
-    signature: sign(null, listing(files), privateKey).toString('base64'),
+    // fromEntries defines own properties, so a file named __proto__ is serialised like any other.
+    files: Object.fromEntries(entries),
+    signature: sign(null, listing(entries), privateKey).toString('base64'),
   };
 }
 
+export interface VerifyOptions {
+  pluginId?: string;
+  /** Caps for the read; default DEFAULT_FILE_LIMITS. */
+  limits?: FileLimits;
+}
+
 /**
- * Verifies `plugin.sig` against the files now on disk and the trusted keys. Throws `signature_missing`,
- * `signature_invalid` (unreadable, altered, or files changed since signing, naming them) or
- * `signature_untrusted`.
+ * Reads the plugin at `root` once (a fresh walk: every file counts, whatever its name or when it was added),
+ * checks `plugin.sig` against exactly those bytes and the trusted keys, and returns the bytes. Throws
+ * `signature_missing`, `signature_invalid` (unreadable, altered, or files changed since signing, naming them),
+ * `signature_untrusted`, or `file_name_invalid` / a file-limit code when the directory cannot be listed whole.
  */
 export function verifyPlugin(
-  inventory: PluginInventory,
+  root: string,
   trustedKeys: readonly Buffer[],
-  pluginId?: string,
+  options: VerifyOptions = {},
 ): VerifiedPlugin {
-  const file = join(inventory.root, SIGNATURE_FILE);
+  const { pluginId } = options;
+  const file = join(root, SIGNATURE_FILE);
   const at = { file, ...(pluginId === undefined ? {} : { pluginId }) };
-  let text: string;
+  const who = pluginId === undefined ? root : `plugin ${pluginId}`;
+  let snapshot: PluginSnapshot;
   try {
-    text = readFileSync(file, 'utf8');
-  } catch {
+    snapshot = readPluginSnapshot(root, options.limits ?? DEFAULT_FILE_LIMITS, pluginId);
+  } catch (error) {
+    // A name or a tree the listing cannot hold is a file outside the signature: tampering, whatever caused it.
+    if (!(error instanceof ReedError) || error.code === 'signature_invalid') throw error;
+    throw new ReedError(
+      'signature_invalid',
+      `${who} cannot be verified: not every file of it can be covered by a signature (${error.code}: ${error.message})`,
+      { ...at, cause: error, details: { causeCode: error.code, ...error.details } },
+    );
+  }
+  const sigBytes = snapshot.files.get(SIGNATURE_FILE);
+  if (sigBytes === undefined) {
     throw new ReedError(
       'signature_missing',
-      `plugin ${pluginId ?? inventory.root} has no ${SIGNATURE_FILE}, and a signature by a trusted key is required here ([signatures] require; native code in the host process always needs one). Sign it with reed-plugins sign DIR --key K`,
+      `${who} has no ${SIGNATURE_FILE} (a regular file), and a signature by a trusted key is required here ([signatures] require; native code in the host process always needs one). Sign it with reed-plugins sign DIR --key K`,
       at,
     );
   }
   let sig: SignatureFile;
+  let signed: Map<string, string>;
   try {
-    sig = JSON.parse(text) as SignatureFile;
+    sig = JSON.parse(Buffer.from(sigBytes).toString('utf8')) as SignatureFile;
     if (
+      sig === null ||
+      typeof sig !== 'object' ||
       sig.format !== FORMAT ||
       sig.algorithm !== 'ed25519' ||
       typeof sig.signature !== 'string' ||
       typeof sig.publicKey !== 'string' ||
       typeof sig.files !== 'object' ||
-      sig.files === null
+      sig.files === null ||
+      Array.isArray(sig.files)
     ) {
       throw new Error('not a reed signature');
     }
+    signed = signedEntries(sig.files);
   } catch (error) {
     throw new ReedError(
       'signature_invalid',
@@ -127,24 +158,22 @@ export function verifyPlugin(
       at,
     );
   }
-  const { files, contents } = digestFiles(inventory);
-  const changed = [...new Set([...Object.keys(files), ...Object.keys(sig.files)])]
-    .filter((p) => files[p] !== sig.files[p])
+  const entries = digestSnapshot(snapshot);
+  const changed = [...new Set([...entries.keys(), ...signed.keys()])]
+    .filter((p) => entries.get(p) !== signed.get(p))
     .sort();
   if (changed.length > 0) {
+    const shown = changed.slice(0, 10).map((p) => JSON.stringify(p));
     throw new ReedError(
       'signature_invalid',
-      `files of plugin ${pluginId ?? inventory.root} differ from what was signed: ${changed.slice(0, 10).join(', ')}${changed.length > 10 ? ', ...' : ''}`,
-      {
-        ...at,
-        details: { changed },
-      },
+      `files of ${who} differ from what was signed: ${shown.join(', ')}${changed.length > 10 ? ', ...' : ''}. Sign the plugin again, or restore the signed files`,
+      { ...at, details: { changed } },
     );
   }
   const publicKey = Buffer.from(sig.publicKey, 'base64');
   let ok = false;
   try {
-    ok = verify(null, listing(sig.files), keyFromRaw(publicKey), Buffer.from(sig.signature, 'base64'));
+    ok = verify(null, listing(signed), keyFromRaw(publicKey), Buffer.from(sig.signature, 'base64'));
   } catch {
     ok = false;
   }
@@ -153,14 +182,26 @@ export function verifyPlugin(
   if (!trustedKeys.some((k) => k.equals(publicKey))) {
     throw new ReedError(
       'signature_untrusted',
-      `plugin ${pluginId ?? inventory.root} is signed by key ${keyId}, which is not among the trusted keys ([signatures] trusted_keys)`,
-      {
-        ...at,
-        details: { keyId },
-      },
+      `${who} is signed by key ${keyId}, which is not among the trusted keys ([signatures] trusted_keys)`,
+      { ...at, details: { keyId } },
     );
   }
-  return { keyId, contents };
+  return { keyId, contents: snapshot.files };
+}
+
+/** The signature file's entries, each a well-formed name and digest (a hostile file gets no other shape in). */
+function signedEntries(files: object): Map<string, string> {
+  const entries = new Map<string, string>();
+  // JSON.parse makes every key an own property, __proto__ included.
+  for (const [path, entry] of Object.entries(files)) {
+    const problem = fileNameProblem(path);
+    if (problem !== undefined) throw new Error(`the listed name ${JSON.stringify(path)} ${problem}`);
+    if (typeof entry !== 'string' || !ENTRY_RE.test(entry)) {
+      throw new Error(`the entry for ${JSON.stringify(path)} is not a sha256 digest`);
+    }
+    entries.set(path, entry);
+  }
+  return entries;
 }
 
 export function generateSigningKey(): { privatePem: string; publicPem: string; keyId: string } {

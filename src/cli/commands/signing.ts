@@ -1,4 +1,4 @@
-import { existsSync, realpathSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, realpathSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { inventoryPlugin } from '../../discovery/plugin-inventory.js';
 import { isReedError } from '../../errors.js';
@@ -58,8 +58,18 @@ export const signCommand: Command = {
     const config = hostConfigFrom({}, io);
     const inventory = pluginInventory(positionals[0], io.cwd, config.fileLimits);
     const key = readPrivateKey(resolve(io.cwd, values.key));
-    const signature = signPlugin(inventory, key);
-    writeFileSync(join(inventory.root, SIGNATURE_FILE), `${JSON.stringify(signature, null, 2)}\n`);
+    const signature = signPlugin(inventory, key, config.fileLimits);
+    // O_NOFOLLOW: a plugin.sig someone replaced with a link must not make us overwrite the link's target.
+    const out = openSync(
+      join(inventory.root, SIGNATURE_FILE),
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      0o644,
+    );
+    try {
+      writeFileSync(out, `${JSON.stringify(signature, null, 2)}\n`);
+    } finally {
+      closeSync(out);
+    }
     io.stdout(`signed ${Object.keys(signature.files).length} file(s) in ${inventory.root}\n`);
     return EXIT_OK;
   },
@@ -87,7 +97,9 @@ export const verifyCommand: Command = {
     );
     const inventory = pluginInventory(positionals[0], io.cwd, config.fileLimits);
     try {
-      const verified = verifyPlugin(inventory, [...config.signatures.trustedKeys, ...extra]);
+      const verified = verifyPlugin(inventory.root, [...config.signatures.trustedKeys, ...extra], {
+        limits: config.fileLimits,
+      });
       if (values.json === true)
         io.stdout(`${toJson({ valid: true, keyId: verified.keyId, files: verified.contents.size })}\n`);
       else io.stdout(`valid: signed by trusted key ${verified.keyId}\n`);

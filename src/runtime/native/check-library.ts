@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import { ReedError } from '../../errors.js';
 
@@ -16,7 +16,13 @@ const ET_DYN = 3;
  * directory may be world-writable, and it must be an ELF shared object for this machine. Returns the bytes it
  * checked: the caller loads exactly these (see NativePlugin), never the path again.
  */
-export function readCheckedLibrary(file: string, pluginId: string, maxBytes: number): Uint8Array {
+export function readCheckedLibrary(
+  file: string,
+  pluginId: string,
+  maxBytes: number,
+  /** Bytes already read and verified against a signature: these are checked and returned, the file is not read again. */
+  verified?: Uint8Array,
+): Uint8Array {
   const at = { pluginId, file };
   const link = lstatSync(file);
   if (link.isSymbolicLink()) {
@@ -33,25 +39,16 @@ export function readCheckedLibrary(file: string, pluginId: string, maxBytes: num
       at,
     );
   }
-  const fd = openSync(file, 'r');
+  if (verified !== undefined) {
+    checkFile(lstatSync(file), file, maxBytes, at);
+    checkElf(verified, file, pluginId);
+    return verified;
+  }
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   let bytes: Uint8Array;
   try {
     const st = fstatSync(fd);
-    if (!st.isFile())
-      throw new ReedError('native_invalid_library', `native library ${file} is not a regular file`, at);
-    if ((st.mode & 0o002) !== 0) {
-      throw new ReedError(
-        'world_writable',
-        `native library ${file} is world-writable: anyone could change it (chmod o-w)`,
-        at,
-      );
-    }
-    if (st.size > maxBytes)
-      throw new ReedError(
-        'file_too_large',
-        `native library ${file} is ${st.size} bytes, above the cap of ${maxBytes}`,
-        at,
-      );
+    checkFile(st, file, maxBytes, at);
     bytes = new Uint8Array(st.size);
     let read = 0;
     while (read < st.size) {
@@ -65,6 +62,24 @@ export function readCheckedLibrary(file: string, pluginId: string, maxBytes: num
   }
   checkElf(bytes, file, pluginId);
   return bytes;
+}
+
+function checkFile(st: Stats, file: string, maxBytes: number, at: { pluginId: string; file: string }): void {
+  if (!st.isFile())
+    throw new ReedError('native_invalid_library', `native library ${file} is not a regular file`, at);
+  if ((st.mode & 0o002) !== 0) {
+    throw new ReedError(
+      'world_writable',
+      `native library ${file} is world-writable: anyone could change it (chmod o-w)`,
+      at,
+    );
+  }
+  if (st.size > maxBytes)
+    throw new ReedError(
+      'file_too_large',
+      `native library ${file} is ${st.size} bytes, above the cap of ${maxBytes}`,
+      at,
+    );
 }
 
 /** An ELF shared object (ET_DYN) of this process's class, byte order and machine. */
