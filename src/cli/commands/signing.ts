@@ -101,7 +101,9 @@ export const verifyCommand: Command = {
         limits: config.fileLimits,
       });
       if (values.json === true)
-        io.stdout(`${toJson({ valid: true, keyId: verified.keyId, files: verified.contents.size })}\n`);
+        io.stdout(
+          `${toJson({ valid: true, keyId: verified.keyId, files: [...verified.contents.keys()].filter((p) => p !== SIGNATURE_FILE).length })}\n`,
+        );
       else io.stdout(`valid: signed by trusted key ${verified.keyId}\n`);
       return EXIT_OK;
     } catch (error) {
