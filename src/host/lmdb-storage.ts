@@ -1,56 +1,99 @@
 import { mkdirSync } from 'node:fs';
-import { type Database, open, type RootDatabase } from 'lmdb';
+import { type Database, type Key, open, type RootDatabase } from 'lmdb';
 import { checkQuota, entrySize, type StorageService } from './services.js';
+import { DEFAULT_STORAGE_PAGE_BYTES } from './storage-cost.js';
 
 /**
  * The default, persistent StorageService: one LMDB environment (`<data_dir>/storage`), keys namespaced as
  * `<plugin id> NUL <key>`. LMDB installs from the npm registry as a prebuilt binary, reads are synchronous
  * memory-mapped lookups, and writes are synchronous transactions, so a plugin's call stays on its thread.
+ * Quotas count each entry's on-disk cost at this environment's page size (entrySize), the same function
+ * MemoryStorage uses.
  */
 export class LmdbStorage implements StorageService {
   readonly #root: RootDatabase;
-  readonly #db: Database<Uint8Array, string>;
+  readonly #db: Database<Uint8Array, Buffer>;
   readonly #usage = new Map<string, number>();
+  readonly #pageBytes: number;
 
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.#root = open({ path: dir, compression: false });
-    this.#db = this.#root.openDB<Uint8Array, string>({
+    this.#db = this.#root.openDB<Uint8Array, Buffer>({
+      name: 'plugin-storage-v2',
+      encoding: 'binary',
+      keyEncoding: 'binary',
+    });
+    // LMDB's page is the OS page (16 KiB on some arm64 machines): overflow values take whole pages of it.
+    const { pageSize } = this.#root.getStats() as { pageSize?: unknown };
+    this.#pageBytes = typeof pageSize === 'number' && pageSize > 0 ? pageSize : DEFAULT_STORAGE_PAGE_BYTES;
+    this.#migrate();
+  }
+
+  /**
+   * Moves entries from the first layout ('plugin-storage', ordered-binary string keys). That encoding writes a
+   * NUL inside a string one way in short strings and another in long ones, so range scans missed long keys: they
+   * were left out of `list` and of the usage counted after a restart (a quota bypass).
+   */
+  #migrate(): void {
+    const old = this.#root.openDB<Uint8Array, Key>({
       name: 'plugin-storage',
       encoding: 'binary',
       keyEncoding: 'ordered-binary',
     });
+    const moved: Key[] = [];
+    this.#root.transactionSync(() => {
+      for (const { key, value } of old.getRange({})) {
+        const text = Array.isArray(key) ? key.join('\0') : String(key);
+        const at = text.indexOf('\0');
+        if (at > 0) this.#db.putSync(this.#key(text.slice(0, at), text.slice(at + 1)), Buffer.from(value));
+        moved.push(key);
+      }
+      for (const key of moved) old.removeSync(key);
+    });
+  }
+
+  /** `<plugin id> NUL <key>` as bytes: ids and keys hold no NUL (PluginHostApi checks), so this is unambiguous. */
+  #key(pluginId: string, key: string): Buffer {
+    return Buffer.from(`${pluginId}\0${key}`);
   }
 
   #range(pluginId: string, prefix = '') {
-    return { start: `${pluginId}\0${prefix}`, end: `${pluginId}\x01` };
+    return { start: this.#key(pluginId, prefix), end: Buffer.from(`${pluginId}\x01`) };
+  }
+
+  #cost(pluginId: string, key: string, value: Uint8Array): number {
+    return entrySize(pluginId, key, value, this.#pageBytes);
   }
 
   get(pluginId: string, key: string): Uint8Array | undefined {
-    return this.#db.get(`${pluginId}\0${key}`);
+    return this.#db.get(this.#key(pluginId, key));
   }
 
   put(pluginId: string, key: string, value: Uint8Array, quotaBytes: number): void {
     const old = this.get(pluginId, key);
-    const used = this.usage(pluginId) - (old === undefined ? 0 : entrySize(key, old)) + entrySize(key, value);
+    const used =
+      this.usage(pluginId) -
+      (old === undefined ? 0 : this.#cost(pluginId, key, old)) +
+      this.#cost(pluginId, key, value);
     checkQuota(pluginId, used, quotaBytes);
-    this.#db.putSync(`${pluginId}\0${key}`, Buffer.from(value));
+    this.#db.putSync(this.#key(pluginId, key), Buffer.from(value));
     this.#usage.set(pluginId, used);
   }
 
   delete(pluginId: string, key: string): boolean {
     const old = this.get(pluginId, key);
     if (old === undefined) return false;
-    this.#db.removeSync(`${pluginId}\0${key}`);
-    this.#usage.set(pluginId, this.usage(pluginId) - entrySize(key, old));
+    this.#db.removeSync(this.#key(pluginId, key));
+    this.#usage.set(pluginId, this.usage(pluginId) - this.#cost(pluginId, key, old));
     return true;
   }
 
   list(pluginId: string, prefix: string, limit: number): string[] {
     const keys: string[] = [];
-    const strip = pluginId.length + 1;
+    const strip = Buffer.byteLength(pluginId) + 1;
     for (const key of this.#db.getKeys({ ...this.#range(pluginId, prefix), limit })) {
-      const k = (key as string).slice(strip);
+      const k = key.subarray(strip).toString('utf8');
       if (!k.startsWith(prefix)) break;
       keys.push(k);
     }
@@ -61,9 +104,9 @@ export class LmdbStorage implements StorageService {
     let used = this.#usage.get(pluginId);
     if (used === undefined) {
       used = 0;
-      const strip = pluginId.length + 1;
+      const strip = Buffer.byteLength(pluginId) + 1;
       for (const { key, value } of this.#db.getRange(this.#range(pluginId))) {
-        used += entrySize((key as string).slice(strip), value);
+        used += this.#cost(pluginId, key.subarray(strip).toString('utf8'), value);
       }
       this.#usage.set(pluginId, used);
     }

@@ -1,4 +1,5 @@
 import { ReedError } from '../errors.js';
+import { DEFAULT_STORAGE_PAGE_BYTES, storageEntryCost } from './storage-cost.js';
 
 /**
  * The host API services a CMS implements (or takes the defaults of). Every method is synchronous: a WASM
@@ -14,7 +15,7 @@ export interface StorageService {
   delete(pluginId: string, key: string): boolean;
   /** Keys starting with `prefix`, sorted. */
   list(pluginId: string, prefix: string, limit: number): string[];
-  /** Bytes used by the namespace (keys and values). */
+  /** Bytes the namespace costs on disk (entrySize of each entry: keys, values and the store's overhead). */
   usage(pluginId: string): number;
   close(): void;
 }
@@ -65,7 +66,10 @@ export class MemoryStorage implements StorageService {
   put(pluginId: string, key: string, value: Uint8Array, quotaBytes: number): void {
     const space = this.#space(pluginId);
     const old = space.get(key);
-    const used = this.usage(pluginId) - (old === undefined ? 0 : entrySize(key, old)) + entrySize(key, value);
+    const used =
+      this.usage(pluginId) -
+      (old === undefined ? 0 : entrySize(pluginId, key, old)) +
+      entrySize(pluginId, key, value);
     checkQuota(pluginId, used, quotaBytes);
     space.set(key, value.slice());
     this.#usage.set(pluginId, used);
@@ -76,7 +80,7 @@ export class MemoryStorage implements StorageService {
     const old = space?.get(key);
     if (space === undefined || old === undefined) return false;
     space.delete(key);
-    this.#usage.set(pluginId, this.usage(pluginId) - entrySize(key, old));
+    this.#usage.set(pluginId, this.usage(pluginId) - entrySize(pluginId, key, old));
     return true;
   }
 
@@ -92,8 +96,14 @@ export class MemoryStorage implements StorageService {
   close(): void {}
 }
 
-export function entrySize(key: string, value: Uint8Array): number {
-  return Buffer.byteLength(key) + value.byteLength;
+/** What an entry counts against the quota: its on-disk cost, not its logical size (src/host/storage-cost.ts). */
+export function entrySize(
+  pluginId: string,
+  key: string,
+  value: Uint8Array,
+  pageBytes = DEFAULT_STORAGE_PAGE_BYTES,
+): number {
+  return storageEntryCost(pluginId, key, value.byteLength, pageBytes);
 }
 
 export function checkQuota(pluginId: string, used: number, quotaBytes: number): void {
