@@ -3,7 +3,7 @@
 // It connects back to the host, proves itself with the one-time secret, loads the plugin the host sends in a
 // worker thread, serves calls, and exits as soon as the connection closes: a host killed with SIGKILL leaves
 // no runner behind.
-import { readFileSync, unlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,16 +33,14 @@ if (pluginId === undefined || socketPath === undefined) {
   process.exit(2);
 }
 
-/** The secret, from an inherited pipe (process mode) or a file beside the socket that is removed at once (container mode). */
+/**
+ * The secret, from an inherited pipe (process mode) or a file beside the socket (container mode: the directory is
+ * read-only here; the host removes the file once this runner has authenticated).
+ */
 function readSecret(): string {
   const fd = process.env.REED_SECRET_FD;
   if (fd !== undefined) return readFileSync(Number(fd), 'utf8').trim();
-  const file = join(dirname(socketPath as string), 'secret');
-  const secret = readFileSync(file, 'utf8').trim();
-  try {
-    unlinkSync(file);
-  } catch {}
-  return secret;
+  return readFileSync(join(dirname(socketPath as string), 'secret'), 'utf8').trim();
 }
 
 const secret = readSecret();

@@ -1,11 +1,9 @@
-import { chownSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { PassThrough } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { dockerError, LABEL_MANAGED } from '../container/images.js';
 import { ReedError } from '../errors.js';
 import type { PluginSpec } from '../protocol/messages.js';
+import { DockerDemux, OutputPump } from './output-pump.js';
 import type { Runner } from './runner.js';
 import { type EndpointOptions, RunnerEndpoint } from './runner-endpoint.js';
 import type { RunnerLink } from './runner-link.js';
@@ -15,7 +13,7 @@ import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from './runner-process.j
 export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };
 /** Host tasks gVisor's sentry and gofer need besides the plugin's own (measured: 64 was not enough under load). */
 export const GVISOR_PIDS_ALLOWANCE = 512;
-/** Where the sandbox directory (socket, secret) appears inside the container. */
+/** Where the sandbox directory (socket, secret) appears inside the container, read-only. */
 const SOCKET_DIR = '/run/reed';
 
 export interface ContainerRunnerOptions extends EndpointOptions {
@@ -35,7 +33,7 @@ export interface ContainerRunnerOptions extends EndpointOptions {
  * A runner in a per-plugin container, hardened as the CIS Docker Benchmark's runtime section asks: no
  * capabilities, no new privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota,
  * a pids limit, ulimits, no network unless granted, a non-root user, an init, private IPC, rotated logs, and
- * no mount but its own sandbox directory (no Docker socket).
+ * no mount but its own sandbox directory, read-only (no Docker socket).
  */
 export class ContainerRunner implements Runner {
   readonly #o: ContainerRunnerOptions;
@@ -47,6 +45,8 @@ export class ContainerRunner implements Runner {
   exited: Promise<{ code: number | null; signal: string | null }> = new Promise(() => {});
 
   constructor(options: ContainerRunnerOptions) {
+    // The directory stays the host's (root, 0711) and is mounted read-only: the runner only connects to the
+    // socket and reads the secret, so nothing it does reaches the host's disk or makes the host follow a link.
     this.#o = { ...options, runAs: CONTAINER_USER };
     this.#endpoint = new RunnerEndpoint(this.#o, PACKAGE_ROOT);
   }
@@ -76,10 +76,9 @@ export class ContainerRunner implements Runner {
     const o = this.#o;
     const endpoint = this.#endpoint;
     await endpoint.listen();
-    // The secret goes in a file only the container's user can read; the runner deletes it after reading.
-    const secretFile = join(endpoint.dir, 'secret');
-    writeFileSync(secretFile, `${endpoint.secret}\n`, { mode: 0o400 });
-    chownSync(secretFile, CONTAINER_USER.uid, CONTAINER_USER.gid);
+    // The secret goes in a file only the container's user can read, in a directory it cannot write (the host
+    // removes the file once the runner has authenticated).
+    endpoint.writeSecretFile(CONTAINER_USER);
     const runtimes = await registeredRuntimes(o.docker);
     if (!runtimes.includes(o.runtime)) {
       // Fail closed: never fall back to runc when runsc was asked for.
@@ -130,24 +129,26 @@ export class ContainerRunner implements Runner {
           Init: true,
           IpcMode: 'private',
           LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
-          Binds: [`${endpoint.dir}:${SOCKET_DIR}:rw`],
+          // /dev/shm is a tmpfs too: no bigger than /tmp.
+          ShmSize: l.tmpfsMb * 1024 * 1024,
+          // Read-only: connecting to a Unix socket needs no write access to its directory or mount.
+          Binds: [`${endpoint.dir}:${SOCKET_DIR}:ro`],
         },
       });
       // The engine answers again: remove what could not be removed while it did not.
       void removeLeftovers(o.docker);
       const stream = await this.#container.attach({ stream: true, stdout: true, stderr: true });
-      const out = new PassThrough();
-      const err = new PassThrough();
-      o.docker.modem.demuxStream(stream, out, err);
-      for (const [s, level] of [
-        [out, 1],
-        [err, 2],
-      ] as const) {
-        createInterface({ input: s }).on('line', (line) => {
-          if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
-          o.host.log(level, line);
-        });
-      }
+      // Bounded whatever the runner writes (output-pump.ts); the stderr tail (for start errors) stays 4 KiB.
+      new DockerDemux(
+        new OutputPump({
+          pluginId: o.pluginId,
+          logger: o.logger,
+          onLine: (level, line) => {
+            if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
+            o.host.log(level, line);
+          },
+        }),
+      ).attach(stream as unknown as Readable);
       // 'next-exit': the default ('not-running') is already true of a container that is created but not started.
       this.exited = this.#container.wait({ condition: 'next-exit' }).then(
         (r: { StatusCode?: number }) => {

@@ -4,11 +4,13 @@ import {
   chownSync,
   closeSync,
   constants,
+  fchownSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   renameSync,
   statSync,
+  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -21,6 +23,9 @@ import type { HostApi } from '../runtime/host-api.js';
 import { RunnerLink } from './runner-link.js';
 import { removeTree } from './safe-remove.js';
 import { type HostSession, OWNER_FILE, type SandboxOwner } from './session.js';
+
+/** The secret's file name in container mode (sandbox-runner/main.ts reads it beside the socket). */
+export const SECRET_FILE = 'secret';
 
 /** open(2) flags for a file the host creates in a sandbox directory: a new file, never through a link. */
 export const CREATE_EXCLUSIVE =
@@ -129,11 +134,37 @@ export class RunnerEndpoint {
     });
   }
 
+  /**
+   * Container mode's secret: a new file `secret` beside the socket (created exclusively, never through a link),
+   * readable by `owner` alone, in a directory the runner cannot write; removed by the host once the runner has
+   * authenticated (serve) or the sandbox stops (close).
+   */
+  writeSecretFile(owner: { uid: number; gid: number }): void {
+    const path = join(this.dir, SECRET_FILE);
+    const fd = openSync(path, CREATE_EXCLUSIVE, 0o400);
+    try {
+      fchownSync(fd, owner.uid, owner.gid);
+      writeSync(fd, `${this.secret}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    this.#secretFile = path;
+  }
+
+  #secretFile: string | undefined;
+
   /** Waits for the runner to connect, authenticate, load the plugin and run its init. */
   async serve(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
     await this.#connected;
     const link = this.link as RunnerLink;
     await link.handshake();
+    // Used once: nothing else may read it from now on (unlink removes the name, never follows a link).
+    if (this.#secretFile !== undefined) {
+      try {
+        unlinkSync(this.#secretFile);
+      } catch {}
+    }
+    this.#secretFile = undefined;
     await link.welcome(spec, bytes);
   }
 

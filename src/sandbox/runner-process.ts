@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ReedError } from '../errors.js';
 import type { ResolvedLimits } from '../host/limits.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import { RunnerCgroup } from './cgroup.js';
+import { OutputPump } from './output-pump.js';
 import type { Runner } from './runner.js';
 import { type EndpointOptions, RunnerEndpoint } from './runner-endpoint.js';
 import type { RunnerLink } from './runner-link.js';
@@ -126,16 +126,17 @@ export class RunnerProcess implements Runner {
     const secretPipe = child.stdio[3] as NodeJS.WritableStream | null;
     secretPipe?.on('error', () => {});
     secretPipe?.end(`${endpoint.secret}\n`);
-    for (const [stream, level] of [
-      [child.stdout, 1],
-      [child.stderr, 2],
-    ] as const) {
-      if (stream === null) continue;
-      createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+    // Bounded whatever the runner writes (output-pump.ts); the stderr tail (for start errors) stays 4 KiB.
+    const pump = new OutputPump({
+      pluginId: o.pluginId,
+      logger: o.logger,
+      onLine: (level, line) => {
         if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
         o.host.log(level, line);
-      });
-    }
+      },
+    });
+    if (child.stdout !== null) pump.attach(child.stdout, 1);
+    if (child.stderr !== null) pump.attach(child.stderr, 2);
     await raceStart(
       endpoint.serve(o.spec, o.bytes),
       this.exited,
