@@ -99,10 +99,11 @@ export interface VerifyOptions {
 }
 
 /**
- * Reads the plugin at `root` once (a fresh walk: every file counts, whatever its name or when it was added),
- * checks `plugin.sig` against exactly those bytes and the trusted keys, and returns the bytes. Throws
- * `signature_missing`, `signature_invalid` (unreadable, altered, or files changed since signing, naming them),
- * `signature_untrusted`, or `file_name_invalid` / a file-limit code when the directory cannot be listed whole.
+ * Reads the plugin at `root` (a real path: a file reached through a link is refused) once, in a fresh walk
+ * (every file counts, whatever its name or when it was added), checks `plugin.sig` against exactly those bytes
+ * and the trusted keys, and returns the bytes. Throws `signature_missing`, `signature_invalid` (unreadable,
+ * altered, files changed since signing or while read, naming them, or a directory that cannot be listed whole:
+ * `details.causeCode` says why) or `signature_untrusted`.
  */
 export function verifyPlugin(
   root: string,
