@@ -85,6 +85,8 @@ export const CODES = {
   call_timeout: 'the call ran past its deadline',
   output_too_large: 'the call\u2019s output is larger than the output cap',
   storage_quota_exceeded: 'a storage write would pass the plugin\u2019s quota',
+  content_quota_exceeded: 'creating content would pass the plugin\u2019s content quota (items or bytes)',
+  argument_too_large: 'the plugin passed the host an argument above its size cap (key, id, topic, data)',
   permission_denied: 'the plugin called a host function its permissions do not allow',
   wasm_trap: 'the module trapped (unreachable, division by zero, bad memory access, ...)',
   wasm_out_of_bounds: 'the module passed a pointer and length outside its memory to the host',

@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
 import { ReedError } from '../errors.js';
+import { jsonTooDeep, MAX_DATA_DEPTH } from '../manifest/config-check.js';
+import { MAX_TOPIC_LENGTH, patternCovers } from '../manifest/topic-pattern.js';
 import type { AccessLevel, PluginPermissions } from '../manifest/types.js';
 import type { HostApi } from '../runtime/host-api.js';
-import { patternCovers } from '../validation/rules/permission-rule.js';
+import { LogRate } from '../runtime/log-rate.js';
 import type { ResolvedLimits } from './limits.js';
 import type { ContentService, EventBus, StorageService } from './services.js';
 
@@ -12,7 +14,17 @@ export interface HostServices {
   events: EventBus;
 }
 
-const MAX_KEY_BYTES = 1_024;
+// Size caps on what a plugin passes the host (issue 10, class 7): each is checked before any lookup or parse,
+// and reported as `argument_too_large`. Storage values count against storage_quota_bytes, content against
+// content_quota_bytes/items, log lines against log_line_bytes and log_lines_per_second (limits).
+/** Storage keys and prefixes, and configuration keys. */
+export const MAX_KEY_BYTES = 1_024;
+/** Content ids (the host makes them; anything longer is not one). */
+export const MAX_CONTENT_ID_BYTES = 256;
+export const MAX_CONTENT_TYPE_BYTES = 200;
+/** Event data: an event is delivered synchronously to every subscriber, so its size is bounded per emit. */
+export const MAX_EVENT_DATA_BYTES = 1_048_576;
+/** Keys per storage_list answer. */
 const MAX_LIST = 10_000;
 const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
@@ -22,9 +34,7 @@ const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
  */
 export class PluginHostApi implements HostApi {
   readonly #log: Logger;
-  #tokens: number;
-  #refilledAt = performance.now();
-  #dropped = 0;
+  readonly #rate: LogRate;
 
   constructor(
     readonly pluginId: string,
@@ -35,7 +45,7 @@ export class PluginHostApi implements HostApi {
     logger: Logger,
   ) {
     this.#log = logger.child({ pluginId, source: 'plugin' });
-    this.#tokens = limits.logLinesPerSecond;
+    this.#rate = new LogRate(limits.logLinesPerSecond);
   }
 
   #deny(what: string, field: string): never {
@@ -52,7 +62,8 @@ export class PluginHostApi implements HostApi {
   }
 
   #key(key: string): string {
-    if (key.length === 0 || Buffer.byteLength(key) > MAX_KEY_BYTES || key.includes('\0')) {
+    this.#cap(key, MAX_KEY_BYTES, 'storage key');
+    if (key.length === 0 || key.includes('\0')) {
       throw new ReedError('invalid_argument', `storage key must be 1-${MAX_KEY_BYTES} bytes without NUL`, {
         pluginId: this.pluginId,
       });
@@ -60,29 +71,31 @@ export class PluginHostApi implements HostApi {
     return key;
   }
 
+  /** Refuses `value` above `cap` bytes (the length test first: a string's UTF-8 length is at least its length). */
+  #cap(value: string, cap: number, what: string): void {
+    if (value.length > cap || Buffer.byteLength(value) > cap) {
+      throw new ReedError(
+        'argument_too_large',
+        `plugin "${this.pluginId}" passed ${what} of ${Buffer.byteLength(value)} bytes; the host takes at most ${cap}`,
+        { pluginId: this.pluginId },
+      );
+    }
+  }
+
   log(level: number, message: string): void {
     if (!this.permissions.log) return;
-    const now = performance.now();
-    const elapsed = now - this.#refilledAt;
-    if (elapsed >= 1_000) {
-      if (this.#dropped > 0) {
-        this.#log.warn(
-          { dropped: this.#dropped },
-          `dropped ${this.#dropped} log lines over the rate cap (limits.log_lines_per_second)`,
-        );
-        this.#dropped = 0;
-      }
-      this.#tokens = this.limits.logLinesPerSecond;
-      this.#refilledAt = now;
-    }
-    if (this.#tokens <= 0) {
-      this.#dropped++;
-      return;
-    }
-    this.#tokens--;
-    let text = message;
-    if (Buffer.byteLength(text) > this.limits.logLineBytes) {
-      text = `${Buffer.from(text).subarray(0, this.limits.logLineBytes).toString('utf8')}... [truncated]`;
+    const admitted = this.#rate.admit((dropped) =>
+      this.#log.warn(
+        { dropped },
+        `dropped ${dropped} log lines over the rate cap (limits.log_lines_per_second)`,
+      ),
+    );
+    if (!admitted) return;
+    const cap = this.limits.logLineBytes;
+    // Cut by characters first (each is at least one byte), so a huge message is never encoded whole.
+    let text = message.length > cap ? message.slice(0, cap + 1) : message;
+    if (Buffer.byteLength(text) > cap) {
+      text = `${Buffer.from(text).subarray(0, cap).toString('utf8')}... [truncated]`;
     }
     this.#log[LEVELS[level] ?? 'info'](text);
   }
@@ -104,29 +117,48 @@ export class PluginHostApi implements HostApi {
 
   storageList(prefix: string): string[] {
     this.#need('storage', 'read', 'read storage');
+    this.#cap(prefix, MAX_KEY_BYTES, 'a storage prefix');
     return this.services.storage.list(this.pluginId, prefix, MAX_LIST);
   }
 
   contentCreate(type: string, data: string): string {
     this.#need('content', 'readwrite', 'create content');
-    if (type.length === 0 || type.length > 200)
-      throw new ReedError('invalid_argument', 'content type must be 1-200 characters');
-    return this.services.content.create(this.pluginId, type, this.#json(data, 'content data'));
+    this.#cap(type, MAX_CONTENT_TYPE_BYTES, 'a content type');
+    if (type.length === 0)
+      throw new ReedError('invalid_argument', `content type must be 1-${MAX_CONTENT_TYPE_BYTES} bytes`, {
+        pluginId: this.pluginId,
+      });
+    // The quota is checked before the data is parsed: a refused item costs the host no more than its scan.
+    const bytes = Buffer.byteLength(type) + Buffer.byteLength(data);
+    const used = this.services.content.usage(this.pluginId);
+    const { contentQuotaItems, contentQuotaBytes } = this.limits;
+    if (used.items + 1 > contentQuotaItems || used.bytes + bytes > contentQuotaBytes) {
+      throw new ReedError(
+        'content_quota_exceeded',
+        `plugin "${this.pluginId}" would hold ${used.items + 1} content items of ${used.bytes + bytes} bytes, above its quota of ${contentQuotaItems} items (limits.content_quota_items) or ${contentQuotaBytes} bytes (limits.content_quota_bytes)`,
+        { pluginId: this.pluginId },
+      );
+    }
+    return this.services.content.create(this.pluginId, type, this.#json(data, 'content data'), bytes);
   }
 
   contentGet(id: string): string | undefined {
     this.#need('content', 'read', 'read content');
+    this.#cap(id, MAX_CONTENT_ID_BYTES, 'a content id');
     const item = this.services.content.get(id);
     return item === undefined ? undefined : JSON.stringify(item);
   }
 
   eventEmit(topic: string, data: string): void {
+    // Before matching: the matcher is linear, but in the topic's length times the manifest's patterns.
+    this.#cap(topic, MAX_TOPIC_LENGTH, 'an event topic');
     if (
       !this.permissions.events.emit.some((allowed) => patternCovers(allowed, topic)) ||
       topic.includes('*')
     ) {
       this.#deny(`emit event "${topic}"`, 'events.emit');
     }
+    this.#cap(data, MAX_EVENT_DATA_BYTES, 'event data');
     this.services.events.emit({
       topic,
       data: data === '' ? null : this.#json(data, 'event data'),
@@ -135,12 +167,21 @@ export class PluginHostApi implements HostApi {
   }
 
   configGet(key: string): string | undefined {
+    this.#cap(key, MAX_KEY_BYTES, 'a configuration key');
     if (key === '') return JSON.stringify(this.configuration, bigintSafe);
     if (!Object.hasOwn(this.configuration, key)) return undefined;
     return JSON.stringify(this.configuration[key], bigintSafe);
   }
 
   #json(text: string, what: string): unknown {
+    // Nesting is refused before parsing: a deep value would overflow the stack of whoever stringifies it later.
+    if (jsonTooDeep(text)) {
+      throw new ReedError(
+        'invalid_argument',
+        `${what} from plugin "${this.pluginId}" nests deeper than ${MAX_DATA_DEPTH} levels`,
+        { pluginId: this.pluginId },
+      );
+    }
     try {
       return JSON.parse(text);
     } catch {

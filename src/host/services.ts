@@ -1,4 +1,5 @@
 import { ReedError } from '../errors.js';
+import { matchTopic } from '../manifest/topic-pattern.js';
 import { DEFAULT_STORAGE_PAGE_BYTES, storageEntryCost } from './storage-cost.js';
 
 /**
@@ -27,9 +28,18 @@ export interface ContentItem {
   createdBy: string;
 }
 
+/** What a plugin's content holds, for its quota (limits.content_quota_items and content_quota_bytes). */
+export interface ContentUsage {
+  items: number;
+  bytes: number;
+}
+
 export interface ContentService {
-  create(pluginId: string, type: string, data: unknown): string;
+  /** `bytes`: the size the item counts for (its type and JSON text, in UTF-8), to add to the plugin's usage. */
+  create(pluginId: string, type: string, data: unknown, bytes: number): string;
   get(id: string): ContentItem | undefined;
+  /** What the plugin's items add up to; PluginHostApi checks the quota against it before each create. */
+  usage(pluginId: string): ContentUsage;
 }
 
 export interface PluginEvent {
@@ -41,7 +51,7 @@ export interface PluginEvent {
 
 export interface EventBus {
   emit(event: PluginEvent): void;
-  /** `pattern`: a topic, or a pattern with `*`. Returns the unsubscribe function. */
+  /** `pattern`: a topic, or a pattern with `*` (matched by matchTopic, never a regex). Returns the unsubscribe function. */
   subscribe(pattern: string, handler: (event: PluginEvent) => void): () => void;
 }
 
@@ -119,16 +129,23 @@ export function checkQuota(pluginId: string, used: number, quotaBytes: number): 
 /** Content kept in memory; a CMS plugs in its own. */
 export class MemoryContentService implements ContentService {
   readonly #items = new Map<string, ContentItem>();
+  readonly #usage = new Map<string, ContentUsage>();
   #next = 1;
 
-  create(pluginId: string, type: string, data: unknown): string {
+  create(pluginId: string, type: string, data: unknown, bytes: number): string {
     const id = `content-${this.#next++}`;
     this.#items.set(id, { id, type, data, createdBy: pluginId });
+    const used = this.usage(pluginId);
+    this.#usage.set(pluginId, { items: used.items + 1, bytes: used.bytes + bytes });
     return id;
   }
 
   get(id: string): ContentItem | undefined {
     return this.#items.get(id);
+  }
+
+  usage(pluginId: string): ContentUsage {
+    return this.#usage.get(pluginId) ?? { items: 0, bytes: 0 };
   }
 }
 
@@ -150,12 +167,8 @@ export class MemoryEventBus implements EventBus {
   }
 
   subscribe(pattern: string, handler: (event: PluginEvent) => void): () => void {
-    const source = pattern
-      .split('*')
-      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-      .join('.*');
-    const re = new RegExp(`^${source}$`);
-    const entry = { match: (topic: string) => re.test(topic), handler };
+    // Never a regex: a pattern like a*a*a*...b backtracks catastrophically (issue 10, class 5).
+    const entry = { match: (topic: string) => matchTopic(pattern, topic), handler };
     this.#subscribers.add(entry);
     return () => this.#subscribers.delete(entry);
   }

@@ -5,7 +5,9 @@ import semver from 'semver';
 import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
+import { configurationProblem } from './config-check.js';
 import { ManifestSchema, PLUGIN_ID_PATTERN } from './schema.js';
+import { topicPatternProblem } from './topic-pattern.js';
 import { DEFAULT_PERMISSIONS, DEFAULT_PRIORITY, type PluginManifest } from './types.js';
 
 export const MANIFEST_FILE = 'plugin.toml';
@@ -94,6 +96,7 @@ export function parseManifest(text: string, file: string): ManifestParseResult {
 
   const manifest = normalize(raw);
   checkVersions(manifest, diagnostics, at);
+  checkValues(manifest, diagnostics, at);
   if (raw.plugin_type === 'script') {
     diagnostics.push({
       code: 'plugin_type_unsupported',
@@ -134,6 +137,38 @@ function checkVersions(
       });
     }
   });
+}
+
+/**
+ * Values the schema's forms cannot express: topic patterns within the matcher's caps, and a configuration
+ * every mode can carry (src/manifest/config-check.ts). Both checked here, once, so no mode differs.
+ */
+function checkValues(
+  m: PluginManifest,
+  diagnostics: Diagnostic[],
+  at: (field: string) => Pick<Diagnostic, 'file' | 'field' | 'pluginId'>,
+): void {
+  for (const kind of ['emit', 'subscribe'] as const) {
+    m.permissions.events[kind].forEach((pattern, i) => {
+      const problem = topicPatternProblem(pattern);
+      if (problem === undefined) return;
+      diagnostics.push({
+        code: 'manifest_invalid_value',
+        severity: 'error',
+        message: `event topic pattern "${pattern}" ${problem}: use fewer wildcards or a shorter pattern`,
+        ...at(`permissions.events.${kind}[${i}]`),
+      });
+    });
+  }
+  const problem = configurationProblem(m.configuration);
+  if (problem !== undefined) {
+    diagnostics.push({
+      code: 'manifest_invalid_value',
+      severity: 'error',
+      message: `${problem.field} ${problem.reason}`,
+      ...at(problem.field),
+    });
+  }
 }
 
 function normalize(raw: Record<string, unknown>): PluginManifest {

@@ -78,6 +78,10 @@ export const LimitsSchema = Table({
   call_timeout_ms: Type.Optional(PositiveInt(3_600_000, 'deadline per call')),
   max_output_bytes: Type.Optional(PositiveInt(2 ** 31, 'output size cap per call')),
   storage_quota_bytes: Type.Optional(PositiveInt(Number.MAX_SAFE_INTEGER, 'storage quota')),
+  content_quota_bytes: Type.Optional(
+    PositiveInt(Number.MAX_SAFE_INTEGER, 'content quota (bytes of type and data)'),
+  ),
+  content_quota_items: Type.Optional(PositiveInt(Number.MAX_SAFE_INTEGER, 'content quota (items)')),
   log_line_bytes: Type.Optional(PositiveInt(1_048_576, 'longest log line kept')),
   log_lines_per_second: Type.Optional(PositiveInt(1_000_000, 'log rate cap')),
   cpus: Type.Optional(

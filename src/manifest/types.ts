@@ -50,6 +50,8 @@ export interface PluginLimits {
   callTimeoutMs?: number;
   maxOutputBytes?: number;
   storageQuotaBytes?: number;
+  contentQuotaBytes?: number;
+  contentQuotaItems?: number;
   logLineBytes?: number;
   logLinesPerSecond?: number;
   cpus?: number;

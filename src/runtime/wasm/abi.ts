@@ -31,6 +31,24 @@ export const HOST_IMPORTS: Readonly<Record<string, Readonly<Record<string, FuncT
 /** Status a host import returns for "no such key/item"; other failures trap with a typed error. */
 export const NOT_FOUND = -1;
 
+// What host work costs in fuel (issue 10, class 6). Fuel counts instructions, but one import can copy,
+// generate or walk megabytes; each import charges its work before doing it (docs/ABI-wasm.md, "How fuel works").
+/** Every host import, before anything else: its fixed overhead. */
+export const FUEL_PER_HOST_CALL = 100;
+/** Per byte a host import copies, decodes or encodes. */
+export const FUEL_PER_BYTE = 1;
+/** Per byte of randomness (random_get): generating costs several copies' worth. */
+export const FUEL_PER_RANDOM_BYTE = 4;
+/** Per iovec walked (fd_write, fd_read). */
+export const FUEL_PER_IOVEC = 16;
+/**
+ * Per log line: each line split out of stdout/stderr, and each env.log line the rate cap lets through to the
+ * host (lines over the rate are dropped before they leave the runtime, for the cost of the call alone).
+ */
+export const FUEL_PER_LOG_LINE = 200;
+/** The most iovecs one fd_write/fd_read takes (POSIX IOV_MAX); more is EINVAL, as writev(2) answers. */
+export const MAX_IOVECS = 1_024;
+
 /** Exports with these names are lifecycle hooks or runtime internals, never callable functions. */
 export const RESERVED_EXPORTS: ReadonlySet<string> = new Set(['init', 'deactivate', '_initialize', 'memory']);
 

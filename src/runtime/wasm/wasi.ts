@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { FUEL_PER_BYTE, FUEL_PER_IOVEC, FUEL_PER_RANDOM_BYTE, MAX_IOVECS } from './abi.js';
 
 /**
  * A WASI preview1 for plugins, in process, with no filesystem at all: stdin is the call's input (command
@@ -21,8 +22,14 @@ export class WasiExit extends Error {
 export interface WasiIo {
   /** Reads up to `max` bytes of stdin. */
   stdin(max: number): Uint8Array;
+  /** `bytes` is a view of guest memory, valid only during the call: keep a copy. */
   stdout(bytes: Uint8Array): void;
   stderr(bytes: Uint8Array): void;
+  /**
+   * Charges `fuel` for work about to be done, and throws (fuel, deadline) when the call may not do it. Called
+   * before every piece of work proportional to a plugin-chosen size, so no call does unbounded work unpaid.
+   */
+  charge(fuel: number): void;
 }
 
 /** Every preview1 function; those without an implementation below answer ENOSYS. */
@@ -104,6 +111,7 @@ export function wasiImports(
     return ERRNO.SUCCESS;
   };
   const fill = (list: Uint8Array[]) => (ptrsPtr: number, bufPtr: number) => {
+    io.charge(list.reduce((n, b) => n + b.length + 4, 0) * FUEL_PER_BYTE);
     const v = view();
     const b = bytes();
     let at = bufPtr >>> 0;
@@ -115,7 +123,10 @@ export function wasiImports(
     });
     return ERRNO.SUCCESS;
   };
-  const iovecs = (iovs: number, count: number): [number, number][] => {
+  /** The iovecs at `iovs`, charged before they are walked; undefined (EINVAL) past MAX_IOVECS. */
+  const iovecs = (iovs: number, count: number): [number, number][] | undefined => {
+    if (count >>> 0 > MAX_IOVECS) return undefined;
+    io.charge((count >>> 0) * FUEL_PER_IOVEC);
     const v = view();
     const out: [number, number][] = [];
     for (let i = 0; i < count >>> 0; i++) {
@@ -125,10 +136,10 @@ export function wasiImports(
     }
     return out;
   };
-  const slice = (ptr: number, len: number) => {
+  const region = (ptr: number, len: number) => {
     const b = bytes();
     if (ptr + len > b.length) throw new RangeError('out of bounds');
-    return b.slice(ptr, ptr + len);
+    return b.subarray(ptr, ptr + len);
   };
 
   const impl: Record<string, (...a: never[]) => number | undefined> = {};
@@ -149,9 +160,12 @@ export function wasiImports(
     },
     fd_write: (fd: number, iovs: number, count: number, writtenPtr: number) => {
       if (fd !== 1 && fd !== 2) return ERRNO.BADF;
+      const list = iovecs(iovs, count);
+      if (list === undefined) return ERRNO.INVAL;
       let written = 0;
-      for (const [ptr, len] of iovecs(iovs, count)) {
-        const chunk = slice(ptr, len);
+      for (const [ptr, len] of list) {
+        io.charge(len * FUEL_PER_BYTE);
+        const chunk = region(ptr, len);
         if (fd === 1) io.stdout(chunk);
         else io.stderr(chunk);
         written += len;
@@ -161,9 +175,12 @@ export function wasiImports(
     },
     fd_read: (fd: number, iovs: number, count: number, readPtr: number) => {
       if (fd !== 0) return ERRNO.BADF;
+      const list = iovecs(iovs, count);
+      if (list === undefined) return ERRNO.INVAL;
       let read = 0;
-      for (const [ptr, len] of iovecs(iovs, count)) {
+      for (const [ptr, len] of list) {
         const chunk = io.stdin(len);
+        io.charge(chunk.length * FUEL_PER_BYTE);
         const b = bytes();
         if (ptr + chunk.length > b.length) throw new RangeError('out of bounds');
         b.set(chunk, ptr);
@@ -194,6 +211,7 @@ export function wasiImports(
     random_get: (ptr: number, len: number) => {
       const b = bytes();
       if ((ptr >>> 0) + (len >>> 0) > b.length) throw new RangeError('out of bounds');
+      io.charge((len >>> 0) * FUEL_PER_RANDOM_BYTE);
       randomFillSync(b, ptr >>> 0, len >>> 0);
       return ERRNO.SUCCESS;
     },

@@ -1,8 +1,9 @@
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../host/limits.js';
 import type { HostApi } from '../host-api.js';
+import { LogRate } from '../log-rate.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
-import { NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
+import { FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE, NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
 import { WASI_MODULE, WasiExit, wasiImports } from './wasi.js';
 
@@ -19,6 +20,28 @@ export interface WasmPluginOptions {
 const strict = new TextDecoder('utf-8', { fatal: true });
 const lenient = new TextDecoder('utf-8');
 const EMPTY = new Uint8Array(0);
+
+/**
+ * `(module (func (export "trap") unreachable))`. A trap is the one error WASM exception handling cannot catch
+ * (V8 marks the RuntimeError of a trap uncatchable, and it stays so when rethrown through a host import), so a
+ * fatal host error leaves the guest as one of these: see WasmPlugin's #fatalize.
+ */
+const TRAP_MODULE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00,
+  0x07, 0x08, 0x01, 0x04, 0x74, 0x72, 0x61, 0x70, 0x00, 0x00, 0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b,
+]);
+let trapper: (() => void) | undefined;
+
+/** A fresh uncatchable trap, or `fallback` when none can be made (no stack left to make one on). */
+function uncatchable(fallback: unknown): unknown {
+  trapper ??= new WebAssembly.Instance(new WebAssembly.Module(TRAP_MODULE)).exports.trap as () => void;
+  try {
+    trapper();
+  } catch (trap) {
+    if (trap instanceof WebAssembly.RuntimeError) return trap;
+  }
+  return fallback;
+}
 
 /**
  * One WASM plugin, in whatever process runs it. Pull-style ABI (docs/ABI-wasm.md): the plugin reads its input
@@ -42,12 +65,20 @@ export class WasmPlugin implements PluginRuntime {
   #outputToStdout = false;
   #error: { code: string; message: string } | undefined;
   #deadline = 0;
-  #lines: { out: number[]; err: number[] } = { out: [], err: [] };
+  /**
+   * The first error a host import raised in this guest run (deadline, fuel, permission, quota, bad argument,
+   * lost host, proc_exit: every one, as the ABI says a failing import traps). Once set, the run is over
+   * whatever the guest does: see #fatalize.
+   */
+  #fatal: unknown;
+  #lines = { out: { parts: [] as Uint8Array[], bytes: 0 }, err: { parts: [] as Uint8Array[], bytes: 0 } };
   #deactivated = false;
+  readonly #logRate: LogRate;
 
   constructor(options: WasmPluginOptions) {
     this.#o = options;
     this.#fuelBudget = BigInt(options.limits.fuelPerCall);
+    this.#logRate = new LogRate(options.limits.logLinesPerSecond);
     this.functions = options.isCommand
       ? ['_start']
       : options.exports
@@ -173,21 +204,78 @@ export class WasmPlugin implements PluginRuntime {
     this.#view = EMPTY;
   }
 
-  /** Runs guest code with a fresh fuel budget; any failure drops the instance and becomes a typed error. */
+  /**
+   * Runs guest code with a fresh fuel budget; any failure drops the instance and becomes a typed error. A fatal
+   * error a host import recorded wins over whatever the guest did after it, a normal return included.
+   */
   #enter<T>(run: () => T, what?: string): T {
     if (this.#fuel !== undefined) this.#fuel.value = this.#fuelBudget;
+    this.#fatal = undefined;
+    let result: T;
     try {
-      return run();
+      result = run();
     } catch (error) {
-      if (error instanceof WasiExit && this.#o.isCommand) {
-        if (error.status === 0) return 0 as T;
-        this.#drop();
-        throw this.#pluginError(`exited with status ${error.status}`, error.status);
-      }
-      const typed = this.#classify(error, what);
-      this.#drop();
-      throw typed;
+      return this.#failed(this.#fatal ?? error, what);
     }
+    if (this.#fatal !== undefined) return this.#failed(this.#fatal, what);
+    return result;
+  }
+
+  #failed<T>(error: unknown, what?: string): T {
+    this.#fatal = undefined;
+    if (error instanceof WasiExit && this.#o.isCommand) {
+      if (error.status === 0) return 0 as T;
+      this.#drop();
+      throw this.#pluginError(`exited with status ${error.status}`, error.status);
+    }
+    const typed = this.#classify(error, what);
+    this.#drop();
+    throw typed;
+  }
+
+  /**
+   * A host import failed: the run must end with this error, and WASM exception handling (`catch_all`) must not
+   * be able to swallow it (issue 10, class 13: a swallowed deadline ran on for 17 s, a swallowed
+   * permission_denied looked like success). So the error is recorded for #enter, the fuel is set exhausted (the
+   * next fuel check traps), every later import of the run fails again at once, and what the guest sees thrown
+   * is a trap, which no `catch_all` catches.
+   */
+  #fatalize(error: unknown): unknown {
+    if (this.#fatal === undefined) {
+      this.#fatal =
+        error instanceof WasiExit && this.#o.isCommand ? error : this.#classify(error, 'a host call');
+    }
+    if (this.#fuel !== undefined) this.#fuel.value = -1n;
+    return uncatchable(this.#fatal);
+  }
+
+  /** Charges `fuel` for host work about to be done; the call fails with fuel_exhausted if it cannot pay. */
+  #charge(fuel: number): void {
+    const global = this.#fuel;
+    if (global === undefined || fuel <= 0) return;
+    const left = (global.value as bigint) - BigInt(Math.ceil(fuel));
+    global.value = left;
+    if (left < 0n) {
+      throw new ReedError(
+        'fuel_exhausted',
+        `plugin "${this.#id}" used up its fuel of ${this.#fuelBudget} instructions (limits.fuel_per_call), counting the host work it asked for`,
+        { pluginId: this.#id },
+      );
+    }
+  }
+
+  /** Every import goes through this: fail at once after a fatal error, charge the call, check the deadline. */
+  #guard<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+    return (...args: A): R => {
+      if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+      try {
+        this.#charge(FUEL_PER_HOST_CALL);
+        this.#checkDeadline();
+        return fn(...args);
+      } catch (error) {
+        throw this.#fatalize(error);
+      }
+    };
   }
 
   #classify(error: unknown, what = 'call'): ReedError {
@@ -300,6 +388,7 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   #string(ptr: number, len: number, what: string): string {
+    this.#charge((len >>> 0) * FUEL_PER_BYTE);
     try {
       return strict.decode(this.#bytes(ptr, len));
     } catch (error) {
@@ -316,11 +405,13 @@ export class WasmPlugin implements PluginRuntime {
     // The whole buffer the plugin named must lie in its memory, not only the part this data fills.
     const buffer = this.#bytes(ptr, cap);
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    this.#charge(Math.min(buffer.length, bytes.length) * FUEL_PER_BYTE);
     buffer.set(bytes.subarray(0, Math.min(buffer.length, bytes.length)));
     return bytes.length;
   }
 
   #appendOutput(chunk: Uint8Array): void {
+    this.#charge(chunk.length * FUEL_PER_BYTE);
     this.#outputBytes += chunk.length;
     if (this.#outputBytes > this.#o.limits.maxOutputBytes) {
       throw new ReedError(
@@ -339,36 +430,83 @@ export class WasmPlugin implements PluginRuntime {
     return Buffer.concat(this.#output);
   }
 
+  /**
+   * Splits stdout/stderr into log lines of at most log_line_bytes (a longer run is cut into several). Works a
+   * newline-free run at a time (indexOf, not byte by byte), and charges each line before it goes to the host.
+   */
   #line(stream: 'out' | 'err', bytes: Uint8Array): void {
-    const buffer = this.#lines[stream];
-    for (const b of bytes) {
-      if (b === 0x0a || buffer.length >= this.#o.limits.logLineBytes) {
-        this.#o.host.log(stream === 'out' ? 1 : 2, lenient.decode(Uint8Array.from(buffer)));
-        buffer.length = 0;
-        if (b === 0x0a) continue;
+    const line = this.#lines[stream];
+    const cap = this.#o.limits.logLineBytes;
+    let at = 0;
+    while (at < bytes.length) {
+      const newline = bytes.indexOf(0x0a, at);
+      const end = newline < 0 ? bytes.length : newline;
+      while (at < end) {
+        if (line.bytes >= cap) this.#emitLine(stream, true);
+        const take = Math.min(cap - line.bytes, end - at);
+        line.parts.push(bytes.slice(at, at + take));
+        line.bytes += take;
+        at += take;
       }
-      buffer.push(b);
+      if (newline < 0) break;
+      this.#emitLine(stream, true);
+      at = newline + 1;
     }
+  }
+
+  #emitLine(stream: 'out' | 'err', charged: boolean): void {
+    const line = this.#lines[stream];
+    if (charged) this.#charge(FUEL_PER_LOG_LINE); // the split, whether the line is kept or dropped
+    const text = lenient.decode(
+      line.parts.length === 1 ? (line.parts[0] as Uint8Array) : Buffer.concat(line.parts),
+    );
+    line.parts = [];
+    line.bytes = 0;
+    this.#log(stream === 'out' ? 1 : 2, text, false);
+  }
+
+  /**
+   * A plugin's log line to the host, unless over the rate cap (the host applies it again, authoritatively);
+   * `charge`: a line that goes costs FUEL_PER_LOG_LINE first.
+   */
+  #log(level: number, text: string, charge: boolean): void {
+    const admitted = this.#logRate.admit((dropped) =>
+      this.#o.host.log(2, `dropped ${dropped} log lines over the rate cap (limits.log_lines_per_second)`),
+    );
+    if (!admitted) return;
+    if (charge) this.#charge(FUEL_PER_LOG_LINE);
+    this.#o.host.log(level, text);
   }
 
   #flushLines(): void {
     for (const stream of ['out', 'err'] as const) {
-      const buffer = this.#lines[stream];
-      if (buffer.length > 0)
-        this.#o.host.log(stream === 'out' ? 1 : 2, lenient.decode(Uint8Array.from(buffer)));
-      buffer.length = 0;
+      if (this.#lines[stream].bytes > 0) this.#emitLine(stream, false);
     }
   }
 
   // --- imports ---------------------------------------------------------------------------------------
 
+  /** The imports, each behind #guard. */
   #imports(): WebAssembly.Imports {
+    const imports = this.#rawImports();
+    for (const module of Object.values(imports)) {
+      for (const [name, fn] of Object.entries(module)) {
+        module[name] = this.#guard(fn as (...args: unknown[]) => unknown);
+      }
+    }
+    return imports as WebAssembly.Imports;
+  }
+
+  #rawImports(): Record<string, Record<string, unknown>> {
     const host = this.#o.host;
     return {
       env: {
         log: (level: number, ptr: number, len: number) => {
-          this.#checkDeadline();
-          host.log(level, lenient.decode(this.#bytes(ptr, len)));
+          // Only what the host keeps is decoded (a little past the cap, so it still sees the line was cut).
+          const bytes = this.#bytes(ptr, len);
+          const kept = bytes.subarray(0, this.#o.limits.logLineBytes + 4);
+          this.#charge(kept.length * FUEL_PER_BYTE);
+          this.#log(level, lenient.decode(kept), true);
         },
       },
       reed: {
@@ -380,6 +518,7 @@ export class WasmPlugin implements PluginRuntime {
             start,
             start + Math.min(buffer.length, this.#input.length - start),
           );
+          this.#charge(chunk.length * FUEL_PER_BYTE);
           buffer.set(chunk);
           return chunk.length;
         },
@@ -388,31 +527,28 @@ export class WasmPlugin implements PluginRuntime {
           return 0;
         },
         error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
+          this.#charge(Math.min(codeLen >>> 0, 128) + Math.min(msgLen >>> 0, 4096));
           this.#error = {
             code: lenient.decode(this.#bytes(codePtr, Math.min(codeLen >>> 0, 128))),
             message: lenient.decode(this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096))),
           };
         },
         storage_get: (kp: number, kl: number, bp: number, bc: number) => {
-          this.#checkDeadline();
           return this.#give(host.storageGet(this.#string(kp, kl, 'a storage key')), bp, bc);
         },
         storage_put: (kp: number, kl: number, vp: number, vl: number) => {
-          this.#checkDeadline();
+          this.#charge((vl >>> 0) * FUEL_PER_BYTE);
           host.storagePut(this.#string(kp, kl, 'a storage key'), this.#bytes(vp, vl));
           return 0;
         },
         storage_delete: (kp: number, kl: number) => {
-          this.#checkDeadline();
           return host.storageDelete(this.#string(kp, kl, 'a storage key')) ? 0 : NOT_FOUND;
         },
         storage_list: (pp: number, pl: number, bp: number, bc: number) => {
-          this.#checkDeadline();
           const keys = host.storageList(this.#string(pp, pl, 'a storage prefix'));
           return this.#give(keys.map((k) => `${k}\0`).join(''), bp, bc);
         },
         content_create: (tp: number, tl: number, dp: number, dl: number, ip: number, ic: number) => {
-          this.#checkDeadline();
           const id = host.contentCreate(
             this.#string(tp, tl, 'a content type'),
             this.#string(dp, dl, 'content data'),
@@ -420,16 +556,13 @@ export class WasmPlugin implements PluginRuntime {
           return this.#give(id, ip, ic);
         },
         content_get: (ip: number, il: number, bp: number, bc: number) => {
-          this.#checkDeadline();
           return this.#give(host.contentGet(this.#string(ip, il, 'a content id')), bp, bc);
         },
         event_emit: (tp: number, tl: number, dp: number, dl: number) => {
-          this.#checkDeadline();
           host.eventEmit(this.#string(tp, tl, 'an event topic'), this.#string(dp, dl, 'event data'));
           return 0;
         },
         config_get: (kp: number, kl: number, bp: number, bc: number) => {
-          this.#checkDeadline();
           return this.#give(host.configGet(this.#string(kp, kl, 'a configuration key')), bp, bc);
         },
       },
@@ -449,6 +582,7 @@ export class WasmPlugin implements PluginRuntime {
           },
           stdout: (bytes) => (this.#outputToStdout ? this.#appendOutput(bytes) : this.#line('out', bytes)),
           stderr: (bytes) => this.#line('err', bytes),
+          charge: (fuel) => this.#charge(fuel),
         },
       ),
     };

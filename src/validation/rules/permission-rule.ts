@@ -1,17 +1,8 @@
+import { patternCovers } from '../../manifest/topic-pattern.js';
 import type { AccessLevel, PluginLimits } from '../../manifest/types.js';
 import type { ValidationRule } from '../rule.js';
 
 const LEVEL_RANK: Record<AccessLevel, number> = { none: 0, read: 1, readwrite: 2 };
-
-/** Whether `allowed` (a topic pattern, `*` matching anything) covers every topic `requested` can match. */
-export function patternCovers(allowed: string, requested: string): boolean {
-  if (allowed === '*' || allowed === requested) return true;
-  const source = allowed
-    .split('*')
-    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-    .join('.*');
-  return new RegExp(`^${source}$`).test(requested);
-}
 
 const LIMIT_FIELDS: Record<keyof PluginLimits, string> = {
   memoryMb: 'memory_mb',
@@ -20,6 +11,8 @@ const LIMIT_FIELDS: Record<keyof PluginLimits, string> = {
   callTimeoutMs: 'call_timeout_ms',
   maxOutputBytes: 'max_output_bytes',
   storageQuotaBytes: 'storage_quota_bytes',
+  contentQuotaBytes: 'content_quota_bytes',
+  contentQuotaItems: 'content_quota_items',
   logLineBytes: 'log_line_bytes',
   logLinesPerSecond: 'log_lines_per_second',
   cpus: 'cpus',
