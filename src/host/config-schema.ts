@@ -21,8 +21,11 @@ export const HostConfigSchema = Strict({
     Strict({
       mode: Type.Optional(Enum(SANDBOX_MODES)),
       runtime: Type.Optional(Enum(['runc', 'runsc'] as const)),
-      runner_uid: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 2 })),
-      runner_gid: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 2 })),
+      // "START-END": process mode's runner uids (host-config.ts checks the range). runner_uid and runner_gid are
+      // refused there with a message naming runner_uids (one uid for every runner let them reach each other).
+      runner_uids: Type.Optional(Type.String({ minLength: 3, maxLength: 32 })),
+      runner_uid: Type.Optional(Type.Unknown()),
+      runner_gid: Type.Optional(Type.Unknown()),
     }),
   ),
   wasm: Type.Optional(

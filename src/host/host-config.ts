@@ -57,8 +57,11 @@ export interface HostConfig {
   wasm: { maxModuleBytes: number; fuel: boolean };
   dataDir: string;
   runtimeDir: string;
-  /** Process mode: the uid/gid runners run as when the host is root (default 65534, nobody). */
-  runAs?: { uid: number; gid: number };
+  /**
+   * Process mode, host running as root: the uids runners run as, one per running sandbox (`[sandbox] runner_uids`,
+   * default 600000-699999). Undefined when the host is not root: runners then keep the host's uid.
+   */
+  runnerUids?: UidRange;
   /** Non-fatal findings, e.g. unknown keys. */
   warnings: Diagnostic[];
 }
@@ -156,8 +159,23 @@ interface RawConfig {
   cache_dir?: string;
   data_dir?: string;
   runtime_dir?: string;
-  sandbox?: { mode?: SandboxMode; runtime?: 'runc' | 'runsc'; runner_uid?: number; runner_gid?: number };
-  wasm?: { max_module_bytes?: number; fuel?: boolean };
+  sandbox?: {
+    mode?: SandboxMode;
+    runtime?: 'runc' | 'runsc';
+    runner_uids?: string;
+    runner_uid?: unknown;
+    runner_gid?: unknown;
+  };
+  wasm?: {
+    max_module_bytes?: number;
+    fuel?: boolean;
+    max_functions?: number;
+    max_function_bytes?: number;
+    max_code_bytes?: number;
+    max_function_locals?: number;
+    prepare_timeout_ms?: number;
+    prepare_memory_mb?: number;
+  };
   cache?: { max_bytes?: number; enabled?: boolean };
   signatures?: { require?: 'none' | 'native' | 'all'; trusted_keys?: string[] };
   limits?: RawLimits;
@@ -240,6 +258,7 @@ function resolveConfig(
     },
     policy: {
       permissions: {
+  const runnerUids = resolveRunnerUids(raw.sandbox ?? {}, invalid);
         storage: p.storage ?? d.storage,
         content: p.content ?? d.content,
         events: {
@@ -284,14 +303,7 @@ function resolveConfig(
           ? join(ctx.env.XDG_RUNTIME_DIR, 'reed')
           : join(tmpdir(), `reed-${uid}`),
     warnings: ctx.warnings,
-    ...(process.getuid?.() === 0 && raw.sandbox?.runner_uid !== 0
-      ? {
-          runAs: {
-            uid: raw.sandbox?.runner_uid ?? 65_534,
-            gid: raw.sandbox?.runner_gid ?? raw.sandbox?.runner_uid ?? 65_534,
-          },
-        }
-      : {}),
+    ...(uid === 0 ? { runnerUids } : {}),
   };
 }
 
@@ -320,3 +332,32 @@ export function validationContext(
     fileLimits: config.fileLimits,
   };
 }
+/**
+ * `[sandbox] runner_uids = "START-END"`, checked: never root, never 65534 (nobody, the user every container
+ * runs as: a process-mode runner must not share it with gVisor's or runc's processes), never reversed.
+ * The old `runner_uid`/`runner_gid` gave every runner one uid, which let runners signal, trace and read each
+ * other: refused, naming the replacement.
+ */
+function resolveRunnerUids(
+  sandbox: NonNullable<RawConfig['sandbox']>,
+  invalid: (field: string, message: string) => never,
+): UidRange {
+  for (const old of ['runner_uid', 'runner_gid'] as const) {
+    if (sandbox[old] !== undefined)
+      invalid(
+        `sandbox.${old}`,
+        'is no longer supported: one uid shared by every runner lets runners reach each other. Set runner_uids = "START-END" instead (a range of unused uids; each running sandbox gets one of its own; default "600000-699999")',
+      );
+  }
+  if (sandbox.runner_uids === undefined) return { ...DEFAULT_RUNNER_UIDS };
+  const range = parseUidRange(sandbox.runner_uids);
+  if (range === undefined)
+    return invalid(
+      'sandbox.runner_uids',
+      `must be "START-END" (e.g. "600000-699999"), found "${sandbox.runner_uids}"`,
+    );
+  const problem = uidRangeProblem(range, [...RESERVED_UIDS, CONTAINER_USER.uid]);
+  if (problem !== undefined) return invalid('sandbox.runner_uids', `"${sandbox.runner_uids}" ${problem}`);
+  return range;
+}
+

@@ -13,6 +13,7 @@ import { readCheckedLibrary } from '../runtime/native/check-library.js';
 import { NativePlugin } from '../runtime/native/native-plugin.js';
 import { compileWasm, prepareWasm } from '../runtime/wasm/compile-wasm.js';
 import { WasmPlugin } from '../runtime/wasm/wasm-plugin.js';
+import { sweepCgroups } from '../sandbox/cgroup.js';
 import { ContainerRunner } from '../sandbox/container-runner.js';
 import { InProcessSandbox } from '../sandbox/in-process-sandbox.js';
 import { LazySandbox } from '../sandbox/lazy-sandbox.js';
@@ -154,6 +155,7 @@ export class PluginHost {
   static async start(options: PluginHostOptions = {}): Promise<PluginHost> {
     const host = new PluginHost(options);
     await sweepOrphans(host.config.runtimeDir, host.logger);
+    sweepCgroups(host.logger);
     await host.#sweepContainers();
     try {
       await host.#loadAll(options.plugins);
@@ -355,7 +357,8 @@ export class PluginHost {
             ...common,
             ...(this.#runnerCommand === undefined ? {} : { runnerCommand: this.#runnerCommand }),
             ...(this.#supervision === undefined ? {} : { supervision: this.#supervision }),
-            ...(this.config.runAs === undefined ? {} : { runAs: this.config.runAs }),
+            ...(this.config.runnerUids === undefined ? {} : { runnerUids: this.config.runnerUids }),
+            network: candidate.manifest.permissions.network && this.config.policy.permissions.network,
           });
         }
         const docker = this.#docker();

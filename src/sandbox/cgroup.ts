@@ -1,5 +1,107 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { type HostSession, isAlive } from './session.js';
+
+const ROOT = '/sys/fs/cgroup';
+
+/** This process's pid namespace (its inode): a host pid means something only in the namespace it was read in. */
+const pidNamespace = (): string => {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0';
+  } catch {
+    return '0';
+  }
+};
+
+/**
+ * A runner's cgroup name: the owning host (pid namespace, pid, start time: what the sweep needs to tell a dead
+ * host from a live one), its session and a per-sandbox suffix. `h<pidns>.<pid>.<start>-<session8>-<suffix>`.
+ */
+export function cgroupName(session: HostSession, suffix: string): string {
+  return `h${pidNamespace()}.${session.pid}.${session.start || '0'}-${session.id.slice(0, 8)}-${suffix}`;
+}
+
+/** The directories under which runner cgroups live: v2's one tree, or v1's memory and pids hierarchies. */
+function reedParents(root: string): string[] {
+  if (existsSync(join(root, 'cgroup.controllers'))) return [join(root, 'reed')];
+  return [join(root, 'memory', 'reed'), join(root, 'pids', 'reed')];
+}
+
+/**
+ * Kills every process left in a runner cgroup whose host is dead (same pid namespace, and its pid and start time
+ * no longer a live process), and removes the cgroup. A runner's pid namespace already dies with its host
+ * (bubblewrap's --die-with-parent), so this is the second line: whatever escaped that (a host killed between
+ * spawning bwrap and bwrap arming its death signal) is found by its cgroup, which no process can leave.
+ * Cgroups of live hosts, of hosts in other pid namespaces, and names of another form are left alone.
+ */
+export function sweepCgroups(logger?: Logger, root = ROOT): { cgroups: number; processes: number } {
+  const ns = pidNamespace();
+  let cgroups = 0;
+  let processes = 0;
+  for (const parent of reedParents(root)) {
+    let names: string[];
+    try {
+      names = readdirSync(parent);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const m = /^h(\d+)\.(\d+)\.(\d+)-/.exec(name);
+      if (m === null || m[1] !== ns || isAlive(Number(m[2]), m[3] === '0' ? '' : (m[3] as string))) continue;
+      processes += killAll(join(parent, name));
+      if (removeDir(join(parent, name))) cgroups++;
+    }
+  }
+  if (cgroups > 0) logger?.info({ cgroups, processes }, 'killed what dead hosts left in runner cgroups');
+  return { cgroups, processes };
+}
+
+/** SIGKILLs every process in a cgroup until it is empty (a process may fork while the others are killed). */
+function killAll(dir: string): number {
+  let killed = 0;
+  for (let round = 0; round < 50; round++) {
+    let pids: number[];
+    try {
+      pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+    } catch {
+      return killed;
+    }
+    if (pids.length === 0) return killed;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed++;
+      } catch {}
+    }
+    sleep(10);
+  }
+  return killed;
+}
+
+/** rmdir, retried while the last processes finish dying. */
+function removeDir(dir: string): boolean {
+  for (let i = 0; i < 20; i++) {
+    try {
+      rmdirSync(dir);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      sleep(10);
+    }
+  }
+  return false;
+}
+
+const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 /**
  * A cgroup for one runner, with a memory limit (no swap) and a process limit, where the host may create one
@@ -15,7 +117,7 @@ export class RunnerCgroup {
   static create(
     name: string,
     limits: { memoryBytes: number; pids: number },
-    root = '/sys/fs/cgroup',
+    root = ROOT,
   ): RunnerCgroup | undefined {
     try {
       if (existsSync(join(root, 'cgroup.controllers'))) {
@@ -73,22 +175,9 @@ export class RunnerCgroup {
     return [...out];
   }
 
-  /** Kills every process left in it, then removes it. */
+  /** Kills every process left in it (until none is left), then removes it. */
   remove(): void {
-    for (const pid of this.pids()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
-    }
-    for (const dir of this.dirs) {
-      for (let i = 0; i < 20; i++) {
-        try {
-          rmdirSync(dir);
-          break;
-        } catch {
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-        }
-      }
-    }
+    for (const dir of this.dirs) killAll(dir);
+    for (const dir of this.dirs) removeDir(dir);
   }
 }

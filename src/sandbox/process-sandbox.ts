@@ -7,6 +7,7 @@ import type { Runner } from './runner.js';
 import { RunnerProcess } from './runner-process.js';
 import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
 import type { HostSession } from './session.js';
+import type { UidRange } from './uid-pool.js';
 
 export interface Supervision {
   /** Spawn to ready. Default 10,000 ms. */
@@ -49,7 +50,10 @@ export interface ProcessSandboxOptions {
   runtimeDir: string;
   session: HostSession;
   runnerCommand?: string[];
-  runAs?: { uid: number; gid: number };
+  /** Process mode, host running as root: the uids runners are given, one per running sandbox. */
+  runnerUids?: UidRange;
+  /** Process mode: whether the plugin's network permission was granted (it then shares the host's network). */
+  network?: boolean;
   supervision?: Partial<Supervision>;
 }
 
@@ -128,7 +132,8 @@ export class ProcessSandbox implements Sandbox {
         runtimeDir: this.#o.runtimeDir,
         session: this.#o.session,
         ...(this.#o.runnerCommand === undefined ? {} : { runnerCommand: this.#o.runnerCommand }),
-        ...(this.#o.runAs === undefined ? {} : { runAs: this.#o.runAs }),
+        ...(this.#o.runnerUids === undefined ? {} : { runnerUids: this.#o.runnerUids }),
+        network: this.#o.network === true,
         startTimeoutMs: this.#s.startTimeoutMs,
       });
     this.#runner = runner;
@@ -157,17 +162,24 @@ export class ProcessSandbox implements Sandbox {
           'scrubbed environment',
           'node permission model',
           'seccomp: no ptrace or process_vm_*',
-          ...(runner instanceof RunnerProcess && runner.cgroup !== undefined
-            ? ['cgroup memory', 'cgroup pids']
+          ...(runner instanceof RunnerProcess
+            ? [
+                'bubblewrap: user, pid, mount, ipc, uts namespaces',
+                'read-only file system view, private /tmp',
+                ...(this.#o.network === true ? [] : ['no network']),
+                ...(runner.cgroup !== undefined ? ['cgroup memory', 'cgroup pids'] : []),
+                `uid ${runner.uid}`,
+              ]
             : []),
-          ...(this.#o.runAs === undefined ? [] : [`uid ${this.#o.runAs.uid}`]),
         ],
         notEnforced: [
           ...(runner instanceof RunnerProcess && runner.cgroup === undefined
             ? ['memory (no cgroup)', 'process count (no cgroup)']
             : []),
-          ...(this.#o.runAs === undefined ? ['separate user (host is not root)'] : []),
-          'network',
+          ...(runner instanceof RunnerProcess && process.getuid?.() !== 0
+            ? ['a uid of its own (host is not root)']
+            : []),
+          ...(this.#o.network === true ? ['network (granted)'] : []),
         ],
       },
       'runner ready',

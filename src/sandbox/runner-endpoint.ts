@@ -5,6 +5,7 @@ import {
   closeSync,
   constants,
   fchownSync,
+  lchownSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -40,6 +41,13 @@ export interface EndpointOptions {
   session: HostSession;
   /** The uid/gid the runner runs as, when it is not the host's: the directory and socket are handed to it. */
   runAs?: { uid: number; gid: number };
+  /**
+   * Process mode (bubblewrap): the runner works in a private tmpfs and sees only the socket, so the directory stays
+   * the host's (root's, 0711: the runner's uid may pass through to the socket, never list or write), no working
+   * directory is made in it, and only the socket is handed to the runner's uid (0600). The host then never
+   * writes into a directory the runner can write.
+   */
+  privateWorkDir?: boolean;
   startTimeoutMs: number;
 }
 
@@ -77,7 +85,8 @@ export class RunnerEndpoint {
       );
     }
     this.dir = mkdtempSync(join(root, `${options.session.id.slice(0, 8)}-`));
-    chmodSync(this.dir, 0o700);
+    // Made by this process in a directory only it writes: nothing can have swapped it for a link yet.
+    chmodSync(this.dir, options.privateWorkDir === true && options.runAs !== undefined ? 0o711 : 0o700);
     this.socketPath = join(this.dir, 's.sock');
     this.workDir = join(this.dir, 'work');
     this.writeOwner();
@@ -99,7 +108,7 @@ export class RunnerEndpoint {
   /** Listens on the socket; the first connection becomes the link, any later one is refused at once. */
   async listen(): Promise<void> {
     const o = this.#o;
-    mkdirSync(this.workDir, { mode: 0o700 });
+    if (o.privateWorkDir !== true) mkdirSync(this.workDir, { mode: 0o700 });
     const server = createServer();
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -107,7 +116,10 @@ export class RunnerEndpoint {
       server.listen(this.socketPath, () => resolve());
     });
     chmodSync(this.socketPath, 0o600);
-    if (o.runAs !== undefined) {
+    if (o.runAs !== undefined && o.privateWorkDir === true) {
+      // The socket alone, without following a link (none can be there: the directory is the host's alone).
+      lchownSync(this.socketPath, o.runAs.uid, o.runAs.gid);
+    } else if (o.runAs !== undefined) {
       for (const p of [this.dir, this.workDir, this.socketPath]) chownSync(p, o.runAs.uid, o.runAs.gid);
     }
     this.#connected = new Promise((resolve) => {
@@ -196,7 +208,7 @@ function checkTraversable(dir: string, uid: number, pluginId: string, what: stri
     if (!ok) {
       throw new ReedError(
         'sandbox_start_failed',
-        `runners run as uid ${uid}, which cannot pass through ${d} (mode ${(st.mode & 0o777).toString(8)}) to reach ${what}; chmod o+x ${d}, choose other directories, or set [sandbox] runner_uid`,
+        `runners run as uid ${uid}, which cannot pass through ${d} (mode ${(st.mode & 0o777).toString(8)}) to reach ${what}; chmod o+x ${d}, or choose other directories`,
         { pluginId },
       );
     }

@@ -1,16 +1,26 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ReedError } from '../errors.js';
 import type { ResolvedLimits } from '../host/limits.js';
 import type { PluginSpec } from '../protocol/messages.js';
-import { RunnerCgroup } from './cgroup.js';
+import {
+  bubblewrapArgs,
+  findBubblewrap,
+  INNER_SOCKET,
+  INNER_WORK_DIR,
+  readChildPid,
+  runnerReadOnlyPaths,
+} from './bubblewrap.js';
+import { cgroupName, RunnerCgroup } from './cgroup.js';
 import { OutputPump } from './output-pump.js';
 import type { Runner } from './runner.js';
 import { type EndpointOptions, RunnerEndpoint } from './runner-endpoint.js';
 import type { RunnerLink } from './runner-link.js';
 import { processStart } from './session.js';
+import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from './uid-pool.js';
 
 /** The package's root directory, whether this file runs from src/ (tests) or dist/src/ (built). */
 function findPackageRoot(): string {
@@ -25,11 +35,29 @@ export const RUNNER_ALLOWANCE_MB = 192;
 /** Tasks (processes and threads) a runner's cgroup may hold: Node's own threads and a worker, no more. */
 export const RUNNER_PIDS = 48;
 
-export interface RunnerProcessOptions extends EndpointOptions {
+export interface RunnerProcessOptions extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir'> {
   spec: PluginSpec;
   bytes: Uint8Array;
-  /** Program and leading arguments; `--plugin-id ID --socket PATH` are appended. Default: Node with the runner. */
+  /**
+   * Program and leading arguments, run inside the sandbox; `--plugin-id ID --socket PATH` are appended. Default:
+   * Node with the runner.
+   */
   runnerCommand?: string[];
+  /** When the host is root: the uids runners are given, one per running sandbox. Default 600000-699999. */
+  runnerUids?: UidRange;
+  /** Whether the plugin's network permission was granted by the policy: it then keeps the host's network. */
+  network?: boolean;
+}
+
+/**
+ * Node's permission flag: `--permission` from 22.13 and 23.5 (Node 24 refuses the experimental name), before
+ * that `--experimental-permission`.
+ */
+export function permissionFlag(version = process.versions.node): string {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 5) || (major === 22 && minor >= 13)
+    ? '--permission'
+    : '--experimental-permission';
 }
 
 /** The Node flags the runner runs with by default: a heap cap, and Node's permission model as an extra layer. */
@@ -37,7 +65,7 @@ export function defaultRunnerCommand(workDir: string, limits: ResolvedLimits): s
   return [
     process.execPath,
     `--max-old-space-size=${Math.max(128, limits.memoryMb)}`,
-    '--experimental-permission',
+    permissionFlag(),
     // One flag per path; the package.json tells the loader these are ES modules.
     ...[
       join(PACKAGE_ROOT, 'package.json'),
@@ -54,14 +82,25 @@ export function defaultRunnerCommand(workDir: string, limits: ResolvedLimits): s
   ];
 }
 
+/** The extra fds bwrap gets: it writes the sandbox's init pid to one, and waits on the other before the runner starts. */
+const INFO_FD = 4;
+const BLOCK_FD = 5;
+
 /**
- * A runner as a child process: in its own process group (and cgroup where possible), with a scrubbed
- * environment, as an unprivileged user when the host is root, and the secret on an inherited pipe.
+ * A runner as a child process under bubblewrap (src/sandbox/bubblewrap.ts): its own uid (when the host is root)
+ * and namespaces, a read-only view of only what it needs, a private /tmp, in a cgroup (where possible) before it
+ * runs, with a scrubbed environment and the secret on an inherited pipe.
  */
 export class RunnerProcess implements Runner {
-  readonly #endpoint: RunnerEndpoint;
+  #endpoint: RunnerEndpoint | undefined;
   readonly #o: RunnerProcessOptions;
+  #lease: UidLease | undefined;
+  /** What `spawn` started: bwrap, which stays outside the namespaces as their monitor. */
   child: ChildProcess | undefined;
+  /** The host pid of the sandbox's init (pid 1 of its pid namespace): when it is gone, everything inside is. */
+  initPid: number | undefined;
+  /** The uid the plugin runs as (also outside the sandbox). */
+  uid: number | undefined;
   cgroup: RunnerCgroup | undefined;
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   stderrTail = '';
@@ -69,18 +108,17 @@ export class RunnerProcess implements Runner {
 
   constructor(options: RunnerProcessOptions) {
     this.#o = options;
-    this.#endpoint = new RunnerEndpoint(options, PACKAGE_ROOT);
     this.exited = new Promise((resolve) => {
       this.#markExited = resolve;
     });
   }
 
   get dir(): string {
-    return this.#endpoint.dir;
+    return this.#endpoint?.dir ?? '';
   }
 
   get link(): RunnerLink | undefined {
-    return this.#endpoint.link;
+    return this.#endpoint?.link;
   }
 
   get pid(): number | undefined {
@@ -89,28 +127,53 @@ export class RunnerProcess implements Runner {
 
   async start(): Promise<void> {
     const o = this.#o;
-    const endpoint = this.#endpoint;
+    const bwrap = findBubblewrap(o.pluginId);
+    const root = process.getuid?.() === 0;
+    // A root host gives every running sandbox a uid of its own; otherwise the runner keeps the host's uid
+    // (bubblewrap's namespaces still apply, but runners can then reach each other's processes through the kernel's
+    // same-user rules only where namespaces do not separate them: docs/ARCHITECTURE.md).
+    if (root) this.#lease = await leaseUid(o.runnerUids ?? DEFAULT_RUNNER_UIDS, o.pluginId);
+    const uid = this.#lease?.uid ?? process.getuid?.() ?? 0;
+    const gid = this.#lease?.uid ?? process.getgid?.() ?? 0;
+    this.uid = uid;
+    const endpoint = new RunnerEndpoint(
+      { ...o, ...(root ? { runAs: { uid, gid } } : {}), privateWorkDir: true },
+      PACKAGE_ROOT,
+    );
+    this.#endpoint = endpoint;
     await endpoint.listen();
-    this.cgroup = RunnerCgroup.create(`${o.session.id}-${endpoint.dir.slice(-6)}`, {
+    this.cgroup = RunnerCgroup.create(cgroupName(o.session, endpoint.dir.slice(-6)), {
       memoryBytes: (o.limits.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024,
       pids: RUNNER_PIDS,
     });
-    const [program, ...args] = o.runnerCommand ?? defaultRunnerCommand(endpoint.workDir, o.limits);
+    const command = o.runnerCommand ?? defaultRunnerCommand(INNER_WORK_DIR, o.limits);
+    const sandbox = bubblewrapArgs({
+      uid,
+      gid,
+      network: o.network === true,
+      // The limit, plus the room the runner's private copy of a native library takes there.
+      tmpfsBytes: o.limits.tmpfsMb * 1024 * 1024 + (o.spec.type === 'native' ? o.bytes.length + 65_536 : 0),
+      readOnly: runnerReadOnlyPaths(PACKAGE_ROOT, o.runnerCommand),
+      socket: endpoint.socketPath,
+      infoFd: INFO_FD,
+      blockFd: BLOCK_FD,
+    });
     const child = spawn(
-      program as string,
-      [...args, '--plugin-id', o.pluginId, '--socket', endpoint.socketPath],
+      bwrap,
+      [...sandbox, '--', ...command, '--plugin-id', o.pluginId, '--socket', INNER_SOCKET],
       {
-        cwd: endpoint.workDir,
+        cwd: '/',
         // A scrubbed environment: nothing of the host's leaks in. The secret comes on fd 3, never in argv or env.
+        // No REED_PDEATHSIG: bwrap arms the runner's death signal itself, and inside a pid namespace the runner's
+        // parent is pid 1, which the runner's own check would take for a dead host.
         env: {
           PATH: '/usr/local/bin:/usr/bin:/bin',
           LANG: 'C.UTF-8',
           REED_SECRET_FD: '3',
-          REED_PDEATHSIG: '1',
         },
         detached: true,
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-        ...(o.runAs === undefined ? {} : { uid: o.runAs.uid, gid: o.runAs.gid }),
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+        ...(root ? { uid, gid } : {}),
       },
     );
     this.child = child;
@@ -123,6 +186,16 @@ export class RunnerProcess implements Runner {
       this.cgroup?.add(child.pid);
       endpoint.writeOwner({ pid: child.pid, start: processStart(child.pid) ?? '' });
     }
+    // bwrap has made the namespaces and waits on BLOCK_FD: its init joins the cgroup before it starts the runner,
+    // so no plugin code ever runs outside the cgroup's limits.
+    const block = (child.stdio as unknown as (Writable | null)[])[BLOCK_FD];
+    block?.on('error', () => {});
+    const initPid = await readChildPid(child.stdio[INFO_FD] as Readable);
+    if (initPid !== undefined) {
+      this.initPid = initPid;
+      this.cgroup?.add(initPid);
+    }
+    block?.end('1');
     const secretPipe = child.stdio[3] as NodeJS.WritableStream | null;
     secretPipe?.on('error', () => {});
     secretPipe?.end(`${endpoint.secret}\n`);
@@ -155,7 +228,10 @@ export class RunnerProcess implements Runner {
     return this.cgroup?.oomKilled() === true || /heap out of memory|Allocation failed/i.test(this.stderrTail);
   }
 
-  /** Signals the runner's whole process group (its children die with it). */
+  /**
+   * Signals bwrap's process group. bwrap dies of SIGTERM as of SIGKILL, and the sandbox's init follows it
+   * (--die-with-parent), taking its whole pid namespace along.
+   */
   #signal(signal: NodeJS.Signals): void {
     const pid = this.child?.pid;
     if (pid === undefined) return;
@@ -170,19 +246,39 @@ export class RunnerProcess implements Runner {
 
   kill(): void {
     this.#signal('SIGKILL');
+    // Directly too: the namespace's init, whose death ends every process in it, whatever session it made.
+    if (this.initPid !== undefined && processStart(this.initPid) !== undefined) {
+      try {
+        process.kill(this.initPid, 'SIGKILL');
+      } catch {}
+    }
   }
 
   terminate(): void {
     this.#signal('SIGTERM');
   }
 
-  /** Kills everything this runner owns and removes its directory. Idempotent. */
+  /** Kills everything this runner owns, removes its directory, and gives its uid back. Idempotent. */
   async destroy(): Promise<void> {
     this.link?.destroy();
     if (this.alive) this.kill();
     if (this.child !== undefined) await this.exited;
     this.cgroup?.remove();
-    await this.#endpoint.close();
+    // The uid may go to another sandbox only once nothing runs as it: the init's end is the namespace's end.
+    await this.#initGone();
+    await this.#endpoint?.close();
+    this.#lease?.release();
+  }
+
+  async #initGone(): Promise<void> {
+    const pid = this.initPid;
+    if (pid === undefined) return;
+    for (let i = 0; i < 200 && processStart(pid) !== undefined; i++) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 }
 

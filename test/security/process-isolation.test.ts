@@ -1,0 +1,400 @@
+// Issue 10, classes 2, 8 and 10: process mode isolated like a container (bubblewrap), tried by a hostile native
+// plugin (test/fixtures/native-process/isolation) beside another plugin. The probe answers with errno values.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadHostConfig } from '../../src/host/host-config.js';
+import { PluginHost } from '../../src/host/plugin-host.js';
+import type { LazySandbox } from '../../src/sandbox/lazy-sandbox.js';
+import type { ProcessSandbox } from '../../src/sandbox/process-sandbox.js';
+import { REPO } from '../helpers/cli.js';
+import { startHost, text } from '../helpers/host.js';
+import { tempDir } from '../helpers/plugin-tree.js';
+
+const FIXTURE = join(REPO, 'test/fixtures/native-process/isolation');
+const FAST = { startTimeoutMs: 10_000, graceMs: 500, restartBaseMs: 20, restartMaxMs: 200 };
+const EPERM = 1;
+const ENOENT = 2;
+const ESRCH = 3;
+const ENOSPC = 28;
+
+/** A search path with the probe as `proc.isolation` and copies of it under other ids. */
+function probePlugins(...others: string[]): string {
+  const root = tempDir('reed-isolation-');
+  for (const id of ['proc.isolation', ...others]) {
+    const dir = join(root, id);
+    cpSync(FIXTURE, dir, { recursive: true });
+    const toml = readFileSync(join(dir, 'plugin.toml'), 'utf8').replace('"proc.isolation"', `"${id}"`);
+    writeFileSync(join(dir, 'plugin.toml'), toml);
+  }
+  return root;
+}
+
+const probe = async (host: PluginHost, id: string, cmd: string) =>
+  text((await host.call(id, 'probe', cmd)).output);
+const runnerOf = (host: PluginHost, id: string) =>
+  ((host.sandbox(id) as LazySandbox).inner as ProcessSandbox).runner;
+
+/** pid -> parent pid, for every process. */
+function parents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      out.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {}
+  }
+  return out;
+}
+
+/** The node process that runs the sandbox-runner, at or below `root` (the process the host spawned). */
+function runnerNodePid(root: number): number {
+  const tree = parents();
+  const queue = [root];
+  while (queue.length > 0) {
+    const pid = queue.shift() as number;
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv[0] === process.execPath && argv.some((a) => a.endsWith('sandbox-runner/main.js'))) return pid;
+    } catch {}
+    for (const [child, parent] of tree) if (parent === pid) queue.push(child);
+  }
+  throw new Error(`no sandbox-runner node process under pid ${root}`);
+}
+
+/** Live (not zombie) processes matching `test`. */
+function livePids(test: (pid: string) => boolean): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return !/State:\s+Z/.test(readFileSync(`/proc/${p}/status`, 'utf8')) && test(p);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+const named = (comm: string) => livePids((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === comm);
+const ofUid = (uid: number) =>
+  livePids((p) => new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(readFileSync(`/proc/${p}/status`, 'utf8')));
+/** Kills what a failing run left, so one failure does not leak processes into the machine. */
+const reap = (pids: number[]) => {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+};
+async function until(check: () => boolean, ms = 5_000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50)))
+    if (check()) return true;
+  return check();
+}
+const orphanName = () => `orph${process.pid % 1000}${Math.floor(Math.random() * 1e6)}`;
+
+describe('process mode: a hostile native plugin beside another plugin (issue 10, classes 2 and 10)', () => {
+  let host: PluginHost;
+  let root: string;
+  let dir: string;
+  /** Looked up each time: an attack that worked would have replaced the victim's runner. */
+  const victim = () => runnerNodePid(runnerOf(host, 'proc.victim')?.pid as number);
+  let tcp: Server;
+  let port: number;
+
+  beforeAll(async () => {
+    root = probePlugins('proc.victim');
+    const started = await startHost([root], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+    });
+    host = started.host;
+    dir = started.dir;
+    expect(host.status().map((s) => [s.id, s.state])).toEqual([
+      ['proc.isolation', 'ready'],
+      ['proc.victim', 'ready'],
+    ]);
+    tcp = createServer((s) => s.end('hello'));
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    port = (tcp.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    tcp?.close();
+    await host?.close();
+  });
+
+  const victimAlive = async () => expect(await probe(host, 'proc.victim', 'whoami')).toMatch(/^\d+ \d+ \d+$/);
+
+  it('cannot signal the other plugin\u2019s runner by its pid', async () => {
+    expect(Number(await probe(host, 'proc.isolation', `signal ${victim()}`))).not.toBe(0);
+    await victimAlive();
+  });
+
+  it('cannot signal every runner with kill(-1)', async () => {
+    await probe(host, 'proc.isolation', 'killall');
+    await victimAlive();
+    expect(host.status().find((s) => s.id === 'proc.victim')?.state).toBe('ready');
+  });
+
+  it('cannot take the other runner\u2019s socket (pidfd_getfd) or trace it', async () => {
+    const [openErrno, taken] = (await probe(host, 'proc.isolation', `getfd ${victim()}`)).split(' ');
+    expect(taken).toBe('0');
+    expect([ESRCH, EPERM]).toContain(Number(openErrno));
+    expect(Number(await probe(host, 'proc.isolation', `ptrace ${victim()}`))).not.toBe(0);
+  });
+
+  it('cannot read the other runner\u2019s memory or environment', async () => {
+    for (const f of ['mem', 'environ', 'cmdline', 'maps'])
+      expect(Number(await probe(host, 'proc.isolation', `open /proc/${victim()}/${f}`))).not.toBe(0);
+  });
+
+  it('sees no plugin directory, no host file, no runtime or data directory', async () => {
+    for (const path of [
+      join(root, 'proc.victim', 'plugin.toml'),
+      join(root, 'proc.isolation', 'plugin.toml'),
+      '/etc/passwd',
+      '/etc/hostname',
+      join(dir, 'reed.toml'),
+    ])
+      expect([path, Number(await probe(host, 'proc.isolation', `read ${path}`))]).toEqual([path, ENOENT]);
+    for (const path of [join(dir, 'runtime'), join(dir, 'runtime', 'sandboxes'), '/root', '/home', '/var'])
+      expect([path, Number(await probe(host, 'proc.isolation', `list ${path}`))]).toEqual([path, ENOENT]);
+  });
+
+  it('cannot connect to the other runner\u2019s socket', async () => {
+    const socket = join(runnerOf(host, 'proc.victim')?.dir as string, 's.sock');
+    expect(Number(await probe(host, 'proc.isolation', `connect ${socket}`))).not.toBe(0);
+  });
+
+  it('cannot reach a TCP service on the host\u2019s 127.0.0.1 (no network granted)', async () => {
+    expect(Number(await probe(host, 'proc.isolation', `tcp ${port}`))).not.toBe(0);
+  });
+
+  it('has a private /tmp of tmpfs_mb: writes beyond it fail, and the other plugin does not see its files', async () => {
+    expect(Number(await probe(host, 'proc.isolation', `fill ${5 * 1024 * 1024}`))).toBe(ENOSPC);
+    expect(Number(await probe(host, 'proc.isolation', `fill ${1024 * 1024}`))).toBe(0);
+    const name = `mark-${Date.now()}`;
+    expect(Number(await probe(host, 'proc.isolation', `put ${name}`))).toBe(0);
+    expect(Number(await probe(host, 'proc.isolation', `get ${name}`))).toBe(0);
+    expect(Number(await probe(host, 'proc.victim', `get ${name}`))).toBe(ENOENT);
+    expect(readdirSync('/tmp')).not.toContain(name);
+  });
+
+  it('each runner has its own uid, in the configured range, never 65534', async () => {
+    const uids = await Promise.all(
+      ['proc.isolation', 'proc.victim'].map(async (id) =>
+        Number((await probe(host, id, 'whoami')).split(' ')[0]),
+      ),
+    );
+    expect(uids[0]).not.toBe(uids[1]);
+    if (process.getuid?.() === 0) {
+      for (const uid of uids) {
+        expect(uid).not.toBe(65_534);
+        expect(uid).toBeGreaterThanOrEqual(600_000);
+        expect(uid).toBeLessThanOrEqual(699_999);
+      }
+    }
+  });
+});
+
+describe('nothing survives the sandbox (issue 10, class 8)', () => {
+  it('a setsid+fork grandchild dies when its sandbox stops', async () => {
+    const { host } = await startHost([probePlugins()], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+    });
+    const name = orphanName();
+    try {
+      expect(await probe(host, 'proc.isolation', `orphan ${name}`)).toBe('0');
+      expect(await until(() => named(name).length === 1)).toBe(true);
+      await host.close();
+      expect(await until(() => named(name).length === 0)).toBe(true);
+    } finally {
+      reap(named(name));
+      await host.close();
+    }
+  });
+
+  it('a setsid+fork grandchild dies with a host killed by SIGKILL, and so does every process of its uid', async () => {
+    const runtimeDir = tempDir('reed-isolation-death-');
+    const name = orphanName();
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [join(REPO, 'test/fixtures/hosts/isolation-host.mjs'), runtimeDir, probePlugins(), name],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      const [, uid] = await new Promise<number[]>((resolve, reject) => {
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const line = /ready (\d+) (\d+)\n/.exec(out);
+          if (line) resolve([Number(line[1]), Number(line[2])]);
+        });
+        child.once('exit', () => reject(new Error(`host exited early: ${out}`)));
+      });
+      expect(await until(() => named(name).length === 1)).toBe(true);
+      child.kill('SIGKILL');
+      expect(await until(() => named(name).length === 0)).toBe(true);
+      if (process.getuid?.() === 0 && uid !== 65_534)
+        expect(await until(() => ofUid(uid as number).length === 0)).toBe(true);
+    } finally {
+      child.kill('SIGKILL');
+      reap(named(name));
+    }
+  });
+
+  it('the next host kills what is left in a cgroup of a dead host, and removes the cgroup', async () => {
+    expect(process.getuid?.()).toBe(0); // cgroups need root; this machine runs the suite as root
+    const { cgroupName, RunnerCgroup } = await import('../../src/sandbox/cgroup.js');
+    // A "host" that has exited: its pid and start time identify it, and it is not alive any more.
+    const dead = spawn(process.execPath, ['-e', '0']);
+    const deadPid = dead.pid as number;
+    const deadStart = readFileSync(`/proc/${deadPid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19] ?? '';
+    await new Promise((r) => dead.once('exit', r));
+    const session = { id: 'deadbeefdeadbeef', pid: deadPid, start: deadStart };
+    const cgroup = RunnerCgroup.create(cgroupName(session, 'orphan'), { memoryBytes: 256 << 20, pids: 16 });
+    expect(cgroup).toBeDefined();
+    const left = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
+    left.unref();
+    cgroup?.add(left.pid as number);
+    try {
+      const runtimeDir = tempDir();
+      const config = loadHostConfig({
+        cwd: runtimeDir,
+        env: {},
+        home: runtimeDir,
+        overrides: { pluginDirs: [], defaultSearchPaths: false },
+      });
+      config.runtimeDir = runtimeDir;
+      const next = await PluginHost.start({ config, logger: pino({ level: 'silent' }) });
+      await next.close();
+      expect(await until(() => livePids((p) => Number(p) === left.pid).length === 0)).toBe(true);
+      expect(cgroup?.dirs.filter((d) => existsSync(d))).toEqual([]);
+    } finally {
+      reap([left.pid as number]);
+      cgroup?.remove();
+    }
+  });
+});
+
+describe('runner uids', () => {
+  it('two host processes on one machine never lease the same uid', async () => {
+    const lease = (range: string) =>
+      new Promise<number[]>((resolve, reject) => {
+        const script = `import { leaseUid, parseUidRange } from ${JSON.stringify(join(REPO, 'dist/src/sandbox/uid-pool.js'))};
+          const range = parseUidRange(${JSON.stringify(range)});
+          const uids = [];
+          for (let i = 0; i < 20; i++) uids.push((await leaseUid(range, 'p')).uid);
+          process.stdout.write(JSON.stringify(uids) + '\\n');
+          process.stdin.resume(); process.stdin.on('end', () => process.exit(0));`;
+        const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        let out = '';
+        child.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (out.endsWith('\n')) resolve(Object.assign(JSON.parse(out) as number[], { child }));
+        });
+        child.once('exit', (code) => reject(new Error(`leasing process exited with ${code}: ${out}`)));
+        children.push(child);
+      });
+    const children: ChildProcess[] = [];
+    try {
+      // 40 uids for 2 x 20 leases: they fit only if no uid is given twice.
+      const [a, b] = await Promise.all([lease('710000-710039'), lease('710000-710039')]);
+      const all = [...(a as number[]), ...(b as number[])];
+      expect(new Set(all).size).toBe(40);
+      expect(all.every((u) => u >= 710_000 && u <= 710_039)).toBe(true);
+    } finally {
+      for (const c of children) c.kill('SIGKILL');
+    }
+  });
+
+  const config = (toml: string) => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'reed.toml'), toml);
+    return () => loadHostConfig({ cwd: dir, env: {}, home: dir });
+  };
+
+  it('reads [sandbox] runner_uids, and refuses a range with 65534 (the container user), 0, or reversed', () => {
+    if (process.getuid?.() === 0)
+      expect(config('[sandbox]\nrunner_uids = "700000-700099"\n')().runnerUids).toEqual({
+        start: 700_000,
+        end: 700_099,
+      });
+    for (const range of ['60000-70000', '0-10', '700099-700000', 'many'])
+      expect(config(`[sandbox]\nrunner_uids = "${range}"\n`)).toThrow(
+        expect.objectContaining({ code: 'config_invalid', field: 'sandbox.runner_uids' }),
+      );
+  });
+
+  it('refuses the old runner_uid (one uid shared by every runner), naming runner_uids', () => {
+    expect(config('[sandbox]\nrunner_uid = 1000\n')).toThrow(
+      expect.objectContaining({ code: 'config_invalid', field: 'sandbox.runner_uid' }),
+    );
+  });
+});
+
+describe('bubblewrap is required', () => {
+  it('without it, process mode fails with sandbox_unavailable and never runs unconfined', async () => {
+    process.env.REED_BWRAP = join(tempDir(), 'no-bwrap-here');
+    try {
+      const { host } = await startHost([probePlugins()], {
+        mode: 'process',
+        reedToml: '[signatures]\nrequire = "none"\n',
+        supervision: FAST,
+      });
+      expect(host.status()[0]).toMatchObject({ state: 'failed', error: { code: 'sandbox_unavailable' } });
+      await host.close();
+    } finally {
+      delete process.env.REED_BWRAP;
+    }
+  });
+});
+
+describe('the network permission in process mode', () => {
+  it('a plugin granted network (and allowed by the policy) reaches 127.0.0.1', async () => {
+    const root = probePlugins();
+    const toml = join(root, 'proc.isolation', 'plugin.toml');
+    writeFileSync(toml, `${readFileSync(toml, 'utf8')}[permissions]\nnetwork = true\n`);
+    const tcp = createServer((s) => s.end());
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    const { host } = await startHost([root], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n[policy.permissions]\nnetwork = true\n',
+      supervision: FAST,
+    });
+    try {
+      expect(await probe(host, 'proc.isolation', `tcp ${(tcp.address() as { port: number }).port}`)).toBe(
+        '0',
+      );
+    } finally {
+      tcp.close();
+      await host.close();
+    }
+  });
+});
+
+// Keeps the probe honest: the ENOENTs above mean "not there", not "the probe is broken".
+describe('the probe itself', () => {
+  it('reports 0 for what it may reach: its own /tmp and /proc', async () => {
+    const { host } = await startHost([probePlugins()], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+    });
+    try {
+      expect(await probe(host, 'proc.isolation', 'list /tmp')).toBe('0');
+      expect(await probe(host, 'proc.isolation', 'read /proc/self/status')).toBe('0');
+    } finally {
+      await host.close();
+    }
+  });
+});
