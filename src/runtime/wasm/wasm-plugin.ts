@@ -1,3 +1,5 @@
+// Longer than most files: one class owns an instance's whole life and every import, because the per-call state
+// they share (output, fuel, deadline, the fatal error) must stay private to it.
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../host/limits.js';
 import type { HostApi } from '../host-api.js';
@@ -5,6 +7,7 @@ import { LogRate } from '../log-rate.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
 import { FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE, NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
+import { uncatchable } from './trap.js';
 import { WASI_MODULE, WasiExit, wasiImports } from './wasi.js';
 
 export interface WasmPluginOptions {
@@ -20,28 +23,6 @@ export interface WasmPluginOptions {
 const strict = new TextDecoder('utf-8', { fatal: true });
 const lenient = new TextDecoder('utf-8');
 const EMPTY = new Uint8Array(0);
-
-/**
- * `(module (func (export "trap") unreachable))`. A trap is the one error WASM exception handling cannot catch
- * (V8 marks the RuntimeError of a trap uncatchable, and it stays so when rethrown through a host import), so a
- * fatal host error leaves the guest as one of these: see WasmPlugin's #fatalize.
- */
-const TRAP_MODULE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00,
-  0x07, 0x08, 0x01, 0x04, 0x74, 0x72, 0x61, 0x70, 0x00, 0x00, 0x0a, 0x05, 0x01, 0x03, 0x00, 0x00, 0x0b,
-]);
-let trapper: (() => void) | undefined;
-
-/** A fresh uncatchable trap, or `fallback` when none can be made (no stack left to make one on). */
-function uncatchable(fallback: unknown): unknown {
-  trapper ??= new WebAssembly.Instance(new WebAssembly.Module(TRAP_MODULE)).exports.trap as () => void;
-  try {
-    trapper();
-  } catch (trap) {
-    if (trap instanceof WebAssembly.RuntimeError) return trap;
-  }
-  return fallback;
-}
 
 /**
  * One WASM plugin, in whatever process runs it. Pull-style ABI (docs/ABI-wasm.md): the plugin reads its input
@@ -405,7 +386,8 @@ export class WasmPlugin implements PluginRuntime {
     // The whole buffer the plugin named must lie in its memory, not only the part this data fills.
     const buffer = this.#bytes(ptr, cap);
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    this.#charge(Math.min(buffer.length, bytes.length) * FUEL_PER_BYTE);
+    // The whole answer is charged, not only what fits: the host built all of it (a list, an item) either way.
+    this.#charge(bytes.length * FUEL_PER_BYTE);
     buffer.set(bytes.subarray(0, Math.min(buffer.length, bytes.length)));
     return bytes.length;
   }
