@@ -53,15 +53,16 @@ export interface UidLease {
  */
 export async function leaseUid(range: UidRange, pluginId: string): Promise<UidLease> {
   const size = range.end - range.start + 1;
-  const busy = uidsInUse();
   const first = Math.floor(Math.random() * size);
+  // Scanned while a uid is held (a process that starts as it later is one this host or another started: held).
+  let busy: Set<number> | undefined;
   for (let i = 0; i < size; i++) {
     const uid = range.start + ((first + i) % size);
-    if (busy.has(uid) || RESERVED_UIDS.includes(uid)) continue;
+    if (RESERVED_UIDS.includes(uid) || busy?.has(uid)) continue;
     const server = await hold(`\0reed-runner-uid-${uid}`);
     if (server === undefined) continue;
-    // Checked again while held: a process may have started as this uid since the scan.
-    if (uidsInUse().has(uid)) {
+    busy ??= uidsInUse();
+    if (busy.has(uid)) {
       server.close();
       continue;
     }

@@ -398,3 +398,15 @@ describe('the probe itself', () => {
     }
   });
 });
+
+describe('Node\u2019s permission flag', () => {
+  it('is --permission from Node 22.13 and 23.5 (24 refuses the old name), --experimental-permission before', async () => {
+    const { permissionFlag } = await import('../../src/sandbox/runner-process.js');
+    expect(['20.20.2', '22.12.0', '23.4.0'].map((v) => permissionFlag(v))).toEqual(
+      Array(3).fill('--experimental-permission'),
+    );
+    expect(['22.13.0', '23.5.0', '24.0.0', '25.1.0'].map((v) => permissionFlag(v))).toEqual(
+      Array(4).fill('--permission'),
+    );
+  });
+});
