@@ -53,6 +53,8 @@ export const CODES = {
   wasm_invalid: 'the file is not a valid WebAssembly module',
   wasm_unsupported: 'the module uses a WebAssembly feature this host does not run',
   wasm_too_large: 'the module is larger than the configured cap',
+  wasm_limit_exceeded: 'the module has more functions, code or locals than the host\u2019s [wasm] limits allow',
+  wasm_prepare_failed: 'preparing the module ran past its deadline or heap ([wasm] prepare_timeout_ms, prepare_memory_mb)',
   wasm_import_unknown: 'the module imports something the host does not provide',
   wasm_import_signature: 'the module imports a host function with the wrong signature',
   wasm_memory_limit: 'the module\u2019s memory starts above the memory cap',

@@ -32,6 +32,13 @@ export const HostConfigSchema = Strict({
     Strict({
       max_module_bytes: Count(Number.MAX_SAFE_INTEGER),
       fuel: Type.Optional(Type.Boolean()),
+      // What a module may contain, and the bounds of the worker that prepares it (docs/ABI-wasm.md).
+      max_functions: Count(1_000_000),
+      max_function_bytes: Count(7_654_321),
+      max_code_bytes: Count(Number.MAX_SAFE_INTEGER),
+      max_function_locals: Count(50_000),
+      prepare_timeout_ms: Count(3_600_000),
+      prepare_memory_mb: Count(65_536),
     }),
   ),
   cache: Type.Optional(

@@ -9,7 +9,12 @@ import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-invent
 import { ReedError } from '../errors.js';
 import { SANDBOX_MODES } from '../manifest/schema.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
-import { DEFAULT_MAX_MODULE_BYTES } from '../runtime/wasm/compile-wasm.js';
+import {
+  DEFAULT_MAX_MODULE_BYTES,
+  DEFAULT_PREPARE_MEMORY_MB,
+  DEFAULT_PREPARE_TIMEOUT_MS,
+} from '../runtime/wasm/compile-wasm.js';
+import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from '../runtime/wasm/module-limits.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
@@ -54,7 +59,14 @@ export interface HostConfig {
   cache: { enabled: boolean; maxBytes: number };
   /** Which plugins need a signature, and the keys trusted to sign them (raw Ed25519 public keys). */
   signatures: { require: 'none' | 'native' | 'all'; trustedKeys: Buffer[] };
-  wasm: { maxModuleBytes: number; fuel: boolean };
+  wasm: {
+    maxModuleBytes: number;
+    fuel: boolean;
+    /** What a module may contain (`max_functions`, ...), checked before it is prepared and by validate. */
+    limits: WasmModuleLimits;
+    prepareTimeoutMs: number;
+    prepareMemoryMb: number;
+  };
   dataDir: string;
   runtimeDir: string;
   /**
@@ -287,6 +299,14 @@ function resolveConfig(
     wasm: {
       maxModuleBytes: raw.wasm?.max_module_bytes ?? DEFAULT_MAX_MODULE_BYTES,
       fuel: raw.wasm?.fuel ?? true,
+      limits: {
+        maxFunctions: raw.wasm?.max_functions ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctions,
+        maxFunctionBytes: raw.wasm?.max_function_bytes ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctionBytes,
+        maxCodeBytes: raw.wasm?.max_code_bytes ?? DEFAULT_WASM_MODULE_LIMITS.maxCodeBytes,
+        maxFunctionLocals: raw.wasm?.max_function_locals ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctionLocals,
+      },
+      prepareTimeoutMs: raw.wasm?.prepare_timeout_ms ?? DEFAULT_PREPARE_TIMEOUT_MS,
+      prepareMemoryMb: raw.wasm?.prepare_memory_mb ?? DEFAULT_PREPARE_MEMORY_MB,
     },
     cacheDir:
       raw.cache_dir === undefined

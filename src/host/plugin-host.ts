@@ -316,6 +316,9 @@ export class PluginHost {
       fuelPerCall: limits.fuelPerCall,
       fuel: this.config.wasm.fuel,
       maxModuleBytes: this.config.wasm.maxModuleBytes,
+      limits: this.config.wasm.limits,
+      prepareTimeoutMs: this.config.wasm.prepareTimeoutMs,
+      prepareMemoryMb: this.config.wasm.prepareMemoryMb,
       ...(verifiedBytes === undefined ? {} : { bytes: verifiedBytes }),
       ...(this.#cache === undefined ? {} : { cache: this.#cache }),
     };

@@ -114,3 +114,90 @@ export function concat(chunks: (Uint8Array | number[])[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * An append-only byte buffer that grows by doubling up to a hard cap, so writing n bytes costs O(n) time and
+ * at most 2n memory, with no object per write. Sizes can be written before their content is known: a
+ * placeholder of five bytes is patched with a padded LEB128 (valid in the binary format) once the content ends.
+ */
+export class ByteWriter {
+  #buf: Uint8Array;
+  pos = 0;
+  constructor(
+    initial: number,
+    /** Called when the content would grow past `max`; must throw. */
+    readonly max: number,
+    readonly onOverflow: (max: number) => never,
+  ) {
+    this.#buf = new Uint8Array(Math.max(64, Math.min(initial, max)));
+  }
+
+  #ensure(n: number): void {
+    const need = this.pos + n;
+    if (need <= this.#buf.length) return;
+    if (need > this.max) this.onOverflow(this.max);
+    const next = new Uint8Array(Math.min(this.max, Math.max(need, this.#buf.length * 2)));
+    next.set(this.#buf.subarray(0, this.pos));
+    this.#buf = next;
+  }
+
+  byte(b: number): void {
+    this.#ensure(1);
+    this.#buf[this.pos++] = b;
+  }
+
+  bytes(src: Uint8Array, start = 0, end = src.length): void {
+    const n = end - start;
+    this.#ensure(n);
+    const buf = this.#buf;
+    // Most spans are a few bytes (one straight-line run): a loop beats making a subarray view for each.
+    if (n < 64) for (let i = 0; i < n; i++) buf[this.pos + i] = src[start + i] as number;
+    else buf.set(src.subarray(start, end), this.pos);
+    this.pos += n;
+  }
+
+  u32(value: number): void {
+    let v = value >>> 0;
+    do {
+      let b = v & 0x7f;
+      v >>>= 7;
+      if (v !== 0) b |= 0x80;
+      this.byte(b);
+    } while (v !== 0);
+  }
+
+  /** Signed LEB128 of an integer within ±2^53 (fuel charges), without BigInt. */
+  s64(value: number): void {
+    let v = value;
+    for (;;) {
+      const b = ((v % 128) + 128) % 128;
+      v = Math.floor(v / 128);
+      const signBit = (b & 0x40) !== 0;
+      if ((v === 0 && !signBit) || (v === -1 && signBit)) {
+        this.byte(b);
+        return;
+      }
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** Reserves a five-byte size field; pass the result to {@link endSized} when the content is written. */
+  beginSized(): number {
+    this.#ensure(5);
+    this.pos += 5;
+    return this.pos;
+  }
+
+  endSized(contentStart: number): void {
+    let v = this.pos - contentStart;
+    for (let i = 0; i < 5; i++) {
+      this.#buf[contentStart - 5 + i] = (v & 0x7f) | (i < 4 ? 0x80 : 0);
+      v >>>= 7;
+    }
+  }
+
+  /** The bytes written, in a buffer of their own size (it may be transferred to another thread). */
+  result(): Uint8Array {
+    return this.#buf.slice(0, this.pos);
+  }
+}

@@ -1,14 +1,12 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { type CacheEntry, type CompileCache, cacheKey } from '../../cache/compile-cache.js';
 import { ReedError } from '../../errors.js';
-import { expectedSignature, HOST_ROUND_TRIP_IMPORTS, isKnownImport, sameSignature } from './abi.js';
-import {
-  INSTRUMENTER_VERSION,
-  type ModuleExport,
-  type ModuleImport,
-  prepareModule,
-  WASM_PAGE_BYTES,
-} from './prepare-module.js';
+import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from './module-limits.js';
+import { type PreparedInfo, type PrepareJob, type PrepareResult, runPrepareJob } from './prepare-job.js';
+import { INSTRUMENTER_VERSION, type ModuleExport, WASM_PAGE_BYTES } from './prepare-module.js';
 
 export interface WasmCompileOptions {
   pluginId: string;
@@ -22,6 +20,12 @@ export interface WasmCompileOptions {
   cache?: CompileCache;
   /** The module bytes when the caller already read (and verified) them; otherwise `file` is read. */
   bytes?: Uint8Array;
+  /** What the module may contain; checked before anything else reads it. Default DEFAULT_WASM_MODULE_LIMITS. */
+  limits?: WasmModuleLimits;
+  /** Preparing a module larger than PREPARE_INLINE_MAX_BYTES runs in a worker ended after this. Default 30 s. */
+  prepareTimeoutMs?: number;
+  /** That worker's JavaScript heap (its old generation), in MiB. Default 256. */
+  prepareMemoryMb?: number;
 }
 
 export interface PreparedWasm {
@@ -39,13 +43,14 @@ export interface CompiledWasm extends PreparedWasm {
   module: WebAssembly.Module;
 }
 
-interface PreparedInfo {
-  exports: ModuleExport[];
-  isCommand: boolean;
-  hostCalls?: boolean;
-}
-
 export const DEFAULT_MAX_MODULE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_PREPARE_TIMEOUT_MS = 30_000;
+export const DEFAULT_PREPARE_MEMORY_MB = 256;
+/**
+ * Modules up to this size are prepared on the calling thread: with linear instrumentation that takes a few
+ * milliseconds, less than starting a worker. Larger ones go to a worker (prepareOffThread).
+ */
+export const PREPARE_INLINE_MAX_BYTES = 256 * 1024;
 const compiled = new Map<string, Promise<WebAssembly.Module>>();
 
 /**
@@ -76,6 +81,9 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
     );
   }
   const source = options.bytes ?? readModule(file, maxBytes, at);
+  // The shape is bounded before hashing, the cache or anything else looks further: cheap, and it holds for cached
+  // entries too when the limits were lowered since.
+  withLocation(at, () => checkModuleLimits(source, options.limits ?? DEFAULT_WASM_MODULE_LIMITS));
   const fuel = options.fuel ?? true;
   const memoryCapPages = Math.floor((options.memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
   const key = cacheKey(
@@ -88,31 +96,26 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
     },
     source,
   );
+  const job: PrepareJob = {
+    ...at,
+    fuel,
+    initialFuel: BigInt(options.fuelPerCall),
+    memoryCapPages,
+    tableCapElements: options.tableElements,
+  };
   const produce = async () => {
-    if (!WebAssembly.validate(source)) {
-      let reason = 'it does not validate';
-      try {
-        new WebAssembly.Module(source);
-      } catch (error) {
-        reason = (error as Error).message;
-      }
-      throw new ReedError('wasm_invalid', `${file} is not a valid WebAssembly module: ${reason}`, at);
-    }
-    const prepared = withLocation(at, () =>
-      prepareModule(source, {
-        fuel,
-        initialFuel: BigInt(options.fuelPerCall),
-        memoryCapPages,
-        tableCapElements: options.tableElements,
-      }),
-    );
-    checkImports(prepared.imports, at);
-    const info: PreparedInfo = {
-      exports: prepared.exports,
-      isCommand: prepared.isCommand,
-      hostCalls: prepared.imports.some((i) => i.module === 'reed' && HOST_ROUND_TRIP_IMPORTS.has(i.name)),
+    const prepared =
+      source.length <= PREPARE_INLINE_MAX_BYTES
+        ? runPrepareJob(source, job)
+        : await prepareOffThread(source, job, {
+            timeoutMs: options.prepareTimeoutMs ?? DEFAULT_PREPARE_TIMEOUT_MS,
+            memoryMb: options.prepareMemoryMb ?? DEFAULT_PREPARE_MEMORY_MB,
+          });
+    return {
+      bytes: prepared.bytes,
+      info: prepared.info,
+      compilerVersion: `reed-instrumenter/${INSTRUMENTER_VERSION}`,
     };
-    return { bytes: prepared.bytes, info, compilerVersion: `reed-instrumenter/${INSTRUMENTER_VERSION}` };
   };
   let entry: CacheEntry;
   if (options.cache === undefined) {
@@ -168,25 +171,86 @@ function readModule(file: string, maxBytes: number, at: { pluginId: string; file
   }
 }
 
-function checkImports(imports: readonly ModuleImport[], at: { pluginId: string; file: string }): void {
-  for (const imp of imports) {
-    const name = `${imp.module}.${imp.name}`;
-    if (imp.kind !== 'function' || !isKnownImport(imp.module, imp.name)) {
-      throw new ReedError(
-        'wasm_import_unknown',
-        `${at.file} imports ${imp.kind} "${name}", which the host does not provide (see docs/ABI-wasm.md)`,
-        at,
-      );
+// The tests run this file from src/ as TypeScript, which a worker cannot load: they use the built worker
+// (npm run build), as process mode uses the built runner.
+const here = fileURLToPath(import.meta.url);
+const PREPARE_WORKER = here.endsWith('.ts')
+  ? join(dirname(here), '../../../dist/src/runtime/wasm/prepare-worker.js')
+  : join(dirname(here), 'prepare-worker.js');
+
+/**
+ * Runs {@link runPrepareJob} in a worker thread with a capped heap and a deadline, so a module cannot hold the
+ * host's thread or exhaust its heap; the worker is terminated on either. (The bytes it makes are capped by
+ * prepare-module.ts's MAX_EXPANSION, not by the heap cap: buffers live outside V8's heap.)
+ */
+function prepareOffThread(
+  source: Uint8Array,
+  job: PrepareJob,
+  bounds: { timeoutMs: number; memoryMb: number },
+): Promise<PrepareResult> {
+  const at = { pluginId: job.pluginId, file: job.file };
+  const failed = (why: string, cause?: unknown) =>
+    new ReedError('wasm_prepare_failed', `${job.file}: preparing the module ${why}`, {
+      ...at,
+      ...(cause === undefined ? {} : { cause }),
+    });
+  return new Promise((resolve, reject) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(PREPARE_WORKER, {
+        workerData: { source, job },
+        resourceLimits: { maxOldGenerationSizeMb: bounds.memoryMb, maxYoungGenerationSizeMb: 16 },
+      });
+    } catch (error) {
+      reject(failed(`could not start (${(error as Error).message}; is the package built?)`, error));
+      return;
     }
-    const expected = expectedSignature(imp.module, imp.name);
-    if (expected !== undefined && imp.type !== undefined && !sameSignature(expected, imp.type)) {
-      throw new ReedError(
-        'wasm_import_signature',
-        `${at.file} imports "${name}" as (${imp.type.params.join(', ')}) -> (${imp.type.results.join(', ')}); the ABI has (${expected.params.join(', ')}) -> (${expected.results.join(', ')})`,
-        at,
-      );
-    }
-  }
+    let settled = false;
+    const settle = (done: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      void worker.terminate();
+      done();
+    };
+    const timer = setTimeout(
+      () =>
+        settle(() =>
+          reject(
+            failed(
+              `took longer than ${bounds.timeoutMs} ms; a host that trusts it can raise [wasm] prepare_timeout_ms`,
+            ),
+          ),
+        ),
+      bounds.timeoutMs,
+    );
+    worker.once(
+      'message',
+      (
+        m: { ok: true; bytes: Uint8Array; info: PreparedInfo } | { ok: false; code: string; message: string },
+      ) =>
+        settle(() =>
+          m.ok
+            ? resolve({ bytes: m.bytes, info: m.info })
+            : reject(new ReedError(m.code as ReedError['code'], m.message, at)),
+        ),
+    );
+    worker.once('error', (error: Error & { code?: string }) =>
+      settle(() =>
+        reject(
+          error.code === 'ERR_WORKER_OUT_OF_MEMORY'
+            ? failed(
+                `needed more than ${bounds.memoryMb} MiB of heap; a host that trusts it can raise [wasm] prepare_memory_mb`,
+                error,
+              )
+            : failed(`failed: ${error.message}`, error),
+        ),
+      ),
+    );
+    worker.once('exit', (code) =>
+      settle(() => reject(failed(`ended (exit code ${code}) without an answer`))),
+    );
+  });
 }
 
 function withLocation<T>(at: { pluginId: string; file: string }, run: () => T): T {

@@ -1,5 +1,6 @@
 import { ReedError } from '../../errors.js';
-import { BinaryError, concat, encodeName, encodeS64, encodeU32, Reader } from './binary.js';
+import { BinaryError, ByteWriter, encodeName, encodeS64, encodeU32, Reader } from './binary.js';
+import { instrumentBody, type MeterGlobals, type ValType, valType } from './instrument-code.js';
 
 /**
  * Checks a WebAssembly module against the host's policy and rewrites it so that the host can bound it:
@@ -8,21 +9,32 @@ import { BinaryError, concat, encodeName, encodeS64, encodeU32, Reader } from '.
  *   is capped; one whose *initial* size is above the cap is rejected), so `memory.grow` fails inside the cap;
  * - with fuel on, every straight-line run of instructions first subtracts its length from a new exported i64
  *   global (`__reed_fuel`), and every function entry and loop head traps (`unreachable`) once the fuel is
- *   below zero. V8 has no fuel or epoch interruption of its own; this makes an infinite loop end on the calling
- *   thread, deterministically. No import is added, so no function index shifts.
+ *   below zero; instructions whose work grows with an operand (memory.fill, table.grow, ...) are charged in
+ *   proportion to it before they run (instrument-code.ts). V8 has no fuel or epoch interruption of its own;
+ *   this makes an infinite loop end on the calling thread, deterministically. No import is added, so no
+ *   function index shifts; a second, unexported global holds the count such a charge reads.
+ *
+ * Time and memory are linear in the module: one pass, output streamed into one growing buffer whose size is
+ * capped at {@link MAX_EXPANSION} times the input (module-limits.ts caps the input's shape before this runs).
  *
  * - the start function is exported as `__reed_start` instead of run by instantiation: the host calls it at
  *   once, with the instance in hand, so fuel exhaustion there is reported as such and host imports work.
  *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 2;
+export const INSTRUMENTER_VERSION = 3;
 export const FUEL_EXPORT = '__reed_fuel';
 /** The module's start function, exported instead of run at instantiation, so the host runs it under fuel. */
 export const START_EXPORT = '__reed_start';
 export const WASM_PAGE_BYTES = 65_536;
+/**
+ * The instrumented module may be at most this many times the original (plus 64 KiB). Real code grows by
+ * about half; only code made of nothing but branches grows more, and a module that would pass this is refused
+ * rather than allowed to make the host hold and compile a multiple of what it was given.
+ */
+export const MAX_EXPANSION = 4;
 
-export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref';
+export type { ValType };
 export interface FuncType {
   params: ValType[];
   results: ValType[];
@@ -59,28 +71,17 @@ export interface PreparedModule {
   isCommand: boolean;
 }
 
-const VALTYPES: Record<number, ValType> = {
-  127: 'i32',
-  126: 'i64',
-  125: 'f32',
-  124: 'f64',
-  123: 'v128',
-  112: 'funcref',
-  111: 'externref',
-};
 const KINDS = ['function', 'table', 'memory', 'global', 'tag'] as const;
 
 const fail = (
-  code: 'wasm_invalid' | 'wasm_unsupported' | 'wasm_memory_limit' | 'wasm_table_limit',
+  code:
+    | 'wasm_invalid'
+    | 'wasm_unsupported'
+    | 'wasm_memory_limit'
+    | 'wasm_table_limit'
+    | 'wasm_limit_exceeded',
   message: string,
 ) => new ReedError(code, message);
-
-function valType(r: Reader): ValType {
-  const b = r.byte();
-  const t = VALTYPES[b];
-  if (t === undefined) throw fail('wasm_unsupported', `value type 0x${b.toString(16)} is not supported`);
-  return t;
-}
 
 interface Limits {
   min: number;
@@ -142,11 +143,38 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   let importedGlobals = 0;
   let definedGlobals = 0;
   let memories = 0;
-  const out: (Uint8Array | number[])[] = [header];
+  const w = new ByteWriter(
+    input.length + (input.length >> 1) + 1024,
+    input.length * MAX_EXPANSION + 65_536,
+    (max) => {
+      throw fail(
+        'wasm_limit_exceeded',
+        `the instrumented module would be larger than ${max} bytes (${MAX_EXPANSION} times the original); its code is almost nothing but branches`,
+      );
+    },
+  );
+  const put = (chunk: Uint8Array | number[]) => {
+    if (chunk instanceof Uint8Array) w.bytes(chunk);
+    else for (const b of chunk) w.byte(b);
+  };
+  put(header);
   let globalSectionSeen = false;
   let exportSectionSeen = false;
   const fuelGlobal = () => importedGlobals + definedGlobals;
-  const newGlobal = () => [0x7e, 0x01, 0x42, ...encodeS64(options.initialFuel), 0x0b];
+  const meter = (): MeterGlobals => ({ fuel: fuelGlobal(), scratch: fuelGlobal() + 1 });
+  // The fuel (mutable i64), then the scratch slot bulk charges read their count from (mutable i32).
+  const newGlobals = () => [
+    0x7e,
+    0x01,
+    0x42,
+    ...encodeS64(options.initialFuel),
+    0x0b,
+    0x7f,
+    0x01,
+    0x41,
+    0x00,
+    0x0b,
+  ];
   const extraExports = () => [
     ...(options.fuel ? [[...encodeName(FUEL_EXPORT), 0x03, ...encodeU32(fuelGlobal())]] : []),
     ...(startFunction === undefined
@@ -154,8 +182,11 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       : [[...encodeName(START_EXPORT), 0x00, ...encodeU32(startFunction)]]),
   ];
   const needExports = options.fuel || startFunction !== undefined;
-  const section = (id: number, content: Uint8Array | number[]) =>
-    out.push([id, ...encodeU32(content.length)], content);
+  const section = (id: number, content: Uint8Array | number[]) => {
+    w.byte(id);
+    w.u32(content.length);
+    put(content);
+  };
 
   while (!r.done) {
     const sectionStart = r.pos;
@@ -167,12 +198,12 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     const s = new Reader(input, start, end);
     // Sections after the global section's place (export=7 onward) need a global section first.
     if (options.fuel && !globalSectionSeen && id !== 0 && (id === 7 || (id > 7 && id !== 13))) {
-      section(6, [...encodeU32(1), ...newGlobal()]);
+      section(6, [...encodeU32(2), ...newGlobals()]);
       globalSectionSeen = true;
     }
     if (needExports && !exportSectionSeen && id !== 0 && id > 7 && id !== 13) {
       const extra = extraExports();
-      section(7, concat([encodeU32(extra.length), ...extra]));
+      section(7, [...encodeU32(extra.length), ...extra.flat()]);
       exportSectionSeen = true;
     }
     switch (id) {
@@ -185,7 +216,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
           const results = Array.from({ length: s.u32() }, () => valType(s));
           types.push({ params, results });
         }
-        out.push(input.subarray(sectionStart, end));
+        w.bytes(input, sectionStart, end);
         break;
       }
       case 2: {
@@ -213,12 +244,12 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
           }
           imports.push(entry);
         }
-        out.push(input.subarray(sectionStart, end));
+        w.bytes(input, sectionStart, end);
         break;
       }
       case 3: {
         for (let n = s.u32(); n > 0; n--) funcTypes.push(s.u32());
-        out.push(input.subarray(sectionStart, end));
+        w.bytes(input, sectionStart, end);
         break;
       }
       case 4: {
@@ -260,9 +291,14 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         const n = s.u32();
         definedGlobals = n;
         if (options.fuel) {
-          section(6, concat([encodeU32(n + 1), input.subarray(s.pos, end), newGlobal()]));
+          const globals = newGlobals();
+          w.byte(6);
+          w.u32(encodeU32(n + 2).length + (end - s.pos) + globals.length);
+          w.u32(n + 2);
+          w.bytes(input, s.pos, end);
+          put(globals);
           globalSectionSeen = true;
-        } else out.push(input.subarray(sectionStart, end));
+        } else w.bytes(input, sectionStart, end);
         break;
       }
       case 7: {
@@ -282,39 +318,49 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         }
         if (needExports) {
           const extra = extraExports();
-          section(7, concat([encodeU32(n + extra.length), input.subarray(entriesStart, end), ...extra]));
+          const tail = extra.flat();
+          w.byte(7);
+          w.u32(encodeU32(n + extra.length).length + (end - entriesStart) + tail.length);
+          w.u32(n + extra.length);
+          w.bytes(input, entriesStart, end);
+          put(tail);
           exportSectionSeen = true;
-        } else out.push(input.subarray(sectionStart, end));
+        } else w.bytes(input, sectionStart, end);
         break;
       }
       case 8:
         break; // the start function is exported instead (START_EXPORT)
       case 10: {
         if (!options.fuel) {
-          out.push(input.subarray(sectionStart, end));
+          w.bytes(input, sectionStart, end);
           break;
         }
         const n = s.u32();
-        const bodies: (Uint8Array | number[])[] = [encodeU32(n)];
+        const globals = meter();
+        w.byte(10);
+        const sectionContent = w.beginSized();
+        w.u32(n);
         for (let i = 0; i < n; i++) {
           const bodySize = s.u32();
           const bodyEnd = s.pos + bodySize;
-          const body = instrumentBody(input, s.pos, bodyEnd, fuelGlobal());
-          bodies.push(encodeU32(body.length), body);
+          if (bodyEnd > end) throw new BinaryError(`function ${i} runs past the end of the code section`);
+          const body = w.beginSized();
+          instrumentBody(input, new Reader(input, s.pos, bodyEnd), bodyEnd, w, globals);
+          w.endSized(body);
           s.pos = bodyEnd;
         }
-        section(10, concat(bodies));
+        w.endSized(sectionContent);
         break;
       }
       default:
-        out.push(input.subarray(sectionStart, end));
+        w.bytes(input, sectionStart, end);
     }
     r.pos = end;
   }
-  if (options.fuel && !globalSectionSeen) section(6, [...encodeU32(1), ...newGlobal()]);
+  if (options.fuel && !globalSectionSeen) section(6, [...encodeU32(2), ...newGlobals()]);
   if (needExports && !exportSectionSeen) {
     const extra = extraExports();
-    section(7, concat([encodeU32(extra.length), ...extra]));
+    section(7, [...encodeU32(extra.length), ...extra.flat()]);
   }
 
   const resolvedExports: ModuleExport[] = exports.map((e) => {
@@ -323,7 +369,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     return { name: e.name, kind: e.kind, ...(type === undefined ? {} : { type }) };
   });
   return {
-    bytes: concat(out),
+    bytes: w.result(),
     imports,
     exports: resolvedExports,
     isCommand: exports.some((e) => e.name === '_start' && e.kind === 'function'),
@@ -340,204 +386,4 @@ function findStart(input: Uint8Array): number | undefined {
     r.skip(size);
   }
   return undefined;
-}
-
-// --- code instrumentation -----------------------------------------------------------------------
-
-/** What an instruction means for metering. */
-enum Flow {
-  Plain = 0,
-  /** Ends the current straight-line run: what follows is entered another way (or not at all). */
-  Boundary = 1,
-  /** `loop`: a boundary whose new run is a loop head, where fuel is also checked. */
-  Loop = 2,
-}
-
-/** Rewrites one function body: locals unchanged, a charge (and at heads a check) before each run. */
-function instrumentBody(bytes: Uint8Array, start: number, end: number, fuel: number): Uint8Array {
-  const r = new Reader(bytes, start, end);
-  for (let groups = r.u32(); groups > 0; groups--) {
-    r.u32();
-    valType(r);
-  }
-  const exprStart = r.pos;
-  const runs: { at: number; cost: number; check: boolean }[] = [];
-  let run = { at: exprStart, cost: 0, check: true };
-  while (r.pos < end) {
-    const flow = skipInstruction(r);
-    run.cost++;
-    if (flow !== Flow.Plain) {
-      runs.push(run);
-      run = { at: r.pos, cost: 0, check: flow === Flow.Loop };
-    }
-  }
-  if (run.cost > 0 || run.check) runs.push(run);
-
-  const g = encodeU32(fuel);
-  const out: (Uint8Array | number[])[] = [bytes.subarray(start, exprStart)];
-  let copied = exprStart;
-  for (const { at, cost, check } of runs) {
-    if (cost === 0 && !check) continue;
-    if (at >= end) break; // after the body's final `end`
-    out.push(bytes.subarray(copied, at));
-    copied = at;
-    if (cost > 0) out.push([0x23, ...g, 0x42, ...encodeS64(BigInt(cost)), 0x7d, 0x24, ...g]);
-    // global.get; i64.const 0; i64.lt_s; if (empty) unreachable end
-    if (check) out.push([0x23, ...g, 0x42, 0x00, 0x53, 0x04, 0x40, 0x00, 0x0b]);
-  }
-  out.push(bytes.subarray(copied, end));
-  return concat(out);
-}
-
-function memarg(r: Reader): void {
-  const align = r.u32();
-  if ((align & 0x40) !== 0) r.u32(); // multi-memory index
-  r.u32();
-}
-
-function blockType(r: Reader): void {
-  r.s33();
-}
-
-/** Skips one instruction with its immediates and says what it means for control flow. */
-function skipInstruction(r: Reader): Flow {
-  const op = r.byte();
-  switch (op) {
-    case 0x00: // unreachable
-    case 0x0f: // return
-      return Flow.Boundary;
-    case 0x01:
-    case 0x1a:
-    case 0x1b:
-    case 0xd1:
-      return Flow.Plain;
-    case 0x02: // block
-      blockType(r);
-      return Flow.Plain;
-    case 0x03: // loop
-      blockType(r);
-      return Flow.Loop;
-    case 0x04: // if
-    case 0x06: // try
-      blockType(r);
-      return Flow.Boundary;
-    case 0x05: // else
-    case 0x0b: // end
-    case 0x19: // catch_all
-      return Flow.Boundary;
-    case 0x07: // catch
-    case 0x08: // throw
-    case 0x09: // rethrow
-    case 0x18: // delegate
-    case 0x0c: // br
-    case 0x0d: // br_if
-      r.u32();
-      return Flow.Boundary;
-    case 0x0e: {
-      for (let n = r.u32(); n > 0; n--) r.u32();
-      r.u32();
-      return Flow.Boundary;
-    }
-    case 0x10: // call
-      r.u32();
-      return Flow.Plain;
-    case 0x11: // call_indirect
-      r.u32();
-      r.u32();
-      return Flow.Plain;
-    case 0x12: // return_call
-      r.u32();
-      return Flow.Boundary;
-    case 0x13:
-      r.u32();
-      r.u32();
-      return Flow.Boundary;
-    case 0x1c: {
-      for (let n = r.u32(); n > 0; n--) valType(r);
-      return Flow.Plain;
-    }
-    case 0x20:
-    case 0x21:
-    case 0x22:
-    case 0x23:
-    case 0x24:
-    case 0x25:
-    case 0x26:
-    case 0xd2:
-    case 0x3f:
-    case 0x40:
-      r.u32();
-      return Flow.Plain;
-    case 0x41:
-      r.skipSigned(32);
-      return Flow.Plain;
-    case 0x42:
-      r.skipSigned(64);
-      return Flow.Plain;
-    case 0x43:
-      r.skip(4);
-      return Flow.Plain;
-    case 0x44:
-      r.skip(8);
-      return Flow.Plain;
-    case 0xd0:
-      r.s33();
-      return Flow.Plain;
-    case 0xfc:
-      return skipPrefixFC(r);
-    case 0xfd:
-      return skipPrefixFD(r);
-    case 0xfe: {
-      const sub = r.u32();
-      if (sub === 0x03) r.byte();
-      else memarg(r);
-      return Flow.Plain;
-    }
-    default:
-      if (op >= 0x28 && op <= 0x3e) {
-        memarg(r);
-        return Flow.Plain;
-      }
-      if (op >= 0x45 && op <= 0xc4) return Flow.Plain;
-      throw fail(
-        'wasm_unsupported',
-        `instruction 0x${op.toString(16)} at byte ${r.pos - 1} is not supported`,
-      );
-  }
-}
-
-function skipPrefixFC(r: Reader): Flow {
-  const sub = r.u32();
-  if (sub <= 7) return Flow.Plain;
-  switch (sub) {
-    case 8: // memory.init
-    case 10: // memory.copy
-    case 12: // table.init
-    case 14: // table.copy
-      r.u32();
-      r.u32();
-      return Flow.Plain;
-    case 9:
-    case 11:
-    case 13:
-    case 15:
-    case 16:
-    case 17:
-      r.u32();
-      return Flow.Plain;
-    default:
-      throw fail('wasm_unsupported', `instruction 0xfc ${sub} at byte ${r.pos} is not supported`);
-  }
-}
-
-function skipPrefixFD(r: Reader): Flow {
-  const sub = r.u32();
-  if (sub <= 11 || sub === 92 || sub === 93) memarg(r);
-  else if (sub === 12 || sub === 13) r.skip(16);
-  else if (sub >= 21 && sub <= 34) r.byte();
-  else if (sub >= 84 && sub <= 91) {
-    memarg(r);
-    r.byte();
-  }
-  return Flow.Plain;
 }

@@ -164,8 +164,8 @@ export function wasiImports(
       if (list === undefined) return ERRNO.INVAL;
       let written = 0;
       for (const [ptr, len] of list) {
-        io.charge(len * FUEL_PER_BYTE);
         const chunk = region(ptr, len);
+        io.charge(len * FUEL_PER_BYTE);
         if (fd === 1) io.stdout(chunk);
         else io.stderr(chunk);
         written += len;

@@ -52,6 +52,7 @@ export class WasmPlugin implements PluginRuntime {
    * whatever the guest does: see #fatalize.
    */
   #fatal: unknown;
+  #fuelAtFatal: bigint | undefined;
   #lines = { out: { parts: [] as Uint8Array[], bytes: 0 }, err: { parts: [] as Uint8Array[], bytes: 0 } };
   #deactivated = false;
   readonly #logRate: LogRate;
@@ -205,7 +206,11 @@ export class WasmPlugin implements PluginRuntime {
   #failed<T>(error: unknown, what?: string): T {
     this.#fatal = undefined;
     if (error instanceof WasiExit && this.#o.isCommand) {
-      if (error.status === 0) return 0 as T;
+      if (error.status === 0) {
+        // A clean exit: report the fuel used up to it, not the exhausted value #fatalize left.
+        if (this.#fuel !== undefined && this.#fuelAtFatal !== undefined) this.#fuel.value = this.#fuelAtFatal;
+        return 0 as T;
+      }
       this.#drop();
       throw this.#pluginError(`exited with status ${error.status}`, error.status);
     }
@@ -225,6 +230,7 @@ export class WasmPlugin implements PluginRuntime {
     if (this.#fatal === undefined) {
       this.#fatal =
         error instanceof WasiExit && this.#o.isCommand ? error : this.#classify(error, 'a host call');
+      this.#fuelAtFatal = this.#fuel?.value as bigint | undefined;
     }
     if (this.#fuel !== undefined) this.#fuel.value = -1n;
     return uncatchable(this.#fatal);
@@ -369,9 +375,10 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   #string(ptr: number, len: number, what: string): string {
-    this.#charge((len >>> 0) * FUEL_PER_BYTE);
+    const bytes = this.#bytes(ptr, len); // bounds first: a bad pointer is wasm_out_of_bounds, whatever its length
+    this.#charge(bytes.length * FUEL_PER_BYTE);
     try {
-      return strict.decode(this.#bytes(ptr, len));
+      return strict.decode(bytes);
     } catch (error) {
       if (error instanceof ReedError) throw error;
       throw new ReedError('invalid_argument', `plugin "${this.#id}" passed ${what} that is not valid UTF-8`, {
@@ -519,8 +526,9 @@ export class WasmPlugin implements PluginRuntime {
           return this.#give(host.storageGet(this.#string(kp, kl, 'a storage key')), bp, bc);
         },
         storage_put: (kp: number, kl: number, vp: number, vl: number) => {
-          this.#charge((vl >>> 0) * FUEL_PER_BYTE);
-          host.storagePut(this.#string(kp, kl, 'a storage key'), this.#bytes(vp, vl));
+          const value = this.#bytes(vp, vl);
+          this.#charge(value.length * FUEL_PER_BYTE);
+          host.storagePut(this.#string(kp, kl, 'a storage key'), value);
           return 0;
         },
         storage_delete: (kp: number, kl: number) => {

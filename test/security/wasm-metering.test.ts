@@ -1,0 +1,154 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PluginHost } from '../../src/host/plugin-host.js';
+import type { SandboxMode } from '../../src/manifest/types.js';
+import { REPO } from '../helpers/cli.js';
+import { startHost } from '../helpers/host.js';
+import { lastingDir, manifestToml } from '../helpers/plugin-tree.js';
+
+const HOSTILE = join(REPO, 'test/fixtures/hostile');
+const EXAMPLES = join(REPO, 'examples/plugins');
+
+// Each loops forever on one instruction whose work grows with an operand (test/fixtures/hostile/bulk-ops).
+const BULK = ['fill', 'copy', 'mem_init', 'table_fill', 'table_copy', 'grow', 'table_grow'];
+
+/** Resolves once a timer armed now has fired: the host's thread is free again. */
+const heartbeat = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+describe.each<SandboxMode>(['none', 'process'])(
+  'class 6: bulk instructions are charged fuel (mode %s)',
+  (mode) => {
+    let host: PluginHost;
+    beforeAll(async () => {
+      ({ host } = await startHost([HOSTILE], {
+        mode,
+        plugins: ['hostile.bulk-ops'],
+        // A small budget: each call ends after a few hundred milliseconds of bulk work at most.
+        reedToml: '[limits]\nfuel_per_call = 50000000\ncall_timeout_ms = 20000\n',
+      }));
+    });
+    afterAll(() => host?.close());
+
+    it.each(BULK)('%s in a loop ends with fuel_exhausted, and the host still serves', async (fn) => {
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      try {
+        await expect(host.call('hostile.bulk-ops', fn)).rejects.toMatchObject({
+          code: 'fuel_exhausted',
+          pluginId: 'hostile.bulk-ops',
+        });
+        await heartbeat();
+        await new Promise<void>((resolve) => {
+          const wait = setInterval(() => {
+            if (ticks > 0) {
+              clearInterval(wait);
+              resolve();
+            }
+          }, 1);
+        });
+        expect(ticks).toBeGreaterThan(0);
+        expect((await host.call('hostile.bulk-ops', 'ok')).output).toHaveLength(0);
+      } finally {
+        clearInterval(timer);
+      }
+    });
+  },
+);
+
+/**
+ * A module of `size` bytes whose code is one-byte instructions that each end a straight-line run (`return`),
+ * split into functions of at most `perFunction` bytes (V8's own cap on a body is about 7.6 MB).
+ */
+function hugeModule(size: number, perFunction = 7_000_000): Uint8Array {
+  const functions = Math.ceil(size / perFunction);
+  const uleb = (v: number) => {
+    const out: number[] = [];
+    do {
+      let b = v & 0x7f;
+      v >>>= 7;
+      if (v !== 0) b |= 0x80;
+      out.push(b);
+    } while (v !== 0);
+    return out;
+  };
+  const head = [
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...[0x01, 0x04, 0x01, 0x60, 0x00, 0x00], // type 0: () -> ()
+    ...[0x03, ...uleb(functions + 1), ...uleb(functions), ...new Array(functions).fill(0x00)],
+    ...[0x05, 0x03, 0x01, 0x00, 0x01], // memory 1
+    ...[0x07, 0x0a, 0x01, 0x06, ...Buffer.from('memory'), 0x02, 0x00],
+  ];
+  const sizes = Array.from({ length: functions }, (_, i) => Math.min(perFunction, size - i * perFunction));
+  // Each body: its size, no locals, n returns, end.
+  const bodyHead = (n: number) => [...uleb(n + 2), 0x00];
+  let codeSize = uleb(functions).length;
+  for (const n of sizes) codeSize += bodyHead(n).length + n + 1;
+  const out = new Uint8Array(head.length + 1 + uleb(codeSize).length + codeSize);
+  let at = 0;
+  const put = (bytes: number[]) => {
+    out.set(bytes, at);
+    at += bytes.length;
+  };
+  put(head);
+  put([0x0a, ...uleb(codeSize), ...uleb(functions)]);
+  for (const n of sizes) {
+    put(bodyHead(n));
+    out.fill(0x0f, at, at + n); // return, return, ...
+    at += n;
+    put([0x0b]);
+  }
+  return out;
+}
+
+describe.each<SandboxMode>(['none', 'process'])(
+  'class 9: a huge module cannot stall the host (mode %s)',
+  (mode) => {
+    let root: string;
+    let other: PluginHost;
+    beforeAll(async () => {
+      root = lastingDir('reed-huge-');
+      const dir = join(root, 'huge');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'plugin.toml'), manifestToml({ id: 'hostile.huge' }));
+      writeFileSync(join(dir, 'plugin.wasm'), hugeModule(63 * 1024 * 1024));
+      ({ host: other } = await startHost([EXAMPLES], { mode, plugins: ['example.hello'] }));
+    });
+    afterAll(() => other?.close());
+
+    /** Starts a host on the huge module while `other` serves calls; says which finished first. */
+    async function race(reedToml: string) {
+      const order: string[] = [];
+      const loading = startHost([root], {
+        mode,
+        plugins: ['hostile.huge'],
+        reedToml,
+      }).then((started) => {
+        order.push('huge');
+        return started.host;
+      });
+      const served = await other.call('example.hello', 'greet', 'world');
+      order.push('other');
+      const huge = await loading;
+      const status = huge.status().find((s) => s.id === 'hostile.huge');
+      await huge.close();
+      return { order, served, status };
+    }
+
+    it('is refused with wasm_limit_exceeded under the default limits, before any expensive work', async () => {
+      const { order, served, status } = await race('');
+      expect(served.output.length).toBeGreaterThan(0);
+      expect(order[0]).toBe('other');
+      expect(status).toMatchObject({ state: 'failed', error: { code: 'wasm_limit_exceeded' } });
+    });
+
+    it('with the limits raised, is prepared off the host thread, bounded by the preparation deadline', async () => {
+      const { order, served, status } = await race(
+        '[wasm]\nmax_code_bytes = 67108864\nmax_function_bytes = 7654321\nprepare_timeout_ms = 1\n',
+      );
+      expect(served.output.length).toBeGreaterThan(0);
+      expect(order[0]).toBe('other');
+      expect(status).toMatchObject({ state: 'failed', error: { code: 'wasm_prepare_failed' } });
+    });
+  },
+);
