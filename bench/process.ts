@@ -134,10 +134,21 @@ async function inFlight(call: () => Promise<unknown>, total: number, width = 64)
   return total / ((performance.now() - t) / 1000);
 }
 
+/** Memory of a runner: the process spawned and all its descendants (bwrap, the sandbox's init, the runner). */
 function memoryOf(pid: number): { rss: number; pss: number } {
   const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(rollup)?.[1] ?? 0);
-  return { rss: kb('Rss') / 1024, pss: kb('Pss') / 1024 };
+  const total = { rss: kb('Rss') / 1024, pss: kb('Pss') / 1024 };
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8')
+      .split(' ')
+      .filter(Boolean)) {
+      const sub = memoryOf(Number(child));
+      total.rss += sub.rss;
+      total.pss += sub.pss;
+    }
+  }
+  return total;
 }
 
 export async function runProcessBench(): Promise<boolean> {
