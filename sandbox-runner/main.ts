@@ -15,6 +15,7 @@ import {
   type Frame,
   FrameDecoder,
   FrameType,
+  MAX_FRAME_FROM_HOST,
   PROTOCOL_VERSION,
 } from '../src/protocol/frames.js';
 import { errorPayload, type PluginSpec } from '../src/protocol/messages.js';
@@ -67,7 +68,7 @@ async function confineLater(denyTracing: boolean): Promise<void> {
 
 const exit = (code: number) => process.exit(code);
 const socket = connect(socketPath);
-const decoder = new FrameDecoder(Number(process.env.REED_MAX_FRAME ?? 1024 * 1024 * 1024));
+const decoder = new FrameDecoder(Number(process.env.REED_MAX_FRAME ?? MAX_FRAME_FROM_HOST));
 const send = (type: FrameType, id: number, meta?: object, body?: Uint8Array) =>
   socket.write(encodeFrame(type, id, meta, body));
 socket.on('connect', () => send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }));

@@ -66,45 +66,79 @@ export function encodeFrame(type: FrameType, id: number, meta?: object, body: Ui
 }
 
 /**
+ * Largest frame a runner accepts from the host unless REED_MAX_FRAME says otherwise: above the largest Welcome the
+ * host's default caps allow (a 256 MiB plugin file, discovery's max_file_bytes, plus its spec) and far below a
+ * frame length's 4 GiB. The host is the trusted side; the bound keeps a corrupted stream from having the runner
+ * wait on, or allocate for, a frame it could never hold.
+ */
+export const MAX_FRAME_FROM_HOST = 320 * 1024 * 1024;
+
+/**
  * Splits a byte stream into frames. A length above `maxFrameBytes`, or a malformed header or metadata, throws
- * ProtocolError before anything of that size is allocated.
+ * ProtocolError before anything of that size is allocated. Whatever the sender's chunking (a frame in a million
+ * one-byte writes), it holds at most one frame's bytes and four header bytes, in one buffer: a frame that
+ * arrives whole in a chunk is used in place, a frame in pieces is copied once into a buffer of its size.
  */
 export class FrameDecoder {
-  #chunks: Buffer[] = [];
-  #buffered = 0;
+  readonly #head = Buffer.alloc(4);
+  #headLen = 0;
+  #frame: Buffer | undefined;
+  #filled = 0;
 
   constructor(readonly maxFrameBytes: number) {}
 
   push(chunk: Buffer): Frame[] {
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
     const frames: Frame[] = [];
-    while (this.#buffered >= 4) {
-      const head = this.#peek(4);
-      const length = head.readUInt32BE(0);
-      if (length > this.maxFrameBytes)
-        throw new ProtocolError(`frame of ${length} bytes is above the limit of ${this.maxFrameBytes}`);
-      if (length < HEADER_BYTES - 4)
-        throw new ProtocolError(`frame of ${length} bytes is shorter than a header`);
-      if (this.#buffered < 4 + length) break;
-      frames.push(parseFrame(this.#take(4 + length)));
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#frame === undefined) {
+        if (this.#headLen === 0 && chunk.length - at >= 4) {
+          const length = this.#check(chunk.readUInt32BE(at));
+          if (chunk.length - at >= 4 + length) {
+            frames.push(parseFrame(chunk.subarray(at, at + 4 + length)));
+            at += 4 + length;
+            continue;
+          }
+          this.#start(length);
+          at += 4;
+        } else {
+          const take = Math.min(4 - this.#headLen, chunk.length - at);
+          chunk.copy(this.#head, this.#headLen, at, at + take);
+          this.#headLen += take;
+          at += take;
+          if (this.#headLen < 4) break;
+          this.#headLen = 0;
+          this.#start(this.#check(this.#head.readUInt32BE(0)));
+          continue;
+        }
+      }
+      const frame = this.#frame as Buffer;
+      const take = Math.min(frame.length - this.#filled, chunk.length - at);
+      chunk.copy(frame, this.#filled, at, at + take);
+      this.#filled += take;
+      at += take;
+      if (this.#filled === frame.length) {
+        this.#frame = undefined;
+        frames.push(parseFrame(frame));
+      }
     }
     return frames;
   }
 
-  #peek(n: number): Buffer {
-    if ((this.#chunks[0]?.length ?? 0) < n) this.#chunks = [Buffer.concat(this.#chunks, this.#buffered)];
-    return this.#chunks[0] as Buffer;
+  #check(length: number): number {
+    if (length > this.maxFrameBytes)
+      throw new ProtocolError(`frame of ${length} bytes is above the limit of ${this.maxFrameBytes}`);
+    if (length < HEADER_BYTES - 4)
+      throw new ProtocolError(`frame of ${length} bytes is shorter than a header`);
+    return length;
   }
 
-  /** Takes n bytes; the chunks are joined only when a whole frame is there, so each byte is copied once. */
-  #take(n: number): Buffer {
-    const all =
-      this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#buffered);
-    const rest = all.subarray(n);
-    this.#chunks = rest.length > 0 ? [rest] : [];
-    this.#buffered -= n;
-    return all.subarray(0, n);
+  /** A buffer for a frame of `length` (checked) whose bytes come in pieces; its length field is filled in. */
+  #start(length: number): void {
+    const frame = Buffer.allocUnsafe(4 + length);
+    frame.writeUInt32BE(length, 0);
+    this.#frame = frame;
+    this.#filled = 4;
   }
 }
 

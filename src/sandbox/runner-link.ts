@@ -32,6 +32,10 @@ interface Pending {
 }
 
 const MAX_ARG_BYTES = 64 * 1024 * 1024;
+/** Bytes of replies a runner may leave unread before the host stops reading from it. */
+export const UNREAD_HIGH_WATER = 4 * 1024 * 1024;
+/** The longest Log frame message passed on: the ceiling of limits.log_line_bytes (the host cuts to the plugin's own). */
+const MAX_LOG_MESSAGE = 65_536;
 
 /**
  * The host's end of one runner connection (docs/PROTOCOL.md). Every frame from the runner is hostile input:
@@ -72,26 +76,21 @@ export class RunnerLink {
     this.#handshake.catch(() => {}); // settled before anyone asks, or never asked: not unhandled
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
-      let frames: Frame[];
       try {
-        frames = this.#decoder.push(chunk);
+        this.#queue.push(...this.#decoder.push(chunk));
       } catch (error) {
         this.#violation((error as Error).message);
         return;
       }
-      for (const frame of frames) {
-        if (this.#state === 'closed') return;
-        try {
-          this.#handle(frame);
-        } catch (error) {
-          this.#violation(
-            error instanceof ProtocolError
-              ? error.message
-              : `frame handling failed: ${(error as Error).message}`,
-          );
-          return;
-        }
-      }
+      this.#drain();
+    });
+    // Replies the runner does not read pile up in the socket's buffer: past UNREAD_HIGH_WATER the host stops
+    // reading (and answering) until they drain, so a runner can make the host hold at most that plus one reply.
+    socket.on('drain', () => {
+      if (!this.#blocked) return;
+      this.#blocked = false;
+      socket.resume();
+      this.#drain();
     });
     socket.on('close', () =>
       this.#close(
@@ -182,6 +181,35 @@ export class RunnerLink {
     if (!this.#socket.destroyed) this.#socket.write(encodeFrame(type, id, meta, body));
   }
 
+  /** Frames decoded but not handled yet: at most one chunk's worth, as reading stops while they wait. */
+  #queue: Frame[] = [];
+  #blocked = false;
+
+  /** Handles queued frames until none is left or the runner has UNREAD_HIGH_WATER of replies unread. */
+  #drain(): void {
+    while (this.#queue.length > 0 && !this.#blocked) {
+      if (this.#state === 'closed') {
+        this.#queue = [];
+        return;
+      }
+      const frame = this.#queue.shift() as Frame;
+      try {
+        this.#handle(frame);
+      } catch (error) {
+        this.#violation(
+          error instanceof ProtocolError
+            ? error.message
+            : `frame handling failed: ${(error as Error).message}`,
+        );
+        return;
+      }
+      if (this.#socket.writableLength > UNREAD_HIGH_WATER) {
+        this.#blocked = true;
+        this.#socket.pause();
+      }
+    }
+  }
+
   #handle(frame: Frame): void {
     const m = frame.meta;
     if (this.#state === 'handshake') {
@@ -239,7 +267,11 @@ export class RunnerLink {
       case FrameType.Log: {
         if (typeof m.level !== 'number' || typeof m.message !== 'string')
           throw new ProtocolError('malformed Log frame');
-        this.#o.host.log(m.level, m.message);
+        // Cut here, before anything measures or copies it: the plugin's own log_line_bytes applies after.
+        this.#o.host.log(
+          m.level,
+          m.message.length > MAX_LOG_MESSAGE ? m.message.slice(0, MAX_LOG_MESSAGE) : m.message,
+        );
         return;
       }
       case FrameType.Pong: {

@@ -1,13 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Docker from 'dockerode';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/host/limits.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { RunnerEndpoint } from '../../src/sandbox/runner-endpoint.js';
 import { newSession, OWNER_FILE, sweepOrphans } from '../../src/sandbox/session.js';
 import { REPO } from '../helpers/cli.js';
+import { startHost, text } from '../helpers/host.js';
+import { hostileRunnerImage, NODE_IN_IMAGE, RUNNERS_IN_IMAGE } from '../helpers/hostile-image.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 /**
@@ -16,6 +19,8 @@ import { tempDir } from '../helpers/plugin-tree.js';
  * depth; the host must keep starting whatever a dead host left behind.
  */
 const RUNNERS = join(REPO, 'test/fixtures/runners');
+const MiB = 1024 * 1024;
+const docker = new Docker();
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) c.kill('SIGKILL');
@@ -99,3 +104,61 @@ describe('class 4: a sandbox that stops with a chain past PATH_MAX in its direct
     expect(existsSync(endpoint.dir)).toBe(false);
   });
 });
+
+/** Bytes of regular files under `dir`, walked without following links. */
+function bytesUnder(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) total += bytesUnder(p);
+    else if (entry.isFile()) total += lstatSync(p).size;
+  }
+  return total;
+}
+
+describe.each(['runc', 'runsc'])(
+  'container mode (%s): what a runner writes stays in its own memory',
+  (runtime) => {
+    let image: string;
+    beforeAll(async () => {
+      image = await hostileRunnerImage(docker, 'reed-test-host-fs:latest');
+    }, 300_000);
+
+    it('class 11 and 1: nothing lands on the host disk (not in /run/reed, not in the container layer), /tmp and /dev/shm hold at most tmpfs_mb, and no link placed for the host survives to be followed', async () => {
+      const victim = join(tempDir(), 'victim');
+      files(victim, 10);
+      const started = await startHost([join(REPO, 'examples/plugins')], {
+        mode: 'container',
+        plugins: ['example.hello'],
+        reedToml: `[signatures]\nrequire = "none"\n[sandbox]\nruntime = "${runtime}"\n[limits]\ntmpfs_mb = 16\ncall_timeout_ms = 120000\n`,
+        supervision: { startTimeoutMs: 30_000 },
+        runnerImage: image,
+        runnerCommand: [NODE_IN_IMAGE, `${RUNNERS_IN_IMAGE}/fill-disk.mjs`],
+        docker,
+      });
+      const { host, dir } = started;
+      try {
+        const answer = await host.call('example.hello', 'attack', JSON.stringify({ mib: 48, victim }));
+        const { written, links } = JSON.parse(text(answer.output)) as {
+          written: Record<string, number>;
+          links: string[];
+        };
+        expect(written['/run/reed']).toBe(0);
+        expect(links).toEqual([]);
+        expect(bytesUnder(join(dir, 'runtime', 'sandboxes'))).toBeLessThan(64 * 1024);
+        for (const place of ['/', '/opt', '/home', '/var/tmp']) expect(written[place], place).toBe(0);
+        for (const place of ['/tmp', '/dev/shm']) expect(written[place], place).toBeLessThanOrEqual(16 * MiB);
+        const [container] = await docker.listContainers({
+          all: true,
+          size: true,
+          filters: { label: [`reed.host.session=${host.session.id}`] },
+        });
+        expect((container as { SizeRw?: number } | undefined)?.SizeRw ?? 0).toBeLessThan(1 * MiB);
+      } finally {
+        await host.close();
+      }
+      expect(readdirSync(victim).length).toBe(10);
+      expect(readdirSync(join(dir, 'runtime', 'sandboxes'))).toEqual([]);
+    }, 300_000);
+  },
+);

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
+import { encodeFrame, FrameDecoder, FrameType, ProtocolError } from '../../src/protocol/frames.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 import { hostileRunnerImage, NODE_IN_IMAGE, RUNNERS_IN_IMAGE } from '../helpers/hostile-image.js';
@@ -20,17 +21,23 @@ afterEach(async () => {
   for (const h of hosts.splice(0)) await h.close();
 });
 
-/** Runs `work` while sampling the heap; resolves with its result and the largest heap growth seen. */
+/** The host's own memory: its heap, plus Buffers outside it (socket buffers hold those). */
+const used = () => {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.external;
+};
+
+/** Runs `work` while sampling memory; resolves with its result and the largest growth seen. */
 async function heapDuring<T>(work: () => Promise<T>): Promise<{ result: T; growth: number }> {
   globalThis.gc?.();
-  const base = process.memoryUsage().heapUsed;
+  const base = used();
   let peak = base;
   const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().heapUsed);
+    peak = Math.max(peak, used());
   }, 10);
   try {
     const result = await work();
-    peak = Math.max(peak, process.memoryUsage().heapUsed);
+    peak = Math.max(peak, used());
     return { result, growth: peak - base };
   } finally {
     clearInterval(timer);
@@ -89,7 +96,7 @@ describe.each(['runc', 'runsc'])(
         mode: 'container',
         plugins: ['example.hello', 'example.wordcount'],
         // gVisor moves output slower than a 5 s deadline allows for 200 MiB.
-      reedToml: `[signatures]\nrequire = "none"\n[sandbox]\nruntime = "${runtime}"\n[limits]\ncall_timeout_ms = 120000\n`,
+        reedToml: `[signatures]\nrequire = "none"\n[sandbox]\nruntime = "${runtime}"\n[limits]\ncall_timeout_ms = 120000\n`,
         supervision: { startTimeoutMs: 30_000 },
         runnerImage: image,
         runnerCommand: [NODE_IN_IMAGE, `${RUNNERS_IN_IMAGE}/stdout-flood.mjs`],
@@ -101,3 +108,65 @@ describe.each(['runc', 'runsc'])(
     }, 300_000);
   },
 );
+
+describe('process mode: a runner that asks the host for replies it never reads', () => {
+  it('the host stops reading from it instead of buffering 200 MiB of replies; the call times out and the runner is replaced', async () => {
+    const started = await startHost([join(REPO, 'examples/plugins')], {
+      mode: 'process',
+      plugins: ['example.notes-c'],
+      reedToml: '[signatures]\nrequire = "none"\n[limits]\ncall_timeout_ms = 3000\n',
+      supervision: { startTimeoutMs: 10_000, restartBaseMs: 20 },
+      runnerCommand: [process.execPath, join(RUNNERS, 'unread-replies.mjs')],
+    });
+    hosts.push(started.host);
+    const { result, growth } = await heapDuring(() =>
+      started.host.call('example.notes-c', 'attack').then(
+        () => 'answered',
+        (error: { code?: string }) => error.code,
+      ),
+    );
+    expect(result).toBe('call_timeout');
+    expect(growth).toBeLessThan(64 * MiB);
+    expect(text((await started.host.call('example.notes-c', 'ok')).output)).toBe('ok');
+  });
+});
+
+describe('the frame decoder (host and runner side)', () => {
+  it('a frame sent one byte per chunk costs one frame of memory, not one object per chunk', () => {
+    const decoder = new FrameDecoder(8 * MiB);
+    const frame = encodeFrame(FrameType.Result, 1, { fuelConsumed: 0 }, Buffer.alloc(2 * MiB, 7));
+    globalThis.gc?.();
+    const base = used();
+    let peak = base;
+    const frames = [];
+    for (let i = 0; i < frame.length; i++) {
+      frames.push(...decoder.push(frame.subarray(i, i + 1)));
+      if (i % 65_536 === 0) peak = Math.max(peak, used());
+    }
+    expect(frames).toHaveLength(1);
+    expect(Buffer.from(frames[0]?.body ?? []).equals(Buffer.alloc(2 * MiB, 7))).toBe(true);
+    expect(peak - base).toBeLessThan(64 * MiB);
+  });
+
+  it('splits the same frames whatever the chunking, and refuses a length above its limit before it arrives', () => {
+    const stream = Buffer.concat([
+      encodeFrame(FrameType.Log, 0, { level: 1, message: 'a' }),
+      encodeFrame(FrameType.Result, 7, { fuelConsumed: 3 }, Buffer.alloc(70_000, 1)),
+      encodeFrame(FrameType.Pong, 9),
+    ]);
+    for (const size of [1, 3, 4, 5, 13, 4096, 65_536, stream.length]) {
+      const decoder = new FrameDecoder(1 * MiB);
+      const frames = [];
+      for (let at = 0; at < stream.length; at += size)
+        frames.push(...decoder.push(stream.subarray(at, at + size)));
+      expect(frames.map((f) => [f.type, f.id, f.body.length])).toEqual([
+        [FrameType.Log, 0, 0],
+        [FrameType.Result, 7, 70_000],
+        [FrameType.Pong, 9, 0],
+      ]);
+    }
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(2 * MiB);
+    expect(() => new FrameDecoder(1 * MiB).push(huge)).toThrow(ProtocolError);
+  });
+});
