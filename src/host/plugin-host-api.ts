@@ -3,7 +3,13 @@ import { ReedError } from '../errors.js';
 import { jsonTooDeep, MAX_DATA_DEPTH } from '../manifest/config-check.js';
 import { MAX_TOPIC_LENGTH, patternCovers } from '../manifest/topic-pattern.js';
 import type { AccessLevel, PluginPermissions } from '../manifest/types.js';
-import type { HostApi } from '../runtime/host-api.js';
+import {
+  type HostApi,
+  MAX_CONTENT_ID_BYTES,
+  MAX_CONTENT_TYPE_BYTES,
+  MAX_EVENT_DATA_BYTES,
+  MAX_KEY_BYTES,
+} from '../runtime/host-api.js';
 import { LogRate } from '../runtime/log-rate.js';
 import type { ResolvedLimits } from './limits.js';
 import type { ContentService, EventBus, StorageService } from './services.js';
@@ -14,16 +20,6 @@ export interface HostServices {
   events: EventBus;
 }
 
-// Size caps on what a plugin passes the host (issue 10, class 7): each is checked before any lookup or parse,
-// and reported as `argument_too_large`. Storage values count against storage_quota_bytes, content against
-// content_quota_bytes/items, log lines against log_line_bytes and log_lines_per_second (limits).
-/** Storage keys and prefixes, and configuration keys. */
-export const MAX_KEY_BYTES = 1_024;
-/** Content ids (the host makes them; anything longer is not one). */
-export const MAX_CONTENT_ID_BYTES = 256;
-export const MAX_CONTENT_TYPE_BYTES = 200;
-/** Event data: an event is delivered synchronously to every subscriber, so its size is bounded per emit. */
-export const MAX_EVENT_DATA_BYTES = 1_048_576;
 /** Keys per storage_list answer. */
 const MAX_LIST = 10_000;
 const LEVELS = ['debug', 'info', 'warn', 'error'] as const;

@@ -1,3 +1,15 @@
+// Size caps on what a plugin passes the host (issue 10, class 7), part of the host API's contract: each is
+// checked before any lookup or parse and reported as `argument_too_large` (by PluginHostApi; config_get's key
+// also by the WASM runtime, since a runner answers config_get itself). Storage values count against
+// storage_quota_bytes, content against content_quota_bytes/items, log lines against the log limits.
+/** Storage keys and prefixes, and configuration keys. */
+export const MAX_KEY_BYTES = 1_024;
+/** Content ids (the host makes them; anything longer is not one). */
+export const MAX_CONTENT_ID_BYTES = 256;
+export const MAX_CONTENT_TYPE_BYTES = 200;
+/** Event data: an event is delivered synchronously to every subscriber, so its size is bounded per emit. */
+export const MAX_EVENT_DATA_BYTES = 1_048_576;
+
 /**
  * What a runtime may ask the host for, on behalf of one plugin. Synchronous: a WASM plugin calls it in the
  * middle of its own execution. Implemented on the host side by PluginHostApi, which checks permissions and

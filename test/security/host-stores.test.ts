@@ -47,6 +47,17 @@ describe.each(['none', 'process'] as const)('host-side stores, mode %s', (mode) 
     },
   );
 
+  it('config_key from a plugin without host calls (answered by the runner itself in process mode)', async () => {
+    const { host: own } = await startHost([DIR], { mode, plugins: ['hostile.wr.config-only'] });
+    try {
+      await expect(own.call('hostile.wr.config-only', 'config_key', '')).rejects.toMatchObject({
+        code: 'argument_too_large',
+      });
+    } finally {
+      await own.close();
+    }
+  });
+
   it('log: a 1 MiB line is kept only up to limits.log_line_bytes', async () => {
     await host.call(ID, 'log_long', '');
     const line = logs.filter((l) => l.pluginId === ID && l.msg.startsWith('aaaa')).at(-1);

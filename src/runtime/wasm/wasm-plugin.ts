@@ -2,7 +2,7 @@
 // they share (output, fuel, deadline, the fatal error) must stay private to it.
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../host/limits.js';
-import type { HostApi } from '../host-api.js';
+import { type HostApi, MAX_KEY_BYTES } from '../host-api.js';
 import { LogRate } from '../log-rate.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
 import { FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE, NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
@@ -553,6 +553,14 @@ export class WasmPlugin implements PluginRuntime {
           return 0;
         },
         config_get: (kp: number, kl: number, bp: number, bc: number) => {
+          // Checked here too: a runner without host calls answers config_get itself, not through PluginHostApi.
+          if (kl >>> 0 > MAX_KEY_BYTES) {
+            throw new ReedError(
+              'argument_too_large',
+              `plugin "${this.#id}" passed a configuration key of ${kl >>> 0} bytes; the host takes at most ${MAX_KEY_BYTES}`,
+              { pluginId: this.#id },
+            );
+          }
           return this.#give(host.configGet(this.#string(kp, kl, 'a configuration key')), bp, bc);
         },
       },
