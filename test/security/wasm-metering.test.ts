@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
-import { REPO } from '../helpers/cli.js';
+import { REPO, runCli } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
 import { lastingDir, manifestToml } from '../helpers/plugin-tree.js';
 
@@ -152,3 +152,33 @@ describe.each<SandboxMode>(['none', 'process'])(
     });
   },
 );
+
+describe('class 9: validate checks the same limits', () => {
+  it('reports wasm_limit_exceeded for the huge module, and accepts it once [wasm] raises the limits', () => {
+    const root = lastingDir('reed-huge-validate-');
+    const dir = join(root, 'huge');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'plugin.toml'), manifestToml({ id: 'hostile.huge' }));
+    writeFileSync(join(dir, 'plugin.wasm'), hugeModule(20 * 1024 * 1024));
+    const validate = (toml: string) => {
+      writeFileSync(join(root, 'reed.toml'), toml);
+      const r = runCli([
+        'validate',
+        dir,
+        '--no-default-paths',
+        '--config',
+        join(root, 'reed.toml'),
+        '--json',
+      ]);
+      return {
+        status: r.status,
+        out: JSON.parse(r.stdout) as { plugins: { diagnostics: { code: string }[] }[] },
+      };
+    };
+    const refused = validate('');
+    expect(refused.status).toBe(1);
+    expect(refused.out.plugins[0]?.diagnostics.map((d) => d.code)).toContain('wasm_limit_exceeded');
+    const raised = validate('[wasm]\nmax_code_bytes = 67108864\nmax_function_bytes = 7654321\n');
+    expect(raised.out.plugins[0]?.diagnostics.map((d) => d.code)).not.toContain('wasm_limit_exceeded');
+  });
+});

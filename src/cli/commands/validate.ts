@@ -3,6 +3,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { formatDiagnostic } from '../../diagnostics.js';
 import { scanPlugins } from '../../host/scan-plugins.js';
 import { MANIFEST_FILE } from '../../manifest/parse-manifest.js';
+import { checkWasmFile } from '../../runtime/wasm/compile-wasm.js';
 import {
   type Command,
   EXIT_OK,
@@ -49,6 +50,30 @@ export const validateCommand: Command = {
     if (target !== undefined && asked.length === 0) {
       io.stderr(`error plugin_not_found: no plugin found at ${target}\n`);
       return EXIT_PLUGIN_ERROR;
+    }
+    // The module's size and shape against [wasm]'s limits, as loading checks them first (docs/ABI-wasm.md).
+    for (const c of asked) {
+      if (
+        c.status === 'invalid' ||
+        c.pluginType !== 'wasm' ||
+        c.entryPoint === undefined ||
+        c.id === undefined
+      )
+        continue;
+      const error = checkWasmFile(c.entryPoint, {
+        pluginId: c.id,
+        maxModuleBytes: config.wasm.maxModuleBytes,
+        limits: config.wasm.limits,
+      });
+      if (error === undefined) continue;
+      c.diagnostics.push({
+        code: error.code,
+        severity: 'error',
+        message: error.message,
+        pluginId: c.id,
+        file: c.entryPoint,
+      });
+      c.status = 'invalid';
     }
     const failed =
       asked.some((c) => c.status === 'invalid') || scan.diagnostics.some((d) => d.severity === 'error');

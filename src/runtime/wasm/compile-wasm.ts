@@ -139,6 +139,25 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
   };
 }
 
+/**
+ * The checks `reed-plugins validate` shares with loading: the module's size and its shape against the host's
+ * [wasm] limits, without preparing it. The error, if any.
+ */
+export function checkWasmFile(
+  file: string,
+  options: { pluginId: string; maxModuleBytes?: number; limits?: WasmModuleLimits },
+): ReedError | undefined {
+  const at = { pluginId: options.pluginId, file };
+  try {
+    const source = readModule(file, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES, at);
+    withLocation(at, () => checkModuleLimits(source, options.limits ?? DEFAULT_WASM_MODULE_LIMITS));
+    return undefined;
+  } catch (error) {
+    if (error instanceof ReedError) return error;
+    throw error;
+  }
+}
+
 function readModule(file: string, maxBytes: number, at: { pluginId: string; file: string }): Uint8Array {
   let fd: number;
   try {

@@ -1,0 +1,108 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import wabtFactory from 'wabt';
+import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS } from '../../src/runtime/wasm/module-limits.js';
+import { FUEL_EXPORT, MAX_EXPANSION, prepareModule } from '../../src/runtime/wasm/prepare-module.js';
+
+let wat: (text: string) => Uint8Array;
+beforeAll(async () => {
+  const wabt = await wabtFactory();
+  wat = (text) => {
+    const m = wabt.parseWat('t.wat', text, { bulk_memory: true, reference_types: true });
+    try {
+      return m.toBinary({}).buffer;
+    } finally {
+      m.destroy();
+    }
+  };
+});
+
+const OPTIONS = { fuel: true, initialFuel: 1_000_000n, memoryCapPages: 1024, tableCapElements: 1000 };
+
+function instantiate(bytes: Uint8Array) {
+  const prepared = prepareModule(bytes, OPTIONS);
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(prepared.bytes), {});
+  return {
+    exports: instance.exports as Record<string, unknown>,
+    fuel: instance.exports[FUEL_EXPORT] as WebAssembly.Global,
+  };
+}
+
+describe('bulk instructions are charged before they run', () => {
+  it('memory.fill with less fuel than its length traps without writing a byte', () => {
+    const { exports, fuel } = instantiate(
+      wat(`(module (memory (export "memory") 16)
+        (func (export "fill") (param i32) (memory.fill (i32.const 0) (i32.const 7) (local.get 0))))`),
+    );
+    const memory = new Uint8Array((exports.memory as WebAssembly.Memory).buffer);
+    fuel.value = 1000n;
+    expect(() => (exports.fill as (n: number) => void)(100_000)).toThrow(WebAssembly.RuntimeError);
+    expect(fuel.value as bigint).toBeLessThan(0n);
+    expect(memory.every((b) => b === 0)).toBe(true);
+    // With enough fuel the same call runs, and is charged about one fuel per byte.
+    fuel.value = 1_000_000n;
+    (exports.fill as (n: number) => void)(100_000);
+    expect(memory[99_999]).toBe(7);
+    expect(1_000_000n - (fuel.value as bigint)).toBeGreaterThanOrEqual(100_000n);
+  });
+
+  it('memory.grow is charged even for 0 pages; a function is charged per declared local', () => {
+    const { exports, fuel } = instantiate(
+      wat(`(module (memory 1 4)
+        (func (export "grow") (result i32) (memory.grow (i32.const 0)))
+        (func (export "locals") (local i64 i64 i64 i64 i64 i64 i64 i64 i64 i64)))`),
+    );
+    fuel.value = 1_000_000n;
+    (exports.grow as () => number)();
+    expect(1_000_000n - (fuel.value as bigint)).toBeGreaterThanOrEqual(65_536n);
+    fuel.value = 1_000n;
+    (exports.locals as () => void)();
+    expect(1_000n - (fuel.value as bigint)).toBeGreaterThanOrEqual(10n);
+  });
+});
+
+describe('the instrumenter decodes every opcode exactly or refuses the module', () => {
+  // One function whose body is `bytes`, then `end`; built by hand because no assembler writes unknown opcodes.
+  const withBody = (bytes: number[]) => {
+    const body = [0x00, ...bytes, 0x0b];
+    return Uint8Array.from([
+      ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+      ...[0x01, 0x04, 0x01, 0x60, 0x00, 0x00],
+      ...[0x03, 0x02, 0x01, 0x00],
+      ...[0x0a, body.length + 2, 0x01, body.length, ...body],
+    ]);
+  };
+  it.each([
+    ['an unknown 0xfc instruction', [0xfc, 0x12]],
+    ['a SIMD opcode past relaxed SIMD', [0xfd, 0x80, 0x04]],
+    ['an unknown atomic', [0xfe, 0x04]],
+    ['a GC instruction', [0xfb, 0x00]],
+    ['try_table', [0x1f, 0x40, 0x00, 0x0b]],
+  ])('%s is wasm_unsupported', (_, bytes) => {
+    expect(() => prepareModule(withBody(bytes), OPTIONS)).toThrow(
+      expect.objectContaining({ code: 'wasm_unsupported' }),
+    );
+  });
+});
+
+describe('instrumentation is linear and bounded', () => {
+  it(`code made of branches grows at most ${MAX_EXPANSION} times`, () => {
+    const branches = Array.from({ length: 20_000 }, () => '(br_if 0 (i32.const 0))').join(' ');
+    const bytes = wat(`(module (func (export "f") (block ${branches})))`);
+    const prepared = prepareModule(bytes, OPTIONS);
+    expect(WebAssembly.validate(prepared.bytes)).toBe(true);
+    expect(prepared.bytes.length).toBeLessThanOrEqual(bytes.length * MAX_EXPANSION + 65_536);
+  });
+
+  it.each([
+    ['maxFunctions', { maxFunctions: 1 }],
+    ['maxFunctionBytes', { maxFunctionBytes: 4 }],
+    ['maxCodeBytes', { maxCodeBytes: 8 }],
+    ['maxFunctionLocals', { maxFunctionLocals: 3 }],
+  ])('%s is enforced as wasm_limit_exceeded', (_, limit) => {
+    const bytes = wat(`(module (func (local i32 i32 i32 i32) (nop) (nop)) (func))`);
+    expect(() => checkModuleLimits(bytes, DEFAULT_WASM_MODULE_LIMITS)).not.toThrow();
+    expect(() => checkModuleLimits(bytes, { ...DEFAULT_WASM_MODULE_LIMITS, ...limit })).toThrow(
+      expect.objectContaining({ code: 'wasm_limit_exceeded' }),
+    );
+  });
+});
