@@ -1,8 +1,10 @@
 import { join } from 'node:path';
 import Docker from 'dockerode';
+import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { encodeFrame, FrameDecoder, FrameType, ProtocolError } from '../../src/protocol/frames.js';
+import { DockerDemux, OUTPUT_BURST_BYTES, OutputPump } from '../../src/sandbox/output-pump.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 import { hostileRunnerImage, NODE_IN_IMAGE, RUNNERS_IN_IMAGE } from '../helpers/hostile-image.js';
@@ -168,5 +170,67 @@ describe('the frame decoder (host and runner side)', () => {
     const huge = Buffer.alloc(4);
     huge.writeUInt32BE(2 * MiB);
     expect(() => new FrameDecoder(1 * MiB).push(huge)).toThrow(ProtocolError);
+  });
+});
+
+describe('the output pump itself', () => {
+  const logger = () => {
+    const warnings: Record<string, unknown>[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => warnings.push(JSON.parse(l)) });
+    return { log, warnings };
+  };
+
+  it('cuts a line with no newline (\\r floods, binary) at the cap and drops the rest unread, however much comes', () => {
+    const { log, warnings } = logger();
+    const lines: string[] = [];
+    const pump = new OutputPump({ pluginId: 'p', logger: log, onLine: (_s, l) => lines.push(l) });
+    const cr = Buffer.alloc(64 * 1024, 13);
+    const binary = Buffer.from(Array.from({ length: 64 * 1024 }, (_, i) => (i * 7 + 1) % 256 || 1)).map(
+      (b) => (b === 10 ? 11 : b),
+    );
+    for (let i = 0; i < 800; i++) pump.push(1, i % 2 === 0 ? cr : Buffer.from(binary)); // 50 MiB, no newline
+    pump.push(1, Buffer.from('\nnext line\r\n'));
+    pump.end(1);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/\[line cut at 8192 bytes\]$/);
+    expect(Buffer.byteLength(lines[0] ?? '')).toBeLessThan(3 * 8192 + 64);
+    expect(lines[1]).toBe('next line');
+    expect(warnings.filter((w) => w.code === 'output_truncated')).toHaveLength(1);
+  });
+
+  it('passes lines within its byte budget and drops the rest, with one warning', () => {
+    const { log, warnings } = logger();
+    let passed = 0;
+    const pump = new OutputPump({ pluginId: 'p', logger: log, onLine: () => passed++ });
+    const line = Buffer.from(`${'x'.repeat(1023)}\n`);
+    const chunk = Buffer.concat(Array.from({ length: 64 }, () => line));
+    for (let i = 0; i < 1024; i++) pump.push(2, chunk); // 64 MiB of 1 KiB lines, faster than any refill
+    expect(passed).toBeGreaterThan(0);
+    expect(passed * 1024).toBeLessThanOrEqual(OUTPUT_BURST_BYTES + 8 * MiB);
+    expect(warnings.filter((w) => w.code === 'output_truncated')).toHaveLength(1);
+  });
+
+  it('splits a Docker multiplexed stream whose headers and payloads are cut anywhere', () => {
+    const lines: [number, string][] = [];
+    const demux = new DockerDemux(
+      new OutputPump({
+        pluginId: 'p',
+        logger: pino({ level: 'silent' }),
+        onLine: (s, l) => lines.push([s, l]),
+      }),
+    );
+    const frame = (stream: number, text: string) => {
+      const head = Buffer.alloc(8);
+      head[0] = stream;
+      head.writeUInt32BE(Buffer.byteLength(text), 4);
+      return Buffer.concat([head, Buffer.from(text)]);
+    };
+    const raw = Buffer.concat([frame(1, 'out one\nout '), frame(2, 'err one\n'), frame(1, 'two\n')]);
+    for (let i = 0; i < raw.length; i += 3) demux.push(raw.subarray(i, i + 3));
+    expect(lines).toEqual([
+      [1, 'out one'],
+      [2, 'err one'],
+      [1, 'out two'],
+    ]);
   });
 });
