@@ -47,7 +47,7 @@ export class ContainerRunner implements Runner {
   constructor(options: ContainerRunnerOptions) {
     // The directory stays the host's (root, 0711) and is mounted read-only: the runner only connects to the
     // socket and reads the secret, so nothing it does reaches the host's disk or makes the host follow a link.
-    this.#o = { ...options, runAs: CONTAINER_USER };
+    this.#o = { ...options, runAs: CONTAINER_USER, privateWorkDir: true };
     this.#endpoint = new RunnerEndpoint(this.#o, PACKAGE_ROOT);
   }
 
