@@ -54,11 +54,13 @@ export const RESERVED_EXPORTS: ReadonlySet<string> = new Set(['init', 'deactivat
 
 export function isKnownImport(module: string, name: string): boolean {
   if (module === WASI_MODULE) return WASI_FUNCTIONS.has(name);
-  return HOST_IMPORTS[module]?.[name] !== undefined;
+  return expectedSignature(module, name) !== undefined;
 }
 
+/** Own properties only: import names come from the module, and `constructor` or `__proto__` must not resolve. */
 export function expectedSignature(module: string, name: string): FuncType | undefined {
-  return HOST_IMPORTS[module]?.[name];
+  const functions = Object.hasOwn(HOST_IMPORTS, module) ? HOST_IMPORTS[module] : undefined;
+  return functions !== undefined && Object.hasOwn(functions, name) ? functions[name] : undefined;
 }
 
 export function sameSignature(a: FuncType, b: FuncType): boolean {
