@@ -314,16 +314,6 @@ export class ProcessSandbox implements Sandbox {
       // One promise per call, settled by the result, the deadline or the signal, whichever comes first: this is
       // the hot path of every sandboxed call (bench/process, bench/container), so no races of extra promises.
       return await new Promise<CallOutcome>((resolve, reject) => {
-        timer = setTimeout(() => {
-          reject(
-            new ReedError(
-              'call_timeout',
-              `call ${fn} of plugin "${this.pluginId}" ran past its deadline of ${timeoutMs} ms; the runner was killed and is restarting`,
-              { pluginId: this.pluginId },
-            ),
-          );
-          this.#kill('deadline');
-        }, timeoutMs);
         if (signal !== undefined) {
           onAbort = () => {
             reject(signal.reason);
@@ -342,6 +332,19 @@ export class ProcessSandbox implements Sandbox {
             );
             return;
           }
+          // The deadline bounds the plugin's own run, from the moment the call reaches a ready runner. Waiting
+          // for a restart is bounded by the start timeout and the backoff, and a deadline that expired there
+          // would kill the runner being started for everyone's next call.
+          timer = setTimeout(() => {
+            reject(
+              new ReedError(
+                'call_timeout',
+                `call ${fn} of plugin "${this.pluginId}" ran past its deadline of ${timeoutMs} ms; the runner was killed and is restarting`,
+                { pluginId: this.pluginId },
+              ),
+            );
+            if (this.#runner === runner) this.#kill('deadline');
+          }, timeoutMs);
           link.call(fn, input).then(
             (result) => {
               this.#inARow = 0;
