@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CompileCache, cacheKey } from '../../src/cache/compile-cache.js';
 import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
-import { prepareModule } from '../../src/runtime/wasm/prepare-module.js';
+import { INSTRUMENTER_VERSION, prepareModule } from '../../src/runtime/wasm/prepare-module.js';
 import { REPO } from '../helpers/cli.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
@@ -39,7 +39,10 @@ describe('compile cache', () => {
     const second = await compileWasm(HELLO, options(cache));
     expect([first.cacheHit, second.cacheHit]).toEqual([false, true]);
     const meta = JSON.parse(readFileSync(join(cache.dir, `${first.key}.json`), 'utf8'));
-    expect(meta).toMatchObject({ key: first.key, compilerVersion: 'reed-instrumenter/2' });
+    expect(meta).toMatchObject({
+      key: first.key,
+      compilerVersion: `reed-instrumenter/${INSTRUMENTER_VERSION}`,
+    });
     expect(meta.compiledSize).toBeGreaterThan(0);
     expect(typeof meta.compilationTime).toBe('number');
     expect(Date.parse(meta.createdAt)).not.toBeNaN();

@@ -33,15 +33,15 @@ export function valType(r: Reader): ValType {
  * `fixed + (count << shift)` before the instruction runs, so a plugin out of fuel traps before the work.
  * Measured on this host's V8 (docs/ABI-wasm.md): one fuel is about one plain instruction, about 0.05-0.1 ns;
  * memory.fill/copy take about as long per byte; table.fill/copy/init about 30 ns per element (2^9 fuel);
- * table.grow about 250 ns per element (2^12); memory.grow about 0.7 us even for 0 pages, and about 40 us more
- * for any page it adds (a fixed 2^16, plus 2^16 per page, one per byte; the memory cap bounds how many
- * successful grows an instance can make).
+ * table.grow about 250 ns per element (2^12); memory.grow about 0.7 us whatever it asks for (2^13, with no
+ * per-page part: a request that fails costs V8 nothing more, and the memory cap bounds what successful grows
+ * can add over an instance's life, so a legitimate grow that fails still answers -1 instead of running out).
  */
 export const BULK_COSTS = Object.freeze({
   memoryBytes: { fixed: 1, shift: 0 },
   tableElements: { fixed: 1, shift: 9 },
   tableGrow: { fixed: 1, shift: 12 },
-  memoryGrow: { fixed: 1 << 16, shift: 16 },
+  memoryGrow: { fixed: 1 << 13, shift: -1 },
 });
 
 /** What an instruction means for metering. */
@@ -160,8 +160,22 @@ function emitCheck(w: ByteWriter, g: MeterGlobals): void {
   w.byte(0x0b);
 }
 
-/** With the count on top of the stack: fuel -= fixed + (count << shift), trap if negative, count back. */
+/**
+ * With the count on top of the stack: fuel -= fixed + (count << shift), trap if negative, count back. A
+ * negative shift charges `fixed` alone.
+ */
 function emitBulkCharge(w: ByteWriter, c: { fixed: number; shift: number }, g: MeterGlobals): void {
+  if (c.shift < 0) {
+    w.byte(0x23); // global.get fuel; i64.const fixed; i64.sub; global.set fuel
+    w.u32(g.fuel);
+    w.byte(0x42);
+    w.s64(c.fixed);
+    w.byte(0x7d);
+    w.byte(0x24);
+    w.u32(g.fuel);
+    emitCheck(w, g);
+    return;
+  }
   w.byte(0x24); // global.set scratch
   w.u32(g.scratch);
   w.byte(0x23); // global.get fuel
