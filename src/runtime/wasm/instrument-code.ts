@@ -5,7 +5,8 @@ import type { ByteWriter, Reader } from './binary.js';
  * Fuel metering of function bodies, in one streaming pass: each straight-line run of instructions is copied to
  * the output behind a charge of its length (and, at function entries and loop heads, a check that traps once
  * the fuel is below zero). No object is made per instruction or per run; time and memory are linear in the
- * body. See docs/ABI-wasm.md "Fuel" for what each instruction costs and why.
+ * body. See docs/ABI-wasm.md "How fuel works" for what each instruction costs and why. (Longer than ~300
+ * lines because half of it is the opcode decoder, which must stay one exhaustive table.)
  */
 
 export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref';
