@@ -1,4 +1,15 @@
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  cpSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+} from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { ReedError } from '../errors.js';
 
@@ -80,59 +91,86 @@ interface DynamicInfo {
   runpath: string[];
 }
 
-/** PT_INTERP and the DT_NEEDED / DT_RPATH / DT_RUNPATH entries of an ELF file (32 or 64 bit, either byte order). */
+/**
+ * PT_INTERP and the DT_NEEDED / DT_RPATH / DT_RUNPATH entries of an ELF file (32 or 64 bit, either byte order).
+ * Reads only the headers, the dynamic section and the strings it names, by position: Node's own binary is about
+ * 100 MB, and process mode asks for its libraries when the first runner starts.
+ */
 export function readDynamic(file: string): DynamicInfo {
-  const bytes = readFileSync(file);
   const fail = (why: string) =>
     new ReedError('runtime_library_missing', `${file} is not a usable ELF file: ${why}`, { file });
-  if (bytes.length < 52 || bytes.readUInt32BE(0) !== 0x7f454c46) throw fail('no ELF magic');
-  const is64 = bytes[4] === 2;
-  const le = bytes[5] === 1;
-  const u16 = (o: number) => (le ? bytes.readUInt16LE(o) : bytes.readUInt16BE(o));
-  const u32 = (o: number) => (le ? bytes.readUInt32LE(o) : bytes.readUInt32BE(o));
-  const word = (o: number) =>
-    is64 ? Number(le ? bytes.readBigUInt64LE(o) : bytes.readBigUInt64BE(o)) : u32(o);
-  const phoff = word(is64 ? 32 : 28);
-  const phentsize = u16(is64 ? 54 : 42);
-  const phnum = u16(is64 ? 56 : 44);
-  const loads: { vaddr: number; offset: number; filesz: number }[] = [];
-  let dynamic: { offset: number; size: number } | undefined;
-  let interpreter: string | undefined;
-  for (let i = 0; i < phnum; i++) {
-    const h = phoff + i * phentsize;
-    if (h + phentsize > bytes.length) throw fail('program headers run past the end');
-    const type = u32(h);
-    const offset = word(is64 ? h + 8 : h + 4);
-    const vaddr = word(is64 ? h + 16 : h + 8);
-    const filesz = word(is64 ? h + 32 : h + 16);
-    if (type === PT_LOAD) loads.push({ vaddr, offset, filesz });
-    else if (type === PT_DYNAMIC) dynamic = { offset, size: filesz };
-    else if (type === PT_INTERP) interpreter = cString(bytes, offset);
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const at = (offset: number, length: number): Buffer => {
+      if (offset < 0 || offset >= size) throw fail(`offset ${offset} is past the end`);
+      const buffer = Buffer.alloc(Math.min(length, size - offset));
+      readSync(fd, buffer, 0, buffer.length, offset);
+      return buffer;
+    };
+    const head = at(0, 64);
+    if (head.length < 52 || head.readUInt32BE(0) !== 0x7f454c46) throw fail('no ELF magic');
+    const is64 = head[4] === 2;
+    const le = head[5] === 1;
+    const u16 = (b: Buffer, o: number) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
+    const u32 = (b: Buffer, o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
+    const word = (b: Buffer, o: number) =>
+      is64 ? Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o)) : u32(b, o);
+    const string = (offset: number) => cString(at(offset, 4096), 0);
+    const phoff = word(head, is64 ? 32 : 28);
+    const phentsize = u16(head, is64 ? 54 : 42);
+    const phnum = u16(head, is64 ? 56 : 44);
+    const headers = at(phoff, phnum * phentsize);
+    if (headers.length < phnum * phentsize) throw fail('program headers run past the end');
+    const loads: { vaddr: number; offset: number; filesz: number }[] = [];
+    let dynamic: { offset: number; size: number } | undefined;
+    let interpreter: string | undefined;
+    for (let h = 0; h < phnum * phentsize; h += phentsize) {
+      const type = u32(headers, h);
+      const offset = word(headers, is64 ? h + 8 : h + 4);
+      const vaddr = word(headers, is64 ? h + 16 : h + 8);
+      const filesz = word(headers, is64 ? h + 32 : h + 16);
+      if (type === PT_LOAD) loads.push({ vaddr, offset, filesz });
+      else if (type === PT_DYNAMIC) dynamic = { offset, size: filesz };
+      else if (type === PT_INTERP) interpreter = string(offset);
+    }
+    const info: DynamicInfo = { needed: [], rpath: [], runpath: [], ...(interpreter ? { interpreter } : {}) };
+    if (dynamic === undefined) return info; // statically linked
+    const section = at(dynamic.offset, dynamic.size);
+    const entrySize = is64 ? 16 : 8;
+    const entries: [number, number][] = [];
+    let strtab: number | undefined;
+    for (let o = 0; o + entrySize <= section.length; o += entrySize) {
+      const tag = word(section, o);
+      const value = word(section, o + entrySize / 2);
+      if (tag === DT_NULL) break;
+      if (tag === DT_STRTAB) strtab = value;
+      else entries.push([tag, value]);
+    }
+    if (strtab === undefined) throw fail('a dynamic section without a string table');
+    const strtabVaddr = strtab;
+    const segment = loads.find((l) => strtabVaddr >= l.vaddr && strtabVaddr < l.vaddr + l.filesz);
+    if (segment === undefined) throw fail('the string table is in no loaded segment');
+    const strOffset = strtab - segment.vaddr + segment.offset;
+    for (const [tag, value] of entries) {
+      if (tag === DT_NEEDED) info.needed.push(string(strOffset + value));
+      else if (tag === DT_RPATH)
+        info.rpath.push(
+          ...string(strOffset + value)
+            .split(':')
+            .filter(Boolean),
+        );
+      else if (tag === DT_RUNPATH)
+        info.runpath.push(
+          ...string(strOffset + value)
+            .split(':')
+            .filter(Boolean),
+        );
+    }
+    return info;
+  } finally {
+    closeSync(fd);
   }
-  const info: DynamicInfo = { needed: [], rpath: [], runpath: [], ...(interpreter ? { interpreter } : {}) };
-  if (dynamic === undefined) return info; // statically linked
-  const entrySize = is64 ? 16 : 8;
-  const entries: [number, number][] = [];
-  let strtab: number | undefined;
-  for (let o = dynamic.offset; o + entrySize <= dynamic.offset + dynamic.size; o += entrySize) {
-    const tag = word(o);
-    const value = word(o + entrySize / 2);
-    if (tag === DT_NULL) break;
-    if (tag === DT_STRTAB) strtab = value;
-    else entries.push([tag, value]);
-  }
-  if (strtab === undefined) throw fail('a dynamic section without a string table');
-  const strtabVaddr = strtab;
-  const segment = loads.find((l) => strtabVaddr >= l.vaddr && strtabVaddr < l.vaddr + l.filesz);
-  if (segment === undefined) throw fail('the string table is in no loaded segment');
-  const strOffset = strtab - segment.vaddr + segment.offset;
-  for (const [tag, value] of entries) {
-    const text = () => cString(bytes, strOffset + value);
-    if (tag === DT_NEEDED) info.needed.push(text());
-    else if (tag === DT_RPATH) info.rpath.push(...text().split(':').filter(Boolean));
-    else if (tag === DT_RUNPATH) info.runpath.push(...text().split(':').filter(Boolean));
-  }
-  return info;
 }
 
 function cString(bytes: Buffer, offset: number): string {
