@@ -15,6 +15,14 @@ import {
   DEFAULT_PREPARE_TIMEOUT_MS,
 } from '../runtime/wasm/compile-wasm.js';
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from '../runtime/wasm/module-limits.js';
+import { CONTAINER_USER } from '../sandbox/container-runner.js';
+import {
+  DEFAULT_RUNNER_UIDS,
+  parseUidRange,
+  RESERVED_UIDS,
+  type UidRange,
+  uidRangeProblem,
+} from '../sandbox/uid-pool.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
@@ -250,6 +258,7 @@ function resolveConfig(
   const files = raw.files ?? {};
   const xdg = (name: string, fallback: string) => ctx.env[name] ?? join(ctx.home, fallback);
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const runnerUids = resolveRunnerUids(raw.sandbox ?? {}, invalid);
   return {
     ...(ctx.file === undefined ? {} : { file: ctx.file }),
     pluginDirs,
@@ -270,7 +279,6 @@ function resolveConfig(
     },
     policy: {
       permissions: {
-  const runnerUids = resolveRunnerUids(raw.sandbox ?? {}, invalid);
         storage: p.storage ?? d.storage,
         content: p.content ?? d.content,
         events: {
@@ -327,31 +335,6 @@ function resolveConfig(
   };
 }
 
-function mergeLimits(base: Readonly<ResolvedLimits>, raw: RawLimits | undefined): ResolvedLimits {
-  const out = { ...base };
-  for (const [key, value] of Object.entries(raw ?? {})) {
-    if (value !== undefined) out[camel(key) as keyof ResolvedLimits] = value;
-  }
-  return out;
-}
-
-const camel = (key: string) => key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-
-/** The seed's ValidationContext for this host configuration. */
-export function validationContext(
-  config: HostConfig,
-  loadedPlugins: ValidationContext['loadedPlugins'] = [],
-): ValidationContext {
-  return {
-    apiVersion: config.apiVersion,
-    reedVersion: config.reedVersion,
-    loadedPlugins,
-    systemCapabilities: config.capabilities,
-    policy: config.policy,
-    fileLimits: config.fileLimits,
-  };
-}
 /**
  * `[sandbox] runner_uids = "START-END"`, checked: never root, never 65534 (nobody, the user every container
  * runs as: a process-mode runner must not share it with gVisor's or runc's processes), never reversed.
@@ -381,3 +364,28 @@ function resolveRunnerUids(
   return range;
 }
 
+function mergeLimits(base: Readonly<ResolvedLimits>, raw: RawLimits | undefined): ResolvedLimits {
+  const out = { ...base };
+  for (const [key, value] of Object.entries(raw ?? {})) {
+    if (value !== undefined) out[camel(key) as keyof ResolvedLimits] = value;
+  }
+  return out;
+}
+
+const camel = (key: string) => key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The seed's ValidationContext for this host configuration. */
+export function validationContext(
+  config: HostConfig,
+  loadedPlugins: ValidationContext['loadedPlugins'] = [],
+): ValidationContext {
+  return {
+    apiVersion: config.apiVersion,
+    reedVersion: config.reedVersion,
+    loadedPlugins,
+    systemCapabilities: config.capabilities,
+    policy: config.policy,
+    fileLimits: config.fileLimits,
+  };
+}
