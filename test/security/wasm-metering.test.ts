@@ -136,9 +136,9 @@ describe.each<SandboxMode>(['none', 'process'])(
     }
 
     it('is refused with wasm_limit_exceeded under the default limits, before any expensive work', async () => {
-      const { order, served, status } = await race('');
+      // No order here: refused before any expensive work, the huge host may well be done before the other call.
+      const { served, status } = await race('');
       expect(served.output.length).toBeGreaterThan(0);
-      expect(order[0]).toBe('other');
       expect(status).toMatchObject({ state: 'failed', error: { code: 'wasm_limit_exceeded' } });
     });
 

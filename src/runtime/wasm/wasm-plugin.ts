@@ -23,6 +23,8 @@ export interface WasmPluginOptions {
 const strict = new TextDecoder('utf-8', { fatal: true });
 const lenient = new TextDecoder('utf-8');
 const EMPTY = new Uint8Array(0);
+/** Host fuel owed before it is taken from the guest's fuel global and the deadline is checked: 100 plain imports. */
+const SETTLE_FUEL = 100 * FUEL_PER_HOST_CALL;
 
 /**
  * One WASM plugin, in whatever process runs it. Pull-style ABI (docs/ABI-wasm.md): the plugin reads its input
@@ -53,6 +55,8 @@ export class WasmPlugin implements PluginRuntime {
    */
   #fatal: unknown;
   #fuelAtFatal: bigint | undefined;
+  /** Host work charged but not yet taken from the fuel global (see #charge). */
+  #owed = 0;
   #lines = { out: { parts: [] as Uint8Array[], bytes: 0 }, err: { parts: [] as Uint8Array[], bytes: 0 } };
   #deactivated = false;
   readonly #logRate: LogRate;
@@ -193,9 +197,11 @@ export class WasmPlugin implements PluginRuntime {
   #enter<T>(run: () => T, what?: string): T {
     if (this.#fuel !== undefined) this.#fuel.value = this.#fuelBudget;
     this.#fatal = undefined;
+    this.#owed = 0;
     let result: T;
     try {
       result = run();
+      if (this.#fatal === undefined) this.#settle();
     } catch (error) {
       return this.#failed(this.#fatal ?? error, what);
     }
@@ -236,9 +242,23 @@ export class WasmPlugin implements PluginRuntime {
     return uncatchable(this.#fatal);
   }
 
-  /** Charges `fuel` for host work about to be done; the call fails with fuel_exhausted if it cannot pay. */
+  /**
+   * Charges `fuel` for host work about to be done; the call fails with fuel_exhausted if it cannot pay. Small
+   * charges are added up and taken from the fuel global (a BigInt, costly to read and write on every import)
+   * once they reach SETTLE_FUEL, together with a deadline check; so a run may overdraw by less than that, and
+   * work of any size is paid for before it is done.
+   */
   #charge(fuel: number): void {
+    this.#owed += fuel;
+    if (this.#owed >= SETTLE_FUEL) this.#settle();
+  }
+
+  /** Takes what host work owes from the fuel global, and checks the deadline. */
+  #settle(): void {
+    this.#checkDeadline();
     const global = this.#fuel;
+    const fuel = this.#owed;
+    this.#owed = 0;
     if (global === undefined || fuel <= 0) return;
     const left = (global.value as bigint) - BigInt(Math.ceil(fuel));
     global.value = left;
@@ -251,13 +271,13 @@ export class WasmPlugin implements PluginRuntime {
     }
   }
 
-  /** Every import goes through this: fail at once after a fatal error, charge the call, check the deadline. */
+  /** Every import goes through this: fail at once after a fatal error, charge the call (and so check the deadline). */
   #guard<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
     return (...args: A): R => {
       if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
       try {
-        this.#charge(FUEL_PER_HOST_CALL);
-        this.#checkDeadline();
+        this.#owed += FUEL_PER_HOST_CALL;
+        if (this.#owed >= SETTLE_FUEL) this.#settle();
         return fn(...args);
       } catch (error) {
         throw this.#fatalize(error);
