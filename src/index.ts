@@ -38,7 +38,26 @@ export {
   effectiveLimits,
   type ResolvedLimits,
 } from './host/limits.js';
+export { LmdbStorage } from './host/lmdb-storage.js';
+export {
+  PluginHost,
+  type PluginHostOptions,
+  type PluginState,
+  type PluginStatus,
+} from './host/plugin-host.js';
+export type { HostServices } from './host/plugin-host-api.js';
 export { type ScanResult, scanPlugins } from './host/scan-plugins.js';
+export {
+  type ContentItem,
+  type ContentService,
+  type ContentUsage,
+  type EventBus,
+  MemoryContentService,
+  MemoryEventBus,
+  MemoryStorage,
+  type PluginEvent,
+  type StorageService,
+} from './host/services.js';
 export {
   MANIFEST_FILE,
   type ManifestParseResult,
@@ -58,6 +77,8 @@ export type {
   PluginType,
   SandboxMode,
 } from './manifest/types.js';
+export type { Supervision } from './sandbox/process-sandbox.js';
+export type { CallOptions, CallOutcome, CallStats, SandboxHealth } from './sandbox/sandbox.js';
 export {
   type ApiServerOptions,
   createApiServer,
