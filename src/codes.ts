@@ -104,6 +104,7 @@ export const CODES = {
   host_closed: 'the host is closed',
   sandbox_unavailable: 'the sandbox mode asked for is not available on this host',
   cache_error: 'the compile cache could not be used',
+  cache_insecure: 'the compile cache directory is writable by others; it is not used (warning)',
 
   // The serve API (docs/API.md)
   api_not_found: 'no API route at that path',

@@ -1,15 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   renameSync,
   statSync,
   unlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 
 /** The seed's CacheMetadata, plus what we need to trust an entry. */
@@ -53,11 +55,39 @@ export class CompileCache {
   readonly maxBytes: number;
   readonly #logger: Logger | undefined;
   readonly #inFlight = new Map<string, Promise<CacheEntry>>();
+  /** Whether the directory is the host's alone (decided on first use; see {@link privateDirProblem}). */
+  #usable: boolean | undefined;
 
   constructor(options: CompileCacheOptions) {
     this.dir = options.dir;
     this.maxBytes = options.maxBytes ?? 512 * 1024 * 1024;
     this.#logger = options.logger;
+  }
+
+  /**
+   * A cache entry is run as prepared code (instrumented, checked) without being prepared again, and its checksum
+   * only catches accidents: whoever can write the directory can plant an entry with its own checksum. So the cache
+   * is used only when nobody but this process's user can write the directory or any directory above it (or
+   * replace it); otherwise it is off, with a `cache_insecure` warning, and modules are prepared every time.
+   */
+  #trusted(): boolean {
+    if (this.#usable === undefined) {
+      let problem: string | undefined;
+      try {
+        mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+        problem = privateDirProblem(this.dir);
+      } catch (error) {
+        problem = (error as Error).message;
+      }
+      if (problem !== undefined) {
+        this.#logger?.warn(
+          { code: 'cache_insecure', dir: this.dir, why: problem },
+          `compile cache ${this.dir} is not used: ${problem}; make it the host user's own, mode 0700`,
+        );
+      }
+      this.#usable = problem === undefined;
+    }
+    return this.#usable;
   }
 
   /** The entry for `key`, prepared by `produce` (once, however many callers ask at the same time) when missing. */
@@ -69,7 +99,8 @@ export class CompileCache {
     const pending = this.#inFlight.get(key);
     if (pending !== undefined) return pending;
     const work = (async () => {
-      const cached = this.#read(key);
+      const trusted = this.#trusted();
+      const cached = trusted ? this.#read(key) : undefined;
       if (cached !== undefined) return cached;
       const started = performance.now();
       const produced = await produce();
@@ -82,7 +113,7 @@ export class CompileCache {
         sha256: sha256(produced.bytes),
         info: produced.info,
       };
-      this.#write(key, produced.bytes, metadata);
+      if (trusted) this.#write(key, produced.bytes, metadata);
       return { bytes: produced.bytes, metadata, hit: false };
     })();
     this.#inFlight.set(key, work);
@@ -166,6 +197,28 @@ export class CompileCache {
       this.#remove(e.key);
       total -= e.size;
     }
+  }
+}
+
+/**
+ * Why `dir` is not private to this process's user, or undefined when it is: it must be a directory (not a link)
+ * owned by the effective uid with no group or other write bit, and every directory above its real path must be
+ * owned by root or that uid and not writable by group or others unless sticky (as /tmp is: there nobody else can
+ * rename or remove what is ours). The rule OpenSSH applies to its key files.
+ */
+export function privateDirProblem(dir: string): string | undefined {
+  const uid = process.geteuid?.() ?? 0;
+  const own = lstatSync(dir);
+  if (own.isSymbolicLink() || !own.isDirectory()) return `${dir} is not a directory`;
+  if (own.uid !== uid) return `${dir} is owned by uid ${own.uid}, not ${uid}`;
+  if ((own.mode & 0o022) !== 0)
+    return `${dir} is writable by group or others (mode ${(own.mode & 0o7777).toString(8)})`;
+  for (let d = dirname(realpathSync(dir)); ; d = dirname(d)) {
+    const st = lstatSync(d);
+    if (st.uid !== 0 && st.uid !== uid) return `${d} is owned by uid ${st.uid}`;
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0)
+      return `${d} is writable by group or others and not sticky (mode ${(st.mode & 0o7777).toString(8)})`;
+    if (dirname(d) === d) return undefined;
   }
 }
 
