@@ -1,5 +1,6 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, realpathSync } from 'node:fs';
 import { type Database, type Key, open, type RootDatabase } from 'lmdb';
+import { closeOnExecUnder } from '../sandbox/fd-hygiene.js';
 import { checkQuota, entrySize, type StorageService } from './services.js';
 import { DEFAULT_STORAGE_PAGE_BYTES } from './storage-cost.js';
 
@@ -19,6 +20,10 @@ export class LmdbStorage implements StorageService {
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.#root = open({ path: dir, compression: false });
+    // LMDB opens data.mdb and lock.mdb without O_CLOEXEC: any child the host spawned (a process-mode runner among
+    // them) got every plugin's storage, writable. Process-mode spawns also mark every fd (fd-hygiene.ts); this
+    // covers any other child. /proc names the files by their real path.
+    closeOnExecUnder(realpathSync(dir));
     this.#db = this.#root.openDB<Uint8Array, Buffer>({
       name: 'plugin-storage-v2',
       encoding: 'binary',

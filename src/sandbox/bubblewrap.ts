@@ -76,6 +76,8 @@ export interface BubblewrapOptions {
   network: boolean;
   /** The size of the private /tmp. */
   tmpfsBytes: number;
+  /** The size of /dev/shm, a tmpfs of its own (shm_open, sem_open); the rest of /dev is read-only. */
+  shmBytes: number;
   readOnly: string[];
   /** The host's socket, bound (the file alone) at INNER_SOCKET. */
   socket: string;
@@ -108,6 +110,13 @@ export function bubblewrapArgs(o: BubblewrapOptions): string[] {
     '/proc',
     '--dev',
     '/dev',
+    // --dev's /dev is a tmpfs with no size limit, writable by the runner, /dev/shm a directory in it: /dev/shm gets
+    // a bounded tmpfs of its own, and /dev is made read-only below (device nodes stay usable: a read-only mount
+    // does not stop writes to a device; the remount is not recursive, so /dev/shm and /dev/pts stay as they are).
+    '--size',
+    String(o.shmBytes),
+    '--tmpfs',
+    '/dev/shm',
     // --size applies to the --tmpfs right after it.
     '--size',
     String(o.tmpfsBytes),
@@ -118,7 +127,9 @@ export function bubblewrapArgs(o: BubblewrapOptions): string[] {
     '--ro-bind',
     o.socket,
     INNER_SOCKET,
-    // A root of nothing but the above: make it read-only too (the tmpfs and /dev stay writable).
+    '--remount-ro',
+    '/dev',
+    // A root of nothing but the above: make it read-only too (the tmpfs mounts stay writable).
     '--remount-ro',
     '/',
     '--chdir',

@@ -30,11 +30,16 @@ export function cgroupName(session: HostSession, suffix: string): string {
   return `h${pidNamespace()}.${session.pid}.${session.start || '0'}-${session.id.slice(0, 8)}-${suffix}`;
 }
 
-/** The directories under which runner cgroups live: v2's one tree, or v1's memory and pids hierarchies. */
+/** The directories under which runner cgroups live: v2's one tree, or v1's memory, pids and cpu hierarchies. */
 function reedParents(root: string): string[] {
   if (existsSync(join(root, 'cgroup.controllers'))) return [join(root, 'reed')];
-  return [join(root, 'memory', 'reed'), join(root, 'pids', 'reed')];
+  return [join(root, 'memory', 'reed'), join(root, 'pids', 'reed'), join(root, 'cpu', 'reed')];
 }
+
+/** The CFS period the quota is a share of (the kernel's default, 100 ms). */
+const CPU_PERIOD_US = 100_000;
+/** `cpus` CPUs' worth of each period; the kernel refuses quotas under 1 ms. */
+const cpuQuotaUs = (cpus: number) => Math.max(1_000, Math.round(cpus * CPU_PERIOD_US));
 
 /**
  * Kills every process left in a runner cgroup whose host is dead (same pid namespace, and its pid and start time
@@ -104,19 +109,21 @@ function removeDir(dir: string): boolean {
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 /**
- * A cgroup for one runner, with a memory limit (no swap) and a process limit, where the host may create one
- * (root, cgroup v1 or v2 mounted writable). Otherwise `create` returns undefined and the caller reports the
- * limits as not enforced.
+ * A cgroup for one runner, with a memory limit (no swap), a process limit and, where the cpu controller is there,
+ * a CPU quota (`limits.cpus`: threads a plugin leaves running after a call returns are held to it too), where the
+ * host may create one (root, cgroup v1 or v2 mounted writable). Otherwise `create` returns undefined and the caller
+ * reports the limits as not enforced; `cpuLimited` says whether the quota is.
  */
 export class RunnerCgroup {
   private constructor(
     readonly dirs: string[],
     readonly version: 1 | 2,
+    readonly cpuLimited: boolean,
   ) {}
 
   static create(
     name: string,
-    limits: { memoryBytes: number; pids: number },
+    limits: { memoryBytes: number; pids: number; cpus?: number },
     root = ROOT,
   ): RunnerCgroup | undefined {
     try {
@@ -127,7 +134,7 @@ export class RunnerCgroup {
         writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
         if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
         writeFileSync(join(dir, 'pids.max'), String(limits.pids));
-        return new RunnerCgroup([dir], 2);
+        return new RunnerCgroup([dir], 2, limits.cpus !== undefined && cpuMaxV2(root, dir, limits.cpus));
       }
       const memory = join(root, 'memory', 'reed', name);
       const pids = join(root, 'pids', 'reed', name);
@@ -139,12 +146,14 @@ export class RunnerCgroup {
       if (existsSync(memsw)) writeFileSync(memsw, String(limits.memoryBytes));
       writeFileSync(join(memory, 'memory.swappiness'), '0');
       writeFileSync(join(pids, 'pids.max'), String(limits.pids));
-      return new RunnerCgroup([memory, pids], 1);
+      const cpu = limits.cpus === undefined ? undefined : cpuQuotaV1(root, name, limits.cpus);
+      return new RunnerCgroup(cpu === undefined ? [memory, pids] : [memory, pids, cpu], 1, cpu !== undefined);
     } catch {
       return undefined;
     }
   }
 
+  /** Joins every hierarchy: in v1 a process left out of the cpu one would run unthrottled. */
   add(pid: number): void {
     for (const dir of this.dirs) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
   }
@@ -179,5 +188,31 @@ export class RunnerCgroup {
   remove(): void {
     for (const dir of this.dirs) killAll(dir);
     for (const dir of this.dirs) removeDir(dir);
+  }
+}
+
+/** v2: the cpu controller for the reed subtree, then `cpu.max`. False where the controller is not available. */
+function cpuMaxV2(root: string, dir: string, cpus: number): boolean {
+  try {
+    writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+cpu');
+    writeFileSync(join(dir, 'cpu.max'), `${cpuQuotaUs(cpus)} ${CPU_PERIOD_US}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** v1: a cgroup in the cpu hierarchy with the CFS quota; undefined where that hierarchy is not mounted. */
+function cpuQuotaV1(root: string, name: string, cpus: number): string | undefined {
+  if (!existsSync(join(root, 'cpu', 'cpu.cfs_quota_us'))) return undefined;
+  const dir = join(root, 'cpu', 'reed', name);
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+    writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(cpuQuotaUs(cpus)));
+    return dir;
+  } catch {
+    removeDir(dir);
+    return undefined;
   }
 }

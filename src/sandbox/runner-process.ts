@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -15,6 +16,7 @@ import {
   runnerReadOnlyPaths,
 } from './bubblewrap.js';
 import { cgroupName, RunnerCgroup } from './cgroup.js';
+import { closeOnExecFrom3 } from './fd-hygiene.js';
 import { OutputPump } from './output-pump.js';
 import type { Runner } from './runner.js';
 import { type EndpointOptions, RunnerEndpoint } from './runner-endpoint.js';
@@ -145,6 +147,7 @@ export class RunnerProcess implements Runner {
     this.cgroup = RunnerCgroup.create(cgroupName(o.session, endpoint.dir.slice(-6)), {
       memoryBytes: (o.limits.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024,
       pids: RUNNER_PIDS,
+      cpus: o.limits.cpus,
     });
     const command = o.runnerCommand ?? defaultRunnerCommand(INNER_WORK_DIR, o.limits);
     const sandbox = bubblewrapArgs({
@@ -153,12 +156,13 @@ export class RunnerProcess implements Runner {
       network: o.network === true,
       // The limit, plus the room the runner's private copy of a native library takes there.
       tmpfsBytes: o.limits.tmpfsMb * 1024 * 1024 + (o.spec.type === 'native' ? o.bytes.length + 65_536 : 0),
+      shmBytes: o.limits.tmpfsMb * 1024 * 1024,
       readOnly: runnerReadOnlyPaths(PACKAGE_ROOT, o.runnerCommand),
       socket: endpoint.socketPath,
       infoFd: INFO_FD,
       blockFd: BLOCK_FD,
     });
-    const child = spawn(
+    const child = await spawnSandbox(
       bwrap,
       [...sandbox, '--', ...command, '--plugin-id', o.pluginId, '--socket', INNER_SOCKET],
       {
@@ -175,6 +179,7 @@ export class RunnerProcess implements Runner {
         stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
         ...(root ? { uid, gid } : {}),
       },
+      o.pluginId,
     );
     this.child = child;
     child.once('exit', (code, signal) => this.#markExited({ code, signal }));
@@ -280,6 +285,40 @@ export class RunnerProcess implements Runner {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
+}
+
+/**
+ * `spawn` for a sandbox: nothing of the host's beyond `options.stdio` reaches it (every host fd from 3 up is made
+ * close-on-exec first, fd-hygiene.ts), and a spawn that fails is `sandbox_start_failed`, whatever way Node reports
+ * it: some errors are thrown at once (E2BIG, EPERM), others come as an 'error' event with no child (EMFILE and
+ * ENFILE even without stdio, which the caller would read as undefined: a TypeError, not a start error).
+ */
+export async function spawnSandbox(
+  file: string,
+  args: string[],
+  options: SpawnOptions,
+  pluginId: string,
+): Promise<ChildProcess> {
+  const failed = (error: unknown) =>
+    new ReedError(
+      'sandbox_start_failed',
+      `the sandbox of plugin "${pluginId}" could not be started: ${
+        error instanceof Error ? error.message : String(error)
+      } (EMFILE or ENFILE: the host is out of file descriptors, see \`ulimit -n\`; EAGAIN: out of processes)`,
+      { pluginId },
+    );
+  let child: ChildProcess;
+  try {
+    closeOnExecFrom3();
+    child = spawn(file, args, options);
+  } catch (error) {
+    throw failed(error);
+  }
+  if (child.pid !== undefined) return child;
+  // Node emits the error on the next tick; a child without a pid never runs.
+  const [error] = await once(child, 'error').catch((e: unknown) => [e]);
+  for (const stream of child.stdio ?? []) stream?.destroy();
+  throw failed(error);
 }
 
 /** Ready, or a start error that says why: the deadline passed, or the runner exited (with its last words). */

@@ -41,10 +41,15 @@ interface Libc {
 let libc: Libc | undefined;
 let handle: LibraryHandle | undefined;
 
+/** The C library, loaded once for the whole host (also by fd-hygiene.ts). */
+export function libcHandle(): LibraryHandle {
+  handle ??= koffi.load('libc.so.6');
+  return handle;
+}
+
 function load(): Libc {
   if (libc !== undefined) return libc;
-  handle = koffi.load('libc.so.6');
-  const f = (decl: string) => (handle as LibraryHandle).func(decl);
+  const f = (decl: string) => libcHandle().func(decl);
   libc = {
     openat: f('int openat(int dirfd, const uint8_t *path, int flags)'),
     unlinkat: f('int unlinkat(int dirfd, const uint8_t *path, int flags)'),

@@ -1,15 +1,29 @@
 // Issue 10, classes 2, 8 and 10: process mode isolated like a container (bubblewrap), tried by a hostile native
 // plugin (test/fixtures/native-process/isolation) beside another plugin. The probe answers with errno values.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import koffi from 'koffi';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../../src/host/host-config.js';
+import { LmdbStorage } from '../../src/host/lmdb-storage.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
+import type { MemoryStorage } from '../../src/host/services.js';
 import type { LazySandbox } from '../../src/sandbox/lazy-sandbox.js';
 import type { ProcessSandbox } from '../../src/sandbox/process-sandbox.js';
+import type { RunnerProcess } from '../../src/sandbox/runner-process.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 import { tempDir } from '../helpers/plugin-tree.js';
@@ -408,5 +422,211 @@ describe('Node\u2019s permission flag', () => {
     expect(['22.13.0', '23.5.0', '24.0.0', '25.1.0'].map((v) => permissionFlag(v))).toEqual(
       Array(4).fill('--permission'),
     );
+  });
+});
+
+// ---- Found by the adversarial pass after issue 10's fixes (findings 1, 2's failed spawn, 4 and 5) ----
+
+/** libc for the tests' own fd and rlimit work (what a host's parent or a native addon could have done). */
+const libc = koffi.load('libc.so.6');
+const fcntl = libc.func('int fcntl(int fd, int cmd, ...)');
+koffi.struct('reed_test_rlimit', { cur: 'uint64', max: 'uint64' });
+const getrlimit = libc.func('int getrlimit(int resource, _Out_ reed_test_rlimit *rlim)');
+const setrlimit = libc.func('int setrlimit(int resource, const reed_test_rlimit *rlim)');
+const F_SETFD = 2;
+const RLIMIT_NOFILE = 7;
+const EROFS = 30;
+/** Clears FD_CLOEXEC, as a parent that passed the fd on, or a library that opened it without O_CLOEXEC, left it. */
+const inheritable = (fd: number) => expect(fcntl(fd, F_SETFD, 'int', 0)).toBe(0);
+
+/** Device and inode of every open fd of this process (the host), except character devices and anonymous inodes. */
+function hostObjects(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      const st = fstatSync(Number(fd));
+      if (!st.isCharacterDevice() && !target.startsWith('anon_inode:'))
+        out.set(`${st.dev}:${st.ino}`, target);
+    } catch {}
+  }
+  return out;
+}
+
+describe('a runner inherits none of the host\u2019s open files (found by the adversarial pass, 1)', () => {
+  it('not the LMDB storage, not a file or listening socket the host holds without close-on-exec', async () => {
+    const dataDir = tempDir('reed-isolation-lmdb-');
+    const storage = new LmdbStorage(join(dataDir, 'storage'));
+    storage.put('other.plugin', 'token', new TextEncoder().encode('SECRET'), 1 << 20);
+    const secretFile = join(tempDir(), 'host-secret');
+    writeFileSync(secretFile, 'host secret');
+    const secret = openSync(secretFile, 'r');
+    inheritable(secret);
+    const listening = createServer();
+    await new Promise<void>((r) => listening.listen(0, '127.0.0.1', r));
+    inheritable((listening as unknown as { _handle: { fd: number } })._handle.fd);
+    const { host } = await startHost([probePlugins()], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+      storage: storage as unknown as MemoryStorage,
+    });
+    try {
+      const ours = hostObjects();
+      // Not vacuous: the host does hold all three.
+      for (const path of [secretFile, join(dataDir, 'storage', 'data.mdb')])
+        expect([...ours.values()]).toContain(path);
+      const runnerFds = (await probe(host, 'proc.isolation', 'fds')).trim().split('\n');
+      expect(runnerFds.length).toBeGreaterThan(3);
+      const shared = runnerFds.filter((line) => {
+        const [, dev, ino] = line.split(' ');
+        return ours.has(`${dev}:${ino}`);
+      });
+      expect(shared).toEqual([]);
+    } finally {
+      await host.close();
+      closeSync(secret);
+      listening.close();
+      storage.close();
+    }
+  });
+
+  it('the LMDB storage opens its files close-on-exec (no child of the host gets them, whatever spawns it)', () => {
+    const dir = join(tempDir('reed-isolation-lmdb-'), 'storage');
+    const storage = new LmdbStorage(dir);
+    try {
+      const files = readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(`${dir}/`);
+        } catch {
+          return false;
+        }
+      });
+      expect(files.length).toBeGreaterThan(0);
+      for (const fd of files) {
+        const flags = /flags:\s+(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0';
+        expect([readlinkSync(`/proc/self/fd/${fd}`), Number.parseInt(flags, 8) & 0o2000000]).toEqual([
+          readlinkSync(`/proc/self/fd/${fd}`),
+          0o2000000,
+        ]);
+      }
+    } finally {
+      storage.close();
+    }
+  });
+});
+
+describe('a spawn that fails is a typed start error (found by the adversarial pass, 2)', () => {
+  it('bwrap\u2019s spawn thrown at once (E2BIG) fails the plugin with sandbox_start_failed', async () => {
+    const { host } = await startHost([probePlugins()], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+      // One argument over the kernel's 128 KiB per-string limit: execve fails, and Node's spawn throws.
+      runnerCommand: [process.execPath, 'x'.repeat(200_000)],
+    });
+    try {
+      expect(host.status()[0]).toMatchObject({ state: 'failed', error: { code: 'sandbox_start_failed' } });
+    } finally {
+      await host.close();
+    }
+  });
+
+  it('the host out of fds (EMFILE: no stdio at all) is sandbox_start_failed, not a TypeError', async () => {
+    const { spawnSandbox } = await import('../../src/sandbox/runner-process.js');
+    const limit = { cur: 0, max: 0 };
+    expect(getrlimit(RLIMIT_NOFILE, limit)).toBe(0);
+    const filler: number[] = [];
+    let failure: unknown;
+    try {
+      const highest = Math.max(...readdirSync('/proc/self/fd').map(Number));
+      expect(setrlimit(RLIMIT_NOFILE, { cur: highest + 4, max: limit.max })).toBe(0);
+      for (;;) {
+        try {
+          filler.push(openSync('/dev/null', 'r'));
+        } catch {
+          break;
+        }
+      }
+      await spawnSandbox(
+        '/bin/true',
+        [],
+        { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] },
+        'proc.isolation',
+      ).then(
+        (child) => child.kill(),
+        (error: unknown) => {
+          failure = error;
+        },
+      );
+    } finally {
+      for (const fd of filler) closeSync(fd);
+      setrlimit(RLIMIT_NOFILE, limit);
+    }
+    expect(failure).toMatchObject({ code: 'sandbox_start_failed' });
+  });
+});
+
+describe('CPU: limits.cpus is a cgroup quota in process mode (found by the adversarial pass, 4)', () => {
+  /** The cgroup directory of a runner that has the cpu controller's files. */
+  const cpuDir = (dirs: readonly string[]) => dirs.find((d) => existsSync(join(d, 'cpu.stat')));
+  const throttled = (dir: string) =>
+    Number(/nr_throttled (\d+)/.exec(readFileSync(join(dir, 'cpu.stat'), 'utf8'))?.[1] ?? 0);
+
+  it('threads a call leaves spinning after it returns are throttled to the quota', async () => {
+    expect(process.getuid?.()).toBe(0); // cgroups need root; this machine runs the suite as root
+    const root = probePlugins();
+    const toml = join(root, 'proc.isolation', 'plugin.toml');
+    writeFileSync(toml, readFileSync(toml, 'utf8').replace('[limits]\n', '[limits]\ncpus = 0.25\n'));
+    const { host } = await startHost([root], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+    });
+    try {
+      const runner = runnerOf(host, 'proc.isolation') as RunnerProcess | undefined;
+      const dir = cpuDir(runner?.cgroup?.dirs ?? []);
+      expect(dir).toBeDefined();
+      const node = runnerNodePid(runner?.pid as number);
+      expect(readFileSync(join(dir as string, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(node));
+      expect(await probe(host, 'proc.isolation', 'spin 4')).toBe('4');
+      // No call runs now; the kernel holds the runner to a quarter of a CPU.
+      expect(await until(() => throttled(dir as string) > 0, 30_000)).toBe(true);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it('cgroup v2: cpu.max holds the quota (a v2-shaped tree: this machine\u2019s v2 has no cpu controller)', async () => {
+    const { RunnerCgroup } = await import('../../src/sandbox/cgroup.js');
+    const root = tempDir('reed-cgroup-v2-');
+    writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids\n');
+    const cgroup = RunnerCgroup.create(
+      'h1.2.3-abcdefgh-v2test',
+      { memoryBytes: 1 << 28, pids: 16, cpus: 1.5 },
+      root,
+    );
+    expect(cgroup?.version).toBe(2);
+    expect(readFileSync(join(cgroup?.dirs[0] as string, 'cpu.max'), 'utf8')).toBe('150000 100000');
+  });
+});
+
+describe('/dev in process mode (found by the adversarial pass, 5)', () => {
+  it('/dev is read-only, /dev/shm is a tmpfs of tmpfs_mb', async () => {
+    const { host } = await startHost([probePlugins()], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+    });
+    try {
+      expect(Number(await probe(host, 'proc.isolation', `fillat /dev/shm/x ${20 * 1024 * 1024}`))).toBe(
+        ENOSPC,
+      );
+      expect(Number(await probe(host, 'proc.isolation', `fillat /dev/shm/x ${1024 * 1024}`))).toBe(0);
+      expect(Number(await probe(host, 'proc.isolation', 'fillat /dev/y 4096'))).toBe(EROFS);
+      expect(Number(await probe(host, 'proc.isolation', 'read /dev/zero'))).toBe(0);
+    } finally {
+      await host.close();
+    }
   });
 });
