@@ -273,8 +273,13 @@ describe('nothing survives the sandbox (issue 10, class 8)', () => {
     const deadStart = readFileSync(`/proc/${deadPid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19] ?? '';
     await new Promise((r) => dead.once('exit', r));
     const session = { id: 'deadbeefdeadbeef', pid: deadPid, start: deadStart };
-    const cgroup = RunnerCgroup.create(cgroupName(session, 'orphan'), { memoryBytes: 256 << 20, pids: 16 });
-    expect(cgroup).toBeDefined();
+    const cgroup = RunnerCgroup.create(cgroupName(session, 'orphan'), {
+      memoryBytes: 256 << 20,
+      pids: 16,
+      cpus: 1,
+    });
+    // v1 here: the memory, pids and cpu hierarchies, each swept.
+    expect(cgroup?.dirs.map((d) => d.split('/')[4])).toEqual(['memory', 'pids', 'cpu']);
     const left = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
     left.unref();
     cgroup?.add(left.pid as number);
