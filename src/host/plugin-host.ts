@@ -491,7 +491,12 @@ export class PluginHost {
         try {
           await entry.sandbox.close();
         } catch (error) {
-          this.logger.warn({ pluginId: candidate.id, err: error }, 'deactivate failed');
+          // Code and a cut message only: whatever the plugin put in the error must not stop the shutdown.
+          const { code, message } = error as Partial<ReedError>;
+          this.logger.warn(
+            { pluginId: candidate.id, code, why: String(message).slice(0, 2048) },
+            'deactivate failed',
+          );
         }
         entry.state = 'stopped';
       }

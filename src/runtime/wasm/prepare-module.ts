@@ -22,7 +22,14 @@ import { instrumentBody, type MeterGlobals, type ValType, valType } from './inst
  *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 3;
+export const INSTRUMENTER_VERSION = 4;
+/**
+ * Custom sections (names, producers, debug info) kept in the prepared module, in all: V8 copies a function's name
+ * from the `name` section into every stack frame and error, so a module could otherwise make each trap carry
+ * megabytes (found by the adversarial pass: a 60 MB name made the host's shutdown log throw). Past this the
+ * rest are dropped; they never change what the module does.
+ */
+export const MAX_CUSTOM_SECTION_BYTES = 64 * 1024;
 export const FUEL_EXPORT = '__reed_fuel';
 /** The module's start function, exported instead of run at instantiation, so the host runs it under fuel. */
 export const START_EXPORT = '__reed_start';
@@ -188,6 +195,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     put(content);
   };
 
+  let customBytes = 0;
   while (!r.done) {
     const sectionStart = r.pos;
     const id = r.byte();
@@ -207,6 +215,11 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       exportSectionSeen = true;
     }
     switch (id) {
+      case 0: {
+        customBytes += end - sectionStart;
+        if (customBytes <= MAX_CUSTOM_SECTION_BYTES) w.bytes(input, sectionStart, end);
+        break;
+      }
       case 1: {
         for (let n = s.u32(); n > 0; n--) {
           const form = s.byte();

@@ -286,7 +286,7 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   #classify(error: unknown, what = 'call'): ReedError {
-    const at = { pluginId: this.#id, cause: error };
+    const at = { pluginId: this.#id, cause: boundedCause(error) };
     if (error instanceof ReedError) return error;
     if (this.#fuel !== undefined && (this.#fuel.value as bigint) < 0n) {
       return new ReedError(
@@ -605,4 +605,16 @@ export class WasmPlugin implements PluginRuntime {
       ),
     };
   }
+}
+
+/**
+ * The guest's own error as a cause, cut to a few KiB: V8 writes the module's function names into every stack
+ * frame, so a trap's stack is as large as the module makes it, and logs serialise causes whole.
+ */
+function boundedCause(error: unknown): unknown {
+  if (!(error instanceof Error) || error instanceof ReedError) return error;
+  const cut = new Error(error.message.slice(0, 1024));
+  cut.name = error.name;
+  cut.stack = (error.stack ?? '').slice(0, 4096);
+  return cut;
 }
