@@ -85,10 +85,12 @@ export const LimitsSchema = Table({
   log_line_bytes: Type.Optional(PositiveInt(1_048_576, 'longest log line kept')),
   log_lines_per_second: Type.Optional(PositiveInt(1_000_000, 'log rate cap')),
   cpus: Type.Optional(
-    Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU quota (container)' }),
+    Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPU quota (process and container)' }),
   ),
-  pids: Type.Optional(PositiveInt(1_000_000, 'process count cap (container)')),
-  tmpfs_mb: Type.Optional(PositiveInt(65_536, '/tmp size (container)')),
+  pids: Type.Optional(
+    PositiveInt(1_000_000, 'process and thread count cap (process, at least 48 for Node; container)'),
+  ),
+  tmpfs_mb: Type.Optional(PositiveInt(65_536, '/tmp and /dev/shm size (process and container)')),
 });
 
 export const SandboxSchema = Table({

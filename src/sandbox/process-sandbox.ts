@@ -168,6 +168,7 @@ export class ProcessSandbox implements Sandbox {
                 'read-only file system view, private /tmp',
                 ...(this.#o.network === true ? [] : ['no network']),
                 ...(runner.cgroup !== undefined ? ['cgroup memory', 'cgroup pids'] : []),
+                ...(runner.cgroup?.cpuLimited === true ? ['cgroup cpu quota'] : []),
                 `uid ${runner.uid}`,
               ]
             : []),
@@ -175,6 +176,9 @@ export class ProcessSandbox implements Sandbox {
         notEnforced: [
           ...(runner instanceof RunnerProcess && runner.cgroup === undefined
             ? ['memory (no cgroup)', 'process count (no cgroup)']
+            : []),
+          ...(runner instanceof RunnerProcess && runner.cgroup?.cpuLimited !== true
+            ? ['cpu quota (no cpu cgroup)']
             : []),
           ...(runner instanceof RunnerProcess && process.getuid?.() !== 0
             ? ['a uid of its own (host is not root)']

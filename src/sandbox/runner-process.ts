@@ -146,7 +146,8 @@ export class RunnerProcess implements Runner {
     await endpoint.listen();
     this.cgroup = RunnerCgroup.create(cgroupName(o.session, endpoint.dir.slice(-6)), {
       memoryBytes: (o.limits.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024,
-      pids: RUNNER_PIDS,
+      // Node's own threads need RUNNER_PIDS; a larger limits.pids is the plugin's to use.
+      pids: Math.max(RUNNER_PIDS, o.limits.pids),
       cpus: o.limits.cpus,
     });
     const command = o.runnerCommand ?? defaultRunnerCommand(INNER_WORK_DIR, o.limits);
