@@ -18,7 +18,7 @@ import {
   MAX_FRAME_FROM_HOST,
   PROTOCOL_VERSION,
 } from '../src/protocol/frames.js';
-import { errorPayload, type PluginSpec } from '../src/protocol/messages.js';
+import { errorPayload, logPayload, type PluginSpec } from '../src/protocol/messages.js';
 import type { HostApi } from '../src/runtime/host-api.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import type { HostReply } from './remote-host-api.js';
@@ -122,7 +122,7 @@ function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
         });
         break;
       case 'log':
-        send(FrameType.Log, 0, { level: msg.level, message: msg.message });
+        send(FrameType.Log, 0, logPayload(msg.level as number, msg.message as string));
         break;
       case 'bye':
         send(FrameType.Bye, 0);
@@ -146,7 +146,7 @@ let local: PluginRuntime | undefined;
 async function startLocal(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
   const { WasmPlugin } = await import('../src/runtime/wasm/wasm-plugin.js');
   const host: HostApi = {
-    log: (level, message) => send(FrameType.Log, 0, { level, message }),
+    log: (level, message) => send(FrameType.Log, 0, logPayload(level, message)),
     configGet: (key) =>
       key === ''
         ? JSON.stringify(spec.configuration)

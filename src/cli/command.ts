@@ -3,6 +3,7 @@ import { ReedError } from '../errors.js';
 import { type HostConfig, loadHostConfig } from '../host/host-config.js';
 import { CONTAINER_RUNTIMES, SANDBOX_MODES } from '../manifest/schema.js';
 import type { ContainerRuntime, SandboxMode } from '../manifest/types.js';
+import { jsonText } from '../safe-text.js';
 
 /** Exit statuses of every command: 0 all valid/ok, 1 a plugin has an error, 2 bad usage or configuration. */
 export const EXIT_OK = 0;
@@ -104,5 +105,13 @@ export function hostConfigFrom(values: ParsedValues, io: CommandIo): HostConfig 
 
 /** JSON that survives TOML's big integers. */
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
+  // Terminal-safe (src/safe-text.ts) and never a throw: what cannot be serialized prints as an internal_error.
+  return (
+    jsonText(value, 2) ??
+    JSON.stringify(
+      { ok: false, error: { code: 'internal_error', message: 'the result could not be serialized as JSON' } },
+      null,
+      2,
+    )
+  );
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { isReedError } from '../errors.js';
+import { escapeUnprintable } from '../safe-text.js';
 import { LOADER_VERSION } from '../version.js';
 import {
   type Command,
@@ -72,12 +73,12 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
     return await command.run({ values, positionals, io });
   } catch (error) {
     if (isReedError(error)) {
-      io.stderr(`error ${error.code}: ${error.message}\n`);
+      io.stderr(`error ${error.code}: ${escapeUnprintable(error.message)}\n`);
       if (error instanceof UsageError) io.stderr(`\n${commandHelp(command)}\n`);
       return error.code === 'usage' || error.code.startsWith('config_') ? EXIT_USAGE : EXIT_PLUGIN_ERROR;
     }
     if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) {
-      io.stderr(`error usage: ${error.message}\n\n${commandHelp(command)}\n`);
+      io.stderr(`error usage: ${escapeUnprintable(error.message)}\n\n${commandHelp(command)}\n`);
       return EXIT_USAGE;
     }
     throw error;

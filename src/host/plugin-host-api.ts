@@ -11,6 +11,7 @@ import {
   MAX_KEY_BYTES,
 } from '../runtime/host-api.js';
 import { LogRate } from '../runtime/log-rate.js';
+import { escapeUnprintable } from '../safe-text.js';
 import type { ResolvedLimits } from './limits.js';
 import type { ContentService, EventBus, StorageService } from './services.js';
 
@@ -88,8 +89,9 @@ export class PluginHostApi implements HostApi {
     );
     if (!admitted) return;
     const cap = this.limits.logLineBytes;
-    // Cut by characters first (each is at least one byte), so a huge message is never encoded whole.
-    let text = message.length > cap ? message.slice(0, cap + 1) : message;
+    // Cut by characters first (each is at least one byte), so a huge message is never encoded whole; then
+    // escaped, so that a line can neither paint a terminal nor start a line of its own (src/safe-text.ts).
+    let text = escapeUnprintable(message.length > cap ? message.slice(0, cap + 1) : message);
     if (Buffer.byteLength(text) > cap) {
       text = `${Buffer.from(text).subarray(0, cap).toString('utf8')}... [truncated]`;
     }

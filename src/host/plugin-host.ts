@@ -13,6 +13,7 @@ import { readCheckedLibrary } from '../runtime/native/check-library.js';
 import { NativePlugin } from '../runtime/native/native-plugin.js';
 import { compileWasm, prepareWasm } from '../runtime/wasm/compile-wasm.js';
 import { WasmPlugin } from '../runtime/wasm/wasm-plugin.js';
+import { escapeRawInJson } from '../safe-text.js';
 import { sweepCgroups } from '../sandbox/cgroup.js';
 import { ContainerRunner } from '../sandbox/container-runner.js';
 import { InProcessSandbox } from '../sandbox/in-process-sandbox.js';
@@ -101,9 +102,7 @@ export class PluginHost {
 
   private constructor(options: PluginHostOptions) {
     this.config = options.config ?? loadHostConfig();
-    this.logger =
-      options.logger ??
-      pino({ name: 'reed-plugins', level: process.env.REED_LOG_LEVEL ?? 'info' }, pino.destination(2));
+    this.logger = options.logger ?? defaultLogger();
     this.#forceMode = options.forceMode;
     this.#ownsStorage = options.services?.storage === undefined;
     this.services = {
@@ -516,4 +515,16 @@ function nativeDenied(pluginId: string, why: string): ReedError {
     `native plugin "${pluginId}" may not run inside the host process (mode none): ${why}. Native code there has the host's full rights; run it in process or container mode, or sign it with a trusted key and set allow_native_in_process = true`,
     { pluginId },
   );
+}
+
+/**
+ * JSON lines on stderr. pino escapes C0 controls in strings but leaves C1 controls, U+2028/U+2029 and bidi
+ * controls raw; on a terminal those repaint it or reorder a line, so they are escaped on the way out too
+ * (src/safe-text.ts): the line stays the same JSON.
+ */
+function defaultLogger(): Logger {
+  // Synchronous: a plain stream has no flush on exit, and a line written is a line out (the CLI exits at once).
+  const out = pino.destination({ dest: 2, sync: true });
+  const stream = { write: (line: string) => out.write(escapeRawInJson(line)) };
+  return pino({ name: 'reed-plugins', level: process.env.REED_LOG_LEVEL ?? 'info' }, stream);
 }

@@ -10,7 +10,10 @@
  *
  * Binary bodies travel as they are (no base64), and metadata is JSON (`JSON.parse` creates no prototypes), so
  * a hostile peer can neither make the receiver allocate past its limit nor reach an object's prototype.
+ * Metadata is bounded in depth (MAX_META_DEPTH) and, per frame type, in size (META_BYTES), before it is parsed.
  */
+import { jsonTooDeep, MAX_DATA_DEPTH } from '../manifest/config-check.js';
+
 export const PROTOCOL_VERSION = 1;
 export const HEADER_BYTES = 4 + 1 + 4 + 4;
 
@@ -40,6 +43,46 @@ export const FrameType = {
   Bye: 13,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/**
+ * The deepest metadata of any frame: a Welcome's `plugin.configuration` holds values MAX_DATA_DEPTH deep, three
+ * levels down. JSON.parse is iterative and takes any depth, but whatever serializes the value later (an error's
+ * details in an API answer, a log line) recurses: a runner's `details` nested 100,000 deep crashed `serve`.
+ */
+export const MAX_META_DEPTH = MAX_DATA_DEPTH + 4;
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/**
+ * The largest metadata per frame type, checked before it is parsed; a frame of an unknown type is refused.
+ * Infinity: bounded by the frame limit only, for the frames whose metadata carries a plugin's data (a Welcome's
+ * spec and configuration, a HostCall's arguments, a HostReply's values). The others hold a few small fields:
+ * their bounds leave room for JSON's escaping of the longest text the protocol puts there (a Log message of
+ * MAX_LOG_MESSAGE characters, an Error message of MAX_ERROR_MESSAGE and its MAX_DETAILS_BYTES of details).
+ */
+export const META_BYTES: Readonly<Record<number, number>> = Object.freeze({
+  [FrameType.Hello]: 4 * KiB,
+  [FrameType.Welcome]: Number.POSITIVE_INFINITY,
+  [FrameType.Ready]: 8 * MiB,
+  [FrameType.Call]: 64 * KiB,
+  [FrameType.Result]: 4 * KiB,
+  [FrameType.Error]: 64 * KiB,
+  [FrameType.HostCall]: Number.POSITIVE_INFINITY,
+  [FrameType.HostReply]: Number.POSITIVE_INFINITY,
+  [FrameType.Log]: 512 * KiB,
+  [FrameType.Ping]: 256,
+  [FrameType.Pong]: 256,
+  [FrameType.Shutdown]: 256,
+  [FrameType.Bye]: 256,
+});
+
+/** The longest Log message a runner sends and the host passes on (the ceiling of limits.log_line_bytes). */
+export const MAX_LOG_MESSAGE = 65_536;
+/** The longest Error message a runner sends and the host keeps. */
+export const MAX_ERROR_MESSAGE = 8_192;
+/** An Error's details are kept when their JSON is at most this long and this deep (flat facts: a code, a status). */
+export const MAX_DETAILS_BYTES = 2_048;
+export const MAX_DETAILS_DEPTH = 2;
 
 export interface Frame {
   type: number;
@@ -148,9 +191,16 @@ function parseFrame(bytes: Buffer): Frame {
   const metaLength = bytes.readUInt32BE(9);
   if (HEADER_BYTES + metaLength > bytes.length)
     throw new ProtocolError(`metadata of ${metaLength} bytes runs past the frame`);
+  const maxMeta = META_BYTES[type];
+  if (maxMeta === undefined) throw new ProtocolError(`frame type ${type} is not one of the protocol's`);
+  if (metaLength > maxMeta)
+    throw new ProtocolError(`metadata of ${metaLength} bytes on a frame of type ${type}; at most ${maxMeta}`);
+  const text = bytes.toString('utf8', HEADER_BYTES, HEADER_BYTES + metaLength);
+  if (jsonTooDeep(text, MAX_META_DEPTH))
+    throw new ProtocolError(`frame metadata nests deeper than ${MAX_META_DEPTH} levels`);
   let meta: unknown;
   try {
-    meta = JSON.parse(bytes.toString('utf8', HEADER_BYTES, HEADER_BYTES + metaLength));
+    meta = JSON.parse(text);
   } catch {
     throw new ProtocolError('frame metadata is not JSON');
   }

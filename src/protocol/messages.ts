@@ -1,6 +1,8 @@
 import { ReedError } from '../errors.js';
 import type { ResolvedLimits } from '../host/limits.js';
+import { jsonTooDeep } from '../manifest/config-check.js';
 import type { ModuleExport } from '../runtime/wasm/prepare-module.js';
+import { MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH, MAX_ERROR_MESSAGE, MAX_LOG_MESSAGE } from './frames.js';
 
 /** What the host tells a runner to load (Welcome frame metadata); the body holds the module or library bytes. */
 export interface PluginSpec {
@@ -34,17 +36,48 @@ export const HOST_OPS = [
 ] as const;
 export type HostOp = (typeof HOST_OPS)[number];
 
-/** An error as Error frame metadata: a ReedError keeps its code and details; anything else is the runner's own failure. */
+/**
+ * An error as Error frame metadata: a ReedError keeps its code and details; anything else is the runner's own
+ * failure. Cut to what the host accepts (MAX_ERROR_MESSAGE, boundedDetails), so a long message or large details
+ * of the runner's own never cost the sandbox a protocol_violation.
+ */
 export function errorPayload(error: unknown): {
   code: string;
   message: string;
   details?: Record<string, unknown>;
 } {
-  return error instanceof ReedError
-    ? {
-        code: error.code,
-        message: error.message,
-        ...(error.details === undefined ? {} : { details: error.details }),
-      }
-    : { code: 'sandbox_crashed', message: String((error as Error)?.message ?? error) };
+  if (!(error instanceof ReedError))
+    return {
+      code: 'sandbox_crashed',
+      message: String((error as Error)?.message ?? error).slice(0, MAX_ERROR_MESSAGE),
+    };
+  const details = boundedDetails(error.details);
+  return {
+    code: error.code,
+    message: error.message.slice(0, MAX_ERROR_MESSAGE),
+    ...(details === undefined ? {} : { details }),
+  };
+}
+
+/** A plugin's log line as Log frame metadata, cut to MAX_LOG_MESSAGE (the ceiling of limits.log_line_bytes). */
+export function logPayload(level: number, message: string): { level: number; message: string } {
+  return { level, message: message.length > MAX_LOG_MESSAGE ? message.slice(0, MAX_LOG_MESSAGE) : message };
+}
+
+/**
+ * `details` when they are an object whose JSON is at most MAX_DETAILS_BYTES long and MAX_DETAILS_DEPTH deep (the
+ * flat facts details are for: a plugin's code, a status), as a fresh copy of what was measured; else undefined.
+ * Never throws: details too deep to serialize are simply not kept.
+ */
+export function boundedDetails(details: unknown): Record<string, unknown> | undefined {
+  if (details === null || typeof details !== 'object' || Array.isArray(details)) return undefined;
+  let text: string;
+  try {
+    text = JSON.stringify(details);
+  } catch {
+    return undefined;
+  }
+  if (text.length > MAX_DETAILS_BYTES || Buffer.byteLength(text) > MAX_DETAILS_BYTES) return undefined;
+  if (jsonTooDeep(text, MAX_DETAILS_DEPTH)) return undefined;
+  return JSON.parse(text) as Record<string, unknown>;
 }

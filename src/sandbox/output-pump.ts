@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { escapeUnprintable } from '../safe-text.js';
 
 /** Longest runner output line passed on; the rest of a longer line is dropped and the line marked. */
 export const MAX_OUTPUT_LINE_BYTES = 8 * 1024;
@@ -130,7 +131,13 @@ export class OutputPump {
   #emit(stream: OutputStream, s: LineState, cut: boolean): void {
     let len = s.len;
     if (!cut && len > 0 && s.buf[len - 1] === 13) len--; // \r\n
-    const text = s.buf.toString('utf8', 0, len);
+    // Escaped (src/safe-text.ts): a runner's output line can neither paint a terminal nor pass for another line.
+    // An escape is six characters: the escaped line is cut at the cap again, in characters.
+    let text = escapeUnprintable(s.buf.toString('utf8', 0, len));
+    if (text.length > this.#o.maxLineBytes) {
+      text = text.slice(0, this.#o.maxLineBytes);
+      cut = true;
+    }
     this.#tokens -= Math.max(MIN_LINE_COST, s.len);
     s.len = 0;
     if (cut) this.#cutLines++;

@@ -8,11 +8,14 @@ import {
   type Frame,
   FrameDecoder,
   FrameType,
+  MAX_ERROR_MESSAGE,
+  MAX_LOG_MESSAGE,
   PROTOCOL_VERSION,
   ProtocolError,
 } from '../protocol/frames.js';
-import { HOST_OPS, type HostOp, type PluginSpec } from '../protocol/messages.js';
+import { boundedDetails, HOST_OPS, type HostOp, type PluginSpec } from '../protocol/messages.js';
 import type { HostApi } from '../runtime/host-api.js';
+import { escapeUnprintable } from '../safe-text.js';
 
 export interface LinkOptions {
   pluginId: string;
@@ -34,8 +37,6 @@ interface Pending {
 const MAX_ARG_BYTES = 64 * 1024 * 1024;
 /** Bytes of replies a runner may leave unread before the host stops reading from it. */
 export const UNREAD_HIGH_WATER = 4 * 1024 * 1024;
-/** The longest Log frame message passed on: the ceiling of limits.log_line_bytes (the host cuts to the plugin's own). */
-const MAX_LOG_MESSAGE = 65_536;
 
 /**
  * The host's end of one runner connection (docs/PROTOCOL.md). Every frame from the runner is hostile input:
@@ -218,7 +219,7 @@ export class RunnerLink {
       if (m.protocol !== PROTOCOL_VERSION) {
         this.#fail(
           'handshake_failed',
-          `runner speaks protocol ${JSON.stringify(m.protocol)}; the host speaks ${PROTOCOL_VERSION}`,
+          `runner speaks protocol ${escapeUnprintable(String(JSON.stringify(m.protocol)).slice(0, 64))}; the host speaks ${PROTOCOL_VERSION}`,
         );
         return;
       }
@@ -301,11 +302,10 @@ export class RunnerLink {
       throw new ProtocolError('malformed Error frame');
     // Codes keep their meaning across the wire; an unknown one is the runner's own failure.
     const code = isCode(m.code) ? m.code : 'sandbox_crashed';
-    const details =
-      m.details !== null && typeof m.details === 'object' && !Array.isArray(m.details)
-        ? (m.details as Record<string, unknown>)
-        : undefined;
-    return new ReedError(code, m.message.slice(0, 8192), {
+    // The message is shown wherever errors are (a terminal, a log viewer): escaped here, once, as it arrives.
+    // Details are kept only when flat and small: what serializes them later must not overflow or bloat.
+    const details = boundedDetails(m.details);
+    return new ReedError(code, escapeUnprintable(m.message.slice(0, MAX_ERROR_MESSAGE)), {
       pluginId: this.#o.pluginId,
       ...(details === undefined ? {} : { details }),
     });

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import type { Code } from '../codes.js';
 import { isReedError, ReedError } from '../errors.js';
 import type { PluginHost } from '../host/plugin-host.js';
+import { jsonText } from '../safe-text.js';
 
 /**
  * The orchestrator's own API (`reed-plugins serve`): HTTP/1.1 over a Unix socket, so that a CMS, or the tests
@@ -39,7 +40,11 @@ const STATUS: Partial<Record<Code, number>> = {
 export function createApiServer(host: PluginHost, options: ApiServerOptions): Server {
   const server = createServer((req, res) => {
     handle(host, options, req, res).catch((error: unknown) => {
-      if (!isReedError(error)) host.logger.error({ err: error, url: req.url }, 'API request failed');
+      // The last line of every request: nothing in here may throw (a throw would be an unhandled rejection,
+      // and the orchestrator would exit), whatever the error holds.
+      try {
+        if (!isReedError(error)) host.logger.error({ err: error, url: req.url }, 'API request failed');
+      } catch {}
       const reed = isReedError(error)
         ? error
         : new ReedError('internal_error', 'internal error; see the host log');
@@ -112,10 +117,22 @@ async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> 
   return Buffer.concat(chunks);
 }
 
+/** The answer when a body cannot be serialized (too deep, circular): fixed, so that sending never throws. */
+const UNSERIALIZABLE = JSON.stringify({
+  ok: false,
+  error: { code: 'internal_error', message: 'the answer could not be serialized; see the host log' },
+});
+
 function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
+  const text = jsonText(body);
+  if (text === undefined) status = 500;
+  const out = text ?? UNSERIALIZABLE;
+  try {
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(out) });
+    res.end(out);
+  } catch {
+    res.destroy();
+  }
 }
 
 /** Output as text when it is UTF-8, else base64, saying which (as `reed-plugins call --json` prints it). */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isReedError } from '../../errors.js';
 import { PluginHost } from '../../host/plugin-host.js';
+import { escapeUnprintable } from '../../safe-text.js';
 import { encodeOutput } from '../../server/api-server.js';
 import {
   type Command,
@@ -72,7 +73,7 @@ export const callCommand: Command = {
           `${toJson({ ok: false, output: null, error: { code: error.code, message: error.message, ...(error.details === undefined ? {} : { details: error.details }) }, stats: null })}\n`,
         );
       } else {
-        io.stderr(`error ${error.code}: ${error.message}\n`);
+        io.stderr(`error ${error.code}: ${escapeUnprintable(error.message)}\n`);
       }
       return EXIT_PLUGIN_ERROR;
     } finally {

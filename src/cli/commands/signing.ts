@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { inventoryPlugin } from '../../discovery/plugin-inventory.js';
 import { isReedError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../manifest/parse-manifest.js';
+import { escapeUnprintable } from '../../safe-text.js';
 import {
   generateSigningKey,
   readPrivateKey,
@@ -109,7 +110,7 @@ export const verifyCommand: Command = {
     } catch (error) {
       if (!isReedError(error)) throw error;
       if (values.json === true) io.stdout(`${toJson({ valid: false, error: error.toJSON() })}\n`);
-      else io.stderr(`error ${error.code}: ${error.message}\n`);
+      else io.stderr(`error ${error.code}: ${escapeUnprintable(error.message)}\n`);
       return EXIT_PLUGIN_ERROR;
     }
   },
