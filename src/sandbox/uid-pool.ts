@@ -1,5 +1,14 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+} from 'node:fs';
+import koffi, { type LibraryHandle } from 'koffi';
 import { ReedError } from '../errors.js';
 
 /** A range of uids (inclusive) process-mode runners run as, one uid per running sandbox. */
@@ -43,34 +52,46 @@ export interface UidLease {
 }
 
 /**
+ * Where leases are kept: a directory only root may enter (hosts that lease uids run as root), holding one file
+ * whose bytes stand for uids. Fixed, so that every host process on the machine finds it.
+ */
+export const LEASE_DIR = '/run/reed-runner-uids';
+const LEASE_FILE = `${LEASE_DIR}/leases`;
+
+/**
  * Leases a uid of `range` that no other sandbox holds, in this host or in any other host process on the machine.
- * Each lease is an abstract Unix socket "reed-runner-uid-<uid>" this process listens on: binding is atomic
- * (EADDRINUSE when another holder has it, so two hosts can never both win), and the kernel frees it when the
- * holder dies however it dies, so a crashed host leaks nothing. Abstract sockets live in the network namespace:
- * hosts that share a machine must share one (or use disjoint ranges). A uid some live process already runs as
- * (a runner a dead host left, anything else) is skipped too. The search starts at a random place so that hosts
- * starting together rarely contend. Throws `sandbox_unavailable` when every uid of the range is taken.
+ * A lease is an open-file-description lock (fcntl F_OFD_SETLK) on the byte at offset `uid` of LEASE_FILE:
+ * taking it is atomic (another holder's lock refuses it, so two hosts can never both win), and the kernel drops
+ * it when the holder dies however it dies, so a crashed host leaks nothing. The whole process holds one
+ * descriptor, close-on-exec, whatever the number of leases, and nothing is reachable from a sandbox: the
+ * directory is root's alone, and there is no socket. (Leases used to be abstract sockets "reed-runner-uid-<uid>"
+ * this process listened on: a plugin granted network shares the host's network namespace, and it connected
+ * ~20,000 times to its own lease, each connection a descriptor of the host's, until the host had none left; it
+ * could also bind the names of free uids first and so deny them. Those names now mean nothing.) A uid some live
+ * process already runs as (a runner a dead host left, anything else) is skipped too. The search starts at a
+ * random place so that hosts starting together rarely contend. Throws `sandbox_unavailable` when every uid of
+ * the range is taken, or when the lease file cannot be used.
  */
 export async function leaseUid(range: UidRange, pluginId: string): Promise<UidLease> {
   const size = range.end - range.start + 1;
   const first = Math.floor(Math.random() * size);
+  const locks = leaseLocks(pluginId);
   // Scanned while a uid is held (a process that starts as it later is one this host or another started: held).
   let busy: Set<number> | undefined;
   for (let i = 0; i < size; i++) {
     const uid = range.start + ((first + i) % size);
     if (RESERVED_UIDS.includes(uid) || busy?.has(uid)) continue;
-    const server = await hold(`\0reed-runner-uid-${uid}`);
-    if (server === undefined) continue;
+    if (!locks.take(uid)) continue;
     busy ??= uidsInUse();
     if (busy.has(uid)) {
-      server.close();
+      locks.give(uid);
       continue;
     }
     let held = true;
     return {
       uid,
       release: () => {
-        if (held) server.close();
+        if (held) locks.give(uid);
         held = false;
       },
     };
@@ -82,18 +103,73 @@ export async function leaseUid(range: UidRange, pluginId: string): Promise<UidLe
   );
 }
 
-/** Listens on an abstract socket name, or undefined when someone else holds it. */
-function hold(name: string): Promise<Server | undefined> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      error.code === 'EADDRINUSE' ? resolve(undefined) : reject(error),
+/** Byte locks on LEASE_FILE through one descriptor of this process. */
+interface LeaseLocks {
+  /** Locks `uid`'s byte; false when another process, or this one, holds it. */
+  take(uid: number): boolean;
+  give(uid: number): void;
+}
+
+const F_OFD_SETLK = 37;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
+let locks: LeaseLocks | undefined;
+
+function leaseLocks(pluginId: string): LeaseLocks {
+  if (locks !== undefined) return locks;
+  const unavailable = (why: string, cause?: unknown) =>
+    new ReedError(
+      'sandbox_unavailable',
+      `cannot lease a runner uid for plugin "${pluginId}": ${why}; the host must run as root on a machine where it can create ${LEASE_DIR}`,
+      { pluginId, ...(cause === undefined ? {} : { cause }) },
     );
-    server.listen({ path: name, exclusive: true }, () => {
-      server.unref(); // a held uid must not keep the host alive
-      resolve(server);
-    });
-  });
+  let fd: number;
+  try {
+    mkdirSync(LEASE_DIR, { recursive: true, mode: 0o700 });
+    // Only root may have made it, or may write in it: anything else could hold or drop every lease.
+    const dir = lstatSync(LEASE_DIR);
+    if (!dir.isDirectory() || dir.uid !== 0 || (dir.mode & 0o077) !== 0)
+      throw unavailable(`${LEASE_DIR} is not a directory of root's with mode 0700`);
+    // libuv opens close-on-exec: the descriptor never reaches a runner.
+    fd = openSync(LEASE_FILE, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    if (fstatSync(fd).uid !== 0) {
+      closeSync(fd);
+      throw unavailable(`${LEASE_FILE} is not root's`);
+    }
+  } catch (error) {
+    throw error instanceof ReedError
+      ? error
+      : unavailable(`${LEASE_FILE}: ${(error as Error).message}`, error);
+  }
+  const fcntl = libc().func('int fcntl(int fd, int cmd, ...)');
+  // struct flock on 64-bit Linux: short l_type, short l_whence, (pad), off_t l_start, off_t l_len, pid_t l_pid
+  // (0 for OFD locks), (pad); little-endian on the x86-64 and arm64 hosts this runs on.
+  const lock = (type: number, uid: number): boolean => {
+    const flock = Buffer.alloc(32);
+    flock.writeInt16LE(type, 0);
+    flock.writeBigInt64LE(BigInt(uid), 8);
+    flock.writeBigInt64LE(1n, 16);
+    return (fcntl(fd, F_OFD_SETLK, 'uint8_t *', flock) as number) === 0;
+  };
+  // Locks of one open file description do not conflict with each other: this process's own leases are kept here.
+  const mine = new Set<number>();
+  locks = {
+    take: (uid) => {
+      if (mine.has(uid) || !lock(F_WRLCK, uid)) return false;
+      mine.add(uid);
+      return true;
+    },
+    give: (uid) => {
+      if (mine.delete(uid)) lock(F_UNLCK, uid);
+    },
+  };
+  return locks;
+}
+
+let handle: LibraryHandle | undefined;
+function libc(): LibraryHandle {
+  handle ??= koffi.load('libc.so.6');
+  return handle;
 }
 
 /** Real, effective, saved and filesystem uids of every live process. */

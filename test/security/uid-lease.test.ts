@@ -1,0 +1,136 @@
+// Adversarial pass, finding 2: a plugin granted network shares the host's network namespace, and the uid leases
+// were abstract sockets the host listened on there. It connected to its own lease ~20,000 times, the host
+// accepted and kept every connection, and ran out of descriptors. The lease is now a lock held without any
+// socket: these tests drive the uid-pool module directly, with real processes in the host's network namespace.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LEASE_DIR, leaseUid, type UidLease } from '../../src/sandbox/uid-pool.js';
+import { REPO } from '../helpers/cli.js';
+
+const fdCount = () => readdirSync('/proc/self/fd').length;
+const leases: UidLease[] = [];
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const l of leases.splice(0)) l.release();
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+/** Runs an ES module script in a child process; resolves with its first line of output, parsed. */
+function child<T>(script: string): Promise<{ out: T; child: ChildProcess }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    children.push(c);
+    let out = '';
+    c.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve({ out: JSON.parse(out) as T, child: c });
+    });
+    c.once('exit', (code) => reject(new Error(`child exited with ${code} before answering: ${out}`)));
+  });
+}
+
+describe('uid leases', () => {
+  it('connecting thousands of times to a lease name gets no connection and costs the host no descriptor', async () => {
+    const lease = await leaseUid({ start: 720_000, end: 720_009 }, 'victim');
+    leases.push(lease);
+    const before = fdCount();
+    // The attacker: a process in the host's network namespace (as a runner granted network is), holding every
+    // connection it gets.
+    const { out } = await child<{ connected: number; refused: number }>(`
+      import { connect } from 'node:net';
+      const held = [];
+      let connected = 0, refused = 0;
+      await Promise.all(Array.from({ length: 3000 }, () => new Promise((done) => {
+        const s = connect({ path: '\\0reed-runner-uid-${lease.uid}' });
+        s.on('connect', () => { connected++; held.push(s); done(); });
+        s.on('error', () => { refused++; done(); });
+      })));
+      process.stdout.write(JSON.stringify({ connected, refused }) + '\\n');
+      process.stdin.resume();`);
+    // Give an accepting server every chance to take what is queued for it before counting.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(out.connected).toBe(0);
+    expect(fdCount() - before).toBeLessThan(50);
+  });
+
+  it('holding many leases costs the host one descriptor at most, opened close-on-exec', async () => {
+    const before = fdCount();
+    for (let i = 0; i < 40; i++) leases.push(await leaseUid({ start: 720_100, end: 720_199 }, 'p'));
+    expect(new Set(leases.map((l) => l.uid)).size).toBe(40);
+    expect(fdCount() - before).toBeLessThanOrEqual(1);
+    // The lock's descriptor must not reach a runner (bwrap is spawned from this process).
+    const lockFds = readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).startsWith(LEASE_DIR);
+      } catch {
+        return false;
+      }
+    });
+    expect(lockFds).toHaveLength(1);
+    const flags = /^flags:\s+(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${lockFds[0]}`, 'utf8'))?.[1];
+    expect(Number.parseInt(flags ?? '0', 8) & 0o2000000).not.toBe(0);
+  });
+
+  it('keeps its lock file in a directory only root can enter', async () => {
+    leases.push(await leaseUid({ start: 720_200, end: 720_209 }, 'p'));
+    const dir = statSync(LEASE_DIR);
+    expect(dir.isDirectory()).toBe(true);
+    expect(dir.uid).toBe(0);
+    expect(dir.mode & 0o077).toBe(0);
+  });
+
+  it('lease names in the network namespace cannot be squatted: a process holding all of them takes no uid', async () => {
+    const servers: Server[] = [];
+    try {
+      for (let uid = 720_300; uid <= 720_304; uid++) {
+        const server = createServer();
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ path: `\0reed-runner-uid-${uid}`, exclusive: true }, resolve);
+        });
+        servers.push(server);
+      }
+      const lease = await leaseUid({ start: 720_300, end: 720_304 }, 'p');
+      leases.push(lease);
+      expect(lease.uid).toBeGreaterThanOrEqual(720_300);
+    } finally {
+      for (const s of servers) s.close();
+    }
+  });
+
+  it('a uid held by another live host process is not given; once that process dies it is', async () => {
+    const module = JSON.stringify(join(REPO, 'dist/src/sandbox/uid-pool.js'));
+    const { out, child: holder } = await child<number[]>(`
+      import { leaseUid } from ${module};
+      const uids = [];
+      for (let i = 0; i < 3; i++) uids.push((await leaseUid({ start: 720400, end: 720402 }, 'p')).uid);
+      process.stdout.write(JSON.stringify(uids) + '\\n');
+      process.stdin.resume();`);
+    expect(out.sort()).toEqual([720_400, 720_401, 720_402]);
+    await expect(leaseUid({ start: 720_400, end: 720_402 }, 'p')).rejects.toMatchObject({
+      code: 'sandbox_unavailable',
+    });
+    const exited = new Promise((r) => holder.once('exit', r));
+    holder.kill('SIGKILL');
+    await exited;
+    for (let i = 0; i < 3; i++) leases.push(await leaseUid({ start: 720_400, end: 720_402 }, 'p'));
+    expect(leases.map((l) => l.uid).sort()).toEqual([720_400, 720_401, 720_402]);
+  });
+
+  it('release gives the uid back to this process and to others, once', async () => {
+    const first = await leaseUid({ start: 720_500, end: 720_500 }, 'p');
+    await expect(leaseUid({ start: 720_500, end: 720_500 }, 'p')).rejects.toMatchObject({
+      code: 'sandbox_unavailable',
+    });
+    first.release();
+    first.release();
+    const again = await leaseUid({ start: 720_500, end: 720_500 }, 'p');
+    leases.push(again);
+    expect(again.uid).toBe(720_500);
+  });
+});
