@@ -154,7 +154,7 @@ export class PluginHostApi implements HostApi {
       !this.permissions.events.emit.some((allowed) => patternCovers(allowed, topic)) ||
       topic.includes('*')
     ) {
-      this.#deny(`emit event "${topic}"`, 'events.emit');
+      this.#deny(`emit event "${escapeUnprintable(topic)}"`, 'events.emit');
     }
     this.#cap(data, MAX_EVENT_DATA_BYTES, 'event data');
     this.services.events.emit({

@@ -195,6 +195,18 @@ describe('plugin text cannot paint the terminal or forge another plugin’s line
     expect(logs.some((l) => l.pluginId === 'victim.other' || l.msg === 'forged')).toBe(false);
   });
 
+  it('in mode none too, a WASM plugin’s error code and message arrive escaped', async () => {
+    const started = await startHost([join(REPO, 'test/fixtures/terminal')], { mode: 'none' });
+    hosts.push(started.host);
+    const error = await started.host
+      .call('terminal.ansi-error', 'attack')
+      .catch((e: unknown) => e as ReedError);
+    expect(error).toMatchObject({ code: 'plugin_error', details: { status: 3 } });
+    expect(error.message).toContain('forged line');
+    expect(error.message).not.toMatch(UNPRINTABLE);
+    expect(String(error.details?.pluginCode)).not.toMatch(UNPRINTABLE);
+  });
+
   it('`call` prints a plugin’s error code and message escaped, on one line; `--json` keeps them as data', () => {
     const args = ['call', '--plugin-dir', 'test/fixtures/terminal', '--no-default-paths', '--mode', 'none'];
     const plain = runCli([...args, 'terminal.ansi-error', 'attack']);

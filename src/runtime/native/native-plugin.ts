@@ -4,6 +4,7 @@ import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import semver from 'semver';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../host/limits.js';
+import { escapeUnprintable } from '../../safe-text.js';
 import type { HostApi } from '../host-api.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
 import * as T from './koffi-types.js';
@@ -300,9 +301,10 @@ export class NativePlugin implements PluginRuntime {
       }, T.LogFn),
       error_set: register((_ctx: unknown, code: unknown, codeLen: number, msg: unknown, msgLen: number) => {
         guard(() => {
+          // A plugin's error is shown wherever errors are (terminals, log viewers): escaped as it arrives.
           this.#error = {
-            code: lenient.decode(bytes(code, Math.min(Number(codeLen), 128))),
-            message: lenient.decode(bytes(msg, Math.min(Number(msgLen), 4096))),
+            code: escapeUnprintable(lenient.decode(bytes(code, Math.min(Number(codeLen), 128)))),
+            message: escapeUnprintable(lenient.decode(bytes(msg, Math.min(Number(msgLen), 4096)))),
           };
           return 0;
         })();

@@ -2,6 +2,7 @@
 // they share (output, fuel, deadline, the fatal error) must stay private to it.
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../host/limits.js';
+import { escapeUnprintable } from '../../safe-text.js';
 import { type HostApi, MAX_KEY_BYTES } from '../host-api.js';
 import { LogRate } from '../log-rate.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
@@ -537,9 +538,10 @@ export class WasmPlugin implements PluginRuntime {
         },
         error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
           this.#charge(Math.min(codeLen >>> 0, 128) + Math.min(msgLen >>> 0, 4096));
+          // A plugin's error is shown wherever errors are (terminals, log viewers): escaped as it arrives.
           this.#error = {
-            code: lenient.decode(this.#bytes(codePtr, Math.min(codeLen >>> 0, 128))),
-            message: lenient.decode(this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096))),
+            code: escapeUnprintable(lenient.decode(this.#bytes(codePtr, Math.min(codeLen >>> 0, 128)))),
+            message: escapeUnprintable(lenient.decode(this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096)))),
           };
         },
         storage_get: (kp: number, kl: number, bp: number, bc: number) => {
