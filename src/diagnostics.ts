@@ -1,5 +1,6 @@
 import type { Code } from './codes.js';
 import type { ErrorLocation } from './errors.js';
+import { escapeUnprintable } from './safe-text.js';
 
 export type Severity = 'error' | 'warning';
 
@@ -21,5 +22,6 @@ export function formatDiagnostic(d: Diagnostic): string {
   const where =
     d.file === undefined ? '' : `${d.file}${d.line === undefined ? '' : `:${d.line}:${d.column ?? 1}`}: `;
   const field = d.field === undefined ? '' : ` [${d.field}]`;
-  return `${where}${d.severity} ${d.code}: ${d.message}${field}`;
+  // One line on a terminal whatever a manifest put in the values a message quotes (src/safe-text.ts).
+  return escapeUnprintable(`${where}${d.severity} ${d.code}: ${d.message}${field}`);
 }

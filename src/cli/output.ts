@@ -1,8 +1,10 @@
 import type { PluginCandidate } from '../discovery/candidate.js';
 import type { SearchPathReport } from '../discovery/discover.js';
+import { escapeUnprintable } from '../safe-text.js';
 
-/** A plain text table: columns padded to their widest cell. */
-export function table(header: string[], rows: string[][]): string {
+/** A plain text table: columns padded to their widest cell; cells escaped (a manifest chose some of them). */
+export function table(header: string[], cells: string[][]): string {
+  const rows = cells.map((r) => r.map(escapeUnprintable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells

@@ -10,7 +10,7 @@ import { encodeFrame, FrameDecoder, FrameType, ProtocolError } from '../../src/p
 import { createApiServer, listenOnSocket } from '../../src/server/api-server.js';
 import { REPO, runCli } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
-import { tempDir } from '../helpers/plugin-tree.js';
+import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 const RUNNERS = join(REPO, 'test/fixtures/runners');
 const HELLO = [join(REPO, 'examples/plugins')];
@@ -198,9 +198,9 @@ describe('plugin text cannot paint the terminal or forge another plugin’s line
   it('in mode none too, a WASM plugin’s error code and message arrive escaped', async () => {
     const started = await startHost([join(REPO, 'test/fixtures/terminal')], { mode: 'none' });
     hosts.push(started.host);
-    const error = await started.host
+    const error = (await started.host
       .call('terminal.ansi-error', 'attack')
-      .catch((e: unknown) => e as ReedError);
+      .catch((e: unknown) => e)) as ReedError;
     expect(error).toMatchObject({ code: 'plugin_error', details: { status: 3 } });
     expect(error.message).toContain('forged line');
     expect(error.message).not.toMatch(UNPRINTABLE);
@@ -222,5 +222,20 @@ describe('plugin text cannot paint the terminal or forge another plugin’s line
     const parsed = JSON.parse(json.stdout) as { error: { code: string; message: string } };
     expect(parsed.error.code).toBe('plugin_error');
     expect(parsed.error.message).toContain('forged line');
+  });
+  it('`discover` and `validate` print a manifest’s strings escaped (name, version, a diagnostic quoting them)', () => {
+    const root = tempDir();
+    const esc = '\\u001b[2J\\u001b[31m';
+    writePlugin(
+      root,
+      'p',
+      `[metadata]\nid = "term.p"\nname = "evil${esc}\\nERROR forged\\u009b"\nversion = "1.0${esc}\\u202e"\napi_version = "1.0.0"\n`,
+    );
+    for (const command of ['discover', 'validate']) {
+      const r = runCli([command, '--plugin-dir', root, '--no-default-paths']);
+      expect(r.stdout, command).toContain('term.p');
+      expect(r.stdout.replaceAll('\n', ''), command).not.toMatch(UNPRINTABLE);
+      expect(r.stdout, command).not.toMatch(/^ERROR forged/m);
+    }
   });
 });

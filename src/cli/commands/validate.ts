@@ -4,6 +4,7 @@ import { formatDiagnostic } from '../../diagnostics.js';
 import { scanPlugins } from '../../host/scan-plugins.js';
 import { MANIFEST_FILE } from '../../manifest/parse-manifest.js';
 import { checkWasmFile } from '../../runtime/wasm/compile-wasm.js';
+import { escapeUnprintable } from '../../safe-text.js';
 import {
   type Command,
   EXIT_OK,
@@ -85,7 +86,7 @@ export const validateCommand: Command = {
     }
     for (const d of scan.diagnostics) io.stdout(`${formatDiagnostic(d)}\n`);
     for (const c of asked) {
-      io.stdout(`${c.id ?? c.manifestPath}: ${statusText(c)}\n`);
+      io.stdout(`${escapeUnprintable(c.id ?? c.manifestPath)}: ${statusText(c)}\n`);
       for (const d of c.diagnostics) io.stdout(`  ${formatDiagnostic(d)}\n`);
     }
     const invalid = asked.filter((c) => c.status === 'invalid').length;
