@@ -1,4 +1,4 @@
-// No host fd reaches a child by accident (docs/SECURITY.md-parts/process-isolation.md, "fd leak").
+// No host fd reaches a child by accident (docs/SECURITY.md, "Found by our own adversarial passes").
 //
 // exec keeps every fd that lacks FD_CLOEXEC. Node and libuv open theirs close-on-exec, but not all a host holds is
 // theirs: LMDB opened its data file without it, and whatever the host inherited from its parent (a shell's, a

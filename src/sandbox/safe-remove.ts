@@ -1,4 +1,4 @@
-// One recursive delete for every directory a plugin or runner could have written (docs/SECURITY.md-parts/host-fs.md).
+// One recursive delete for every directory a plugin or runner could have written (docs/SECURITY.md, "The one delete").
 //
 // Node's fs.rm/rmSync walk by path: a hostile process that swaps a directory for a symlink between the walk's
 // lstat and its next step makes a root host delete files outside the tree, and a chain deeper than PATH_MAX
