@@ -32,12 +32,6 @@ export {
   loadHostConfig,
   validationContext,
 } from './host/host-config.js';
-export {
-  DEFAULT_LIMIT_CEILINGS,
-  DEFAULT_LIMITS,
-  effectiveLimits,
-  type ResolvedLimits,
-} from './host/limits.js';
 export { LmdbStorage } from './host/lmdb-storage.js';
 export {
   PluginHost,
@@ -58,6 +52,12 @@ export {
   type PluginEvent,
   type StorageService,
 } from './host/services.js';
+export {
+  DEFAULT_LIMIT_CEILINGS,
+  DEFAULT_LIMITS,
+  effectiveLimits,
+  type ResolvedLimits,
+} from './manifest/limits.js';
 export {
   MANIFEST_FILE,
   type ManifestParseResult,

@@ -7,6 +7,7 @@ import { type Diagnostic, formatDiagnostic } from '../diagnostics.js';
 import { defaultSearchPaths } from '../discovery/discover.js';
 import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-inventory.js';
 import { ReedError } from '../errors.js';
+import { DEFAULT_LIMIT_CEILINGS, DEFAULT_LIMITS, type ResolvedLimits } from '../manifest/limits.js';
 import { SANDBOX_MODES } from '../manifest/schema.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
 import {
@@ -28,7 +29,6 @@ import { readTrustedKey } from '../signing/signature.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
 import { HostConfigSchema } from './config-schema.js';
-import { DEFAULT_LIMIT_CEILINGS, DEFAULT_LIMITS, type ResolvedLimits } from './limits.js';
 
 export const CONFIG_FILE = 'reed.toml';
 

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { ReedError } from '../errors.js';
 import { jsonTooDeep, MAX_DATA_DEPTH } from '../manifest/config-check.js';
+import type { ResolvedLimits } from '../manifest/limits.js';
 import { MAX_TOPIC_LENGTH, patternCovers } from '../manifest/topic-pattern.js';
 import type { AccessLevel, PluginPermissions } from '../manifest/types.js';
 import {
@@ -12,7 +13,6 @@ import {
 } from '../runtime/host-api.js';
 import { LogRate } from '../runtime/log-rate.js';
 import { escapeUnprintable } from '../safe-text.js';
-import type { ResolvedLimits } from './limits.js';
 import type { ContentService, EventBus, StorageService } from './services.js';
 
 export interface HostServices {

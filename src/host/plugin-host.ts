@@ -7,6 +7,7 @@ import { ensurePluginImage, ensureRunnerImage, LABEL_IMAGE_HASH } from '../conta
 import { sessionLabels, sweepContainers } from '../container/sweep.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
+import { effectiveLimits } from '../manifest/limits.js';
 import type { PluginType, SandboxMode } from '../manifest/types.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import { readCheckedLibrary } from '../runtime/native/check-library.js';
@@ -25,7 +26,6 @@ import { bindVerified } from '../signing/bind-verified.js';
 import { type VerifiedPlugin, verifyPlugin } from '../signing/signature.js';
 import type { LoadedPlugin } from '../validation/context.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
-import { effectiveLimits } from './limits.js';
 import { LmdbStorage } from './lmdb-storage.js';
 import { type HostServices, PluginHostApi } from './plugin-host-api.js';
 import { type ScanResult, scanPlugins } from './scan-plugins.js';

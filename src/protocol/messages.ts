@@ -1,6 +1,6 @@
 import { ReedError } from '../errors.js';
-import type { ResolvedLimits } from '../host/limits.js';
 import { jsonTooDeep } from '../manifest/config-check.js';
+import type { ResolvedLimits } from '../manifest/limits.js';
 import type { ModuleExport } from '../runtime/wasm/prepare-module.js';
 import { MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH, MAX_ERROR_MESSAGE, MAX_LOG_MESSAGE } from './frames.js';
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ReedError } from '../errors.js';
-import type { ResolvedLimits } from '../host/limits.js';
+import type { ResolvedLimits } from '../manifest/limits.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import type { HostApi } from '../runtime/host-api.js';
 import type { Runner } from './runner.js';

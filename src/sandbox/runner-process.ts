@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ReedError } from '../errors.js';
-import type { ResolvedLimits } from '../host/limits.js';
+import type { ResolvedLimits } from '../manifest/limits.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import {
   bubblewrapArgs,

@@ -1,5 +1,5 @@
 import type { FileLimits } from '../discovery/plugin-inventory.js';
-import type { ResolvedLimits } from '../host/limits.js';
+import type { ResolvedLimits } from '../manifest/limits.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
 
 /** What the host grants at most. A manifest asking for more fails validation (`permission_denied_by_policy`). */

@@ -1,6 +1,6 @@
 import { DEFAULT_FILE_LIMITS } from '../../src/discovery/plugin-inventory.js';
 import { DEFAULT_POLICY_PERMISSIONS } from '../../src/host/host-config.js';
-import { DEFAULT_LIMIT_CEILINGS } from '../../src/host/limits.js';
+import { DEFAULT_LIMIT_CEILINGS } from '../../src/manifest/limits.js';
 import type { HostPolicy, ValidationContext } from '../../src/validation/context.js';
 import { PLUGIN_API_VERSION } from '../../src/version.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS } from '../../src/host/limits.js';
+import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { RunnerEndpoint } from '../../src/sandbox/runner-endpoint.js';
 import { newSession, OWNER_FILE, sweepOrphans } from '../../src/sandbox/session.js';

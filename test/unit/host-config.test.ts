@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../../src/host/host-config.js';
-import { DEFAULT_LIMITS } from '../../src/host/limits.js';
+import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 describe('host configuration', () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import semver from 'semver';
 import { ReedError } from '../../errors.js';
-import type { ResolvedLimits } from '../../host/limits.js';
+import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import type { HostApi } from '../host-api.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';

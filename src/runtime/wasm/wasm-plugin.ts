@@ -1,7 +1,7 @@
 // Longer than most files: one class owns an instance's whole life and every import, because the per-call state
 // they share (output, fuel, deadline, the fatal error) must stay private to it.
 import { ReedError } from '../../errors.js';
-import type { ResolvedLimits } from '../../host/limits.js';
+import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { type HostApi, MAX_KEY_BYTES } from '../host-api.js';
 import { LogRate } from '../log-rate.js';

@@ -1,4 +1,4 @@
-import type { PluginLimits } from '../manifest/types.js';
+import type { PluginLimits } from './types.js';
 
 export type ResolvedLimits = Required<PluginLimits>;
 
