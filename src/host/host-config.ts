@@ -7,7 +7,14 @@ import { type Diagnostic, formatDiagnostic } from '../diagnostics.js';
 import { defaultSearchPaths } from '../discovery/discover.js';
 import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-inventory.js';
 import { ReedError } from '../errors.js';
-import { DEFAULT_LIMIT_CEILINGS, DEFAULT_LIMITS, type ResolvedLimits } from '../manifest/limits.js';
+import {
+  DEFAULT_LIMIT_CEILINGS,
+  DEFAULT_LIMITS,
+  effectiveLimits,
+  LIMIT_FIELDS,
+  limitsFromToml,
+  type ResolvedLimits,
+} from '../manifest/limits.js';
 import { SANDBOX_MODES } from '../manifest/schema.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
 import {
@@ -16,14 +23,14 @@ import {
   DEFAULT_PREPARE_TIMEOUT_MS,
 } from '../runtime/wasm/compile-wasm.js';
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from '../runtime/wasm/module-limits.js';
-import { CONTAINER_USER } from '../sandbox/container-runner.js';
+import { CONTAINER_USER } from '../backends/container/container-runner.js';
 import {
   DEFAULT_RUNNER_UIDS,
   parseUidRange,
   RESERVED_UIDS,
   type UidRange,
   uidRangeProblem,
-} from '../sandbox/uid-pool.js';
+} from '../backends/process/uid-pool.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
@@ -238,13 +245,14 @@ function resolveConfig(
     ctx.overrides.pluginDirs?.map((d) => resolve(ctx.cwd, d)) ??
     (raw.plugin_dirs ?? ['plugins']).map((d) => resolve(ctx.base, d));
   const useDefaults = ctx.overrides.defaultSearchPaths ?? raw.default_search_paths ?? true;
-  const limits = mergeLimits(DEFAULT_LIMITS, raw.limits);
-  const ceilings = mergeLimits(DEFAULT_LIMIT_CEILINGS, raw.policy?.limits);
+  const limits = effectiveLimits(limitsFromToml(raw.limits), DEFAULT_LIMITS);
+  const ceilings = effectiveLimits(limitsFromToml(raw.policy?.limits), DEFAULT_LIMIT_CEILINGS);
   for (const key of Object.keys(limits) as (keyof ResolvedLimits)[]) {
     if (limits[key] > ceilings[key]) {
+      const name = LIMIT_FIELDS[key];
       invalid(
-        `limits.${snake(key)}`,
-        `is ${limits[key]}, above its ceiling policy.limits.${snake(key)} = ${ceilings[key]}`,
+        `limits.${name}`,
+        `is ${limits[key]}, above its ceiling policy.limits.${name} = ${ceilings[key]}`,
       );
     }
   }
@@ -363,17 +371,6 @@ function resolveRunnerUids(
   if (problem !== undefined) return invalid('sandbox.runner_uids', `"${sandbox.runner_uids}" ${problem}`);
   return range;
 }
-
-function mergeLimits(base: Readonly<ResolvedLimits>, raw: RawLimits | undefined): ResolvedLimits {
-  const out = { ...base };
-  for (const [key, value] of Object.entries(raw ?? {})) {
-    if (value !== undefined) out[camel(key) as keyof ResolvedLimits] = value;
-  }
-  return out;
-}
-
-const camel = (key: string) => key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
-const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** The seed's ValidationContext for this host configuration. */
 export function validationContext(

@@ -36,13 +36,52 @@ export const DEFAULT_LIMIT_CEILINGS: Readonly<ResolvedLimits> = Object.freeze({
   tmpfsMb: 1_024,
 });
 
-/** The limits a plugin runs with: the manifest's asks over the host defaults (validation caps the asks). */
+/**
+ * Each limit's key as plugin.toml and reed.toml spell it (`[limits]`, `[policy.limits]`). The one map between the
+ * TOML names and the camelCase ones the code uses: diagnostics name the TOML key, parsing reads it.
+ */
+export const LIMIT_FIELDS: Readonly<Record<keyof ResolvedLimits, string>> = Object.freeze({
+  memoryMb: 'memory_mb',
+  tableElements: 'table_elements',
+  fuelPerCall: 'fuel_per_call',
+  callTimeoutMs: 'call_timeout_ms',
+  maxOutputBytes: 'max_output_bytes',
+  storageQuotaBytes: 'storage_quota_bytes',
+  contentQuotaBytes: 'content_quota_bytes',
+  contentQuotaItems: 'content_quota_items',
+  logLineBytes: 'log_line_bytes',
+  logLinesPerSecond: 'log_lines_per_second',
+  cpus: 'cpus',
+  pids: 'pids',
+  tmpfsMb: 'tmpfs_mb',
+});
+
+const LIMIT_KEYS = Object.keys(LIMIT_FIELDS) as (keyof ResolvedLimits)[];
+
+/**
+ * A `[limits]` table as TOML spells it, read into camelCase. Keys that are not limits are dropped here: the schema
+ * has already warned that they are ignored, and none may reach the limits a sandbox is given.
+ */
+export function limitsFromToml(
+  table: Readonly<Record<string, number | undefined>> | undefined,
+): PluginLimits {
+  const out: PluginLimits = {};
+  if (table === undefined) return out;
+  for (const key of LIMIT_KEYS) {
+    const value = Object.hasOwn(table, LIMIT_FIELDS[key]) ? table[LIMIT_FIELDS[key]] : undefined;
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+/** The limits a plugin runs with: the asks (a manifest's, or reed.toml's) over the defaults. Validation caps the asks. */
 export function effectiveLimits(
-  asked: PluginLimits,
-  defaults: ResolvedLimits = DEFAULT_LIMITS,
+  asked: Readonly<PluginLimits>,
+  defaults: Readonly<ResolvedLimits> = DEFAULT_LIMITS,
 ): ResolvedLimits {
   const out = { ...defaults };
-  for (const [key, value] of Object.entries(asked) as [keyof ResolvedLimits, number | undefined][]) {
+  for (const key of LIMIT_KEYS) {
+    const value = asked[key];
     if (value !== undefined) out[key] = value;
   }
   return out;

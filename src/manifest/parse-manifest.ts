@@ -6,6 +6,7 @@ import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { configurationProblem } from './config-check.js';
+import { limitsFromToml } from './limits.js';
 import { ManifestSchema, PLUGIN_ID_PATTERN } from './schema.js';
 import { topicPatternProblem } from './topic-pattern.js';
 import { DEFAULT_PERMISSIONS, DEFAULT_PRIORITY, type PluginManifest } from './types.js';
@@ -188,10 +189,6 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
   const req = r.requirements ?? {};
   const perm = r.permissions ?? {};
   const events = (perm.events ?? {}) as { emit?: string[]; subscribe?: string[] };
-  const limits: PluginManifest['limits'] = {};
-  for (const [key, value] of Object.entries(r.limits ?? {})) {
-    (limits as Record<string, number>)[snakeToCamel(key)] = value;
-  }
   return {
     metadata: {
       id: md.id as string,
@@ -223,7 +220,7 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
         (perm.filesystem as PluginManifest['permissions']['filesystem']) ?? DEFAULT_PERMISSIONS.filesystem,
     },
     configuration: r.configuration ?? {},
-    limits,
+    limits: limitsFromToml(r.limits),
     sandbox: { ...r.sandbox },
     wasi: { args: r.wasi?.args ?? [], env: { ...r.wasi?.env } },
   };
@@ -233,10 +230,6 @@ function pick<K extends string>(source: Record<string, unknown>, ...keys: K[]): 
   const out: Partial<Record<K, string>> = {};
   for (const key of keys) if (typeof source[key] === 'string') out[key] = source[key] as string;
   return out;
-}
-
-function snakeToCamel(key: string): string {
-  return key.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
 // --- capped read ---------------------------------------------------------------------------------

@@ -1,24 +1,9 @@
+import { LIMIT_FIELDS } from '../../manifest/limits.js';
 import { patternCovers } from '../../manifest/topic-pattern.js';
 import type { AccessLevel, PluginLimits } from '../../manifest/types.js';
 import type { ValidationRule } from '../rule.js';
 
 const LEVEL_RANK: Record<AccessLevel, number> = { none: 0, read: 1, readwrite: 2 };
-
-const LIMIT_FIELDS: Record<keyof PluginLimits, string> = {
-  memoryMb: 'memory_mb',
-  tableElements: 'table_elements',
-  fuelPerCall: 'fuel_per_call',
-  callTimeoutMs: 'call_timeout_ms',
-  maxOutputBytes: 'max_output_bytes',
-  storageQuotaBytes: 'storage_quota_bytes',
-  contentQuotaBytes: 'content_quota_bytes',
-  contentQuotaItems: 'content_quota_items',
-  logLineBytes: 'log_line_bytes',
-  logLinesPerSecond: 'log_lines_per_second',
-  cpus: 'cpus',
-  pids: 'pids',
-  tmpfsMb: 'tmpfs_mb',
-};
 
 /**
  * What the plugin asks of the host against what the policy grants: permissions, capabilities, limits and
