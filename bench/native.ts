@@ -9,7 +9,7 @@ import { DEFAULT_LIMITS } from '../src/manifest/limits.js';
 import { readCheckedLibrary } from '../src/runtime/native/check-library.js';
 import * as T from '../src/runtime/native/koffi-types.js';
 import { NativePlugin } from '../src/runtime/native/native-plugin.js';
-import { InProcessSandbox } from '../src/sandbox/in-process-sandbox.js';
+import { InProcessSandbox } from '../src/backends/in-process/in-process-sandbox.js';
 import { fmt, perCall, printTable } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));

@@ -9,11 +9,11 @@ import { type HostConfig, loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
-import { findBubblewrap, runnerReadOnlyPaths } from '../src/sandbox/bubblewrap.js';
-import type { LazySandbox } from '../src/sandbox/lazy-sandbox.js';
-import type { ProcessSandbox } from '../src/sandbox/process-sandbox.js';
-import { PACKAGE_ROOT } from '../src/sandbox/runner-process.js';
-import { DEFAULT_RUNNER_UIDS } from '../src/sandbox/uid-pool.js';
+import { findBubblewrap, runnerReadOnlyPaths } from '../src/backends/process/bubblewrap.js';
+import type { LazySandbox } from '../src/backends/lazy-sandbox.js';
+import type { ProcessSandbox } from '../src/backends/supervisor.js';
+import { PACKAGE_ROOT } from '../src/backends/process/runner-process.js';
+import { DEFAULT_RUNNER_UIDS } from '../src/backends/process/uid-pool.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));

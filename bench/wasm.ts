@@ -9,7 +9,7 @@ import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { encodeS64, encodeU32 } from '../src/runtime/wasm/binary.js';
 import { prepareModule } from '../src/runtime/wasm/prepare-module.js';
-import type { InProcessSandbox } from '../src/sandbox/in-process-sandbox.js';
+import type { InProcessSandbox } from '../src/backends/in-process/in-process-sandbox.js';
 import { fmt, median, perCall, printTable, type Row } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));

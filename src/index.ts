@@ -1,7 +1,7 @@
 // The public API. Everything not exported here is internal and may change without notice.
 
 export { CODES, type Code, isCode } from './codes.js';
-export { ensureRunnerImages, type RunnerImages } from './container/images.js';
+export { ensureRunnerImages, type RunnerImages } from './backends/container/images.js';
 export { type LoadOrder, resolveDependencies } from './dependencies/resolve-dependencies.js';
 export { type Diagnostic, formatDiagnostic, hasErrors, type Severity } from './diagnostics.js';
 export type { CandidateStatus, ParsedCandidate, PluginCandidate } from './discovery/candidate.js';
@@ -77,8 +77,8 @@ export type {
   PluginType,
   SandboxMode,
 } from './manifest/types.js';
-export type { Supervision } from './sandbox/process-sandbox.js';
-export type { CallOptions, CallOutcome, CallStats, SandboxHealth } from './sandbox/sandbox.js';
+export type { Supervision } from './backends/supervisor.js';
+export type { CallOptions, CallOutcome, CallStats, SandboxHealth } from './backends/sandbox.js';
 export {
   type ApiServerOptions,
   createApiServer,

@@ -1,6 +1,6 @@
 import { mkdirSync, realpathSync } from 'node:fs';
 import { type Database, type Key, open, type RootDatabase } from 'lmdb';
-import { closeOnExecUnder } from '../sandbox/fd-hygiene.js';
+import { closeOnExecUnder } from '../backends/process/fd-hygiene.js';
 import { checkQuota, entrySize, type StorageService } from './services.js';
 import { DEFAULT_STORAGE_PAGE_BYTES } from './storage-cost.js';
 

@@ -6,7 +6,7 @@ import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
-import type { Supervision } from '../../src/sandbox/process-sandbox.js';
+import type { Supervision } from '../../src/backends/supervisor.js';
 import { tempDir } from './plugin-tree.js';
 
 export interface LogLine {

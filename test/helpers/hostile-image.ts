@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 import pino from 'pino';
 import tar from 'tar-fs';
-import { ensureRunnerImage } from '../../src/container/images.js';
+import { ensureRunnerImage } from '../../src/backends/container/images.js';
 import { REPO } from './cli.js';
 import { tempDir } from './plugin-tree.js';
 

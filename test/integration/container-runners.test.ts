@@ -5,7 +5,7 @@ import Docker from 'dockerode';
 import pino from 'pino';
 import tar from 'tar-fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ensureRunnerImage } from '../../src/container/images.js';
+import { ensureRunnerImage } from '../../src/backends/container/images.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';

@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
-import type { ContainerRunner } from '../../src/sandbox/container-runner.js';
-import type { LazySandbox } from '../../src/sandbox/lazy-sandbox.js';
-import type { ProcessSandbox } from '../../src/sandbox/process-sandbox.js';
+import type { ContainerRunner } from '../../src/backends/container/container-runner.js';
+import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
+import type { ProcessSandbox } from '../../src/backends/supervisor.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 
@@ -166,7 +166,7 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
 
 describe('image builds', () => {
   it('reject with the error from the build stream when a build fails', async () => {
-    const { ensureRunnerImage } = await import('../../src/container/images.js');
+    const { ensureRunnerImage } = await import('../../src/backends/container/images.js');
     const pino = (await import('pino')).default;
     await expect(
       ensureRunnerImage({ docker, logger: pino({ level: 'silent' }), baseImage: 'reed-no-such-image:never' }),
@@ -178,7 +178,7 @@ describe('image builds', () => {
   });
 
   it('show each build step as progress in the log, at info level', async () => {
-    const { ensurePluginImage, ensureRunnerImage } = await import('../../src/container/images.js');
+    const { ensurePluginImage, ensureRunnerImage } = await import('../../src/backends/container/images.js');
     const pino = (await import('pino')).default;
     const { writeFileSync } = await import('node:fs');
     const { tempDir } = await import('../helpers/plugin-tree.js');
@@ -214,7 +214,7 @@ describe('image builds', () => {
   });
 
   it('build nothing the second time for the same content', async () => {
-    const { ensureRunnerImage } = await import('../../src/container/images.js');
+    const { ensureRunnerImage } = await import('../../src/backends/container/images.js');
     const pino = (await import('pino')).default;
     const logs: string[] = [];
     const logger = pino({ level: 'info' }, { write: (l: string) => logs.push(l) });

@@ -56,7 +56,7 @@ describe('a host killed with SIGKILL in the middle of calls', () => {
 describe('the orphan sweep', () => {
   it('never touches a sandbox whose host is alive, and removes one whose owner record is unreadable', async () => {
     const { mkdirSync, writeFileSync } = await import('node:fs');
-    const { newSession, OWNER_FILE, sweepOrphans } = await import('../../src/sandbox/session.js');
+    const { newSession, OWNER_FILE, sweepOrphans } = await import('../../src/backends/shared/session.js');
     const runtimeDir = tempDir();
     mkdirSync(join(runtimeDir, 'sandboxes', 'live'), { recursive: true });
     writeFileSync(
@@ -116,8 +116,8 @@ describe('a host in container mode killed with SIGKILL', () => {
 describe('the container sweep across pid namespaces (a host on the machine beside one under docker-compose)', () => {
   it('leaves a foreign host it cannot judge and containers no host made; removes those whose host container is gone or stopped', async () => {
     const Docker = (await import('dockerode')).default;
-    const { ensureRunnerImage } = await import('../../src/container/images.js');
-    const { sweepContainers } = await import('../../src/container/sweep.js');
+    const { ensureRunnerImage } = await import('../../src/backends/container/images.js');
+    const { sweepContainers } = await import('../../src/backends/container/sweep.js');
     const docker = new Docker();
     const image = await ensureRunnerImage({ docker, logger: pino({ level: 'silent' }) });
     const foreign = {

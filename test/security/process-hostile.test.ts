@@ -3,9 +3,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
-import type { LazySandbox } from '../../src/sandbox/lazy-sandbox.js';
-import type { ProcessSandbox } from '../../src/sandbox/process-sandbox.js';
-import type { RunnerProcess } from '../../src/sandbox/runner-process.js';
+import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
+import type { ProcessSandbox } from '../../src/backends/supervisor.js';
+import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 

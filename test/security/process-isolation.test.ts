@@ -21,9 +21,9 @@ import { loadHostConfig } from '../../src/host/host-config.js';
 import { LmdbStorage } from '../../src/host/lmdb-storage.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import type { MemoryStorage } from '../../src/host/services.js';
-import type { LazySandbox } from '../../src/sandbox/lazy-sandbox.js';
-import type { ProcessSandbox } from '../../src/sandbox/process-sandbox.js';
-import type { RunnerProcess } from '../../src/sandbox/runner-process.js';
+import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
+import type { ProcessSandbox } from '../../src/backends/supervisor.js';
+import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 import { tempDir } from '../helpers/plugin-tree.js';
@@ -266,7 +266,7 @@ describe('nothing survives the sandbox (issue 10, class 8)', () => {
 
   it('the next host kills what is left in a cgroup of a dead host, and removes the cgroup', async () => {
     expect(process.getuid?.()).toBe(0); // cgroups need root; this machine runs the suite as root
-    const { cgroupName, RunnerCgroup } = await import('../../src/sandbox/cgroup.js');
+    const { cgroupName, RunnerCgroup } = await import('../../src/backends/process/cgroup.js');
     // A "host" that has exited: its pid and start time identify it, and it is not alive any more.
     const dead = spawn(process.execPath, ['-e', '0']);
     const deadPid = dead.pid as number;
@@ -307,7 +307,7 @@ describe('runner uids', () => {
   it('two host processes on one machine never lease the same uid', async () => {
     const lease = (range: string) =>
       new Promise<number[]>((resolve, reject) => {
-        const script = `import { leaseUid, parseUidRange } from ${JSON.stringify(join(REPO, 'dist/src/sandbox/uid-pool.js'))};
+        const script = `import { leaseUid, parseUidRange } from ${JSON.stringify(join(REPO, 'dist/src/backends/process/uid-pool.js'))};
           const range = parseUidRange(${JSON.stringify(range)});
           const uids = [];
           for (let i = 0; i < 20; i++) uids.push((await leaseUid(range, 'p')).uid);
@@ -420,7 +420,7 @@ describe('the probe itself', () => {
 
 describe('Node\u2019s permission flag', () => {
   it('is --permission from Node 22.13 and 23.5 (24 refuses the old name), --experimental-permission before', async () => {
-    const { permissionFlag } = await import('../../src/sandbox/runner-process.js');
+    const { permissionFlag } = await import('../../src/backends/process/runner-process.js');
     expect(['20.20.2', '22.12.0', '23.4.0'].map((v) => permissionFlag(v))).toEqual(
       Array(3).fill('--experimental-permission'),
     );
@@ -538,7 +538,7 @@ describe('a spawn that fails is a typed start error (found by the adversarial pa
   });
 
   it('the host out of fds (EMFILE: no stdio at all) is sandbox_start_failed, not a TypeError', async () => {
-    const { spawnSandbox } = await import('../../src/sandbox/runner-process.js');
+    const { spawnSandbox } = await import('../../src/backends/process/runner-process.js');
     const limit = { cur: 0, max: 0 };
     expect(getrlimit(RLIMIT_NOFILE, limit)).toBe(0);
     const filler: number[] = [];
@@ -603,7 +603,7 @@ describe('CPU: limits.cpus is a cgroup quota in process mode (found by the adver
   });
 
   it('cgroup v2: cpu.max holds the quota (a v2-shaped tree: this machine\u2019s v2 has no cpu controller)', async () => {
-    const { RunnerCgroup } = await import('../../src/sandbox/cgroup.js');
+    const { RunnerCgroup } = await import('../../src/backends/process/cgroup.js');
     const root = tempDir('reed-cgroup-v2-');
     writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids\n');
     const cgroup = RunnerCgroup.create(

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { encodeFrame, FrameDecoder, FrameType, ProtocolError } from '../../src/protocol/frames.js';
-import { DockerDemux, OUTPUT_BURST_BYTES, OutputPump } from '../../src/sandbox/output-pump.js';
+import { DockerDemux, OUTPUT_BURST_BYTES, OutputPump } from '../../src/backends/shared/output-pump.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 import { hostileRunnerImage, NODE_IN_IMAGE, RUNNERS_IN_IMAGE } from '../helpers/hostile-image.js';

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
-import { RunnerLink } from '../../src/sandbox/runner-link.js';
+import { RunnerLink } from '../../src/backends/shared/runner-link.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 const SECRET = 'a'.repeat(64);

@@ -1,6 +1,6 @@
 import Docker from 'dockerode';
 import pino from 'pino';
-import { ensureRunnerImages } from '../../container/images.js';
+import { ensureRunnerImages } from '../../backends/container/images.js';
 import { type Command, EXIT_OK, toJson } from '../command.js';
 import { table } from '../output.js';
 

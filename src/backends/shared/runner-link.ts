@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { isCode } from '../codes.js';
-import { ReedError } from '../errors.js';
+import { isCode } from '../../codes.js';
+import { ReedError } from '../../errors.js';
 import {
   encodeFrame,
   type Frame,
@@ -12,10 +12,10 @@ import {
   MAX_LOG_MESSAGE,
   PROTOCOL_VERSION,
   ProtocolError,
-} from '../protocol/frames.js';
-import { boundedDetails, HOST_OPS, type HostOp, type PluginSpec } from '../protocol/messages.js';
-import type { HostApi } from '../runtime/host-api.js';
-import { escapeUnprintable } from '../safe-text.js';
+} from '../../protocol/frames.js';
+import { boundedDetails, HOST_OPS, type HostOp, type PluginSpec } from '../../protocol/messages.js';
+import type { HostApi } from '../../runtime/host-api.js';
+import { escapeUnprintable } from '../../safe-text.js';
 
 export interface LinkOptions {
   pluginId: string;

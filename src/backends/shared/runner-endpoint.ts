@@ -17,10 +17,10 @@ import {
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { ReedError } from '../errors.js';
-import type { ResolvedLimits } from '../manifest/limits.js';
-import type { PluginSpec } from '../protocol/messages.js';
-import type { HostApi } from '../runtime/host-api.js';
+import { ReedError } from '../../errors.js';
+import type { ResolvedLimits } from '../../manifest/limits.js';
+import type { PluginSpec } from '../../protocol/messages.js';
+import type { HostApi } from '../../runtime/host-api.js';
 import { RunnerLink } from './runner-link.js';
 import { removeTree } from './safe-remove.js';
 import { type HostSession, OWNER_FILE, type SandboxOwner } from './session.js';

@@ -3,11 +3,11 @@ import { ReedError } from '../errors.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import type { HostApi } from '../runtime/host-api.js';
-import type { Runner } from './runner.js';
-import { RunnerProcess } from './runner-process.js';
+import type { Runner } from './shared/runner.js';
+import { RunnerProcess } from './process/runner-process.js';
 import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
-import type { HostSession } from './session.js';
-import type { UidRange } from './uid-pool.js';
+import type { HostSession } from './shared/session.js';
+import type { UidRange } from './process/uid-pool.js';
 
 export interface Supervision {
   /** Spawn to ready. Default 10,000 ms. */

@@ -9,7 +9,7 @@ import {
   readFileSync,
 } from 'node:fs';
 import koffi, { type LibraryHandle } from 'koffi';
-import { ReedError } from '../errors.js';
+import { ReedError } from '../../errors.js';
 
 /** A range of uids (inclusive) process-mode runners run as, one uid per running sandbox. */
 export interface UidRange {

@@ -9,7 +9,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type HostSession, isAlive } from './session.js';
+import { type HostSession, isAlive } from '../shared/session.js';
 
 const ROOT = '/sys/fs/cgroup';
 

@@ -7,7 +7,7 @@
 // koffi (the loader safe-remove.ts already has).
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { LibraryHandle } from 'koffi';
-import { libcHandle } from './safe-remove.js';
+import { libcHandle } from '../shared/safe-remove.js';
 
 const F_GETFD = 1;
 const F_SETFD = 2;

@@ -14,9 +14,9 @@ import { join, relative } from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import tar from 'tar-fs';
-import type { Code } from '../codes.js';
-import { ReedError } from '../errors.js';
-import { PACKAGE_ROOT } from '../sandbox/runner-process.js';
+import type { Code } from '../../codes.js';
+import { ReedError } from '../../errors.js';
+import { PACKAGE_ROOT } from '../process/runner-process.js';
 import { collectNodeRuntime } from './node-runtime.js';
 
 /** Labels on every image and container this package makes (STYLE.md 7): the sweep finds them by these. */

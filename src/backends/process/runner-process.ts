@@ -4,9 +4,9 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { ReedError } from '../errors.js';
-import type { ResolvedLimits } from '../manifest/limits.js';
-import type { PluginSpec } from '../protocol/messages.js';
+import { ReedError } from '../../errors.js';
+import type { ResolvedLimits } from '../../manifest/limits.js';
+import type { PluginSpec } from '../../protocol/messages.js';
 import {
   bubblewrapArgs,
   findBubblewrap,
@@ -17,11 +17,11 @@ import {
 } from './bubblewrap.js';
 import { cgroupName, RunnerCgroup } from './cgroup.js';
 import { closeOnExecFrom3 } from './fd-hygiene.js';
-import { OutputPump } from './output-pump.js';
-import type { Runner } from './runner.js';
-import { type EndpointOptions, RunnerEndpoint } from './runner-endpoint.js';
-import type { RunnerLink } from './runner-link.js';
-import { processStart } from './session.js';
+import { OutputPump } from '../shared/output-pump.js';
+import type { Runner } from '../shared/runner.js';
+import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
+import type { RunnerLink } from '../shared/runner-link.js';
+import { processStart } from '../shared/session.js';
 import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from './uid-pool.js';
 
 /** The package's root directory, whether this file runs from src/ (tests) or dist/src/ (built). */

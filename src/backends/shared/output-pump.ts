@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { escapeUnprintable } from '../safe-text.js';
+import { escapeUnprintable } from '../../safe-text.js';
 
 /** Longest runner output line passed on; the rest of a longer line is dropped and the line marked. */
 export const MAX_OUTPUT_LINE_BYTES = 8 * 1024;

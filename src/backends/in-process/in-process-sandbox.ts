@@ -1,6 +1,6 @@
-import { ReedError } from '../errors.js';
-import type { PluginRuntime } from '../runtime/runtime.js';
-import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
+import { ReedError } from '../../errors.js';
+import type { PluginRuntime } from '../../runtime/runtime.js';
+import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from '../sandbox.js';
 
 /**
  * Mode `none`: the runtime runs in the host process, on the calling thread. Isolation is WASM's own (bounds,

@@ -1,13 +1,13 @@
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import { dockerError, LABEL_MANAGED } from '../container/images.js';
-import { ReedError } from '../errors.js';
-import type { PluginSpec } from '../protocol/messages.js';
-import { DockerDemux, OutputPump } from './output-pump.js';
-import type { Runner } from './runner.js';
-import { type EndpointOptions, RunnerEndpoint } from './runner-endpoint.js';
-import type { RunnerLink } from './runner-link.js';
-import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from './runner-process.js';
+import { dockerError, LABEL_MANAGED } from './images.js';
+import { ReedError } from '../../errors.js';
+import type { PluginSpec } from '../../protocol/messages.js';
+import { DockerDemux, OutputPump } from '../shared/output-pump.js';
+import type { Runner } from '../shared/runner.js';
+import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
+import type { RunnerLink } from '../shared/runner-link.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../process/runner-process.js';
 
 /** The user every container runs as. */
 export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };

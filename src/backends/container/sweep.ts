@@ -1,7 +1,7 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import { type HostSession, isAlive } from '../sandbox/session.js';
+import { type HostSession, isAlive } from '../shared/session.js';
 import { LABEL_MANAGED } from './images.js';
 
 export const LABEL_SESSION = 'reed.host.session';

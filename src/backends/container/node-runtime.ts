@@ -11,7 +11,7 @@ import {
   readSync,
 } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
-import { ReedError } from '../errors.js';
+import { ReedError } from '../../errors.js';
 
 const MULTIARCH: Partial<Record<NodeJS.Architecture, string>> = {
   x64: 'x86_64-linux-gnu',
