@@ -1,8 +1,14 @@
 // The public API. Everything not exported here is internal and may change without notice.
 
-export { CODES, type Code, isCode } from './codes.js';
 export { ensureRunnerImages, type RunnerImages } from './backends/container/images.js';
-export { type LoadOrder, resolveDependencies } from './dependencies/resolve-dependencies.js';
+export type { CallOptions, CallOutcome, CallStats, SandboxHealth } from './backends/sandbox.js';
+export type { Supervision } from './backends/supervisor.js';
+export { CODES, type Code, isCode } from './codes.js';
+export {
+  type LoadedPlugin,
+  type LoadOrder,
+  resolveDependencies,
+} from './dependencies/resolve-dependencies.js';
 export { type Diagnostic, formatDiagnostic, hasErrors, type Severity } from './diagnostics.js';
 export type { CandidateStatus, ParsedCandidate, PluginCandidate } from './discovery/candidate.js';
 export {
@@ -77,15 +83,13 @@ export type {
   PluginType,
   SandboxMode,
 } from './manifest/types.js';
-export type { Supervision } from './backends/supervisor.js';
-export type { CallOptions, CallOutcome, CallStats, SandboxHealth } from './backends/sandbox.js';
 export {
   type ApiServerOptions,
   createApiServer,
   DEFAULT_MAX_INPUT_BYTES,
   listenOnSocket,
 } from './server/api-server.js';
-export type { HostPolicy, LoadedPlugin, ValidationContext } from './validation/context.js';
+export type { HostPolicy, ValidationContext } from './validation/context.js';
 export type { ValidationRule } from './validation/rule.js';
 export { DEFAULT_RULES, validatePlugins } from './validation/validator.js';
 export { LOADER_VERSION, PLUGIN_API_VERSION } from './version.js';

@@ -2,7 +2,12 @@ import semver from 'semver';
 import type { Diagnostic } from '../diagnostics.js';
 import type { ParsedCandidate, PluginCandidate } from '../discovery/candidate.js';
 import { isParsed } from '../discovery/candidate.js';
-import type { LoadedPlugin } from '../validation/context.js';
+
+/** A plugin already running in the host: it satisfies dependencies but is not ordered again. */
+export interface LoadedPlugin {
+  id: string;
+  version: string;
+}
 
 export interface LoadOrder {
   /** Valid plugins, each after everything it depends on; ties by (priority, name, id). */

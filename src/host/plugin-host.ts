@@ -2,9 +2,18 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import pino, { type Logger } from 'pino';
-import { CompileCache } from '../cache/compile-cache.js';
+import { ContainerRunner } from '../backends/container/container-runner.js';
 import { ensurePluginImage, ensureRunnerImage, LABEL_IMAGE_HASH } from '../backends/container/images.js';
 import { sessionLabels, sweepContainers } from '../backends/container/sweep.js';
+import { InProcessSandbox } from '../backends/in-process/in-process-sandbox.js';
+import { LazySandbox } from '../backends/lazy-sandbox.js';
+import { sweepCgroups } from '../backends/process/cgroup.js';
+import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
+import { type HostSession, newSession, sweepOrphans } from '../backends/shared/session.js';
+import { DEFAULT_SUPERVISION, SupervisedSandbox, type Supervision } from '../backends/supervisor.js';
+import { RunnerProcess } from '../backends/process/runner-process.js';
+import { CompileCache } from '../cache/compile-cache.js';
+import type { LoadedPlugin } from '../dependencies/resolve-dependencies.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
 import { effectiveLimits } from '../manifest/limits.js';
@@ -15,16 +24,8 @@ import { NativePlugin } from '../runtime/native/native-plugin.js';
 import { compileWasm, prepareWasm } from '../runtime/wasm/compile-wasm.js';
 import { WasmPlugin } from '../runtime/wasm/wasm-plugin.js';
 import { escapeRawInJson } from '../safe-text.js';
-import { sweepCgroups } from '../backends/process/cgroup.js';
-import { ContainerRunner } from '../backends/container/container-runner.js';
-import { InProcessSandbox } from '../backends/in-process/in-process-sandbox.js';
-import { LazySandbox } from '../backends/lazy-sandbox.js';
-import { ProcessSandbox, type Supervision } from '../backends/supervisor.js';
-import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
-import { type HostSession, newSession, sweepOrphans } from '../backends/shared/session.js';
 import { bindVerified } from '../signing/bind-verified.js';
 import { type VerifiedPlugin, verifyPlugin } from '../signing/signature.js';
-import type { LoadedPlugin } from '../validation/context.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
 import { LmdbStorage } from './lmdb-storage.js';
 import { type HostServices, PluginHostApi } from './plugin-host-api.js';
@@ -355,12 +356,19 @@ export class PluginHost {
           session: this.session,
         };
         if (mode === 'process') {
-          return new ProcessSandbox({
+          const supervision = { ...DEFAULT_SUPERVISION, ...this.#supervision };
+          return new SupervisedSandbox({
             ...common,
-            ...(this.#runnerCommand === undefined ? {} : { runnerCommand: this.#runnerCommand }),
-            ...(this.#supervision === undefined ? {} : { supervision: this.#supervision }),
-            ...(this.config.runnerUids === undefined ? {} : { runnerUids: this.config.runnerUids }),
-            network: candidate.manifest.permissions.network && this.config.policy.permissions.network,
+            mode: 'process',
+            supervision,
+            createRunner: () =>
+              new RunnerProcess({
+                ...common,
+                ...(this.#runnerCommand === undefined ? {} : { runnerCommand: this.#runnerCommand }),
+                ...(this.config.runnerUids === undefined ? {} : { runnerUids: this.config.runnerUids }),
+                network: candidate.manifest.permissions.network && this.config.policy.permissions.network,
+                startTimeoutMs: supervision.startTimeoutMs,
+              }),
           });
         }
         const docker = this.#docker();
@@ -369,7 +377,7 @@ export class PluginHost {
         const runnerImage = this.#runnerImageOption ?? (await ensureRunnerImage(images));
         const pluginImage = await ensurePluginImage(images, runnerImage, inventory.root, id);
         const supervision = { startTimeoutMs: 30_000, ...this.#supervision };
-        return new ProcessSandbox({
+        return new SupervisedSandbox({
           ...common,
           mode: 'container',
           supervision,

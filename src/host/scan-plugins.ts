@@ -1,7 +1,6 @@
-import type { LoadOrder } from '../dependencies/resolve-dependencies.js';
+import type { LoadedPlugin, LoadOrder } from '../dependencies/resolve-dependencies.js';
 import type { PluginCandidate } from '../discovery/candidate.js';
 import { type DiscoveryResult, discoverPlugins } from '../discovery/discover.js';
-import type { LoadedPlugin } from '../validation/context.js';
 import { validatePlugins } from '../validation/validator.js';
 import { type HostConfig, validationContext } from './host-config.js';
 

@@ -1,3 +1,4 @@
+import type { LoadedPlugin } from '../dependencies/resolve-dependencies.js';
 import type { FileLimits } from '../discovery/plugin-inventory.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
@@ -15,11 +16,6 @@ export interface HostPolicy {
    * a trusted key. Default false.
    */
   allowNativeInProcess?: boolean;
-}
-
-export interface LoadedPlugin {
-  id: string;
-  version: string;
 }
 
 /** Everything the rules judge a plugin against (the seed's ValidationContext, plus what the rules need). */
