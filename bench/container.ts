@@ -10,7 +10,7 @@ import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import type { ContainerRunner } from '../src/backends/container/container-runner.js';
 import type { LazySandbox } from '../src/backends/lazy-sandbox.js';
-import type { ProcessSandbox } from '../src/backends/supervisor.js';
+import type { SupervisedSandbox } from '../src/backends/supervisor.js';
 import { examplesConfig, roundTrips } from './process.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
@@ -73,7 +73,7 @@ export async function runContainerBench(): Promise<boolean> {
       };
       const warm = await start(); // images built, nothing else
       // Create to ready: one container runner of the loaded plugin, started afresh, against the raw baseline.
-      const sandbox = (warm.host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox;
+      const sandbox = (warm.host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox;
       const running = sandbox.runner as ContainerRunner;
       const ours: number[] = [];
       const raw: number[] = [];
@@ -114,7 +114,7 @@ export async function runContainerBench(): Promise<boolean> {
       }
       const { host } = await start();
       const container = (
-        ((host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox).runner as ContainerRunner
+        ((host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox).runner as ContainerRunner
       ).container as Docker.Container;
       const { oursSeq, rawSeq } = await roundTrips(
         () => host.call('example.hello', 'echo', input),

@@ -11,7 +11,7 @@ import { MemoryStorage } from '../src/host/services.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
 import { findBubblewrap, runnerReadOnlyPaths } from '../src/backends/process/bubblewrap.js';
 import type { LazySandbox } from '../src/backends/lazy-sandbox.js';
-import type { ProcessSandbox } from '../src/backends/supervisor.js';
+import type { SupervisedSandbox } from '../src/backends/supervisor.js';
 import { PACKAGE_ROOT } from '../src/backends/process/runner-process.js';
 import { DEFAULT_RUNNER_UIDS } from '../src/backends/process/uid-pool.js';
 import { fmt, median, printTable, type Row } from './report.js';
@@ -199,7 +199,7 @@ export async function runProcessBench(): Promise<boolean> {
 
     const host = await startHost();
     const ours = () => host.call('example.hello', 'echo', input);
-    const pid = ((host.sandbox('example.hello') as LazySandbox).inner as ProcessSandbox).runner
+    const pid = ((host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox).runner
       ?.pid as number;
     const { oursSeq, rawSeq } = await roundTrips(ours, pid, dir);
     const raw = await rawEcho(dir);

@@ -1,13 +1,10 @@
 import type { Logger } from 'pino';
 import { ReedError } from '../errors.js';
+import { publish } from '../events/events.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
-import type { PluginSpec } from '../protocol/messages.js';
-import type { HostApi } from '../runtime/host-api.js';
-import type { Runner } from './shared/runner.js';
-import { RunnerProcess } from './process/runner-process.js';
+import type { SandboxMode } from '../manifest/types.js';
 import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
-import type { HostSession } from './shared/session.js';
-import type { UidRange } from './process/uid-pool.js';
+import type { Runner } from './shared/runner.js';
 
 export interface Supervision {
   /** Spawn to ready. Default 10,000 ms. */
@@ -36,38 +33,33 @@ export const DEFAULT_SUPERVISION: Readonly<Supervision> = Object.freeze({
   healthTimeoutMs: 2_000,
 });
 
-export interface ProcessSandboxOptions {
+export interface SupervisedSandboxOptions {
   pluginId: string;
-  /** The mode this sandbox reports; runners are RunnerProcess unless `createRunner` says otherwise. Default process. */
-  mode?: 'process' | 'container';
-  /** Makes a runner for each (re)start; container mode passes its ContainerRunner. */
-  createRunner?: () => Runner;
-  spec: PluginSpec;
-  bytes: Uint8Array;
-  host: HostApi;
+  /** The mode this sandbox reports (the backend that made it). */
+  mode: SandboxMode;
+  /** Makes a runner for each (re)start: the backend's own kind (a child process, a container). */
+  createRunner: () => Runner;
+  /** The plugin's limits: its call deadline, and the memory limit an OOM kill is reported against. */
   limits: ResolvedLimits;
   logger: Logger;
-  runtimeDir: string;
-  session: HostSession;
-  runnerCommand?: string[];
-  /** Process mode, host running as root: the uids runners are given, one per running sandbox. */
-  runnerUids?: UidRange;
-  /** Process mode: whether the plugin's network permission was granted (it then shares the host's network). */
-  network?: boolean;
+  /** The host's session: the events this sandbox publishes name it (src/events/events.ts). */
+  session: { id: string };
   supervision?: Partial<Supervision>;
 }
 
 /**
- * Mode `process`: the plugin runs in a sandbox-runner child process and every call crosses a Unix socket.
- * Supervision: a deadline per call (on expiry the runner's process group is killed, the caller gets
+ * The supervisor of a plugin's runners, whatever backend makes them (process, container): every call crosses the
+ * runner's connection. Supervision: a deadline per call (on expiry the runner's process group is killed, the caller gets
  * `call_timeout`, and a new runner starts), restarts after crashes with exponential backoff, a breaker that
  * marks the plugin failed after too many crashes, health pings, and a stop that runs deactivate, then
- * SIGTERM, then SIGKILL, and leaves no process, socket or directory behind.
+ * SIGTERM, then SIGKILL, and leaves no process, socket or directory behind (the runner's `destroy`).
+ * This file is over 300 lines because supervision is one state machine (start, loss, backoff, breaker, call,
+ * close) whose transitions read best side by side.
  */
-export class ProcessSandbox implements Sandbox {
-  readonly mode: 'process' | 'container';
+export class SupervisedSandbox implements Sandbox {
+  readonly mode: SandboxMode;
   readonly pluginId: string;
-  readonly #o: ProcessSandboxOptions;
+  readonly #o: SupervisedSandboxOptions;
   readonly #s: Supervision;
   #runner: Runner | undefined;
   #ready: Promise<void> = Promise.reject(new ReedError('plugin_not_loaded', 'not started'));
@@ -78,9 +70,9 @@ export class ProcessSandbox implements Sandbox {
   #restartTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(options: ProcessSandboxOptions) {
+  constructor(options: SupervisedSandboxOptions) {
     this.#o = options;
-    this.mode = options.mode ?? 'process';
+    this.mode = options.mode;
     this.pluginId = options.pluginId;
     this.#s = { ...DEFAULT_SUPERVISION, ...options.supervision };
     this.#ready.catch(() => {});
@@ -120,22 +112,7 @@ export class ProcessSandbox implements Sandbox {
   }
 
   async #launch(): Promise<void> {
-    const runner =
-      this.#o.createRunner?.() ??
-      new RunnerProcess({
-        pluginId: this.pluginId,
-        spec: this.#o.spec,
-        bytes: this.#o.bytes,
-        host: this.#o.host,
-        limits: this.#o.limits,
-        logger: this.#o.logger,
-        runtimeDir: this.#o.runtimeDir,
-        session: this.#o.session,
-        ...(this.#o.runnerCommand === undefined ? {} : { runnerCommand: this.#o.runnerCommand }),
-        ...(this.#o.runnerUids === undefined ? {} : { runnerUids: this.#o.runnerUids }),
-        network: this.#o.network === true,
-        startTimeoutMs: this.#s.startTimeoutMs,
-      });
+    const runner = this.#o.createRunner();
     this.#runner = runner;
     try {
       await runner.start();
@@ -151,43 +128,25 @@ export class ProcessSandbox implements Sandbox {
       );
     }
     this.#state = 'ready';
-    this.#o.logger.info(
-      {
-        pluginId: this.pluginId,
-        sandbox: this.mode,
-        pid: runner.pid,
-        enforced: [
-          'call deadline',
-          'process group',
-          'scrubbed environment',
-          'node permission model',
-          'seccomp: no ptrace or process_vm_*',
-          ...(runner instanceof RunnerProcess
-            ? [
-                'bubblewrap: user, pid, mount, ipc, uts namespaces',
-                'read-only file system view, private /tmp',
-                ...(this.#o.network === true ? [] : ['no network']),
-                ...(runner.cgroup !== undefined ? ['cgroup memory', 'cgroup pids'] : []),
-                ...(runner.cgroup?.cpuLimited === true ? ['cgroup cpu quota'] : []),
-                `uid ${runner.uid}`,
-              ]
-            : []),
-        ],
-        notEnforced: [
-          ...(runner instanceof RunnerProcess && runner.cgroup === undefined
-            ? ['memory (no cgroup)', 'process count (no cgroup)']
-            : []),
-          ...(runner instanceof RunnerProcess && runner.cgroup?.cpuLimited !== true
-            ? ['cpu quota (no cpu cgroup)']
-            : []),
-          ...(runner instanceof RunnerProcess && process.getuid?.() !== 0
-            ? ['a uid of its own (host is not root)']
-            : []),
-          ...(this.#o.network === true ? ['network (granted)'] : []),
-        ],
-      },
-      'runner ready',
-    );
+    const lostAt = this.#lostAt;
+    this.#lostAt = undefined;
+    const at = { session: this.#o.session.id, pluginId: this.pluginId, mode: this.mode };
+    publish('reed:sandbox:started', {
+      ...at,
+      pid: runner.pid,
+      restart: lostAt !== undefined,
+      enforced: [
+        'call deadline',
+        'process group',
+        'scrubbed environment',
+        'node permission model',
+        'seccomp: no ptrace or process_vm_*',
+        ...(runner.isolation?.enforced ?? []),
+      ],
+      notEnforced: runner.isolation?.notEnforced ?? [],
+    });
+    if (lostAt !== undefined)
+      publish('reed:sandbox:restarted', { ...at, pid: runner.pid, downtimeMs: performance.now() - lostAt });
     runner.link?.onClose(() => this.#onRunnerLost(runner));
     void runner.exited.then(() => this.#onRunnerLost(runner));
   }
@@ -206,6 +165,7 @@ export class ProcessSandbox implements Sandbox {
     )
       return;
     this.#state = 'restarting';
+    this.#lostAt ??= performance.now();
     const gate = deferred();
     this.#ready = gate.promise;
     const why = (async () => {
@@ -237,6 +197,9 @@ export class ProcessSandbox implements Sandbox {
       this.#crashed(error, gate);
     });
   }
+
+  /** When the runner that is being replaced was lost (for the restarted event's downtime). */
+  #lostAt: number | undefined;
 
   /** Why a runner was lost, for calls that only saw its connection close. */
   readonly #losses = new Map<Runner, Promise<ReedError>>();
@@ -271,10 +234,14 @@ export class ProcessSandbox implements Sandbox {
           details: { causeCode: error.code, crashes: this.#crashes.length },
         },
       );
-      this.#o.logger.error(
-        { pluginId: this.pluginId, sandbox: this.mode, code: error.code },
-        this.#failure.message,
-      );
+      const at = { session: this.#o.session.id, pluginId: this.pluginId, mode: this.mode };
+      publish('reed:sandbox:crashed', { ...at, error, crashes: this.#crashes.length });
+      publish('reed:breaker:opened', {
+        ...at,
+        error: this.#failure,
+        crashes: this.#crashes.length,
+        windowMs: this.#s.crashWindowMs,
+      });
       gate.reject(this.#failure);
       return;
     }
@@ -288,10 +255,15 @@ export class ProcessSandbox implements Sandbox {
   #restartLater(error: ReedError, gate: Deferred | undefined): void {
     const delay = Math.min(this.#s.restartBaseMs * 2 ** this.#inARow, this.#s.restartMaxMs);
     this.#inARow++;
-    this.#o.logger.warn(
-      { pluginId: this.pluginId, sandbox: this.mode, code: error.code, restartInMs: delay },
-      `${error.message}; restarting`,
-    );
+    publish('reed:sandbox:crashed', {
+      session: this.#o.session.id,
+      pluginId: this.pluginId,
+      mode: this.mode,
+      error,
+      // The engine's absence is not the plugin's doing: it does not count towards the breaker (#crashed).
+      crashes: error.code === 'docker_unavailable' ? 0 : this.#crashes.length,
+      restartInMs: delay,
+    });
     this.#state = 'restarting';
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;

@@ -4,13 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { ContainerRunner } from '../../src/backends/container/container-runner.js';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
-import type { ProcessSandbox } from '../../src/backends/supervisor.js';
+import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 
 const docker = new Docker();
 const containerOf = (host: PluginHost, id: string) =>
-  (((host.sandbox(id) as LazySandbox).inner as ProcessSandbox).runner as ContainerRunner)
+  (((host.sandbox(id) as LazySandbox).inner as SupervisedSandbox).runner as ContainerRunner)
     .container as Docker.Container;
 
 async function containerHost(dirs: string[], plugins: string[], toml = '') {

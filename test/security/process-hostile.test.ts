@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
-import type { ProcessSandbox } from '../../src/backends/supervisor.js';
+import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
@@ -40,7 +40,7 @@ async function processHost(
 }
 
 const runnerOf = (host: PluginHost, id: string) =>
-  ((host.sandbox(id) as LazySandbox).inner as ProcessSandbox).runner;
+  ((host.sandbox(id) as LazySandbox).inner as SupervisedSandbox).runner;
 /** Live processes in a process group (zombies are dead, only not yet reaped by init). */
 const pidsInGroup = (pgid: number) =>
   execFileSync('ps', ['-e', '-o', 'pgid=,stat='], { encoding: 'utf8' })

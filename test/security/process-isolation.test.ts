@@ -22,7 +22,7 @@ import { LmdbStorage } from '../../src/host/lmdb-storage.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import type { MemoryStorage } from '../../src/host/services.js';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
-import type { ProcessSandbox } from '../../src/backends/supervisor.js';
+import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
@@ -50,7 +50,7 @@ function probePlugins(...others: string[]): string {
 const probe = async (host: PluginHost, id: string, cmd: string) =>
   text((await host.call(id, 'probe', cmd)).output);
 const runnerOf = (host: PluginHost, id: string) =>
-  ((host.sandbox(id) as LazySandbox).inner as ProcessSandbox).runner;
+  ((host.sandbox(id) as LazySandbox).inner as SupervisedSandbox).runner;
 
 /** pid -> parent pid, for every process. */
 function parents(): Map<number, number> {

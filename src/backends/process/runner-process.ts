@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import type { PluginSpec } from '../../protocol/messages.js';
+import { dialArguments } from '../../transport/transport.js';
 import {
   bubblewrapArgs,
   findBubblewrap,
@@ -37,7 +38,7 @@ export const RUNNER_ALLOWANCE_MB = 192;
 /** Tasks (processes and threads) a runner's cgroup may hold: Node's own threads and a worker, no more. */
 export const RUNNER_PIDS = 48;
 
-export interface RunnerProcessOptions extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir'> {
+export interface RunnerProcessOptions extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir' | 'runnerSocketPath'> {
   spec: PluginSpec;
   bytes: Uint8Array;
   /**
@@ -115,8 +116,8 @@ export class RunnerProcess implements Runner {
     });
   }
 
-  get dir(): string {
-    return this.#endpoint?.dir ?? '';
+  get dir(): string | undefined {
+    return this.#endpoint?.dir;
   }
 
   get link(): RunnerLink | undefined {
@@ -139,7 +140,7 @@ export class RunnerProcess implements Runner {
     const gid = this.#lease?.uid ?? process.getgid?.() ?? 0;
     this.uid = uid;
     const endpoint = new RunnerEndpoint(
-      { ...o, ...(root ? { runAs: { uid, gid } } : {}), privateWorkDir: true },
+      { ...o, ...(root ? { runAs: { uid, gid } } : {}), privateWorkDir: true, runnerSocketPath: INNER_SOCKET },
       PACKAGE_ROOT,
     );
     this.#endpoint = endpoint;
@@ -165,7 +166,7 @@ export class RunnerProcess implements Runner {
     });
     const child = await spawnSandbox(
       bwrap,
-      [...sandbox, '--', ...command, '--plugin-id', o.pluginId, '--socket', INNER_SOCKET],
+      [...sandbox, '--', ...command, '--plugin-id', o.pluginId, ...dialArguments(endpoint.addressForRunner())],
       {
         cwd: '/',
         // A scrubbed environment: nothing of the host's leaks in. The secret comes on fd 3, never in argv or env.
@@ -223,6 +224,27 @@ export class RunnerProcess implements Runner {
       o.pluginId,
       () => this.stderrTail,
     );
+  }
+
+  /** Known once started: what bubblewrap, the cgroup and the uid lease gave this runner, and what they could not. */
+  get isolation(): { enforced: string[]; notEnforced: string[] } {
+    const network = this.#o.network === true;
+    return {
+      enforced: [
+        'bubblewrap: user, pid, mount, ipc, uts namespaces',
+        'read-only file system view, private /tmp',
+        ...(network ? [] : ['no network']),
+        ...(this.cgroup !== undefined ? ['cgroup memory', 'cgroup pids'] : []),
+        ...(this.cgroup?.cpuLimited === true ? ['cgroup cpu quota'] : []),
+        `uid ${this.uid}`,
+      ],
+      notEnforced: [
+        ...(this.cgroup === undefined ? ['memory (no cgroup)', 'process count (no cgroup)'] : []),
+        ...(this.cgroup?.cpuLimited !== true ? ['cpu quota (no cpu cgroup)'] : []),
+        ...(process.getuid?.() !== 0 ? ['a uid of its own (host is not root)'] : []),
+        ...(network ? ['network (granted)'] : []),
+      ],
+    };
   }
 
   get alive(): boolean {

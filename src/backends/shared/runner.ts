@@ -3,8 +3,13 @@ import type { RunnerLink } from './runner-link.js';
 /** One incarnation of a sandbox-runner, wherever it runs (a child process, a container). The supervisor
  * (SupervisedSandbox) starts, watches and replaces these; it does not care which kind it holds. */
 export interface Runner {
-  /** The sandbox directory (socket, owner record). */
-  readonly dir: string;
+  /**
+   * The directory this runner owns on the host (owner record, and the Unix socket when that is its transport),
+   * for reports and tests; undefined where it has none (not started, or a runner on another machine). The
+   * supervisor never reads it: where the runner dials is its transport's business (src/transport/).
+   */
+  readonly dir: string | undefined;
+  /** The host's end of the protocol with it, once it connected (whatever the transport). */
   readonly link: RunnerLink | undefined;
   /** Resolves when the runner has exited. */
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
@@ -13,6 +18,8 @@ export interface Runner {
   readonly stderrTail: string;
   /** A pid to report (the runner's process, or the container's init). */
   readonly pid: number | undefined;
+  /** What this kind of runner enforces beyond what every runner does, and what it could not (for the 'runner ready' log). */
+  readonly isolation?: { enforced: string[]; notEnforced: string[] };
   start(): Promise<void>;
   /** Whether it was killed for exceeding its memory limit. */
   oomKilled(): Promise<boolean>;
