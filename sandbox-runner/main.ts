@@ -1,10 +1,10 @@
 // The sandbox-runner: one program for process and container modes (docs/PROTOCOL.md).
-//   node sandbox-runner/main.js --plugin-id ID --socket PATH
+//   node sandbox-runner/main.js --plugin-id ID --socket PATH      (the same as --connect unix:PATH)
+//   node sandbox-runner/main.js --plugin-id ID --connect ADDRESS  (src/transport/transport.ts)
 // It connects back to the host, proves itself with the one-time secret, loads the plugin the host sends in a
 // worker thread, serves calls, and exits as soon as the connection closes: a host killed with SIGKILL leaves
 // no runner behind.
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -21,16 +21,23 @@ import {
 import { errorPayload, logPayload, type PluginSpec } from '../src/protocol/messages.js';
 import type { HostApi } from '../src/runtime/host-api.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
+import { dial, UNIX_SCHEME } from '../src/transport/transport.js';
 import type { HostReply } from './remote-host-api.js';
 
 const { values } = parseArgs({
-  options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' } },
+  options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' }, connect: { type: 'string' } },
   strict: true,
 });
 const pluginId = values['plugin-id'];
-const socketPath = values.socket;
-if (pluginId === undefined || socketPath === undefined) {
-  process.stderr.write('usage: sandbox-runner --plugin-id ID --socket PATH\n');
+/** Where to dial, as the host said (the host's transport decides; this program only dials it). */
+const address =
+  values.connect ?? (values.socket === undefined ? undefined : `${UNIX_SCHEME}${values.socket}`);
+if (
+  pluginId === undefined ||
+  address === undefined ||
+  (values.connect !== undefined && values.socket !== undefined)
+) {
+  process.stderr.write('usage: sandbox-runner --plugin-id ID (--socket PATH | --connect ADDRESS)\n');
   process.exit(2);
 }
 
@@ -41,7 +48,13 @@ if (pluginId === undefined || socketPath === undefined) {
 function readSecret(): string {
   const fd = process.env.REED_SECRET_FD;
   if (fd !== undefined) return readFileSync(Number(fd), 'utf8').trim();
-  return readFileSync(join(dirname(socketPath as string), 'secret'), 'utf8').trim();
+  if (!(address as string).startsWith(UNIX_SCHEME)) {
+    process.stderr.write(
+      'sandbox-runner: no secret (REED_SECRET_FD) for a connection that is not a Unix socket\n',
+    );
+    process.exit(2);
+  }
+  return readFileSync(join(dirname((address as string).slice(UNIX_SCHEME.length)), 'secret'), 'utf8').trim();
 }
 
 const secret = readSecret();
@@ -67,14 +80,20 @@ async function confineLater(denyTracing: boolean): Promise<void> {
 }
 
 const exit = (code: number) => process.exit(code);
-const socket = connect(socketPath);
+let socket: ReturnType<typeof dial>;
+try {
+  socket = dial(address);
+} catch (error) {
+  process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
+  process.exit(2);
+}
 const decoder = new FrameDecoder(Number(process.env.REED_MAX_FRAME ?? MAX_FRAME_FROM_HOST));
 const send = (type: FrameType, id: number, meta?: object, body?: Uint8Array) =>
   socket.write(encodeFrame(type, id, meta, body));
 socket.on('connect', () => send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }));
 socket.on('close', () => exit(0));
 socket.on('error', (error) => {
-  process.stderr.write(`sandbox-runner: connection to ${socketPath} failed: ${error.message}\n`);
+  process.stderr.write(`sandbox-runner: connection to ${address} failed: ${error.message}\n`);
   exit(1);
 });
 

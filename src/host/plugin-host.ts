@@ -8,14 +8,16 @@ import { sessionLabels, sweepContainers } from '../backends/container/sweep.js';
 import { InProcessSandbox } from '../backends/in-process/in-process-sandbox.js';
 import { LazySandbox } from '../backends/lazy-sandbox.js';
 import { sweepCgroups } from '../backends/process/cgroup.js';
+import { RunnerProcess } from '../backends/process/runner-process.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
 import { type HostSession, newSession, sweepOrphans } from '../backends/shared/session.js';
 import { DEFAULT_SUPERVISION, SupervisedSandbox, type Supervision } from '../backends/supervisor.js';
-import { RunnerProcess } from '../backends/process/runner-process.js';
 import { CompileCache } from '../cache/compile-cache.js';
 import type { LoadedPlugin } from '../dependencies/resolve-dependencies.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
+import { hasSubscribers, publish } from '../events/events.js';
+import { logEvents } from '../events/log-subscriber.js';
 import { effectiveLimits } from '../manifest/limits.js';
 import type { PluginType, SandboxMode } from '../manifest/types.js';
 import type { PluginSpec } from '../protocol/messages.js';
@@ -157,6 +159,8 @@ export class PluginHost {
     await sweepOrphans(host.config.runtimeDir, host.logger);
     sweepCgroups(host.logger);
     await host.#sweepContainers();
+    // The lifecycle log lines come from the events (src/events/log-subscriber.ts), this host's only.
+    host.#unsubscribeLogs = logEvents(host.logger, host.session.id);
     try {
       await host.#loadAll(options.plugins);
     } catch (error) {
@@ -167,6 +171,7 @@ export class PluginHost {
   }
 
   readonly #forceMode: SandboxMode | undefined;
+  #unsubscribeLogs: (() => void) | undefined;
 
   async #loadAll(only: string[] | undefined): Promise<void> {
     const wanted = only === undefined ? undefined : this.#withDependencies(only);
@@ -186,7 +191,7 @@ export class PluginHost {
             pluginId: candidate.id,
           },
         );
-        this.logger.error({ pluginId: candidate.id, code: entry.error.code }, entry.error.message);
+        publish('reed:plugin:failed', { ...this.#at(entry), error: entry.error });
         continue;
       }
       await this.#loadEntry(entry);
@@ -207,10 +212,7 @@ export class PluginHost {
       entry.sandbox = sandbox;
       entry.state = 'ready';
       delete entry.error;
-      this.logger.info(
-        { pluginId: candidate.id, sandbox: mode, version: candidate.manifest.metadata.version },
-        'plugin ready',
-      );
+      publish('reed:plugin:loaded', { ...this.#at(entry), version: candidate.manifest.metadata.version });
     } catch (error) {
       entry.error =
         error instanceof ReedError
@@ -223,11 +225,13 @@ export class PluginHost {
                 cause: error,
               },
             );
-      this.logger.error(
-        { pluginId: candidate.id, sandbox: mode, code: entry.error.code },
-        entry.error.message,
-      );
+      publish('reed:plugin:failed', { ...this.#at(entry), error: entry.error });
     }
+  }
+
+  /** What every event about this entry carries. */
+  #at(entry: Entry): { session: string; pluginId: string; mode: SandboxMode } {
+    return { session: this.session.id, pluginId: entry.candidate.id, mode: entry.mode };
   }
 
   /**
@@ -480,12 +484,49 @@ export class PluginHost {
   ): Promise<CallOutcome> {
     const bytes = typeof input === 'string' ? Buffer.from(input) : input;
     const entry = this.#entries.get(id);
+    // The clock is read only when someone listens: this is every call's path.
+    const started = hasSubscribers('reed:call:finished') ? performance.now() : undefined;
+    let outcome: Promise<CallOutcome>;
     if (entry !== undefined && this.#retryable(entry))
-      return this.#retryLoad(entry).then(() => this.sandbox(id).call(fn, bytes, options));
+      outcome = this.#retryLoad(entry).then(() => this.sandbox(id).call(fn, bytes, options));
+    else {
+      try {
+        outcome = this.sandbox(id).call(fn, bytes, options);
+      } catch (error) {
+        outcome = Promise.reject(error);
+      }
+    }
+    return started === undefined ? outcome : this.#published(outcome, id, fn, entry?.mode, started);
+  }
+
+  /** Publishes `reed:call:finished` when the call settles; the caller gets the same outcome. */
+  async #published(
+    outcome: Promise<CallOutcome>,
+    pluginId: string,
+    fn: string,
+    mode: SandboxMode | undefined,
+    started: number,
+  ): Promise<CallOutcome> {
+    const event = { session: this.session.id, pluginId, mode, fn };
     try {
-      return this.sandbox(id).call(fn, bytes, options);
+      const result = await outcome;
+      const durationMs = performance.now() - started;
+      publish('reed:call:finished', {
+        ...event,
+        code: 'ok',
+        durationMs,
+        fuelConsumed: result.stats.fuelConsumed,
+      });
+      return result;
     } catch (error) {
-      return Promise.reject(error);
+      const code = error instanceof ReedError ? error.code : 'internal_error';
+      publish('reed:call:finished', {
+        ...event,
+        code,
+        durationMs: performance.now() - started,
+        fuelConsumed: 0,
+      });
+      throw error;
     }
   }
 
@@ -495,19 +536,22 @@ export class PluginHost {
       for (const candidate of this.scan.order.shutdown) {
         const entry = this.#entries.get(candidate.id);
         if (entry?.sandbox === undefined) continue;
+        let failure: { code: string | undefined; message: string } | undefined;
         try {
           await entry.sandbox.close();
         } catch (error) {
-          // Code and a cut message only: whatever the plugin put in the error must not stop the shutdown.
+          // Code and message only: whatever the plugin put in the error must not stop the shutdown.
           const { code, message } = error as Partial<ReedError>;
-          this.logger.warn(
-            { pluginId: candidate.id, code, why: String(message).slice(0, 2048) },
-            'deactivate failed',
-          );
+          failure = { code, message: String(message) };
         }
         entry.state = 'stopped';
+        publish('reed:plugin:stopped', {
+          ...this.#at(entry),
+          ...(failure === undefined ? {} : { error: failure }),
+        });
       }
       if (this.#ownsStorage) this.services.storage.close();
+      this.#unsubscribeLogs?.();
     })();
     return this.#closing;
   }

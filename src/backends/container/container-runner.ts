@@ -1,13 +1,15 @@
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
-import { dockerError, LABEL_MANAGED } from './images.js';
 import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
+import { dialArguments } from '../../transport/transport.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../process/runner-process.js';
 import { DockerDemux, OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
-import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../process/runner-process.js';
+import { dockerError } from './images.js';
+import { LABEL_MANAGED } from './labels.js';
 
 /** The user every container runs as. */
 export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };
@@ -47,7 +49,12 @@ export class ContainerRunner implements Runner {
   constructor(options: ContainerRunnerOptions) {
     // The directory stays the host's (root, 0711) and is mounted read-only: the runner only connects to the
     // socket and reads the secret, so nothing it does reaches the host's disk or makes the host follow a link.
-    this.#o = { ...options, runAs: CONTAINER_USER, privateWorkDir: true };
+    this.#o = {
+      ...options,
+      runAs: CONTAINER_USER,
+      privateWorkDir: true,
+      runnerSocketPath: `${SOCKET_DIR}/s.sock`,
+    };
     this.#endpoint = new RunnerEndpoint(this.#o, PACKAGE_ROOT);
   }
 
@@ -97,7 +104,7 @@ export class ContainerRunner implements Runner {
         name: `reed-${o.session.id.slice(0, 8)}-${endpoint.dir.slice(-6).toLowerCase()}`,
         Image: o.image,
         ...(o.command === undefined ? {} : { Entrypoint: o.command }),
-        Cmd: ['--plugin-id', o.pluginId, '--socket', `${SOCKET_DIR}/s.sock`],
+        Cmd: ['--plugin-id', o.pluginId, ...dialArguments(endpoint.addressForRunner())],
         User: `${CONTAINER_USER.uid}:${CONTAINER_USER.gid}`,
         WorkingDir: '/work',
         Env: ['LANG=C.UTF-8'],

@@ -8,6 +8,11 @@ import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
+import { OutputPump } from '../shared/output-pump.js';
+import type { Runner } from '../shared/runner.js';
+import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
+import type { RunnerLink } from '../shared/runner-link.js';
+import { processStart } from '../shared/session.js';
 import {
   bubblewrapArgs,
   findBubblewrap,
@@ -18,11 +23,6 @@ import {
 } from './bubblewrap.js';
 import { cgroupName, RunnerCgroup } from './cgroup.js';
 import { closeOnExecFrom3 } from './fd-hygiene.js';
-import { OutputPump } from '../shared/output-pump.js';
-import type { Runner } from '../shared/runner.js';
-import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
-import type { RunnerLink } from '../shared/runner-link.js';
-import { processStart } from '../shared/session.js';
 import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from './uid-pool.js';
 
 /** The package's root directory, whether this file runs from src/ (tests) or dist/src/ (built). */
@@ -38,7 +38,8 @@ export const RUNNER_ALLOWANCE_MB = 192;
 /** Tasks (processes and threads) a runner's cgroup may hold: Node's own threads and a worker, no more. */
 export const RUNNER_PIDS = 48;
 
-export interface RunnerProcessOptions extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir' | 'runnerSocketPath'> {
+export interface RunnerProcessOptions
+  extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir' | 'runnerSocketPath'> {
   spec: PluginSpec;
   bytes: Uint8Array;
   /**
@@ -140,7 +141,12 @@ export class RunnerProcess implements Runner {
     const gid = this.#lease?.uid ?? process.getgid?.() ?? 0;
     this.uid = uid;
     const endpoint = new RunnerEndpoint(
-      { ...o, ...(root ? { runAs: { uid, gid } } : {}), privateWorkDir: true, runnerSocketPath: INNER_SOCKET },
+      {
+        ...o,
+        ...(root ? { runAs: { uid, gid } } : {}),
+        privateWorkDir: true,
+        runnerSocketPath: INNER_SOCKET,
+      },
       PACKAGE_ROOT,
     );
     this.#endpoint = endpoint;
@@ -166,7 +172,14 @@ export class RunnerProcess implements Runner {
     });
     const child = await spawnSandbox(
       bwrap,
-      [...sandbox, '--', ...command, '--plugin-id', o.pluginId, ...dialArguments(endpoint.addressForRunner())],
+      [
+        ...sandbox,
+        '--',
+        ...command,
+        '--plugin-id',
+        o.pluginId,
+        ...dialArguments(endpoint.addressForRunner()),
+      ],
       {
         cwd: '/',
         // A scrubbed environment: nothing of the host's leaks in. The secret comes on fd 3, never in argv or env.

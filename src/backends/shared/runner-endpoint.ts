@@ -5,7 +5,6 @@ import {
   closeSync,
   constants,
   fchownSync,
-  lchownSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -14,13 +13,14 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
+import type { RunnerAddress, RunnerTransport } from '../../transport/transport.js';
+import { UnixSocketTransport } from '../../transport/unix-socket.js';
 import { RunnerLink } from './runner-link.js';
 import { removeTree } from './safe-remove.js';
 import { type HostSession, OWNER_FILE, type SandboxOwner } from './session.js';
@@ -49,13 +49,19 @@ export interface EndpointOptions {
    */
   privateWorkDir?: boolean;
   startTimeoutMs: number;
+  /**
+   * Where the runner sees the sandbox's socket, when not at its host path (bubblewrap binds it to a fixed path;
+   * a container mounts the directory elsewhere). The address translator of the Unix socket transport.
+   */
+  runnerSocketPath?: string;
 }
 
 /**
  * The host's side of one sandbox, whatever runs the runner: a directory of its own (mode 0700, owned by the
  * runner's user) under `<runtime_dir>/sandboxes`, holding the listening socket, the owner record (for the
  * orphan sweep) and, for the runner, a working directory; the one-time secret; and the single accepted
- * connection. Process and container runners both use this.
+ * connection. Process and container runners both use this. The connection comes through a RunnerTransport
+ * (src/transport/): today the Unix socket in this directory.
  */
 export class RunnerEndpoint {
   readonly dir: string;
@@ -63,7 +69,7 @@ export class RunnerEndpoint {
   readonly workDir: string;
   readonly secret = randomBytes(32).toString('hex');
   link: RunnerLink | undefined;
-  #server: Server | undefined;
+  readonly transport: RunnerTransport;
   #connected: Promise<void> | undefined;
   readonly #o: EndpointOptions;
 
@@ -89,7 +95,23 @@ export class RunnerEndpoint {
     chmodSync(this.dir, options.privateWorkDir === true && options.runAs !== undefined ? 0o711 : 0o700);
     this.socketPath = join(this.dir, 's.sock');
     this.workDir = join(this.dir, 'work');
+    this.transport = new UnixSocketTransport({
+      path: this.socketPath,
+      ...(options.runnerSocketPath === undefined ? {} : { runnerPath: options.runnerSocketPath }),
+      ...(options.runAs === undefined ? {} : { owner: options.runAs }),
+      // One runner per sandbox, one connection per runner: any other connection is refused at once.
+      refused: () =>
+        options.logger.warn(
+          { pluginId: options.pluginId, code: 'handshake_failed' },
+          'refused a second connection to the sandbox socket',
+        ),
+    });
     this.writeOwner();
+  }
+
+  /** What the runner dials (its arguments: dialArguments in src/transport/transport.ts). */
+  addressForRunner(): RunnerAddress {
+    return this.transport.addressForRunner();
   }
 
   writeOwner(runner?: { pid: number; start: string }): void {
@@ -105,43 +127,23 @@ export class RunnerEndpoint {
     renameSync(temp, join(this.dir, OWNER_FILE));
   }
 
-  /** Listens on the socket; the first connection becomes the link, any later one is refused at once. */
+  /** Listens; the first connection becomes the link, any later one is refused at once (the transport's contract). */
   async listen(): Promise<void> {
     const o = this.#o;
     if (o.privateWorkDir !== true) mkdirSync(this.workDir, { mode: 0o700 });
-    const server = createServer();
-    this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.socketPath, () => resolve());
-    });
-    chmodSync(this.socketPath, 0o600);
-    if (o.runAs !== undefined && o.privateWorkDir === true) {
-      // The socket alone, without following a link (none can be there: the directory is the host's alone).
-      lchownSync(this.socketPath, o.runAs.uid, o.runAs.gid);
-    } else if (o.runAs !== undefined) {
-      for (const p of [this.dir, this.workDir, this.socketPath]) chownSync(p, o.runAs.uid, o.runAs.gid);
+    await this.transport.listen();
+    // Without a private work directory the runner works in this one: the directory is handed over too.
+    if (o.runAs !== undefined && o.privateWorkDir !== true) {
+      for (const p of [this.dir, this.workDir]) chownSync(p, o.runAs.uid, o.runAs.gid);
     }
-    this.#connected = new Promise((resolve) => {
-      server.on('connection', (socket: Socket) => {
-        if (this.link !== undefined) {
-          // One runner per sandbox, one connection per runner: any other connection is refused at once.
-          o.logger.warn(
-            { pluginId: o.pluginId, code: 'handshake_failed' },
-            'refused a second connection to the sandbox socket',
-          );
-          socket.destroy();
-          return;
-        }
-        this.link = new RunnerLink(socket, {
-          pluginId: o.pluginId,
-          secret: this.secret,
-          maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
-          host: o.host,
-          logger: o.logger,
-          handshakeTimeoutMs: o.startTimeoutMs,
-        });
-        resolve();
+    this.#connected = this.transport.accept().then((socket) => {
+      this.link = new RunnerLink(socket, {
+        pluginId: o.pluginId,
+        secret: this.secret,
+        maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
+        host: o.host,
+        logger: o.logger,
+        handshakeTimeoutMs: o.startTimeoutMs,
       });
     });
   }
@@ -182,9 +184,7 @@ export class RunnerEndpoint {
 
   async close(): Promise<void> {
     this.link?.destroy();
-    await new Promise<void>((resolve) =>
-      this.#server === undefined ? resolve() : this.#server.close(() => resolve()),
-    );
+    await this.transport.close();
     // By descriptor, never by path: whatever a runner left or swapped in there (safe-remove.ts). Never throws.
     await removeTree(this.dir, this.#o.logger);
   }

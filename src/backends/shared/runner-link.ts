@@ -1,32 +1,20 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
 import { isCode } from '../../codes.js';
 import { ReedError } from '../../errors.js';
 import {
-  encodeFrame,
   type Frame,
-  FrameDecoder,
   FrameType,
   MAX_ERROR_MESSAGE,
   MAX_LOG_MESSAGE,
-  PROTOCOL_VERSION,
   ProtocolError,
 } from '../../protocol/frames.js';
 import { boundedDetails, HOST_OPS, type HostOp, type PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import { escapeUnprintable } from '../../safe-text.js';
+import { type ConnectionOptions, RunnerConnection } from '../../transport/connection.js';
 
-export interface LinkOptions {
-  pluginId: string;
-  /** The one-time secret this sandbox's runner must present. */
-  secret: string;
-  /** Largest frame accepted from the runner. */
-  maxFrameBytes: number;
+export interface LinkOptions extends ConnectionOptions {
   host: HostApi;
-  logger: Logger;
-  /** Deadline for the Hello frame. */
-  handshakeTimeoutMs: number;
 }
 
 interface Pending {
@@ -35,24 +23,22 @@ interface Pending {
 }
 
 const MAX_ARG_BYTES = 64 * 1024 * 1024;
-/** Bytes of replies a runner may leave unread before the host stops reading from it. */
-export const UNREAD_HIGH_WATER = 4 * 1024 * 1024;
 
 /**
- * The host's end of one runner connection (docs/PROTOCOL.md). Every frame from the runner is hostile input:
+ * The host's end of the protocol with one runner (docs/PROTOCOL.md), over a connection whatever its transport
+ * (framing and the Hello handshake: src/transport/connection.ts). Every frame from the runner is hostile input:
  * size-checked by the decoder, type- and schema-checked here; a bad one ends the link (and the sandbox),
  * never the host. Host API calls from the runner go to the same HostApi as in mode `none`, so the host's
  * permission checks apply unchanged.
  */
 export class RunnerLink {
   readonly #o: LinkOptions;
-  readonly #socket: Socket;
-  readonly #decoder: FrameDecoder;
+  readonly #connection: RunnerConnection;
   readonly #pending = new Map<number, Pending>();
   readonly #pings = new Map<number, () => void>();
   #nextId = 1;
-  #state: 'handshake' | 'welcome' | 'ready' | 'closed' = 'handshake';
-  #onHandshake: ((error?: ReedError) => void) | undefined;
+  /** After the connection's handshake: waiting for Ready, then ready, until closed. */
+  #state: 'welcome' | 'ready' | 'closed' = 'welcome';
   #onReady: ((result: string[] | ReedError) => void) | undefined;
   #onBye: (() => void) | undefined;
   #closeListeners: ((error: ReedError) => void)[] = [];
@@ -60,59 +46,16 @@ export class RunnerLink {
 
   constructor(socket: Socket, options: LinkOptions) {
     this.#o = options;
-    this.#socket = socket;
-    this.#decoder = new FrameDecoder(options.maxFrameBytes);
-    this.#handshake = new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => this.#fail('handshake_failed', 'no handshake within the deadline'),
-        options.handshakeTimeoutMs,
-      );
-      this.#onHandshake = (error) => {
-        clearTimeout(timer);
-        this.#onHandshake = undefined;
-        if (error === undefined) resolve();
-        else reject(error);
-      };
+    this.#connection = new RunnerConnection(socket, options, {
+      frame: (frame) => this.#handle(frame),
+      closed: (error) => this.#closed(error),
     });
-    this.#handshake.catch(() => {}); // settled before anyone asks, or never asked: not unhandled
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        this.#queue.push(...this.#decoder.push(chunk));
-      } catch (error) {
-        this.#violation((error as Error).message);
-        return;
-      }
-      this.#drain();
-    });
-    // Replies the runner does not read pile up in the socket's buffer: past UNREAD_HIGH_WATER the host stops
-    // reading (and answering) until they drain, so a runner can make the host hold at most that plus one reply.
-    socket.on('drain', () => {
-      if (!this.#blocked) return;
-      this.#blocked = false;
-      socket.resume();
-      this.#drain();
-    });
-    socket.on('close', () =>
-      this.#close(
-        new ReedError('sandbox_crashed', `the runner of plugin "${options.pluginId}" closed its connection`, {
-          pluginId: options.pluginId,
-        }),
-      ),
-    );
-    socket.on('error', () => {});
   }
 
-  /**
-   * Resolves once the runner presented the right plugin id, protocol and secret, within the deadline counted
-   * from the connection. Settled by the link itself, whenever the Hello arrives: a runner may well connect and
-   * say Hello before its starter has even heard back that it started (a container under load).
-   */
+  /** Resolves once the runner presented the right plugin id, protocol and secret (connection.ts). */
   handshake(): Promise<void> {
-    return this.#handshake;
+    return this.#connection.handshake();
   }
-
-  readonly #handshake: Promise<void>;
 
   /** Sends the plugin and resolves with its callable functions once its init ran. */
   welcome(spec: PluginSpec, bytes: Uint8Array): Promise<string[]> {
@@ -166,7 +109,7 @@ export class RunnerLink {
   }
 
   destroy(error?: ReedError): void {
-    this.#close(
+    this.#connection.close(
       error ??
         new ReedError('sandbox_crashed', `the sandbox of plugin "${this.#o.pluginId}" was stopped`, {
           pluginId: this.#o.pluginId,
@@ -179,62 +122,11 @@ export class RunnerLink {
   }
 
   #send(type: FrameType, id: number, meta?: object, body?: Uint8Array): void {
-    if (!this.#socket.destroyed) this.#socket.write(encodeFrame(type, id, meta, body));
-  }
-
-  /** Frames decoded but not handled yet: at most one chunk's worth, as reading stops while they wait. */
-  #queue: Frame[] = [];
-  #blocked = false;
-
-  /** Handles queued frames until none is left or the runner has UNREAD_HIGH_WATER of replies unread. */
-  #drain(): void {
-    while (this.#queue.length > 0 && !this.#blocked) {
-      if (this.#state === 'closed') {
-        this.#queue = [];
-        return;
-      }
-      const frame = this.#queue.shift() as Frame;
-      try {
-        this.#handle(frame);
-      } catch (error) {
-        this.#violation(
-          error instanceof ProtocolError
-            ? error.message
-            : `frame handling failed: ${(error as Error).message}`,
-        );
-        return;
-      }
-      if (this.#socket.writableLength > UNREAD_HIGH_WATER) {
-        this.#blocked = true;
-        this.#socket.pause();
-      }
-    }
+    this.#connection.send(type, id, meta, body);
   }
 
   #handle(frame: Frame): void {
     const m = frame.meta;
-    if (this.#state === 'handshake') {
-      if (frame.type !== FrameType.Hello)
-        throw new ProtocolError(`expected a Hello frame first, got type ${frame.type}`);
-      if (m.protocol !== PROTOCOL_VERSION) {
-        this.#fail(
-          'handshake_failed',
-          `runner speaks protocol ${escapeUnprintable(String(JSON.stringify(m.protocol)).slice(0, 64))}; the host speaks ${PROTOCOL_VERSION}`,
-        );
-        return;
-      }
-      if (
-        m.pluginId !== this.#o.pluginId ||
-        typeof m.secret !== 'string' ||
-        !sameSecret(m.secret, this.#o.secret)
-      ) {
-        this.#fail('handshake_failed', 'wrong plugin id or secret');
-        return;
-      }
-      this.#state = 'welcome';
-      this.#onHandshake?.();
-      return;
-    }
     switch (frame.type) {
       case FrameType.Ready: {
         if (this.#state !== 'welcome' || !isStringArray(m.functions))
@@ -256,7 +148,7 @@ export class RunnerLink {
         const error = this.#errorFrom(m);
         if (frame.id === 0) {
           if (this.#state === 'welcome') this.#onReady?.(error);
-          else this.#close(error);
+          else this.#connection.close(error);
           return;
         }
         this.#takePending(frame.id).reject(error);
@@ -364,35 +256,9 @@ export class RunnerLink {
     }
   }
 
-  #violation(message: string): void {
-    this.#o.logger.error(
-      { pluginId: this.#o.pluginId, code: 'protocol_violation' },
-      `runner broke the protocol: ${message}; stopping its sandbox`,
-    );
-    this.#close(
-      new ReedError(
-        'protocol_violation',
-        `the runner of plugin "${this.#o.pluginId}" broke the protocol (${message}); its sandbox was stopped`,
-        { pluginId: this.#o.pluginId },
-      ),
-    );
-  }
-
-  #fail(code: 'handshake_failed', message: string): void {
-    const error = new ReedError(code, `runner of plugin "${this.#o.pluginId}": ${message}`, {
-      pluginId: this.#o.pluginId,
-    });
-    this.#o.logger.warn({ pluginId: this.#o.pluginId, code }, error.message);
-    this.#onHandshake?.(error);
-    this.#close(error);
-  }
-
-  #close(error: ReedError): void {
-    if (this.#state === 'closed') return;
-    const wasHandshake = this.#state === 'handshake';
+  /** The connection ended (connection.ts): everything waiting on this runner fails with `error`. */
+  #closed(error: ReedError): void {
     this.#state = 'closed';
-    this.#socket.destroy();
-    if (wasHandshake) this.#onHandshake?.(error);
     this.#onReady?.(error);
     for (const p of this.#pending.values()) p.reject(error);
     this.#pending.clear();
@@ -402,11 +268,4 @@ export class RunnerLink {
 
 function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.length <= 100_000 && value.every((v) => typeof v === 'string');
-}
-
-/** Constant-time comparison, whatever the lengths. */
-function sameSecret(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b) && given.length === expected.length;
 }

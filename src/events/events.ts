@@ -1,0 +1,140 @@
+// Lifecycle and call events, published through node:diagnostics_channel (one named channel per event, as undici
+// does): logs subscribe today (log-subscriber.ts), metrics, audit and the API's status will. A publisher never
+// knows who listens, and a channel nobody subscribes to costs one property read.
+import diagnosticsChannel from 'node:diagnostics_channel';
+import type { Code } from '../codes.js';
+import type { ReedError } from '../errors.js';
+import type { SandboxMode } from '../manifest/types.js';
+
+/**
+ * What every event carries. Channels are process-wide: `session` (the publishing host's `session.id`) lets a
+ * subscriber keep to one host when several run in the same process.
+ */
+export interface EventBase {
+  session: string;
+  pluginId: string;
+  mode: SandboxMode;
+}
+
+/** A plugin's sandbox started and its `init` ran: it takes calls. */
+export interface PluginLoadedEvent extends EventBase {
+  version: string;
+}
+
+/** A plugin could not be loaded (validation passed; its start, signature check or a dependency failed). */
+export interface PluginFailedEvent extends EventBase {
+  error: ReedError;
+}
+
+/** A plugin was stopped (its `deactivate` ran, or failed: then `error` says how, with its code when it had one). */
+export interface PluginStoppedEvent extends EventBase {
+  error?: { code: string | undefined; message: string };
+}
+
+/** A runner (process or container) connected, authenticated and loaded its plugin. */
+export interface SandboxStartedEvent extends EventBase {
+  /** The runner's pid, or the container's init's. */
+  pid: number | undefined;
+  /** Whether it replaces a runner that was lost (then `reed:sandbox:restarted` follows). */
+  restart: boolean;
+  /** The isolation that holds for this runner, and what does not (docs/SECURITY.md). */
+  enforced: string[];
+  notEnforced: string[];
+}
+
+/**
+ * A runner was lost (it exited, was killed for a deadline or a health ping, or ran out of memory) or a new one
+ * failed to start. `restartInMs` is set when another is started after that delay; absent when the breaker opens.
+ */
+export interface SandboxCrashedEvent extends EventBase {
+  error: ReedError;
+  /** Crashes within the breaker's window, this one included (0 when it does not count: the engine was away). */
+  crashes: number;
+  restartInMs?: number;
+}
+
+/** A runner started again after a crash and serves calls. */
+export interface SandboxRestartedEvent extends EventBase {
+  pid: number | undefined;
+  /** From the loss to ready again. */
+  downtimeMs: number;
+}
+
+/**
+ * Too many crashes within the window: the plugin is marked failed and calls fail at once with `plugin_failed`
+ * (`error`). The breaker stays open until the plugin is loaded again: there is no half-open state, so no closed
+ * event yet.
+ */
+export interface BreakerOpenedEvent extends EventBase {
+  error: ReedError;
+  crashes: number;
+  windowMs: number;
+}
+
+/** One call through `PluginHost.call`, whatever its outcome. */
+export interface CallFinishedEvent extends Omit<EventBase, 'mode'> {
+  /** Undefined when no plugin with that id is loaded. */
+  mode: SandboxMode | undefined;
+  fn: string;
+  /** `ok`, or the error's code. */
+  code: 'ok' | Code;
+  durationMs: number;
+  /** WASM instructions charged; 0 where fuel does not apply or the call failed. */
+  fuelConsumed: number;
+}
+
+/** Every channel's name and what it carries. */
+export interface ReedEvents {
+  'reed:plugin:loaded': PluginLoadedEvent;
+  'reed:plugin:failed': PluginFailedEvent;
+  'reed:plugin:stopped': PluginStoppedEvent;
+  'reed:sandbox:started': SandboxStartedEvent;
+  'reed:sandbox:crashed': SandboxCrashedEvent;
+  'reed:sandbox:restarted': SandboxRestartedEvent;
+  'reed:breaker:opened': BreakerOpenedEvent;
+  'reed:call:finished': CallFinishedEvent;
+}
+
+export type EventName = keyof ReedEvents;
+
+export const EVENT_NAMES: readonly EventName[] = [
+  'reed:plugin:loaded',
+  'reed:plugin:failed',
+  'reed:plugin:stopped',
+  'reed:sandbox:started',
+  'reed:sandbox:crashed',
+  'reed:sandbox:restarted',
+  'reed:breaker:opened',
+  'reed:call:finished',
+];
+
+/** The channels, made once: `channel(name)` returns the same object each time, and holding it here is cheaper. */
+const CHANNELS = Object.fromEntries(
+  EVENT_NAMES.map((name) => [name, diagnosticsChannel.channel(name)]),
+) as Record<EventName, diagnosticsChannel.Channel>;
+
+/** Whether anyone listens: hot paths (a call) check this before they build a payload or read a clock. */
+export function hasSubscribers(name: EventName): boolean {
+  return CHANNELS[name].hasSubscribers;
+}
+
+/**
+ * Publishes to everyone subscribed, synchronously. A subscriber that throws does not stop the publisher, but
+ * Node rethrows its error on the next tick (an uncaught exception): subscribers must not throw.
+ */
+export function publish<N extends EventName>(name: N, event: ReedEvents[N]): void {
+  const channel = CHANNELS[name];
+  if (channel.hasSubscribers) channel.publish(event);
+}
+
+/** Subscribes with the payload's type; returns the unsubscribe. The same as `diagnostics_channel.subscribe(name, fn)`. */
+export function subscribe<N extends EventName>(
+  name: N,
+  listener: (event: ReedEvents[N]) => void,
+): () => void {
+  const onMessage = (message: unknown) => listener(message as ReedEvents[N]);
+  diagnosticsChannel.subscribe(name, onMessage);
+  return () => {
+    diagnosticsChannel.unsubscribe(name, onMessage);
+  };
+}
