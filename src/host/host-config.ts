@@ -1,8 +1,19 @@
+// Longer than most files (about 380 lines) on purpose: reed.toml has one reader, so every key's default and check
+// sits here beside the HostConfig type it fills; the shape of the file itself is config-schema.ts.
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import TOML from '@iarna/toml';
+import type { Static } from '@sinclair/typebox';
 import semver from 'semver';
+import { CONTAINER_USER } from '../backends/container/container-runner.js';
+import {
+  DEFAULT_RUNNER_UIDS,
+  parseUidRange,
+  RESERVED_UIDS,
+  type UidRange,
+  uidRangeProblem,
+} from '../backends/process/uid-pool.js';
 import { type Diagnostic, formatDiagnostic } from '../diagnostics.js';
 import { defaultSearchPaths } from '../discovery/discover.js';
 import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-inventory.js';
@@ -23,14 +34,6 @@ import {
   DEFAULT_PREPARE_TIMEOUT_MS,
 } from '../runtime/wasm/compile-wasm.js';
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from '../runtime/wasm/module-limits.js';
-import { CONTAINER_USER } from '../backends/container/container-runner.js';
-import {
-  DEFAULT_RUNNER_UIDS,
-  parseUidRange,
-  RESERVED_UIDS,
-  type UidRange,
-  uidRangeProblem,
-} from '../backends/process/uid-pool.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
@@ -177,61 +180,25 @@ export function loadHostConfig(options: LoadHostConfigOptions = {}): HostConfig 
   });
 }
 
-type RawLimits = Partial<Record<string, number>>;
-interface RawConfig {
-  plugin_dirs?: string[];
-  default_search_paths?: boolean;
-  reed_version?: string;
-  capabilities?: string[];
-  cache_dir?: string;
-  data_dir?: string;
-  runtime_dir?: string;
-  sandbox?: {
-    mode?: SandboxMode;
-    runtime?: 'runc' | 'runsc';
-    runner_uids?: string;
-    runner_uid?: unknown;
-    runner_gid?: unknown;
-  };
-  wasm?: {
-    max_module_bytes?: number;
-    fuel?: boolean;
-    max_functions?: number;
-    max_function_bytes?: number;
-    max_code_bytes?: number;
-    max_function_locals?: number;
-    prepare_timeout_ms?: number;
-    prepare_memory_mb?: number;
-  };
-  cache?: { max_bytes?: number; enabled?: boolean };
-  signatures?: { require?: 'none' | 'native' | 'all'; trusted_keys?: string[] };
-  limits?: RawLimits;
-  files?: Partial<
-    Record<'max_manifest_bytes' | 'max_file_bytes' | 'max_plugin_bytes' | 'max_files' | 'max_depth', number>
-  >;
-  policy?: {
-    allow_native_in_process?: boolean;
-    allowed_sandbox_modes?: SandboxMode[];
-    permissions?: Partial<Omit<PluginPermissions, 'events'>> & {
-      events?: Partial<PluginPermissions['events']>;
-    };
-    limits?: RawLimits;
-  };
+/** reed.toml as the schema has checked it: the schema is the one statement of its shape. */
+type RawConfig = Static<typeof HostConfigSchema>;
+
+type Invalid = (field: string, message: string) => never;
+
+interface ResolveContext {
+  base: string;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  home: string;
+  overrides: HostConfigOverrides;
+  warnings: Diagnostic[];
+  file?: string;
 }
 
-function resolveConfig(
-  raw: RawConfig,
-  ctx: {
-    base: string;
-    cwd: string;
-    env: NodeJS.ProcessEnv;
-    home: string;
-    overrides: HostConfigOverrides;
-    warnings: Diagnostic[];
-    file?: string;
-  },
-): HostConfig {
-  const invalid = (field: string, message: string): never => {
+// Checks run in this order (the first problem is the one reported): reed_version, limits against their
+// ceilings, sandbox mode against the policy, runner uids, trusted keys.
+function resolveConfig(raw: RawConfig, ctx: ResolveContext): HostConfig {
+  const invalid: Invalid = (field, message) => {
     throw new ReedError('config_invalid', `${ctx.file ?? 'host configuration'}: \`${field}\` ${message}`, {
       ...(ctx.file === undefined ? {} : { file: ctx.file }),
       field,
@@ -245,26 +212,12 @@ function resolveConfig(
     ctx.overrides.pluginDirs?.map((d) => resolve(ctx.cwd, d)) ??
     (raw.plugin_dirs ?? ['plugins']).map((d) => resolve(ctx.base, d));
   const useDefaults = ctx.overrides.defaultSearchPaths ?? raw.default_search_paths ?? true;
-  const limits = effectiveLimits(limitsFromToml(raw.limits), DEFAULT_LIMITS);
-  const ceilings = effectiveLimits(limitsFromToml(raw.policy?.limits), DEFAULT_LIMIT_CEILINGS);
-  for (const key of Object.keys(limits) as (keyof ResolvedLimits)[]) {
-    if (limits[key] > ceilings[key]) {
-      const name = LIMIT_FIELDS[key];
-      invalid(
-        `limits.${name}`,
-        `is ${limits[key]}, above its ceiling policy.limits.${name} = ${ceilings[key]}`,
-      );
-    }
-  }
+  const { limits, ceilings } = resolveLimits(raw, invalid);
   const sandboxMode = ctx.overrides.sandboxMode ?? raw.sandbox?.mode ?? 'none';
-  const allowedSandboxModes = raw.policy?.allowed_sandbox_modes ?? [...SANDBOX_MODES];
-  if (!allowedSandboxModes.includes(sandboxMode)) {
+  const policy = resolvePolicy(raw, ceilings);
+  if (!policy.allowedSandboxModes.includes(sandboxMode)) {
     invalid('sandbox.mode', `"${sandboxMode}" is not among policy.allowed_sandbox_modes`);
   }
-  const p = raw.policy?.permissions ?? {};
-  const d = DEFAULT_POLICY_PERMISSIONS;
-  const files = raw.files ?? {};
-  const xdg = (name: string, fallback: string) => ctx.env[name] ?? join(ctx.home, fallback);
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   const runnerUids = resolveRunnerUids(raw.sandbox ?? {}, invalid);
   return {
@@ -278,29 +231,8 @@ function resolveConfig(
     sandboxMode,
     containerRuntime: raw.sandbox?.runtime ?? 'runc',
     limits,
-    fileLimits: {
-      maxManifestBytes: files.max_manifest_bytes ?? DEFAULT_FILE_LIMITS.maxManifestBytes,
-      maxFileBytes: files.max_file_bytes ?? DEFAULT_FILE_LIMITS.maxFileBytes,
-      maxPluginBytes: files.max_plugin_bytes ?? DEFAULT_FILE_LIMITS.maxPluginBytes,
-      maxFiles: files.max_files ?? DEFAULT_FILE_LIMITS.maxFiles,
-      maxDepth: files.max_depth ?? DEFAULT_FILE_LIMITS.maxDepth,
-    },
-    policy: {
-      permissions: {
-        storage: p.storage ?? d.storage,
-        content: p.content ?? d.content,
-        events: {
-          emit: p.events?.emit ?? d.events.emit,
-          subscribe: p.events?.subscribe ?? d.events.subscribe,
-        },
-        log: p.log ?? d.log,
-        network: p.network ?? d.network,
-        filesystem: p.filesystem ?? d.filesystem,
-      },
-      allowedSandboxModes,
-      limitCeilings: ceilings,
-      allowNativeInProcess: raw.policy?.allow_native_in_process ?? false,
-    },
+    fileLimits: resolveFileLimits(raw.files ?? {}),
+    policy,
     cache: { enabled: raw.cache?.enabled ?? true, maxBytes: raw.cache?.max_bytes ?? 512 * 1024 * 1024 },
     signatures: {
       require: raw.signatures?.require ?? 'native',
@@ -312,18 +244,92 @@ function resolveConfig(
         }
       }),
     },
-    wasm: {
-      maxModuleBytes: raw.wasm?.max_module_bytes ?? DEFAULT_MAX_MODULE_BYTES,
-      fuel: raw.wasm?.fuel ?? true,
-      limits: {
-        maxFunctions: raw.wasm?.max_functions ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctions,
-        maxFunctionBytes: raw.wasm?.max_function_bytes ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctionBytes,
-        maxCodeBytes: raw.wasm?.max_code_bytes ?? DEFAULT_WASM_MODULE_LIMITS.maxCodeBytes,
-        maxFunctionLocals: raw.wasm?.max_function_locals ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctionLocals,
+    wasm: resolveWasm(raw.wasm ?? {}),
+    ...resolveDirs(raw, ctx, uid),
+    warnings: ctx.warnings,
+    ...(uid === 0 ? { runnerUids } : {}),
+  };
+}
+
+/** `[limits]` over the defaults and `[policy.limits]` over the default ceilings; no limit may pass its ceiling. */
+function resolveLimits(
+  raw: RawConfig,
+  invalid: Invalid,
+): { limits: ResolvedLimits; ceilings: ResolvedLimits } {
+  const limits = effectiveLimits(limitsFromToml(raw.limits), DEFAULT_LIMITS);
+  const ceilings = effectiveLimits(limitsFromToml(raw.policy?.limits), DEFAULT_LIMIT_CEILINGS);
+  for (const key of Object.keys(limits) as (keyof ResolvedLimits)[]) {
+    if (limits[key] > ceilings[key]) {
+      const name = LIMIT_FIELDS[key];
+      invalid(
+        `limits.${name}`,
+        `is ${limits[key]}, above its ceiling policy.limits.${name} = ${ceilings[key]}`,
+      );
+    }
+  }
+  return { limits, ceilings };
+}
+
+function resolvePolicy(raw: RawConfig, limitCeilings: ResolvedLimits): HostPolicy {
+  const p = raw.policy?.permissions ?? {};
+  const d = DEFAULT_POLICY_PERMISSIONS;
+  return {
+    permissions: {
+      storage: p.storage ?? d.storage,
+      content: p.content ?? d.content,
+      events: {
+        emit: p.events?.emit ?? d.events.emit,
+        subscribe: p.events?.subscribe ?? d.events.subscribe,
       },
-      prepareTimeoutMs: raw.wasm?.prepare_timeout_ms ?? DEFAULT_PREPARE_TIMEOUT_MS,
-      prepareMemoryMb: raw.wasm?.prepare_memory_mb ?? DEFAULT_PREPARE_MEMORY_MB,
+      log: p.log ?? d.log,
+      network: p.network ?? d.network,
+      filesystem: p.filesystem ?? d.filesystem,
     },
+    allowedSandboxModes: raw.policy?.allowed_sandbox_modes ?? [...SANDBOX_MODES],
+    limitCeilings,
+    allowNativeInProcess: raw.policy?.allow_native_in_process ?? false,
+  };
+}
+
+function resolveFileLimits(files: NonNullable<RawConfig['files']>): FileLimits {
+  return {
+    maxManifestBytes: files.max_manifest_bytes ?? DEFAULT_FILE_LIMITS.maxManifestBytes,
+    maxFileBytes: files.max_file_bytes ?? DEFAULT_FILE_LIMITS.maxFileBytes,
+    maxPluginBytes: files.max_plugin_bytes ?? DEFAULT_FILE_LIMITS.maxPluginBytes,
+    maxFiles: files.max_files ?? DEFAULT_FILE_LIMITS.maxFiles,
+    maxDepth: files.max_depth ?? DEFAULT_FILE_LIMITS.maxDepth,
+  };
+}
+
+function resolveWasm(wasm: NonNullable<RawConfig['wasm']>): HostConfig['wasm'] {
+  return {
+    maxModuleBytes: wasm.max_module_bytes ?? DEFAULT_MAX_MODULE_BYTES,
+    fuel: wasm.fuel ?? true,
+    limits: {
+      maxFunctions: wasm.max_functions ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctions,
+      maxFunctionBytes: wasm.max_function_bytes ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctionBytes,
+      maxCodeBytes: wasm.max_code_bytes ?? DEFAULT_WASM_MODULE_LIMITS.maxCodeBytes,
+      maxFunctionLocals: wasm.max_function_locals ?? DEFAULT_WASM_MODULE_LIMITS.maxFunctionLocals,
+    },
+    prepareTimeoutMs: wasm.prepare_timeout_ms ?? DEFAULT_PREPARE_TIMEOUT_MS,
+    prepareMemoryMb: wasm.prepare_memory_mb ?? DEFAULT_PREPARE_MEMORY_MB,
+  };
+}
+
+/** cache_dir, data_dir and runtime_dir, relative to reed.toml, else from the XDG variables. */
+function resolveDirs(
+  raw: RawConfig,
+  ctx: ResolveContext,
+  uid: number,
+): Pick<HostConfig, 'cacheDir' | 'dataDir' | 'runtimeDir'> {
+  const xdg = (name: string, fallback: string) => ctx.env[name] ?? join(ctx.home, fallback);
+  const runtimeDir =
+    raw.runtime_dir !== undefined
+      ? resolve(ctx.base, raw.runtime_dir)
+      : ctx.env.XDG_RUNTIME_DIR !== undefined
+        ? join(ctx.env.XDG_RUNTIME_DIR, 'reed')
+        : join(tmpdir(), `reed-${uid}`);
+  return {
     cacheDir:
       raw.cache_dir === undefined
         ? join(xdg('XDG_CACHE_HOME', '.cache'), 'reed')
@@ -332,14 +338,7 @@ function resolveConfig(
       raw.data_dir === undefined
         ? join(xdg('XDG_DATA_HOME', '.local/share'), 'reed')
         : resolve(ctx.base, raw.data_dir),
-    runtimeDir:
-      raw.runtime_dir !== undefined
-        ? resolve(ctx.base, raw.runtime_dir)
-        : ctx.env.XDG_RUNTIME_DIR !== undefined
-          ? join(ctx.env.XDG_RUNTIME_DIR, 'reed')
-          : join(tmpdir(), `reed-${uid}`),
-    warnings: ctx.warnings,
-    ...(uid === 0 ? { runnerUids } : {}),
+    runtimeDir,
   };
 }
 
@@ -349,10 +348,7 @@ function resolveConfig(
  * The old `runner_uid`/`runner_gid` gave every runner one uid, which let runners signal, trace and read each
  * other: refused, naming the replacement.
  */
-function resolveRunnerUids(
-  sandbox: NonNullable<RawConfig['sandbox']>,
-  invalid: (field: string, message: string) => never,
-): UidRange {
+function resolveRunnerUids(sandbox: NonNullable<RawConfig['sandbox']>, invalid: Invalid): UidRange {
   for (const old of ['runner_uid', 'runner_gid'] as const) {
     if (sandbox[old] !== undefined)
       invalid(
