@@ -29,6 +29,21 @@ export {
 } from './discovery/plugin-inventory.js';
 export { type ErrorLocation, isReedError, ReedError, type ReedErrorOptions } from './errors.js';
 export {
+  type BreakerOpenedEvent,
+  type CallFinishedEvent,
+  EVENT_NAMES,
+  type EventBase,
+  type EventName,
+  type PluginFailedEvent,
+  type PluginLoadedEvent,
+  type PluginStoppedEvent,
+  type ReedEvents,
+  type SandboxCrashedEvent,
+  type SandboxRestartedEvent,
+  type SandboxStartedEvent,
+  subscribeEvent,
+} from './events/events.js';
+export {
   CONFIG_FILE,
   DEFAULT_CAPABILITIES,
   DEFAULT_POLICY_PERMISSIONS,

@@ -128,7 +128,7 @@ export function publish<N extends EventName>(name: N, event: ReedEvents[N]): voi
 }
 
 /** Subscribes with the payload's type; returns the unsubscribe. The same as `diagnostics_channel.subscribe(name, fn)`. */
-export function subscribe<N extends EventName>(
+export function subscribeEvent<N extends EventName>(
   name: N,
   listener: (event: ReedEvents[N]) => void,
 ): () => void {

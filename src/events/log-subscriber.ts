@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { type EventName, type ReedEvents, subscribe } from './events.js';
+import { type EventName, type ReedEvents, subscribeEvent } from './events.js';
 
 type LogLines = { [N in EventName]?: (event: ReedEvents[N], logger: Logger) => void };
 
@@ -54,7 +54,7 @@ const LINES: LogLines = {
  */
 export function logEvents(logger: Logger, session: string): () => void {
   const unsubscribes = (Object.keys(LINES) as EventName[]).map((name) =>
-    subscribe(name, (event) => {
+    subscribeEvent(name, (event) => {
       if (event.session !== session) return;
       try {
         (LINES[name] as (event: ReedEvents[EventName], logger: Logger) => void)(event, logger);
