@@ -17,11 +17,9 @@ import tar from 'tar-fs';
 import type { Code } from '../../codes.js';
 import { ReedError } from '../../errors.js';
 import { PACKAGE_ROOT } from '../process/runner-process.js';
+import { LABEL_IMAGE_HASH, LABEL_MANAGED } from './labels.js';
 import { collectNodeRuntime } from './node-runtime.js';
 
-/** Labels on every image and container this package makes (STYLE.md 7): the sweep finds them by these. */
-export const LABEL_MANAGED = 'reed.managed';
-export const LABEL_IMAGE_HASH = 'reed.image.hash';
 const IMAGES_DIR = join(PACKAGE_ROOT, 'images');
 /** Bump when the image layout changes: part of every image hash. */
 const IMAGE_LAYOUT_VERSION = '2';

@@ -1,28 +1,15 @@
-import { readFileSync, readlinkSync } from 'node:fs';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import { type HostSession, isAlive } from '../shared/session.js';
-import { LABEL_MANAGED } from './images.js';
-
-export const LABEL_SESSION = 'reed.host.session';
-export const LABEL_HOST_PID = 'reed.host.pid';
-export const LABEL_HOST_START = 'reed.host.start';
-/** The host's pid namespace: a pid and start time mean something only to a host in the same namespace. */
-export const LABEL_HOST_PIDNS = 'reed.host.pidns';
-/** The container the host itself runs in (docker-compose.yml), when it runs in one. */
-export const LABEL_HOST_CONTAINER = 'reed.host.container';
-
-/** The labels that tie a container to the host session that made it; `sweepContainers` reads them back. */
-export function sessionLabels(session: HostSession): Record<string, string> {
-  const container = ownContainerId();
-  return {
-    [LABEL_SESSION]: session.id,
-    [LABEL_HOST_PID]: String(session.pid),
-    [LABEL_HOST_START]: session.start,
-    [LABEL_HOST_PIDNS]: pidNamespace(),
-    ...(container === undefined ? {} : { [LABEL_HOST_CONTAINER]: container }),
-  };
-}
+import { isAlive } from '../shared/session.js';
+import {
+  LABEL_HOST_CONTAINER,
+  LABEL_HOST_PID,
+  LABEL_HOST_PIDNS,
+  LABEL_HOST_START,
+  LABEL_MANAGED,
+  LABEL_SESSION,
+  pidNamespace,
+} from './labels.js';
 
 /**
  * Removes containers left by hosts that are no longer alive, found by label (never a container this package
@@ -74,32 +61,3 @@ async function ownerIsDead(
     return (error as { statusCode?: number }).statusCode === 404;
   }
 }
-
-/** `pid:[inode]` of this process's pid namespace. */
-export function pidNamespace(): string {
-  try {
-    return readlinkSync('/proc/self/ns/pid');
-  } catch {
-    return 'unknown';
-  }
-}
-
-/**
- * The id of the Docker container this process runs in, if it runs in one: Docker bind-mounts the container's
- * own hostname, hosts and resolv.conf files from /var/lib/docker/containers/<id>/, which /proc/self/mountinfo
- * shows whatever the cgroup version.
- */
-export function ownContainerId(): string | undefined {
-  if (ownContainer === null) {
-    try {
-      const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
-      ownContainer = /\/containers\/([0-9a-f]{64})\/(?:hostname|hosts|resolv\.conf)\s/.exec(mounts)?.[1];
-    } catch {
-      ownContainer = undefined;
-    }
-  }
-  return ownContainer;
-}
-
-/** null: not looked up yet (a process does not move into another container). */
-let ownContainer: string | undefined | null = null;

@@ -158,7 +158,12 @@ export function checkWasmFile(
   }
 }
 
-function readModule(file: string, maxBytes: number, at: { pluginId: string; file: string }): Uint8Array {
+/** A module file's bytes, refused past `maxBytes` before they are read (wasm_too_large). */
+export function readModule(
+  file: string,
+  maxBytes: number,
+  at: { pluginId: string; file: string },
+): Uint8Array {
   let fd: number;
   try {
     fd = openSync(file, 'r');

@@ -1,0 +1,69 @@
+import type { Logger } from 'pino';
+import type { CompileCache } from '../cache/compile-cache.js';
+import type { ResolvedLimits } from '../manifest/limits.js';
+import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
+import type { PluginSpec } from '../protocol/messages.js';
+import type { HostApi } from '../runtime/host-api.js';
+import type { WasmCompileOptions } from '../runtime/wasm/compile-wasm.js';
+import type { UidRange } from './process/uid-pool.js';
+import type { Sandbox } from './sandbox.js';
+import type { HostSession } from './shared/session.js';
+
+/**
+ * Everything a backend needs to start one plugin, decided before anything starts (src/plan/load-plan.ts makes it,
+ * as a pure function of the candidate, the host's configuration and the checked bytes).
+ */
+export interface LoadPlan {
+  readonly pluginId: string;
+  readonly version: string;
+  readonly mode: SandboxMode;
+  readonly type: 'wasm' | 'native';
+  /** The plugin's directory (a container image is built from it). */
+  readonly root: string;
+  readonly entryPoint: string;
+  /** The entry point's bytes, checked: the verified ones when a signature was required, else as read (bounded). */
+  readonly bytes: Uint8Array;
+  /** The key id of the verified signer, when a signature was required. */
+  readonly signer: string | undefined;
+  readonly limits: ResolvedLimits;
+  /** What the plugin may do: its manifest's permissions (validated against the policy), and network as granted. */
+  readonly grants: { readonly permissions: PluginPermissions; readonly network: boolean };
+  /** What a runner is sent; a WASM module's exports and command flag are added once it is prepared. */
+  readonly spec: PluginSpec;
+  /** Container mode: the runtime (the manifest's, else the host's). */
+  readonly containerRuntime: 'runc' | 'runsc';
+}
+
+/** The host's settings every backend reads (a part of HostConfig: backends sit below the host and never see it). */
+export interface BackendSettings {
+  readonly runtimeDir: string;
+  readonly wasm: Pick<
+    WasmCompileOptions,
+    'fuel' | 'maxModuleBytes' | 'limits' | 'prepareTimeoutMs' | 'prepareMemoryMb'
+  >;
+  /** Process mode, host running as root: the uids runners are given. */
+  readonly runnerUids?: UidRange | undefined;
+}
+
+/** What one host gives the backends it makes: shared for all plugins, fixed for the host's life. */
+export interface BackendContext<Options = object> {
+  readonly settings: BackendSettings;
+  readonly logger: Logger;
+  readonly session: HostSession;
+  readonly cache: CompileCache | undefined;
+  /** The embedder's options for this backend (PluginHostOptions carries them). */
+  readonly options: Options;
+}
+
+/**
+ * One sandbox backend (in-process, process, container): it starts plans, and sweeps what a dead host of its kind
+ * left. The host looks backends up by mode in src/backends/registry.ts; adding one is a folder and an entry there.
+ */
+export interface SandboxBackend {
+  /** The sandbox that runs this plan; its `start` prepares, starts and initialises the plugin. */
+  sandbox(plan: LoadPlan, host: HostApi): Sandbox;
+  /** Removes what hosts that are no longer alive left behind (runner directories, cgroups, containers). */
+  sweep(): Promise<void>;
+}
+
+export type BackendFactory<Options = object> = (context: BackendContext<Options>) => SandboxBackend;

@@ -1,0 +1,51 @@
+import { join } from 'node:path';
+import { NativePlugin } from '../../runtime/native/native-plugin.js';
+import { compileWasm } from '../../runtime/wasm/compile-wasm.js';
+import { WasmPlugin } from '../../runtime/wasm/wasm-plugin.js';
+import type { BackendFactory, LoadPlan } from '../backend.js';
+import { wasmOptions } from '../shared/wasm-options.js';
+import { InProcessSandbox } from './in-process-sandbox.js';
+
+/** Mode `none`: the runtime in the host process. Nothing outlives the host, so there is nothing to sweep. */
+export const inProcessBackend: BackendFactory = (context) => ({
+  sandbox(plan: LoadPlan, host) {
+    const { pluginId, limits } = plan;
+    if (plan.type === 'native') {
+      context.logger.warn(
+        { pluginId, sandbox: plan.mode, signer: plan.signer },
+        'native plugin runs inside the host process with the host\u2019s full rights: a crash in it takes the host down',
+      );
+      return new InProcessSandbox(
+        pluginId,
+        async () =>
+          new NativePlugin({
+            pluginId,
+            bytes: plan.bytes,
+            privateDir: join(context.settings.runtimeDir, 'native'),
+            host,
+            limits,
+            hostApiVersion: plan.spec.apiVersion,
+            warn: (message) => context.logger.warn({ pluginId }, message),
+          }),
+        limits.callTimeoutMs,
+      );
+    }
+    return new InProcessSandbox(
+      pluginId,
+      async () => {
+        const compiled = await compileWasm(plan.entryPoint, wasmOptions(plan, context));
+        return new WasmPlugin({
+          pluginId,
+          module: compiled.module,
+          exports: compiled.exports,
+          isCommand: compiled.isCommand,
+          host,
+          limits,
+          wasi: plan.spec.wasi,
+        });
+      },
+      limits.callTimeoutMs,
+    );
+  },
+  sweep: async () => {},
+});
