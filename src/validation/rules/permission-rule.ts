@@ -1,6 +1,8 @@
+import type { Diagnostic } from '../../diagnostics.js';
+import type { ParsedCandidate } from '../../discovery/candidate.js';
 import { LIMIT_FIELDS } from '../../manifest/limits.js';
 import { patternCovers } from '../../manifest/topic-pattern.js';
-import type { AccessLevel, PluginLimits } from '../../manifest/types.js';
+import type { AccessLevel, PluginLimits, PluginPermissions } from '../../manifest/types.js';
 import type { ValidationRule } from '../rule.js';
 
 const LEVEL_RANK: Record<AccessLevel, number> = { none: 0, read: 1, readwrite: 2 };
@@ -13,32 +15,7 @@ export const permissionRule: ValidationRule = {
   name: 'PermissionRule',
   validate(candidate, context, report) {
     const at = { file: candidate.manifestPath, pluginId: candidate.id };
-    const asked = candidate.manifest.permissions;
-    const granted = context.policy.permissions;
-    const deny = (field: string, what: string) =>
-      report({
-        code: 'permission_denied_by_policy',
-        severity: 'error',
-        message: `plugin "${candidate.id}" asks for ${what}, which the host policy does not grant (see [policy.permissions] in reed.toml)`,
-        field: `permissions.${field}`,
-        ...at,
-      });
-
-    for (const key of ['storage', 'content', 'filesystem'] as const) {
-      if (LEVEL_RANK[asked[key]] > LEVEL_RANK[granted[key]]) {
-        deny(key, `${key} access "${asked[key]}" (policy allows at most "${granted[key]}")`);
-      }
-    }
-    for (const key of ['log', 'network'] as const) {
-      if (asked[key] && !granted[key]) deny(key, key === 'network' ? 'network access' : 'logging');
-    }
-    for (const kind of ['emit', 'subscribe'] as const) {
-      asked.events[kind].forEach((topic, i) => {
-        if (!granted.events[kind].some((allowed) => patternCovers(allowed, topic))) {
-          deny(`events.${kind}[${i}]`, `to ${kind} events "${topic}"`);
-        }
-      });
-    }
+    checkPermissions(candidate, context.policy.permissions, report);
 
     const capabilities = new Set(context.systemCapabilities);
     candidate.manifest.requirements.capabilities.forEach((capability, i) => {
@@ -78,3 +55,37 @@ export const permissionRule: ValidationRule = {
     }
   },
 };
+
+/** Each permission asked against the policy's grant: access levels, log and network, event topics. */
+function checkPermissions(
+  candidate: ParsedCandidate,
+  granted: PluginPermissions,
+  report: (d: Diagnostic) => void,
+): void {
+  const asked = candidate.manifest.permissions;
+  const deny = (field: string, what: string) =>
+    report({
+      code: 'permission_denied_by_policy',
+      severity: 'error',
+      message: `plugin "${candidate.id}" asks for ${what}, which the host policy does not grant (see [policy.permissions] in reed.toml)`,
+      field: `permissions.${field}`,
+      file: candidate.manifestPath,
+      pluginId: candidate.id,
+    });
+
+  for (const key of ['storage', 'content', 'filesystem'] as const) {
+    if (LEVEL_RANK[asked[key]] > LEVEL_RANK[granted[key]]) {
+      deny(key, `${key} access "${asked[key]}" (policy allows at most "${granted[key]}")`);
+    }
+  }
+  for (const key of ['log', 'network'] as const) {
+    if (asked[key] && !granted[key]) deny(key, key === 'network' ? 'network access' : 'logging');
+  }
+  for (const kind of ['emit', 'subscribe'] as const) {
+    asked.events[kind].forEach((topic, i) => {
+      if (!granted.events[kind].some((allowed) => patternCovers(allowed, topic))) {
+        deny(`events.${kind}[${i}]`, `to ${kind} events "${topic}"`);
+      }
+    });
+  }
+}
