@@ -7,7 +7,7 @@
 //   node scripts/compose-rootfs.mjs [--empty]
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { sharedLibraries } from '../dist/src/backends/container/node-runtime.js';
+import { sharedLibraries } from '../dist/src/backends/shared/node-runtime.js';
 import { checkElf } from '../dist/src/runtime/native/check-library.js';
 
 const root = 'compose/rootfs';

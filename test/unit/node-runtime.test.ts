@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readDynamic, sharedLibraries } from '../../src/backends/container/node-runtime.js';
+import { readDynamic, sharedLibraries } from '../../src/backends/shared/node-runtime.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 /** Compiles `source` into a shared object with extra linker arguments; the test machine has cc (setup.sh). */

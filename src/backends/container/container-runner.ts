@@ -3,11 +3,11 @@ import type Docker from 'dockerode';
 import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
-import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../process/runner-process.js';
 import { DockerDemux, OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../shared/runner-program.js';
 import { dockerError } from './images.js';
 import { LABEL_MANAGED } from './labels.js';
 

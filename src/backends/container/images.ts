@@ -16,9 +16,9 @@ import type { Logger } from 'pino';
 import tar from 'tar-fs';
 import type { Code } from '../../codes.js';
 import { ReedError } from '../../errors.js';
-import { PACKAGE_ROOT } from '../process/runner-process.js';
+import { collectNodeRuntime } from '../shared/node-runtime.js';
+import { PACKAGE_ROOT } from '../shared/runner-program.js';
 import { LABEL_IMAGE_HASH, LABEL_MANAGED } from './labels.js';
-import { collectNodeRuntime } from './node-runtime.js';
 
 const IMAGES_DIR = join(PACKAGE_ROOT, 'images');
 /** Bump when the image layout changes: part of every image hash. */

@@ -1,8 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { sharedLibraries } from '../container/node-runtime.js';
 import { ReedError } from '../../errors.js';
+import { sharedLibraries } from '../shared/node-runtime.js';
 
 /**
  * Process mode's isolation: every runner starts under bubblewrap (`bwrap`, Debian's `bubblewrap` package), which

@@ -1,9 +1,7 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import type { PluginSpec } from '../../protocol/messages.js';
@@ -12,6 +10,7 @@ import { OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_MAIN, raceStart } from '../shared/runner-program.js';
 import { processStart } from '../shared/session.js';
 import {
   bubblewrapArgs,
@@ -25,16 +24,6 @@ import { cgroupName, RunnerCgroup } from './cgroup.js';
 import { closeOnExecFrom3 } from './fd-hygiene.js';
 import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from './uid-pool.js';
 
-/** The package's root directory, whether this file runs from src/ (tests) or dist/src/ (built). */
-function findPackageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-export const PACKAGE_ROOT = findPackageRoot();
-export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'sandbox-runner', 'main.js');
-/** Memory a runner needs besides the plugin's own: Node, V8's heap, buffers. Added to limits.memory_mb for the cgroup. */
-export const RUNNER_ALLOWANCE_MB = 192;
 /** Tasks (processes and threads) a runner's cgroup may hold: Node's own threads and a worker, no more. */
 export const RUNNER_PIDS = 48;
 
@@ -355,45 +344,4 @@ export async function spawnSandbox(
   const [error] = await once(child, 'error').catch((e: unknown) => [e]);
   for (const stream of child.stdio ?? []) stream?.destroy();
   throw failed(error);
-}
-
-/** Ready, or a start error that says why: the deadline passed, or the runner exited (with its last words). */
-export async function raceStart(
-  ready: Promise<void>,
-  exited: Promise<{ code: number | null; signal: string | null }>,
-  timeoutMs: number,
-  pluginId: string,
-  tail: () => string,
-): Promise<void> {
-  const lastWords = () => {
-    const t = tail().trim();
-    return t === '' ? '' : `; its output ended with: ${t.slice(-1000)}`;
-  };
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new ReedError(
-            'sandbox_start_failed',
-            `the runner of plugin "${pluginId}" did not become ready within ${timeoutMs} ms${lastWords()}`,
-            { pluginId },
-          ),
-        ),
-      timeoutMs,
-    );
-  });
-  const died = exited.then(({ code, signal }) => {
-    throw new ReedError(
-      'sandbox_start_failed',
-      `the runner of plugin "${pluginId}" exited during start (${signal ?? `code ${code}`})${lastWords()}`,
-      { pluginId },
-    );
-  });
-  try {
-    await Promise.race([ready, deadline, died]);
-  } finally {
-    clearTimeout(timer);
-    died.catch(() => {});
-  }
 }
