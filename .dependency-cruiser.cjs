@@ -69,6 +69,14 @@ module.exports = {
       from: {},
       to: { path: '^src/', pathNot: any(LAYERS.map((l) => l.path)) },
     },
+    {
+      name: 'unlayered-importer',
+      comment:
+        'every file under src/ belongs to a layer, or nothing checks what it imports: add its folder to LAYERS',
+      severity: 'error',
+      from: { path: '^src/', pathNot: any(LAYERS.map((l) => l.path)) },
+      to: {},
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },

@@ -55,8 +55,9 @@ describe('layering lint', () => {
         'src/protocol/upward.ts': "export type { Sandbox } from '../backends/sandbox.js';\n",
         // The runner program reaching into the host.
         'sandbox-runner/upward.ts': "export { loadHostConfig } from '../src/host/host-config.js';\n",
-        // A new folder nobody put in a layer.
-        'src/gadgets/gadget.ts': 'export const gadget = 1;\n',
+        // A new folder nobody put in a layer: its importers and its own imports are both flagged.
+        'src/gadgets/gadget.ts':
+          "export { PluginHost } from '../host/plugin-host.js';\nexport const gadget = 1;\n",
         'src/cli/uses-gadget.ts': "export { gadget } from '../gadgets/gadget.js';\n",
         // discovery -> validation, while validation already imports discovery: a cycle between peers.
         'src/discovery/loop.ts': "export type { ValidationContext } from '../validation/context.js';\n",
@@ -69,6 +70,7 @@ describe('layering lint', () => {
     expect(has('layer-protocol-imports-up', 'src/protocol/upward.ts', 'src/backends/sandbox.ts')).toBe(true);
     expect(has('runner-imports-host-side', 'sandbox-runner/upward.ts', 'src/host/host-config.ts')).toBe(true);
     expect(has('unlayered', 'src/cli/uses-gadget.ts', 'src/gadgets/gadget.ts')).toBe(true);
+    expect(has('unlayered-importer', 'src/gadgets/gadget.ts', 'src/host/plugin-host.ts')).toBe(true);
     expect(has('folder-cycle', 'src/discovery') || has('folder-cycle', 'src/validation')).toBe(true);
     for (const v of found) expect(v.rule.severity).toBe('error');
   });
