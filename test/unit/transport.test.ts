@@ -81,7 +81,7 @@ describe('a runner connection over a transport', () => {
   async function connected(maxFrameBytes = 1 << 20) {
     const { transport } = await listening();
     const runner = dialed(transport.addressForRunner());
-    const frames: FrameType[] = [];
+    const frames: number[] = [];
     const closed: ReedError[] = [];
     const connection = new RunnerConnection(
       await transport.accept(),
