@@ -39,7 +39,7 @@ apt_install() {
 # --- toolchains for the example and fixture plugins (C to wasm32-wasi) -------------------------------
 apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
 
-# --- process mode's sandbox: bubblewrap (src/sandbox/bubblewrap.ts); without it process mode refuses to run ---
+# --- process mode's sandbox: bubblewrap (src/backends/process/bubblewrap.ts); without it process mode refuses to run ---
 apt_install bubblewrap
 
 # --- npm dependencies (npm ci also compiles the TypeScript, through `prepare`) -----------------------

@@ -23,8 +23,9 @@ export interface SandboxHealth {
 }
 
 /**
- * Where one plugin's runtime lives and how calls reach it. One interface for every mode; each backend is one
- * file: `none` (in-process-sandbox.ts), and later `process` and `container`. Calls to one sandbox are
+ * Where one plugin's runtime lives and how calls reach it. One interface for every mode; each backend (a folder
+ * beside this file, listed in registry.ts) makes these: `none` (in-process/), `process` and `container` (both
+ * through the supervisor, supervisor.ts). Calls to one sandbox are
  * serialised by the host; errors are ReedErrors with stable codes.
  */
 export interface Sandbox {

@@ -80,7 +80,7 @@ const INFO_FD = 4;
 const BLOCK_FD = 5;
 
 /**
- * A runner as a child process under bubblewrap (src/sandbox/bubblewrap.ts): its own uid (when the host is root)
+ * A runner as a child process under bubblewrap (src/backends/process/bubblewrap.ts): its own uid (when the host is root)
  * and namespaces, a read-only view of only what it needs, a private /tmp, in a cgroup (where possible) before it
  * runs, with a scrubbed environment and the secret on an inherited pipe.
  */
