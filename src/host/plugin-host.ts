@@ -18,7 +18,7 @@ import { defaultLogger } from './default-logger.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
 import { LmdbStorage } from './lmdb-storage.js';
 import { type HostServices, PluginHostApi } from './plugin-host-api.js';
-import { type Entry, PluginSet, type PluginStatus } from './plugin-set.js';
+import { type Entry, PluginSet, type PluginStatus, withDependencies } from './plugin-set.js';
 import { type ScanResult, scanPlugins } from './scan-plugins.js';
 import { MemoryContentService, MemoryEventBus } from './services.js';
 
@@ -104,7 +104,8 @@ export class PluginHost {
     // The lifecycle log lines come from the events (src/events/log-subscriber.ts), this host's only.
     host.#unsubscribeLogs = logEvents(host.logger, host.session.id);
     try {
-      const wanted = options.plugins === undefined ? undefined : host.#withDependencies(options.plugins);
+      const wanted =
+        options.plugins === undefined ? undefined : withDependencies(host.scan.order.load, options.plugins);
       for (const candidate of host.scan.order.load)
         if (wanted === undefined || wanted.has(candidate.id)) await host.#set.load(candidate);
     } catch (error) {
@@ -112,18 +113,6 @@ export class PluginHost {
       throw error;
     }
     return host;
-  }
-
-  #withDependencies(ids: string[]): Set<string> {
-    const byId = new Map(this.scan.order.load.map((c) => [c.id, c]));
-    const wanted = new Set<string>();
-    const visit = (id: string) => {
-      if (wanted.has(id)) return;
-      wanted.add(id);
-      for (const d of byId.get(id)?.manifest.requirements.dependencies ?? []) if (byId.has(d.id)) visit(d.id);
-    };
-    for (const id of ids) visit(id);
-    return wanted;
   }
 
   /** Reads and checks the plugin's bytes (I/O), plans its load (pure), and has its mode's backend start it. */

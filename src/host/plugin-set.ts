@@ -201,3 +201,16 @@ export class PluginSet {
     }));
   }
 }
+
+/** These plugins and what they depend on, transitively (among `order`). */
+export function withDependencies(order: ParsedCandidate[], ids: string[]): Set<string> {
+  const byId = new Map(order.map((c) => [c.id, c]));
+  const wanted = new Set<string>();
+  const visit = (id: string) => {
+    if (wanted.has(id)) return;
+    wanted.add(id);
+    for (const d of byId.get(id)?.manifest.requirements.dependencies ?? []) if (byId.has(d.id)) visit(d.id);
+  };
+  for (const id of ids) visit(id);
+  return wanted;
+}

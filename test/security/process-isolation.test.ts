@@ -17,13 +17,13 @@ import { join } from 'node:path';
 import koffi from 'koffi';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
+import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
+import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { LmdbStorage } from '../../src/host/lmdb-storage.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import type { MemoryStorage } from '../../src/host/services.js';
-import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
-import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
-import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 import { tempDir } from '../helpers/plugin-tree.js';
@@ -420,7 +420,7 @@ describe('the probe itself', () => {
 
 describe('Node\u2019s permission flag', () => {
   it('is --permission from Node 22.13 and 23.5 (24 refuses the old name), --experimental-permission before', async () => {
-    const { permissionFlag } = await import('../../src/backends/process/runner-process.js');
+    const { permissionFlag } = await import('../../src/backends/process/runner-command.js');
     expect(['20.20.2', '22.12.0', '23.4.0'].map((v) => permissionFlag(v))).toEqual(
       Array(3).fill('--experimental-permission'),
     );
@@ -538,7 +538,7 @@ describe('a spawn that fails is a typed start error (found by the adversarial pa
   });
 
   it('the host out of fds (EMFILE: no stdio at all) is sandbox_start_failed, not a TypeError', async () => {
-    const { spawnSandbox } = await import('../../src/backends/process/runner-process.js');
+    const { spawnSandbox } = await import('../../src/backends/process/spawn-sandbox.js');
     const limit = { cur: 0, max: 0 };
     expect(getrlimit(RLIMIT_NOFILE, limit)).toBe(0);
     const filler: number[] = [];

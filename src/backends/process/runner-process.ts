@@ -1,16 +1,12 @@
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { ReedError } from '../../errors.js';
-import type { ResolvedLimits } from '../../manifest/limits.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
 import { OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
-import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_MAIN, raceStart } from '../shared/runner-program.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../shared/runner-program.js';
 import { processStart } from '../shared/session.js';
 import {
   bubblewrapArgs,
@@ -21,7 +17,8 @@ import {
   runnerReadOnlyPaths,
 } from './bubblewrap.js';
 import { cgroupName, RunnerCgroup } from './cgroup.js';
-import { closeOnExecFrom3 } from './fd-hygiene.js';
+import { defaultRunnerCommand } from './runner-command.js';
+import { spawnSandbox } from './spawn-sandbox.js';
 import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from './uid-pool.js';
 
 /** Tasks (processes and threads) a runner's cgroup may hold: Node's own threads and a worker, no more. */
@@ -40,39 +37,6 @@ export interface RunnerProcessOptions
   runnerUids?: UidRange;
   /** Whether the plugin's network permission was granted by the policy: it then keeps the host's network. */
   network?: boolean;
-}
-
-/**
- * Node's permission flag: `--permission` from 22.13 and 23.5 (Node 24 refuses the experimental name), before
- * that `--experimental-permission`.
- */
-export function permissionFlag(version = process.versions.node): string {
-  const [major = 0, minor = 0] = version.split('.').map(Number);
-  return major > 23 || (major === 23 && minor >= 5) || (major === 22 && minor >= 13)
-    ? '--permission'
-    : '--experimental-permission';
-}
-
-/** The Node flags the runner runs with by default: a heap cap, and Node's permission model as an extra layer. */
-export function defaultRunnerCommand(workDir: string, limits: ResolvedLimits): string[] {
-  return [
-    process.execPath,
-    `--max-old-space-size=${Math.max(128, limits.memoryMb)}`,
-    permissionFlag(),
-    // One flag per path; the package.json tells the loader these are ES modules.
-    ...[
-      join(PACKAGE_ROOT, 'package.json'),
-      join(PACKAGE_ROOT, 'dist'),
-      join(PACKAGE_ROOT, 'node_modules'),
-      workDir,
-    ].map((p) => `--allow-fs-read=${p}`),
-    `--allow-fs-write=${workDir}`,
-    '--allow-worker',
-    // koffi (native plugins, and prctl) is an addon. Native plugin code is beyond the permission model anyway.
-    '--allow-addons',
-    '--no-warnings',
-    RUNNER_MAIN,
-  ];
 }
 
 /** The extra fds bwrap gets: it writes the sandbox's init pid to one, and waits on the other before the runner starts. */
@@ -310,38 +274,4 @@ export class RunnerProcess implements Runner {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
-}
-
-/**
- * `spawn` for a sandbox: nothing of the host's beyond `options.stdio` reaches it (every host fd from 3 up is made
- * close-on-exec first, fd-hygiene.ts), and a spawn that fails is `sandbox_start_failed`, whatever way Node reports
- * it: some errors are thrown at once (E2BIG, EPERM), others come as an 'error' event with no child (EMFILE and
- * ENFILE even without stdio, which the caller would read as undefined: a TypeError, not a start error).
- */
-export async function spawnSandbox(
-  file: string,
-  args: string[],
-  options: SpawnOptions,
-  pluginId: string,
-): Promise<ChildProcess> {
-  const failed = (error: unknown) =>
-    new ReedError(
-      'sandbox_start_failed',
-      `the sandbox of plugin "${pluginId}" could not be started: ${
-        error instanceof Error ? error.message : String(error)
-      } (EMFILE or ENFILE: the host is out of file descriptors, see \`ulimit -n\`; EAGAIN: out of processes)`,
-      { pluginId },
-    );
-  let child: ChildProcess;
-  try {
-    closeOnExecFrom3();
-    child = spawn(file, args, options);
-  } catch (error) {
-    throw failed(error);
-  }
-  if (child.pid !== undefined) return child;
-  // Node emits the error on the next tick; a child without a pid never runs.
-  const [error] = await once(child, 'error').catch((e: unknown) => [e]);
-  for (const stream of child.stdio ?? []) stream?.destroy();
-  throw failed(error);
 }

@@ -1,0 +1,36 @@
+import { join } from 'node:path';
+import type { ResolvedLimits } from '../../manifest/limits.js';
+import { PACKAGE_ROOT, RUNNER_MAIN } from '../shared/runner-program.js';
+
+/**
+ * Node's permission flag: `--permission` from 22.13 and 23.5 (Node 24 refuses the experimental name), before
+ * that `--experimental-permission`.
+ */
+export function permissionFlag(version = process.versions.node): string {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 5) || (major === 22 && minor >= 13)
+    ? '--permission'
+    : '--experimental-permission';
+}
+
+/** The Node flags the runner runs with by default: a heap cap, and Node's permission model as an extra layer. */
+export function defaultRunnerCommand(workDir: string, limits: ResolvedLimits): string[] {
+  return [
+    process.execPath,
+    `--max-old-space-size=${Math.max(128, limits.memoryMb)}`,
+    permissionFlag(),
+    // One flag per path; the package.json tells the loader these are ES modules.
+    ...[
+      join(PACKAGE_ROOT, 'package.json'),
+      join(PACKAGE_ROOT, 'dist'),
+      join(PACKAGE_ROOT, 'node_modules'),
+      workDir,
+    ].map((p) => `--allow-fs-read=${p}`),
+    `--allow-fs-write=${workDir}`,
+    '--allow-worker',
+    // koffi (native plugins, and prctl) is an addon. Native plugin code is beyond the permission model anyway.
+    '--allow-addons',
+    '--no-warnings',
+    RUNNER_MAIN,
+  ];
+}
