@@ -273,6 +273,7 @@ export class SupervisedSandbox implements Sandbox {
     }, delay);
   }
 
+  /** Past 60 lines: the one promise per call, settled by the result, the deadline or the signal, reads as one piece. */
   async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
     options.signal?.throwIfAborted();
     if (this.#state === 'closed')
