@@ -59,6 +59,7 @@ export {
   type PluginHostOptions,
   type PluginState,
   type PluginStatus,
+  type RemoveOptions,
 } from './host/plugin-host.js';
 export type { HostServices } from './host/plugin-host-api.js';
 export { type ScanResult, scanPlugins } from './host/scan-plugins.js';
