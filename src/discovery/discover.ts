@@ -6,7 +6,13 @@ import { hasErrors } from '../diagnostics.js';
 import { MANIFEST_FILE, readManifest } from '../manifest/parse-manifest.js';
 import type { PluginCandidate } from './candidate.js';
 import { resolveEntryPoint } from './entry-point.js';
-import { DEFAULT_FILE_LIMITS, type FileLimits, inventoryPlugin } from './plugin-inventory.js';
+import {
+  DEFAULT_FILE_LIMITS,
+  type FileLimits,
+  inventoryPlugin,
+  type PluginInventory,
+} from './plugin-inventory.js';
+import { applyPrecedence, compareCandidates } from './precedence.js';
 
 /** The seed's search paths after the configured ones: the user's, then the system's. */
 export function defaultSearchPaths(home: string = homedir()): string[] {
@@ -69,65 +75,10 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
     const path = resolve(given);
     const report: SearchPathReport = { path, status: 'searched', plugins: 0 };
     reports.push(report);
-    let st: Stats;
-    let real: string;
-    try {
-      st = statSync(path);
-      real = realpathSync.native(path);
-    } catch {
-      report.status = 'missing';
-      return;
-    }
-    if (!st.isDirectory()) {
-      report.status = 'not_directory';
-      diagnostics.push({
-        code: 'search_path_unreadable',
-        severity: 'warning',
-        message: `search path ${path} is not a directory`,
-        file: path,
-      });
-      return;
-    }
-    if (seenSearchPaths.has(real)) {
-      report.status = 'duplicate';
-      return;
-    }
-    seenSearchPaths.add(real);
-    if ((st.mode & 0o002) !== 0) {
-      report.status = 'insecure';
-      diagnostics.push({
-        code: 'search_path_insecure',
-        severity: 'error',
-        message: `search path ${path} is world-writable, so anyone could add a plugin to it; skipped (chmod o-w ${path})`,
-        file: path,
-      });
-      return;
-    }
-    let entries: Dirent[];
-    try {
-      entries = readdirSync(path, { withFileTypes: true });
-    } catch (error) {
-      report.status = 'unreadable';
-      diagnostics.push({
-        code: 'search_path_unreadable',
-        severity: 'warning',
-        message: `cannot list search path ${path}: ${(error as Error).message}`,
-        file: path,
-      });
-      return;
-    }
+    const opened = openSearchPath(path, report, diagnostics, seenSearchPaths);
+    if (opened === undefined) return;
     const index = reports.length - 1;
-    // [directory as found, its real path when known without asking the kernel]
-    const pluginDirs: [string, string | undefined][] = [];
-    if (entries.some((e) => e.name === MANIFEST_FILE)) pluginDirs.push([path, real]);
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) {
-      // `*` in the seed's glob pattern does not match dot-entries.
-      if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
-      const dir = join(path, entry.name);
-      if (hasManifest(dir)) pluginDirs.push([dir, entry.isDirectory() ? join(real, entry.name) : undefined]);
-    }
-    for (const [dir, realDir] of pluginDirs) {
+    for (const [dir, realDir] of pluginDirsIn(path, opened.real, opened.entries)) {
       const candidate = analyzeCandidate(dir, path, index, limits, realDir);
       const root = candidate.inventory?.root ?? dir;
       if (seenPluginDirs.has(root)) continue; // the same directory reached twice through links
@@ -140,6 +91,81 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
   applyPrecedence(candidates);
   candidates.sort(compareCandidates);
   return { candidates, searchPaths: reports, diagnostics };
+}
+
+/**
+ * A search path's real path and entries, or undefined (with `report.status` saying why) when it is missing, not a
+ * directory, a second name for one already searched, world-writable, or cannot be listed.
+ */
+function openSearchPath(
+  path: string,
+  report: SearchPathReport,
+  diagnostics: Diagnostic[],
+  seenSearchPaths: Set<string>,
+): { real: string; entries: Dirent[] } | undefined {
+  let st: Stats;
+  let real: string;
+  try {
+    st = statSync(path);
+    real = realpathSync.native(path);
+  } catch {
+    report.status = 'missing';
+    return undefined;
+  }
+  if (!st.isDirectory()) {
+    report.status = 'not_directory';
+    diagnostics.push({
+      code: 'search_path_unreadable',
+      severity: 'warning',
+      message: `search path ${path} is not a directory`,
+      file: path,
+    });
+    return undefined;
+  }
+  if (seenSearchPaths.has(real)) {
+    report.status = 'duplicate';
+    return undefined;
+  }
+  seenSearchPaths.add(real);
+  if ((st.mode & 0o002) !== 0) {
+    report.status = 'insecure';
+    diagnostics.push({
+      code: 'search_path_insecure',
+      severity: 'error',
+      message: `search path ${path} is world-writable, so anyone could add a plugin to it; skipped (chmod o-w ${path})`,
+      file: path,
+    });
+    return undefined;
+  }
+  try {
+    return { real, entries: readdirSync(path, { withFileTypes: true }) };
+  } catch (error) {
+    report.status = 'unreadable';
+    diagnostics.push({
+      code: 'search_path_unreadable',
+      severity: 'warning',
+      message: `cannot list search path ${path}: ${(error as Error).message}`,
+      file: path,
+    });
+    return undefined;
+  }
+}
+
+/**
+ * The plugin directories of one search path: itself when it holds a manifest, then each subdirectory that does, by
+ * name. Each as [directory as found, its real path when known without asking the kernel].
+ */
+function pluginDirsIn(path: string, real: string, entries: Dirent[]): [string, string | undefined][] {
+  const pluginDirs: [string, string | undefined][] = [];
+  if (entries.some((e) => e.name === MANIFEST_FILE)) pluginDirs.push([path, real]);
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const entry of entries) {
+    // `*` in the seed's glob pattern does not match dot-entries.
+    if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
+    const dir = join(path, entry.name);
+    if (hasManifest(dir)) pluginDirs.push([dir, entry.isDirectory() ? join(real, entry.name) : undefined]);
+  }
+  return pluginDirs;
 }
 
 function hasManifest(dir: string): boolean {
@@ -189,7 +215,24 @@ export function analyzeCandidate(
       file: join(pluginDir, u.path),
     });
   }
-  const manifestEntry = candidate.inventory.files.find((f) => f.path === MANIFEST_FILE);
+  readCandidateManifest(candidate, candidate.inventory, root, limits.maxManifestBytes);
+  candidate.status =
+    hasErrors(candidate.diagnostics) || candidate.manifest === undefined ? 'invalid' : 'valid';
+  return candidate;
+}
+
+/**
+ * The manifest step of {@link analyzeCandidate}: refuses a manifest linked from outside the plugin directory
+ * unread, else parses it and resolves the entry point, recording what it finds on `candidate`.
+ */
+function readCandidateManifest(
+  candidate: PluginCandidate,
+  inventory: PluginInventory,
+  root: string,
+  maxManifestBytes: number,
+): void {
+  const { manifestPath } = candidate;
+  const manifestEntry = inventory.files.find((f) => f.path === MANIFEST_FILE);
   if (manifestEntry?.kind === 'symlink' && manifestEntry.linkInside !== true) {
     // Do not even read a manifest that lives outside the plugin directory.
     candidate.diagnostics.push({
@@ -198,14 +241,14 @@ export function analyzeCandidate(
       message: `${MANIFEST_FILE} is a symlink to ${manifestEntry.linkTarget ?? '?'}, outside the plugin directory`,
       file: manifestPath,
     });
-    return candidate;
+    return;
   }
-  // The real file, opened without following links: a link inside the plugin is resolved by the walk above.
+  // The real file, opened without following links: a link inside the plugin is resolved by the inventory's walk.
   const manifestFile =
     manifestEntry?.kind === 'symlink' && manifestEntry.linkTarget !== undefined
       ? manifestEntry.linkTarget
       : join(root, MANIFEST_FILE);
-  const parsed = readManifest(manifestFile, limits.maxManifestBytes);
+  const parsed = readManifest(manifestFile, maxManifestBytes);
   for (const d of parsed.diagnostics) candidate.diagnostics.push({ ...d, file: manifestPath });
   if (parsed.id !== undefined) candidate.id = parsed.id;
   if (parsed.sha256 !== undefined) {
@@ -216,83 +259,9 @@ export function analyzeCandidate(
   }
   if (parsed.manifest !== undefined) {
     candidate.manifest = parsed.manifest;
-    const entry = resolveEntryPoint(parsed.manifest, candidate.inventory, manifestPath);
+    const entry = resolveEntryPoint(parsed.manifest, inventory, manifestPath);
     candidate.diagnostics.push(...entry.diagnostics);
     if (entry.pluginType !== undefined) candidate.pluginType = entry.pluginType;
     if (entry.entryPoint !== undefined) candidate.entryPoint = entry.entryPoint;
   }
-  candidate.status =
-    hasErrors(candidate.diagnostics) || candidate.manifest === undefined ? 'invalid' : 'valid';
-  return candidate;
-}
-
-function applyPrecedence(candidates: PluginCandidate[]): void {
-  const byId = new Map<string, PluginCandidate[]>();
-  for (const c of candidates) {
-    if (c.id === undefined) continue;
-    const group = byId.get(c.id);
-    if (group === undefined) byId.set(c.id, [c]);
-    else group.push(c);
-  }
-  for (const [id, group] of byId) {
-    if (group.length < 2) continue;
-    // Candidates were pushed in search-path order, so the group is already in precedence order.
-    const firstIndex = group[0]?.searchPathIndex;
-    const top = group.filter((c) => c.searchPathIndex === firstIndex);
-    const rest = group.filter((c) => c.searchPathIndex !== firstIndex);
-    const topPaths = top.map((c) => c.manifestPath).join(', ');
-    if (top.length > 1) {
-      for (const c of top) {
-        c.status = 'invalid';
-        c.diagnostics.push({
-          code: 'duplicate_id',
-          severity: 'error',
-          message: `plugin id "${id}" is used by ${top.length} plugins in the same search path (${topPaths}); none is loaded until the ids are unique`,
-          file: c.manifestPath,
-          field: 'metadata.id',
-          pluginId: id,
-        });
-      }
-    } else if (top[0] !== undefined) {
-      top[0].diagnostics.push({
-        code: 'duplicate_id',
-        severity: 'warning',
-        message: `plugin "${id}" shadows other copies in later search paths: ${rest.map((c) => c.manifestPath).join(', ')}`,
-        file: top[0].manifestPath,
-        field: 'metadata.id',
-        pluginId: id,
-      });
-    }
-    for (const c of rest) {
-      c.status = 'shadowed';
-      c.diagnostics.push({
-        code: 'duplicate_id',
-        severity: 'warning',
-        message: `plugin "${id}" is shadowed by ${topPaths}, which comes earlier in the search paths`,
-        file: c.manifestPath,
-        field: 'metadata.id',
-        pluginId: id,
-      });
-    }
-  }
-}
-
-function compareCandidates(a: PluginCandidate, b: PluginCandidate): number {
-  const am = a.manifest?.metadata;
-  const bm = b.manifest?.metadata;
-  if (am === undefined || bm === undefined) {
-    if (am !== bm) return am === undefined ? 1 : -1;
-    return compareStrings(a.manifestPath, b.manifestPath);
-  }
-  return (
-    am.priority - bm.priority ||
-    compareStrings(am.name, bm.name) ||
-    compareStrings(am.id, bm.id) ||
-    a.searchPathIndex - b.searchPathIndex ||
-    compareStrings(a.manifestPath, b.manifestPath)
-  );
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -92,29 +92,8 @@ export function inventoryPlugin(root: string, limits: FileLimits): PluginInvento
   const prefix = root.endsWith(sep) ? root : root + sep;
   const unlisted = (path: string, reason: string) => inventory.unlisted.push({ path, reason });
   const walk = (dir: string, depth: number): boolean => {
-    let raw: Buffer[];
-    try {
-      // Buffers, not strings: Node would turn every name that is not UTF-8 into U+FFFD, a name no call can open.
-      raw = readdirSync(dir, { encoding: 'buffer' });
-    } catch (error) {
-      // Not even root could list it (a path past PATH_MAX, EACCES on a network file system): its files cannot be
-      // accounted for, so the plugin cannot be vouched for either.
-      unlisted(
-        printableName(relative(root, dir) || '.'),
-        (error as NodeJS.ErrnoException).code ?? 'unreadable',
-      );
-      return true;
-    }
-    const names: string[] = [];
-    for (const bytes of raw) {
-      try {
-        names.push(strictUtf8.decode(bytes));
-      } catch {
-        const shown = printableName(relative(root, join(dir, bytes.toString('latin1'))));
-        unlisted(shown, 'is not UTF-8');
-      }
-    }
-    names.sort();
+    const names = listNames(root, dir, unlisted);
+    if (names === undefined) return true;
     for (const name of names) {
       if (inventory.files.length >= limits.maxFiles) {
         inventory.stoppedAt = 'too_many_files';
@@ -151,6 +130,41 @@ export function inventoryPlugin(root: string, limits: FileLimits): PluginInvento
   };
   walk(root, 0);
   return inventory;
+}
+
+/**
+ * The names in `dir`, sorted; a name that is not UTF-8 is recorded as unlisted instead, and a directory that
+ * cannot be listed is recorded and gives undefined.
+ */
+function listNames(
+  root: string,
+  dir: string,
+  unlisted: (path: string, reason: string) => void,
+): string[] | undefined {
+  let raw: Buffer[];
+  try {
+    // Buffers, not strings: Node would turn every name that is not UTF-8 into U+FFFD, a name no call can open.
+    raw = readdirSync(dir, { encoding: 'buffer' });
+  } catch (error) {
+    // Not even root could list it (a path past PATH_MAX, EACCES on a network file system): its files cannot be
+    // accounted for, so the plugin cannot be vouched for either.
+    unlisted(
+      printableName(relative(root, dir) || '.'),
+      (error as NodeJS.ErrnoException).code ?? 'unreadable',
+    );
+    return undefined;
+  }
+  const names: string[] = [];
+  for (const bytes of raw) {
+    try {
+      names.push(strictUtf8.decode(bytes));
+    } catch {
+      const shown = printableName(relative(root, join(dir, bytes.toString('latin1'))));
+      unlisted(shown, 'is not UTF-8');
+    }
+  }
+  names.sort();
+  return names;
 }
 
 function kindOf(st: Stats): PluginFileKind {
