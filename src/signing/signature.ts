@@ -114,18 +114,7 @@ export function verifyPlugin(
   const file = join(root, SIGNATURE_FILE);
   const at = { file, ...(pluginId === undefined ? {} : { pluginId }) };
   const who = pluginId === undefined ? root : `plugin ${pluginId}`;
-  let snapshot: PluginSnapshot;
-  try {
-    snapshot = readPluginSnapshot(root, options.limits ?? DEFAULT_FILE_LIMITS, pluginId);
-  } catch (error) {
-    // A name or a tree the listing cannot hold is a file outside the signature: tampering, whatever caused it.
-    if (!(error instanceof ReedError) || error.code === 'signature_invalid') throw error;
-    throw new ReedError(
-      'signature_invalid',
-      `${who} cannot be verified: not every file of it can be covered by a signature (${error.code}: ${error.message})`,
-      { ...at, cause: error, details: { causeCode: error.code, ...error.details } },
-    );
-  }
+  const snapshot = snapshotToVerify(root, options.limits ?? DEFAULT_FILE_LIMITS, pluginId, who, at);
   const sigBytes = snapshot.files.get(SIGNATURE_FILE);
   if (sigBytes === undefined) {
     throw new ReedError(
@@ -134,43 +123,8 @@ export function verifyPlugin(
       at,
     );
   }
-  let sig: SignatureFile;
-  let signed: Map<string, string>;
-  try {
-    sig = JSON.parse(Buffer.from(sigBytes).toString('utf8')) as SignatureFile;
-    if (
-      sig === null ||
-      typeof sig !== 'object' ||
-      sig.format !== FORMAT ||
-      sig.algorithm !== 'ed25519' ||
-      typeof sig.signature !== 'string' ||
-      typeof sig.publicKey !== 'string' ||
-      typeof sig.files !== 'object' ||
-      sig.files === null ||
-      Array.isArray(sig.files)
-    ) {
-      throw new Error('not a reed signature');
-    }
-    signed = signedEntries(sig.files);
-  } catch (error) {
-    throw new ReedError(
-      'signature_invalid',
-      `${file} is not a ${FORMAT} signature file: ${(error as Error).message}`,
-      at,
-    );
-  }
-  const entries = digestSnapshot(snapshot);
-  const changed = [...new Set([...entries.keys(), ...signed.keys()])]
-    .filter((p) => entries.get(p) !== signed.get(p))
-    .sort();
-  if (changed.length > 0) {
-    const shown = changed.slice(0, 10).map((p) => JSON.stringify(p));
-    throw new ReedError(
-      'signature_invalid',
-      `files of ${who} differ from what was signed: ${shown.join(', ')}${changed.length > 10 ? ', ...' : ''}. Sign the plugin again, or restore the signed files`,
-      { ...at, details: { changed } },
-    );
-  }
+  const { sig, signed } = parseSignatureFile(sigBytes, file, at);
+  checkUnchanged(snapshot, signed, who, at);
   const publicKey = Buffer.from(sig.publicKey, 'base64');
   let ok = false;
   try {
@@ -188,6 +142,81 @@ export function verifyPlugin(
     );
   }
   return { keyId, contents: snapshot.files };
+}
+
+type SignatureAt = { file: string; pluginId?: string };
+
+/** The plugin's snapshot; a tree the listing cannot hold whole is `signature_invalid`, with the cause's code. */
+function snapshotToVerify(
+  root: string,
+  limits: FileLimits,
+  pluginId: string | undefined,
+  who: string,
+  at: SignatureAt,
+): PluginSnapshot {
+  try {
+    return readPluginSnapshot(root, limits, pluginId);
+  } catch (error) {
+    // A name or a tree the listing cannot hold is a file outside the signature: tampering, whatever caused it.
+    if (!(error instanceof ReedError) || error.code === 'signature_invalid') throw error;
+    throw new ReedError(
+      'signature_invalid',
+      `${who} cannot be verified: not every file of it can be covered by a signature (${error.code}: ${error.message})`,
+      { ...at, cause: error, details: { causeCode: error.code, ...error.details } },
+    );
+  }
+}
+
+/** `plugin.sig` parsed, its shape checked and its entries well-formed; anything else is `signature_invalid`. */
+function parseSignatureFile(
+  sigBytes: Uint8Array,
+  file: string,
+  at: SignatureAt,
+): { sig: SignatureFile; signed: Map<string, string> } {
+  try {
+    const sig = JSON.parse(Buffer.from(sigBytes).toString('utf8')) as SignatureFile;
+    if (
+      sig === null ||
+      typeof sig !== 'object' ||
+      sig.format !== FORMAT ||
+      sig.algorithm !== 'ed25519' ||
+      typeof sig.signature !== 'string' ||
+      typeof sig.publicKey !== 'string' ||
+      typeof sig.files !== 'object' ||
+      sig.files === null ||
+      Array.isArray(sig.files)
+    ) {
+      throw new Error('not a reed signature');
+    }
+    return { sig, signed: signedEntries(sig.files) };
+  } catch (error) {
+    throw new ReedError(
+      'signature_invalid',
+      `${file} is not a ${FORMAT} signature file: ${(error as Error).message}`,
+      at,
+    );
+  }
+}
+
+/** Throws `signature_invalid` naming the files whose digests differ from the signed listing (added or removed too). */
+function checkUnchanged(
+  snapshot: PluginSnapshot,
+  signed: Map<string, string>,
+  who: string,
+  at: SignatureAt,
+): void {
+  const entries = digestSnapshot(snapshot);
+  const changed = [...new Set([...entries.keys(), ...signed.keys()])]
+    .filter((p) => entries.get(p) !== signed.get(p))
+    .sort();
+  if (changed.length > 0) {
+    const shown = changed.slice(0, 10).map((p) => JSON.stringify(p));
+    throw new ReedError(
+      'signature_invalid',
+      `files of ${who} differ from what was signed: ${shown.join(', ')}${changed.length > 10 ? ', ...' : ''}. Sign the plugin again, or restore the signed files`,
+      { ...at, details: { changed } },
+    );
+  }
 }
 
 /** The signature file's entries, each a well-formed name and digest (a hostile file gets no other shape in). */
