@@ -3,6 +3,7 @@
 // characters repaint a terminal (ESC and C1 sequences), move the cursor (\r, \b) or start a line that passes for
 // the host's or another plugin's (\n, U+2028/U+2029 in some viewers); bidi controls reorder what is shown.
 // JSON.stringify escapes C0 but leaves DEL, C1, the separators and bidi controls raw; pino does the same.
+import { stringifyJson } from './json.js';
 
 /** Characters never shown raw: C0 but tab, DEL, C1, U+2028/U+2029, and the bidi embeddings/overrides/isolates. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is escaped
@@ -31,9 +32,7 @@ export function escapeRawInJson(json: string): string {
  */
 export function jsonText(value: unknown, space?: number): string | undefined {
   try {
-    return escapeRawInJson(
-      JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), space),
-    );
+    return escapeRawInJson(stringifyJson(value, space));
   } catch {
     return undefined;
   }
