@@ -9,7 +9,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import { ReedError } from '../src/errors.js';
 import {
   encodeFrame,
   type Frame,
@@ -18,11 +17,13 @@ import {
   MAX_FRAME_FROM_HOST,
   PROTOCOL_VERSION,
 } from '../src/protocol/frames.js';
+import { readHostReply } from '../src/protocol/host-calls.js';
 import { errorPayload, logPayload, type PluginSpec } from '../src/protocol/messages.js';
-import type { HostApi } from '../src/runtime/host-api.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import { dial, UNIX_SCHEME } from '../src/transport/transport.js';
-import type { HostReply } from './remote-host-api.js';
+import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
+import { runnerHostApi } from './runner-host-api.js';
+import { startRuntime } from './start-runtime.js';
 
 const { values } = parseArgs({
   options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' }, connect: { type: 'string' } },
@@ -102,46 +103,38 @@ const flag = new Int32Array(new SharedArrayBuffer(4));
 const pendingHostCalls = new Map<number, true>();
 let nextHostCall = 1;
 let hostPort: MessageChannel['port1'] | undefined;
+const toWorker = (message: ToWorker) => worker?.postMessage(message);
 
 function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
   const channel = new MessageChannel();
   hostPort = channel.port1;
-  const workDir = process.cwd();
+  const workerData: WorkerInput = { spec, bytes, flag, hostPort: channel.port2, workDir: process.cwd() };
   worker = new Worker(join(dirname(fileURLToPath(import.meta.url)), 'worker.js'), {
-    workerData: { spec, bytes, flag, hostPort: channel.port2, workDir },
+    workerData,
     transferList: [channel.port2],
     // The plugin's memory is capped by the module itself and by the sandbox's limits, not the worker's heap.
   });
-  hostPort.on('message', (request: { op: string; args: string[]; bytes?: Uint8Array }) => {
+  hostPort.on('message', (request: HostCallMessage) => {
     const id = nextHostCall++;
     pendingHostCalls.set(id, true);
-    send(FrameType.HostCall, id, { op: request.op, args: request.args }, request.bytes);
+    send(FrameType.HostCall, id, request.meta, request.body);
   });
-  worker.on('message', (msg: Record<string, unknown>) => {
-    switch (msg.t) {
+  worker.on('message', (message: FromWorker) => {
+    switch (message.type) {
       case 'ready':
-        send(FrameType.Ready, 0, { functions: msg.functions });
+        send(FrameType.Ready, 0, { functions: message.functions });
         break;
       case 'loadError':
-        send(FrameType.Error, 0, { code: msg.code, message: msg.message, details: msg.details });
+        send(FrameType.Error, 0, message.error);
         break;
       case 'result':
-        send(
-          FrameType.Result,
-          msg.id as number,
-          { fuelConsumed: msg.fuelConsumed },
-          msg.output as Uint8Array,
-        );
+        send(FrameType.Result, message.id, { fuelConsumed: message.fuelConsumed }, message.output);
         break;
       case 'error':
-        send(FrameType.Error, msg.id as number, {
-          code: msg.code,
-          message: msg.message,
-          details: msg.details,
-        });
+        send(FrameType.Error, message.id, message.error);
         break;
       case 'log':
-        send(FrameType.Log, 0, logPayload(msg.level as number, msg.message as string));
+        send(FrameType.Log, 0, logPayload(message.level, message.message));
         break;
       case 'bye':
         send(FrameType.Bye, 0);
@@ -156,50 +149,23 @@ function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
 }
 
 /**
- * A plugin that needs no answers from the host (a WASM module importing no storage, content or event
- * functions) runs right here on the main thread: no worker to start, no thread hops per call. Its log lines
- * are sent as they come; config_get is answered from the configuration the host sent.
+ * A plugin that needs no answers from the host (a WASM module importing none of the functions a runner must ask
+ * for) runs right here on the main thread: no worker to start, no thread hops per call. Its log lines are sent
+ * as they come; config_get is answered from the configuration the host sent, as in the worker.
  */
 let local: PluginRuntime | undefined;
 
 async function startLocal(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
-  const { WasmPlugin } = await import('../src/runtime/wasm/wasm-plugin.js');
-  const host: HostApi = {
+  const host = runnerHostApi({
     log: (level, message) => send(FrameType.Log, 0, logPayload(level, message)),
-    configGet: (key) =>
-      key === ''
-        ? JSON.stringify(spec.configuration)
-        : Object.hasOwn(spec.configuration, key)
-          ? JSON.stringify(spec.configuration[key])
-          : undefined,
-    storageGet: noHost,
-    storagePut: noHost,
-    storageDelete: noHost,
-    storageList: noHost,
-    contentCreate: noHost,
-    contentGet: noHost,
-    eventEmit: noHost,
-  };
+    configuration: spec.configuration,
+  });
   try {
-    const runtime = new WasmPlugin({
-      pluginId: spec.id,
-      module: new WebAssembly.Module(bytes),
-      exports: spec.exports ?? [],
-      isCommand: spec.isCommand ?? false,
-      host,
-      limits: spec.limits,
-      wasi: spec.wasi,
-    });
-    runtime.init();
-    local = runtime;
-    send(FrameType.Ready, 0, { functions: runtime.functions });
+    local = await startRuntime(spec, bytes, host, process.cwd());
+    send(FrameType.Ready, 0, { functions: local.functions });
   } catch (error) {
     send(FrameType.Error, 0, errorPayload(error));
   }
-}
-
-function noHost(): never {
-  throw new ReedError('sandbox_crashed', 'this plugin was loaded without host calls');
 }
 
 function handle(frame: Frame): void {
@@ -219,14 +185,11 @@ function handle(frame: Frame): void {
         } catch (error) {
           send(FrameType.Error, frame.id, errorPayload(error));
         }
-      } else worker?.postMessage({ t: 'call', id: frame.id, fn: frame.meta.fn, input: frame.body });
+      } else toWorker({ type: 'call', id: frame.id, fn: String(frame.meta.fn), input: frame.body });
       break;
     case FrameType.HostReply: {
       if (!pendingHostCalls.delete(frame.id)) return;
-      const reply: HostReply = {
-        ...(frame.meta as Omit<HostReply, 'bytes'>),
-        ...(frame.meta.hasBytes === true ? { bytes: frame.body } : {}),
-      };
+      const reply: HostReplyMessage = { type: 'hostReply', reply: readHostReply(frame.meta, frame.body) };
       hostPort?.postMessage(reply);
       Atomics.store(flag, 0, 1);
       Atomics.notify(flag, 0);
@@ -244,7 +207,7 @@ function handle(frame: Frame): void {
           socket.end(() => exit(0));
         }
       } else if (worker === undefined) socket.end(() => exit(0));
-      else worker.postMessage({ t: 'shutdown' });
+      else toWorker({ type: 'shutdown' });
       break;
     default:
       exit(3);

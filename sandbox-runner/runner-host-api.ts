@@ -1,69 +1,49 @@
-import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
-import { isCode } from '../src/codes.js';
 import { ReedError } from '../src/errors.js';
-import type { HostOp } from '../src/protocol/messages.js';
-import type { HostApi } from '../src/runtime/host-api.js';
+import {
+  type HostCallMeta,
+  type HostReply,
+  hostCallFrame,
+  hostCallResult,
+} from '../src/protocol/host-calls.js';
+import {
+  HOST_CALL_NAMES,
+  type HostApi,
+  type HostArg,
+  type RunnerAnsweredName,
+} from '../src/runtime/host-api.js';
+import { configurationJson } from '../src/runtime/host-api-calls.js';
 
-export interface HostReply {
-  ok: boolean;
-  value?: unknown;
-  bytes?: Uint8Array;
-  code?: string;
-  message?: string;
+export interface RunnerHostApiOptions {
+  /** Sends a plugin's log line to the host (a Log frame, from the main thread). */
+  log: (level: number, message: string) => void;
+  /** The plugin's [configuration], as the host sent it: config_get answers from it. */
+  configuration: Record<string, unknown>;
+  /**
+   * Asks the host and waits for its reply. Absent for a plugin loaded without host calls (a WASM module that
+   * imports none of the functions a runner must ask for): they cannot happen, and fail if they did.
+   */
+  ask?: (call: { meta: HostCallMeta; body?: Uint8Array }) => HostReply;
 }
 
 /**
- * The HostApi inside the runner's worker thread. Each call is synchronous for the plugin: the request goes to
- * the runner's main thread (which owns the socket), and the worker blocks on a shared flag until the main
- * thread has put the host's reply on the port. Permission checks happen on the host, not here.
+ * The HostApi inside a runner, from the host API table: the functions whose row says `reply` are asked of the
+ * host, which checks permissions and quotas (the runner can only ask); the others are answered here, by the
+ * implementations below. Synchronous for the plugin, whichever thread it runs on.
  */
-export class RemoteHostApi implements HostApi {
-  constructor(
-    private readonly port: MessagePort,
-    private readonly flag: Int32Array,
-    private readonly log_: (level: number, message: string) => void,
-  ) {}
-
-  #ask(op: HostOp, args: string[], bytes?: Uint8Array): HostReply {
-    Atomics.store(this.flag, 0, 0);
-    this.port.postMessage({ op, args, bytes });
-    Atomics.wait(this.flag, 0, 0);
-    const reply = receiveMessageOnPort(this.port)?.message as HostReply | undefined;
-    if (reply === undefined) throw new ReedError('sandbox_crashed', 'the runner lost its host connection');
-    if (!reply.ok) {
-      throw new ReedError(
-        isCode(reply.code) ? reply.code : 'invalid_argument',
-        reply.message ?? 'host call failed',
-      );
-    }
-    return reply;
+export function runnerHostApi(o: RunnerHostApiOptions): HostApi {
+  const answeredHere: Pick<HostApi, RunnerAnsweredName> = {
+    log: o.log,
+    config_get: (key) => configurationJson(o.configuration, key),
+  };
+  const api: Record<string, unknown> = { ...answeredHere };
+  const { ask } = o;
+  for (const name of HOST_CALL_NAMES) {
+    api[name] = (...args: HostArg[]) => {
+      if (ask === undefined)
+        throw new ReedError('sandbox_crashed', 'this plugin was loaded without host calls');
+      return hostCallResult(name, ask(hostCallFrame(name, args)));
+    };
   }
-
-  log(level: number, message: string): void {
-    this.log_(level, message);
-  }
-  storageGet(key: string): Uint8Array | undefined {
-    return this.#ask('storageGet', [key]).bytes;
-  }
-  storagePut(key: string, value: Uint8Array): void {
-    this.#ask('storagePut', [key], value);
-  }
-  storageDelete(key: string): boolean {
-    return this.#ask('storageDelete', [key]).value === true;
-  }
-  storageList(prefix: string): string[] {
-    return this.#ask('storageList', [prefix]).value as string[];
-  }
-  contentCreate(type: string, data: string): string {
-    return this.#ask('contentCreate', [type, data]).value as string;
-  }
-  contentGet(id: string): string | undefined {
-    return (this.#ask('contentGet', [id]).value as string | null) ?? undefined;
-  }
-  eventEmit(topic: string, data: string): void {
-    this.#ask('eventEmit', [topic, data]);
-  }
-  configGet(key: string): string | undefined {
-    return (this.#ask('configGet', [key]).value as string | null) ?? undefined;
-  }
+  // Complete by construction: the answered-here names are typed above, the asked ones are every other name.
+  return api as HostApi;
 }

@@ -1,71 +1,60 @@
-// The runner's worker thread: hosts the plugin's runtime, the same code as mode `none`.
-import { join } from 'node:path';
-import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { errorPayload, type PluginSpec } from '../src/protocol/messages.js';
+// The runner's worker thread: hosts the plugin's runtime, the same code as mode `none`. Its host calls block on
+// a shared flag while the main thread (which owns the connection) fetches the host's reply.
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { ReedError } from '../src/errors.js';
+import type { HostReply } from '../src/protocol/host-calls.js';
+import { errorPayload } from '../src/protocol/messages.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
-import { WasmPlugin } from '../src/runtime/wasm/wasm-plugin.js';
-import { RemoteHostApi } from './remote-host-api.js';
+import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
+import { runnerHostApi } from './runner-host-api.js';
+import { startRuntime } from './start-runtime.js';
 
-interface WorkerInput {
-  spec: PluginSpec;
-  bytes: Uint8Array;
-  flag: Int32Array;
-  hostPort: MessagePort;
-  workDir: string;
+const parent = parentPort;
+if (parent === null) throw new Error('worker.js runs as a worker thread of the sandbox-runner');
+const port: MessagePort = parent;
+const post = (message: FromWorker) => port.postMessage(message);
+const { spec, bytes, flag, hostPort, workDir }: WorkerInput = workerData;
+
+function ask(call: { meta: HostCallMessage['meta']; body?: Uint8Array }): HostReply {
+  Atomics.store(flag, 0, 0);
+  hostPort.postMessage({ type: 'hostCall', ...call } satisfies HostCallMessage);
+  Atomics.wait(flag, 0, 0);
+  const reply: HostReplyMessage | undefined = receiveMessageOnPort(hostPort)?.message;
+  if (reply === undefined) throw new ReedError('sandbox_crashed', 'the runner lost its host connection');
+  return reply.reply;
 }
 
-const port = parentPort;
-if (port === null) throw new Error('worker.js runs as a worker thread of the sandbox-runner');
-const { spec, bytes, flag, hostPort, workDir } = workerData as WorkerInput;
-const host = new RemoteHostApi(hostPort, flag, (level, message) =>
-  port.postMessage({ t: 'log', level, message }),
-);
+const host = runnerHostApi({
+  log: (level, message) => post({ type: 'log', level, message }),
+  configuration: spec.configuration,
+  ask,
+});
 
 let runtime: PluginRuntime;
 try {
-  if (spec.type === 'wasm') {
-    runtime = new WasmPlugin({
-      pluginId: spec.id,
-      module: new WebAssembly.Module(bytes),
-      exports: spec.exports ?? [],
-      isCommand: spec.isCommand ?? false,
-      host,
-      limits: spec.limits,
-      wasi: spec.wasi,
-    });
-  } else {
-    // Before the library's code runs: its constructors run at load. (koffi is loaded here anyway.)
-    if (process.platform === 'linux') (await import('./confine.js')).denyTracing();
-    const { NativePlugin } = await import('../src/runtime/native/native-plugin.js');
-    runtime = new NativePlugin({
-      pluginId: spec.id,
-      bytes,
-      privateDir: join(workDir, 'native'),
-      host,
-      limits: spec.limits,
-      hostApiVersion: spec.apiVersion,
-    });
-  }
-  runtime.init();
-  port.postMessage({ t: 'ready', functions: runtime.functions });
+  runtime = await startRuntime(spec, bytes, host, workDir);
+  post({ type: 'ready', functions: runtime.functions });
 } catch (error) {
-  port.postMessage({ t: 'loadError', ...errorPayload(error) });
+  post({ type: 'loadError', error: errorPayload(error) });
   throw error;
 }
 
-port.on('message', (msg: { t: string; id: number; fn: string; input: Uint8Array }) => {
-  if (msg.t === 'call') {
-    try {
-      const result = runtime.call(msg.fn, msg.input);
-      port.postMessage({ t: 'result', id: msg.id, output: result.output, fuelConsumed: result.fuelConsumed });
-    } catch (error) {
-      port.postMessage({ t: 'error', id: msg.id, ...errorPayload(error) });
-    }
-  } else if (msg.t === 'shutdown') {
-    try {
-      runtime.deactivate();
-    } finally {
-      port.postMessage({ t: 'bye' });
-    }
+port.on('message', (message: ToWorker) => {
+  switch (message.type) {
+    case 'call':
+      try {
+        const { output, fuelConsumed } = runtime.call(message.fn, message.input);
+        post({ type: 'result', id: message.id, output, fuelConsumed });
+      } catch (error) {
+        post({ type: 'error', id: message.id, error: errorPayload(error) });
+      }
+      break;
+    case 'shutdown':
+      try {
+        runtime.deactivate();
+      } finally {
+        post({ type: 'bye' });
+      }
+      break;
   }
 });

@@ -2,15 +2,18 @@ import type { Logger } from 'pino';
 import { ReedError } from '../errors.js';
 import { jsonTooDeep, MAX_DATA_DEPTH } from '../manifest/config-check.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
-import { MAX_TOPIC_LENGTH, patternCovers } from '../manifest/topic-pattern.js';
+import { patternCovers } from '../manifest/topic-pattern.js';
 import type { AccessLevel, PluginPermissions } from '../manifest/types.js';
 import {
+  HOST_FUNCTIONS,
   type HostApi,
-  MAX_CONTENT_ID_BYTES,
+  type HostApiName,
+  type HostArg,
+  type HostFunction,
   MAX_CONTENT_TYPE_BYTES,
-  MAX_EVENT_DATA_BYTES,
   MAX_KEY_BYTES,
 } from '../runtime/host-api.js';
+import { checkArgumentSizes, configurationJson } from '../runtime/host-api-calls.js';
 import { LogRate } from '../runtime/log-rate.js';
 import { escapeUnprintable } from '../safe-text.js';
 import type { ContentService, EventBus, StorageService } from './services.js';
@@ -27,7 +30,9 @@ const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
 /**
  * The host API for one plugin: every permission check and quota lives here, on the host side, whatever the
- * sandbox mode. The plugin's id comes from the host, never from the plugin, so it cannot act as another.
+ * sandbox mode. The plugin's id comes from the host, never from the plugin, so it cannot act as another. Each
+ * method is its implementation behind #checked, which applies what the function's row of the host API table
+ * (src/runtime/host-api.ts) says: argument caps, then the permission.
  */
 export class PluginHostApi implements HostApi {
   readonly #log: Logger;
@@ -45,42 +50,7 @@ export class PluginHostApi implements HostApi {
     this.#rate = new LogRate(limits.logLinesPerSecond);
   }
 
-  #deny(what: string, field: string): never {
-    throw new ReedError(
-      'permission_denied',
-      `plugin "${this.pluginId}" may not ${what}: its manifest does not ask for it (permissions.${field})`,
-      { pluginId: this.pluginId, field: `permissions.${field}` },
-    );
-  }
-
-  #need(field: 'storage' | 'content', level: Exclude<AccessLevel, 'none'>, what: string): void {
-    const granted = this.permissions[field];
-    if (granted === 'none' || (level === 'readwrite' && granted !== 'readwrite')) this.#deny(what, field);
-  }
-
-  #key(key: string): string {
-    this.#cap(key, MAX_KEY_BYTES, 'storage key');
-    if (key.length === 0 || key.includes('\0')) {
-      throw new ReedError('invalid_argument', `storage key must be 1-${MAX_KEY_BYTES} bytes without NUL`, {
-        pluginId: this.pluginId,
-      });
-    }
-    return key;
-  }
-
-  /** Refuses `value` above `cap` bytes (the length test first: a string's UTF-8 length is at least its length). */
-  #cap(value: string, cap: number, what: string): void {
-    if (value.length > cap || Buffer.byteLength(value) > cap) {
-      throw new ReedError(
-        'argument_too_large',
-        `plugin "${this.pluginId}" passed ${what} of ${Buffer.byteLength(value)} bytes; the host takes at most ${cap}`,
-        { pluginId: this.pluginId },
-      );
-    }
-  }
-
-  log(level: number, message: string): void {
-    if (!this.permissions.log) return;
+  readonly log = this.#checked('log', (level, message) => {
     const admitted = this.#rate.admit((dropped) =>
       this.#log.warn(
         { dropped },
@@ -96,32 +66,25 @@ export class PluginHostApi implements HostApi {
       text = `${Buffer.from(text).subarray(0, cap).toString('utf8')}... [truncated]`;
     }
     this.#log[LEVELS[level] ?? 'info'](text);
-  }
+  });
 
-  storageGet(key: string): Uint8Array | undefined {
-    this.#need('storage', 'read', 'read storage');
-    return this.services.storage.get(this.pluginId, this.#key(key));
-  }
+  readonly storage_get = this.#checked('storage_get', (key) =>
+    this.services.storage.get(this.pluginId, this.#storageKey(key)),
+  );
 
-  storagePut(key: string, value: Uint8Array): void {
-    this.#need('storage', 'readwrite', 'write storage');
-    this.services.storage.put(this.pluginId, this.#key(key), value, this.limits.storageQuotaBytes);
-  }
+  readonly storage_put = this.#checked('storage_put', (key, value) => {
+    this.services.storage.put(this.pluginId, this.#storageKey(key), value, this.limits.storageQuotaBytes);
+  });
 
-  storageDelete(key: string): boolean {
-    this.#need('storage', 'readwrite', 'write storage');
-    return this.services.storage.delete(this.pluginId, this.#key(key));
-  }
+  readonly storage_delete = this.#checked('storage_delete', (key) =>
+    this.services.storage.delete(this.pluginId, this.#storageKey(key)),
+  );
 
-  storageList(prefix: string): string[] {
-    this.#need('storage', 'read', 'read storage');
-    this.#cap(prefix, MAX_KEY_BYTES, 'a storage prefix');
-    return this.services.storage.list(this.pluginId, prefix, MAX_LIST);
-  }
+  readonly storage_list = this.#checked('storage_list', (prefix) =>
+    this.services.storage.list(this.pluginId, prefix, MAX_LIST),
+  );
 
-  contentCreate(type: string, data: string): string {
-    this.#need('content', 'readwrite', 'create content');
-    this.#cap(type, MAX_CONTENT_TYPE_BYTES, 'a content type');
+  readonly content_create = this.#checked('content_create', (type, data) => {
     if (type.length === 0)
       throw new ReedError('invalid_argument', `content type must be 1-${MAX_CONTENT_TYPE_BYTES} bytes`, {
         pluginId: this.pluginId,
@@ -138,37 +101,68 @@ export class PluginHostApi implements HostApi {
       );
     }
     return this.services.content.create(this.pluginId, type, this.#json(data, 'content data'), bytes);
-  }
+  });
 
-  contentGet(id: string): string | undefined {
-    this.#need('content', 'read', 'read content');
-    this.#cap(id, MAX_CONTENT_ID_BYTES, 'a content id');
+  readonly content_get = this.#checked('content_get', (id) => {
     const item = this.services.content.get(id);
     return item === undefined ? undefined : JSON.stringify(item);
-  }
+  });
 
-  eventEmit(topic: string, data: string): void {
-    // Before matching: the matcher is linear, but in the topic's length times the manifest's patterns.
-    this.#cap(topic, MAX_TOPIC_LENGTH, 'an event topic');
-    if (
-      !this.permissions.events.emit.some((allowed) => patternCovers(allowed, topic)) ||
-      topic.includes('*')
-    ) {
-      this.#deny(`emit event "${escapeUnprintable(topic)}"`, 'events.emit');
-    }
-    this.#cap(data, MAX_EVENT_DATA_BYTES, 'event data');
+  readonly event_emit = this.#checked('event_emit', (topic, data) => {
     this.services.events.emit({
       topic,
       data: data === '' ? null : this.#json(data, 'event data'),
       source: this.pluginId,
     });
+  });
+
+  readonly config_get = this.#checked('config_get', (key) => configurationJson(this.configuration, key));
+
+  /**
+   * `run` behind the checks of `name`'s row: every argument measured against its cap before anything is done
+   * with it (topic matching included: the matcher is linear, but in the topic's length times the patterns),
+   * then the permission. A log line without permissions.log is dropped, not refused (as in the seed).
+   */
+  #checked<N extends HostApiName>(name: N, run: HostApi[N]): HostApi[N] {
+    const row: HostFunction = HOST_FUNCTIONS[name];
+    const implementation = run as (...args: HostArg[]) => unknown;
+    const checked = (...args: HostArg[]): unknown => {
+      checkArgumentSizes(this.pluginId, name, args);
+      const permission = row.permission;
+      if (permission?.kind === 'log' && !this.permissions.log) return undefined;
+      if (permission?.kind === 'access') this.#need(permission.field, permission.level, permission.action);
+      if (permission?.kind === 'topic') this.#mayEmit(String(args[0]));
+      return implementation(...args);
+    };
+    return checked as HostApi[N];
   }
 
-  configGet(key: string): string | undefined {
-    this.#cap(key, MAX_KEY_BYTES, 'a configuration key');
-    if (key === '') return JSON.stringify(this.configuration, bigintSafe);
-    if (!Object.hasOwn(this.configuration, key)) return undefined;
-    return JSON.stringify(this.configuration[key], bigintSafe);
+  #deny(what: string, field: string): never {
+    throw new ReedError(
+      'permission_denied',
+      `plugin "${this.pluginId}" may not ${what}: its manifest does not ask for it (permissions.${field})`,
+      { pluginId: this.pluginId, field: `permissions.${field}` },
+    );
+  }
+
+  #need(field: 'storage' | 'content', level: Exclude<AccessLevel, 'none'>, what: string): void {
+    const granted = this.permissions[field];
+    if (granted === 'none' || (level === 'readwrite' && granted !== 'readwrite')) this.#deny(what, field);
+  }
+
+  #mayEmit(topic: string): void {
+    if (!this.permissions.events.emit.some((allowed) => patternCovers(allowed, topic)) || topic.includes('*'))
+      this.#deny(`emit event "${escapeUnprintable(topic)}"`, 'events.emit');
+  }
+
+  /** A storage key beyond its size: not empty, no NUL. */
+  #storageKey(key: string): string {
+    if (key.length === 0 || key.includes('\0')) {
+      throw new ReedError('invalid_argument', `storage key must be 1-${MAX_KEY_BYTES} bytes without NUL`, {
+        pluginId: this.pluginId,
+      });
+    }
+    return key;
   }
 
   #json(text: string, what: string): unknown {
@@ -188,8 +182,4 @@ export class PluginHostApi implements HostApi {
       });
     }
   }
-}
-
-function bigintSafe(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? value.toString() : value;
 }

@@ -23,29 +23,24 @@ export interface PluginSpec {
   configuration: Record<string, unknown>;
 }
 
-/** Host API operations a runner may ask for (HostCall frames); each maps to one HostApi method. */
-export const HOST_OPS = [
-  'storageGet',
-  'storagePut',
-  'storageDelete',
-  'storageList',
-  'contentCreate',
-  'contentGet',
-  'eventEmit',
-  'configGet',
-] as const;
-export type HostOp = (typeof HOST_OPS)[number];
+/** Whether `value` is an array of strings, of at most 100,000 (a frame's list: functions, arguments, keys). */
+export function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length <= 100_000 && value.every((v) => typeof v === 'string');
+}
+
+/** Error frame metadata. */
+export interface ErrorPayload {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
 
 /**
  * An error as Error frame metadata: a ReedError keeps its code and details; anything else is the runner's own
  * failure. Cut to what the host accepts (MAX_ERROR_MESSAGE, boundedDetails), so a long message or large details
  * of the runner's own never cost the sandbox a protocol_violation.
  */
-export function errorPayload(error: unknown): {
-  code: string;
-  message: string;
-  details?: Record<string, unknown>;
-} {
+export function errorPayload(error: unknown): ErrorPayload {
   if (!(error instanceof ReedError))
     return {
       code: 'sandbox_crashed',

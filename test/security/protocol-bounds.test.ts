@@ -74,10 +74,10 @@ describe('frame metadata is bounded in depth and size, on every frame', () => {
     expect(() => decode(rawFrame(99, 1, '{}'))).toThrow(ProtocolError);
     // What the protocol itself sends still passes: a HostCall with a large argument, a Welcome's nested spec.
     const hostCall = encodeFrame(FrameType.HostCall, 1, {
-      op: 'eventEmit',
+      op: 'event_emit',
       args: ['t', 'x'.repeat(1 << 20)],
     });
-    expect(decode(hostCall)[0]?.meta.op).toBe('eventEmit');
+    expect(decode(hostCall)[0]?.meta.op).toBe('event_emit');
     let configuration: unknown = 'leaf';
     for (let i = 0; i < 32; i++) configuration = [configuration];
     const welcome = encodeFrame(FrameType.Welcome, 0, { plugin: { configuration: { k: configuration } } });

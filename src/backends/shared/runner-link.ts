@@ -8,7 +8,8 @@ import {
   MAX_LOG_MESSAGE,
   ProtocolError,
 } from '../../protocol/frames.js';
-import { boundedDetails, HOST_OPS, type HostOp, type PluginSpec } from '../../protocol/messages.js';
+import { answerHostCall } from '../../protocol/host-calls.js';
+import { boundedDetails, isStringArray, type PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { type ConnectionOptions, RunnerConnection } from '../../transport/connection.js';
@@ -21,8 +22,6 @@ interface Pending {
   resolve: (value: { output: Uint8Array; fuelConsumed: number }) => void;
   reject: (error: ReedError) => void;
 }
-
-const MAX_ARG_BYTES = 64 * 1024 * 1024;
 
 /**
  * The host's end of the protocol with one runner (docs/PROTOCOL.md), over a connection whatever its transport
@@ -203,57 +202,10 @@ export class RunnerLink {
     });
   }
 
+  /** A host API call from the runner, answered by the table's wire encoding (protocol/host-calls.ts). */
   #hostCall(frame: Frame): void {
-    const { op, args } = frame.meta;
-    if (typeof op !== 'string' || !(HOST_OPS as readonly string[]).includes(op) || !isStringArray(args)) {
-      throw new ProtocolError('malformed HostCall frame');
-    }
-    if (args.reduce((n, a) => n + a.length, 0) + frame.body.length > MAX_ARG_BYTES)
-      throw new ProtocolError('HostCall arguments too large');
-    const h = this.#o.host;
-    const reply = (meta: object, body?: Uint8Array) => this.#send(FrameType.HostReply, frame.id, meta, body);
-    const a = (i: number) => {
-      const v = args[i];
-      if (v === undefined) throw new ReedError('invalid_argument', `${op} needs ${i + 1} argument(s)`);
-      return v;
-    };
-    try {
-      switch (op as HostOp) {
-        case 'storageGet': {
-          const value = h.storageGet(a(0));
-          reply({ ok: true, hasBytes: value !== undefined }, value);
-          return;
-        }
-        case 'storagePut':
-          h.storagePut(a(0), frame.body);
-          break;
-        case 'storageDelete':
-          reply({ ok: true, value: h.storageDelete(a(0)) });
-          return;
-        case 'storageList':
-          reply({ ok: true, value: h.storageList(a(0)) });
-          return;
-        case 'contentCreate':
-          reply({ ok: true, value: h.contentCreate(a(0), a(1)) });
-          return;
-        case 'contentGet':
-          reply({ ok: true, value: h.contentGet(a(0)) ?? null });
-          return;
-        case 'eventEmit':
-          h.eventEmit(a(0), a(1));
-          break;
-        case 'configGet':
-          reply({ ok: true, value: h.configGet(a(0)) ?? null });
-          return;
-      }
-      reply({ ok: true });
-    } catch (error) {
-      const e =
-        error instanceof ReedError
-          ? error
-          : new ReedError('invalid_argument', String((error as Error)?.message ?? error));
-      reply({ ok: false, code: e.code, message: e.message });
-    }
+    const reply = answerHostCall(this.#o.host, frame.meta, frame.body);
+    this.#send(FrameType.HostReply, frame.id, reply.meta, reply.body);
   }
 
   /** The connection ended (connection.ts): everything waiting on this runner fails with `error`. */
@@ -264,8 +216,4 @@ export class RunnerLink {
     this.#pending.clear();
     for (const listener of this.#closeListeners) listener(error);
   }
-}
-
-function isStringArray(value: unknown): value is string[] {
-  return Array.isArray(value) && value.length <= 100_000 && value.every((v) => typeof v === 'string');
 }

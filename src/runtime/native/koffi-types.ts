@@ -1,43 +1,52 @@
-import koffi from 'koffi';
+import koffi, { type TypeObject } from 'koffi';
+import {
+  HOST_FUNCTION_NAMES,
+  HOST_FUNCTIONS,
+  type HostFunction,
+  type HostFunctionName,
+  type NativeName,
+  type Param,
+} from '../host-api.js';
 
 /**
- * The C ABI of include/reed_plugin.h as koffi types. Declared once per process: koffi registers named types
- * globally. Keep in step with the header (docs/ABI-native.md).
+ * The C ABI of include/reed_plugin.h as koffi types; the host API callbacks from the host API table. Declared once
+ * per process: koffi registers named types globally. The header is checked against the table
+ * (test/unit/host-api-table.test.ts; docs/ABI-native.md).
  */
 export const NATIVE_ABI = 1;
 
 export const Output = koffi.struct('reed_output', { data: 'void *', len: 'size_t' });
 
-export const LogFn = koffi.proto('void reed_log_fn(void *ctx, int32_t level, const void *msg, size_t len)');
-export const ErrorSetFn = koffi.proto(
-  'void reed_error_set_fn(void *ctx, const void *code, size_t code_len, const void *msg, size_t msg_len)',
-);
-/** (ctx, a, a_len, buf, cap): storage_get, storage_list, content_get, config_get. */
-export const FillFn = koffi.proto(
-  'int64_t reed_fill_fn(void *ctx, const void *a, size_t a_len, void *buf, size_t cap)',
-);
-/** (ctx, a, a_len, b, b_len): storage_put, event_emit. */
-export const PairFn = koffi.proto(
-  'int64_t reed_pair_fn(void *ctx, const void *a, size_t a_len, const void *b, size_t b_len)',
-);
-export const OneFn = koffi.proto('int64_t reed_one_fn(void *ctx, const void *a, size_t a_len)');
-export const CreateFn = koffi.proto(
-  'int64_t reed_content_create_fn(void *ctx, const void *type, size_t type_len, const void *data, size_t data_len, void *id_buf, size_t id_cap)',
-);
+/** A parameter's C types as koffi reads them: pointers as `void *`, lengths and capacities as `size_t`. */
+function cParams(param: Param): string[] {
+  if (param.kind === 'i32') return [`int32_t ${param.name}`];
+  const pointer = param.kind === 'buffer' ? 'void *' : 'const void *';
+  return [`${pointer}${param.name}`, `size_t ${param.name}_${param.kind === 'buffer' ? 'cap' : 'len'}`];
+}
 
+/** The C prototype of a reed_host_api field, from its row: ctx first, an int64_t back unless it answers nothing. */
+export function nativePrototype(name: NativeName): string {
+  const row: HostFunction = HOST_FUNCTIONS[name];
+  const params = ['void *ctx', ...row.params.flatMap(cParams)].join(', ');
+  return `${row.answer === 'nothing' ? 'void' : 'int64_t'} reed_${name}_fn(${params})`;
+}
+
+export function isNativeName(name: HostFunctionName): name is NativeName {
+  return HOST_FUNCTIONS[name].native;
+}
+
+export const NATIVE_NAMES = HOST_FUNCTION_NAMES.filter(isNativeName);
+
+/** Each callback's koffi prototype, by name. */
+export const CALLBACKS: Readonly<Record<NativeName, TypeObject>> = Object.fromEntries(
+  NATIVE_NAMES.map((name) => [name, koffi.proto(nativePrototype(name))]),
+) as Record<NativeName, TypeObject>;
+
+/** reed_host_api: the ABI number, the context, then the callbacks in table order. */
 export const HostApi = koffi.struct('reed_host_api', {
   abi: 'uint32_t',
   ctx: 'void *',
-  log: koffi.pointer(LogFn),
-  error_set: koffi.pointer(ErrorSetFn),
-  storage_get: koffi.pointer(FillFn),
-  storage_put: koffi.pointer(PairFn),
-  storage_delete: koffi.pointer(OneFn),
-  storage_list: koffi.pointer(FillFn),
-  content_create: koffi.pointer(CreateFn),
-  content_get: koffi.pointer(FillFn),
-  event_emit: koffi.pointer(PairFn),
-  config_get: koffi.pointer(FillFn),
+  ...Object.fromEntries(NATIVE_NAMES.map((name) => [name, koffi.pointer(CALLBACKS[name])])),
 });
 
 export const Plugin = koffi.struct('reed_plugin', {

@@ -1,3 +1,5 @@
+// Longer than most files: one class owns a library's whole life and its host callbacks, because the per-call
+// state they share (the plugin's error, a violation that fails the call, the deadline) must stay private to it.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
@@ -5,11 +7,26 @@ import semver from 'semver';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
-import type { HostApi } from '../host-api.js';
+import {
+  HOST_FUNCTIONS,
+  type HostApi,
+  type HostApiName,
+  type HostArg,
+  type HostFunction,
+  type NativeName,
+  NOT_FOUND,
+  TABLE_MARSHALLED_NAMES,
+} from '../host-api.js';
+import {
+  answerStatus,
+  bufferData,
+  checkArgumentSize,
+  fillsBuffer,
+  invokeHostApi,
+} from '../host-api-calls.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
 import * as T from './koffi-types.js';
 
-const NOT_FOUND = -1;
 const E_PERMISSION = -2;
 const E_QUOTA = -3;
 const E_INVALID = -4;
@@ -226,147 +243,118 @@ export class NativePlugin implements PluginRuntime {
 
   // --- host callbacks: the same HostApi (and so the same checks) as WASM -------------------------
 
+  /** reed_host_api's fields: log and error_set by hand, the others from their rows of the host API table. */
   #hostCallbacks(): Record<string, unknown> {
-    const host = this.#o.host;
-    const bytes = (ptr: unknown, len: number | bigint): Uint8Array => {
-      const n = Number(len);
-      if (n === 0) return new Uint8Array(0);
-      if (ptr === null)
-        throw new ReedError('invalid_argument', `plugin "${this.#id}" passed NULL with length ${n}`);
-      return new Uint8Array(koffi.view(ptr, n));
-    };
-    const text = (ptr: unknown, len: number | bigint, what: string): string => {
-      try {
-        return strict.decode(bytes(ptr, len));
-      } catch (error) {
-        if (error instanceof ReedError) throw error;
-        throw new ReedError(
-          'invalid_argument',
-          `plugin "${this.#id}" passed ${what} that is not valid UTF-8`,
-        );
-      }
-    };
-    const give = (data: Uint8Array | string | undefined, buf: unknown, cap: number | bigint): number => {
-      if (data === undefined) return NOT_FOUND;
-      const payload = typeof data === 'string' ? Buffer.from(data) : data;
-      const room = Math.min(Number(cap), payload.length);
-      if (room > 0) new Uint8Array(koffi.view(buf, room)).set(payload.subarray(0, room));
-      return payload.length;
-    };
-    // Every callback catches everything: an exception must never unwind through C frames.
-    const guard =
-      <A extends unknown[]>(run: (...args: A) => number) =>
-      (...args: A): number => {
-        try {
-          if (this.#deadline !== 0 && performance.now() > this.#deadline) {
-            throw new ReedError('call_timeout', `call to plugin "${this.#id}" ran past its deadline`, {
-              pluginId: this.#id,
-            });
-          }
-          return run(...args);
-        } catch (error) {
-          const typed =
-            error instanceof ReedError
-              ? error
-              : new ReedError('invalid_argument', String((error as Error)?.message ?? error));
-          if (
-            typed.code === 'permission_denied' ||
-            typed.code === 'storage_quota_exceeded' ||
-            typed.code === 'call_timeout'
-          ) {
-            this.#violation ??= typed;
-          }
-          return typed.code === 'permission_denied'
-            ? E_PERMISSION
-            : typed.code === 'storage_quota_exceeded'
-              ? E_QUOTA
-              : typed.code === 'invalid_argument'
-                ? E_INVALID
-                : E_HOST;
-        }
-      };
-    const register = (fn: unknown, proto: TypeObject) => {
-      const cb = koffi.register(fn as (...args: unknown[]) => unknown, koffi.pointer(proto));
+    const callbacks: Record<string, unknown> = { abi: T.NATIVE_ABI, ctx: null };
+    const register = (name: NativeName, fn: (...args: never[]) => unknown) => {
+      const cb = koffi.register(fn as (...args: unknown[]) => unknown, koffi.pointer(T.CALLBACKS[name]));
       this.#callbacks.push(cb);
-      return cb;
+      callbacks[name] = cb;
     };
-    return {
-      abi: T.NATIVE_ABI,
-      ctx: null,
-      log: register((_ctx: unknown, level: number, msg: unknown, len: number) => {
-        guard(() => {
-          host.log(level, lenient.decode(bytes(msg, len)));
-          return 0;
-        })();
-      }, T.LogFn),
-      error_set: register((_ctx: unknown, code: unknown, codeLen: number, msg: unknown, msgLen: number) => {
-        guard(() => {
-          // A plugin's error is shown wherever errors are (terminals, log viewers): escaped as it arrives.
-          this.#error = {
-            code: escapeUnprintable(lenient.decode(bytes(code, Math.min(Number(codeLen), 128)))),
-            message: escapeUnprintable(lenient.decode(bytes(msg, Math.min(Number(msgLen), 4096)))),
-          };
-          return 0;
-        })();
-      }, T.ErrorSetFn),
-      storage_get: register(
-        guard((_c: unknown, k: unknown, kl: number, b: unknown, bc: number) =>
-          give(host.storageGet(text(k, kl, 'a storage key')), b, bc),
-        ),
-        T.FillFn,
-      ),
-      storage_put: register(
-        guard((_c: unknown, k: unknown, kl: number, v: unknown, vl: number) => {
-          host.storagePut(text(k, kl, 'a storage key'), bytes(v, vl));
-          return 0;
-        }),
-        T.PairFn,
-      ),
-      storage_delete: register(
-        guard((_c: unknown, k: unknown, kl: number) =>
-          host.storageDelete(text(k, kl, 'a storage key')) ? 0 : NOT_FOUND,
-        ),
-        T.OneFn,
-      ),
-      storage_list: register(
-        guard((_c: unknown, p: unknown, pl: number, b: unknown, bc: number) =>
-          give(
-            host
-              .storageList(text(p, pl, 'a storage prefix'))
-              .map((k) => `${k}\0`)
-              .join(''),
-            b,
-            bc,
-          ),
-        ),
-        T.FillFn,
-      ),
-      content_create: register(
-        guard((_c: unknown, t: unknown, tl: number, d: unknown, dl: number, i: unknown, ic: number) =>
-          give(host.contentCreate(text(t, tl, 'a content type'), text(d, dl, 'content data')), i, ic),
-        ),
-        T.CreateFn,
-      ),
-      content_get: register(
-        guard((_c: unknown, i: unknown, il: number, b: unknown, bc: number) =>
-          give(host.contentGet(text(i, il, 'a content id')), b, bc),
-        ),
-        T.FillFn,
-      ),
-      event_emit: register(
-        guard((_c: unknown, t: unknown, tl: number, d: unknown, dl: number) => {
-          host.eventEmit(text(t, tl, 'an event topic'), text(d, dl, 'event data'));
-          return 0;
-        }),
-        T.PairFn,
-      ),
-      config_get: register(
-        guard((_c: unknown, k: unknown, kl: number, b: unknown, bc: number) =>
-          give(host.configGet(text(k, kl, 'a configuration key')), b, bc),
-        ),
-        T.FillFn,
-      ),
-    };
+    register('log', (_ctx: unknown, level: number, msg: unknown, len: number) => {
+      this.#guard(() => {
+        this.#o.host.log(level, lenient.decode(this.#view(msg, len)));
+        return 0;
+      });
+    });
+    register('error_set', (_ctx: unknown, code: unknown, codeLen: number, msg: unknown, msgLen: number) => {
+      this.#guard(() => {
+        // A plugin's error is shown wherever errors are (terminals, log viewers): escaped as it arrives.
+        this.#error = {
+          code: escapeUnprintable(lenient.decode(this.#view(code, Math.min(Number(codeLen), 128)))),
+          message: escapeUnprintable(lenient.decode(this.#view(msg, Math.min(Number(msgLen), 4096)))),
+        };
+        return 0;
+      });
+    });
+    for (const name of TABLE_MARSHALLED_NAMES) {
+      const row: HostFunction = HOST_FUNCTIONS[name];
+      if (T.isNativeName(name))
+        register(name, (_ctx: unknown, ...raw: unknown[]) =>
+          this.#guard(() => this.#tableCall(name, row, raw)),
+        );
+    }
+    return callbacks;
+  }
+
+  /**
+   * A callback marshalled from its row: each argument's size checked against its cap before it is read, text
+   * decoded (strict UTF-8), bytes viewed; the answer copied into the plugin's buffer or returned as a status.
+   */
+  #tableCall(name: HostApiName, row: HostFunction, raw: unknown[]): number {
+    const args: HostArg[] = [];
+    let buffer: { ptr: unknown; cap: number } = { ptr: null, cap: 0 };
+    let at = 0;
+    for (const param of row.params) {
+      const [a, b] = [raw[at], Number(raw[at + 1] ?? 0)];
+      at += param.kind === 'i32' ? 1 : 2;
+      if (param.kind === 'i32') args.push(Number(a));
+      else if (param.kind === 'buffer') buffer = { ptr: a, cap: b };
+      else {
+        checkArgumentSize(this.#id, param, b);
+        args.push(param.kind === 'text' ? this.#text(a, b, param.what ?? param.name) : this.#view(a, b));
+      }
+    }
+    const result = invokeHostApi(this.#o.host, name, args);
+    if (!fillsBuffer(row.answer)) return answerStatus(row.answer, result);
+    const data = bufferData(row.answer, result);
+    if (data === undefined) return NOT_FOUND;
+    const payload = typeof data === 'string' ? Buffer.from(data) : data;
+    const room = Math.min(buffer.cap, payload.length);
+    if (room > 0) new Uint8Array(koffi.view(buffer.ptr, room)).set(payload.subarray(0, room));
+    return payload.length;
+  }
+
+  /** The plugin's bytes at `ptr`, viewed in place (callbacks never keep them). */
+  #view(ptr: unknown, len: number | bigint): Uint8Array {
+    const n = Number(len);
+    if (n === 0) return new Uint8Array(0);
+    if (ptr === null)
+      throw new ReedError('invalid_argument', `plugin "${this.#id}" passed NULL with length ${n}`);
+    return new Uint8Array(koffi.view(ptr, n));
+  }
+
+  #text(ptr: unknown, len: number, what: string): string {
+    try {
+      return strict.decode(this.#view(ptr, len));
+    } catch (error) {
+      if (error instanceof ReedError) throw error;
+      throw new ReedError('invalid_argument', `plugin "${this.#id}" passed ${what} that is not valid UTF-8`);
+    }
+  }
+
+  /**
+   * Every callback runs in here and catches everything: an exception must never unwind through C frames. A
+   * permission, quota or deadline failure also fails the current call, whatever the plugin returns.
+   */
+  #guard(run: () => number): number {
+    try {
+      if (this.#deadline !== 0 && performance.now() > this.#deadline) {
+        throw new ReedError('call_timeout', `call to plugin "${this.#id}" ran past its deadline`, {
+          pluginId: this.#id,
+        });
+      }
+      return run();
+    } catch (error) {
+      const typed =
+        error instanceof ReedError
+          ? error
+          : new ReedError('invalid_argument', String((error as Error)?.message ?? error));
+      if (
+        typed.code === 'permission_denied' ||
+        typed.code === 'storage_quota_exceeded' ||
+        typed.code === 'call_timeout'
+      ) {
+        this.#violation ??= typed;
+      }
+      return typed.code === 'permission_denied'
+        ? E_PERMISSION
+        : typed.code === 'storage_quota_exceeded'
+          ? E_QUOTA
+          : typed.code === 'invalid_argument'
+            ? E_INVALID
+            : E_HOST;
+    }
   }
 }
 

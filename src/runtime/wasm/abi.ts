@@ -1,35 +1,36 @@
+import {
+  HOST_CALL_NAMES,
+  HOST_FUNCTION_NAMES,
+  HOST_FUNCTIONS,
+  type HostFunction,
+  type Param,
+} from '../host-api.js';
 import type { FuncType, ValType } from './prepare-module.js';
 import { WASI_FUNCTIONS, WASI_MODULE } from './wasi.js';
 
+/** A parameter's WASM value types: a pointer and a length (or capacity) are two i32s. */
+function wasmParams(param: Param): ValType[] {
+  return param.kind === 'i32' ? ['i32'] : ['i32', 'i32'];
+}
+
+/** The WASM signature of a host function, from its row: parameters by kind, an i32 back unless it answers nothing. */
+export function wasmSignature(row: HostFunction): FuncType {
+  return { params: row.params.flatMap(wasmParams), results: row.answer === 'nothing' ? [] : ['i32'] };
+}
+
 /**
  * The WASM plugin ABI, version 1 (docs/ABI-wasm.md): every host import a plugin may declare, with its exact
- * signature. A module importing anything else, or with another signature, is refused before it is compiled.
+ * signature, from the host API table. A module importing anything else, or with another signature, is refused
+ * before it is compiled.
  */
-const i = 'i32' as const;
-const sig = (params: ValType[], results: ValType[] = []): FuncType => ({ params, results });
-
-export const HOST_IMPORTS: Readonly<Record<string, Readonly<Record<string, FuncType>>>> = {
-  env: {
-    log: sig([i, i, i]),
-  },
-  reed: {
-    input_len: sig([], [i]),
-    input_read: sig([i, i, i], [i]),
-    output_write: sig([i, i], [i]),
-    error_set: sig([i, i, i, i]),
-    storage_get: sig([i, i, i, i], [i]),
-    storage_put: sig([i, i, i, i], [i]),
-    storage_delete: sig([i, i], [i]),
-    storage_list: sig([i, i, i, i], [i]),
-    content_create: sig([i, i, i, i, i, i], [i]),
-    content_get: sig([i, i, i, i], [i]),
-    event_emit: sig([i, i, i, i], [i]),
-    config_get: sig([i, i, i, i], [i]),
-  },
-};
-
-/** Status a host import returns for "no such key/item"; other failures trap with a typed error. */
-export const NOT_FOUND = -1;
+export const HOST_IMPORTS: Readonly<Record<string, Readonly<Record<string, FuncType>>>> = (() => {
+  const modules: Record<'env' | 'reed', Record<string, FuncType>> = { env: {}, reed: {} };
+  for (const name of HOST_FUNCTION_NAMES) {
+    const row: HostFunction = HOST_FUNCTIONS[name];
+    if (row.wasm !== undefined) modules[row.wasm][name] = wasmSignature(row);
+  }
+  return modules;
+})();
 
 // What host work costs in fuel (issue 10, class 6). Fuel counts instructions, but one import can copy,
 // generate or walk megabytes; each import charges its work before doing it (docs/ABI-wasm.md, "How fuel works").
@@ -68,12 +69,4 @@ export function sameSignature(a: FuncType, b: FuncType): boolean {
 }
 
 /** Imports whose answer only the host can give (permission checks, shared services): a runner must ask it. */
-export const HOST_ROUND_TRIP_IMPORTS: ReadonlySet<string> = new Set([
-  'storage_get',
-  'storage_put',
-  'storage_delete',
-  'storage_list',
-  'content_create',
-  'content_get',
-  'event_emit',
-]);
+export const HOST_ROUND_TRIP_IMPORTS: ReadonlySet<string> = new Set(HOST_CALL_NAMES);

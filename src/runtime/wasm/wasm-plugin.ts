@@ -3,10 +3,27 @@
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
-import { type HostApi, MAX_KEY_BYTES } from '../host-api.js';
+import {
+  HOST_FUNCTIONS,
+  type HostApi,
+  type HostApiName,
+  type HostArg,
+  type HostFunction,
+  NOT_FOUND,
+  OWN_MARSHALLED_NAMES,
+  type OwnMarshalledName,
+  TABLE_MARSHALLED_NAMES,
+} from '../host-api.js';
+import {
+  answerStatus,
+  bufferData,
+  checkArgumentSize,
+  fillsBuffer,
+  invokeHostApi,
+} from '../host-api-calls.js';
 import { LogRate } from '../log-rate.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
-import { FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE, NOT_FOUND, RESERVED_EXPORTS } from './abi.js';
+import { FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE, RESERVED_EXPORTS } from './abi.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
 import { uncatchable } from './trap.js';
 import { WASI_MODULE, WasiExit, wasiImports } from './wasi.js';
@@ -508,84 +525,15 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   #rawImports(): Record<string, Record<string, unknown>> {
-    const host = this.#o.host;
+    const imports: Record<'env' | 'reed', Record<string, unknown>> = { env: {}, reed: {} };
+    const own = this.#ownImports();
+    for (const name of OWN_MARSHALLED_NAMES) imports[HOST_FUNCTIONS[name].wasm][name] = own[name];
+    for (const name of TABLE_MARSHALLED_NAMES) {
+      const row: HostFunction = HOST_FUNCTIONS[name];
+      if (row.wasm !== undefined) imports[row.wasm][name] = this.#tableImport(name, row);
+    }
     return {
-      env: {
-        log: (level: number, ptr: number, len: number) => {
-          // Only what the host keeps is decoded (a little past the cap, so it still sees the line was cut).
-          const bytes = this.#bytes(ptr, len);
-          const kept = bytes.subarray(0, this.#o.limits.logLineBytes + 4);
-          this.#charge(kept.length * FUEL_PER_BYTE);
-          this.#log(level, lenient.decode(kept), true);
-        },
-      },
-      reed: {
-        input_len: () => this.#input.length,
-        input_read: (ptr: number, len: number, offset: number) => {
-          const buffer = this.#bytes(ptr, len);
-          const start = Math.min(offset >>> 0, this.#input.length);
-          const chunk = this.#input.subarray(
-            start,
-            start + Math.min(buffer.length, this.#input.length - start),
-          );
-          this.#charge(chunk.length * FUEL_PER_BYTE);
-          buffer.set(chunk);
-          return chunk.length;
-        },
-        output_write: (ptr: number, len: number) => {
-          this.#appendOutput(this.#bytes(ptr, len));
-          return 0;
-        },
-        error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
-          this.#charge(Math.min(codeLen >>> 0, 128) + Math.min(msgLen >>> 0, 4096));
-          // A plugin's error is shown wherever errors are (terminals, log viewers): escaped as it arrives.
-          this.#error = {
-            code: escapeUnprintable(lenient.decode(this.#bytes(codePtr, Math.min(codeLen >>> 0, 128)))),
-            message: escapeUnprintable(lenient.decode(this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096)))),
-          };
-        },
-        storage_get: (kp: number, kl: number, bp: number, bc: number) => {
-          return this.#give(host.storageGet(this.#string(kp, kl, 'a storage key')), bp, bc);
-        },
-        storage_put: (kp: number, kl: number, vp: number, vl: number) => {
-          const value = this.#bytes(vp, vl);
-          this.#charge(value.length * FUEL_PER_BYTE);
-          host.storagePut(this.#string(kp, kl, 'a storage key'), value);
-          return 0;
-        },
-        storage_delete: (kp: number, kl: number) => {
-          return host.storageDelete(this.#string(kp, kl, 'a storage key')) ? 0 : NOT_FOUND;
-        },
-        storage_list: (pp: number, pl: number, bp: number, bc: number) => {
-          const keys = host.storageList(this.#string(pp, pl, 'a storage prefix'));
-          return this.#give(keys.map((k) => `${k}\0`).join(''), bp, bc);
-        },
-        content_create: (tp: number, tl: number, dp: number, dl: number, ip: number, ic: number) => {
-          const id = host.contentCreate(
-            this.#string(tp, tl, 'a content type'),
-            this.#string(dp, dl, 'content data'),
-          );
-          return this.#give(id, ip, ic);
-        },
-        content_get: (ip: number, il: number, bp: number, bc: number) => {
-          return this.#give(host.contentGet(this.#string(ip, il, 'a content id')), bp, bc);
-        },
-        event_emit: (tp: number, tl: number, dp: number, dl: number) => {
-          host.eventEmit(this.#string(tp, tl, 'an event topic'), this.#string(dp, dl, 'event data'));
-          return 0;
-        },
-        config_get: (kp: number, kl: number, bp: number, bc: number) => {
-          // Checked here too: a runner without host calls answers config_get itself, not through PluginHostApi.
-          if (kl >>> 0 > MAX_KEY_BYTES) {
-            throw new ReedError(
-              'argument_too_large',
-              `plugin "${this.#id}" passed a configuration key of ${kl >>> 0} bytes; the host takes at most ${MAX_KEY_BYTES}`,
-              { pluginId: this.#id },
-            );
-          }
-          return this.#give(host.configGet(this.#string(kp, kl, 'a configuration key')), bp, bc);
-        },
-      },
+      ...imports,
       [WASI_MODULE]: wasiImports(
         [this.#id, ...this.#o.wasi.args],
         this.#o.wasi.env,
@@ -605,6 +553,76 @@ export class WasmPlugin implements PluginRuntime {
           charge: (fuel) => this.#charge(fuel),
         },
       ),
+    };
+  }
+
+  /** The imports each runtime marshals itself (HostFunction.ownMarshalling): per-call state, and log lines. */
+  #ownImports(): Record<OwnMarshalledName, (...args: number[]) => number | undefined> {
+    return {
+      log: (level: number, ptr: number, len: number) => {
+        // Only what the host keeps is decoded (a little past the cap, so it still sees the line was cut).
+        const bytes = this.#bytes(ptr, len);
+        const kept = bytes.subarray(0, this.#o.limits.logLineBytes + 4);
+        this.#charge(kept.length * FUEL_PER_BYTE);
+        this.#log(level, lenient.decode(kept), true);
+        return undefined;
+      },
+      input_len: () => this.#input.length,
+      input_read: (ptr: number, len: number, offset: number) => {
+        const buffer = this.#bytes(ptr, len);
+        const start = Math.min(offset >>> 0, this.#input.length);
+        const chunk = this.#input.subarray(
+          start,
+          start + Math.min(buffer.length, this.#input.length - start),
+        );
+        this.#charge(chunk.length * FUEL_PER_BYTE);
+        buffer.set(chunk);
+        return chunk.length;
+      },
+      output_write: (ptr: number, len: number) => {
+        this.#appendOutput(this.#bytes(ptr, len));
+        return 0;
+      },
+      error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
+        this.#charge(Math.min(codeLen >>> 0, 128) + Math.min(msgLen >>> 0, 4096));
+        // A plugin's error is shown wherever errors are (terminals, log viewers): escaped as it arrives.
+        this.#error = {
+          code: escapeUnprintable(lenient.decode(this.#bytes(codePtr, Math.min(codeLen >>> 0, 128)))),
+          message: escapeUnprintable(lenient.decode(this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096)))),
+        };
+        return undefined;
+      },
+    };
+  }
+
+  /**
+   * A host import marshalled from its row of the host API table: each argument's size checked against its cap
+   * before it is read, text decoded (strict UTF-8) and bytes viewed, both charged; the answer copied into the
+   * plugin's buffer or returned as a status.
+   */
+  #tableImport(name: HostApiName, row: HostFunction): (...raw: number[]) => number {
+    return (...raw: number[]): number => {
+      const args: HostArg[] = [];
+      let buffer = { ptr: 0, cap: 0 };
+      let at = 0;
+      for (const param of row.params) {
+        const [a = 0, b = 0] = [raw[at], raw[at + 1]];
+        at += param.kind === 'i32' ? 1 : 2;
+        if (param.kind === 'i32') args.push(a);
+        else if (param.kind === 'buffer') buffer = { ptr: a, cap: b };
+        else {
+          checkArgumentSize(this.#id, param, b >>> 0);
+          if (param.kind === 'text') args.push(this.#string(a, b, param.what ?? param.name));
+          else {
+            const value = this.#bytes(a, b);
+            this.#charge(value.length * FUEL_PER_BYTE);
+            args.push(value);
+          }
+        }
+      }
+      const result = invokeHostApi(this.#o.host, name, args);
+      if (!fillsBuffer(row.answer)) return answerStatus(row.answer, result);
+      return this.#give(bufferData(row.answer, result), buffer.ptr, buffer.cap);
     };
   }
 }

@@ -1,0 +1,44 @@
+import { join } from 'node:path';
+import type { PluginSpec } from '../src/protocol/messages.js';
+import type { HostApi } from '../src/runtime/host-api.js';
+import type { PluginRuntime } from '../src/runtime/runtime.js';
+
+/**
+ * The plugin's runtime, built from the host's Welcome (its spec and the checked bytes) and initialised: one place
+ * for the runner's main thread (a plugin without host calls) and its worker. The same runtime code as mode
+ * `none`; each is imported only when used (koffi costs ~15 ms to load).
+ */
+export async function startRuntime(
+  spec: PluginSpec,
+  bytes: Uint8Array,
+  host: HostApi,
+  workDir: string,
+): Promise<PluginRuntime> {
+  let runtime: PluginRuntime;
+  if (spec.type === 'wasm') {
+    const { WasmPlugin } = await import('../src/runtime/wasm/wasm-plugin.js');
+    runtime = new WasmPlugin({
+      pluginId: spec.id,
+      module: new WebAssembly.Module(bytes),
+      exports: spec.exports ?? [],
+      isCommand: spec.isCommand ?? false,
+      host,
+      limits: spec.limits,
+      wasi: spec.wasi,
+    });
+  } else {
+    // Before the library's code runs: its constructors run at load. (koffi is loaded here anyway.)
+    if (process.platform === 'linux') (await import('./confine.js')).denyTracing();
+    const { NativePlugin } = await import('../src/runtime/native/native-plugin.js');
+    runtime = new NativePlugin({
+      pluginId: spec.id,
+      bytes,
+      privateDir: join(workDir, 'native'),
+      host,
+      limits: spec.limits,
+      hostApiVersion: spec.apiVersion,
+    });
+  }
+  runtime.init();
+  return runtime;
+}
