@@ -198,7 +198,7 @@ function parseSignatureFile(
   }
 }
 
-/** Throws `signature_invalid` naming the files whose digests differ from the signed listing (added or removed too). */
+/** Throws `signature_invalid` naming each file whose digest differs from the signed listing (or is not in both). */
 function checkUnchanged(
   snapshot: PluginSnapshot,
   signed: Map<string, string>,
