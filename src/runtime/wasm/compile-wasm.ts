@@ -1,12 +1,10 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { type CacheEntry, type CompileCache, cacheKey } from '../../cache/compile-cache.js';
 import { ReedError } from '../../errors.js';
 import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from './module-limits.js';
-import { type PreparedInfo, type PrepareJob, type PrepareResult, runPrepareJob } from './prepare-job.js';
+import { type PreparedInfo, type PrepareJob, runPrepareJob } from './prepare-job.js';
 import { INSTRUMENTER_VERSION, type ModuleExport, WASM_PAGE_BYTES } from './prepare-module.js';
+import { prepareOffThread } from './prepare-off-thread.js';
 
 export interface WasmCompileOptions {
   pluginId: string;
@@ -72,18 +70,7 @@ export async function compileWasm(file: string, options: WasmCompileOptions): Pr
 /** Everything `compileWasm` does but the compile: what a runner in another process needs to be sent. */
 export async function prepareWasm(file: string, options: WasmCompileOptions): Promise<PreparedWasm> {
   const at = { pluginId: options.pluginId, file };
-  const maxBytes = options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
-  if (options.bytes !== undefined && options.bytes.length > maxBytes) {
-    throw new ReedError(
-      'wasm_too_large',
-      `${file} is ${options.bytes.length} bytes, above the cap of ${maxBytes} bytes`,
-      at,
-    );
-  }
-  const source = options.bytes ?? readModule(file, maxBytes, at);
-  // The shape is bounded before hashing, the cache or anything else looks further: cheap, and it holds for cached
-  // entries too when the limits were lowered since.
-  withLocation(at, () => checkModuleLimits(source, options.limits ?? DEFAULT_WASM_MODULE_LIMITS));
+  const source = checkedSource(file, options, at);
   const fuel = options.fuel ?? true;
   const memoryCapPages = Math.floor((options.memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
   const key = cacheKey(
@@ -103,20 +90,7 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
     memoryCapPages,
     tableCapElements: options.tableElements,
   };
-  const produce = async () => {
-    const prepared =
-      source.length <= PREPARE_INLINE_MAX_BYTES
-        ? runPrepareJob(source, job)
-        : await prepareOffThread(source, job, {
-            timeoutMs: options.prepareTimeoutMs ?? DEFAULT_PREPARE_TIMEOUT_MS,
-            memoryMb: options.prepareMemoryMb ?? DEFAULT_PREPARE_MEMORY_MB,
-          });
-    return {
-      bytes: prepared.bytes,
-      info: prepared.info,
-      compilerVersion: `reed-instrumenter/${INSTRUMENTER_VERSION}`,
-    };
-  };
+  const produce = () => producePrepared(source, job, options);
   let entry: CacheEntry;
   if (options.cache === undefined) {
     const produced = await produce();
@@ -136,6 +110,43 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
     hostCalls: info.hostCalls ?? true,
     cacheHit: entry.hit,
     key,
+  };
+}
+
+/** The module's bytes (given or read), refused past the size cap or the shape limits before anything else. */
+function checkedSource(
+  file: string,
+  options: WasmCompileOptions,
+  at: { pluginId: string; file: string },
+): Uint8Array {
+  const maxBytes = options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
+  if (options.bytes !== undefined && options.bytes.length > maxBytes) {
+    throw new ReedError(
+      'wasm_too_large',
+      `${file} is ${options.bytes.length} bytes, above the cap of ${maxBytes} bytes`,
+      at,
+    );
+  }
+  const source = options.bytes ?? readModule(file, maxBytes, at);
+  // The shape is bounded before hashing, the cache or anything else looks further: cheap, and it holds for cached
+  // entries too when the limits were lowered since.
+  withLocation(at, () => checkModuleLimits(source, options.limits ?? DEFAULT_WASM_MODULE_LIMITS));
+  return source;
+}
+
+/** Prepares the module (inline when small, else in a bounded worker) as a compile-cache entry's contents. */
+async function producePrepared(source: Uint8Array, job: PrepareJob, options: WasmCompileOptions) {
+  const prepared =
+    source.length <= PREPARE_INLINE_MAX_BYTES
+      ? runPrepareJob(source, job)
+      : await prepareOffThread(source, job, {
+          timeoutMs: options.prepareTimeoutMs ?? DEFAULT_PREPARE_TIMEOUT_MS,
+          memoryMb: options.prepareMemoryMb ?? DEFAULT_PREPARE_MEMORY_MB,
+        });
+  return {
+    bytes: prepared.bytes,
+    info: prepared.info,
+    compilerVersion: `reed-instrumenter/${INSTRUMENTER_VERSION}`,
   };
 }
 
@@ -193,88 +204,6 @@ export function readModule(
   } finally {
     closeSync(fd);
   }
-}
-
-// The tests run this file from src/ as TypeScript, which a worker cannot load: they use the built worker
-// (npm run build), as process mode uses the built runner.
-const here = fileURLToPath(import.meta.url);
-const PREPARE_WORKER = here.endsWith('.ts')
-  ? join(dirname(here), '../../../dist/src/runtime/wasm/prepare-worker.js')
-  : join(dirname(here), 'prepare-worker.js');
-
-/**
- * Runs {@link runPrepareJob} in a worker thread with a capped heap and a deadline, so a module cannot hold the
- * host's thread or exhaust its heap; the worker is terminated on either. (The bytes it makes are capped by
- * prepare-module.ts's MAX_EXPANSION, not by the heap cap: buffers live outside V8's heap.)
- */
-function prepareOffThread(
-  source: Uint8Array,
-  job: PrepareJob,
-  bounds: { timeoutMs: number; memoryMb: number },
-): Promise<PrepareResult> {
-  const at = { pluginId: job.pluginId, file: job.file };
-  const failed = (why: string, cause?: unknown) =>
-    new ReedError('wasm_prepare_failed', `${job.file}: preparing the module ${why}`, {
-      ...at,
-      ...(cause === undefined ? {} : { cause }),
-    });
-  return new Promise((resolve, reject) => {
-    let worker: Worker;
-    try {
-      worker = new Worker(PREPARE_WORKER, {
-        workerData: { source, job },
-        resourceLimits: { maxOldGenerationSizeMb: bounds.memoryMb, maxYoungGenerationSizeMb: 16 },
-      });
-    } catch (error) {
-      reject(failed(`could not start (${(error as Error).message}; is the package built?)`, error));
-      return;
-    }
-    let settled = false;
-    const settle = (done: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      void worker.terminate();
-      done();
-    };
-    const timer = setTimeout(
-      () =>
-        settle(() =>
-          reject(
-            failed(
-              `took longer than ${bounds.timeoutMs} ms; a host that trusts it can raise [wasm] prepare_timeout_ms`,
-            ),
-          ),
-        ),
-      bounds.timeoutMs,
-    );
-    worker.once(
-      'message',
-      (
-        m: { ok: true; bytes: Uint8Array; info: PreparedInfo } | { ok: false; code: string; message: string },
-      ) =>
-        settle(() =>
-          m.ok
-            ? resolve({ bytes: m.bytes, info: m.info })
-            : reject(new ReedError(m.code as ReedError['code'], m.message, at)),
-        ),
-    );
-    worker.once('error', (error: Error & { code?: string }) =>
-      settle(() =>
-        reject(
-          error.code === 'ERR_WORKER_OUT_OF_MEMORY'
-            ? failed(
-                `needed more than ${bounds.memoryMb} MiB of heap; a host that trusts it can raise [wasm] prepare_memory_mb`,
-                error,
-              )
-            : failed(`failed: ${error.message}`, error),
-        ),
-      ),
-    );
-    worker.once('exit', (code) =>
-      settle(() => reject(failed(`ended (exit code ${code}) without an answer`))),
-    );
-  });
 }
 
 function withLocation<T>(at: { pluginId: string; file: string }, run: () => T): T {

@@ -212,7 +212,8 @@ function memarg(r: Reader): void {
 /**
  * Skips one instruction with its immediates and says what it means for metering. Every opcode is decoded
  * exactly or refused: an opcode read with the wrong immediates would make this pass see other instructions
- * than V8 runs, and a loop it did not see would go unmetered.
+ * than V8 runs, and a loop it did not see would go unmetered. Long because it is that decoder's table, one case
+ * per opcode group, kept whole so that it can be checked against the spec's opcode list in one read.
  */
 function skipInstruction(r: Reader): Flow {
   const op = r.byte();

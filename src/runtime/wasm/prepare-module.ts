@@ -1,6 +1,19 @@
 import { ReedError } from '../../errors.js';
 import { BinaryError, ByteWriter, encodeName, encodeS64, encodeU32, Reader } from './binary.js';
-import { instrumentBody, type MeterGlobals, type ValType, valType } from './instrument-code.js';
+import { instrumentBody, type MeterGlobals, type ValType } from './instrument-code.js';
+import {
+  cappedMemoryEntries,
+  cappedTableSection,
+  type ExportEntry,
+  type FuncType,
+  fail,
+  findStart,
+  type ModuleExport,
+  type ModuleImport,
+  readExportEntries,
+  readImportSection,
+  readTypeSection,
+} from './module-sections.js';
 
 /**
  * Checks a WebAssembly module against the host's policy and rewrites it so that the host can bound it:
@@ -41,24 +54,7 @@ export const WASM_PAGE_BYTES = 65_536;
  */
 export const MAX_EXPANSION = 4;
 
-export type { ValType };
-export interface FuncType {
-  params: ValType[];
-  results: ValType[];
-}
-
-export interface ModuleImport {
-  module: string;
-  name: string;
-  kind: 'function' | 'table' | 'memory' | 'global' | 'tag';
-  type?: FuncType;
-}
-
-export interface ModuleExport {
-  name: string;
-  kind: 'function' | 'table' | 'memory' | 'global' | 'tag';
-  type?: FuncType;
-}
+export type { FuncType, ModuleExport, ModuleImport, ValType };
 
 export interface PrepareOptions {
   /** Instrument for fuel. Default true. */
@@ -78,51 +74,6 @@ export interface PreparedModule {
   isCommand: boolean;
 }
 
-const KINDS = ['function', 'table', 'memory', 'global', 'tag'] as const;
-
-const fail = (
-  code:
-    | 'wasm_invalid'
-    | 'wasm_unsupported'
-    | 'wasm_memory_limit'
-    | 'wasm_table_limit'
-    | 'wasm_limit_exceeded',
-  message: string,
-) => new ReedError(code, message);
-
-interface Limits {
-  min: number;
-  max?: number;
-}
-
-function readLimits(r: Reader, what: string): Limits {
-  const flags = r.byte();
-  if (flags > 1)
-    throw fail(
-      'wasm_unsupported',
-      `${what} with flags 0x${flags.toString(16)} (shared or 64-bit) is not supported`,
-    );
-  const min = r.u32();
-  return flags === 1 ? { min, max: r.u32() } : { min };
-}
-
-function writeLimits(l: Limits): number[] {
-  return l.max === undefined ? [0x00, ...encodeU32(l.min)] : [0x01, ...encodeU32(l.min), ...encodeU32(l.max)];
-}
-
-function capLimits(
-  l: Limits,
-  cap: number,
-  what: string,
-  unit: string,
-  code: 'wasm_memory_limit' | 'wasm_table_limit',
-): Limits {
-  if (l.min > cap) {
-    throw fail(code, `${what} starts at ${l.min} ${unit}, above the cap of ${cap} ${unit}`);
-  }
-  return { min: l.min, max: l.max === undefined ? cap : Math.min(l.max, cap) };
-}
-
 /** Parses, checks and rewrites `input`. Throws ReedError (wasm_*) for what it cannot accept. */
 export function prepareModule(input: Uint8Array, options: PrepareOptions): PreparedModule {
   try {
@@ -134,6 +85,11 @@ export function prepareModule(input: Uint8Array, options: PrepareOptions): Prepa
   }
 }
 
+/**
+ * Long because it is one pass over the sections in order, with the state of the rewrite (what has been read, and
+ * whether the added global and export sections are written yet) in one place: the order in which they are
+ * inserted is what makes the output valid, and reads best top to bottom.
+ */
 function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   const r = new Reader(input);
   const header = input.subarray(0, 8);
@@ -146,7 +102,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   const types: FuncType[] = [];
   const imports: ModuleImport[] = [];
   const funcTypes: number[] = []; // type index per function, imports first
-  const exports: { name: string; kind: ModuleExport['kind']; index: number }[] = [];
+  const exports: ExportEntry[] = [];
   let importedGlobals = 0;
   let definedGlobals = 0;
   let memories = 0;
@@ -221,42 +177,12 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         break;
       }
       case 1: {
-        for (let n = s.u32(); n > 0; n--) {
-          const form = s.byte();
-          if (form !== 0x60)
-            throw fail('wasm_unsupported', `type form 0x${form.toString(16)} (GC types) is not supported`);
-          const params = Array.from({ length: s.u32() }, () => valType(s));
-          const results = Array.from({ length: s.u32() }, () => valType(s));
-          types.push({ params, results });
-        }
+        readTypeSection(s, types);
         w.bytes(input, sectionStart, end);
         break;
       }
       case 2: {
-        for (let n = s.u32(); n > 0; n--) {
-          const module = s.name();
-          const name = s.name();
-          const kind = KINDS[s.byte()];
-          if (kind === undefined) throw new BinaryError('bad import kind');
-          const entry: ModuleImport = { module, name, kind };
-          if (kind === 'function') {
-            const t = s.u32();
-            funcTypes.push(t);
-            if (types[t] !== undefined) entry.type = types[t];
-          } else if (kind === 'table') {
-            s.byte();
-            readLimits(s, 'imported table');
-          } else if (kind === 'memory') readLimits(s, 'imported memory');
-          else if (kind === 'global') {
-            valType(s);
-            s.byte();
-            importedGlobals++;
-          } else {
-            s.byte();
-            s.u32();
-          }
-          imports.push(entry);
-        }
+        importedGlobals += readImportSection(s, types, funcTypes, imports);
         w.bytes(input, sectionStart, end);
         break;
       }
@@ -265,39 +191,14 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         w.bytes(input, sectionStart, end);
         break;
       }
-      case 4: {
-        const entries: number[] = [];
-        const n = s.u32();
-        for (let i = 0; i < n; i++) {
-          const ref = s.byte();
-          const limits = capLimits(
-            readLimits(s, 'table'),
-            options.tableCapElements,
-            `table ${i}`,
-            'elements',
-            'wasm_table_limit',
-          );
-          entries.push(ref, ...writeLimits(limits));
-        }
-        section(4, [...encodeU32(n), ...entries]);
+      case 4:
+        section(4, cappedTableSection(s, options.tableCapElements));
         break;
-      }
       case 5: {
         const n = s.u32();
         memories += n;
         if (memories > 1) throw fail('wasm_unsupported', 'more than one memory is not supported');
-        const entries: number[] = [];
-        for (let i = 0; i < n; i++) {
-          const limits = capLimits(
-            readLimits(s, 'memory'),
-            options.memoryCapPages,
-            'memory',
-            'pages of 64 KiB',
-            'wasm_memory_limit',
-          );
-          entries.push(...writeLimits(limits));
-        }
-        section(5, [...encodeU32(n), ...entries]);
+        section(5, cappedMemoryEntries(s, n, options.memoryCapPages));
         break;
       }
       case 6: {
@@ -317,18 +218,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       case 7: {
         const n = s.u32();
         const entriesStart = s.pos;
-        for (let i = 0; i < n; i++) {
-          const name = s.name();
-          const kind = KINDS[s.byte()];
-          if (kind === undefined) throw new BinaryError('bad export kind');
-          exports.push({ name, kind, index: s.u32() });
-          if (name.startsWith('__reed_')) {
-            throw fail(
-              'wasm_invalid',
-              `the module exports "${name}"; names starting with __reed_ are reserved for the host`,
-            );
-          }
-        }
+        readExportEntries(s, n, exports);
         if (needExports) {
           const extra = extraExports();
           const tail = extra.flat();
@@ -348,21 +238,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
           w.bytes(input, sectionStart, end);
           break;
         }
-        const n = s.u32();
-        const globals = meter();
-        w.byte(10);
-        const sectionContent = w.beginSized();
-        w.u32(n);
-        for (let i = 0; i < n; i++) {
-          const bodySize = s.u32();
-          const bodyEnd = s.pos + bodySize;
-          if (bodyEnd > end) throw new BinaryError(`function ${i} runs past the end of the code section`);
-          const body = w.beginSized();
-          instrumentBody(input, new Reader(input, s.pos, bodyEnd), bodyEnd, w, globals);
-          w.endSized(body);
-          s.pos = bodyEnd;
-        }
-        w.endSized(sectionContent);
+        instrumentCodeSection(input, s, end, w, meter());
         break;
       }
       default:
@@ -389,14 +265,26 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   };
 }
 
-/** The start section's function index, if the module has one. */
-function findStart(input: Uint8Array): number | undefined {
-  const r = new Reader(input, 8);
-  while (!r.done) {
-    const id = r.byte();
-    const size = r.u32();
-    if (id === 8) return new Reader(input, r.pos, r.pos + size).u32();
-    r.skip(size);
+/** The code section with every function body metered (instrument-code.ts), written to `w` as section 10. */
+function instrumentCodeSection(
+  input: Uint8Array,
+  s: Reader,
+  end: number,
+  w: ByteWriter,
+  globals: MeterGlobals,
+): void {
+  const n = s.u32();
+  w.byte(10);
+  const sectionContent = w.beginSized();
+  w.u32(n);
+  for (let i = 0; i < n; i++) {
+    const bodySize = s.u32();
+    const bodyEnd = s.pos + bodySize;
+    if (bodyEnd > end) throw new BinaryError(`function ${i} runs past the end of the code section`);
+    const body = w.beginSized();
+    instrumentBody(input, new Reader(input, s.pos, bodyEnd), bodyEnd, w, globals);
+    w.endSized(body);
+    s.pos = bodyEnd;
   }
-  return undefined;
+  w.endSized(sectionContent);
 }

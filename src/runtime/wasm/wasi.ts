@@ -87,7 +87,8 @@ export const WASI_FUNCTIONS: ReadonlySet<string> = new Set(PREVIEW1);
 /**
  * The import object for `wasi_snapshot_preview1`. `memory()` returns the guest memory (it can be replaced by
  * growth), and each pointer is bounds-checked by DataView/Uint8Array, whose RangeError the runtime reports as
- * `wasm_out_of_bounds`.
+ * `wasm_out_of_bounds`. Long because it is a table of the import functions, each a few lines over the same memory
+ * accessors and fuel charge defined at its top; split, each piece would need them all passed in.
  */
 export function wasiImports(
   args: readonly string[],
