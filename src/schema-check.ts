@@ -71,6 +71,10 @@ function join(field: string, key: string): string {
   return field === '' ? key : `${field}.${key}`;
 }
 
+/**
+ * One ajv error as a diagnostic. Long because it is a table: one case per ajv keyword, each a few lines that build
+ * that keyword's message, read best side by side.
+ */
 function schemaDiagnostic(error: ErrorObject, at: Locate): Diagnostic {
   const field = pointerToField(error.instancePath);
   const where = field === '' ? 'the manifest' : `\`${field}\``;

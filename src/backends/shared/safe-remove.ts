@@ -140,6 +140,11 @@ export async function removeTree(path: string, logger?: Logger): Promise<boolean
   }
 }
 
+/**
+ * Long because it is one loop over one state (the open directory, its identity, the stack of levels below the
+ * top): descend, unlink, climb back checked. Split, the descriptor's ownership would cross functions, where a
+ * leaked descriptor or a skipped identity check would be easy to miss.
+ */
 async function removeOrThrow(path: string): Promise<void> {
   const c = load();
   const top = cstr(Buffer.from(path));
