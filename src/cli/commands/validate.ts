@@ -1,6 +1,8 @@
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { formatDiagnostic } from '../../diagnostics.js';
+import type { PluginCandidate } from '../../discovery/candidate.js';
+import type { HostConfig } from '../../host/host-config.js';
 import { scanPlugins } from '../../host/scan-plugins.js';
 import { MANIFEST_FILE } from '../../manifest/parse-manifest.js';
 import { checkWasmFile } from '../../runtime/wasm/compile-wasm.js';
@@ -28,19 +30,7 @@ export const validateCommand: Command = {
   async run({ values, positionals, io }) {
     const config = hostConfigFrom(values, io);
     const target = positionals[0];
-    let only: string | undefined; // real path of the one plugin directory asked about
-    if (target !== undefined) {
-      const abs = resolve(io.cwd, target);
-      if (!existsSync(abs)) throw new UsageError(`${target}: no such file or directory`);
-      const dir = statSync(abs).isDirectory() ? abs : dirname(abs);
-      if (!statSync(abs).isDirectory() && basename(abs) !== MANIFEST_FILE) {
-        throw new UsageError(`${target}: expected a plugin directory or its ${MANIFEST_FILE}`);
-      }
-      // The plugin (or directory of plugins) asked about goes first, so it wins over other copies of its id
-      // and is validated in the context of every other plugin the host would see.
-      config.searchPaths = [dir, ...config.searchPaths];
-      if (existsSync(join(dir, MANIFEST_FILE))) only = realpathSync(dir);
-    }
+    const only = target === undefined ? undefined : searchTargetFirst(target, io.cwd, config);
     const scan = scanPlugins(config);
     const asked =
       target === undefined
@@ -52,30 +42,7 @@ export const validateCommand: Command = {
       io.stderr(`error plugin_not_found: no plugin found at ${target}\n`);
       return EXIT_PLUGIN_ERROR;
     }
-    // The module's size and shape against [wasm]'s limits, as loading checks them first (docs/ABI-wasm.md).
-    for (const c of asked) {
-      if (
-        c.status === 'invalid' ||
-        c.pluginType !== 'wasm' ||
-        c.entryPoint === undefined ||
-        c.id === undefined
-      )
-        continue;
-      const error = checkWasmFile(c.entryPoint, {
-        pluginId: c.id,
-        maxModuleBytes: config.wasm.maxModuleBytes,
-        limits: config.wasm.limits,
-      });
-      if (error === undefined) continue;
-      c.diagnostics.push({
-        code: error.code,
-        severity: 'error',
-        message: error.message,
-        pluginId: c.id,
-        file: c.entryPoint,
-      });
-      c.status = 'invalid';
-    }
+    checkWasmModules(asked, config);
     const failed =
       asked.some((c) => c.status === 'invalid') || scan.diagnostics.some((d) => d.severity === 'error');
     if (values.json === true) {
@@ -94,3 +61,41 @@ export const validateCommand: Command = {
     return failed ? EXIT_PLUGIN_ERROR : EXIT_OK;
   },
 };
+
+/**
+ * Puts the plugin (or directory of plugins) asked about first among the search paths, so it wins over other
+ * copies of its id and is validated in the context of every other plugin the host would see. Returns the real path
+ * of the one plugin directory asked about, if `target` is one.
+ */
+function searchTargetFirst(target: string, cwd: string, config: HostConfig): string | undefined {
+  const abs = resolve(cwd, target);
+  if (!existsSync(abs)) throw new UsageError(`${target}: no such file or directory`);
+  const dir = statSync(abs).isDirectory() ? abs : dirname(abs);
+  if (!statSync(abs).isDirectory() && basename(abs) !== MANIFEST_FILE) {
+    throw new UsageError(`${target}: expected a plugin directory or its ${MANIFEST_FILE}`);
+  }
+  config.searchPaths = [dir, ...config.searchPaths];
+  return existsSync(join(dir, MANIFEST_FILE)) ? realpathSync(dir) : undefined;
+}
+
+/** The module's size and shape against [wasm]'s limits, as loading checks them first (docs/ABI-wasm.md). */
+function checkWasmModules(asked: readonly PluginCandidate[], config: HostConfig): void {
+  for (const c of asked) {
+    if (c.status === 'invalid' || c.pluginType !== 'wasm' || c.entryPoint === undefined || c.id === undefined)
+      continue;
+    const error = checkWasmFile(c.entryPoint, {
+      pluginId: c.id,
+      maxModuleBytes: config.wasm.maxModuleBytes,
+      limits: config.wasm.limits,
+    });
+    if (error === undefined) continue;
+    c.diagnostics.push({
+      code: error.code,
+      severity: 'error',
+      message: error.message,
+      pluginId: c.id,
+      file: c.entryPoint,
+    });
+    c.status = 'invalid';
+  }
+}
