@@ -70,7 +70,8 @@ describe('events in process mode', () => {
       enforced: expect.arrayContaining(['call deadline']),
     });
     expect(events[2]?.event).toMatchObject({ fn: 'greet', code: 'ok', mode: 'process' });
-    expect((events[2]?.event as ReedEvents['reed:call:finished']).fuelConsumed).toBeGreaterThan(0);
+    const finished = events[2]?.event as ReedEvents['reed:call:finished'] | undefined;
+    expect(finished?.fuelConsumed).toBeGreaterThan(0);
     // The log lines the supervisor and the host wrote before events existed.
     expect(logs.find((l) => l.msg === 'runner ready')).toMatchObject({
       pluginId: 'example.hello',
