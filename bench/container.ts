@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import pino from 'pino';
-import { ensureRunnerImage } from '../src/backends/container/images.js';
-import { PluginHost } from '../src/host/plugin-host.js';
-import { MemoryStorage } from '../src/host/services.js';
 import type { ContainerRunner } from '../src/backends/container/container-runner.js';
+import { ensureRunnerImage } from '../src/backends/container/images.js';
 import type { LazySandbox } from '../src/backends/lazy-sandbox.js';
 import type { SupervisedSandbox } from '../src/backends/supervisor.js';
+import { PluginHost } from '../src/host/plugin-host.js';
+import { MemoryStorage } from '../src/host/services.js';
 import { examplesConfig, roundTrips } from './process.js';
 import { fmt, median, printTable, type Row } from './report.js';
 

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import pino from 'pino';
+import { InProcessSandbox } from '../src/backends/in-process/in-process-sandbox.js';
 import { DEFAULT_POLICY_PERMISSIONS } from '../src/host/host-config.js';
 import { PluginHostApi } from '../src/host/plugin-host-api.js';
 import { MemoryContentService, MemoryEventBus, MemoryStorage } from '../src/host/services.js';
@@ -9,7 +10,6 @@ import { DEFAULT_LIMITS } from '../src/manifest/limits.js';
 import { readCheckedLibrary } from '../src/runtime/native/check-library.js';
 import * as T from '../src/runtime/native/koffi-types.js';
 import { NativePlugin } from '../src/runtime/native/native-plugin.js';
-import { InProcessSandbox } from '../src/backends/in-process/in-process-sandbox.js';
 import { fmt, perCall, printTable } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));

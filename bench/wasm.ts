@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import type { InProcessSandbox } from '../src/backends/in-process/in-process-sandbox.js';
 import { loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { encodeS64, encodeU32 } from '../src/runtime/wasm/binary.js';
 import { prepareModule } from '../src/runtime/wasm/prepare-module.js';
-import type { InProcessSandbox } from '../src/backends/in-process/in-process-sandbox.js';
 import { fmt, median, perCall, printTable, type Row } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));

@@ -2,11 +2,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import pino from 'pino';
+import type { Supervision } from '../../src/backends/supervisor.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
-import type { Supervision } from '../../src/backends/supervisor.js';
 import { tempDir } from './plugin-tree.js';
 
 export interface LogLine {

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { ContainerRunner } from '../../src/backends/container/container-runner.js';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
 import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
+import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 

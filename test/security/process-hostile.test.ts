@@ -2,10 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
-import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
+import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
+import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 

@@ -2,9 +2,9 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RunnerLink } from '../../src/backends/shared/runner-link.js';
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
-import { RunnerLink } from '../../src/backends/shared/runner-link.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 const SECRET = 'a'.repeat(64);
