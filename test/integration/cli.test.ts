@@ -151,7 +151,7 @@ describe('reed-plugins call', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({
       ok: false,
       output: null,
-      error: { code: 'fuel_exhausted' },
+      error: { code: 'fuel_exhausted', pluginId: 'hostile.spin' },
     });
     const failed = runCli(['call', '--plugin-dir', 'test/fixtures/hostile', 'hostile.unknown-import', 'ok'], {
       home: tempDir(),

@@ -70,7 +70,8 @@ export const callCommand: Command = {
       if (!isReedError(error)) throw error;
       if (values.json === true) {
         io.stdout(
-          `${toJson({ ok: false, output: null, error: { code: error.code, message: error.message, ...(error.details === undefined ? {} : { details: error.details }) }, stats: null })}\n`,
+          // The error as the API answers it (ReedError.toJSON: code, message, pluginId, file, field, details).
+          `${toJson({ ok: false, output: null, error: error.toJSON(), stats: null })}\n`,
         );
       } else {
         io.stderr(`error ${error.code}: ${escapeUnprintable(error.message)}\n`);
