@@ -97,80 +97,112 @@ interface DynamicInfo {
  * 100 MB, and process mode asks for its libraries when the first runner starts.
  */
 export function readDynamic(file: string): DynamicInfo {
-  const fail = (why: string) =>
-    new ReedError('runtime_library_missing', `${file} is not a usable ELF file: ${why}`, { file });
   const fd = openSync(file, 'r');
   try {
-    const size = fstatSync(fd).size;
-    const at = (offset: number, length: number): Buffer => {
-      if (offset < 0 || offset >= size) throw fail(`offset ${offset} is past the end`);
-      const buffer = Buffer.alloc(Math.min(length, size - offset));
-      readSync(fd, buffer, 0, buffer.length, offset);
-      return buffer;
-    };
-    const head = at(0, 64);
-    if (head.length < 52 || head.readUInt32BE(0) !== 0x7f454c46) throw fail('no ELF magic');
-    const is64 = head[4] === 2;
-    const le = head[5] === 1;
-    const u16 = (b: Buffer, o: number) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
-    const u32 = (b: Buffer, o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-    const word = (b: Buffer, o: number) =>
-      is64 ? Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o)) : u32(b, o);
-    const string = (offset: number) => cString(at(offset, 4096), 0);
-    const phoff = word(head, is64 ? 32 : 28);
-    const phentsize = u16(head, is64 ? 54 : 42);
-    const phnum = u16(head, is64 ? 56 : 44);
-    const headers = at(phoff, phnum * phentsize);
-    if (headers.length < phnum * phentsize) throw fail('program headers run past the end');
-    const loads: { vaddr: number; offset: number; filesz: number }[] = [];
-    let dynamic: { offset: number; size: number } | undefined;
-    let interpreter: string | undefined;
-    for (let h = 0; h < phnum * phentsize; h += phentsize) {
-      const type = u32(headers, h);
-      const offset = word(headers, is64 ? h + 8 : h + 4);
-      const vaddr = word(headers, is64 ? h + 16 : h + 8);
-      const filesz = word(headers, is64 ? h + 32 : h + 16);
-      if (type === PT_LOAD) loads.push({ vaddr, offset, filesz });
-      else if (type === PT_DYNAMIC) dynamic = { offset, size: filesz };
-      else if (type === PT_INTERP) interpreter = string(offset);
-    }
+    const elf = elfReader(fd, file);
+    const { loads, dynamic, interpreter } = programHeaders(elf);
     const info: DynamicInfo = { needed: [], rpath: [], runpath: [], ...(interpreter ? { interpreter } : {}) };
     if (dynamic === undefined) return info; // statically linked
-    const section = at(dynamic.offset, dynamic.size);
-    const entrySize = is64 ? 16 : 8;
-    const entries: [number, number][] = [];
-    let strtab: number | undefined;
-    for (let o = 0; o + entrySize <= section.length; o += entrySize) {
-      const tag = word(section, o);
-      const value = word(section, o + entrySize / 2);
-      if (tag === DT_NULL) break;
-      if (tag === DT_STRTAB) strtab = value;
-      else entries.push([tag, value]);
-    }
-    if (strtab === undefined) throw fail('a dynamic section without a string table');
-    const strtabVaddr = strtab;
-    const segment = loads.find((l) => strtabVaddr >= l.vaddr && strtabVaddr < l.vaddr + l.filesz);
-    if (segment === undefined) throw fail('the string table is in no loaded segment');
+    const { strtab, entries } = dynamicEntries(elf, dynamic);
+    const segment = loads.find((l) => strtab >= l.vaddr && strtab < l.vaddr + l.filesz);
+    if (segment === undefined) throw elf.fail('the string table is in no loaded segment');
     const strOffset = strtab - segment.vaddr + segment.offset;
+    const paths = (value: number) =>
+      elf
+        .string(strOffset + value)
+        .split(':')
+        .filter(Boolean);
     for (const [tag, value] of entries) {
-      if (tag === DT_NEEDED) info.needed.push(string(strOffset + value));
-      else if (tag === DT_RPATH)
-        info.rpath.push(
-          ...string(strOffset + value)
-            .split(':')
-            .filter(Boolean),
-        );
-      else if (tag === DT_RUNPATH)
-        info.runpath.push(
-          ...string(strOffset + value)
-            .split(':')
-            .filter(Boolean),
-        );
+      if (tag === DT_NEEDED) info.needed.push(elf.string(strOffset + value));
+      else if (tag === DT_RPATH) info.rpath.push(...paths(value));
+      else if (tag === DT_RUNPATH) info.runpath.push(...paths(value));
     }
     return info;
   } finally {
     closeSync(fd);
   }
+}
+
+/** An open ELF file read by position, in its own word size and byte order. */
+interface ElfReader {
+  is64: boolean;
+  head: Buffer;
+  /** Up to `length` bytes at `offset` (fewer at the end of the file). */
+  at(offset: number, length: number): Buffer;
+  u16(b: Buffer, o: number): number;
+  u32(b: Buffer, o: number): number;
+  /** An address-sized word: 8 bytes in a 64-bit file, 4 in a 32-bit one. */
+  word(b: Buffer, o: number): number;
+  /** The NUL-terminated string at `offset`. */
+  string(offset: number): string;
+  fail(why: string): ReedError;
+}
+
+function elfReader(fd: number, file: string): ElfReader {
+  const fail = (why: string) =>
+    new ReedError('runtime_library_missing', `${file} is not a usable ELF file: ${why}`, { file });
+  const size = fstatSync(fd).size;
+  const at = (offset: number, length: number): Buffer => {
+    if (offset < 0 || offset >= size) throw fail(`offset ${offset} is past the end`);
+    const buffer = Buffer.alloc(Math.min(length, size - offset));
+    readSync(fd, buffer, 0, buffer.length, offset);
+    return buffer;
+  };
+  const head = at(0, 64);
+  if (head.length < 52 || head.readUInt32BE(0) !== 0x7f454c46) throw fail('no ELF magic');
+  const is64 = head[4] === 2;
+  const le = head[5] === 1;
+  const u32 = (b: Buffer, o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
+  return {
+    is64,
+    head,
+    at,
+    u16: (b, o) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o)),
+    u32,
+    word: (b, o) => (is64 ? Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o)) : u32(b, o)),
+    string: (offset) => cString(at(offset, 4096), 0),
+    fail,
+  };
+}
+
+/** The loaded segments, the dynamic section and the interpreter, from the program headers. */
+function programHeaders(elf: ElfReader) {
+  const { is64, head, u16, u32, word } = elf;
+  const phoff = word(head, is64 ? 32 : 28);
+  const phentsize = u16(head, is64 ? 54 : 42);
+  const phnum = u16(head, is64 ? 56 : 44);
+  const headers = elf.at(phoff, phnum * phentsize);
+  if (headers.length < phnum * phentsize) throw elf.fail('program headers run past the end');
+  const loads: { vaddr: number; offset: number; filesz: number }[] = [];
+  let dynamic: { offset: number; size: number } | undefined;
+  let interpreter: string | undefined;
+  for (let h = 0; h < phnum * phentsize; h += phentsize) {
+    const type = u32(headers, h);
+    const offset = word(headers, is64 ? h + 8 : h + 4);
+    const vaddr = word(headers, is64 ? h + 16 : h + 8);
+    const filesz = word(headers, is64 ? h + 32 : h + 16);
+    if (type === PT_LOAD) loads.push({ vaddr, offset, filesz });
+    else if (type === PT_DYNAMIC) dynamic = { offset, size: filesz };
+    else if (type === PT_INTERP) interpreter = elf.string(offset);
+  }
+  return { loads, dynamic, interpreter };
+}
+
+/** The dynamic section's entries up to DT_NULL, and where its string table is (a virtual address). */
+function dynamicEntries(elf: ElfReader, dynamic: { offset: number; size: number }) {
+  const section = elf.at(dynamic.offset, dynamic.size);
+  const entrySize = elf.is64 ? 16 : 8;
+  const entries: [number, number][] = [];
+  let strtab: number | undefined;
+  for (let o = 0; o + entrySize <= section.length; o += entrySize) {
+    const tag = elf.word(section, o);
+    const value = elf.word(section, o + entrySize / 2);
+    if (tag === DT_NULL) break;
+    if (tag === DT_STRTAB) strtab = value;
+    else entries.push([tag, value]);
+  }
+  if (strtab === undefined) throw elf.fail('a dynamic section without a string table');
+  return { strtab, entries };
 }
 
 function cString(bytes: Buffer, offset: number): string {
