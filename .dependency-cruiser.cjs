@@ -54,6 +54,17 @@ module.exports = {
       to: { path: '^src/', pathNot: any([LAYERS[0].path, '^src/runtime/', LAYERS[2].path]) },
     },
     {
+      name: 'dockerode-behind-engine-client',
+      comment:
+        'the container backend reaches Docker through its engine client (src/backends/container/engine-client.ts): only its dockerode implementation imports dockerode (and the CLI images command, which makes its own client)',
+      severity: 'error',
+      from: {
+        path: '^(src|sandbox-runner)/',
+        pathNot: '^src/(backends/container/dockerode-client|cli/commands/images)[.]ts$',
+      },
+      to: { path: '(^|/)node_modules/dockerode/' },
+    },
+    {
       name: 'folder-cycle',
       comment: 'no two folders import each other, directly or round a loop',
       severity: 'error',

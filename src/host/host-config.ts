@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import TOML from '@iarna/toml';
 import type { Static } from '@sinclair/typebox';
 import semver from 'semver';
-import { CONTAINER_USER } from '../backends/container/container-runner.js';
+import { CONTAINER_USER } from '../backends/container/container-spec.js';
 import {
   DEFAULT_RUNNER_UIDS,
   parseUidRange,

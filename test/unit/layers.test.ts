@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,17 @@ describe('layering lint', () => {
     expect(has('unlayered-importer', 'src/gadgets/gadget.ts', 'src/host/plugin-host.ts')).toBe(true);
     expect(has('folder-cycle', 'src/discovery') || has('folder-cycle', 'src/validation')).toBe(true);
     for (const v of found) expect(v.rule.severity).toBe('error');
+  });
+
+  it('rejects dockerode imported anywhere but the engine client', () => {
+    const dir = treeWith({
+      'src/backends/container/sneaky.ts':
+        "import type Dockerode from 'dockerode';\nexport type D = Dockerode;\n",
+    });
+    // dockerode must resolve for the rule to see where it points.
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    const found = cruise(dir).map((v) => `${v.rule.name}: ${v.from}`);
+    expect(found).toEqual(['dockerode-behind-engine-client: src/backends/container/sneaky.ts']);
   });
 
   it('finds nothing in the real tree', () => {

@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
-import Docker from 'dockerode';
 import type { BackendFactory } from '../backend.js';
 import { LazySandbox } from '../lazy-sandbox.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
 import { SupervisedSandbox, type Supervision } from '../supervisor.js';
 import { ContainerRunner } from './container-runner.js';
+import { type Dockerode, defaultEngineClient, engineClientOf } from './dockerode-client.js';
+import type { EngineClient } from './engine-client.js';
 import { ensurePluginImage, ensureRunnerImage } from './images.js';
 import { containerLabels } from './labels.js';
 import { sweepContainers } from './sweep.js';
@@ -21,19 +22,19 @@ export interface ContainerBackendOptions {
    */
   runnerImage?: string;
   /**
-   * The Docker client (another engine, TLS, a shorter timeout). Default: the engine at `$DOCKER_HOST` or
-   * /var/run/docker.sock, with a 30 s timeout per request.
+   * The Docker client (another engine, TLS, a shorter timeout), wrapped in an engine client. Default: the engine
+   * at `$DOCKER_HOST` or /var/run/docker.sock, with a 30 s timeout per request.
    */
-  docker?: Docker;
+  docker?: Dockerode;
 }
 
 /** Mode `container`: a supervised sandbox-runner in a hardened per-plugin container, built from the plugin's directory. */
 export const containerBackend: BackendFactory<ContainerBackendOptions> = (context) => {
   const { options, settings } = context;
-  let client = options.docker;
-  /** The Docker client, made on first use. */
-  const docker = () => {
-    client ??= new Docker({ timeout: 30_000 });
+  let client: EngineClient | undefined = options.docker && engineClientOf(options.docker);
+  /** The engine client, made on first use. */
+  const engine = () => {
+    client ??= defaultEngineClient(30_000);
     return client;
   };
   return {
@@ -42,7 +43,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
       return new LazySandbox(pluginId, 'container', async () => {
         const { spec, bytes } = await runnerPayload(plan, context);
         const logger = context.logger.child({ sandbox: 'container' });
-        const images = { docker: docker(), logger: context.logger };
+        const images = { docker: engine(), logger: context.logger };
         // ensureRunnerImage hashes once per engine, and forgets a failure (the engine may answer next time).
         const runnerImage = options.runnerImage ?? (await ensureRunnerImage(images));
         const pluginImage = await ensurePluginImage(images, runnerImage, plan.root, pluginId);
@@ -60,7 +61,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
               host,
               runtimeDir: settings.runtimeDir,
               startTimeoutMs: supervision.startTimeoutMs,
-              docker: images.docker,
+              engine: images.docker,
               image: pluginImage,
               runtime: plan.containerRuntime,
               network: plan.grants.network,
@@ -78,7 +79,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
       await sweepOrphans(settings.runtimeDir, context.logger);
       const injected = options.docker !== undefined;
       if (!injected && process.env.DOCKER_HOST === undefined && !existsSync('/var/run/docker.sock')) return;
-      const quick = injected ? docker() : new Docker({ timeout: 3_000 });
+      const quick = injected ? engine() : defaultEngineClient(3_000);
       await sweepContainers(quick, context.logger).catch((error: unknown) =>
         context.logger.debug({ err: error }, 'no Docker engine to sweep'),
       );

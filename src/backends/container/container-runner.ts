@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import type Docker from 'dockerode';
 import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
@@ -7,40 +6,21 @@ import { DockerDemux, OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
-import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../shared/runner-program.js';
-import { dockerError } from './images.js';
-import { LABEL_MANAGED } from './labels.js';
+import { PACKAGE_ROOT, raceStart } from '../shared/runner-program.js';
+import { CONTAINER_USER, type ContainerSettings, containerSpec, SOCKET_DIR } from './container-spec.js';
+import { type ContainerRef, type EngineClient, engineError } from './engine-client.js';
 
-/** The user every container runs as. */
-export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };
-/** Host tasks gVisor's sentry and gofer need besides the plugin's own (measured: 64 was not enough under load). */
-export const GVISOR_PIDS_ALLOWANCE = 512;
-/** Where the sandbox directory (socket, secret) appears inside the container, read-only. */
-const SOCKET_DIR = '/run/reed';
-
-export interface ContainerRunnerOptions extends EndpointOptions {
+export interface ContainerRunnerOptions extends EndpointOptions, ContainerSettings {
   spec: PluginSpec;
   bytes: Uint8Array;
-  docker: Docker;
-  image: string;
-  runtime: 'runc' | 'runsc';
-  /** Whether the manifest's network permission was granted by the policy. */
-  network: boolean;
-  labels: Record<string, string>;
-  /** The program the container runs instead of the image's runner (tests use hostile ones); its arguments follow. */
-  command?: string[];
+  engine: EngineClient;
 }
 
-/**
- * A runner in a per-plugin container, hardened as the CIS Docker Benchmark's runtime section asks: no
- * capabilities, no new privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota,
- * a pids limit, ulimits, no network unless granted, a non-root user, an init, private IPC, rotated logs, and
- * no mount but its own sandbox directory, read-only (no Docker socket).
- */
+/** A runner in a per-plugin container (hardened: see containerSpec), made and watched through an engine client. */
 export class ContainerRunner implements Runner {
   readonly #o: ContainerRunnerOptions;
   readonly #endpoint: RunnerEndpoint;
-  #container: Docker.Container | undefined;
+  #container: ContainerRef | undefined;
   #running = false;
   pid: number | undefined;
   stderrTail = '';
@@ -75,110 +55,31 @@ export class ContainerRunner implements Runner {
     return this.#running;
   }
 
-  get container(): Docker.Container | undefined {
+  /** The container, as the engine client knows it (dockerode's Container with the default client). */
+  get container(): ContainerRef | undefined {
     return this.#container;
   }
 
   async start(): Promise<void> {
     const o = this.#o;
-    const endpoint = this.#endpoint;
-    await endpoint.listen();
+    await this.#endpoint.listen();
     // The secret goes in a file only the container's user can read, in a directory it cannot write (the host
     // removes the file once the runner has authenticated).
-    endpoint.writeSecretFile(CONTAINER_USER);
-    const runtimes = await registeredRuntimes(o.docker);
+    this.#endpoint.writeSecretFile(CONTAINER_USER);
+    const runtimes = await registeredRuntimes(o.engine);
     if (!runtimes.includes(o.runtime)) {
       // Fail closed: never fall back to runc when runsc was asked for.
       throw new ReedError(
         'runtime_unavailable',
         `container runtime "${o.runtime}" is not registered with the Docker engine (it has: ${runtimes.join(', ')})`,
-        {
-          pluginId: o.pluginId,
-        },
+        { pluginId: o.pluginId },
       );
     }
-    const l = o.limits;
-    const memory = (l.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024;
     try {
-      this.#container = await o.docker.createContainer({
-        name: `reed-${o.session.id.slice(0, 8)}-${endpoint.dir.slice(-6).toLowerCase()}`,
-        Image: o.image,
-        ...(o.command === undefined ? {} : { Entrypoint: o.command }),
-        Cmd: ['--plugin-id', o.pluginId, ...dialArguments(endpoint.addressForRunner())],
-        User: `${CONTAINER_USER.uid}:${CONTAINER_USER.gid}`,
-        WorkingDir: '/work',
-        Env: ['LANG=C.UTF-8'],
-        Labels: { ...o.labels, [LABEL_MANAGED]: 'true' },
-        AttachStdout: true,
-        AttachStderr: true,
-        HostConfig: {
-          Runtime: o.runtime,
-          CapDrop: ['ALL'],
-          SecurityOpt: ['no-new-privileges:true'],
-          Privileged: false,
-          ReadonlyRootfs: true,
-          // /work holds the runner's private copy of a native library, which must be mappable: no noexec there.
-          Tmpfs: {
-            '/tmp': `rw,noexec,nosuid,nodev,mode=1777,size=${l.tmpfsMb}m`,
-            '/work': `rw,exec,nosuid,nodev,size=${Math.max(l.tmpfsMb, 64)}m,uid=${CONTAINER_USER.uid}`,
-          },
-          Memory: memory,
-          MemorySwap: memory,
-          NanoCpus: Math.round(l.cpus * 1e9),
-          // gVisor's own sentry and gofer threads count against the cgroup's pids; they need room of their own.
-          PidsLimit: o.runtime === 'runsc' ? l.pids + GVISOR_PIDS_ALLOWANCE : l.pids,
-          Ulimits: [
-            { Name: 'nofile', Soft: 1024, Hard: 1024 },
-            { Name: 'core', Soft: 0, Hard: 0 },
-            { Name: 'fsize', Soft: l.tmpfsMb * 1024 * 1024, Hard: l.tmpfsMb * 1024 * 1024 },
-          ],
-          NetworkMode: o.network ? 'bridge' : 'none',
-          Init: true,
-          IpcMode: 'private',
-          LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
-          // /dev/shm is a tmpfs too: no bigger than /tmp.
-          ShmSize: l.tmpfsMb * 1024 * 1024,
-          // Read-only: connecting to a Unix socket needs no write access to its directory or mount.
-          Binds: [`${endpoint.dir}:${SOCKET_DIR}:ro`],
-        },
-      });
-      // The engine answers again: remove what could not be removed while it did not.
-      void removeLeftovers(o.docker);
-      const stream = await this.#container.attach({ stream: true, stdout: true, stderr: true });
-      // Bounded whatever the runner writes (output-pump.ts); the stderr tail (for start errors) stays 4 KiB.
-      new DockerDemux(
-        new OutputPump({
-          pluginId: o.pluginId,
-          logger: o.logger,
-          onLine: (level, line) => {
-            if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
-            o.host.log(level, line);
-          },
-        }),
-      ).attach(stream as unknown as Readable);
-      // 'next-exit': the default ('not-running') is already true of a container that is created but not started.
-      this.exited = this.#container.wait({ condition: 'next-exit' }).then(
-        (r: { StatusCode?: number }) => {
-          this.#running = false;
-          return { code: r.StatusCode ?? null, signal: null };
-        },
-        () => {
-          this.#running = false;
-          return { code: null, signal: null };
-        },
-      );
-      await this.#container.start();
-      this.#running = true;
-      // The pid is only for reports: fetch it off the start path.
-      void this.#container
-        .inspect()
-        .then((state: { State?: { Pid?: number } }) => {
-          this.pid = state.State?.Pid;
-        })
-        .catch(() => {});
+      await this.#launch();
     } catch (error) {
       if (error instanceof ReedError) throw error;
-      throw dockerError(
+      throw engineError(
         error,
         `cannot start the container of plugin "${o.pluginId}"`,
         'sandbox_start_failed',
@@ -186,7 +87,7 @@ export class ContainerRunner implements Runner {
     }
     try {
       await raceStart(
-        endpoint.serve(o.spec, o.bytes),
+        this.#endpoint.serve(o.spec, o.bytes),
         this.exited,
         o.startTimeoutMs,
         o.pluginId,
@@ -198,50 +99,93 @@ export class ContainerRunner implements Runner {
       throw new ReedError(
         (error as ReedError).code ?? 'sandbox_start_failed',
         `${(error as Error).message}${logs === '' ? '' : `; container logs: ${logs}`}`,
-        {
-          pluginId: o.pluginId,
-          cause: error,
-        },
+        { pluginId: o.pluginId, cause: error },
       );
     }
   }
 
+  /** Creates the container, follows its output and its exit, and starts it. */
+  async #launch(): Promise<void> {
+    const { engine } = this.#o;
+    const dial = dialArguments(this.#endpoint.addressForRunner());
+    const container = await engine.create(containerSpec(this.#o, this.#endpoint.dir, dial));
+    this.#container = container;
+    // The engine answers again: remove what could not be removed while it did not.
+    void removeLeftovers(engine);
+    this.#pumpOutput(await engine.attach(container));
+    this.exited = engine.waitExit(container).then(
+      (code) => {
+        this.#running = false;
+        return { code, signal: null };
+      },
+      () => {
+        this.#running = false;
+        return { code: null, signal: null };
+      },
+    );
+    await engine.start(container);
+    this.#running = true;
+    // The pid is only for reports: fetch it off the start path.
+    void engine
+      .inspect(container)
+      .then((state) => {
+        this.pid = state?.pid;
+      })
+      .catch(() => {});
+  }
+
+  /** Bounded whatever the runner writes (output-pump.ts); the stderr tail (for start errors) stays 4 KiB. */
+  #pumpOutput(stream: NodeJS.ReadableStream): void {
+    const o = this.#o;
+    new DockerDemux(
+      new OutputPump({
+        pluginId: o.pluginId,
+        logger: o.logger,
+        onLine: (level, line) => {
+          if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
+          o.host.log(level, line);
+        },
+      }),
+    ).attach(stream as Readable);
+  }
+
   async #logs(): Promise<string> {
+    if (this.#container === undefined) return '';
     try {
-      const raw = Buffer.from(
-        (await this.#container?.logs({ stdout: true, stderr: true, tail: 40 })) as unknown as Buffer,
-      );
-      return demuxLogs(raw).trim().slice(-2000);
+      return (await this.#o.engine.logs(this.#container, 40)).trim().slice(-2000);
     } catch {
       return '';
     }
   }
 
   async oomKilled(): Promise<boolean> {
+    if (this.#container === undefined) return false;
     try {
-      const state = (await this.#container?.inspect()) as { State?: { OOMKilled?: boolean } } | undefined;
-      return state?.State?.OOMKilled === true;
+      return (await this.#o.engine.inspect(this.#container))?.oomKilled === true;
     } catch {
       return false;
     }
   }
 
   kill(): void {
-    void this.#container?.kill({ signal: 'SIGKILL' }).catch(() => {});
+    this.#signal('SIGKILL');
   }
 
   terminate(): void {
-    void this.#container?.kill({ signal: 'SIGTERM' }).catch(() => {});
+    this.#signal('SIGTERM');
+  }
+
+  #signal(signal: 'SIGKILL' | 'SIGTERM'): void {
+    if (this.#container !== undefined) void this.#o.engine.kill(this.#container, signal).catch(() => {});
   }
 
   /** Removes the container (whatever its state) and the sandbox directory. Idempotent. */
   async destroy(): Promise<void> {
     this.link?.destroy();
-    if (this.#container !== undefined) {
-      const { id } = this.#container;
-      await this.#container.remove({ force: true }).catch((error: { statusCode?: number }) => {
-        if (error.statusCode !== 404) leftovers(this.#o.docker).add(id);
-      });
+    const container = this.#container;
+    if (container !== undefined) {
+      const { engine } = this.#o;
+      await engine.remove(container).catch(() => leftovers(engine).add(container.id));
       this.#running = false;
     }
     await this.#endpoint.close();
@@ -249,54 +193,42 @@ export class ContainerRunner implements Runner {
 }
 
 /**
- * Containers whose removal failed (the engine did not answer), per engine: removed when a later container start
- * shows the engine answers again. Those of a host that exits first go with its session in the next host's sweep.
+ * Containers whose removal failed (the engine did not answer), per engine client: removed when a later container
+ * start shows the engine answers again. Those of a host that exits first go with its session in the next host's
+ * sweep.
  */
-const unremoved = new WeakMap<Docker, Set<string>>();
+const unremoved = new WeakMap<EngineClient, Set<string>>();
 
-function leftovers(docker: Docker): Set<string> {
-  let set = unremoved.get(docker);
+function leftovers(engine: EngineClient): Set<string> {
+  let set = unremoved.get(engine);
   if (set === undefined) {
     set = new Set();
-    unremoved.set(docker, set);
+    unremoved.set(engine, set);
   }
   return set;
 }
 
-async function removeLeftovers(docker: Docker): Promise<void> {
-  const set = unremoved.get(docker);
+async function removeLeftovers(engine: EngineClient): Promise<void> {
+  const set = unremoved.get(engine);
   for (const id of [...(set ?? [])]) {
     try {
-      await docker.getContainer(id).remove({ force: true });
+      await engine.remove(engine.container(id));
       set?.delete(id);
-    } catch (error) {
-      if ((error as { statusCode?: number }).statusCode === 404) set?.delete(id);
+    } catch {
+      // Still unanswered: the next start tries again.
     }
   }
 }
 
-const runtimeCache = new WeakMap<Docker, { at: number; runtimes: string[] }>();
+const runtimeCache = new WeakMap<EngineClient, { at: number; runtimes: string[] }>();
 
 /** The engine's registered runtimes, asked at most every 10 s (they change only when the engine restarts). */
-async function registeredRuntimes(docker: Docker): Promise<string[]> {
-  const cached = runtimeCache.get(docker);
+async function registeredRuntimes(engine: EngineClient): Promise<string[]> {
+  const cached = runtimeCache.get(engine);
   if (cached !== undefined && Date.now() - cached.at < 10_000) return cached.runtimes;
-  const info = (await docker.info().catch((e: unknown) => {
-    throw dockerError(e, 'cannot reach the Docker engine', 'sandbox_start_failed');
-  })) as { Runtimes?: Record<string, unknown> };
-  const runtimes = Object.keys(info.Runtimes ?? {});
-  runtimeCache.set(docker, { at: Date.now(), runtimes });
+  const runtimes = await engine.runtimes().catch((e: unknown) => {
+    throw engineError(e, 'cannot reach the Docker engine', 'sandbox_start_failed');
+  });
+  runtimeCache.set(engine, { at: Date.now(), runtimes });
   return runtimes;
-}
-
-/** Docker's multiplexed log format: per chunk an 8-byte header (stream, 0, 0, 0, u32 size), then the text. */
-function demuxLogs(raw: Buffer): string {
-  let text = '';
-  let at = 0;
-  while (at + 8 <= raw.length) {
-    const size = raw.readUInt32BE(at + 4);
-    text += raw.toString('utf8', at + 8, Math.min(raw.length, at + 8 + size));
-    at += 8 + size;
-  }
-  return text;
 }

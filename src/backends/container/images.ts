@@ -11,13 +11,13 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import tar from 'tar-fs';
-import type { Code } from '../../codes.js';
 import { ReedError } from '../../errors.js';
 import { collectNodeRuntime } from '../shared/node-runtime.js';
 import { PACKAGE_ROOT } from '../shared/runner-program.js';
+import { type Dockerode, engineClientOf } from './dockerode-client.js';
+import { type EngineClient, engineError } from './engine-client.js';
 import { LABEL_IMAGE_HASH, LABEL_MANAGED } from './labels.js';
 
 const IMAGES_DIR = join(PACKAGE_ROOT, 'images');
@@ -25,7 +25,8 @@ const IMAGES_DIR = join(PACKAGE_ROOT, 'images');
 const IMAGE_LAYOUT_VERSION = '2';
 
 export interface ImageOptions {
-  docker: Docker;
+  /** The engine the images are built in (a dockerode client is wrapped in one). */
+  docker: Dockerode | EngineClient;
   logger: Logger;
   /** A normal base image where a registry is reachable; default: built FROM scratch. */
   baseImage?: string;
@@ -45,12 +46,13 @@ export interface RunnerImages {
  * with that tag exists. Returns their tags.
  */
 export function ensureRunnerImages(options: ImageOptions): Promise<RunnerImages> {
+  const engine = engineClientOf(options.docker);
   // The inputs (this Node, this package's built code) do not change while the process runs: hash them once per
   // engine (each engine has images of its own).
-  const key = `${engineOf(options.docker)}\0${options.baseImage ?? ''}`;
+  const key = `${engine.address}\0${options.baseImage ?? ''}`;
   let images = runnerImages.get(key);
   if (images === undefined) {
-    images = buildRunnerImages(options);
+    images = buildRunnerImages({ ...options, docker: engine });
     runnerImages.set(key, images);
     images.catch(() => runnerImages.delete(key));
   }
@@ -64,14 +66,12 @@ export async function ensureRunnerImage(options: ImageOptions): Promise<string> 
 
 const runnerImages = new Map<string, Promise<RunnerImages>>();
 
-/** Where a client's engine is: its socket, its address, or the default (`$DOCKER_HOST`, else the local socket). */
-function engineOf(docker: Docker): string {
-  const m = docker.modem as { socketPath?: unknown; protocol?: string; host?: string; port?: number };
-  if (typeof m.socketPath === 'string') return m.socketPath;
-  return m.host === undefined ? 'default' : `${m.protocol}://${m.host}:${m.port}`;
+/** ImageOptions with the engine client made. */
+interface EngineImageOptions extends ImageOptions {
+  docker: EngineClient;
 }
 
-async function buildRunnerImages(options: ImageOptions): Promise<RunnerImages> {
+async function buildRunnerImages(options: EngineImageOptions): Promise<RunnerImages> {
   const base = await ensureImage(
     options,
     'reed-base',
@@ -99,7 +99,7 @@ export async function ensurePluginImage(
   pluginId: string,
 ): Promise<string> {
   return ensureImage(
-    options,
+    { ...options, docker: engineClientOf(options.docker) },
     `reed-plugin-${pluginId.replace(/[^a-z0-9._-]/g, '-')}`,
     'Dockerfile.plugin',
     (ctx) => cpSync(pluginDir, join(ctx, 'plugin'), { recursive: true, dereference: false }),
@@ -110,7 +110,7 @@ export async function ensurePluginImage(
 }
 
 async function ensureImage(
-  options: ImageOptions,
+  options: EngineImageOptions,
   name: string,
   dockerfile: string,
   fill: (contextDir: string) => void,
@@ -141,79 +141,51 @@ async function ensureImage(
   }
 }
 
-async function imageExists(docker: Docker, tag: string): Promise<boolean> {
+async function imageExists(engine: EngineClient, tag: string): Promise<boolean> {
   try {
-    await docker.getImage(tag).inspect();
-    return true;
+    return await engine.imageExists(tag);
   } catch (error) {
-    if ((error as { statusCode?: number }).statusCode === 404) return false;
-    throw dockerError(error, `cannot inspect image ${tag}`);
+    throw engineError(error, `cannot inspect image ${tag}`);
   }
 }
 
 /** Builds, following the stream; the first `error` in it rejects (the stream ending is not success). */
 async function build(
-  options: ImageOptions,
+  options: EngineImageOptions,
   context: string,
   tag: string,
   hash: string,
   buildargs: Record<string, string>,
 ): Promise<void> {
-  let stream: NodeJS.ReadableStream;
+  let progress: NodeJS.ReadableStream;
   try {
     // tar-fs applies the process umask when packing unless told not to; modes must arrive as they are
     // (the image's /tmp is 1777, see collectNodeRuntime).
     // (`umask` is a tar-fs 3 option its type definitions do not know yet.)
     const packed = tar.pack(context, { umask: 0 } as Parameters<typeof tar.pack>[1]);
-    stream = await options.docker.buildImage(packed as unknown as NodeJS.ReadableStream, {
-      t: tag,
+    progress = await options.docker.buildImage(packed as unknown as NodeJS.ReadableStream, {
+      tag,
       buildargs,
       labels: { [LABEL_MANAGED]: 'true', [LABEL_IMAGE_HASH]: hash },
-      rm: true,
-      forcerm: true,
     });
   } catch (error) {
-    throw dockerError(error, `cannot build image ${tag}`);
+    throw engineError(error, `cannot build image ${tag}`);
   }
-  await new Promise<void>((resolve, reject) => {
-    let failure: string | undefined;
-    options.docker.modem.followProgress(
-      stream,
-      (error: Error | null) => {
-        if (error !== null) reject(dockerError(error, `building image ${tag} failed`));
-        else if (failure !== undefined)
-          reject(new ReedError('image_build_failed', `building image ${tag} failed: ${failure}`));
-        else resolve();
-      },
-      (event: { stream?: string; error?: string; errorDetail?: { message?: string } }) => {
-        if (event.error !== undefined || event.errorDetail !== undefined)
-          failure ??= event.errorDetail?.message ?? event.error;
-        const line = event.stream?.trim();
-        // Each build step is progress worth showing (the CLI logs info to stderr); the rest is detail.
-        if (line?.startsWith('Step ')) options.logger.info({ image: tag }, line);
-        else if (line) options.logger.debug({ image: tag }, line);
-      },
-    );
-  });
-}
-
-/** Socket errors that mean the engine is not there (or went away mid-request), whatever was asked. */
-const ENGINE_GONE = new Set(['ECONNREFUSED', 'ENOENT', 'ETIMEDOUT', 'ECONNRESET', 'EPIPE', 'EACCES']);
-
-/**
- * A Docker failure as a ReedError: `docker_unavailable` when the engine does not answer, else `otherwise` (the
- * code of what was being done) with the engine's message.
- */
-export function dockerError(error: unknown, what: string, otherwise: Code = 'image_build_failed'): ReedError {
-  const e = error as { code?: string; statusCode?: number; message?: string };
-  if ((e.code !== undefined && ENGINE_GONE.has(e.code)) || /timeout|socket hang up/i.test(e.message ?? '')) {
-    return new ReedError(
-      'docker_unavailable',
-      `${what}: the Docker engine does not answer (${e.code ?? e.message})`,
-      { cause: error },
-    );
+  let failure: string | undefined;
+  try {
+    await options.docker.followBuild(progress, (event) => {
+      if (event.error !== undefined || event.errorDetail !== undefined)
+        failure ??= event.errorDetail?.message ?? event.error;
+      const line = event.stream?.trim();
+      // Each build step is progress worth showing (the CLI logs info to stderr); the rest is detail.
+      if (line?.startsWith('Step ')) options.logger.info({ image: tag }, line);
+      else if (line) options.logger.debug({ image: tag }, line);
+    });
+  } catch (error) {
+    throw engineError(error, `building image ${tag} failed`);
   }
-  return new ReedError(otherwise, `${what}: ${e.message ?? String(error)}`, { cause: error });
+  if (failure !== undefined)
+    throw new ReedError('image_build_failed', `building image ${tag} failed: ${failure}`);
 }
 
 /** package.json, the compiled runner and library code, and the runner's dependencies (koffi and its binary, semver). */

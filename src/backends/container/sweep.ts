@@ -1,6 +1,7 @@
-import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { isAlive } from '../shared/session.js';
+import { type Dockerode, engineClientOf } from './dockerode-client.js';
+import type { EngineClient } from './engine-client.js';
 import {
   LABEL_HOST_CONTAINER,
   LABEL_HOST_PID,
@@ -19,22 +20,19 @@ import {
  * tell whether it lives. So a host on the machine and an orchestrator under docker-compose never sweep each
  * other's live containers.
  */
-export async function sweepContainers(docker: Docker, logger?: Logger): Promise<number> {
-  const containers = await docker.listContainers({
-    all: true,
-    // The session label too: images carry reed.managed, and containers inherit their image's labels, so a
-    // container someone runs from one of our images (docker-compose.yml's orchestrator, for one) has it as well.
-    filters: { label: [`${LABEL_MANAGED}=true`, LABEL_SESSION] },
-  });
+export async function sweepContainers(docker: Dockerode | EngineClient, logger?: Logger): Promise<number> {
+  const engine = engineClientOf(docker);
+  // The session label too: images carry reed.managed, and containers inherit their image's labels, so a
+  // container someone runs from one of our images (docker-compose.yml's orchestrator, for one) has it as well.
+  const containers = await engine.listByLabels([`${LABEL_MANAGED}=true`, LABEL_SESSION]);
   const ownNamespace = pidNamespace();
   let removed = 0;
   for (const c of containers) {
-    if (!(await ownerIsDead(docker, c.Labels, ownNamespace))) continue;
+    if (!(await ownerIsDead(engine, c.labels, ownNamespace))) continue;
     try {
-      await docker.getContainer(c.Id).remove({ force: true });
-      removed++;
+      if (await engine.remove(engine.container(c.id))) removed++;
     } catch {
-      // already gone
+      // The engine did not remove it: the next sweep tries again.
     }
   }
   if (removed > 0) logger?.info({ containers: removed }, 'removed containers left by dead hosts');
@@ -42,7 +40,7 @@ export async function sweepContainers(docker: Docker, logger?: Logger): Promise<
 }
 
 async function ownerIsDead(
-  docker: Docker,
+  engine: EngineClient,
   labels: Record<string, string>,
   ownNamespace: string,
 ): Promise<boolean> {
@@ -55,9 +53,9 @@ async function ownerIsDead(
   const hostContainer = labels[LABEL_HOST_CONTAINER];
   if (hostContainer === undefined) return false;
   try {
-    const info = await docker.getContainer(hostContainer).inspect();
-    return !info.State.Running;
-  } catch (error) {
-    return (error as { statusCode?: number }).statusCode === 404;
+    const state = await engine.inspect(engine.container(hostContainer));
+    return state === undefined || !state.running;
+  } catch {
+    return false;
   }
 }

@@ -1,0 +1,79 @@
+import type { ResolvedLimits } from '../../manifest/limits.js';
+import { RUNNER_ALLOWANCE_MB } from '../shared/runner-program.js';
+import type { HostSession } from '../shared/session.js';
+import type { ContainerSpec } from './engine-client.js';
+import { LABEL_MANAGED } from './labels.js';
+
+/** The user every container runs as. */
+export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };
+/** Host tasks gVisor's sentry and gofer need besides the plugin's own (measured: 64 was not enough under load). */
+export const GVISOR_PIDS_ALLOWANCE = 512;
+/** Where the sandbox directory (socket, secret) appears inside the container, read-only. */
+export const SOCKET_DIR = '/run/reed';
+
+/** What a plugin's container is made from. */
+export interface ContainerSettings {
+  pluginId: string;
+  limits: ResolvedLimits;
+  session: HostSession;
+  image: string;
+  runtime: 'runc' | 'runsc';
+  /** Whether the manifest's network permission was granted by the policy. */
+  network: boolean;
+  labels: Record<string, string>;
+  /** The program the container runs instead of the image's runner (tests use hostile ones); its arguments follow. */
+  command?: string[];
+}
+
+/**
+ * A plugin's container, hardened as the CIS Docker Benchmark's runtime section asks: no capabilities, no new
+ * privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota, a pids limit, ulimits, no
+ * network unless granted, a non-root user, an init, private IPC, rotated logs, and no mount but its own sandbox
+ * directory `dir`, read-only (no Docker socket). `dial` are the runner's arguments saying where the host listens.
+ */
+export function containerSpec(o: ContainerSettings, dir: string, dial: string[]): ContainerSpec {
+  const l = o.limits;
+  const memory = (l.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024;
+  return {
+    name: `reed-${o.session.id.slice(0, 8)}-${dir.slice(-6).toLowerCase()}`,
+    Image: o.image,
+    ...(o.command === undefined ? {} : { Entrypoint: o.command }),
+    Cmd: ['--plugin-id', o.pluginId, ...dial],
+    User: `${CONTAINER_USER.uid}:${CONTAINER_USER.gid}`,
+    WorkingDir: '/work',
+    Env: ['LANG=C.UTF-8'],
+    Labels: { ...o.labels, [LABEL_MANAGED]: 'true' },
+    AttachStdout: true,
+    AttachStderr: true,
+    HostConfig: {
+      Runtime: o.runtime,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges:true'],
+      Privileged: false,
+      ReadonlyRootfs: true,
+      // /work holds the runner's private copy of a native library, which must be mappable: no noexec there.
+      Tmpfs: {
+        '/tmp': `rw,noexec,nosuid,nodev,mode=1777,size=${l.tmpfsMb}m`,
+        '/work': `rw,exec,nosuid,nodev,size=${Math.max(l.tmpfsMb, 64)}m,uid=${CONTAINER_USER.uid}`,
+      },
+      Memory: memory,
+      MemorySwap: memory,
+      NanoCpus: Math.round(l.cpus * 1e9),
+      // gVisor's own sentry and gofer threads count against the cgroup's pids; they need room of their own.
+      PidsLimit: o.runtime === 'runsc' ? l.pids + GVISOR_PIDS_ALLOWANCE : l.pids,
+      Ulimits: [
+        { Name: 'nofile', Soft: 1024, Hard: 1024 },
+        { Name: 'core', Soft: 0, Hard: 0 },
+        { Name: 'fsize', Soft: l.tmpfsMb * 1024 * 1024, Hard: l.tmpfsMb * 1024 * 1024 },
+      ],
+      NetworkMode: o.network ? 'bridge' : 'none',
+      Init: true,
+      IpcMode: 'private',
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '2' } },
+      // /dev/shm is a tmpfs too: no bigger than /tmp.
+      ShmSize: l.tmpfsMb * 1024 * 1024,
+      // Read-only: connecting to a Unix socket needs no write access to its directory or mount.
+      Binds: [`${dir}:${SOCKET_DIR}:ro`],
+    },
+  };
+}
