@@ -3,9 +3,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
   closeSync,
+  copyFileSync,
   cpSync,
   existsSync,
   fstatSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -375,6 +377,26 @@ describe('bubblewrap is required', () => {
     } finally {
       delete process.env.REED_BWRAP;
     }
+  });
+});
+
+describe('a sandbox that bubblewrap cannot build', () => {
+  // A runner command the runner's uid cannot reach (a 0700 directory): bwrap exits before its init exists, so
+  // the cgroup join fails (ESRCH). That must be a start error carrying bwrap's own words, and nothing may run.
+  it('is sandbox_start_failed (with bwrap\u2019s reason), not an internal error', async () => {
+    const hidden = join(tempDir(), 'hidden');
+    mkdirSync(hidden, { mode: 0o700 });
+    const node = join(hidden, 'node');
+    copyFileSync(process.execPath, node);
+    const { host } = await startHost([probePlugins()], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+      runnerCommand: [node, '-e', '0'],
+    });
+    const status = host.status()[0];
+    await host.close();
+    expect(status).toMatchObject({ state: 'failed', error: { code: 'sandbox_start_failed' } });
   });
 });
 

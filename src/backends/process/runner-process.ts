@@ -160,23 +160,6 @@ export class RunnerProcess implements Runner {
       this.stderrTail += `\n${error.message}`;
       this.#markExited({ code: null, signal: null });
     });
-    if (child.pid !== undefined) {
-      this.cgroup?.add(child.pid);
-      endpoint.writeOwner({ pid: child.pid, start: processStart(child.pid) ?? '' });
-    }
-    // bwrap has made the namespaces and waits on BLOCK_FD: its init joins the cgroup before it starts the runner,
-    // so no plugin code ever runs outside the cgroup's limits.
-    const block = (child.stdio as unknown as (Writable | null)[])[BLOCK_FD];
-    block?.on('error', () => {});
-    const initPid = await readChildPid(child.stdio[INFO_FD] as Readable);
-    if (initPid !== undefined) {
-      this.initPid = initPid;
-      this.cgroup?.add(initPid);
-    }
-    block?.end('1');
-    const secretPipe = child.stdio[3] as NodeJS.WritableStream | null;
-    secretPipe?.on('error', () => {});
-    secretPipe?.end(`${endpoint.secret}\n`);
     // Bounded whatever the runner writes (output-pump.ts); the stderr tail (for start errors) stays 4 KiB.
     const pump = new OutputPump({
       pluginId: o.pluginId,
@@ -188,6 +171,34 @@ export class RunnerProcess implements Runner {
     });
     if (child.stdout !== null) pump.attach(child.stdout, 1);
     if (child.stderr !== null) pump.attach(child.stderr, 2);
+    // A pid that cannot join the cgroup (bwrap already gone: ESRCH) means no start: bwrap is killed and never
+    // unblocked, and raceStart below reports the exit with bwrap's own last words (a path it could not bind, say).
+    let joined = true;
+    const joinCgroup = (pid: number) => {
+      try {
+        this.cgroup?.add(pid);
+      } catch {
+        joined = false;
+      }
+    };
+    if (child.pid !== undefined) {
+      joinCgroup(child.pid);
+      endpoint.writeOwner({ pid: child.pid, start: processStart(child.pid) ?? '' });
+    }
+    // bwrap has made the namespaces and waits on BLOCK_FD: its init joins the cgroup before it starts the runner,
+    // so no plugin code ever runs outside the cgroup's limits.
+    const block = (child.stdio as unknown as (Writable | null)[])[BLOCK_FD];
+    block?.on('error', () => {});
+    const initPid = joined ? await readChildPid(child.stdio[INFO_FD] as Readable) : undefined;
+    if (initPid !== undefined) {
+      this.initPid = initPid;
+      joinCgroup(initPid);
+    }
+    if (joined) block?.end('1');
+    else this.kill();
+    const secretPipe = child.stdio[3] as NodeJS.WritableStream | null;
+    secretPipe?.on('error', () => {});
+    secretPipe?.end(`${endpoint.secret}\n`);
     await raceStart(
       endpoint.serve(o.spec, o.bytes),
       this.exited,
