@@ -1,5 +1,5 @@
-import Docker from 'dockerode';
 import pino from 'pino';
+import { defaultEngineClient } from '../../backends/container/dockerode-client.js';
 import { ensureRunnerImages } from '../../backends/container/images.js';
 import { type Command, EXIT_OK, toJson } from '../command.js';
 import { table } from '../output.js';
@@ -24,7 +24,8 @@ export const imagesCommand: Command = {
     );
     const baseImage = values['base-image'];
     const images = await ensureRunnerImages({
-      docker: new Docker({ timeout: 300_000 }),
+      // Builds take minutes: the engine client's per-request timeout is long here.
+      docker: defaultEngineClient(300_000),
       logger,
       ...(typeof baseImage === 'string' ? { baseImage } : {}),
     });
