@@ -1,6 +1,7 @@
 import {
   chmodSync,
   closeSync,
+  copyFileSync,
   cpSync,
   existsSync,
   fstatSync,
@@ -9,6 +10,7 @@ import {
   readdirSync,
   readFileSync,
   readSync,
+  realpathSync,
 } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { ReedError } from '../../errors.js';
@@ -38,7 +40,8 @@ export function collectNodeRuntime(rootfs: string): void {
   cpSync(process.execPath, join(rootfs, 'usr/local/bin/node'));
   for (const path of sharedLibraries(process.execPath)) {
     mkdirSync(join(rootfs, dirname(path)), { recursive: true });
-    cpSync(path, join(rootfs, path), { dereference: true });
+    // The file a link names, copied as a file: Node 24's cpSync takes a dereferenced link for a directory.
+    copyFileSync(realpathSync(path), join(rootfs, path));
   }
   // The container's /tmp tmpfs takes this directory's mode (Docker copies it up): world-writable and sticky.
   mkdirSync(join(rootfs, 'tmp'), { recursive: true });
