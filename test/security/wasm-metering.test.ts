@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
+import { encodeU32 } from '../../src/runtime/wasm/binary.js';
 import { REPO, runCli } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
 import { lastingDir, manifestToml } from '../helpers/plugin-tree.js';
@@ -62,16 +63,7 @@ describe.each<SandboxMode>(['none', 'process'])(
  */
 function hugeModule(size: number, perFunction = 7_000_000): Uint8Array {
   const functions = Math.ceil(size / perFunction);
-  const uleb = (v: number) => {
-    const out: number[] = [];
-    do {
-      let b = v & 0x7f;
-      v >>>= 7;
-      if (v !== 0) b |= 0x80;
-      out.push(b);
-    } while (v !== 0);
-    return out;
-  };
+  const uleb = encodeU32;
   const head = [
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...[0x01, 0x04, 0x01, 0x60, 0x00, 0x00], // type 0: () -> ()

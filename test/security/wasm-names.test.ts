@@ -1,21 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import wabtFactory from 'wabt';
+import { encodeU32 as u32 } from '../../src/runtime/wasm/binary.js';
 import { startHost } from '../helpers/host.js';
 import { lastingDir, writePlugin } from '../helpers/plugin-tree.js';
 
 const NAME_BYTES = 4 * 1024 * 1024;
-
-/** A LEB128 unsigned integer. */
-const u32 = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-};
 
 /**
  * A plugin whose functions trap (`boom`) and overflow the stack (`deactivate`), with a `name` custom section that
