@@ -1,15 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import pino from 'pino';
-import tar from 'tar-fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ensureRunnerImage } from '../../src/backends/container/images.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
-import { tempDir } from '../helpers/plugin-tree.js';
+import { hostileRunnerImage, NODE_IN_IMAGE, RUNNERS_IN_IMAGE } from '../helpers/hostile-image.js';
 
 /**
  * Container mode against hostile runners: the fixtures of test/fixtures/runners, in an image made FROM the
@@ -17,30 +14,11 @@ import { tempDir } from '../helpers/plugin-tree.js';
  * a hostile process: no ready, a typed error, and nothing left behind.
  */
 const docker = new Docker();
-const RUNNERS_IN_IMAGE = '/opt/reed/test/fixtures/runners';
 let image: string;
 const hosts: PluginHost[] = [];
 afterEach(async () => {
   for (const h of hosts.splice(0)) await h.close();
 });
-
-/** The runner image plus the hostile runners (their imports resolve to the runner image's dist/). */
-async function hostileRunnerImage(): Promise<string> {
-  const runner = await ensureRunnerImage({ docker, logger: pino({ level: 'silent' }) });
-  const context = tempDir();
-  cpSync(join(REPO, 'test/fixtures/runners'), join(context, 'runners'), { recursive: true });
-  writeFileSync(join(context, 'Dockerfile'), `FROM ${runner}\nCOPY runners/ ${RUNNERS_IN_IMAGE}/\n`);
-  const tag = 'reed-test-hostile-runners:latest';
-  const stream = await docker.buildImage(tar.pack(context) as unknown as NodeJS.ReadableStream, { t: tag });
-  await new Promise<void>((resolve, reject) =>
-    docker.modem.followProgress(stream, (error: Error | null, events: { error?: string }[]) => {
-      const failed = events?.find((e) => e.error !== undefined);
-      if (error !== null || failed !== undefined) reject(error ?? new Error(failed?.error));
-      else resolve();
-    }),
-  );
-  return tag;
-}
 
 async function hostileHost(runtime: string, command: string[]) {
   const started = await startHost([join(REPO, 'examples/plugins')], {
@@ -80,7 +58,7 @@ async function leftovers(host: PluginHost, since: number) {
 }
 
 beforeAll(async () => {
-  image = await hostileRunnerImage();
+  image = await hostileRunnerImage(docker, 'reed-test-hostile-runners:latest');
 }, 180_000);
 
 describe.each(['runc', 'runsc'])('hostile runners in containers (%s)', (runtime) => {
@@ -92,10 +70,7 @@ describe.each(['runc', 'runsc'])('hostile runners in containers (%s)', (runtime)
     '%s never becomes ready (%s); its container and socket directory are removed',
     async (runner, code, said) => {
       const since = Math.floor(Date.now() / 1000) - 1;
-      const { host, dir } = await hostileHost(runtime, [
-        '/usr/local/bin/node',
-        `${RUNNERS_IN_IMAGE}/${runner}`,
-      ]);
+      const { host, dir } = await hostileHost(runtime, [NODE_IN_IMAGE, `${RUNNERS_IN_IMAGE}/${runner}`]);
       const [status] = host.status();
       expect(status).toMatchObject({ state: 'failed', error: { code } });
       // A container that does not become ready has its logs in the error.
