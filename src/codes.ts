@@ -31,6 +31,7 @@ export const CODES = {
   capability_unavailable: 'the plugin requires a capability the host does not provide',
   limit_exceeds_policy: 'a limit in the manifest is above the host policy\u2019s ceiling',
   sandbox_mode_denied: 'the manifest asks for a sandbox mode the host policy does not allow',
+  filesystem_unsupported: 'a native plugin asks for permissions.filesystem (only WASM plugins get one)',
   dependency_missing: 'a required dependency is not available',
   dependency_optional_missing: 'an optional dependency is not available (warning)',
   dependency_version_mismatch: 'a dependency is present in a version outside the required range',

@@ -17,6 +17,8 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   cpus: 1,
   pids: 64,
   tmpfsMb: 16,
+  diskMb: 64,
+  maxFiles: 10_000,
 });
 
 /** The most a manifest may ask for unless the host policy says otherwise. */
@@ -34,6 +36,8 @@ export const DEFAULT_LIMIT_CEILINGS: Readonly<ResolvedLimits> = Object.freeze({
   cpus: 4,
   pids: 1_024,
   tmpfsMb: 1_024,
+  diskMb: 16_384,
+  maxFiles: 1_000_000,
 });
 
 /**
@@ -54,6 +58,8 @@ export const LIMIT_FIELDS: Readonly<Record<keyof ResolvedLimits, string>> = Obje
   cpus: 'cpus',
   pids: 'pids',
   tmpfsMb: 'tmpfs_mb',
+  diskMb: 'disk_mb',
+  maxFiles: 'max_files',
 });
 
 const LIMIT_KEYS = Object.keys(LIMIT_FIELDS) as (keyof ResolvedLimits)[];

@@ -91,6 +91,13 @@ export const LimitsSchema = Table({
     PositiveInt(1_000_000, 'process and thread count cap (process, at least 48 for Node; container)'),
   ),
   tmpfs_mb: Type.Optional(PositiveInt(65_536, '/tmp and /dev/shm size (process and container)')),
+  disk_mb: Type.Optional(PositiveInt(1_048_576, 'data directory quota in MiB (permissions.filesystem)')),
+  max_files: Type.Optional(
+    PositiveInt(
+      100_000_000,
+      'data directory quota in entries: files, directories, links (permissions.filesystem)',
+    ),
+  ),
 });
 
 export const SandboxSchema = Table({

@@ -57,6 +57,10 @@ export interface PluginLimits {
   cpus?: number;
   pids?: number;
   tmpfsMb?: number;
+  /** The plugin's data directory (permissions.filesystem): bytes it may hold, in MiB. */
+  diskMb?: number;
+  /** The plugin's data directory: files, directories and links it may hold. */
+  maxFiles?: number;
 }
 
 /** A parsed, checked `plugin.toml` with every default applied. See docs/MANIFEST.md. */

@@ -357,6 +357,25 @@ const CASES: Case[] = [
     field: 'permissions.filesystem',
   },
   {
+    name: 'filesystem asked by a native plugin, even where the policy allows it',
+    build: (r) => p(r, { id: 'p', permissions: { filesystem: 'read' } }, { 'plugin.so': 'x' }),
+    code: 'filesystem_unsupported',
+    field: 'permissions.filesystem',
+    context: { policy: policyWith({ permissions: { filesystem: 'readwrite' } }) },
+  },
+  {
+    name: 'data directory quota above the ceiling',
+    build: (r) => p(r, { id: 'p', limits: { disk_mb: 16_385 } }),
+    code: 'limit_exceeds_policy',
+    field: 'limits.disk_mb',
+  },
+  {
+    name: 'data directory entries above the ceiling',
+    build: (r) => p(r, { id: 'p', limits: { max_files: 1_000_001 } }),
+    code: 'limit_exceeds_policy',
+    field: 'limits.max_files',
+  },
+  {
     name: 'event topic beyond policy',
     build: (r) => p(r, { id: 'p', permissions: { events: { emit: ['system.shutdown'] } } }),
     code: 'permission_denied_by_policy',

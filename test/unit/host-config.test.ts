@@ -32,6 +32,8 @@ describe('host configuration', () => {
         'mode = "process"',
         '[limits]',
         'memory_mb = 128',
+        'disk_mb = 256',
+        'max_files = 500',
         '[files]',
         'max_files = 50',
         '[policy.permissions]',
@@ -45,6 +47,7 @@ describe('host configuration', () => {
     expect(config.searchPaths).toEqual([join(cwd, 'a'), '/abs/b']);
     expect(config.sandboxMode).toBe('process');
     expect(config.limits.memoryMb).toBe(128);
+    expect([config.limits.diskMb, config.limits.maxFiles]).toEqual([256, 500]);
     expect(config.fileLimits.maxFiles).toBe(50);
     expect(config.policy.permissions.network).toBe(true);
     expect(config.policy.limitCeilings.memoryMb).toBe(256);
@@ -69,6 +72,8 @@ describe('host configuration', () => {
     ['[limits]\nmemory_mb = "big"\n', 'limits.memory_mb'],
     ['[sandbox]\nmode = "vm"\n', 'sandbox.mode'],
     ['[limits]\nmemory_mb = 2048\n', 'limits.memory_mb'],
+    ['[limits]\ndisk_mb = 32\n[policy.limits]\ndisk_mb = 16\n', 'limits.disk_mb'],
+    ['[limits]\nmax_files = 0\n', 'limits.max_files'],
     ['reed_version = "latest"\n', 'reed_version'],
     ['[policy]\nallowed_sandbox_modes = ["container"]\n', 'sandbox.mode'],
     ['plugin_dirs = [\n', undefined],

@@ -21,6 +21,13 @@ describe('limits: one map between TOML names and camelCase', () => {
     expect(limitsFromToml(undefined)).toEqual({});
   });
 
+  it('has the data directory quotas (permissions.filesystem): disk_mb and max_files, with defaults and ceilings', () => {
+    expect(LIMIT_FIELDS).toMatchObject({ diskMb: 'disk_mb', maxFiles: 'max_files' });
+    expect([DEFAULT_LIMITS.diskMb, DEFAULT_LIMITS.maxFiles]).toEqual([64, 10_000]);
+    expect([DEFAULT_LIMIT_CEILINGS.diskMb, DEFAULT_LIMIT_CEILINGS.maxFiles]).toEqual([16_384, 1_000_000]);
+    expect(limitsFromToml({ disk_mb: 8, max_files: 20 })).toEqual({ diskMb: 8, maxFiles: 20 });
+  });
+
   it('lays the asks over the defaults without touching the defaults', () => {
     const limits = effectiveLimits({ pids: 7 });
     expect(limits).toEqual({ ...DEFAULT_LIMITS, pids: 7 });

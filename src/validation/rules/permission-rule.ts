@@ -16,6 +16,17 @@ export const permissionRule: ValidationRule = {
   validate(candidate, context, report) {
     const at = { file: candidate.manifestPath, pluginId: candidate.id };
     checkPermissions(candidate, context.policy.permissions, report);
+    // The data directory's confinement (openat2 BENEATH) and its quotas are enforced by the WASI layer, which a
+    // native library bypasses with its own syscalls: a native plugin is never given the directory (docs/MANIFEST.md).
+    if (candidate.pluginType === 'native' && candidate.manifest.permissions.filesystem !== 'none') {
+      report({
+        code: 'filesystem_unsupported',
+        severity: 'error',
+        message: `plugin "${candidate.id}" is a native plugin and asks for filesystem access "${candidate.manifest.permissions.filesystem}": only WASM plugins get a data directory (its confinement and quotas are enforced by WASI, which native code bypasses); set filesystem = "none" or use the storage permission`,
+        field: 'permissions.filesystem',
+        ...at,
+      });
+    }
 
     const capabilities = new Set(context.systemCapabilities);
     candidate.manifest.requirements.capabilities.forEach((capability, i) => {
