@@ -4,7 +4,7 @@
 
 /** Lowest first. `path` is matched against paths relative to the repository root. */
 const LAYERS = [
-  // Files directly in src/ (codes, errors, diagnostics, json, safe-text, schema-check, version) are the ground floor,
+  // Files directly in src/ (codes, errors, diagnostics, json, safe-text, schema-check, toml, version) are the ground floor,
   // all but index.ts, the public API on top.
   { name: 'ground', path: '^src/((?!index[.]ts$)[^/]+[.]ts$|(types|manifest|events)/)' },
   { name: 'analysis', path: '^src/(discovery|validation|dependencies|signing|cache|runtime)/' },

@@ -3,7 +3,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import TOML from '@iarna/toml';
 import type { Static } from '@sinclair/typebox';
 import semver from 'semver';
 import { CONTAINER_USER } from '../backends/container/container-spec.js';
@@ -36,6 +35,7 @@ import {
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from '../runtime/wasm/module-limits.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
+import { parseToml, type TomlSyntaxError } from '../toml.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
 import { HostConfigSchema } from './config-schema.js';
@@ -143,15 +143,14 @@ export function loadHostConfig(options: LoadHostConfigOptions = {}): HostConfig 
       );
     }
     try {
-      raw = TOML.parse(text) as Record<string, unknown>;
+      raw = parseToml(text);
     } catch (error) {
-      const e = error as { line?: number; col?: number; message?: string };
-      const where = typeof e.line === 'number' ? `:${e.line + 1}:${(e.col ?? 0) + 1}` : '';
-      throw new ReedError(
-        'config_invalid',
-        `${path}${where}: TOML syntax error: ${String(e.message).split('\n')[0]}`,
-        { file: path, cause: error },
-      );
+      const e = error as TomlSyntaxError;
+      const where = e.line === undefined ? '' : `:${e.line}:${e.column ?? 1}`;
+      throw new ReedError('config_invalid', `${path}${where}: TOML syntax error: ${e.message}`, {
+        file: path,
+        cause: error,
+      });
     }
   }
   const found = schemaDiagnostics(validateConfig, raw, (field) => ({

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import TOML from '@iarna/toml';
 import semver from 'semver';
 import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
+import { parseToml, type TomlSyntaxError } from '../toml.js';
 import { configurationProblem } from './config-check.js';
 import { limitsFromToml } from './limits.js';
 import { ManifestSchema, PLUGIN_ID_PATTERN } from './schema.js';
@@ -64,18 +64,17 @@ export function readManifest(file: string, maxBytes = DEFAULT_MAX_MANIFEST_BYTES
 export function parseManifest(text: string, file: string): ManifestParseResult {
   let raw: Record<string, unknown>;
   try {
-    raw = TOML.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as Record<string, unknown>;
+    raw = parseToml(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (error) {
-    const e = error as { line?: number; col?: number; message?: string };
-    const firstLine = String(e.message ?? error).split('\n')[0] ?? 'syntax error';
+    const e = error as TomlSyntaxError;
     return {
       diagnostics: [
         {
           code: 'manifest_syntax',
           severity: 'error',
-          message: `TOML syntax error: ${firstLine}`,
+          message: `TOML syntax error: ${e.message}`,
           file,
-          ...(typeof e.line === 'number' ? { line: e.line + 1, column: (e.col ?? 0) + 1 } : {}),
+          ...(e.line === undefined ? {} : { line: e.line, column: e.column ?? 1 }),
         },
       ],
     };

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import TOML from '@iarna/toml';
+import { stringify as stringifyToml } from 'smol-toml';
 import { afterAll, afterEach } from 'vitest';
 
 /** An empty but valid WASM module: enough for discovery, which does not read module contents. */
@@ -32,7 +32,7 @@ export function manifestToml(fields: ManifestFields = {}): string {
   // Top-level values must come before tables in TOML.
   const scalars = Object.fromEntries(Object.entries(rest).filter(([, v]) => typeof v !== 'object'));
   const tables = Object.fromEntries(Object.entries(rest).filter(([, v]) => typeof v === 'object'));
-  return TOML.stringify({ ...scalars, metadata: md, ...tables } as TOML.JsonMap);
+  return stringifyToml({ ...scalars, metadata: md, ...tables });
 }
 
 /** Temporary directories removed after each test. */

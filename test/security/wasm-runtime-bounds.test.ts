@@ -98,7 +98,6 @@ describe('configuration values: the same rule in every mode', () => {
   it.each([
     ['an integer above 2^53', 'big = 9007199254740993', 'configuration.big'],
     ['an integer below -2^53', 'small = -9007199254740993', 'configuration.small'],
-    ['nesting 20,000 deep', `deep = ${nested(20_000)}`, 'configuration.deep'],
     [
       `nesting one past the cap (${MAX_CONFIG_DEPTH})`,
       `t = { a = ${nested(MAX_CONFIG_DEPTH)} }`,
@@ -117,6 +116,23 @@ describe('configuration values: the same rule in every mode', () => {
         code: expect.not.stringMatching(/^init_failed$/),
       });
       expect(host.status().find((s) => s.id === 'config.case')?.state).not.toBe('running');
+    }
+  });
+
+  it('nesting 20,000 deep is a syntax error at validate, with its line, and no mode loads it', async () => {
+    // The TOML parser bounds nesting itself (src/toml.ts), far below what would overflow a stack.
+    const root = pluginWith(`deep = ${nested(20_000)}`);
+    const validated = runCli(['validate', root, '--no-default-paths', '--json']);
+    expect(validated.status).toBe(1);
+    expect(validated.stdout).toContain('manifest_syntax');
+    expect(validated.stdout).toContain('nested');
+    expect(validated.stdout).toMatch(/"line":\s*8/);
+    for (const mode of MODES) {
+      const { host } = await startHost([root], { mode });
+      hosts.push(host);
+      await expect(host.call('config.case', 'config', '')).rejects.toMatchObject({
+        code: expect.not.stringMatching(/^init_failed$/),
+      });
     }
   });
 
