@@ -58,8 +58,14 @@ export const CODES = {
   wasm_prepare_failed: 'preparing the module ran past [wasm] prepare_timeout_ms or prepare_memory_mb',
   wasm_import_unknown: 'the module imports something the host does not provide',
   wasm_import_signature: 'the module imports a host function with the wrong signature',
+  wasm_abi_mixed: 'the module imports both Extism\u2019s ABI (extism:host/env) and reed\u2019s host API (env, reed)',
+  wasm_abi_mismatch: 'the manifest\u2019s abi names another ABI than the one the module imports',
+  extism_host_functions_unsupported:
+    'the module imports extism:host/user (its embedder\u2019s own host functions), which this host does not provide',
   wasm_memory_limit: 'the module\u2019s memory starts above the memory cap',
   wasm_table_limit: 'the module\u2019s table starts above the table cap',
+  wasm_component_unsupported: 'the file is a WebAssembly component (WASI preview 2), not a core module',
+  wasm_no_callable: 'the module exports no function the host can call (warning)',
 
   // Native libraries and signatures
   native_invalid_library: 'the file is not an ELF shared object for this machine',
@@ -87,6 +93,8 @@ export const CODES = {
   fuel_exhausted: 'the call used up its instruction budget (fuel)',
   call_timeout: 'the call ran past its deadline',
   output_too_large: 'the call\u2019s output is larger than the output cap',
+  extism_memory_limit: 'an Extism plugin\u2019s memory blocks would pass its memory cap (limits.memory_mb)',
+  extism_var_quota_exceeded: 'an Extism plugin\u2019s variables would pass limits.extism_var_bytes',
   storage_quota_exceeded: 'a storage write would pass the plugin\u2019s quota',
   content_quota_exceeded: 'creating content would pass the plugin\u2019s content quota (items or bytes)',
   argument_too_large: 'the plugin passed the host an argument above its size cap (key, id, topic, data)',
@@ -98,6 +106,9 @@ export const CODES = {
   invalid_argument: 'the plugin passed the host an argument it cannot use (bad UTF-8, bad JSON, bad key)',
   plugin_error: 'the plugin returned an error of its own',
   function_not_found: 'the plugin has no callable function of that name',
+  wasi_args_not_command: 'per-call WASI args or env were given for a plugin that is not a WASI command',
+  wasi_args_too_large: 'per-call WASI args and env are above 256 args, 256 variables or 64 KiB in all',
+  wasi_args_invalid: 'a per-call WASI arg or variable is not a string, holds a NUL, or has a bad name',
   init_failed: 'the plugin\u2019s init failed',
   plugin_not_loaded: 'no loaded plugin has that id',
   plugin_failed: 'the plugin is marked failed and takes no calls',
@@ -107,6 +118,7 @@ export const CODES = {
   plugin_invalid: 'the candidate has errors (it is not valid) and cannot be added to the plugin set',
   plugin_has_dependants: 'loaded plugins depend on it; remove them with it (withDependants) or keep it',
   sandbox_unavailable: 'the sandbox mode asked for is not available on this host',
+  data_dir_unavailable: 'a plugin\u2019s data directory cannot be made, or its path is unsafe',
   cache_error: 'the compile cache could not be used',
   cache_insecure: 'the compile cache directory is writable by others; it is not used (warning)',
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { CompileCache } from '../cache/compile-cache.js';
+import type { FilesystemGrant } from '../manifest/data-dir.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
 import type { PluginSpec } from '../protocol/messages.js';
@@ -26,8 +27,16 @@ export interface LoadPlan {
   /** The key id of the verified signer, when a signature was required. */
   readonly signer: string | undefined;
   readonly limits: ResolvedLimits;
-  /** What the plugin may do: its manifest's permissions (validated against the policy), and network as granted. */
-  readonly grants: { readonly permissions: PluginPermissions; readonly network: boolean };
+  /**
+   * What the plugin may do: its manifest's permissions (validated against the policy), network as granted, and its
+   * data directory when `permissions.filesystem` is granted (`hostPath` on the host: `<data_dir>/files/<id>`, made
+   * by the host before the backend starts the plan; a backend mounts exactly that directory, and nothing for none).
+   */
+  readonly grants: {
+    readonly permissions: PluginPermissions;
+    readonly network: boolean;
+    readonly filesystem: FilesystemGrant | undefined;
+  };
   /** What a runner is sent; a WASM module's exports and command flag are added once it is prepared. */
   readonly spec: PluginSpec;
   /** Container mode: the runtime (the manifest's, else the host's). */

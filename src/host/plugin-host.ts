@@ -11,6 +11,7 @@ import { ReedError } from '../errors.js';
 import { hasSubscribers } from '../events/events.js';
 import { logEvents } from '../events/log-subscriber.js';
 import type { SandboxMode } from '../manifest/types.js';
+import { ensureDataDir } from '../plan/data-dir.js';
 import { planLoad } from '../plan/load-plan.js';
 import { readSource } from '../plan/read-source.js';
 import { publishedCall } from './call-finished.js';
@@ -86,7 +87,8 @@ export class PluginHost {
       cache: cache.enabled
         ? new CompileCache({ dir: join(cacheDir, 'wasm'), maxBytes: cache.maxBytes, logger: this.logger })
         : undefined,
-      options,
+      // reed.toml's [supervision] under the embedder's own.
+      options: { ...options, supervision: { ...this.config.supervision, ...options.supervision } },
     });
     this.scan = scanPlugins(this.config, options.loadedPlugins);
     this.#set = new PluginSet(
@@ -118,6 +120,7 @@ export class PluginHost {
   /** Reads and checks the plugin's bytes (I/O), plans its load (pure), and has its mode's backend start it. */
   async #startSandbox(candidate: ParsedCandidate, mode: SandboxMode): Promise<Sandbox> {
     const plan = planLoad(candidate, mode, this.config, readSource(candidate, mode, this.config));
+    if (plan.grants.filesystem !== undefined) ensureDataDir(this.config.dataDir, plan.pluginId);
     const backend = this.#backends.get(mode);
     if (backend === undefined)
       throw new ReedError('sandbox_unavailable', `no backend for sandbox mode "${mode}"`, {

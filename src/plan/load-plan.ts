@@ -1,9 +1,11 @@
 import type { LoadPlan } from '../backends/backend.js';
+import { RUNNER_DATA_DIR } from '../backends/shared/runner-program.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import type { FileLimits } from '../discovery/plugin-inventory.js';
 import { ReedError } from '../errors.js';
+import { type FilesystemGrant, filesystemGrant, pluginDataDir } from '../manifest/data-dir.js';
 import { effectiveLimits, type ResolvedLimits } from '../manifest/limits.js';
-import type { SandboxMode } from '../manifest/types.js';
+import type { AccessLevel, SandboxMode } from '../manifest/types.js';
 import type { HostPolicy } from '../validation/context.js';
 
 /** The part of the host's configuration planning reads (HostConfig has it all). */
@@ -18,6 +20,8 @@ export interface PlanningConfig {
   };
   readonly fileLimits: FileLimits;
   readonly wasm: { readonly maxModuleBytes: number };
+  /** Where plugins' data directories live (`<data_dir>/files/<plugin id>`). */
+  readonly dataDir: string;
 }
 
 /** The entry point's bytes as the step before planning read them (src/plan/read-source.ts). */
@@ -79,6 +83,7 @@ export function planLoad(
   const { type, entryPoint, root } = admit(candidate, mode, config);
   const { manifest } = candidate;
   const limits = effectiveLimits(manifest.limits, config.limits);
+  const filesystem = grantFilesystem(candidate, type, config, limits);
   return {
     pluginId: candidate.id,
     version: manifest.metadata.version,
@@ -92,6 +97,7 @@ export function planLoad(
     grants: {
       permissions: manifest.permissions,
       network: manifest.permissions.network && config.policy.permissions.network,
+      filesystem,
     },
     spec: {
       id: candidate.id,
@@ -101,9 +107,47 @@ export function planLoad(
       wasi: manifest.wasi,
       hostCalls: true,
       configuration: manifest.configuration,
+      // The runtime's view of the directory: the host's path in mode none, the bind mount's in a runner.
+      ...(filesystem === undefined
+        ? {}
+        : { filesystem: mode === 'none' ? filesystem : { ...filesystem, hostPath: RUNNER_DATA_DIR } }),
     },
     containerRuntime: manifest.sandbox.runtime ?? config.containerRuntime,
   };
+}
+
+const LEVEL_RANK: Record<AccessLevel, number> = { none: 0, read: 1, readwrite: 2 };
+
+/**
+ * The data directory a plugin is given: what its manifest asks, which validation has checked against the policy
+ * and the plugin type; checked again here, so a plan never grants more than the policy (a candidate changed or made
+ * by hand after validation). Undefined for "none".
+ */
+function grantFilesystem(
+  candidate: ParsedCandidate,
+  type: 'wasm' | 'native',
+  config: PlanningConfig,
+  limits: ResolvedLimits,
+): FilesystemGrant | undefined {
+  const asked = candidate.manifest.permissions.filesystem;
+  if (asked === 'none') return undefined;
+  const at = { pluginId: candidate.id, file: candidate.manifestPath, field: 'permissions.filesystem' };
+  if (type === 'native') {
+    throw new ReedError(
+      'filesystem_unsupported',
+      `native plugin "${candidate.id}" asks for filesystem access "${asked}" in ${candidate.manifestPath}: only WASM plugins get a data directory`,
+      at,
+    );
+  }
+  const allowed = config.policy.permissions.filesystem;
+  if (LEVEL_RANK[asked] > LEVEL_RANK[allowed]) {
+    throw new ReedError(
+      'permission_denied_by_policy',
+      `plugin "${candidate.id}" asks for filesystem access "${asked}" in ${candidate.manifestPath}, and the host policy allows at most "${allowed}" ([policy.permissions] filesystem in reed.toml)`,
+      at,
+    );
+  }
+  return filesystemGrant(asked, limits, pluginDataDir(config.dataDir, candidate.id));
 }
 
 function nativeDenied(pluginId: string, why: string): ReedError {

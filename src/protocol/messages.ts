@@ -1,5 +1,7 @@
+import { posix } from 'node:path';
 import { ReedError } from '../errors.js';
 import { jsonTooDeep } from '../manifest/config-check.js';
+import type { FilesystemGrant } from '../manifest/data-dir.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { ModuleExport } from '../runtime/wasm/prepare-module.js';
 import { MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH, MAX_ERROR_MESSAGE, MAX_LOG_MESSAGE } from './frames.js';
@@ -21,6 +23,51 @@ export interface PluginSpec {
   hostCalls: boolean;
   /** The plugin's [configuration], which `config_get` answers from without a round trip. */
   configuration: Record<string, unknown>;
+  /**
+   * WASM only, when permissions.filesystem is granted: the plugin's data directory as the runner sees it (the
+   * bind mount at RUNNER_DATA_DIR) and its quotas, which the runner hands to WASI. Absent: no preopen.
+   */
+  filesystem?: FilesystemGrant;
+}
+
+/**
+ * A Welcome's `plugin.filesystem`, checked before the runner hands it to WASI: absent, or an absolute normalised
+ * directory path, a guest name, a read-only flag and two quotas (non-negative safe integers). Anything else is a
+ * `protocol_violation` (the host sends what planLoad made: a runner that gets something else must not guess).
+ */
+export function checkFilesystemSpec(value: unknown, pluginId: string): FilesystemGrant | undefined {
+  if (value === undefined) return undefined;
+  const v = value as Record<string, unknown>;
+  const quota = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  const path = (p: unknown) =>
+    typeof p === 'string' &&
+    p.length < 4096 &&
+    p.startsWith('/') &&
+    !p.includes('\0') &&
+    posix.normalize(p) === p;
+  if (
+    v === null ||
+    typeof v !== 'object' ||
+    Array.isArray(v) ||
+    !path(v.hostPath) ||
+    !path(v.guestName) ||
+    typeof v.readOnly !== 'boolean' ||
+    !quota(v.diskBytes) ||
+    !quota(v.maxFiles)
+  ) {
+    throw new ReedError(
+      'protocol_violation',
+      `the host sent plugin "${pluginId}" a filesystem grant that is not one (a data directory path, a guest name, readOnly, diskBytes, maxFiles)`,
+      { pluginId },
+    );
+  }
+  return {
+    hostPath: v.hostPath as string,
+    guestName: v.guestName as string,
+    readOnly: v.readOnly as boolean,
+    diskBytes: v.diskBytes as number,
+    maxFiles: v.maxFiles as number,
+  };
 }
 
 /** Whether `value` is an array of strings, of at most 100,000 (a frame's list: functions, arguments, keys). */

@@ -58,6 +58,81 @@ describe('planLoad (pure)', () => {
     expect(planLoad(asking, 'process', open, source).grants.network).toBe(true);
   });
 
+  it('grants the data directory only as asked and allowed: the host path in the grant, the runtime view in the spec', () => {
+    const hello = candidate('example.hello');
+    const asking = (filesystem: 'none' | 'read' | 'readwrite', limits = {}) => ({
+      ...hello,
+      manifest: {
+        ...hello.manifest,
+        permissions: { ...hello.manifest.permissions, filesystem },
+        limits: { ...hello.manifest.limits, ...limits },
+      },
+    });
+    const allowing = {
+      ...config,
+      dataDir: '/srv/reed',
+      policy: {
+        ...config.policy,
+        permissions: { ...config.policy.permissions, filesystem: 'readwrite' as const },
+      },
+    };
+    const dir = {
+      hostPath: '/srv/reed/files/example.hello',
+      guestName: '/data',
+      readOnly: false,
+      diskBytes: 64 * 1024 * 1024,
+      maxFiles: 10_000,
+    };
+    for (const mode of ['process', 'container'] as const) {
+      const plan = planLoad(asking('readwrite'), mode, allowing, source);
+      expect(plan.grants.filesystem).toEqual(dir);
+      expect(plan.spec.filesystem).toEqual({ ...dir, hostPath: '/run/reed-data' });
+    }
+    const none = planLoad(asking('read', { diskMb: 2, maxFiles: 7 }), 'none', allowing, source);
+    const read = { ...dir, readOnly: true, diskBytes: 2 * 1024 * 1024, maxFiles: 7 };
+    expect(none.grants.filesystem).toEqual(read);
+    expect(none.spec.filesystem).toEqual(read);
+    // Not asked: nothing granted, nothing in the spec (no preopen, nothing mounted).
+    const notAsked = planLoad(asking('none'), 'process', allowing, source);
+    expect(notAsked.grants.filesystem).toBeUndefined();
+    expect('filesystem' in notAsked.spec).toBe(false);
+  });
+
+  it('never plans more filesystem than the policy allows, nor any for native code, with codes', () => {
+    const hello = candidate('example.hello');
+    const rw = {
+      ...hello,
+      manifest: {
+        ...hello.manifest,
+        permissions: { ...hello.manifest.permissions, filesystem: 'readwrite' as const },
+      },
+    };
+    const readOnlyPolicy = {
+      ...config,
+      policy: {
+        ...config.policy,
+        permissions: { ...config.policy.permissions, filesystem: 'read' as const },
+      },
+    };
+    expect(() => planLoad(rw, 'process', config, source)).toThrow(
+      expect.objectContaining({ code: 'permission_denied_by_policy', field: 'permissions.filesystem' }),
+    );
+    expect(() => planLoad(rw, 'process', readOnlyPolicy, source)).toThrow(
+      expect.objectContaining({ code: 'permission_denied_by_policy', pluginId: 'example.hello' }),
+    );
+    const native = candidate('example.native-c');
+    const nativeAsking = {
+      ...native,
+      manifest: {
+        ...native.manifest,
+        permissions: { ...native.manifest.permissions, filesystem: 'read' as const },
+      },
+    };
+    expect(() => planLoad(nativeAsking, 'process', readOnlyPolicy, source)).toThrow(
+      expect.objectContaining({ code: 'filesystem_unsupported', field: 'permissions.filesystem' }),
+    );
+  });
+
   it('refuses what may not be loaded in that mode, with codes', () => {
     const native = candidate('example.native-c');
     expect(() => planLoad(native, 'none', config, source)).toThrow(

@@ -12,6 +12,11 @@ function findPackageRoot(): string {
 }
 export const PACKAGE_ROOT = findPackageRoot();
 export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'sandbox-runner', 'main.js');
+/**
+ * Where a runner sees the plugin's data directory (permissions.filesystem), in process and container modes alike:
+ * that one directory is bind-mounted there (read-only for "read") and nothing else of data_dir is visible.
+ */
+export const RUNNER_DATA_DIR = '/run/reed-data';
 /** Memory a runner needs besides the plugin's own: Node, V8's heap, buffers. Added to limits.memory_mb for the cgroup. */
 export const RUNNER_ALLOWANCE_MB = 192;
 /** Ready, or a start error that says why: the deadline passed, or the runner exited (with its last words). */
