@@ -1,9 +1,10 @@
 import type { SandboxMode } from '../manifest/types.js';
-import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
+import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from './sandbox.js';
 
 /** A sandbox whose preparation (reading, verifying, preparing the plugin) happens in `start`, not before. */
 export class LazySandbox implements Sandbox {
   #inner: Sandbox | undefined;
+  #closed = false;
 
   constructor(
     readonly pluginId: string,
@@ -30,7 +31,13 @@ export class LazySandbox implements Sandbox {
     return this.#inner?.health() ?? Promise.resolve({ ok: false, detail: 'not started' });
   }
 
+  status(): SandboxStatus {
+    if (this.#inner !== undefined) return this.#inner.status();
+    return { state: this.#closed ? 'stopped' : 'starting', crashes: 0 };
+  }
+
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#inner?.close();
   }
 

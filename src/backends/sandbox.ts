@@ -22,6 +22,20 @@ export interface SandboxHealth {
   detail?: string;
 }
 
+/** What holds for a sandbox now (the plugin's status reads it: it never reports a state that is not so). */
+export interface SandboxStatus {
+  /** `restarting`: a runner was lost and another is starting (or waits out its backoff, or a breaker's trial). */
+  state: 'starting' | 'ready' | 'restarting' | 'failed' | 'stopped';
+  /** Crashes within the breaker's window (0 where nothing can crash apart from the host: mode none). */
+  crashes: number;
+  /** The breaker (supervised sandboxes): `open` while failed, `half-open` during its one trial start. */
+  breaker?: 'closed' | 'open' | 'half-open';
+  /** When an open breaker half-opens (ISO 8601). */
+  retryAt?: string;
+  /** The last crash or failed restart. */
+  lastError?: { code: string; message: string };
+}
+
 /**
  * Where one plugin's runtime lives and how calls reach it. One interface for every mode; each backend (a folder
  * beside this file, listed in registry.ts) makes these: `none` (in-process/), `process` and `container` (both
@@ -35,6 +49,7 @@ export interface Sandbox {
   start(): Promise<void>;
   call(fn: string, input: Uint8Array, options?: CallOptions): Promise<CallOutcome>;
   health(): Promise<SandboxHealth>;
+  status(): SandboxStatus;
   /** Runs `deactivate`, then releases everything. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;

@@ -3,7 +3,7 @@ import { ReedError } from '../errors.js';
 import { publish } from '../events/events.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { SandboxMode } from '../manifest/types.js';
-import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from './sandbox.js';
+import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from './sandbox.js';
 import type { Runner } from './shared/runner.js';
 
 export interface Supervision {
@@ -14,9 +14,16 @@ export interface Supervision {
   /** First restart delay after a crash; doubles per crash in a row. Default 100 ms. */
   restartBaseMs: number;
   restartMaxMs: number;
-  /** Crashes within `crashWindowMs` that mark the plugin failed (the breaker). Default 5 in 60,000 ms. */
+  /** Crashes within `crashWindowMs` that mark the plugin failed (the breaker opens). Default 5 in 60,000 ms. */
   maxCrashes: number;
   crashWindowMs: number;
+  /**
+   * How long an open breaker stays open before it half-opens (one trial start: success closes it, failure opens it
+   * again). Doubles with each opening in a row, up to `breakerCooldownMaxMs`; a call or health ping answered after
+   * the breaker closed starts the doubling over. Default 5,000 ms, at most 300,000 ms.
+   */
+  breakerCooldownMs: number;
+  breakerCooldownMaxMs: number;
   /** Ping the runner this often; one that does not answer within `healthTimeoutMs` is replaced. 0: never. Default 10,000 ms. */
   healthIntervalMs: number;
   healthTimeoutMs: number;
@@ -29,6 +36,8 @@ export const DEFAULT_SUPERVISION: Readonly<Supervision> = Object.freeze({
   restartMaxMs: 5_000,
   maxCrashes: 5,
   crashWindowMs: 60_000,
+  breakerCooldownMs: 5_000,
+  breakerCooldownMaxMs: 300_000,
   healthIntervalMs: 10_000,
   healthTimeoutMs: 2_000,
 });
@@ -51,7 +60,8 @@ export interface SupervisedSandboxOptions {
  * The supervisor of a plugin's runners, whatever backend makes them (process, container): every call crosses the
  * runner's connection. Supervision: a deadline per call (on expiry the runner's process group is killed, the caller gets
  * `call_timeout`, and a new runner starts), restarts after crashes with exponential backoff, a breaker that
- * marks the plugin failed after too many crashes, health pings, and a stop that runs deactivate, then
+ * marks the plugin failed after too many crashes and half-opens after a cool-down (one trial start), health
+ * pings, and a stop that runs deactivate, then
  * SIGTERM, then SIGKILL, and leaves no process, socket or directory behind (the runner's `destroy`).
  * This file is over 300 lines because supervision is one state machine (start, loss, backoff, breaker, call,
  * close) whose transitions read best side by side.
@@ -67,6 +77,13 @@ export class SupervisedSandbox implements Sandbox {
   #failure: ReedError | undefined;
   #crashes: number[] = [];
   #inARow = 0;
+  /** The last crash or failed start, for the status. */
+  #lastError: ReedError | undefined;
+  /** The breaker: closed, open (state failed, half-opens at `#retryAt`), or half-open (one trial start). */
+  #breaker: 'closed' | 'open' | 'half-open' = 'closed';
+  /** Openings in a row (the cool-down doubles with each); back to 0 once the plugin answers after a close. */
+  #opens = 0;
+  #retryAt: number | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
 
@@ -87,6 +104,24 @@ export class SupervisedSandbox implements Sandbox {
     return this.#state;
   }
 
+  /** What is true now: the state, the crashes in the window, the last crash, and the breaker's next trial. */
+  status(): SandboxStatus {
+    const now = Date.now();
+    const crashes = this.#crashes.filter((t) => now - t < this.#s.crashWindowMs).length;
+    const state = this.#state === 'closed' ? 'stopped' : this.#state === 'new' ? 'starting' : this.#state;
+    return {
+      state,
+      crashes,
+      breaker: this.#breaker,
+      ...(this.#lastError === undefined
+        ? {}
+        : { lastError: { code: this.#lastError.code, message: this.#lastError.message } }),
+      ...(this.#breaker === 'open' && this.#retryAt !== undefined
+        ? { retryAt: new Date(this.#retryAt).toISOString() }
+        : {}),
+    };
+  }
+
   async start(): Promise<void> {
     this.#state = 'starting';
     this.#ready = this.#launch();
@@ -105,7 +140,10 @@ export class SupervisedSandbox implements Sandbox {
     const runner = this.#runner;
     // A runner busy with a call may not answer until the call ends; its deadline covers that.
     if (this.#state !== 'ready' || runner?.link === undefined || this.#inFlight > 0) return;
-    if (await runner.link.ping(this.#s.healthTimeoutMs)) return;
+    if (await runner.link.ping(this.#s.healthTimeoutMs)) {
+      this.#opens = 0;
+      return;
+    }
     if (this.#inFlight > 0) return;
     if (this.#runner === runner && this.#state === 'ready')
       this.#kill(`no answer to a health ping within ${this.#s.healthTimeoutMs} ms`);
@@ -131,6 +169,13 @@ export class SupervisedSandbox implements Sandbox {
     const lostAt = this.#lostAt;
     this.#lostAt = undefined;
     const at = { session: this.#o.session.id, pluginId: this.pluginId, mode: this.mode };
+    const trial = this.#breaker === 'half-open';
+    if (trial) {
+      // The trial start succeeded: the breaker closes, and the crashes that opened it are forgotten.
+      this.#breaker = 'closed';
+      this.#crashes = [];
+      this.#failure = undefined;
+    }
     publish('reed:sandbox:started', {
       ...at,
       pid: runner.pid,
@@ -147,6 +192,7 @@ export class SupervisedSandbox implements Sandbox {
     });
     if (lostAt !== undefined)
       publish('reed:sandbox:restarted', { ...at, pid: runner.pid, downtimeMs: performance.now() - lostAt });
+    if (trial) publish('reed:breaker:closed', { ...at, pid: runner.pid });
     runner.link?.onClose(() => this.#onRunnerLost(runner));
     void runner.exited.then(() => this.#onRunnerLost(runner));
   }
@@ -206,6 +252,7 @@ export class SupervisedSandbox implements Sandbox {
 
   /** Counts a crash, then either trips the breaker or restarts after a backoff; `gate` settles with the outcome. */
   #crashed(error: ReedError, gate: Deferred): void {
+    this.#lastError = error;
     if (this.#state === 'closed') {
       gate.reject(
         new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" was stopped`, {
@@ -223,29 +270,66 @@ export class SupervisedSandbox implements Sandbox {
     }
     const now = Date.now();
     this.#crashes = [...this.#crashes.filter((t) => now - t < this.#s.crashWindowMs), now];
-    if (this.#crashes.length >= this.#s.maxCrashes) {
-      this.#state = 'failed';
-      this.#failure = new ReedError(
-        'plugin_failed',
-        `plugin "${this.pluginId}" is marked failed after ${this.#crashes.length} crashes within ${this.#s.crashWindowMs} ms; last: ${error.code}: ${error.message}`,
-        {
-          pluginId: this.pluginId,
-          cause: error,
-          details: { causeCode: error.code, crashes: this.#crashes.length },
-        },
-      );
-      const at = { session: this.#o.session.id, pluginId: this.pluginId, mode: this.mode };
-      publish('reed:sandbox:crashed', { ...at, error, crashes: this.#crashes.length });
-      publish('reed:breaker:opened', {
-        ...at,
-        error: this.#failure,
-        crashes: this.#crashes.length,
-        windowMs: this.#s.crashWindowMs,
-      });
-      gate.reject(this.#failure);
+    // A failed trial start opens the breaker again at once: half-open allows one attempt.
+    if (this.#breaker === 'half-open' || this.#crashes.length >= this.#s.maxCrashes) {
+      this.#openBreaker(error, gate);
       return;
     }
     this.#restartLater(error, gate);
+  }
+
+  /**
+   * Marks the plugin failed: calls fail at once with `plugin_failed` until the cool-down ends, then one trial start
+   * (#halfOpen). The cool-down doubles with each opening in a row, up to its cap.
+   */
+  #openBreaker(error: ReedError, gate: Deferred): void {
+    const trial = this.#breaker === 'half-open';
+    const cooldownMs = Math.min(this.#s.breakerCooldownMs * 2 ** this.#opens, this.#s.breakerCooldownMaxMs);
+    this.#opens++;
+    this.#state = 'failed';
+    this.#breaker = 'open';
+    this.#retryAt = Date.now() + cooldownMs;
+    const retryAt = new Date(this.#retryAt).toISOString();
+    const crashes = this.#crashes.length;
+    const why = trial
+      ? 'its trial start after the breaker\u2019s cool-down failed'
+      : `${crashes} crashes within ${this.#s.crashWindowMs} ms`;
+    this.#failure = new ReedError(
+      'plugin_failed',
+      `plugin "${this.pluginId}" is marked failed after ${why}; last: ${error.code}: ${error.message}; next trial at ${retryAt}`,
+      { pluginId: this.pluginId, cause: error, details: { causeCode: error.code, crashes, retryAt } },
+    );
+    const at = { session: this.#o.session.id, pluginId: this.pluginId, mode: this.mode };
+    publish('reed:sandbox:crashed', { ...at, error, crashes });
+    publish('reed:breaker:opened', {
+      ...at,
+      error: this.#failure,
+      crashes,
+      windowMs: this.#s.crashWindowMs,
+      cooldownMs,
+      retryAt,
+    });
+    gate.reject(this.#failure);
+    // A cool-down alone does not keep the process alive (close() clears it too).
+    this.#restartTimer = setTimeout(() => this.#halfOpen(), cooldownMs).unref();
+  }
+
+  /** The cool-down is over: one trial start. Calls made meanwhile wait for it, as for a restart. */
+  #halfOpen(): void {
+    this.#restartTimer = undefined;
+    if (this.#state !== 'failed') return;
+    this.#breaker = 'half-open';
+    this.#retryAt = undefined;
+    this.#state = 'restarting';
+    this.#lostAt ??= performance.now();
+    const attempt = deferred();
+    this.#ready = attempt.promise;
+    publish('reed:breaker:half-open', {
+      session: this.#o.session.id,
+      pluginId: this.pluginId,
+      mode: this.mode,
+    });
+    this.#launch().then(attempt.resolve, (startError: ReedError) => this.#crashed(startError, attempt));
   }
 
   /**
@@ -325,6 +409,7 @@ export class SupervisedSandbox implements Sandbox {
           link.call(fn, input).then(
             (result) => {
               this.#inARow = 0;
+              this.#opens = 0;
               resolve({
                 output: result.output,
                 stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },

@@ -61,14 +61,25 @@ export interface SandboxRestartedEvent extends EventBase {
 }
 
 /**
- * Too many crashes within the window: the plugin is marked failed and calls fail at once with `plugin_failed`
- * (`error`). The breaker stays open until the plugin is loaded again: there is no half-open state, so no closed
- * event yet.
+ * Too many crashes within the window (or a failed trial start while half-open): the plugin is marked failed and
+ * calls fail at once with `plugin_failed` (`error`) until `retryAt`, when the breaker half-opens.
  */
 export interface BreakerOpenedEvent extends EventBase {
   error: ReedError;
   crashes: number;
   windowMs: number;
+  /** How long it stays open: the first cool-down, doubled for each opening in a row, up to its cap. */
+  cooldownMs: number;
+  /** When it half-opens (ISO 8601). */
+  retryAt: string;
+}
+
+/** The cool-down is over: one trial start follows (`reed:breaker:closed` when it succeeds, else opened again). */
+export type BreakerHalfOpenEvent = EventBase;
+
+/** The trial start succeeded: the plugin serves calls again, its crash count starts over. */
+export interface BreakerClosedEvent extends EventBase {
+  pid: number | undefined;
 }
 
 /** One call through `PluginHost.call`, whatever its outcome. */
@@ -92,6 +103,8 @@ export interface ReedEvents {
   'reed:sandbox:crashed': SandboxCrashedEvent;
   'reed:sandbox:restarted': SandboxRestartedEvent;
   'reed:breaker:opened': BreakerOpenedEvent;
+  'reed:breaker:half-open': BreakerHalfOpenEvent;
+  'reed:breaker:closed': BreakerClosedEvent;
   'reed:call:finished': CallFinishedEvent;
 }
 
@@ -105,6 +118,8 @@ export const EVENT_NAMES: readonly EventName[] = [
   'reed:sandbox:crashed',
   'reed:sandbox:restarted',
   'reed:breaker:opened',
+  'reed:breaker:half-open',
+  'reed:breaker:closed',
   'reed:call:finished',
 ];
 

@@ -44,8 +44,18 @@ const LINES: LogLines = {
     log.debug({ pluginId: e.pluginId, sandbox: e.mode, downtimeMs: e.downtimeMs }, 'runner restarted'),
   'reed:breaker:opened': (e, log) => {
     const cause = e.error.cause as { code?: string } | undefined;
-    log.error({ pluginId: e.pluginId, sandbox: e.mode, code: cause?.code ?? e.error.code }, e.error.message);
+    log.error(
+      { pluginId: e.pluginId, sandbox: e.mode, code: cause?.code ?? e.error.code, retryAt: e.retryAt },
+      e.error.message,
+    );
   },
+  'reed:breaker:half-open': (e, log) =>
+    log.info({ pluginId: e.pluginId, sandbox: e.mode }, 'breaker half-open: one trial start'),
+  'reed:breaker:closed': (e, log) =>
+    log.info(
+      { pluginId: e.pluginId, sandbox: e.mode, pid: e.pid },
+      'breaker closed: the plugin serves again',
+    ),
 };
 
 /**

@@ -54,6 +54,22 @@ export const HostConfigSchema = Strict({
       max_depth: Count(1_000),
     }),
   ),
+  // Process and container modes: the crash breaker (src/backends/supervisor.ts, Supervision).
+  supervision: Type.Optional(
+    Strict({
+      max_crashes: Count(1_000),
+      crash_window_ms: Count(86_400_000),
+      breaker_cooldown_ms: Count(86_400_000),
+      breaker_cooldown_max_ms: Count(86_400_000),
+    }),
+  ),
+  // Upgrades while serving (src/host/plugin-set.ts): the probation window (0: none) and the drain's bound.
+  lifecycle: Type.Optional(
+    Strict({
+      probation_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000 })),
+      drain_timeout_ms: Count(86_400_000),
+    }),
+  ),
   signatures: Type.Optional(
     Strict({
       require: Type.Optional(Enum(['none', 'native', 'all'] as const)),

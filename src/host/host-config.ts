@@ -13,6 +13,7 @@ import {
   type UidRange,
   uidRangeProblem,
 } from '../backends/process/uid-pool.js';
+import { DEFAULT_SUPERVISION, type Supervision } from '../backends/supervisor.js';
 import { type Diagnostic, formatDiagnostic } from '../diagnostics.js';
 import { defaultSearchPaths } from '../discovery/discover.js';
 import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-inventory.js';
@@ -92,9 +93,23 @@ export interface HostConfig {
    * default 600000-699999). Undefined when the host is not root: runners then keep the host's uid.
    */
   runnerUids?: UidRange;
+  /** `[supervision]`: the keys set (the breaker's); PluginHost lays its `supervision` option over them. */
+  supervision: Partial<Supervision>;
+  /** `[lifecycle]`: upgrades while serving. */
+  lifecycle: {
+    /** How long a new version is on probation: its breaker opening then restores the previous one. 0: never. */
+    probationMs: number;
+    /** How long an old version may take to finish its calls in flight before it is stopped all the same. */
+    drainTimeoutMs: number;
+  };
   /** Non-fatal findings, e.g. unknown keys. */
   warnings: Diagnostic[];
 }
+
+export const DEFAULT_LIFECYCLE: Readonly<HostConfig['lifecycle']> = Object.freeze({
+  probationMs: 30_000,
+  drainTimeoutMs: 60_000,
+});
 
 /** What the command line (or an embedding application) sets over reed.toml. */
 export interface HostConfigOverrides {
@@ -244,6 +259,11 @@ function resolveConfig(raw: RawConfig, ctx: ResolveContext): HostConfig {
       }),
     },
     wasm: resolveWasm(raw.wasm ?? {}),
+    supervision: resolveSupervision(raw.supervision ?? {}, invalid),
+    lifecycle: {
+      probationMs: raw.lifecycle?.probation_ms ?? DEFAULT_LIFECYCLE.probationMs,
+      drainTimeoutMs: raw.lifecycle?.drain_timeout_ms ?? DEFAULT_LIFECYCLE.drainTimeoutMs,
+    },
     ...resolveDirs(raw, ctx, uid),
     warnings: ctx.warnings,
     ...(uid === 0 ? { runnerUids } : {}),
@@ -312,6 +332,25 @@ function resolveWasm(wasm: NonNullable<RawConfig['wasm']>): HostConfig['wasm'] {
     },
     prepareTimeoutMs: wasm.prepare_timeout_ms ?? DEFAULT_PREPARE_TIMEOUT_MS,
     prepareMemoryMb: wasm.prepare_memory_mb ?? DEFAULT_PREPARE_MEMORY_MB,
+  };
+}
+
+/** `[supervision]`: only the keys given, so that the supervisor's defaults stay in one place. */
+function resolveSupervision(
+  raw: NonNullable<RawConfig['supervision']>,
+  invalid: Invalid,
+): Partial<Supervision> {
+  const cooldown = raw.breaker_cooldown_ms ?? DEFAULT_SUPERVISION.breakerCooldownMs;
+  const cap = raw.breaker_cooldown_max_ms ?? DEFAULT_SUPERVISION.breakerCooldownMaxMs;
+  if (cap < cooldown)
+    invalid('supervision.breaker_cooldown_max_ms', `is ${cap}, below breaker_cooldown_ms (${cooldown})`);
+  return {
+    ...(raw.max_crashes === undefined ? {} : { maxCrashes: raw.max_crashes }),
+    ...(raw.crash_window_ms === undefined ? {} : { crashWindowMs: raw.crash_window_ms }),
+    ...(raw.breaker_cooldown_ms === undefined ? {} : { breakerCooldownMs: raw.breaker_cooldown_ms }),
+    ...(raw.breaker_cooldown_max_ms === undefined
+      ? {}
+      : { breakerCooldownMaxMs: raw.breaker_cooldown_max_ms }),
   };
 }
 

@@ -5,7 +5,11 @@ import { ReedError } from '../errors.js';
 import { publish } from '../events/events.js';
 import type { PluginType, SandboxMode } from '../manifest/types.js';
 
-export type PluginState = 'ready' | 'failed' | 'stopped';
+/**
+ * `ready` takes calls; `starting` is loading; `restarting`: its runner was lost and another is starting (calls
+ * wait); `failed`: it did not load, or its breaker is open (`retryAt` says when it half-opens); `stopped`.
+ */
+export type PluginState = 'ready' | 'starting' | 'restarting' | 'failed' | 'stopped';
 
 export interface PluginStatus {
   id: string;
@@ -13,7 +17,14 @@ export interface PluginStatus {
   type: PluginType | undefined;
   mode: SandboxMode;
   state: PluginState;
+  /** Why it failed to load, or why its breaker opened (`plugin_failed`, the cause in `details`). */
   error?: { code: string; message: string };
+  /** Crashes within the breaker's window. */
+  crashes: number;
+  /** The last crash or failed restart of its sandbox. */
+  lastError?: { code: string; message: string };
+  /** When an open breaker half-opens: one trial start (ISO 8601). */
+  retryAt?: string;
 }
 
 export interface Entry {
@@ -191,14 +202,7 @@ export class PluginSet {
   }
 
   status(): PluginStatus[] {
-    return [...this.entries.values()].map((e) => ({
-      id: e.candidate.id,
-      version: e.candidate.manifest.metadata.version,
-      type: e.candidate.pluginType,
-      mode: e.mode,
-      state: e.state,
-      ...(e.error === undefined ? {} : { error: { code: e.error.code, message: e.error.message } }),
-    }));
+    return [...this.entries.values()].map((e) => statusOf(e));
   }
 }
 
@@ -213,4 +217,28 @@ export function withDependencies(order: ParsedCandidate[], ids: string[]): Set<s
   };
   for (const id of ids) visit(id);
   return wanted;
+}
+
+/** The entry's status as it is now: a loaded plugin's state is its sandbox's (a restart, an open breaker). */
+function statusOf(e: Entry): PluginStatus {
+  const live = e.state === 'ready' ? e.sandbox?.status() : undefined;
+  const liveFailure =
+    live?.state === 'failed' && live.lastError !== undefined
+      ? {
+          code: 'plugin_failed',
+          message: `the breaker is open after crashes; last: ${live.lastError.code}: ${live.lastError.message}`,
+        }
+      : undefined;
+  const error = e.error === undefined ? liveFailure : { code: e.error.code, message: e.error.message };
+  return {
+    id: e.candidate.id,
+    version: e.candidate.manifest.metadata.version,
+    type: e.candidate.pluginType,
+    mode: e.mode,
+    state: live === undefined ? e.state : live.state,
+    ...(error === undefined ? {} : { error }),
+    crashes: live?.crashes ?? 0,
+    ...(live?.lastError === undefined ? {} : { lastError: live.lastError }),
+    ...(live?.retryAt === undefined ? {} : { retryAt: live.retryAt }),
+  };
 }

@@ -69,20 +69,27 @@ describe('events on node:diagnostics_channel', () => {
       error: new ReedError('plugin_failed', 'plugin "p" is marked failed', { cause: crash }),
       crashes: 3,
       windowMs: 60_000,
+      cooldownMs: 5_000,
+      retryAt: '2026-12-01T00:00:05.000Z',
     });
+    publish('reed:breaker:half-open', at);
+    publish('reed:breaker:closed', { ...at, pid: 7 });
     publish('reed:plugin:stopped', { ...at, error: { code: 'wasm_trap', message: 'x'.repeat(5000) } });
     publish('reed:plugin:stopped', at);
     expect(lines.map((l) => [l.level, l.msg])).toEqual([
       [30, 'plugin ready'],
       [40, 'the runner of plugin "p" stopped (exit code 1); restarting'],
       [50, 'plugin "p" is marked failed'],
+      [30, 'breaker half-open: one trial start'],
+      [30, 'breaker closed: the plugin serves again'],
       [40, 'deactivate failed'],
     ]);
     expect(lines[0]).toMatchObject({ pluginId: 'p', sandbox: 'process', version: '1' });
     expect(lines[1]).toMatchObject({ code: 'sandbox_crashed', restartInMs: 20 });
-    expect(lines[2]).toMatchObject({ code: 'sandbox_crashed' });
-    expect(lines[3]).toMatchObject({ pluginId: 'p', code: 'wasm_trap' });
-    expect(String(lines[3]?.why).length).toBe(2048);
+    expect(lines[2]).toMatchObject({ code: 'sandbox_crashed', retryAt: '2026-12-01T00:00:05.000Z' });
+    expect(lines[4]).toMatchObject({ pluginId: 'p', pid: 7 });
+    expect(lines[5]).toMatchObject({ pluginId: 'p', code: 'wasm_trap' });
+    expect(String(lines[5]?.why).length).toBe(2048);
   });
 
   it('a logger that throws loses its line, never the publisher\u2019s work', () => {

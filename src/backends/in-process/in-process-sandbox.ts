@@ -1,6 +1,6 @@
 import { ReedError } from '../../errors.js';
 import type { PluginRuntime } from '../../runtime/runtime.js';
-import type { CallOptions, CallOutcome, Sandbox, SandboxHealth } from '../sandbox.js';
+import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from '../sandbox.js';
 
 /**
  * Mode `none`: the runtime runs in the host process, on the calling thread. Isolation is WASM's own (bounds,
@@ -47,6 +47,14 @@ export class InProcessSandbox implements Sandbox {
 
   async health(): Promise<SandboxHealth> {
     return this.#runtime !== undefined && !this.#closed ? { ok: true } : { ok: false, detail: 'not running' };
+  }
+
+  /** Nothing here restarts or crashes on its own (a trap recycles the instance; see WasmPlugin). */
+  status(): SandboxStatus {
+    return {
+      state: this.#closed ? 'stopped' : this.#runtime === undefined ? 'starting' : 'ready',
+      crashes: 0,
+    };
   }
 
   async close(): Promise<void> {
