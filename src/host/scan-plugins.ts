@@ -8,9 +8,18 @@ export interface ScanResult extends DiscoveryResult {
   order: LoadOrder;
 }
 
-/** discover -> validate -> resolve dependencies, for one host configuration. */
-export function scanPlugins(config: HostConfig, loadedPlugins: LoadedPlugin[] = []): ScanResult {
+/**
+ * discover -> validate -> resolve dependencies, for one host configuration. `inspect` runs between discovery and
+ * validation, adding its own diagnostics (`reed-plugins validate` checks WASM modules there, so that a plugin whose
+ * module load would refuse makes its dependants invalid too, as loading would).
+ */
+export function scanPlugins(
+  config: HostConfig,
+  loadedPlugins: LoadedPlugin[] = [],
+  inspect?: (candidates: PluginCandidate[]) => void,
+): ScanResult {
   const discovery = discoverPlugins({ searchPaths: config.searchPaths, fileLimits: config.fileLimits });
+  inspect?.(discovery.candidates);
   const order = validatePlugins(discovery.candidates, validationContext(config, loadedPlugins));
   return { ...discovery, order };
 }

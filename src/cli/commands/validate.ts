@@ -1,9 +1,10 @@
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { formatDiagnostic } from '../../diagnostics.js';
-import type { PluginCandidate } from '../../discovery/candidate.js';
+import { type Diagnostic, formatDiagnostic } from '../../diagnostics.js';
+import { isParsed, type PluginCandidate } from '../../discovery/candidate.js';
 import type { HostConfig } from '../../host/host-config.js';
 import { scanPlugins } from '../../host/scan-plugins.js';
+import { effectiveLimits } from '../../manifest/limits.js';
 import { MANIFEST_FILE } from '../../manifest/parse-manifest.js';
 import { checkWasmFile } from '../../runtime/wasm/compile-wasm.js';
 import { escapeUnprintable } from '../../safe-text.js';
@@ -31,7 +32,12 @@ export const validateCommand: Command = {
     const config = hostConfigFrom(values, io);
     const target = positionals[0];
     const only = target === undefined ? undefined : searchTargetFirst(target, io.cwd, config);
-    const scan = scanPlugins(config);
+    const warnings: [PluginCandidate, Diagnostic][] = [];
+    const scan = scanPlugins(config, [], (candidates) =>
+      warnings.push(...checkWasmModules(candidates, config)),
+    );
+    // After the rules' findings: a warning does not change what validation decides.
+    for (const [c, warning] of warnings) c.diagnostics.push(warning);
     const asked =
       target === undefined
         ? scan.candidates
@@ -42,7 +48,6 @@ export const validateCommand: Command = {
       io.stderr(`error plugin_not_found: no plugin found at ${target}\n`);
       return EXIT_PLUGIN_ERROR;
     }
-    checkWasmModules(asked, config);
     const failed =
       asked.some((c) => c.status === 'invalid') || scan.diagnostics.some((d) => d.severity === 'error');
     if (values.json === true) {
@@ -78,24 +83,44 @@ function searchTargetFirst(target: string, cwd: string, config: HostConfig): str
   return existsSync(join(dir, MANIFEST_FILE)) ? realpathSync(dir) : undefined;
 }
 
-/** The module's size and shape against [wasm]'s limits, as loading checks them first (docs/ABI-wasm.md). */
-function checkWasmModules(asked: readonly PluginCandidate[], config: HostConfig): void {
-  for (const c of asked) {
-    if (c.status === 'invalid' || c.pluginType !== 'wasm' || c.entryPoint === undefined || c.id === undefined)
+/**
+ * Each WASM plugin's module, read as loading reads it and checked by the same function loading starts with
+ * (checkWasmFile: size, component or module, shape, imports for the ABI it uses, memory and tables against the
+ * plugin's caps, exports, start function), so that what load would refuse is an error here with the same code.
+ * Runs before the validation rules, so a refused module makes the plugins that depend on it invalid too. A module
+ * the host could load but whose functions it could never call is a warning, returned to be added last.
+ */
+function checkWasmModules(
+  candidates: readonly PluginCandidate[],
+  config: HostConfig,
+): [PluginCandidate, Diagnostic][] {
+  const warnings: [PluginCandidate, Diagnostic][] = [];
+  for (const c of candidates) {
+    if (!isParsed(c) || c.status === 'shadowed' || c.pluginType !== 'wasm' || c.entryPoint === undefined)
       continue;
-    const error = checkWasmFile(c.entryPoint, {
+    const limits = effectiveLimits(c.manifest.limits, config.limits);
+    const { error, facts } = checkWasmFile(c.entryPoint, {
       pluginId: c.id,
       maxModuleBytes: config.wasm.maxModuleBytes,
       limits: config.wasm.limits,
+      memoryMb: limits.memoryMb,
+      tableElements: limits.tableElements,
     });
-    if (error === undefined) continue;
-    c.diagnostics.push({
-      code: error.code,
-      severity: 'error',
-      message: error.message,
-      pluginId: c.id,
-      file: c.entryPoint,
-    });
-    c.status = 'invalid';
+    const at = { pluginId: c.id, file: c.entryPoint };
+    if (error !== undefined) {
+      c.diagnostics.push({ code: error.code, severity: 'error', message: error.message, ...at });
+      c.status = 'invalid';
+    } else if (facts.callable.length === 0) {
+      warnings.push([
+        c,
+        {
+          code: 'wasm_no_callable',
+          severity: 'warning',
+          message: `${c.entryPoint} exports no function the host can call: a callable function is an exported () -> i32 whose name does not start with "_" and is not init or deactivate, or a WASI command's _start (docs/ABI-wasm.md)`,
+          ...at,
+        },
+      ]);
+    }
   }
+  return warnings;
 }

@@ -5,8 +5,10 @@ import {
   type HostFunction,
   type Param,
 } from '../host-api.js';
-import type { FuncType, ValType } from './prepare-module.js';
+import { EXTISM_MODULE, extismSignature } from './extism.js';
+import type { FuncType, ModuleExport, ValType } from './prepare-module.js';
 import { WASI_FUNCTIONS, WASI_MODULE } from './wasi.js';
+import { wasiSignature } from './wasi-signatures.js';
 
 /** A parameter's WASM value types: a pointer and a length (or capacity) are two i32s. */
 function wasmParams(param: Param): ValType[] {
@@ -53,6 +55,26 @@ export const MAX_IOVECS = 1_024;
 /** Exports with these names are lifecycle hooks or runtime internals, never callable functions. */
 export const RESERVED_EXPORTS: ReadonlySet<string> = new Set(['init', 'deactivate', '_initialize', 'memory']);
 
+/**
+ * The functions a host may call on a module, by export name: a command's `_start` alone; otherwise every exported
+ * `() -> i32` function but the lifecycle hooks and names starting with `_` (the runtime and validate both use this).
+ */
+export function callableFunctions(exports: readonly ModuleExport[], isCommand: boolean): string[] {
+  if (isCommand) return ['_start'];
+  return exports
+    .filter(
+      (e) =>
+        e.kind === 'function' &&
+        e.type !== undefined &&
+        e.type.params.length === 0 &&
+        e.type.results.length === 1 &&
+        e.type.results[0] === 'i32' &&
+        !RESERVED_EXPORTS.has(e.name) &&
+        !e.name.startsWith('_'),
+    )
+    .map((e) => e.name);
+}
+
 export function isKnownImport(module: string, name: string): boolean {
   if (module === WASI_MODULE) return WASI_FUNCTIONS.has(name);
   return expectedSignature(module, name) !== undefined;
@@ -60,6 +82,8 @@ export function isKnownImport(module: string, name: string): boolean {
 
 /** Own properties only: import names come from the module, and `constructor` or `__proto__` must not resolve. */
 export function expectedSignature(module: string, name: string): FuncType | undefined {
+  if (module === EXTISM_MODULE) return extismSignature(name);
+  if (module === WASI_MODULE) return wasiSignature(name);
   const functions = Object.hasOwn(HOST_IMPORTS, module) ? HOST_IMPORTS[module] : undefined;
   return functions !== undefined && Object.hasOwn(functions, name) ? functions[name] : undefined;
 }

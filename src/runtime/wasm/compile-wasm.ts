@@ -1,9 +1,10 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { type CacheEntry, type CompileCache, cacheKey } from '../../cache/compile-cache.js';
 import { ReedError } from '../../errors.js';
-import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from './module-limits.js';
+import { checkModule, type ModuleFacts, memoryCapPages } from './check-module.js';
+import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from './module-limits.js';
 import { type PreparedInfo, type PrepareJob, runPrepareJob } from './prepare-job.js';
-import { INSTRUMENTER_VERSION, type ModuleExport, WASM_PAGE_BYTES } from './prepare-module.js';
+import { INSTRUMENTER_VERSION, type ModuleExport } from './prepare-module.js';
 import { prepareOffThread } from './prepare-off-thread.js';
 
 export interface WasmCompileOptions {
@@ -72,12 +73,12 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
   const at = { pluginId: options.pluginId, file };
   const source = checkedSource(file, options, at);
   const fuel = options.fuel ?? true;
-  const memoryCapPages = Math.floor((options.memoryMb * 1024 * 1024) / WASM_PAGE_BYTES);
+  const memoryCap = memoryCapPages(options.memoryMb);
   const key = cacheKey(
     {
       instrumenter: INSTRUMENTER_VERSION,
       fuel,
-      memoryCapPages,
+      memoryCapPages: memoryCap,
       tableCap: options.tableElements,
       initialFuel: options.fuelPerCall,
     },
@@ -87,7 +88,7 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
     ...at,
     fuel,
     initialFuel: BigInt(options.fuelPerCall),
-    memoryCapPages,
+    memoryCapPages: memoryCap,
     tableCapElements: options.tableElements,
   };
   const produce = () => producePrepared(source, job, options);
@@ -113,25 +114,30 @@ export async function prepareWasm(file: string, options: WasmCompileOptions): Pr
   };
 }
 
-/** The module's bytes (given or read), refused past the size cap or the shape limits before anything else. */
+/**
+ * The module's bytes (given or read), checked by checkModule before anything else looks at them (hashing, the
+ * cache, V8): everything load refuses without compiling, the same check `reed-plugins validate` makes. It holds for
+ * cached entries too, when the limits were lowered since.
+ */
 function checkedSource(
   file: string,
   options: WasmCompileOptions,
   at: { pluginId: string; file: string },
 ): Uint8Array {
   const maxBytes = options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES;
-  if (options.bytes !== undefined && options.bytes.length > maxBytes) {
-    throw new ReedError(
-      'wasm_too_large',
-      `${file} is ${options.bytes.length} bytes, above the cap of ${maxBytes} bytes`,
-      at,
-    );
-  }
   const source = options.bytes ?? readModule(file, maxBytes, at);
-  // The shape is bounded before hashing, the cache or anything else looks further: cheap, and it holds for cached
-  // entries too when the limits were lowered since.
-  withLocation(at, () => checkModuleLimits(source, options.limits ?? DEFAULT_WASM_MODULE_LIMITS));
+  checkModule(source, modulePolicy(options), at);
   return source;
+}
+
+/** What checkModule judges a module against, from the options load and validate share. */
+function modulePolicy(options: WasmCheckOptions) {
+  return {
+    maxModuleBytes: options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES,
+    limits: options.limits ?? DEFAULT_WASM_MODULE_LIMITS,
+    memoryCapPages: memoryCapPages(options.memoryMb),
+    tableCapElements: options.tableElements,
+  };
 }
 
 /** Prepares the module (inline when small, else in a bounded worker) as a compile-cache entry's contents. */
@@ -150,26 +156,39 @@ async function producePrepared(source: Uint8Array, job: PrepareJob, options: Was
   };
 }
 
+/** What {@link checkWasmFile} needs: the host's [wasm] settings and the plugin's resolved memory and table caps. */
+export type WasmCheckOptions = Pick<
+  WasmCompileOptions,
+  'pluginId' | 'memoryMb' | 'tableElements' | 'maxModuleBytes' | 'limits'
+>;
+
 /**
- * The checks `reed-plugins validate` shares with loading: the module's size and its shape against the host's
- * [wasm] limits, without preparing it. The error, if any.
+ * What `reed-plugins validate` checks of a module: the file read as loading reads it (bounded, no link followed),
+ * then checkModule, the very check loading starts with. Never compiles. The error, if any, or what was learned.
  */
 export function checkWasmFile(
   file: string,
-  options: { pluginId: string; maxModuleBytes?: number; limits?: WasmModuleLimits },
-): ReedError | undefined {
+  options: WasmCheckOptions,
+): { error: ReedError; facts?: undefined } | { error?: undefined; facts: ModuleFacts } {
   const at = { pluginId: options.pluginId, file };
   try {
     const source = readModule(file, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES, at);
-    withLocation(at, () => checkModuleLimits(source, options.limits ?? DEFAULT_WASM_MODULE_LIMITS));
-    return undefined;
+    return { facts: checkModule(source, modulePolicy(options), at) };
   } catch (error) {
-    if (error instanceof ReedError) return error;
+    if (error instanceof ReedError) return { error };
     throw error;
   }
 }
 
-/** A module file's bytes, refused past `maxBytes` before they are read (wasm_too_large). */
+// O_NOFOLLOW: discovery names the real file, so a link there was swapped in after the walk (it could point out of
+// the plugin). O_NONBLOCK: a FIFO swapped in must not block the open.
+const OPEN_MODULE =
+  constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (constants.O_NOCTTY ?? 0);
+
+/**
+ * A module file's bytes: a regular file, opened without following a link, refused past `maxBytes` before a byte
+ * is read (wasm_too_large). Load (src/plan/read-source.ts) and validate read modules through this.
+ */
 export function readModule(
   file: string,
   maxBytes: number,
@@ -177,19 +196,28 @@ export function readModule(
 ): Uint8Array {
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    fd = openSync(file, OPEN_MODULE);
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new ReedError(
+        'symlink_escape',
+        `${file} became a symbolic link after discovery; it is not followed`,
+        { ...at, cause: error },
+      );
+    }
     throw new ReedError('wasm_invalid', `cannot read ${file}: ${(error as Error).message}`, {
       ...at,
       cause: error,
     });
   }
   try {
-    const { size } = fstatSync(fd);
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ReedError('wasm_invalid', `${file} is not a regular file`, at);
+    const size = st.size;
     if (size > maxBytes) {
       throw new ReedError(
         'wasm_too_large',
-        `${file} is ${size} bytes, above the cap of ${maxBytes} bytes`,
+        `${file} is ${size} bytes, above the cap of ${maxBytes} bytes ([wasm] max_module_bytes)`,
         at,
       );
     }
@@ -203,16 +231,5 @@ export function readModule(
     return bytes.subarray(0, read);
   } finally {
     closeSync(fd);
-  }
-}
-
-function withLocation<T>(at: { pluginId: string; file: string }, run: () => T): T {
-  try {
-    return run();
-  } catch (error) {
-    if (error instanceof ReedError && error.file === undefined) {
-      throw new ReedError(error.code, `${at.file}: ${error.message}`, { ...at, cause: error });
-    }
-    throw error;
   }
 }

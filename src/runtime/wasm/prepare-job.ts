@@ -1,6 +1,6 @@
 import { ReedError } from '../../errors.js';
-import { expectedSignature, HOST_ROUND_TRIP_IMPORTS, isKnownImport, sameSignature } from './abi.js';
-import { type ModuleExport, type ModuleImport, prepareModule } from './prepare-module.js';
+import { HOST_ROUND_TRIP_IMPORTS } from './abi.js';
+import { type ModuleExport, prepareModule } from './prepare-module.js';
 
 /** Everything the CPU-bound part of preparing a module needs: plain data, so it can cross to a worker. */
 export interface PrepareJob {
@@ -25,8 +25,9 @@ export interface PrepareResult {
 }
 
 /**
- * Validates (V8), instruments and checks the imports of `source`, whose shape module-limits.ts has already
- * bounded. Synchronous and self-contained: it runs in a worker for large modules (compile-wasm.ts).
+ * Validates (V8) and instruments `source`, which check-module.ts has already checked (size, shape, imports, memory,
+ * tables, exports: what validate checks too). Synchronous and self-contained: it runs in a worker for large modules
+ * (compile-wasm.ts).
  */
 export function runPrepareJob(source: Uint8Array, job: PrepareJob): PrepareResult {
   const at = { pluginId: job.pluginId, file: job.file };
@@ -53,7 +54,6 @@ export function runPrepareJob(source: Uint8Array, job: PrepareJob): PrepareResul
     }
     throw error;
   }
-  checkImports(prepared.imports, at);
   return {
     bytes: prepared.bytes,
     info: {
@@ -62,25 +62,4 @@ export function runPrepareJob(source: Uint8Array, job: PrepareJob): PrepareResul
       hostCalls: prepared.imports.some((i) => i.module === 'reed' && HOST_ROUND_TRIP_IMPORTS.has(i.name)),
     },
   };
-}
-
-function checkImports(imports: readonly ModuleImport[], at: { pluginId: string; file: string }): void {
-  for (const imp of imports) {
-    const name = `${imp.module}.${imp.name}`;
-    if (imp.kind !== 'function' || !isKnownImport(imp.module, imp.name)) {
-      throw new ReedError(
-        'wasm_import_unknown',
-        `${at.file} imports ${imp.kind} "${name}", which the host does not provide (see docs/ABI-wasm.md)`,
-        at,
-      );
-    }
-    const expected = expectedSignature(imp.module, imp.name);
-    if (expected !== undefined && imp.type !== undefined && !sameSignature(expected, imp.type)) {
-      throw new ReedError(
-        'wasm_import_signature',
-        `${at.file} imports "${name}" as (${imp.type.params.join(', ')}) -> (${imp.type.results.join(', ')}); the ABI has (${expected.params.join(', ')}) -> (${expected.results.join(', ')})`,
-        at,
-      );
-    }
-  }
 }
