@@ -19,6 +19,7 @@ export const DEFAULT_LIMITS: Readonly<ResolvedLimits> = Object.freeze({
   tmpfsMb: 16,
   diskMb: 64,
   maxFiles: 10_000,
+  extismVarBytes: 1024 * 1024,
 });
 
 /** The most a manifest may ask for unless the host policy says otherwise. */
@@ -38,6 +39,7 @@ export const DEFAULT_LIMIT_CEILINGS: Readonly<ResolvedLimits> = Object.freeze({
   tmpfsMb: 1_024,
   diskMb: 16_384,
   maxFiles: 1_000_000,
+  extismVarBytes: 64 * 1024 * 1024,
 });
 
 /**
@@ -60,6 +62,7 @@ export const LIMIT_FIELDS: Readonly<Record<keyof ResolvedLimits, string>> = Obje
   tmpfsMb: 'tmpfs_mb',
   diskMb: 'disk_mb',
   maxFiles: 'max_files',
+  extismVarBytes: 'extism_var_bytes',
 });
 
 const LIMIT_KEYS = Object.keys(LIMIT_FIELDS) as (keyof ResolvedLimits)[];

@@ -176,6 +176,7 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
   const r = raw as {
     plugin_type?: 'wasm' | 'native' | 'script';
     entry_point?: string;
+    abi?: PluginManifest['abi'];
     metadata: Record<string, unknown>;
     requirements?: Record<string, unknown>;
     permissions?: Record<string, unknown>;
@@ -209,6 +210,7 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
     },
     ...(r.plugin_type === 'wasm' || r.plugin_type === 'native' ? { pluginType: r.plugin_type } : {}),
     ...(r.entry_point === undefined ? {} : { entryPoint: r.entry_point }),
+    ...(r.abi === undefined ? {} : { abi: r.abi }),
     permissions: {
       storage: (perm.storage as PluginManifest['permissions']['storage']) ?? DEFAULT_PERMISSIONS.storage,
       content: (perm.content as PluginManifest['permissions']['content']) ?? DEFAULT_PERMISSIONS.content,
@@ -258,10 +260,13 @@ function readCapped(file: string, maxBytes: number): Buffer {
     let buffer = Buffer.allocUnsafe(size + 1);
     let length = 0;
     for (;;) {
-      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      const want = buffer.length - length;
+      const n = readSync(fd, buffer, length, want, null);
       if (n === 0) return buffer.subarray(0, length);
       length += n;
       if (length > maxBytes) throw new ManifestTooLarge(length);
+      // A regular file reads short only at its end: no second read just to be told so.
+      if (n < want) return buffer.subarray(0, length);
       if (length === buffer.length) {
         // The file grew while we read it; keep reading, still within the cap.
         const grown = Buffer.allocUnsafe(Math.min(length * 2, maxBytes + 1));

@@ -28,6 +28,8 @@ export const PLUGIN_TYPES = ['wasm', 'native', 'script'] as const;
 export const SANDBOX_MODES = ['none', 'process', 'container'] as const;
 export const CONTAINER_RUNTIMES = ['runc', 'runsc'] as const;
 export const ACCESS_LEVELS = ['none', 'read', 'readwrite'] as const;
+/** The plugin ABIs a WASM module may speak (docs/ABI-wasm.md): reed's own, or Extism's. */
+export const WASM_ABIS = ['reed', 'extism'] as const;
 
 export const MetadataSchema = Table({
   id: Type.String({
@@ -98,6 +100,9 @@ export const LimitsSchema = Table({
       'data directory quota in entries: files, directories, links (permissions.filesystem)',
     ),
   ),
+  extism_var_bytes: Type.Optional(
+    PositiveInt(1_073_741_824, 'Extism plugins: bytes of variables an instance may hold'),
+  ),
 });
 
 export const SandboxSchema = Table({
@@ -115,6 +120,9 @@ export const WasiSchema = Table({
 export const ManifestSchema = Table({
   plugin_type: Type.Optional(StringEnum(PLUGIN_TYPES)),
   entry_point: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  abi: Type.Optional(
+    StringEnum(WASM_ABIS, { description: 'the ABI a WASM module speaks; default: detected' }),
+  ),
   metadata: MetadataSchema,
   requirements: Type.Optional(RequirementsSchema),
   permissions: Type.Optional(PermissionsSchema),

@@ -1,10 +1,12 @@
-import type { ACCESS_LEVELS, CONTAINER_RUNTIMES, SANDBOX_MODES } from './schema.js';
+import type { ACCESS_LEVELS, CONTAINER_RUNTIMES, SANDBOX_MODES, WASM_ABIS } from './schema.js';
 
 /** What runs the plugin code. (`script`, named in the seed, is rejected with `plugin_type_unsupported`.) */
 export type PluginType = 'wasm' | 'native';
 export type SandboxMode = (typeof SANDBOX_MODES)[number];
 export type ContainerRuntime = (typeof CONTAINER_RUNTIMES)[number];
 export type AccessLevel = (typeof ACCESS_LEVELS)[number];
+/** Which plugin ABI a WASM module speaks: reed's own (`env`/`reed` imports) or Extism's (`extism:host/env`). */
+export type WasmAbi = (typeof WASM_ABIS)[number];
 
 export interface PluginMetadata {
   id: string;
@@ -61,6 +63,8 @@ export interface PluginLimits {
   diskMb?: number;
   /** The plugin's data directory: files, directories and links it may hold. */
   maxFiles?: number;
+  /** Extism plugins: bytes of variables (var_set) an instance may hold, keys and values. */
+  extismVarBytes?: number;
 }
 
 /** A parsed, checked `plugin.toml` with every default applied. See docs/MANIFEST.md. */
@@ -70,6 +74,8 @@ export interface PluginManifest {
   /** As written; `undefined` means "detect from the files present". */
   pluginType?: PluginType;
   entryPoint?: string;
+  /** WASM: the ABI the manifest says the module speaks; `undefined`: detected from its imports. */
+  abi?: WasmAbi;
   permissions: PluginPermissions;
   configuration: Record<string, unknown>;
   limits: PluginLimits;
