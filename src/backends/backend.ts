@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { CompileCache } from '../cache/compile-cache.js';
 import type { FilesystemGrant } from '../manifest/data-dir.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
-import type { PluginPermissions, SandboxMode } from '../manifest/types.js';
+import type { PluginPermissions, SandboxMode, WasmAbi } from '../manifest/types.js';
 import type { PluginSpec } from '../protocol/messages.js';
 import type { HostApi } from '../runtime/host-api.js';
 import type { WasmCompileOptions } from '../runtime/wasm/compile-wasm.js';
@@ -27,6 +27,8 @@ export interface LoadPlan {
   /** The key id of the verified signer, when a signature was required. */
   readonly signer: string | undefined;
   readonly limits: ResolvedLimits;
+  /** WASM: the ABI the manifest says the module speaks (`abi`), checked when it is prepared; undefined: detected. */
+  readonly abi?: WasmAbi;
   /**
    * What the plugin may do: its manifest's permissions (validated against the policy), network as granted, and its
    * data directory when `permissions.filesystem` is granted (`hostPath` on the host: `<data_dir>/files/<id>`, made

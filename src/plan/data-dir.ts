@@ -9,13 +9,23 @@ import { DATA_FILES_DIR, pluginDataDir } from '../manifest/data-dir.js';
  * must be a real directory, owned by root or the host's user, and writable by no one else (a sticky directory
  * such as /tmp excepted); a missing one is made, one level at a time, and looked at again. No one but root and
  * the host's user can then swap a component for a link between this check and its use (a bind mount, WASI's
- * open). `<data_dir>/files` is the host user's (root's, when the host runs as root) and 0700: no runner uid can
- * traverse it to another plugin's directory (runners see only their own, mounted). The plugin's directory is 0777:
- * process mode gives each sandbox a uid of its own, and every one must keep using the files (docs/SECURITY.md).
+ * open).
+ *
+ * Modes: `files/` is the host user's (root's when the host runs as root), 0711: it cannot be listed, and bubblewrap,
+ * which runs as a process-mode runner's uid and resolves the path of what it binds as that uid, can pass through
+ * it (on a root host data_dir gets the same o+x; the directories above it must already have it for process mode). The plugin's directory is the host user's, 0770: its group is given to the one sandbox that uses it when it
+ * starts (a process-mode runner's leased gid, a container's user's gid; src/backends/shared/data-dir.ts), so no
+ * other runner uid can enter it, while every successive runner of the plugin can (files inside are 0666 and
+ * directories 0777: each sandbox has a uid of its own; docs/SECURITY.md).
  *
  * Kept across restarts, replaces and upgrades, and by PluginHost.remove: only the operator removes it.
  * Throws `data_dir_unavailable` naming the path and what is wrong with it.
  */
+/** `<data_dir>/files`: passable, not listable (see ensureDataDir). */
+export const FILES_MODE = 0o711;
+/** A plugin's directory: its owner and the group of the sandbox using it. */
+export const PLUGIN_DIR_MODE = 0o770;
+
 export function ensureDataDir(dataDir: string, pluginId: string): string {
   const path = pluginDataDir(dataDir, pluginId);
   const files = dirname(path);
@@ -29,19 +39,24 @@ export function ensureDataDir(dataDir: string, pluginId: string): string {
     at = `${at}/${part}`;
     checkComponent(pluginId, at, made(pluginId, at, 0o700), uid, false);
   }
-  // files/: ours alone, 0700 (set again if someone widened it).
-  const filesStat = made(pluginId, files, 0o700);
+  // data_dir itself, on a root host: passable by others (not listable), so that bubblewrap, running as a leased
+  // runner uid, can reach files/ (its other entries keep their own modes: storage/ is 0700).
+  const top = lstatSync(dataDir);
+  if (uid === 0 && top.uid === 0 && (top.mode & 0o001) === 0)
+    chmodOrThrow(pluginId, dataDir, (top.mode & 0o7777) | 0o001);
+  // files/: ours alone, 0711 (set again if someone changed it).
+  const filesStat = made(pluginId, files, FILES_MODE);
   checkComponent(pluginId, files, filesStat, uid, true);
-  if ((filesStat.mode & 0o7777) !== 0o700) chmodOrThrow(pluginId, files, 0o700);
-  // files/<id>/: root's or ours, a real directory, 0777 inside (umask does not apply to chmod).
-  const dirStat = made(pluginId, path, 0o777);
+  if ((filesStat.mode & 0o7777) !== FILES_MODE) chmodOrThrow(pluginId, files, FILES_MODE);
+  // files/<id>/: root's or ours, a real directory, 0770 (umask does not apply to chmod).
+  const dirStat = made(pluginId, path, PLUGIN_DIR_MODE);
   if (!dirStat.isDirectory() || dirStat.isSymbolicLink()) {
     throw unavailable(pluginId, path, 'it is not a directory (a link or a file is never followed)');
   }
   if (dirStat.uid !== uid && dirStat.uid !== 0) {
     throw unavailable(pluginId, path, `it belongs to uid ${dirStat.uid}, not to root or the host's user`);
   }
-  if ((dirStat.mode & 0o7777) !== 0o777) chmodOrThrow(pluginId, path, 0o777);
+  if ((dirStat.mode & 0o7777) !== PLUGIN_DIR_MODE) chmodOrThrow(pluginId, path, PLUGIN_DIR_MODE);
   return path;
 }
 

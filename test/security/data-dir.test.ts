@@ -18,13 +18,16 @@ const unavailable = (path: string) =>
   expect.objectContaining({ code: 'data_dir_unavailable', message: expect.stringContaining(path) });
 
 describe('a plugin data directory: <data_dir>/files/<plugin id>, made by the host without following a link', () => {
-  it('is made with files/ 0700 (the host user alone) and the plugin directory 0777, and kept as it is', () => {
+  it('is made with files/ 0711 (passable, not listable) and the plugin directory 0770, and kept as it is', () => {
     const dataDir = join(tempDir(), 'data');
     const path = ensureDataDir(dataDir, 'a.plugin');
     expect(path).toBe(join(dataDir, 'files', 'a.plugin'));
     const uid = process.getuid?.() ?? 0;
-    expect(statSync(join(dataDir, 'files'))).toMatchObject({ uid, mode: 0o40700 });
-    expect(statSync(path)).toMatchObject({ uid, mode: 0o40777 });
+    expect(statSync(join(dataDir, 'files'))).toMatchObject({ uid, mode: 0o40711 });
+    expect(statSync(path)).toMatchObject({ uid, mode: 0o40770 });
+    // Made 0700; a root host (as here and in CI) lets leased runner uids pass it: bubblewrap resolves the path of
+    // what it binds as that uid.
+    expect(statSync(dataDir).mode & 0o7777).toBe(0o701);
     writeFileSync(join(path, 'kept.txt'), 'data');
     // Again (a restart, a replace): the same directory, its files untouched; another plugin gets its own.
     expect(ensureDataDir(dataDir, 'a.plugin')).toBe(path);
@@ -32,14 +35,14 @@ describe('a plugin data directory: <data_dir>/files/<plugin id>, made by the hos
     expect(ensureDataDir(dataDir, 'b')).toBe(join(dataDir, 'files', 'b'));
   });
 
-  it('narrows files/ back to 0700 and the plugin directory back to 0777 when someone changed them', () => {
+  it('sets files/ back to 0711 and the plugin directory back to 0770 when someone changed them', () => {
     const dataDir = tempDir();
     const path = ensureDataDir(dataDir, 'p');
     chmodSync(join(dataDir, 'files'), 0o755);
-    chmodSync(path, 0o700);
+    chmodSync(path, 0o777);
     ensureDataDir(dataDir, 'p');
-    expect(statSync(join(dataDir, 'files')).mode & 0o7777).toBe(0o700);
-    expect(statSync(path).mode & 0o7777).toBe(0o777);
+    expect(statSync(join(dataDir, 'files')).mode & 0o7777).toBe(0o711);
+    expect(statSync(path).mode & 0o7777).toBe(0o770);
   });
 
   it('never follows a link: data_dir, files/ or the plugin directory being a symlink is refused', () => {

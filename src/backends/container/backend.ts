@@ -65,6 +65,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
               image: pluginImage,
               runtime: plan.containerRuntime,
               network: plan.grants.network,
+              dataDir: plan.grants.filesystem,
               ...(options.runnerCommand === undefined ? {} : { command: options.runnerCommand }),
               labels: containerLabels({ id: pluginId, version: plan.version }, context.session, pluginImage),
             }),

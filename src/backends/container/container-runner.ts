@@ -1,7 +1,9 @@
+import { closeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
+import { openDataDir } from '../shared/data-dir.js';
 import { DockerDemux, OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
@@ -75,6 +77,9 @@ export class ContainerRunner implements Runner {
         { pluginId: o.pluginId },
       );
     }
+    // The data directory's group goes to the container's user: it can enter the mount, no runner uid can.
+    if (o.dataDir !== undefined)
+      closeSync(openDataDir(o.pluginId, o.dataDir.hostPath, { gid: CONTAINER_USER.gid }));
     try {
       await this.#launch();
     } catch (error) {

@@ -1,5 +1,6 @@
+import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
-import { RUNNER_ALLOWANCE_MB } from '../shared/runner-program.js';
+import { RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR } from '../shared/runner-program.js';
 import type { HostSession } from '../shared/session.js';
 import type { ContainerSpec } from './engine-client.js';
 import { LABEL_MANAGED } from './labels.js';
@@ -23,17 +24,25 @@ export interface ContainerSettings {
   labels: Record<string, string>;
   /** The program the container runs instead of the image's runner (tests use hostile ones); its arguments follow. */
   command?: string[];
+  /**
+   * The plugin's data directory on the host (plan.grants.filesystem): mounted alone at RUNNER_DATA_DIR, read-only
+   * for "read". Absent: nothing of data_dir is mounted.
+   */
+  dataDir?: FilesystemGrant | undefined;
 }
 
 /**
  * A plugin's container, hardened as the CIS Docker Benchmark's runtime section asks: no capabilities, no new
  * privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota, a pids limit, ulimits, no
  * network unless granted, a non-root user, an init, private IPC, rotated logs, and no mount but its own sandbox
- * directory `dir`, read-only (no Docker socket). `dial` are the runner's arguments saying where the host listens.
+ * directory `dir`, read-only (no Docker socket), and the plugin's data directory when it was granted one. `dial` are the runner's arguments saying where the host listens.
  */
 export function containerSpec(o: ContainerSettings, dir: string, dial: string[]): ContainerSpec {
   const l = o.limits;
   const memory = (l.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024;
+  // One file may be as large as the data directory's quota there (WASI enforces the quota itself); elsewhere the
+  // tmpfs bounds what a file can hold.
+  const fileBytes = Math.max(l.tmpfsMb, o.dataDir === undefined ? 0 : l.diskMb) * 1024 * 1024;
   return {
     name: `reed-${o.session.id.slice(0, 8)}-${dir.slice(-6).toLowerCase()}`,
     Image: o.image,
@@ -64,7 +73,7 @@ export function containerSpec(o: ContainerSettings, dir: string, dial: string[])
       Ulimits: [
         { Name: 'nofile', Soft: 1024, Hard: 1024 },
         { Name: 'core', Soft: 0, Hard: 0 },
-        { Name: 'fsize', Soft: l.tmpfsMb * 1024 * 1024, Hard: l.tmpfsMb * 1024 * 1024 },
+        { Name: 'fsize', Soft: fileBytes, Hard: fileBytes },
       ],
       NetworkMode: o.network ? 'bridge' : 'none',
       Init: true,
@@ -74,6 +83,18 @@ export function containerSpec(o: ContainerSettings, dir: string, dial: string[])
       ShmSize: l.tmpfsMb * 1024 * 1024,
       // Read-only: connecting to a Unix socket needs no write access to its directory or mount.
       Binds: [`${dir}:${SOCKET_DIR}:ro`],
+      ...(o.dataDir === undefined
+        ? {}
+        : {
+            Mounts: [
+              {
+                Type: 'bind',
+                Source: o.dataDir.hostPath,
+                Target: RUNNER_DATA_DIR,
+                ReadOnly: o.dataDir.readOnly,
+              },
+            ],
+          }),
     },
   };
 }

@@ -86,6 +86,8 @@ export interface ContainerSpec {
     LogConfig: { Type: string; Config: Record<string, string> };
     ShmSize: number;
     Binds: string[];
+    /** Bind mounts by field (a path holding ':' cannot go in Binds); a missing source is an error, never made. */
+    Mounts?: { Type: 'bind'; Source: string; Target: string; ReadOnly: boolean }[];
   };
 }
 

@@ -37,6 +37,7 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
             ...(options.runnerCommand === undefined ? {} : { runnerCommand: options.runnerCommand }),
             ...(settings.runnerUids === undefined ? {} : { runnerUids: settings.runnerUids }),
             network: plan.grants.network,
+            dataDir: plan.grants.filesystem,
             startTimeoutMs: supervision.startTimeoutMs,
           }),
       });

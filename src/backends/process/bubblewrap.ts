@@ -3,6 +3,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import { sharedLibraries } from '../shared/node-runtime.js';
+import { RUNNER_DATA_DIR } from '../shared/runner-program.js';
 
 /**
  * Process mode's isolation: every runner starts under bubblewrap (`bwrap`, Debian's `bubblewrap` package), which
@@ -84,6 +85,12 @@ export interface BubblewrapOptions {
   /** The fd bwrap writes `{"child-pid": N}` to, and the fd it waits on before it starts the runner. */
   infoFd: number;
   blockFd: number;
+  /**
+   * The plugin's data directory (permissions.filesystem), as an fd the host opened (O_DIRECTORY|O_NOFOLLOW) and
+   * passed down: bound at RUNNER_DATA_DIR, read-only for "read". By fd, not by path: bwrap runs as the runner's uid,
+   * which cannot traverse `<data_dir>/files` (0700), and the directory the host checked is the one bound.
+   */
+  dataDir?: { fd: number; readOnly: boolean };
 }
 
 /** bwrap's arguments up to (not including) `--` and the command. */
@@ -127,9 +134,13 @@ export function bubblewrapArgs(o: BubblewrapOptions): string[] {
     '--ro-bind',
     o.socket,
     INNER_SOCKET,
+    ...(o.dataDir === undefined
+      ? []
+      : [o.dataDir.readOnly ? '--ro-bind-fd' : '--bind-fd', String(o.dataDir.fd), RUNNER_DATA_DIR]),
     '--remount-ro',
     '/dev',
-    // A root of nothing but the above: make it read-only too (the tmpfs mounts stay writable).
+    // A root of nothing but the above: make it read-only too (the tmpfs mounts and the data directory's bind stay as
+    // they are: the remount is not recursive).
     '--remount-ro',
     '/',
     '--chdir',

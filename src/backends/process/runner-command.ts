@@ -13,8 +13,15 @@ export function permissionFlag(version = process.versions.node): string {
     : '--experimental-permission';
 }
 
-/** The Node flags the runner runs with by default: a heap cap, and Node's permission model as an extra layer. */
-export function defaultRunnerCommand(workDir: string, limits: ResolvedLimits): string[] {
+/**
+ * The Node flags the runner runs with by default: a heap cap, and Node's permission model as an extra layer (which
+ * also names the data directory's mount when the plugin has one: readable, and writable for "readwrite").
+ */
+export function defaultRunnerCommand(
+  workDir: string,
+  limits: ResolvedLimits,
+  dataDir?: { path: string; readOnly: boolean },
+): string[] {
   return [
     process.execPath,
     `--max-old-space-size=${Math.max(128, limits.memoryMb)}`,
@@ -25,8 +32,10 @@ export function defaultRunnerCommand(workDir: string, limits: ResolvedLimits): s
       join(PACKAGE_ROOT, 'dist'),
       join(PACKAGE_ROOT, 'node_modules'),
       workDir,
+      ...(dataDir === undefined ? [] : [dataDir.path]),
     ].map((p) => `--allow-fs-read=${p}`),
     `--allow-fs-write=${workDir}`,
+    ...(dataDir === undefined || dataDir.readOnly ? [] : [`--allow-fs-write=${dataDir.path}`]),
     '--allow-worker',
     // koffi (native plugins, and prctl) is an addon. Native plugin code is beyond the permission model anyway.
     '--allow-addons',

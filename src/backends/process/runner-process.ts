@@ -1,12 +1,15 @@
 import type { ChildProcess } from 'node:child_process';
+import { closeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
+import { openDataDir } from '../shared/data-dir.js';
 import { OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
-import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, raceStart } from '../shared/runner-program.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR, raceStart } from '../shared/runner-program.js';
 import { processStart } from '../shared/session.js';
 import {
   bubblewrapArgs,
@@ -37,11 +40,18 @@ export interface RunnerProcessOptions
   runnerUids?: UidRange;
   /** Whether the plugin's network permission was granted by the policy: it then keeps the host's network. */
   network?: boolean;
+  /**
+   * The plugin's data directory on the host (plan.grants.filesystem; the host made and checked it): bound alone at
+   * RUNNER_DATA_DIR, read-only for "read". Absent: nothing of data_dir is in the sandbox.
+   */
+  dataDir?: FilesystemGrant | undefined;
 }
 
 /** The extra fds bwrap gets: it writes the sandbox's init pid to one, and waits on the other before the runner starts. */
 const INFO_FD = 4;
 const BLOCK_FD = 5;
+/** The data directory's fd, which bwrap binds (--bind-fd) and closes. */
+const DATA_FD = 6;
 
 /**
  * A runner as a child process under bubblewrap (src/backends/process/bubblewrap.ts): its own uid (when the host is root)
@@ -115,7 +125,18 @@ export class RunnerProcess implements Runner {
       pids: Math.max(RUNNER_PIDS, o.limits.pids),
       cpus: o.limits.cpus,
     });
-    const command = o.runnerCommand ?? defaultRunnerCommand(INNER_WORK_DIR, o.limits);
+    // The directory's group goes to this runner's leased gid: it can enter it, no other runner uid can.
+    const data =
+      o.dataDir === undefined
+        ? undefined
+        : openDataDir(o.pluginId, o.dataDir.hostPath, root ? { gid, passable: true } : {});
+    const command =
+      o.runnerCommand ??
+      defaultRunnerCommand(
+        INNER_WORK_DIR,
+        o.limits,
+        o.dataDir === undefined ? undefined : { path: RUNNER_DATA_DIR, readOnly: o.dataDir.readOnly },
+      );
     const sandbox = bubblewrapArgs({
       uid,
       gid,
@@ -127,6 +148,9 @@ export class RunnerProcess implements Runner {
       socket: endpoint.socketPath,
       infoFd: INFO_FD,
       blockFd: BLOCK_FD,
+      ...(data === undefined || o.dataDir === undefined
+        ? {}
+        : { dataDir: { fd: DATA_FD, readOnly: o.dataDir.readOnly } }),
     });
     const child = await spawnSandbox(
       bwrap,
@@ -149,11 +173,14 @@ export class RunnerProcess implements Runner {
           REED_SECRET_FD: '3',
         },
         detached: true,
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', ...(data === undefined ? [] : [data])],
         ...(root ? { uid, gid } : {}),
       },
       o.pluginId,
-    );
+    ).finally(() => {
+      // bwrap holds its own copy until it has bound it: the host's is not needed past the spawn.
+      if (data !== undefined) closeSync(data);
+    });
     this.child = child;
     child.once('exit', (code, signal) => this.#markExited({ code, signal }));
     child.once('error', (error) => {
@@ -216,6 +243,11 @@ export class RunnerProcess implements Runner {
         'bubblewrap: user, pid, mount, ipc, uts namespaces',
         'read-only file system view, private /tmp',
         ...(network ? [] : ['no network']),
+        ...(this.#o.dataDir === undefined
+          ? []
+          : [
+              `its own data directory only, at ${RUNNER_DATA_DIR}${this.#o.dataDir.readOnly ? ', read-only' : ''}`,
+            ]),
         ...(this.cgroup !== undefined ? ['cgroup memory', 'cgroup pids'] : []),
         ...(this.cgroup?.cpuLimited === true ? ['cgroup cpu quota'] : []),
         `uid ${this.uid}`,

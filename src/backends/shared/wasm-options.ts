@@ -11,6 +11,7 @@ export function wasmOptions(plan: LoadPlan, context: BackendContext<unknown>): W
     tableElements: limits.tableElements,
     fuelPerCall: limits.fuelPerCall,
     bytes: plan.bytes,
+    ...(plan.abi === undefined ? {} : { abi: plan.abi }),
     ...(context.cache === undefined ? {} : { cache: context.cache }),
   };
 }
