@@ -78,8 +78,8 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
     const opened = openSearchPath(path, report, diagnostics, seenSearchPaths);
     if (opened === undefined) return;
     const index = reports.length - 1;
-    for (const [dir, realDir] of pluginDirsIn(path, opened.real, opened.entries)) {
-      const candidate = analyzeCandidate(dir, path, index, limits, realDir);
+    for (const { dir, real, listing } of pluginDirsIn(path, opened.real, opened.entries)) {
+      const candidate = analyzeCandidate(dir, path, index, limits, real, listing);
       const root = candidate.inventory?.root ?? dir;
       if (seenPluginDirs.has(root)) continue; // the same directory reached twice through links
       seenPluginDirs.add(root);
@@ -151,21 +151,52 @@ function openSearchPath(
   }
 }
 
+/** A plugin directory found in a search path. */
+interface PluginDirFound {
+  /** The directory as found. */
+  dir: string;
+  /** Its real path, when known without asking the kernel. */
+  real?: string;
+  /** Its raw listing, when read to find its plugin.toml (the inventory then need not read it again). */
+  listing?: Buffer[];
+}
+
+const MANIFEST_NAME = Buffer.from(MANIFEST_FILE);
+
 /**
  * The plugin directories of one search path: itself when it holds a manifest, then each subdirectory that does, by
- * name. Each as [directory as found, its real path when known without asking the kernel].
+ * name. A plain subdirectory is listed once here: the listing both says whether it holds plugin.toml and is the
+ * first step of its inventory (one readdir instead of an lstat and then a readdir).
  */
-function pluginDirsIn(path: string, real: string, entries: Dirent[]): [string, string | undefined][] {
-  const pluginDirs: [string, string | undefined][] = [];
-  if (entries.some((e) => e.name === MANIFEST_FILE)) pluginDirs.push([path, real]);
+function pluginDirsIn(path: string, real: string, entries: Dirent[]): PluginDirFound[] {
+  const pluginDirs: PluginDirFound[] = [];
+  if (entries.some((e) => e.name === MANIFEST_FILE)) pluginDirs.push({ dir: path, real });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const entry of entries) {
     // `*` in the seed's glob pattern does not match dot-entries.
     if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
     const dir = join(path, entry.name);
-    if (hasManifest(dir)) pluginDirs.push([dir, entry.isDirectory() ? join(real, entry.name) : undefined]);
+    if (entry.isDirectory()) {
+      const listing = listRaw(dir);
+      if (listing !== undefined) {
+        if (listing.some((name) => name.equals(MANIFEST_NAME)))
+          pluginDirs.push({ dir, real: join(real, entry.name), listing });
+        continue;
+      }
+    }
+    if (hasManifest(dir))
+      pluginDirs.push({ dir, ...(entry.isDirectory() ? { real: join(real, entry.name) } : {}) });
   }
   return pluginDirs;
+}
+
+/** A directory's names as bytes, or undefined when it cannot be listed (the caller then looks the other way). */
+function listRaw(dir: string): Buffer[] | undefined {
+  try {
+    return readdirSync(dir, { encoding: 'buffer' });
+  } catch {
+    return undefined;
+  }
 }
 
 function hasManifest(dir: string): boolean {
@@ -184,6 +215,8 @@ export function analyzeCandidate(
   limits: FileLimits,
   /** The directory's real path, when the caller already knows it. */
   realDir?: string,
+  /** The directory's raw listing, when the caller has just read it. */
+  listing?: Buffer[],
 ): PluginCandidate {
   const manifestPath = join(pluginDir, MANIFEST_FILE);
   const candidate: PluginCandidate = {
@@ -197,7 +230,7 @@ export function analyzeCandidate(
   let root: string;
   try {
     root = realDir ?? realpathSync.native(pluginDir);
-    candidate.inventory = inventoryPlugin(root, limits);
+    candidate.inventory = inventoryPlugin(root, limits, listing);
   } catch (error) {
     candidate.diagnostics.push({
       code: 'manifest_unreadable',
@@ -253,7 +286,10 @@ function readCandidateManifest(
   if (parsed.id !== undefined) candidate.id = parsed.id;
   if (parsed.sha256 !== undefined) {
     candidate.manifestSource = {
-      path: relative(root, manifestFile).split(sep).join('/'),
+      path:
+        manifestFile === join(root, MANIFEST_FILE)
+          ? MANIFEST_FILE
+          : relative(root, manifestFile).split(sep).join('/'),
       sha256: parsed.sha256,
     };
   }

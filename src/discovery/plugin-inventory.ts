@@ -1,5 +1,5 @@
 import { lstatSync, readdirSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 
 /** Caps on what one plugin directory may hold; exceeding one is a validation error, never a crash. */
 export interface FileLimits {
@@ -80,7 +80,12 @@ function printableName(name: string): string {
  * Walks `root` (already a real path) without following symlinks. Only the caps in `limits` that bound the walk
  * itself (file count, depth) stop it; sizes and modes are recorded for the SecurityRule to judge.
  */
-export function inventoryPlugin(root: string, limits: FileLimits): PluginInventory {
+export function inventoryPlugin(
+  root: string,
+  limits: FileLimits,
+  /** The root's own listing, when the caller has just read it (discovery does, to find plugin.toml). */
+  rootListing?: Buffer[],
+): PluginInventory {
   const rootStat = lstatSync(root);
   const inventory: PluginInventory = {
     root,
@@ -91,8 +96,9 @@ export function inventoryPlugin(root: string, limits: FileLimits): PluginInvento
   };
   const prefix = root.endsWith(sep) ? root : root + sep;
   const unlisted = (path: string, reason: string) => inventory.unlisted.push({ path, reason });
-  const walk = (dir: string, depth: number): boolean => {
-    const names = listNames(root, dir, unlisted);
+  // `rel` is `dir` relative to the root with `/` separators ('' for the root): built as the walk goes down.
+  const walk = (dir: string, rel: string, depth: number, listing?: Buffer[]): boolean => {
+    const names = listNames(dir, rel, unlisted, listing);
     if (names === undefined) return true;
     for (const name of names) {
       if (inventory.files.length >= limits.maxFiles) {
@@ -100,7 +106,7 @@ export function inventoryPlugin(root: string, limits: FileLimits): PluginInvento
         return false;
       }
       const abs = join(dir, name);
-      const path = relative(root, abs).split(sep).join('/');
+      const path = rel === '' ? name : `${rel}/${name}`;
       const problem = fileNameProblem(path);
       if (problem !== undefined) {
         unlisted(printableName(path), problem);
@@ -123,44 +129,49 @@ export function inventoryPlugin(root: string, limits: FileLimits): PluginInvento
           inventory.stoppedAt = 'too_deep';
           return false;
         }
-        if (!walk(abs, depth + 1)) return false;
+        if (!walk(abs, path, depth + 1)) return false;
       }
     }
     return true;
   };
-  walk(root, 0);
+  walk(root, '', 0, rootListing);
   return inventory;
 }
 
 /**
- * The names in `dir`, sorted; a name that is not UTF-8 is recorded as unlisted instead, and a directory that
- * cannot be listed is recorded and gives undefined.
+ * The names in `dir` (`rel` from the root), sorted; a name that is not UTF-8 is recorded as unlisted instead, and
+ * a directory that cannot be listed is recorded and gives undefined. `listing`: the raw names, already read.
  */
 function listNames(
-  root: string,
   dir: string,
+  rel: string,
   unlisted: (path: string, reason: string) => void,
+  listing?: Buffer[],
 ): string[] | undefined {
   let raw: Buffer[];
   try {
     // Buffers, not strings: Node would turn every name that is not UTF-8 into U+FFFD, a name no call can open.
-    raw = readdirSync(dir, { encoding: 'buffer' });
+    raw = listing ?? readdirSync(dir, { encoding: 'buffer' });
   } catch (error) {
     // Not even root could list it (a path past PATH_MAX, EACCES on a network file system): its files cannot be
     // accounted for, so the plugin cannot be vouched for either.
-    unlisted(
-      printableName(relative(root, dir) || '.'),
-      (error as NodeJS.ErrnoException).code ?? 'unreadable',
-    );
+    unlisted(printableName(rel || '.'), (error as NodeJS.ErrnoException).code ?? 'unreadable');
     return undefined;
   }
   const names: string[] = [];
   for (const bytes of raw) {
+    // The lenient decode is the fast path; only a name it had to repair (or that holds U+FFFD itself) gets the
+    // strict decoder's verdict.
+    const name = bytes.toString('utf8');
+    if (!name.includes('\uFFFD')) {
+      names.push(name);
+      continue;
+    }
     try {
       names.push(strictUtf8.decode(bytes));
     } catch {
-      const shown = printableName(relative(root, join(dir, bytes.toString('latin1'))));
-      unlisted(shown, 'is not UTF-8');
+      const latin1 = bytes.toString('latin1');
+      unlisted(printableName(rel === '' ? latin1 : `${rel}/${latin1}`), 'is not UTF-8');
     }
   }
   names.sort();
