@@ -94,6 +94,7 @@ export function planLoad(
     bytes: source.bytes,
     signer: source.signer,
     limits,
+    ...(manifest.abi === undefined ? {} : { abi: manifest.abi }),
     grants: {
       permissions: manifest.permissions,
       network: manifest.permissions.network && config.policy.permissions.network,

@@ -105,6 +105,7 @@ function checkWasmModules(
       limits: config.wasm.limits,
       memoryMb: limits.memoryMb,
       tableElements: limits.tableElements,
+      ...(c.manifest.abi === undefined ? {} : { abi: c.manifest.abi }),
     });
     const at = { pluginId: c.id, file: c.entryPoint };
     if (error !== undefined) {

@@ -1,6 +1,8 @@
 import { ReedError } from '../../errors.js';
+import type { WasmAbi } from '../../manifest/types.js';
 import { callableFunctions, expectedSignature, isKnownImport, sameSignature } from './abi.js';
 import { BinaryError, Reader } from './binary.js';
+import { checkDeclaredAbi, detectAbi, extismFunctions } from './extism.js';
 import { checkModuleLimits, type WasmModuleLimits } from './module-limits.js';
 import {
   cappedMemoryEntries,
@@ -26,6 +28,8 @@ export interface ModulePolicy {
   memoryCapPages: number;
   /** `limits.table_elements`. */
   tableCapElements: number;
+  /** The manifest's `abi`, when it names one: the module must speak it (wasm_abi_mismatch). */
+  abi?: WasmAbi;
 }
 
 /** What the check learned of a module that passed it. */
@@ -35,6 +39,8 @@ export interface ModuleFacts {
   exports: ModuleExport[];
   /** Exports `_start`: a WASI command. */
   isCommand: boolean;
+  /** The plugin ABI its imports speak (extism.ts detectAbi). */
+  abi: WasmAbi;
   /** The functions the host could call (abi.ts callableFunctions); empty is allowed but useless (a warning at validate). */
   callable: string[];
 }
@@ -161,6 +167,9 @@ function readDeclarations(bytes: Uint8Array, policy: ModulePolicy): ModuleFacts 
   }
   for (const t of d.funcTypes)
     if (t >= d.types.length) throw fail('wasm_invalid', `a function has type ${t}, which does not exist`);
+  // The ABI first: an Extism host's own functions, or two ABIs at once, get their own codes.
+  const abi = detectAbi(d.imports);
+  checkDeclaredAbi(policy.abi, abi);
   checkImports(d.imports);
   const functions = d.funcTypes.length;
   const definedFunctions = functions - d.imports.filter((i) => i.kind === 'function').length;
@@ -169,7 +178,8 @@ function readDeclarations(bytes: Uint8Array, policy: ModulePolicy): ModuleFacts 
   checkStart(d);
   const exports = resolveExports(d);
   const isCommand = exports.some((e) => e.name === '_start' && e.kind === 'function');
-  return { imports: d.imports, exports, isCommand, callable: callableFunctions(exports, isCommand) };
+  const callable = abi === 'extism' ? extismFunctions(exports) : callableFunctions(exports, isCommand);
+  return { imports: d.imports, exports, isCommand, abi, callable };
 }
 
 function readSection(id: number, s: Reader, d: Declared, policy: ModulePolicy): void {

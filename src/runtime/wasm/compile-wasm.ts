@@ -1,6 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { type CacheEntry, type CompileCache, cacheKey } from '../../cache/compile-cache.js';
 import { ReedError } from '../../errors.js';
+import type { WasmAbi } from '../../manifest/types.js';
 import { checkModule, type ModuleFacts, memoryCapPages } from './check-module.js';
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from './module-limits.js';
 import { type PreparedInfo, type PrepareJob, runPrepareJob } from './prepare-job.js';
@@ -25,6 +26,8 @@ export interface WasmCompileOptions {
   prepareTimeoutMs?: number;
   /** That worker's JavaScript heap (its old generation), in MiB. Default 256. */
   prepareMemoryMb?: number;
+  /** The manifest's `abi`, when it names one (check-module.ts refuses a module speaking the other). */
+  abi?: WasmAbi;
 }
 
 export interface PreparedWasm {
@@ -137,6 +140,7 @@ function modulePolicy(options: WasmCheckOptions) {
     limits: options.limits ?? DEFAULT_WASM_MODULE_LIMITS,
     memoryCapPages: memoryCapPages(options.memoryMb),
     tableCapElements: options.tableElements,
+    ...(options.abi === undefined ? {} : { abi: options.abi }),
   };
 }
 
@@ -159,7 +163,7 @@ async function producePrepared(source: Uint8Array, job: PrepareJob, options: Was
 /** What {@link checkWasmFile} needs: the host's [wasm] settings and the plugin's resolved memory and table caps. */
 export type WasmCheckOptions = Pick<
   WasmCompileOptions,
-  'pluginId' | 'memoryMb' | 'tableElements' | 'maxModuleBytes' | 'limits'
+  'pluginId' | 'memoryMb' | 'tableElements' | 'maxModuleBytes' | 'limits' | 'abi'
 >;
 
 /**

@@ -86,13 +86,15 @@ export function detectAbi(imports: readonly Pick<ModuleImport, 'module' | 'name'
 }
 
 /** Refuses a module whose ABI is not the one its manifest's `abi` names (none named: either). */
-export function checkDeclaredAbi(declared: WasmAbi | undefined, detected: WasmAbi, file: string): void {
+export function checkDeclaredAbi(declared: WasmAbi | undefined, detected: WasmAbi): void {
   if (declared === undefined || declared === detected) return;
   const speaks =
-    detected === 'extism' ? `imports ${EXTISM_MODULE}` : `does not import ${EXTISM_MODULE} (reed's ABI)`;
+    detected === 'extism'
+      ? `imports ${EXTISM_MODULE}`
+      : `does not import ${EXTISM_MODULE} (it speaks reed's ABI)`;
   throw new ReedError(
     'wasm_abi_mismatch',
-    `plugin.toml says abi = "${declared}", but ${file} ${speaks}; fix the abi key or the module`,
+    `plugin.toml says abi = "${declared}", but the module ${speaks}; fix the abi key or the module`,
   );
 }
 
