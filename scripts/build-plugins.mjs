@@ -4,6 +4,7 @@
 //   main.c                -> plugin.wasm, a WASI command (exports _start)
 //   assembly/index.ts     -> plugin.wasm, with AssemblyScript and sdk/assemblyscript
 //   native.c              -> plugin.so, a native plugin (cc -shared, include/ on the path)
+//   wasi-testsuite/c/X.c  -> X.wasm, the official WASI test suite's C programs (WASI commands, built as they are)
 // Then the example plugins that need a signature are signed with a development key made here
 // (examples/keys/, not in git), which examples/reed-trusted.toml trusts.
 // Sources live in git; outputs do not. The set-up installs clang, lld and wasi-libc.
@@ -73,6 +74,10 @@ for (const root of roots) {
       counts.c++;
     } else if (file.endsWith('/main.c')) {
       run('clang', [...clang, '-o', join(dir, 'plugin.wasm'), file]);
+      counts.c++;
+    } else if (/\/wasi-testsuite\/c\/[^/]+\.c$/.test(file)) {
+      // Third-party sources, not ours: no -Werror (one has an unused variable), nothing of include/.
+      run('clang', ['--target=wasm32-wasi', '-O2', '-o', file.replace(/\.c$/, '.wasm'), file]);
       counts.c++;
     } else if (file.endsWith('/native.c')) {
       run('cc', [

@@ -44,7 +44,7 @@ export const CALLS: [plugin: string, fn: string, input: string, expected: Expect
   ['hostile.out-of-bounds', 'storage_get', 'x', { code: 'wasm_out_of_bounds' }],
   ['hostile.out-of-bounds', 'output_write', 'x', { code: 'wasm_out_of_bounds' }],
   ['hostile.out-of-bounds', 'wasi_fd_write', 'x', { code: 'wasm_out_of_bounds' }],
-  ['hostile.wasi-fs', 'open', '', { output: 'ENOSYS' }],
+  ['hostile.wasi-fs', 'open', '', { output: 'EBADF' }], // no filesystem granted: fd 3 is not open
   ['hostile.start-loop', 'ok', '', { code: 'plugin_failed', causeCode: 'fuel_exhausted' }],
   ['hostile.big-initial', 'ok', '', { code: 'plugin_failed', causeCode: 'wasm_memory_limit' }],
   ['hostile.unknown-import', 'ok', '', { code: 'plugin_failed', causeCode: 'wasm_import_unknown' }],

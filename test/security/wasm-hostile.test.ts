@@ -93,9 +93,9 @@ describe('hostile WASM plugins (mode none)', () => {
     });
   });
 
-  it('gives no filesystem to WASI: path_open answers ENOSYS', async () => {
+  it('gives no filesystem to WASI without a grant: there is no preopen, so path_open on fd 3 answers EBADF', async () => {
     const { output } = await host.call('hostile.wasi-fs', 'open');
-    expect(Buffer.from(output).readUInt32LE(0)).toBe(52);
+    expect(Buffer.from(output).readUInt32LE(0)).toBe(8);
   });
 
   it('logs invalid UTF-8 with replacement characters, cuts long lines, and drops a flood over the rate cap', async () => {

@@ -1,0 +1,747 @@
+// The WASI filesystem of one instance: one preopened directory (the plugin's private directory), every path resolved
+// beneath a host directory descriptor (wasi-path.ts), every operation on descriptors or through the *at calls,
+// quotas counted in wasi-quota.ts. Longer than most files because it is the table of preview1's fd_* and path_*
+// operations on host descriptors, each a few lines over the same rights, read-only and quota checks.
+import { fchmodSync, readSync, writeSync } from 'node:fs';
+import { constants } from 'node:os';
+import {
+  AT_EMPTY_PATH,
+  AT_REMOVEDIR,
+  AT_SYMLINK_NOFOLLOW,
+  cPath,
+  F_SETFL,
+  lastErrno,
+  loadLibc,
+  O_APPEND,
+  O_CLOEXEC,
+  O_DIRECTORY,
+  O_DSYNC,
+  O_NOCTTY,
+  O_NOFOLLOW,
+  O_NONBLOCK,
+  O_PATH,
+  O_SYNC,
+  UTIME_NOW,
+  UTIME_OMIT,
+} from '../libc.js';
+import { FUEL_PER_BYTE } from './abi.js';
+import type { FdEntry } from './wasi-fds.js';
+import { MAX_PATH_BYTES, openBeneath, type Parent, releaseParent, resolveParent } from './wasi-path.js';
+import { DirQuota, FUEL_PER_DIRENT, isRegular, type QuotaKind, type Statx, statxOf } from './wasi-quota.js';
+import {
+  ALL_RIGHTS,
+  DIR_RIGHTS,
+  ERRNO,
+  FDFLAG,
+  FILE_RIGHTS,
+  FILETYPE,
+  FSTFLAG,
+  HostErrno,
+  LOOKUP_SYMLINK_FOLLOW,
+  OFLAG,
+  RIGHT,
+  WasiErrno,
+  WHENCE,
+} from './wasi-types.js';
+
+/** The directory a plugin's WASI program sees (docs/ABI-wasm.md, "The filesystem"). */
+export interface WasiFilesystem {
+  /** Absolute path of the plugin's private directory, as seen by the process running the WASM. */
+  hostPath: string;
+  /** The preopen's name the guest sees. Default DEFAULT_GUEST_NAME. */
+  guestName?: string;
+  /** permissions.filesystem = "read": every change answers EROFS. */
+  readOnly: boolean;
+  /** limits.disk_mb in bytes; 0 = unlimited. */
+  diskBytes: number;
+  /** limits.max_files; 0 = unlimited. */
+  maxFiles: number;
+}
+
+export const DEFAULT_GUEST_NAME = '/data';
+
+/** What the engine asks of the runtime: fuel for its work, and a report when a quota refuses a call. */
+export interface FsIo {
+  charge(fuel: number): void;
+  quotaExceeded(kind: QuotaKind, limit: number): void;
+}
+
+/** Fuel per filesystem operation, on top of the import's own: a system call or a few. */
+export const FUEL_PER_FS_OP = 1_000;
+/** The most bytes one fd_read/fd_write/fd_pread/fd_pwrite moves; more is a short read or write, as POSIX allows. */
+export const MAX_IO_BYTES = 16 * 1024 * 1024;
+
+const E = constants.errno;
+const WRITE_RIGHTS = RIGHT.FD_WRITE | RIGHT.FD_DATASYNC | RIGHT.FD_ALLOCATE | RIGHT.FD_FILESTAT_SET_SIZE;
+const READ_RIGHTS = RIGHT.FD_READ | RIGHT.FD_READDIR;
+const S_IFMT = 0o170000;
+const statBuf = Buffer.alloc(256);
+const direntBuf = Buffer.alloc(16 * 1024);
+const linkBuf = Buffer.alloc(MAX_PATH_BYTES);
+const timesBuf = Buffer.alloc(32);
+
+/** WASI's filestat, from a statx. */
+export interface Filestat {
+  dev: bigint;
+  ino: bigint;
+  filetype: number;
+  nlink: bigint;
+  size: bigint;
+  atim: bigint;
+  mtim: bigint;
+  ctim: bigint;
+}
+
+export function filetypeOf(mode: number): number {
+  switch (mode & S_IFMT) {
+    case 0o040000:
+      return FILETYPE.DIRECTORY;
+    case 0o100000:
+      return FILETYPE.REGULAR_FILE;
+    case 0o120000:
+      return FILETYPE.SYMBOLIC_LINK;
+    case 0o020000:
+      return FILETYPE.CHARACTER_DEVICE;
+    case 0o060000:
+      return FILETYPE.BLOCK_DEVICE;
+    case 0o140000:
+      return FILETYPE.SOCKET_STREAM;
+    default:
+      return FILETYPE.UNKNOWN;
+  }
+}
+
+/** A Node fs call on a raw descriptor, its error as the errno it carries. */
+function sys<T>(run: () => T): T {
+  try {
+    return run();
+  } catch (error) {
+    const errno = (error as { errno?: unknown }).errno;
+    if (typeof errno === 'number') throw new HostErrno(-errno);
+    throw error;
+  }
+}
+
+/** A libc call's int answer: below zero, its errno. */
+function ok(rc: number | bigint): number {
+  if (rc < 0) throw new HostErrno(lastErrno());
+  return Number(rc);
+}
+
+const ns = (sec: bigint, nsec: number) => sec * 1_000_000_000n + BigInt(nsec);
+
+function filestatOf(fd: number, name?: Uint8Array, follow = false): Filestat {
+  const flags = name === undefined ? AT_EMPTY_PATH : follow ? 0 : AT_SYMLINK_NOFOLLOW;
+  ok(loadLibc().statx(fd, cPath(name ?? ''), flags, 0x7ff, statBuf) as number);
+  const major = BigInt(statBuf.readUInt32LE(136));
+  const minor = BigInt(statBuf.readUInt32LE(140));
+  return {
+    dev:
+      ((major & 0xfffff000n) << 32n) |
+      ((major & 0xfffn) << 8n) |
+      ((minor & 0xffffff00n) << 12n) |
+      (minor & 0xffn),
+    ino: statBuf.readBigUInt64LE(32),
+    filetype: filetypeOf(statBuf.readUInt16LE(28)),
+    nlink: BigInt(statBuf.readUInt32LE(16)),
+    size: statBuf.readBigUInt64LE(40),
+    atim: ns(statBuf.readBigInt64LE(64), statBuf.readUInt32LE(72)),
+    mtim: ns(statBuf.readBigInt64LE(112), statBuf.readUInt32LE(120)),
+    ctim: ns(statBuf.readBigInt64LE(96), statBuf.readUInt32LE(104)),
+  };
+}
+
+/** utimensat's two timespecs from WASI's timestamps and fstflags; EINVAL for a time both given and "now". */
+function timespecs(atim: bigint, mtim: bigint, fstflags: number): Buffer {
+  if (
+    (fstflags & FSTFLAG.ATIM && fstflags & FSTFLAG.ATIM_NOW) ||
+    (fstflags & FSTFLAG.MTIM && fstflags & FSTFLAG.MTIM_NOW)
+  )
+    throw new WasiErrno(ERRNO.INVAL);
+  if (fstflags & ~0xf) throw new WasiErrno(ERRNO.INVAL);
+  const put = (at: number, set: number, now: number, value: bigint) => {
+    if (fstflags & now) {
+      timesBuf.writeBigInt64LE(0n, at);
+      timesBuf.writeBigInt64LE(BigInt(UTIME_NOW), at + 8);
+    } else if (fstflags & set) {
+      timesBuf.writeBigInt64LE(value / 1_000_000_000n, at);
+      timesBuf.writeBigInt64LE(value % 1_000_000_000n, at + 8);
+    } else {
+      timesBuf.writeBigInt64LE(0n, at);
+      timesBuf.writeBigInt64LE(BigInt(UTIME_OMIT), at + 8);
+    }
+  };
+  put(0, FSTFLAG.ATIM, FSTFLAG.ATIM_NOW, atim);
+  put(16, FSTFLAG.MTIM, FSTFLAG.MTIM_NOW, mtim);
+  return timesBuf;
+}
+
+/** A guest offset or length as a safe integer, or EINVAL. */
+function safe(value: bigint): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new WasiErrno(ERRNO.INVAL);
+  return Number(value);
+}
+
+export class WasiFs {
+  readonly #fs: WasiFilesystem;
+  readonly #io: FsIo;
+  readonly #quota: DirQuota;
+  #root = -1;
+
+  constructor(fs: WasiFilesystem, io: FsIo) {
+    this.#fs = fs;
+    this.#io = io;
+    this.#quota = new DirQuota(() => this.#rootFd(), fs.diskBytes, fs.maxFiles, {
+      charge: (fuel) => io.charge(fuel),
+      exceeded: (kind, limit) => io.quotaExceeded(kind, limit),
+    });
+  }
+
+  /** The preopen's table entry; its host descriptor is opened on first use. */
+  static preopen(fs: WasiFilesystem): FdEntry {
+    return {
+      kind: 'dir',
+      filetype: FILETYPE.DIRECTORY,
+      base: DIR_RIGHTS,
+      inheriting: ALL_RIGHTS,
+      flags: 0,
+      host: -1,
+      preopen: Buffer.from(fs.guestName ?? DEFAULT_GUEST_NAME),
+    };
+  }
+
+  /** The plugin's directory itself, opened once (not following a symlink at its last component). */
+  #rootFd(): number {
+    if (this.#root < 0) {
+      const fd = loadLibc().openat(-100, cPath(this.#fs.hostPath), O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+      this.#root = ok(fd as number);
+    }
+    return this.#root;
+  }
+
+  /** The host descriptor of a file or directory entry (a preopen's own, opened now if it was not yet). */
+  host(entry: FdEntry): number {
+    if (entry.host < 0) {
+      if (entry.preopen === undefined) throw new WasiErrno(ERRNO.BADF);
+      entry.host = ok(loadLibc().openat(this.#rootFd(), cPath('.'), O_DIRECTORY | O_CLOEXEC, 0) as number);
+    }
+    return entry.host;
+  }
+
+  /** An entry leaves the table: its host descriptor is closed. */
+  close(entry: FdEntry): void {
+    if (entry.host < 0) return;
+    if (entry.key !== undefined) this.#quota.closing(entry.key, entry.host);
+    loadLibc().close(entry.host);
+    entry.host = -1;
+  }
+
+  /** The instance is gone (every entry already closed): the directory and the shared count are let go. */
+  release(): void {
+    this.#quota.release();
+    if (this.#root >= 0) loadLibc().close(this.#root);
+    this.#root = -1;
+  }
+
+  #need(entry: FdEntry, rights: number): number {
+    if ((entry.base & rights) !== rights) throw new WasiErrno(ERRNO.NOTCAPABLE);
+    this.#io.charge(FUEL_PER_FS_OP);
+    return this.host(entry);
+  }
+
+  #writable(): void {
+    if (this.#fs.readOnly) throw new WasiErrno(ERRNO.ROFS);
+  }
+
+  // --- descriptors ---------------------------------------------------------------------------------
+
+  filestat(entry: FdEntry): Filestat {
+    return filestatOf(this.#need(entry, RIGHT.FD_FILESTAT_GET));
+  }
+
+  setFlags(entry: FdEntry, flags: number): void {
+    const fd = this.#need(entry, RIGHT.FD_FDSTAT_SET_FLAGS);
+    const fixed = FDFLAG.DSYNC | FDFLAG.RSYNC | FDFLAG.SYNC;
+    if ((flags & fixed) !== (entry.flags & fixed) || flags & ~0x1f) throw new WasiErrno(ERRNO.NOTSUP);
+    if (flags & FDFLAG.APPEND) this.#writable();
+    const host = (flags & FDFLAG.APPEND ? O_APPEND : 0) | (flags & FDFLAG.NONBLOCK ? O_NONBLOCK : 0);
+    ok(loadLibc().fcntl(fd, F_SETFL, 'int', host) as number);
+    entry.flags = flags;
+  }
+
+  read(entry: FdEntry, views: Uint8Array[], position: bigint | undefined): number {
+    const fd = this.#need(entry, RIGHT.FD_READ);
+    let at = position === undefined ? null : safe(position);
+    let total = 0;
+    let budget = views.reduce((n, v) => n + v.length, 0);
+    budget = Math.min(budget, MAX_IO_BYTES);
+    this.#io.charge(budget * FUEL_PER_BYTE);
+    for (const view of views) {
+      const want = Math.min(view.length, budget - total);
+      if (want <= 0) break;
+      const n = sys(() => readSync(fd, view, 0, want, at));
+      total += n;
+      if (at !== null) at += n;
+      if (n < want) break;
+    }
+    return total;
+  }
+
+  write(entry: FdEntry, chunks: Uint8Array[], position: bigint | undefined): number {
+    const fd = this.#need(entry, RIGHT.FD_WRITE);
+    this.#writable();
+    let at = position === undefined ? null : safe(position);
+    const budget = Math.min(
+      chunks.reduce((n, c) => n + c.length, 0),
+      MAX_IO_BYTES,
+    );
+    this.#io.charge(budget * FUEL_PER_BYTE);
+    let before = -1;
+    let reserved = 0;
+    if (this.#fs.diskBytes > 0 && entry.key !== undefined) {
+      before = this.#size(fd);
+      const start =
+        entry.flags & FDFLAG.APPEND
+          ? before
+          : (at ?? Number(loadLibc().lseek(fd, 0, WHENCE.CUR) as number | bigint));
+      reserved = Math.max(0, start + budget - before);
+      this.#quota.grow(reserved);
+    }
+    let total = 0;
+    try {
+      for (const chunk of chunks) {
+        const want = Math.min(chunk.length, budget - total);
+        if (want <= 0) break;
+        const n = sys(() => writeSync(fd, chunk, 0, want, at));
+        total += n;
+        if (at !== null) at += n;
+        if (n < want) break;
+      }
+    } finally {
+      if (before >= 0) this.#quota.shrink(reserved - Math.max(0, this.#size(fd) - before));
+    }
+    return total;
+  }
+
+  #size(fd: number): number {
+    const stat = statxOf(fd, undefined);
+    if (stat === undefined) throw new HostErrno(lastErrno());
+    return stat.size;
+  }
+
+  /** Bytes past a regular file's offset (poll_oneoff's nbytes); 0 for anything else. */
+  readable(entry: FdEntry): bigint {
+    if (entry.host < 0 || entry.filetype !== FILETYPE.REGULAR_FILE) return 0n;
+    const stat = statxOf(entry.host, undefined);
+    const at = BigInt(loadLibc().lseek(entry.host, 0, WHENCE.CUR) as number | bigint);
+    if (stat === undefined || at < 0n) return 0n;
+    const left = BigInt(stat.size) - at;
+    return left > 0n ? left : 0n;
+  }
+
+  seek(entry: FdEntry, offset: bigint, whence: number): bigint {
+    const right = offset === 0n && whence === WHENCE.CUR ? RIGHT.FD_TELL : RIGHT.FD_SEEK;
+    if ((entry.base & (right | RIGHT.FD_SEEK)) === 0) throw new WasiErrno(ERRNO.NOTCAPABLE);
+    const fd = this.#need(entry, 0);
+    if (whence !== WHENCE.SET && whence !== WHENCE.CUR && whence !== WHENCE.END)
+      throw new WasiErrno(ERRNO.INVAL);
+    const result = BigInt(loadLibc().lseek(fd, offset, whence) as number | bigint);
+    if (result < 0n) throw new HostErrno(lastErrno());
+    return result;
+  }
+
+  sync(entry: FdEntry, data: boolean): void {
+    const fd = this.#need(entry, data ? RIGHT.FD_DATASYNC : RIGHT.FD_SYNC);
+    ok((data ? loadLibc().fdatasync(fd) : loadLibc().fsync(fd)) as number);
+  }
+
+  advise(entry: FdEntry, offset: bigint, len: bigint, advice: number): void {
+    const fd = this.#need(entry, RIGHT.FD_ADVISE);
+    if (advice > 5) throw new WasiErrno(ERRNO.INVAL);
+    const rc = loadLibc().posixFadvise(fd, safe(offset), safe(len), advice) as number;
+    if (rc !== 0) throw new HostErrno(rc);
+  }
+
+  allocate(entry: FdEntry, offset: bigint, len: bigint): void {
+    const fd = this.#need(entry, RIGHT.FD_ALLOCATE);
+    this.#writable();
+    const end = safe(offset) + safe(len);
+    if (len === 0n) throw new WasiErrno(ERRNO.INVAL);
+    this.#resize(fd, entry, end, true, () => {
+      const rc = loadLibc().posixFallocate(fd, safe(offset), safe(len)) as number;
+      if (rc !== 0) throw new HostErrno(rc === E.EOPNOTSUPP ? E.ENOTSUP : rc);
+    });
+  }
+
+  setSize(entry: FdEntry, size: bigint): void {
+    const fd = this.#need(entry, RIGHT.FD_FILESTAT_SET_SIZE);
+    this.#writable();
+    const end = safe(size);
+    this.#resize(fd, entry, end, false, () => ok(loadLibc().ftruncate(fd, end) as number));
+  }
+
+  /** A size change charged to the quota before it happens (`growOnly`: fd_allocate never shrinks a file). */
+  #resize(fd: number, entry: FdEntry, end: number, growOnly: boolean, change: () => void): void {
+    if (this.#fs.diskBytes === 0 || entry.key === undefined) {
+      change();
+      return;
+    }
+    const before = this.#size(fd);
+    const growth = end - before;
+    if (growth > 0) this.#quota.grow(growth);
+    try {
+      change();
+    } catch (error) {
+      if (growth > 0) this.#quota.shrink(growth);
+      throw error;
+    }
+    if (growth < 0 && !growOnly) this.#quota.shrink(-growth);
+  }
+
+  setTimes(entry: FdEntry, atim: bigint, mtim: bigint, fstflags: number): void {
+    const fd = this.#need(entry, RIGHT.FD_FILESTAT_SET_TIMES);
+    const times = timespecs(atim, mtim, fstflags);
+    this.#writable();
+    ok(loadLibc().futimens(fd, times) as number);
+  }
+
+  /**
+   * fd_readdir: WASI dirents (d_next, d_ino, d_namlen, d_type, then the name) into `out` from the position
+   * `cookie` (0, or a d_next given before: the host's own directory offset), the last one cut at the end of the
+   * buffer as the spec says. Every entry is charged before it is copied. Returns the bytes used.
+   */
+  readdir(entry: FdEntry, out: Uint8Array, cookie: bigint): number {
+    const fd = this.#need(entry, RIGHT.FD_READDIR);
+    if (cookie > 0x7fffffffffffffffn) throw new WasiErrno(ERRNO.INVAL);
+    const libc = loadLibc();
+    if (BigInt(libc.lseek(fd, cookie, WHENCE.SET) as number | bigint) < 0n) throw new HostErrno(lastErrno());
+    const record = Buffer.alloc(24);
+    let used = 0;
+    while (used < out.length) {
+      const n = ok(libc.getdents64(fd, direntBuf, direntBuf.length) as number);
+      if (n === 0) break;
+      for (let at = 0; at < n && used < out.length; ) {
+        const reclen = direntBuf.readUInt16LE(at + 16);
+        const nameEnd = direntBuf.indexOf(0, at + 19);
+        const name = direntBuf.subarray(
+          at + 19,
+          nameEnd < 0 || nameEnd > at + reclen ? at + reclen : nameEnd,
+        );
+        this.#io.charge(FUEL_PER_DIRENT + (24 + name.length) * FUEL_PER_BYTE);
+        let type = direntType(direntBuf[at + 18] ?? 0);
+        if (type === FILETYPE.UNKNOWN) {
+          const stat = statxOf(fd, name);
+          if (stat !== undefined) type = filetypeOf(stat.mode);
+        }
+        record.writeBigUInt64LE(BigInt.asUintN(64, direntBuf.readBigInt64LE(at + 8)), 0);
+        record.writeBigUInt64LE(direntBuf.readBigUInt64LE(at), 8);
+        record.writeUInt32LE(name.length, 16);
+        record.writeUInt32LE(type, 20);
+        for (const piece of [record, name]) {
+          const take = Math.min(piece.length, out.length - used);
+          out.set(piece.subarray(0, take), used);
+          used += take;
+        }
+        at += reclen;
+      }
+    }
+    return used;
+  }
+
+  // --- paths ---------------------------------------------------------------------------------------
+
+  /** The directory entry's host descriptor for a path call needing `rights`. */
+  #dir(entry: FdEntry, rights: number): number {
+    if (entry.kind !== 'dir') {
+      if ((entry.base & rights) !== rights) throw new WasiErrno(ERRNO.NOTCAPABLE);
+      throw new WasiErrno(ERRNO.NOTDIR);
+    }
+    return this.#need(entry, rights);
+  }
+
+  #parent<T>(dirfd: number, path: Uint8Array, run: (parent: Parent) => T): T {
+    const parent = resolveParent(dirfd, path);
+    try {
+      return run(parent);
+    } finally {
+      releaseParent(parent);
+    }
+  }
+
+  createDirectory(entry: FdEntry, path: Uint8Array): void {
+    const dirfd = this.#dir(entry, RIGHT.PATH_CREATE_DIRECTORY);
+    this.#writable();
+    this.#parent(dirfd, path, (p) => {
+      this.#quota.addEntry();
+      const made = loadLibc().mkdirat(p.fd, cPath(p.name), 0o777) as number;
+      if (made !== 0) {
+        const errno = lastErrno();
+        this.#quota.removeEntry();
+        throw new HostErrno(errno);
+      }
+      // 0777 whatever the umask: each process-mode sandbox runs as a uid of its own, and all must keep using it.
+      const fd = loadLibc().openat(
+        p.fd,
+        cPath(withoutSlash(p.name)),
+        O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+        0,
+      );
+      if ((fd as number) >= 0) {
+        try {
+          fchmodSync(fd as number, 0o777);
+        } finally {
+          loadLibc().close(fd);
+        }
+      }
+    });
+  }
+
+  /** path_open: the new entry (the caller numbers it). */
+  open(
+    dir: FdEntry,
+    lookup: number,
+    path: Uint8Array,
+    oflags: number,
+    base: bigint,
+    inheriting: bigint,
+    fdflags: number,
+  ): FdEntry {
+    let needed = RIGHT.PATH_OPEN;
+    if (oflags & OFLAG.CREAT) needed |= RIGHT.PATH_CREATE_FILE;
+    if (oflags & OFLAG.TRUNC) needed |= RIGHT.PATH_FILESTAT_SET_SIZE;
+    const dirfd = this.#dir(dir, needed);
+    const wantBase = Number(base & 0x3fffffffn);
+    const wantInheriting = Number(inheriting & 0x3fffffffn);
+    const write = (wantBase & WRITE_RIGHTS) !== 0 || (oflags & OFLAG.TRUNC) !== 0;
+    const read = (wantBase & READ_RIGHTS) !== 0 || !write;
+    if (oflags & (OFLAG.CREAT | OFLAG.TRUNC) || write || fdflags & FDFLAG.APPEND) this.#writable();
+    let flags = (read && write ? 2 : write ? 1 : 0) | O_NOCTTY;
+    if (oflags & OFLAG.DIRECTORY) flags |= O_DIRECTORY;
+    if ((lookup & LOOKUP_SYMLINK_FOLLOW) === 0) flags |= O_NOFOLLOW;
+    if (fdflags & FDFLAG.APPEND) flags |= O_APPEND;
+    if (fdflags & FDFLAG.NONBLOCK) flags |= O_NONBLOCK;
+    if (fdflags & FDFLAG.DSYNC) flags |= O_DSYNC;
+    if (fdflags & (FDFLAG.SYNC | FDFLAG.RSYNC)) flags |= O_SYNC;
+    const CREAT = 0o100;
+    const EXCL = 0o200;
+    let fd: number;
+    let created = false;
+    if ((oflags & OFLAG.CREAT) === 0) fd = openBeneath(dirfd, path, flags);
+    else if (oflags & OFLAG.EXCL) {
+      this.#quota.addEntry();
+      try {
+        fd = openBeneath(dirfd, path, flags | CREAT | EXCL, 0o666);
+      } catch (error) {
+        this.#quota.removeEntry();
+        throw error;
+      }
+      created = true;
+    } else {
+      try {
+        fd = openBeneath(dirfd, path, flags);
+      } catch (error) {
+        if (!(error instanceof HostErrno) || error.errno !== E.ENOENT) throw error;
+        this.#quota.addEntry();
+        try {
+          fd = openBeneath(dirfd, path, flags | CREAT, 0o666);
+        } catch (again) {
+          this.#quota.removeEntry();
+          throw again;
+        }
+        created = true;
+      }
+    }
+    try {
+      return this.#opened(dir, fd, created, oflags, wantBase, wantInheriting, fdflags);
+    } catch (error) {
+      loadLibc().close(fd);
+      throw error;
+    }
+  }
+
+  #opened(
+    dir: FdEntry,
+    fd: number,
+    created: boolean,
+    oflags: number,
+    wantBase: number,
+    wantInheriting: number,
+    fdflags: number,
+  ): FdEntry {
+    const stat = statxOf(fd, undefined);
+    if (stat === undefined) throw new HostErrno(lastErrno());
+    const filetype = filetypeOf(stat.mode);
+    if (created && isRegular(stat)) fchmodSync(fd, 0o666); // whatever the umask (see createDirectory)
+    if (oflags & OFLAG.TRUNC && isRegular(stat)) this.#truncated(fd, stat);
+    const isDir = filetype === FILETYPE.DIRECTORY;
+    const entry: FdEntry = {
+      kind: isDir ? 'dir' : 'file',
+      filetype,
+      base: wantBase & (isDir ? DIR_RIGHTS : FILE_RIGHTS) & dir.inheriting,
+      inheriting: wantInheriting & dir.inheriting,
+      flags: fdflags & 0x1f,
+      host: fd,
+    };
+    if (isRegular(stat) && this.#quota.active) {
+      entry.key = stat.key;
+      this.#quota.opened(stat.key);
+    }
+    return entry;
+  }
+
+  #truncated(fd: number, stat: Statx): void {
+    ok(loadLibc().ftruncate(fd, 0) as number);
+    if (this.#fs.diskBytes > 0) this.#quota.shrink(stat.size);
+  }
+
+  pathFilestat(entry: FdEntry, lookup: number, path: Uint8Array): Filestat {
+    const dirfd = this.#dir(entry, RIGHT.PATH_FILESTAT_GET);
+    const follow = (lookup & LOOKUP_SYMLINK_FOLLOW) !== 0;
+    const fd = openBeneath(dirfd, path, O_PATH | (follow ? 0 : O_NOFOLLOW));
+    try {
+      return filestatOf(fd);
+    } finally {
+      loadLibc().close(fd);
+    }
+  }
+
+  pathSetTimes(
+    entry: FdEntry,
+    lookup: number,
+    path: Uint8Array,
+    atim: bigint,
+    mtim: bigint,
+    fstflags: number,
+  ): void {
+    const dirfd = this.#dir(entry, RIGHT.PATH_FILESTAT_SET_TIMES);
+    const times = timespecs(atim, mtim, fstflags);
+    this.#writable();
+    const follow = (lookup & LOOKUP_SYMLINK_FOLLOW) !== 0;
+    this.#parent(dirfd, path, (p) => {
+      if (!follow && !p.trailingSlash) {
+        ok(loadLibc().utimensat(p.fd, cPath(p.name), times, AT_SYMLINK_NOFOLLOW) as number);
+        return;
+      }
+      // Following: the target is resolved beneath the directory and changed through a descriptor of its own.
+      const fd = openBeneath(p.fd, p.name, O_NONBLOCK | O_NOCTTY);
+      try {
+        ok(loadLibc().futimens(fd, times) as number);
+      } finally {
+        loadLibc().close(fd);
+      }
+    });
+  }
+
+  link(oldEntry: FdEntry, lookup: number, oldPath: Uint8Array, newEntry: FdEntry, newPath: Uint8Array): void {
+    const oldDir = this.#dir(oldEntry, RIGHT.PATH_LINK_SOURCE);
+    const newDir = this.#dir(newEntry, RIGHT.PATH_LINK_TARGET);
+    this.#writable();
+    // Following the source would need linkat(AT_SYMLINK_FOLLOW), which follows links out of the directory.
+    if (lookup & LOOKUP_SYMLINK_FOLLOW) throw new WasiErrno(ERRNO.INVAL);
+    this.#parent(oldDir, oldPath, (from) => {
+      if (from.trailingSlash) {
+        // "name/" makes linkat follow a symlink: resolved beneath instead; a directory cannot be linked anyway.
+        loadLibc().close(openBeneath(from.fd, from.name, O_PATH));
+        throw new HostErrno(E.EPERM);
+      }
+      this.#parent(newDir, newPath, (to) => {
+        this.#quota.addEntry();
+        if ((loadLibc().linkat(from.fd, cPath(from.name), to.fd, cPath(to.name), 0) as number) !== 0) {
+          const errno = lastErrno();
+          this.#quota.removeEntry();
+          throw new HostErrno(errno);
+        }
+      });
+    });
+  }
+
+  readlink(entry: FdEntry, path: Uint8Array): Buffer {
+    const dirfd = this.#dir(entry, RIGHT.PATH_READLINK);
+    const fd = openBeneath(dirfd, path, O_PATH | O_NOFOLLOW);
+    try {
+      const n = ok(loadLibc().readlinkat(fd, cPath(''), linkBuf, linkBuf.length) as number);
+      this.#io.charge(n * FUEL_PER_BYTE);
+      return Buffer.from(linkBuf.subarray(0, n));
+    } finally {
+      loadLibc().close(fd);
+    }
+  }
+
+  removeDirectory(entry: FdEntry, path: Uint8Array): void {
+    const dirfd = this.#dir(entry, RIGHT.PATH_REMOVE_DIRECTORY);
+    this.#writable();
+    this.#parent(dirfd, path, (p) => {
+      ok(loadLibc().unlinkat(p.fd, cPath(p.name), AT_REMOVEDIR) as number);
+      this.#quota.removeEntry();
+    });
+  }
+
+  unlinkFile(entry: FdEntry, path: Uint8Array): void {
+    const dirfd = this.#dir(entry, RIGHT.PATH_UNLINK_FILE);
+    this.#writable();
+    this.#parent(dirfd, path, (p) => {
+      const stat = this.#quota.active ? statxOf(p.fd, withoutSlash(p.name)) : undefined;
+      ok(loadLibc().unlinkat(p.fd, cPath(p.name), 0) as number);
+      if (stat !== undefined) this.#quota.removed(stat);
+    });
+  }
+
+  rename(oldEntry: FdEntry, oldPath: Uint8Array, newEntry: FdEntry, newPath: Uint8Array): void {
+    const oldDir = this.#dir(oldEntry, RIGHT.PATH_RENAME_SOURCE);
+    const newDir = this.#dir(newEntry, RIGHT.PATH_RENAME_TARGET);
+    this.#writable();
+    this.#parent(oldDir, oldPath, (from) =>
+      this.#parent(newDir, newPath, (to) => {
+        const active = this.#quota.active;
+        const source = active ? statxOf(from.fd, withoutSlash(from.name)) : undefined;
+        const target = active ? statxOf(to.fd, withoutSlash(to.name)) : undefined;
+        ok(loadLibc().renameat(from.fd, cPath(from.name), to.fd, cPath(to.name)) as number);
+        if (target !== undefined && source !== undefined && target.key !== source.key)
+          this.#quota.removed(target);
+      }),
+    );
+  }
+
+  symlink(target: Uint8Array, entry: FdEntry, path: Uint8Array): void {
+    const dirfd = this.#dir(entry, RIGHT.PATH_SYMLINK);
+    this.#writable();
+    if (target.length > MAX_PATH_BYTES) throw new WasiErrno(ERRNO.NAMETOOLONG);
+    if (target.indexOf(0) >= 0) throw new WasiErrno(ERRNO.INVAL);
+    // An absolute target could never be followed here (resolution stays beneath the directory): refused at once.
+    if (target[0] === 0x2f) throw new WasiErrno(ERRNO.NOTCAPABLE);
+    this.#parent(dirfd, path, (p) => {
+      this.#quota.addEntry();
+      if ((loadLibc().symlinkat(cPath(target), p.fd, cPath(p.name)) as number) !== 0) {
+        const errno = lastErrno();
+        this.#quota.removeEntry();
+        throw new HostErrno(errno);
+      }
+    });
+  }
+}
+
+function withoutSlash(name: Buffer): Buffer {
+  let end = name.length;
+  while (end > 1 && name[end - 1] === 0x2f) end--;
+  return name.subarray(0, end);
+}
+
+/** getdents64's d_type as a WASI filetype (DT_UNKNOWN: ask statx). */
+function direntType(dt: number): number {
+  switch (dt) {
+    case 4:
+      return FILETYPE.DIRECTORY;
+    case 8:
+      return FILETYPE.REGULAR_FILE;
+    case 10:
+      return FILETYPE.SYMBOLIC_LINK;
+    case 2:
+      return FILETYPE.CHARACTER_DEVICE;
+    case 6:
+      return FILETYPE.BLOCK_DEVICE;
+    case 12:
+      return FILETYPE.SOCKET_STREAM;
+    default:
+      return FILETYPE.UNKNOWN;
+  }
+}
