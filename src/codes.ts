@@ -58,7 +58,8 @@ export const CODES = {
   wasm_prepare_failed: 'preparing the module ran past [wasm] prepare_timeout_ms or prepare_memory_mb',
   wasm_import_unknown: 'the module imports something the host does not provide',
   wasm_import_signature: 'the module imports a host function with the wrong signature',
-  wasm_abi_mixed: 'the module imports both Extism\u2019s ABI (extism:host/env) and reed\u2019s host API (env, reed)',
+  wasm_abi_mixed:
+    'the module imports both Extism\u2019s ABI (extism:host/env) and reed\u2019s host API (env, reed)',
   wasm_abi_mismatch: 'the manifest\u2019s abi names another ABI than the one the module imports',
   extism_host_functions_unsupported:
     'the module imports extism:host/user (its embedder\u2019s own host functions), which this host does not provide',
@@ -116,6 +117,8 @@ export const CODES = {
   host_closed: 'the host is closed',
   plugin_already_loaded: 'the host\u2019s plugin set already has a plugin with that id (replace it instead)',
   plugin_invalid: 'the candidate has errors (it is not valid) and cannot be added to the plugin set',
+  dependant_version_mismatch:
+    'the upgrade would put the plugin outside the version range a loaded plugin that depends on it requires',
   plugin_has_dependants: 'loaded plugins depend on it; remove them with it (withDependants) or keep it',
   sandbox_unavailable: 'the sandbox mode asked for is not available on this host',
   data_dir_unavailable: 'a plugin\u2019s data directory cannot be made, or its path is unsafe',
@@ -126,6 +129,7 @@ export const CODES = {
   api_not_found: 'no API route at that path',
   api_method_not_allowed: 'the API route does not take that HTTP method',
   request_too_large: 'the request body is larger than the server accepts',
+  api_bad_request: 'the request has a query parameter the route does not take, or one it cannot read',
   api_socket_in_use: 'the API socket path is taken by a live server or by a file that is not a socket',
   api_socket_failed: 'the API socket cannot be created there (no such directory, no permission)',
   internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',

@@ -26,9 +26,42 @@ export interface PluginFailedEvent extends EventBase {
   error: ReedError;
 }
 
-/** A plugin was stopped (its `deactivate` ran, or failed: then `error` says how, with its code when it had one). */
+/**
+ * A plugin's sandbox was stopped (its `deactivate` ran, or failed: then `error` says how, with its code when it had
+ * one): at close, at removal, or an old version after an upgrade (then another version goes on serving).
+ */
 export interface PluginStoppedEvent extends EventBase {
+  /** The version stopped. */
+  version?: string;
+  /** Calls were still in flight when the drain's time (`[lifecycle] drain_timeout_ms`) ran out. */
+  drainTimedOut?: boolean;
   error?: { code: string | undefined; message: string };
+}
+
+/** A new version serves in place of `fromVersion` (which now drains and stops). */
+export interface PluginUpgradedEvent extends EventBase {
+  version: string;
+  fromVersion: string;
+}
+
+/** A new version did not validate, load or init: `fromVersion` keeps serving (or stays failed). */
+export interface PluginUpgradeFailedEvent extends EventBase {
+  version: string;
+  fromVersion: string;
+  error: ReedError;
+}
+
+/** The version on probation (`fromVersion`) tripped its breaker; `version` was restored and serves. */
+export interface PluginRolledBackEvent extends EventBase {
+  version: string;
+  fromVersion: string;
+  /** The breaker's `plugin_failed`, its cause the last crash. */
+  error: ReedError;
+}
+
+/** A plugin was drained, stopped and forgotten by the host. */
+export interface PluginRemovedEvent extends EventBase {
+  version: string;
 }
 
 /** A runner (process or container) connected, authenticated and loaded its plugin. */
@@ -99,6 +132,10 @@ export interface ReedEvents {
   'reed:plugin:loaded': PluginLoadedEvent;
   'reed:plugin:failed': PluginFailedEvent;
   'reed:plugin:stopped': PluginStoppedEvent;
+  'reed:plugin:upgraded': PluginUpgradedEvent;
+  'reed:plugin:upgrade-failed': PluginUpgradeFailedEvent;
+  'reed:plugin:rolled-back': PluginRolledBackEvent;
+  'reed:plugin:removed': PluginRemovedEvent;
   'reed:sandbox:started': SandboxStartedEvent;
   'reed:sandbox:crashed': SandboxCrashedEvent;
   'reed:sandbox:restarted': SandboxRestartedEvent;
@@ -114,6 +151,10 @@ export const EVENT_NAMES: readonly EventName[] = [
   'reed:plugin:loaded',
   'reed:plugin:failed',
   'reed:plugin:stopped',
+  'reed:plugin:upgraded',
+  'reed:plugin:upgrade-failed',
+  'reed:plugin:rolled-back',
+  'reed:plugin:removed',
   'reed:sandbox:started',
   'reed:sandbox:crashed',
   'reed:sandbox:restarted',

@@ -13,7 +13,41 @@ const LINES: LogLines = {
     log.info({ pluginId: e.pluginId, sandbox: e.mode, version: e.version }, 'plugin ready'),
   'reed:plugin:failed': (e, log) =>
     log.error({ pluginId: e.pluginId, sandbox: e.mode, code: e.error.code }, e.error.message),
+  'reed:plugin:upgraded': (e, log) =>
+    log.info(
+      { pluginId: e.pluginId, sandbox: e.mode, version: e.version, fromVersion: e.fromVersion },
+      'plugin upgraded',
+    ),
+  'reed:plugin:upgrade-failed': (e, log) =>
+    log.error(
+      {
+        pluginId: e.pluginId,
+        sandbox: e.mode,
+        version: e.version,
+        fromVersion: e.fromVersion,
+        code: e.error.code,
+      },
+      `upgrade failed: ${e.error.message}`,
+    ),
+  'reed:plugin:rolled-back': (e, log) =>
+    log.error(
+      {
+        pluginId: e.pluginId,
+        sandbox: e.mode,
+        version: e.version,
+        fromVersion: e.fromVersion,
+        code: e.error.code,
+      },
+      `rolled back to ${e.version}: ${e.error.message}`,
+    ),
+  'reed:plugin:removed': (e, log) =>
+    log.info({ pluginId: e.pluginId, sandbox: e.mode, version: e.version }, 'plugin removed'),
   'reed:plugin:stopped': (e, log) => {
+    if (e.drainTimedOut === true)
+      log.warn(
+        { pluginId: e.pluginId, sandbox: e.mode, version: e.version },
+        'calls were still in flight when the drain timed out (lifecycle.drain_timeout_ms)',
+      );
     if (e.error === undefined) return;
     // Code and a cut message only: whatever the plugin put in the error must not flood the log.
     log.warn(

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { SandboxBackend } from '../backends/backend.js';
+import type { LoadPlan, SandboxBackend } from '../backends/backend.js';
 import { type BackendOptions, createBackends } from '../backends/registry.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
 import { type HostSession, newSession } from '../backends/shared/session.js';
@@ -14,16 +14,19 @@ import type { SandboxMode } from '../manifest/types.js';
 import { ensureDataDir } from '../plan/data-dir.js';
 import { planLoad } from '../plan/load-plan.js';
 import { readSource } from '../plan/read-source.js';
+import { checkCallWasi } from '../runtime/call-wasi.js';
 import { publishedCall } from './call-finished.js';
 import { defaultLogger } from './default-logger.js';
+import type { Generation } from './generation.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
 import { LmdbStorage } from './lmdb-storage.js';
 import { type HostServices, PluginHostApi } from './plugin-host-api.js';
 import { type Entry, PluginSet, type PluginStatus, withDependencies } from './plugin-set.js';
+import { statusOf } from './plugin-status.js';
 import { type ScanResult, scanPlugins } from './scan-plugins.js';
 import { MemoryContentService, MemoryEventBus } from './services.js';
 
-export type { PluginState, PluginStatus } from './plugin-set.js';
+export type { LifecycleRecord, PluginState, PluginStatus } from './plugin-set.js';
 
 /**
  * All optional. Besides these, each backend's own options (src/backends/registry.ts, BackendOptions):
@@ -67,6 +70,7 @@ export class PluginHost {
   readonly #ownsStorage: boolean;
   readonly #forceMode: SandboxMode | undefined;
   #unsubscribeLogs: (() => void) | undefined;
+  #unwatchBreakers: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(options: PluginHostOptions) {
@@ -92,9 +96,14 @@ export class PluginHost {
     });
     this.scan = scanPlugins(this.config, options.loadedPlugins);
     this.#set = new PluginSet(
-      (candidate, mode) => this.#startSandbox(candidate, mode),
+      {
+        plan: (candidate, mode) =>
+          planLoad(candidate, mode, this.config, readSource(candidate, mode, this.config)),
+        start: (plan) => this.#startPlan(plan),
+      },
       (candidate) => this.#forceMode ?? candidate.manifest.sandbox.mode ?? this.config.sandboxMode,
       this.session.id,
+      this.config.lifecycle,
     );
   }
 
@@ -105,6 +114,7 @@ export class PluginHost {
     for (const backend of host.#backends.values()) await backend.sweep();
     // The lifecycle log lines come from the events (src/events/log-subscriber.ts), this host's only.
     host.#unsubscribeLogs = logEvents(host.logger, host.session.id);
+    host.#unwatchBreakers = host.#set.watchBreakers();
     try {
       const wanted =
         options.plugins === undefined ? undefined : withDependencies(host.scan.order.load, options.plugins);
@@ -117,9 +127,12 @@ export class PluginHost {
     return host;
   }
 
-  /** Reads and checks the plugin's bytes (I/O), plans its load (pure), and has its mode's backend start it. */
-  async #startSandbox(candidate: ParsedCandidate, mode: SandboxMode): Promise<Sandbox> {
-    const plan = planLoad(candidate, mode, this.config, readSource(candidate, mode, this.config));
+  /**
+   * Has the plan's backend start it (the set planned it first: the plugin's bytes read and checked, then the pure
+   * plan). A rollback starts a kept plan again.
+   */
+  async #startPlan(plan: LoadPlan): Promise<Sandbox> {
+    const { mode } = plan;
     if (plan.grants.filesystem !== undefined) ensureDataDir(this.config.dataDir, plan.pluginId);
     const backend = this.#backends.get(mode);
     if (backend === undefined)
@@ -159,8 +172,11 @@ export class PluginHost {
   }
 
   /**
-   * Replaces a plugin with another candidate of the same id (another version, say): its dependants are stopped
-   * first (last loaded first), then it, then the new one starts in its place and the dependants start again.
+   * Upgrades a plugin to another candidate of the same id (another version, say) without dropping a call: the new
+   * one starts beside the old one and takes new calls once ready, the old one finishes its calls in flight and is
+   * stopped (PluginSet.upgrade: rollback on probation, dependency ranges). A plugin that failed to load is loaded
+   * from the new candidate the same way. A new version that does not start rejects with its failure's code, and
+   * the old one keeps serving. Dependants keep running.
    */
   replace(id: string, candidate: ParsedCandidate): Promise<PluginStatus> {
     return this.#set.serially(async () => {
@@ -170,16 +186,9 @@ export class PluginHost {
         throw new ReedError(
           'plugin_invalid',
           `plugin "${id}" can be replaced only by a candidate with its id, not "${candidate.id}"`,
-          {
-            pluginId: id,
-          },
+          { pluginId: id },
         );
-      const dependants = this.#set.dependantsOf(id);
-      for (const dependant of [...dependants].reverse()) await this.#set.stop(dependant);
-      await this.#set.stop(entry);
-      const next = await this.#set.load(candidate);
-      for (const dependant of dependants) await this.#set.load(dependant.candidate);
-      return this.#statusOf(next);
+      return this.#statusOf(await this.#set.upgrade(entry, candidate));
     });
   }
 
@@ -202,8 +211,7 @@ export class PluginHost {
       }
       const removed: string[] = [];
       for (const e of [entry, ...dependants].reverse()) {
-        await this.#set.stop(e);
-        this.#set.entries.delete(e.candidate.id);
+        await this.#set.remove(e);
         removed.push(e.candidate.id);
       }
       return removed;
@@ -230,23 +238,37 @@ export class PluginHost {
   }
 
   #statusOf(entry: Entry): PluginStatus {
-    return this.#set.status().find((s) => s.id === entry.candidate.id) as PluginStatus;
+    return statusOf(entry);
   }
 
   status(): PluginStatus[] {
     return this.#set.status();
   }
 
-  /** The sandbox of a ready plugin; throws `plugin_not_loaded` or `plugin_failed` otherwise. */
+  /** One plugin's status; throws `plugin_not_loaded` when the host has no plugin with that id. */
+  pluginStatus(id: string): PluginStatus {
+    return this.#statusOf(this.#loaded(id));
+  }
+
+  /** The sandbox that serves a ready plugin now; throws `plugin_not_loaded` or `plugin_failed` otherwise. */
   sandbox(id: string): Sandbox {
+    return this.#serving(id).sandbox;
+  }
+
+  #serving(id: string): Generation {
     if (this.#closing !== undefined) throw new ReedError('host_closed', 'the plugin host is closed');
     const entry = this.#set.entries.get(id);
-    if (entry === undefined) {
+    if (entry === undefined || entry.state === 'draining') {
       const found = this.scan.candidates.find((c) => c.id === id);
-      const why = found === undefined ? 'no plugin with that id was found' : `it is ${found.status}`;
+      const why =
+        entry !== undefined
+          ? 'it is being removed'
+          : found === undefined
+            ? 'no plugin with that id was found'
+            : `it is ${found.status}`;
       throw new ReedError('plugin_not_loaded', `plugin "${id}" is not loaded: ${why}`, { pluginId: id });
     }
-    if (entry.sandbox === undefined || entry.state !== 'ready') {
+    if (entry.current === undefined || entry.state !== 'ready') {
       throw new ReedError(
         'plugin_failed',
         `plugin "${id}" failed to load: ${entry.error?.code}: ${entry.error?.message}`,
@@ -257,7 +279,7 @@ export class PluginHost {
         },
       );
     }
-    return entry.sandbox;
+    return entry.current;
   }
 
   call(
@@ -271,11 +293,12 @@ export class PluginHost {
     // The clock is read only when someone listens: this is every call's path.
     const started = hasSubscribers('reed:call:finished') ? performance.now() : undefined;
     let outcome: Promise<CallOutcome>;
-    if (entry !== undefined && this.#set.retryable(entry))
-      outcome = this.#set.retryLoad(entry).then(() => this.sandbox(id).call(fn, bytes, options));
+    // The generation serving at this moment takes the call: an upgrade that switches later lets it finish here.
+    const run = () => this.#serving(id).call(fn, bytes, checkedCallOptions(id, options));
+    if (entry !== undefined && this.#set.retryable(entry)) outcome = this.#set.retryLoad(entry).then(run);
     else {
       try {
-        outcome = this.sandbox(id).call(fn, bytes, options);
+        outcome = run();
       } catch (error) {
         outcome = Promise.reject(error);
       }
@@ -291,6 +314,7 @@ export class PluginHost {
       // After any set change under way: it would otherwise start a sandbox that nothing stops.
       await this.#set.serially(() => this.#set.stopAll());
       if (this.#ownsStorage) this.services.storage.close();
+      this.#unwatchBreakers?.();
       this.#unsubscribeLogs?.();
     })();
     return this.#closing;
@@ -299,4 +323,15 @@ export class PluginHost {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/**
+ * `options` with their WASI arguments and environment checked (src/runtime/call-wasi.ts), here for every mode, so
+ * that each refuses the same with the same code before anything reaches a sandbox.
+ */
+function checkedCallOptions(id: string, options: CallOptions | undefined): CallOptions | undefined {
+  if (options?.wasi === undefined) return options;
+  const { wasi, ...rest } = options;
+  const checked = checkCallWasi(id, wasi);
+  return checked === undefined ? rest : { ...rest, wasi: checked };
 }

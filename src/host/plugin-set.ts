@@ -1,49 +1,42 @@
+// Over 300 lines: the plugin set is one state machine per plugin id (load, retry, upgrade with drain, probation and
+// rollback, removal), and its transitions read best side by side.
 import semver from 'semver';
+import type { LoadPlan } from '../backends/backend.js';
 import type { Sandbox } from '../backends/sandbox.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
-import { publish } from '../events/events.js';
-import type { PluginType, SandboxMode } from '../manifest/types.js';
+import { publish, subscribeEvent } from '../events/events.js';
+import type { SandboxMode } from '../manifest/types.js';
+import { Generation } from './generation.js';
+import { type Entry, type PluginStatus, record, statusOf } from './plugin-status.js';
 
-/**
- * `ready` takes calls; `starting` is loading; `restarting`: its runner was lost and another is starting (calls
- * wait); `failed`: it did not load, or its breaker is open (`retryAt` says when it half-opens); `stopped`.
- */
-export type PluginState = 'ready' | 'starting' | 'restarting' | 'failed' | 'stopped';
+export type { Entry, LifecycleRecord, PluginState, PluginStatus } from './plugin-status.js';
 
-export interface PluginStatus {
-  id: string;
-  version: string;
-  type: PluginType | undefined;
-  mode: SandboxMode;
-  state: PluginState;
-  /** Why it failed to load, or why its breaker opened (`plugin_failed`, the cause in `details`). */
-  error?: { code: string; message: string };
-  /** Crashes within the breaker's window. */
-  crashes: number;
-  /** The last crash or failed restart of its sandbox. */
-  lastError?: { code: string; message: string };
-  /** When an open breaker half-opens: one trial start (ISO 8601). */
-  retryAt?: string;
+/** How the set starts one plugin (PluginHost): read and plan it (may throw), then start a plan's sandbox. */
+export interface Starter {
+  plan(candidate: ParsedCandidate, mode: SandboxMode): LoadPlan;
+  start(plan: LoadPlan): Promise<Sandbox>;
 }
 
-export interface Entry {
-  candidate: ParsedCandidate;
-  mode: SandboxMode;
-  sandbox?: Sandbox;
-  state: PluginState;
-  error?: ReedError;
-  /** A load being tried again (see #retryLoad). */
-  retry?: Promise<void> | undefined;
+/** reed.toml's `[lifecycle]`. */
+export interface LifecycleSettings {
+  probationMs: number;
+  drainTimeoutMs: number;
 }
 
-/** How the set starts one plugin: plan it, start its sandbox (PluginHost#startSandbox). */
-export type StartSandbox = (candidate: ParsedCandidate, mode: SandboxMode) => Promise<Sandbox>;
+/** Told about generations the set no longer needs (an installed plugin's store removes their files). */
+export interface LifecycleListener {
+  /** The previous generation serves again after a rollback; `failed` is being stopped. */
+  rolledBack?(id: string, restored: Generation, failed: Generation): void;
+  /** Nothing will start this generation again (past probation, rolled back from, or removed). */
+  retired?(id: string, generation: Generation): void;
+}
 
 /**
  * The host's running plugins, in load order (dependencies first): loading with the failure of a dependency
- * passed on, retries after a Docker outage, and changes while the host runs (add, replace, remove one plugin,
- * its dependants stopped first and started again after). Changes are made one at a time.
+ * passed on, retries after a Docker outage, and changes while the host runs: add, upgrade (the new version
+ * started beside the old, calls switched to it once it is ready, the old one drained and stopped; on probation,
+ * rolled back if its breaker opens), remove (drained). Changes are made one at a time.
  */
 export class PluginSet {
   /** Insertion order is load order: a dependency is always before its dependants. */
@@ -52,10 +45,12 @@ export class PluginSet {
   closed = false;
 
   constructor(
-    private readonly startSandbox: StartSandbox,
+    private readonly starter: Starter,
     private readonly modeOf: (candidate: ParsedCandidate) => SandboxMode,
     /** The host's session id: the events about its plugins name it. */
     private readonly session: string,
+    private readonly lifecycle: LifecycleSettings,
+    private readonly listener: LifecycleListener = {},
   ) {}
 
   /** What every event about this entry carries. */
@@ -63,12 +58,19 @@ export class PluginSet {
     return { session: this.session, pluginId: entry.candidate.id, mode: entry.mode };
   }
 
-  /** Loads a candidate at the end of the order (or in its place, for a replace), unless a dependency failed. */
+  /** Loads a candidate at the end of the order (or in its place), unless a dependency failed. */
   async load(candidate: ParsedCandidate): Promise<Entry> {
-    const entry: Entry = { candidate, mode: this.modeOf(candidate), state: 'failed' };
+    const entry: Entry = {
+      candidate,
+      mode: this.modeOf(candidate),
+      state: 'starting',
+      draining: new Set(),
+      history: [],
+    };
     this.entries.set(candidate.id, entry);
     const unmet = this.#unmetDependency(candidate);
     if (unmet !== undefined) {
+      entry.state = 'failed';
       entry.error = new ReedError(unmet.code, unmet.message, { pluginId: candidate.id });
       publish('reed:plugin:failed', { ...this.#at(entry), error: entry.error });
       return entry;
@@ -82,7 +84,7 @@ export class PluginSet {
   ): { code: 'dependency_invalid' | 'dependency_version_mismatch'; message: string } | undefined {
     for (const d of candidate.manifest.requirements.dependencies) {
       const dep = this.entries.get(d.id);
-      if (d.optional || dep === undefined) continue;
+      if (d.optional || dep === undefined || dep.candidate.id === candidate.id) continue;
       const at = `plugin "${candidate.id}" is not loaded: its dependency "${d.id}"`;
       if (dep.state === 'failed') return { code: 'dependency_invalid', message: `${at} failed to load` };
       const version = dep.candidate.manifest.metadata.version;
@@ -92,32 +94,36 @@ export class PluginSet {
     return undefined;
   }
 
-  /** Creates and starts the entry's sandbox; on failure the entry is `failed` with a typed error. */
-  async #loadEntry(entry: Entry): Promise<void> {
-    const { candidate, mode } = entry;
+  /** Plans, creates and starts a generation of `candidate`; throws a typed error when it does not start. */
+  async #start(candidate: ParsedCandidate, mode: SandboxMode): Promise<Generation> {
     try {
-      const sandbox = await this.startSandbox(candidate, mode);
-      if (this.closed) {
-        // The host closed while this (re)load ran: close() has not seen this sandbox, so stop it here.
-        await sandbox.close();
-        throw new ReedError('host_closed', 'the plugin host is closed', { pluginId: candidate.id });
-      }
-      entry.sandbox = sandbox;
+      const plan = this.starter.plan(candidate, mode);
+      return await this.#startPlan(candidate, plan);
+    } catch (error) {
+      throw asReedError(error, candidate.id);
+    }
+  }
+
+  async #startPlan(candidate: ParsedCandidate, plan: LoadPlan): Promise<Generation> {
+    const sandbox = await this.starter.start(plan);
+    if (this.closed) {
+      // The host closed while this start ran: close() has not seen this sandbox, so stop it here.
+      await sandbox.close();
+      throw new ReedError('host_closed', 'the plugin host is closed', { pluginId: candidate.id });
+    }
+    return new Generation(candidate, plan, sandbox);
+  }
+
+  /** Starts the entry's candidate; on failure the entry is `failed` with a typed error. */
+  async #loadEntry(entry: Entry): Promise<void> {
+    try {
+      entry.current = await this.#start(entry.candidate, entry.mode);
       entry.state = 'ready';
       delete entry.error;
-      publish('reed:plugin:loaded', { ...this.#at(entry), version: candidate.manifest.metadata.version });
+      publish('reed:plugin:loaded', { ...this.#at(entry), version: entry.current.version });
     } catch (error) {
-      entry.error =
-        error instanceof ReedError
-          ? error
-          : new ReedError(
-              'init_failed',
-              `plugin "${candidate.id}" failed to load: ${(error as Error).message}`,
-              {
-                pluginId: candidate.id,
-                cause: error,
-              },
-            );
+      entry.state = 'failed';
+      entry.error = error as ReedError;
       publish('reed:plugin:failed', { ...this.#at(entry), error: entry.error });
     }
   }
@@ -168,6 +174,206 @@ export class PluginSet {
     return found;
   }
 
+  /**
+   * Refuses an upgrade that could not serve: a required dependency failed or is outside the new version's range,
+   * or a loaded plugin that depends on this one directly needs a version range the new version misses.
+   */
+  #checkUpgrade(entry: Entry, candidate: ParsedCandidate): void {
+    const unmet = this.#unmetDependency(candidate);
+    if (unmet !== undefined)
+      throw new ReedError(unmet.code, unmet.message.replace('is not loaded', 'cannot be upgraded'), {
+        pluginId: candidate.id,
+      });
+    const version = candidate.manifest.metadata.version;
+    for (const other of this.entries.values()) {
+      if (other === entry || other.state === 'failed') continue;
+      const need = other.candidate.manifest.requirements.dependencies.find(
+        (d) => d.id === candidate.id && !d.optional,
+      );
+      if (need !== undefined && !semver.satisfies(version, need.version))
+        throw new ReedError(
+          'dependant_version_mismatch',
+          `plugin "${candidate.id}" cannot be upgraded to ${version}: plugin "${other.candidate.id}" depends on it with the range ${need.version} (its plugin.toml, requirements.dependencies); upgrade or remove that plugin first`,
+          {
+            pluginId: candidate.id,
+            field: 'requirements.dependencies',
+            details: { dependant: other.candidate.id, range: need.version, version },
+          },
+        );
+    }
+  }
+
+  /**
+   * Upgrades a loaded plugin to `candidate` (same id) without dropping a call: the new version starts beside the
+   * old one, new calls go to it once it is ready, the old one finishes its calls in flight (at most
+   * `drainTimeoutMs`) and is stopped. A new version that does not start leaves the old one serving, and this
+   * rejects with the failure's code. The replaced version is kept on probation for `probationMs`: if the new one's
+   * breaker opens meanwhile, it is restored (#rollback). Dependants keep running.
+   */
+  async upgrade(entry: Entry, candidate: ParsedCandidate): Promise<Entry> {
+    this.#checkUpgrade(entry, candidate);
+    const id = candidate.id;
+    const version = candidate.manifest.metadata.version;
+    const fromVersion = entry.candidate.manifest.metadata.version;
+    const mode = this.modeOf(candidate);
+    const previous = entry.current;
+    entry.upgrading = version;
+    let next: Generation;
+    try {
+      next = await this.#start(candidate, mode);
+    } catch (error) {
+      const failure = error as ReedError;
+      record(entry, { action: 'upgrade_failed', version, fromVersion, error: brief(failure) });
+      publish('reed:plugin:upgrade-failed', { ...this.#at(entry), version, fromVersion, error: failure });
+      const kept =
+        previous === undefined ? `${fromVersion} stays ${entry.state}` : `${fromVersion} keeps serving`;
+      throw new ReedError(
+        failure.code,
+        `plugin "${id}" was not upgraded to ${version} (${kept}): ${failure.message}`,
+        {
+          pluginId: id,
+          cause: failure,
+          ...(failure.file === undefined ? {} : { file: failure.file }),
+          ...(failure.field === undefined ? {} : { field: failure.field }),
+          details: { ...failure.details, version, servingVersion: fromVersion },
+        },
+      );
+    } finally {
+      delete entry.upgrading;
+    }
+    // A probation under way ends: what it would restore is older than what now serves.
+    this.#endProbation(entry);
+    entry.current = next;
+    entry.candidate = candidate;
+    entry.mode = mode;
+    entry.state = 'ready';
+    delete entry.error;
+    record(entry, { action: 'upgraded', version, fromVersion });
+    publish('reed:plugin:upgraded', { ...this.#at(entry), version, fromVersion });
+    if (previous !== undefined) {
+      if (this.lifecycle.probationMs > 0) this.#startProbation(entry, previous);
+      await this.#retire(entry, previous, previous.version);
+      if (entry.probation?.previous !== previous) this.listener.retired?.(id, previous);
+    }
+    // Dependants that could not load for want of this plugin may load now.
+    for (const dependant of this.dependantsOf(id))
+      if (dependant.state === 'failed' && dependant.error?.code.startsWith('dependency_'))
+        await this.#loadEntry(dependant);
+    return entry;
+  }
+
+  #startProbation(entry: Entry, previous: Generation): void {
+    const until = Date.now() + this.lifecycle.probationMs;
+    const timer = setTimeout(() => {
+      void this.serially(async () => {
+        if (entry.probation?.previous !== previous) return;
+        record(entry, { action: 'probation_passed', version: entry.candidate.manifest.metadata.version });
+        this.#endProbation(entry);
+      });
+    }, this.lifecycle.probationMs);
+    timer.unref();
+    entry.probation = { previous, until, timer };
+  }
+
+  /** Ends a probation (passed, superseded, removed or closed): the previous generation is retired for good. */
+  #endProbation(entry: Entry): void {
+    const probation = entry.probation;
+    if (probation === undefined) return;
+    clearTimeout(probation.timer);
+    delete entry.probation;
+    this.listener.retired?.(entry.candidate.id, probation.previous);
+  }
+
+  /**
+   * Restores the version on probation's previous generation: the failed one tripped its breaker. Started from its
+   * plan (the bytes checked when it first loaded), it takes calls at once; the failed generation is stopped.
+   */
+  async #rollback(entry: Entry, failed: Generation, error: ReedError): Promise<void> {
+    const probation = entry.probation;
+    if (probation === undefined || entry.current !== failed || this.closed) return;
+    clearTimeout(probation.timer);
+    delete entry.probation;
+    const { previous } = probation;
+    const id = entry.candidate.id;
+    let restored: Generation;
+    try {
+      restored = await this.#startPlan(previous.candidate, previous.plan);
+    } catch (startError) {
+      const failure = asReedError(startError, id);
+      record(entry, {
+        action: 'rollback_failed',
+        version: previous.version,
+        fromVersion: failed.version,
+        error: brief(failure),
+      });
+      this.listener.retired?.(id, previous);
+      return;
+    }
+    entry.current = restored;
+    entry.candidate = previous.candidate;
+    entry.mode = previous.plan.mode;
+    record(entry, {
+      action: 'rolled_back',
+      version: previous.version,
+      fromVersion: failed.version,
+      error: brief(error),
+    });
+    publish('reed:plugin:rolled-back', {
+      ...this.#at(entry),
+      version: previous.version,
+      fromVersion: failed.version,
+      error,
+    });
+    this.listener.rolledBack?.(id, restored, failed);
+    await this.#retire(entry, failed, failed.version);
+    this.listener.retired?.(id, failed);
+  }
+
+  /**
+   * Rolls back plugins on probation whose breaker opens (the events are the one source: the supervisor publishes
+   * `reed:breaker:opened`). Returns the unsubscribe.
+   */
+  watchBreakers(): () => void {
+    return subscribeEvent('reed:breaker:opened', (event) => {
+      if (event.session !== this.session) return;
+      const entry = this.entries.get(event.pluginId);
+      const current = entry?.current;
+      if (entry?.probation === undefined || current === undefined) return;
+      // The generation that serves, not an old one draining: its own state says whether it is the one that failed.
+      if (Date.now() > entry.probation.until || current.sandbox.status().state !== 'failed') return;
+      void this.serially(() => this.#rollback(entry, current, event.error)).catch(() => {});
+    });
+  }
+
+  /** Lets a generation that no longer takes calls finish those in flight, then stops it. */
+  async #retire(entry: Entry, generation: Generation, version: string): Promise<void> {
+    entry.draining.add(generation);
+    try {
+      const drained = await generation.drained(this.lifecycle.drainTimeoutMs);
+      await this.#close(entry, generation, version, drained);
+    } finally {
+      entry.draining.delete(generation);
+    }
+  }
+
+  /** Deactivates and stops one generation's sandbox; a failure there is an event, never a throw. */
+  async #close(entry: Entry, generation: Generation, version: string, drained = true): Promise<void> {
+    let failure: { code: string | undefined; message: string } | undefined;
+    try {
+      await generation.sandbox.close();
+    } catch (error) {
+      // Code and message only: whatever the plugin put in the error must not stop the shutdown.
+      const { code, message } = error as Partial<ReedError>;
+      failure = { code, message: String(message) };
+    }
+    publish('reed:plugin:stopped', {
+      ...this.#at(entry),
+      version,
+      ...(drained ? {} : { drainTimedOut: true }),
+      ...(failure === undefined ? {} : { error: failure }),
+    });
+  }
+
   /** Runs set changes one at a time, in the order asked. */
   serially<T>(change: () => Promise<T>): Promise<T> {
     const next = this.#change.then(change, change);
@@ -175,36 +381,57 @@ export class PluginSet {
     return next;
   }
 
-  /** Deactivates and stops one entry's sandbox (one without a sandbox stays as it is). */
+  /** Stops one entry at once (no drain): its generation, and any still draining. */
   async stop(entry: Entry): Promise<void> {
-    const sandbox = entry.sandbox;
-    delete entry.sandbox;
-    if (sandbox === undefined) return;
-    let failure: { code: string | undefined; message: string } | undefined;
-    try {
-      await sandbox.close();
-    } catch (error) {
-      // Code and message only: whatever the plugin put in the error must not stop the shutdown.
-      const { code, message } = error as Partial<ReedError>;
-      failure = { code, message: String(message) };
+    this.#endProbation(entry);
+    const current = entry.current;
+    delete entry.current;
+    if (current !== undefined) {
+      await this.#close(entry, current, current.version);
+      entry.state = 'stopped';
     }
+    for (const old of entry.draining) await old.sandbox.close().catch(() => {});
+  }
+
+  /**
+   * Removes one entry: new calls are refused at once (`draining`), those in flight finish (at most
+   * `drainTimeoutMs`), then its sandbox is stopped and the entry forgotten.
+   */
+  async remove(entry: Entry): Promise<void> {
+    this.#endProbation(entry);
+    const current = entry.current;
+    delete entry.current;
+    entry.state = 'draining';
+    if (current !== undefined) await this.#retire(entry, current, current.version);
     entry.state = 'stopped';
-    publish('reed:plugin:stopped', {
+    this.entries.delete(entry.candidate.id);
+    publish('reed:plugin:removed', {
       ...this.#at(entry),
-      ...(failure === undefined ? {} : { error: failure }),
+      version: entry.candidate.manifest.metadata.version,
     });
+    if (current !== undefined) this.listener.retired?.(entry.candidate.id, current);
   }
 
   /** Every plugin stopped, in reverse load order. */
   async stopAll(): Promise<void> {
-    for (const entry of [...this.entries.values()].reverse())
-      if (entry.sandbox !== undefined) await this.stop(entry);
+    for (const entry of [...this.entries.values()].reverse()) await this.stop(entry);
   }
 
   status(): PluginStatus[] {
     return [...this.entries.values()].map((e) => statusOf(e));
   }
 }
+
+function asReedError(error: unknown, pluginId: string): ReedError {
+  return error instanceof ReedError
+    ? error
+    : new ReedError('init_failed', `plugin "${pluginId}" failed to load: ${(error as Error).message}`, {
+        pluginId,
+        cause: error,
+      });
+}
+
+const brief = (error: ReedError) => ({ code: error.code, message: error.message });
 
 /** These plugins and what they depend on, transitively (among `order`). */
 export function withDependencies(order: ParsedCandidate[], ids: string[]): Set<string> {
@@ -217,28 +444,4 @@ export function withDependencies(order: ParsedCandidate[], ids: string[]): Set<s
   };
   for (const id of ids) visit(id);
   return wanted;
-}
-
-/** The entry's status as it is now: a loaded plugin's state is its sandbox's (a restart, an open breaker). */
-function statusOf(e: Entry): PluginStatus {
-  const live = e.state === 'ready' ? e.sandbox?.status() : undefined;
-  const liveFailure =
-    live?.state === 'failed' && live.lastError !== undefined
-      ? {
-          code: 'plugin_failed',
-          message: `the breaker is open after crashes; last: ${live.lastError.code}: ${live.lastError.message}`,
-        }
-      : undefined;
-  const error = e.error === undefined ? liveFailure : { code: e.error.code, message: e.error.message };
-  return {
-    id: e.candidate.id,
-    version: e.candidate.manifest.metadata.version,
-    type: e.candidate.pluginType,
-    mode: e.mode,
-    state: live === undefined ? e.state : live.state,
-    ...(error === undefined ? {} : { error }),
-    crashes: live?.crashes ?? 0,
-    ...(live?.lastError === undefined ? {} : { lastError: live.lastError }),
-    ...(live?.retryAt === undefined ? {} : { retryAt: live.retryAt }),
-  };
 }

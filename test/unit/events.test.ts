@@ -152,7 +152,7 @@ describe('a host\u2019s events in mode none', () => {
     await host.close();
     closed = true;
     expect(seen.filter((s) => s.name === 'reed:plugin:stopped').map((s) => s.event)).toEqual([
-      { session, pluginId: 'example.hello', mode: 'none' },
+      { session, pluginId: 'example.hello', mode: 'none', version: '0.1.0' },
     ]);
   });
 });

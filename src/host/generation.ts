@@ -1,0 +1,60 @@
+import type { LoadPlan } from '../backends/backend.js';
+import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
+import type { ParsedCandidate } from '../discovery/candidate.js';
+
+/**
+ * One started version of a plugin: its candidate, its plan (kept so that a rollback can start it again without
+ * reading files that an edit or an upgrade may have changed since) and its sandbox, with the calls it has in
+ * flight counted so that an upgrade can let them finish (drain) before it stops the sandbox.
+ */
+export class Generation {
+  #inFlight = 0;
+  #idle: (() => void)[] = [];
+
+  constructor(
+    readonly candidate: ParsedCandidate,
+    readonly plan: LoadPlan,
+    readonly sandbox: Sandbox,
+  ) {}
+
+  get version(): string {
+    return this.candidate.manifest.metadata.version;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** A call through this generation, counted until it settles (every call's path: one counter, one callback). */
+  call(fn: string, input: Uint8Array, options?: CallOptions): Promise<CallOutcome> {
+    this.#inFlight++;
+    let outcome: Promise<CallOutcome>;
+    try {
+      outcome = this.sandbox.call(fn, input, options);
+    } catch (error) {
+      this.#settled();
+      return Promise.reject(error);
+    }
+    return outcome.finally(() => this.#settled());
+  }
+
+  #settled(): void {
+    if (--this.#inFlight > 0) return;
+    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  /**
+   * Resolves when no call is in flight any more (true), or after `timeoutMs` (false: calls still in flight; the
+   * caller stops the sandbox all the same, and they fail). New calls must no longer reach this generation.
+   */
+  drained(timeoutMs: number): Promise<boolean> {
+    if (this.#inFlight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.#idle.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+}
