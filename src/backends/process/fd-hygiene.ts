@@ -4,10 +4,10 @@
 // theirs: LMDB opened its data file without it, and whatever the host inherited from its parent (a shell's, a
 // supervisor's) has no such flag. Every process-mode runner got them all: a native plugin pread and pwrite the
 // storage file of every plugin, and trashed pages until the host died of SIGBUS. Node has no fcntl: libc through
-// koffi (the loader safe-remove.ts already has).
+// koffi (src/runtime/libc.ts).
 import { readdirSync, readlinkSync } from 'node:fs';
 import type { LibraryHandle } from 'koffi';
-import { libcHandle } from '../shared/safe-remove.js';
+import { libcHandle } from '../../runtime/libc.js';
 
 const F_GETFD = 1;
 const F_SETFD = 2;

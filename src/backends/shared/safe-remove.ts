@@ -3,14 +3,15 @@
 // Node's fs.rm/rmSync walk by path: a hostile process that swaps a directory for a symlink between the walk's
 // lstat and its next step makes a root host delete files outside the tree, and a chain deeper than PATH_MAX
 // throws ENAMETOOLONG. This walks by descriptor instead, through libc (koffi, already a dependency; Node has no
-// openat/unlinkat): every step is relative to an open directory, every open is O_NOFOLLOW|O_DIRECTORY, `unlinkat`
+// openat/unlinkat; the binding is src/runtime/libc.ts): every step is relative to an open directory, every open is O_NOFOLLOW|O_DIRECTORY, `unlinkat`
 // never follows a link, and going back up goes through "..", checked against the device and inode recorded on
 // the way down. At most two descriptors are open at a time whatever the depth, so any depth is fine. (GNU `rm -rf
 // --one-file-system` does the same with fts, but the orchestrator image has no coreutils: libc is all there is.)
 import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import koffi, { type LibraryHandle } from 'koffi';
+import koffi from 'koffi';
 import type { Logger } from 'pino';
+import { type Libc, loadLibc } from '../../runtime/libc.js';
 
 const E = osConstants.errno;
 const AT_FDCWD = -100;
@@ -26,42 +27,7 @@ const STEPS_PER_TICK = 2_000;
 /** Passes over names that changed type under us (a live swap race) before giving up on the tree. */
 const MAX_RETRIES = 10_000;
 
-type Fn = ReturnType<LibraryHandle['func']>;
-
-interface Libc {
-  openat: Fn;
-  unlinkat: Fn;
-  close: Fn;
-  dup: Fn;
-  fdopendir: Fn;
-  readdir: Fn;
-  closedir: Fn;
-  statx: Fn;
-}
-let libc: Libc | undefined;
-let handle: LibraryHandle | undefined;
-
-/** The C library, loaded once for the whole host (also by fd-hygiene.ts). */
-export function libcHandle(): LibraryHandle {
-  handle ??= koffi.load('libc.so.6');
-  return handle;
-}
-
-function load(): Libc {
-  if (libc !== undefined) return libc;
-  const f = (decl: string) => libcHandle().func(decl);
-  libc = {
-    openat: f('int openat(int dirfd, const uint8_t *path, int flags)'),
-    unlinkat: f('int unlinkat(int dirfd, const uint8_t *path, int flags)'),
-    close: f('int close(int fd)'),
-    dup: f('int dup(int fd)'),
-    fdopendir: f('void *fdopendir(int fd)'),
-    readdir: f('void *readdir(void *dir)'),
-    closedir: f('int closedir(void *dir)'),
-    statx: f('int statx(int dirfd, const uint8_t *path, int flags, unsigned int mask, _Out_ uint8_t *buf)'),
-  };
-  return libc;
-}
+const load = (): Libc => loadLibc();
 
 class RemoveError extends Error {
   constructor(
@@ -148,7 +114,7 @@ export async function removeTree(path: string, logger?: Logger): Promise<boolean
 async function removeOrThrow(path: string): Promise<void> {
   const c = load();
   const top = cstr(Buffer.from(path));
-  let cur = c.openat(AT_FDCWD, top, OPEN_DIR) as number;
+  let cur = c.openat(AT_FDCWD, top, OPEN_DIR, 0) as number;
   if (cur < 0) {
     const errno = koffi.errno();
     if (errno === E.ENOENT) return;
@@ -180,7 +146,7 @@ async function removeOrThrow(path: string): Promise<void> {
         const errno = koffi.errno();
         if (errno === E.ENOENT) continue;
         if (errno !== E.EISDIR && errno !== E.EPERM) throw new RemoveError('unlink failed', errno);
-        const child = c.openat(cur, z, OPEN_DIR) as number;
+        const child = c.openat(cur, z, OPEN_DIR, 0) as number;
         if (child < 0) {
           const e = koffi.errno();
           // Swapped for a link or a file since: the next pass unlinks whatever is there now.
@@ -203,7 +169,7 @@ async function removeOrThrow(path: string): Promise<void> {
       // Empty: go back up (checked: a directory moved elsewhere meanwhile must not take us with it) and remove it.
       const level = stack.pop();
       if (level === undefined) break;
-      const parent = c.openat(cur, DOTDOT, OPEN_DIR) as number;
+      const parent = c.openat(cur, DOTDOT, OPEN_DIR, 0) as number;
       if (parent < 0) throw new RemoveError('open .. failed', koffi.errno());
       if (identity(c, parent) !== level.parent) {
         c.close(parent);
