@@ -98,6 +98,8 @@ export const CODES = {
   extism_var_quota_exceeded: 'an Extism plugin\u2019s variables would pass limits.extism_var_bytes',
   storage_quota_exceeded: 'a storage write would pass the plugin\u2019s quota',
   content_quota_exceeded: 'creating content would pass the plugin\u2019s content quota (items or bytes)',
+  disk_quota_exceeded: 'a WASI write or extension would pass limits.disk_mb (EDQUOT; a warning)',
+  file_quota_exceeded: 'a new WASI file, directory or link would pass limits.max_files (EDQUOT; a warning)',
   argument_too_large: 'the plugin passed the host an argument above its size cap (key, id, topic, data)',
   permission_denied: 'the plugin called a host function its permissions do not allow',
   wasm_trap: 'the module trapped (unreachable, division by zero, bad memory access, ...)',
