@@ -19,6 +19,7 @@ import {
 } from '../src/protocol/frames.js';
 import { readHostReply } from '../src/protocol/host-calls.js';
 import { errorPayload, logPayload, type PluginSpec } from '../src/protocol/messages.js';
+import { type CallWasi, checkCallWasi } from '../src/runtime/call-wasi.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import { dial, UNIX_SCHEME } from '../src/transport/transport.js';
 import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
@@ -177,16 +178,25 @@ function handle(frame: Frame): void {
       setImmediate(() => void confineLater(spec.type !== 'native'));
       break;
     }
-    case FrameType.Call:
+    case FrameType.Call: {
+      // The call's WASI args and env, checked again here (count, sizes, strings only): a bad field fails the call.
+      let wasi: CallWasi | undefined;
+      try {
+        wasi = checkCallWasi(pluginId as string, frame.meta.wasi);
+      } catch (error) {
+        send(FrameType.Error, frame.id, errorPayload(error));
+        break;
+      }
       if (local !== undefined) {
         try {
-          const result = local.call(String(frame.meta.fn), frame.body);
+          const result = local.call(String(frame.meta.fn), frame.body, 0, wasi);
           send(FrameType.Result, frame.id, { fuelConsumed: result.fuelConsumed }, result.output);
         } catch (error) {
           send(FrameType.Error, frame.id, errorPayload(error));
         }
-      } else toWorker({ type: 'call', id: frame.id, fn: String(frame.meta.fn), input: frame.body });
+      } else toWorker({ type: 'call', id: frame.id, fn: String(frame.meta.fn), input: frame.body, wasi });
       break;
+    }
     case FrameType.HostReply: {
       if (!pendingHostCalls.delete(frame.id)) return;
       const reply: HostReplyMessage = { type: 'hostReply', reply: readHostReply(frame.meta, frame.body) };

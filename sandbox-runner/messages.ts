@@ -3,6 +3,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { HostCallMeta, HostReply } from '../src/protocol/host-calls.js';
 import type { ErrorPayload, PluginSpec } from '../src/protocol/messages.js';
+import type { CallWasi } from '../src/runtime/call-wasi.js';
 
 /** What the worker starts with (workerData). */
 export interface WorkerInput {
@@ -16,7 +17,9 @@ export interface WorkerInput {
 }
 
 /** Main thread -> worker. */
-export type ToWorker = { type: 'call'; id: number; fn: string; input: Uint8Array } | { type: 'shutdown' };
+export type ToWorker =
+  | { type: 'call'; id: number; fn: string; input: Uint8Array; wasi: CallWasi | undefined }
+  | { type: 'shutdown' };
 
 /** Worker -> main thread. */
 export type FromWorker =

@@ -43,7 +43,7 @@ port.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'call':
       try {
-        const { output, fuelConsumed } = runtime.call(message.fn, message.input);
+        const { output, fuelConsumed } = runtime.call(message.fn, message.input, 0, message.wasi);
         post({ type: 'result', id: message.id, output, fuelConsumed });
       } catch (error) {
         post({ type: 'error', id: message.id, error: errorPayload(error) });

@@ -1,9 +1,16 @@
 import type { SandboxMode } from '../manifest/types.js';
+import type { CallWasi } from '../runtime/call-wasi.js';
 
 export interface CallOptions {
   /** Default: the plugin's limits.call_timeout_ms. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * WASI arguments and environment for this call of a WASI command: `args` after the manifest's `[wasi] args`, `env`
+   * merged over its `[wasi] env` (src/runtime/call-wasi.ts: at most 256 args, 256 variables, 64 KiB in all). Any
+   * other plugin refuses them (`wasi_args_not_command`). Default: none.
+   */
+  wasi?: CallWasi;
 }
 
 export interface CallStats {

@@ -4,6 +4,7 @@ import { publish } from '../events/events.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { SandboxMode } from '../manifest/types.js';
 import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from './sandbox.js';
+import { CallDeadlines, type Deadline } from './shared/call-deadlines.js';
 import type { Runner } from './shared/runner.js';
 
 export interface Supervision {
@@ -134,6 +135,8 @@ export class SupervisedSandbox implements Sandbox {
 
   #healthTimer: NodeJS.Timeout | undefined;
   #inFlight = 0;
+  /** The deadlines of the calls in flight, on one timer. */
+  readonly #deadlines = new CallDeadlines();
 
   /** A runner that stops answering pings (its main thread is stuck) is replaced like a crashed one. */
   async #checkHealth(): Promise<void> {
@@ -357,80 +360,93 @@ export class SupervisedSandbox implements Sandbox {
     }, delay);
   }
 
-  /** Past 60 lines: the one promise per call, settled by the result, the deadline or the signal, reads as one piece. */
-  async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
-    options.signal?.throwIfAborted();
-    if (this.#state === 'closed')
-      throw new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" was stopped`, {
-        pluginId: this.pluginId,
-      });
-    if (this.#state === 'failed') throw this.#failure as ReedError;
-    const timeoutMs = options.timeoutMs ?? this.#o.limits.callTimeoutMs;
+  /**
+   * One promise per call, settled by the result, the deadline or the signal, whichever comes first. This is the
+   * hot path of every sandboxed call (bench/process, bench/container): no async function, no promise of the
+   * link's own (RunnerLink.request answers into this one), and no timer of its own (the sandbox's CallDeadlines).
+   * Past 60 lines: those three outcomes and their clean-up read as one piece.
+   */
+  call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
     const { signal } = options;
+    if (signal?.aborted === true) return Promise.reject(signal.reason);
+    if (this.#state === 'closed')
+      return Promise.reject(
+        new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" was stopped`, {
+          pluginId: this.pluginId,
+        }),
+      );
+    if (this.#state === 'failed') return Promise.reject(this.#failure as ReedError);
+    const timeoutMs = options.timeoutMs ?? this.#o.limits.callTimeoutMs;
     const started = performance.now();
     this.#inFlight++;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    try {
-      // One promise per call, settled by the result, the deadline or the signal, whichever comes first: this is
-      // the hot path of every sandboxed call (bench/process, bench/container), so no races of extra promises.
-      return await new Promise<CallOutcome>((resolve, reject) => {
-        if (signal !== undefined) {
-          onAbort = () => {
-            reject(signal.reason);
-            this.#kill('aborted');
-          };
-          signal.addEventListener('abort', onAbort, { once: true });
-        }
-        const send = () => {
-          const runner = this.#runner;
-          const link = runner?.link;
-          if (runner === undefined || link === undefined || !link.ready) {
-            reject(
-              new ReedError('sandbox_crashed', `the runner of plugin "${this.pluginId}" is not connected`, {
-                pluginId: this.pluginId,
-              }),
-            );
-            return;
-          }
-          // The deadline bounds the plugin's own run, from the moment the call reaches a ready runner. Waiting
-          // for a restart is bounded by the start timeout and the backoff, and a deadline that expired there
-          // would kill the runner being started for everyone's next call.
-          timer = setTimeout(() => {
-            reject(
-              new ReedError(
-                'call_timeout',
-                `call ${fn} of plugin "${this.pluginId}" ran past its deadline of ${timeoutMs} ms; the runner was killed and is restarting`,
-                { pluginId: this.pluginId },
-              ),
-            );
-            if (this.#runner === runner) this.#kill('deadline');
-          }, timeoutMs);
-          link.call(fn, input).then(
-            (result) => {
-              this.#inARow = 0;
-              this.#opens = 0;
-              resolve({
-                output: result.output,
-                stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },
-              });
-            },
-            (error: ReedError) => {
-              // The connection closed under the call: report what happened to the runner, not only that.
-              const why = this.#losses.get(runner);
-              if (why === undefined || error.code !== 'sandbox_crashed') reject(error);
-              else why.then(reject, reject);
-            },
-          );
+    return new Promise<CallOutcome>((resolve, reject) => {
+      let done = false;
+      let deadline: Deadline | undefined;
+      let onAbort: (() => void) | undefined;
+      /** The first outcome wins; it takes the call out of the counts, the deadlines and the signal. */
+      const settle = (): boolean => {
+        if (done) return false;
+        done = true;
+        this.#inFlight--;
+        if (deadline !== undefined) this.#deadlines.remove(deadline);
+        if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+        return true;
+      };
+      const fail = (error: unknown) => {
+        if (settle()) reject(error);
+      };
+      if (signal !== undefined) {
+        onAbort = () => {
+          fail(signal.reason);
+          this.#kill('aborted');
         };
-        if (this.#state === 'ready') send();
-        else this.#ready.then(send, reject);
-      });
-    } finally {
-      this.#inFlight--;
-      clearTimeout(timer);
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
-    }
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      const send = () => {
+        // Settled while it waited for a restart (its signal): it is not sent, and gets no deadline.
+        if (done) return;
+        const runner = this.#runner;
+        const link = runner?.link;
+        if (runner === undefined || link === undefined || !link.ready) {
+          fail(
+            new ReedError('sandbox_crashed', `the runner of plugin "${this.pluginId}" is not connected`, {
+              pluginId: this.pluginId,
+            }),
+          );
+          return;
+        }
+        // The deadline bounds the plugin's own run, from the moment the call reaches a ready runner. Waiting
+        // for a restart is bounded by the start timeout and the backoff, and a deadline that expired there
+        // would kill the runner being started for everyone's next call.
+        deadline = this.#deadlines.add(timeoutMs, () => {
+          deadline = undefined;
+          fail(
+            new ReedError(
+              'call_timeout',
+              `call ${fn} of plugin "${this.pluginId}" ran past its deadline of ${timeoutMs} ms; the runner was killed and is restarting`,
+              { pluginId: this.pluginId },
+            ),
+          );
+          if (this.#runner === runner) this.#kill('deadline');
+        });
+        link.request(fn, input, options.wasi, {
+          result: (output, fuelConsumed) => {
+            this.#inARow = 0;
+            this.#opens = 0;
+            if (settle())
+              resolve({ output, stats: { fuelConsumed, durationMs: performance.now() - started } });
+          },
+          error: (error) => {
+            // The connection closed under the call: report what happened to the runner, not only that.
+            const why = this.#losses.get(runner);
+            if (why === undefined || error.code !== 'sandbox_crashed') fail(error);
+            else why.then(fail, fail);
+          },
+        });
+      };
+      if (this.#state === 'ready') send();
+      else this.#ready.then(send, fail);
+    });
   }
 
   /** Kills the current runner's process group; supervision restarts it. */

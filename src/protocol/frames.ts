@@ -24,7 +24,7 @@ export const FrameType = {
   Welcome: 2,
   /** runner -> host: {functions} once the plugin is loaded and its init ran */
   Ready: 3,
-  /** host -> runner: {fn}, body: input */
+  /** host -> runner: {fn, wasi?}, body: input */
   Call: 4,
   /** runner -> host: {fuelConsumed}, body: output */
   Result: 5,
@@ -64,7 +64,8 @@ export const META_BYTES: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.Hello]: 4 * KiB,
   [FrameType.Welcome]: Number.POSITIVE_INFINITY,
   [FrameType.Ready]: 8 * MiB,
-  [FrameType.Call]: 64 * KiB,
+  // A call's WASI args and env are 64 KiB of text at most (src/runtime/call-wasi.ts), up to 6 times that as JSON.
+  [FrameType.Call]: 512 * KiB,
   [FrameType.Result]: 4 * KiB,
   [FrameType.Error]: 64 * KiB,
   [FrameType.HostCall]: Number.POSITIVE_INFINITY,

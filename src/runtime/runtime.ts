@@ -1,4 +1,5 @@
 import { ReedError } from '../errors.js';
+import type { CallWasi } from './call-wasi.js';
 
 /** One call's result from any runtime. */
 export interface CallResult {
@@ -16,8 +17,12 @@ export interface PluginRuntime {
   readonly functions: readonly string[];
   /** Runs the plugin's `init`, if any. Throws `init_failed` (or a limit's code) when it fails. */
   init(): void;
-  /** Throws ReedError with a stable code for every failure; the runtime stays usable afterwards. */
-  call(fn: string, input: Uint8Array, deadline?: number): CallResult;
+  /**
+   * Throws ReedError with a stable code for every failure; the runtime stays usable afterwards. `wasi`: this call's
+   * WASI arguments and environment, checked (checkCallWasi); only a WASI command takes them
+   * (`wasi_args_not_command` otherwise).
+   */
+  call(fn: string, input: Uint8Array, deadline?: number, wasi?: CallWasi): CallResult;
   /** Runs the plugin's `deactivate`, if any, and releases the instance. Idempotent. */
   deactivate(): void;
 }

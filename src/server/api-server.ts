@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import type { Code } from '../codes.js';
 import { isReedError, ReedError } from '../errors.js';
 import type { PluginHost } from '../host/plugin-host.js';
+import type { CallWasi } from '../runtime/call-wasi.js';
 import { jsonText } from '../safe-text.js';
 
 /**
@@ -14,6 +15,7 @@ import { jsonText } from '../safe-text.js';
  *   GET  /v1/health                      {"ok":true}
  *   GET  /v1/plugins                     {"ok":true,"plugins":[PluginStatus...]}
  *   POST /v1/plugins/{id}/call/{fn}      body: the input bytes -> {"ok":true,"output",...,"stats"}
+ *        [?arg=X&arg=Y&env=K%3DV]        a WASI command's per-call arguments and environment
  *
  * Every failure is `{"ok":false,"error":{"code","message","pluginId"?,"details"?}}` with a stable code (docs/CODES.md).
  */
@@ -23,6 +25,11 @@ export interface ApiServerOptions {
 }
 
 export const DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024;
+/**
+ * The request line and headers together (Node's default is 16 KiB): a call's WASI args and env travel in the query
+ * and may hold 64 KiB of text (src/runtime/call-wasi.ts), three times that percent-encoded.
+ */
+export const MAX_HEADER_BYTES = 256 * 1024;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -33,12 +40,13 @@ const STATUS: Partial<Record<Code, number>> = {
   function_not_found: 404,
   api_method_not_allowed: 405,
   request_too_large: 413,
+  api_bad_request: 400,
   host_closed: 503,
   internal_error: 500,
 };
 
 export function createApiServer(host: PluginHost, options: ApiServerOptions): Server {
-  const server = createServer((req, res) => {
+  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
     handle(host, options, req, res).catch((error: unknown) => {
       // The last line of every request: nothing in here may throw (a throw would be an unhandled rejection,
       // and the orchestrator would exit), whatever the error holds.
@@ -69,7 +77,8 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  const path = new URL(req.url ?? '/', 'http://reed').pathname;
+  const url = new URL(req.url ?? '/', 'http://reed');
+  const path = url.pathname;
   const only = (method: string) => {
     if (req.method !== method) {
       res.setHeader('Allow', method);
@@ -89,9 +98,41 @@ async function handle(
   only('POST');
   const id = decodeSegment(call[1] as string);
   const fn = decodeSegment(call[2] as string);
+  const wasi = callWasiFrom(url.searchParams);
   const input = await readBody(req, options.maxInputBytes);
-  const outcome = await host.call(id, fn, input);
+  const outcome = await host.call(id, fn, input, wasi === undefined ? undefined : { wasi });
   send(res, 200, { ok: true, ...encodeOutput(outcome.output), stats: outcome.stats });
+}
+
+/**
+ * The call route's query: `arg` (repeatable) appended to a WASI command's arguments, `env` (repeatable, `NAME=VALUE`,
+ * the first `=` splits) merged over its environment. The host checks them (checkCallWasi); any other parameter, or
+ * an `env` without `=`, is `api_bad_request`.
+ */
+function callWasiFrom(query: URLSearchParams): CallWasi | undefined {
+  const args: string[] = [];
+  const env: Record<string, string> = {};
+  let any = false;
+  for (const [name, value] of query) {
+    any = true;
+    if (name === 'arg') args.push(value);
+    else if (name === 'env') {
+      const at = value.indexOf('=');
+      if (at <= 0) throw new ReedError('api_bad_request', `the query parameter env must be NAME=VALUE`);
+      Object.defineProperty(env, value.slice(0, at), {
+        value: value.slice(at + 1),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    } else
+      throw new ReedError(
+        'api_bad_request',
+        `the call route takes the query parameters arg and env, not "${name.slice(0, 64)}"`,
+      );
+  }
+  if (!any) return undefined;
+  return { ...(args.length > 0 ? { args } : {}), ...(Object.keys(env).length > 0 ? { env } : {}) };
 }
 
 function decodeSegment(segment: string): string {

@@ -25,7 +25,12 @@ export class InProcessSandbox implements Sandbox {
   }
 
   /** The synchronous call path, for callers already on the host's thread (and the benchmarks). */
-  callSync(fn: string, input: Uint8Array, timeoutMs = this.defaultTimeoutMs): CallOutcome {
+  callSync(
+    fn: string,
+    input: Uint8Array,
+    timeoutMs = this.defaultTimeoutMs,
+    wasi?: CallOptions['wasi'],
+  ): CallOutcome {
     const runtime = this.#runtime;
     if (runtime === undefined || this.#closed) {
       throw new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" is not running`, {
@@ -33,7 +38,7 @@ export class InProcessSandbox implements Sandbox {
       });
     }
     const started = performance.now();
-    const result = runtime.call(fn, input, started + timeoutMs);
+    const result = runtime.call(fn, input, started + timeoutMs, wasi);
     return {
       output: result.output,
       stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },
@@ -42,7 +47,7 @@ export class InProcessSandbox implements Sandbox {
 
   async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
     options.signal?.throwIfAborted();
-    return this.callSync(fn, input, options.timeoutMs ?? this.defaultTimeoutMs);
+    return this.callSync(fn, input, options.timeoutMs ?? this.defaultTimeoutMs, options.wasi);
   }
 
   async health(): Promise<SandboxHealth> {

@@ -10,6 +10,7 @@ import {
 } from '../../protocol/frames.js';
 import { answerHostCall } from '../../protocol/host-calls.js';
 import { boundedDetails, isStringArray, type PluginSpec } from '../../protocol/messages.js';
+import type { CallWasi } from '../../runtime/call-wasi.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { type ConnectionOptions, RunnerConnection } from '../../transport/connection.js';
@@ -18,9 +19,16 @@ export interface LinkOptions extends ConnectionOptions {
   host: HostApi;
 }
 
-interface Pending {
-  resolve: (value: { output: Uint8Array; fuelConsumed: number }) => void;
-  reject: (error: ReedError) => void;
+/**
+ * Where a call's answer goes (RunnerLink.request): callbacks rather than a promise of the link's own, so that a
+ * sandbox's call settles its caller's one promise straight from the frame (bench/process: each promise between
+ * the frame and the caller costs the host a reaction job per call).
+ */
+export interface CallReply {
+  /** The runner's Result. */
+  result(output: Uint8Array, fuelConsumed: number): void;
+  /** The runner's Error for this call, or the end of the connection. */
+  error(error: ReedError): void;
 }
 
 /**
@@ -33,7 +41,7 @@ interface Pending {
 export class RunnerLink {
   readonly #o: LinkOptions;
   readonly #connection: RunnerConnection;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new Map<number, CallReply>();
   readonly #pings = new Map<number, () => void>();
   #nextId = 1;
   /** After the connection's handshake: waiting for Ready, then ready, until closed. */
@@ -65,16 +73,31 @@ export class RunnerLink {
     });
   }
 
-  call(fn: string, input: Uint8Array): Promise<{ output: Uint8Array; fuelConsumed: number }> {
-    if (this.#state !== 'ready')
-      return Promise.reject(
+  /** `wasi`: this call's WASI arguments and environment (checked by the host), carried in the Call frame. */
+  call(
+    fn: string,
+    input: Uint8Array,
+    wasi?: CallWasi,
+  ): Promise<{ output: Uint8Array; fuelConsumed: number }> {
+    return new Promise((resolve, reject) =>
+      this.request(fn, input, wasi, {
+        result: (output, fuelConsumed) => resolve({ output, fuelConsumed }),
+        error: reject,
+      }),
+    );
+  }
+
+  /** `call` without a promise: the answer goes to `reply`, exactly once (at once when the runner is not ready). */
+  request(fn: string, input: Uint8Array, wasi: CallWasi | undefined, reply: CallReply): void {
+    if (this.#state !== 'ready') {
+      reply.error(
         new ReedError('sandbox_crashed', `the runner of plugin "${this.#o.pluginId}" is not connected`),
       );
+      return;
+    }
     const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#send(FrameType.Call, id, { fn }, input);
-    });
+    this.#pending.set(id, reply);
+    this.#send(FrameType.Call, id, wasi === undefined ? { fn } : { fn, wasi }, input);
   }
 
   ping(timeoutMs: number): Promise<boolean> {
@@ -140,7 +163,7 @@ export class RunnerLink {
         const fuel = m.fuelConsumed;
         if (typeof fuel !== 'number' || !Number.isFinite(fuel) || fuel < 0)
           throw new ProtocolError('malformed Result frame');
-        pending.resolve({ output: frame.body, fuelConsumed: fuel });
+        pending.result(frame.body, fuel);
         return;
       }
       case FrameType.Error: {
@@ -150,7 +173,7 @@ export class RunnerLink {
           else this.#connection.close(error);
           return;
         }
-        this.#takePending(frame.id).reject(error);
+        this.#takePending(frame.id).error(error);
         return;
       }
       case FrameType.HostCall:
@@ -181,7 +204,7 @@ export class RunnerLink {
     }
   }
 
-  #takePending(id: number): Pending {
+  #takePending(id: number): CallReply {
     const pending = this.#pending.get(id);
     if (pending === undefined) throw new ProtocolError(`reply for unknown call ${id}`);
     this.#pending.delete(id);
@@ -212,8 +235,11 @@ export class RunnerLink {
   #closed(error: ReedError): void {
     this.#state = 'closed';
     this.#onReady?.(error);
-    for (const p of this.#pending.values()) p.reject(error);
+    const pending = [...this.#pending.values()];
     this.#pending.clear();
+    // Listeners first: a call's reply runs at once (no promise in between), and the supervisor's listener is what
+    // records why the runner was lost, which the call then reports.
     for (const listener of this.#closeListeners) listener(error);
+    for (const p of pending) p.error(error);
   }
 }

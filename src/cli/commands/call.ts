@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isReedError } from '../../errors.js';
 import { PluginHost } from '../../host/plugin-host.js';
+import type { CallWasi } from '../../runtime/call-wasi.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { encodeOutput } from '../../server/api-server.js';
 import {
@@ -10,6 +11,7 @@ import {
   HOST_OPTION_HELP,
   HOST_OPTIONS,
   hostConfigFrom,
+  type ParsedValues,
   SANDBOX_OPTION_HELP,
   SANDBOX_OPTIONS,
   sandboxChoice,
@@ -19,17 +21,25 @@ import {
 
 export const callCommand: Command = {
   name: 'call',
-  usage: 'ID FUNCTION [--input TEXT | --input-file F] [--mode MODE] [--runtime RUNTIME] [options]',
+  usage:
+    'ID FUNCTION [--input TEXT | --input-file F] [--arg X]... [--env K=V]... [--mode MODE] [--runtime RUNTIME] [options]',
   summary: 'load one plugin (and its dependencies) and call one of its functions',
   options: {
     ...HOST_OPTIONS,
     input: { type: 'string' },
     'input-file': { type: 'string' },
+    arg: { type: 'string', multiple: true },
+    env: { type: 'string', multiple: true },
     ...SANDBOX_OPTIONS,
   },
   optionHelp: [
     ['--input TEXT', 'the call input (default: empty)'],
     ['--input-file F', 'read the call input from file F ("-" for standard input)'],
+    [
+      '--arg X',
+      "a WASI command: append X to its arguments, after the manifest's (repeatable; --arg=-x for -x)",
+    ],
+    ['--env K=V', "a WASI command: set K to V in its environment, over the manifest's (repeatable)"],
     ...SANDBOX_OPTION_HELP,
     ...HOST_OPTION_HELP,
   ],
@@ -50,6 +60,7 @@ export const callCommand: Command = {
         throw new UsageError(`cannot read --input-file ${file}: ${(error as Error).message}`);
       }
     }
+    const wasi = callWasiFrom(values);
     const { config, forceMode } = sandboxChoice(values, hostConfigFrom(values, io));
     const host = await PluginHost.start({
       config,
@@ -57,7 +68,7 @@ export const callCommand: Command = {
       ...(forceMode === undefined ? {} : { forceMode }),
     });
     try {
-      const outcome = await host.call(id, fn, input);
+      const outcome = await host.call(id, fn, input, wasi === undefined ? undefined : { wasi });
       if (values.json === true) {
         io.stdout(
           `${toJson({ ok: true, ...encodeOutput(outcome.output), error: null, stats: outcome.stats })}\n`,
@@ -82,3 +93,25 @@ export const callCommand: Command = {
     }
   },
 };
+
+/**
+ * `--arg` and `--env` as a call's WASI arguments and environment (checked by the host, like the API's). A `--env`
+ * without `=` is a usage error; the first `=` splits name from value.
+ */
+function callWasiFrom(values: ParsedValues): CallWasi | undefined {
+  const args = (values.arg as string[] | undefined) ?? [];
+  const pairs = (values.env as string[] | undefined) ?? [];
+  if (args.length === 0 && pairs.length === 0) return undefined;
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UsageError(`--env ${pair}: expected NAME=VALUE`);
+    Object.defineProperty(env, pair.slice(0, at), {
+      value: pair.slice(at + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return { ...(args.length > 0 ? { args } : {}), ...(pairs.length > 0 ? { env } : {}) };
+}

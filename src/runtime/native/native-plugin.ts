@@ -7,6 +7,7 @@ import semver from 'semver';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
+import { type CallWasi, notACommand } from '../call-wasi.js';
 import {
   HOST_FUNCTIONS,
   type HostApi,
@@ -160,8 +161,9 @@ export class NativePlugin implements PluginRuntime {
     }
   }
 
-  call(fn: string, input: Uint8Array, deadline = 0): CallResult {
+  call(fn: string, input: Uint8Array, deadline = 0, wasi?: CallWasi): CallResult {
     checkCallable(this.#id, this.#destroyed, this.functions, fn);
+    if (wasi !== undefined) throw notACommand(this.#id, 'a native plugin');
     this.#begin(deadline);
     const out: { data?: unknown; len?: number } = {};
     const status = this.#call(this.#self, fn, input, input.length, out) as number;

@@ -3,6 +3,7 @@
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
+import { type CallWasi, notACommand, withCallWasi } from '../call-wasi.js';
 import {
   HOST_FUNCTIONS,
   type HostApi,
@@ -23,10 +24,12 @@ import {
 } from '../host-api-calls.js';
 import { LogRate } from '../log-rate.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
-import { FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE, RESERVED_EXPORTS } from './abi.js';
+import { callableFunctions, FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE } from './abi.js';
+import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from './extism.js';
+import { ExtismKernel } from './extism-kernel.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
 import { uncatchable } from './trap.js';
-import { WASI_MODULE, WasiExit, wasiImports } from './wasi.js';
+import { WASI_MODULE, WasiExit, type WasiFilesystem, wasiImports } from './wasi.js';
 
 export interface WasmPluginOptions {
   pluginId: string;
@@ -36,11 +39,22 @@ export interface WasmPluginOptions {
   host: HostApi;
   limits: ResolvedLimits;
   wasi: { args: readonly string[]; env: Readonly<Record<string, string>> };
+  /** The host's log level (pino's name; default info): what an Extism plugin's get_log_level answers. */
+  logLevel?: string;
+  /** The plugin's private directory, preopened for WASI when permissions.filesystem grants one. */
+  filesystem?: WasiFilesystem;
+  /**
+   * A warning from the runtime itself with its stable code (a WASI quota refused a call). Default: a warn line
+   * through the host API's log, the code in front.
+   */
+  warn?: (code: string, message: string) => void;
 }
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 const lenient = new TextDecoder('utf-8');
 const EMPTY = new Uint8Array(0);
+/** What poll_oneoff's sleeps wait on (nothing ever wakes it: Atomics.wait times out). */
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 /** Host fuel owed before it is taken from the guest's fuel global and the deadline is checked: 100 plain imports. */
 const SETTLE_FUEL = 100 * FUEL_PER_HOST_CALL;
 
@@ -77,27 +91,33 @@ export class WasmPlugin implements PluginRuntime {
   #owed = 0;
   #lines = { out: { parts: [] as Uint8Array[], bytes: 0 }, err: { parts: [] as Uint8Array[], bytes: 0 } };
   #deactivated = false;
+  /** What the instance holds on the host (the WASI filesystem's descriptors), released when it is dropped. */
+  #dropHooks: (() => void)[] = [];
+  /** poll_oneoff sleep left to this run when it has no deadline (init, deactivate, a runner's call). */
+  #sleepLeftMs = 0;
+  /** Quota kinds already reported in this run: a loop hitting the quota logs once. */
+  #quotaReported = new Set<string>();
+  /** The current call's WASI arguments and environment (a command's only; see call). */
+  #callWasi: CallWasi | undefined;
   readonly #logRate: LogRate;
+  /** Extism's ABI: its kernel, one per instance (blocks per call, variables per instance). */
+  readonly #extism: boolean;
+  #kernel: ExtismKernel | undefined;
 
   constructor(options: WasmPluginOptions) {
-    this.#o = options;
+    // An Extism plugin (extism.ts) is never a command: its functions are called on one instance, _start never is.
+    this.#extism = isExtismModule(options.module);
+    this.#o = this.#extism ? { ...options, isCommand: false } : options;
     this.#fuelBudget = BigInt(options.limits.fuelPerCall);
     this.#logRate = new LogRate(options.limits.logLinesPerSecond);
-    this.functions = options.isCommand
-      ? ['_start']
-      : options.exports
-          .filter(
-            (e) =>
-              e.kind === 'function' &&
-              e.type !== undefined &&
-              e.type.params.length === 0 &&
-              e.type.results.length === 1 &&
-              e.type.results[0] === 'i32' &&
-              !RESERVED_EXPORTS.has(e.name) &&
-              !e.name.startsWith('__reed_') &&
-              !e.name.startsWith('_'),
-          )
-          .map((e) => e.name);
+    this.functions = this.#extism
+      ? extismFunctions(options.exports)
+      : callableFunctions(options.exports, this.#o.isCommand);
+  }
+
+  /** The manifest's WASI arguments and environment, with the current call's (a command's) added. */
+  #wasi(): { args: readonly string[]; env: Readonly<Record<string, string>> } {
+    return withCallWasi(this.#o.wasi, this.#callWasi);
   }
 
   get #id(): string {
@@ -109,8 +129,11 @@ export class WasmPlugin implements PluginRuntime {
     this.#ensureInstance();
   }
 
-  call(fn: string, input: Uint8Array, deadline = 0): CallResult {
+  call(fn: string, input: Uint8Array, deadline = 0, wasi?: CallWasi): CallResult {
     checkCallable(this.#id, this.#deactivated, this.functions, fn);
+    // A command's instance is made for this call, with these arguments; another plugin's outlives it.
+    if (wasi !== undefined && !this.#o.isCommand) throw notACommand(this.#id, 'a WASM plugin of functions');
+    this.#callWasi = wasi;
     this.#input = input;
     this.#stdinAt = 0;
     this.#output = [];
@@ -121,12 +144,15 @@ export class WasmPlugin implements PluginRuntime {
     try {
       if (this.#o.isCommand) this.#instance = undefined; // a fresh instance per run, as a process would be
       const instance = this.#ensureInstance();
+      this.#kernel?.begin(input);
       const exported = instance.exports[fn] as () => number;
       // A command's _start returns nothing when main returns 0 (a non-zero status arrives as proc_exit).
       const status = this.#enter(() => exported()) ?? 0;
       const fuelConsumed = this.#consumed();
       if (this.#o.isCommand) this.#drop();
-      if (status !== 0) throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
+      if (this.#kernel !== undefined) this.#extismResult(this.#kernel);
+      if (status !== 0 || (this.#extism && this.#error !== undefined))
+        throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
       if (deadline !== 0 && performance.now() > deadline) throw this.#timeout();
       return { output: this.#takeOutput(), fuelConsumed };
     } finally {
@@ -139,7 +165,7 @@ export class WasmPlugin implements PluginRuntime {
   deactivate(): void {
     if (this.#deactivated) return;
     this.#deactivated = true;
-    const hook = this.#instance?.exports.deactivate;
+    const hook = this.#extism ? undefined : this.#instance?.exports.deactivate;
     try {
       if (typeof hook === 'function') {
         const status = this.#enter(() => (hook as () => number)());
@@ -171,7 +197,7 @@ export class WasmPlugin implements PluginRuntime {
     const start = instance.exports[START_EXPORT];
     if (typeof start === 'function') this.#enter(() => (start as () => void)(), 'the start function');
     if (this.#o.isCommand) return instance;
-    for (const hook of ['_initialize', 'init'] as const) {
+    for (const hook of this.#extism ? (['_initialize'] as const) : (['_initialize', 'init'] as const)) {
       const fn = instance.exports[hook];
       if (typeof fn !== 'function') continue;
       let status: number | undefined;
@@ -202,7 +228,9 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   #drop(): void {
+    for (const hook of this.#dropHooks.splice(0)) hook();
     this.#instance = undefined;
+    this.#kernel = undefined;
     this.#memory = undefined;
     this.#fuel = undefined;
     this.#view = EMPTY;
@@ -216,6 +244,8 @@ export class WasmPlugin implements PluginRuntime {
     if (this.#fuel !== undefined) this.#fuel.value = this.#fuelBudget;
     this.#fatal = undefined;
     this.#owed = 0;
+    this.#sleepLeftMs = this.#o.limits.callTimeoutMs;
+    this.#quotaReported.clear();
     let result: T;
     try {
       result = run();
@@ -355,11 +385,11 @@ export class WasmPlugin implements PluginRuntime {
 
   #pluginError(fallback: string, status?: number): ReedError {
     const e = this.#error;
-    const message = e === undefined ? fallback : `${e.code}: ${e.message}`;
+    const message = e === undefined ? fallback : e.code === '' ? e.message : `${e.code}: ${e.message}`;
     return new ReedError('plugin_error', `plugin "${this.#id}": ${message}`, {
       pluginId: this.#id,
       details: {
-        ...(e === undefined ? {} : { pluginCode: e.code }),
+        ...(e === undefined || e.code === '' ? {} : { pluginCode: e.code }),
         ...(status === undefined ? {} : { status }),
       },
     });
@@ -534,9 +564,10 @@ export class WasmPlugin implements PluginRuntime {
     }
     return {
       ...imports,
+      ...(this.#extism ? { [EXTISM_MODULE]: this.#newKernel().imports() } : {}),
       [WASI_MODULE]: wasiImports(
-        [this.#id, ...this.#o.wasi.args],
-        this.#o.wasi.env,
+        [this.#id, ...this.#wasi().args],
+        this.#wasi().env,
         () => {
           this.#mem();
           return this.#memory as WebAssembly.Memory;
@@ -551,9 +582,72 @@ export class WasmPlugin implements PluginRuntime {
           stdout: (bytes) => (this.#outputToStdout ? this.#appendOutput(bytes) : this.#line('out', bytes)),
           stderr: (bytes) => this.#line('err', bytes),
           charge: (fuel) => this.#charge(fuel),
+          stdinLeft: () => (this.#o.isCommand ? this.#input.length - this.#stdinAt : 0),
+          sleep: (untilNs) => this.#sleep(untilNs),
+          quotaExceeded: (kind, limit) => this.#quotaExceeded(kind, limit),
+          atDrop: (close) => this.#dropHooks.push(close),
         },
+        this.#o.filesystem,
       ),
     };
+  }
+
+  /** A fresh Extism kernel for the instance about to be made (its blocks and variables die with it). */
+  #newKernel(): ExtismKernel {
+    this.#kernel = new ExtismKernel({
+      pluginId: this.#id,
+      limits: this.#o.limits,
+      logLevel: extismLogLevel(this.#o.logLevel),
+      charge: (fuel) => this.#charge(fuel),
+      log: (level, text) => this.#log(level, text, true),
+      config: (key) => this.#o.host.config_get(key),
+    });
+    return this.#kernel;
+  }
+
+  /** An Extism call's output and error_set message, as the kernel holds them once the guest has returned. */
+  #extismResult(kernel: ExtismKernel): void {
+    const { output, error } = kernel.finish();
+    if (output !== undefined) this.#output.push(output);
+    if (error !== undefined) this.#error = { code: '', message: error };
+  }
+
+  /**
+   * poll_oneoff's sleep: honest (the thread blocks, in mode none the host's event loop with it, as for any
+   * running call), but never past the call's deadline: it sleeps up to the deadline and the call ends there with
+   * call_timeout. A run without a deadline sleeps at most limits.call_timeout_ms in all.
+   */
+  #sleep(untilNs: bigint): void {
+    for (;;) {
+      const leftMs = Number(untilNs - process.hrtime.bigint()) / 1e6;
+      if (leftMs <= 0) return;
+      const capMs = this.#deadline !== 0 ? this.#deadline - performance.now() : this.#sleepLeftMs;
+      if (capMs < leftMs) {
+        if (capMs > 0) Atomics.wait(SLEEPER, 0, 0, capMs);
+        throw this.#timeout();
+      }
+      const started = performance.now();
+      Atomics.wait(SLEEPER, 0, 0, leftMs);
+      this.#sleepLeftMs -= performance.now() - started;
+    }
+  }
+
+  /** A WASI quota refused a call (the guest gets EDQUOT): one warning per run and kind, with its stable code. */
+  #quotaExceeded(kind: 'disk' | 'files', limit: number): void {
+    if (this.#quotaReported.has(kind)) return;
+    this.#quotaReported.add(kind);
+    const [code, message] =
+      kind === 'disk'
+        ? [
+            'disk_quota_exceeded',
+            `plugin "${this.#id}" reached its directory's disk quota of ${limit} bytes (limits.disk_mb)`,
+          ]
+        : [
+            'file_quota_exceeded',
+            `plugin "${this.#id}" reached its directory's quota of ${limit} files (limits.max_files)`,
+          ];
+    if (this.#o.warn !== undefined) this.#o.warn(code, message);
+    else this.#o.host.log(2, `${code}: ${message}`);
   }
 
   /** The imports each runtime marshals itself (HostFunction.ownMarshalling): per-call state, and log lines. */
