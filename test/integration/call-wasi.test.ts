@@ -132,6 +132,27 @@ describe('the runner (process mode)', () => {
   }, 60_000);
 });
 
+describe('container mode (one case: the Call frame reaches a runner in a container)', () => {
+  it('appends the call\u2019s args and merges its env', async () => {
+    const { host } = await startHost([root], {
+      mode: 'container',
+      plugins: ['case.argv'],
+      reedToml: '[signatures]\nrequire = "none"\n',
+    });
+    hosts.push(host);
+    const out = await host.call('case.argv', '_start', '', {
+      wasi: { args: ['boxed'], env: { LANG: 'sv' } },
+    });
+    expect(lines(out.output)).toEqual([
+      'arg case.argv',
+      'arg --from-manifest',
+      'arg boxed',
+      'env LANG=sv',
+      'env KEEP=1',
+    ]);
+  }, 180_000);
+});
+
 describe('the protocol carries them', () => {
   it('a Call frame with 64 KiB of control characters as args passes the frame bounds', () => {
     const args = Array.from({ length: 64 }, () => '\u0001'.repeat(1024));
