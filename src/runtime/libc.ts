@@ -63,6 +63,8 @@ export interface Libc {
   ftruncate: Fn;
   fsync: Fn;
   fdatasync: Fn;
+  /** Node's fchmodSync is refused under its permission model, which process-mode runners run with. */
+  fchmod: Fn;
   posixFallocate: Fn;
   posixFadvise: Fn;
   close: Fn;
@@ -100,6 +102,7 @@ export function loadLibc(): Libc {
     ftruncate: f('int ftruncate(int fd, int64_t length)'),
     fsync: f('int fsync(int fd)'),
     fdatasync: f('int fdatasync(int fd)'),
+    fchmod: f('int fchmod(int fd, unsigned int mode)'),
     posixFallocate: f('int posix_fallocate(int fd, int64_t offset, int64_t len)'),
     posixFadvise: f('int posix_fadvise(int fd, int64_t offset, int64_t len, int advice)'),
     close: f('int close(int fd)'),

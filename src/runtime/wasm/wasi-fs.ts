@@ -2,7 +2,7 @@
 // beneath a host directory descriptor (wasi-path.ts), every operation on descriptors or through the *at calls,
 // quotas counted in wasi-quota.ts. Longer than most files because it is the table of preview1's fd_* and path_*
 // operations on host descriptors, each a few lines over the same rights, read-only and quota checks.
-import { fchmodSync, readSync, writeSync } from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import {
   AT_EMPTY_PATH,
@@ -488,7 +488,7 @@ export class WasiFs {
       );
       if ((fd as number) >= 0) {
         try {
-          fchmodSync(fd as number, 0o777);
+          loadLibc().fchmod(fd, 0o777);
         } finally {
           loadLibc().close(fd);
         }
@@ -571,7 +571,9 @@ export class WasiFs {
     const stat = statxOf(fd, undefined);
     if (stat === undefined) throw new HostErrno(lastErrno());
     const filetype = filetypeOf(stat.mode);
-    if (created && isRegular(stat)) fchmodSync(fd, 0o666); // whatever the umask (see createDirectory)
+    // Whatever the umask (see createDirectory); through libc: Node's fchmodSync is disabled under its permission
+    // model, which process-mode runners run with.
+    if (created && isRegular(stat)) loadLibc().fchmod(fd, 0o666);
     if (oflags & OFLAG.TRUNC && isRegular(stat)) this.#truncated(fd, stat);
     const isDir = filetype === FILETYPE.DIRECTORY;
     const entry: FdEntry = {
