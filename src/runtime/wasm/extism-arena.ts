@@ -1,0 +1,214 @@
+import { ReedError } from '../../errors.js';
+
+/** One memory block: `length` bytes at `start` in the arena, within `capacity` reserved ones. */
+export interface Block {
+  readonly start: number;
+  readonly length: number;
+  readonly capacity: number;
+  live: boolean;
+}
+
+/** The first offset handed out: 0 means "none" in Extism's ABI. */
+export const ARENA_BASE = 8;
+/** What each block counts against the arena's cap besides its bytes (the host's bookkeeping of it). */
+export const BLOCK_OVERHEAD_BYTES = 64;
+const FIRST_ARENA_BYTES = 64 * 1024;
+const align8 = (n: number) => (n + 7) & ~7;
+
+/**
+ * The memory blocks of an Extism plugin (extism-kernel.ts), ours: a byte array on the host that the plugin reaches
+ * only through the kernel's load and store functions, with offsets starting at ARENA_BASE (0 is "none"). At most
+ * `maxBytes` are handed out, BLOCK_OVERHEAD_BYTES counted per block besides its bytes (extism_memory_limit past
+ * it). Blocks are bumped in order; a freed block is reused by a later one of the same size, or given back to the
+ * bump pointer when it is the last; a block is zeroed when it is handed out. Every access must lie inside one live
+ * block (wasm_out_of_bounds otherwise). Bytes are charged before they are allocated, zeroed or copied.
+ */
+export class ExtismArena {
+  /** The arena's bytes; replaced when it grows. */
+  bytes: Uint8Array = new Uint8Array(0);
+  /** A view of `bytes` for 64-bit loads and stores. */
+  view: DataView = new DataView(this.bytes.buffer);
+  /** Live and freed blocks, by start: the order they were bumped in. */
+  #blocks: Block[] = [];
+  /** Freed blocks by capacity, for reuse (an entry no longer in #blocks is stale and skipped). */
+  readonly #free = new Map<number, Block[]>();
+  #top = ARENA_BASE;
+  /** Bytes at and past this offset are zero (never used since the arena was made or grown). */
+  #clean = ARENA_BASE;
+  /** The block the last access found: most accesses walk one block in order. */
+  #last: Block | undefined;
+
+  constructor(
+    readonly pluginId: string,
+    readonly maxBytes: number,
+    readonly charge: (fuel: number) => void,
+  ) {}
+
+  /** Bytes handed out (up to the bump pointer), what memory_bytes answers. */
+  get size(): number {
+    return this.#top - ARENA_BASE;
+  }
+
+  /** Frees every block (the bytes are kept, and zeroed as they are handed out again). */
+  reset(): void {
+    this.#blocks = [];
+    this.#free.clear();
+    this.#top = ARENA_BASE;
+    this.#last = undefined;
+  }
+
+  /** A new zeroed block of `n` bytes, charged; undefined for 0 bytes (Extism's alloc(0) answers 0). */
+  alloc(n: number): Block | undefined {
+    if (n === 0) return undefined;
+    const capacity = align8(n);
+    const used = this.#top - ARENA_BASE + this.#blocks.length * BLOCK_OVERHEAD_BYTES;
+    if (!(n > 0) || used + capacity + BLOCK_OVERHEAD_BYTES > this.maxBytes) {
+      throw new ReedError(
+        'extism_memory_limit',
+        `plugin "${this.pluginId}" asked for an Extism memory block of ${n} bytes with ${used} in use; its blocks may hold ${this.maxBytes} bytes (limits.memory_mb, ${BLOCK_OVERHEAD_BYTES} bytes counted per block)`,
+        { pluginId: this.pluginId },
+      );
+    }
+    this.charge(n);
+    const reused = this.#reuse(capacity, n);
+    if (reused !== undefined) return reused;
+    const start = this.#top;
+    const end = start + capacity;
+    if (end > this.bytes.length) this.#grow(end);
+    if (start < this.#clean) this.bytes.fill(0, start, Math.min(end, this.#clean));
+    this.#clean = Math.max(this.#clean, end);
+    this.#top = end;
+    const block: Block = { start, length: n, capacity, live: true };
+    this.#blocks.push(block);
+    return block;
+  }
+
+  /** A new block holding `data` (0 for none), charged; its offset. */
+  give(data: Uint8Array): number {
+    const block = this.alloc(data.length);
+    if (block === undefined) return 0;
+    this.charge(data.length);
+    this.bytes.set(data, block.start);
+    return block.start;
+  }
+
+  /** Frees the live block starting at `at`, and returns it; anything else (0, freed, not a block) is left alone. */
+  free(at: number): Block | undefined {
+    const block = this.blockAt(at);
+    if (block === undefined) return undefined;
+    block.live = false;
+    // The last blocks, once free, go back to the bump pointer; any other waits for a block of its size.
+    if (block === this.#blocks[this.#blocks.length - 1]) {
+      while (this.#blocks.length > 0 && !(this.#blocks[this.#blocks.length - 1] as Block).live) {
+        this.#top = (this.#blocks.pop() as Block).start;
+      }
+      return block;
+    }
+    const list = this.#free.get(block.capacity);
+    if (list === undefined) this.#free.set(block.capacity, [block]);
+    else list.push(block);
+    return block;
+  }
+
+  /** The live block that starts at `at`, if any (a handle: what alloc returned). */
+  blockAt(at: number): Block | undefined {
+    if (!(at >= ARENA_BASE && at < this.#top)) return undefined;
+    const block = this.#blocks[this.#indexOf(at)];
+    return block?.live === true ? block : undefined;
+  }
+
+  /** The live block that starts at `at`, or wasm_out_of_bounds: a handle a kernel function takes. */
+  handle(at: number, what: string): Block {
+    const block = this.blockAt(at);
+    if (block === undefined)
+      throw this.outOfBounds(`passed ${at} to ${what}, which is not a live memory block`);
+    return block;
+  }
+
+  /** `[ptr, ptr+n)` as an index into `bytes` when it lies inside one live block (charged); else wasm_out_of_bounds. */
+  at(ptr: bigint, n: number, what: string): number {
+    this.charge(n);
+    const p = Number(ptr);
+    const last = this.#last;
+    if (last?.live === true && p >= last.start && p + n <= last.start + last.length) return p;
+    const block = this.containing(p, n);
+    if (block === undefined) {
+      throw this.outOfBounds(
+        `passed [${ptr}, ${ptr + BigInt(n)}) to ${what}, outside every live memory block`,
+      );
+    }
+    this.#last = block;
+    return p;
+  }
+
+  /** The live block holding all of `[p, p+n)`, if any. */
+  containing(p: number, n: number): Block | undefined {
+    if (!(p >= ARENA_BASE && n >= 0 && p + n <= this.#top)) return undefined;
+    const blocks = this.#blocks;
+    let lo = 0;
+    let hi = blocks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if ((blocks[mid] as Block).start <= p) lo = mid;
+      else hi = mid - 1;
+    }
+    const block = blocks[lo];
+    return block?.live === true && p >= block.start && p + n <= block.start + block.length
+      ? block
+      : undefined;
+  }
+
+  /** A block's first `max` bytes, charged (a view: copy what is kept). */
+  read(block: Block, max = block.length): Uint8Array {
+    const n = Math.min(block.length, max);
+    this.charge(n);
+    return this.bytes.subarray(block.start, block.start + n);
+  }
+
+  outOfBounds(what: string): ReedError {
+    return new ReedError('wasm_out_of_bounds', `plugin "${this.pluginId}" ${what}`, {
+      pluginId: this.pluginId,
+    });
+  }
+
+  /** A freed block of exactly `capacity`, still in place, made live again for `n` bytes (zeroed). */
+  #reuse(capacity: number, n: number): Block | undefined {
+    const list = this.#free.get(capacity);
+    while (list !== undefined && list.length > 0) {
+      const old = list.pop() as Block;
+      const index = this.#indexOf(old.start);
+      if (index < 0 || this.#blocks[index] !== old) continue; // given back to the bump pointer since
+      const block: Block = { start: old.start, length: n, capacity, live: true };
+      this.#blocks[index] = block;
+      this.bytes.fill(0, block.start, block.start + capacity);
+      return block;
+    }
+    return undefined;
+  }
+
+  #grow(end: number): void {
+    let size = Math.max(this.bytes.length * 2, FIRST_ARENA_BYTES);
+    while (size < end) size *= 2;
+    size = Math.min(size, this.maxBytes + ARENA_BASE);
+    this.charge(this.bytes.length); // the copy
+    const grown = new Uint8Array(size);
+    grown.set(this.bytes);
+    this.bytes = grown;
+    this.view = new DataView(grown.buffer);
+  }
+
+  /** The index in #blocks of the block starting at `start`, or -1. */
+  #indexOf(start: number): number {
+    const blocks = this.#blocks;
+    let lo = 0;
+    let hi = blocks.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const s = (blocks[mid] as Block).start;
+      if (s === start) return mid;
+      if (s < start) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+}
