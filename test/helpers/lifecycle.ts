@@ -54,7 +54,10 @@ export function candidateIn(dir: string, id: string, loaded: { id: string; versi
 export interface Load {
   /** Every answer of every caller, in the order that caller got them: the output, or `!code`. */
   answers: string[][];
-  /** Resolves once every caller has had `n` answers that satisfy `done` in a row at its end. */
+  /**
+   * Resolves once every caller has had `n` answers that satisfy `done` in a row at its end, all of them given after
+   * this was called (so an answer from before a change never counts).
+   */
   until(done: (answer: string) => boolean, n?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -80,8 +83,12 @@ export function load(callers: number, call: () => Promise<string>): Load {
   return {
     answers,
     async until(done, n = 3) {
-      const ok = () => answers.every((mine) => mine.length >= n && mine.slice(-n).every((a) => done(a)));
-      for (let i = 0; i < 6000 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      const from = answers.map((mine) => mine.length);
+      const ok = () =>
+        answers.every(
+          (mine, i) => mine.length - (from[i] as number) >= n && mine.slice(-n).every((a) => done(a)),
+        );
+      for (let i = 0; i < 4000 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
       if (!ok())
         throw new Error(`the load never settled: ${JSON.stringify(answers.map((a) => a.slice(-n)))}`);
     },
