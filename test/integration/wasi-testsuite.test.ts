@@ -1,0 +1,126 @@
+// The official WASI test suite (WebAssembly/wasi-testsuite, its wasm32-wasip1 programs: AssemblyScript, C and Rust),
+// each run as a command plugin as the suite's own runner runs it (test-runner/, doc/specification.md): its args and
+// environment, its directory preopened as `/` when it names one, its exit code and the start of its stdout checked.
+// The programs that need no directory run through a PluginHost in modes none and process; those that need one run
+// in mode none on a fresh copy of their directory, once with openat2 resolving paths and once with the manual walk
+// used where openat2 is missing.
+import { mkdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PluginHost } from '../../src/host/plugin-host.js';
+import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
+import type { HostApi } from '../../src/runtime/host-api.js';
+import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
+import { forceManualResolution } from '../../src/runtime/wasm/wasi-path.js';
+import { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
+import { startHost, text } from '../helpers/host.js';
+import { lastingDir, tempDir } from '../helpers/plugin-tree.js';
+import {
+  copyRoot,
+  type WasiTestProgram,
+  wasiTestPrograms,
+  writeTestPlugin,
+} from '../helpers/wasi-testsuite.js';
+
+const PROGRAMS = wasiTestPrograms();
+const WITHOUT_DIR = PROGRAMS.filter((p) => p.spec.root === undefined);
+const WITH_DIR = PROGRAMS.filter((p) => p.spec.root !== undefined);
+
+/** The outcome the suite's runner would check: exit code 0 and stdout's start, or the exit code as a status. */
+async function expectOutcome(
+  program: WasiTestProgram,
+  run: () => Promise<{ output: Uint8Array }>,
+  stderr: () => string,
+) {
+  const want = program.spec.exit_code ?? 0;
+  if (want !== 0) {
+    await expect(run()).rejects.toMatchObject({ code: 'plugin_error', details: { status: want } });
+    return;
+  }
+  let output: Uint8Array;
+  try {
+    ({ output } = await run());
+  } catch (error) {
+    throw new Error(
+      `${program.lang}/${program.name} failed: ${(error as Error).message}\nstderr:\n${stderr()}`,
+    );
+  }
+  const stdout = program.spec.stdout;
+  if (stdout !== undefined) expect(text(output).slice(0, stdout.length)).toBe(stdout);
+}
+
+it('finds the whole suite: 12 AssemblyScript, 14 C and 46 Rust programs, 49 of them with a directory', () => {
+  const count = (lang: string) => PROGRAMS.filter((p) => p.lang === lang).length;
+  expect([count('assemblyscript'), count('c'), count('rust')]).toEqual([12, 14, 46]);
+  expect([WITHOUT_DIR.length, WITH_DIR.length]).toEqual([23, 49]);
+});
+
+describe.each(['none', 'process'] as const)('programs without a directory, mode %s', (mode) => {
+  let host: PluginHost;
+  let logs: { pluginId?: string; msg: string }[];
+  beforeAll(async () => {
+    const root = lastingDir('reed-wasi-suite-');
+    for (const program of WITHOUT_DIR) writeTestPlugin(root, program);
+    ({ host, logs } = await startHost([root], { mode }));
+  }, 300_000);
+  afterAll(() => host?.close());
+
+  it.each(WITHOUT_DIR.map((p) => [`${p.lang}/${p.name}`, p] as const))('%s', async (_name, program) => {
+    await expectOutcome(
+      program,
+      () => host.call(program.id, '_start', ''),
+      () =>
+        logs
+          .filter((l) => l.pluginId === program.id)
+          .map((l) => l.msg)
+          .join('\n'),
+    );
+  });
+});
+
+/** A HostApi for a WASI command that only logs (its stderr). */
+function loggingHost(lines: string[]): HostApi {
+  return new Proxy({} as HostApi, {
+    get: (_target, name) =>
+      name === 'log'
+        ? (_level: number, message: string) => void lines.push(message)
+        : () => {
+            throw new Error(`unexpected host call ${String(name)}`);
+          },
+  });
+}
+
+describe.each([
+  ['openat2', false],
+  ['the manual walk', true],
+] as const)('programs with a directory, mode none, paths resolved by %s', (_how, manual) => {
+  beforeAll(() => forceManualResolution(manual));
+  afterAll(() => forceManualResolution(false));
+
+  it.each(WITH_DIR.map((p) => [`${p.lang}/${p.name}`, p] as const))('%s', async (_name, program) => {
+    const dirs = tempDir('reed-wasi-root-');
+    mkdirSync(dirs, { recursive: true });
+    const hostPath = copyRoot(program, dirs);
+    const compiled = await compileWasm(program.wasm, {
+      pluginId: program.id,
+      memoryMb: DEFAULT_LIMITS.memoryMb,
+      tableElements: DEFAULT_LIMITS.tableElements,
+      fuelPerCall: DEFAULT_LIMITS.fuelPerCall,
+    });
+    const stderr: string[] = [];
+    const plugin = new WasmPlugin({
+      pluginId: program.id,
+      module: compiled.module,
+      exports: compiled.exports,
+      isCommand: compiled.isCommand,
+      host: loggingHost(stderr),
+      limits: DEFAULT_LIMITS,
+      wasi: { args: program.spec.args ?? [], env: program.spec.env ?? {} },
+      filesystem: { hostPath, guestName: '/', readOnly: false, diskBytes: 0, maxFiles: 0 },
+    });
+    await expectOutcome(
+      program,
+      async () => plugin.call('_start', new Uint8Array(0), performance.now() + 30_000),
+      () => stderr.join('\n'),
+    );
+  });
+});
