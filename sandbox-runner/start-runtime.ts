@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { PluginSpec } from '../src/protocol/messages.js';
+import { checkFilesystemSpec, type PluginSpec } from '../src/protocol/messages.js';
 import type { HostApi } from '../src/runtime/host-api.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 
@@ -16,6 +16,8 @@ export async function startRuntime(
 ): Promise<PluginRuntime> {
   let runtime: PluginRuntime;
   if (spec.type === 'wasm') {
+    // The data directory as mounted here (RUNNER_DATA_DIR), when the plugin was granted one: checked, never guessed.
+    const filesystem = checkFilesystemSpec(spec.filesystem, spec.id);
     const { WasmPlugin } = await import('../src/runtime/wasm/wasm-plugin.js');
     runtime = new WasmPlugin({
       pluginId: spec.id,
@@ -25,6 +27,8 @@ export async function startRuntime(
       host,
       limits: spec.limits,
       wasi: spec.wasi,
+      ...(typeof spec.logLevel === 'string' ? { logLevel: spec.logLevel } : {}),
+      ...(filesystem === undefined ? {} : { filesystem }),
     });
   } else {
     // Before the library's code runs: its constructors run at load. (koffi is loaded here anyway.)

@@ -23,6 +23,8 @@ export interface PluginSpec {
   hostCalls: boolean;
   /** The plugin's [configuration], which `config_get` answers from without a round trip. */
   configuration: Record<string, unknown>;
+  /** WASM: the host's log level (pino's name), which an Extism plugin's get_log_level answers. Default info. */
+  logLevel?: string;
   /**
    * WASM only, when permissions.filesystem is granted: the plugin's data directory as the runner sees it (the
    * bind mount at RUNNER_DATA_DIR) and its quotas, which the runner hands to WASI. Absent: no preopen.

@@ -42,6 +42,9 @@ export const inProcessBackend: BackendFactory = (context) => ({
           host,
           limits,
           wasi: plan.spec.wasi,
+          logLevel: context.logger.level,
+          // The data directory on the host itself (plan.grants.filesystem), when granted: WASI confines every path.
+          ...(plan.spec.filesystem === undefined ? {} : { filesystem: plan.spec.filesystem }),
         });
       },
       limits.callTimeoutMs,

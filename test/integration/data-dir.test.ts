@@ -1,0 +1,296 @@
+// The filesystem permission end to end (issue 12, item 2), in every mode: a C plugin (test/fixtures/data-dir/files,
+// ordinary stdio and dirent through wasi-libc) uses its private directory, preopened as /data; the host makes it at
+// <data_dir>/files/<plugin id>, mounts only it in process and container modes, and WASI enforces the quotas.
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ContainerRunner } from '../../src/backends/container/container-runner.js';
+import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
+import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
+import type { Runner } from '../../src/backends/shared/runner.js';
+import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
+import type { ParsedCandidate } from '../../src/discovery/candidate.js';
+import type { ReedError } from '../../src/errors.js';
+import { loadHostConfig } from '../../src/host/host-config.js';
+import { PluginHost } from '../../src/host/plugin-host.js';
+import { MemoryStorage } from '../../src/host/services.js';
+import type { SandboxMode } from '../../src/manifest/types.js';
+import { REPO } from '../helpers/cli.js';
+import { type LogLine, text } from '../helpers/host.js';
+import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
+
+const WASM = join(REPO, 'test/fixtures/data-dir/files/plugin.wasm');
+const FAST = { startTimeoutMs: 60_000, graceMs: 500, restartBaseMs: 20, restartMaxMs: 200 };
+
+type Level = 'none' | 'read' | 'readwrite';
+
+/** A copy of the fixture as plugin `id`, asking `filesystem`, with `limits`. */
+function plugin(root: string, id: string, filesystem: Level, limits: Record<string, number> = {}): void {
+  writePlugin(root, id, { id, permissions: { filesystem }, limits }, { 'plugin.wasm': readFileSync(WASM) });
+}
+
+const hosts: PluginHost[] = [];
+afterEach(async () => {
+  for (const host of hosts.splice(0)) await host.close();
+});
+
+/** A host over `root` whose policy allows the filesystem, with its data in `dataDir` (kept across hosts). */
+async function start(
+  target: Target,
+  root: string,
+  dataDir: string,
+): Promise<{ host: PluginHost; logs: LogLine[] }> {
+  const dir = tempDir('reed-data-host-');
+  writeFileSync(
+    join(dir, 'reed.toml'),
+    [
+      'cache_dir = "cache"',
+      `data_dir = "${dataDir}"`,
+      'runtime_dir = "runtime"',
+      '[sandbox]',
+      `runtime = "${target.runtime}"`,
+      '[signatures]',
+      'require = "none"',
+      '[policy.permissions]',
+      'filesystem = "readwrite"',
+    ].join('\n'),
+  );
+  const config = loadHostConfig({
+    cwd: dir,
+    env: {},
+    home: dir,
+    overrides: { pluginDirs: [root], defaultSearchPaths: false },
+  });
+  const logs: LogLine[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    { write: (line: string) => logs.push(JSON.parse(line) as LogLine) },
+  );
+  const host = await PluginHost.start({
+    config,
+    logger,
+    services: { storage: new MemoryStorage() },
+    forceMode: target.mode,
+    supervision: FAST,
+  });
+  hosts.push(host);
+  for (const s of host.status())
+    expect([s.id, s.state, s.error?.message]).toEqual([s.id, 'ready', undefined]);
+  return { host, logs };
+}
+
+const call = async (host: PluginHost, id: string, fn: string, input = '') =>
+  text((await host.call(id, fn, input)).output);
+
+/** The call's error: its code and the plugin's own (the errno name, from the fixture). */
+async function failure(host: PluginHost, id: string, fn: string, input = '') {
+  try {
+    await host.call(id, fn, input);
+  } catch (error) {
+    const e = error as ReedError;
+    return { code: e.code, pluginCode: e.details?.pluginCode };
+  }
+  throw new Error(`${id}.${fn}(${input}) succeeded`);
+}
+
+const runnerOf = (host: PluginHost, id: string): Runner | undefined =>
+  ((host.sandbox(id) as LazySandbox).inner as SupervisedSandbox).runner;
+
+/**
+ * What the sandbox has mounted at /run/reed-data, as the host sees it (the runner's mountinfo; docker inspect):
+ * read-write or read-only, and the source's path under data_dir.
+ */
+async function mountedData(
+  host: PluginHost,
+  id: string,
+  target: Target,
+): Promise<{ access: string; source: string }[]> {
+  const under = (path: string) => path.split('/').slice(-2).join('/');
+  if (target.mode === 'process') {
+    const runner = runnerOf(host, id) as RunnerProcess;
+    // mountinfo: id parent major:minor root mountpoint options ...; root is the path inside its file system.
+    return readFileSync(`/proc/${runner.initPid}/mountinfo`, 'utf8')
+      .split('\n')
+      .map((line) => line.split(' '))
+      .filter((f) => f[4] === '/run/reed-data')
+      .map((f) => ({ access: (f[5] ?? '').split(',')[0] as string, source: under(f[3] ?? '') }));
+  }
+  const container = (runnerOf(host, id) as ContainerRunner).container as Docker.Container;
+  const info = (await container.inspect()) as unknown as {
+    Mounts: { Type: string; Source: string; Destination: string; RW: boolean }[];
+  };
+  return info.Mounts.filter((m) => m.Destination === '/run/reed-data').map((m) => ({
+    access: m.RW ? 'rw' : 'ro',
+    source: under(m.Source),
+  }));
+}
+
+/** A new sandbox for the plugin: the runner killed and restarted by its supervisor; in mode none, a replace. */
+async function restartSandbox(host: PluginHost, id: string, target: Target): Promise<void> {
+  if (target.mode === 'none') {
+    await host.replace(id, host.scan.candidates.find((c) => c.id === id) as ParsedCandidate);
+    return;
+  }
+  const before = runnerOf(host, id);
+  before?.kill();
+  for (let i = 0; i < 600 && (runnerOf(host, id) === before || runnerOf(host, id)?.alive !== true); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  expect(runnerOf(host, id)).not.toBe(before);
+}
+
+interface Target {
+  name: string;
+  mode: SandboxMode;
+  runtime: 'runc' | 'runsc';
+}
+const TARGETS: Target[] = [
+  { name: 'none', mode: 'none', runtime: 'runc' },
+  { name: 'process', mode: 'process', runtime: 'runc' },
+  { name: 'container (runc)', mode: 'container', runtime: 'runc' },
+  { name: 'container (runsc)', mode: 'container', runtime: 'runsc' },
+];
+
+describe.each(TARGETS)('the data directory in mode $name', (target) => {
+  it('holds what the plugin writes, lists it, and keeps it across a sandbox restart, a replace and a new host', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.a', 'readwrite');
+    let { host } = await start(target, root, dataDir);
+    expect(await call(host, 'fs.a', 'preopen')).toBe('dir /data');
+    await call(host, 'fs.a', 'put', 'notes.txt\nhello, disk');
+    await call(host, 'fs.a', 'mkdir', 'sub');
+    await call(host, 'fs.a', 'put', 'sub/deep.txt\ndeeper');
+    expect(await call(host, 'fs.a', 'get', 'notes.txt')).toBe('hello, disk');
+    expect(await call(host, 'fs.a', 'ls', '/data')).toBe('notes.txt\nsub\n');
+    expect(await call(host, 'fs.a', 'ls', '/data/sub')).toBe('deep.txt\n');
+    // Where the operator finds it (to seed it, or back it up).
+    expect(readFileSync(join(dataDir, 'files', 'fs.a', 'notes.txt'), 'utf8')).toBe('hello, disk');
+
+    await restartSandbox(host, 'fs.a', target);
+    expect(await call(host, 'fs.a', 'get', 'notes.txt')).toBe('hello, disk');
+    await call(host, 'fs.a', 'put', 'notes.txt\nafter a restart');
+
+    await host.replace('fs.a', host.scan.candidates.find((c) => c.id === 'fs.a') as ParsedCandidate);
+    expect(await call(host, 'fs.a', 'get', 'notes.txt')).toBe('after a restart');
+
+    await host.close();
+    ({ host } = await start(target, root, dataDir));
+    expect(await call(host, 'fs.a', 'get', 'sub/deep.txt')).toBe('deeper');
+    expect(await call(host, 'fs.a', 'ls', '/data')).toBe('notes.txt\nsub\n');
+  });
+
+  it('is never shared: another plugin finds nothing of it, through /data, "..", "/" or path_open on fd 3', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.a', 'readwrite');
+    plugin(root, 'fs.b', 'readwrite');
+    const { host } = await start(target, root, dataDir);
+    await call(host, 'fs.a', 'put', 'secret.txt\nA-SECRET');
+    await call(host, 'fs.b', 'put', 'mine.txt\nB');
+    expect(await call(host, 'fs.b', 'ls', '/data')).toBe('mine.txt\n');
+    const found = await call(host, 'fs.b', 'probe', 'fs.a');
+    expect(found).not.toContain('A-SECRET');
+    expect(found).not.toMatch(/root:x?:0:/);
+    expect(found).not.toContain('OPENED');
+    // Every way out answered an error (libc: ENOENT or ENOTCAPABLE; raw path_open: ENOTCAPABLE or EPERM).
+    const lines = found.trim().split('\n');
+    expect(lines.length).toBeGreaterThanOrEqual(18);
+    for (const line of lines) expect(line).toMatch(/: (ENOENT|ENOTCAPABLE|EPERM|EACCES|ENOTDIR)$/);
+    expect(await call(host, 'fs.a', 'get', 'secret.txt')).toBe('A-SECRET');
+  });
+
+  it('"read" cannot change anything: the directory is readable, every write is refused', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.w', 'readwrite');
+    let { host } = await start(target, root, dataDir);
+    await call(host, 'fs.w', 'put', 'seed.txt\nseeded');
+    await host.close();
+    // The same directory, read-only: the plugin's id is what names it, so a copy asking "read" under that id.
+    const readRoot = tempDir('reed-data-plugins-');
+    plugin(readRoot, 'fs.w', 'read');
+    ({ host } = await start(target, readRoot, dataDir));
+    expect(await call(host, 'fs.w', 'get', 'seed.txt')).toBe('seeded');
+    expect(await call(host, 'fs.w', 'ls', '/data')).toBe('seed.txt\n');
+    for (const [fn, input] of [
+      ['put', 'seed.txt\nchanged'],
+      ['put', 'new.txt\nnew'],
+      ['mkdir', 'sub'],
+      ['fill', 'seed.txt\n10'],
+    ] as const) {
+      const refused = await failure(host, 'fs.w', fn, input);
+      expect([fn, refused.code]).toEqual([fn, 'plugin_error']);
+      expect(['EROFS', 'ENOTCAPABLE', 'EPERM', 'EACCES']).toContain(refused.pluginCode);
+    }
+    expect(readFileSync(join(dataDir, 'files', 'fs.w', 'seed.txt'), 'utf8')).toBe('seeded');
+  });
+
+  it('without the grant there is no preopen: fd_prestat_get answers EBADF, and /data does not exist', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.n', 'none');
+    const { host } = await start(target, root, dataDir);
+    expect(await call(host, 'fs.n', 'preopen')).toBe('EBADF');
+    expect((await failure(host, 'fs.n', 'ls', '/data')).code).toBe('plugin_error');
+    expect((await failure(host, 'fs.n', 'put', 'x.txt\nx')).code).toBe('plugin_error');
+  });
+
+  it('reports quotas with their codes: EDQUOT to the plugin, disk_quota_exceeded and file_quota_exceeded in its log', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.q', 'readwrite', { disk_mb: 1, max_files: 5 });
+    const { host, logs } = await start(target, root, dataDir);
+    await call(host, 'fs.q', 'fill', 'small\n50000');
+    expect(await failure(host, 'fs.q', 'fill', 'big\n2000000')).toEqual({
+      code: 'plugin_error',
+      pluginCode: 'EDQUOT',
+    });
+    expect(await failure(host, 'fs.q', 'many', 'f\n10')).toEqual({
+      code: 'plugin_error',
+      pluginCode: 'EDQUOT',
+    });
+    const said = (code: string) =>
+      logs.some((l) => l.pluginId === 'fs.q' && (l.code === code || String(l.msg).includes(code)));
+    for (let i = 0; i < 100 && !(said('disk_quota_exceeded') && said('file_quota_exceeded')); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect([said('disk_quota_exceeded'), said('file_quota_exceeded')]).toEqual([true, true]);
+    // What was written within the quota is intact.
+    expect(await call(host, 'fs.q', 'get', 'small')).toHaveLength(50_000);
+  });
+});
+
+describe.each(TARGETS.filter((t) => t.mode !== 'none'))('what is mounted in mode $name', (target) => {
+  it('only the plugin directory, at /run/reed-data: read-write, read-only for "read", nothing without the grant', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.g', 'readwrite');
+    plugin(root, 'fs.r', 'read');
+    plugin(root, 'fs.n', 'none');
+    const { host } = await start(target, root, dataDir);
+    expect(await mountedData(host, 'fs.g', target)).toEqual([{ access: 'rw', source: 'files/fs.g' }]);
+    expect(await mountedData(host, 'fs.r', target)).toEqual([{ access: 'ro', source: 'files/fs.r' }]);
+    expect(await mountedData(host, 'fs.n', target)).toEqual([]);
+  });
+});
+
+describe('the data directory in process mode, against a hostile native plugin beside it', () => {
+  it('the native plugin reaches neither the directory on the host nor a mount of it (errno ENOENT)', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.a', 'readwrite');
+    cpSync(join(REPO, 'test/fixtures/native-process/isolation'), join(root, 'proc.isolation'), {
+      recursive: true,
+    });
+    const { host } = await start(TARGETS[1] as Target, root, dataDir);
+    await call(host, 'fs.a', 'put', 'secret.txt\nA-SECRET');
+    const probe = async (command: string) => Number(await call(host, 'proc.isolation', 'probe', command));
+    const ENOENT = 2;
+    const secret = join(dataDir, 'files', 'fs.a', 'secret.txt');
+    expect([secret, await probe(`read ${secret}`)]).toEqual([secret, ENOENT]);
+    for (const path of [dataDir, join(dataDir, 'files'), join(dataDir, 'files', 'fs.a'), '/run/reed-data'])
+      expect([path, await probe(`list ${path}`)]).toEqual([path, ENOENT]);
+    expect(readFileSync(secret, 'utf8')).toBe('A-SECRET');
+  });
+});
