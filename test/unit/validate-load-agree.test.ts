@@ -46,6 +46,8 @@ interface Case {
   /** The code both must give; undefined: valid at validate, ready after load. */
   code: string | undefined;
   limits?: Record<string, number>;
+  /** Other manifest keys. */
+  manifest?: Record<string, unknown>;
   /** A warning validate gives (and load does not refuse). */
   warning?: string;
 }
@@ -187,6 +189,44 @@ const CASES: Case[] = [
     code: 'wasm_invalid',
   },
   {
+    name: 'an Extism plugin, with WASI too',
+    module: wat(
+      `(module (import "extism:host/env" "input_length" (func (result i64)))
+         (import "extism:host/env" "output_set" (func (param i64 i64)))
+         (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) ${OK})`,
+    ),
+    code: undefined,
+  },
+  {
+    name: 'a function extism:host/env does not have',
+    module: wat(`(module (import "extism:host/env" "frobnicate" (func (param i64))) ${OK})`),
+    code: 'wasm_import_unknown',
+  },
+  {
+    name: 'an Extism import with the wrong signature',
+    module: wat(`(module (import "extism:host/env" "input_length" (func (result i32))) ${OK})`),
+    code: 'wasm_import_signature',
+  },
+  {
+    name: 'an Extism host function of the embedding application',
+    module: wat(`(module (import "extism:host/user" "lookup" (func (param i64) (result i64))) ${OK})`),
+    code: 'extism_host_functions_unsupported',
+  },
+  {
+    name: 'Extism\u2019s imports and ours together',
+    module: wat(
+      `(module (import "extism:host/env" "input_length" (func (result i64)))
+         (import "reed" "output_write" (func (param i32 i32) (result i32))) ${OK})`,
+    ),
+    code: 'wasm_abi_mixed',
+  },
+  {
+    name: 'abi = "extism" for a module that speaks ours',
+    module: wat(`(module (import "reed" "output_write" (func (param i32 i32) (result i32))) ${OK})`),
+    manifest: { abi: 'extism' },
+    code: 'wasm_abi_mismatch',
+  },
+  {
     name: 'a module with nothing the host can call',
     module: wat('(module (memory (export "memory") 1) (func (export "_helper") (result i32) (i32.const 0)))'),
     code: undefined,
@@ -214,7 +254,7 @@ function pluginWith(c: Case): string {
   writePlugin(
     root,
     'p',
-    { id: 'case.p', ...(c.limits === undefined ? {} : { limits: c.limits }) },
+    { id: 'case.p', ...c.manifest, ...(c.limits === undefined ? {} : { limits: c.limits }) },
     {
       'plugin.wasm': c.module,
     },
