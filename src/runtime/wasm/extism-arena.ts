@@ -13,7 +13,8 @@ export const ARENA_BASE = 8;
 /** What each block counts against the arena's cap besides its bytes (the host's bookkeeping of it). */
 export const BLOCK_OVERHEAD_BYTES = 64;
 const FIRST_ARENA_BYTES = 64 * 1024;
-const align8 = (n: number) => (n + 7) & ~7;
+/** `n` rounded up to a multiple of 8 (arithmetic, not bitwise: `n` may be far above 2^32). */
+const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
 /**
  * The memory blocks of an Extism plugin (extism-kernel.ts), ours: a byte array on the host that the plugin reaches
