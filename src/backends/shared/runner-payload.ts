@@ -19,6 +19,7 @@ export async function runnerPayload(
       exports: prepared.exports,
       isCommand: prepared.isCommand,
       hostCalls: prepared.hostCalls,
+      logLevel: context.logger.level,
     },
     bytes: prepared.bytes,
   };

@@ -1,0 +1,196 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PluginHost } from '../../src/host/plugin-host.js';
+import type { SandboxMode } from '../../src/manifest/types.js';
+import { buildAssemblyScriptPlugin, buildCPlugin, EXTISM_FIXTURES, extismPlugin } from '../helpers/extism.js';
+import { type LogLine, startHost, text } from '../helpers/host.js';
+import { lastingDir } from '../helpers/plugin-tree.js';
+
+// Unmodified Extism plugins (docs/ABI-wasm.md, "Extism plugins"): ours built from sources by two of Extism's PDKs
+// (AssemblyScript and C) and Extism's own published test plugins, called through the whole host in every mode.
+
+const CONFIGURATION = { greeting: 'hi', count: 5, nested: { a: [1, 2] } };
+let root: string;
+
+beforeAll(() => {
+  root = lastingDir('reed-extism-');
+  const built = lastingDir('reed-extism-build-');
+  extismPlugin(root, 'extism.as', buildAssemblyScriptPlugin(built), { configuration: CONFIGURATION });
+  extismPlugin(root, 'extism.c', buildCPlugin(built), { abi: 'extism', configuration: CONFIGURATION });
+  const official = (name: string, fields = {}) =>
+    extismPlugin(root, `extism.${name.replace('_', '-')}`, join(EXTISM_FIXTURES, `${name}.wasm`), fields);
+  official('code', { configuration: { vowels: 'aeiou' } });
+  official('echo');
+  official('globals');
+  official('loop');
+  official('http');
+  official('unreachable');
+  official('allocations', { limits: { fuel_per_call: 1_000_000_000 } }); // ~33 MB of blocks, each byte charged
+  official('consume');
+  official('upper');
+}, 120_000);
+
+/**
+ * A host over the test plugins in `mode`. A runaway loop is stopped by fuel in mode none (the host's thread cannot
+ * be interrupted) and by the deadline elsewhere (the fuel is set high enough never to end first).
+ */
+async function extismHost(mode: SandboxMode, plugins: string[], runtime?: string) {
+  const limits =
+    mode === 'none' ? 'fuel_per_call = 50000000\n' : 'fuel_per_call = 100000000000\ncall_timeout_ms = 1500\n';
+  return startHost([root], {
+    mode,
+    plugins,
+    reedToml: `[signatures]\nrequire = "none"\n[limits]\n${limits}${runtime === undefined ? '' : `[sandbox]\nruntime = "${runtime}"\n`}`,
+  });
+}
+
+const call = async (host: PluginHost, id: string, fn: string, input = '') =>
+  text((await host.call(id, fn, input)).output);
+
+const MODES: [SandboxMode, string | undefined][] = [
+  ['none', undefined],
+  ['process', undefined],
+  ['container', 'runc'],
+  ['container', 'runsc'],
+];
+
+describe.each(MODES)('plugins built by Extism PDKs, mode %s %s', (mode, runtime) => {
+  let host: PluginHost;
+  let logs: LogLine[];
+  beforeAll(async () => {
+    ({ host, logs } = await extismHost(mode, ['extism.as', 'extism.c'], runtime));
+    expect(host.status().map((s) => [s.id, s.state])).toEqual([
+      ['extism.as', 'ready'],
+      ['extism.c', 'ready'],
+    ]);
+  }, 300_000);
+  afterAll(() => host?.close());
+
+  describe.each(['extism.as', 'extism.c'])('%s', (id) => {
+    it('answers with its output', async () => {
+      expect(await call(host, id, 'greet', 'you')).toBe('Hello, you!');
+      expect(await call(host, id, 'echo', 'x'.repeat(1000))).toBe('x'.repeat(1000));
+    });
+
+    it('fails with error_set as plugin_error carrying its message', async () => {
+      await expect(host.call(id, 'fail', 'it broke')).rejects.toMatchObject({
+        code: 'plugin_error',
+        message: `plugin "${id}": it broke`,
+        details: { status: 1 },
+      });
+    });
+
+    it('reads its [configuration]: strings as they are, other values as JSON, a missing key as none', async () => {
+      expect(await call(host, id, 'config', 'greeting')).toBe('hi');
+      expect(await call(host, id, 'config', 'count')).toBe('5');
+      expect(await call(host, id, 'config', 'nested')).toBe('{"a":[1,2]}');
+      expect(await call(host, id, 'config', 'absent')).toBe('(none)');
+    });
+
+    it('keeps its variables across calls of one instance', async () => {
+      const first = Number(await call(host, id, 'count'));
+      expect(await call(host, id, 'count')).toBe(String(first + 1));
+      expect(await call(host, id, 'count')).toBe(String(first + 2));
+    });
+
+    it('logs into the plugin log at the right level, and is told the host level', async () => {
+      const input = `line-${id}-${mode}-${runtime}`;
+      // The test host logs at debug: Extism's 1. Trace lines are below it.
+      expect(await call(host, id, 'log', input)).toBe('1');
+      await expect.poll(() => logs.filter((l) => l.msg?.endsWith(input)).length).toBe(4);
+      const levels = Object.fromEntries(
+        logs.filter((l) => l.msg?.endsWith(input)).map((l) => [l.msg.split(':')[0], [l.level, l.pluginId]]),
+      );
+      expect(levels).toEqual({
+        debug: [20, id],
+        info: [30, id],
+        warn: [40, id],
+        error: [50, id],
+      });
+    });
+
+    it(`stops a runaway loop (${mode === 'none' ? 'fuel' : 'the deadline'}) and serves the next call`, async () => {
+      await expect(host.call(id, 'spin')).rejects.toMatchObject({
+        code: mode === 'none' ? 'fuel_exhausted' : 'call_timeout',
+      });
+      expect(await call(host, id, 'greet', 'again')).toBe('Hello, again!');
+    }, 30_000);
+
+    it('is refused http_request with a permission code, and the host keeps serving', async () => {
+      await expect(host.call(id, 'fetch')).rejects.toMatchObject({
+        code: 'permission_denied',
+        message: expect.stringMatching(/http_request: outbound HTTP is not a capability/),
+      });
+      expect(await call(host, id, 'greet', 'still')).toBe('Hello, still!');
+    });
+  });
+});
+
+describe.each(MODES.slice(0, 2))("Extism's own test plugins, mode %s", (mode) => {
+  let host: PluginHost;
+  beforeAll(async () => {
+    ({ host } = await extismHost(mode, [
+      'extism.code',
+      'extism.echo',
+      'extism.globals',
+      'extism.loop',
+      'extism.http',
+      'extism.unreachable',
+      'extism.allocations',
+      'extism.consume',
+      'extism.upper',
+    ]));
+  }, 120_000);
+  afterAll(() => host?.close());
+
+  it('loads them all', () => {
+    expect(host.status().every((s) => s.state === 'ready')).toBe(true);
+  });
+
+  it('count_vowels (Rust PDK): config and a variable across calls', async () => {
+    expect(JSON.parse(await call(host, 'extism.code', 'count_vowels', 'Hello, World!'))).toEqual({
+      count: 3,
+      total: 3,
+      vowels: 'aeiou',
+    });
+    expect(JSON.parse(await call(host, 'extism.code', 'count_vowels', 'aaa'))).toMatchObject({
+      count: 3,
+      total: 6,
+    });
+  });
+
+  it('echo and consume: input in, output out', async () => {
+    const input = 'x'.repeat(64 * 1024 + 3);
+    expect(await call(host, 'extism.echo', 'echo', input)).toBe(input);
+    expect(await call(host, 'extism.consume', 'consume', input)).toBe('');
+  });
+
+  it('globals: a WASI reactor whose state lives as long as its instance', async () => {
+    const counts = [];
+    for (let i = 0; i < 3; i++) counts.push(JSON.parse(await call(host, 'extism.globals', 'globals')).count);
+    expect(counts).toEqual([counts[0], counts[0] + 1, counts[0] + 2]);
+  });
+
+  it('allocations: 10,000 blocks allocated and freed in one call', async () => {
+    expect(await call(host, 'extism.allocations', 'allocations')).toBe('');
+  });
+
+  it('loop_forever is stopped; unreachable traps; http_request is refused', async () => {
+    await expect(host.call('extism.loop', 'loop_forever', 'x')).rejects.toMatchObject({
+      code: mode === 'none' ? 'fuel_exhausted' : 'call_timeout',
+    });
+    await expect(host.call('extism.unreachable', 'do_unreachable')).rejects.toMatchObject({
+      code: 'wasm_trap',
+    });
+    await expect(
+      host.call('extism.http', 'http_request', '{"url":"https://extism.org"}'),
+    ).rejects.toMatchObject({ code: 'permission_denied' });
+    expect(await call(host, 'extism.echo', 'echo', 'after all that')).toBe('after all that');
+  }, 30_000);
+
+  it('a module of host functions only (upper.wasm) loads with nothing to call', async () => {
+    await expect(host.call('extism.upper', 'host_reflect')).rejects.toMatchObject({
+      code: 'function_not_found',
+    });
+  });
+});
