@@ -153,7 +153,7 @@ const TARGETS: Target[] = [
 ];
 
 describe.each(TARGETS)('the data directory in mode $name', (target) => {
-  it('holds what the plugin writes, lists it, and keeps it across a sandbox restart, a replace and a new host', async () => {
+  it('holds what the plugin writes, lists it, and keeps it across a sandbox restart, a replace, a remove and a new host', async () => {
     const root = tempDir('reed-data-plugins-');
     const dataDir = join(tempDir('reed-data-'), 'data');
     plugin(root, 'fs.a', 'readwrite');
@@ -172,7 +172,13 @@ describe.each(TARGETS)('the data directory in mode $name', (target) => {
     expect(await call(host, 'fs.a', 'get', 'notes.txt')).toBe('hello, disk');
     await call(host, 'fs.a', 'put', 'notes.txt\nafter a restart');
 
-    await host.replace('fs.a', host.scan.candidates.find((c) => c.id === 'fs.a') as ParsedCandidate);
+    const candidate = host.scan.candidates.find((c) => c.id === 'fs.a') as ParsedCandidate;
+    await host.replace('fs.a', candidate);
+    expect(await call(host, 'fs.a', 'get', 'notes.txt')).toBe('after a restart');
+    // Removed from the host, the plugin's data stays (as its storage does) until the operator removes it.
+    await host.remove('fs.a');
+    expect(readFileSync(join(dataDir, 'files', 'fs.a', 'notes.txt'), 'utf8')).toBe('after a restart');
+    await host.add(candidate);
     expect(await call(host, 'fs.a', 'get', 'notes.txt')).toBe('after a restart');
 
     await host.close();

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { containerSpec } from '../../src/backends/container/container-spec.js';
 import { bubblewrapArgs } from '../../src/backends/process/bubblewrap.js';
 import { defaultRunnerCommand } from '../../src/backends/process/runner-command.js';
-import { openDataDir } from '../../src/backends/shared/data-dir.js';
+import { openDataDir, takeDataDirBack } from '../../src/backends/shared/data-dir.js';
 import { newSession } from '../../src/backends/shared/session.js';
 import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import { ensureDataDir } from '../../src/plan/data-dir.js';
@@ -112,6 +112,19 @@ describe('handing the directory to the sandbox that uses it', () => {
     }
     expect(statSync(path)).toMatchObject({ gid: 600_042, mode: 0o40770 });
     expect(statSync(join(dataDir, 'files')).mode & 0o7777).toBe(0o711);
+  });
+
+  it('takes the group back when that sandbox stops, unless a newer sandbox holds it', () => {
+    const path = ensureDataDir(tempDir(), 'p');
+    const warnings: string[] = [];
+    closeSync(openDataDir('p', path, { gid: 600_042 }));
+    closeSync(openDataDir('p', path, { gid: 600_043 }));
+    takeDataDirBack(path, 600_042, (m) => warnings.push(m));
+    expect(statSync(path).gid).toBe(600_043);
+    takeDataDirBack(path, 600_043, (m) => warnings.push(m));
+    expect(statSync(path).gid).toBe(process.getgid?.());
+    takeDataDirBack(join(path, 'gone'), 600_043, (m) => warnings.push(m));
+    expect(warnings).toEqual([expect.stringContaining('gone')]);
   });
 
   it('never opens a link, and says which directory a runner uid could not pass', () => {

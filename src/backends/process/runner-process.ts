@@ -4,7 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
-import { openDataDir } from '../shared/data-dir.js';
+import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
 import { OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
@@ -309,6 +309,11 @@ export class RunnerProcess implements Runner {
     // The uid may go to another sandbox only once nothing runs as it: the init's end is the namespace's end.
     await this.#initGone();
     await this.#endpoint?.close();
+    // The data directory's group goes back to the host before the gid may go to another plugin's sandbox.
+    if (this.#lease !== undefined && this.#o.dataDir !== undefined)
+      takeDataDirBack(this.#o.dataDir.hostPath, this.#lease.uid, (message) =>
+        this.#o.logger.warn({ pluginId: this.#o.pluginId }, message),
+      );
     this.#lease?.release();
   }
 

@@ -56,3 +56,20 @@ function unavailable(pluginId: string, path: string, why: string, cause?: unknow
     { pluginId, ...(cause === undefined ? {} : { cause }) },
   );
 }
+
+/**
+ * When the sandbox that was handed the directory stops: its group goes back to the host's own, unless another
+ * sandbox has taken it since (a newer sandbox of the same plugin), so a gid released to another plugin's sandbox
+ * never opens this directory. Never throws: a directory that is gone or cannot be changed is reported.
+ */
+export function takeDataDirBack(path: string, gid: number, warn: (message: string) => void): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+    if (fstatSync(fd).gid === gid) fchownSync(fd, -1, process.getgid?.() ?? 0);
+  } catch (error) {
+    warn(`the data directory ${path} keeps the group of a stopped sandbox: ${(error as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
