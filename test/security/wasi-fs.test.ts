@@ -22,7 +22,8 @@ import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import { forceManualResolution } from '../../src/runtime/wasm/wasi-path.js';
 import { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { REPO } from '../helpers/cli.js';
-import { tempDir } from '../helpers/plugin-tree.js';
+import { startHost } from '../helpers/host.js';
+import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 const PROBE = join(REPO, 'test/fixtures/wasi-fs/probe/plugin.wasm');
 const NOTCAPABLE = 'err 76';
@@ -353,6 +354,28 @@ describe('quotas', () => {
       'ok',
       'ok',
     ]);
+  });
+
+  it('through a host in mode none, reported with its code even for a plugin without permissions.log', async () => {
+    const plugins = tempDir('reed-wasi-fs-plugins-');
+    writePlugin(
+      plugins,
+      'probe.quota',
+      { id: 'probe.quota', permissions: { filesystem: 'readwrite' }, limits: { disk_mb: 1 } },
+      { 'plugin.wasm': readFileSync(PROBE) },
+    );
+    const { host, logs } = await startHost([plugins], {
+      reedToml: '[policy.permissions]\nfilesystem = "readwrite"\n',
+    });
+    try {
+      const { output } = await host.call('probe.quota', 'run', 'open 3 big cw\nsize 4 2000000');
+      expect(Buffer.from(output).toString()).toBe('fd 4\nerr 19\n');
+      expect(logs.filter((l) => l.code === 'disk_quota_exceeded')).toEqual([
+        expect.objectContaining({ pluginId: 'probe.quota', level: 40 }),
+      ]);
+    } finally {
+      await host.close();
+    }
   });
 
   it('is shared by two instances of the same directory', async () => {

@@ -45,6 +45,8 @@ export const inProcessBackend: BackendFactory = (context) => ({
           logLevel: context.logger.level,
           // The data directory on the host itself (plan.grants.filesystem), when granted: WASI confines every path.
           ...(plan.spec.filesystem === undefined ? {} : { filesystem: plan.spec.filesystem }),
+          // The runtime's own warnings (a WASI quota reached) with their code, whatever the plugin's log permission.
+          warn: (code, message) => context.logger.warn({ pluginId, code }, message),
         });
       },
       limits.callTimeoutMs,
