@@ -19,7 +19,7 @@ export const DATA_GUEST_NAME = '/data';
 export interface FilesystemGrant {
   /** Absolute path of the plugin's private directory, as seen by the process running the WASM. */
   readonly hostPath: string;
-  /** The preopen's name the guest sees: DATA_GUEST_NAME. */
+  /** The preopen's name the guest sees: DATA_GUEST_NAME, unless the manifest's `[wasi] preopen` names another. */
   readonly guestName: string;
   /** `permissions.filesystem = "read"`: every write, create, delete and rename is refused. */
   readonly readOnly: boolean;
@@ -55,11 +55,12 @@ export function filesystemGrant(
   level: AccessLevel,
   limits: Pick<ResolvedLimits, 'diskMb' | 'maxFiles'>,
   hostPath: string,
+  guestName: string = DATA_GUEST_NAME,
 ): FilesystemGrant | undefined {
   if (level === 'none') return undefined;
   return {
     hostPath,
-    guestName: DATA_GUEST_NAME,
+    guestName,
     readOnly: level === 'read',
     diskBytes: limits.diskMb * 1024 * 1024,
     maxFiles: limits.maxFiles,

@@ -183,7 +183,7 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
     configuration?: Record<string, unknown>;
     limits?: Record<string, number>;
     sandbox?: PluginManifest['sandbox'];
-    wasi?: { args?: string[]; env?: Record<string, string> };
+    wasi?: { args?: string[]; env?: Record<string, string>; preopen?: string };
   };
   const md = r.metadata;
   const req = r.requirements ?? {};
@@ -223,7 +223,11 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
     configuration: r.configuration ?? {},
     limits: limitsFromToml(r.limits),
     sandbox: { ...r.sandbox },
-    wasi: { args: r.wasi?.args ?? [], env: { ...r.wasi?.env } },
+    wasi: {
+      args: r.wasi?.args ?? [],
+      env: { ...r.wasi?.env },
+      ...(r.wasi?.preopen === undefined ? {} : { preopen: r.wasi.preopen }),
+    },
   };
 }
 

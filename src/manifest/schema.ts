@@ -110,11 +110,17 @@ export const SandboxSchema = Table({
   runtime: Type.Optional(StringEnum(CONTAINER_RUNTIMES)),
 });
 
+/** An absolute, normalised guest path: "/" or "/a/b" of plain names (no "." or ".." component, no empty one). */
+export const PREOPEN_PATTERN =
+  '^/(?:(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)*)?$';
+
 export const WasiSchema = Table({
   args: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 256 })),
   env: Type.Optional(
     Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 32_768 })),
   ),
+  /** The name the data directory is preopened under (permissions.filesystem): "/" or "/a/b", no "." or "..". */
+  preopen: Type.Optional(Type.String({ pattern: PREOPEN_PATTERN, maxLength: 256 })),
 });
 
 export const ManifestSchema = Table({

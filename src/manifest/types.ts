@@ -80,7 +80,8 @@ export interface PluginManifest {
   configuration: Record<string, unknown>;
   limits: PluginLimits;
   sandbox: { mode?: SandboxMode; runtime?: ContainerRuntime };
-  wasi: { args: string[]; env: Record<string, string> };
+  /** `preopen`: the name the data directory is preopened under, when not DATA_GUEST_NAME. */
+  wasi: { args: string[]; env: Record<string, string>; preopen?: string };
 }
 
 export const DEFAULT_PRIORITY = 100;

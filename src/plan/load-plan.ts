@@ -148,7 +148,8 @@ function grantFilesystem(
       at,
     );
   }
-  return filesystemGrant(asked, limits, pluginDataDir(config.dataDir, candidate.id));
+  const guestName = candidate.manifest.wasi.preopen;
+  return filesystemGrant(asked, limits, pluginDataDir(config.dataDir, candidate.id), guestName);
 }
 
 function nativeDenied(pluginId: string, why: string): ReedError {

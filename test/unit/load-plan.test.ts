@@ -92,6 +92,14 @@ describe('planLoad (pure)', () => {
     const read = { ...dir, readOnly: true, diskBytes: 2 * 1024 * 1024, maxFiles: 7 };
     expect(none.grants.filesystem).toEqual(read);
     expect(none.spec.filesystem).toEqual(read);
+    // [wasi] preopen names the guest name (a program that opens relative paths wants "/").
+    const rooted = asking('readwrite');
+    const asRoot = { ...rooted, manifest: { ...rooted.manifest, wasi: { args: [], env: {}, preopen: '/' } } };
+    expect(planLoad(asRoot, 'process', allowing, source).spec.filesystem).toEqual({
+      ...dir,
+      hostPath: '/run/reed-data',
+      guestName: '/',
+    });
     // Not asked: nothing granted, nothing in the spec (no preopen, nothing mounted).
     const notAsked = planLoad(asking('none'), 'process', allowing, source);
     expect(notAsked.grants.filesystem).toBeUndefined();

@@ -42,6 +42,23 @@ describe('parseManifest', () => {
     expect(manifest?.configuration).toMatchObject({ greeting: 'Hello' });
   });
 
+  it('reads [wasi] preopen, the data directory\u2019s guest name, and refuses one that is not an absolute plain path', () => {
+    const head = '[metadata]\nid = "m"\nname = "M"\nversion = "1.0.0"\napi_version = "1.0.0"\n[wasi]\n';
+    expect(parseManifest(`${head}preopen = "/"\n`, 'f.toml').manifest?.wasi).toEqual({
+      args: [],
+      env: {},
+      preopen: '/',
+    });
+    expect(parseManifest(`${head}preopen = "/srv/x"\n`, 'f.toml').manifest?.wasi.preopen).toBe('/srv/x');
+    for (const bad of ['data', '/..', '/a/../b', '/a/', '//', '/a b'])
+      expect(
+        parseManifest(`${head}preopen = ${JSON.stringify(bad)}\n`, 'f.toml').diagnostics.map((d) => [
+          d.code,
+          d.field,
+        ]),
+      ).toEqual([['manifest_invalid_value', 'wasi.preopen']]);
+  });
+
   it('reports a syntax error with its line and column', () => {
     const [d] = parseManifest('[metadata]\nid = "x"\nname = \n', 'f.toml').diagnostics;
     expect(d).toMatchObject({ code: 'manifest_syntax', file: 'f.toml', line: 3 });
