@@ -1,7 +1,8 @@
 // Writes docs/CODES.md from src/codes.ts (sections from its `// Heading` comments). `npm run docs:codes`.
 import { readFileSync, writeFileSync } from 'node:fs';
 
-const source = readFileSync('src/codes.ts', 'utf8');
+// An entry too long for one line is formatted (biome) as `code:` then its text on the next line: joined first.
+const source = readFileSync('src/codes.ts', 'utf8').replace(/^( {2}[a-z_]+):\n {4}'/gm, "$1: '");
 const sections = [];
 for (const line of source.split('\n')) {
   const heading = /^ {2}\/\/ (.*)$/.exec(line);
