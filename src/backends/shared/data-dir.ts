@@ -41,7 +41,15 @@ export function openDataDir(pluginId: string, path: string, handOver: DataDirHan
     fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
     const st = fstatSync(fd);
     if (!st.isDirectory()) throw new Error('not a directory');
-    if (handOver.gid !== undefined && st.gid !== handOver.gid) fchownSync(fd, -1, handOver.gid);
+    if (handOver.gid !== undefined && st.gid !== handOver.gid) {
+      try {
+        fchownSync(fd, -1, handOver.gid);
+      } catch (error) {
+        throw new Error(
+          `the host cannot give it the sandbox's group ${handOver.gid} (${(error as Error).message}): a host that is not root can hand it only to a group it is in; run the host as root`,
+        );
+      }
+    }
     return fd;
   } catch (error) {
     if (fd !== undefined) closeSync(fd);
