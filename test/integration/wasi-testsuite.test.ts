@@ -1,21 +1,26 @@
 // The official WASI test suite (WebAssembly/wasi-testsuite, its wasm32-wasip1 programs: AssemblyScript, C and Rust),
 // each run as a command plugin as the suite's own runner runs it (test-runner/, doc/specification.md): its args and
 // environment, its directory preopened as `/` when it names one, its exit code and the start of its stdout checked.
-// The programs that need no directory run through a PluginHost in modes none and process; those that need one run
-// in mode none on a fresh copy of their directory, once with openat2 resolving paths and once with the manual walk
-// used where openat2 is missing.
-import { mkdirSync } from 'node:fs';
+// Every program runs through a PluginHost in modes none and process; a directory program gets a data directory
+// (permissions.filesystem, `[wasi] preopen = "/"`) seeded with a fresh copy of its fs-tests.dir. The directory
+// programs run again on WasmPlugin directly with paths resolved by the manual walk used where openat2 is missing.
+import { chmodSync, cpSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PluginHost } from '../../src/host/plugin-host.js';
+import { loadHostConfig } from '../../src/host/host-config.js';
+import { PluginHost } from '../../src/host/plugin-host.js';
+import { MemoryStorage } from '../../src/host/services.js';
 import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import { forceManualResolution } from '../../src/runtime/wasm/wasi-path.js';
 import { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
-import { startHost, text } from '../helpers/host.js';
+import { type LogLine, startHost, text } from '../helpers/host.js';
 import { lastingDir, tempDir } from '../helpers/plugin-tree.js';
 import {
   copyRoot,
+  SUITE,
   type WasiTestProgram,
   wasiTestPrograms,
   writeTestPlugin,
@@ -77,6 +82,70 @@ describe.each(['none', 'process'] as const)('programs without a directory, mode 
   });
 });
 
+/** Everything under `dir` readable and writable by all, as docs/MANIFEST.md asks of seeded files. */
+function openUp(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) {
+      chmodSync(path, 0o777);
+      openUp(path);
+    } else chmodSync(path, 0o666);
+  }
+}
+
+describe.each(['none', 'process'] as const)('programs with a directory, mode %s', (mode) => {
+  let host: PluginHost;
+  const logs: LogLine[] = [];
+  beforeAll(async () => {
+    const top = lastingDir('reed-wasi-suite-dirs-');
+    const plugins = join(top, 'plugins');
+    const dataDir = join(top, 'data');
+    for (const program of WITH_DIR) {
+      writeTestPlugin(plugins, program, {
+        permissions: { filesystem: 'readwrite' },
+        wasi: { args: program.spec.args ?? [], env: program.spec.env ?? {}, preopen: '/' },
+      });
+      // The operator's seeding (docs/MANIFEST.md): the directory's content before the host makes it its own.
+      const seeded = join(dataDir, 'files', program.id);
+      cpSync(join(SUITE, program.lang, program.spec.root ?? ''), seeded, { recursive: true });
+      openUp(seeded);
+    }
+    writeFileSync(
+      join(top, 'reed.toml'),
+      `cache_dir = "cache"\ndata_dir = "${dataDir}"\nruntime_dir = "runtime"\n[policy.permissions]\nfilesystem = "readwrite"\n`,
+    );
+    const config = loadHostConfig({
+      cwd: top,
+      env: {},
+      home: top,
+      overrides: { pluginDirs: [plugins], defaultSearchPaths: false },
+    });
+    const logger = pino(
+      { level: 'debug' },
+      { write: (line: string) => logs.push(JSON.parse(line) as LogLine) },
+    );
+    host = await PluginHost.start({
+      config,
+      logger,
+      services: { storage: new MemoryStorage() },
+      forceMode: mode,
+    });
+  }, 300_000);
+  afterAll(() => host?.close());
+
+  it.each(WITH_DIR.map((p) => [`${p.lang}/${p.name}`, p] as const))('%s', async (_name, program) => {
+    await expectOutcome(
+      program,
+      () => host.call(program.id, '_start', ''),
+      () =>
+        logs
+          .filter((l) => l.pluginId === program.id)
+          .map((l) => l.msg)
+          .join('\n'),
+    );
+  });
+});
+
 /** A HostApi for a WASI command that only logs (its stderr). */
 function loggingHost(lines: string[]): HostApi {
   return new Proxy({} as HostApi, {
@@ -89,11 +158,8 @@ function loggingHost(lines: string[]): HostApi {
   });
 }
 
-describe.each([
-  ['openat2', false],
-  ['the manual walk', true],
-] as const)('programs with a directory, mode none, paths resolved by %s', (_how, manual) => {
-  beforeAll(() => forceManualResolution(manual));
+describe('programs with a directory, mode none, paths resolved by the manual walk', () => {
+  beforeAll(() => forceManualResolution(true));
   afterAll(() => forceManualResolution(false));
 
   it.each(WITH_DIR.map((p) => [`${p.lang}/${p.name}`, p] as const))('%s', async (_name, program) => {
