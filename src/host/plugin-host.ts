@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { LoadPlan, SandboxBackend } from '../backends/backend.js';
 import { type BackendOptions, createBackends } from '../backends/registry.js';
@@ -19,10 +20,12 @@ import { publishedCall } from './call-finished.js';
 import { defaultLogger } from './default-logger.js';
 import type { Generation } from './generation.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
+import { Installer } from './installer.js';
 import { LmdbStorage } from './lmdb-storage.js';
 import { type HostServices, PluginHostApi } from './plugin-host-api.js';
 import { type Entry, PluginSet, type PluginStatus, withDependencies } from './plugin-set.js';
 import { statusOf } from './plugin-status.js';
+import { PluginStore } from './plugin-store.js';
 import { type ScanResult, scanPlugins } from './scan-plugins.js';
 import { MemoryContentService, MemoryEventBus } from './services.js';
 
@@ -69,6 +72,9 @@ export class PluginHost {
   readonly #backends: Map<SandboxMode, SandboxBackend>;
   readonly #ownsStorage: boolean;
   readonly #forceMode: SandboxMode | undefined;
+  readonly #store: PluginStore;
+  readonly #installer: Installer;
+  readonly #embedderPlugins: LoadedPlugin[];
   #unsubscribeLogs: (() => void) | undefined;
   #unwatchBreakers: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -76,7 +82,11 @@ export class PluginHost {
   private constructor(options: PluginHostOptions) {
     this.config = options.config ?? loadHostConfig();
     this.logger = options.logger ?? defaultLogger();
+    // First: an unreadable pointer stops the start before anything is opened (store_unreadable).
+    this.#store = new PluginStore(this.config.dataDir, this.session, this.logger);
+    this.#store.open();
     this.#forceMode = options.forceMode;
+    this.#embedderPlugins = options.loadedPlugins ?? [];
     this.#ownsStorage = options.services?.storage === undefined;
     this.services = {
       storage: options.services?.storage ?? new LmdbStorage(join(this.config.dataDir, 'storage')),
@@ -94,7 +104,12 @@ export class PluginHost {
       // reed.toml's [supervision] under the embedder's own.
       options: { ...options, supervision: { ...this.config.supervision, ...options.supervision } },
     });
-    this.scan = scanPlugins(this.config, options.loadedPlugins);
+    // Installed plugins first: what was installed through the API wins over a copy in plugin_dirs.
+    const installed = [...this.#store.installed().values()].map((p) => p.path);
+    this.scan = scanPlugins(
+      { ...this.config, searchPaths: [...installed, ...this.config.searchPaths] },
+      options.loadedPlugins,
+    );
     this.#set = new PluginSet(
       {
         plan: (candidate, mode) =>
@@ -105,6 +120,22 @@ export class PluginHost {
       this.session.id,
       this.config.lifecycle,
     );
+    this.#installer = new Installer(
+      this.#store,
+      this.config,
+      this.#set,
+      (id) => this.#others(id),
+      (candidate) => this.#assertChangeable(candidate),
+    );
+    this.#set.listener = this.#installer;
+  }
+
+  /** Every plugin but `id`, as validation sees them: the set's and the embedder's. */
+  #others(id: string): LoadedPlugin[] {
+    const mine = [...this.#set.entries.values()]
+      .filter((e) => e.candidate.id !== id && e.state !== 'failed')
+      .map((e) => ({ id: e.candidate.id, version: e.candidate.manifest.metadata.version }));
+    return [...mine, ...this.#embedderPlugins.filter((p) => p.id !== id)];
   }
 
   /** Scans, then loads and initialises the valid plugins in dependency order. A plugin that fails to load is `failed`; the others still load. */
@@ -112,12 +143,17 @@ export class PluginHost {
     const host = new PluginHost(options);
     // Each backend removes what a dead host of its kind left (runner directories, cgroups, containers).
     for (const backend of host.#backends.values()) await backend.sweep();
+    // And what a dead host left in the store: staging directories, versions nothing points to.
+    await host.#store.sweep();
     // The lifecycle log lines come from the events (src/events/log-subscriber.ts), this host's only.
     host.#unsubscribeLogs = logEvents(host.logger, host.session.id);
     host.#unwatchBreakers = host.#set.watchBreakers();
     try {
+      // Installed plugins load whatever `plugins` says: installing one was asking for it.
       const wanted =
-        options.plugins === undefined ? undefined : withDependencies(host.scan.order.load, options.plugins);
+        options.plugins === undefined
+          ? undefined
+          : withDependencies(host.scan.order.load, [...options.plugins, ...host.#store.installed().keys()]);
       for (const candidate of host.scan.order.load)
         if (wanted === undefined || wanted.has(candidate.id)) await host.#set.load(candidate);
     } catch (error) {
@@ -193,6 +229,23 @@ export class PluginHost {
   }
 
   /**
+   * Installs a plugin from a tar archive of its directory (`PUT /v1/admin/plugins/{id}`): refused with a code and
+   * nothing written when the archive is not a clean tree (`install_archive_invalid`), its manifest's id is not `id`
+   * (`install_id_mismatch`) or it is not valid; otherwise kept under data_dir and started, as a new plugin or as
+   * an upgrade with drain (see `replace`). It survives a restart. Resolves with its status.
+   */
+  async install(id: string, archive: Readable): Promise<PluginStatus> {
+    if (this.#closing !== undefined) throw new ReedError('host_closed', 'the plugin host is closed');
+    return statusOf(await this.#installer.install(id, archive));
+  }
+
+  /** The upgrade path again from the plugin's directory on disk: its files read, checked, planned, started. */
+  async reload(id: string): Promise<PluginStatus> {
+    if (this.#closing !== undefined) throw new ReedError('host_closed', 'the plugin host is closed');
+    return statusOf(await this.#installer.reload(id));
+  }
+
+  /**
    * Stops and removes a plugin. With dependants, refuses (`plugin_has_dependants`) unless `withDependants`, which
    * removes them first, last loaded first. Resolves with the ids removed, in the order they were stopped.
    */
@@ -211,6 +264,7 @@ export class PluginHost {
       }
       const removed: string[] = [];
       for (const e of [entry, ...dependants].reverse()) {
+        this.#installer.forget(e.candidate.id);
         await this.#set.remove(e);
         removed.push(e.candidate.id);
       }

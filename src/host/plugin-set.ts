@@ -24,10 +24,10 @@ export interface LifecycleSettings {
   drainTimeoutMs: number;
 }
 
-/** Told about generations the set no longer needs (an installed plugin's store removes their files). */
+/** Told which generation serves and which are let go (the store of installed plugins keeps its pointer by this). */
 export interface LifecycleListener {
-  /** The previous generation serves again after a rollback; `failed` is being stopped. */
-  rolledBack?(id: string, restored: Generation, failed: Generation): void;
+  /** `generation` serves `id` from now on (after an upgrade, or a rollback), before the one it replaces drains. */
+  serving?(id: string, generation: Generation): void;
   /** Nothing will start this generation again (past probation, rolled back from, or removed). */
   retired?(id: string, generation: Generation): void;
 }
@@ -50,8 +50,10 @@ export class PluginSet {
     /** The host's session id: the events about its plugins name it. */
     private readonly session: string,
     private readonly lifecycle: LifecycleSettings,
-    private readonly listener: LifecycleListener = {},
   ) {}
+
+  /** Told which generation serves and which are let go (PluginHost sets it). */
+  listener: LifecycleListener = {};
 
   /** What every event about this entry carries. */
   #at(entry: Entry): { session: string; pluginId: string; mode: SandboxMode } {
@@ -250,6 +252,7 @@ export class PluginSet {
     delete entry.error;
     record(entry, { action: 'upgraded', version, fromVersion });
     publish('reed:plugin:upgraded', { ...this.#at(entry), version, fromVersion });
+    this.listener.serving?.(id, next);
     if (previous !== undefined) {
       if (this.lifecycle.probationMs > 0) this.#startProbation(entry, previous);
       await this.#retire(entry, previous, previous.version);
@@ -324,7 +327,7 @@ export class PluginSet {
       fromVersion: failed.version,
       error,
     });
-    this.listener.rolledBack?.(id, restored, failed);
+    this.listener.serving?.(id, restored);
     await this.#retire(entry, failed, failed.version);
     this.listener.retired?.(id, failed);
   }

@@ -7,6 +7,7 @@ import { isReedError, ReedError } from '../errors.js';
 import type { PluginHost } from '../host/plugin-host.js';
 import type { CallWasi } from '../runtime/call-wasi.js';
 import { jsonText } from '../safe-text.js';
+import { adminRoute, decodeSegment } from './admin-routes.js';
 
 /**
  * The orchestrator's own API (`reed-plugins serve`): HTTP/1.1 over a Unix socket, so that a CMS, or the tests
@@ -16,15 +17,20 @@ import { jsonText } from '../safe-text.js';
  *   GET  /v1/plugins                     {"ok":true,"plugins":[PluginStatus...]}
  *   POST /v1/plugins/{id}/call/{fn}      body: the input bytes -> {"ok":true,"output",...,"stats"}
  *        [?arg=X&arg=Y&env=K%3DV]        a WASI command's per-call arguments and environment
+ *   GET /v1/plugins/{id}, PUT|DELETE /v1/admin/plugins/{id}, POST /v1/admin/plugins/{id}/reload: the
+ *        lifecycle routes (admin-routes.ts)
  *
  * Every failure is `{"ok":false,"error":{"code","message","pluginId"?,"details"?}}` with a stable code (docs/CODES.md).
  */
 export interface ApiServerOptions {
   /** Largest request body accepted; a larger one gets 413 `request_too_large` and is discarded, not stored. */
   maxInputBytes: number;
+  /** Largest plugin archive accepted by `PUT /v1/admin/plugins/{id}`. Default 256 MiB. */
+  maxInstallBytes?: number;
 }
 
 export const DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_INSTALL_BYTES = 256 * 1024 * 1024;
 /**
  * The request line and headers together (Node's default is 16 KiB): a call's WASI args and env travel in the query
  * and may hold 64 KiB of text (src/runtime/call-wasi.ts), three times that percent-encoded.
@@ -41,6 +47,11 @@ const STATUS: Partial<Record<Code, number>> = {
   api_method_not_allowed: 405,
   request_too_large: 413,
   api_bad_request: 400,
+  api_unsupported_media_type: 415,
+  install_archive_invalid: 400,
+  install_id_mismatch: 400,
+  plugin_has_dependants: 409,
+  dependant_version_mismatch: 409,
   host_closed: 503,
   internal_error: 500,
 };
@@ -93,6 +104,8 @@ async function handle(
     only('GET');
     return send(res, 200, { ok: true, plugins: host.status() });
   }
+  const admin = await adminRoute(host, req, url, only, options.maxInstallBytes ?? DEFAULT_MAX_INSTALL_BYTES);
+  if (admin !== undefined) return send(res, admin.status, admin.body);
   const call = /^\/v1\/plugins\/([^/]+)\/call\/([^/]+)$/.exec(path);
   if (call === null) throw new ReedError('api_not_found', `no API route ${path}`);
   only('POST');
@@ -133,14 +146,6 @@ function callWasiFrom(query: URLSearchParams): CallWasi | undefined {
   }
   if (!any) return undefined;
   return { ...(args.length > 0 ? { args } : {}), ...(Object.keys(env).length > 0 ? { env } : {}) };
-}
-
-function decodeSegment(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    throw new ReedError('api_not_found', `the path segment "${segment}" is not valid percent-encoding`);
-  }
 }
 
 async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {

@@ -14,7 +14,12 @@ export interface ApiResponse {
     output?: string;
     outputEncoding?: 'utf8' | 'base64';
     plugins?: { id: string; mode: string; state: string; error?: { code: string } }[];
-    error?: { code: string; message: string; details?: { causeCode?: string } };
+    error?: { code: string; message: string; details?: { causeCode?: string } & Record<string, unknown> };
+    plugin?: { id: string; version: string; state: string; history?: { action: string }[] } & Record<
+      string,
+      unknown
+    >;
+    removed?: string[];
   };
 }
 
@@ -24,9 +29,10 @@ export function api(
   method: string,
   path: string,
   body?: string | Uint8Array,
+  headers: Record<string, string> = {},
 ): Promise<ApiResponse> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path }, (res) => {
+    const req = request({ socketPath, method, path, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -1,6 +1,11 @@
 import { rmSync } from 'node:fs';
 import { PluginHost } from '../../host/plugin-host.js';
-import { createApiServer, DEFAULT_MAX_INPUT_BYTES, listenOnSocket } from '../../server/api-server.js';
+import {
+  createApiServer,
+  DEFAULT_MAX_INPUT_BYTES,
+  DEFAULT_MAX_INSTALL_BYTES,
+  listenOnSocket,
+} from '../../server/api-server.js';
 import {
   type Command,
   EXIT_OK,
@@ -24,6 +29,7 @@ export const serveCommand: Command = {
     ...SANDBOX_OPTIONS,
     'socket-mode': { type: 'string' },
     'max-input-bytes': { type: 'string' },
+    'max-install-bytes': { type: 'string' },
   },
   optionHelp: [
     ['--socket PATH', 'the Unix socket to serve the API on (docs/API.md)'],
@@ -31,6 +37,7 @@ export const serveCommand: Command = {
     ['--plugin ID', 'load only this plugin and its dependencies (repeatable; default: every valid plugin)'],
     ...SANDBOX_OPTION_HELP,
     ['--max-input-bytes N', `largest call input accepted (default: ${DEFAULT_MAX_INPUT_BYTES})`],
+    ['--max-install-bytes N', `largest plugin archive accepted (default: ${DEFAULT_MAX_INSTALL_BYTES})`],
     ...HOST_OPTION_HELP.filter(([o]) => o !== '--json'),
   ],
   maxPositionals: 0,
@@ -46,13 +53,19 @@ export const serveCommand: Command = {
       10,
       DEFAULT_MAX_INPUT_BYTES,
     );
+    const maxInstallBytes = parseNumber(
+      values['max-install-bytes'],
+      '--max-install-bytes',
+      10,
+      DEFAULT_MAX_INSTALL_BYTES,
+    );
     const plugins = values.plugin as string[] | undefined;
     const host = await PluginHost.start({
       config,
       ...(plugins === undefined ? {} : { plugins }),
       ...(forceMode === undefined ? {} : { forceMode }),
     });
-    const server = createApiServer(host, { maxInputBytes });
+    const server = createApiServer(host, { maxInputBytes, maxInstallBytes });
     try {
       await listenOnSocket(server, socket, socketMode);
     } catch (error) {

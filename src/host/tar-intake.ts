@@ -1,0 +1,200 @@
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { extract, type Header } from 'tar-stream';
+import { ReedError } from '../errors.js';
+
+/** What one archive may hold: the same caps as a plugin directory on disk (reed.toml's `[files]`). */
+export interface IntakeLimits {
+  maxFileBytes: number;
+  maxPluginBytes: number;
+  maxFiles: number;
+  maxDepth: number;
+}
+
+/** Why an archive was refused (`details.reason` of `install_archive_invalid`). */
+export type RefusalReason =
+  | 'path_traversal'
+  | 'absolute_path'
+  | 'name_invalid'
+  | 'link'
+  | 'special_file'
+  | 'file_too_large'
+  | 'too_large'
+  | 'too_many_files'
+  | 'too_deep'
+  | 'duplicate'
+  | 'corrupt';
+
+/** Names that cannot be a plugin's file: control characters, backslashes, bytes that were not UTF-8 (U+FFFD). */
+function badName(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f || c === 0x5c || c === 0xfffd) return true;
+  }
+  return false;
+}
+
+/**
+ * Extracts a tar stream of a plugin directory into `into`, a fresh empty directory only this process writes to,
+ * refusing the whole archive at the first entry that is not a plain file or directory inside it: a path with `..`
+ * or an absolute one, a symlink or hard link, a device, FIFO or other special entry, a name that is not clean
+ * UTF-8, a file or a total over the caps, too many entries, too deep, the same path twice. Nothing is ever
+ * followed: only directories and files this function made exist under `into`, every file is created with
+ * O_EXCL|O_NOFOLLOW, and every file is fsynced. On refusal the caller removes `into` (the archive's bytes seen so
+ * far are there) and the rest of the stream is left unread (the caller discards it).
+ */
+export async function extractPluginTar(
+  source: Readable,
+  into: string,
+  limits: IntakeLimits,
+  pluginId: string,
+): Promise<{ files: number; bytes: number }> {
+  const made = new Map<string, 'dir' | 'file'>([['', 'dir']]);
+  let entries = 0;
+  let total = 0;
+  const refuse = (reason: RefusalReason, entry: string, message: string) =>
+    new ReedError(
+      'install_archive_invalid',
+      `the archive for plugin "${pluginId}" ${message}; nothing was installed`,
+      {
+        pluginId,
+        file: entry,
+        details: { reason, entry },
+      },
+    );
+
+  /** The entry's path as segments under `into`, checked; undefined for the archive's root directory itself. */
+  const pathOf = (header: Header): string[] | undefined => {
+    const raw = header.name;
+    if (raw.length === 0 || raw.length > 4096 || badName(raw))
+      throw refuse(
+        'name_invalid',
+        raw.slice(0, 256),
+        'has an entry whose name is empty, too long, not UTF-8 or holds control characters',
+      );
+    if (raw.startsWith('/')) throw refuse('absolute_path', raw, `has an entry with an absolute path: ${raw}`);
+    const segments = raw.split('/').filter((s) => s !== '' && s !== '.');
+    if (segments.includes('..'))
+      throw refuse('path_traversal', raw, `has an entry that leaves its directory: ${raw}`);
+    if (segments.some((s) => Buffer.byteLength(s) > 255))
+      throw refuse('name_invalid', raw, `has an entry with a name longer than 255 bytes: ${raw}`);
+    if (segments.length === 0) return undefined;
+    if (segments.length > limits.maxDepth)
+      throw refuse('too_deep', raw, `nests deeper than files.max_depth = ${limits.maxDepth}: ${raw}`);
+    return segments;
+  };
+
+  /** Makes the parent directories of `segments` (as directories this function made, never over a file). */
+  const parents = (segments: string[], entry: string) => {
+    for (let i = 1; i < segments.length; i++) {
+      const rel = segments.slice(0, i).join('/');
+      const kind = made.get(rel);
+      if (kind === 'dir') continue;
+      if (kind === 'file')
+        throw refuse('duplicate', entry, `has an entry under a path that is a file: ${entry}`);
+      count(entry);
+      mkdirSync(join(into, rel), { mode: 0o755 });
+      made.set(rel, 'dir');
+    }
+  };
+
+  const count = (entry: string) => {
+    if (++entries > limits.maxFiles)
+      throw refuse('too_many_files', entry, `holds more than files.max_files = ${limits.maxFiles} entries`);
+  };
+
+  const take = async (header: Header, stream: Readable): Promise<void> => {
+    const segments = pathOf(header);
+    const entry = header.name;
+    if (header.type === 'symlink' || header.type === 'link')
+      throw refuse('link', entry, `has a ${header.type === 'link' ? 'hard link' : 'symlink'}: ${entry}`);
+    if (header.type !== 'file' && header.type !== 'directory')
+      throw refuse(
+        'special_file',
+        entry,
+        `has an entry that is not a file or directory (${header.type}): ${entry}`,
+      );
+    if (segments === undefined) {
+      if (header.type === 'directory') return;
+      throw refuse('name_invalid', entry, `has a file where its root directory is: ${entry}`);
+    }
+    const rel = segments.join('/');
+    if (made.has(rel)) throw refuse('duplicate', entry, `has the same path twice: ${entry}`);
+    parents(segments, entry);
+    count(entry);
+    if (header.type === 'directory') {
+      mkdirSync(join(into, rel), { mode: 0o755 });
+      made.set(rel, 'dir');
+      return;
+    }
+    if (header.size > limits.maxFileBytes)
+      throw refuse(
+        'file_too_large',
+        entry,
+        `has a file over files.max_file_bytes = ${limits.maxFileBytes}: ${entry}`,
+      );
+    if (total + header.size > limits.maxPluginBytes)
+      throw refuse(
+        'too_large',
+        entry,
+        `holds more than files.max_plugin_bytes = ${limits.maxPluginBytes} bytes`,
+      );
+    // Only the owner's execute bit is kept: a plugin's files are never writable by others (SecurityRule).
+    const mode = (header.mode & 0o100) !== 0 ? 0o755 : 0o644;
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+    const fd = openSync(join(into, rel), flags, mode);
+    made.set(rel, 'file');
+    try {
+      let written = 0;
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        written += chunk.length;
+        if (written > header.size)
+          throw refuse('corrupt', entry, `has an entry longer than its header says: ${entry}`);
+        writeSync(fd, chunk);
+      }
+      total += written;
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  };
+
+  return new Promise((resolve, reject) => {
+    const ex = extract();
+    let settled = false;
+    const fail = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      source.unpipe(ex as unknown as NodeJS.WritableStream);
+      ex.destroy();
+      reject(
+        error instanceof ReedError
+          ? error
+          : refuse(
+              'corrupt',
+              '',
+              `is not a tar archive that can be read to its end (${(error as Error).message})`,
+            ),
+      );
+    };
+    ex.on('entry', (header, stream, next) => {
+      take(header, stream as unknown as Readable).then(
+        () => {
+          stream.resume();
+          next();
+        },
+        (error: unknown) => fail(error),
+      );
+    });
+    ex.on('error', fail);
+    ex.on('finish', () => {
+      if (settled) return;
+      settled = true;
+      resolve({ files: entries, bytes: total });
+    });
+    source.on('error', fail);
+    source.on('aborted', () => fail(new Error('the request was aborted')));
+    source.pipe(ex as unknown as NodeJS.WritableStream);
+  });
+}
