@@ -117,9 +117,9 @@ describe.each(['none', 'process'] as const)('mode %s', (mode) => {
   });
 });
 
-describe('the runner (process mode)', () => {
-  it('checks the Call frame\u2019s fields itself, for a sandbox called past the host\u2019s check', async () => {
-    const { host } = await startHost([root], { mode: 'process' });
+describe.each(['none', 'process'] as const)('the sandbox, mode %s', (mode) => {
+  it('checks the fields itself (a runner its Call frame), for a sandbox called past the host\u2019s check', async () => {
+    const { host } = await startHost([root], { mode });
     hosts.push(host);
     const sandbox = host.sandbox('case.argv');
     const bad = (wasi: unknown) => sandbox.call('_start', new Uint8Array(0), { wasi: wasi as never });

@@ -1,4 +1,5 @@
 import { ReedError } from '../../errors.js';
+import { checkCallWasi } from '../../runtime/call-wasi.js';
 import type { PluginRuntime } from '../../runtime/runtime.js';
 import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from '../sandbox.js';
 
@@ -47,7 +48,9 @@ export class InProcessSandbox implements Sandbox {
 
   async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
     options.signal?.throwIfAborted();
-    return this.callSync(fn, input, options.timeoutMs ?? this.defaultTimeoutMs, options.wasi);
+    // Checked here too, as a runner checks its Call frame: a sandbox called directly refuses the same.
+    const wasi = options.wasi === undefined ? undefined : checkCallWasi(this.pluginId, options.wasi);
+    return this.callSync(fn, input, options.timeoutMs ?? this.defaultTimeoutMs, wasi);
   }
 
   async health(): Promise<SandboxHealth> {
