@@ -3,20 +3,30 @@
 // descriptor walk of the one delete (src/backends/shared/safe-remove.ts), and fcntl (fd-hygiene.ts). Here, in
 // runtime/, because the sandbox-runner loads the WASI filesystem without the host side, and backends/ may import
 // runtime/ but not the other way round (the layers in .dependency-cruiser.cjs).
-import koffi, { type LibraryHandle } from 'koffi';
+import { createRequire } from 'node:module';
+import type { LibraryHandle } from 'koffi';
 
 type Fn = ReturnType<LibraryHandle['func']>;
+type Koffi = typeof import('koffi').default;
+
+// koffi is loaded on first use, not with this module: it costs 15-30 ms, and every WASM runtime imports this module
+// (through WASI) while only plugins that touch a file need it.
+let koffiModule: Koffi | undefined;
+const koffi = (): Koffi => {
+  koffiModule ??= createRequire(import.meta.url)('koffi') as Koffi;
+  return koffiModule;
+};
 
 let handle: LibraryHandle | undefined;
 
 /** The C library, loaded once for the whole process. */
 export function libcHandle(): LibraryHandle {
-  handle ??= koffi.load('libc.so.6');
+  handle ??= koffi().load('libc.so.6');
   return handle;
 }
 
 /** errno of the last libc call made through koffi on this thread. */
-export const lastErrno = (): number => koffi.errno();
+export const lastErrno = (): number => koffi().errno();
 
 /** The system call number of openat2(2): the same on every Linux architecture (the unified table from 5.6). */
 export const SYS_OPENAT2 = 437;
