@@ -424,6 +424,53 @@ describe('read-only and fuel', () => {
     expect(() => p.run('spinls 3')).toThrow(expect.objectContaining({ code: 'fuel_exhausted' }));
   });
 
+  it('poll_oneoff: relative and absolute clocks, realtime and monotonic; a descriptor is ready at once, a closed one EBADF', async () => {
+    const { root } = tree();
+    writeFileSync(join(root, 'f'), 'hello');
+    const p = await probe(root);
+    expect(
+      p.run(
+        [
+          'poll 1000000',
+          'poll 1000000 r',
+          'poll 1000000 a',
+          'poll 1000000 ar',
+          'poll 0 a',
+          'open 3 f r',
+          // A minute on the clock, but the file is ready: the call answers at once (the deadline is 30 s).
+          'poll 60000000000 - 4',
+          'poll 60000000000 - 99',
+        ].join('\n'),
+      ),
+    ).toEqual([
+      'events 1 1/0/0/0',
+      'events 1 1/0/0/0',
+      'events 1 1/0/0/0',
+      'events 1 1/0/0/0',
+      'events 1 1/0/0/0',
+      'fd 4',
+      'events 1 2/1/0/5',
+      'events 1 2/1/8/0',
+    ]);
+  });
+
+  it('a sleep costs the same fuel however long it is', async () => {
+    const { root } = tree();
+    const p = await probe(root);
+    const fuel = (ns: number) =>
+      p.plugin.call('run', Buffer.from(`sleep ${ns}`), performance.now() + 30_000).fuelConsumed;
+    expect(fuel(10_000_000)).toBe(fuel(90_000_000)); // the same digits: the same guest work
+  });
+
+  it('proc_raise: a signal ignored by default does nothing, another ends the run with 128 + the signal', async () => {
+    const { root } = tree();
+    const p = await probe(root);
+    expect(p.run(['raise 0', 'raise 17', 'raise 99'].join('\n'))).toEqual(['ok', 'ok', 'err 28']);
+    expect(() => p.run('raise 6')).toThrow(
+      expect.objectContaining({ code: 'plugin_error', details: { status: 134 } }),
+    );
+  });
+
   it('a sleep is bounded by the call deadline', async () => {
     const { root } = tree();
     const p = await probe(root);
