@@ -3,6 +3,7 @@
 import { runContainerBench } from './container.js';
 import { runDiscoveryBench } from './discovery.js';
 import { runEncodingBench } from './encoding.js';
+import { runExtismBench } from './extism.js';
 import { runNativeBench } from './native.js';
 import { runProcessBench } from './process.js';
 import { runWasmBench } from './wasm.js';
@@ -10,6 +11,7 @@ import { runWasmBench } from './wasm.js';
 const benches: [string, () => boolean | Promise<boolean>][] = [
   ['discovery', runDiscoveryBench],
   ['wasm', runWasmBench],
+  ['extism', runExtismBench],
   ['native', runNativeBench],
   ['process', runProcessBench],
   ['encoding', runEncodingBench],

@@ -52,14 +52,17 @@ export class ExtismArena {
 
   /** Frees every block (the bytes are kept, and zeroed as they are handed out again). */
   reset(): void {
-    this.#blocks = [];
-    this.#free.clear();
+    if (this.#blocks.length > 0) this.#blocks.length = 0;
+    if (this.#free.size > 0) this.#free.clear();
     this.#top = ARENA_BASE;
     this.#last = undefined;
   }
 
-  /** A new zeroed block of `n` bytes, charged; undefined for 0 bytes (Extism's alloc(0) answers 0). */
-  alloc(n: number): Block | undefined {
+  /**
+   * A new block of `n` bytes, charged, zeroed unless `zero` is false (the caller fills all of it at once); undefined
+   * for 0 bytes (Extism's alloc(0) answers 0).
+   */
+  alloc(n: number, zero = true): Block | undefined {
     if (n === 0) return undefined;
     const capacity = align8(n);
     const used = this.#top - ARENA_BASE + this.#blocks.length * BLOCK_OVERHEAD_BYTES;
@@ -71,12 +74,12 @@ export class ExtismArena {
       );
     }
     this.charge(n);
-    const reused = this.#reuse(capacity, n);
+    const reused = this.#free.size === 0 ? undefined : this.#reuse(capacity, n, zero);
     if (reused !== undefined) return reused;
     const start = this.#top;
     const end = start + capacity;
     if (end > this.bytes.length) this.#grow(end);
-    if (start < this.#clean) this.bytes.fill(0, start, Math.min(end, this.#clean));
+    if (start < this.#clean) this.bytes.fill(0, zero ? start : start + n, Math.min(end, this.#clean));
     this.#clean = Math.max(this.#clean, end);
     this.#top = end;
     const block: Block = { start, length: n, capacity, live: true };
@@ -86,7 +89,7 @@ export class ExtismArena {
 
   /** A new block holding `data` (0 for none), charged; its offset. */
   give(data: Uint8Array): number {
-    const block = this.alloc(data.length);
+    const block = this.alloc(data.length, false);
     if (block === undefined) return 0;
     this.charge(data.length);
     this.bytes.set(data, block.start);
@@ -172,8 +175,8 @@ export class ExtismArena {
     });
   }
 
-  /** A freed block of exactly `capacity`, still in place, made live again for `n` bytes (zeroed). */
-  #reuse(capacity: number, n: number): Block | undefined {
+  /** A freed block of exactly `capacity`, still in place, made live again for `n` bytes (zeroed past what is filled). */
+  #reuse(capacity: number, n: number, zero: boolean): Block | undefined {
     const list = this.#free.get(capacity);
     while (list !== undefined && list.length > 0) {
       const old = list.pop() as Block;
@@ -181,7 +184,7 @@ export class ExtismArena {
       if (index < 0 || this.#blocks[index] !== old) continue; // given back to the bump pointer since
       const block: Block = { start: old.start, length: n, capacity, live: true };
       this.#blocks[index] = block;
-      this.bytes.fill(0, block.start, block.start + capacity);
+      this.bytes.fill(0, zero ? block.start : block.start + n, block.start + capacity);
       return block;
     }
     return undefined;

@@ -49,7 +49,8 @@ export class ExtismKernel {
   readonly #arena: ExtismArena;
   // Per call.
   #input: Uint8Array = NO_INPUT;
-  #inputView: DataView = new DataView(NO_INPUT.buffer);
+  /** A view of the input for input_load_u64, made when first needed (most calls read their input otherwise). */
+  #inputView: DataView | undefined;
   #inputBlock: Block | undefined;
   /** Freed, or forgotten by reset: input_length answers 0, as Extism's kernel does. */
   #inputGone = false;
@@ -68,7 +69,7 @@ export class ExtismKernel {
   begin(input: Uint8Array): void {
     this.#reset();
     this.#input = input;
-    this.#inputView = new DataView(input.buffer, input.byteOffset, input.byteLength);
+    this.#inputView = undefined;
     this.#inputGone = false;
   }
 
@@ -118,7 +119,7 @@ export class ExtismKernel {
       input_length: () => BigInt(this.#inputGone ? 0 : this.#input.length),
       input_load_u8: (offset: bigint) => this.#input[this.#inputAt(offset, 1, 'input_load_u8')],
       input_load_u64: (offset: bigint) =>
-        this.#inputView.getBigUint64(this.#inputAt(offset, 8, 'input_load_u64'), true),
+        this.#inputDataView().getBigUint64(this.#inputAt(offset, 8, 'input_load_u64'), true),
       output_set: (p: bigint, length: bigint) => this.#outputSet(Number(p), Number(length)),
       error_set: (h: bigint) => this.#errorSet(Number(h)),
       error_get: () => BigInt(this.#error?.block.live === true ? this.#error.block.start : 0),
@@ -172,6 +173,12 @@ export class ExtismKernel {
       this.#inputBlock = this.#arena.blockAt(start);
     }
     return this.#inputBlock?.start ?? 0;
+  }
+
+  #inputDataView(): DataView {
+    const input = this.#input;
+    this.#inputView ??= new DataView(input.buffer, input.byteOffset, input.byteLength);
+    return this.#inputView;
   }
 
   #inputAt(offset: bigint, n: number, what: string): number {
