@@ -13,10 +13,11 @@ import { DATA_FILES_DIR, pluginDataDir } from '../manifest/data-dir.js';
  *
  * Modes: `files/` is the host user's (root's when the host runs as root), 0711: it cannot be listed, and bubblewrap,
  * which runs as a process-mode runner's uid and resolves the path of what it binds as that uid, can pass through
- * it (on a root host data_dir gets the same o+x; the directories above it must already have it for process mode). The plugin's directory is the host user's, 0770: its group is given to the one sandbox that uses it when it
- * starts (a process-mode runner's leased gid, a container's user's gid; src/backends/shared/data-dir.ts), so no
- * other runner uid can enter it, while every successive runner of the plugin can (files inside are 0666 and
- * directories 0777: each sandbox has a uid of its own; docs/SECURITY.md).
+ * it (on a root host data_dir gets the same o+x; the directories above it must already have it for process mode).
+ * The plugin's directory is the host user's, 0770: its group is given to the sandboxes that use it when they start
+ * (process mode: a group leased for the directory while its runners live; container mode: the container user's
+ * gid; src/backends/shared/data-dir.ts), so no other runner uid can enter it, while every successive runner of the
+ * plugin can (files inside are 0666 and directories 0777: each sandbox has a uid of its own; docs/SECURITY.md).
  *
  * Kept across restarts, replaces and upgrades, and by PluginHost.remove: only the operator removes it.
  * Throws `data_dir_unavailable` naming the path and what is wrong with it.

@@ -1,7 +1,7 @@
 // The filesystem permission end to end (issue 12, item 2), in every mode: a C plugin (test/fixtures/data-dir/files,
 // ordinary stdio and dirent through wasi-libc) uses its private directory, preopened as /data; the host makes it at
 // <data_dir>/files/<plugin id>, mounts only it in process and container modes, and WASI enforces the quotas.
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import pino from 'pino';
@@ -278,6 +278,32 @@ describe.each(TARGETS.filter((t) => t.mode !== 'none'))('what is mounted in mode
     expect(await mountedData(host, 'fs.g', target)).toEqual([{ access: 'rw', source: 'files/fs.g' }]);
     expect(await mountedData(host, 'fs.r', target)).toEqual([{ access: 'ro', source: 'files/fs.r' }]);
     expect(await mountedData(host, 'fs.n', target)).toEqual([]);
+  });
+});
+
+describe('the data directory in process mode, two sandboxes of one plugin at once (an upgrade draining)', () => {
+  it('an older sandbox keeps the directory when a newer one starts, and the last one gives it back to the host', async () => {
+    const root = tempDir('reed-data-plugins-');
+    const dataDir = join(tempDir('reed-data-'), 'data');
+    plugin(root, 'fs.a', 'readwrite');
+    const older = (await start(TARGETS[1] as Target, root, dataDir)).host;
+    await call(older, 'fs.a', 'put', 'old.txt\nfrom the older');
+    // Another host on the same data_dir in this process: its sandbox of fs.a runs beside the first one.
+    const newer = (await start(TARGETS[1] as Target, root, dataDir)).host;
+    await call(newer, 'fs.a', 'put', 'new.txt\nfrom the newer');
+    expect(await call(older, 'fs.a', 'get', 'new.txt')).toBe('from the newer');
+    await call(older, 'fs.a', 'put', 'old.txt\nstill writing');
+    expect(await call(newer, 'fs.a', 'get', 'old.txt')).toBe('still writing');
+    const gidOf = (host: PluginHost) =>
+      Number(/^Gid:\s+(\d+)/m.exec(readFileSync(`/proc/${runnerOf(host, 'fs.a')?.pid}/status`, 'utf8'))?.[1]);
+    const group = statSync(join(dataDir, 'files', 'fs.a')).gid;
+    expect([gidOf(older), gidOf(newer)]).toEqual([group, group]);
+    expect(runnerOf(older, 'fs.a')?.pid).not.toBe(runnerOf(newer, 'fs.a')?.pid);
+    await older.close();
+    expect(statSync(join(dataDir, 'files', 'fs.a')).gid).toBe(group);
+    expect(await call(newer, 'fs.a', 'get', 'old.txt')).toBe('still writing');
+    await newer.close();
+    expect(statSync(join(dataDir, 'files', 'fs.a')).gid).toBe(process.getgid?.());
   });
 });
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { containerSpec } from '../../src/backends/container/container-spec.js';
 import { bubblewrapArgs } from '../../src/backends/process/bubblewrap.js';
+import { holdDataGroup } from '../../src/backends/process/data-group.js';
 import { defaultRunnerCommand } from '../../src/backends/process/runner-command.js';
 import { openDataDir, takeDataDirBack } from '../../src/backends/shared/data-dir.js';
 import { newSession } from '../../src/backends/shared/session.js';
@@ -140,5 +141,32 @@ describe('handing the directory to the sandbox that uses it', () => {
     expect(() => openDataDir('p', path, { passable: true })).toThrow(
       expect.objectContaining({ code: 'data_dir_unavailable', message: expect.stringContaining(closed) }),
     );
+  });
+});
+
+describe('one group per data directory while its runners live (process mode, root host)', () => {
+  const range = { start: 690_000, end: 690_099 };
+  it('is shared by the runners of one directory, given back with the last, and never one of another directory', async () => {
+    const [a1, a2, b] = await Promise.all([
+      holdDataGroup('/srv/reed/files/a', range, 'a'),
+      holdDataGroup('/srv/reed/files/a', range, 'a'),
+      holdDataGroup('/srv/reed/files/b', range, 'b'),
+    ]);
+    expect(a1.gid).toBe(a2.gid);
+    expect(b.gid).not.toBe(a1.gid);
+    const last: number[] = [];
+    a1.release((gid) => last.push(gid));
+    a1.release((gid) => last.push(gid));
+    expect(last).toEqual([]);
+    a2.release((gid) => last.push(gid));
+    expect(last).toEqual([a2.gid]);
+    // A start waiting on a group that its last holder released meanwhile gets a live one.
+    const again = holdDataGroup('/srv/reed/files/b', range, 'b');
+    b.release(() => {});
+    const fresh = await again;
+    expect(fresh.gid).toBeGreaterThanOrEqual(range.start);
+    const other = await holdDataGroup('/srv/reed/files/b', range, 'b');
+    expect(other.gid).toBe(fresh.gid);
+    for (const g of [fresh, other]) g.release(() => {});
   });
 });

@@ -20,6 +20,7 @@ import {
   runnerReadOnlyPaths,
 } from './bubblewrap.js';
 import { cgroupName, RunnerCgroup } from './cgroup.js';
+import { type DataGroup, holdDataGroup } from './data-group.js';
 import { defaultRunnerCommand } from './runner-command.js';
 import { spawnSandbox } from './spawn-sandbox.js';
 import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from './uid-pool.js';
@@ -62,6 +63,7 @@ export class RunnerProcess implements Runner {
   #endpoint: RunnerEndpoint | undefined;
   readonly #o: RunnerProcessOptions;
   #lease: UidLease | undefined;
+  #dataGroup: DataGroup | undefined;
   /** What `spawn` started: bwrap, which stays outside the namespaces as their monitor. */
   child: ChildProcess | undefined;
   /** The host pid of the sandbox's init (pid 1 of its pid namespace): when it is gone, everything inside is. */
@@ -105,8 +107,15 @@ export class RunnerProcess implements Runner {
     // (bubblewrap's namespaces still apply, but runners can then reach each other's processes through the kernel's
     // same-user rules only where namespaces do not separate them: docs/ARCHITECTURE.md).
     if (root) this.#lease = await leaseUid(o.runnerUids ?? DEFAULT_RUNNER_UIDS, o.pluginId);
+    // With a data directory, the runner's group is the directory's, shared by the plugin's runners (data-group.ts).
+    if (root && o.dataDir !== undefined)
+      this.#dataGroup = await holdDataGroup(
+        o.dataDir.hostPath,
+        o.runnerUids ?? DEFAULT_RUNNER_UIDS,
+        o.pluginId,
+      );
     const uid = this.#lease?.uid ?? process.getuid?.() ?? 0;
-    const gid = this.#lease?.uid ?? process.getgid?.() ?? 0;
+    const gid = this.#dataGroup?.gid ?? this.#lease?.uid ?? process.getgid?.() ?? 0;
     this.uid = uid;
     const endpoint = new RunnerEndpoint(
       {
@@ -125,7 +134,7 @@ export class RunnerProcess implements Runner {
       pids: Math.max(RUNNER_PIDS, o.limits.pids),
       cpus: o.limits.cpus,
     });
-    // The directory's group goes to this runner's leased gid: it can enter it, no other runner uid can.
+    // The directory's group goes to this runner's gid: it can enter it, no other plugin's runner can.
     const data =
       o.dataDir === undefined
         ? undefined
@@ -309,10 +318,13 @@ export class RunnerProcess implements Runner {
     // The uid may go to another sandbox only once nothing runs as it: the init's end is the namespace's end.
     await this.#initGone();
     await this.#endpoint?.close();
-    // The data directory's group goes back to the host before the gid may go to another plugin's sandbox.
-    if (this.#lease !== undefined && this.#o.dataDir !== undefined)
-      takeDataDirBack(this.#o.dataDir.hostPath, this.#lease.uid, (message) =>
-        this.#o.logger.warn({ pluginId: this.#o.pluginId }, message),
+    // The last runner of the plugin gives the data directory's group back to the host before the gid is freed.
+    const dataDir = this.#o.dataDir;
+    if (dataDir !== undefined)
+      this.#dataGroup?.release((gid) =>
+        takeDataDirBack(dataDir.hostPath, gid, (message) =>
+          this.#o.logger.warn({ pluginId: this.#o.pluginId }, message),
+        ),
       );
     this.#lease?.release();
   }

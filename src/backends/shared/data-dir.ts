@@ -4,9 +4,9 @@ import { ReedError } from '../../errors.js';
 
 export interface DataDirHandOver {
   /**
-   * The group the sandbox that uses the directory runs with (a process-mode runner's leased gid, the container
-   * user's gid): the directory (0770, the host user's) is given this group, so that sandbox can enter it and no
-   * other runner uid can. Undefined: unchanged (the sandbox runs as the directory's owner).
+   * The group the sandboxes that use the directory run with (process mode: the directory's leased group; container
+   * mode: the container user's gid): the directory (0770, the host user's) is given this group, so they can enter
+   * it and no other runner uid can. Undefined: unchanged (the sandbox runs as the directory's owner).
    */
   gid?: number | undefined;
   /**
@@ -67,7 +67,7 @@ function unavailable(pluginId: string, path: string, why: string, cause?: unknow
 
 /**
  * When the sandbox that was handed the directory stops: its group goes back to the host's own, unless another
- * sandbox has taken it since (a newer sandbox of the same plugin), so a gid released to another plugin's sandbox
+ * sandbox has taken it since, so a gid released to another plugin's sandbox
  * never opens this directory. Never throws: a directory that is gone or cannot be changed is reported.
  */
 export function takeDataDirBack(path: string, gid: number, warn: (message: string) => void): void {
