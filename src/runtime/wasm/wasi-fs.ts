@@ -1,11 +1,11 @@
 // The WASI filesystem of one instance: one preopened directory (the plugin's private directory), every path resolved
-// beneath a host directory descriptor (wasi-path.ts), every operation on descriptors or through the *at calls,
-// quotas counted in wasi-quota.ts. Longer than most files because it is the table of preview1's fd_* and path_*
-// operations on host descriptors, each a few lines over the same rights, read-only and quota checks.
+// beneath a host directory descriptor (wasi-path.ts), every operation on descriptors or through the *at calls;
+// quotas counted in wasi-quota.ts, stats and dirents shaped in wasi-stat.ts. Longer than most files because it is
+// the table of preview1's fd_* and path_* operations on host descriptors, each a few lines over the same rights,
+// read-only and quota checks.
 import { readSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import {
-  AT_EMPTY_PATH,
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
   cPath,
@@ -21,13 +21,12 @@ import {
   O_NONBLOCK,
   O_PATH,
   O_SYNC,
-  UTIME_NOW,
-  UTIME_OMIT,
 } from '../libc.js';
 import { FUEL_PER_BYTE } from './abi.js';
 import type { FdEntry } from './wasi-fds.js';
 import { MAX_PATH_BYTES, openBeneath, type Parent, releaseParent, resolveParent } from './wasi-path.js';
-import { DirQuota, FUEL_PER_DIRENT, isRegular, type QuotaKind, type Statx, statxOf } from './wasi-quota.js';
+import { DirQuota, isRegular, type QuotaKind, type Statx, statxOf } from './wasi-quota.js';
+import { type Filestat, filestatOf, filetypeOf, ok, readDirents, safe, sys, timespecs } from './wasi-stat.js';
 import {
   ALL_RIGHTS,
   DIR_RIGHTS,
@@ -35,7 +34,6 @@ import {
   FDFLAG,
   FILE_RIGHTS,
   FILETYPE,
-  FSTFLAG,
   HostErrno,
   LOOKUP_SYMLINK_FOLLOW,
   OFLAG,
@@ -74,113 +72,7 @@ export const MAX_IO_BYTES = 16 * 1024 * 1024;
 const E = constants.errno;
 const WRITE_RIGHTS = RIGHT.FD_WRITE | RIGHT.FD_DATASYNC | RIGHT.FD_ALLOCATE | RIGHT.FD_FILESTAT_SET_SIZE;
 const READ_RIGHTS = RIGHT.FD_READ | RIGHT.FD_READDIR;
-const S_IFMT = 0o170000;
-const statBuf = Buffer.alloc(256);
-const direntBuf = Buffer.alloc(16 * 1024);
 const linkBuf = Buffer.alloc(MAX_PATH_BYTES);
-const timesBuf = Buffer.alloc(32);
-
-/** WASI's filestat, from a statx. */
-export interface Filestat {
-  dev: bigint;
-  ino: bigint;
-  filetype: number;
-  nlink: bigint;
-  size: bigint;
-  atim: bigint;
-  mtim: bigint;
-  ctim: bigint;
-}
-
-export function filetypeOf(mode: number): number {
-  switch (mode & S_IFMT) {
-    case 0o040000:
-      return FILETYPE.DIRECTORY;
-    case 0o100000:
-      return FILETYPE.REGULAR_FILE;
-    case 0o120000:
-      return FILETYPE.SYMBOLIC_LINK;
-    case 0o020000:
-      return FILETYPE.CHARACTER_DEVICE;
-    case 0o060000:
-      return FILETYPE.BLOCK_DEVICE;
-    case 0o140000:
-      return FILETYPE.SOCKET_STREAM;
-    default:
-      return FILETYPE.UNKNOWN;
-  }
-}
-
-/** A Node fs call on a raw descriptor, its error as the errno it carries. */
-function sys<T>(run: () => T): T {
-  try {
-    return run();
-  } catch (error) {
-    const errno = (error as { errno?: unknown }).errno;
-    if (typeof errno === 'number') throw new HostErrno(-errno);
-    throw error;
-  }
-}
-
-/** A libc call's int answer: below zero, its errno. */
-function ok(rc: number | bigint): number {
-  if (rc < 0) throw new HostErrno(lastErrno());
-  return Number(rc);
-}
-
-const ns = (sec: bigint, nsec: number) => sec * 1_000_000_000n + BigInt(nsec);
-
-function filestatOf(fd: number, name?: Uint8Array, follow = false): Filestat {
-  const flags = name === undefined ? AT_EMPTY_PATH : follow ? 0 : AT_SYMLINK_NOFOLLOW;
-  ok(loadLibc().statx(fd, cPath(name ?? ''), flags, 0x7ff, statBuf) as number);
-  const major = BigInt(statBuf.readUInt32LE(136));
-  const minor = BigInt(statBuf.readUInt32LE(140));
-  return {
-    dev:
-      ((major & 0xfffff000n) << 32n) |
-      ((major & 0xfffn) << 8n) |
-      ((minor & 0xffffff00n) << 12n) |
-      (minor & 0xffn),
-    ino: statBuf.readBigUInt64LE(32),
-    filetype: filetypeOf(statBuf.readUInt16LE(28)),
-    nlink: BigInt(statBuf.readUInt32LE(16)),
-    size: statBuf.readBigUInt64LE(40),
-    atim: ns(statBuf.readBigInt64LE(64), statBuf.readUInt32LE(72)),
-    mtim: ns(statBuf.readBigInt64LE(112), statBuf.readUInt32LE(120)),
-    ctim: ns(statBuf.readBigInt64LE(96), statBuf.readUInt32LE(104)),
-  };
-}
-
-/** utimensat's two timespecs from WASI's timestamps and fstflags; EINVAL for a time both given and "now". */
-function timespecs(atim: bigint, mtim: bigint, fstflags: number): Buffer {
-  if (
-    (fstflags & FSTFLAG.ATIM && fstflags & FSTFLAG.ATIM_NOW) ||
-    (fstflags & FSTFLAG.MTIM && fstflags & FSTFLAG.MTIM_NOW)
-  )
-    throw new WasiErrno(ERRNO.INVAL);
-  if (fstflags & ~0xf) throw new WasiErrno(ERRNO.INVAL);
-  const put = (at: number, set: number, now: number, value: bigint) => {
-    if (fstflags & now) {
-      timesBuf.writeBigInt64LE(0n, at);
-      timesBuf.writeBigInt64LE(BigInt(UTIME_NOW), at + 8);
-    } else if (fstflags & set) {
-      timesBuf.writeBigInt64LE(value / 1_000_000_000n, at);
-      timesBuf.writeBigInt64LE(value % 1_000_000_000n, at + 8);
-    } else {
-      timesBuf.writeBigInt64LE(0n, at);
-      timesBuf.writeBigInt64LE(BigInt(UTIME_OMIT), at + 8);
-    }
-  };
-  put(0, FSTFLAG.ATIM, FSTFLAG.ATIM_NOW, atim);
-  put(16, FSTFLAG.MTIM, FSTFLAG.MTIM_NOW, mtim);
-  return timesBuf;
-}
-
-/** A guest offset or length as a safe integer, or EINVAL. */
-function safe(value: bigint): number {
-  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new WasiErrno(ERRNO.INVAL);
-  return Number(value);
-}
 
 export class WasiFs {
   readonly #fs: WasiFilesystem;
@@ -405,47 +297,10 @@ export class WasiFs {
     ok(loadLibc().futimens(fd, times) as number);
   }
 
-  /**
-   * fd_readdir: WASI dirents (d_next, d_ino, d_namlen, d_type, then the name) into `out` from the position
-   * `cookie` (0, or a d_next given before: the host's own directory offset), the last one cut at the end of the
-   * buffer as the spec says. Every entry is charged before it is copied. Returns the bytes used.
-   */
+  /** fd_readdir (wasi-stat.ts readDirents): WASI dirents from the position `cookie`; returns the bytes used. */
   readdir(entry: FdEntry, out: Uint8Array, cookie: bigint): number {
     const fd = this.#need(entry, RIGHT.FD_READDIR);
-    if (cookie > 0x7fffffffffffffffn) throw new WasiErrno(ERRNO.INVAL);
-    const libc = loadLibc();
-    if (BigInt(libc.lseek(fd, cookie, WHENCE.SET) as number | bigint) < 0n) throw new HostErrno(lastErrno());
-    const record = Buffer.alloc(24);
-    let used = 0;
-    while (used < out.length) {
-      const n = ok(libc.getdents64(fd, direntBuf, direntBuf.length) as number);
-      if (n === 0) break;
-      for (let at = 0; at < n && used < out.length; ) {
-        const reclen = direntBuf.readUInt16LE(at + 16);
-        const nameEnd = direntBuf.indexOf(0, at + 19);
-        const name = direntBuf.subarray(
-          at + 19,
-          nameEnd < 0 || nameEnd > at + reclen ? at + reclen : nameEnd,
-        );
-        this.#io.charge(FUEL_PER_DIRENT + (24 + name.length) * FUEL_PER_BYTE);
-        let type = direntType(direntBuf[at + 18] ?? 0);
-        if (type === FILETYPE.UNKNOWN) {
-          const stat = statxOf(fd, name);
-          if (stat !== undefined) type = filetypeOf(stat.mode);
-        }
-        record.writeBigUInt64LE(BigInt.asUintN(64, direntBuf.readBigInt64LE(at + 8)), 0);
-        record.writeBigUInt64LE(direntBuf.readBigUInt64LE(at), 8);
-        record.writeUInt32LE(name.length, 16);
-        record.writeUInt32LE(type, 20);
-        for (const piece of [record, name]) {
-          const take = Math.min(piece.length, out.length - used);
-          out.set(piece.subarray(0, take), used);
-          used += take;
-        }
-        at += reclen;
-      }
-    }
-    return used;
+    return readDirents(fd, out, cookie, (fuel) => this.#io.charge(fuel));
   }
 
   // --- paths ---------------------------------------------------------------------------------------
@@ -726,24 +581,4 @@ function withoutSlash(name: Buffer): Buffer {
   let end = name.length;
   while (end > 1 && name[end - 1] === 0x2f) end--;
   return name.subarray(0, end);
-}
-
-/** getdents64's d_type as a WASI filetype (DT_UNKNOWN: ask statx). */
-function direntType(dt: number): number {
-  switch (dt) {
-    case 4:
-      return FILETYPE.DIRECTORY;
-    case 8:
-      return FILETYPE.REGULAR_FILE;
-    case 10:
-      return FILETYPE.SYMBOLIC_LINK;
-    case 2:
-      return FILETYPE.CHARACTER_DEVICE;
-    case 6:
-      return FILETYPE.BLOCK_DEVICE;
-    case 12:
-      return FILETYPE.SOCKET_STREAM;
-    default:
-      return FILETYPE.UNKNOWN;
-  }
 }
