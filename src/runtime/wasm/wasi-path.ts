@@ -52,13 +52,14 @@ const how = Buffer.alloc(24);
  */
 export function openBeneath(dirfd: number, path: Uint8Array, flags: number, mode = 0): number {
   checkPath(path);
+  if (path.length === 0) throw new WasiErrno(ERRNO.NOENT); // as open("") answers
   if (path[0] === SLASH) throw new WasiErrno(ERRNO.NOTCAPABLE);
   if (!openat2Missing) {
     const libc = loadLibc();
     how.writeBigUInt64LE(BigInt(flags | O_CLOEXEC), 0);
     how.writeBigUInt64LE(BigInt(mode), 8);
     how.writeBigUInt64LE(BigInt(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), 16);
-    const z = cPath(path.length === 0 ? Buffer.from('.') : path);
+    const z = cPath(path);
     for (let attempt = 0; ; attempt++) {
       const fd = libc.openat2(SYS_OPENAT2, dirfd, z, how, 24) as number;
       if (fd >= 0) return fd;
