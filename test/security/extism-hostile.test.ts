@@ -299,3 +299,46 @@ describe('an Extism module saying abi = "extism"', () => {
     expect(host.status()[0]).toMatchObject({ id: 'case.p', state: 'ready' });
   });
 });
+
+describe("an Extism plugin's functions", () => {
+  it('are its () -> i32 exports not starting with _; _initialize runs once per instance, _start never', async () => {
+    const root = tempDir('reed-extism-functions-');
+    const module = wat(`(module
+      ${ENV('alloc', 'i64', 'i64')}
+      ${ENV('store_u8', 'i64 i32')}
+      ${ENV('output_set', 'i64 i64')}
+      (memory (export "memory") 1)
+      (global $initialized (mut i32) (i32.const 0))
+      (global $started (mut i32) (i32.const 0))
+      (func (export "_initialize") (global.set $initialized (i32.add (global.get $initialized) (i32.const 1))))
+      (func (export "_start") (global.set $started (i32.const 1)))
+      ;; Answers two digits: how often _initialize ran, and whether _start did.
+      (func (export "state") (result i32) (local $h i64)
+        (local.set $h (call $alloc (i64.const 2)))
+        (call $store_u8 (local.get $h) (i32.add (i32.const 48) (global.get $initialized)))
+        (call $store_u8 (i64.add (local.get $h) (i64.const 1)) (i32.add (i32.const 48) (global.get $started)))
+        (call $output_set (local.get $h) (i64.const 2))
+        (i32.const 0))
+      (func (export "init") (result i32) (i32.const 7))
+      (func (export "deactivate") (result i32) (i32.const 0))
+      (func (export "_private") (result i32) (i32.const 0))
+      (func (export "takes_one") (param i32) (result i32) (i32.const 0)))`);
+    writePlugin(root, 'p', { id: 'case.p' }, { 'plugin.wasm': module });
+    const { host } = await startHost([root]);
+    hosts.push(host);
+    // init is not a hook here (it returns 7: as a hook it would fail the load); it is a function like any other.
+    expect(host.status()[0]).toMatchObject({ id: 'case.p', state: 'ready' });
+    expect(text((await host.call('case.p', 'state')).output)).toBe('10');
+    expect(text((await host.call('case.p', 'state')).output)).toBe('10');
+    await expect(host.call('case.p', 'init')).rejects.toMatchObject({
+      code: 'plugin_error',
+      details: { status: 7 },
+    });
+    for (const fn of ['_start', '_initialize', '_private', 'takes_one']) {
+      await expect(host.call('case.p', fn)).rejects.toMatchObject({
+        code: 'function_not_found',
+        message: expect.stringContaining('it has: state, init, deactivate'),
+      });
+    }
+  });
+});
