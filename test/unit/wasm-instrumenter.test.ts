@@ -1,15 +1,27 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import wabtFactory from 'wabt';
+import { MAX_PRECHARGE } from '../../src/runtime/wasm/instrument-code.js';
 import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS } from '../../src/runtime/wasm/module-limits.js';
 import { FUEL_EXPORT, MAX_EXPANSION, prepareModule } from '../../src/runtime/wasm/prepare-module.js';
 
 let wat: (text: string) => Uint8Array;
+let disassemble: (bytes: Uint8Array) => string;
 beforeAll(async () => {
   const wabt = await wabtFactory();
   wat = (text) => {
     const m = wabt.parseWat('t.wat', text, { bulk_memory: true, reference_types: true });
     try {
       return m.toBinary({}).buffer;
+    } finally {
+      m.destroy();
+    }
+  };
+  disassemble = (bytes) => {
+    const m = wabt.readWasm(bytes, { bulk_memory: true, reference_types: true });
+    try {
+      m.generateNames();
+      m.applyNames();
+      return m.toText({ foldExprs: false, inlineExport: false });
     } finally {
       m.destroy();
     }
@@ -57,6 +69,69 @@ describe('bulk instructions are charged before they run', () => {
     fuel.value = 1_000n;
     (exports.locals as () => void)();
     expect(1_000n - (fuel.value as bigint)).toBeGreaterThanOrEqual(10n);
+  });
+});
+
+describe('the fuel counter lives in a local between the points where others can see it', () => {
+  const SUM = `(module
+    (func (export "sum") (param $n i32) (result i32) (local $i i32) (local $s i32)
+      (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $s (i32.add (local.get $s) (local.get $i)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+      (local.get $s)))`;
+
+  it('a loop without calls reads the fuel global once, at entry, and writes it only on the way out', () => {
+    const text = disassemble(prepareModule(wat(SUM), OPTIONS).bytes);
+    const fuelIndex = /\(global \$(\S+) \(mut i64\)/.exec(text)?.[1];
+    expect(fuelIndex).toBeDefined();
+    const count = (op: string) => text.match(new RegExp(`${op} \\$${fuelIndex}\\b`, 'g'))?.length ?? 0;
+    expect(count('global.get')).toBe(1);
+    // The return, and the store before each of the two checks' traps (entry, loop head).
+    expect(count('global.set')).toBe(3);
+  });
+
+  it('charges every iteration, and the global holds the total when the function returns', () => {
+    const { exports, fuel } = instantiate(wat(SUM));
+    const used = (n: number) => {
+      fuel.value = 1_000_000n;
+      (exports.sum as (n: number) => number)(n);
+      return 1_000_000n - (fuel.value as bigint);
+    };
+    const [a, b, c] = [used(100), used(200), used(300)];
+    expect(b - a).toBeGreaterThanOrEqual(100n * 10n);
+    expect(c - b).toBe(b - a);
+  });
+
+  it('an explicit trap stores the counter first: the global holds the work done before it', () => {
+    const { exports, fuel } = instantiate(
+      wat(`(module (func (export "f") (param $n i32) (local $i i32)
+        (block $done (loop $next
+          (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next)))
+        (unreachable)))`),
+    );
+    fuel.value = 1_000_000n;
+    expect(() => (exports.f as (n: number) => void)(1000)).toThrow(WebAssembly.RuntimeError);
+    expect(1_000_000n - (fuel.value as bigint)).toBeGreaterThanOrEqual(1000n * 8n);
+  });
+
+  it(`a taken br_if pays for at most ${MAX_PRECHARGE} instructions it skipped`, () => {
+    const skipping = (n: number) =>
+      wat(`(module (func (export "f") (param i32) (block (br_if 0 (local.get 0)) ${'(nop) '.repeat(n)})))`);
+    for (const tail of [MAX_PRECHARGE, 4 * MAX_PRECHARGE]) {
+      const { exports, fuel } = instantiate(skipping(tail));
+      const used = (taken: number) => {
+        fuel.value = 1_000_000n;
+        (exports.f as (x: number) => void)(taken);
+        return 1_000_000n - (fuel.value as bigint);
+      };
+      const [taken, fallen] = [used(1), used(0)];
+      expect(taken).toBeLessThanOrEqual(fallen);
+      expect(taken - (fallen - BigInt(tail))).toBeLessThanOrEqual(BigInt(MAX_PRECHARGE));
+    }
   });
 });
 

@@ -1,33 +1,14 @@
-import { ReedError } from '../../errors.js';
 import type { ByteWriter, Reader } from './binary.js';
+import { type Decoded, Flow, skipInstruction, valType } from './opcodes.js';
+
+export { type ValType, valType } from './opcodes.js';
 
 /**
- * Fuel metering of function bodies, in one streaming pass: each straight-line run of instructions is copied to
- * the output behind a charge of its length (and, at function entries and loop heads, a check that traps once
- * the fuel is below zero). No object is made per instruction or per run; time and memory are linear in the
- * body. See docs/ABI-wasm.md "How fuel works" for what each instruction costs and why. (Longer than ~300
- * lines because half of it is the opcode decoder, which must stay one exhaustive table.)
+ * Fuel metering of function bodies, in one streaming pass (opcodes.ts decodes). No object is made per
+ * instruction; time and memory are linear in the body. See docs/ABI-wasm.md "How fuel works" for what each
+ * instruction costs and why. (Longer than ~300 lines: the run's bookkeeping and the byte sequences it emits are
+ * one mechanism, kept in one read.)
  */
-
-export type ValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref';
-
-const VALTYPES: Record<number, ValType> = {
-  127: 'i32',
-  126: 'i64',
-  125: 'f32',
-  124: 'f64',
-  123: 'v128',
-  112: 'funcref',
-  111: 'externref',
-};
-
-export function valType(r: Reader): ValType {
-  const b = r.byte();
-  const t = VALTYPES[b];
-  if (t === undefined)
-    throw new ReedError('wasm_unsupported', `value type 0x${b.toString(16)} is not supported`);
-  return t;
-}
 
 /**
  * Fuel for instructions whose work grows with an operand (the last one, a count): charged as
@@ -45,22 +26,6 @@ export const BULK_COSTS = Object.freeze({
   memoryGrow: { fixed: 1 << 13, shift: -1 },
 });
 
-/** What an instruction means for metering. */
-enum Flow {
-  Plain = 0,
-  /** Ends the current run: what follows is entered another way (a label, a condition). */
-  Boundary = 1,
-  /** Ends the run and never falls through: the next run is unreachable until a label, so it needs no charge. */
-  Jump = 2,
-  /** `loop`: a boundary whose next run is a loop head, where fuel is also checked. */
-  Loop = 3,
-  // Instructions whose work grows with their last operand: charged by BULK_COSTS before they run.
-  MemoryBytes = 4,
-  TableElements = 5,
-  TableGrow = 6,
-  MemoryGrow = 7,
-}
-
 const BULK_BY_FLOW = [
   BULK_COSTS.memoryBytes,
   BULK_COSTS.tableElements,
@@ -68,121 +33,415 @@ const BULK_BY_FLOW = [
   BULK_COSTS.memoryGrow,
 ] as const;
 
-/** The globals the instrumentation adds: the fuel counter (i64) and a scratch slot for a count (i32). */
+/**
+ * Fuel for exceptions, measured on this host's V8: a `throw` (or `rethrow`) caught in the same function takes
+ * 1.5-3 us (2^15 fuel, charged with the run that ends in it), and each frame the exception unwinds on its way
+ * to a handler about 0.3 us more (2^12 per frame, charged when the handler starts). Without these a plugin
+ * could build a deep stack at a few fuel per frame and throw through it again and again, keeping the host's
+ * thread a thousand times longer than its fuel says.
+ */
+export const EXCEPTION_COSTS = Object.freeze({ throw: 1 << 15, frameShift: 12 });
+
+/**
+ * How far a charge may run ahead of a conditional branch (`br_if`): the instructions after a `br_if`, up to
+ * this many, are charged with those before it, so a taken branch pays for at most this many instructions it
+ * skipped. Longer stretches get a charge of their own.
+ */
+export const MAX_PRECHARGE = 16;
+
+/** The globals the instrumentation adds: the fuel (i64, exported) and the frame depth (i32) exceptions use. */
 export interface MeterGlobals {
   fuel: number;
-  scratch: number;
+  depth: number;
+}
+
+/** Metering state for one code section. */
+export interface CodeMeter extends MeterGlobals {
+  /** The module declares exception tags: something can be thrown and caught, so frames are counted. */
+  eh: boolean;
+  /** Scratch arrays every body reuses. */
+  marks: RunMarks;
+}
+
+/** What happens at a marked instruction inside a run. */
+enum Mark {
+  /** A `br_if` inside the function: the run may be split after it. */
+  BrIf = 0,
+  /** A `br_if` out of the function: the counter is stored before it; the run may be split after it. */
+  BrIfOut = 1,
+  /** A call: the counter is stored before it and read back after it. */
+  Call = 2,
 }
 
 /**
- * Copies one function body (`bytes[start, end)`) to `w`, metered. Each declared local costs one fuel at entry:
- * V8 zeroes every local on each call, so a function declaring thousands of them would otherwise be cheap to
- * call and slow to enter.
+ * The marked instructions of the run being read, in order: where each starts and ends in the input, the run's
+ * cost up to and including it, and its kind. Typed arrays reused from run to run and body to body (grown by
+ * doubling), so a run with many branches or calls makes no object per instruction.
+ */
+export class RunMarks {
+  n = 0;
+  start = new Int32Array(64);
+  end = new Int32Array(64);
+  cost = new Float64Array(64);
+  kind = new Uint8Array(64);
+  /** Per mark: the charge of the group that starts after it (a split), or -1 (none). */
+  split = new Float64Array(64);
+
+  push(start: number, end: number, cost: number, kind: number): void {
+    if (this.n === this.start.length) {
+      const grow = <T extends Int32Array | Float64Array | Uint8Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.start = grow(this.start);
+      this.end = grow(this.end);
+      this.cost = grow(this.cost);
+      this.kind = grow(this.kind);
+      this.split = grow(this.split);
+    }
+    this.start[this.n] = start;
+    this.end[this.n] = end;
+    this.cost[this.n] = cost;
+    this.kind[this.n] = kind;
+    this.n++;
+  }
+}
+
+/** Where a body's metering code reads and writes: the output, the globals, the locals it adds. */
+interface Meter {
+  w: ByteWriter;
+  fuel: number;
+  depth: number;
+  eh: boolean;
+  /** The function's working copy of the fuel (i64 local). */
+  counter: number;
+  /** Where a bulk instruction's count waits while it is charged (i32 local). */
+  scratch: number;
+  /** This frame's depth (i32 local; exception-handling modules only). */
+  frame: number;
+}
+
+/** How a run starts, besides its charge. */
+enum Start {
+  Plain = 0,
+  /** Check the fuel after the charge: function entry, loop head. */
+  Check = 1,
+  /** Read the counter from the global: function entry. */
+  Reload = 2,
+  /** Count this frame in the depth global: function entry. */
+  Enter = 4,
+  /** A handler: read the counter, charge the frames the exception unwound, check. */
+  Catch = 8,
+}
+const ENTRY = Start.Check | Start.Reload | Start.Enter;
+
+/**
+ * Copies one function body (`bytes[start, end)`) to `w`, metered. The function keeps its fuel in a local of its
+ * own (`counter`, added after its declared locals): a charge is a subtraction in a register, not a read and a
+ * write of the global. The counter is read from the global at entry, after each call and at each handler (a
+ * callee, the host or a thrower changed it), and written back before each call, return, branch out of the
+ * function, throw and `unreachable`, so that whoever reads the global next (a callee, the host, a caller, a
+ * handler) sees every charge made so far. The checks (at entry, loop heads, handlers and bulk charges) test the
+ * counter and store it before they trap, so an exhausted run leaves the global below zero.
+ *
+ * A run is charged once, before it starts, for every instruction in it: it ends where control may enter other
+ * than from the instruction before (a label: `loop`, `end`, `else`, `catch`; the code after `if`), after an
+ * unconditional jump, and at bulk instructions. Calls do not end a run (the callee charges itself; the counter
+ * is handed over through the global), and neither does a `br_if` followed by at most MAX_PRECHARGE instructions
+ * of the run.
+ *
+ * Each declared local costs one fuel at entry: V8 zeroes every local on each call, so a function declaring
+ * thousands of them would otherwise be cheap to call and slow to enter.
  */
 export function instrumentBody(
   bytes: Uint8Array,
   r: Reader,
   end: number,
   w: ByteWriter,
-  g: MeterGlobals,
+  g: CodeMeter,
+  params: number,
 ): void {
-  const start = r.pos;
   let locals = 0;
-  for (let groups = r.u32(); groups > 0; groups--) {
+  const groups = r.u32();
+  const groupsStart = r.pos;
+  for (let n = groups; n > 0; n--) {
     locals += r.u32();
     valType(r);
   }
-  w.bytes(bytes, start, r.pos);
+  w.u32(groups + 2);
+  w.bytes(bytes, groupsStart, r.pos);
+  w.byte(0x01); // one i64: the counter; two i32: the scratch slot, the frame's depth
+  w.byte(0x7e);
+  w.byte(0x02);
+  w.byte(0x7f);
+  const counter = params + locals;
+  const m: Meter = { w, ...g, counter, scratch: counter + 1, frame: counter + 2 };
+  const marks = g.marks;
+  marks.n = 0;
+  const d: Decoded = { label: 0 };
   let runStart = r.pos;
   let cost = locals;
-  let check = true;
+  let start: number = ENTRY;
   let dead = false;
+  let depth = 0; // labels open inside the function's own
   while (r.pos < end) {
     const at = r.pos;
-    const flow = skipInstruction(r);
+    const flow = skipInstruction(r, d);
     if (flow >= Flow.MemoryBytes) {
-      emitRun(w, bytes, runStart, at, cost, check, dead, g);
-      emitBulkCharge(w, BULK_BY_FLOW[flow - Flow.MemoryBytes] as { fixed: number; shift: number }, g);
+      emitRun(m, bytes, runStart, at, cost, start, dead, marks);
+      if (!dead) emitBulkCharge(m, BULK_BY_FLOW[flow - Flow.MemoryBytes] as { fixed: number; shift: number });
       w.bytes(bytes, at, r.pos);
       runStart = r.pos;
       cost = 0;
-      check = false;
+      start = Start.Plain;
       continue;
     }
     cost++;
-    if (flow !== Flow.Plain) {
-      emitRun(w, bytes, runStart, r.pos, cost, check, dead, g);
-      runStart = r.pos;
-      cost = 0;
-      check = flow === Flow.Loop;
-      dead = flow === Flow.Jump;
+    switch (flow) {
+      case Flow.Plain:
+        continue;
+      case Flow.Block:
+        depth++;
+        continue;
+      case Flow.Call:
+        marks.push(at, r.pos, cost, Mark.Call);
+        continue;
+      case Flow.BrIf:
+        marks.push(at, r.pos, cost, d.label >= depth ? Mark.BrIfOut : Mark.BrIf);
+        continue;
+      case Flow.Throw:
+        cost += EXCEPTION_COSTS.throw;
+        break;
     }
+    // Whether the counter must be in the global before this instruction runs: it leaves the function.
+    const out =
+      flow === Flow.Return ||
+      flow === Flow.Throw ||
+      flow === Flow.Trap ||
+      ((flow === Flow.Br || flow === Flow.BrTable) && d.label >= depth) ||
+      (flow === Flow.End && depth === 0);
+    emitRun(m, bytes, runStart, out ? at : r.pos, cost, start, dead, marks);
+    if (out) {
+      if (!dead) {
+        emitStore(m);
+        // A tail call replaces this frame: the callee takes its depth.
+        if (m.eh && flow === Flow.Return && bytes[at] !== 0x0f) emitFrameOut(m);
+      }
+      w.bytes(bytes, at, r.pos);
+    }
+    runStart = r.pos;
+    cost = 0;
+    start = flow === Flow.Loop ? Start.Check : flow === Flow.Catch ? Start.Catch : Start.Plain;
+    if (flow === Flow.Loop || flow === Flow.Open) depth++;
+    else if (flow === Flow.End) depth--;
+    // Code after an unconditional jump is unreachable until the next label: it needs no charge.
+    dead =
+      flow === Flow.Return ||
+      flow === Flow.Throw ||
+      flow === Flow.Trap ||
+      flow === Flow.Br ||
+      flow === Flow.BrTable;
   }
   if (runStart < end) w.bytes(bytes, runStart, end);
 }
 
-/** A run's charge (and check) followed by its instructions; a run no path reaches is copied alone. */
+/**
+ * Splits a run into charge groups at its `br_if`s. The run's stretches end at each `br_if` and at the run's end;
+ * a group is its first stretch and as many following ones as end within MAX_PRECHARGE of that first stretch's
+ * end. Fills `marks.split` (a group's charge at the mark after which it starts); returns the first group's.
+ */
+function groupRun(marks: RunMarks, total: number): number {
+  let first = -1;
+  let groupMark = -1; // the mark the current group starts after (-1: the run's start)
+  let groupBase = 0; // the run's cost where the current group starts
+  let headEnd = -1; // where the group's first stretch ends (-1: not seen yet)
+  let prevEnd = 0; // where the previous stretch ended, at mark prevMark
+  let prevMark = -1;
+  const close = (charge: number) => {
+    if (groupMark < 0) first = charge;
+    else marks.split[groupMark] = charge;
+    groupMark = prevMark;
+    groupBase = prevEnd;
+  };
+  for (let i = 0; i < marks.n; i++) {
+    marks.split[i] = -1;
+    if (marks.kind[i] === Mark.Call) continue;
+    const at = marks.cost[i] as number;
+    if (headEnd < 0) headEnd = at;
+    else if (at - headEnd > MAX_PRECHARGE) {
+      close(prevEnd - groupBase);
+      headEnd = at;
+    }
+    prevEnd = at;
+    prevMark = i;
+  }
+  if (headEnd >= 0 && total - headEnd > MAX_PRECHARGE) close(prevEnd - groupBase);
+  const last = total - groupBase;
+  if (groupMark < 0) return last;
+  marks.split[groupMark] = last;
+  return first;
+}
+
+/**
+ * A run's charges and its instructions, with the counter stored before each call and `br_if` out of the
+ * function and read back after each call; a run no path reaches is copied alone.
+ */
 function emitRun(
-  w: ByteWriter,
+  m: Meter,
   bytes: Uint8Array,
   from: number,
   to: number,
   cost: number,
-  check: boolean,
+  start: number,
   dead: boolean,
-  g: MeterGlobals,
+  marks: RunMarks,
 ): void {
-  if (!dead) {
-    if (cost > 0) {
-      // global.get fuel; i64.const cost; i64.sub; global.set fuel
-      w.byte(0x23);
-      w.u32(g.fuel);
-      w.byte(0x42);
-      w.s64(cost);
-      w.byte(0x7d);
-      w.byte(0x24);
-      w.u32(g.fuel);
-    }
-    if (check) emitCheck(w, g);
+  const w = m.w;
+  if (dead) {
+    w.bytes(bytes, from, to);
+    marks.n = 0;
+    return;
   }
-  w.bytes(bytes, from, to);
+  emitCharge(m, marks.n === 0 ? cost : groupRun(marks, cost), start);
+  let copied = from;
+  for (let i = 0; i < marks.n; i++) {
+    const kind = marks.kind[i] as Mark;
+    const at = marks.start[i] as number;
+    const end = marks.end[i] as number;
+    if (kind !== Mark.BrIf) {
+      w.bytes(bytes, copied, at);
+      emitStore(m);
+      w.bytes(bytes, at, end);
+      if (kind === Mark.Call) {
+        w.byte(0x23); // global.get fuel; local.set counter
+        w.u32(m.fuel);
+        w.byte(0x21);
+        w.u32(m.counter);
+        if (m.eh) emitFrameBack(m);
+      }
+      copied = end;
+    }
+    const split = marks.split[i] as number;
+    if (split >= 0 && kind !== Mark.Call) {
+      w.bytes(bytes, copied, end);
+      copied = end;
+      emitCharge(m, split, Start.Plain);
+    }
+  }
+  w.bytes(bytes, copied, to);
+  marks.n = 0;
 }
 
-/** global.get fuel; i64.const 0; i64.lt_s; if (empty) unreachable end. A trap, which no WASM handler catches. */
-function emitCheck(w: ByteWriter, g: MeterGlobals): void {
-  w.byte(0x23);
-  w.u32(g.fuel);
+/** counter (or the global) - cost into the counter, with what the run's start asks for. */
+function emitCharge(m: Meter, cost: number, start: number): void {
+  const w = m.w;
+  if (cost <= 0 && start === Start.Plain) return;
+  w.byte(start & (Start.Reload | Start.Catch) ? 0x23 : 0x20); // global.get fuel | local.get counter
+  w.u32(start & (Start.Reload | Start.Catch) ? m.fuel : m.counter);
+  if (start & Start.Catch && m.eh) {
+    // The frames unwound since the throw: the thrower's depth (still in the global) minus this frame's.
+    w.byte(0x23); // global.get depth; local.get frame; i32.sub; i64.extend_i32_u
+    w.u32(m.depth);
+    w.byte(0x20);
+    w.u32(m.frame);
+    w.byte(0x6b);
+    w.byte(0xad);
+    w.byte(0x42); // i64.const shift; i64.shl; i64.sub
+    w.s64(EXCEPTION_COSTS.frameShift);
+    w.byte(0x86);
+    w.byte(0x7d);
+    emitFrameBack(m);
+  }
+  if (cost > 0) {
+    w.byte(0x42); // i64.const cost; i64.sub
+    w.s64(cost);
+    w.byte(0x7d);
+  }
+  if (start & (Start.Check | Start.Catch)) emitCheck(m);
+  else {
+    w.byte(0x21); // local.set counter
+    w.u32(m.counter);
+  }
+  if (start & Start.Enter && m.eh) {
+    w.byte(0x23); // global.get depth; i32.const 1; i32.add; local.tee frame; global.set depth
+    w.u32(m.depth);
+    w.byte(0x41);
+    w.byte(0x01);
+    w.byte(0x6a);
+    w.byte(0x22);
+    w.u32(m.frame);
+    w.byte(0x24);
+    w.u32(m.depth);
+  }
+}
+
+/** local.get counter; global.set fuel. */
+function emitStore(m: Meter): void {
+  m.w.byte(0x20);
+  m.w.u32(m.counter);
+  m.w.byte(0x24);
+  m.w.u32(m.fuel);
+}
+
+/** local.get frame; global.set depth: this frame is the deepest again (after a call returned or a catch). */
+function emitFrameBack(m: Meter): void {
+  m.w.byte(0x20);
+  m.w.u32(m.frame);
+  m.w.byte(0x24);
+  m.w.u32(m.depth);
+}
+
+/** local.get frame; i32.const 1; i32.sub; global.set depth: before a tail call, which replaces this frame. */
+function emitFrameOut(m: Meter): void {
+  m.w.byte(0x20);
+  m.w.u32(m.frame);
+  m.w.byte(0x41);
+  m.w.byte(0x01);
+  m.w.byte(0x6b);
+  m.w.byte(0x24);
+  m.w.u32(m.depth);
+}
+
+/**
+ * With the new counter on the stack: local.tee counter; i64.const 0; i64.lt_s; if (store; unreachable) end. A
+ * trap, which no WASM handler catches; the global shows the exhaustion to the host.
+ */
+function emitCheck(m: Meter): void {
+  const w = m.w;
+  w.byte(0x22);
+  w.u32(m.counter);
   w.byte(0x42);
   w.byte(0x00);
   w.byte(0x53);
   w.byte(0x04);
   w.byte(0x40);
+  emitStore(m);
   w.byte(0x00);
   w.byte(0x0b);
 }
 
 /**
- * With the count on top of the stack: fuel -= fixed + (count << shift), trap if negative, count back. A
+ * With the count on top of the stack: counter -= fixed + (count << shift), trap if negative, count back. A
  * negative shift charges `fixed` alone.
  */
-function emitBulkCharge(w: ByteWriter, c: { fixed: number; shift: number }, g: MeterGlobals): void {
+function emitBulkCharge(m: Meter, c: { fixed: number; shift: number }): void {
+  const w = m.w;
   if (c.shift < 0) {
-    w.byte(0x23); // global.get fuel; i64.const fixed; i64.sub; global.set fuel
-    w.u32(g.fuel);
+    w.byte(0x20); // local.get counter; i64.const fixed; i64.sub
+    w.u32(m.counter);
     w.byte(0x42);
     w.s64(c.fixed);
     w.byte(0x7d);
-    w.byte(0x24);
-    w.u32(g.fuel);
-    emitCheck(w, g);
+    emitCheck(m);
     return;
   }
-  w.byte(0x24); // global.set scratch
-  w.u32(g.scratch);
-  w.byte(0x23); // global.get fuel
-  w.u32(g.fuel);
-  w.byte(0x23); // global.get scratch; i64.extend_i32_u
-  w.u32(g.scratch);
+  w.byte(0x21); // local.set scratch
+  w.u32(m.scratch);
+  w.byte(0x20); // local.get counter
+  w.u32(m.counter);
+  w.byte(0x20); // local.get scratch; i64.extend_i32_u
+  w.u32(m.scratch);
   w.byte(0xad);
   if (c.shift > 0) {
     w.byte(0x42); // i64.const shift; i64.shl
@@ -193,184 +452,7 @@ function emitBulkCharge(w: ByteWriter, c: { fixed: number; shift: number }, g: M
   w.s64(c.fixed);
   w.byte(0x7c);
   w.byte(0x7d); // i64.sub
-  w.byte(0x24); // global.set fuel
-  w.u32(g.fuel);
-  emitCheck(w, g);
-  w.byte(0x23); // global.get scratch: the count, for the instruction itself
-  w.u32(g.scratch);
-}
-
-const unsupported = (what: string, at: number) =>
-  new ReedError('wasm_unsupported', `instruction ${what} at byte ${at} is not supported`);
-
-function memarg(r: Reader): void {
-  const align = r.u32();
-  if ((align & 0x40) !== 0) r.u32(); // multi-memory index (V8 rejects any but 0: one memory)
-  r.u32();
-}
-
-/**
- * Skips one instruction with its immediates and says what it means for metering. Every opcode is decoded
- * exactly or refused: an opcode read with the wrong immediates would make this pass see other instructions
- * than V8 runs, and a loop it did not see would go unmetered. Long because it is that decoder's table, one case
- * per opcode group, kept whole so that it can be checked against the spec's opcode list in one read.
- */
-function skipInstruction(r: Reader): Flow {
-  const op = r.byte();
-  switch (op) {
-    case 0x00: // unreachable
-    case 0x0f: // return
-      return Flow.Jump;
-    case 0x01: // nop
-    case 0x1a: // drop
-    case 0x1b: // select
-    case 0xd1: // ref.is_null
-      return Flow.Plain;
-    case 0x02: // block
-      r.s33();
-      return Flow.Plain;
-    case 0x03: // loop
-      r.s33();
-      return Flow.Loop;
-    case 0x04: // if
-    case 0x06: // try
-      r.s33();
-      return Flow.Boundary;
-    case 0x05: // else
-    case 0x0b: // end
-    case 0x19: // catch_all
-      return Flow.Boundary;
-    case 0x07: // catch
-    case 0x18: // delegate
-    case 0x0d: // br_if
-      r.u32();
-      return Flow.Boundary;
-    case 0x08: // throw
-    case 0x09: // rethrow
-    case 0x0c: // br
-    case 0x12: // return_call
-      r.u32();
-      return Flow.Jump;
-    case 0x0e: // br_table
-      for (let n = r.u32(); n > 0; n--) r.u32();
-      r.u32();
-      return Flow.Jump;
-    case 0x10: // call
-      r.u32();
-      return Flow.Plain;
-    case 0x11: // call_indirect
-      r.u32();
-      r.u32();
-      return Flow.Plain;
-    case 0x13: // return_call_indirect
-      r.u32();
-      r.u32();
-      return Flow.Jump;
-    case 0x1c: // select t*
-      for (let n = r.u32(); n > 0; n--) valType(r);
-      return Flow.Plain;
-    case 0x20: // local.get/set/tee, global.get/set, table.get/set, ref.func, memory.size
-    case 0x21:
-    case 0x22:
-    case 0x23:
-    case 0x24:
-    case 0x25:
-    case 0x26:
-    case 0xd2:
-    case 0x3f:
-      r.u32();
-      return Flow.Plain;
-    case 0x40: // memory.grow
-      r.u32();
-      return Flow.MemoryGrow;
-    case 0x41:
-      r.skipSigned(32);
-      return Flow.Plain;
-    case 0x42:
-      r.skipSigned(64);
-      return Flow.Plain;
-    case 0x43:
-      r.skip(4);
-      return Flow.Plain;
-    case 0x44:
-      r.skip(8);
-      return Flow.Plain;
-    case 0xd0: // ref.null
-      r.s33();
-      return Flow.Plain;
-    case 0xfc:
-      return skipPrefixFC(r);
-    case 0xfd:
-      return skipPrefixFD(r);
-    case 0xfe:
-      return skipPrefixFE(r);
-    default:
-      if (op >= 0x28 && op <= 0x3e) {
-        memarg(r);
-        return Flow.Plain;
-      }
-      if (op >= 0x45 && op <= 0xc4) return Flow.Plain;
-      // GC (0xfb, 0xd3-0xd6, call_ref), try_table, throw_ref and the rest: refused, not guessed at.
-      throw unsupported(`0x${op.toString(16)}`, r.pos - 1);
-  }
-}
-
-/** Saturating truncations, and the bulk-memory and reference-types operations. */
-function skipPrefixFC(r: Reader): Flow {
-  const at = r.pos - 1;
-  const sub = r.u32();
-  if (sub <= 7) return Flow.Plain;
-  switch (sub) {
-    case 8: // memory.init data mem
-    case 10: // memory.copy mem mem
-      r.u32();
-      r.u32();
-      return Flow.MemoryBytes;
-    case 11: // memory.fill mem
-      r.u32();
-      return Flow.MemoryBytes;
-    case 12: // table.init elem table
-    case 14: // table.copy table table
-      r.u32();
-      r.u32();
-      return Flow.TableElements;
-    case 17: // table.fill table
-      r.u32();
-      return Flow.TableElements;
-    case 15: // table.grow table
-      r.u32();
-      return Flow.TableGrow;
-    case 9: // data.drop
-    case 13: // elem.drop
-    case 16: // table.size
-      r.u32();
-      return Flow.Plain;
-    default:
-      throw unsupported(`0xfc ${sub}`, at);
-  }
-}
-
-/** SIMD and relaxed SIMD: all constant work per instruction. */
-function skipPrefixFD(r: Reader): Flow {
-  const at = r.pos - 1;
-  const sub = r.u32();
-  if (sub <= 11 || sub === 92 || sub === 93) memarg(r);
-  else if (sub === 12 || sub === 13) r.skip(16);
-  else if (sub >= 21 && sub <= 34) r.byte();
-  else if (sub >= 84 && sub <= 91) {
-    memarg(r);
-    r.byte();
-  } else if (sub > 0x113) throw unsupported(`0xfd ${sub}`, at);
-  return Flow.Plain;
-}
-
-/** Atomics (only on an unshared memory here, where wait traps at once). */
-function skipPrefixFE(r: Reader): Flow {
-  const at = r.pos - 1;
-  const sub = r.u32();
-  if (sub === 0x03)
-    r.byte(); // atomic.fence
-  else if (sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e)) memarg(r);
-  else throw unsupported(`0xfe ${sub}`, at);
-  return Flow.Plain;
+  emitCheck(m);
+  w.byte(0x20); // local.get scratch: the count, for the instruction itself
+  w.u32(m.scratch);
 }

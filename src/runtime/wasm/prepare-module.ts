@@ -1,6 +1,6 @@
 import { ReedError } from '../../errors.js';
 import { BinaryError, ByteWriter, encodeName, encodeS64, encodeU32, Reader } from './binary.js';
-import { instrumentBody, type MeterGlobals, type ValType } from './instrument-code.js';
+import { type CodeMeter, instrumentBody, RunMarks, type ValType } from './instrument-code.js';
 import {
   cappedMemoryEntries,
   cappedTableSection,
@@ -35,7 +35,7 @@ import {
  *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 4;
+export const INSTRUMENTER_VERSION = 5;
 /**
  * Custom sections (names, producers, debug info) kept in the prepared module, in all: V8 copies a function's name
  * from the `name` section into every stack frame and error, so a module could otherwise make each trap carry
@@ -124,8 +124,14 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   let globalSectionSeen = false;
   let exportSectionSeen = false;
   const fuelGlobal = () => importedGlobals + definedGlobals;
-  const meter = (): MeterGlobals => ({ fuel: fuelGlobal(), scratch: fuelGlobal() + 1 });
-  // The fuel (mutable i64), then the scratch slot bulk charges read their count from (mutable i32).
+  let tags = 0;
+  const meter = (): CodeMeter => ({
+    fuel: fuelGlobal(),
+    depth: fuelGlobal() + 1,
+    eh: tags > 0,
+    marks: new RunMarks(),
+  });
+  // The fuel (mutable i64), then the frame depth that charges for exceptions read (mutable i32).
   const newGlobals = () => [
     0x7e,
     0x01,
@@ -233,12 +239,16 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       }
       case 8:
         break; // the start function is exported instead (START_EXPORT)
+      case 13: // tags: something can be thrown, so the metering counts frames (instrument-code.ts)
+        tags += s.u32();
+        w.bytes(input, sectionStart, end);
+        break;
       case 10: {
         if (!options.fuel) {
           w.bytes(input, sectionStart, end);
           break;
         }
-        instrumentCodeSection(input, s, end, w, meter());
+        instrumentCodeSection(input, s, end, w, meter(), types, funcTypes);
         break;
       }
       default:
@@ -265,15 +275,24 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   };
 }
 
-/** The code section with every function body metered (instrument-code.ts), written to `w` as section 10. */
+/**
+ * The code section with every function body metered (instrument-code.ts), written to `w` as section 10. Each
+ * body needs its parameter count (the metering adds locals after the parameters and the declared locals), from
+ * its type: `funcTypes` holds the imported functions' types, then the defined ones'.
+ */
 function instrumentCodeSection(
   input: Uint8Array,
   s: Reader,
   end: number,
   w: ByteWriter,
-  globals: MeterGlobals,
+  globals: CodeMeter,
+  types: readonly FuncType[],
+  funcTypes: readonly number[],
 ): void {
   const n = s.u32();
+  const imported = funcTypes.length - n;
+  if (imported < 0)
+    throw new BinaryError(`the code section has ${n} bodies, more than the functions declared`);
   w.byte(10);
   const sectionContent = w.beginSized();
   w.u32(n);
@@ -281,8 +300,10 @@ function instrumentCodeSection(
     const bodySize = s.u32();
     const bodyEnd = s.pos + bodySize;
     if (bodyEnd > end) throw new BinaryError(`function ${i} runs past the end of the code section`);
+    const type = types[funcTypes[imported + i] as number];
+    if (type === undefined) throw new BinaryError(`function ${i} has no valid type`);
     const body = w.beginSized();
-    instrumentBody(input, new Reader(input, s.pos, bodyEnd), bodyEnd, w, globals);
+    instrumentBody(input, new Reader(input, s.pos, bodyEnd), bodyEnd, w, globals, type.params.length);
     w.endSized(body);
     s.pos = bodyEnd;
   }
