@@ -9,6 +9,7 @@ import { openDataDir, takeDataDirBack } from '../../src/backends/shared/data-dir
 import { newSession } from '../../src/backends/shared/session.js';
 import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import { ensureDataDir } from '../../src/plan/data-dir.js';
+import { checkFilesystemSpec } from '../../src/protocol/messages.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 const bwrap = (dataDir?: { fd: number; readOnly: boolean }) =>
@@ -168,5 +169,30 @@ describe('one group per data directory while its runners live (process mode, roo
     const other = await holdDataGroup('/srv/reed/files/b', range, 'b');
     expect(other.gid).toBe(fresh.gid);
     for (const g of [fresh, other]) g.release(() => {});
+  });
+});
+
+describe("the Welcome's filesystem field, checked by the runner before WASI gets it", () => {
+  it('takes a grant as planLoad makes it, and nothing else (protocol_violation)', () => {
+    const ok = { hostPath: '/run/reed-data', guestName: '/data', readOnly: false, diskBytes: 1, maxFiles: 0 };
+    expect(checkFilesystemSpec(ok, 'p')).toEqual(ok);
+    expect(checkFilesystemSpec({ ...ok, extra: 'dropped' }, 'p')).toEqual(ok);
+    expect(checkFilesystemSpec(undefined, 'p')).toBeUndefined();
+    for (const bad of [
+      null,
+      'x',
+      [],
+      { ...ok, hostPath: 'run/reed-data' },
+      { ...ok, hostPath: '/run/../etc' },
+      { ...ok, hostPath: '/run/reed-data\0x' },
+      { ...ok, guestName: 7 },
+      { ...ok, readOnly: 'no' },
+      { ...ok, diskBytes: -1 },
+      { ...ok, maxFiles: 1.5 },
+      { ...ok, diskBytes: Number.MAX_SAFE_INTEGER + 2 },
+    ])
+      expect(() => checkFilesystemSpec(bad, 'p')).toThrow(
+        expect.objectContaining({ code: 'protocol_violation', pluginId: 'p' }),
+      );
   });
 });
