@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
@@ -28,6 +29,10 @@ beforeAll(() => {
   official('allocations', { limits: { fuel_per_call: 1_000_000_000 } }); // ~33 MB of blocks, each byte charged
   official('consume');
   official('upper');
+  official('read_write', {
+    permissions: { filesystem: 'read' },
+    configuration: { path: '/data/data.txt' },
+  });
 }, 120_000);
 
 /**
@@ -193,4 +198,24 @@ describe.each(MODES.slice(0, 2))("Extism's own test plugins, mode %s", (mode) =>
       code: 'function_not_found',
     });
   });
+});
+
+describe.each(MODES.slice(0, 2))("Extism's read_write.wasm with a data directory, mode %s", (mode) => {
+  it('reads a file of its directory through WASI, at the path its configuration names, and may not write it', async () => {
+    const { host, dir } = await startHost([root], {
+      mode,
+      plugins: ['extism.read-write'],
+      reedToml: '[signatures]\nrequire = "none"\n[policy.permissions]\nfilesystem = "read"\n',
+    });
+    try {
+      // As Extism's own test (runtime.rs, test_readonly_dirs): a read-only directory preopened as /data.
+      writeFileSync(join(dir, 'data', 'files', 'extism.read-write', 'data.txt'), 'hello world!');
+      expect(await call(host, 'extism.read-write', 'try_read')).toBe('hello world!');
+      await expect(host.call('extism.read-write', 'try_write', 'hello world 2')).rejects.toMatchObject({
+        code: 'plugin_error',
+      });
+    } finally {
+      await host.close();
+    }
+  }, 60_000);
 });
