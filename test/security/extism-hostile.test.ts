@@ -69,6 +69,7 @@ const HOSTILE = wat(`(module
   (func (export "huge_alloc") (result i32) (drop (call $alloc (i64.const 0x10000000000))) (i32.const 0))
   (func (export "negative_alloc") (result i32) (drop (call $alloc (i64.const -1))) (i32.const 0))
   (func (export "alloc_loop") (result i32) (loop $l (drop (call $alloc (i64.const 65536))) (br $l)) (i32.const 0))
+  (func (export "tiny_alloc_loop") (result i32) (loop $l (drop (call $alloc (i64.const 1))) (br $l)) (i32.const 0))
   (func (export "alloc_free_loop") (result i32)
     (loop $l (call $free (call $alloc (i64.const 64))) (br $l)) (i32.const 0))
   ;; Variables of 256 bytes under fresh keys until the quota refuses one.
@@ -144,6 +145,8 @@ const ATTACKS: [fn: string, code: string, input?: string][] = [
   ['huge_alloc', 'extism_memory_limit'],
   ['negative_alloc', 'extism_memory_limit'],
   ['alloc_loop', 'extism_memory_limit'],
+  // 1-byte blocks: each counts 8 bytes and 64 of bookkeeping, so the cap holds what the host keeps for them.
+  ['tiny_alloc_loop', 'extism_memory_limit'],
   ['alloc_free_loop', 'fuel_exhausted'],
   ['var_flood', 'extism_var_quota_exceeded'],
   ['big_output', 'output_too_large'],
