@@ -9,7 +9,7 @@ import { loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { encodeS64, encodeU32 } from '../src/runtime/wasm/binary.js';
-import { prepareModule } from '../src/runtime/wasm/prepare-module.js';
+import { fuelSuite } from './fuel.js';
 import { fmt, median, perCall, printTable, type Row } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -90,51 +90,6 @@ async function callOverhead(): Promise<Row[]> {
   }
 }
 
-function fuelOverhead(): Row[] {
-  const bytes = readFileSync(join(REPO, 'bench/fixtures/cpu.wasm'));
-  const make = (fuel: boolean) => {
-    const prepared = prepareModule(bytes, {
-      fuel,
-      initialFuel: 10n ** 15n,
-      memoryCapPages: 16,
-      tableCapElements: 10,
-    });
-    return new WebAssembly.Instance(new WebAssembly.Module(prepared.bytes), {}).exports.work as (
-      n: number,
-    ) => number;
-  };
-  const metered = make(true);
-  const plain = make(false);
-  const n = 20_000_000;
-  if (metered(1000) !== plain(1000)) throw new Error('instrumentation changed the result');
-  const time = (fn: (n: number) => number) => {
-    const t = performance.now();
-    fn(n);
-    return performance.now() - t;
-  };
-  const a: number[] = [];
-  const b: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    time(metered);
-    time(plain);
-  }
-  for (let i = 0; i < 15; i++) {
-    b.push(time(plain));
-    a.push(time(metered));
-  }
-  const overhead = median(a) / median(b) - 1;
-  return [
-    {
-      figure: `fuel overhead, CPU-bound (${fmt(n)} iterations)`,
-      value: `${fmt(median(a), 2)} ms`,
-      baseline: `${fmt(median(b), 2)} ms uninstrumented`,
-      ratio: `${overhead >= 0 ? '+' : ''}${fmt(overhead * 100, 1)} %`,
-      target: '<= 30 %',
-      met: overhead <= 0.3,
-    },
-  ];
-}
-
 /** A valid module of about `size` bytes: many functions, each a loop over additions. */
 export function bigModule(size: number): Uint8Array {
   const body: number[] = [0x00]; // no locals
@@ -203,7 +158,7 @@ function loadTimes(): Row[] {
 }
 
 export async function runWasmBench(): Promise<boolean> {
-  const rows = [...(await callOverhead()), ...fuelOverhead(), ...loadTimes()];
+  const rows = [...(await callOverhead()), ...fuelSuite(), ...loadTimes()];
   printTable('wasm: mode none', rows);
   return rows.every((r) => r.met !== false);
 }
