@@ -1,7 +1,8 @@
 // The official WASI test suite (WebAssembly/wasi-testsuite, its wasm32-wasip1 programs: AssemblyScript, C and Rust),
 // each run as a command plugin as the suite's own runner runs it (test-runner/, doc/specification.md): its args and
 // environment, its directory preopened as `/` when it names one, its exit code and the start of its stdout checked.
-// Every program runs through a PluginHost in modes none and process; a directory program gets a data directory
+// Every program runs through a PluginHost in modes none and process (those without a directory in container mode
+// too, under runc and gVisor: a container each, about a minute per runtime); a directory program gets a data directory
 // (permissions.filesystem, `[wasi] preopen = "/"`) seeded with a fresh copy of its fs-tests.dir. The directory
 // programs run again on WasmPlugin directly with paths resolved by the manual walk used where openat2 is missing.
 import { chmodSync, cpSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -59,13 +60,19 @@ it('finds the whole suite: 12 AssemblyScript, 14 C and 46 Rust programs, 49 of t
   expect([WITHOUT_DIR.length, WITH_DIR.length]).toEqual([23, 49]);
 });
 
-describe.each(['none', 'process'] as const)('programs without a directory, mode %s', (mode) => {
+describe.each([
+  ['none', 'none', undefined],
+  ['process', 'process', undefined],
+  ['container (runc)', 'container', 'runc'],
+  ['container (runsc, gVisor)', 'container', 'runsc'],
+] as const)('programs without a directory, mode %s', (_name, mode, runtime) => {
   let host: PluginHost;
   let logs: { pluginId?: string; msg: string }[];
   beforeAll(async () => {
     const root = lastingDir('reed-wasi-suite-');
     for (const program of WITHOUT_DIR) writeTestPlugin(root, program);
-    ({ host, logs } = await startHost([root], { mode }));
+    const reedToml = runtime === undefined ? '' : `[sandbox]\nruntime = "${runtime}"\n`;
+    ({ host, logs } = await startHost([root], { mode, reedToml }));
   }, 300_000);
   afterAll(() => host?.close());
 
