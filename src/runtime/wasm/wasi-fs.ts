@@ -365,7 +365,8 @@ export class WasiFs {
     if (oflags & OFLAG.CREAT) needed |= RIGHT.PATH_CREATE_FILE;
     if (oflags & OFLAG.TRUNC) needed |= RIGHT.PATH_FILESTAT_SET_SIZE;
     const dirfd = this.#dir(dir, needed);
-    const wantBase = Number(base & 0x3fffffffn);
+    // What the descriptor may get: what was asked, within what the directory passes on (more is dropped, not refused).
+    const wantBase = Number(base & 0x3fffffffn) & dir.inheriting;
     const wantInheriting = Number(inheriting & 0x3fffffffn);
     const write = (wantBase & WRITE_RIGHTS) !== 0 || (oflags & OFLAG.TRUNC) !== 0;
     const read = (wantBase & READ_RIGHTS) !== 0 || !write;
