@@ -354,7 +354,13 @@ function resolveSupervision(
   };
 }
 
-/** cache_dir, data_dir and runtime_dir, relative to reed.toml, else from the XDG variables. */
+/** A root host's data_dir unless reed.toml or XDG_DATA_HOME says otherwise. */
+export const ROOT_DATA_DIR = '/var/lib/reed';
+
+/**
+ * cache_dir, data_dir and runtime_dir, relative to reed.toml, else from the XDG variables (data_dir: ROOT_DATA_DIR
+ * for a root host without XDG_DATA_HOME).
+ */
 function resolveDirs(
   raw: RawConfig,
   ctx: ResolveContext,
@@ -373,9 +379,14 @@ function resolveDirs(
         ? join(xdg('XDG_CACHE_HOME', '.cache'), 'reed')
         : resolve(ctx.base, raw.cache_dir),
     dataDir:
-      raw.data_dir === undefined
-        ? join(xdg('XDG_DATA_HOME', '.local/share'), 'reed')
-        : resolve(ctx.base, raw.data_dir),
+      raw.data_dir !== undefined
+        ? resolve(ctx.base, raw.data_dir)
+        : uid === 0 && ctx.env.XDG_DATA_HOME === undefined
+          ? // A root host's plugins' directories are bound into runners as their own uids, and bubblewrap checks
+            // the path as that uid: root's home (0700) cannot hold them. /var/lib is where a system service's
+            // state belongs anyway.
+            ROOT_DATA_DIR
+          : join(xdg('XDG_DATA_HOME', '.local/share'), 'reed'),
     runtimeDir,
   };
 }

@@ -20,6 +20,15 @@ describe('host configuration', () => {
     expect(config.policy.permissions.network).toBe(false);
   });
 
+  it("puts a root host's data under /var/lib/reed (runners must pass every directory above it), unless told", () => {
+    // The tests run as root, as CI does.
+    expect(process.getuid?.()).toBe(0);
+    expect(loadHostConfig({ cwd: tempDir(), env: {}, home: '/root' }).dataDir).toBe('/var/lib/reed');
+    expect(loadHostConfig({ cwd: tempDir(), env: { XDG_DATA_HOME: '/srv/x' }, home: '/root' }).dataDir).toBe(
+      '/srv/x/reed',
+    );
+  });
+
   it('reads ./reed.toml, resolves its paths against its directory, and lets overrides win', () => {
     const cwd = tempDir();
     writeFileSync(
