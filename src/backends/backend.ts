@@ -6,9 +6,9 @@ import type { PluginPermissions, SandboxMode, WasmAbi } from '../manifest/types.
 import type { PluginSpec } from '../protocol/messages.js';
 import type { HostApi } from '../runtime/host-api.js';
 import type { WasmCompileOptions } from '../runtime/wasm/compile-wasm.js';
-import type { UidRange } from './process/uid-pool.js';
 import type { Sandbox } from './sandbox.js';
 import type { HostSession } from './shared/session.js';
+import type { UidRange } from './shared/uid-pool.js';
 
 /**
  * Everything a backend needs to start one plugin, decided before anything starts (src/plan/load-plan.ts makes it,

@@ -12,7 +12,7 @@ import {
   RESERVED_UIDS,
   type UidRange,
   uidRangeProblem,
-} from '../backends/process/uid-pool.js';
+} from '../backends/shared/uid-pool.js';
 import { DEFAULT_SUPERVISION, type Supervision } from '../backends/supervisor.js';
 import { type Diagnostic, formatDiagnostic } from '../diagnostics.js';
 import { defaultSearchPaths } from '../discovery/discover.js';

@@ -309,7 +309,7 @@ describe('runner uids', () => {
   it('two host processes on one machine never lease the same uid', async () => {
     const lease = (range: string) =>
       new Promise<number[]>((resolve, reject) => {
-        const script = `import { leaseUid, parseUidRange } from ${JSON.stringify(join(REPO, 'dist/src/backends/process/uid-pool.js'))};
+        const script = `import { leaseUid, parseUidRange } from ${JSON.stringify(join(REPO, 'dist/src/backends/shared/uid-pool.js'))};
           const range = parseUidRange(${JSON.stringify(range)});
           const uids = [];
           for (let i = 0; i < 20; i++) uids.push((await leaseUid(range, 'p')).uid);

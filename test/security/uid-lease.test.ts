@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LEASE_DIR, leaseUid, type UidLease } from '../../src/backends/process/uid-pool.js';
+import { LEASE_DIR, leaseUid, type UidLease } from '../../src/backends/shared/uid-pool.js';
 import { REPO } from '../helpers/cli.js';
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
@@ -104,7 +104,7 @@ describe('uid leases', () => {
   });
 
   it('a uid held by another live host process is not given; once that process dies it is', async () => {
-    const module = JSON.stringify(join(REPO, 'dist/src/backends/process/uid-pool.js'));
+    const module = JSON.stringify(join(REPO, 'dist/src/backends/shared/uid-pool.js'));
     const { out, child: holder } = await child<number[]>(`
       import { leaseUid } from ${module};
       const uids = [];

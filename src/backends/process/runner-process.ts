@@ -5,12 +5,14 @@ import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
 import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
+import { type DataGroup, holdDataGroup } from '../shared/data-group.js';
 import { OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
 import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR, raceStart } from '../shared/runner-program.js';
 import { processStart } from '../shared/session.js';
+import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from '../shared/uid-pool.js';
 import {
   bubblewrapArgs,
   findBubblewrap,
@@ -20,10 +22,8 @@ import {
   runnerReadOnlyPaths,
 } from './bubblewrap.js';
 import { cgroupName, RunnerCgroup } from './cgroup.js';
-import { type DataGroup, holdDataGroup } from './data-group.js';
 import { defaultRunnerCommand } from './runner-command.js';
 import { spawnSandbox } from './spawn-sandbox.js';
-import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from './uid-pool.js';
 
 /** Tasks (processes and threads) a runner's cgroup may hold: Node's own threads and a worker, no more. */
 export const RUNNER_PIDS = 48;
