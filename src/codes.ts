@@ -137,6 +137,7 @@ export const CODES = {
   request_too_large: 'the request body is larger than the server accepts',
   api_unsupported_media_type: 'the request body is not of the content type the route takes (application/x-tar)',
   api_bad_request: 'the request has a query parameter the route does not take, or one it cannot read',
+  api_unreachable: 'no reed-plugins serve answers on the socket given (the CLI\u2019s install, remove, reload, status)',
   api_socket_in_use: 'the API socket path is taken by a live server or by a file that is not a socket',
   api_socket_failed: 'the API socket cannot be created there (no such directory, no permission)',
   internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',

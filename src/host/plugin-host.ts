@@ -49,6 +49,11 @@ export interface PluginHostOptions extends BackendOptions {
   loadedPlugins?: LoadedPlugin[];
   /** Run every plugin in this mode, whatever its manifest asks (the CLI's `--mode`). */
   forceMode?: SandboxMode;
+  /**
+   * Load the plugins installed through the API (kept under data_dir) even when `plugins` names others: `serve`
+   * does, so that what was installed comes back after a restart. Default false (`call` loads what it needs).
+   */
+  withInstalled?: boolean;
 }
 
 export interface RemoveOptions {
@@ -149,11 +154,11 @@ export class PluginHost {
     host.#unsubscribeLogs = logEvents(host.logger, host.session.id);
     host.#unwatchBreakers = host.#set.watchBreakers();
     try {
-      // Installed plugins load whatever `plugins` says: installing one was asking for it.
+      const installed = options.withInstalled === true ? [...host.#store.installed().keys()] : [];
       const wanted =
         options.plugins === undefined
           ? undefined
-          : withDependencies(host.scan.order.load, [...options.plugins, ...host.#store.installed().keys()]);
+          : withDependencies(host.scan.order.load, [...options.plugins, ...installed]);
       for (const candidate of host.scan.order.load)
         if (wanted === undefined || wanted.has(candidate.id)) await host.#set.load(candidate);
     } catch (error) {

@@ -52,10 +52,33 @@ export async function adminRoute(
   try {
     return answer(await host.install(id, body));
   } finally {
-    // What was not read (a refused archive) is the caller's to discard, from the request itself.
     req.unpipe(body);
     body.destroy();
+    // A refused archive's rest is read and dropped before the answer (at most the limit): a client still writing
+    // would otherwise meet a closed connection (EPIPE) instead of the answer that says why.
+    await discardRest(req, maxInstallBytes);
   }
+}
+
+function discardRest(req: IncomingMessage, max: number): Promise<void> {
+  if (req.complete || req.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', done);
+      req.off('close', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > max) done();
+    };
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('close', done);
+    req.resume();
+  });
 }
 
 const answer = (plugin: PluginStatus) => ({ status: 200, body: { ok: true, plugin } });

@@ -62,6 +62,7 @@ export const serveCommand: Command = {
     const plugins = values.plugin as string[] | undefined;
     const host = await PluginHost.start({
       config,
+      withInstalled: true,
       ...(plugins === undefined ? {} : { plugins }),
       ...(forceMode === undefined ? {} : { forceMode }),
     });
