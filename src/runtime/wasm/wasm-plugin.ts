@@ -24,7 +24,13 @@ import {
 } from '../host-api-calls.js';
 import { LogRate } from '../log-rate.js';
 import { type CallResult, checkCallable, type PluginRuntime } from '../runtime.js';
-import { callableFunctions, FUEL_PER_BYTE, FUEL_PER_HOST_CALL, FUEL_PER_LOG_LINE } from './abi.js';
+import {
+  callableFunctions,
+  expectedSignature,
+  FUEL_PER_BYTE,
+  FUEL_PER_HOST_CALL,
+  FUEL_PER_LOG_LINE,
+} from './abi.js';
 import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from './extism.js';
 import { ExtismKernel } from './extism-kernel.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
@@ -89,6 +95,8 @@ export class WasmPlugin implements PluginRuntime {
   #fuelAtFatal: bigint | undefined;
   /** Host work charged but not yet taken from the fuel global (see #charge). */
   #owed = 0;
+  /** The fuel left when the guest last returned, host work included (see #settle), until the next run. */
+  #left: bigint | undefined;
   #lines = { out: { parts: [] as Uint8Array[], bytes: 0 }, err: { parts: [] as Uint8Array[], bytes: 0 } };
   #deactivated = false;
   /** What the instance holds on the host (the WASI filesystem's descriptors), released when it is dropped. */
@@ -153,7 +161,7 @@ export class WasmPlugin implements PluginRuntime {
       if (this.#kernel !== undefined) this.#extismResult(this.#kernel);
       if (status !== 0 || (this.#extism && this.#error !== undefined))
         throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
-      if (deadline !== 0 && performance.now() > deadline) throw this.#timeout();
+      // The deadline was checked on return, by #enter's last #settle.
       return { output: this.#takeOutput(), fuelConsumed };
     } finally {
       this.#flushLines();
@@ -247,9 +255,10 @@ export class WasmPlugin implements PluginRuntime {
     this.#sleepLeftMs = this.#o.limits.callTimeoutMs;
     this.#quotaReported.clear();
     let result: T;
+    this.#left = undefined;
     try {
       result = run();
-      if (this.#fatal === undefined) this.#settle();
+      if (this.#fatal === undefined) this.#settle(true);
     } catch (error) {
       return this.#failed(this.#fatal ?? error, what);
     }
@@ -301,15 +310,20 @@ export class WasmPlugin implements PluginRuntime {
     if (this.#owed >= SETTLE_FUEL) this.#settle();
   }
 
-  /** Takes what host work owes from the fuel global, and checks the deadline. */
-  #settle(): void {
+  /**
+   * Takes what host work owes from the fuel global, and checks the deadline. `last`: the guest has returned, so
+   * nothing will read the global again before the next run resets it: what is left is kept for #consumed
+   * instead of written back (each read or write of the i64 global converts a BigInt).
+   */
+  #settle(last = false): void {
     this.#checkDeadline();
     const global = this.#fuel;
     const fuel = this.#owed;
     this.#owed = 0;
-    if (global === undefined || fuel <= 0) return;
-    const left = (global.value as bigint) - BigInt(Math.ceil(fuel));
-    global.value = left;
+    if (global === undefined || (fuel <= 0 && !last)) return;
+    const left = (global.value as bigint) - (fuel <= 0 ? 0n : BigInt(Math.ceil(fuel)));
+    if (last) this.#left = left;
+    else global.value = left;
     if (left < 0n) {
       throw new ReedError(
         'fuel_exhausted',
@@ -319,18 +333,82 @@ export class WasmPlugin implements PluginRuntime {
     }
   }
 
-  /** Every import goes through this: fail at once after a fatal error, charge the call (and so check the deadline). */
-  #guard<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-    return (...args: A): R => {
-      if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
-      try {
-        this.#owed += FUEL_PER_HOST_CALL;
-        if (this.#owed >= SETTLE_FUEL) this.#settle();
-        return fn(...args);
-      } catch (error) {
-        throw this.#fatalize(error);
-      }
-    };
+  /**
+   * Every import goes through this: fail at once after a fatal error, charge the call (and so check the
+   * deadline). `arity`: the import's WASM parameter count, when known: a wrapper of exactly that many parameters
+   * is called from WASM without an arity mismatch and passes them on without a rest array (the mode-none call
+   * path makes several imports per call).
+   */
+  #guard(fn: (...args: never[]) => unknown, arity: number | undefined): (...args: never[]) => unknown {
+    const f = fn as (...args: unknown[]) => unknown;
+    switch (arity) {
+      case 0:
+        return () => {
+          if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+          try {
+            this.#payCall();
+            return f();
+          } catch (error) {
+            throw this.#fatalize(error);
+          }
+        };
+      case 1:
+        return (a: unknown) => {
+          if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+          try {
+            this.#payCall();
+            return f(a);
+          } catch (error) {
+            throw this.#fatalize(error);
+          }
+        };
+      case 2:
+        return (a: unknown, b: unknown) => {
+          if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+          try {
+            this.#payCall();
+            return f(a, b);
+          } catch (error) {
+            throw this.#fatalize(error);
+          }
+        };
+      case 3:
+        return (a: unknown, b: unknown, c: unknown) => {
+          if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+          try {
+            this.#payCall();
+            return f(a, b, c);
+          } catch (error) {
+            throw this.#fatalize(error);
+          }
+        };
+      case 4:
+        return (a: unknown, b: unknown, c: unknown, d: unknown) => {
+          if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+          try {
+            this.#payCall();
+            return f(a, b, c, d);
+          } catch (error) {
+            throw this.#fatalize(error);
+          }
+        };
+      default:
+        return (...args: unknown[]) => {
+          if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+          try {
+            this.#payCall();
+            return f(...args);
+          } catch (error) {
+            throw this.#fatalize(error);
+          }
+        };
+    }
+  }
+
+  /** What every import pays before it runs (see #charge). */
+  #payCall(): void {
+    this.#owed += FUEL_PER_HOST_CALL;
+    if (this.#owed >= SETTLE_FUEL) this.#settle();
   }
 
   #classify(error: unknown, what = 'call'): ReedError {
@@ -378,7 +456,7 @@ export class WasmPlugin implements PluginRuntime {
 
   #consumed(): number {
     if (this.#fuel === undefined) return 0;
-    const left = this.#fuel.value as bigint;
+    const left = this.#left ?? (this.#fuel.value as bigint);
     const used = this.#fuelBudget - (left < 0n ? 0n : left);
     return Number(used);
   }
@@ -422,11 +500,19 @@ export class WasmPlugin implements PluginRuntime {
         },
       );
     }
-    if (this.#view.buffer !== memory.buffer) this.#view = new Uint8Array(memory.buffer);
+    // memory.grow detaches the old buffer, so a view of length 0 is stale (or the memory is empty): reading
+    // memory.buffer only then keeps the hot path of every import off that getter.
+    if (this.#view.length === 0) this.#view = new Uint8Array(memory.buffer);
     return this.#view;
   }
 
   #bytes(ptr: number, len: number): Uint8Array {
+    const p = this.#checked(ptr, len);
+    return this.#view.subarray(p, p + (len >>> 0));
+  }
+
+  /** `ptr` as an offset, once [ptr, ptr + len) is known to lie in the guest's memory (and #view is current). */
+  #checked(ptr: number, len: number): number {
     const p = ptr >>> 0;
     const n = len >>> 0;
     const mem = this.#mem();
@@ -439,7 +525,7 @@ export class WasmPlugin implements PluginRuntime {
         },
       );
     }
-    return mem.subarray(p, p + n);
+    return p;
   }
 
   #string(ptr: number, len: number, what: string): string {
@@ -467,9 +553,10 @@ export class WasmPlugin implements PluginRuntime {
     return bytes.length;
   }
 
-  #appendOutput(chunk: Uint8Array): void {
-    this.#charge(chunk.length * FUEL_PER_BYTE);
-    this.#outputBytes += chunk.length;
+  /** Appends a copy of `chunk[from, to)` to the output. */
+  #appendOutput(chunk: Uint8Array, from = 0, to = chunk.length): void {
+    this.#charge((to - from) * FUEL_PER_BYTE);
+    this.#outputBytes += to - from;
     if (this.#outputBytes > this.#o.limits.maxOutputBytes) {
       throw new ReedError(
         'output_too_large',
@@ -479,7 +566,7 @@ export class WasmPlugin implements PluginRuntime {
         },
       );
     }
-    this.#output.push(chunk.slice());
+    this.#output.push(chunk.slice(from, to));
   }
 
   #takeOutput(): Uint8Array {
@@ -536,9 +623,9 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   #flushLines(): void {
-    for (const stream of ['out', 'err'] as const) {
-      if (this.#lines[stream].bytes > 0) this.#emitLine(stream, false);
-    }
+    // After every call: two field reads, no array, when (as almost always) nothing is pending.
+    if (this.#lines.out.bytes > 0) this.#emitLine('out', false);
+    if (this.#lines.err.bytes > 0) this.#emitLine('err', false);
   }
 
   // --- imports ---------------------------------------------------------------------------------------
@@ -546,9 +633,10 @@ export class WasmPlugin implements PluginRuntime {
   /** The imports, each behind #guard. */
   #imports(): WebAssembly.Imports {
     const imports = this.#rawImports();
-    for (const module of Object.values(imports)) {
+    for (const [moduleName, module] of Object.entries(imports)) {
       for (const [name, fn] of Object.entries(module)) {
-        module[name] = this.#guard(fn as (...args: unknown[]) => unknown);
+        const arity = expectedSignature(moduleName, name)?.params.length;
+        module[name] = this.#guard(fn as (...args: never[]) => unknown, arity);
       }
     }
     return imports as WebAssembly.Imports;
@@ -663,18 +751,17 @@ export class WasmPlugin implements PluginRuntime {
       },
       input_len: () => this.#input.length,
       input_read: (ptr: number, len: number, offset: number) => {
-        const buffer = this.#bytes(ptr, len);
-        const start = Math.min(offset >>> 0, this.#input.length);
-        const chunk = this.#input.subarray(
-          start,
-          start + Math.min(buffer.length, this.#input.length - start),
-        );
-        this.#charge(chunk.length * FUEL_PER_BYTE);
-        buffer.set(chunk);
-        return chunk.length;
+        const p = this.#checked(ptr, len);
+        const input = this.#input;
+        const start = Math.min(offset >>> 0, input.length);
+        const n = Math.min(len >>> 0, input.length - start);
+        this.#charge(n * FUEL_PER_BYTE);
+        this.#view.set(n === input.length ? input : input.subarray(start, start + n), p);
+        return n;
       },
       output_write: (ptr: number, len: number) => {
-        this.#appendOutput(this.#bytes(ptr, len));
+        const p = this.#checked(ptr, len);
+        this.#appendOutput(this.#view, p, p + (len >>> 0));
         return 0;
       },
       error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
