@@ -33,6 +33,7 @@ import {
 } from './abi.js';
 import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from './extism.js';
 import { ExtismKernel } from './extism-kernel.js';
+import { OutputBuffer } from './output-buffer.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
 import { uncatchable } from './trap.js';
 import { WASI_MODULE, WasiExit, type WasiFilesystem, wasiImports } from './wasi.js';
@@ -81,7 +82,8 @@ export class WasmPlugin implements PluginRuntime {
   // Per-call state.
   #input: Uint8Array = EMPTY;
   #stdinAt = 0;
-  #output: Uint8Array[] = [];
+  /** The call's output, in pieces writes are copied into (output-buffer.ts): never an object per write. */
+  #output = new OutputBuffer();
   #outputBytes = 0;
   #outputToStdout = false;
   #error: { code: string; message: string } | undefined;
@@ -144,7 +146,7 @@ export class WasmPlugin implements PluginRuntime {
     this.#callWasi = wasi;
     this.#input = input;
     this.#stdinAt = 0;
-    this.#output = [];
+    this.#output = new OutputBuffer();
     this.#outputBytes = 0;
     this.#error = undefined;
     this.#deadline = deadline;
@@ -166,7 +168,7 @@ export class WasmPlugin implements PluginRuntime {
     } finally {
       this.#flushLines();
       this.#input = EMPTY;
-      this.#output = [];
+      this.#output = new OutputBuffer();
     }
   }
 
@@ -566,12 +568,11 @@ export class WasmPlugin implements PluginRuntime {
         },
       );
     }
-    this.#output.push(chunk.slice(from, to));
+    this.#output.append(chunk.subarray(from, to));
   }
 
   #takeOutput(): Uint8Array {
-    if (this.#output.length === 1) return this.#output[0] as Uint8Array;
-    return Buffer.concat(this.#output);
+    return this.#output.take();
   }
 
   /**
@@ -696,7 +697,7 @@ export class WasmPlugin implements PluginRuntime {
   /** An Extism call's output and error_set message, as the kernel holds them once the guest has returned. */
   #extismResult(kernel: ExtismKernel): void {
     const { output, error } = kernel.finish();
-    if (output !== undefined) this.#output.push(output);
+    if (output !== undefined) this.#output.adopt(output);
     if (error !== undefined) this.#error = { code: '', message: error };
   }
 

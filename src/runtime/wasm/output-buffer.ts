@@ -1,0 +1,52 @@
+/** The size of each piece an OutputBuffer copies small writes into. */
+export const OUTPUT_PIECE_BYTES = 64 * 1024;
+
+/**
+ * A call's output as a plugin writes it (a command's stdout, reed's output_write, an Extism output), kept in pieces of
+ * OUTPUT_PIECE_BYTES that writes are copied into, never one object per write: a loop of one-byte writes made the
+ * host hold a typed array of its own per byte, ~200 bytes of the host's heap each (16 MiB of output, the default
+ * max_output_bytes, took 3.5 GB of heap in mode none, where that heap is the host's). What it holds is the bytes
+ * written, rounded up to a piece, plus one piece.
+ */
+export class OutputBuffer {
+  #pieces: Uint8Array[] = [];
+  #tail: Uint8Array | undefined;
+  #used = 0;
+
+  /** Copies `bytes` in. */
+  append(bytes: Uint8Array): void {
+    let at = 0;
+    while (at < bytes.length) {
+      if (this.#tail === undefined || this.#used === this.#tail.length) {
+        this.#seal();
+        this.#tail = new Uint8Array(OUTPUT_PIECE_BYTES);
+      }
+      const take = Math.min(bytes.length - at, this.#tail.length - this.#used);
+      this.#tail.set(bytes.subarray(at, at + take), this.#used);
+      this.#used += take;
+      at += take;
+    }
+  }
+
+  /** Keeps `bytes` as they are (a copy the caller made and gives up), after what was written before. */
+  adopt(bytes: Uint8Array): void {
+    this.#seal();
+    if (bytes.length > 0) this.#pieces.push(bytes);
+  }
+
+  /** Everything written, in order, as one array. */
+  take(): Uint8Array {
+    this.#seal();
+    if (this.#pieces.length === 1) return this.#pieces[0] as Uint8Array;
+    return Buffer.concat(this.#pieces);
+  }
+
+  /** The tail piece joins the others, cut to what was written in it. */
+  #seal(): void {
+    if (this.#tail !== undefined && this.#used > 0) {
+      this.#pieces.push(this.#used === this.#tail.length ? this.#tail : this.#tail.slice(0, this.#used));
+    }
+    this.#tail = undefined;
+    this.#used = 0;
+  }
+}
