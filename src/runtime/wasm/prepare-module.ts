@@ -20,12 +20,13 @@ import {
  *
  * - memories and tables get a maximum no larger than the caps (a module that declares none, or a larger one,
  *   is capped; one whose *initial* size is above the cap is rejected), so `memory.grow` fails inside the cap;
- * - with fuel on, every straight-line run of instructions first subtracts its length from a new exported i64
- *   global (`__reed_fuel`), and every function entry and loop head traps (`unreachable`) once the fuel is
- *   below zero; instructions whose work grows with an operand (memory.fill, table.grow, ...) are charged in
+ * - with fuel on, every instruction is charged one fuel before it runs, from a new exported i64 global
+ *   (`__reed_fuel`) that each function keeps in a local between the points where others can read it, and every
+ *   function entry, loop head and exception handler traps (`unreachable`) once the fuel is below zero;
+ *   instructions whose work grows with an operand (memory.fill, table.grow, ...) and exceptions are charged in
  *   proportion to it before they run (instrument-code.ts). V8 has no fuel or epoch interruption of its own;
  *   this makes an infinite loop end on the calling thread, deterministically. No import is added, so no
- *   function index shifts; a second, unexported global holds the count such a charge reads.
+ *   function index shifts; a second, unexported global counts frames for the exceptions' charge.
  *
  * Time and memory are linear in the module: one pass, output streamed into one growing buffer whose size is
  * capped at {@link MAX_EXPANSION} times the input (module-limits.ts caps the input's shape before this runs).
