@@ -42,7 +42,10 @@ export function scanPluginDir(
       `no ${MANIFEST_FILE} at the top of the plugin directory for "${id}" (nor in its one subdirectory)`,
       { pluginId: id, details: { reason: 'no_manifest' } },
     );
-  if (found.id !== id)
+  const errors = found.diagnostics.filter((d) => d.severity === 'error');
+  const first = errors[0];
+  // A manifest too broken to name an id is refused for what is wrong with it, not as another id.
+  if (found.id !== id && (found.id !== undefined || first === undefined))
     throw new ReedError(
       'install_id_mismatch',
       `the manifest's metadata.id is ${found.id === undefined ? 'missing or malformed' : `"${found.id}"`}, not "${id}"`,
@@ -53,8 +56,6 @@ export function scanPluginDir(
         details: { manifestId: found.id ?? null },
       },
     );
-  const errors = found.diagnostics.filter((d) => d.severity === 'error');
-  const first = errors[0];
   if (found.status !== 'valid' || found.manifest === undefined || first !== undefined) {
     const code = first?.code ?? 'plugin_invalid';
     throw new ReedError(

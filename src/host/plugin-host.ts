@@ -304,6 +304,15 @@ export class PluginHost {
     return this.#set.status();
   }
 
+  /** The directories of the plugins in the set that came from plugin_dirs (not installed), by id: what --watch watches. */
+  watchableDirs(): Map<string, string> {
+    return new Map(
+      [...this.#set.entries.values()]
+        .filter((e) => !this.#store.owns(e.candidate.pluginDir))
+        .map((e) => [e.candidate.id, e.candidate.pluginDir] as const),
+    );
+  }
+
   /** One plugin's status; throws `plugin_not_loaded` when the host has no plugin with that id. */
   pluginStatus(id: string): PluginStatus {
     return this.#statusOf(this.#loaded(id));

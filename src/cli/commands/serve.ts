@@ -1,5 +1,6 @@
 import { rmSync } from 'node:fs';
 import { PluginHost } from '../../host/plugin-host.js';
+import { DEFAULT_WATCH_DEBOUNCE_MS, watchPlugins } from '../../host/watch.js';
 import {
   createApiServer,
   DEFAULT_MAX_INPUT_BYTES,
@@ -30,6 +31,7 @@ export const serveCommand: Command = {
     'socket-mode': { type: 'string' },
     'max-input-bytes': { type: 'string' },
     'max-install-bytes': { type: 'string' },
+    watch: { type: 'boolean' },
   },
   optionHelp: [
     ['--socket PATH', 'the Unix socket to serve the API on (docs/API.md)'],
@@ -38,6 +40,10 @@ export const serveCommand: Command = {
     ...SANDBOX_OPTION_HELP,
     ['--max-input-bytes N', `largest call input accepted (default: ${DEFAULT_MAX_INPUT_BYTES})`],
     ['--max-install-bytes N', `largest plugin archive accepted (default: ${DEFAULT_MAX_INSTALL_BYTES})`],
+    [
+      '--watch',
+      `development: reload a plugin from plugin_dirs when its directory changes (after ${DEFAULT_WATCH_DEBOUNCE_MS} ms of quiet)`,
+    ],
     ...HOST_OPTION_HELP.filter(([o]) => o !== '--json'),
   ],
   maxPositionals: 0,
@@ -73,6 +79,7 @@ export const serveCommand: Command = {
       await host.close();
       throw error;
     }
+    const unwatch = values.watch === true ? watchPlugins(host) : undefined;
     const failed = host.status().filter((p) => p.state !== 'ready');
     io.stderr(
       `serving ${host.status().length - failed.length} plugin(s) on ${socket}` +
@@ -84,6 +91,7 @@ export const serveCommand: Command = {
       process.once('SIGINT', resolve);
     });
     io.stderr(`${signal}: stopping\n`);
+    unwatch?.();
     // Refuse new connections, let calls in flight finish, then stop the plugins and remove the socket.
     const closed = new Promise((resolve) => server.close(resolve));
     server.closeIdleConnections();
