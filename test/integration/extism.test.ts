@@ -71,6 +71,18 @@ describe.each(MODES)('plugins built by Extism PDKs, mode %s %s', (mode, runtime)
   }, 300_000);
   afterAll(() => host?.close());
 
+  it("extism.as: Host.outputString of non-ASCII text answers its first UTF-16-length bytes, as Extism's kernel does", async () => {
+    // The AssemblyScript PDK's outputString allocates the string's length in UTF-16 units, stores its UTF-8 bytes
+    // (more of them, for non-ASCII text) and sets the output to the block. Extism's kernel lets the stores past the
+    // block through (they stay inside its memory) and answers the block's bytes: the text cut to its UTF-16
+    // length in bytes (checked against Extism's compiled kernel). Before, our kernel trapped at the first store
+    // past the block (wasm_out_of_bounds).
+    for (const input of ['héllo', 'ééééé', 'a€b', `${'x'.repeat(20)}é`, 'plain']) {
+      const { output } = await host.call('extism.as', 'echoString', input);
+      expect(Buffer.from(output)).toEqual(Buffer.from(input).subarray(0, input.length));
+    }
+  });
+
   describe.each(['extism.as', 'extism.c'])('%s', (id) => {
     it('answers with its output', async () => {
       expect(await call(host, id, 'greet', 'you')).toBe('Hello, you!');
@@ -96,6 +108,12 @@ describe.each(MODES)('plugins built by Extism PDKs, mode %s %s', (mode, runtime)
       const first = Number(await call(host, id, 'count'));
       expect(await call(host, id, 'count')).toBe(String(first + 1));
       expect(await call(host, id, 'count')).toBe(String(first + 2));
+    });
+
+    it('keeps its variables when the instance is dropped (a refused http_request), as Extism keeps them in the plugin', async () => {
+      const first = Number(await call(host, id, 'count'));
+      await expect(host.call(id, 'fetch')).rejects.toMatchObject({ code: 'permission_denied' });
+      expect(await call(host, id, 'count')).toBe(String(first + 1));
     });
 
     it('logs into the plugin log at the right level, and is told the host level', async () => {
@@ -168,6 +186,21 @@ describe.each(MODES.slice(0, 2))("Extism's own test plugins, mode %s", (mode) =>
     const input = 'x'.repeat(64 * 1024 + 3);
     expect(await call(host, 'extism.echo', 'echo', input)).toBe(input);
     expect(await call(host, 'extism.consume', 'consume', input)).toBe('');
+  });
+
+  it("echo.wasm on inputs under 8 bytes answers what Extism's kernel answers: as many zero bytes", async () => {
+    // echo.wasm copies its input 8 bytes at a time from offset 0 (input_load_u64), then byte by byte from offset 8,
+    // and its output the same way into a block of the input's length (store_u64, store_u8). Under 8 bytes, the
+    // first input_load_u64 reaches past the input's end, which Extism's kernel answers with 0 (so does the
+    // input_load_u8 at 8), and the store_u64 reaches past the block, which Extism's kernel lets through as it
+    // stays inside its memory. So Extism's own runtime answers zeros (checked against its compiled kernel), not
+    // the input; before, our kernel trapped (wasm_out_of_bounds).
+    for (const input of ['a', 'abc', 'abcdefg']) {
+      const { output } = await host.call('extism.echo', 'echo', input);
+      expect([...output]).toEqual(new Array(input.length).fill(0));
+    }
+    expect(await call(host, 'extism.echo', 'echo', 'abcdefgh')).toBe('abcdefgh');
+    expect(await call(host, 'extism.echo', 'echo', 'abcdefghijk')).toBe('abcdefghijk');
   });
 
   it('globals: a WASI reactor whose state lives as long as its instance', async () => {

@@ -9,8 +9,10 @@ import { type LogLine, startHost, text } from '../helpers/host.js';
 import { lastingDir, tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 // Hostile Extism plugins: what our kernel (src/runtime/wasm/extism-kernel.ts, extism-arena.ts) must refuse, each
-// with its code, after which the host serves the same plugin again. And the modules load must refuse, refused
-// alike by `reed-plugins validate`.
+// with its code, after which the host serves the same plugin again; what it answers as Extism's kernel does
+// (loads and stores outside the arena, past blocks, past the input), and that the arena holds nothing but the
+// plugin's own blocks of the current call. And the modules load must refuse, refused alike by `reed-plugins
+// validate`.
 
 const wabt = await wabtFactory();
 const wat = (source: string): Buffer => {
@@ -35,37 +37,141 @@ const HOSTILE = wat(`(module
   ${ENV('store_u8', 'i64 i32')}
   ${ENV('store_u64', 'i64 i64')}
   ${ENV('input_length', '', 'i64')}
+  ${ENV('input_offset', '', 'i64')}
+  ${ENV('input_load_u8', 'i64', 'i32')}
   ${ENV('input_load_u64', 'i64', 'i64')}
   ${ENV('output_set', 'i64 i64')}
   ${ENV('error_set', 'i64')}
+  ${ENV('error_get', '', 'i64')}
+  ${ENV('var_get', 'i64', 'i64')}
   ${ENV('var_set', 'i64 i64')}
   ${ENV('config_get', 'i64', 'i64')}
+  ${ENV('log_trace', 'i64')}
   ${ENV('log_info', 'i64')}
+  ${ENV('memory_bytes', '', 'i64')}
   (memory (export "memory") 1)
   (global $n (mut i64) (i64.const 0))
   ;; A block holding "ok", set as the output.
-  (func (export "ok") (result i32) (local $h i64)
+  (func $ok (export "ok") (result i32) (local $h i64)
     (local.set $h (call $alloc (i64.const 2)))
     (call $store_u8 (local.get $h) (i32.const 111))
     (call $store_u8 (i64.add (local.get $h) (i64.const 1)) (i32.const 107))
     (call $output_set (local.get $h) (i64.const 2))
     (i32.const 0))
-  (func (export "load_zero") (result i32) (drop (call $load_u8 (i64.const 0))) (i32.const 0))
-  (func (export "store_zero") (result i32) (call $store_u64 (i64.const 0) (i64.const -1)) (i32.const 0))
-  (func (export "load_wild") (result i32) (drop (call $load_u64 (i64.const 0x7fffffffffffffff))) (i32.const 0))
-  (func (export "load_negative") (result i32) (drop (call $load_u8 (i64.const -8))) (i32.const 0))
-  (func (export "load_past_block") (result i32) (local $h i64)
+  ;; Answers two u64s in a new block: a and b.
+  (func $answer (param $a i64) (param $b i64) (result i32) (local $h i64)
+    (local.set $h (call $alloc (i64.const 16)))
+    (call $store_u64 (local.get $h) (local.get $a))
+    (call $store_u64 (i64.add (local.get $h) (i64.const 8)) (local.get $b))
+    (call $output_set (local.get $h) (i64.const 16))
+    (i32.const 0))
+  ;; The arena's end: memory_bytes counts from offset 8.
+  (func $end (result i64) (i64.add (call $memory_bytes) (i64.const 8)))
+  ;; Stores outside the arena (below 8, negative, wild, straddling or just past its end), then loads there:
+  ;; answers the loads ORed (0: stores did nothing, loads answered 0) and how much memory_bytes grew (0).
+  (func (export "outside") (result i32) (local $size i64)
+    (local.set $size (call $memory_bytes))
+    (call $store_u64 (i64.const 0) (i64.const -1))
+    (call $store_u8 (i64.const 7) (i32.const 255))
+    (call $store_u8 (i64.const -8) (i32.const 255))
+    (call $store_u64 (i64.const 0x7fffffffffffffff) (i64.const -1))
+    (call $store_u64 (i64.sub (call $end) (i64.const 4)) (i64.const -1))
+    (call $store_u8 (call $end) (i32.const 255))
+    (call $answer
+      (i64.or (i64.or (i64.or (call $load_u64 (i64.const 0)) (i64.extend_i32_u (call $load_u8 (i64.const 7))))
+        (i64.or (i64.extend_i32_u (call $load_u8 (i64.const -8))) (call $load_u64 (i64.const 0x7fffffffffffffff))))
+        (i64.or (call $load_u64 (i64.sub (call $end) (i64.const 4))) (i64.extend_i32_u (call $load_u8 (call $end)))))
+      (i64.sub (call $memory_bytes) (local.get $size))))
+  ;; Loads and stores inside the arena but past a block, in a freed block and far past the last block: answers
+  ;; what was stored past the block (read back across its end) and, byte by byte, what the other two read back.
+  (func (export "inside") (result i32) (local $h i64) (local $g i64)
     (local.set $h (call $alloc (i64.const 10)))
-    (drop (call $load_u64 (i64.add (local.get $h) (i64.const 5)))) (i32.const 0))
-  (func (export "store_past_block") (result i32) (local $h i64)
-    (local.set $h (call $alloc (i64.const 10)))
-    (drop (call $alloc (i64.const 10)))
-    (call $store_u8 (i64.add (local.get $h) (i64.const 10)) (i32.const 1)) (i32.const 0))
+    (local.set $g (call $alloc (i64.const 10)))
+    (call $store_u64 (i64.add (local.get $h) (i64.const 5)) (i64.const 0x0807060504030201))
+    (call $free (local.get $g))
+    (call $store_u8 (local.get $g) (i32.const 7))
+    (call $store_u8 (i64.sub (call $end) (i64.const 1)) (i32.const 9))
+    (call $answer
+      (call $load_u64 (i64.add (local.get $h) (i64.const 5)))
+      (i64.or (i64.extend_i32_u (call $load_u8 (local.get $g)))
+        (i64.shl (i64.extend_i32_u (call $load_u8 (i64.sub (call $end) (i64.const 1)))) (i64.const 8)))))
+  ;; Past the input's end: input_load_u64 of its last 4 bytes and input_load_u8 at its length and at -1 (0, ORed),
+  ;; and input_load_u64 of its last 8 bytes.
+  (func (export "input_past_end") (result i32)
+    (call $answer
+      (i64.or (call $input_load_u64 (i64.sub (call $input_length) (i64.const 4)))
+        (i64.extend_i32_u (i32.or (call $input_load_u8 (call $input_length)) (call $input_load_u8 (i64.const -1)))))
+      (call $input_load_u64 (i64.sub (call $input_length) (i64.const 8)))))
+  ;; The output: 11 bytes of a 10-byte block ("0123456789" and the byte past it).
   (func (export "output_past_block") (result i32) (local $h i64)
     (local.set $h (call $alloc (i64.const 10)))
+    (call $store_u64 (local.get $h) (i64.const 0x3736353433323130))
+    (call $store_u8 (i64.add (local.get $h) (i64.const 8)) (i32.const 56))
+    (call $store_u8 (i64.add (local.get $h) (i64.const 9)) (i32.const 57))
     (call $output_set (local.get $h) (i64.const 11)) (i32.const 0))
-  (func (export "input_past_end") (result i32)
-    (drop (call $input_load_u64 (i64.sub (call $input_length) (i64.const 4)))) (i32.const 0))
+  ;; "ok", then outputs outside the arena, each ignored: (0, 0), wild, straddling its end, negative length.
+  (func (export "output_outside") (result i32) (local $h i64)
+    (drop (call $ok))
+    (call $output_set (i64.const 0) (i64.const 0))
+    (call $output_set (i64.const 0x7fffffffffffffff) (i64.const 8))
+    (call $output_set (i64.sub (call $end) (i64.const 2)) (i64.const 4))
+    (local.set $h (call $alloc (i64.const 8)))
+    (call $output_set (local.get $h) (i64.const -1))
+    (i32.const 0))
+  ;; "ok" with an error_set outside the arena (ignored), then error_get: answers "ok" or "error_get is not 0".
+  (func (export "error_outside") (result i32)
+    (call $error_set (i64.const 0x7fffffffffffffff))
+    (if (i64.ne (call $error_get) (i64.const 0)) (then unreachable))
+    (call $ok))
+  ;; error_set at an offset inside the arena that is no block, returning 0: the call fails all the same.
+  (func (export "error_not_a_block") (result i32)
+    (call $error_set (i64.const 12345))
+    (if (i64.ne (call $error_get) (i64.const 12345)) (then unreachable))
+    (i32.const 0))
+  ;; The error's block freed before returning 0: the call fails, with no message.
+  (func (export "error_freed") (result i32) (local $h i64)
+    (local.set $h (call $alloc (i64.const 8)))
+    (call $store_u64 (local.get $h) (i64.const 0x6567617373656d21))
+    (call $error_set (local.get $h))
+    (call $free (local.get $h))
+    (i32.const 0))
+  ;; Writes all over the arena (every u64 of it), takes the input as a block, and sets a variable: a later call must
+  ;; find none of it in the arena.
+  (func (export "smear") (result i32) (local $p i64) (local $k i64)
+    (drop (call $input_offset))
+    (local.set $k (call $alloc (i64.const 1)))
+    (call $store_u8 (local.get $k) (i32.const 118))
+    (call $var_set (local.get $k) (call $input_offset))
+    (local.set $p (i64.const 8))
+    (loop $l
+      (call $store_u64 (local.get $p) (i64.const -1))
+      (br_if $l (i64.lt_u (local.tee $p (i64.add (local.get $p) (i64.const 8))) (i64.sub (call $end) (i64.const 7)))))
+    ;; A block handed out over what was written starts zeroed.
+    (call $output_set (call $alloc (i64.const 16)) (i64.const 16))
+    (i32.const 0))
+  ;; Every u64 of the arena ORed, and memory_bytes.
+  (func (export "scan") (result i32) (local $p i64) (local $acc i64)
+    (local.set $p (i64.const 8))
+    (loop $l
+      (local.set $acc (i64.or (local.get $acc) (call $load_u64 (local.get $p))))
+      (br_if $l (i64.lt_u (local.tee $p (i64.add (local.get $p) (i64.const 8))) (i64.sub (call $end) (i64.const 7)))))
+    (call $answer (local.get $acc) (call $memory_bytes)))
+  ;; Variable "v" set to the input, then a trap: the variable stays, as in Extism.
+  (func (export "var_then_trap") (result i32) (local $k i64)
+    (local.set $k (call $alloc (i64.const 1)))
+    (call $store_u8 (local.get $k) (i32.const 118))
+    (call $var_set (local.get $k) (call $input_offset))
+    unreachable)
+  ;; Variable "v" as the output.
+  (func (export "var_read") (result i32) (local $k i64) (local $v i64)
+    (local.set $k (call $alloc (i64.const 1)))
+    (call $store_u8 (local.get $k) (i32.const 118))
+    (local.set $v (call $var_get (local.get $k)))
+    (call $output_set (local.get $v) (call $length (local.get $v)))
+    (i32.const 0))
+  ;; A log line at trace (below the host's level: dropped unread) from what is not a block, then "ok".
+  (func (export "log_below_level_not_a_block") (result i32) (call $log_trace (i64.const 99)) (call $ok))
+  (func (export "log_not_a_block") (result i32) (call $log_info (i64.const 99)) (i32.const 0))
   (func (export "huge_alloc") (result i32) (drop (call $alloc (i64.const 0x10000000000))) (i32.const 0))
   (func (export "negative_alloc") (result i32) (drop (call $alloc (i64.const -1))) (i32.const 0))
   (func (export "alloc_loop") (result i32) (loop $l (drop (call $alloc (i64.const 65536))) (br $l)) (i32.const 0))
@@ -96,15 +202,12 @@ const HOSTILE = wat(`(module
       (call $log_info (local.get $h))
       (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 1000))))
     (i32.const 0))
-  (func (export "use_after_free") (result i32) (local $h i64)
-    (local.set $h (call $alloc (i64.const 16)))
-    (call $free (local.get $h))
-    (drop (call $load_u8 (local.get $h))) (i32.const 0))
+  ;; The output's block freed before returning: its bytes are the output all the same ("freed-ok").
   (func (export "freed_output") (result i32) (local $h i64)
     (local.set $h (call $alloc (i64.const 8)))
+    (call $store_u64 (local.get $h) (i64.const 0x6b6f2d6465657266))
     (call $output_set (local.get $h) (i64.const 8))
     (call $free (local.get $h)) (i32.const 0))
-  (func (export "error_not_a_block") (result i32) (call $error_set (i64.const 12345)) (i32.const 1))
   (func (export "config_not_a_block") (result i32) (drop (call $config_get (i64.const 99))) (i32.const 0))
   ;; Freed twice, then reused: the reused block starts zeroed, whatever the freed one held.
   (func (export "double_free_reuse") (result i32) (local $h i64) (local $spacer i64) (local $g i64)
@@ -129,19 +232,32 @@ const LIMITS = {
   fuel_per_call: 20_000_000,
 };
 
+const u64s = (...values: bigint[]) => {
+  const bytes = Buffer.alloc(8 * values.length);
+  for (const [i, v] of values.entries()) bytes.writeBigUInt64LE(BigInt.asUintN(64, v), 8 * i);
+  return bytes;
+};
+
+/** The extent of an arena before any block grows it: 64 KiB, from offset 8 (extism-arena.ts). */
+const ARENA_BYTES = 65_536 - 8;
+
+/** What Extism's kernel answers where ours used to trap (fn, input, the output expected). */
+const AS_EXTISM: [fn: string, input: string, output: Buffer][] = [
+  ['outside', '', u64s(0n, 0n)],
+  ['inside', '', u64s(0x0807060504030201n, 0x0907n)],
+  ['input_past_end', 'twelve bytes', u64s(0n, Buffer.from('ve bytes').readBigUInt64LE())],
+  ['output_past_block', '', Buffer.from('0123456789\0')],
+  ['output_outside', '', Buffer.from('ok')],
+  ['freed_output', '', Buffer.from('freed-ok')],
+  ['error_outside', '', Buffer.from('ok')],
+  ['log_below_level_not_a_block', '', Buffer.from('ok')],
+];
+
 const ATTACKS: [fn: string, code: string, input?: string][] = [
-  ['load_zero', 'wasm_out_of_bounds'],
-  ['store_zero', 'wasm_out_of_bounds'],
-  ['load_wild', 'wasm_out_of_bounds'],
-  ['load_negative', 'wasm_out_of_bounds'],
-  ['load_past_block', 'wasm_out_of_bounds'],
-  ['store_past_block', 'wasm_out_of_bounds'],
-  ['output_past_block', 'wasm_out_of_bounds'],
-  ['input_past_end', 'wasm_out_of_bounds', 'twelve bytes'],
-  ['use_after_free', 'wasm_out_of_bounds'],
-  ['freed_output', 'wasm_out_of_bounds'],
-  ['error_not_a_block', 'wasm_out_of_bounds'],
+  ['error_not_a_block', 'plugin_error'],
+  ['error_freed', 'plugin_error'],
   ['config_not_a_block', 'wasm_out_of_bounds'],
+  ['log_not_a_block', 'wasm_out_of_bounds'],
   ['huge_alloc', 'extism_memory_limit'],
   ['negative_alloc', 'extism_memory_limit'],
   ['alloc_loop', 'extism_memory_limit'],
@@ -158,14 +274,53 @@ describe.each(['none', 'process'] as SandboxMode[])('hostile Extism plugin, mode
   beforeAll(async () => {
     const root = lastingDir('reed-extism-hostile-');
     writePlugin(root, 'hostile', { id: 'extism.hostile', limits: LIMITS }, { 'plugin.wasm': HOSTILE });
+    // The same module again, for the tests of its variables (var_flood leaves the first one's quota full).
+    writePlugin(root, 'hostile2', { id: 'extism.hostile2', limits: LIMITS }, { 'plugin.wasm': HOSTILE });
     ({ host, logs } = await startHost([root], { mode, reedToml: '[signatures]\nrequire = "none"\n' }));
-    expect(host.status()[0]).toMatchObject({ id: 'extism.hostile', state: 'ready' });
+    expect(host.status().map((s) => [s.id, s.state])).toEqual([
+      ['extism.hostile', 'ready'],
+      ['extism.hostile2', 'ready'],
+    ]);
   }, 60_000);
   afterAll(() => host?.close());
 
   it.each(ATTACKS)('%s fails with %s, and the host serves the plugin again', async (fn, code, input = '') => {
     await expect(host.call('extism.hostile', fn, input)).rejects.toMatchObject({ code });
     expect(text((await host.call('extism.hostile', 'ok')).output)).toBe('ok');
+  });
+
+  it.each(AS_EXTISM)(
+    "%s answers as Extism's kernel does (a load outside is 0, a store outside nothing)",
+    async (fn, input, output) => {
+      expect(Buffer.from((await host.call('extism.hostile', fn, input)).output)).toEqual(output);
+    },
+  );
+
+  it('error_set of what is no longer a block fails the call all the same, saying there is no message', async () => {
+    await expect(host.call('extism.hostile', 'error_freed')).rejects.toMatchObject({
+      code: 'plugin_error',
+      message: expect.stringMatching(
+        /error_set named offset \d+, not a memory block when the function returned/,
+      ),
+    });
+  });
+
+  it("the arena holds only the current call's blocks: all zeros again after a call that wrote all over it", async () => {
+    // smear writes -1 over every u64 of the arena, copies its input into it and sets a variable from it; a block
+    // it then allocates over that comes back zeroed.
+    const { output } = await host.call('extism.hostile2', 'smear', 'secret input of another caller');
+    expect([...output]).toEqual(new Array(16).fill(0));
+    // The next call, in the same instance, reads every u64 of the arena: all zero, and it is no larger.
+    expect(Buffer.from((await host.call('extism.hostile2', 'scan')).output)).toEqual(
+      u64s(0n, BigInt(ARENA_BYTES)),
+    );
+  });
+
+  it('a variable set before a trap is kept: the instance is dropped, the variables are not (as in Extism)', async () => {
+    await expect(host.call('extism.hostile2', 'var_then_trap', 'kept')).rejects.toMatchObject({
+      code: 'wasm_trap',
+    });
+    expect(text((await host.call('extism.hostile2', 'var_read')).output)).toBe('kept');
   });
 
   it('error_set with a huge message: plugin_error, cut to 4 KiB of it, escaped, invalid UTF-8 replaced', async () => {

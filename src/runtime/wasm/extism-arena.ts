@@ -18,44 +18,80 @@ const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
 /**
  * The memory blocks of an Extism plugin (extism-kernel.ts), ours: a byte array on the host that the plugin reaches
- * only through the kernel's load and store functions, with offsets starting at ARENA_BASE (0 is "none"). At most
- * `maxBytes` are handed out, BLOCK_OVERHEAD_BYTES counted per block besides its bytes (extism_memory_limit past
- * it). Blocks are bumped in order; a freed block is reused by a later one of the same size, or given back to the
- * bump pointer when it is the last; a block is zeroed when it is handed out. Every access must lie inside one live
- * block (wasm_out_of_bounds otherwise). Bytes are charged before they are allocated, zeroed or copied.
+ * only through the kernel's functions, with offsets starting at ARENA_BASE (0 is "none"). Its extent, [ARENA_BASE,
+ * bytes.length), is FIRST_ARENA_BYTES at first and doubles as blocks need, never past the cap. At most `maxBytes`
+ * are handed out, BLOCK_OVERHEAD_BYTES counted per block besides its bytes (extism_memory_limit past it). Blocks are
+ * bumped in order; a freed block is reused by a later one of the same size, or given back to the bump pointer when
+ * it is the last; a block is zeroed when it is handed out. Loads and stores anywhere inside the extent work, as in
+ * Extism's kernel (its memory): the arena holds only this instance's own blocks and is all zeros again after each
+ * reset; a load outside answers 0 and a store outside does nothing, as Extism's answers. Bytes are charged before
+ * they are allocated, zeroed or copied.
  */
 export class ExtismArena {
-  /** The arena's bytes; replaced when it grows. */
-  bytes: Uint8Array = new Uint8Array(0);
+  /** The arena's bytes, its extent; replaced when it grows. */
+  bytes: Uint8Array;
   /** A view of `bytes` for 64-bit loads and stores. */
-  view: DataView = new DataView(this.bytes.buffer);
+  view: DataView;
   /** Live and freed blocks, by start: the order they were bumped in. */
   #blocks: Block[] = [];
   /** Freed blocks by capacity, for reuse (an entry no longer in #blocks is stale and skipped). */
   readonly #free = new Map<number, Block[]>();
   #top = ARENA_BASE;
-  /** Bytes at and past this offset are zero (never used since the arena was made or grown). */
+  /** Bytes at and past this offset are zero (never written since the last reset). */
   #clean = ARENA_BASE;
-  /** The block the last access found: most accesses walk one block in order. */
-  #last: Block | undefined;
 
   constructor(
     readonly pluginId: string,
     readonly maxBytes: number,
     readonly charge: (fuel: number) => void,
-  ) {}
-
-  /** Bytes handed out (up to the bump pointer), what memory_bytes answers. */
-  get size(): number {
-    return this.#top - ARENA_BASE;
+  ) {
+    this.bytes = new Uint8Array(Math.min(FIRST_ARENA_BYTES, maxBytes + ARENA_BASE));
+    this.view = new DataView(this.bytes.buffer);
   }
 
-  /** Frees every block (the bytes are kept, and zeroed as they are handed out again). */
+  /** The bytes of the extent past ARENA_BASE, what memory_bytes answers (as Extism's, its memory's length). */
+  get size(): number {
+    return this.bytes.length - ARENA_BASE;
+  }
+
+  /** Frees every block and zeroes every byte written since the last reset: the arena is as new. */
   reset(): void {
     if (this.#blocks.length > 0) this.#blocks.length = 0;
     if (this.#free.size > 0) this.#free.clear();
     this.#top = ARENA_BASE;
-    this.#last = undefined;
+    if (this.#clean > ARENA_BASE) {
+      this.bytes.fill(0, ARENA_BASE, this.#clean);
+      this.#clean = ARENA_BASE;
+    }
+  }
+
+  /** Whether `[p, p+n)` lies inside the extent (`p` from a plugin: any number, NaN and negatives included). */
+  inside(p: number, n: number): boolean {
+    return p >= ARENA_BASE && p + n <= this.bytes.length;
+  }
+
+  /** The byte at `p`, or 0 outside the extent (not charged: see the kernel). */
+  loadU8(p: number): number {
+    return p >= ARENA_BASE && p < this.bytes.length ? (this.bytes[p] as number) : 0;
+  }
+
+  /** The little-endian u64 at `p`, or 0 outside the extent. */
+  loadU64(p: number): bigint {
+    return p >= ARENA_BASE && p + 8 <= this.bytes.length ? this.view.getBigUint64(p, true) : 0n;
+  }
+
+  /** Stores a byte at `p`; nothing outside the extent. */
+  storeU8(p: number, value: number): void {
+    if (!(p >= ARENA_BASE && p < this.bytes.length)) return;
+    this.bytes[p] = value;
+    if (p >= this.#clean) this.#clean = p + 1;
+  }
+
+  /** Stores a little-endian u64 at `p`; nothing outside the extent. */
+  storeU64(p: number, value: bigint): void {
+    if (!(p >= ARENA_BASE && p + 8 <= this.bytes.length)) return;
+    this.view.setBigUint64(p, value, true);
+    if (p + 8 > this.#clean) this.#clean = p + 8;
   }
 
   /**
@@ -127,39 +163,6 @@ export class ExtismArena {
     if (block === undefined)
       throw this.outOfBounds(`passed ${at} to ${what}, which is not a live memory block`);
     return block;
-  }
-
-  /** `[ptr, ptr+n)` as an index into `bytes` when it lies inside one live block (charged); else wasm_out_of_bounds. */
-  at(ptr: bigint, n: number, what: string): number {
-    this.charge(n);
-    const p = Number(ptr);
-    const last = this.#last;
-    if (last?.live === true && p >= last.start && p + n <= last.start + last.length) return p;
-    const block = this.containing(p, n);
-    if (block === undefined) {
-      throw this.outOfBounds(
-        `passed [${ptr}, ${ptr + BigInt(n)}) to ${what}, outside every live memory block`,
-      );
-    }
-    this.#last = block;
-    return p;
-  }
-
-  /** The live block holding all of `[p, p+n)`, if any. */
-  containing(p: number, n: number): Block | undefined {
-    if (!(p >= ARENA_BASE && n >= 0 && p + n <= this.#top)) return undefined;
-    const blocks = this.#blocks;
-    let lo = 0;
-    let hi = blocks.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if ((blocks[mid] as Block).start <= p) lo = mid;
-      else hi = mid - 1;
-    }
-    const block = blocks[lo];
-    return block?.live === true && p >= block.start && p + n <= block.start + block.length
-      ? block
-      : undefined;
   }
 
   /** A block's first `max` bytes, charged (a view: copy what is kept). */

@@ -4,11 +4,12 @@ import { escapeUnprintable } from '../../safe-text.js';
 import { MAX_KEY_BYTES } from '../host-api.js';
 import type { EXTISM_IMPORTS } from './extism.js';
 import { type Block, ExtismArena } from './extism-arena.js';
+import type { ExtismVars } from './extism-vars.js';
 
 /** What the kernel needs of the runtime that runs the plugin (wasm-plugin.ts). */
 export interface ExtismIo {
   readonly pluginId: string;
-  readonly limits: Pick<ResolvedLimits, 'memoryMb' | 'maxOutputBytes' | 'logLineBytes' | 'extismVarBytes'>;
+  readonly limits: Pick<ResolvedLimits, 'memoryMb' | 'maxOutputBytes' | 'logLineBytes'>;
   /** The host's log level in Extism's numbering (extismLogLevel): get_log_level, and lines below it are dropped. */
   readonly logLevel: number;
   /** Charges fuel for work about to be done; throws (fuel, deadline) when the call may not do it. */
@@ -17,10 +18,9 @@ export interface ExtismIo {
   log(level: number, text: string): void;
   /** The plugin's `[configuration]` value at `key` as JSON (config_get of the host API), or undefined. */
   config(key: string): string | undefined;
+  /** The plugin's variables: the runtime's, kept across instances. */
+  readonly vars: ExtismVars;
 }
-
-/** What each variable counts against limits.extism_var_bytes besides its key and value bytes. */
-export const VAR_OVERHEAD_BYTES = 48;
 /** The most of an error_set message kept (as reed.error_set keeps). */
 export const MAX_ERROR_MESSAGE_BYTES = 4_096;
 /** Extism's log functions: Extism's level (0 trace .. 4 error), and ours (0 debug, 1 info, 2 warn, 3 error). */
@@ -40,9 +40,13 @@ const NO_INPUT = new Uint8Array(0);
 /**
  * Our Extism kernel for one instance (docs/ABI-wasm.md, "Extism plugins"), written from Extism's documented ABI:
  * the `extism:host/env` functions over an arena of memory blocks (extism-arena.ts), the call's input, output and
- * error, the plugin's configuration, its variables and its log. Blocks live for a call (every one is freed when
- * it ends); variables live as long as the instance, under limits.extism_var_bytes. A function that takes a block
- * (config_get, var_get, var_set, log_*) takes ownership of it and frees it, as Extism's do.
+ * error, the plugin's configuration, its variables (the runtime's: extism-vars.ts) and its log. Blocks live for a
+ * call (every one is freed, and the arena zeroed, when it ends). Where a plugin can observe it, it answers as
+ * Extism's kernel (with its bounds checks) does: a load outside the arena or past the input's end answers 0, a
+ * store outside the arena does nothing, output_set and error_set outside it are ignored, length of what is not a
+ * block is 0; it traps only where a limit is hit or a host function is given a handle that is not a block (as
+ * Extism's host functions fail). A function that takes a block (config_get, var_get, var_set, log_*) takes
+ * ownership of it and frees it, as Extism's do.
  */
 export class ExtismKernel {
   readonly #io: ExtismIo;
@@ -54,11 +58,9 @@ export class ExtismKernel {
   #inputBlock: Block | undefined;
   /** Freed, or forgotten by reset: input_length answers 0, as Extism's kernel does. */
   #inputGone = false;
-  #output: { block: Block; at: number; length: number } | undefined;
-  #error: { block: Block; length: number } | undefined;
-  // Per instance.
-  readonly #vars = new Map<string, Uint8Array>();
-  #varBytes = 0;
+  #output: { at: number; length: number } | undefined;
+  /** What error_set named (0: none). */
+  #error = 0;
 
   constructor(io: ExtismIo) {
     this.#io = io;
@@ -74,25 +76,17 @@ export class ExtismKernel {
   }
 
   /**
-   * The guest returned: the call's output (what output_set named, read now, as Extism reads it after the call)
-   * and its error_set message, if any (escaped, at most MAX_ERROR_MESSAGE_BYTES of it); then every block is freed.
+   * The guest returned: the call's output (the bytes output_set named, read now, as Extism reads them after the
+   * call, whatever became of the block) and its error, if error_set named one: the text of the block there
+   * (escaped, at most MAX_ERROR_MESSAGE_BYTES of it; as Extism, none when it is no longer a block, and the call
+   * still fails). Then every block is freed.
    */
   finish(): { output: Uint8Array | undefined; error: string | undefined } {
     try {
       const o = this.#output;
-      if (o !== undefined && !o.block.live) {
-        throw this.#arena.outOfBounds(
-          `set its output to the memory block at ${o.block.start}, then freed it before returning`,
-        );
-      }
+      // output_set checked the range against the extent, which only grows.
       const output = o === undefined ? undefined : this.#arena.bytes.slice(o.at, o.at + o.length);
-      const e = this.#error;
-      const at = e?.block.start ?? 0;
-      const error =
-        e?.block.live === true && e.length > 0
-          ? escapeUnprintable(lenient.decode(this.#arena.bytes.subarray(at, at + e.length)))
-          : undefined;
-      return { output, error };
+      return { output, error: this.#error === 0 ? undefined : this.#errorText(this.#error) };
     } finally {
       this.#reset();
       this.#input = NO_INPUT;
@@ -108,21 +102,40 @@ export class ExtismKernel {
       free: (h: bigint) => this.#free(Number(h)),
       length: (h: bigint) => BigInt(arena.blockAt(Number(h))?.length ?? 0),
       length_unsafe: (h: bigint) => BigInt(arena.blockAt(Number(h))?.length ?? 0),
-      load_u8: (p: bigint) => arena.bytes[arena.at(p, 1, 'load_u8')],
-      load_u64: (p: bigint) => arena.view.getBigUint64(arena.at(p, 8, 'load_u64'), true),
-      store_u8: (p: bigint, value: number) => {
-        arena.bytes[arena.at(p, 1, 'store_u8')] = value;
+      load_u8: (p: bigint) => {
+        io.charge(1);
+        return arena.loadU8(Number(p));
       },
-      store_u64: (p: bigint, value: bigint) =>
-        arena.view.setBigUint64(arena.at(p, 8, 'store_u64'), value, true),
+      load_u64: (p: bigint) => {
+        io.charge(8);
+        return arena.loadU64(Number(p));
+      },
+      store_u8: (p: bigint, value: number) => {
+        io.charge(1);
+        arena.storeU8(Number(p), value);
+      },
+      store_u64: (p: bigint, value: bigint) => {
+        io.charge(8);
+        arena.storeU64(Number(p), value);
+      },
       input_offset: () => BigInt(this.#inputOffset()),
       input_length: () => BigInt(this.#inputGone ? 0 : this.#input.length),
-      input_load_u8: (offset: bigint) => this.#input[this.#inputAt(offset, 1, 'input_load_u8')],
-      input_load_u64: (offset: bigint) =>
-        this.#inputDataView().getBigUint64(this.#inputAt(offset, 8, 'input_load_u64'), true),
+      // Past the input's end (or once it is gone), 0, as Extism's kernel answers: input_load_u64 wants all 8 bytes.
+      input_load_u8: (offset: bigint) => {
+        io.charge(1);
+        const o = Number(offset);
+        return !this.#inputGone && o >= 0 && o < this.#input.length ? this.#input[o] : 0;
+      },
+      input_load_u64: (offset: bigint) => {
+        io.charge(8);
+        const o = Number(offset);
+        return !this.#inputGone && o >= 0 && o + 8 <= this.#input.length
+          ? this.#inputDataView().getBigUint64(o, true)
+          : 0n;
+      },
       output_set: (p: bigint, length: bigint) => this.#outputSet(Number(p), Number(length)),
       error_set: (h: bigint) => this.#errorSet(Number(h)),
-      error_get: () => BigInt(this.#error?.block.live === true ? this.#error.block.start : 0),
+      error_get: () => BigInt(this.#error),
       config_get: (h: bigint) => BigInt(this.#configGet(Number(h))),
       var_get: (h: bigint) => BigInt(this.#varGet(Number(h))),
       var_set: (k: bigint, v: bigint) => this.#varSet(Number(k), Number(v)),
@@ -149,12 +162,12 @@ export class ExtismKernel {
     };
   }
 
-  /** Every block freed; the input block, output and error forgotten. */
+  /** Every block freed, the arena zeroed; the input block, output and error forgotten. */
   #reset(): void {
     this.#arena.reset();
     this.#inputBlock = undefined;
     this.#output = undefined;
-    this.#error = undefined;
+    this.#error = 0;
   }
 
   #free(at: number): void {
@@ -181,20 +194,12 @@ export class ExtismKernel {
     return this.#inputView;
   }
 
-  #inputAt(offset: bigint, n: number, what: string): number {
-    this.#io.charge(n);
-    const o = Number(offset);
-    const length = this.#inputGone ? 0 : this.#input.length;
-    if (!(o >= 0 && o + n <= length)) {
-      throw this.#arena.outOfBounds(
-        `passed [${offset}, ${offset + BigInt(n)}) to ${what}; its input is ${length} bytes`,
-      );
-    }
-    return o;
-  }
-
+  /**
+   * The output is `[p, p+length)` of the arena, read when the call ends. As in Extism's kernel, a range outside the
+   * arena is ignored (the output stays as it was); one over limits.max_output_bytes is output_too_large.
+   */
   #outputSet(p: number, length: number): void {
-    if (!(length >= 0)) throw this.#arena.outOfBounds(`passed a negative length (${length}) to output_set`);
+    if (!(length >= 0 && this.#arena.inside(p, length))) return;
     if (length > this.#io.limits.maxOutputBytes) {
       throw new ReedError(
         'output_too_large',
@@ -202,28 +207,26 @@ export class ExtismKernel {
         { pluginId: this.#io.pluginId },
       );
     }
-    if (p === 0 && length === 0) {
-      this.#output = undefined;
-      return;
-    }
-    const block = this.#arena.containing(p, length);
-    if (block === undefined) {
-      throw this.#arena.outOfBounds(
-        `passed [${p}, ${p + length}) to output_set, outside every live memory block`,
-      );
-    }
     this.#io.charge(length); // the copy made when the call ends
-    this.#output = { block, at: p, length };
+    this.#output = { at: p, length };
   }
 
+  /** The error is what lies at `at` (0 clears it); as in Extism's kernel, an offset outside the arena is ignored. */
   #errorSet(at: number): void {
-    if (at === 0) {
-      this.#error = undefined;
-      return;
+    if (at !== 0 && !this.#arena.inside(at, 1)) return;
+    // The message is read when the call ends: its first MAX_ERROR_MESSAGE_BYTES are charged now.
+    if (at !== 0) this.#io.charge(Math.min(this.#arena.blockAt(at)?.length ?? 0, MAX_ERROR_MESSAGE_BYTES));
+    this.#error = at;
+  }
+
+  /** The error's text: the block at `at` (what Extism's runtime reads: length(at) bytes), or a note that none is. */
+  #errorText(at: number): string {
+    const block = this.#arena.blockAt(at);
+    if (block === undefined || block.length === 0) {
+      return `error_set named offset ${at}, not a memory block when the function returned (no message)`;
     }
-    const block = this.#arena.handle(at, 'error_set');
-    // Only the message's first MAX_ERROR_MESSAGE_BYTES are kept (read when the call ends).
-    this.#error = { block, length: this.#arena.read(block, MAX_ERROR_MESSAGE_BYTES).length };
+    const end = at + Math.min(block.length, MAX_ERROR_MESSAGE_BYTES);
+    return escapeUnprintable(lenient.decode(this.#arena.bytes.subarray(at, end)));
   }
 
   // --- configuration, variables, log -------------------------------------------------------------------
@@ -266,34 +269,17 @@ export class ExtismKernel {
   }
 
   #varGet(at: number): number {
-    const key = this.#key(at, 'var_get', this.#io.limits.extismVarBytes);
-    const value = key === undefined ? undefined : this.#vars.get(binaryKey(key));
+    const key = this.#key(at, 'var_get', this.#io.vars.quota);
+    const value = key === undefined ? undefined : this.#io.vars.get(key);
     return value === undefined ? 0 : this.#arena.give(value);
   }
 
   #varSet(keyAt: number, valueAt: number): void {
-    const quota = this.#io.limits.extismVarBytes;
     const keyBlock = this.#arena.handle(keyAt, 'var_set');
     const valueBlock = valueAt === 0 ? undefined : this.#arena.handle(valueAt, 'var_set');
-    const name = binaryKey(this.#arena.read(keyBlock, quota + 1));
-    const old = this.#vars.get(name);
-    const oldBytes = old === undefined ? 0 : name.length + old.length + VAR_OVERHEAD_BYTES;
-    if (valueBlock === undefined) {
-      this.#vars.delete(name);
-      this.#varBytes -= oldBytes;
-    } else {
-      const bytes = keyBlock.length + valueBlock.length + VAR_OVERHEAD_BYTES;
-      const total = this.#varBytes - oldBytes + bytes;
-      if (total > quota) {
-        throw new ReedError(
-          'extism_var_quota_exceeded',
-          `plugin "${this.#io.pluginId}" would hold ${total} bytes of Extism variables, more than ${quota} (limits.extism_var_bytes, ${VAR_OVERHEAD_BYTES} bytes counted per variable)`,
-          { pluginId: this.#io.pluginId },
-        );
-      }
-      this.#vars.set(name, this.#arena.read(valueBlock).slice());
-      this.#varBytes = total;
-    }
+    // A key over the quota is read only so far: it is refused, or cannot exist, either way.
+    const key = this.#arena.read(keyBlock, this.#io.vars.quota + 1);
+    this.#io.vars.set(key, valueBlock === undefined ? undefined : this.#arena.read(valueBlock));
     this.#free(keyAt);
     if (valueAt !== keyAt) this.#free(valueAt);
   }
@@ -301,16 +287,12 @@ export class ExtismKernel {
   #log(fn: keyof typeof LOG_LEVELS, at: number): void {
     if (at === 0) return;
     const [extismLevel, level] = LOG_LEVELS[fn];
-    const block = this.#arena.handle(at, fn);
-    // Below the host's level, Extism drops a line unread; so do we. Only what the log keeps is decoded.
+    // Below the host's level, Extism drops a line unread (a handle that is not a block included); so do we.
     if (extismLevel >= this.#io.logLevel) {
+      const block = this.#arena.handle(at, fn);
+      // Only what the log keeps is decoded.
       this.#io.log(level, lenient.decode(this.#arena.read(block, this.#io.limits.logLineBytes + 4)));
     }
     this.#free(at);
   }
-}
-
-/** A variable's name as a string that keeps its bytes as they are (one character per byte). */
-function binaryKey(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }

@@ -33,6 +33,7 @@ import {
 } from './abi.js';
 import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from './extism.js';
 import { ExtismKernel } from './extism-kernel.js';
+import { ExtismVars } from './extism-vars.js';
 import { OutputBuffer } from './output-buffer.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
 import { uncatchable } from './trap.js';
@@ -110,9 +111,11 @@ export class WasmPlugin implements PluginRuntime {
   /** The current call's WASI arguments and environment (a command's only; see call). */
   #callWasi: CallWasi | undefined;
   readonly #logRate: LogRate;
-  /** Extism's ABI: its kernel, one per instance (blocks per call, variables per instance). */
+  /** Extism's ABI: its kernel, one per instance (blocks per call). */
   readonly #extism: boolean;
   #kernel: ExtismKernel | undefined;
+  /** Extism's variables: the plugin's, kept across instances (dropped with this runtime), as Extism keeps them. */
+  #extismVars: ExtismVars | undefined;
 
   constructor(options: WasmPluginOptions) {
     // An Extism plugin (extism.ts) is never a command: its functions are called on one instance, _start never is.
@@ -681,8 +684,9 @@ export class WasmPlugin implements PluginRuntime {
     };
   }
 
-  /** A fresh Extism kernel for the instance about to be made (its blocks and variables die with it). */
+  /** A fresh Extism kernel for the instance about to be made (its blocks die with it; the variables do not). */
   #newKernel(): ExtismKernel {
+    this.#extismVars ??= new ExtismVars(this.#id, this.#o.limits.extismVarBytes);
     this.#kernel = new ExtismKernel({
       pluginId: this.#id,
       limits: this.#o.limits,
@@ -690,6 +694,7 @@ export class WasmPlugin implements PluginRuntime {
       charge: (fuel) => this.#charge(fuel),
       log: (level, text) => this.#log(level, text, true),
       config: (key) => this.#o.host.config_get(key),
+      vars: this.#extismVars,
     });
     return this.#kernel;
   }
