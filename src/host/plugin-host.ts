@@ -1,3 +1,6 @@
+// Over 300 lines: this is the host's public API (start, call, status, add, replace, install, reload, remove, close)
+// and the one place that wires configuration, store, backends and the plugin set; each method is short and the
+// work is in plugin-set.ts, installer.ts and the backends.
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
