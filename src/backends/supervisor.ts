@@ -4,7 +4,7 @@ import { publish } from '../events/events.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { SandboxMode } from '../manifest/types.js';
 import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from './sandbox.js';
-import { CallDeadlines, type Deadline } from './shared/call-deadlines.js';
+import { CallDeadlines, type Deadline, now } from './shared/call-deadlines.js';
 import type { Runner } from './shared/runner.js';
 
 export interface Supervision {
@@ -377,10 +377,12 @@ export class SupervisedSandbox implements Sandbox {
       );
     if (this.#state === 'failed') return Promise.reject(this.#failure as ReedError);
     const timeoutMs = options.timeoutMs ?? this.#o.limits.callTimeoutMs;
-    const started = performance.now();
+    const started = now();
     this.#inFlight++;
     return new Promise<CallOutcome>((resolve, reject) => {
       let done = false;
+      /** Whether it waited for a restart before it was sent. */
+      let waited = false;
       let deadline: Deadline | undefined;
       let onAbort: (() => void) | undefined;
       /** The first outcome wins; it takes the call out of the counts, the deadlines and the signal. */
@@ -418,7 +420,7 @@ export class SupervisedSandbox implements Sandbox {
         // The deadline bounds the plugin's own run, from the moment the call reaches a ready runner. Waiting
         // for a restart is bounded by the start timeout and the backoff, and a deadline that expired there
         // would kill the runner being started for everyone's next call.
-        deadline = this.#deadlines.add(timeoutMs, () => {
+        deadline = this.#deadlines.add((waited ? now() : started) + timeoutMs, () => {
           deadline = undefined;
           fail(
             new ReedError(
@@ -433,8 +435,7 @@ export class SupervisedSandbox implements Sandbox {
           result: (output, fuelConsumed) => {
             this.#inARow = 0;
             this.#opens = 0;
-            if (settle())
-              resolve({ output, stats: { fuelConsumed, durationMs: performance.now() - started } });
+            if (settle()) resolve({ output, stats: { fuelConsumed, durationMs: now() - started } });
           },
           error: (error) => {
             // The connection closed under the call: report what happened to the runner, not only that.
@@ -445,7 +446,10 @@ export class SupervisedSandbox implements Sandbox {
         });
       };
       if (this.#state === 'ready') send();
-      else this.#ready.then(send, fail);
+      else {
+        waited = true;
+        this.#ready.then(send, fail);
+      }
     });
   }
 
