@@ -1,7 +1,13 @@
 // The public API. Everything not exported here is internal and may change without notice.
 
 export { ensureRunnerImages, type RunnerImages } from './backends/container/images.js';
-export type { CallOptions, CallOutcome, CallStats, SandboxHealth } from './backends/sandbox.js';
+export type {
+  CallOptions,
+  CallOutcome,
+  CallStats,
+  SandboxHealth,
+  SandboxStatus,
+} from './backends/sandbox.js';
 export type { Supervision } from './backends/supervisor.js';
 export { CODES, type Code, isCode } from './codes.js';
 export {
@@ -29,6 +35,8 @@ export {
 } from './discovery/plugin-inventory.js';
 export { type ErrorLocation, isReedError, ReedError, type ReedErrorOptions } from './errors.js';
 export {
+  type BreakerClosedEvent,
+  type BreakerHalfOpenEvent,
   type BreakerOpenedEvent,
   type CallFinishedEvent,
   EVENT_NAMES,
@@ -36,7 +44,11 @@ export {
   type EventName,
   type PluginFailedEvent,
   type PluginLoadedEvent,
+  type PluginRemovedEvent,
+  type PluginRolledBackEvent,
   type PluginStoppedEvent,
+  type PluginUpgradedEvent,
+  type PluginUpgradeFailedEvent,
   type ReedEvents,
   type SandboxCrashedEvent,
   type SandboxRestartedEvent,
@@ -55,6 +67,7 @@ export {
 } from './host/host-config.js';
 export { LmdbStorage } from './host/lmdb-storage.js';
 export {
+  type LifecycleRecord,
   PluginHost,
   type PluginHostOptions,
   type PluginState,
@@ -74,6 +87,7 @@ export {
   type PluginEvent,
   type StorageService,
 } from './host/services.js';
+export { DEFAULT_WATCH_DEBOUNCE_MS, type WatchOptions, watchPlugins } from './host/watch.js';
 export {
   DEFAULT_LIMIT_CEILINGS,
   DEFAULT_LIMITS,
@@ -103,6 +117,7 @@ export {
   type ApiServerOptions,
   createApiServer,
   DEFAULT_MAX_INPUT_BYTES,
+  DEFAULT_MAX_INSTALL_BYTES,
   listenOnSocket,
 } from './server/api-server.js';
 export type { HostPolicy, ValidationContext } from './validation/context.js';
