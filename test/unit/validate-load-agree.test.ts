@@ -226,6 +226,28 @@ const CASES: Case[] = [
     manifest: { abi: 'extism' },
     code: 'wasm_abi_mismatch',
   },
+  // V8's own validation, outside function bodies and in them (found by the adversarial pass H10: validate called
+  // these valid, load refused them with wasm_invalid).
+  {
+    name: 'a data segment without a memory',
+    module: wat(`(module (data (i32.const 0) "x") ${OK.replace('(memory (export "memory") 1) ', '')})`),
+    code: 'wasm_invalid',
+  },
+  {
+    name: 'a global whose initializer has another type',
+    module: wat(`(module (global i32 (i64.const 0)) ${OK})`),
+    code: 'wasm_invalid',
+  },
+  {
+    name: 'an element segment without a table',
+    module: wat(`(module (func $f) (elem (i32.const 0) $f) ${OK})`),
+    code: 'wasm_invalid',
+  },
+  {
+    name: 'a function body that does not type-check',
+    module: wat('(module (memory (export "memory") 1) (func (export "ok") (result i32) (i64.const 0)))'),
+    code: 'wasm_invalid',
+  },
   {
     name: 'a module with nothing the host can call',
     module: wat('(module (memory (export "memory") 1) (func (export "_helper") (result i32) (i32.const 0)))'),

@@ -4,7 +4,7 @@ import { ReedError } from '../../errors.js';
 import type { WasmAbi } from '../../manifest/types.js';
 import { checkModule, type ModuleFacts, memoryCapPages } from './check-module.js';
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from './module-limits.js';
-import { type PreparedInfo, type PrepareJob, runPrepareJob } from './prepare-job.js';
+import { checkV8Valid, type PreparedInfo, type PrepareJob, runPrepareJob } from './prepare-job.js';
 import { INSTRUMENTER_VERSION, type ModuleExport } from './prepare-module.js';
 import { prepareOffThread } from './prepare-off-thread.js';
 
@@ -168,7 +168,8 @@ export type WasmCheckOptions = Pick<
 
 /**
  * What `reed-plugins validate` checks of a module: the file read as loading reads it (bounded, no link followed),
- * then checkModule, the very check loading starts with. Never compiles. The error, if any, or what was learned.
+ * then checkModule, the very check loading starts with, then V8's validation, as load runs it next (checkV8Valid).
+ * Never compiles a valid module. The error, if any, or what was learned.
  */
 export function checkWasmFile(
   file: string,
@@ -177,7 +178,10 @@ export function checkWasmFile(
   const at = { pluginId: options.pluginId, file };
   try {
     const source = readModule(file, options.maxModuleBytes ?? DEFAULT_MAX_MODULE_BYTES, at);
-    return { facts: checkModule(source, modulePolicy(options), at) };
+    const facts = checkModule(source, modulePolicy(options), at);
+    // What load finds next, before instrumenting: V8's own validation (prepare-job.ts).
+    checkV8Valid(source, at);
+    return { facts };
   } catch (error) {
     if (error instanceof ReedError) return { error };
     throw error;

@@ -31,15 +31,7 @@ export interface PrepareResult {
  */
 export function runPrepareJob(source: Uint8Array, job: PrepareJob): PrepareResult {
   const at = { pluginId: job.pluginId, file: job.file };
-  if (!WebAssembly.validate(source)) {
-    let reason = 'it does not validate';
-    try {
-      new WebAssembly.Module(source);
-    } catch (error) {
-      reason = (error as Error).message;
-    }
-    throw new ReedError('wasm_invalid', `${job.file} is not a valid WebAssembly module: ${reason}`, at);
-  }
+  checkV8Valid(source, at);
   let prepared: ReturnType<typeof prepareModule>;
   try {
     prepared = prepareModule(source, {
@@ -62,4 +54,21 @@ export function runPrepareJob(source: Uint8Array, job: PrepareJob): PrepareResul
       hostCalls: prepared.imports.some((i) => i.module === 'reed' && HOST_ROUND_TRIP_IMPORTS.has(i.name)),
     },
   };
+}
+
+/**
+ * V8's validation of the whole module (WebAssembly.validate: decodes and type-checks, compiles nothing): function
+ * bodies, constant expressions, data and element segments. Load runs it before instrumenting, and `reed-plugins
+ * validate` runs it after checkModule too (compile-wasm.ts checkWasmFile), so both refuse such a module with
+ * wasm_invalid. Only when it fails is the module compiled, for V8's reason.
+ */
+export function checkV8Valid(source: Uint8Array, at: { pluginId: string; file: string }): void {
+  if (WebAssembly.validate(source)) return;
+  let reason = 'it does not validate';
+  try {
+    new WebAssembly.Module(source);
+  } catch (error) {
+    reason = (error as Error).message;
+  }
+  throw new ReedError('wasm_invalid', `${at.file} is not a valid WebAssembly module: ${reason}`, at);
 }
