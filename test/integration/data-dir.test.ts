@@ -1,8 +1,10 @@
 // The filesystem permission end to end (issue 12, item 2), in every mode: a C plugin (test/fixtures/data-dir/files,
 // ordinary stdio and dirent through wasi-libc) uses its private directory, preopened as /data; the host makes it at
 // <data_dir>/files/<plugin id>, mounts only it in process and container modes, and WASI enforces the quotas.
+import { spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +12,7 @@ import type { ContainerRunner } from '../../src/backends/container/container-run
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
 import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import type { Runner } from '../../src/backends/shared/runner.js';
+import { DEFAULT_RUNNER_UIDS } from '../../src/backends/shared/uid-pool.js';
 import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { ParsedCandidate } from '../../src/discovery/candidate.js';
 import type { ReedError } from '../../src/errors.js';
@@ -19,6 +22,7 @@ import { MemoryStorage } from '../../src/host/services.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
 import { REPO } from '../helpers/cli.js';
 import { type LogLine, text } from '../helpers/host.js';
+import { NODE_IN_IMAGE } from '../helpers/hostile-image.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 const WASM = join(REPO, 'test/fixtures/data-dir/files/plugin.wasm');
@@ -125,6 +129,59 @@ async function mountedData(
     access: m.RW ? 'rw' : 'ro',
     source: under(m.Source),
   }));
+}
+
+/** The credentials of every process in a container (but the one asking), from /proc inside it (docker exec). */
+async function processesInside(
+  container: Docker.Container,
+): Promise<{ name: string; uid: string; gid: string; groups: string }[]> {
+  const script = String.raw`const fs = require('fs');
+const out = [];
+for (const p of fs.readdirSync('/proc')) {
+  if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+  let s;
+  try { s = fs.readFileSync('/proc/' + p + '/status', 'utf8'); } catch { continue; }
+  const f = (k) => (s.split('\n').find((l) => l.startsWith(k + ':')) || '').slice(k.length + 1).trim().replace(/\s+/g, ' ');
+  out.push({ name: f('Name'), uid: f('Uid'), gid: f('Gid'), groups: f('Groups') });
+}
+process.stdout.write(JSON.stringify(out));`;
+  const exec = await container.exec({
+    Cmd: [NODE_IN_IMAGE, '-e', script],
+    AttachStdout: true,
+    AttachStderr: true,
+  });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const [out, err] = [new PassThrough(), new PassThrough()];
+  const chunks: Buffer[][] = [[], []];
+  out.on('data', (c: Buffer) => chunks[0]?.push(c));
+  err.on('data', (c: Buffer) => chunks[1]?.push(c));
+  container.modem.demuxStream(stream, out, err);
+  await new Promise((resolve) => stream.on('end', resolve));
+  const text = Buffer.concat(chunks[0] ?? []).toString();
+  expect([text.slice(0, 1), Buffer.concat(chunks[1] ?? []).toString()]).toEqual(['[', '']);
+  return JSON.parse(text);
+}
+
+/** The gid of each process of the plugin's sandbox: the runner's on the host (process), every one in the container. */
+async function sandboxGids(host: PluginHost, id: string, target: Target): Promise<number[]> {
+  if (target.mode === 'process') {
+    const status = readFileSync(`/proc/${runnerOf(host, id)?.pid}/status`, 'utf8');
+    return [Number(/^Gid:\s+(\d+)/m.exec(status)?.[1])];
+  }
+  const inside = await processesInside((runnerOf(host, id) as ContainerRunner).container as Docker.Container);
+  expect(inside.length).toBeGreaterThan(0);
+  // Real, effective, saved and filesystem gids all the same.
+  return inside.map((p) => {
+    const gids = p.gid.split(' ');
+    expect(new Set(gids).size).toBe(1);
+    return Number(gids[0]);
+  });
+}
+
+/** What a host process running as uid:gid (no supplementary groups) gets listing `path`: "entered" or the errno. */
+function listAs(path: string, uid: number, gid: number): string {
+  const script = `try { require('fs').readdirSync(${JSON.stringify(path)}); process.stdout.write('entered'); } catch (e) { process.stdout.write(e.code); }`;
+  return spawnSync(process.execPath, ['-e', script], { uid, gid, encoding: 'utf8' }).stdout;
 }
 
 /** A new sandbox for the plugin: the runner killed and restarted by its supervisor; in mode none, a replace. */
@@ -281,31 +338,105 @@ describe.each(TARGETS.filter((t) => t.mode !== 'none'))('what is mounted in mode
   });
 });
 
-describe('the data directory in process mode, two sandboxes of one plugin at once (an upgrade draining)', () => {
-  it('an older sandbox keeps the directory when a newer one starts, and the last one gives it back to the host', async () => {
-    const root = tempDir('reed-data-plugins-');
-    const dataDir = join(tempDir('reed-data-'), 'data');
-    plugin(root, 'fs.a', 'readwrite');
-    const older = (await start(TARGETS[1] as Target, root, dataDir)).host;
-    await call(older, 'fs.a', 'put', 'old.txt\nfrom the older');
-    // Another host on the same data_dir in this process: its sandbox of fs.a runs beside the first one.
-    const newer = (await start(TARGETS[1] as Target, root, dataDir)).host;
-    await call(newer, 'fs.a', 'put', 'new.txt\nfrom the newer');
-    expect(await call(older, 'fs.a', 'get', 'new.txt')).toBe('from the newer');
-    await call(older, 'fs.a', 'put', 'old.txt\nstill writing');
-    expect(await call(newer, 'fs.a', 'get', 'old.txt')).toBe('still writing');
-    const gidOf = (host: PluginHost) =>
-      Number(/^Gid:\s+(\d+)/m.exec(readFileSync(`/proc/${runnerOf(host, 'fs.a')?.pid}/status`, 'utf8'))?.[1]);
-    const group = statSync(join(dataDir, 'files', 'fs.a')).gid;
-    expect([gidOf(older), gidOf(newer)]).toEqual([group, group]);
-    expect(runnerOf(older, 'fs.a')?.pid).not.toBe(runnerOf(newer, 'fs.a')?.pid);
-    await older.close();
-    expect(statSync(join(dataDir, 'files', 'fs.a')).gid).toBe(group);
-    expect(await call(newer, 'fs.a', 'get', 'old.txt')).toBe('still writing');
-    await newer.close();
-    expect(statSync(join(dataDir, 'files', 'fs.a')).gid).toBe(process.getgid?.());
-  });
-});
+const [PROCESS, RUNC, RUNSC] = TARGETS.slice(1) as [Target, Target, Target];
+
+describe.each([RUNC, RUNSC])(
+  'the data directory in mode $name: a group leased for it, not nogroup',
+  (target) => {
+    it("runs the container as 65534:<the directory's leased gid>, another plugin's as another, and takes the directory back after stop", async () => {
+      const root = tempDir('reed-data-plugins-');
+      const dataDir = join(tempDir('reed-data-'), 'data');
+      plugin(root, 'fs.a', 'readwrite');
+      plugin(root, 'fs.b', 'readwrite');
+      plugin(root, 'fs.n', 'none');
+      const { host } = await start(target, root, dataDir);
+      await call(host, 'fs.a', 'put', 'secret.txt\nA-SECRET');
+      await call(host, 'fs.b', 'put', 'mine.txt\nB');
+      const dirA = join(dataDir, 'files', 'fs.a');
+      const dirB = join(dataDir, 'files', 'fs.b');
+      const [gidA, gidB] = [statSync(dirA).gid, statSync(dirB).gid];
+      // Leased from runner_uids, one per directory: never 65534 (nogroup), never the other plugin's.
+      for (const gid of [gidA, gidB]) {
+        expect(gid).toBeGreaterThanOrEqual(DEFAULT_RUNNER_UIDS.start);
+        expect(gid).toBeLessThanOrEqual(DEFAULT_RUNNER_UIDS.end);
+      }
+      expect(gidA).not.toBe(gidB);
+      expect(statSync(dirA).mode & 0o7777).toBe(0o770);
+      const userOf = async (id: string) =>
+        (
+          (await (
+            (runnerOf(host, id) as ContainerRunner).container as Docker.Container
+          ).inspect()) as Docker.ContainerInspectInfo
+        ).Config.User;
+      expect([await userOf('fs.a'), await userOf('fs.b'), await userOf('fs.n')]).toEqual([
+        `65534:${gidA}`,
+        `65534:${gidB}`,
+        '65534:65534',
+      ]);
+      // Inside, every process of fs.a's container (its init, the runner) is uid 65534 with that gid and no other group
+      // (Docker lists the primary group as the only supplementary one).
+      const inside = await processesInside(
+        (runnerOf(host, 'fs.a') as ContainerRunner).container as Docker.Container,
+      );
+      expect(inside.length).toBeGreaterThanOrEqual(2);
+      for (const p of inside)
+        expect(p).toEqual({
+          name: p.name,
+          uid: '65534 65534 65534 65534',
+          gid: `${gidA} ${gidA} ${gidA} ${gidA}`,
+          groups: `${gidA}`,
+        });
+      expect(new Set(await sandboxGids(host, 'fs.b', target))).toEqual(new Set([gidB]));
+      // On the machine: nobody:nogroup (what many daemons run as) and fs.b's container's credentials cannot enter
+      // fs.a's directory; fs.a's can (so the refusals are the group's, not a directory above).
+      expect(listAs(dirA, 65_534, 65_534)).toBe('EACCES');
+      expect(listAs(dirA, 65_534, gidB)).toBe('EACCES');
+      expect(listAs(dirA, 65_534, gidA)).toBe('entered');
+      expect(await call(host, 'fs.a', 'get', 'secret.txt')).toBe('A-SECRET');
+      // Stopped: the directories are the host's group again, and the leased gid no longer opens them.
+      await host.close();
+      expect([statSync(dirA).gid, statSync(dirB).gid]).toEqual([process.getgid?.(), process.getgid?.()]);
+      expect(listAs(dirA, 65_534, gidA)).toBe('EACCES');
+    });
+  },
+);
+
+describe.each([
+  { name: 'process', older: PROCESS, newer: PROCESS },
+  { name: 'container (runc)', older: RUNC, newer: RUNC },
+  { name: 'container (runsc)', older: RUNSC, newer: RUNSC },
+  { name: 'process, then container (runc)', older: PROCESS, newer: RUNC },
+])(
+  'the data directory in mode $name, two sandboxes of one plugin at once (an upgrade draining)',
+  ({ older: first, newer: second }) => {
+    it('an older sandbox keeps the directory when a newer one starts, and the last one gives it back to the host', async () => {
+      const root = tempDir('reed-data-plugins-');
+      const dataDir = join(tempDir('reed-data-'), 'data');
+      plugin(root, 'fs.a', 'readwrite');
+      const older = (await start(first, root, dataDir)).host;
+      await call(older, 'fs.a', 'put', 'old.txt\nfrom the older');
+      // Another host on the same data_dir in this process: its sandbox of fs.a runs beside the first one.
+      const newer = (await start(second, root, dataDir)).host;
+      await call(newer, 'fs.a', 'put', 'new.txt\nfrom the newer');
+      expect(await call(older, 'fs.a', 'get', 'new.txt')).toBe('from the newer');
+      await call(older, 'fs.a', 'put', 'old.txt\nstill writing');
+      expect(await call(newer, 'fs.a', 'get', 'old.txt')).toBe('still writing');
+      const group = statSync(join(dataDir, 'files', 'fs.a')).gid;
+      expect(group).toBeGreaterThanOrEqual(DEFAULT_RUNNER_UIDS.start);
+      for (const gid of [
+        ...(await sandboxGids(older, 'fs.a', first)),
+        ...(await sandboxGids(newer, 'fs.a', second)),
+      ])
+        expect(gid).toBe(group);
+      expect(runnerOf(older, 'fs.a')).not.toBe(runnerOf(newer, 'fs.a'));
+      await older.close();
+      expect(statSync(join(dataDir, 'files', 'fs.a')).gid).toBe(group);
+      expect(await call(newer, 'fs.a', 'get', 'old.txt')).toBe('still writing');
+      await newer.close();
+      expect(statSync(join(dataDir, 'files', 'fs.a')).gid).toBe(process.getgid?.());
+    });
+  },
+);
 
 describe('the data directory in process mode, against a hostile native plugin beside it', () => {
   it('the native plugin reaches neither the directory on the host nor a mount of it (errno ENOENT)', async () => {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pluginDataDir } from '../../src/manifest/data-dir.js';
 import { ensureDataDir } from '../../src/plan/data-dir.js';
+import { REPO } from '../helpers/cli.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 const unavailable = (path: string) =>
@@ -95,5 +97,50 @@ describe('a plugin data directory: <data_dir>/files/<plugin id>, made by the hos
       );
     }
     expect(() => ensureDataDir('relative/data', 'p')).toThrow(unavailable('relative/data'));
+  });
+});
+
+describe('container mode on a host that is not root', () => {
+  it("is refused a plugin's data directory at once (data_dir_unavailable, saying to run as root), the directory unchanged", () => {
+    // A host running as uid 12345 that owns its data_dir and runtime_dir, starting a container runner (from dist/)
+    // for a plugin with a directory: it cannot give the directory a leased group, and says so before anything else.
+    const HOST = 12_345;
+    const base = tempDir();
+    const path = ensureDataDir(join(base, 'data'), 'p');
+    for (const dir of [join(base, 'data'), join(base, 'data', 'files'), path]) chownSync(dir, HOST, HOST);
+    mkdirSync(join(base, 'runtime'));
+    chownSync(join(base, 'runtime'), HOST, HOST);
+    const dist = (file: string) => JSON.stringify(join(REPO, 'dist/src', file));
+    const script = `
+      import { ContainerRunner } from ${dist('backends/container/container-runner.js')};
+      import { newSession } from ${dist('backends/shared/session.js')};
+      import { DEFAULT_LIMITS } from ${dist('manifest/limits.js')};
+      const logger = { warn() {}, info() {}, debug() {}, error() {}, child() { return logger; } };
+      const runner = new ContainerRunner({
+        pluginId: 'p', host: {}, limits: DEFAULT_LIMITS, logger, runtimeDir: ${JSON.stringify(join(base, 'runtime'))},
+        session: newSession(), startTimeoutMs: 1000, spec: {}, bytes: new Uint8Array(), engine: {}, image: 'x',
+        runtime: 'runc', network: false, labels: {},
+        dataDir: { hostPath: ${JSON.stringify(path)}, guestName: '/data', readOnly: false, diskBytes: 1, maxFiles: 1 },
+      });
+      try {
+        await runner.start();
+        process.stdout.write('started');
+      } catch (e) {
+        process.stdout.write(JSON.stringify({ code: e.code, message: e.message }));
+      } finally {
+        await runner.destroy();
+      }`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      uid: HOST,
+      gid: HOST,
+      encoding: 'utf8',
+    });
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({
+      code: 'data_dir_unavailable',
+      message: expect.stringMatching(/plugin "p".*run the host as root/),
+    });
+    expect(JSON.parse(run.stdout).message).toContain(path);
+    expect(statSync(path)).toMatchObject({ uid: HOST, gid: HOST, mode: 0o40770 });
   });
 });

@@ -34,7 +34,7 @@ const grant = (readOnly: boolean) => ({
   maxFiles: 10_000,
 });
 
-const container = (dataDir?: ReturnType<typeof grant>) =>
+const container = (dataDir?: ReturnType<typeof grant>, gid?: number) =>
   containerSpec(
     {
       pluginId: 'p',
@@ -48,6 +48,7 @@ const container = (dataDir?: ReturnType<typeof grant>) =>
     },
     '/run/reed-rt/abc123',
     ['--socket', '/run/reed/s.sock'],
+    gid,
   );
 
 describe('process mode: only the plugin directory is bound, at /run/reed-data, by the descriptor the host checked', () => {
@@ -92,6 +93,11 @@ describe('container mode: only the plugin directory is mounted, at /run/reed-dat
     expect(rw.Binds).toEqual(['/run/reed-rt/abc123:/run/reed:ro']);
     expect(rw.Ulimits.find((u) => u.Name === 'fsize')).toMatchObject({ Soft: 100 * 1024 * 1024 });
     expect(container(grant(true)).HostConfig.Mounts?.[0]?.ReadOnly).toBe(true);
+  });
+
+  it("runs as 65534 with the data directory's group (leased by the runner), 65534:65534 without one", () => {
+    expect(container(grant(false), 600_042).User).toBe('65534:600042');
+    expect(container().User).toBe('65534:65534');
   });
 
   it('mounts nothing of data_dir without the grant', () => {

@@ -66,6 +66,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
               runtime: plan.containerRuntime,
               network: plan.grants.network,
               dataDir: plan.grants.filesystem,
+              runnerUids: settings.runnerUids,
               ...(options.runnerCommand === undefined ? {} : { command: options.runnerCommand }),
               labels: containerLabels({ id: pluginId, version: plan.version }, context.session, pluginImage),
             }),

@@ -3,12 +3,14 @@ import type { Readable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
-import { openDataDir } from '../shared/data-dir.js';
+import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
+import { type DataGroup, holdDataGroup } from '../shared/data-group.js';
 import { DockerDemux, OutputPump } from '../shared/output-pump.js';
 import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
 import { PACKAGE_ROOT, raceStart } from '../shared/runner-program.js';
+import { DEFAULT_RUNNER_UIDS, type UidRange } from '../shared/uid-pool.js';
 import { CONTAINER_USER, type ContainerSettings, containerSpec, SOCKET_DIR } from './container-spec.js';
 import { type ContainerRef, type EngineClient, engineError } from './engine-client.js';
 
@@ -16,6 +18,8 @@ export interface ContainerRunnerOptions extends EndpointOptions, ContainerSettin
   spec: PluginSpec;
   bytes: Uint8Array;
   engine: EngineClient;
+  /** Where a data directory's group is leased from (`[sandbox] runner_uids`). Default 600000-699999. */
+  runnerUids?: UidRange | undefined;
 }
 
 /** A runner in a per-plugin container (hardened: see containerSpec), made and watched through an engine client. */
@@ -24,6 +28,7 @@ export class ContainerRunner implements Runner {
   readonly #endpoint: RunnerEndpoint;
   #container: ContainerRef | undefined;
   #running = false;
+  #dataGroup: DataGroup | undefined;
   pid: number | undefined;
   stderrTail = '';
   exited: Promise<{ code: number | null; signal: string | null }> = new Promise(() => {});
@@ -64,6 +69,8 @@ export class ContainerRunner implements Runner {
 
   async start(): Promise<void> {
     const o = this.#o;
+    // First: a host that cannot hand the data directory over is refused before anything is made.
+    if (o.dataDir !== undefined) await this.#handDataDir(o.dataDir.hostPath);
     await this.#endpoint.listen();
     // The secret goes in a file only the container's user can read, in a directory it cannot write (the host
     // removes the file once the runner has authenticated).
@@ -77,9 +84,6 @@ export class ContainerRunner implements Runner {
         { pluginId: o.pluginId },
       );
     }
-    // The data directory's group goes to the container's user: it can enter the mount, no runner uid can.
-    if (o.dataDir !== undefined)
-      closeSync(openDataDir(o.pluginId, o.dataDir.hostPath, { gid: CONTAINER_USER.gid }));
     try {
       await this.#launch();
     } catch (error) {
@@ -109,11 +113,42 @@ export class ContainerRunner implements Runner {
     }
   }
 
+  /**
+   * The data directory's group: one leased for the directory from `runner_uids` (data-group.ts), shared with every
+   * other sandbox of the directory in this host (a drain's old and new, process mode's runners), which the
+   * container runs as (65534:<gid>). Not 65534 (nogroup), which any daemon of the machine may have.
+   */
+  async #handDataDir(path: string): Promise<void> {
+    const o = this.#o;
+    if (process.getuid?.() !== 0) {
+      throw new ReedError(
+        'data_dir_unavailable',
+        `the data directory of plugin "${o.pluginId}" cannot be given to its container: ${path}: container mode hands it to a group leased from [sandbox] runner_uids, which only a host running as root can give a directory; run the host as root`,
+        { pluginId: o.pluginId },
+      );
+    }
+    this.#dataGroup = await holdDataGroup(path, o.runnerUids ?? DEFAULT_RUNNER_UIDS, o.pluginId);
+    closeSync(openDataDir(o.pluginId, path, { gid: this.#dataGroup.gid }));
+  }
+
+  /** Once nothing of the container runs: the last sandbox of the directory gives it back to the host's group. */
+  #giveDataDirBack(): void {
+    const path = this.#o.dataDir?.hostPath;
+    const group = this.#dataGroup;
+    this.#dataGroup = undefined;
+    if (path === undefined || group === undefined) return;
+    group.release((gid) =>
+      takeDataDirBack(path, gid, (message) => this.#o.logger.warn({ pluginId: this.#o.pluginId }, message)),
+    );
+  }
+
   /** Creates the container, follows its output and its exit, and starts it. */
   async #launch(): Promise<void> {
     const { engine } = this.#o;
     const dial = dialArguments(this.#endpoint.addressForRunner());
-    const container = await engine.create(containerSpec(this.#o, this.#endpoint.dir, dial));
+    const container = await engine.create(
+      containerSpec(this.#o, this.#endpoint.dir, dial, this.#dataGroup?.gid ?? CONTAINER_USER.gid),
+    );
     this.#container = container;
     // The engine answers again: remove what could not be removed while it did not.
     void removeLeftovers(engine);
@@ -184,41 +219,54 @@ export class ContainerRunner implements Runner {
     if (this.#container !== undefined) void this.#o.engine.kill(this.#container, signal).catch(() => {});
   }
 
-  /** Removes the container (whatever its state) and the sandbox directory. Idempotent. */
+  /**
+   * Removes the container (whatever its state) and the sandbox directory, and lets the data directory's group go.
+   * A container the engine could not remove may still run as that group: the group is let go only once a later
+   * attempt removes it. Idempotent.
+   */
   async destroy(): Promise<void> {
     this.link?.destroy();
     const container = this.#container;
+    const giveBack = () => this.#giveDataDirBack();
     if (container !== undefined) {
       const { engine } = this.#o;
-      await engine.remove(container).catch(() => leftovers(engine).add(container.id));
+      const removed = await engine.remove(container).then(
+        () => true,
+        () => {
+          leftovers(engine).set(container.id, giveBack);
+          return false;
+        },
+      );
       this.#running = false;
-    }
+      if (removed) giveBack();
+    } else giveBack();
     await this.#endpoint.close();
   }
 }
 
 /**
- * Containers whose removal failed (the engine did not answer), per engine client: removed when a later container
- * start shows the engine answers again. Those of a host that exits first go with its session in the next host's
- * sweep.
+ * Containers whose removal failed (the engine did not answer), per engine client, each with what to do once it is
+ * gone (give its data directory's group back): removed when a later container start shows the engine answers
+ * again. Those of a host that exits first go with its session in the next host's sweep.
  */
-const unremoved = new WeakMap<EngineClient, Set<string>>();
+const unremoved = new WeakMap<EngineClient, Map<string, () => void>>();
 
-function leftovers(engine: EngineClient): Set<string> {
-  let set = unremoved.get(engine);
-  if (set === undefined) {
-    set = new Set();
-    unremoved.set(engine, set);
+function leftovers(engine: EngineClient): Map<string, () => void> {
+  let map = unremoved.get(engine);
+  if (map === undefined) {
+    map = new Map();
+    unremoved.set(engine, map);
   }
-  return set;
+  return map;
 }
 
 async function removeLeftovers(engine: EngineClient): Promise<void> {
-  const set = unremoved.get(engine);
-  for (const id of [...(set ?? [])]) {
+  const map = unremoved.get(engine);
+  for (const [id, gone] of [...(map ?? [])]) {
     try {
       await engine.remove(engine.container(id));
-      set?.delete(id);
+      map?.delete(id);
+      gone();
     } catch {
       // Still unanswered: the next start tries again.
     }

@@ -5,7 +5,10 @@ import type { HostSession } from '../shared/session.js';
 import type { ContainerSpec } from './engine-client.js';
 import { LABEL_MANAGED } from './labels.js';
 
-/** The user every container runs as. */
+/**
+ * The user every container runs as; its group is the plugin's data directory's leased group when it has one
+ * (container-runner.ts), never 65534 then.
+ */
 export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };
 /** Host tasks gVisor's sentry and gofer need besides the plugin's own (measured: 64 was not enough under load). */
 export const GVISOR_PIDS_ALLOWANCE = 512;
@@ -35,9 +38,16 @@ export interface ContainerSettings {
  * A plugin's container, hardened as the CIS Docker Benchmark's runtime section asks: no capabilities, no new
  * privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota, a pids limit, ulimits, no
  * network unless granted, a non-root user, an init, private IPC, rotated logs, and no mount but its own sandbox
- * directory `dir`, read-only (no Docker socket), and the plugin's data directory when it was granted one. `dial` are the runner's arguments saying where the host listens.
+ * directory `dir`, read-only (no Docker socket), and the plugin's data directory when it was granted one. `dial`
+ * are the runner's arguments saying where the host listens; `gid` the group the container runs as (the data
+ * directory's leased group when it has one).
  */
-export function containerSpec(o: ContainerSettings, dir: string, dial: string[]): ContainerSpec {
+export function containerSpec(
+  o: ContainerSettings,
+  dir: string,
+  dial: string[],
+  gid: number = CONTAINER_USER.gid,
+): ContainerSpec {
   const l = o.limits;
   const memory = (l.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024;
   // One file may be as large as the data directory's quota there (WASI enforces the quota itself); elsewhere the
@@ -48,7 +58,7 @@ export function containerSpec(o: ContainerSettings, dir: string, dial: string[])
     Image: o.image,
     ...(o.command === undefined ? {} : { Entrypoint: o.command }),
     Cmd: ['--plugin-id', o.pluginId, ...dial],
-    User: `${CONTAINER_USER.uid}:${CONTAINER_USER.gid}`,
+    User: `${CONTAINER_USER.uid}:${gid}`,
     WorkingDir: '/work',
     Env: ['LANG=C.UTF-8'],
     Labels: { ...o.labels, [LABEL_MANAGED]: 'true' },

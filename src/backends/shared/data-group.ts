@@ -18,11 +18,12 @@ interface Held {
 const groups = new Map<string, Promise<Held>>();
 
 /**
- * The group every process-mode runner of a plugin with a data directory runs as (root host): one per directory, held
- * while any of its runners lives, so an upgrade's old and new sandboxes (a drain) and a runner restarted while the
- * old one is still being torn down all keep the directory (0770, this group), and no other plugin's runner has it.
- * Leased from `runner_uids` like a runner's uid (a leased number is no runner's uid, on any host of the machine),
- * and released with the last runner that holds it.
+ * The group every sandbox of a plugin with a data directory runs as (root host): a process-mode runner's gid, a
+ * container's (65534:<gid>). One per directory, held while any of its sandboxes lives in this host process, in
+ * either mode, so an upgrade's old and new sandboxes (a drain), a runner restarted while the old one is still being
+ * torn down, and a process-mode and a container-mode sandbox of one directory all keep the directory (0770, this
+ * group), and no other plugin's sandbox has it. Leased from `runner_uids` like a runner's uid (a leased number is no
+ * runner's uid, on any host of the machine), and released with the last sandbox that holds it.
  */
 export async function holdDataGroup(path: string, range: UidRange, pluginId: string): Promise<DataGroup> {
   let held: Held;
