@@ -1,7 +1,7 @@
 import { ReedError } from '../../errors.js';
 
 /** What each variable counts against limits.extism_var_bytes besides its key and value bytes. */
-export const VAR_OVERHEAD_BYTES = 48;
+export const VAR_OVERHEAD_BYTES = 384;
 
 /**
  * An Extism plugin's variables (var_get, var_set), kept by the runtime for the plugin it loaded, not by an
