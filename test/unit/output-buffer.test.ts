@@ -37,6 +37,15 @@ describe('OutputBuffer', () => {
     expect(Array.from(out.take())).toEqual(expected);
   });
 
+  it('copies only the range it is given of a larger array', () => {
+    const out = new OutputBuffer();
+    const memory = bytes(0, 1000);
+    out.append(memory, 100, 164);
+    out.append(memory, 500, 503);
+    out.append(memory, 7, 7);
+    expect(Array.from(out.take())).toEqual([...bytes(100, 64), ...bytes(500, 3)]);
+  });
+
   it('takes nothing as an empty array', () => {
     expect(new OutputBuffer().take()).toHaveLength(0);
   });

@@ -21,21 +21,22 @@ export class OutputBuffer {
   #used = 0;
   #nextPiece = FIRST_PIECE_BYTES;
 
-  /** Copies `bytes` in. */
-  append(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    if ((this.#pieces.length === 0 && this.#tail === undefined) || bytes.length >= OUTPUT_PIECE_BYTES) {
-      this.adopt(bytes.slice());
+  /** Copies `bytes[from, to)` in. */
+  append(bytes: Uint8Array, from = 0, to = bytes.length): void {
+    const n = to - from;
+    if (n <= 0) return;
+    if ((this.#pieces.length === 0 && this.#tail === undefined) || n >= OUTPUT_PIECE_BYTES) {
+      this.adopt(bytes.slice(from, to));
       return;
     }
-    let at = 0;
-    while (at < bytes.length) {
+    let at = from;
+    while (at < to) {
       if (this.#tail === undefined || this.#used === this.#tail.length) {
         this.#seal();
         this.#tail = new Uint8Array(this.#nextPiece);
         this.#nextPiece = Math.min(OUTPUT_PIECE_BYTES, this.#nextPiece * 2);
       }
-      const take = Math.min(bytes.length - at, this.#tail.length - this.#used);
+      const take = Math.min(to - at, this.#tail.length - this.#used);
       this.#tail.set(bytes.subarray(at, at + take), this.#used);
       this.#used += take;
       at += take;

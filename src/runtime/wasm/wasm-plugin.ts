@@ -571,7 +571,7 @@ export class WasmPlugin implements PluginRuntime {
         },
       );
     }
-    this.#output.append(chunk.subarray(from, to));
+    this.#output.append(chunk, from, to);
   }
 
   #takeOutput(): Uint8Array {
