@@ -66,7 +66,10 @@ describe('a Docker engine that goes away and comes back', () => {
     await new Promise((r) => setTimeout(r, 2_000));
     await expect(host.call('proc.segfault', 'ok')).rejects.toMatchObject({ code: 'docker_unavailable' });
     // The status says what is so: its runner is being replaced, not failed.
-    expect(host.status().find((s) => s.id === 'proc.segfault')).toMatchObject({ state: 'restarting', crashes: 1 });
+    expect(host.status().find((s) => s.id === 'proc.segfault')).toMatchObject({
+      state: 'restarting',
+      crashes: 1,
+    });
 
     await proxy.up();
     expect(await untilItWorks(host, 'proc.segfault', 'ok', 30_000)).toBe('ok');
