@@ -1,12 +1,15 @@
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ContainerRunner } from '../../src/backends/container/container-runner.js';
+import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
+import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { EngineProxy } from '../helpers/engine-proxy.js';
 import { startHost, text } from '../helpers/host.js';
-import { lastingDir, tempDir } from '../helpers/plugin-tree.js';
+import { lastingDir, tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 /**
  * The Docker engine stops answering and comes back, seen through a socket in front of the real engine (so
@@ -121,6 +124,83 @@ describe('a Docker engine that goes away and comes back', () => {
       expect(state()).toEqual({ 'dep.base': 'ready', 'dep.user': 'ready' });
     } finally {
       await second.close();
+    }
+  }, 120_000);
+});
+
+describe('a Docker engine that goes away while a plugin with a data directory restarts', () => {
+  it("a container that could not be removed keeps the directory's group until it is; the last sandbox gives it back", async () => {
+    const proxy = new EngineProxy(lastingDir('reed-engine-'));
+    await proxy.up();
+    const root = tempDir();
+    writePlugin(
+      root,
+      'fs.a',
+      { id: 'fs.a', permissions: { filesystem: 'readwrite' } },
+      { 'plugin.wasm': readFileSync(join(REPO, 'test/fixtures/data-dir/files/plugin.wasm')) },
+    );
+    const { host, dir } = await startHost([root], {
+      mode: 'container',
+      reedToml: `${TOML}[policy.permissions]\nfilesystem = "readwrite"\n`,
+      supervision: FAST,
+      docker: new Docker({ socketPath: proxy.path, timeout: CLIENT_TIMEOUT_MS }),
+    });
+    const engine = new Docker();
+    const containers = async () =>
+      engine.listContainers({
+        all: true,
+        filters: { label: [`reed.host.session=${host.session.id}`, 'reed.plugin.id=fs.a'] },
+      });
+    try {
+      await host.call('fs.a', 'put', 'notes.txt\nkept');
+      const path = join(dir, 'data', 'files', 'fs.a');
+      const group = statSync(path).gid;
+      expect(group).not.toBe(process.getgid?.());
+      const runner = () =>
+        ((host.sandbox('fs.a') as LazySandbox).inner as SupervisedSandbox).runner as ContainerRunner;
+      const first = runner();
+      expect(first.pid).toBeGreaterThan(0);
+      await proxy.down();
+      // The container dies (its init, killed on the machine) while the engine cannot remove it: it still holds the
+      // group, which neither goes back to the host nor to another lease while restarts fail.
+      process.kill(first.pid as number, 'SIGKILL');
+      const pause = () => new Promise((r) => setTimeout(r, 200));
+      const deadline = Date.now() + 30_000;
+      let code = '';
+      while (code !== 'docker_unavailable' && Date.now() < deadline) {
+        code = await host.call('fs.a', 'preopen').then(
+          () => 'answered',
+          (e: { code?: string }) => e.code ?? '',
+        );
+        await pause();
+      }
+      expect(code).toBe('docker_unavailable');
+      expect(statSync(path).gid).toBe(group);
+      expect((await containers()).map((c) => c.Id)).toEqual([first.container?.id]);
+      // Back: a new container, of the same group; the dead one is removed then, and the group stays the new one's.
+      await proxy.up();
+      const back = Date.now() + 30_000;
+      let notes = '';
+      while (notes !== 'kept' && Date.now() < back) {
+        notes = await host.call('fs.a', 'get', 'notes.txt').then(
+          (r) => text(r.output),
+          () => '',
+        );
+        if (notes !== 'kept') await pause();
+      }
+      expect(notes).toBe('kept');
+      const second = runner();
+      expect(second).not.toBe(first);
+      while ((await containers()).length > 1 && Date.now() < back) await pause();
+      expect((await containers()).map((c) => c.Id)).toEqual([second.container?.id]);
+      const user = (await engine.getContainer(second.container?.id as string).inspect()).Config.User;
+      expect([user, statSync(path).gid]).toEqual([`65534:${group}`, group]);
+      await host.close();
+      expect(statSync(path).gid).toBe(process.getgid?.());
+    } finally {
+      await proxy.up();
+      await host.close();
+      await proxy.down();
     }
   }, 120_000);
 });
