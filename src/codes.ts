@@ -123,7 +123,8 @@ export const CODES = {
     'the upgrade would put the plugin outside the version range a loaded plugin that depends on it requires',
   install_archive_invalid:
     'the plugin archive is not a clean tree of files and directories (a path leaving it, a link, a device, too large, too many files, no manifest)',
-  install_id_mismatch: 'the installed plugin\u2019s manifest id is not the id it is installed as (or that is not a plugin id)',
+  install_id_mismatch:
+    'the installed plugin\u2019s manifest id is not the id it is installed as (or that is not a plugin id)',
   store_unreadable: 'the pointer of installed plugins under data_dir cannot be read; nothing was guessed',
   plugin_has_dependants: 'loaded plugins depend on it; remove them with it (withDependants) or keep it',
   sandbox_unavailable: 'the sandbox mode asked for is not available on this host',
@@ -135,9 +136,11 @@ export const CODES = {
   api_not_found: 'no API route at that path',
   api_method_not_allowed: 'the API route does not take that HTTP method',
   request_too_large: 'the request body is larger than the server accepts',
-  api_unsupported_media_type: 'the request body is not of the content type the route takes (application/x-tar)',
+  api_unsupported_media_type:
+    'the request body is not of the content type the route takes (application/x-tar)',
   api_bad_request: 'the request has a query parameter the route does not take, or one it cannot read',
-  api_unreachable: 'no reed-plugins serve answers on the socket given (the CLI\u2019s install, remove, reload, status)',
+  api_unreachable:
+    'no reed-plugins serve answers on the socket given (the CLI\u2019s install, remove, reload, status)',
   api_socket_in_use: 'the API socket path is taken by a live server or by a file that is not a socket',
   api_socket_failed: 'the API socket cannot be created there (no such directory, no permission)',
   internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',
