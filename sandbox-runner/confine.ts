@@ -1,6 +1,7 @@
 // What the sandbox-runner does to itself on Linux, through libc (koffi): die with the host, and deny tracing.
 import koffi, { type LibraryHandle } from 'koffi';
 import { ReedError } from '../src/errors.js';
+import { SECCOMP_ARCHES, tracingFilter } from '../src/seccomp-filter.js';
 
 const libc = () => {
   libcHandle ??= koffi.load('libc.so.6');
@@ -12,21 +13,6 @@ const PR_SET_PDEATHSIG = 1;
 const PR_SET_NO_NEW_PRIVS = 38;
 const SECCOMP_SET_MODE_FILTER = 1;
 const SECCOMP_FILTER_FLAG_TSYNC = 1;
-const SECCOMP_RET_ALLOW = 0x7fff0000;
-const SECCOMP_RET_ERRNO_EPERM = 0x00050000 | 1;
-const BPF_LD_W_ABS = 0x20;
-const BPF_JEQ_K = 0x15;
-const BPF_JGE_K = 0x35;
-const BPF_RET_K = 0x06;
-
-/** Per machine: the audit arch, the seccomp syscall, and the syscalls that reach into another process. */
-const ARCHES: Partial<
-  Record<NodeJS.Architecture, { audit: number; seccomp: number; denied: number[]; x32?: true }>
-> = {
-  // ptrace, process_vm_readv, process_vm_writev
-  x64: { audit: 0xc000003e, seccomp: 317, denied: [101, 310, 311], x32: true },
-  arm64: { audit: 0xc00000b7, seccomp: 277, denied: [117, 270, 271] },
-};
 
 let prctlFn: ReturnType<LibraryHandle['func']> | undefined;
 const prctl = (option: number, arg: number) => {
@@ -43,31 +29,21 @@ export function dieWithParent(): void {
 }
 
 /**
- * Installs a seccomp filter on every thread of this process (TSYNC; threads made later inherit it) that fails
- * ptrace, process_vm_readv and process_vm_writev with EPERM, and every syscall of a foreign ABI (i386 or x32
- * on x86-64). It stacks on whatever filter the process already has (Docker's default profile in container
+ * Installs the seccomp filter of src/seccomp-filter.ts on every thread of this process (TSYNC; threads made
+ * later inherit it): it fails ptrace, process_vm_readv and process_vm_writev with EPERM, and every syscall of a
+ * foreign ABI (i386 or x32 on x86-64). Container mode and native plugins' workers; in process mode bubblewrap has
+ * installed the same filter before the runner started. It stacks on whatever filter the process already has (Docker's default profile in container
  * mode), which allows ptrace; filters only ever add restrictions. Throws `sandbox_start_failed` when the
  * kernel refuses: the runner then does not load the plugin.
  */
 export function denyTracing(): void {
-  const arch = ARCHES[process.arch];
-  if (arch === undefined)
+  const arch = SECCOMP_ARCHES[process.arch];
+  const program = tracingFilter();
+  if (arch === undefined || program === undefined)
     throw new ReedError(
       'sandbox_start_failed',
       `no seccomp filter for ${process.arch}: ptrace cannot be denied`,
     );
-  const ins = (code: number, k: number, jt = 0, jf = 0) => ({ code, jt, jf, k });
-  const deny = ins(BPF_RET_K, SECCOMP_RET_ERRNO_EPERM);
-  const program = [
-    ins(BPF_LD_W_ABS, 4), // seccomp_data.arch
-    ins(BPF_JEQ_K, arch.audit, 1, 0),
-    deny,
-    ins(BPF_LD_W_ABS, 0), // seccomp_data.nr
-    ...(arch.x32 ? [ins(BPF_JGE_K, 0x40000000, 0, 1), deny] : []),
-    ...arch.denied.map((nr, i) => ins(BPF_JEQ_K, nr, arch.denied.length - i, 0)),
-    ins(BPF_RET_K, SECCOMP_RET_ALLOW),
-    deny,
-  ];
   // Anonymous types: koffi's named types are per process, and this may run in more than one thread.
   const filter = koffi.struct({ code: 'uint16', jt: 'uint8', jf: 'uint8', k: 'uint32' });
   const fprog = koffi.struct({ len: 'uint16', filter: koffi.pointer(filter) });

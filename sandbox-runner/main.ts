@@ -64,17 +64,22 @@ delete process.env.REED_SECRET_FD;
 
 /**
  * Linux: die with the host even if this thread gets stuck in a plugin, and deny tracing (sandbox-runner/
- * confine.ts). Off the start-up path for WASM (loading koffi costs ~15 ms, and WASM code makes no syscalls of
- * its own); a native plugin's worker denies tracing itself before the library is loaded (for every thread), so
- * `denyTracing` is false then. A filter the kernel refuses stops the runner: the host then reports the sandbox
- * as crashed, with this message.
+ * confine.ts). In process mode bubblewrap has done both before this program started (--die-with-parent, and
+ * --seccomp with the same filter: REED_SECCOMP=installed), so a WASM plugin's runner loads no native code at all
+ * (koffi: ~23 million instructions, a tenth of the runner's start). Elsewhere (container mode) it runs off the
+ * start-up path for WASM, whose code makes no syscalls of its own; a native plugin's worker denies tracing itself
+ * before the library is loaded (for every thread), so `denyTracing` is false then. A filter the kernel refuses
+ * stops the runner: the host then reports the sandbox as crashed, with this message.
  */
 async function confineLater(denyTracing: boolean): Promise<void> {
   if (process.platform !== 'linux') return;
+  const pdeathsig = process.env.REED_PDEATHSIG === '1';
+  const traced = denyTracing && process.env.REED_SECCOMP !== 'installed';
+  if (!pdeathsig && !traced) return;
   try {
     const confine = await import('./confine.js');
-    if (process.env.REED_PDEATHSIG === '1') confine.dieWithParent();
-    if (denyTracing) confine.denyTracing();
+    if (pdeathsig) confine.dieWithParent();
+    if (traced) confine.denyTracing();
   } catch (error) {
     process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
     exit(1);

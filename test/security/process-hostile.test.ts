@@ -195,8 +195,14 @@ describe('the runner process', () => {
     const { host } = await processHost([join(REPO, 'examples/plugins')], { plugins: ['example.hello'] });
     const pid = runnerOf(host, 'example.hello')?.pid as number;
     const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
-    // REED_SECRET_FD names the pipe the secret came on (read and closed at start), never the secret itself.
-    expect(env.map((e) => e.split('=')[0]).sort()).toEqual(['LANG', 'PATH', 'REED_SECRET_FD']);
+    // REED_SECRET_FD names the pipe the secret came on (read and closed at start), never the secret itself;
+    // REED_SECCOMP says bubblewrap installed the runner's seccomp filter (src/seccomp-filter.ts).
+    expect(env.map((e) => e.split('=')[0]).sort()).toEqual([
+      'LANG',
+      'PATH',
+      'REED_SECCOMP',
+      'REED_SECRET_FD',
+    ]);
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     expect(cmdline).not.toMatch(/[0-9a-f]{64}/); // the secret is never on the command line
     expect(execFileSync('ps', ['-o', 'pgid=', '-p', String(pid)], { encoding: 'utf8' }).trim()).toBe(

@@ -91,6 +91,12 @@ export interface BubblewrapOptions {
    * which cannot traverse `<data_dir>/files` (0700), and the directory the host checked is the one bound.
    */
   dataDir?: { fd: number; readOnly: boolean };
+  /**
+   * An fd bwrap reads a seccomp program from (src/seccomp-filter.ts: no tracing, no foreign ABI) and installs before
+   * it starts the runner, so the runner is under it from its first instruction and needs no native code of its own
+   * to install it (koffi, ~23 million instructions of a WASM runner's start).
+   */
+  seccompFd?: number;
 }
 
 /** bwrap's arguments up to (not including) `--` and the command. */
@@ -145,6 +151,7 @@ export function bubblewrapArgs(o: BubblewrapOptions): string[] {
     '/',
     '--chdir',
     INNER_WORK_DIR,
+    ...(o.seccompFd === undefined ? [] : ['--seccomp', String(o.seccompFd)]),
     '--info-fd',
     String(o.infoFd),
     '--block-fd',

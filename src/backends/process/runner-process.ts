@@ -3,6 +3,7 @@ import { closeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { PluginSpec } from '../../protocol/messages.js';
+import { filterBytes, tracingFilter } from '../../seccomp-filter.js';
 import { dialArguments } from '../../transport/transport.js';
 import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
 import { type DataGroup, holdDataGroup } from '../shared/data-group.js';
@@ -53,6 +54,8 @@ const INFO_FD = 4;
 const BLOCK_FD = 5;
 /** The data directory's fd, which bwrap binds (--bind-fd) and closes. */
 const DATA_FD = 6;
+/** The fd bwrap reads the seccomp program from (--seccomp), to install it before the runner starts. */
+const SECCOMP_FD = 7;
 
 /**
  * A runner as a child process under bubblewrap (src/backends/process/bubblewrap.ts): its own uid (when the host is root)
@@ -139,6 +142,8 @@ export class RunnerProcess implements Runner {
       o.dataDir === undefined
         ? undefined
         : openDataDir(o.pluginId, o.dataDir.hostPath, root ? { gid, passable: true } : {});
+    const program = tracingFilter();
+    const seccomp = program === undefined ? undefined : filterBytes(program);
     const command =
       o.runnerCommand ??
       defaultRunnerCommand(
@@ -157,6 +162,7 @@ export class RunnerProcess implements Runner {
       socket: endpoint.socketPath,
       infoFd: INFO_FD,
       blockFd: BLOCK_FD,
+      ...(seccomp === undefined ? {} : { seccompFd: SECCOMP_FD }),
       ...(data === undefined || o.dataDir === undefined
         ? {}
         : { dataDir: { fd: DATA_FD, readOnly: o.dataDir.readOnly } }),
@@ -180,9 +186,20 @@ export class RunnerProcess implements Runner {
           PATH: '/usr/local/bin:/usr/bin:/bin',
           LANG: 'C.UTF-8',
           REED_SECRET_FD: '3',
+          // bwrap installed the runner's seccomp filter: the runner need not (sandbox-runner/main.ts).
+          ...(seccomp === undefined ? {} : { REED_SECCOMP: 'installed' }),
         },
         detached: true,
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', ...(data === undefined ? [] : [data])],
+        stdio: [
+          'ignore',
+          'pipe',
+          'pipe',
+          'pipe',
+          'pipe',
+          'pipe',
+          data ?? 'ignore',
+          seccomp === undefined ? 'ignore' : 'pipe',
+        ],
         ...(root ? { uid, gid } : {}),
       },
       o.pluginId,
@@ -191,6 +208,10 @@ export class RunnerProcess implements Runner {
       if (data !== undefined) closeSync(data);
     });
     this.child = child;
+    // bwrap reads the program to its end before it makes the sandbox (and before it writes INFO_FD).
+    const seccompPipe = (child.stdio as unknown as (Writable | null)[])[SECCOMP_FD];
+    seccompPipe?.on('error', () => {});
+    if (seccomp !== undefined) seccompPipe?.end(seccomp);
     child.once('exit', (code, signal) => this.#markExited({ code, signal }));
     child.once('error', (error) => {
       this.stderrTail += `\n${error.message}`;
