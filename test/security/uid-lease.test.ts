@@ -122,6 +122,23 @@ describe('uid leases', () => {
     expect(leases.map((l) => l.uid).sort()).toEqual([720_400, 720_401, 720_402]);
   });
 
+  it('a number some live process has as its group is not given (a container of a dead host running as 65534:<gid>); once it dies it is', async () => {
+    // A process as a container-mode sandbox with a data directory runs: uid 65534, the directory's leased gid.
+    // Its host (and the lease) gone, the number must not be leased again while it runs.
+    const holder = spawn('sleep', ['600'], { uid: 65_534, gid: 720_600, stdio: 'ignore' });
+    children.push(holder);
+    await new Promise((resolve) => holder.once('spawn', resolve));
+    await expect(leaseUid({ start: 720_600, end: 720_600 }, 'p')).rejects.toMatchObject({
+      code: 'sandbox_unavailable',
+    });
+    const exited = new Promise((r) => holder.once('exit', r));
+    holder.kill('SIGKILL');
+    await exited;
+    const lease = await leaseUid({ start: 720_600, end: 720_600 }, 'p');
+    leases.push(lease);
+    expect(lease.uid).toBe(720_600);
+  });
+
   it('release gives the uid back to this process and to others, once', async () => {
     const first = await leaseUid({ start: 720_500, end: 720_500 }, 'p');
     await expect(leaseUid({ start: 720_500, end: 720_500 }, 'p')).rejects.toMatchObject({

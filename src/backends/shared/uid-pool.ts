@@ -67,8 +67,8 @@ const LEASE_FILE = `${LEASE_DIR}/leases`;
  * directory is root's alone, and there is no socket. (Leases used to be abstract sockets "reed-runner-uid-<uid>"
  * this process listened on: a plugin granted network shares the host's network namespace, and it connected
  * ~20,000 times to its own lease, each connection a descriptor of the host's, until the host had none left; it
- * could also bind the names of free uids first and so deny them. Those names now mean nothing.) A uid some live
- * process already runs as (a runner a dead host left, anything else) is skipped too. The search starts at a
+ * could also bind the names of free uids first and so deny them. Those names now mean nothing.) A number some live
+ * process already has as its uid or gid (a runner or a container a dead host left, anything else) is skipped too. The search starts at a
  * random place so that hosts starting together rarely contend. Throws `sandbox_unavailable` when every uid of
  * the range is taken, or when the lease file cannot be used.
  */
@@ -172,14 +172,20 @@ function libc(): LibraryHandle {
   return handle;
 }
 
-/** Real, effective, saved and filesystem uids of every live process. */
+/**
+ * Real, effective, saved and filesystem uids and gids of every live process: a leased number is a runner's uid or a
+ * data directory's group, and a container a dead host left (runc) still runs as 65534:<its directory's gid>.
+ */
 function uidsInUse(): Set<number> {
   const out = new Set<number>();
   for (const name of readdirSync('/proc')) {
     if (name.charCodeAt(0) > 57) continue; // not a pid
     try {
-      const line = /^Uid:\s+(.*)$/m.exec(readFileSync(`/proc/${name}/status`, 'utf8'))?.[1];
-      for (const uid of line?.split(/\s+/) ?? []) out.add(Number(uid));
+      const status = readFileSync(`/proc/${name}/status`, 'utf8');
+      for (const key of ['Uid', 'Gid']) {
+        const line = new RegExp(`^${key}:\\s+(.*)$`, 'm').exec(status)?.[1];
+        for (const id of line?.split(/\s+/) ?? []) out.add(Number(id));
+      }
     } catch {}
   }
   return out;
