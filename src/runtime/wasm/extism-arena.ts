@@ -84,14 +84,25 @@ export class ExtismArena {
   storeU8(p: number, value: number): void {
     if (!(p >= ARENA_BASE && p < this.bytes.length)) return;
     this.bytes[p] = value;
-    if (p >= this.#clean) this.#clean = p + 1;
+    if (p >= this.#clean) this.#grew(p + 1);
   }
 
   /** Stores a little-endian u64 at `p`; nothing outside the extent. */
   storeU64(p: number, value: bigint): void {
     if (!(p >= ARENA_BASE && p + 8 <= this.bytes.length)) return;
     this.view.setBigUint64(p, value, true);
-    if (p + 8 > this.#clean) this.#clean = p + 8;
+    if (p + 8 > this.#clean) this.#grew(p + 8);
+  }
+
+  /**
+   * A store reached `end`, past every byte written since the last reset: reset will zero up to there, so the bytes
+   * in between are charged now (a single store far into a grown arena made the host zero all of it when the call
+   * ended, for one byte's fuel; found by the adversarial pass H10).
+   */
+  #grew(end: number): void {
+    const gap = end - this.#clean;
+    this.#clean = end;
+    this.charge(gap);
   }
 
   /**
