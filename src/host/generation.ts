@@ -35,7 +35,17 @@ export class Generation {
       this.#settled();
       return Promise.reject(error);
     }
-    return outcome.finally(() => this.#settled());
+    // then, not finally: finally's extra promise and reaction jobs cost every call ~1,300 instructions more.
+    return outcome.then(
+      (result) => {
+        this.#settled();
+        return result;
+      },
+      (error: unknown) => {
+        this.#settled();
+        throw error;
+      },
+    );
   }
 
   #settled(): void {
