@@ -16,7 +16,7 @@ import { lastingDir, tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 const wabt = await wabtFactory();
 const wat = (source: string): Buffer => {
-  const m = wabt.parseWat('hostile.wat', source);
+  const m = wabt.parseWat('hostile.wat', source, { exceptions: true });
   try {
     return Buffer.from(m.toBinary({}).buffer);
   } finally {
@@ -176,6 +176,10 @@ const HOSTILE = wat(`(module
   (func (export "negative_alloc") (result i32) (drop (call $alloc (i64.const -1))) (i32.const 0))
   (func (export "alloc_loop") (result i32) (loop $l (drop (call $alloc (i64.const 65536))) (br $l)) (i32.const 0))
   (func (export "tiny_alloc_loop") (result i32) (loop $l (drop (call $alloc (i64.const 1))) (br $l)) (i32.const 0))
+  ;; Loads alone (imports that do the guard's work themselves: SELF_GUARDED), then the same swallowing every error.
+  (func (export "load_loop") (result i32) (loop $l (drop (call $load_u64 (i64.const 8))) (br $l)) (i32.const 0))
+  (func (export "load_loop_catch_all") (result i32)
+    (loop $l (try (do (drop (call $load_u64 (i64.const 8)))) (catch_all)) (br $l)) (i32.const 0))
   (func (export "alloc_free_loop") (result i32)
     (loop $l (call $free (call $alloc (i64.const 64))) (br $l)) (i32.const 0))
   ;; Variables of 256 bytes under fresh keys until the quota refuses one.
@@ -264,6 +268,8 @@ const ATTACKS: [fn: string, code: string, input?: string][] = [
   // 1-byte blocks: each counts 8 bytes and 64 of bookkeeping, so the cap holds what the host keeps for them.
   ['tiny_alloc_loop', 'extism_memory_limit'],
   ['alloc_free_loop', 'fuel_exhausted'],
+  ['load_loop', 'fuel_exhausted'],
+  ['load_loop_catch_all', 'fuel_exhausted'],
   ['var_flood', 'extism_var_quota_exceeded'],
   ['big_output', 'output_too_large'],
 ];
@@ -276,10 +282,14 @@ describe.each(['none', 'process'] as SandboxMode[])('hostile Extism plugin, mode
     writePlugin(root, 'hostile', { id: 'extism.hostile', limits: LIMITS }, { 'plugin.wasm': HOSTILE });
     // The same module again, for the tests of its variables (var_flood leaves the first one's quota full).
     writePlugin(root, 'hostile2', { id: 'extism.hostile2', limits: LIMITS }, { 'plugin.wasm': HOSTILE });
+    // And with fuel for 44 million loads (seconds of them), so that a 300 ms deadline ends a loop first.
+    const slow = { ...LIMITS, fuel_per_call: 5_000_000_000, call_timeout_ms: 300 };
+    writePlugin(root, 'hostile3', { id: 'extism.hostile3', limits: slow }, { 'plugin.wasm': HOSTILE });
     ({ host, logs } = await startHost([root], { mode, reedToml: '[signatures]\nrequire = "none"\n' }));
     expect(host.status().map((s) => [s.id, s.state])).toEqual([
       ['extism.hostile', 'ready'],
       ['extism.hostile2', 'ready'],
+      ['extism.hostile3', 'ready'],
     ]);
   }, 60_000);
   afterAll(() => host?.close());
@@ -295,6 +305,15 @@ describe.each(['none', 'process'] as SandboxMode[])('hostile Extism plugin, mode
       expect(Buffer.from((await host.call('extism.hostile', fn, input)).output)).toEqual(output);
     },
   );
+
+  it('a loop of loads swallowing every error (catch_all) still ends at the deadline with call_timeout', async () => {
+    // Loads do the guard's work themselves (SELF_GUARDED): the deadline they find is raised as a trap no catch_all
+    // catches, as the generic guard's is. Were it swallowed, the loop would run on to its fuel (fuel_exhausted).
+    await expect(host.call('extism.hostile3', 'load_loop_catch_all')).rejects.toMatchObject({
+      code: 'call_timeout',
+    });
+    expect(text((await host.call('extism.hostile3', 'ok')).output)).toBe('ok');
+  });
 
   it('error_set of what is no longer a block fails the call all the same, saying there is no message', async () => {
     await expect(host.call('extism.hostile', 'error_freed')).rejects.toMatchObject({

@@ -13,6 +13,13 @@ export const ARENA_BASE = 8;
 /** What each block counts against the arena's cap besides its bytes (the host's bookkeeping of it). */
 export const BLOCK_OVERHEAD_BYTES = 64;
 const FIRST_ARENA_BYTES = 64 * 1024;
+/**
+ * Whether typed arrays are little-endian here (as Extism's, WASM's, byte order is): then an aligned u64 is read
+ * and written through a BigUint64Array, several times cheaper per access than a DataView's BigInt methods.
+ */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+/** `words` serves offsets below this (its index is `p >>> 3`, which is exact below 2^32). */
+const WORDS_BELOW = 2 ** 32;
 /** `n` rounded up to a multiple of 8 (arithmetic, not bitwise: `n` may be far above 2^32). */
 const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
@@ -30,8 +37,9 @@ const align8 = (n: number) => Math.ceil(n / 8) * 8;
 export class ExtismArena {
   /** The arena's bytes, its extent; replaced when it grows. */
   bytes: Uint8Array;
-  /** A view of `bytes` for 64-bit loads and stores. */
+  /** Views of `bytes` for 64-bit loads and stores: `words` at offsets that are multiples of 8 (little-endian only). */
   view: DataView;
+  words: BigUint64Array;
   /** Live and freed blocks, by start: the order they were bumped in. */
   #blocks: Block[] = [];
   /** Freed blocks by capacity, for reuse (an entry no longer in #blocks is stale and skipped). */
@@ -47,6 +55,7 @@ export class ExtismArena {
   ) {
     this.bytes = new Uint8Array(Math.min(FIRST_ARENA_BYTES, maxBytes + ARENA_BASE));
     this.view = new DataView(this.bytes.buffer);
+    this.words = new BigUint64Array(this.bytes.buffer, 0, Math.floor(this.bytes.length / 8));
   }
 
   /** The bytes of the extent past ARENA_BASE, what memory_bytes answers (as Extism's, its memory's length). */
@@ -56,7 +65,8 @@ export class ExtismArena {
 
   /** Frees every block and zeroes every byte written since the last reset: the arena is as new. */
   reset(): void {
-    if (this.#blocks.length > 0) this.#blocks.length = 0;
+    const blocks = this.#blocks;
+    while (blocks.length > 0) blocks.pop(); // cheaper than setting the length, for the few blocks of most calls
     if (this.#free.size > 0) this.#free.clear();
     this.#top = ARENA_BASE;
     if (this.#clean > ARENA_BASE) {
@@ -77,7 +87,10 @@ export class ExtismArena {
 
   /** The little-endian u64 at `p`, or 0 outside the extent. */
   loadU64(p: number): bigint {
-    return p >= ARENA_BASE && p + 8 <= this.bytes.length ? this.view.getBigUint64(p, true) : 0n;
+    if (!(p >= ARENA_BASE && p + 8 <= this.bytes.length)) return 0n;
+    return LITTLE_ENDIAN && (p & 7) === 0 && p < WORDS_BELOW
+      ? (this.words[p >>> 3] as bigint)
+      : this.view.getBigUint64(p, true);
   }
 
   /** Stores a byte at `p`; nothing outside the extent. */
@@ -90,7 +103,8 @@ export class ExtismArena {
   /** Stores a little-endian u64 at `p`; nothing outside the extent. */
   storeU64(p: number, value: bigint): void {
     if (!(p >= ARENA_BASE && p + 8 <= this.bytes.length)) return;
-    this.view.setBigUint64(p, value, true);
+    if (LITTLE_ENDIAN && (p & 7) === 0 && p < WORDS_BELOW) this.words[p >>> 3] = value;
+    else this.view.setBigUint64(p, value, true);
     if (p + 8 > this.#clean) this.#grew(p + 8);
   }
 
@@ -213,6 +227,7 @@ export class ExtismArena {
     grown.set(this.bytes);
     this.bytes = grown;
     this.view = new DataView(grown.buffer);
+    this.words = new BigUint64Array(grown.buffer, 0, Math.floor(grown.length / 8));
   }
 
   /** The index in #blocks of the block starting at `start`, or -1. */

@@ -3,7 +3,7 @@ import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { MAX_KEY_BYTES } from '../host-api.js';
 import type { EXTISM_IMPORTS } from './extism.js';
-import { type Block, ExtismArena } from './extism-arena.js';
+import { type Block, ExtismArena, LITTLE_ENDIAN } from './extism-arena.js';
 import type { ExtismVars } from './extism-vars.js';
 
 /** What the kernel needs of the runtime that runs the plugin (wasm-plugin.ts). */
@@ -14,6 +14,12 @@ export interface ExtismIo {
   readonly logLevel: number;
   /** Charges fuel for work about to be done; throws (fuel, deadline) when the call may not do it. */
   charge(fuel: number): void;
+  /**
+   * What the runtime's guard does before an import runs, for the imports that run without it (SELF_GUARDED):
+   * fails at once after a fatal error, charges the import's fixed fuel and `fuel` more, and a failure there ends
+   * the run as the guard's would (no `catch_all` in the guest can swallow it).
+   */
+  enter(fuel: number): void;
   /** A log line to the plugin's log at our level (0 debug .. 3 error), rate-capped and charged by the runtime. */
   log(level: number, text: string): void;
   /** The plugin's `[configuration]` value at `key` as JSON (config_get of the host API), or undefined. */
@@ -31,6 +37,26 @@ const LOG_LEVELS = {
   log_warn: [3, 2],
   log_error: [4, 3],
 } as const;
+
+/**
+ * The imports that call ExtismIo.enter first and cannot throw after it, so the runtime calls them without its
+ * generic guard: the loads and stores a plugin makes by the dozen per call (a generic wrapper calling every import
+ * through one call site costs them about as much as their own work).
+ */
+export const SELF_GUARDED: ReadonlySet<string> = new Set([
+  'load_u8',
+  'load_u64',
+  'store_u8',
+  'store_u64',
+  'input_load_u8',
+  'input_load_u64',
+  'input_length',
+  'length',
+  'length_unsafe',
+  'error_get',
+  'get_log_level',
+  'memory_bytes',
+]);
 
 const lenient = new TextDecoder('utf-8');
 const strict = new TextDecoder('utf-8', { fatal: true });
@@ -53,14 +79,17 @@ export class ExtismKernel {
   readonly #arena: ExtismArena;
   // Per call.
   #input: Uint8Array = NO_INPUT;
-  /** A view of the input for input_load_u64, made when first needed (most calls read their input otherwise). */
+  /** Views of the input for input_load_u64, made when first needed (most calls read their input otherwise). */
   #inputView: DataView | undefined;
+  #inputWords: BigUint64Array | undefined;
   #inputBlock: Block | undefined;
   /** Freed, or forgotten by reset: input_length answers 0, as Extism's kernel does. */
   #inputGone = false;
   #output: { at: number; length: number } | undefined;
   /** What error_set named (0: none). */
   #error = 0;
+  /** The last call's finish ran: the arena and the call's state are as new. */
+  #finished = true;
 
   constructor(io: ExtismIo) {
     this.#io = io;
@@ -69,9 +98,11 @@ export class ExtismKernel {
 
   /** A call starts: `input` is its input; no block, output or error is left from before. */
   begin(input: Uint8Array): void {
-    this.#reset();
+    if (!this.#finished) this.#reset(); // finish already did
+    this.#finished = false;
     this.#input = input;
     this.#inputView = undefined;
+    this.#inputWords = undefined;
     this.#inputGone = false;
   }
 
@@ -90,52 +121,67 @@ export class ExtismKernel {
     } finally {
       this.#reset();
       this.#input = NO_INPUT;
+      this.#finished = true;
     }
   }
 
-  /** The `extism:host/env` functions, unguarded (the runtime puts each behind its guard). */
+  /**
+   * The `extism:host/env` functions: those in SELF_GUARDED call `io.enter` first and cannot fail after it; the
+   * runtime puts each of the others behind its guard.
+   */
   imports(): Record<keyof typeof EXTISM_IMPORTS, (...args: never[]) => unknown> {
     const arena = this.#arena;
     const io = this.#io;
+    const enter = io.enter;
     return {
       alloc: (n: bigint) => BigInt(arena.alloc(Number(n))?.start ?? 0),
       free: (h: bigint) => this.#free(Number(h)),
-      length: (h: bigint) => BigInt(arena.blockAt(Number(h))?.length ?? 0),
-      length_unsafe: (h: bigint) => BigInt(arena.blockAt(Number(h))?.length ?? 0),
+      length: (h: bigint) => {
+        enter(0);
+        return BigInt(arena.blockAt(Number(h))?.length ?? 0);
+      },
+      length_unsafe: (h: bigint) => {
+        enter(0);
+        return BigInt(arena.blockAt(Number(h))?.length ?? 0);
+      },
       load_u8: (p: bigint) => {
-        io.charge(1);
+        enter(1);
         return arena.loadU8(Number(p));
       },
       load_u64: (p: bigint) => {
-        io.charge(8);
+        enter(8);
         return arena.loadU64(Number(p));
       },
       store_u8: (p: bigint, value: number) => {
-        io.charge(1);
+        enter(1);
         arena.storeU8(Number(p), value);
       },
       store_u64: (p: bigint, value: bigint) => {
-        io.charge(8);
+        enter(8);
         arena.storeU64(Number(p), value);
       },
       input_offset: () => BigInt(this.#inputOffset()),
-      input_length: () => BigInt(this.#inputGone ? 0 : this.#input.length),
+      input_length: () => {
+        enter(0);
+        return BigInt(this.#inputGone ? 0 : this.#input.length);
+      },
       // Past the input's end (or once it is gone), 0, as Extism's kernel answers: input_load_u64 wants all 8 bytes.
       input_load_u8: (offset: bigint) => {
-        io.charge(1);
+        enter(1);
         const o = Number(offset);
         return !this.#inputGone && o >= 0 && o < this.#input.length ? this.#input[o] : 0;
       },
       input_load_u64: (offset: bigint) => {
-        io.charge(8);
+        enter(8);
         const o = Number(offset);
-        return !this.#inputGone && o >= 0 && o + 8 <= this.#input.length
-          ? this.#inputDataView().getBigUint64(o, true)
-          : 0n;
+        return !this.#inputGone && o >= 0 && o + 8 <= this.#input.length ? this.#inputU64(o) : 0n;
       },
       output_set: (p: bigint, length: bigint) => this.#outputSet(Number(p), Number(length)),
       error_set: (h: bigint) => this.#errorSet(Number(h)),
-      error_get: () => BigInt(this.#error),
+      error_get: () => {
+        enter(0);
+        return BigInt(this.#error);
+      },
       config_get: (h: bigint) => BigInt(this.#configGet(Number(h))),
       var_get: (h: bigint) => BigInt(this.#varGet(Number(h))),
       var_set: (k: bigint, v: bigint) => this.#varSet(Number(k), Number(v)),
@@ -153,12 +199,18 @@ export class ExtismKernel {
       log_info: (h: bigint) => this.#log('log_info', Number(h)),
       log_warn: (h: bigint) => this.#log('log_warn', Number(h)),
       log_error: (h: bigint) => this.#log('log_error', Number(h)),
-      get_log_level: () => io.logLevel,
+      get_log_level: () => {
+        enter(0);
+        return io.logLevel;
+      },
       reset: () => {
         this.#reset();
         this.#inputGone = true;
       },
-      memory_bytes: () => BigInt(arena.size),
+      memory_bytes: () => {
+        enter(0);
+        return BigInt(arena.size);
+      },
     };
   }
 
@@ -188,10 +240,15 @@ export class ExtismKernel {
     return this.#inputBlock?.start ?? 0;
   }
 
-  #inputDataView(): DataView {
+  /** The input's u64 at `o` (inside it), through a BigUint64Array when both are 8-aligned, as the arena's. */
+  #inputU64(o: number): bigint {
     const input = this.#input;
+    if (LITTLE_ENDIAN && (o & 7) === 0 && input.byteOffset % 8 === 0 && o < 2 ** 32) {
+      this.#inputWords ??= new BigUint64Array(input.buffer, input.byteOffset, Math.floor(input.length / 8));
+      return this.#inputWords[o >>> 3] as bigint;
+    }
     this.#inputView ??= new DataView(input.buffer, input.byteOffset, input.byteLength);
-    return this.#inputView;
+    return this.#inputView.getBigUint64(o, true);
   }
 
   /**

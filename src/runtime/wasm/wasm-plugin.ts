@@ -32,7 +32,7 @@ import {
   FUEL_PER_LOG_LINE,
 } from './abi.js';
 import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from './extism.js';
-import { ExtismKernel } from './extism-kernel.js';
+import { ExtismKernel, SELF_GUARDED } from './extism-kernel.js';
 import { ExtismVars } from './extism-vars.js';
 import { OutputBuffer } from './output-buffer.js';
 import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
@@ -410,6 +410,22 @@ export class WasmPlugin implements PluginRuntime {
     }
   }
 
+  /**
+   * The guard's work for an import that runs without it (Extism's SELF_GUARDED): fail at once after a fatal error,
+   * pay for the call and `fuel` more, and end the run on a failure there as the guard would.
+   */
+  #enterImport(fuel: number): void {
+    if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
+    this.#owed += FUEL_PER_HOST_CALL + fuel;
+    if (this.#owed >= SETTLE_FUEL) {
+      try {
+        this.#settle();
+      } catch (error) {
+        throw this.#fatalize(error);
+      }
+    }
+  }
+
   /** What every import pays before it runs (see #charge). */
   #payCall(): void {
     this.#owed += FUEL_PER_HOST_CALL;
@@ -571,7 +587,7 @@ export class WasmPlugin implements PluginRuntime {
         },
       );
     }
-    this.#output.append(chunk, from, to);
+    this.#output.append(chunk.subarray(from, to));
   }
 
   #takeOutput(): Uint8Array {
@@ -639,6 +655,8 @@ export class WasmPlugin implements PluginRuntime {
     const imports = this.#rawImports();
     for (const [moduleName, module] of Object.entries(imports)) {
       for (const [name, fn] of Object.entries(module)) {
+        // Extism's loads and stores do the guard's work themselves (ExtismIo.enter, #enterImport).
+        if (moduleName === EXTISM_MODULE && SELF_GUARDED.has(name)) continue;
         const arity = expectedSignature(moduleName, name)?.params.length;
         module[name] = this.#guard(fn as (...args: never[]) => unknown, arity);
       }
@@ -692,6 +710,7 @@ export class WasmPlugin implements PluginRuntime {
       limits: this.#o.limits,
       logLevel: extismLogLevel(this.#o.logLevel),
       charge: (fuel) => this.#charge(fuel),
+      enter: (fuel) => this.#enterImport(fuel),
       log: (level, text) => this.#log(level, text, true),
       config: (key) => this.#o.host.config_get(key),
       vars: this.#extismVars,
