@@ -1,4 +1,5 @@
 import { ReedError } from '../../errors.js';
+import { type ExtismFast, extismFast } from './extism-fast.js';
 
 /** One memory block: `length` bytes at `start` in the arena, within `capacity` reserved ones. */
 export interface Block {
@@ -12,55 +13,73 @@ export interface Block {
 export const ARENA_BASE = 8;
 /** What each block counts against the arena's cap besides its bytes (the host's bookkeeping of it). */
 export const BLOCK_OVERHEAD_BYTES = 64;
-const FIRST_ARENA_BYTES = 64 * 1024;
+const PAGE = 64 * 1024;
+/** The most pages an arena grows to: its offsets, and every end of a range in it, stay below 2^32. */
+const MAX_PAGES = 65_535;
 /**
- * Whether typed arrays are little-endian here (as Extism's, WASM's, byte order is): then an aligned u64 is read
- * and written through a BigUint64Array, several times cheaper per access than a DataView's BigInt methods.
+ * Whether typed arrays are little-endian here (as WASM's, and so Extism's, byte order is): then an aligned u64 of
+ * the input is read through a BigUint64Array, several times cheaper than a DataView's BigInt method.
  */
 export const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-/** `words` serves offsets below this (its index is `p >>> 3`, which is exact below 2^32). */
-const WORDS_BELOW = 2 ** 32;
 /** `n` rounded up to a multiple of 8 (arithmetic, not bitwise: `n` may be far above 2^32). */
 const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
 /**
- * The memory blocks of an Extism plugin (extism-kernel.ts), ours: a byte array on the host that the plugin reaches
- * only through the kernel's functions, with offsets starting at ARENA_BASE (0 is "none"). Its extent, [ARENA_BASE,
- * bytes.length), is FIRST_ARENA_BYTES at first and doubles as blocks need, never past the cap. At most `maxBytes`
- * are handed out, BLOCK_OVERHEAD_BYTES counted per block besides its bytes (extism_memory_limit past it). Blocks are
+ * The memory blocks of an Extism plugin (extism-kernel.ts), ours: a WebAssembly memory of its own that the plugin
+ * reaches only through the kernel's functions, with offsets starting at ARENA_BASE (0 is "none"). Its loads and
+ * stores are WebAssembly (extism-fast.wat: `fast`), the rest is here. Its extent, [ARENA_BASE, bytes.length), is one
+ * 64 KiB page at first and doubles as blocks need, up to the cap rounded up to a page. At most `maxBytes` are
+ * handed out, BLOCK_OVERHEAD_BYTES counted per block besides its bytes (extism_memory_limit past it). Blocks are
  * bumped in order; a freed block is reused by a later one of the same size, or given back to the bump pointer when
  * it is the last; a block is zeroed when it is handed out. Loads and stores anywhere inside the extent work, as in
  * Extism's kernel (its memory): the arena holds only this instance's own blocks and is all zeros again after each
  * reset; a load outside answers 0 and a store outside does nothing, as Extism's answers. Bytes are charged before
- * they are allocated, zeroed or copied.
+ * they are allocated, zeroed or copied, and a store past every byte written since the last reset pays for the
+ * bytes up to it (the reset zeroes them).
  */
 export class ExtismArena {
-  /** The arena's bytes, its extent; replaced when it grows. */
+  /** The arena's bytes, its extent: a view of `memory`, made again when it grows. */
   bytes: Uint8Array;
-  /** Views of `bytes` for 64-bit loads and stores: `words` at offsets that are multiples of 8 (little-endian only). */
-  view: DataView;
-  words: BigUint64Array;
+  /** Its loads and stores, and its reset. */
+  readonly fast: ExtismFast;
+  /** The most bytes its blocks may hold (limits.memory_mb, within what MAX_PAGES allow). */
+  readonly maxBytes: number;
+  readonly #memory: WebAssembly.Memory;
+  readonly #maxPages: number;
   /** Live and freed blocks, by start: the order they were bumped in. */
   #blocks: Block[] = [];
   /** Freed blocks by capacity, for reuse (an entry no longer in #blocks is stale and skipped). */
   readonly #free = new Map<number, Block[]>();
   #top = ARENA_BASE;
-  /** Bytes at and past this offset are zero (never written since the last reset). */
-  #clean = ARENA_BASE;
+  /** The furthest end of a block since the last reset: what this side wrote lies below it (`fast` knows its own). */
+  #high = ARENA_BASE;
 
+  /**
+   * `charge`: the host work about to be done (ExtismIo.charge); `pay`: fuel the loads and stores owe, with the
+   * guard's checks (ExtismIo.enter).
+   */
   constructor(
     readonly pluginId: string,
-    readonly maxBytes: number,
+    maxBytes: number,
     readonly charge: (fuel: number) => void,
+    pay: (fuel: number) => void,
   ) {
-    this.bytes = new Uint8Array(Math.min(FIRST_ARENA_BYTES, maxBytes + ARENA_BASE));
-    this.view = new DataView(this.bytes.buffer);
-    this.words = new BigUint64Array(this.bytes.buffer, 0, Math.floor(this.bytes.length / 8));
+    this.#maxPages = Math.min(MAX_PAGES, Math.ceil((maxBytes + ARENA_BASE) / PAGE));
+    this.maxBytes = Math.min(maxBytes, this.#maxPages * PAGE - ARENA_BASE);
+    this.#memory = new WebAssembly.Memory({ initial: 1, maximum: this.#maxPages });
+    this.bytes = new Uint8Array(this.#memory.buffer);
+    // What `fast` owes arrives as an i32: below 2^32 (a store's gap is below the extent), so read unsigned.
+    this.fast = extismFast(this.#memory, (fuel) => pay(fuel >>> 0));
   }
 
   /** The bytes of the extent past ARENA_BASE, what memory_bytes answers (as Extism's, its memory's length). */
   get size(): number {
     return this.bytes.length - ARENA_BASE;
+  }
+
+  /** The fuel the loads and stores owe, now the caller's to pay. */
+  takeDebt(): number {
+    return this.fast.take_debt() >>> 0;
   }
 
   /** Frees every block and zeroes every byte written since the last reset: the arena is as new. */
@@ -69,54 +88,13 @@ export class ExtismArena {
     while (blocks.length > 0) blocks.pop(); // cheaper than setting the length, for the few blocks of most calls
     if (this.#free.size > 0) this.#free.clear();
     this.#top = ARENA_BASE;
-    if (this.#clean > ARENA_BASE) {
-      this.bytes.fill(0, ARENA_BASE, this.#clean);
-      this.#clean = ARENA_BASE;
-    }
+    this.fast.reset(this.#high);
+    this.#high = ARENA_BASE;
   }
 
   /** Whether `[p, p+n)` lies inside the extent (`p` from a plugin: any number, NaN and negatives included). */
   inside(p: number, n: number): boolean {
     return p >= ARENA_BASE && p + n <= this.bytes.length;
-  }
-
-  /** The byte at `p`, or 0 outside the extent (not charged: see the kernel). */
-  loadU8(p: number): number {
-    return p >= ARENA_BASE && p < this.bytes.length ? (this.bytes[p] as number) : 0;
-  }
-
-  /** The little-endian u64 at `p`, or 0 outside the extent. */
-  loadU64(p: number): bigint {
-    if (!(p >= ARENA_BASE && p + 8 <= this.bytes.length)) return 0n;
-    return LITTLE_ENDIAN && (p & 7) === 0 && p < WORDS_BELOW
-      ? (this.words[p >>> 3] as bigint)
-      : this.view.getBigUint64(p, true);
-  }
-
-  /** Stores a byte at `p`; nothing outside the extent. */
-  storeU8(p: number, value: number): void {
-    if (!(p >= ARENA_BASE && p < this.bytes.length)) return;
-    this.bytes[p] = value;
-    if (p >= this.#clean) this.#grew(p + 1);
-  }
-
-  /** Stores a little-endian u64 at `p`; nothing outside the extent. */
-  storeU64(p: number, value: bigint): void {
-    if (!(p >= ARENA_BASE && p + 8 <= this.bytes.length)) return;
-    if (LITTLE_ENDIAN && (p & 7) === 0 && p < WORDS_BELOW) this.words[p >>> 3] = value;
-    else this.view.setBigUint64(p, value, true);
-    if (p + 8 > this.#clean) this.#grew(p + 8);
-  }
-
-  /**
-   * A store reached `end`, past every byte written since the last reset: reset will zero up to there, so the bytes
-   * in between are charged now (a single store far into a grown arena made the host zero all of it when the call
-   * ended, for one byte's fuel; found by the adversarial pass H10).
-   */
-  #grew(end: number): void {
-    const gap = end - this.#clean;
-    this.#clean = end;
-    this.charge(gap);
   }
 
   /**
@@ -140,8 +118,9 @@ export class ExtismArena {
     const start = this.#top;
     const end = start + capacity;
     if (end > this.bytes.length) this.#grow(end);
-    if (start < this.#clean) this.bytes.fill(0, zero ? start : start + n, Math.min(end, this.#clean));
-    this.#clean = Math.max(this.#clean, end);
+    // A store may have reached past the bump pointer (charged then), so the block is zeroed, as a reused one is.
+    this.bytes.fill(0, zero ? start : start + n, end);
+    if (end > this.#high) this.#high = end;
     this.#top = end;
     const block: Block = { start, length: n, capacity, live: true };
     this.#blocks.push(block);
@@ -218,16 +197,23 @@ export class ExtismArena {
     return undefined;
   }
 
+  /** Grows the extent to hold `end` (doubling, up to the cap): the new pages are charged. */
   #grow(end: number): void {
-    let size = Math.max(this.bytes.length * 2, FIRST_ARENA_BYTES);
-    while (size < end) size *= 2;
-    size = Math.min(size, this.maxBytes + ARENA_BASE);
-    this.charge(this.bytes.length); // the copy
-    const grown = new Uint8Array(size);
-    grown.set(this.bytes);
-    this.bytes = grown;
-    this.view = new DataView(grown.buffer);
-    this.words = new BigUint64Array(grown.buffer, 0, Math.floor(grown.length / 8));
+    const pages = this.bytes.length / PAGE;
+    let want = Math.max(pages * 2, 1);
+    while (want * PAGE < end) want *= 2;
+    want = Math.min(want, this.#maxPages);
+    this.charge((want - pages) * PAGE);
+    try {
+      this.#memory.grow(want - pages);
+    } catch (error) {
+      throw new ReedError(
+        'extism_memory_limit',
+        `plugin "${this.pluginId}" needs its Extism memory blocks to grow to ${want * PAGE} bytes, which the host could not allocate: ${(error as Error).message}`,
+        { pluginId: this.pluginId },
+      );
+    }
+    this.bytes = new Uint8Array(this.#memory.buffer);
   }
 
   /** The index in #blocks of the block starting at `start`, or -1. */

@@ -2,6 +2,7 @@ import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { MAX_KEY_BYTES } from '../host-api.js';
+import { FUEL_PER_HOST_CALL } from './abi.js';
 import type { EXTISM_IMPORTS } from './extism.js';
 import { type Block, ExtismArena, LITTLE_ENDIAN } from './extism-arena.js';
 import type { ExtismVars } from './extism-vars.js';
@@ -16,8 +17,9 @@ export interface ExtismIo {
   charge(fuel: number): void;
   /**
    * What the runtime's guard does before an import runs, for the imports that run without it (SELF_GUARDED):
-   * fails at once after a fatal error, charges the import's fixed fuel and `fuel` more, and a failure there ends
-   * the run as the guard's would (no `catch_all` in the guest can swallow it).
+   * fails at once after a fatal error, charges `fuel` (the import's fixed FUEL_PER_HOST_CALL included), and a
+   * failure there ends the run as the guard's would (no `catch_all` in the guest can swallow it). The arena's
+   * loads and stores pay what they owe through it too.
    */
   enter(fuel: number): void;
   /** A log line to the plugin's log at our level (0 debug .. 3 error), rate-capped and charged by the runtime. */
@@ -39,9 +41,10 @@ const LOG_LEVELS = {
 } as const;
 
 /**
- * The imports that call ExtismIo.enter first and cannot throw after it, so the runtime calls them without its
- * generic guard: the loads and stores a plugin makes by the dozen per call (a generic wrapper calling every import
- * through one call site costs them about as much as their own work).
+ * The imports the runtime calls without its generic guard, because they do its work themselves: the loads and
+ * stores (WebAssembly: extism-fast.wat, paying through ExtismIo.enter), and the others here, which call
+ * ExtismIo.enter first and cannot throw after it. A plugin makes them by the dozen per call; a generic wrapper
+ * calling every import through one call site costs them about as much as their own work.
  */
 export const SELF_GUARDED: ReadonlySet<string> = new Set([
   'load_u8',
@@ -93,7 +96,7 @@ export class ExtismKernel {
 
   constructor(io: ExtismIo) {
     this.#io = io;
-    this.#arena = new ExtismArena(io.pluginId, io.limits.memoryMb * 1024 * 1024, io.charge);
+    this.#arena = new ExtismArena(io.pluginId, io.limits.memoryMb * 1024 * 1024, io.charge, io.enter);
   }
 
   /** A call starts: `input` is its input; no block, output or error is left from before. */
@@ -137,49 +140,37 @@ export class ExtismKernel {
       alloc: (n: bigint) => BigInt(arena.alloc(Number(n))?.start ?? 0),
       free: (h: bigint) => this.#free(Number(h)),
       length: (h: bigint) => {
-        enter(0);
+        enter(FUEL_PER_HOST_CALL);
         return BigInt(arena.blockAt(Number(h))?.length ?? 0);
       },
       length_unsafe: (h: bigint) => {
-        enter(0);
+        enter(FUEL_PER_HOST_CALL);
         return BigInt(arena.blockAt(Number(h))?.length ?? 0);
       },
-      load_u8: (p: bigint) => {
-        enter(1);
-        return arena.loadU8(Number(p));
-      },
-      load_u64: (p: bigint) => {
-        enter(8);
-        return arena.loadU64(Number(p));
-      },
-      store_u8: (p: bigint, value: number) => {
-        enter(1);
-        arena.storeU8(Number(p), value);
-      },
-      store_u64: (p: bigint, value: bigint) => {
-        enter(8);
-        arena.storeU64(Number(p), value);
-      },
+      load_u8: arena.fast.load_u8,
+      load_u64: arena.fast.load_u64,
+      store_u8: arena.fast.store_u8,
+      store_u64: arena.fast.store_u64,
       input_offset: () => BigInt(this.#inputOffset()),
       input_length: () => {
-        enter(0);
+        enter(FUEL_PER_HOST_CALL);
         return BigInt(this.#inputGone ? 0 : this.#input.length);
       },
       // Past the input's end (or once it is gone), 0, as Extism's kernel answers: input_load_u64 wants all 8 bytes.
       input_load_u8: (offset: bigint) => {
-        enter(1);
+        enter(FUEL_PER_HOST_CALL + 1);
         const o = Number(offset);
         return !this.#inputGone && o >= 0 && o < this.#input.length ? this.#input[o] : 0;
       },
       input_load_u64: (offset: bigint) => {
-        enter(8);
+        enter(FUEL_PER_HOST_CALL + 8);
         const o = Number(offset);
         return !this.#inputGone && o >= 0 && o + 8 <= this.#input.length ? this.#inputU64(o) : 0n;
       },
       output_set: (p: bigint, length: bigint) => this.#outputSet(Number(p), Number(length)),
       error_set: (h: bigint) => this.#errorSet(Number(h)),
       error_get: () => {
-        enter(0);
+        enter(FUEL_PER_HOST_CALL);
         return BigInt(this.#error);
       },
       config_get: (h: bigint) => BigInt(this.#configGet(Number(h))),
@@ -200,7 +191,7 @@ export class ExtismKernel {
       log_warn: (h: bigint) => this.#log('log_warn', Number(h)),
       log_error: (h: bigint) => this.#log('log_error', Number(h)),
       get_log_level: () => {
-        enter(0);
+        enter(FUEL_PER_HOST_CALL);
         return io.logLevel;
       },
       reset: () => {
@@ -208,10 +199,15 @@ export class ExtismKernel {
         this.#inputGone = true;
       },
       memory_bytes: () => {
-        enter(0);
+        enter(FUEL_PER_HOST_CALL);
         return BigInt(arena.size);
       },
     };
+  }
+
+  /** The fuel the arena's loads and stores owe, now the caller's to pay (the runtime, whenever it settles). */
+  takeDebt(): number {
+    return this.#arena.takeDebt();
   }
 
   /** Every block freed, the arena zeroed; the input block, output and error forgotten. */

@@ -321,6 +321,8 @@ export class WasmPlugin implements PluginRuntime {
    * instead of written back (each read or write of the i64 global converts a BigInt).
    */
   #settle(last = false): void {
+    // What an Extism plugin's loads and stores owe (they run in WebAssembly, and pay when they owe SETTLE_FUEL).
+    if (this.#kernel !== undefined) this.#owed += this.#kernel.takeDebt();
     this.#checkDeadline();
     const global = this.#fuel;
     const fuel = this.#owed;
@@ -412,11 +414,11 @@ export class WasmPlugin implements PluginRuntime {
 
   /**
    * The guard's work for an import that runs without it (Extism's SELF_GUARDED): fail at once after a fatal error,
-   * pay for the call and `fuel` more, and end the run on a failure there as the guard would.
+   * charge `fuel` (the call's FUEL_PER_HOST_CALL included), and end the run on a failure there as the guard would.
    */
   #enterImport(fuel: number): void {
     if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
-    this.#owed += FUEL_PER_HOST_CALL + fuel;
+    this.#owed += fuel;
     if (this.#owed >= SETTLE_FUEL) {
       try {
         this.#settle();
