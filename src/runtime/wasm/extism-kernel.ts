@@ -129,8 +129,9 @@ export class ExtismKernel {
   }
 
   /**
-   * The `extism:host/env` functions: those in SELF_GUARDED call `io.enter` first and cannot fail after it; the
-   * runtime puts each of the others behind its guard.
+   * The `extism:host/env` functions: those in SELF_GUARDED do the guard's work themselves (the arena's loads and
+   * stores, WebAssembly, pay what they owe through `io.enter`; the others here call it first and cannot fail after
+   * it); the runtime puts each of the others behind its guard.
    */
   imports(): Record<keyof typeof EXTISM_IMPORTS, (...args: never[]) => unknown> {
     const arena = this.#arena;
