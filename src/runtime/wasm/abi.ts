@@ -6,6 +6,7 @@ import {
   type Param,
 } from '../host-api.js';
 import { EXTISM_MODULE, extismSignature } from './extism.js';
+import { isI32Thunk } from './module-sections.js';
 import type { FuncType, ModuleExport, ValType } from './prepare-module.js';
 import { WASI_FUNCTIONS, WASI_MODULE } from './wasi.js';
 import { wasiSignature } from './wasi-signatures.js';
@@ -62,16 +63,7 @@ export const RESERVED_EXPORTS: ReadonlySet<string> = new Set(['init', 'deactivat
 export function callableFunctions(exports: readonly ModuleExport[], isCommand: boolean): string[] {
   if (isCommand) return ['_start'];
   return exports
-    .filter(
-      (e) =>
-        e.kind === 'function' &&
-        e.type !== undefined &&
-        e.type.params.length === 0 &&
-        e.type.results.length === 1 &&
-        e.type.results[0] === 'i32' &&
-        !RESERVED_EXPORTS.has(e.name) &&
-        !e.name.startsWith('_'),
-    )
+    .filter((e) => isI32Thunk(e) && !RESERVED_EXPORTS.has(e.name) && !e.name.startsWith('_'))
     .map((e) => e.name);
 }
 

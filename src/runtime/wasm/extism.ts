@@ -4,7 +4,7 @@
 // gives it an ExtismIo, as it gives WASI a WasiIo.
 import { ReedError } from '../../errors.js';
 import type { WasmAbi } from '../../manifest/types.js';
-import type { FuncType, ModuleExport, ModuleImport } from './module-sections.js';
+import { type FuncType, isI32Thunk, type ModuleExport, type ModuleImport } from './module-sections.js';
 
 /** The module Extism's host functions are imported from. */
 export const EXTISM_MODULE = 'extism:host/env';
@@ -100,17 +100,7 @@ export function checkDeclaredAbi(declared: WasmAbi | undefined, detected: WasmAb
  * ordinary functions here.
  */
 export function extismFunctions(exports: readonly ModuleExport[]): string[] {
-  return exports
-    .filter(
-      (e) =>
-        e.kind === 'function' &&
-        e.type !== undefined &&
-        e.type.params.length === 0 &&
-        e.type.results.length === 1 &&
-        e.type.results[0] === 'i32' &&
-        !e.name.startsWith('_'),
-    )
-    .map((e) => e.name);
+  return exports.filter((e) => isI32Thunk(e) && !e.name.startsWith('_')).map((e) => e.name);
 }
 
 /** Whether a compiled module imports Extism's functions. */

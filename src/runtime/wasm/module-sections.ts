@@ -25,6 +25,17 @@ export interface ModuleExport {
   type?: FuncType;
 }
 
+/** Whether an export is a `() -> i32` function: the shape of a callable plugin function in both ABIs. */
+export function isI32Thunk(e: ModuleExport): boolean {
+  return (
+    e.kind === 'function' &&
+    e.type !== undefined &&
+    e.type.params.length === 0 &&
+    e.type.results.length === 1 &&
+    e.type.results[0] === 'i32'
+  );
+}
+
 /** An export as declared: its function's type is looked up once every section is read. */
 export interface ExportEntry {
   name: string;

@@ -5,6 +5,7 @@ import { type FsIo, type WasiFilesystem, WasiFs } from './wasi-fs.js';
 import { MAX_PATH_BYTES } from './wasi-path.js';
 import { monotonicNs, pollOneoff, realtimeNs } from './wasi-poll.js';
 import type { QuotaKind } from './wasi-quota.js';
+import type { Filestat } from './wasi-stat.js';
 import { CLOCK, ERRNO, FILETYPE, HostErrno, RIGHT, WasiErrno, wasiErrno } from './wasi-types.js';
 
 export type { WasiFilesystem } from './wasi-fs.js';
@@ -248,19 +249,7 @@ export function wasiImports(
       const ms = Number(untilNs - monotonicNs()) / 1e6;
       if (ms > 0) Atomics.wait(SLEEPER, 0, 0, Math.min(ms, DEFAULT_SLEEP_CAP_MS));
     });
-  const filestat = (
-    ptr: number,
-    s: {
-      dev: bigint;
-      ino: bigint;
-      filetype: number;
-      nlink: bigint;
-      size: bigint;
-      atim: bigint;
-      mtim: bigint;
-      ctim: bigint;
-    },
-  ) => {
+  const filestat = (ptr: number, s: Filestat) => {
     const v = view();
     const p = ptr >>> 0;
     region(p, 64).fill(0);
