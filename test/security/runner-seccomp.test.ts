@@ -1,6 +1,6 @@
 // Process mode: the runner's seccomp filter (no ptrace, no process_vm_*, no foreign ABI: src/seccomp-filter.ts) is
 // installed by bubblewrap before the runner's first instruction, so a WASM plugin's runner loads no native code.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
@@ -30,7 +30,10 @@ async function processHost(runnerCommand?: string[]) {
   return started.host;
 }
 
-/** The host pid of the runner's node process: the sandbox's init (bwrap inside the namespaces) has it as child. */
+/**
+ * The host pid of the runner's node process: the sandbox's init (bwrap inside the namespaces) has it as child. Found
+ * by its executable, not its name: Node 24 names its main thread "MainThread", so /proc/<pid>/comm is not "node".
+ */
 function runnerNodePid(host: PluginHost): number {
   const runner = ((host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox)
     .runner as RunnerProcess;
@@ -38,7 +41,7 @@ function runnerNodePid(host: PluginHost): number {
   const children = readFileSync(`/proc/${init}/task/${init}/children`, 'utf8').trim().split(/\s+/);
   const node = children
     .map(Number)
-    .find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'node');
+    .find((pid) => readlinkSync(`/proc/${pid}/exe`) === realpathSync(process.execPath));
   if (node === undefined) throw new Error(`no node process under the sandbox's init ${init}`);
   return node;
 }
