@@ -11,6 +11,8 @@ const LAYERS = [
   { name: 'protocol', path: '^src/(protocol|transport)/' },
   { name: 'backends', path: '^src/(backends|sandbox|container)/' },
   { name: 'host', path: '^src/(host|plan)/' },
+  // Tenants: namespaces of plugins, each with its own PluginHost, their quotas, tokens, accounting and audit.
+  { name: 'platform', path: '^src/tenants/' },
   { name: 'api', path: '^src/((server|cli)/|index[.]ts$)' },
 ];
 
