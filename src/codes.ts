@@ -143,6 +143,21 @@ export const CODES = {
     'no reed-plugins serve answers on the socket given (the CLI\u2019s install, remove, reload, status)',
   api_socket_in_use: 'the API socket path is taken by a live server or by a file that is not a socket',
   api_socket_failed: 'the API socket cannot be created there (no such directory, no permission)',
+  unauthenticated:
+    'the request carries no bearer token, or one that is not valid (unknown, revoked, malformed), where one is required (HTTP 401)',
+  forbidden: 'the token is valid but not allowed this route: a tenant token on an admin route (HTTP 403)',
+  token_store_unreadable:
+    'the token store under data_dir (tokens/) cannot be used: not a private directory of this user, or a file in it is not a token file',
+  admin_token_file_invalid:
+    'the admin token file (serve --admin-token-file) cannot be read, is open to group or others, or holds no token of at least 32 characters',
+  // Tenants (docs/TENANTS.md)
+  tenant_not_found: 'no tenant with that id',
+  tenant_invalid:
+    'a tenant id does not match [a-z0-9][a-z0-9-]{0,62}, or its spec (plugin_dirs, quotas) is wrong, or the tenant cannot be changed that way (the default tenant, one from reed.toml)',
+  tenant_exists: 'a tenant with that id is declared in reed.toml (or is the default tenant) and cannot be created again',
+  tenant_store_unreadable: 'a tenant\u2019s tenant.json under data_dir/tenants/ cannot be read or is not valid',
+  quota_exceeded:
+    'the tenant is at one of its quotas (details: quota, limit, retryAfterMs); other tenants are not affected (HTTP 429)',
   internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',
 
   // Host configuration and CLI

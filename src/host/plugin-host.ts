@@ -19,6 +19,7 @@ import { ensureDataDir } from '../plan/data-dir.js';
 import { planLoad } from '../plan/load-plan.js';
 import { readSource } from '../plan/read-source.js';
 import { checkCallWasi } from '../runtime/call-wasi.js';
+import type { TenantIdentity } from '../tenant-quotas.js';
 import { publishedCall } from './call-finished.js';
 import { defaultLogger } from './default-logger.js';
 import type { Generation } from './generation.js';
@@ -57,6 +58,12 @@ export interface PluginHostOptions extends BackendOptions {
    * does, so that what was installed comes back after a restart. Default false (`call` loads what it needs).
    */
   withInstalled?: boolean;
+  /**
+   * The tenant this host serves (src/tenants/registry.ts makes one host per tenant). Its id goes on the host's
+   * events (`tenant`) and its containers' labels (`reed.tenant`); the backends read its memory and CPU quotas.
+   * Absent: the default tenant, as before tenants existed.
+   */
+  tenant?: TenantIdentity;
 }
 
 export interface RemoveOptions {

@@ -2,6 +2,9 @@ import type { Readable } from 'node:stream';
 import type { CallOptions, CallOutcome } from '../backends/sandbox.js';
 import type { PluginHost, RemoveOptions } from '../host/plugin-host.js';
 import type { PluginStatus } from '../host/plugin-set.js';
+import type { TenantQuotas } from '../tenant-quotas.js';
+
+export type { TenantQuotas } from '../tenant-quotas.js';
 
 /**
  * The contract between the tenant layer (src/tenants/: who owns which plugins, with what quotas) and the API on top
@@ -14,8 +17,50 @@ export const DEFAULT_TENANT = 'default';
 /** A tenant's id: what may appear in a route, a directory name, a cgroup name and a Docker label. */
 export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
+/** What a tenant is made of: in reed.toml's `[tenants.<id>]`, in tenant.json, in `PUT /v1/admin/tenants/{tenant}`. */
+export interface TenantSpec {
+  /** Directories searched for the tenant's plugins (absolute). Default: none (only what is installed through the API). */
+  plugin_dirs?: string[];
+  quotas?: TenantQuotas;
+}
+
+/** What one plugin of a tenant has used since the registry started (calls, bytes) or holds now (storage). */
+export interface PluginUsage {
+  /** Calls by outcome: `ok` or the error's code. */
+  calls: Record<string, number>;
+  /** Wall time of its calls, milliseconds. */
+  wallMs: number;
+  /** WASM fuel its calls consumed (0 where fuel does not apply). */
+  fuel: number;
+  /** Call input and output bytes. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Storage bytes (on-disk cost) and keys it holds now. */
+  storageBytes: number;
+  storageKeys: number;
+  /** Sandboxes started (first starts and restarts). */
+  sandboxStarts: number;
+}
+
+export interface TenantUsage {
+  tenant: string;
+  /** When this accounting started (ISO 8601): the registry's start, or the tenant's creation. */
+  since: string;
+  plugins: Record<string, PluginUsage>;
+  /** Every plugin's summed, and the denials by quota. */
+  total: PluginUsage;
+  /** Calls in flight now. */
+  inFlight: number;
+  /** `quota_exceeded` answers by quota name. */
+  denied: Record<string, number>;
+  quotas: TenantQuotas;
+}
+
 export interface Tenant {
   readonly id: string;
+  /** Where it came from: reed.toml (`config`), the admin API (`runtime`), or the host of before tenants (`default`). */
+  readonly origin: 'default' | 'config' | 'runtime';
+  readonly spec: TenantSpec;
   /** The tenant's own host. The API goes through the methods below, which add the tenant's quotas and accounting. */
   readonly host: PluginHost;
   /** host.call behind the tenant's quotas (`quota_exceeded`) and with its accounting. */
@@ -30,10 +75,26 @@ export interface Tenant {
   remove(pluginId: string, options?: RemoveOptions): Promise<string[]>;
   reload(pluginId: string): Promise<PluginStatus>;
   status(): PluginStatus[];
+  usage(): TenantUsage;
+}
+
+export interface RemoveTenantOptions {
+  /** Delete its data directory (storage, files, installed plugins) too. Default false: kept for a later create. */
+  purge?: boolean;
 }
 
 export interface TenantDirectory {
   get(id: string): Tenant | undefined;
   list(): Tenant[];
+  /**
+   * Creates a tenant at runtime (persisted under `<data_dir>/tenants/<id>/`, back after a restart) and starts its
+   * host; with an id that exists and came from the API, updates its quotas and plugin_dirs (the host restarts).
+   * `tenant_invalid` for a bad id or spec, `tenant_exists` for the default tenant or one from reed.toml.
+   */
+  create(id: string, spec: TenantSpec): Promise<Tenant>;
+  /** Stops its plugins and forgets it. `tenant_not_found`; `tenant_invalid` for the default or a reed.toml one. */
+  remove(id: string, options?: RemoveTenantOptions): Promise<void>;
+  /** `tenant_not_found` when there is no such tenant. */
+  usage(id: string): TenantUsage;
   close(): Promise<void>;
 }
