@@ -155,6 +155,7 @@ export class SupervisedSandbox implements Sandbox {
   async #launch(): Promise<void> {
     const runner = this.#o.createRunner();
     this.#runner = runner;
+    const launchedAt = performance.now();
     try {
       await runner.start();
     } catch (error) {
@@ -183,6 +184,7 @@ export class SupervisedSandbox implements Sandbox {
       ...at,
       pid: runner.pid,
       restart: lostAt !== undefined,
+      startMs: performance.now() - launchedAt,
       enforced: [
         'call deadline',
         'process group',

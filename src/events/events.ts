@@ -19,6 +19,8 @@ export interface EventBase {
 /** A plugin's sandbox started and its `init` ran: it takes calls. */
 export interface PluginLoadedEvent extends EventBase {
   version: string;
+  /** From the start of its sandbox (plan, runtime, runner or container) to `init` done: the cold start. */
+  startMs?: number;
 }
 
 /** A plugin could not be loaded (validation passed; its start, signature check or a dependency failed). */
@@ -42,6 +44,8 @@ export interface PluginStoppedEvent extends EventBase {
 export interface PluginUpgradedEvent extends EventBase {
   version: string;
   fromVersion: string;
+  /** The new version's cold start, as `reed:plugin:loaded`'s `startMs`. */
+  startMs?: number;
 }
 
 /** A new version did not validate, load or init: `fromVersion` keeps serving (or stays failed). */
@@ -70,6 +74,8 @@ export interface SandboxStartedEvent extends EventBase {
   pid: number | undefined;
   /** Whether it replaces a runner that was lost (then `reed:sandbox:restarted` follows). */
   restart: boolean;
+  /** From the runner's spawn (or the container's creation) to its plugin loaded: this runner's cold start. */
+  startMs?: number;
   /** The isolation that holds for this runner, and what does not (docs/SECURITY.md). */
   enforced: string[];
   notEnforced: string[];
@@ -125,6 +131,19 @@ export interface CallFinishedEvent extends Omit<EventBase, 'mode'> {
   durationMs: number;
   /** WASM instructions charged; 0 where fuel does not apply or the call failed. */
   fuelConsumed: number;
+}
+
+/**
+ * A container image was built (or its build failed), on the channel `reed:image:built`: process-wide, not one
+ * plugin's or one host's (an image serves every host of the process), so it is not among `ReedEvents`, whose events
+ * all carry a session and a plugin. `kind`: `runner` (the Node base and the runner) or `plugin`.
+ */
+export interface ImageBuiltEvent {
+  kind: 'runner' | 'plugin';
+  image: string;
+  durationMs: number;
+  /** `ok`, or the build's error code. */
+  code: 'ok' | Code;
 }
 
 /** Every channel's name and what it carries. */
@@ -192,5 +211,19 @@ export function subscribeEvent<N extends EventName>(
   diagnosticsChannel.subscribe(name, onMessage);
   return () => {
     diagnosticsChannel.unsubscribe(name, onMessage);
+  };
+}
+
+const IMAGE_BUILT = diagnosticsChannel.channel('reed:image:built');
+
+export function publishImageBuilt(event: ImageBuiltEvent): void {
+  if (IMAGE_BUILT.hasSubscribers) IMAGE_BUILT.publish(event);
+}
+
+export function subscribeImageBuilt(listener: (event: ImageBuiltEvent) => void): () => void {
+  const onMessage = (message: unknown) => listener(message as ImageBuiltEvent);
+  diagnosticsChannel.subscribe('reed:image:built', onMessage);
+  return () => {
+    diagnosticsChannel.unsubscribe('reed:image:built', onMessage);
   };
 }

@@ -107,13 +107,17 @@ export class PluginSet {
   }
 
   async #startPlan(candidate: ParsedCandidate, plan: LoadPlan): Promise<Generation> {
+    const started = performance.now();
     const sandbox = await this.starter.start(plan);
+    const startMs = performance.now() - started;
     if (this.closed) {
       // The host closed while this start ran: close() has not seen this sandbox, so stop it here.
       await sandbox.close();
       throw new ReedError('host_closed', 'the plugin host is closed', { pluginId: candidate.id });
     }
-    return new Generation(candidate, plan, sandbox);
+    const generation = new Generation(candidate, plan, sandbox);
+    coldStarts.set(generation, startMs);
+    return generation;
   }
 
   /** Starts the entry's candidate; on failure the entry is `failed` with a typed error. */
@@ -122,7 +126,11 @@ export class PluginSet {
       entry.current = await this.#start(entry.candidate, entry.mode);
       entry.state = 'ready';
       delete entry.error;
-      publish('reed:plugin:loaded', { ...this.#at(entry), version: entry.current.version });
+      publish('reed:plugin:loaded', {
+        ...this.#at(entry),
+        version: entry.current.version,
+        ...startMsOf(entry.current),
+      });
     } catch (error) {
       entry.state = 'failed';
       entry.error = error as ReedError;
@@ -251,7 +259,7 @@ export class PluginSet {
     entry.state = 'ready';
     delete entry.error;
     record(entry, { action: 'upgraded', version, fromVersion });
-    publish('reed:plugin:upgraded', { ...this.#at(entry), version, fromVersion });
+    publish('reed:plugin:upgraded', { ...this.#at(entry), version, fromVersion, ...startMsOf(next) });
     this.listener.serving?.(id, next);
     if (previous !== undefined) {
       if (this.lifecycle.probationMs > 0) this.#startProbation(entry, previous);
@@ -447,4 +455,12 @@ export function withDependencies(order: ParsedCandidate[], ids: string[]): Set<s
   };
   for (const id of ids) visit(id);
   return wanted;
+}
+
+/** How long each generation's sandbox took to start (the events' `startMs`: the cold-start metric). */
+const coldStarts = new WeakMap<Generation, number>();
+
+function startMsOf(generation: Generation): { startMs?: number } {
+  const startMs = coldStarts.get(generation);
+  return startMs === undefined ? {} : { startMs };
 }

@@ -14,6 +14,7 @@ import { join, relative } from 'node:path';
 import type { Logger } from 'pino';
 import tar from 'tar-fs';
 import { ReedError } from '../../errors.js';
+import { publishImageBuilt } from '../../events/events.js';
 import { collectNodeRuntime } from '../shared/node-runtime.js';
 import { PACKAGE_ROOT } from '../shared/runner-program.js';
 import { type Dockerode, engineClientOf } from './dockerode-client.js';
@@ -127,7 +128,16 @@ async function ensureImage(
     const work = (async () => {
       if (await imageExists(options.docker, tag)) return tag;
       options.logger.info({ image: tag }, 'building image');
-      await build(options, context, tag, hash, buildargs);
+      const started = performance.now();
+      const kind = name === 'reed-base' || name === 'reed-runner' ? 'runner' : 'plugin';
+      try {
+        await build(options, context, tag, hash, buildargs);
+      } catch (error) {
+        const code = error instanceof ReedError ? error.code : 'internal_error';
+        publishImageBuilt({ kind, image: tag, durationMs: performance.now() - started, code });
+        throw error;
+      }
+      publishImageBuilt({ kind, image: tag, durationMs: performance.now() - started, code: 'ok' });
       return tag;
     })();
     building.set(tag, work);
