@@ -146,6 +146,7 @@ export const CODES = {
   unauthenticated:
     'the request carries no bearer token, or one that is not valid (unknown, revoked, malformed), where one is required (HTTP 401)',
   forbidden: 'the token is valid but not allowed this route: a tenant token on an admin route (HTTP 403)',
+  token_not_found: 'the tenant has no token with that id (DELETE /v1/admin/tenants/{t}/tokens/{tokenId})',
   token_store_unreadable:
     'the token store under data_dir (tokens/) cannot be used: not a private directory of this user, or a file in it is not a token file',
   admin_token_file_invalid:
@@ -154,8 +155,10 @@ export const CODES = {
   tenant_not_found: 'no tenant with that id',
   tenant_invalid:
     'a tenant id does not match [a-z0-9][a-z0-9-]{0,62}, or its spec (plugin_dirs, quotas) is wrong, or the tenant cannot be changed that way (the default tenant, one from reed.toml)',
-  tenant_exists: 'a tenant with that id is declared in reed.toml (or is the default tenant) and cannot be created again',
-  tenant_store_unreadable: 'a tenant\u2019s tenant.json under data_dir/tenants/ cannot be read or is not valid',
+  tenant_exists:
+    'a tenant with that id is declared in reed.toml (or is the default tenant) and cannot be created again',
+  tenant_store_unreadable:
+    'a tenant\u2019s tenant.json under data_dir/tenants/ cannot be read or is not valid',
   quota_exceeded:
     'the tenant is at one of its quotas (details: quota, limit, retryAfterMs); other tenants are not affected (HTTP 429)',
   internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',
