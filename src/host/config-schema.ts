@@ -9,6 +9,30 @@ const Strict = <T extends Parameters<typeof Type.Object>[0]>(properties: T) =>
   Type.Object(properties, { additionalProperties: false });
 const Count = (max: number) => Type.Optional(Type.Integer({ minimum: 1, maximum: max }));
 
+/**
+ * A tenant's quotas (src/tenant-quotas.ts, docs/TENANTS.md): reed.toml's `[tenants.<id>.quotas]`, tenant.json and
+ * the admin API's body share this schema. Every key optional; an absent key is no limit.
+ */
+export const TenantQuotasSchema = Strict({
+  max_concurrent_calls: Count(1_000_000),
+  calls_per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000_000 })),
+  calls_burst: Count(1_000_000_000),
+  max_plugins: Count(100_000),
+  events_per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000_000 })),
+  storage_bytes: Count(Number.MAX_SAFE_INTEGER),
+  storage_keys: Count(Number.MAX_SAFE_INTEGER),
+  filesystem_bytes: Count(Number.MAX_SAFE_INTEGER),
+  memory_mb: Count(16_777_216),
+  cpu_weight: Count(10_000),
+  fuel_per_second: Count(Number.MAX_SAFE_INTEGER),
+});
+
+/** `[tenants.<id>]`: its plugin directories (relative to reed.toml) and its quotas. */
+export const TenantConfigSchema = Strict({
+  plugin_dirs: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
+  quotas: Type.Optional(TenantQuotasSchema),
+});
+
 export const HostConfigSchema = Strict({
   plugin_dirs: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { maxItems: 64 })),
   default_search_paths: Type.Optional(Type.Boolean()),
@@ -17,6 +41,8 @@ export const HostConfigSchema = Strict({
   cache_dir: Type.Optional(Type.String({ minLength: 1 })),
   data_dir: Type.Optional(Type.String({ minLength: 1 })),
   runtime_dir: Type.Optional(Type.String({ minLength: 1 })),
+  // Tenants (docs/TENANTS.md): ids checked against TENANT_ID_PATTERN in host-config.ts, to name the one that is wrong.
+  tenants: Type.Optional(Type.Record(Type.String(), TenantConfigSchema, { maxProperties: 10_000 })),
   sandbox: Type.Optional(
     Strict({
       mode: Type.Optional(Enum(SANDBOX_MODES)),

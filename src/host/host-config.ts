@@ -36,6 +36,7 @@ import {
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from '../runtime/wasm/module-limits.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
+import { TENANT_QUOTA_KEYS, type TenantQuotas } from '../tenant-quotas.js';
 import { parseToml, type TomlSyntaxError } from '../toml.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
@@ -102,6 +103,11 @@ export interface HostConfig {
     /** How long an old version may take to finish its calls in flight before it is stopped all the same. */
     drainTimeoutMs: number;
   };
+  /**
+   * `[tenants.<id>]` (docs/TENANTS.md): the tenants reed.toml declares, plugin_dirs absolute. `default` may carry
+   * quotas only (the default tenant's plugin directories are the top-level plugin_dirs). Empty when none.
+   */
+  tenants: Record<string, { pluginDirs: string[]; quotas: TenantQuotas }>;
   /** Non-fatal findings, e.g. unknown keys. */
   warnings: Diagnostic[];
 }
@@ -265,6 +271,7 @@ function resolveConfig(raw: RawConfig, ctx: ResolveContext): HostConfig {
       drainTimeoutMs: raw.lifecycle?.drain_timeout_ms ?? DEFAULT_LIFECYCLE.drainTimeoutMs,
     },
     ...resolveDirs(raw, ctx, uid),
+    tenants: resolveTenants(raw, ctx, invalid),
     warnings: ctx.warnings,
     ...(uid === 0 ? { runnerUids } : {}),
   };
@@ -352,6 +359,38 @@ function resolveSupervision(
       ? {}
       : { breakerCooldownMaxMs: raw.breaker_cooldown_max_ms }),
   };
+}
+
+/** The id of a tenant (src/tenants/tenant.ts's TENANT_ID_PATTERN, which re-exports it: the host layer cannot import it). */
+export const TENANT_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** `[tenants.<id>]`: ids checked, plugin_dirs resolved against reed.toml's directory; `default` takes quotas only. */
+function resolveTenants(raw: RawConfig, ctx: ResolveContext, invalid: Invalid): HostConfig['tenants'] {
+  const tenants: HostConfig['tenants'] = {};
+  for (const [id, t] of Object.entries(raw.tenants ?? {})) {
+    if (!TENANT_ID.test(id))
+      invalid(
+        `tenants.${id}`,
+        'is not a valid tenant id: lowercase letters, digits and "-", starting with a letter or digit, at most 63 characters',
+      );
+    if (id === 'default' && t.plugin_dirs !== undefined)
+      invalid(
+        'tenants.default.plugin_dirs',
+        'cannot be set: the default tenant\u2019s plugin directories are the top-level plugin_dirs',
+      );
+    for (const key of Object.keys(t))
+      if (key !== 'plugin_dirs' && key !== 'quotas')
+        invalid(`tenants.${id}.${key}`, 'is not a tenant key (plugin_dirs, [quotas])');
+    // An unknown key elsewhere in reed.toml is a warning; here a misspelt quota would be no limit at all.
+    for (const key of Object.keys(t.quotas ?? {}))
+      if (!(TENANT_QUOTA_KEYS as readonly string[]).includes(key))
+        invalid(`tenants.${id}.quotas.${key}`, `is not a quota (${TENANT_QUOTA_KEYS.join(', ')})`);
+    const quotas = { ...(t.quotas ?? {}) };
+    if (quotas.calls_burst !== undefined && quotas.calls_per_second === undefined)
+      invalid(`tenants.${id}.quotas.calls_burst`, 'needs calls_per_second (the rate that refills the burst)');
+    tenants[id] = { pluginDirs: (t.plugin_dirs ?? []).map((d) => resolve(ctx.base, d)), quotas };
+  }
+  return tenants;
 }
 
 /** A root host's data_dir unless reed.toml or XDG_DATA_HOME says otherwise. */
