@@ -161,6 +161,8 @@ export const CODES = {
     'a tenant\u2019s tenant.json under data_dir/tenants/ cannot be read or is not valid',
   quota_exceeded:
     'the tenant is at one of its quotas (details: quota, limit, retryAfterMs); other tenants are not affected (HTTP 429)',
+  tls_invalid:
+    'the TLS certificate, key or client CA of serve --listen cannot be read, is not PEM, or the key does not match the certificate',
   internal_error: 'a fault of the server itself, not of the plugin or the caller; see the host log',
 
   // Host configuration and CLI
