@@ -1,5 +1,8 @@
 import type { SandboxMode } from '../manifest/types.js';
 import type { CallWasi } from '../runtime/call-wasi.js';
+import type { SandboxUsage } from './shared/cgroup-usage.js';
+
+export type { SandboxUsage } from './shared/cgroup-usage.js';
 
 export interface CallOptions {
   /** Default: the plugin's limits.call_timeout_ms. */
@@ -57,6 +60,8 @@ export interface Sandbox {
   call(fn: string, input: Uint8Array, options?: CallOptions): Promise<CallOutcome>;
   health(): Promise<SandboxHealth>;
   status(): SandboxStatus;
+  /** Memory and CPU it uses now (cgroup accounting in process and container modes, WASM memory in mode none). */
+  usage?(): SandboxUsage | undefined;
   /** Runs `deactivate`, then releases everything. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;

@@ -15,6 +15,8 @@ export interface CallResult {
 export interface PluginRuntime {
   /** Names of the functions `call` accepts. */
   readonly functions: readonly string[];
+  /** Bytes of its WASM linear memory now (0 between instances); absent where the runtime cannot tell (native). */
+  memoryBytes?(): number;
   /** Runs the plugin's `init`, if any. Throws `init_failed` (or a limit's code) when it fails. */
   init(): void;
   /**

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
+import { type SandboxUsage, usageOfPid } from '../shared/cgroup-usage.js';
 import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
 import { type DataGroup, holdDataGroup } from '../shared/data-group.js';
 import { DockerDemux, OutputPump } from '../shared/output-pump.js';
@@ -60,6 +61,11 @@ export class ContainerRunner implements Runner {
 
   get alive(): boolean {
     return this.#running;
+  }
+
+  /** The container's cgroup accounting, found through its init's /proc/<pid>/cgroup (the engine made that cgroup). */
+  usage(): SandboxUsage | undefined {
+    return this.pid === undefined || !this.#running ? undefined : usageOfPid(this.pid);
   }
 
   /** The container, as the engine client knows it (dockerode's Container with the default client). */

@@ -1,7 +1,14 @@
 import { ReedError } from '../../errors.js';
 import { checkCallWasi } from '../../runtime/call-wasi.js';
 import type { PluginRuntime } from '../../runtime/runtime.js';
-import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from '../sandbox.js';
+import type {
+  CallOptions,
+  CallOutcome,
+  Sandbox,
+  SandboxHealth,
+  SandboxStatus,
+  SandboxUsage,
+} from '../sandbox.js';
 
 /**
  * Mode `none`: the runtime runs in the host process, on the calling thread. Isolation is WASM's own (bounds,
@@ -63,6 +70,12 @@ export class InProcessSandbox implements Sandbox {
       state: this.#closed ? 'stopped' : this.#runtime === undefined ? 'starting' : 'ready',
       crashes: 0,
     };
+  }
+
+  /** Its WASM linear memory (the guest's): mode none's memory lives in the host's heap, not in a cgroup. */
+  usage(): SandboxUsage | undefined {
+    const memoryBytes = this.#closed ? undefined : this.#runtime?.memoryBytes?.();
+    return memoryBytes === undefined ? undefined : { memoryBytes };
   }
 
   async close(): Promise<void> {

@@ -1,3 +1,4 @@
+import type { SandboxUsage } from './cgroup-usage.js';
 import type { RunnerLink } from './runner-link.js';
 
 /** One incarnation of a sandbox-runner, wherever it runs (a child process, a container). The supervisor
@@ -23,6 +24,13 @@ export interface Runner {
   start(): Promise<void>;
   /** Whether it was killed for exceeding its memory limit. */
   oomKilled(): Promise<boolean>;
+  /**
+   * Once `oomKilled`: the tenant's memory quota (memory_mb, across its sandboxes) when that, not the runner's own
+   * limit, was what the kernel enforced. Runners without a tenant limit above them have no such method.
+   */
+  tenantMemoryQuota?(): Promise<{ limitMb: number } | undefined>;
+  /** Its memory and CPU from its cgroup's accounting, where it has a readable one. */
+  usage?(): SandboxUsage | undefined;
   kill(): void;
   /** Stops it by asking (SIGTERM) without waiting; `kill` follows if it does not exit. */
   terminate(): void;

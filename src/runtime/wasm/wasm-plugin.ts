@@ -175,6 +175,10 @@ export class WasmPlugin implements PluginRuntime {
     }
   }
 
+  memoryBytes(): number {
+    return this.#memory?.buffer.byteLength ?? 0;
+  }
+
   deactivate(): void {
     if (this.#deactivated) return;
     this.#deactivated = true;
