@@ -39,6 +39,9 @@ apt_install() {
 # --- toolchains for the example and fixture plugins (C to wasm32-wasi) -------------------------------
 apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
 
+# --- the serve API's TLS tests make their certificates with the openssl CLI (test/helpers/tls.ts) ------------
+apt_install openssl
+
 # --- process mode's sandbox: bubblewrap (src/backends/process/bubblewrap.ts); without it process mode refuses to run ---
 apt_install bubblewrap
 
