@@ -4,7 +4,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { Code } from '../codes.js';
 import type { ReedError } from '../errors.js';
-import type { SandboxMode } from '../manifest/types.js';
+import type { PluginType, SandboxMode } from '../manifest/types.js';
 
 /**
  * What every event carries. Channels are process-wide: `session` (the publishing host's `session.id`) lets a
@@ -21,6 +21,8 @@ export interface PluginLoadedEvent extends EventBase {
   version: string;
   /** From the start of its sandbox (plan, runtime, runner or container) to `init` done: the cold start. */
   startMs?: number;
+  /** What runs it: `wasm` or `native`. */
+  runtime?: PluginType;
 }
 
 /** A plugin could not be loaded (validation passed; its start, signature check or a dependency failed). */
@@ -46,6 +48,7 @@ export interface PluginUpgradedEvent extends EventBase {
   fromVersion: string;
   /** The new version's cold start, as `reed:plugin:loaded`'s `startMs`. */
   startMs?: number;
+  runtime?: PluginType;
 }
 
 /** A new version did not validate, load or init: `fromVersion` keeps serving (or stays failed). */

@@ -130,6 +130,7 @@ export class PluginSet {
         ...this.#at(entry),
         version: entry.current.version,
         ...startMsOf(entry.current),
+        ...(entry.candidate.pluginType === undefined ? {} : { runtime: entry.candidate.pluginType }),
       });
     } catch (error) {
       entry.state = 'failed';
@@ -259,7 +260,13 @@ export class PluginSet {
     entry.state = 'ready';
     delete entry.error;
     record(entry, { action: 'upgraded', version, fromVersion });
-    publish('reed:plugin:upgraded', { ...this.#at(entry), version, fromVersion, ...startMsOf(next) });
+    publish('reed:plugin:upgraded', {
+      ...this.#at(entry),
+      version,
+      fromVersion,
+      ...startMsOf(next),
+      ...(candidate.pluginType === undefined ? {} : { runtime: candidate.pluginType }),
+    });
     this.listener.serving?.(id, next);
     if (previous !== undefined) {
       if (this.lifecycle.probationMs > 0) this.#startProbation(entry, previous);
