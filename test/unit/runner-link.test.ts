@@ -65,3 +65,23 @@ describe('the runner link handshake', () => {
     });
   });
 });
+
+describe('a malformed reply', () => {
+  // Found by test/fuzz/frames.test.ts: a Result whose fuelConsumed was not a number took its call out of the
+  // waiting ones before refusing the frame, so that call was never answered, not even when the link closed.
+  it('ends the link and fails the call it named with protocol_violation', async () => {
+    const { link, runner } = await linked();
+    runner.on('data', () => {});
+    runner.write(hello(SECRET));
+    await link.handshake();
+    const ready = link.welcome({} as never, new Uint8Array(0));
+    runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
+    await ready;
+    const call = link.call('f', new Uint8Array(0));
+    runner.write(encodeFrame(FrameType.Result, 1, { fuelConsumed: null }));
+    await expect(call).rejects.toMatchObject({
+      code: 'protocol_violation',
+      message: expect.stringContaining('malformed Result frame'),
+    });
+  });
+});

@@ -159,11 +159,12 @@ export class RunnerLink {
         return;
       }
       case FrameType.Result: {
-        const pending = this.#takePending(frame.id);
+        // Checked before the call is taken from the waiting ones: a refused frame leaves it there, answered
+        // when the link closes (a call taken first was never answered at all).
         const fuel = m.fuelConsumed;
         if (typeof fuel !== 'number' || !Number.isFinite(fuel) || fuel < 0)
           throw new ProtocolError('malformed Result frame');
-        pending.result(frame.body, fuel);
+        this.#takePending(frame.id).result(frame.body, fuel);
         return;
       }
       case FrameType.Error: {
