@@ -1,6 +1,7 @@
 // The Prometheus metrics (src/server/metrics.ts) from a real host's events in mode none, and their label bounds.
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sampleMap as samples } from '../../src/cli/prom-text.js';
 import { ReedError } from '../../src/errors.js';
 import { publish } from '../../src/events/events.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
@@ -14,17 +15,6 @@ const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** The samples of a Prometheus text exposition: `name{labels}` -> value. */
-export function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
 
 describe('metrics from a host in mode none', () => {
   it('counts calls by outcome, their durations and fuel, the load and its cold start; reads state and WASM memory', async () => {
