@@ -3,7 +3,14 @@ import { ReedError } from '../errors.js';
 import { publish } from '../events/events.js';
 import type { ResolvedLimits } from '../manifest/limits.js';
 import type { SandboxMode } from '../manifest/types.js';
-import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from './sandbox.js';
+import type {
+  CallOptions,
+  CallOutcome,
+  Sandbox,
+  SandboxHealth,
+  SandboxStatus,
+  SandboxUsage,
+} from './sandbox.js';
 import { CallDeadlines, type Deadline, now } from './shared/call-deadlines.js';
 import type { Runner } from './shared/runner.js';
 
@@ -103,6 +110,11 @@ export class SupervisedSandbox implements Sandbox {
 
   get state(): string {
     return this.#state;
+  }
+
+  /** The current runner's cgroup accounting (undefined between runners). */
+  usage(): SandboxUsage | undefined {
+    return this.#state === 'ready' ? this.#runner?.usage?.() : undefined;
   }
 
   /** What is true now: the state, the crashes in the window, the last crash, and the breaker's next trial. */
@@ -225,6 +237,20 @@ export class SupervisedSandbox implements Sandbox {
         new Promise<undefined>((r) => setTimeout(() => r(undefined), 500)),
       ]);
       const oom = await runner.oomKilled();
+      const tenant = oom ? await runner.tenantMemoryQuota?.() : undefined;
+      if (tenant !== undefined)
+        return new ReedError(
+          'quota_exceeded',
+          `the runner of plugin "${this.pluginId}" was killed because its tenant's sandboxes together reached the tenant's memory quota (memory_mb = ${tenant.limitMb})`,
+          {
+            pluginId: this.pluginId,
+            details: {
+              quota: 'memory_mb',
+              limit: tenant.limitMb,
+              retryAfterMs: this.#s.restartBaseMs,
+            },
+          },
+        );
       return oom
         ? new ReedError(
             'memory_limit',

@@ -62,12 +62,30 @@ export function sweepCgroups(logger?: Logger, root = ROOT): { cgroups: number; p
     for (const name of names) {
       const m = /^h(\d+)\.(\d+)\.(\d+)-/.exec(name);
       if (m === null || m[1] !== ns || isAlive(Number(m[2]), m[3] === '0' ? '' : (m[3] as string))) continue;
-      processes += killAll(join(parent, name));
-      if (removeDir(join(parent, name))) cgroups++;
+      // A tenant's cgroup (TenantCgroup) holds its runners' cgroups: those go first.
+      const swept = removeTree(join(parent, name));
+      processes += swept.processes;
+      if (swept.removed) cgroups++;
     }
   }
   if (cgroups > 0) logger?.info({ cgroups, processes }, 'killed what dead hosts left in runner cgroups');
   return { cgroups, processes };
+}
+
+/**
+ * Kills and removes a cgroup's children (cgroups are directories: no link can be placed in a cgroup file system,
+ * and `isDirectory` of a dirent does not follow one anyway), then the cgroup itself.
+ */
+function removeTree(dir: string): { removed: boolean; processes: number } {
+  let processes = 0;
+  let entries: import('node:fs').Dirent[] = [];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {}
+  for (const entry of entries)
+    if (entry.isDirectory()) processes += removeTree(join(dir, entry.name)).processes;
+  processes += killAll(dir);
+  return { removed: removeDir(dir), processes };
 }
 
 /** SIGKILLs every process in a cgroup until it is empty (a process may fork while the others are killed). */
@@ -121,23 +139,30 @@ export class RunnerCgroup {
     readonly cpuLimited: boolean,
   ) {}
 
+  /**
+   * `tenant`: the tenant's cgroup (TenantCgroup) the runner's goes under, so the tenant's memory.max and
+   * cpu.weight bound all its runners together; absent, under `reed/` as before tenants existed.
+   */
   static create(
     name: string,
     limits: { memoryBytes: number; pids: number; cpus?: number },
     root = ROOT,
+    tenant?: TenantCgroup,
   ): RunnerCgroup | undefined {
+    const base = tenant === undefined ? 'reed' : join('reed', tenant.name);
     try {
       if (existsSync(join(root, 'cgroup.controllers'))) {
-        const dir = join(root, 'reed', name);
+        const dir = join(root, base, name);
         mkdirSync(dir, { recursive: true });
-        writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+memory +pids');
+        writeFileSync(join(root, base, 'cgroup.subtree_control'), '+memory +pids');
         writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
         if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
         writeFileSync(join(dir, 'pids.max'), String(limits.pids));
-        return new RunnerCgroup([dir], 2, limits.cpus !== undefined && cpuMaxV2(root, dir, limits.cpus));
+        const cpu = limits.cpus !== undefined && cpuMaxV2(join(root, base), dir, limits.cpus);
+        return new RunnerCgroup([dir], 2, cpu);
       }
-      const memory = join(root, 'memory', 'reed', name);
-      const pids = join(root, 'pids', 'reed', name);
+      const memory = join(root, 'memory', base, name);
+      const pids = join(root, 'pids', base, name);
       if (!existsSync(join(root, 'memory')) || !existsSync(join(root, 'pids'))) return undefined;
       mkdirSync(memory, { recursive: true });
       mkdirSync(pids, { recursive: true });
@@ -146,10 +171,35 @@ export class RunnerCgroup {
       if (existsSync(memsw)) writeFileSync(memsw, String(limits.memoryBytes));
       writeFileSync(join(memory, 'memory.swappiness'), '0');
       writeFileSync(join(pids, 'pids.max'), String(limits.pids));
-      const cpu = limits.cpus === undefined ? undefined : cpuQuotaV1(root, name, limits.cpus);
+      // Under a tenant with a CPU weight the runner must be in the cpu hierarchy, quota or not.
+      const cpu =
+        limits.cpus === undefined && tenant?.cpuWeighted !== true
+          ? undefined
+          : cpuQuotaV1(root, join(base, name), limits.cpus);
       return new RunnerCgroup(cpu === undefined ? [memory, pids] : [memory, pids, cpu], 1, cpu !== undefined);
     } catch {
       return undefined;
+    }
+  }
+
+  /**
+   * Whether this runner's own memory limit was ever reached (v1: its counters' failcnt; v2: `max` in its
+   * memory.events). An OOM kill without it came from above: its tenant's memory.max.
+   */
+  ownLimitHit(): boolean {
+    const dir = this.dirs[0] as string;
+    try {
+      if (this.version === 2) return /^max [1-9]/m.test(readFileSync(join(dir, 'memory.events'), 'utf8'));
+      const failed = (file: string) => {
+        try {
+          return Number(readFileSync(join(dir, file), 'utf8')) > 0;
+        } catch {
+          return false;
+        }
+      };
+      return failed('memory.failcnt') || failed('memory.memsw.failcnt');
+    } catch {
+      return true;
     }
   }
 
@@ -191,10 +241,10 @@ export class RunnerCgroup {
   }
 }
 
-/** v2: the cpu controller for the reed subtree, then `cpu.max`. False where the controller is not available. */
-function cpuMaxV2(root: string, dir: string, cpus: number): boolean {
+/** v2: the cpu controller for the runner's parent, then `cpu.max`. False where the controller is not available. */
+function cpuMaxV2(parent: string, dir: string, cpus: number): boolean {
   try {
-    writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+cpu');
+    writeFileSync(join(parent, 'cgroup.subtree_control'), '+cpu');
     writeFileSync(join(dir, 'cpu.max'), `${cpuQuotaUs(cpus)} ${CPU_PERIOD_US}`);
     return true;
   } catch {
@@ -202,17 +252,137 @@ function cpuMaxV2(root: string, dir: string, cpus: number): boolean {
   }
 }
 
-/** v1: a cgroup in the cpu hierarchy with the CFS quota; undefined where that hierarchy is not mounted. */
-function cpuQuotaV1(root: string, name: string, cpus: number): string | undefined {
+/**
+ * v1: a cgroup in the cpu hierarchy (`path` under it) with the CFS quota when `cpus` is given; undefined where
+ * that hierarchy is not mounted.
+ */
+function cpuQuotaV1(root: string, path: string, cpus: number | undefined): string | undefined {
   if (!existsSync(join(root, 'cpu', 'cpu.cfs_quota_us'))) return undefined;
-  const dir = join(root, 'cpu', 'reed', name);
+  const dir = join(root, 'cpu', path);
   try {
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
-    writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(cpuQuotaUs(cpus)));
+    if (cpus !== undefined) {
+      writeFileSync(join(dir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(cpuQuotaUs(cpus)));
+    }
     return dir;
   } catch {
     removeDir(dir);
     return undefined;
+  }
+}
+
+/** cgroup v2's cpu.weight (1-10000, default 100) as v1's cpu.shares (2-262144, default 1024), as runc maps it back. */
+export const weightToShares = (weight: number): number =>
+  Math.max(2, Math.min(262_144, Math.round(2 + ((weight - 1) * 262_142) / 9_999)));
+
+/**
+ * A tenant's cgroup: the parent of all its runners' cgroups (`reed/<name>/<runner>`), whose memory limit (no swap)
+ * bounds what all the tenant's runners hold together (`memory_mb`) and whose CPU weight (`cpu_weight`; v1:
+ * cpu.shares) is the tenant's share of the CPU against the others when the CPU is contended. Named as a runner's
+ * cgroup is (cgroupName: the host's pid, start time and session), so `sweepCgroups` finds it when its host is dead
+ * and removes it with the runners' cgroups in it.
+ */
+export class TenantCgroup {
+  private constructor(
+    readonly name: string,
+    readonly dirs: string[],
+    readonly version: 1 | 2,
+    readonly cpuWeighted: boolean,
+  ) {}
+
+  static create(
+    name: string,
+    quotas: { memoryBytes?: number | undefined; cpuWeight?: number | undefined },
+    root = ROOT,
+  ): TenantCgroup | undefined {
+    const made: string[] = [];
+    const mk = (dir: string) => {
+      mkdirSync(dir, { recursive: true });
+      made.push(dir);
+      return dir;
+    };
+    try {
+      if (existsSync(join(root, 'cgroup.controllers'))) {
+        const dir = mk(join(root, 'reed', name));
+        writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+memory +pids');
+        writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +pids');
+        if (quotas.memoryBytes !== undefined) {
+          writeFileSync(join(dir, 'memory.max'), String(quotas.memoryBytes));
+          if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
+        }
+        let cpu = false;
+        try {
+          writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+cpu');
+          writeFileSync(join(dir, 'cgroup.subtree_control'), '+cpu');
+          if (quotas.cpuWeight !== undefined)
+            writeFileSync(join(dir, 'cpu.weight'), String(quotas.cpuWeight));
+          cpu = quotas.cpuWeight !== undefined;
+        } catch {
+          if (quotas.cpuWeight !== undefined) throw new Error('no cpu controller for cpu_weight');
+        }
+        return new TenantCgroup(name, [dir], 2, cpu);
+      }
+      if (!existsSync(join(root, 'memory')) || !existsSync(join(root, 'pids'))) return undefined;
+      const memory = mk(join(root, 'memory', 'reed', name));
+      const pids = mk(join(root, 'pids', 'reed', name));
+      if (quotas.memoryBytes !== undefined) {
+        writeFileSync(join(memory, 'memory.limit_in_bytes'), String(quotas.memoryBytes));
+        const memsw = join(memory, 'memory.memsw.limit_in_bytes');
+        if (existsSync(memsw)) writeFileSync(memsw, String(quotas.memoryBytes));
+      }
+      const dirs = [memory, pids];
+      if (existsSync(join(root, 'cpu', 'cpu.shares'))) {
+        const cpu = mk(join(root, 'cpu', 'reed', name));
+        if (quotas.cpuWeight !== undefined)
+          writeFileSync(join(cpu, 'cpu.shares'), String(weightToShares(quotas.cpuWeight)));
+        dirs.push(cpu);
+      } else if (quotas.cpuWeight !== undefined) throw new Error('no cpu hierarchy for cpu_weight');
+      return new TenantCgroup(name, dirs, 1, quotas.cpuWeight !== undefined);
+    } catch {
+      for (const dir of made.reverse()) removeDir(dir);
+      return undefined;
+    }
+  }
+
+  /** Kills whatever is left in its runners' cgroups and removes them, then itself. */
+  remove(): void {
+    for (const dir of this.dirs) removeTree(dir);
+  }
+}
+
+/**
+ * A tenant's cgroup as its runners share it: made with the first runner that starts, removed (with anything left
+ * in it) when the last one is destroyed, so a closed host leaves none; a host killed leaves it to the sweep.
+ */
+export class TenantCgroupSlot {
+  #cgroup: TenantCgroup | undefined;
+  #users = 0;
+
+  constructor(
+    readonly name: string,
+    readonly quotas: { memoryMb?: number | undefined; cpuWeight?: number | undefined },
+    private readonly root?: string,
+  ) {}
+
+  /** The tenant's cgroup for one more runner (undefined where the host cannot make cgroups); `release` after. */
+  acquire(): TenantCgroup | undefined {
+    this.#users++;
+    this.#cgroup ??= TenantCgroup.create(
+      this.name,
+      {
+        memoryBytes: this.quotas.memoryMb === undefined ? undefined : this.quotas.memoryMb * 1024 * 1024,
+        cpuWeight: this.quotas.cpuWeight,
+      },
+      ...(this.root === undefined ? [] : [this.root]),
+    );
+    return this.#cgroup;
+  }
+
+  release(): void {
+    if (--this.#users > 0) return;
+    this.#users = 0;
+    this.#cgroup?.remove();
+    this.#cgroup = undefined;
   }
 }

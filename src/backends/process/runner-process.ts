@@ -5,6 +5,7 @@ import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { filterBytes, tracingFilter } from '../../seccomp-filter.js';
 import { dialArguments } from '../../transport/transport.js';
+import { type SandboxUsage, usageOfPid } from '../shared/cgroup-usage.js';
 import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
 import { type DataGroup, holdDataGroup } from '../shared/data-group.js';
 import { OutputPump } from '../shared/output-pump.js';
@@ -22,7 +23,7 @@ import {
   readChildPid,
   runnerReadOnlyPaths,
 } from './bubblewrap.js';
-import { cgroupName, RunnerCgroup } from './cgroup.js';
+import { cgroupName, RunnerCgroup, type TenantCgroup, type TenantCgroupSlot } from './cgroup.js';
 import { defaultRunnerCommand } from './runner-command.js';
 import { spawnSandbox } from './spawn-sandbox.js';
 
@@ -47,6 +48,8 @@ export interface RunnerProcessOptions
    * RUNNER_DATA_DIR, read-only for "read". Absent: nothing of data_dir is in the sandbox.
    */
   dataDir?: FilesystemGrant | undefined;
+  /** The host's tenant's cgroup, which this runner's cgroup goes under (its memory_mb and cpu_weight). */
+  tenantCgroup?: TenantCgroupSlot;
 }
 
 /** The extra fds bwrap gets: it writes the sandbox's init pid to one, and waits on the other before the runner starts. */
@@ -74,6 +77,9 @@ export class RunnerProcess implements Runner {
   /** The uid the plugin runs as (also outside the sandbox). */
   uid: number | undefined;
   cgroup: RunnerCgroup | undefined;
+  /** The tenant's cgroup this runner's is in, held until destroy. */
+  tenantCgroup: TenantCgroup | undefined;
+  #tenantHeld = false;
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   stderrTail = '';
   #markExited!: (result: { code: number | null; signal: string | null }) => void;
@@ -131,12 +137,21 @@ export class RunnerProcess implements Runner {
     );
     this.#endpoint = endpoint;
     await endpoint.listen();
-    this.cgroup = RunnerCgroup.create(cgroupName(o.session, endpoint.dir.slice(-6)), {
-      memoryBytes: (o.limits.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024,
-      // Node's own threads need RUNNER_PIDS; a larger limits.pids is the plugin's to use.
-      pids: Math.max(RUNNER_PIDS, o.limits.pids),
-      cpus: o.limits.cpus,
-    });
+    if (o.tenantCgroup !== undefined) {
+      this.tenantCgroup = o.tenantCgroup.acquire();
+      this.#tenantHeld = true;
+    }
+    this.cgroup = RunnerCgroup.create(
+      cgroupName(o.session, endpoint.dir.slice(-6)),
+      {
+        memoryBytes: (o.limits.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024,
+        // Node's own threads need RUNNER_PIDS; a larger limits.pids is the plugin's to use.
+        pids: Math.max(RUNNER_PIDS, o.limits.pids),
+        cpus: o.limits.cpus,
+      },
+      undefined,
+      this.tenantCgroup,
+    );
     // The directory's group goes to this runner's gid: it can enter it, no other plugin's runner can.
     const data =
       o.dataDir === undefined
@@ -280,11 +295,18 @@ export class RunnerProcess implements Runner {
             ]),
         ...(this.cgroup !== undefined ? ['cgroup memory', 'cgroup pids'] : []),
         ...(this.cgroup?.cpuLimited === true ? ['cgroup cpu quota'] : []),
+        ...(this.tenantCgroup !== undefined && this.cgroup !== undefined
+          ? [`tenant cgroup ${this.tenantCgroup.name}`]
+          : []),
         `uid ${this.uid}`,
       ],
       notEnforced: [
         ...(this.cgroup === undefined ? ['memory (no cgroup)', 'process count (no cgroup)'] : []),
         ...(this.cgroup?.cpuLimited !== true ? ['cpu quota (no cpu cgroup)'] : []),
+        ...(this.#o.tenantCgroup !== undefined &&
+        (this.tenantCgroup === undefined || this.cgroup === undefined)
+          ? ['tenant memory_mb and cpu_weight (no tenant cgroup)']
+          : []),
         ...(process.getuid?.() !== 0 ? ['a uid of its own (host is not root)'] : []),
         ...(network ? ['network (granted)'] : []),
       ],
@@ -296,8 +318,25 @@ export class RunnerProcess implements Runner {
     return c !== undefined && c.exitCode === null && c.signalCode === null;
   }
 
+  /** Its cgroup's accounting, found through a process in it (the cgroup's layout is cgroup.ts's business). */
+  usage(): SandboxUsage | undefined {
+    const pid = this.alive ? this.cgroup?.pids()[0] : undefined;
+    return pid === undefined ? undefined : usageOfPid(pid);
+  }
+
   async oomKilled(): Promise<boolean> {
     return this.cgroup?.oomKilled() === true || /heap out of memory|Allocation failed/i.test(this.stderrTail);
+  }
+
+  /**
+   * When the kernel killed this runner for memory its own limit never reached: its tenant's memory_mb was the one
+   * reached (the tenant's cgroup is the only limit above it).
+   */
+  async tenantMemoryQuota(): Promise<{ limitMb: number } | undefined> {
+    const limitMb = this.#o.tenantCgroup?.quotas.memoryMb;
+    const cgroup = this.cgroup;
+    if (limitMb === undefined || this.tenantCgroup === undefined || cgroup === undefined) return undefined;
+    return cgroup.oomKilled() && !cgroup.ownLimitHit() ? { limitMb } : undefined;
   }
 
   /**
@@ -336,6 +375,10 @@ export class RunnerProcess implements Runner {
     if (this.alive) this.kill();
     if (this.child !== undefined) await this.exited;
     this.cgroup?.remove();
+    if (this.#tenantHeld) {
+      this.#tenantHeld = false;
+      this.#o.tenantCgroup?.release();
+    }
     // The uid may go to another sandbox only once nothing runs as it: the init's end is the namespace's end.
     await this.#initGone();
     await this.#endpoint?.close();
