@@ -64,6 +64,8 @@ export interface PluginHostOptions extends BackendOptions {
    * Absent: the default tenant, as before tenants existed.
    */
   tenant?: TenantIdentity;
+  /** This host's identity (default: a new one). The tenant registry makes it first, to know its events from the start. */
+  session?: HostSession;
 }
 
 export interface RemoveOptions {
@@ -82,7 +84,7 @@ export class PluginHost {
   readonly services: HostServices;
   readonly logger: Logger;
   /** This host's identity for the sandboxes it starts (and for the orphan sweep of the next host). */
-  readonly session: HostSession = newSession();
+  readonly session: HostSession;
   readonly #set: PluginSet;
   readonly #backends: Map<SandboxMode, SandboxBackend>;
   readonly #ownsStorage: boolean;
@@ -95,6 +97,7 @@ export class PluginHost {
   #closing: Promise<void> | undefined;
 
   private constructor(options: PluginHostOptions) {
+    this.session = options.session ?? newSession();
     this.config = options.config ?? loadHostConfig();
     this.logger = options.logger ?? defaultLogger();
     // First: an unreadable pointer stops the start before anything is opened (store_unreadable).

@@ -1,0 +1,123 @@
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { type AuditEvent, subscribeAudit } from '../events/audit.js';
+
+export interface AuditLogOptions {
+  /** A file is rotated once the next line would take it past this. Default 10 MiB. */
+  maxBytes?: number;
+  /** Rotated files kept besides the current one (audit.log.1 is the newest). Default 5. */
+  maxFiles?: number;
+}
+
+export const AUDIT_FILE = 'audit.log';
+/** Every string field is cut to this: an audit line is bounded whatever a request carried. */
+const MAX_FIELD_CHARS = 1024;
+
+/**
+ * The audit log (docs/TENANTS.md, "Audit"): one JSON line per `reed:audit` message (an admin action answered, a
+ * request denied), appended to `<data_dir>/audit/audit.log`; when a line would take the file past maxBytes it is
+ * renamed audit.log.1 (the older ones shift up, the last dropped), so the log takes at most
+ * (maxFiles + 1) x maxBytes. Tokens never reach it: the message carries the token's id only, and the route without
+ * its query. Written synchronously (the subscriber runs in the publisher's turn), never through a link.
+ */
+export class AuditLog {
+  readonly dir: string;
+  readonly #maxBytes: number;
+  readonly #maxFiles: number;
+  #fd: number | undefined;
+  #size = 0;
+  #unsubscribe: (() => void) | undefined;
+  /** Lines that could not be written (disk full, say): the publisher is never failed for them. */
+  failures = 0;
+
+  constructor(dir: string, options: AuditLogOptions = {}) {
+    this.dir = dir;
+    this.#maxBytes = Math.max(1024, options.maxBytes ?? 10 * 1024 * 1024);
+    this.#maxFiles = Math.max(1, options.maxFiles ?? 5);
+  }
+
+  start(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    if (!lstatSync(this.dir).isDirectory()) throw new Error(`${this.dir} is not a directory`);
+    this.#open();
+    this.#unsubscribe = subscribeAudit((event) => this.write(event));
+  }
+
+  #open(): void {
+    this.#fd = openSync(
+      join(this.dir, AUDIT_FILE),
+      constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+      0o600,
+    );
+    this.#size = fstatSync(this.#fd).size;
+  }
+
+  #rotate(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+    const name = (n: number) => join(this.dir, n === 0 ? AUDIT_FILE : `${AUDIT_FILE}.${n}`);
+    try {
+      unlinkSync(name(this.#maxFiles));
+    } catch {
+      // None yet.
+    }
+    for (let n = this.#maxFiles - 1; n >= 0; n--) {
+      try {
+        renameSync(name(n), name(n + 1));
+      } catch {
+        // A gap: nothing to shift.
+      }
+    }
+    this.#open();
+  }
+
+  write(event: AuditEvent): void {
+    try {
+      const line = `${JSON.stringify(bounded(event))}\n`;
+      const bytes = Buffer.byteLength(line);
+      if (this.#fd === undefined) return;
+      if (this.#size > 0 && this.#size + bytes > this.#maxBytes) this.#rotate();
+      if (this.#fd === undefined) return;
+      writeSync(this.#fd, line);
+      this.#size += bytes;
+    } catch {
+      // A subscriber must not throw (events.ts): the failure is counted, the request goes on.
+      this.failures++;
+    }
+  }
+
+  close(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+}
+
+/** The event's known fields only, strings cut to MAX_FIELD_CHARS: nothing unbounded or unexpected is written. */
+function bounded(e: AuditEvent): Record<string, unknown> {
+  const s = (v: unknown) => (typeof v === 'string' ? v.slice(0, MAX_FIELD_CHARS) : undefined);
+  return {
+    time: s(e.time),
+    kind: s(e.kind),
+    tokenId: s(e.tokenId) ?? null,
+    principal: s(e.principal),
+    transport: s(e.transport),
+    method: s(e.method),
+    route: s(e.route),
+    tenant: s(e.tenant) ?? null,
+    plugin: s(e.plugin) ?? null,
+    status: typeof e.status === 'number' ? e.status : null,
+    outcome: s(e.outcome),
+  };
+}

@@ -1,0 +1,280 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { removeTree } from '../backends/shared/safe-remove.js';
+import { newSession } from '../backends/shared/session.js';
+import { ReedError } from '../errors.js';
+import { subscribeEvent } from '../events/events.js';
+import { defaultLogger } from '../host/default-logger.js';
+import { type HostConfig, loadHostConfig } from '../host/host-config.js';
+import { LmdbStorage } from '../host/lmdb-storage.js';
+import { PluginHost, type PluginHostOptions } from '../host/plugin-host.js';
+import { type EventBus, MemoryEventBus, type StorageService } from '../host/services.js';
+import { AuditLog, type AuditLogOptions } from './audit-log.js';
+import {
+  DEFAULT_TENANT,
+  type RemoveTenantOptions,
+  TENANT_ID_PATTERN,
+  type Tenant,
+  type TenantDirectory,
+  type TenantSpec,
+  type TenantUsage,
+} from './tenant.js';
+import { TenantHost } from './tenant-host.js';
+import { TenantEventBus, TenantStorage } from './tenant-services.js';
+import {
+  checkTenantSpec,
+  deleteTenantRecord,
+  persistedTenantIds,
+  readTenantRecord,
+  tenantDir,
+  writeTenantRecord,
+} from './tenant-store.js';
+
+export interface TenantRegistryOptions extends Omit<PluginHostOptions, 'config' | 'tenant' | 'services'> {
+  /** Default: `loadHostConfig()`. Its `[tenants]` declares the tenants besides the default one. */
+  config?: HostConfig;
+  /**
+   * Each tenant's inner storage (the quota wrapper goes around it). Default: LMDB under the tenant's data dir
+   * (`<data_dir>/storage` for the default tenant, as before tenants existed).
+   */
+  storage?: (tenant: string, dataDir: string) => StorageService;
+  /** Each tenant's event bus. Default: one MemoryEventBus per tenant (events never cross tenants). */
+  events?: (tenant: string) => EventBus;
+  /** The audit log under `<data_dir>/audit/` (fed from `reed:audit`). Default on; `false`: none. */
+  audit?: false | AuditLogOptions;
+}
+
+/**
+ * Every tenant's host (docs/TENANTS.md). The default tenant is the host of before tenants existed: the same
+ * data_dir, plugin_dirs and storage, so nothing moves for existing users. The tenants of reed.toml's `[tenants]`
+ * and those created at runtime (persisted in `<data_dir>/tenants/<id>/tenant.json`) each get a PluginHost of their
+ * own over `<data_dir>/tenants/<id>/data` (storage, files, installed plugins), their own event bus, their own
+ * logger child `{tenant}`, and `tenant` in PluginHostOptions (events, container labels, cgroups).
+ */
+export class TenantRegistry implements TenantDirectory {
+  readonly config: HostConfig;
+  readonly logger: Logger;
+  readonly #options: TenantRegistryOptions;
+  readonly #tenants = new Map<string, TenantHost>();
+  /** Which tenant each host session is, for the events that name only a session. */
+  readonly #bySession = new Map<string, TenantHost>();
+  /** Hosts being started: their sandbox starts, until the tenant exists to count them. */
+  readonly #starting = new Map<string, Map<string, number>>();
+  readonly #unsubscribe: (() => void)[] = [];
+  #audit: AuditLog | undefined;
+  /** create and remove run one at a time. */
+  #serial: Promise<unknown> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: TenantRegistryOptions) {
+    this.#options = options;
+    this.config = options.config ?? loadHostConfig();
+    this.logger = options.logger ?? defaultLogger();
+  }
+
+  static async start(options: TenantRegistryOptions = {}): Promise<TenantRegistry> {
+    const registry = new TenantRegistry(options);
+    try {
+      await registry.#start();
+    } catch (error) {
+      await registry.close();
+      throw error;
+    }
+    return registry;
+  }
+
+  async #start(): Promise<void> {
+    if (this.#options.audit !== false) {
+      this.#audit = new AuditLog(join(this.config.dataDir, 'audit'), this.#options.audit ?? {});
+      this.#audit.start();
+    }
+    const starts = (pluginId: string, session: string) => {
+      const tenant = this.#bySession.get(session);
+      if (tenant !== undefined) tenant.accounting.of(pluginId).sandboxStarts++;
+      const starting = this.#starting.get(session);
+      if (starting !== undefined) starting.set(pluginId, (starting.get(pluginId) ?? 0) + 1);
+    };
+    this.#unsubscribe.push(
+      subscribeEvent('reed:sandbox:started', (e) => starts(e.pluginId, e.session)),
+      // Mode none has no runner: its sandbox starts when the plugin loads.
+      subscribeEvent('reed:plugin:loaded', (e) => {
+        if (e.mode === 'none') starts(e.pluginId, e.session);
+      }),
+      subscribeEvent('reed:plugin:upgraded', (e) => {
+        if (e.mode === 'none') starts(e.pluginId, e.session);
+      }),
+    );
+    const declared = this.config.tenants;
+    await this.#startTenant(DEFAULT_TENANT, 'default', { quotas: declared[DEFAULT_TENANT]?.quotas ?? {} });
+    for (const [id, t] of Object.entries(declared))
+      if (id !== DEFAULT_TENANT)
+        await this.#startTenant(id, 'config', { plugin_dirs: t.pluginDirs, quotas: t.quotas });
+    for (const id of persistedTenantIds(this.config.dataDir)) {
+      if (this.#tenants.has(id)) {
+        this.logger.warn(
+          { tenant: id },
+          `tenant "${id}" is declared in reed.toml and was also created through the API: reed.toml's wins`,
+        );
+        continue;
+      }
+      await this.#startTenant(id, 'runtime', readTenantRecord(this.config.dataDir, id).spec);
+    }
+  }
+
+  /** A tenant's data dir: data_dir itself for the default tenant, else `<data_dir>/tenants/<id>/data`. */
+  dataDirOf(id: string): string {
+    return id === DEFAULT_TENANT ? this.config.dataDir : join(this.config.dataDir, 'tenants', id, 'data');
+  }
+
+  async #startTenant(id: string, origin: Tenant['origin'], spec: TenantSpec): Promise<TenantHost> {
+    const quotas = spec.quotas ?? {};
+    const dataDir = this.dataDirOf(id);
+    if (id !== DEFAULT_TENANT) tenantDir(this.config.dataDir, id);
+    const config: HostConfig =
+      id === DEFAULT_TENANT
+        ? this.config
+        : {
+            ...this.config,
+            pluginDirs: spec.plugin_dirs ?? [],
+            defaultSearchPaths: false,
+            searchPaths: spec.plugin_dirs ?? [],
+            dataDir,
+          };
+    const inner = this.#options.storage?.(id, dataDir) ?? new LmdbStorage(join(dataDir, 'storage'));
+    const storage = new TenantStorage(inner, id, quotas);
+    const events = new TenantEventBus(this.#options.events?.(id) ?? new MemoryEventBus(), id, quotas);
+    const { storage: _s, events: _e, audit: _a, ...hostOptions } = this.#options;
+    const session = newSession();
+    let host: PluginHost;
+    // Known before the host starts: its first sandboxes start (and are counted) inside PluginHost.start.
+    const pending = { starts: new Map<string, number>() };
+    this.#starting.set(session.id, pending.starts);
+    try {
+      host = await PluginHost.start({
+        ...hostOptions,
+        config,
+        logger: id === DEFAULT_TENANT ? this.logger : this.logger.child({ tenant: id }),
+        services: { storage, events },
+        tenant: { id, quotas },
+        session,
+      });
+    } catch (error) {
+      storage.close();
+      throw error;
+    } finally {
+      this.#starting.delete(session.id);
+    }
+    const tenant = new TenantHost(id, origin, spec, host, storage, events);
+    for (const [pluginId, n] of pending.starts) tenant.accounting.of(pluginId).sandboxStarts += n;
+    for (const s of host.status()) storage.space(s.id);
+    this.#tenants.set(id, tenant);
+    this.#bySession.set(host.session.id, tenant);
+    const max = quotas.max_plugins;
+    if (max !== undefined && host.status().length > max)
+      this.logger.warn(
+        { tenant: id },
+        `tenant "${id}" has ${host.status().length} plugins in its plugin_dirs, above its quota max_plugins = ${max}: all are loaded, and no install is taken until it is below`,
+      );
+    return tenant;
+  }
+
+  async #stopTenant(tenant: TenantHost): Promise<void> {
+    this.#tenants.delete(tenant.id);
+    try {
+      await tenant.host.close();
+    } finally {
+      this.#bySession.delete(tenant.host.session.id);
+      tenant.storage.close();
+    }
+  }
+
+  get(id: string): Tenant | undefined {
+    return this.#tenants.get(id);
+  }
+
+  list(): Tenant[] {
+    return [...this.#tenants.values()];
+  }
+
+  #serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#serial.then(() => {
+      if (this.#closing !== undefined) throw new ReedError('host_closed', 'the tenant registry is closed');
+      return work();
+    });
+    this.#serial = run.catch(() => undefined);
+    return run;
+  }
+
+  create(id: string, spec: TenantSpec): Promise<Tenant> {
+    return this.#serially(async () => {
+      const checked = checkTenantSpec(id, spec);
+      const existing = this.#tenants.get(id);
+      if (existing !== undefined && existing.origin !== 'runtime')
+        throw new ReedError(
+          'tenant_exists',
+          `tenant "${id}" is ${id === DEFAULT_TENANT ? 'the default tenant' : 'declared in reed.toml'}: change it there, not through the API`,
+        );
+      if (existing !== undefined) await this.#stopTenant(existing);
+      writeTenantRecord(this.config.dataDir, { id, spec: checked, created: new Date().toISOString() });
+      try {
+        const tenant = await this.#startTenant(id, 'runtime', checked);
+        this.logger.info({ tenant: id }, existing === undefined ? 'tenant created' : 'tenant updated');
+        return tenant;
+      } catch (error) {
+        // A tenant that cannot start is not kept: it would fail every later start too.
+        deleteTenantRecord(this.config.dataDir, id);
+        throw error;
+      }
+    });
+  }
+
+  remove(id: string, options: RemoveTenantOptions = {}): Promise<void> {
+    return this.#serially(async () => {
+      const tenant = this.#tenants.get(id);
+      if (tenant === undefined) throw notFound(id);
+      if (tenant.origin !== 'runtime')
+        throw new ReedError(
+          'tenant_invalid',
+          `tenant "${id}" is ${id === DEFAULT_TENANT ? 'the default tenant' : 'declared in reed.toml'}: it cannot be removed through the API`,
+        );
+      await this.#stopTenant(tenant);
+      deleteTenantRecord(this.config.dataDir, id);
+      if (options.purge === true) await removeTree(join(this.config.dataDir, 'tenants', id), this.logger);
+      this.logger.info({ tenant: id, purge: options.purge === true }, 'tenant removed');
+    });
+  }
+
+  usage(id: string): TenantUsage {
+    const tenant = this.#tenants.get(id);
+    if (tenant === undefined) throw notFound(id);
+    return tenant.usage();
+  }
+
+  /** Closes every tenant's host (the default one last), then the audit log. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#serial;
+      const others = [...this.#tenants.values()].filter((t) => t.id !== DEFAULT_TENANT);
+      const errors: unknown[] = [];
+      const results = await Promise.allSettled(others.map((t) => this.#stopTenant(t)));
+      for (const r of results) if (r.status === 'rejected') errors.push(r.reason);
+      const main = this.#tenants.get(DEFAULT_TENANT);
+      if (main !== undefined) await this.#stopTenant(main);
+      for (const u of this.#unsubscribe.splice(0)) u();
+      this.#audit?.close();
+      if (errors.length > 0) throw errors[0];
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function notFound(id: string): ReedError {
+  return new ReedError(
+    'tenant_not_found',
+    `no tenant "${TENANT_ID_PATTERN.test(id) ? id : id.slice(0, 80)}"`,
+  );
+}
