@@ -112,6 +112,8 @@ export const CODES = {
   wasi_args_not_command: 'per-call WASI args or env were given for a plugin that is not a WASI command',
   wasi_args_too_large: 'per-call WASI args and env are above 256 args, 256 variables or 64 KiB in all',
   wasi_args_invalid: 'a per-call WASI arg or variable is not a string, holds a NUL, or has a bad name',
+  trace_context_invalid:
+    'a call\u2019s trace context (the traceparent header, CallOptions.traceParent, the Call frame\u2019s trace field) is not a W3C traceparent',
   init_failed: 'the plugin\u2019s init failed',
   plugin_not_loaded: 'no loaded plugin has that id',
   plugin_failed: 'the plugin is marked failed and takes no calls',
