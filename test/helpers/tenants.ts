@@ -85,7 +85,7 @@ const ok = async (tenant: Tenant, fn: string, input: string) =>
   text((await tenant.call(NOTES, fn, input)).output);
 
 /** The tests every mode runs: isolation of two tenants with the same plugin id, each admission quota, persistence. */
-export function tenantSuite(mode: SandboxMode, fixture: () => Fixture): void {
+export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout = 60_000): void {
   const reg = () => fixture().registry;
   const must = (id: string): Tenant => {
     const t = reg().get(id);
@@ -93,129 +93,141 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture): void {
     return t;
   };
 
-  it('two tenants with the same plugin id share nothing: storage, calls, status, logs, data dirs', async () => {
-    const [a, b] = [must('a'), must('b')];
-    expect(
-      reg()
-        .list()
-        .map((t) => t.id),
-    ).toEqual(['default', 'a', 'b']);
-    expect(must('default').status()).toEqual([]);
-    expect(a.status().map((s) => [s.id, s.state, s.mode])).toEqual([[NOTES, 'ready', mode]]);
-    expect(b.status().map((s) => [s.id, s.state, s.mode])).toEqual([[NOTES, 'ready', mode]]);
-    await ok(a, 'put', 'k=from-a');
-    await expect(b.call(NOTES, 'get', 'k')).rejects.toMatchObject({ code: 'plugin_error' });
-    await ok(b, 'put', 'k=from-b');
-    expect(await ok(a, 'get', 'k')).toBe('from-a');
-    expect(await ok(b, 'get', 'k')).toBe('from-b');
-    // Removing a's plugin leaves b's serving.
-    await a.remove(NOTES);
-    expect(a.status()).toEqual([]);
-    expect(await ok(b, 'get', 'k')).toBe('from-b');
-    // The plugin's own log line (init's printf) came once through each tenant's logger.
-    const inits = fixture().logs.filter((l) => l.pluginId === NOTES && /notes ready/.test(l.msg));
-    expect(inits.map((l) => l.tenant).sort()).toEqual(['a', 'b']);
-    // Each tenant's host keeps its own data dir under data_dir/tenants/.
-    expect(a.host.config.dataDir).toBe(join(fixture().dir, 'data/tenants/a/data'));
-    expect(b.host.config.dataDir).toBe(join(fixture().dir, 'data/tenants/b/data'));
-    const usage = reg().usage('b');
-    expect(usage.plugins[NOTES]?.calls).toEqual({ ok: 3, plugin_error: 1 });
-    expect(usage.plugins[NOTES]?.storageKeys).toBe(1);
-    expect(usage.plugins[NOTES]?.sandboxStarts).toBeGreaterThanOrEqual(1);
-    expect(usage.total.bytesIn).toBe('k'.length * 3 + 'k=from-b'.length);
-    expect(usage.total.bytesOut).toBe('from-b'.length * 2);
-  });
+  it(
+    'two tenants with the same plugin id share nothing: storage, calls, status, logs, data dirs',
+    async () => {
+      const [a, b] = [must('a'), must('b')];
+      expect(
+        reg()
+          .list()
+          .map((t) => t.id),
+      ).toEqual(['default', 'a', 'b']);
+      expect(must('default').status()).toEqual([]);
+      expect(a.status().map((s) => [s.id, s.state, s.mode])).toEqual([[NOTES, 'ready', mode]]);
+      expect(b.status().map((s) => [s.id, s.state, s.mode])).toEqual([[NOTES, 'ready', mode]]);
+      await ok(a, 'put', 'k=from-a');
+      await expect(b.call(NOTES, 'get', 'k')).rejects.toMatchObject({ code: 'plugin_error' });
+      await ok(b, 'put', 'k=from-b');
+      expect(await ok(a, 'get', 'k')).toBe('from-a');
+      expect(await ok(b, 'get', 'k')).toBe('from-b');
+      // Removing a's plugin leaves b's serving.
+      await a.remove(NOTES);
+      expect(a.status()).toEqual([]);
+      expect(await ok(b, 'get', 'k')).toBe('from-b');
+      // The plugin's own log line (init's printf) came once through each tenant's logger.
+      const inits = fixture().logs.filter((l) => l.pluginId === NOTES && /notes ready/.test(l.msg));
+      expect(inits.map((l) => l.tenant).sort()).toEqual(['a', 'b']);
+      // Each tenant's host keeps its own data dir under data_dir/tenants/.
+      expect(a.host.config.dataDir).toBe(join(fixture().dir, 'data/tenants/a/data'));
+      expect(b.host.config.dataDir).toBe(join(fixture().dir, 'data/tenants/b/data'));
+      const usage = reg().usage('b');
+      expect(usage.plugins[NOTES]?.calls).toEqual({ ok: 3, plugin_error: 1 });
+      expect(usage.plugins[NOTES]?.storageKeys).toBe(1);
+      expect(usage.plugins[NOTES]?.sandboxStarts).toBeGreaterThanOrEqual(1);
+      expect(usage.total.bytesIn).toBe('k'.length * 3 + 'k=from-b'.length);
+      expect(usage.total.bytesOut).toBe('from-b'.length * 2);
+    },
+    timeout,
+  );
 
-  it('each admission quota answers quota_exceeded while the other tenant keeps succeeding', async () => {
-    const dir = fixture().dir;
-    const b = must('b');
-    const make = (id: string, quotas: Record<string, number>) =>
-      reg().create(id, { plugin_dirs: [notesDir(dir, `q-${id}`)], quotas });
+  it(
+    'each admission quota answers quota_exceeded while the other tenant keeps succeeding',
+    async () => {
+      const dir = fixture().dir;
+      const b = must('b');
+      const make = (id: string, quotas: Record<string, number>) =>
+        reg().create(id, { plugin_dirs: [notesDir(dir, `q-${id}`)], quotas });
 
-    // Calls in flight: the second call is refused while the first runs.
-    const conc = await make('q-conc', { max_concurrent_calls: 1 });
-    const first = conc.call(NOTES, 'put', 'x=1');
-    const error = await denied(conc.call(NOTES, 'put', 'y=1'), 'max_concurrent_calls', 1);
-    expect((error as { details: { retryAfterMs: unknown } }).details.retryAfterMs).toBeNull();
-    expect(await ok(b, 'put', 'c=1')).toBe('');
-    await first;
-    expect(await ok(conc, 'get', 'x')).toBe('1');
+      // Calls in flight: the second call is refused while the first runs.
+      const conc = await make('q-conc', { max_concurrent_calls: 1 });
+      const first = conc.call(NOTES, 'put', 'x=1');
+      const error = await denied(conc.call(NOTES, 'put', 'y=1'), 'max_concurrent_calls', 1);
+      expect((error as { details: { retryAfterMs: unknown } }).details.retryAfterMs).toBeNull();
+      expect(await ok(b, 'put', 'c=1')).toBe('');
+      await first;
+      expect(await ok(conc, 'get', 'x')).toBe('1');
 
-    // Calls per second: a bucket of one that refills in 1,000 s.
-    const rate = await make('q-rate', { calls_per_second: 0.001, calls_burst: 1 });
-    await ok(rate, 'put', 'x=1');
-    const r = await denied(rate.call(NOTES, 'get', 'x'), 'calls_per_second', 0.001);
-    expect((r as { details: { retryAfterMs: number } }).details.retryAfterMs).toBeGreaterThan(900_000);
-    expect(await ok(b, 'get', 'c')).toBe('1');
+      // Calls per second: a bucket of one that refills in 1,000 s.
+      const rate = await make('q-rate', { calls_per_second: 0.001, calls_burst: 1 });
+      await ok(rate, 'put', 'x=1');
+      const r = await denied(rate.call(NOTES, 'get', 'x'), 'calls_per_second', 0.001);
+      expect((r as { details: { retryAfterMs: number } }).details.retryAfterMs).toBeGreaterThan(900_000);
+      expect(await ok(b, 'get', 'c')).toBe('1');
 
-    // Storage keys across the tenant's plugins: a third key is refused, an existing one may change.
-    const keys = await make('q-keys', { storage_keys: 2 });
-    await ok(keys, 'put', 'k1=a');
-    await ok(keys, 'put', 'k2=b');
-    await denied(keys.call(NOTES, 'put', 'k3=c'), 'storage_keys', 2);
-    await ok(keys, 'put', 'k2=changed');
-    expect(await ok(keys, 'list', 'k')).toBe('k1\nk2\n');
-    expect(await ok(b, 'put', 'k3=c')).toBe('');
+      // Storage keys across the tenant's plugins: a third key is refused, an existing one may change.
+      const keys = await make('q-keys', { storage_keys: 2 });
+      await ok(keys, 'put', 'k1=a');
+      await ok(keys, 'put', 'k2=b');
+      await denied(keys.call(NOTES, 'put', 'k3=c'), 'storage_keys', 2);
+      await ok(keys, 'put', 'k2=changed');
+      expect(await ok(keys, 'list', 'k')).toBe('k1\nk2\n');
+      expect(await ok(b, 'put', 'k3=c')).toBe('');
 
-    // Storage bytes: a value that would take the tenant past its bytes.
-    const bytes = await make('q-bytes', { storage_bytes: 2_000 });
-    await ok(bytes, 'put', 'small=1');
-    await denied(bytes.call(NOTES, 'put', `big=${'x'.repeat(3_000)}`), 'storage_bytes', 2_000);
-    await expect(bytes.call(NOTES, 'get', 'big')).rejects.toMatchObject({ code: 'plugin_error' });
-    expect(await ok(b, 'put', `big=${'x'.repeat(3_000)}`)).toBe('');
+      // Storage bytes: a value that would take the tenant past its bytes.
+      const bytes = await make('q-bytes', { storage_bytes: 2_000 });
+      await ok(bytes, 'put', 'small=1');
+      await denied(bytes.call(NOTES, 'put', `big=${'x'.repeat(3_000)}`), 'storage_bytes', 2_000);
+      await expect(bytes.call(NOTES, 'get', 'big')).rejects.toMatchObject({ code: 'plugin_error' });
+      expect(await ok(b, 'put', `big=${'x'.repeat(3_000)}`)).toBe('');
 
-    // Events per second: put emits notes.saved; the second within the second is refused (the call fails).
-    const events = await make('q-events', { events_per_second: 0.001 });
-    await ok(events, 'put', 'e1=1');
-    await denied(events.call(NOTES, 'put', 'e2=1'), 'events_per_second', 0.001);
-    expect(await ok(b, 'put', 'e2=1')).toBe('');
+      // Events per second: put emits notes.saved; the second within the second is refused (the call fails).
+      const events = await make('q-events', { events_per_second: 0.001 });
+      await ok(events, 'put', 'e1=1');
+      await denied(events.call(NOTES, 'put', 'e2=1'), 'events_per_second', 0.001);
+      expect(await ok(b, 'put', 'e2=1')).toBe('');
 
-    // Plugins: one is loaded from its plugin_dirs; installing a second id is refused, nothing written.
-    const plugins = await make('q-plugins', { max_plugins: 1 });
-    const hello = await tarDir(join(REPO, 'examples/plugins/hello'));
-    await denied(plugins.install('example.hello', stream(hello)), 'max_plugins', 1);
-    expect(plugins.status().map((s) => s.id)).toEqual([NOTES]);
-    expect((await b.install('example.hello', stream(hello))).state).toBe('ready');
+      // Plugins: one is loaded from its plugin_dirs; installing a second id is refused, nothing written.
+      const plugins = await make('q-plugins', { max_plugins: 1 });
+      const hello = await tarDir(join(REPO, 'examples/plugins/hello'));
+      await denied(plugins.install('example.hello', stream(hello)), 'max_plugins', 1);
+      expect(plugins.status().map((s) => s.id)).toEqual([NOTES]);
+      expect((await b.install('example.hello', stream(hello))).state).toBe('ready');
 
-    const usage = reg().usage('q-rate');
-    expect(usage.denied).toEqual({ calls_per_second: 1 });
-    expect(reg().usage('q-events').denied).toEqual({ events_per_second: 1 });
-    expect(reg().usage('b').denied).toEqual({});
-  });
+      const usage = reg().usage('q-rate');
+      expect(usage.denied).toEqual({ calls_per_second: 1 });
+      expect(reg().usage('q-events').denied).toEqual({ events_per_second: 1 });
+      expect(reg().usage('b').denied).toEqual({});
+    },
+    timeout,
+  );
 
-  it('a tenant created at runtime is back after a restart, with its data; removed, it is not', async () => {
-    const dir = fixture().dir;
-    const spec = { plugin_dirs: [notesDir(dir, 'rt-plugins')], quotas: { max_concurrent_calls: 7 } };
-    const rt = await reg().create('rt', spec);
-    expect(rt.origin).toBe('runtime');
-    await ok(rt, 'put', 'kept=yes');
-    await expect(reg().create('a', {})).rejects.toMatchObject({ code: 'tenant_exists' });
-    await expect(reg().create('Bad_Id', {})).rejects.toMatchObject({ code: 'tenant_invalid' });
-    await expect(reg().create('bad', { plugin_dirs: ['relative'] })).rejects.toMatchObject({
-      code: 'tenant_invalid',
-    });
-    await expect(reg().create('bad', { quotas: { max_plugin: 3 } as never })).rejects.toMatchObject({
-      code: 'tenant_invalid',
-    });
+  it(
+    'a tenant created at runtime is back after a restart, with its data; removed, it is not',
+    async () => {
+      const dir = fixture().dir;
+      const spec = { plugin_dirs: [notesDir(dir, 'rt-plugins')], quotas: { max_concurrent_calls: 7 } };
+      const rt = await reg().create('rt', spec);
+      expect(rt.origin).toBe('runtime');
+      await ok(rt, 'put', 'kept=yes');
+      await expect(reg().create('a', {})).rejects.toMatchObject({ code: 'tenant_exists' });
+      await expect(reg().create('Bad_Id', {})).rejects.toMatchObject({ code: 'tenant_invalid' });
+      await expect(reg().create('bad', { plugin_dirs: ['relative'] })).rejects.toMatchObject({
+        code: 'tenant_invalid',
+      });
+      await expect(reg().create('bad', { quotas: { max_plugin: 3 } as never })).rejects.toMatchObject({
+        code: 'tenant_invalid',
+      });
 
-    const again = await fixture().restart();
-    const back = again.get('rt');
-    expect(back?.origin).toBe('runtime');
-    expect(back?.spec).toEqual(spec);
-    expect(back === undefined ? '' : await ok(back, 'get', 'kept')).toBe('yes');
-    expect(again.get('bad')).toBeUndefined();
+      const again = await fixture().restart();
+      const back = again.get('rt');
+      expect(back?.origin).toBe('runtime');
+      expect(back?.spec).toEqual(spec);
+      expect(back === undefined ? '' : await ok(back, 'get', 'kept')).toBe('yes');
+      expect(again.get('bad')).toBeUndefined();
 
-    await again.remove('rt');
-    await expect(again.remove('a')).rejects.toMatchObject({ code: 'tenant_invalid' });
-    await expect(again.remove('nope')).rejects.toMatchObject({ code: 'tenant_not_found' });
-    expect(() => again.usage('rt')).toThrow(expect.objectContaining({ code: 'tenant_not_found' }));
-    const third = await fixture().restart();
-    expect(third.get('rt')).toBeUndefined();
-    // Its data was kept (no purge): created again, it finds it.
-    const rt2 = await third.create('rt', spec);
-    expect(await ok(rt2, 'get', 'kept')).toBe('yes');
-    await third.remove('rt', { purge: true });
-    const rt3 = await third.create('rt', spec);
-    await expect(rt3.call(NOTES, 'get', 'kept')).rejects.toMatchObject({ code: 'plugin_error' });
-  });
+      await again.remove('rt');
+      await expect(again.remove('a')).rejects.toMatchObject({ code: 'tenant_invalid' });
+      await expect(again.remove('nope')).rejects.toMatchObject({ code: 'tenant_not_found' });
+      expect(() => again.usage('rt')).toThrow(expect.objectContaining({ code: 'tenant_not_found' }));
+      const third = await fixture().restart();
+      expect(third.get('rt')).toBeUndefined();
+      // Its data was kept (no purge): created again, it finds it.
+      const rt2 = await third.create('rt', spec);
+      expect(await ok(rt2, 'get', 'kept')).toBe('yes');
+      await third.remove('rt', { purge: true });
+      const rt3 = await third.create('rt', spec);
+      await expect(rt3.call(NOTES, 'get', 'kept')).rejects.toMatchObject({ code: 'plugin_error' });
+    },
+    timeout,
+  );
 }
