@@ -1,24 +1,30 @@
 import { once } from 'node:events';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { createServer, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
 import type { Code } from '../codes.js';
 import { isReedError, ReedError } from '../errors.js';
 import type { PluginHost } from '../host/plugin-host.js';
-import type { CallWasi } from '../runtime/call-wasi.js';
 import { jsonText } from '../safe-text.js';
-import { adminRoute, decodeSegment } from './admin-routes.js';
+import { singleTenantDirectory } from '../tenants/single.js';
+import type { TenantDirectory } from '../tenants/tenant.js';
+import { type Principal, SOCKET_PEER } from './principal.js';
+import { type RouteScope, registerRoutes } from './routes.js';
+import { ErrorBody, PluginStatusSchema, TenantQuotasSchema } from './schemas.js';
 
 /**
- * The orchestrator's own API (`reed-plugins serve`): HTTP/1.1 over a Unix socket, so that a CMS, or the tests
- * under docker-compose, can drive a PluginHost running elsewhere. Documented in docs/API.md.
- *
- *   GET  /v1/health                      {"ok":true}
- *   GET  /v1/plugins                     {"ok":true,"plugins":[PluginStatus...]}
- *   POST /v1/plugins/{id}/call/{fn}      body: the input bytes -> {"ok":true,"output",...,"stats"}
- *        [?arg=X&arg=Y&env=K%3DV]        a WASI command's per-call arguments and environment
- *   GET /v1/plugins/{id}, PUT|DELETE /v1/admin/plugins/{id}, POST /v1/admin/plugins/{id}/reload: the
- *        lifecycle routes (admin-routes.ts)
+ * The orchestrator's own API (`reed-plugins serve`): HTTP/1.1 over a Unix socket, on fastify with TypeBox schemas,
+ * so that a CMS, or the tests under docker-compose, can drive plugin hosts running elsewhere. Every route is in
+ * routes.ts and docs/API.md; the OpenAPI document is served at `GET /v1/openapi.json`.
  *
  * Every failure is `{"ok":false,"error":{"code","message","pluginId"?,"details"?}}` with a stable code (docs/CODES.md).
  */
@@ -27,6 +33,17 @@ export interface ApiServerOptions {
   maxInputBytes: number;
   /** Largest plugin archive accepted by `PUT /v1/admin/plugins/{id}`. Default 256 MiB. */
   maxInstallBytes?: number;
+  /**
+   * Who sent the request, from its headers and connection (src/server/auth.ts: bearer tokens, TLS client
+   * certificates). Throwing a ReedError (`unauthenticated`) refuses it. Default: every request is the socket's peer,
+   * which is admin (whoever can open a Unix socket of mode 0600 has the host's own rights).
+   */
+  authenticate?: (request: FastifyRequest) => Principal | Promise<Principal>;
+}
+
+export interface TenantApiServerOptions extends ApiServerOptions {
+  /** Where a request that fails with something other than a ReedError is logged (with its cause). */
+  logger: Pick<Logger, 'error'>;
 }
 
 export const DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024;
@@ -37,130 +54,253 @@ export const DEFAULT_MAX_INSTALL_BYTES = 256 * 1024 * 1024;
  */
 export const MAX_HEADER_BYTES = 256 * 1024;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** HTTP status by code; every other ReedError from a call is 422 (the call reached the host and failed). */
 const STATUS: Partial<Record<Code, number>> = {
   api_not_found: 404,
   plugin_not_loaded: 404,
   function_not_found: 404,
+  tenant_not_found: 404,
   api_method_not_allowed: 405,
   request_too_large: 413,
   api_bad_request: 400,
+  tenant_invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
   api_unsupported_media_type: 415,
   install_archive_invalid: 400,
   install_id_mismatch: 400,
   plugin_has_dependants: 409,
   dependant_version_mismatch: 409,
+  tenant_exists: 409,
+  quota_exceeded: 429,
   host_closed: 503,
   internal_error: 500,
 };
 
-export function createApiServer(host: PluginHost, options: ApiServerOptions): Server {
-  const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
-    handle(host, options, req, res).catch((error: unknown) => {
-      // The last line of every request: nothing in here may throw (a throw would be an unhandled rejection,
-      // and the orchestrator would exit), whatever the error holds.
-      try {
-        if (!isReedError(error)) host.logger.error({ err: error, url: req.url }, 'API request failed');
-      } catch {}
-      const reed = isReedError(error)
-        ? error
-        : new ReedError('internal_error', 'internal error; see the host log');
-      if (res.headersSent) return void res.destroy();
-      if (!req.complete) {
-        // A body we refused is discarded, not stored (the client may still be writing it: cutting the connection
-        // now would hand it EPIPE instead of this answer), and the connection closes after the answer.
-        res.setHeader('Connection', 'close');
-        req.resume();
-      }
-      send(res, STATUS[reed.code] ?? 422, { ok: false, error: reed.toJSON() });
-    });
-  });
-  // Bounds how long a client may take to send a request (and so how long a refused body is drained).
-  server.requestTimeout = 60_000;
-  return server;
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who sent it: set by the onRequest hook (ApiServerOptions.authenticate) before any route runs. */
+    principal: Principal;
+  }
+  interface FastifyContextConfig {
+    /** Who may use the route (the onRequest hook checks it). */
+    scope?: RouteScope;
+  }
 }
 
-async function handle(
-  host: PluginHost,
-  options: ApiServerOptions,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://reed');
-  const path = url.pathname;
-  const only = (method: string) => {
-    if (req.method !== method) {
-      res.setHeader('Allow', method);
-      throw new ReedError('api_method_not_allowed', `${req.method} ${path}: only ${method} is allowed`);
-    }
-  };
-  if (path === '/v1/health') {
-    only('GET');
-    return send(res, 200, { ok: true });
-  }
-  if (path === '/v1/plugins') {
-    only('GET');
-    return send(res, 200, { ok: true, plugins: host.status() });
-  }
-  const admin = await adminRoute(host, req, url, only, options.maxInstallBytes ?? DEFAULT_MAX_INSTALL_BYTES);
-  if (admin !== undefined) return send(res, admin.status, admin.body);
-  const call = /^\/v1\/plugins\/([^/]+)\/call\/([^/]+)$/.exec(path);
-  if (call === null) throw new ReedError('api_not_found', `no API route ${path}`);
-  only('POST');
-  const id = decodeSegment(call[1] as string);
-  const fn = decodeSegment(call[2] as string);
-  const wasi = callWasiFrom(url.searchParams);
-  const input = await readBody(req, options.maxInputBytes);
-  const outcome = await host.call(id, fn, input, wasi === undefined ? undefined : { wasi });
-  send(res, 200, { ok: true, ...encodeOutput(outcome.output), stats: outcome.stats });
+/** The fastify instance behind each server createApiServer made: listenOnSocket readies it before listening. */
+const apps = new WeakMap<Server, FastifyInstance>();
+
+/** The API over one host (the default tenant's routes, and the tenant routes for `default`). */
+export function createApiServer(host: PluginHost, options: ApiServerOptions): Server {
+  return createTenantApiServer(singleTenantDirectory(host), { ...options, logger: host.logger });
+}
+
+/** The API over a directory of tenants: `/v1/plugins/...` is the default tenant's, `/v1/tenants/{tenant}/...` any. */
+export function createTenantApiServer(directory: TenantDirectory, options: TenantApiServerOptions): Server {
+  const app = buildApi(directory, options);
+  apps.set(app.server, app);
+  return app.server;
+}
+
+/** The fastify instance (not yet ready: `await app.ready()`, or listenOnSocket on its `server`). */
+export function buildApi(directory: TenantDirectory, options: TenantApiServerOptions): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    serverFactory: (handler) => {
+      const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, handler);
+      // Bounds how long a client may take to send a request (and so how long a refused body is drained).
+      server.requestTimeout = 60_000;
+      return server;
+    },
+    // Node's default: an idle kept-alive connection is closed after 5 s.
+    keepAliveTimeout: 5_000,
+    requestTimeout: 60_000,
+    exposeHeadRoutes: false,
+    routerOptions: {
+      // A plugin id, a function name and a percent-encoded tenant may be long; the header bound holds them all.
+      maxParamLength: MAX_HEADER_BYTES,
+    },
+    // The path as the WHATWG URL parser reads it (dot segments resolved, as before fastify): `%2e%2e` is `..`.
+    rewriteUrl: (req) => {
+      const url = new URL(req.url ?? '/', 'http://reed');
+      return url.pathname + url.search;
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    clientErrorHandler: onClientError,
+    frameworkErrors: (error, request, reply) => {
+      const reed =
+        error.code === 'FST_ERR_BAD_URL'
+          ? new ReedError(
+              'api_not_found',
+              `the path ${request.url.slice(0, 256)} is not valid percent-encoding`,
+            )
+          : error;
+      fail(options.logger, reed, request, reply);
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Bodies are read by the routes themselves, as streams, within their own bounds (a call's input, an archive):
+  // no parser of fastify's reads one, whatever its Content-Type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+  // Answers are written by `send` (jsonText: nothing a plugin put in one can break its JSON); the response schemas
+  // are the document's, not a serializer.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  app.decorateRequest('principal', undefined as unknown as Principal);
+  // The one place where who sent a request is found and judged, before any route runs.
+  const authenticate = options.authenticate;
+  if (authenticate === undefined)
+    app.addHook('onRequest', (request, _reply, done) => {
+      request.principal = SOCKET_PEER;
+      done();
+    });
+  else
+    app.addHook('onRequest', async (request) => {
+      request.principal = await authenticate(request);
+      authorize(request);
+    });
+
+  app.setErrorHandler((error, request, reply) => fail(options.logger, error, request, reply));
+  app.setNotFoundHandler((request) => {
+    throw new ReedError('api_not_found', `no API route ${request.url.split('?')[0]?.slice(0, 256)}`);
+  });
+
+  app.addSchema(ErrorBody);
+  app.addSchema(PluginStatusSchema);
+  app.addSchema(TenantQuotasSchema);
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'reed-plugins serve',
+        description:
+          'The plugin orchestrator API (docs/API.md). Every failure is an Error with a stable code.',
+        version: '1',
+      },
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  void app.register(async (api) => registerRoutes(api, directory, options));
+  return app;
 }
 
 /**
- * The call route's query: `arg` (repeatable) appended to a WASI command's arguments, `env` (repeatable, `NAME=VALUE`,
- * the first `=` splits) merged over its environment. The host checks them (checkCallWasi); any other parameter, or
- * an `env` without `=`, is `api_bad_request`.
+ * The route's scope against the principal: `admin` routes need an admin (else 403 `forbidden`); a `tenant` route
+ * of another tenant than the principal's answers as an unknown tenant would (404 `tenant_not_found`: whether it
+ * exists is not told).
  */
-function callWasiFrom(query: URLSearchParams): CallWasi | undefined {
-  const args: string[] = [];
-  const env: Record<string, string> = {};
-  let any = false;
-  for (const [name, value] of query) {
-    any = true;
-    if (name === 'arg') args.push(value);
-    else if (name === 'env') {
-      const at = value.indexOf('=');
-      if (at <= 0) throw new ReedError('api_bad_request', `the query parameter env must be NAME=VALUE`);
-      Object.defineProperty(env, value.slice(0, at), {
-        value: value.slice(at + 1),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    } else
-      throw new ReedError(
-        'api_bad_request',
-        `the call route takes the query parameters arg and env, not "${name.slice(0, 64)}"`,
-      );
-  }
-  if (!any) return undefined;
-  return { ...(args.length > 0 ? { args } : {}), ...(Object.keys(env).length > 0 ? { env } : {}) };
+function authorize(request: FastifyRequest): void {
+  const scope = request.routeOptions.config.scope ?? 'public';
+  const principal = request.principal;
+  if (scope === 'public' || principal.admin) return;
+  if (scope === 'admin')
+    throw new ReedError('forbidden', `${request.method} ${request.routeOptions.url}: admin only`);
+  const tenant = (request.params as { tenant?: string }).tenant ?? 'default';
+  if (principal.tenant !== tenant)
+    throw new ReedError('tenant_not_found', `no tenant "${tenant.slice(0, 64)}"`);
 }
 
-async function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  const tooLarge = () =>
-    new ReedError('request_too_large', `the request body is larger than the limit of ${max} bytes`);
-  if (declared > max) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) throw tooLarge();
-    chunks.push(chunk);
+/**
+ * A request Node's parser refused (bytes that are not HTTP, headers over MAX_HEADER_BYTES, too slow): as Node does,
+ * an error answer when no answer is in flight on that connection, and the connection closed. An answer in flight
+ * (the request before the bad bytes) is finished first, not cut or overtaken by the error's.
+ */
+function onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  if (inFlight !== undefined && inFlight !== null && !inFlight.writableFinished) {
+    const close = () => socket.destroy();
+    inFlight.once('finish', close);
+    inFlight.once('close', close);
+    return;
   }
-  return Buffer.concat(chunks);
+  const [status, reed] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [
+          431,
+          new ReedError(
+            'request_too_large',
+            `the request line and headers are larger than ${MAX_HEADER_BYTES} bytes`,
+          ),
+        ]
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, new ReedError('api_bad_request', 'the request was not received in time')]
+        : [400, new ReedError('api_bad_request', 'the request is not valid HTTP/1.1')];
+  const body = JSON.stringify({ ok: false, error: reed.toJSON() });
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  socket.destroy();
+}
+
+/** The query as URLSearchParams reads it (as before fastify), every name's values in an array, no prototype. */
+function parseQuery(text: string): Record<string, string[]> {
+  const query: Record<string, string[]> = Object.create(null);
+  for (const [name, value] of new URLSearchParams(text)) {
+    const values = query[name];
+    if (values === undefined) query[name] = [value];
+    else values.push(value);
+  }
+  return query;
+}
+
+/** The last line of every request: nothing in here may throw, whatever the error holds. */
+function fail(
+  logger: Pick<Logger, 'error'>,
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const reed = asReedError(error, request);
+  if (reed.code === 'internal_error' && !isReedError(error)) {
+    try {
+      logger.error({ err: error, url: request.url }, 'API request failed');
+    } catch {}
+  }
+  if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
+  if (!request.raw.complete) {
+    // A body we refused is discarded, not stored (the client may still be writing it: cutting the connection now
+    // would hand it EPIPE instead of this answer), and the connection closes after the answer.
+    reply.header('Connection', 'close');
+    request.raw.resume();
+  }
+  if (reed.code === 'quota_exceeded') {
+    const ms = Number(reed.details?.retryAfterMs);
+    reply.header('Retry-After', String(Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : 1));
+  }
+  send(reply, STATUS[reed.code] ?? 422, { ok: false, error: reed.toJSON() });
+}
+
+function asReedError(error: unknown, request: FastifyRequest): ReedError {
+  if (isReedError(error)) return error;
+  const e = error as Partial<FastifyError> | undefined;
+  if (e?.validation !== undefined) return validationError(e, request);
+  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return new ReedError('request_too_large', 'the request body is larger than the limit');
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500)
+    return new ReedError('api_bad_request', String(e.message).slice(0, 256));
+  return new ReedError('internal_error', 'internal error; see the host log');
+}
+
+/** A request that does not match its route's schema: `api_bad_request`, saying which parameter and why. */
+function validationError(error: Partial<FastifyError>, request: FastifyRequest): ReedError {
+  const first = error.validation?.[0];
+  const where =
+    error.validationContext === 'querystring' ? 'query parameter' : String(error.validationContext);
+  const route = `${request.method} ${request.routeOptions.url ?? ''}`;
+  const extra = (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+  if (extra !== undefined)
+    return new ReedError('api_bad_request', `${route} takes no ${where} "${extra.slice(0, 64)}"`);
+  const name = first?.instancePath.split('/')[1] ?? '';
+  if (error.validationContext === 'querystring' && name === 'env')
+    return new ReedError('api_bad_request', 'the query parameter env must be NAME=VALUE');
+  return new ReedError(
+    'api_bad_request',
+    `${route}: the ${where}${first?.instancePath ? ` ${first.instancePath}` : ''} ${first?.message ?? 'is not valid'}`,
+  );
 }
 
 /** The answer when a body cannot be serialized (too deep, circular): fixed, so that sending never throws. */
@@ -169,24 +309,16 @@ const UNSERIALIZABLE = JSON.stringify({
   error: { code: 'internal_error', message: 'the answer could not be serialized; see the host log' },
 });
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+export function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
   const text = jsonText(body);
-  if (text === undefined) status = 500;
-  const out = text ?? UNSERIALIZABLE;
   try {
-    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(out) });
-    res.end(out);
+    return reply
+      .code(text === undefined ? 500 : status)
+      .header('Content-Type', 'application/json')
+      .send(text ?? UNSERIALIZABLE);
   } catch {
-    res.destroy();
-  }
-}
-
-/** Output as text when it is UTF-8, else base64, saying which (as `reed-plugins call --json` prints it). */
-export function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'utf8' | 'base64' } {
-  try {
-    return { output: utf8.decode(output), outputEncoding: 'utf8' };
-  } catch {
-    return { output: Buffer.from(output).toString('base64'), outputEncoding: 'base64' };
+    reply.raw.destroy();
+    return reply;
   }
 }
 
@@ -195,6 +327,7 @@ export function encodeOutput(output: Uint8Array): { output: string; outputEncodi
  * server is replaced; one a live server answers on, or any other file, is an error (`api_socket_in_use`).
  */
 export async function listenOnSocket(server: Server, socketPath: string, mode = 0o600): Promise<void> {
+  await apps.get(server)?.ready();
   let existing: ReturnType<typeof lstatSync> | undefined;
   try {
     existing = lstatSync(socketPath);
