@@ -10,18 +10,27 @@ export interface ApiAnswer {
   body: { ok: boolean; error?: { code: string; message: string } } & Record<string, unknown>;
 }
 
+/** A serve's socket, and the bearer token to send (`--token-file`) when it requires one. */
+export interface ApiTarget {
+  socketPath: string;
+  token?: string | undefined;
+}
+
 /**
  * One request to a running `reed-plugins serve` on its Unix socket (docs/API.md). Resolves with the status and the
  * JSON answer, whatever the status; rejects with `api_unreachable` when nothing answers there, or when the answer
  * is not the API's JSON.
  */
 export function apiRequest(
-  socketPath: string,
+  target: string | ApiTarget,
   method: string,
   path: string,
   body?: Readable | Uint8Array,
-  headers: Record<string, string> = {},
+  extraHeaders: Record<string, string> = {},
 ): Promise<ApiAnswer> {
+  const { socketPath, token } =
+    typeof target === 'string' ? { socketPath: target, token: undefined } : target;
+  const headers = token === undefined ? extraHeaders : { ...extraHeaders, Authorization: `Bearer ${token}` };
   return new Promise((resolve, reject) => {
     const unreachable = (why: string, cause?: unknown) =>
       new ReedError('api_unreachable', `no reed-plugins serve answers on ${socketPath}: ${why}`, { cause });

@@ -1,4 +1,4 @@
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import tarFs from 'tar-fs';
@@ -7,7 +7,7 @@ import { isCode } from '../../codes.js';
 import { ReedError } from '../../errors.js';
 import type { PluginStatus } from '../../host/plugin-host.js';
 import { MANIFEST_FILE, parseManifest, readManifest } from '../../manifest/parse-manifest.js';
-import { type ApiAnswer, apiRequest } from '../api-client.js';
+import { type ApiAnswer, type ApiTarget, apiRequest } from '../api-client.js';
 import {
   type Command,
   type CommandIo,
@@ -22,16 +22,32 @@ import { table } from '../output.js';
 // The commands that drive a running `reed-plugins serve` through its API (docs/API.md): install, remove, reload,
 // status. Exit status as every command: 0 done, 1 the server refused or failed (its code printed), 2 bad usage.
 
-const SOCKET = { socket: { type: 'string' }, json: { type: 'boolean' } } as const;
+const SOCKET = {
+  socket: { type: 'string' },
+  'token-file': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
 const SOCKET_HELP: [string, string][] = [
   ['--socket PATH', 'the Unix socket of the running serve (required)'],
+  ['--token-file F', 'send the bearer token in F (a serve with --admin-token-file requires one)'],
   ['--json', "print the server's JSON answer"],
 ];
 
-function socketOf(values: ParsedValues): string {
+function socketOf(values: ParsedValues): ApiTarget {
   if (typeof values.socket !== 'string')
     throw new UsageError('--socket PATH is required (the serve to talk to)');
-  return values.socket;
+  const file = values['token-file'];
+  if (file === undefined) return { socketPath: values.socket };
+  let token: string;
+  try {
+    if (statSync(String(file)).size > 4096) throw new Error('larger than 4096 bytes');
+    token = readFileSync(String(file), 'utf8').trim();
+  } catch (error) {
+    throw new UsageError(`--token-file ${String(file)} cannot be read: ${(error as Error).message}`);
+  }
+  if (!/^[!-~]{1,512}$/.test(token))
+    throw new UsageError(`--token-file ${String(file)} does not hold one token (printable, no white space)`);
+  return { socketPath: values.socket, token };
 }
 
 /** Prints the answer (JSON, or `text` of it); a refusal prints its code and exits 1. */
@@ -59,7 +75,7 @@ const segment = (id: string) => encodeURIComponent(id);
 
 export const installCommand: Command = {
   name: 'install',
-  usage: 'DIR|FILE.tar --socket PATH [--id ID] [--json]',
+  usage: 'DIR|FILE.tar --socket PATH [--token-file F] [--id ID] [--json]',
   summary: 'install or upgrade a plugin in a running serve, from its directory or a tar of it',
   options: { ...SOCKET, id: { type: 'string' } },
   optionHelp: [['--id ID', "install as ID (default: the manifest's metadata.id)"], ...SOCKET_HELP],
@@ -122,7 +138,7 @@ async function idOfTar(file: string): Promise<string> {
 
 export const removeCommand: Command = {
   name: 'remove',
-  usage: 'ID --socket PATH [--with-dependants] [--json]',
+  usage: 'ID --socket PATH [--token-file F] [--with-dependants] [--json]',
   summary: 'drain, stop and forget a plugin in a running serve',
   options: { ...SOCKET, 'with-dependants': { type: 'boolean' } },
   optionHelp: [['--with-dependants', 'remove the plugins that depend on it too (first)'], ...SOCKET_HELP],
@@ -138,7 +154,7 @@ export const removeCommand: Command = {
 
 export const reloadCommand: Command = {
   name: 'reload',
-  usage: 'ID --socket PATH [--json]',
+  usage: 'ID --socket PATH [--token-file F] [--json]',
   summary: 'reload a plugin in a running serve from its directory on disk (an upgrade with drain)',
   options: { ...SOCKET },
   optionHelp: SOCKET_HELP,
@@ -153,7 +169,7 @@ export const reloadCommand: Command = {
 
 export const statusCommand: Command = {
   name: 'status',
-  usage: '[ID] --socket PATH [--json]',
+  usage: '[ID] --socket PATH [--token-file F] [--json]',
   summary: "a running serve's plugins: version, mode, state, crashes, error",
   options: { ...SOCKET },
   optionHelp: SOCKET_HELP,
