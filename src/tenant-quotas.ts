@@ -19,7 +19,10 @@ export interface TenantQuotas {
   storage_bytes?: number;
   /** Storage keys across its plugins. */
   storage_keys?: number;
-  /** Bytes in its plugins' filesystem directories (grants.filesystem) together. */
+  /**
+   * Bytes in its plugins' data directories together. Reserved: not enforced by this version, and refused where it
+   * is set (reed.toml, tenant.json, the API) rather than silently ignored; limits.disk_mb bounds each plugin.
+   */
   filesystem_bytes?: number;
   /** Memory across all its sandboxes (T-resources: a cgroup parent, CgroupParent, summed WASM memory). */
   memory_mb?: number;

@@ -385,6 +385,11 @@ function resolveTenants(raw: RawConfig, ctx: ResolveContext, invalid: Invalid): 
     for (const key of Object.keys(t.quotas ?? {}))
       if (!(TENANT_QUOTA_KEYS as readonly string[]).includes(key))
         invalid(`tenants.${id}.quotas.${key}`, `is not a quota (${TENANT_QUOTA_KEYS.join(', ')})`);
+    if (t.quotas?.filesystem_bytes !== undefined)
+      invalid(
+        `tenants.${id}.quotas.filesystem_bytes`,
+        'is not enforced by this version, so it is refused rather than ignored: each plugin\u2019s data directory is bounded by limits.disk_mb and max_files (docs/TENANTS.md, "Filesystem bytes")',
+      );
     const quotas = { ...(t.quotas ?? {}) };
     if (quotas.calls_burst !== undefined && quotas.calls_per_second === undefined)
       invalid(`tenants.${id}.quotas.calls_burst`, 'needs calls_per_second (the rate that refills the burst)');

@@ -70,6 +70,14 @@ export function checkTenantSpec(id: string, spec: unknown, where = 'tenant spec'
       `${where} of tenant "${id}": \`quotas.calls_burst\` needs calls_per_second (the rate that refills the burst)`,
       { details: { field: 'quotas.calls_burst' } },
     );
+  if (s.quotas?.filesystem_bytes !== undefined)
+    throw new ReedError(
+      'tenant_invalid',
+      `${where} of tenant "${id}": \`quotas.filesystem_bytes\` is not enforced by this version, so it is refused rather than ignored: each plugin\u2019s data directory is bounded by limits.disk_mb and max_files (docs/TENANTS.md, "Filesystem bytes")`,
+      {
+        details: { field: 'quotas.filesystem_bytes' },
+      },
+    );
   return {
     ...(s.plugin_dirs === undefined ? {} : { plugin_dirs: [...s.plugin_dirs] }),
     ...(s.quotas === undefined ? {} : { quotas: { ...s.quotas } }),

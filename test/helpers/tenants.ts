@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { expect, it } from 'vitest';
 import { isReedError } from '../../src/errors.js';
+import { subscribeEvent } from '../../src/events/events.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
 import { TenantRegistry, type TenantRegistryOptions } from '../../src/tenants/registry.js';
@@ -105,11 +106,18 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout =
       expect(must('default').status()).toEqual([]);
       expect(a.status().map((s) => [s.id, s.state, s.mode])).toEqual([[NOTES, 'ready', mode]]);
       expect(b.status().map((s) => [s.id, s.state, s.mode])).toEqual([[NOTES, 'ready', mode]]);
+      const tenantsOfCalls: (string | undefined)[] = [];
+      const unsubscribe = subscribeEvent('reed:call:finished', (e) => {
+        if (e.pluginId === NOTES) tenantsOfCalls.push(e.tenant);
+      });
       await ok(a, 'put', 'k=from-a');
       await expect(b.call(NOTES, 'get', 'k')).rejects.toMatchObject({ code: 'plugin_error' });
       await ok(b, 'put', 'k=from-b');
       expect(await ok(a, 'get', 'k')).toBe('from-a');
       expect(await ok(b, 'get', 'k')).toBe('from-b');
+      unsubscribe();
+      // The events of each tenant's host name the tenant.
+      expect(tenantsOfCalls).toEqual(['a', 'b', 'b', 'a', 'b']);
       // Removing a's plugin leaves b's serving.
       await a.remove(NOTES);
       expect(a.status()).toEqual([]);
@@ -204,6 +212,9 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout =
       await expect(reg().create('bad', { plugin_dirs: ['relative'] })).rejects.toMatchObject({
         code: 'tenant_invalid',
       });
+      await expect(reg().create('bad', { quotas: { filesystem_bytes: 1_000 } })).rejects.toMatchObject({
+        code: 'tenant_invalid',
+      });
       await expect(reg().create('bad', { quotas: { max_plugin: 3 } as never })).rejects.toMatchObject({
         code: 'tenant_invalid',
       });
@@ -226,6 +237,9 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout =
       expect(await ok(rt2, 'get', 'kept')).toBe('yes');
       await third.remove('rt', { purge: true });
       const rt3 = await third.create('rt', spec);
+      expect(rt3.status().map((s) => [s.state, s.error?.code, s.error?.message])).toEqual([
+        ['ready', undefined, undefined],
+      ]);
       await expect(rt3.call(NOTES, 'get', 'kept')).rejects.toMatchObject({ code: 'plugin_error' });
     },
     timeout,

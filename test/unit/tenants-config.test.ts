@@ -47,6 +47,7 @@ describe('reed.toml: [tenants]', () => {
     bad('[tenants.acme.quotas]\nstorage_bytes = "lots"\n', 'tenants.acme.quotas.storage_bytes');
     bad('[tenants.acme.quotas]\ncalls_burst = 5\n', 'tenants.acme.quotas.calls_burst');
     bad('[tenants.acme]\nplugins_dirs = ["x"]\n', 'tenants.acme.plugins_dirs');
+    bad('[tenants.acme.quotas]\nfilesystem_bytes = 1000\n', 'tenants.acme.quotas.filesystem_bytes');
     bad('[tenants.default]\nplugin_dirs = ["x"]\n', 'tenants.default.plugin_dirs');
   });
 });
