@@ -17,6 +17,8 @@ export interface PluginRuntime {
   readonly functions: readonly string[];
   /** Bytes of its WASM linear memory now (0 between instances); absent where the runtime cannot tell (native). */
   memoryBytes?(): number;
+  /** WASM: the fuel the last run used, returned or failed (a tenant's fuel_per_second charges it). */
+  readonly fuelOfLastRun?: number;
   /** Runs the plugin's `init`, if any. Throws `init_failed` (or a limit's code) when it fails. */
   init(): void;
   /**

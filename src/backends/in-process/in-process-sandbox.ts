@@ -9,6 +9,7 @@ import type {
   SandboxStatus,
   SandboxUsage,
 } from '../sandbox.js';
+import type { FuelBudget } from './tenant-budget.js';
 
 /**
  * Mode `none`: the runtime runs in the host process, on the calling thread. Isolation is WASM's own (bounds,
@@ -24,6 +25,8 @@ export class InProcessSandbox implements Sandbox {
     readonly pluginId: string,
     private readonly createRuntime: () => Promise<PluginRuntime>,
     private readonly defaultTimeoutMs: number,
+    /** The tenant's fuel per second, shared by its sandboxes: checked before each call, charged after. */
+    private readonly fuelBudget?: FuelBudget,
   ) {}
 
   async start(): Promise<void> {
@@ -45,8 +48,17 @@ export class InProcessSandbox implements Sandbox {
         pluginId: this.pluginId,
       });
     }
+    const budget = this.fuelBudget;
+    budget?.admit(this.pluginId);
     const started = performance.now();
-    const result = runtime.call(fn, input, started + timeoutMs, wasi);
+    let result: ReturnType<PluginRuntime['call']>;
+    try {
+      result = runtime.call(fn, input, started + timeoutMs, wasi);
+    } catch (error) {
+      budget?.charge(runtime.fuelOfLastRun ?? 0);
+      throw error;
+    }
+    budget?.charge(result.fuelConsumed);
     return {
       output: result.output,
       stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },

@@ -49,10 +49,15 @@ export const EXCEPTION_COSTS = Object.freeze({ throw: 1 << 15, frameShift: 12 })
  */
 export const MAX_PRECHARGE = 16;
 
-/** The globals the instrumentation adds: the fuel (i64, exported) and the frame depth (i32) exceptions use. */
+/**
+ * The globals the instrumentation adds: the fuel (i64, exported), the frame depth (i32) exceptions use, the pages
+ * memory.grow may reach (i64, exported) and whether a grow was refused for it (i32, exported).
+ */
 export interface MeterGlobals {
   fuel: number;
   depth: number;
+  memoryCap: number;
+  memoryRefused: number;
 }
 
 /** Metering state for one code section. */
@@ -113,6 +118,8 @@ interface Meter {
   w: ByteWriter;
   fuel: number;
   depth: number;
+  memoryCap: number;
+  memoryRefused: number;
   eh: boolean;
   /** The function's working copy of the fuel (i64 local). */
   counter: number;
@@ -191,6 +198,7 @@ export function instrumentBody(
     if (flow >= Flow.MemoryBytes) {
       emitRun(m, bytes, runStart, at, cost, start, dead, marks);
       if (!dead) emitBulkCharge(m, BULK_BY_FLOW[flow - Flow.MemoryBytes] as { fixed: number; shift: number });
+      if (!dead && flow === Flow.MemoryGrow) emitGrowCap(m);
       w.bytes(bytes, at, r.pos);
       runStart = r.pos;
       cost = 0;
@@ -455,4 +463,39 @@ function emitBulkCharge(m: Meter, c: { fixed: number; shift: number }): void {
   emitCheck(m);
   w.byte(0x20); // local.get scratch: the count, for the instruction itself
   w.u32(m.scratch);
+}
+
+/**
+ * With a memory.grow's page count on top of the stack: records in the refused global whether the pages it would
+ * reach pass the cap global, and replaces the count with 2^32 - 1 when they do, so the grow that follows fails
+ * (-1) as one past the memory's maximum does. 64-bit arithmetic: size + count cannot wrap.
+ */
+function emitGrowCap(m: Meter): void {
+  const w = m.w;
+  const over = () => {
+    w.byte(0x20); // local.get scratch; i64.extend_i32_u
+    w.u32(m.scratch);
+    w.byte(0xad);
+    w.byte(0x3f); // memory.size 0; i64.extend_i32_u; i64.add
+    w.byte(0x00);
+    w.byte(0xad);
+    w.byte(0x7c);
+    w.byte(0x23); // global.get cap; i64.gt_u
+    w.u32(m.memoryCap);
+    w.byte(0x56);
+  };
+  w.byte(0x21); // local.set scratch
+  w.u32(m.scratch);
+  w.byte(0x23); // global.get refused; over; i32.or; global.set refused
+  w.u32(m.memoryRefused);
+  over();
+  w.byte(0x72);
+  w.byte(0x24);
+  w.u32(m.memoryRefused);
+  w.byte(0x41); // i32.const -1; local.get scratch; over; select
+  w.byte(0x7f);
+  w.byte(0x20);
+  w.u32(m.scratch);
+  over();
+  w.byte(0x1b);
 }

@@ -26,7 +26,12 @@ import {
  *   instructions whose work grows with an operand (memory.fill, table.grow, ...) and exceptions are charged in
  *   proportion to it before they run (instrument-code.ts). V8 has no fuel or epoch interruption of its own;
  *   this makes an infinite loop end on the calling thread, deterministically. No import is added, so no
- *   function index shifts; a second, unexported global counts frames for the exceptions' charge.
+ *   function index shifts; a second, unexported global counts frames for the exceptions' charge;
+ * - with fuel on, every `memory.grow` first checks the pages it would reach against a cap the host sets before
+ *   each run in a third global (`__reed_memory_cap`, exported; default: no cap below the memory's own maximum),
+ *   and asks for 2^32 - 1 pages instead when they are past it, so the grow fails (-1) as it does past the
+ *   memory's maximum, and a fourth (`__reed_memory_refused`, exported) records that it happened. Mode none sets
+ *   the cap to what the tenant's memory_mb leaves this instance beside the tenant's other instances.
  *
  * Time and memory are linear in the module: one pass, output streamed into one growing buffer whose size is
  * capped at {@link MAX_EXPANSION} times the input (module-limits.ts caps the input's shape before this runs).
@@ -36,7 +41,7 @@ import {
  *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 5;
+export const INSTRUMENTER_VERSION = 6;
 /**
  * Custom sections (names, producers, debug info) kept in the prepared module, in all: V8 copies a function's name
  * from the `name` section into every stack frame and error, so a module could otherwise make each trap carry
@@ -45,6 +50,11 @@ export const INSTRUMENTER_VERSION = 5;
  */
 export const MAX_CUSTOM_SECTION_BYTES = 64 * 1024;
 export const FUEL_EXPORT = '__reed_fuel';
+/** The pages `memory.grow` may reach in this run (i64; the host sets it), and whether one was refused (i32). */
+export const MEMORY_CAP_EXPORT = '__reed_memory_cap';
+export const MEMORY_REFUSED_EXPORT = '__reed_memory_refused';
+/** Globals the instrumentation adds: the fuel, the frame depth, the memory cap, the refused flag. */
+const ADDED_GLOBALS = 4;
 /** The module's start function, exported instead of run at instantiation, so the host runs it under fuel. */
 export const START_EXPORT = '__reed_start';
 export const WASM_PAGE_BYTES = 65_536;
@@ -129,10 +139,13 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   const meter = (): CodeMeter => ({
     fuel: fuelGlobal(),
     depth: fuelGlobal() + 1,
+    memoryCap: fuelGlobal() + 2,
+    memoryRefused: fuelGlobal() + 3,
     eh: tags > 0,
     marks: new RunMarks(),
   });
-  // The fuel (mutable i64), then the frame depth that charges for exceptions read (mutable i32).
+  // The fuel (mutable i64), then the frame depth that charges for exceptions read (mutable i32), the memory cap
+  // in pages (mutable i64, 65,536: all a 32-bit memory has) and the refused flag (mutable i32).
   const newGlobals = () => [
     0x7e,
     0x01,
@@ -144,9 +157,25 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     0x41,
     0x00,
     0x0b,
+    0x7e,
+    0x01,
+    0x42,
+    ...encodeS64(65_536n),
+    0x0b,
+    0x7f,
+    0x01,
+    0x41,
+    0x00,
+    0x0b,
   ];
   const extraExports = () => [
-    ...(options.fuel ? [[...encodeName(FUEL_EXPORT), 0x03, ...encodeU32(fuelGlobal())]] : []),
+    ...(options.fuel
+      ? [
+          [...encodeName(FUEL_EXPORT), 0x03, ...encodeU32(fuelGlobal())],
+          [...encodeName(MEMORY_CAP_EXPORT), 0x03, ...encodeU32(fuelGlobal() + 2)],
+          [...encodeName(MEMORY_REFUSED_EXPORT), 0x03, ...encodeU32(fuelGlobal() + 3)],
+        ]
+      : []),
     ...(startFunction === undefined
       ? []
       : [[...encodeName(START_EXPORT), 0x00, ...encodeU32(startFunction)]]),
@@ -169,7 +198,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     const s = new Reader(input, start, end);
     // Sections after the global section's place (export=7 onward) need a global section first.
     if (options.fuel && !globalSectionSeen && id !== 0 && (id === 7 || (id > 7 && id !== 13))) {
-      section(6, [...encodeU32(2), ...newGlobals()]);
+      section(6, [...encodeU32(ADDED_GLOBALS), ...newGlobals()]);
       globalSectionSeen = true;
     }
     if (needExports && !exportSectionSeen && id !== 0 && id > 7 && id !== 13) {
@@ -214,8 +243,8 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         if (options.fuel) {
           const globals = newGlobals();
           w.byte(6);
-          w.u32(encodeU32(n + 2).length + (end - s.pos) + globals.length);
-          w.u32(n + 2);
+          w.u32(encodeU32(n + ADDED_GLOBALS).length + (end - s.pos) + globals.length);
+          w.u32(n + ADDED_GLOBALS);
           w.bytes(input, s.pos, end);
           put(globals);
           globalSectionSeen = true;
@@ -257,7 +286,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     }
     r.pos = end;
   }
-  if (options.fuel && !globalSectionSeen) section(6, [...encodeU32(2), ...newGlobals()]);
+  if (options.fuel && !globalSectionSeen) section(6, [...encodeU32(ADDED_GLOBALS), ...newGlobals()]);
   if (needExports && !exportSectionSeen) {
     const extra = extraExports();
     section(7, [...encodeU32(extra.length), ...extra.flat()]);

@@ -35,7 +35,14 @@ import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from '
 import { ExtismKernel, SELF_GUARDED } from './extism-kernel.js';
 import { ExtismVars } from './extism-vars.js';
 import { OutputBuffer } from './output-buffer.js';
-import { FUEL_EXPORT, type ModuleExport, START_EXPORT } from './prepare-module.js';
+import {
+  FUEL_EXPORT,
+  MEMORY_CAP_EXPORT,
+  MEMORY_REFUSED_EXPORT,
+  type ModuleExport,
+  START_EXPORT,
+  WASM_PAGE_BYTES,
+} from './prepare-module.js';
 import { uncatchable } from './trap.js';
 import { WASI_MODULE, WasiExit, type WasiFilesystem, wasiImports } from './wasi.js';
 
@@ -56,6 +63,20 @@ export interface WasmPluginOptions {
    * through the host API's log, the code in front.
    */
   warn?: (code: string, message: string) => void;
+  /**
+   * Memory shared with other instances (a tenant's memory_mb in mode none): the bytes this instance's memory may
+   * reach now, asked before each run and at instantiation. A grow past it fails as one past limits.memory_mb
+   * does, and a run that fails after such a grow (or an instance too large to start) answers quota_exceeded.
+   */
+  memoryBudget?: MemoryBudget;
+}
+
+/** See WasmPluginOptions.memoryBudget. */
+export interface MemoryBudget {
+  /** The quota in MiB, for messages and the error's details. */
+  readonly limitMb: number;
+  /** Bytes `holder`'s memory may reach now: the quota less what the other instances sharing it hold. */
+  bytesFor(holder: object): number;
 }
 
 const strict = new TextDecoder('utf-8', { fatal: true });
@@ -80,6 +101,11 @@ export class WasmPlugin implements PluginRuntime {
   #memory: WebAssembly.Memory | undefined;
   #view = EMPTY;
   #fuel: WebAssembly.Global | undefined;
+  /** The instrumentation's memory cap (pages) and refused flag, when a memory budget is shared (memoryBudget). */
+  #memoryCap: WebAssembly.Global | undefined;
+  #memoryRefused: WebAssembly.Global | undefined;
+  /** Fuel the last run used, whether it returned or failed (a fuel budget per second charges it). */
+  fuelOfLastRun = 0;
   // Per-call state.
   #input: Uint8Array = EMPTY;
   #stdinAt = 0;
@@ -164,8 +190,15 @@ export class WasmPlugin implements PluginRuntime {
       const fuelConsumed = this.#consumed();
       if (this.#o.isCommand) this.#drop();
       if (this.#kernel !== undefined) this.#extismResult(this.#kernel);
-      if (status !== 0 || (this.#extism && this.#error !== undefined))
-        throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
+      if (status !== 0 || (this.#extism && this.#error !== undefined)) {
+        const failed = this.#pluginError(`function "${fn}" returned status ${status}`, status);
+        if (this.#memoryRefused !== undefined && this.#memoryRefused.value !== 0)
+          throw this.#memoryQuotaError(
+            `function "${fn}" of plugin "${this.#id}" failed after a memory.grow was refused`,
+            failed,
+          );
+        throw failed;
+      }
       // The deadline was checked on return, by #enter's last #settle.
       return { output: this.#takeOutput(), fuelConsumed };
     } finally {
@@ -211,6 +244,21 @@ export class WasmPlugin implements PluginRuntime {
     this.#view = EMPTY;
     const fuel = instance.exports[FUEL_EXPORT];
     this.#fuel = fuel instanceof WebAssembly.Global ? fuel : undefined;
+    if (this.#o.memoryBudget !== undefined) {
+      const cap = instance.exports[MEMORY_CAP_EXPORT];
+      const refused = instance.exports[MEMORY_REFUSED_EXPORT];
+      this.#memoryCap = cap instanceof WebAssembly.Global ? cap : undefined;
+      this.#memoryRefused = refused instanceof WebAssembly.Global ? refused : undefined;
+      // The memory's initial pages were taken by instantiation: past what the tenant has left, it cannot start.
+      const room = this.#o.memoryBudget.bytesFor(this);
+      if (this.memoryBytes() > room) {
+        const bytes = this.memoryBytes();
+        this.#drop();
+        throw this.#memoryQuotaError(
+          `an instance of plugin "${this.#id}" starts with ${bytes} bytes of memory, and its tenant's other instances leave it ${Math.max(0, room)}`,
+        );
+      }
+    }
     const start = instance.exports[START_EXPORT];
     if (typeof start === 'function') this.#enter(() => (start as () => void)(), 'the start function');
     if (this.#o.isCommand) return instance;
@@ -250,7 +298,26 @@ export class WasmPlugin implements PluginRuntime {
     this.#kernel = undefined;
     this.#memory = undefined;
     this.#fuel = undefined;
+    this.#memoryCap = undefined;
+    this.#memoryRefused = undefined;
     this.#view = EMPTY;
+  }
+
+  #memoryQuotaError(what: string, cause?: unknown): ReedError {
+    const limitMb = this.#o.memoryBudget?.limitMb ?? 0;
+    return new ReedError(
+      'quota_exceeded',
+      `${what}: its tenant's WASM memory together would pass the tenant's memory quota (memory_mb = ${limitMb})`,
+      {
+        pluginId: this.#id,
+        ...(cause === undefined ? {} : { cause }),
+        details: {
+          quota: 'memory_mb',
+          limit: limitMb,
+          ...(cause instanceof ReedError ? { causeCode: cause.code } : {}),
+        },
+      },
+    );
   }
 
   /**
@@ -259,6 +326,11 @@ export class WasmPlugin implements PluginRuntime {
    */
   #enter<T>(run: () => T, what?: string): T {
     if (this.#fuel !== undefined) this.#fuel.value = this.#fuelBudget;
+    if (this.#memoryCap !== undefined && this.#o.memoryBudget !== undefined) {
+      const room = Math.max(0, this.#o.memoryBudget.bytesFor(this));
+      this.#memoryCap.value = BigInt(Math.floor(room / WASM_PAGE_BYTES));
+      if (this.#memoryRefused !== undefined) this.#memoryRefused.value = 0;
+    }
     this.#fatal = undefined;
     this.#owed = 0;
     this.#sleepLeftMs = this.#o.limits.callTimeoutMs;
@@ -269,14 +341,18 @@ export class WasmPlugin implements PluginRuntime {
       result = run();
       if (this.#fatal === undefined) this.#settle(true);
     } catch (error) {
+      this.fuelOfLastRun = this.#consumed();
       return this.#failed(this.#fatal ?? error, what);
     }
+    this.fuelOfLastRun = this.#consumed();
     if (this.#fatal !== undefined) return this.#failed(this.#fatal, what);
     return result;
   }
 
   #failed<T>(error: unknown, what?: string): T {
     this.#fatal = undefined;
+    // A grow the tenant's memory quota refused in this run: that, not what the plugin made of the -1, is why.
+    const refused = this.#memoryRefused !== undefined && this.#memoryRefused.value !== 0;
     if (error instanceof WasiExit && this.#o.isCommand) {
       if (error.status === 0) {
         // A clean exit: report the fuel used up to it, not the exhausted value #fatalize left.
@@ -284,10 +360,15 @@ export class WasmPlugin implements PluginRuntime {
         return 0 as T;
       }
       this.#drop();
-      throw this.#pluginError(`exited with status ${error.status}`, error.status);
+      const exited = this.#pluginError(`exited with status ${error.status}`, error.status);
+      if (refused)
+        throw this.#memoryQuotaError(`plugin "${this.#id}" exited after a memory.grow was refused`, exited);
+      throw exited;
     }
     const typed = this.#classify(error, what);
     this.#drop();
+    if (refused)
+      throw this.#memoryQuotaError(`plugin "${this.#id}" failed after a memory.grow was refused`, typed);
     throw typed;
   }
 
