@@ -13,6 +13,7 @@ import type {
 } from './sandbox.js';
 import { CallDeadlines, type Deadline, now } from './shared/call-deadlines.js';
 import type { Runner } from './shared/runner.js';
+import { eventSource } from './shared/session.js';
 
 export interface Supervision {
   /** Spawn to ready. Default 10,000 ms. */
@@ -60,7 +61,7 @@ export interface SupervisedSandboxOptions {
   limits: ResolvedLimits;
   logger: Logger;
   /** The host's session: the events this sandbox publishes name it (src/events/events.ts). */
-  session: { id: string };
+  session: { id: string; tenant?: string };
   supervision?: Partial<Supervision>;
 }
 
@@ -184,7 +185,7 @@ export class SupervisedSandbox implements Sandbox {
     this.#state = 'ready';
     const lostAt = this.#lostAt;
     this.#lostAt = undefined;
-    const at = { session: this.#o.session.id, pluginId: this.pluginId, mode: this.mode };
+    const at = { ...eventSource(this.#o.session), pluginId: this.pluginId, mode: this.mode };
     const trial = this.#breaker === 'half-open';
     if (trial) {
       // The trial start succeeded: the breaker closes, and the crashes that opened it are forgotten.
@@ -330,7 +331,7 @@ export class SupervisedSandbox implements Sandbox {
       `plugin "${this.pluginId}" is marked failed after ${why}; last: ${error.code}: ${error.message}; next trial at ${retryAt}`,
       { pluginId: this.pluginId, cause: error, details: { causeCode: error.code, crashes, retryAt } },
     );
-    const at = { session: this.#o.session.id, pluginId: this.pluginId, mode: this.mode };
+    const at = { ...eventSource(this.#o.session), pluginId: this.pluginId, mode: this.mode };
     publish('reed:sandbox:crashed', { ...at, error, crashes });
     publish('reed:breaker:opened', {
       ...at,
@@ -356,7 +357,7 @@ export class SupervisedSandbox implements Sandbox {
     const attempt = deferred();
     this.#ready = attempt.promise;
     publish('reed:breaker:half-open', {
-      session: this.#o.session.id,
+      ...eventSource(this.#o.session),
       pluginId: this.pluginId,
       mode: this.mode,
     });
@@ -371,7 +372,7 @@ export class SupervisedSandbox implements Sandbox {
     const delay = Math.min(this.#s.restartBaseMs * 2 ** this.#inARow, this.#s.restartMaxMs);
     this.#inARow++;
     publish('reed:sandbox:crashed', {
-      session: this.#o.session.id,
+      ...eventSource(this.#o.session),
       pluginId: this.pluginId,
       mode: this.mode,
       error,

@@ -12,6 +12,8 @@ import type { PluginType, SandboxMode } from '../manifest/types.js';
  */
 export interface EventBase {
   session: string;
+  /** The publishing host's tenant (src/tenants/registry.ts gives every host one; `default` for the default tenant). */
+  tenant?: string;
   pluginId: string;
   mode: SandboxMode;
 }

@@ -6,7 +6,7 @@ import type { SandboxMode } from '../manifest/types.js';
 /** Publishes `reed:call:finished` when the call settles; the caller gets the same outcome. */
 export async function publishedCall(
   outcome: Promise<CallOutcome>,
-  event: { session: string; pluginId: string; mode: SandboxMode | undefined; fn: string },
+  event: { session: string; tenant?: string; pluginId: string; mode: SandboxMode | undefined; fn: string },
   started: number,
 ): Promise<CallOutcome> {
   try {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { LoadPlan, SandboxBackend } from '../backends/backend.js';
 import { type BackendOptions, createBackends } from '../backends/registry.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
-import { type HostSession, newSession } from '../backends/shared/session.js';
+import { eventSource, type HostSession, newSession } from '../backends/shared/session.js';
 import { CompileCache } from '../cache/compile-cache.js';
 import type { LoadedPlugin } from '../dependencies/resolve-dependencies.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
@@ -98,6 +98,7 @@ export class PluginHost {
 
   private constructor(options: PluginHostOptions) {
     this.session = options.session ?? newSession();
+    if (options.tenant !== undefined) this.session.tenant ??= options.tenant.id;
     this.config = options.config ?? loadHostConfig();
     this.logger = options.logger ?? defaultLogger();
     // First: an unreadable pointer stops the start before anything is opened (store_unreadable).
@@ -135,7 +136,7 @@ export class PluginHost {
         start: (plan) => this.#startPlan(plan),
       },
       (candidate) => this.#forceMode ?? candidate.manifest.sandbox.mode ?? this.config.sandboxMode,
-      this.session.id,
+      eventSource(this.session),
       this.config.lifecycle,
     );
     this.#installer = new Installer(
@@ -385,7 +386,11 @@ export class PluginHost {
       }
     }
     if (started === undefined) return outcome;
-    return publishedCall(outcome, { session: this.session.id, pluginId: id, mode: entry?.mode, fn }, started);
+    return publishedCall(
+      outcome,
+      { ...eventSource(this.session), pluginId: id, mode: entry?.mode, fn },
+      started,
+    );
   }
 
   /** Deactivates every plugin in reverse dependency order, then releases the services it owns. Idempotent. */

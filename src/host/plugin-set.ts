@@ -47,8 +47,8 @@ export class PluginSet {
   constructor(
     private readonly starter: Starter,
     private readonly modeOf: (candidate: ParsedCandidate) => SandboxMode,
-    /** The host's session id: the events about its plugins name it. */
-    private readonly session: string,
+    /** The host's session (and tenant): the events about its plugins name them. */
+    private readonly session: { session: string; tenant?: string },
     private readonly lifecycle: LifecycleSettings,
   ) {}
 
@@ -56,8 +56,8 @@ export class PluginSet {
   listener: LifecycleListener = {};
 
   /** What every event about this entry carries. */
-  #at(entry: Entry): { session: string; pluginId: string; mode: SandboxMode } {
-    return { session: this.session, pluginId: entry.candidate.id, mode: entry.mode };
+  #at(entry: Entry): { session: string; tenant?: string; pluginId: string; mode: SandboxMode } {
+    return { ...this.session, pluginId: entry.candidate.id, mode: entry.mode };
   }
 
   /** Loads a candidate at the end of the order (or in its place), unless a dependency failed. */
@@ -353,7 +353,7 @@ export class PluginSet {
    */
   watchBreakers(): () => void {
     return subscribeEvent('reed:breaker:opened', (event) => {
-      if (event.session !== this.session) return;
+      if (event.session !== this.session.session) return;
       const entry = this.entries.get(event.pluginId);
       const current = entry?.current;
       if (entry?.probation === undefined || current === undefined) return;

@@ -10,6 +10,8 @@ import { removeTree } from './safe-remove.js';
  */
 export interface HostSession {
   id: string;
+  /** The tenant the host serves (src/tenants/): its events carry it. Absent for a host made outside a registry. */
+  tenant?: string;
   pid: number;
   start: string;
 }
@@ -21,6 +23,13 @@ export interface SandboxOwner extends HostSession {
 }
 
 export const OWNER_FILE = 'owner.json';
+
+/** What every event of this host names: its session, and its tenant when it has one. */
+export function eventSource(session: Pick<HostSession, 'id' | 'tenant'>): { session: string; tenant?: string } {
+  return session.tenant === undefined
+    ? { session: session.id }
+    : { session: session.id, tenant: session.tenant };
+}
 
 export function newSession(): HostSession {
   return { id: randomBytes(8).toString('hex'), pid: process.pid, start: processStart(process.pid) ?? '' };
