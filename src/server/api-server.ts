@@ -120,6 +120,7 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
     routerOptions: {
       // A plugin id, a function name and a percent-encoded tenant may be long; the header bound holds them all.
       maxParamLength: MAX_HEADER_BYTES,
+      querystringParser: parseQuery,
     },
     // The path as the WHATWG URL parser reads it (dot segments resolved, as before fastify): `%2e%2e` is `..`.
     rewriteUrl: (req) => {
