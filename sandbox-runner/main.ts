@@ -21,6 +21,7 @@ import { readHostReply } from '../src/protocol/host-calls.js';
 import { errorPayload, logPayload, type PluginSpec } from '../src/protocol/messages.js';
 import { type CallWasi, checkCallWasi } from '../src/runtime/call-wasi.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
+import { checkTraceParent } from '../src/trace-context.js';
 import { dial, UNIX_SCHEME } from '../src/transport/transport.js';
 import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
 import { runnerHostApi } from './runner-host-api.js';
@@ -110,6 +111,12 @@ const pendingHostCalls = new Map<number, true>();
 let nextHostCall = 1;
 let hostPort: MessageChannel['port1'] | undefined;
 const toWorker = (message: ToWorker) => worker?.postMessage(message);
+/** When each traced call in the worker started (epoch ms): calls never overlap, so this holds one at most. */
+const tracedCalls = new Map<number, number>();
+const clock = () => performance.timeOrigin + performance.now();
+/** A Result's metadata: the fuel, and for a traced call when it ran here (the host's child span). */
+const resultMeta = (fuelConsumed: number, startedAt: number | undefined) =>
+  startedAt === undefined ? { fuelConsumed } : { fuelConsumed, ran: [startedAt, clock()] };
 
 function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
   const channel = new MessageChannel();
@@ -133,10 +140,14 @@ function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
       case 'loadError':
         send(FrameType.Error, 0, message.error);
         break;
-      case 'result':
-        send(FrameType.Result, message.id, { fuelConsumed: message.fuelConsumed }, message.output);
+      case 'result': {
+        const startedAt = tracedCalls.get(message.id);
+        tracedCalls.delete(message.id);
+        send(FrameType.Result, message.id, resultMeta(message.fuelConsumed, startedAt), message.output);
         break;
+      }
       case 'error':
+        tracedCalls.delete(message.id);
         send(FrameType.Error, message.id, message.error);
         break;
       case 'log':
@@ -184,22 +195,29 @@ function handle(frame: Frame): void {
       break;
     }
     case FrameType.Call: {
-      // The call's WASI args and env, checked again here (count, sizes, strings only): a bad field fails the call.
+      // The call's WASI args and env and its trace context, checked again here (count, sizes, strings only; a
+      // traceparent of 55 characters): a bad field fails the call.
       let wasi: CallWasi | undefined;
+      let traced: boolean;
       try {
         wasi = checkCallWasi(pluginId as string, frame.meta.wasi);
+        traced = checkTraceParent(frame.meta.trace, pluginId) !== undefined;
       } catch (error) {
         send(FrameType.Error, frame.id, errorPayload(error));
         break;
       }
+      const startedAt = traced ? clock() : undefined;
       if (local !== undefined) {
         try {
           const result = local.call(String(frame.meta.fn), frame.body, 0, wasi);
-          send(FrameType.Result, frame.id, { fuelConsumed: result.fuelConsumed }, result.output);
+          send(FrameType.Result, frame.id, resultMeta(result.fuelConsumed, startedAt), result.output);
         } catch (error) {
           send(FrameType.Error, frame.id, errorPayload(error));
         }
-      } else toWorker({ type: 'call', id: frame.id, fn: String(frame.meta.fn), input: frame.body, wasi });
+      } else {
+        if (startedAt !== undefined) tracedCalls.set(frame.id, startedAt);
+        toWorker({ type: 'call', id: frame.id, fn: String(frame.meta.fn), input: frame.body, wasi });
+      }
       break;
     }
     case FrameType.HostReply: {

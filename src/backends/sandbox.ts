@@ -14,6 +14,11 @@ export interface CallOptions {
    * other plugin refuses them (`wasi_args_not_command`). Default: none.
    */
   wasi?: CallWasi;
+  /**
+   * The caller's W3C traceparent (src/trace-context.ts): the call's span is its child. Given to a sandbox, the
+   * traceparent of the host's call span, which the Call frame carries to the runner. Default: the active context.
+   */
+  traceParent?: string;
 }
 
 export interface CallStats {
@@ -25,6 +30,8 @@ export interface CallStats {
 export interface CallOutcome {
   output: Uint8Array;
   stats: CallStats;
+  /** When the runner ran the call (epoch milliseconds, its own clock): reported for a traced call only. */
+  runner?: { startedAt: number; endedAt: number };
 }
 
 export interface SandboxHealth {

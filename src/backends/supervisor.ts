@@ -460,19 +460,26 @@ export class SupervisedSandbox implements Sandbox {
           );
           if (this.#runner === runner) this.#kill('deadline');
         });
-        link.request(fn, input, options.wasi, {
-          result: (output, fuelConsumed) => {
-            this.#inARow = 0;
-            this.#opens = 0;
-            if (settle()) resolve({ output, stats: { fuelConsumed, durationMs: now() - started } });
+        link.request(
+          fn,
+          input,
+          options.wasi,
+          {
+            result: (output, fuelConsumed, ran) => {
+              this.#inARow = 0;
+              this.#opens = 0;
+              const stats = { fuelConsumed, durationMs: now() - started };
+              if (settle()) resolve(ran === undefined ? { output, stats } : { output, stats, runner: ran });
+            },
+            error: (error) => {
+              // The connection closed under the call: report what happened to the runner, not only that.
+              const why = this.#losses.get(runner);
+              if (why === undefined || error.code !== 'sandbox_crashed') fail(error);
+              else why.then(fail, fail);
+            },
           },
-          error: (error) => {
-            // The connection closed under the call: report what happened to the runner, not only that.
-            const why = this.#losses.get(runner);
-            if (why === undefined || error.code !== 'sandbox_crashed') fail(error);
-            else why.then(fail, fail);
-          },
-        });
+          options.traceParent,
+        );
       };
       if (this.#state === 'ready') send();
       else {

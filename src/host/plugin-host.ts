@@ -20,6 +20,7 @@ import { planLoad } from '../plan/load-plan.js';
 import { readSource } from '../plan/read-source.js';
 import { checkCallWasi } from '../runtime/call-wasi.js';
 import type { TenantIdentity } from '../tenant-quotas.js';
+import { checkTraceParent, type TraceParent } from '../trace-context.js';
 import { publishedCall } from './call-finished.js';
 import { defaultLogger } from './default-logger.js';
 import type { Generation } from './generation.js';
@@ -32,6 +33,7 @@ import { statusOf } from './plugin-status.js';
 import { PluginStore } from './plugin-store.js';
 import { type ScanResult, scanPlugins } from './scan-plugins.js';
 import { MemoryContentService, MemoryEventBus } from './services.js';
+import { traced, tracedCall, tracingEnabled } from './tracing.js';
 
 export type { LifecycleRecord, PluginState, PluginStatus } from './plugin-set.js';
 
@@ -95,10 +97,13 @@ export class PluginHost {
   #unsubscribeLogs: (() => void) | undefined;
   #unwatchBreakers: (() => void) | undefined;
   #closing: Promise<void> | undefined;
+  /** The tenant on this host's spans. */
+  readonly #tenantId: string;
 
   private constructor(options: PluginHostOptions) {
     this.session = options.session ?? newSession();
     if (options.tenant !== undefined) this.session.tenant ??= options.tenant.id;
+    this.#tenantId = options.tenant?.id ?? 'default';
     this.config = options.config ?? loadHostConfig();
     this.logger = options.logger ?? defaultLogger();
     // First: an unreadable pointer stops the start before anything is opened (store_unreadable).
@@ -174,7 +179,8 @@ export class PluginHost {
           ? undefined
           : withDependencies(host.scan.order.load, [...options.plugins, ...installed]);
       for (const candidate of host.scan.order.load)
-        if (wanted === undefined || wanted.has(candidate.id)) await host.#set.load(candidate);
+        if (wanted === undefined || wanted.has(candidate.id))
+          await host.#traced('reed.load', candidate, () => host.#set.load(candidate));
     } catch (error) {
       await host.close();
       throw error;
@@ -222,8 +228,24 @@ export class PluginHost {
             pluginId: candidate.id,
           },
         );
-      return this.#statusOf(await this.#set.load(candidate));
+      return this.#statusOf(await this.#traced('reed.load', candidate, () => this.#set.load(candidate)));
     });
+  }
+
+  /** A lifecycle span (src/host/tracing.ts) around a load or a change of one plugin: its outcome is the status's. */
+  #traced<T extends Entry | PluginStatus>(
+    name: string,
+    plugin: ParsedCandidate | string,
+    work: () => Promise<T>,
+  ): Promise<T> {
+    const attributes = {
+      'reed.plugin': typeof plugin === 'string' ? plugin : plugin.id,
+      'reed.tenant': this.#tenantId,
+      ...(typeof plugin === 'string' ? {} : { 'reed.version': plugin.manifest.metadata.version }),
+    };
+    return traced(name, attributes, work, (result) =>
+      result.state === 'failed' ? (result.error ?? new ReedError('plugin_failed', 'failed')) : undefined,
+    );
   }
 
   /**
@@ -243,7 +265,9 @@ export class PluginHost {
           `plugin "${id}" can be replaced only by a candidate with its id, not "${candidate.id}"`,
           { pluginId: id },
         );
-      return this.#statusOf(await this.#set.upgrade(entry, candidate));
+      return this.#statusOf(
+        await this.#traced('reed.upgrade', candidate, () => this.#set.upgrade(entry, candidate)),
+      );
     });
   }
 
@@ -255,13 +279,13 @@ export class PluginHost {
    */
   async install(id: string, archive: Readable): Promise<PluginStatus> {
     if (this.#closing !== undefined) throw new ReedError('host_closed', 'the plugin host is closed');
-    return statusOf(await this.#installer.install(id, archive));
+    return statusOf(await this.#traced('reed.install', id, () => this.#installer.install(id, archive)));
   }
 
   /** The upgrade path again from the plugin's directory on disk: its files read, checked, planned, started. */
   async reload(id: string): Promise<PluginStatus> {
     if (this.#closing !== undefined) throw new ReedError('host_closed', 'the plugin host is closed');
-    return statusOf(await this.#installer.reload(id));
+    return statusOf(await this.#traced('reed.reload', id, () => this.#installer.reload(id)));
   }
 
   /**
@@ -371,6 +395,27 @@ export class PluginHost {
     options?: CallOptions,
   ): Promise<CallOutcome> {
     const bytes = typeof input === 'string' ? Buffer.from(input) : input;
+    if (options?.traceParent === undefined && !tracingEnabled()) return this.#call(id, fn, bytes, options);
+    let parent: TraceParent | undefined;
+    try {
+      parent = checkTraceParent(options?.traceParent, id);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const { traceParent: _, ...rest } = options ?? {};
+    if (!tracingEnabled()) return this.#call(id, fn, bytes, rest);
+    const attributes = {
+      'reed.plugin': id,
+      'reed.tenant': this.#tenantId,
+      'reed.mode': this.#set.entries.get(id)?.mode ?? 'unknown',
+      'reed.function': fn,
+    };
+    return tracedCall(attributes, parent, (traceParent) =>
+      this.#call(id, fn, bytes, { ...rest, traceParent }),
+    );
+  }
+
+  #call(id: string, fn: string, bytes: Uint8Array, options: CallOptions | undefined): Promise<CallOutcome> {
     const entry = this.#set.entries.get(id);
     // The clock is read only when someone listens: this is every call's path.
     const started = hasSubscribers('reed:call:finished') ? performance.now() : undefined;

@@ -27,6 +27,8 @@ export interface MetricsOptions {
    * `serve` runs one registry for all its tenants' hosts.
    */
   sessions?: (session: string) => boolean;
+  /** The tenant of a host (by its session) for events that do not name one. Default: `default`. */
+  tenantOf?: (session: string) => string | undefined;
   /**
    * Most (tenant, plugin) pairs given series of their own; the plugins past it share the label `plugin="_other"`.
    * Default 1000. With the bounded codes, modes and reasons, this bounds every metric's series.
@@ -73,6 +75,7 @@ export class ReedMetrics {
   readonly #targets: () => Iterable<MetricsTarget>;
   readonly #maxPlugins: number;
   readonly #sessions: ((session: string) => boolean) | undefined;
+  readonly #tenantBySession: ((session: string) => string | undefined) | undefined;
   /** `tenant\nplugin` pairs given a label of their own. */
   readonly #plugins = new Set<string>();
   readonly #calls = new Map<string, CallSeries>();
@@ -92,6 +95,7 @@ export class ReedMetrics {
     this.#targets = options.targets;
     this.#maxPlugins = options.maxPlugins ?? DEFAULT_MAX_PLUGINS;
     this.#sessions = options.sessions;
+    this.#tenantBySession = options.tenantOf;
     const registers = [this.registry];
     new Gauge({
       name: 'reed_build_info',
@@ -165,7 +169,8 @@ export class ReedMetrics {
   #tenantOf(event: EventBase | CallFinishedEvent): string | null {
     if (this.#sessions !== undefined && !this.#sessions(event.session)) return null;
     const own = (event as { tenant?: unknown }).tenant;
-    return typeof own === 'string' ? own : DEFAULT_TENANT_LABEL;
+    if (typeof own === 'string') return own;
+    return this.#tenantBySession?.(event.session) ?? DEFAULT_TENANT_LABEL;
   }
 
   /** The plugin label: the id while the pairs are within maxPlugins, then `_other`. */

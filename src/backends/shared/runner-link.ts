@@ -25,8 +25,8 @@ export interface LinkOptions extends ConnectionOptions {
  * the frame and the caller costs the host a reaction job per call).
  */
 export interface CallReply {
-  /** The runner's Result. */
-  result(output: Uint8Array, fuelConsumed: number): void;
+  /** The runner's Result; `ran`: when it ran the call (epoch ms, the runner's word), for a traced call. */
+  result(output: Uint8Array, fuelConsumed: number, ran?: { startedAt: number; endedAt: number }): void;
   /** The runner's Error for this call, or the end of the connection. */
   error(error: ReedError): void;
 }
@@ -88,7 +88,13 @@ export class RunnerLink {
   }
 
   /** `call` without a promise: the answer goes to `reply`, exactly once (at once when the runner is not ready). */
-  request(fn: string, input: Uint8Array, wasi: CallWasi | undefined, reply: CallReply): void {
+  request(
+    fn: string,
+    input: Uint8Array,
+    wasi: CallWasi | undefined,
+    reply: CallReply,
+    traceParent?: string,
+  ): void {
     if (this.#state !== 'ready') {
       reply.error(
         new ReedError('sandbox_crashed', `the runner of plugin "${this.#o.pluginId}" is not connected`),
@@ -97,7 +103,10 @@ export class RunnerLink {
     }
     const id = this.#nextId++;
     this.#pending.set(id, reply);
-    this.#send(FrameType.Call, id, wasi === undefined ? { fn } : { fn, wasi }, input);
+    const meta: { fn: string; wasi?: CallWasi; trace?: string } = { fn };
+    if (wasi !== undefined) meta.wasi = wasi;
+    if (traceParent !== undefined) meta.trace = traceParent;
+    this.#send(FrameType.Call, id, meta, input);
   }
 
   ping(timeoutMs: number): Promise<boolean> {
@@ -164,7 +173,22 @@ export class RunnerLink {
         const fuel = m.fuelConsumed;
         if (typeof fuel !== 'number' || !Number.isFinite(fuel) || fuel < 0)
           throw new ProtocolError('malformed Result frame');
-        this.#takePending(frame.id).result(frame.body, fuel);
+        const ran = m.ran;
+        if (ran === undefined) {
+          this.#takePending(frame.id).result(frame.body, fuel);
+          return;
+        }
+        // A traced call's times: two finite numbers, nothing else (the host keeps them within the call's own).
+        if (
+          !Array.isArray(ran) ||
+          ran.length !== 2 ||
+          !ran.every((t) => typeof t === 'number' && Number.isFinite(t))
+        )
+          throw new ProtocolError('malformed Result frame');
+        this.#takePending(frame.id).result(frame.body, fuel, {
+          startedAt: ran[0] as number,
+          endedAt: ran[1] as number,
+        });
         return;
       }
       case FrameType.Error: {
