@@ -282,7 +282,18 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
     method: def.method,
     url: def.url,
     config: { scope: def.scope },
-    schema: { summary: def.summary, ...def.schema },
+    schema: {
+      summary: def.summary,
+      ...def.schema,
+      // Who is refused, and how (the onRequest hook): no or a bad token (401); an admin route (403); a tenant
+      // route of another tenant answers as an unknown one (404).
+      response: {
+        ...(def.scope === 'public' ? {} : errors(401)),
+        ...(def.scope === 'admin' ? errors(403) : {}),
+        ...(def.scope === 'tenant' ? errors(404) : {}),
+        ...def.schema.response,
+      },
+    },
     handler: def.handler,
   });
   for (const def of routes) {
