@@ -34,6 +34,7 @@ export {
   type PluginInventory,
 } from './discovery/plugin-inventory.js';
 export { type ErrorLocation, isReedError, ReedError, type ReedErrorOptions } from './errors.js';
+export { type AuditEvent, subscribeAudit } from './events/audit.js';
 export {
   type BreakerClosedEvent,
   type BreakerHalfOpenEvent,
@@ -120,6 +121,19 @@ export {
   DEFAULT_MAX_INSTALL_BYTES,
   listenOnSocket,
 } from './server/api-server.js';
+export type { TenantIdentity, TenantQuotas } from './tenant-quotas.js';
+export { AuditLog, type AuditLogOptions } from './tenants/audit-log.js';
+export { TenantRegistry, type TenantRegistryOptions } from './tenants/registry.js';
+export {
+  DEFAULT_TENANT,
+  type PluginUsage,
+  type RemoveTenantOptions,
+  TENANT_ID_PATTERN,
+  type Tenant,
+  type TenantDirectory,
+  type TenantSpec,
+  type TenantUsage,
+} from './tenants/tenant.js';
 export type { HostPolicy, ValidationContext } from './validation/context.js';
 export type { ValidationRule } from './validation/rule.js';
 export { DEFAULT_RULES, validatePlugins } from './validation/validator.js';

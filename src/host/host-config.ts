@@ -361,7 +361,7 @@ function resolveSupervision(
   };
 }
 
-/** The id of a tenant (src/tenants/tenant.ts's TENANT_ID_PATTERN, which re-exports it: the host layer cannot import it). */
+/** A tenant's id: TENANT_ID_PATTERN of src/tenants/tenant.ts, which this layer cannot import (unit/tenants-config keeps them equal). */
 export const TENANT_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /** `[tenants.<id>]`: ids checked, plugin_dirs resolved against reed.toml's directory; `default` takes quotas only. */

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadHostConfig } from '../../src/host/host-config.js';
+import { loadHostConfig, TENANT_ID } from '../../src/host/host-config.js';
+import { TENANT_ID_PATTERN } from '../../src/tenants/tenant.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 const configWith = (toml: string) => {
@@ -11,6 +12,10 @@ const configWith = (toml: string) => {
 };
 
 describe('reed.toml: [tenants]', () => {
+  it('checks ids with the pattern of the tenant layer', () => {
+    expect(TENANT_ID.source).toBe(TENANT_ID_PATTERN.source);
+  });
+
   it('none by default', () => {
     expect(configWith('').load().tenants).toEqual({});
   });

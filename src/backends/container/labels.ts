@@ -16,6 +16,8 @@ export const LABEL_HOST_PID = 'reed.host.pid';
 export const LABEL_HOST_START = 'reed.host.start';
 /** The host's pid namespace: a pid and start time mean something only to a host in the same namespace. */
 export const LABEL_HOST_PIDNS = 'reed.host.pidns';
+/** The tenant whose host started the container (src/tenants/): absent for a host made outside a registry. */
+export const LABEL_TENANT = 'reed.tenant';
 /** The container the host itself runs in (docker-compose.yml), when it runs in one. */
 export const LABEL_HOST_CONTAINER = 'reed.host.container';
 
@@ -40,6 +42,7 @@ export function containerLabels(
   return {
     [LABEL_PLUGIN_ID]: plugin.id,
     [LABEL_PLUGIN_VERSION]: plugin.version,
+    ...(session.tenant === undefined ? {} : { [LABEL_TENANT]: session.tenant }),
     ...sessionLabels(session),
     [LABEL_IMAGE_HASH]: image.split(':')[1] ?? '',
   };
