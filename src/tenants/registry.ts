@@ -144,7 +144,8 @@ export class TenantRegistry implements TenantDirectory {
     const storage = new TenantStorage(inner, id, quotas);
     const events = new TenantEventBus(this.#options.events?.(id) ?? new MemoryEventBus(), id, quotas);
     const { storage: _s, events: _e, audit: _a, ...hostOptions } = this.#options;
-    const session = newSession();
+    // The session names the tenant on every event and container label, the default tenant's too.
+    const session = { ...newSession(), tenant: id };
     let host: PluginHost;
     // Known before the host starts: its first sandboxes start (and are counted) inside PluginHost.start.
     const pending = { starts: new Map<string, number>() };
@@ -155,7 +156,8 @@ export class TenantRegistry implements TenantDirectory {
         config,
         logger: id === DEFAULT_TENANT ? this.logger : this.logger.child({ tenant: id }),
         services: { storage, events },
-        tenant: { id, quotas },
+        // The default tenant without quotas is the host of before: no tenant for the backends (no cgroup of its own).
+        ...(id === DEFAULT_TENANT && Object.keys(quotas).length === 0 ? {} : { tenant: { id, quotas } }),
         session,
       });
     } catch (error) {
@@ -214,6 +216,7 @@ export class TenantRegistry implements TenantDirectory {
           'tenant_exists',
           `tenant "${id}" is ${id === DEFAULT_TENANT ? 'the default tenant' : 'declared in reed.toml'}: change it there, not through the API`,
         );
+      const previous = existing === undefined ? undefined : readTenantRecord(this.config.dataDir, id);
       if (existing !== undefined) await this.#stopTenant(existing);
       writeTenantRecord(this.config.dataDir, { id, spec: checked, created: new Date().toISOString() });
       try {
@@ -221,8 +224,18 @@ export class TenantRegistry implements TenantDirectory {
         this.logger.info({ tenant: id }, existing === undefined ? 'tenant created' : 'tenant updated');
         return tenant;
       } catch (error) {
-        // A tenant that cannot start is not kept: it would fail every later start too.
-        deleteTenantRecord(this.config.dataDir, id);
+        // A new tenant that cannot start is not kept (it would fail every later start too); an updated one goes
+        // back to the spec it had.
+        if (previous === undefined) deleteTenantRecord(this.config.dataDir, id);
+        else {
+          writeTenantRecord(this.config.dataDir, previous);
+          await this.#startTenant(id, 'runtime', previous.spec).catch((again: unknown) =>
+            this.logger.error(
+              { tenant: id, err: again },
+              'tenant could not be restarted with its previous spec',
+            ),
+          );
+        }
         throw error;
       }
     });

@@ -83,7 +83,8 @@ export class TenantHost implements Tenant {
     const started = performance.now();
     const settle = (code: string, fuel: number, out: number) => {
       this.#inFlight--;
-      const known = code !== 'plugin_not_loaded';
+      // Per plugin only for a plugin the host has: callers cannot grow the accounting by making up ids.
+      const known = code === 'ok' || this.#has(pluginId);
       this.accounting.call(pluginId, known, code, performance.now() - started, fuel, bytes.byteLength, out);
     };
     let outcome: Promise<CallOutcome>;
@@ -102,6 +103,15 @@ export class TenantHost implements Tenant {
         throw error;
       },
     );
+  }
+
+  #has(pluginId: string): boolean {
+    try {
+      this.host.pluginStatus(pluginId);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Calls in flight now. */

@@ -84,12 +84,16 @@ export function checkTenantSpec(id: string, spec: unknown, where = 'tenant spec'
   };
 }
 
-/** `<data_dir>/tenants`, and each tenant's directory in it: made private, and refused when it is not a directory. */
+/**
+ * `<data_dir>/tenants`, and each tenant's directory in it: 0711 (others may pass, as bubblewrap must to reach a
+ * plugin's data directory as a runner's uid, but not list), and refused when it is not a directory.
+ */
 export function tenantDir(dataDir: string, id: string): string {
   const root = join(dataDir, 'tenants');
   const dir = join(root, id);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   for (const d of [dataDir, root, dir]) {
-    mkdirSync(d, { recursive: true, mode: 0o700 });
+    if (d !== dataDir) mkdirSync(d, { recursive: true, mode: 0o711 });
     // A link here would put a tenant's data (or its removal) somewhere else: never followed.
     if (!lstatSync(d).isDirectory())
       throw new ReedError(

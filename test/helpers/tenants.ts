@@ -134,6 +134,11 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout =
       expect(usage.plugins[NOTES]?.sandboxStarts).toBeGreaterThanOrEqual(1);
       expect(usage.total.bytesIn).toBe('k'.length * 3 + 'k=from-b'.length);
       expect(usage.total.bytesOut).toBe('from-b'.length * 2);
+      // A call to an id the tenant does not have counts in its total, under no plugin.
+      await expect(b.call('made.up', 'f')).rejects.toMatchObject({ code: 'plugin_not_loaded' });
+      const after = reg().usage('b');
+      expect(Object.keys(after.plugins)).toEqual([NOTES]);
+      expect(after.total.calls.plugin_not_loaded).toBe(1);
     },
     timeout,
   );
@@ -219,10 +224,16 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout =
         code: 'tenant_invalid',
       });
 
+      // Created again with another spec: updated in place, its data kept.
+      const updated = { ...spec, quotas: { max_concurrent_calls: 8 } };
+      const rtUpdated = await reg().create('rt', updated);
+      expect(rtUpdated.spec).toEqual(updated);
+      expect(await ok(rtUpdated, 'get', 'kept')).toBe('yes');
+
       const again = await fixture().restart();
       const back = again.get('rt');
       expect(back?.origin).toBe('runtime');
-      expect(back?.spec).toEqual(spec);
+      expect(back?.spec).toEqual(updated);
       expect(back === undefined ? '' : await ok(back, 'get', 'kept')).toBe('yes');
       expect(again.get('bad')).toBeUndefined();
 
