@@ -1,5 +1,6 @@
 // `npm run bench`: every benchmark, each printing its figures beside a baseline measured in the same run.
 // Targets are reported, never enforced in tests: these machines are shared and noisy.
+import { runApiBench } from './api.js';
 import { runContainerBench } from './container.js';
 import { runDiscoveryBench } from './discovery.js';
 import { runEncodingBench } from './encoding.js';
@@ -16,6 +17,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['process', runProcessBench],
   ['encoding', runEncodingBench],
   ['container', runContainerBench],
+  ['api', runApiBench],
 ];
 const only = process.argv.slice(2);
 const missed: string[] = [];
