@@ -138,8 +138,9 @@ describe('the tar intake', () => {
         const files = new Set(
           entries
             .filter((e) => e.type === 'file')
+            // A tar header's name ends at its first NUL: that is the name the archive holds.
             .map((e) =>
-              e.name
+              (e.name.split('\0')[0] as string)
                 .split('/')
                 .filter((s) => s !== '' && s !== '.')
                 .join('/'),

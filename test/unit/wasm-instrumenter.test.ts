@@ -181,3 +181,14 @@ describe('instrumentation is linear and bounded', () => {
     );
   });
 });
+
+describe('malformed names', () => {
+  // Found by test/fuzz/wasm-module.test.ts: an export name that is not UTF-8 threw TextDecoder's TypeError out of
+  // prepareModule, not a coded error.
+  it('an export name that is not UTF-8 is wasm_invalid', () => {
+    const module = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 7, 5, 1, 1, 0xff, 0, 0]);
+    expect(() => prepareModule(module, OPTIONS)).toThrow(
+      expect.objectContaining({ code: 'wasm_invalid', message: expect.stringContaining('not valid UTF-8') }),
+    );
+  });
+});

@@ -2,6 +2,8 @@
 
 export class BinaryError extends Error {}
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 export class Reader {
   pos: number;
   constructor(
@@ -62,11 +64,16 @@ export class Reader {
     return result;
   }
 
+  /** A name: UTF-8 as the format requires, else a BinaryError (the decoder's TypeError was no coded error). */
   name(): string {
     const length = this.u32();
     const start = this.pos;
     this.skip(length);
-    return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes.subarray(start, start + length));
+    try {
+      return UTF8.decode(this.bytes.subarray(start, start + length));
+    } catch {
+      throw new BinaryError(`name at byte ${start} is not valid UTF-8`);
+    }
   }
 }
 
