@@ -135,7 +135,7 @@ const FUEL = 10n ** 12n;
 
 /** What calling f with each of `args` does, in order on one instance; `fuel` is told the fuel left after. */
 function run(bytes: Uint8Array, args: [number, number][], fuel?: (left: bigint) => void): Outcome[] {
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource), {});
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
   const e = instance.exports as Record<string, unknown>;
   const meter = e[FUEL_EXPORT] as WebAssembly.Global | undefined;
   if (meter !== undefined) meter.value = FUEL;
@@ -179,10 +179,10 @@ describe('the instrumenter on generated valid modules', () => {
       150,
       fc.property(program, fc.array(fc.tuple(i32, i32), { minLength: 1, maxLength: 4 }), (text, args) => {
         const original = wat(text);
-        expect(WebAssembly.validate(original as BufferSource)).toBe(true);
+        expect(WebAssembly.validate(original)).toBe(true);
         coded(() => checkModule(original, POLICY, AT));
         const prepared = prepareModule(original, OPTIONS);
-        expect(WebAssembly.validate(prepared.bytes as BufferSource)).toBe(true);
+        expect(WebAssembly.validate(prepared.bytes)).toBe(true);
         let left = FUEL;
         expect(run(prepared.bytes, args, (f) => (left = f))).toEqual(run(original, args));
         expect(left).toBeLessThan(FUEL); // the metering ran
@@ -205,8 +205,8 @@ describe('the module checks on invalid modules', () => {
         coded(() => checkModule(bytes, POLICY, AT));
         const prepared = coded(() => prepareModule(bytes, OPTIONS)) as { bytes: Uint8Array } | undefined;
         // What the instrumenter makes of a valid module is valid; of an invalid one, never a host crash.
-        if (prepared !== undefined && WebAssembly.validate(bytes as BufferSource))
-          expect(WebAssembly.validate(prepared.bytes as BufferSource)).toBe(true);
+        if (prepared !== undefined && WebAssembly.validate(bytes))
+          expect(WebAssembly.validate(prepared.bytes)).toBe(true);
       }),
     );
   });
