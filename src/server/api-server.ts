@@ -39,6 +39,11 @@ export interface ApiServerOptions {
    * which is admin (whoever can open a Unix socket of mode 0600 has the host's own rights).
    */
   authenticate?: (request: FastifyRequest) => Principal | Promise<Principal>;
+  /**
+   * Serves `GET /metrics` (Prometheus text format, src/server/metrics.ts), an admin route like the lifecycle ones.
+   * Default: no such route.
+   */
+  metrics?: { text(): Promise<string>; readonly contentType: string };
 }
 
 export interface TenantApiServerOptions extends ApiServerOptions {
@@ -63,6 +68,7 @@ const STATUS: Partial<Record<Code, number>> = {
   api_method_not_allowed: 405,
   request_too_large: 413,
   api_bad_request: 400,
+  trace_context_invalid: 400,
   tenant_invalid: 400,
   unauthenticated: 401,
   forbidden: 403,
@@ -87,6 +93,9 @@ declare module 'fastify' {
     scope?: RouteScope;
   }
 }
+
+/** What in a request target the WHATWG URL parser would change (anything else it passes through as it is). */
+const NEEDS_URL_PARSER = /[%\\#"'<>`{}^|\s\u0000-\u001f\u007f-\uffff]|\/\.|\/\//;
 
 /** The fastify instance behind each server createApiServer made: listenOnSocket readies it before listening. */
 const apps = new WeakMap<Server, FastifyInstance>();
@@ -124,7 +133,11 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
     },
     // The path as the WHATWG URL parser reads it (dot segments resolved, as before fastify): `%2e%2e` is `..`.
     rewriteUrl: (req) => {
-      const url = new URL(req.url ?? '/', 'http://reed');
+      const raw = req.url ?? '/';
+      // Only a path with something the parser changes goes through it: percent-escapes, dot segments, empty
+      // segments, backslashes, a fragment, or no leading slash.
+      if (raw.startsWith('/') && !NEEDS_URL_PARSER.test(raw)) return raw;
+      const url = new URL(raw, 'http://reed');
       return url.pathname + url.search;
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -184,6 +197,12 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
   void app.register(async (api) => registerRoutes(api, directory, options));
+  const metrics = options.metrics;
+  if (metrics !== undefined)
+    app.get('/metrics', { config: { scope: 'admin' }, schema: { hide: true } }, async (_request, reply) => {
+      const text = await metrics.text();
+      return reply.code(200).header('Content-Type', metrics.contentType).send(text);
+    });
   return app;
 }
 
