@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cacheKey, CompileCache } from '../../src/cache/compile-cache.js';
+import { CompileCache, cacheKey } from '../../src/cache/compile-cache.js';
 import { LmdbStorage } from '../../src/host/lmdb-storage.js';
 import { prepareModule } from '../../src/runtime/wasm/prepare-module.js';
 import { moduleOf, SLOTS, value, writeOf } from '../fixtures/crash/values.mjs';
