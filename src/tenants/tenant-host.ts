@@ -21,6 +21,8 @@ export class TenantHost implements Tenant {
   readonly accounting = new Accounting();
   readonly #calls: TokenBucket | undefined;
   #inFlight = 0;
+  /** Ids being installed now (max_plugins). */
+  readonly #installing = new Set<string>();
 
   constructor(
     id: string,
@@ -121,20 +123,26 @@ export class TenantHost implements Tenant {
 
   async install(pluginId: string, archive: Readable): Promise<PluginStatus> {
     const max = this.quotas.max_plugins;
-    if (max !== undefined) {
-      const ids = new Set(this.host.status().map((s) => s.id));
-      if (!ids.has(pluginId) && ids.size >= max) {
-        archive.resume();
-        throw this.#deny(
-          'max_plugins',
-          max,
-          `installing "${pluginId}" would make ${ids.size + 1} plugins`,
-          null,
-          pluginId,
-        );
-      }
+    if (max === undefined) return this.host.install(pluginId, archive);
+    // Installs under way count too: two at once must not both pass the check.
+    const ids = new Set([...this.host.status().map((s) => s.id), ...this.#installing]);
+    if (!ids.has(pluginId) && ids.size >= max) {
+      archive.resume();
+      throw this.#deny(
+        'max_plugins',
+        max,
+        `installing "${pluginId}" would make ${ids.size + 1} plugins`,
+        null,
+        pluginId,
+      );
     }
-    return this.host.install(pluginId, archive);
+    const mine = !this.#installing.has(pluginId);
+    this.#installing.add(pluginId);
+    try {
+      return await this.host.install(pluginId, archive);
+    } finally {
+      if (mine) this.#installing.delete(pluginId);
+    }
   }
 
   remove(pluginId: string, options?: RemoveOptions): Promise<string[]> {

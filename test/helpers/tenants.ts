@@ -190,10 +190,15 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout =
       expect(await ok(b, 'put', 'e2=1')).toBe('');
 
       // Plugins: one is loaded from its plugin_dirs; installing a second id is refused, nothing written.
-      const plugins = await make('q-plugins', { max_plugins: 1 });
+      // With room for one more, two installs at once: the second is refused, the install under way counted.
+      const plugins = await make('q-plugins', { max_plugins: 2 });
       const hello = await tarDir(join(REPO, 'examples/plugins/hello'));
-      await denied(plugins.install('example.hello', stream(hello)), 'max_plugins', 1);
-      expect(plugins.status().map((s) => s.id)).toEqual([NOTES]);
+      const wordcount = await tarDir(join(REPO, 'examples/plugins/wordcount'));
+      const installing = plugins.install('example.hello', stream(hello));
+      await denied(plugins.install('example.wordcount', stream(wordcount)), 'max_plugins', 2);
+      expect((await installing).state).toBe('ready');
+      await denied(plugins.install('example.wordcount', stream(wordcount)), 'max_plugins', 2);
+      expect(plugins.status().map((s) => s.id)).toEqual([NOTES, 'example.hello']);
       expect((await b.install('example.hello', stream(hello))).state).toBe('ready');
 
       const usage = reg().usage('q-rate');
