@@ -123,9 +123,11 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
       expect(result.forked).toBeLessThan(64);
       expect(result.errno).toBe(11); // EAGAIN
     } catch (error) {
-      // gVisor: the sandbox itself gives out under the limit and is stopped; contained all the same.
+      // gVisor: the sandbox itself gives out under the limit and is stopped; contained all the same. Which limit
+      // it meets first depends on timing: the tasks (sandbox_crashed), or the memory the sentry spends on them
+      // (memory_limit: its cgroup's OOM killer, seen on a loaded machine).
       expect(runtime).toBe('runsc');
-      expect(error).toMatchObject({ code: 'sandbox_crashed' });
+      expect(['sandbox_crashed', 'memory_limit']).toContain((error as { code?: string }).code);
     } finally {
       clearInterval(timer);
     }
