@@ -1,12 +1,20 @@
 import { rmSync } from 'node:fs';
-import { PluginHost } from '../../host/plugin-host.js';
+import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { DEFAULT_WATCH_DEBOUNCE_MS, watchPlugins } from '../../host/watch.js';
 import {
-  createApiServer,
+  buildApi,
   DEFAULT_MAX_INPUT_BYTES,
   DEFAULT_MAX_INSTALL_BYTES,
   listenOnSocket,
+  MAX_HEADER_BYTES,
 } from '../../server/api-server.js';
+import { Authenticator, registerAuth } from '../../server/auth.js';
+import { ReedMetrics } from '../../server/metrics.js';
+import { listenMetrics } from '../../server/metrics-server.js';
+import { listenTls, parseListen } from '../../server/tls-listener.js';
+import { TenantRegistry } from '../../tenants/registry.js';
+import { AdminToken, TokenStore } from '../../tenants/tokens.js';
 import {
   type Command,
   EXIT_OK,
@@ -21,7 +29,8 @@ import {
 
 export const serveCommand: Command = {
   name: 'serve',
-  usage: '--socket PATH [--plugin ID]... [--mode MODE] [--runtime RUNTIME] [options]',
+  usage:
+    '--socket PATH [--admin-token-file F] [--listen HOST:PORT --tls-cert F --tls-key F [--tls-client-ca F]] [--plugin ID]... [options]',
   summary: 'load plugins and serve calls to them over HTTP on a Unix socket until SIGTERM or SIGINT',
   options: {
     ...HOST_OPTIONS,
@@ -32,10 +41,30 @@ export const serveCommand: Command = {
     'max-input-bytes': { type: 'string' },
     'max-install-bytes': { type: 'string' },
     watch: { type: 'boolean' },
+    'admin-token-file': { type: 'string' },
+    listen: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-client-ca': { type: 'string' },
+    'metrics-listen': { type: 'string' },
   },
   optionHelp: [
     ['--socket PATH', 'the Unix socket to serve the API on (docs/API.md)'],
     ['--socket-mode OCTAL', 'permissions of the socket (default: 600, only this user)'],
+    [
+      '--admin-token-file F',
+      'the admin bearer token (a file of this user, mode 600); tokens are then required on the socket too',
+    ],
+    [
+      '--listen HOST:PORT',
+      'also serve HTTPS on TCP (tokens always required there; needs --tls-cert, --tls-key)',
+    ],
+    ['--tls-cert FILE, --tls-key FILE', 'the TLS certificate (chain) and key of --listen, PEM'],
+    ['--tls-client-ca FILE', 'mutual TLS: clients must present a certificate this CA signed'],
+    [
+      '--metrics-listen HOST:PORT',
+      'also serve GET /metrics (Prometheus) over plain HTTP on TCP, unauthenticated: bind it to loopback or a scrape network',
+    ],
     ['--plugin ID', 'load only this plugin and its dependencies (repeatable; default: every valid plugin)'],
     ...SANDBOX_OPTION_HELP,
     ['--max-input-bytes N', `largest call input accepted (default: ${DEFAULT_MAX_INPUT_BYTES})`],
@@ -65,24 +94,75 @@ export const serveCommand: Command = {
       10,
       DEFAULT_MAX_INSTALL_BYTES,
     );
+    const tls = tlsOptions(values);
+    // Before anything starts: a bad admin token file or token store stops serve with its code.
+    const admin =
+      values['admin-token-file'] === undefined
+        ? undefined
+        : AdminToken.fromFile(String(values['admin-token-file']));
+    const auth = new Authenticator({ tokens: TokenStore.open(config.dataDir), admin });
+    const metricsAddress =
+      values['metrics-listen'] === undefined ? undefined : parseListen(String(values['metrics-listen']));
     const plugins = values.plugin as string[] | undefined;
-    const host = await PluginHost.start({
+    // Before the host starts: its loads are counted too.
+    let directory: TenantRegistry | undefined;
+    const metrics = new ReedMetrics({
+      targets: () =>
+        (directory?.list() ?? []).map((t) => ({ tenant: t.id, host: t.host, usage: () => t.usage() })),
+    });
+    // Every tenant's host (the default tenant's is the host of before tenants; reed.toml's [tenants] and those
+    // created through the API the others).
+    const registry = await TenantRegistry.start({
       config,
       withInstalled: true,
       ...(plugins === undefined ? {} : { plugins }),
       ...(forceMode === undefined ? {} : { forceMode }),
     });
-    const server = createApiServer(host, { maxInputBytes, maxInstallBytes });
+    directory = registry;
+    const app = buildApi(directory, {
+      maxInputBytes,
+      maxInstallBytes,
+      logger: registry.logger,
+      authenticate: auth.authenticateRequest,
+      metrics,
+    });
+    registerAuth(app, auth, directory);
+    const server = app.server;
+    let tlsServer: HttpsServer | undefined;
+    let metricsServer: Server | undefined;
     try {
+      await app.ready();
       await listenOnSocket(server, socket, socketMode);
+      if (metricsAddress !== undefined) metricsServer = await listenMetrics(metrics, metricsAddress);
+      if (tls !== undefined)
+        tlsServer = await listenTls(app.routing, {
+          ...tls,
+          maxHeaderSize: MAX_HEADER_BYTES,
+          requestTimeoutMs: server.requestTimeout,
+        });
     } catch (error) {
-      await host.close();
+      const listening = server.listening;
+      server.close();
+      metricsServer?.close();
+      await registry.close();
+      if (listening) rmSync(socket, { force: true });
       throw error;
     }
-    const unwatch = values.watch === true ? watchPlugins(host) : undefined;
-    const failed = host.status().filter((p) => p.state !== 'ready');
+    const tcp = tlsServer?.address();
+    const where =
+      tcp === undefined || tcp === null || typeof tcp === 'string'
+        ? socket
+        : `${socket} and https://${tcp.family === 'IPv6' ? `[${tcp.address}]` : tcp.address}:${tcp.port}`;
+    const scrape = metricsServer?.address();
+    if (scrape !== undefined && scrape !== null && typeof scrape !== 'string')
+      io.stderr(
+        `metrics on http://${scrape.family === 'IPv6' ? `[${scrape.address}]` : scrape.address}:${scrape.port}/metrics\n`,
+      );
+    const unwatches = values.watch === true ? registry.list().map((t) => watchPlugins(t.host)) : [];
+    const all = registry.list().flatMap((t) => t.status());
+    const failed = all.filter((p) => p.state !== 'ready');
     io.stderr(
-      `serving ${host.status().length - failed.length} plugin(s) on ${socket}` +
+      `serving ${all.length - failed.length} plugin(s) on ${where}` +
         (failed.length > 0 ? `; failed: ${failed.map((p) => `${p.id} (${p.error?.code})`).join(', ')}` : '') +
         '\n',
     );
@@ -91,16 +171,52 @@ export const serveCommand: Command = {
       process.once('SIGINT', resolve);
     });
     io.stderr(`${signal}: stopping\n`);
-    unwatch?.();
+    for (const unwatch of unwatches) unwatch();
     // Refuse new connections, let calls in flight finish, then stop the plugins and remove the socket.
-    const closed = new Promise((resolve) => server.close(resolve));
-    server.closeIdleConnections();
+    const closed = Promise.all(
+      [
+        server,
+        ...(tlsServer === undefined ? [] : [tlsServer]),
+        ...(metricsServer === undefined ? [] : [metricsServer]),
+      ].map((s) => {
+        const done = new Promise((resolve) => s.close(resolve));
+        s.closeIdleConnections();
+        return done;
+      }),
+    );
     await closed;
-    await host.close();
+    await registry.close();
+    metrics.close();
     rmSync(socket, { force: true });
     return EXIT_OK;
   },
 };
+
+/** --listen and its TLS files: all or none (TLS options without --listen are a mistake, not ignored). */
+function tlsOptions(values: Record<string, unknown>) {
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  const clientCa = values['tls-client-ca'];
+  if (values.listen === undefined) {
+    if (cert !== undefined || key !== undefined || clientCa !== undefined)
+      throw new UsageError('--tls-cert, --tls-key and --tls-client-ca are options of --listen HOST:PORT');
+    return undefined;
+  }
+  if (typeof cert !== 'string' || typeof key !== 'string')
+    throw new UsageError('--listen serves HTTPS only: it needs --tls-cert FILE and --tls-key FILE');
+  let address: { host: string; port: number };
+  try {
+    address = parseListen(String(values.listen));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  return {
+    ...address,
+    certFile: cert,
+    keyFile: key,
+    clientCaFile: typeof clientCa === 'string' ? clientCa : undefined,
+  };
+}
 
 function parseNumber(value: unknown, option: string, radix: number, fallback: number): number {
   if (value === undefined) return fallback;
