@@ -138,7 +138,13 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
         const { id, fn } = request.params as { id: string; fn: string };
         const wasi = callWasiFrom(request.query as { arg?: string[]; env?: string[] });
         const input = await readBody(request.raw, options.maxInputBytes);
-        const outcome = await tenant.call(id, fn, input, wasi === undefined ? undefined : { wasi });
+        // A W3C traceparent header: the call's span continues the caller's trace (a malformed one is refused).
+        const traceParent = request.headers.traceparent;
+        const callOptions = {
+          ...(wasi === undefined ? {} : { wasi }),
+          ...(traceParent === undefined ? {} : { traceParent: String(traceParent) }),
+        };
+        const outcome = await tenant.call(id, fn, input, callOptions);
         return send(reply, 200, { ok: true, ...encodeOutput(outcome.output), stats: outcome.stats });
       },
     });
