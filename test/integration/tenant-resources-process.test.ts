@@ -149,8 +149,8 @@ describe('process mode: a cgroup per tenant', () => {
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     expect(existsSync(dir)).toBe(true); // what the dead host left
-    const swept = sweepCgroups();
-    expect(swept.cgroups).toBeGreaterThanOrEqual(V2 ? 1 : 3);
+    // (Any host starting on this machine sweeps too: what counts is that nothing is left.)
+    sweepCgroups();
     expect(existsSync(dir)).toBe(false);
     expect(tenantCgroups(cpuRoot, 'killed', child.pid)).toEqual([]);
   }, 60_000);

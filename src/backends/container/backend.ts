@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
+import type { TenantIdentity } from '../../tenant-quotas.js';
 import type { BackendFactory } from '../backend.js';
 import { LazySandbox } from '../lazy-sandbox.js';
+import { cgroupName, sweepCgroups, TenantCgroupSlot } from '../process/cgroup.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
 import { SupervisedSandbox, type Supervision } from '../supervisor.js';
@@ -26,6 +28,11 @@ export interface ContainerBackendOptions {
    * at `$DOCKER_HOST` or /var/run/docker.sock, with a 30 s timeout per request.
    */
   docker?: Dockerode;
+  /**
+   * The tenant the host serves: its containers go under a cgroup of its own (CgroupParent) with its memory_mb and
+   * cpu_weight, where the engine's cgroup driver is cgroupfs and the host can make the cgroup (same machine, root).
+   */
+  tenant?: TenantIdentity;
 }
 
 /** Mode `container`: a supervised sandbox-runner in a hardened per-plugin container, built from the plugin's directory. */
@@ -37,6 +44,35 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
     client ??= defaultEngineClient(30_000);
     return client;
   };
+  const tenant = options.tenant;
+  const slot =
+    tenant === undefined
+      ? undefined
+      : new TenantCgroupSlot(cgroupName(context.session, `t-${tenant.id}`), {
+          memoryMb: tenant.quotas?.memory_mb,
+          cpuWeight: tenant.quotas?.cpu_weight,
+        });
+  let driver: Promise<string> | undefined;
+  /**
+   * The tenant's cgroup for the containers, when the engine's driver is cgroupfs: a cgroup path the host makes
+   * itself, with the limits, before the engine puts containers under it. A systemd driver takes only a slice
+   * name, whose limits systemd keeps (docs/TENANTS.md): not supported, said once.
+   */
+  const tenantSlot = async (docker: EngineClient): Promise<TenantCgroupSlot | undefined> => {
+    if (slot === undefined) return undefined;
+    driver ??= docker.cgroupDriver().catch(() => 'unknown');
+    const name = await driver;
+    if (name === 'cgroupfs') return slot;
+    if (!warned) {
+      warned = true;
+      context.logger.warn(
+        { tenant: tenant?.id, cgroupDriver: name },
+        `tenant "${tenant?.id}": the Docker engine's cgroup driver is ${name}, not cgroupfs; its containers are not held to the tenant's memory_mb and cpu_weight together (each keeps its own limits)`,
+      );
+    }
+    return undefined;
+  };
+  let warned = false;
   return {
     sandbox(plan, host) {
       const { pluginId, limits } = plan;
@@ -48,6 +84,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
         const runnerImage = options.runnerImage ?? (await ensureRunnerImage(images));
         const pluginImage = await ensurePluginImage(images, runnerImage, plan.root, pluginId);
         const supervision = { startTimeoutMs: 30_000, ...options.supervision };
+        const tenantCgroup = await tenantSlot(images.docker);
         const common = { pluginId, limits, logger, session: context.session };
         return new SupervisedSandbox({
           ...common,
@@ -68,6 +105,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
               dataDir: plan.grants.filesystem,
               runnerUids: settings.runnerUids,
               ...(options.runnerCommand === undefined ? {} : { command: options.runnerCommand }),
+              ...(tenantCgroup === undefined ? {} : { tenantCgroup }),
               labels: containerLabels({ id: pluginId, version: plan.version }, context.session, pluginImage),
             }),
         });
@@ -82,9 +120,16 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
       const injected = options.docker !== undefined;
       if (!injected && process.env.DOCKER_HOST === undefined && !existsSync('/var/run/docker.sock')) return;
       const quick = injected ? engine() : defaultEngineClient(3_000);
-      await sweepContainers(quick, context.logger).catch((error: unknown) =>
-        context.logger.debug({ err: error }, 'no Docker engine to sweep'),
+      const swept = await sweepContainers(quick, context.logger).then(
+        () => true,
+        (error: unknown) => {
+          context.logger.debug({ err: error }, 'no Docker engine to sweep');
+          return false;
+        },
       );
+      // Then the tenants' cgroups (CgroupParent) those containers were in: only once the engine removed them,
+      // never from under containers it still knows.
+      if (swept) sweepCgroups(context.logger);
     },
   };
 };

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
+import type { TenantCgroup, TenantCgroupSlot } from '../process/cgroup.js';
 import { type SandboxUsage, usageOfPid } from '../shared/cgroup-usage.js';
 import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
 import { type DataGroup, holdDataGroup } from '../shared/data-group.js';
@@ -21,6 +22,11 @@ export interface ContainerRunnerOptions extends EndpointOptions, ContainerSettin
   engine: EngineClient;
   /** Where a data directory's group is leased from (`[sandbox] runner_uids`). Default 600000-699999. */
   runnerUids?: UidRange | undefined;
+  /**
+   * The host's tenant's cgroup (cgroupfs engines: the backend checked), which becomes the container's
+   * CgroupParent: the tenant's containers share its memory_mb and cpu_weight.
+   */
+  tenantCgroup?: TenantCgroupSlot | undefined;
 }
 
 /** A runner in a per-plugin container (hardened: see containerSpec), made and watched through an engine client. */
@@ -33,6 +39,11 @@ export class ContainerRunner implements Runner {
   pid: number | undefined;
   stderrTail = '';
   exited: Promise<{ code: number | null; signal: string | null }> = new Promise(() => {});
+  /** The tenant's cgroup the container's is under (held until destroy), and its failure count at the start. */
+  tenantCgroup: TenantCgroup | undefined;
+  #tenantHeld = false;
+  #tenantFailures = 0;
+  #exitCode: number | null | undefined;
 
   constructor(options: ContainerRunnerOptions) {
     // The directory stays the host's (root, 0711) and is mounted read-only: the runner only connects to the
@@ -137,6 +148,13 @@ export class ContainerRunner implements Runner {
     closeSync(openDataDir(o.pluginId, path, { gid: this.#dataGroup.gid }));
   }
 
+  /** The container is gone: the tenant's cgroup may go with the tenant's last container. */
+  #releaseTenant(): void {
+    if (!this.#tenantHeld) return;
+    this.#tenantHeld = false;
+    this.#o.tenantCgroup?.release();
+  }
+
   /** Once nothing of the container runs: the last sandbox of the directory gives it back to the host's group. */
   #giveDataDirBack(): void {
     const path = this.#o.dataDir?.hostPath;
@@ -152,8 +170,19 @@ export class ContainerRunner implements Runner {
   async #launch(): Promise<void> {
     const { engine } = this.#o;
     const dial = dialArguments(this.#endpoint.addressForRunner());
+    if (this.#o.tenantCgroup !== undefined && !this.#tenantHeld) {
+      this.tenantCgroup = this.#o.tenantCgroup.acquire();
+      this.#tenantHeld = true;
+      this.#tenantFailures = this.tenantCgroup?.memoryFailures() ?? 0;
+    }
+    const parent = this.tenantCgroup === undefined ? undefined : `/reed/${this.tenantCgroup.name}`;
     const container = await engine.create(
-      containerSpec(this.#o, this.#endpoint.dir, dial, this.#dataGroup?.gid ?? CONTAINER_USER.gid),
+      containerSpec(
+        { ...this.#o, cgroupParent: parent },
+        this.#endpoint.dir,
+        dial,
+        this.#dataGroup?.gid ?? CONTAINER_USER.gid,
+      ),
     );
     this.#container = container;
     // The engine answers again: remove what could not be removed while it did not.
@@ -162,6 +191,7 @@ export class ContainerRunner implements Runner {
     this.exited = engine.waitExit(container).then(
       (code) => {
         this.#running = false;
+        this.#exitCode = code;
         return { code, signal: null };
       },
       () => {
@@ -206,11 +236,31 @@ export class ContainerRunner implements Runner {
 
   async oomKilled(): Promise<boolean> {
     if (this.#container === undefined) return false;
+    if (this.#tenantKilled()) return true;
     try {
       return (await this.#o.engine.inspect(this.#container))?.oomKilled === true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Killed (137: its init's child died of SIGKILL) while the tenant's cgroup reached its memory limit: the
+   * kernel's OOM killer enforced the tenant's memory_mb, above the container's own limit.
+   */
+  #tenantKilled(): boolean {
+    const tenant = this.tenantCgroup;
+    return (
+      tenant !== undefined &&
+      this.#o.tenantCgroup?.quotas.memoryMb !== undefined &&
+      this.#exitCode === 137 &&
+      tenant.memoryFailures() > this.#tenantFailures
+    );
+  }
+
+  async tenantMemoryQuota(): Promise<{ limitMb: number } | undefined> {
+    const limitMb = this.#o.tenantCgroup?.quotas.memoryMb;
+    return limitMb !== undefined && this.#tenantKilled() ? { limitMb } : undefined;
   }
 
   kill(): void {
@@ -244,8 +294,14 @@ export class ContainerRunner implements Runner {
         },
       );
       this.#running = false;
-      if (removed) giveBack();
-    } else giveBack();
+      if (removed) {
+        giveBack();
+        this.#releaseTenant();
+      }
+    } else {
+      giveBack();
+      this.#releaseTenant();
+    }
     await this.#endpoint.close();
   }
 }

@@ -32,6 +32,8 @@ export interface ContainerSettings {
    * for "read". Absent: nothing of data_dir is mounted.
    */
   dataDir?: FilesystemGrant | undefined;
+  /** The cgroup the container's goes under: its tenant's (cgroupfs driver), absent otherwise. */
+  cgroupParent?: string | undefined;
 }
 
 /**
@@ -93,6 +95,7 @@ export function containerSpec(
       ShmSize: l.tmpfsMb * 1024 * 1024,
       // Read-only: connecting to a Unix socket needs no write access to its directory or mount.
       Binds: [`${dir}:${SOCKET_DIR}:ro`],
+      ...(o.cgroupParent === undefined ? {} : { CgroupParent: o.cgroupParent }),
       ...(o.dataDir === undefined
         ? {}
         : {

@@ -31,6 +31,11 @@ export class DockerodeClient implements EngineClient {
     return Object.keys(info.Runtimes ?? {});
   }
 
+  async cgroupDriver(): Promise<string> {
+    const info = (await this.docker.info()) as { CgroupDriver?: string };
+    return info.CgroupDriver ?? 'cgroupfs';
+  }
+
   container(id: string): ContainerRef {
     return this.docker.getContainer(id);
   }

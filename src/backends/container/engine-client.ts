@@ -14,6 +14,8 @@ export interface EngineClient {
   readonly address: string;
   /** The OCI runtimes registered with the engine (runc, runsc...). */
   runtimes(): Promise<string[]>;
+  /** How the engine makes containers' cgroups: `cgroupfs` (paths under /sys/fs/cgroup) or `systemd` (slices). */
+  cgroupDriver(): Promise<string>;
 
   /** A container by id (one of ours, or one a label names); no request is made. */
   container(id: string): ContainerRef;
@@ -86,6 +88,8 @@ export interface ContainerSpec {
     LogConfig: { Type: string; Config: Record<string, string> };
     ShmSize: number;
     Binds: string[];
+    /** The cgroup the container's goes under (a tenant's, with its memory_mb and cpu_weight). */
+    CgroupParent?: string;
     /** Bind mounts by field (a path holding ':' cannot go in Binds); a missing source is an error, never made. */
     Mounts?: { Type: 'bind'; Source: string; Target: string; ReadOnly: boolean }[];
   };

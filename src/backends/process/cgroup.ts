@@ -30,10 +30,20 @@ export function cgroupName(session: HostSession, suffix: string): string {
   return `h${pidNamespace()}.${session.pid}.${session.start || '0'}-${session.id.slice(0, 8)}-${suffix}`;
 }
 
-/** The directories under which runner cgroups live: v2's one tree, or v1's memory, pids and cpu hierarchies. */
+/**
+ * The directories under which runner and tenant cgroups live: v2's one tree, or `reed` in every v1 hierarchy (a
+ * runner's are in memory, pids and cpu; a container under a tenant's CgroupParent has the engine make the tenant's
+ * in the others too). Real directories only: a v1 mount point such as `cpu,cpuacct` may also have links to it.
+ */
 function reedParents(root: string): string[] {
   if (existsSync(join(root, 'cgroup.controllers'))) return [join(root, 'reed')];
-  return [join(root, 'memory', 'reed'), join(root, 'pids', 'reed'), join(root, 'cpu', 'reed')];
+  try {
+    return readdirSync(root, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => join(root, e.name, 'reed'));
+  } catch {
+    return [];
+  }
 }
 
 /** The CFS period the quota is a share of (the kernel's default, 100 ms). */
@@ -289,6 +299,7 @@ export class TenantCgroup {
     readonly dirs: string[],
     readonly version: 1 | 2,
     readonly cpuWeighted: boolean,
+    private readonly root: string,
   ) {}
 
   static create(
@@ -321,7 +332,7 @@ export class TenantCgroup {
         } catch {
           if (quotas.cpuWeight !== undefined) throw new Error('no cpu controller for cpu_weight');
         }
-        return new TenantCgroup(name, [dir], 2, cpu);
+        return new TenantCgroup(name, [dir], 2, cpu, root);
       }
       if (!existsSync(join(root, 'memory')) || !existsSync(join(root, 'pids'))) return undefined;
       const memory = mk(join(root, 'memory', 'reed', name));
@@ -338,16 +349,52 @@ export class TenantCgroup {
           writeFileSync(join(cpu, 'cpu.shares'), String(weightToShares(quotas.cpuWeight)));
         dirs.push(cpu);
       } else if (quotas.cpuWeight !== undefined) throw new Error('no cpu hierarchy for cpu_weight');
-      return new TenantCgroup(name, dirs, 1, quotas.cpuWeight !== undefined);
+      return new TenantCgroup(name, dirs, 1, quotas.cpuWeight !== undefined, root);
     } catch {
       for (const dir of made.reverse()) removeDir(dir);
       return undefined;
     }
   }
 
-  /** Kills whatever is left in its runners' cgroups and removes them, then itself. */
+  /**
+   * How often its memory limit was reached so far (v1: failcnt, memory's and memory+swap's; v2: `oom` in
+   * memory.events.local): a container
+   * killed while this moved was killed for the tenant's memory_mb.
+   */
+  memoryFailures(): number {
+    const dir = this.dirs[0] as string;
+    try {
+      if (this.version === 2)
+        return Number(/^oom (\d+)/m.exec(readFileSync(join(dir, 'memory.events.local'), 'utf8'))?.[1] ?? 0);
+      // With swap accounting the memory+swap counter (same limit) is charged first, and fails first.
+      const count = (file: string) => {
+        try {
+          return Number(readFileSync(join(dir, file), 'utf8')) || 0;
+        } catch {
+          return 0;
+        }
+      };
+      // And whether its high-water mark reached the limit: on this kernel (6.18) a charge that reaches a parent's
+      // limit through a container's cgroup was seen to leave failcnt at 0. Monotonic, as the count must be.
+      const limit = count('memory.limit_in_bytes');
+      const reached = limit > 0 && count('memory.max_usage_in_bytes') >= limit - 65_536 ? 1 : 0;
+      return count('memory.failcnt') + count('memory.memsw.failcnt') + reached;
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * Kills whatever is left in its runners' cgroups and removes them, then itself; in v1 also the tenant's cgroup
+   * in the hierarchies a container engine made it in (cpuset, blkio...).
+   */
   remove(): void {
     for (const dir of this.dirs) removeTree(dir);
+    if (this.version === 1)
+      for (const parent of reedParents(this.root)) {
+        const dir = join(parent, this.name);
+        if (existsSync(dir)) removeTree(dir);
+      }
   }
 }
 
