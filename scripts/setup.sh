@@ -42,6 +42,9 @@ apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
 # --- the serve API's TLS tests make their certificates with the openssl CLI (test/helpers/tls.ts) ------------
 apt_install openssl
 
+# --- the metrics test scrapes serve with a real Prometheus server and queries its HTTP API (test/integration/prometheus.test.ts) ---
+apt_install prometheus
+
 # --- process mode's sandbox: bubblewrap (src/backends/process/bubblewrap.ts); without it process mode refuses to run ---
 apt_install bubblewrap
 
