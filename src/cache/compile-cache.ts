@@ -86,8 +86,26 @@ export class CompileCache {
         );
       }
       this.#usable = problem === undefined;
+      if (this.#usable) this.#removeStale();
     }
     return this.#usable;
+  }
+
+  /**
+   * Temporary files of writers that died between writing and renaming (a host killed with SIGKILL): never read,
+   * but never removed either, and not counted by the size bound. Those of a process that is gone are removed on
+   * first use; a live one's (another host sharing the directory) are its work in progress and are left.
+   */
+  #removeStale(): void {
+    try {
+      for (const name of readdirSync(this.dir)) {
+        const m = STALE_RE.exec(name);
+        if (m === null || alive(Number(m[1]))) continue;
+        try {
+          unlinkSync(join(this.dir, name));
+        } catch {}
+      }
+    } catch {}
   }
 
   /** The entry for `key`, prepared by `produce` (once, however many callers ask at the same time) when missing. */
@@ -197,6 +215,19 @@ export class CompileCache {
       this.#remove(e.key);
       total -= e.size;
     }
+  }
+}
+
+/** A writer's temporary file: `<key>.(bin|json).tmp-<pid>-<8 hex>` (see #write). */
+const STALE_RE = /^[0-9a-f]{64}\.(?:bin|json)\.tmp-(\d+)-[0-9a-f]{8}$/;
+
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

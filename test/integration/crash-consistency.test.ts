@@ -3,8 +3,8 @@
 // the host's own code from dist/ (npm run build) and is killed several times, each time at whatever point of a
 // write it has reached after acknowledging a given number of them; after each kill the store is reopened here and
 // checked. Installs killed at each step: test/integration/lifecycle-persist.test.ts.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CompileCache, cacheKey } from '../../src/cache/compile-cache.js';
@@ -115,8 +115,21 @@ describe('SIGKILL during compile-cache writes', () => {
         expect((await again.get(cacheKey({ i }, moduleOf(i)), produce(i))).hit).toBe(true);
       next = last + 2;
     }
-    // Only entries and the killed writers' temporary files are there; the latter are never read.
-    for (const name of readdirSync(dir))
-      expect(name).toMatch(/^[0-9a-f]{64}\.(bin|json)(\.tmp-\d+-[0-9a-f]{8})?$/);
+    // Only entries are left: the first use of the cache removed the killed writers' temporary files.
+    for (const name of readdirSync(dir)) expect(name).toMatch(/^[0-9a-f]{64}\.(bin|json)$/);
+  });
+
+  it("the first use removes the temporary files of a writer that is gone, not a live one's", async () => {
+    const dir = lastingDir('reed-crash-cache-tmp-');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid as number;
+    const key = 'a'.repeat(64);
+    const dead = [`${key}.bin.tmp-${gone}-0123abcd`, `${key}.json.tmp-${gone}-0123abcd`];
+    const live = `${key}.bin.tmp-${process.pid}-89abcdef`;
+    for (const name of [...dead, live]) writeFileSync(join(dir, name), 'half');
+    const cache = new CompileCache({ dir, maxBytes: 1 << 30 });
+    await cache.get(cacheKey({ i: 0 }, moduleOf(0)), produce(0));
+    const left = readdirSync(dir);
+    for (const name of dead) expect(left).not.toContain(name);
+    expect(left).toContain(live);
   });
 });
