@@ -30,7 +30,12 @@ import {
   writeTenantRecord,
 } from './tenant-store.js';
 
-export interface TenantRegistryOptions extends Omit<PluginHostOptions, 'config' | 'tenant' | 'services'> {
+/**
+ * PluginHost's options for every tenant's host, but `plugins`, which only the default tenant's host takes (serve's
+ * `--plugin`: the plugins of before tenants existed).
+ */
+export interface TenantRegistryOptions
+  extends Omit<PluginHostOptions, 'config' | 'tenant' | 'services' | 'session'> {
   /** Default: `loadHostConfig()`. Its `[tenants]` declares the tenants besides the default one. */
   config?: HostConfig;
   /**
@@ -143,7 +148,7 @@ export class TenantRegistry implements TenantDirectory {
     const inner = this.#options.storage?.(id, dataDir) ?? new LmdbStorage(join(dataDir, 'storage'));
     const storage = new TenantStorage(inner, id, quotas);
     const events = new TenantEventBus(this.#options.events?.(id) ?? new MemoryEventBus(), id, quotas);
-    const { storage: _s, events: _e, audit: _a, ...hostOptions } = this.#options;
+    const { storage: _s, events: _e, audit: _a, plugins, ...hostOptions } = this.#options;
     // The session names the tenant on every event and container label, the default tenant's too.
     const session = { ...newSession(), tenant: id };
     let host: PluginHost;
@@ -153,6 +158,8 @@ export class TenantRegistry implements TenantDirectory {
     try {
       host = await PluginHost.start({
         ...hostOptions,
+        // `plugins` (serve's --plugin) picks among the default tenant's plugins; every other tenant loads all its own.
+        ...(id === DEFAULT_TENANT && plugins !== undefined ? { plugins } : {}),
         config,
         logger: id === DEFAULT_TENANT ? this.logger : this.logger.child({ tenant: id }),
         services: { storage, events },
