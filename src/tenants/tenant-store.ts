@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   closeSync,
   constants,
   fstatSync,
@@ -92,6 +93,11 @@ export function tenantDir(dataDir: string, id: string): string {
   const root = join(dataDir, 'tenants');
   const dir = join(root, id);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // On a root host data_dir is passable by others too (ensureDataDir does the same for the default tenant): a
+  // tenant's plugin's data directory is under it.
+  const top = lstatSync(dataDir);
+  if (process.getuid?.() === 0 && top.isDirectory() && top.uid === 0 && (top.mode & 0o001) === 0)
+    chmodSync(dataDir, (top.mode & 0o7777) | 0o001);
   for (const d of [dataDir, root, dir]) {
     if (d !== dataDir) mkdirSync(d, { recursive: true, mode: 0o711 });
     // A link here would put a tenant's data (or its removal) somewhere else: never followed.
