@@ -322,6 +322,7 @@ export class TenantCgroup {
           writeFileSync(join(dir, 'memory.max'), String(quotas.memoryBytes));
           if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
         }
+        // Without the cpu controller the memory limit still holds; cpuWeighted says the weight does not.
         let cpu = false;
         try {
           writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+cpu');
@@ -329,9 +330,7 @@ export class TenantCgroup {
           if (quotas.cpuWeight !== undefined)
             writeFileSync(join(dir, 'cpu.weight'), String(quotas.cpuWeight));
           cpu = quotas.cpuWeight !== undefined;
-        } catch {
-          if (quotas.cpuWeight !== undefined) throw new Error('no cpu controller for cpu_weight');
-        }
+        } catch {}
         return new TenantCgroup(name, [dir], 2, cpu, root);
       }
       if (!existsSync(join(root, 'memory')) || !existsSync(join(root, 'pids'))) return undefined;
@@ -348,8 +347,9 @@ export class TenantCgroup {
         if (quotas.cpuWeight !== undefined)
           writeFileSync(join(cpu, 'cpu.shares'), String(weightToShares(quotas.cpuWeight)));
         dirs.push(cpu);
-      } else if (quotas.cpuWeight !== undefined) throw new Error('no cpu hierarchy for cpu_weight');
-      return new TenantCgroup(name, dirs, 1, quotas.cpuWeight !== undefined, root);
+      }
+      const weighted = quotas.cpuWeight !== undefined && dirs.length === 3;
+      return new TenantCgroup(name, dirs, 1, weighted, root);
     } catch {
       for (const dir of made.reverse()) removeDir(dir);
       return undefined;

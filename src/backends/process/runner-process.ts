@@ -307,6 +307,11 @@ export class RunnerProcess implements Runner {
         (this.tenantCgroup === undefined || this.cgroup === undefined)
           ? ['tenant memory_mb and cpu_weight (no tenant cgroup)']
           : []),
+        ...(this.tenantCgroup !== undefined &&
+        this.#o.tenantCgroup?.quotas.cpuWeight !== undefined &&
+        !this.tenantCgroup.cpuWeighted
+          ? ['tenant cpu_weight (no cpu controller)']
+          : []),
         ...(process.getuid?.() !== 0 ? ['a uid of its own (host is not root)'] : []),
         ...(network ? ['network (granted)'] : []),
       ],
