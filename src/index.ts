@@ -117,13 +117,17 @@ export type {
 export {
   type ApiServerOptions,
   createApiServer,
+  createTenantApiServer,
   DEFAULT_MAX_INPUT_BYTES,
   DEFAULT_MAX_INSTALL_BYTES,
   listenOnSocket,
+  type TenantApiServerOptions,
 } from './server/api-server.js';
+export type { Principal } from './server/principal.js';
 export type { TenantIdentity, TenantQuotas } from './tenant-quotas.js';
 export { AuditLog, type AuditLogOptions } from './tenants/audit-log.js';
 export { TenantRegistry, type TenantRegistryOptions } from './tenants/registry.js';
+export { singleTenantDirectory } from './tenants/single.js';
 export {
   DEFAULT_TENANT,
   type PluginUsage,
