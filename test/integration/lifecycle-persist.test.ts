@@ -231,3 +231,56 @@ describe('installed plugins persist across restarts of serve', () => {
     expect(store(dir).versions['example.hello']).toHaveLength(1);
   });
 });
+
+describe('an install killed at each of its steps', () => {
+  // Crash consistency (issue 17, docs/RELIABILITY.md): one store, one install after another, each serve killed at a
+  // later step of its install: the upload sent whole, the tree extracted, the version directory renamed into place,
+  // the pointer replaced. Whatever the step (and if the install got further before the kill landed), the restart
+  // runs the old version or the new one, whole, and leaves nothing over.
+  it('comes back with the old version or the new one every time, and nothing left', async () => {
+    const { dir, args } = serveDir('none');
+    const root = join(dir, 'data/plugins');
+    const pointer = () =>
+      existsSync(join(root, 'installed.json')) ? readFileSync(join(root, 'installed.json'), 'utf8') : '';
+    const steps: [string, (before: { versions: number; pointer: string }) => boolean][] = [
+      ['the upload sent', () => true],
+      [
+        'the tree extracted',
+        () =>
+          readdirSync(join(root, 'staging')).some((d) =>
+            existsSync(join(root, 'staging', d, 'tree/plugin.wasm')),
+          ),
+      ],
+      [
+        'the version directory in place',
+        (b) => (store(dir).versions['example.hello'] ?? []).length > b.versions,
+      ],
+      ['the pointer replaced', (b) => pointer() !== b.pointer],
+    ];
+    const greetings: Record<string, string> = { '1.0.0': '"Hello"' };
+    let current = '1.0.0';
+    let s = await serve(dir, args);
+    for (const [i, [step, reached]] of steps.entries()) {
+      const version = `2.${i}.0`;
+      greetings[version] = `"V${i}"`;
+      const before = { versions: (store(dir).versions['example.hello'] ?? []).length, pointer: pointer() };
+      const body = await archive(version, `V${i}`);
+      let answered = false;
+      const put = api(s.socket, 'PUT', '/v1/admin/plugins/example.hello', body, TAR).then(
+        () => (answered = true),
+        () => false,
+      );
+      // The kill lands at the step, or later when the install ran past it (it may have answered by then).
+      await until(() => answered || reached(before), step);
+      await kill(s);
+      await put;
+      s = await serve(dir, args);
+      const plugin = (await api(s.socket, 'GET', '/v1/plugins/example.hello')).body.plugin;
+      expect([current, version], step).toContain(plugin.version);
+      expect(plugin.state, step).toBe('ready');
+      expect(await greeting(s), step).toBe(greetings[plugin.version]);
+      expectNothingLeft(dir);
+      current = plugin.version;
+    }
+  });
+});
