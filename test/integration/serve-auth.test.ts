@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -271,6 +271,107 @@ describe('serve with --admin-token-file and --listen (mutual TLS)', () => {
     for (const token of [...seen, ADMIN]) {
       expect(log).not.toContain(token);
       expect(log).not.toContain(token.slice(-20));
+    }
+  });
+});
+
+describe('serve with two tenants of reed.toml and one made through the API (mode none)', () => {
+  let serve: Serve;
+  let dir: string;
+  let socket: { socketPath: string };
+  const secrets: string[] = [];
+
+  beforeAll(async () => {
+    dir = serveDir();
+    writeFileSync(
+      join(dir, 'reed.toml'),
+      `runtime_dir = "runtime"\ncache_dir = "cache"\ndata_dir = "data"\n` +
+        `[tenants.acme]\nplugin_dirs = [${JSON.stringify(EXAMPLES)}]\n` +
+        `[tenants.bravo]\nplugin_dirs = [${JSON.stringify(EXAMPLES)}]\n`,
+    );
+    socket = { socketPath: join(dir, 'api.sock') };
+    serve = spawnServe(dir, ['--socket', socket.socketPath, '--admin-token-file', join(dir, 'admin-token')]);
+    await serving(serve);
+  });
+  afterAll(async () => {
+    serve.child.kill('SIGTERM');
+    await serve.exited;
+  });
+
+  async function tokenFor(tenant: string): Promise<string> {
+    const made = await call(socket, 'POST', `/v1/admin/tenants/${tenant}/tokens`, ADMIN);
+    expect(made.status).toBe(201);
+    secrets.push(made.body.token as string);
+    return made.body.token as string;
+  }
+
+  it('a tenant token calls its own tenant\u2019s plugin; the same plugin id of another tenant is a 404 that says nothing', async () => {
+    const acme = await tokenFor('acme');
+    const bravo = await tokenFor('bravo');
+    const greet = '/plugins/example.hello/call/greet';
+    const own = await call(socket, 'POST', `/v1/tenants/acme${greet}`, acme, 'acme');
+    expect([own.status, own.body.output]).toEqual([200, expect.stringContaining('acme')]);
+    expect((await call(socket, 'POST', `/v1/tenants/bravo${greet}`, bravo, 'b')).status).toBe(200);
+
+    const other = await call(socket, 'POST', `/v1/tenants/bravo${greet}`, acme, 'x');
+    const nosuch = await call(socket, 'POST', `/v1/tenants/nosuch${greet}`, ADMIN, 'x');
+    expect([other.status, other.body.error?.code]).toEqual([404, 'tenant_not_found']);
+    expect(other.text.replace('bravo', 'T')).toBe(nosuch.text.replace('nosuch', 'T'));
+    expect((await call(socket, 'GET', '/v1/tenants/bravo/plugins', acme)).status).toBe(404);
+    expect((await call(socket, 'GET', '/v1/plugins', acme)).status).toBe(404);
+    expect((await call(socket, 'GET', '/v1/tenants/acme/usage', acme)).status).toBe(200);
+    expect((await call(socket, 'GET', '/v1/tenants/bravo/usage', acme)).status).toBe(404);
+    const admin = await call(socket, 'GET', '/v1/admin/tenants', acme);
+    expect([admin.status, admin.body.error?.code]).toEqual([403, 'forbidden']);
+    expect((await call(socket, 'DELETE', '/v1/tenants/bravo/plugins/example.hello', acme)).status).toBe(404);
+    expect((await call(socket, 'GET', '/v1/tenants/bravo/plugins/example.hello', bravo)).status).toBe(200);
+  });
+
+  it('a tenant made through the API and deleted takes its tokens with it', async () => {
+    const put = (await new Promise<Reply>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          socketPath: socket.socketPath,
+          method: 'PUT',
+          path: '/v1/admin/tenants/carol',
+          headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString();
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text), text });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end('{}');
+    })) as Reply;
+    expect(put.status).toBe(200);
+    const carol = await tokenFor('carol');
+    expect((await call(socket, 'GET', '/v1/tenants/carol/plugins', carol)).status).toBe(200);
+    expect((await call(socket, 'DELETE', '/v1/admin/tenants/carol', ADMIN)).status).toBe(200);
+    const gone = await call(socket, 'GET', '/v1/tenants/carol/plugins', carol);
+    expect([gone.status, gone.body.error?.code]).toEqual([401, 'unauthenticated']);
+  });
+
+  it('the audit log under data_dir has the denials and admin actions, by token id, never a token', () => {
+    const log = readFileSync(join(dir, 'data', 'audit', 'audit.log'), 'utf8');
+    const lines = log
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.some((l) => l.kind === 'denied' && l.status === 403 && l.outcome === 'forbidden')).toBe(
+      true,
+    );
+    expect(lines.some((l) => l.kind === 'denied' && l.status === 404 && l.tenant === 'bravo')).toBe(true);
+    expect(
+      lines.some((l) => l.kind === 'done' && l.route === '/v1/admin/tenants/carol' && l.method === 'DELETE'),
+    ).toBe(true);
+    for (const secret of [...secrets, ADMIN]) {
+      expect(log).not.toContain(secret.slice(-24));
+      expect(serve.stderr()).not.toContain(secret.slice(-24));
     }
   });
 });
