@@ -247,6 +247,7 @@ export class SupervisedSandbox implements Sandbox {
             pluginId: this.pluginId,
             details: {
               quota: 'memory_mb',
+              tenant: tenant.tenant,
               limit: tenant.limitMb,
               retryAfterMs: this.#s.restartBaseMs,
             },

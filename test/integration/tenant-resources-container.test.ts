@@ -116,7 +116,10 @@ describe('container mode: a CgroupParent per tenant (cgroupfs driver)', () => {
       () => undefined,
       (e: unknown) => e,
     );
-    expect(error).toMatchObject({ code: 'quota_exceeded', details: { quota: 'memory_mb', limit: 160 } });
+    expect(error).toMatchObject({
+      code: 'quota_exceeded',
+      details: { quota: 'memory_mb', limit: 160, tenant: 'ctr-a' },
+    });
     expect((runnerOf(b).container as Docker.Container).id).toBe(bContainer);
     expect(text((await b.call('proc.membomb', 'ok')).output)).toBe('ok');
     expect(text((await a.call('proc.membomb', 'ok')).output)).toBe('ok');

@@ -90,7 +90,7 @@ describe('mode none: a tenant’s WASM memory together', () => {
     expect(error).toMatchObject({
       code: 'quota_exceeded',
       pluginId: 'mem.a2',
-      details: { quota: 'memory_mb', limit: 4 },
+      details: { quota: 'memory_mb', limit: 4, tenant: 'none-a', retryAfterMs: null },
     });
     await expect(a.call('mem.a1', 'grow')).rejects.toMatchObject({ code: 'quota_exceeded' });
     // Tenant B's plugin grows past what tenant A has, in the same process.
@@ -113,7 +113,7 @@ describe('mode none: a tenant’s fuel per second', () => {
       const error = (await failure(a.call(id, 'ok'))) as { code: string; details: Record<string, number> };
       expect(error).toMatchObject({
         code: 'quota_exceeded',
-        details: { quota: 'fuel_per_second', limit: 10_000 },
+        details: { quota: 'fuel_per_second', limit: 10_000, tenant: 'fuel-a' },
       });
       // The debt at 10,000 a second: over 1,000 s.
       expect(error.details.retryAfterMs).toBeGreaterThan(1_000_000);

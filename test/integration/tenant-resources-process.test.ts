@@ -112,7 +112,7 @@ describe('process mode: a cgroup per tenant', () => {
     expect(error).toMatchObject({
       code: 'quota_exceeded',
       pluginId: 'proc.membomb',
-      details: { quota: 'memory_mb', limit: 160 },
+      details: { quota: 'memory_mb', limit: 160, tenant: 'res-a' },
     });
     // Tenant B's runner is the same process, and answers.
     expect(runnerOf(b).pid).toBe(bPid);

@@ -51,6 +51,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
       : new TenantCgroupSlot(cgroupName(context.session, `t-${tenant.id}`), {
           memoryMb: tenant.quotas?.memory_mb,
           cpuWeight: tenant.quotas?.cpu_weight,
+          tenant: tenant.id,
         });
   let driver: Promise<string> | undefined;
   /**

@@ -258,9 +258,10 @@ export class ContainerRunner implements Runner {
     );
   }
 
-  async tenantMemoryQuota(): Promise<{ limitMb: number } | undefined> {
+  async tenantMemoryQuota(): Promise<{ limitMb: number; tenant: string } | undefined> {
     const limitMb = this.#o.tenantCgroup?.quotas.memoryMb;
-    return limitMb !== undefined && this.#tenantKilled() ? { limitMb } : undefined;
+    const tenant = this.#o.tenantCgroup?.quotas.tenant ?? '';
+    return limitMb !== undefined && this.#tenantKilled() ? { limitMb, tenant } : undefined;
   }
 
   kill(): void {

@@ -10,7 +10,10 @@ import type { TenantIdentity } from '../../tenant-quotas.js';
 export class TenantMemory {
   readonly #holders = new Set<{ memoryBytes(): number }>();
 
-  constructor(readonly limitMb: number) {}
+  constructor(
+    readonly limitMb: number,
+    readonly tenant?: string,
+  ) {}
 
   add(holder: { memoryBytes(): number }): () => void {
     this.#holders.add(holder);
@@ -46,6 +49,7 @@ export class FuelBudget {
   constructor(
     readonly perSecond: number,
     private readonly now: () => number = () => performance.now(),
+    readonly tenant?: string,
   ) {
     this.#balance = perSecond;
     this.#at = now();
@@ -65,7 +69,15 @@ export class FuelBudget {
     throw new ReedError(
       'quota_exceeded',
       `plugin "${pluginId}" was not called: its tenant used its fuel for now (fuel_per_second = ${this.perSecond}); retry in ${retryAfterMs} ms`,
-      { pluginId, details: { quota: 'fuel_per_second', limit: this.perSecond, retryAfterMs } },
+      {
+        pluginId,
+        details: {
+          ...(this.tenant === undefined ? {} : { tenant: this.tenant }),
+          quota: 'fuel_per_second',
+          limit: this.perSecond,
+          retryAfterMs,
+        },
+      },
     );
   }
 
@@ -88,7 +100,8 @@ export function tenantBudgets(tenant: TenantIdentity | undefined): {
 } {
   const q = tenant?.quotas;
   return {
-    memory: q?.memory_mb === undefined ? undefined : new TenantMemory(q.memory_mb),
-    fuel: q?.fuel_per_second === undefined ? undefined : new FuelBudget(q.fuel_per_second),
+    memory: q?.memory_mb === undefined ? undefined : new TenantMemory(q.memory_mb, tenant?.id),
+    fuel:
+      q?.fuel_per_second === undefined ? undefined : new FuelBudget(q.fuel_per_second, undefined, tenant?.id),
   };
 }

@@ -25,6 +25,7 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
       : new TenantCgroupSlot(cgroupName(context.session, `t-${tenant.id}`), {
           memoryMb: tenant.quotas?.memory_mb,
           cpuWeight: tenant.quotas?.cpu_weight,
+          tenant: tenant.id,
         });
   return {
     sandbox(plan, host) {

@@ -408,7 +408,12 @@ export class TenantCgroupSlot {
 
   constructor(
     readonly name: string,
-    readonly quotas: { memoryMb?: number | undefined; cpuWeight?: number | undefined },
+    readonly quotas: {
+      memoryMb?: number | undefined;
+      cpuWeight?: number | undefined;
+      /** The tenant's id, for errors. */
+      tenant?: string | undefined;
+    },
     private readonly root?: string,
   ) {}
 

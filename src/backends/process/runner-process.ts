@@ -337,11 +337,12 @@ export class RunnerProcess implements Runner {
    * When the kernel killed this runner for memory its own limit never reached: its tenant's memory_mb was the one
    * reached (the tenant's cgroup is the only limit above it).
    */
-  async tenantMemoryQuota(): Promise<{ limitMb: number } | undefined> {
+  async tenantMemoryQuota(): Promise<{ limitMb: number; tenant: string } | undefined> {
     const limitMb = this.#o.tenantCgroup?.quotas.memoryMb;
     const cgroup = this.cgroup;
     if (limitMb === undefined || this.tenantCgroup === undefined || cgroup === undefined) return undefined;
-    return cgroup.oomKilled() && !cgroup.ownLimitHit() ? { limitMb } : undefined;
+    const tenant = this.#o.tenantCgroup?.quotas.tenant ?? '';
+    return cgroup.oomKilled() && !cgroup.ownLimitHit() ? { limitMb, tenant } : undefined;
   }
 
   /**

@@ -28,7 +28,7 @@ export interface Runner {
    * Once `oomKilled`: the tenant's memory quota (memory_mb, across its sandboxes) when that, not the runner's own
    * limit, was what the kernel enforced. Runners without a tenant limit above them have no such method.
    */
-  tenantMemoryQuota?(): Promise<{ limitMb: number } | undefined>;
+  tenantMemoryQuota?(): Promise<{ limitMb: number; tenant: string } | undefined>;
   /** Its memory and CPU from its cgroup's accounting, where it has a readable one. */
   usage?(): SandboxUsage | undefined;
   kill(): void;

@@ -75,6 +75,8 @@ export interface WasmPluginOptions {
 export interface MemoryBudget {
   /** The quota in MiB, for messages and the error's details. */
   readonly limitMb: number;
+  /** The tenant's id, for the error's details. */
+  readonly tenant?: string | undefined;
   /** Bytes `holder`'s memory may reach now: the quota less what the other instances sharing it hold. */
   bytesFor(holder: object): number;
 }
@@ -313,7 +315,10 @@ export class WasmPlugin implements PluginRuntime {
         ...(cause === undefined ? {} : { cause }),
         details: {
           quota: 'memory_mb',
+          ...(this.#o.memoryBudget?.tenant === undefined ? {} : { tenant: this.#o.memoryBudget.tenant }),
           limit: limitMb,
+          // Waiting alone frees nothing: another of the tenant's instances must shrink or go.
+          retryAfterMs: null,
           ...(cause instanceof ReedError ? { causeCode: cause.code } : {}),
         },
       },
