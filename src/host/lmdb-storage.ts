@@ -118,6 +118,25 @@ export class LmdbStorage implements StorageService {
     return used;
   }
 
+  /** One seek per namespace: after each id, the next key at or past `<id> 0x01` starts the next one. */
+  namespaces(): string[] {
+    const ids: string[] = [];
+    let start = Buffer.alloc(0);
+    for (;;) {
+      const [key] = [...this.#db.getKeys({ start, limit: 1 })];
+      if (key === undefined) return ids;
+      const at = key.indexOf(0);
+      if (at <= 0) {
+        // Not `<id> NUL <key>` (no writer makes one): step past it.
+        start = Buffer.concat([key, Buffer.from([0])]);
+        continue;
+      }
+      const id = key.subarray(0, at).toString('utf8');
+      ids.push(id);
+      start = Buffer.from(`${id}\x01`);
+    }
+  }
+
   close(): void {
     this.#root.close();
   }

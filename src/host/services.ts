@@ -18,6 +18,11 @@ export interface StorageService {
   list(pluginId: string, prefix: string, limit: number): string[];
   /** Bytes the namespace costs on disk (entrySize of each entry: keys, values and the store's overhead). */
   usage(pluginId: string): number;
+  /**
+   * Optional: the plugin ids that hold at least one entry, sorted. A tenant's storage quota (src/tenants/) counts
+   * them all from the start when the store can say; otherwise only the plugins it sees.
+   */
+  namespaces?(): string[];
   close(): void;
 }
 
@@ -101,6 +106,13 @@ export class MemoryStorage implements StorageService {
 
   usage(pluginId: string): number {
     return this.#usage.get(pluginId) ?? 0;
+  }
+
+  namespaces(): string[] {
+    return [...this.#spaces.entries()]
+      .filter(([, space]) => space.size > 0)
+      .map(([id]) => id)
+      .sort();
   }
 
   close(): void {}

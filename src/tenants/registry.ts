@@ -175,6 +175,7 @@ export class TenantRegistry implements TenantDirectory {
     }
     const tenant = new TenantHost(id, origin, spec, host, storage, events);
     for (const [pluginId, n] of pending.starts) tenant.accounting.of(pluginId).sandboxStarts += n;
+    storage.seed();
     for (const s of host.status()) storage.space(s.id);
     this.#tenants.set(id, tenant);
     this.#bySession.set(host.session.id, tenant);

@@ -43,6 +43,11 @@ export class TenantStorage implements StorageService {
     return space;
   }
 
+  /** Counts every plugin the store holds data for (when it can say), loaded or not: removed ones count too. */
+  seed(): void {
+    for (const id of this.#inner.namespaces?.() ?? []) this.space(id);
+  }
+
   /** What the tenant's plugins seen so far hold together. */
   total(): Space {
     return { bytes: this.#bytes, keys: this.#keys };
@@ -106,6 +111,10 @@ export class TenantStorage implements StorageService {
 
   usage(pluginId: string): number {
     return this.#inner.usage(pluginId);
+  }
+
+  namespaces(): string[] {
+    return this.#inner.namespaces?.() ?? [];
   }
 
   close(): void {

@@ -1,7 +1,10 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { LmdbStorage } from '../../src/host/lmdb-storage.js';
 import { MemoryEventBus, MemoryStorage } from '../../src/host/services.js';
 import { quotaExceeded, TokenBucket } from '../../src/tenants/quota.js';
 import { TenantEventBus, TenantStorage } from '../../src/tenants/tenant-services.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 
 const bytes = (n: number) => new Uint8Array(n);
 
@@ -39,7 +42,9 @@ describe('tenant quotas', () => {
     const inner = new MemoryStorage();
     inner.put('old', 'k', bytes(10), 1e9);
     const storage = new TenantStorage(inner, 'acme', { storage_keys: 3 });
-    storage.space('old');
+    // A plugin no longer loaded still holds its data: seeded from the store, it counts.
+    storage.seed();
+    expect(storage.total().keys).toBe(1);
     storage.put('p1', 'a', bytes(1), 1e9);
     storage.put('p2', 'b', bytes(1), 1e9);
     expect(() => storage.put('p2', 'c', bytes(1), 1e9)).toThrow(
@@ -69,6 +74,22 @@ describe('tenant quotas', () => {
     expect(() => bounded.put('p1', 'c', bytes(10), 1)).toThrow(
       expect.objectContaining({ code: 'storage_quota_exceeded' }),
     );
+  });
+
+  it('LMDB names every namespace that holds an entry, one seek each', () => {
+    const store = new LmdbStorage(join(tempDir(), 'storage'));
+    try {
+      expect(store.namespaces()).toEqual([]);
+      store.put('b.plugin', 'k', bytes(1), 1e9);
+      store.put('a', 'x', bytes(1), 1e9);
+      store.put('a', 'y', bytes(1), 1e9);
+      store.put('a.b', '', bytes(1), 1e9);
+      store.put('c', 'gone', bytes(1), 1e9);
+      store.delete('c', 'gone');
+      expect(store.namespaces()).toEqual(['a', 'a.b', 'b.plugin']);
+    } finally {
+      store.close();
+    }
   });
 
   it('events past events_per_second are refused and never delivered', () => {
