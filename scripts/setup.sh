@@ -84,7 +84,8 @@ if docker_answers; then
   exit 0
 fi
 
-# Register gVisor before the engine first starts, so that an engine the package itself starts has it too.
+# Register gVisor (and the cgroupfs driver) before the engine first starts, so that an engine the package itself
+# starts has them too.
 # --host-uds=open: without it gVisor refuses the connect-back to the bind-mounted Unix socket.
 # --network=none: runsc containers get no network stack at all.
 as_root mkdir -p /etc/docker
@@ -95,6 +96,10 @@ as_root node -e '
   try { config = JSON.parse(fs.readFileSync(file, "utf8")); } catch {}
   config.runtimes = config.runtimes ?? {};
   config.runtimes.runsc = { path: "/usr/bin/runsc", runtimeArgs: ["--network=none", "--host-uds=open"] };
+  // cgroupfs: the containers of a tenant go under a cgroup path the host makes with the limits of the tenant
+  // (CgroupParent, docs/TENANTS.md); the systemd driver (the default on cgroup v2 with systemd) takes only slices.
+  const opts = config["exec-opts"] ?? [];
+  if (!opts.some((o) => o.startsWith("native.cgroupdriver="))) config["exec-opts"] = [...opts, "native.cgroupdriver=cgroupfs"];
   fs.writeFileSync(file, JSON.stringify(config, null, 2) + "\n");
 '
 apt_install docker.io runsc
