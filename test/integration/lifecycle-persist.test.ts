@@ -276,6 +276,7 @@ describe('an install killed at each of its steps', () => {
       await put;
       s = await serve(dir, args);
       const plugin = (await api(s.socket, 'GET', '/v1/plugins/example.hello')).body.plugin;
+      if (plugin === undefined) throw new Error(`${step}: example.hello is not loaded after the restart`);
       expect([current, version], step).toContain(plugin.version);
       expect(plugin.state, step).toBe('ready');
       expect(await greeting(s), step).toBe(greetings[plugin.version]);
