@@ -7,6 +7,7 @@ import { isCode } from '../../codes.js';
 import { ReedError } from '../../errors.js';
 import type { PluginStatus } from '../../host/plugin-host.js';
 import { MANIFEST_FILE, parseManifest, readManifest } from '../../manifest/parse-manifest.js';
+import { jsonText } from '../../safe-text.js';
 import { type ApiAnswer, type ApiTarget, apiRequest } from '../api-client.js';
 import {
   type Command,
@@ -18,6 +19,8 @@ import {
   UsageError,
 } from '../command.js';
 import { table } from '../output.js';
+import type { Sample } from '../prom-text.js';
+import { scrape, watchCells, watchRows } from '../status-watch.js';
 
 // The commands that drive a running `reed-plugins serve` through its API (docs/API.md): install, remove, reload,
 // status. Exit status as every command: 0 done, 1 the server refused or failed (its code printed), 2 bad usage.
@@ -169,13 +172,25 @@ export const reloadCommand: Command = {
 
 export const statusCommand: Command = {
   name: 'status',
-  usage: '[ID] --socket PATH [--token-file F] [--json]',
-  summary: "a running serve's plugins: version, mode, state, crashes, error",
-  options: { ...SOCKET },
-  optionHelp: SOCKET_HELP,
+  usage: '[ID] --socket PATH [--token-file F] [--json] [--watch [--interval SECONDS] [--count N]]',
+  summary: "a running serve's plugins: version, mode, state, crashes, error; --watch: a live table",
+  options: { ...SOCKET, watch: { type: 'boolean' }, interval: { type: 'string' }, count: { type: 'string' } },
+  optionHelp: [
+    ...SOCKET_HELP,
+    [
+      '--watch',
+      'redraw a table of every plugin in place: state, mode, calls/s, p50/p99, errors/s, restarts, memory (needs GET /metrics: an admin token when tokens are on); with --json, one JSON line per refresh',
+    ],
+    ['--interval SECONDS', 'time between refreshes of --watch (default 2, at least 0.1)'],
+    ['--count N', 'stop --watch after N refreshes (default: until Ctrl-C)'],
+  ],
   maxPositionals: 1,
   async run({ values, positionals, io }) {
     const [id] = positionals;
+    if (values.watch === true) {
+      if (id !== undefined) throw new UsageError('--watch shows every plugin: no ID');
+      return watchStatus(socketOf(values), values, io);
+    }
     const path = id === undefined ? '/v1/plugins' : `/v1/plugins/${segment(id)}`;
     const answer = await apiRequest(socketOf(values), 'GET', path);
     return report(io, values, answer, (b) => {
@@ -194,3 +209,58 @@ export const statusCommand: Command = {
     });
   },
 };
+
+/** `status --watch`: scrapes GET /v1/plugins and GET /metrics every interval and redraws the table in place. */
+async function watchStatus(target: ApiTarget, values: ParsedValues, io: CommandIo): Promise<number> {
+  const interval = values.interval === undefined ? 2 : Number(values.interval);
+  if (!Number.isFinite(interval) || interval < 0.1 || interval > 3600)
+    throw new UsageError('--interval must be a number of seconds from 0.1 to 3600');
+  const count = values.count === undefined ? Number.POSITIVE_INFINITY : Number(values.count);
+  if (!Number.isSafeInteger(count) && count !== Number.POSITIVE_INFINITY)
+    throw new UsageError('--count must be a whole number');
+  if (count < 1) throw new UsageError('--count must be at least 1');
+  let stop: (() => void) | undefined;
+  let stopped = false;
+  const onSignal = () => {
+    stopped = true;
+    stop?.();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    let before: { samples: Sample[]; at: number } | undefined;
+    for (let frame = 0; frame < count && !stopped; frame++) {
+      const at = performance.now();
+      const { plugins, samples } = await scrape(target);
+      const rows = watchRows(
+        plugins,
+        samples,
+        before?.samples,
+        before === undefined ? 0 : (at - before.at) / 1000,
+      );
+      before = { samples, at };
+      if (values.json === true)
+        // One line per refresh (JSON Lines), terminal-safe as every JSON the CLI prints.
+        io.stdout(`${jsonText({ at: new Date().toISOString(), plugins: rows }) ?? '{}'}\n`);
+      else {
+        const { header, cells } = watchCells(rows);
+        // Cursor home and clear: the table is redrawn in place.
+        io.stdout(
+          `\x1b[H\x1b[2J${new Date().toISOString()}  ${plugins.length} plugin(s), every ${interval} s (Ctrl-C stops)\n\n${table(header, cells)}\n`,
+        );
+      }
+      if (frame + 1 < count && !stopped)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, interval * 1000);
+          stop = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return EXIT_OK;
+}
