@@ -123,7 +123,9 @@ export {
   listenOnSocket,
   type TenantApiServerOptions,
 } from './server/api-server.js';
+export { Authenticator, type AuthOptions, registerAuth, transportOf } from './server/auth.js';
 export type { Principal } from './server/principal.js';
+export { listenTls, parseListen, type TlsListenOptions } from './server/tls-listener.js';
 export type { TenantIdentity, TenantQuotas } from './tenant-quotas.js';
 export { AuditLog, type AuditLogOptions } from './tenants/audit-log.js';
 export { TenantRegistry, type TenantRegistryOptions } from './tenants/registry.js';
@@ -138,6 +140,13 @@ export {
   type TenantSpec,
   type TenantUsage,
 } from './tenants/tenant.js';
+export {
+  AdminToken,
+  type TokenInfo,
+  type TokenScope,
+  TokenStore,
+  type VerifiedToken,
+} from './tenants/tokens.js';
 export type { HostPolicy, ValidationContext } from './validation/context.js';
 export type { ValidationRule } from './validation/rule.js';
 export { DEFAULT_RULES, validatePlugins } from './validation/validator.js';

@@ -17,6 +17,7 @@ import type { PluginHost } from '../host/plugin-host.js';
 import { jsonText } from '../safe-text.js';
 import { singleTenantDirectory } from '../tenants/single.js';
 import type { TenantDirectory } from '../tenants/tenant.js';
+import { type Authenticator, registerAuth } from './auth.js';
 import { type Principal, SOCKET_PEER } from './principal.js';
 import { type RouteScope, registerRoutes } from './routes.js';
 import { ErrorBody, PluginStatusSchema, TenantQuotasSchema } from './schemas.js';
@@ -39,6 +40,11 @@ export interface ApiServerOptions {
    * which is admin (whoever can open a Unix socket of mode 0600 has the host's own rights).
    */
   authenticate?: (request: FastifyRequest) => Principal | Promise<Principal>;
+  /**
+   * Bearer tokens (src/server/auth.ts, docs/API.md "Authentication"): the principal from `auth.authenticateRequest`
+   * (unless `authenticate` is given), the token routes, `WWW-Authenticate` on 401 and the `reed:audit` events.
+   */
+  auth?: Authenticator;
   /**
    * Serves `GET /metrics` (Prometheus text format, src/server/metrics.ts), an admin route like the lifecycle ones.
    * Default: no such route.
@@ -95,7 +101,7 @@ declare module 'fastify' {
 }
 
 /** What in a request target the WHATWG URL parser would change (anything else it passes through as it is). */
-const NEEDS_URL_PARSER = /[%\\#"'<>`{}^|\s\u0000-\u001f\u007f-\uffff]|\/\.|\/\//;
+const NEEDS_URL_PARSER = /[^!-~]|[%\\#"'<>`{}^|]|\/\.|\/\//;
 
 /** The fastify instance behind each server createApiServer made: listenOnSocket readies it before listening. */
 const apps = new WeakMap<Server, FastifyInstance>();
@@ -164,7 +170,8 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
 
   app.decorateRequest('principal', undefined as unknown as Principal);
   // The one place where who sent a request is found and judged, before any route runs.
-  const authenticate = options.authenticate;
+  const authenticate = options.authenticate ?? options.auth?.authenticateRequest;
+  if (options.auth !== undefined) registerAuth(app as unknown as FastifyInstance, options.auth, directory);
   if (authenticate === undefined)
     app.addHook('onRequest', (request, _reply, done) => {
       request.principal = SOCKET_PEER;

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditEvent, subscribeAudit } from '../../src/events/audit.js';
 import { buildApi } from '../../src/server/api-server.js';
-import { Authenticator, registerAuth } from '../../src/server/auth.js';
+import { Authenticator } from '../../src/server/auth.js';
 import { listenTls } from '../../src/server/tls-listener.js';
 import type { TenantDirectory } from '../../src/tenants/tenant.js';
 import { AdminToken, TokenStore } from '../../src/tenants/tokens.js';
@@ -87,9 +87,8 @@ async function makeApp(auth: Authenticator): Promise<FastifyInstance> {
   const app = buildApi(directory, {
     maxInputBytes: 1024,
     logger: { error: () => {} },
-    authenticate: auth.authenticateRequest,
+    auth,
   }) as unknown as FastifyInstance;
-  registerAuth(app, auth, directory);
   await app.ready();
   return app;
 }

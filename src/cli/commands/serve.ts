@@ -9,7 +9,7 @@ import {
   listenOnSocket,
   MAX_HEADER_BYTES,
 } from '../../server/api-server.js';
-import { Authenticator, registerAuth } from '../../server/auth.js';
+import { Authenticator } from '../../server/auth.js';
 import { ReedMetrics } from '../../server/metrics.js';
 import { listenMetrics } from '../../server/metrics-server.js';
 import { listenTls, parseListen } from '../../server/tls-listener.js';
@@ -123,10 +123,9 @@ export const serveCommand: Command = {
       maxInputBytes,
       maxInstallBytes,
       logger: registry.logger,
-      authenticate: auth.authenticateRequest,
+      auth,
       metrics,
     });
-    registerAuth(app, auth, directory);
     const server = app.server;
     let tlsServer: HttpsServer | undefined;
     let metricsServer: Server | undefined;
@@ -172,18 +171,26 @@ export const serveCommand: Command = {
     });
     io.stderr(`${signal}: stopping\n`);
     for (const unwatch of unwatches) unwatch();
-    // Refuse new connections, let calls in flight finish, then stop the plugins and remove the socket.
+    // Refuse new connections, let calls in flight finish, then stop the plugins and remove the socket. A client
+    // holding a request open (sending it slowly, or never finishing it) must not hold the stop: past the grace its
+    // connection is cut, so a supervisor's stop timeout (docker's, systemd's) never has to kill us with our
+    // sandboxes still running.
+    const servers = [
+      server,
+      ...(tlsServer === undefined ? [] : [tlsServer]),
+      ...(metricsServer === undefined ? [] : [metricsServer]),
+    ];
     const closed = Promise.all(
-      [
-        server,
-        ...(tlsServer === undefined ? [] : [tlsServer]),
-        ...(metricsServer === undefined ? [] : [metricsServer]),
-      ].map((s) => {
+      servers.map((s) => {
         const done = new Promise((resolve) => s.close(resolve));
         s.closeIdleConnections();
         return done;
       }),
     );
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise((resolve) => (grace = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
+    clearTimeout(grace);
+    for (const s of servers) s.closeAllConnections();
     await closed;
     await registry.close();
     metrics.close();
@@ -191,6 +198,9 @@ export const serveCommand: Command = {
     return EXIT_OK;
   },
 };
+
+/** How long a stop waits for requests in flight before it cuts their connections. */
+export const SHUTDOWN_GRACE_MS = 10_000;
 
 /** --listen and its TLS files: all or none (TLS options without --listen are a mistake, not ignored). */
 function tlsOptions(values: Record<string, unknown>) {
