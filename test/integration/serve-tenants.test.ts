@@ -1,11 +1,12 @@
 // The serve API's tenant routes and OpenAPI document, over a real TenantRegistry (mode none) on a real socket.
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReedError } from '../../src/errors.js';
 import { createTenantApiServer, listenOnSocket } from '../../src/server/api-server.js';
-import { api } from '../helpers/api.js';
+import { api, startServe } from '../helpers/api.js';
 import { REPO } from '../helpers/cli.js';
 import { lastingDir } from '../helpers/plugin-tree.js';
 import { tarDir } from '../helpers/tar.js';
@@ -270,5 +271,48 @@ describe('serve API: tenant routes (mode none, TenantRegistry)', () => {
     expect(answer).toMatchObject({ status: 405, body: { error: { code: 'api_method_not_allowed' } } });
     expect(answer.headers.allow).toBe('GET, PUT, DELETE');
     expect((await api(socket, 'GET', '/v1/health')).status).toBe(200);
+  });
+});
+
+describe('reed-plugins serve: every tenant of reed.toml behind the one socket (the built CLI, mode none)', () => {
+  it('serves the default tenant on /v1/plugins and tenant a on /v1/tenants/a', async () => {
+    const dir = lastingDir('reed-serve-tenants-cli-');
+    const examples = join(REPO, 'examples/plugins');
+    writeFileSync(
+      join(dir, 'reed.toml'),
+      `runtime_dir = "runtime"\ncache_dir = "cache"\ndata_dir = "data"\n[tenants.a]\nplugin_dirs = [${JSON.stringify(examples)}]\n`,
+    );
+    const server = await startServe(dir, [
+      '--plugin-dir',
+      examples,
+      '--plugin',
+      'example.hello',
+      '--mode',
+      'none',
+    ]);
+    try {
+      const greet = (prefix: string) =>
+        api(server.socket, 'POST', `${prefix}/plugins/example.hello/call/greet`, 'A');
+      expect((await greet('/v1')).body.output).toBe('Hello, A!');
+      expect((await greet('/v1/tenants/a')).body.output).toBe('Hello, A!');
+      expect((await greet('/v1/tenants/default')).body.output).toBe('Hello, A!');
+      expect(await greet('/v1/tenants/b')).toMatchObject({
+        status: 404,
+        body: { error: { code: 'tenant_not_found' } },
+      });
+      const tenants = await api(server.socket, 'GET', '/v1/admin/tenants');
+      expect(
+        (tenants.body as unknown as { tenants: { id: string; origin: string }[] }).tenants.map((t) => [
+          t.id,
+          t.origin,
+        ]),
+      ).toEqual([
+        ['default', 'default'],
+        ['a', 'config'],
+      ]);
+    } finally {
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
   });
 });
