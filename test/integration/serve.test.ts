@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, expectConformantCall, type ServeProcess, startServe } from '../helpers/api.js';
@@ -165,4 +167,25 @@ describe('reed-plugins serve: start and stop', () => {
     expect(runCli(['serve', '--socket', '/tmp/x.sock', '--socket-mode', '999']).status).toBe(2);
     expect(runCli(['serve', '--socket', '/tmp/x.sock', '--max-input-bytes', '-1']).status).toBe(2);
   });
+});
+
+describe('reed-plugins serve: a stop is not held by a client', () => {
+  it('SIGTERM while a client holds a request half sent: serve cuts it after its grace and exits cleanly', async () => {
+    const server = await startServe(serveDir(), ['--plugin-dir', EXAMPLES, '--mode', 'none']);
+    const client = connect(server.socket);
+    await once(client, 'connect');
+    // Headers promise 100 bytes; two come, the rest never does (requestTimeout is 60 s: this used to hold the stop
+    // that long, past docker-compose's stop grace, and the orchestrator was killed with its containers running).
+    client.write(
+      'POST /v1/plugins/example.hello/call/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab',
+    );
+    const clientClosed = once(client, 'close');
+    client.on('error', () => {});
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    server.child.kill('SIGTERM');
+    // Well within this test's 45 s: the grace is SHUTDOWN_GRACE_MS (10 s), the request timeout it replaces 60 s.
+    expect(await server.exited).toBe(0);
+    await clientClosed;
+    expect(server.stderr()).toContain('SIGTERM: stopping');
+  }, 45_000);
 });
