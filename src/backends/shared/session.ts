@@ -25,7 +25,10 @@ export interface SandboxOwner extends HostSession {
 export const OWNER_FILE = 'owner.json';
 
 /** What every event of this host names: its session, and its tenant when it has one. */
-export function eventSource(session: Pick<HostSession, 'id' | 'tenant'>): { session: string; tenant?: string } {
+export function eventSource(session: Pick<HostSession, 'id' | 'tenant'>): {
+  session: string;
+  tenant?: string;
+} {
   return session.tenant === undefined
     ? { session: session.id }
     : { session: session.id, tenant: session.tenant };
