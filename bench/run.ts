@@ -5,6 +5,7 @@ import { runContainerBench } from './container.js';
 import { runDiscoveryBench } from './discovery.js';
 import { runEncodingBench } from './encoding.js';
 import { runExtismBench } from './extism.js';
+import { runMetricsBench } from './metrics.js';
 import { runNativeBench } from './native.js';
 import { runProcessBench } from './process.js';
 import { runWasmBench } from './wasm.js';
@@ -13,6 +14,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['discovery', runDiscoveryBench],
   ['wasm', runWasmBench],
   ['extism', runExtismBench],
+  ['metrics', runMetricsBench],
   ['native', runNativeBench],
   ['process', runProcessBench],
   ['encoding', runEncodingBench],

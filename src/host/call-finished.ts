@@ -3,7 +3,10 @@ import { ReedError } from '../errors.js';
 import { publish } from '../events/events.js';
 import type { SandboxMode } from '../manifest/types.js';
 
-/** Publishes `reed:call:finished` when the call settles; the caller gets the same outcome. */
+/**
+ * Publishes `reed:call:finished` when the call settles; the caller gets the same outcome. The event is an object
+ * literal, not a spread of `event`: on Node 20 here a spread of it cost ~3 us a call (bench metrics), a literal ~0.02.
+ */
 export async function publishedCall(
   outcome: Promise<CallOutcome>,
   event: { session: string; tenant?: string; pluginId: string; mode: SandboxMode | undefined; fn: string },
@@ -13,7 +16,11 @@ export async function publishedCall(
     const result = await outcome;
     const durationMs = performance.now() - started;
     publish('reed:call:finished', {
-      ...event,
+      session: event.session,
+      tenant: event.tenant,
+      pluginId: event.pluginId,
+      mode: event.mode,
+      fn: event.fn,
       code: 'ok',
       durationMs,
       fuelConsumed: result.stats.fuelConsumed,
@@ -22,7 +29,11 @@ export async function publishedCall(
   } catch (error) {
     const code = error instanceof ReedError ? error.code : 'internal_error';
     publish('reed:call:finished', {
-      ...event,
+      session: event.session,
+      tenant: event.tenant,
+      pluginId: event.pluginId,
+      mode: event.mode,
+      fn: event.fn,
       code,
       durationMs: performance.now() - started,
       fuelConsumed: 0,

@@ -55,6 +55,8 @@ export const BUILD_BUCKETS = [1, 5, 10, 30, 60, 120, 300, 600, 1200];
 /** The calls of one (host, plugin, mode): kept as plain numbers on the call path, turned into series at scrape. */
 interface CallSeries {
   labels: { tenant: string; plugin: string; mode: string };
+  /** Calls that succeeded; `codes` the others by code. */
+  ok: number;
   codes: Map<string, number>;
   /** Per bucket (not cumulative), and one more for +Inf. */
   buckets: Float64Array;
@@ -82,6 +84,16 @@ export class ReedMetrics {
   /** Runtime (wasm, native) by `session\nplugin`, from its last load or upgrade. */
   readonly #runtimes = new Map<string, string>();
   readonly #unsubscribes: (() => void)[] = [];
+  /** The last call's host, plugin, mode and tenant, and its series. */
+  #last:
+    | {
+        session: string;
+        pluginId: string;
+        mode: string | undefined;
+        tenant: string | undefined;
+        series: CallSeries;
+      }
+    | undefined;
 
   readonly #starts: Counter<'tenant' | 'plugin' | 'mode' | 'runtime' | 'reason'>;
   readonly #coldStart: Histogram<'tenant' | 'plugin' | 'mode' | 'reason'>;
@@ -200,9 +212,35 @@ export class ReedMetrics {
 
   /** The call path: a map lookup and a few additions per call; the series are made at scrape. */
   #onCall(event: CallFinishedEvent): void {
+    // The same plugin as the last call (the common case): no key to build.
+    const last = this.#last;
+    let series: CallSeries | undefined;
+    if (
+      last !== undefined &&
+      last.session === event.session &&
+      last.pluginId === event.pluginId &&
+      last.mode === event.mode &&
+      last.tenant === event.tenant
+    )
+      series = last.series;
+    else series = this.#seriesOf(event);
+    if (series === undefined) return;
+    if (event.code === 'ok') series.ok++;
+    else series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
+    const seconds = event.durationMs / 1000;
+    let i = 0;
+    while (i < CALL_BUCKETS.length && seconds > (CALL_BUCKETS[i] as number)) i++;
+    (series.buckets as Float64Array)[i] = ((series.buckets as Float64Array)[i] as number) + 1;
+    series.count++;
+    series.sum += seconds;
+    series.fuel += event.fuelConsumed;
+  }
+
+  /** The series of a call's labels, made on its first call; undefined for a host this registry does not count. */
+  #seriesOf(event: CallFinishedEvent): CallSeries | undefined {
     // A call to an id no host loaded has no mode: one series for all of them, whatever id the caller sent.
     const tenant = this.#tenantOf(event);
-    if (tenant === null) return;
+    if (tenant === null) return undefined;
     // Keyed by the labels: hosts that come and go (a tenant's host restarted) add to the same series.
     let key = `${tenant}\n${event.mode === undefined ? NO_PLUGIN : event.pluginId}\n${event.mode}`;
     let series = this.#calls.get(key);
@@ -217,6 +255,7 @@ export class ReedMetrics {
       const plugin = event.mode === undefined ? NO_PLUGIN : this.#plugin(tenant, event.pluginId);
       series = {
         labels: { tenant, plugin, mode: event.mode ?? 'none' },
+        ok: 0,
         codes: new Map(),
         buckets: new Float64Array(CALL_BUCKETS.length + 1),
         count: 0,
@@ -225,14 +264,14 @@ export class ReedMetrics {
       };
       this.#calls.set(key, series);
     }
-    series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
-    const seconds = event.durationMs / 1000;
-    let i = 0;
-    while (i < CALL_BUCKETS.length && seconds > (CALL_BUCKETS[i] as number)) i++;
-    (series.buckets as Float64Array)[i] = ((series.buckets as Float64Array)[i] as number) + 1;
-    series.count++;
-    series.sum += seconds;
-    series.fuel += event.fuelConsumed;
+    this.#last = {
+      session: event.session,
+      pluginId: event.pluginId,
+      mode: event.mode,
+      tenant: event.tenant,
+      series,
+    };
+    return series;
   }
 
   #subscribe(): void {
@@ -307,7 +346,10 @@ export class ReedMetrics {
       'counter',
       () =>
         [...calls.values()].flatMap((s) =>
-          [...s.codes].map(([code, value]) => ({ labels: { ...s.labels, code }, value })),
+          [...(s.ok > 0 ? [['ok', s.ok] as const] : []), ...s.codes].map(([code, value]) => ({
+            labels: { ...s.labels, code },
+            value,
+          })),
         ),
     );
     metric(
