@@ -16,7 +16,7 @@ import { isReedError, ReedError } from '../errors.js';
 import type { PluginHost } from '../host/plugin-host.js';
 import { jsonText } from '../safe-text.js';
 import { singleTenantDirectory } from '../tenants/single.js';
-import type { TenantDirectory } from '../tenants/tenant.js';
+import { DEFAULT_TENANT, type TenantDirectory } from '../tenants/tenant.js';
 import { type Authenticator, registerAuth } from './auth.js';
 import { type Principal, SOCKET_PEER } from './principal.js';
 import { type RouteScope, registerRoutes } from './routes.js';
@@ -97,6 +97,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Who may use the route (the onRequest hook checks it). */
     scope?: RouteScope;
+    /**
+     * A plugin's install, upgrade, removal or reload: within the default tenant the admin's only (as its
+     * /v1/admin/plugins/... routes are), whichever path reaches it.
+     */
+    lifecycle?: boolean;
   }
 }
 
@@ -224,9 +229,16 @@ function authorize(request: FastifyRequest): void {
   if (scope === 'public' || principal.admin) return;
   if (scope === 'admin')
     throw new ReedError('forbidden', `${request.method} ${request.routeOptions.url}: admin only`);
-  const tenant = (request.params as { tenant?: string }).tenant ?? 'default';
+  const tenant = (request.params as { tenant?: string }).tenant ?? DEFAULT_TENANT;
   if (principal.tenant !== tenant)
     throw new ReedError('tenant_not_found', `no tenant "${tenant.slice(0, 64)}"`);
+  // The default tenant's plugins are the operator's: a default-tenant token calls and reads them, but installs,
+  // upgrades, removes and reloads nothing there (PUT /v1/tenants/default/plugins/x is /v1/admin/plugins/x).
+  if (tenant === DEFAULT_TENANT && request.routeOptions.config.lifecycle === true)
+    throw new ReedError(
+      'forbidden',
+      `${request.method} ${request.routeOptions.url}: the default tenant's plugins are installed, removed and reloaded by the admin only`,
+    );
 }
 
 /**

@@ -155,11 +155,31 @@ function adminAction(request: FastifyRequest): boolean {
 export function registerAuth(app: FastifyInstance, auth: Authenticator, tenants: TenantDirectory): void {
   registerAudit(app);
   void app.register(async (api) => registerTokenRoutes(api, auth, tenants));
-  app.addHook('onResponse', async (request, reply) => {
-    if (request.raw.method !== 'DELETE' || reply.statusCode >= 300) return;
+  // A token names its tenant by id only, so a token must never outlive its tenant: the next tenant of that id
+  // (made through the API, or declared in reed.toml later) is someone else's.
+  // - At the start: the tokens of a tenant the directory does not hold (taken out of reed.toml, or deleted while
+  //   the store could not be written) are revoked.
+  app.addHook('onReady', async () => {
+    for (const t of auth.tokens.list())
+      if (t.scope.kind === 'tenant' && tenants.get(t.scope.tenant) === undefined)
+        auth.tokens.revoke(t.id, t.scope.tenant);
+  });
+  app.addHook('preHandler', async (request) => {
     if (request.routeOptions.url !== '/v1/admin/tenants/:tenant') return;
     const { tenant } = request.params as { tenant?: string };
-    if (typeof tenant === 'string' && tenants.get(tenant) === undefined) auth.tokens.revokeTenant(tenant);
+    if (typeof tenant !== 'string' || !TENANT_ID_PATTERN.test(tenant)) return;
+    const existing = tenants.get(tenant);
+    // - Before a tenant is created: whatever tokens its id still has are not its own.
+    // - Before a tenant is deleted (a reed.toml or the default one cannot be): its tokens go first, so none is left for a tenant
+    //   of that id created right after (a PUT queued behind the DELETE), and none calls it while it stops.
+    if (
+      (request.raw.method === 'PUT' && existing === undefined) ||
+      (request.raw.method === 'DELETE' &&
+        existing !== undefined &&
+        existing.origin !== 'default' &&
+        existing.origin !== 'config')
+    )
+      auth.tokens.revokeTenant(tenant);
   });
 }
 

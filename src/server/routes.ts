@@ -56,6 +56,8 @@ interface RouteDef {
   handler: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
   /** The route reads a JSON body (the tenant admin routes); others read their bodies as streams. */
   json?: boolean;
+  /** A plugin's install, upgrade, removal or reload (the admin's only within the default tenant). */
+  lifecycle?: boolean;
 }
 
 /**
@@ -155,6 +157,7 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
       method: 'PUT',
       url: admin,
       scope,
+      lifecycle: true,
       summary: `Installs or upgrades a plugin of ${of} from a tar of its directory`,
       schema: {
         params: p(['id']),
@@ -171,6 +174,7 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
       method: 'DELETE',
       url: admin,
       scope,
+      lifecycle: true,
       summary: `Removes a plugin of ${of} (after its calls in flight)`,
       schema: {
         params: p(['id']),
@@ -188,6 +192,7 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
       method: 'POST',
       url: `${admin}/reload`,
       scope,
+      lifecycle: true,
       summary: `Reloads a plugin of ${of} from its directory (the upgrade path)`,
       schema: {
         params: p(['id']),
@@ -287,7 +292,7 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
   const toFastify = (def: RouteDef) => ({
     method: def.method,
     url: def.url,
-    config: { scope: def.scope },
+    config: { scope: def.scope, lifecycle: def.lifecycle === true },
     schema: {
       summary: def.summary,
       ...def.schema,

@@ -1,0 +1,185 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/server/api-server.js';
+import { Authenticator } from '../../src/server/auth.js';
+import type { TenantDirectory } from '../../src/tenants/tenant.js';
+import { TokenStore } from '../../src/tenants/tokens.js';
+
+// Adversarial review of the tenant API (issue 14): a tenant token (or none) against the API's own fastify app
+// (buildApi) with the real Authenticator and a real TokenStore on disk, over a stand-in directory of tenants that
+// records every lifecycle action it is asked for. What is proved is who reaches what.
+
+const dirs: string[] = [];
+const apps: FastifyInstance[] = [];
+afterEach(async () => {
+  for (const a of apps.splice(0)) await a.close();
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+interface World {
+  app: FastifyInstance;
+  tokens: TokenStore;
+  tenants: Set<string>;
+  /** Lifecycle actions the directory was asked for: `install default/x`, `create gone`. */
+  actions: string[];
+}
+
+async function world(initial: string[], tokens?: TokenStore): Promise<World> {
+  const tenants = new Set(initial);
+  const actions: string[] = [];
+  const tenant = (id: string) => ({
+    id,
+    origin: id === 'default' ? 'default' : 'runtime',
+    spec: {},
+    status: () => [],
+    host: {
+      pluginStatus: (p: string) => {
+        throw Object.assign(new Error(`no ${p}`), { code: 'plugin_not_loaded' });
+      },
+    },
+    install: async (p: string, archive: Readable) => {
+      actions.push(`install ${id}/${p}`);
+      archive.resume();
+      return { id: p };
+    },
+    remove: async (p: string) => {
+      actions.push(`remove ${id}/${p}`);
+      return [p];
+    },
+    reload: async (p: string) => {
+      actions.push(`reload ${id}/${p}`);
+      return { id: p };
+    },
+  });
+  const directory = {
+    get: (id: string) => (tenants.has(id) ? tenant(id) : undefined),
+    list: () => [...tenants].map(tenant),
+    create: async (id: string) => {
+      actions.push(`create ${id}`);
+      tenants.add(id);
+      return tenant(id);
+    },
+    remove: async (id: string) => {
+      actions.push(`delete ${id}`);
+      tenants.delete(id);
+    },
+    usage: () => ({}),
+    close: async () => {},
+  } as unknown as TenantDirectory;
+  const dir = mkdtempSync(join(tmpdir(), 'reed-adv-'));
+  dirs.push(dir);
+  const store = tokens ?? TokenStore.open(join(dir, 'data'));
+  const app = buildApi(directory, {
+    maxInputBytes: 1024,
+    logger: { error: () => {} },
+    auth: new Authenticator({ tokens: store }),
+  }) as unknown as FastifyInstance;
+  apps.push(app);
+  await app.ready();
+  return { app, tokens: store, tenants, actions };
+}
+
+function bearer(token: string) {
+  return { authorization: `Bearer ${token}` };
+}
+
+describe('a default-tenant token', () => {
+  it('cannot install, remove or reload the default tenant’s plugins through /v1/tenants/default (the admin’s)', async () => {
+    const w = await world(['default', 'acme']);
+    const { token } = w.tokens.create({ kind: 'tenant', tenant: 'default' });
+    // The admin route of the same action is refused...
+    const direct = await w.app.inject({
+      method: 'PUT',
+      url: '/v1/admin/plugins/evil',
+      headers: { ...bearer(token), 'content-type': 'application/x-tar' },
+      payload: Buffer.alloc(512),
+    });
+    expect(direct.statusCode).toBe(403);
+    // ...and so are its spellings under /v1/tenants/default.
+    for (const [method, url] of [
+      ['PUT', '/v1/tenants/default/plugins/evil'],
+      ['PUT', '/v1/tenants/%64efault/plugins/evil'],
+      ['DELETE', '/v1/tenants/default/plugins/seo'],
+      ['POST', '/v1/tenants/default/plugins/seo/reload'],
+    ] as const) {
+      const res = await w.app.inject({
+        method,
+        url,
+        headers: { ...bearer(token), 'content-type': 'application/x-tar' },
+        ...(method === 'PUT' ? { payload: Buffer.alloc(512) } : {}),
+      });
+      expect(res.statusCode, `${method} ${url}`).toBe(403);
+      expect(res.json().error.code).toBe('forbidden');
+    }
+    expect(w.actions).toEqual([]);
+    // It still reads its plugins (the tenant route it is given).
+    const list = await w.app.inject({
+      method: 'GET',
+      url: '/v1/tenants/default/plugins',
+      headers: bearer(token),
+    });
+    expect(list.statusCode).toBe(200);
+  });
+
+  it('a tenant token still installs within its own tenant', async () => {
+    const w = await world(['default', 'acme']);
+    const { token } = w.tokens.create({ kind: 'tenant', tenant: 'acme' });
+    const res = await w.app.inject({
+      method: 'PUT',
+      url: '/v1/tenants/acme/plugins/seo',
+      headers: { ...bearer(token), 'content-type': 'application/x-tar' },
+      payload: Buffer.alloc(512),
+    });
+    expect(res.statusCode).toBe(200);
+    expect(w.actions).toEqual(['install acme/seo']);
+  });
+});
+
+describe('tokens of a tenant that is gone', () => {
+  it('do not reach a later tenant of the same id made through the API', async () => {
+    // A tenant "acme" of reed.toml had a token; acme was then taken out of reed.toml (no DELETE: its tokens were
+    // never revoked). The admin later creates a runtime tenant "acme" for someone else.
+    const w = await world(['default']);
+    const { token } = w.tokens.create({ kind: 'tenant', tenant: 'acme' });
+    const put = await w.app.inject({
+      method: 'PUT',
+      url: '/v1/admin/tenants/acme',
+      headers: { 'content-type': 'application/json' },
+      payload: '{}',
+      // An admin: the Unix socket's peer without an admin token file (inject has an address: give a stored admin).
+    });
+    // inject's peer is TCP, so the admin needs a token.
+    expect(put.statusCode).toBe(401);
+    const admin = w.tokens.create({ kind: 'admin' }).token;
+    const created = await w.app.inject({
+      method: 'PUT',
+      url: '/v1/admin/tenants/acme',
+      headers: { ...bearer(admin), 'content-type': 'application/json' },
+      payload: '{}',
+    });
+    expect(created.statusCode).toBe(200);
+    expect(w.actions).toEqual(['create acme']);
+    const res = await w.app.inject({
+      method: 'GET',
+      url: '/v1/tenants/acme/plugins',
+      headers: bearer(token),
+    });
+    expect(res.statusCode).toBe(401);
+  });
+
+  it('are revoked when the API starts over a directory without their tenant', async () => {
+    const first = await world(['default', 'acme']);
+    const { token } = first.tokens.create({ kind: 'tenant', tenant: 'acme' });
+    const kept = first.tokens.create({ kind: 'tenant', tenant: 'default' }).token;
+    // serve restarts with acme gone from reed.toml: the same token store, a directory without acme.
+    const again = await world(['default'], TokenStore.open(join(first.tokens.dir, '..')));
+    expect(again.tokens.verify(token)).toBeUndefined();
+    expect(again.tokens.verify(kept)?.scope).toEqual({ kind: 'tenant', tenant: 'default' });
+  });
+});
