@@ -32,6 +32,12 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 const MAX_PEM_BYTES = 1024 * 1024;
+/**
+ * Connections the TCP listener holds at once; one more is closed as it is accepted. Anyone who reaches the port may
+ * connect before any token is checked (a connection that sends nothing is held until its timeouts): without a bound,
+ * enough of them took every descriptor serve has, and with them the Unix socket, the plugins' runners and files.
+ */
+export const MAX_TLS_CONNECTIONS = 1024;
 
 function pem(file: string, what: string): Buffer {
   let data: Buffer;
@@ -78,6 +84,7 @@ export async function listenTls(
     );
   }
   server.requestTimeout = options.requestTimeoutMs;
+  server.maxConnections = MAX_TLS_CONNECTIONS;
   // A handshake that fails (no or a wrong client certificate) ends that connection only.
   server.on('tlsClientError', (_error, socket) => socket.destroy());
   try {

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -6,8 +7,10 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/server/api-server.js';
 import { Authenticator } from '../../src/server/auth.js';
+import { listenTls, MAX_TLS_CONNECTIONS } from '../../src/server/tls-listener.js';
 import type { TenantDirectory } from '../../src/tenants/tenant.js';
 import { TokenStore } from '../../src/tenants/tokens.js';
+import { makeTestPki } from '../helpers/tls.js';
 
 // Adversarial review of the tenant API (issue 14): a tenant token (or none) against the API's own fastify app
 // (buildApi) with the real Authenticator and a real TokenStore on disk, over a stand-in directory of tenants that
@@ -182,4 +185,47 @@ describe('tokens of a tenant that is gone', () => {
     expect(again.tokens.verify(token)).toBeUndefined();
     expect(again.tokens.verify(kept)?.scope).toEqual({ kind: 'tenant', tenant: 'default' });
   });
+});
+
+describe('the TCP listener (--listen) against anyone who reaches its port', () => {
+  it('holds at most MAX_TLS_CONNECTIONS connections: more are closed at once, not kept (serve’s descriptors are everyone’s)', async () => {
+    const pki = makeTestPki();
+    dirs.push(pki.dir);
+    const server = await listenTls((_req, res) => res.end('{}'), {
+      host: '127.0.0.1',
+      port: 0,
+      certFile: pki.serverCert,
+      keyFile: pki.serverKey,
+      maxHeaderSize: 16 * 1024,
+      requestTimeoutMs: 60_000,
+    });
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const sockets: Socket[] = [];
+    try {
+      // Connections that never even start a handshake (no bytes at all): each held one descriptor of serve's.
+      const extra = 8;
+      const closedByServer: Promise<void>[] = [];
+      for (let i = 0; i < MAX_TLS_CONNECTIONS + extra; i++) {
+        const socket = connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        sockets.push(socket);
+        closedByServer.push(new Promise((resolve) => socket.once('close', () => resolve())));
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', () => resolve());
+          socket.once('error', reject);
+        });
+      }
+      // Exactly the extra ones are closed by the server (before the bound, none was: this waited forever)...
+      await Promise.all(closedByServer.slice(MAX_TLS_CONNECTIONS));
+      // ...and the rest are still held.
+      const held = await new Promise<number>((resolve, reject) =>
+        server.getConnections((error, n) => (error ? reject(error) : resolve(n))),
+      );
+      expect(held).toBe(MAX_TLS_CONNECTIONS);
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  }, 120_000);
 });
