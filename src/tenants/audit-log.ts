@@ -11,12 +11,20 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { type AuditEvent, subscribeAudit } from '../events/audit.js';
+import { TokenBucket } from './quota.js';
 
 export interface AuditLogOptions {
   /** A file is rotated once the next line would take it past this. Default 10 MiB. */
   maxBytes?: number;
   /** Rotated files kept besides the current one (audit.log.1 is the newest). Default 5. */
   maxFiles?: number;
+  /**
+   * Denial lines written per second past the burst (default 10, burst 100); the others are counted and written
+   * as one `{"kind":"suppressed","count":N}` line before the next line that is written. Admin actions (`done`)
+   * are always written.
+   */
+  deniedPerSecond?: number;
+  deniedBurst?: number;
 }
 
 export const AUDIT_FILE = 'audit.log';
@@ -39,11 +47,22 @@ export class AuditLog {
   #unsubscribe: (() => void) | undefined;
   /** Lines that could not be written (disk full, say): the publisher is never failed for them. */
   failures = 0;
+  /**
+   * Denials are what anyone may cause, a client without a token too (a 401 per request): unbounded, they rotated
+   * the admin actions out of the log (60 MiB of 401s by default). Past this bucket they are counted, not written.
+   */
+  readonly #denials: TokenBucket;
+  /** Denials not written since the last line that was. */
+  suppressed = 0;
 
   constructor(dir: string, options: AuditLogOptions = {}) {
     this.dir = dir;
     this.#maxBytes = Math.max(1024, options.maxBytes ?? 10 * 1024 * 1024);
     this.#maxFiles = Math.max(1, options.maxFiles ?? 5);
+    this.#denials = new TokenBucket(
+      Math.max(0.001, options.deniedPerSecond ?? 10),
+      Math.max(1, options.deniedBurst ?? 100),
+    );
   }
 
   start(): void {
@@ -82,8 +101,23 @@ export class AuditLog {
   }
 
   write(event: AuditEvent): void {
+    if (event.kind !== 'done' && this.#denials.take() !== undefined) {
+      this.suppressed++;
+      return;
+    }
+    if (this.suppressed > 0) {
+      const count = this.suppressed;
+      this.suppressed = 0;
+      this.#line(
+        JSON.stringify({ time: new Date().toISOString(), kind: 'suppressed', outcome: 'denied', count }),
+      );
+    }
+    this.#line(JSON.stringify(bounded(event)));
+  }
+
+  #line(json: string): void {
     try {
-      const line = `${JSON.stringify(bounded(event))}\n`;
+      const line = `${json}\n`;
       const bytes = Buffer.byteLength(line);
       if (this.#fd === undefined) return;
       if (this.#size > 0 && this.#size + bytes > this.#maxBytes) this.#rotate();
@@ -97,6 +131,17 @@ export class AuditLog {
   }
 
   close(): void {
+    if (this.suppressed > 0 && this.#fd !== undefined) {
+      this.#line(
+        JSON.stringify({
+          time: new Date().toISOString(),
+          kind: 'suppressed',
+          outcome: 'denied',
+          count: this.suppressed,
+        }),
+      );
+      this.suppressed = 0;
+    }
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     if (this.#fd !== undefined) closeSync(this.#fd);

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/server/api-server.js';
 import { Authenticator } from '../../src/server/auth.js';
 import { listenTls, MAX_TLS_CONNECTIONS } from '../../src/server/tls-listener.js';
+import { AuditLog } from '../../src/tenants/audit-log.js';
 import type { TenantDirectory } from '../../src/tenants/tenant.js';
 import { TokenStore } from '../../src/tenants/tokens.js';
 import { makeTestPki } from '../helpers/tls.js';
@@ -228,4 +229,67 @@ describe('the TCP listener (--listen) against anyone who reaches its port', () =
       await new Promise((r) => server.close(r));
     }
   }, 120_000);
+});
+
+describe('the audit log against a client without a token', () => {
+  it('keeps the admin actions however many 401s are sent: denials past a bucket are counted on one line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'reed-adv-audit-'));
+    dirs.push(dir);
+    const log = new AuditLog(join(dir, 'audit'), { maxBytes: 64 * 1024, maxFiles: 1 });
+    log.start();
+    const base = {
+      time: new Date().toISOString(),
+      transport: 'tcp' as const,
+      tenant: 'acme',
+      plugin: undefined,
+      tokenId: undefined as string | undefined,
+      status: 200,
+    };
+    log.write({
+      ...base,
+      kind: 'done',
+      principal: 'admin',
+      tokenId: 'admin',
+      method: 'DELETE',
+      route: '/v1/admin/tenants/acme',
+      outcome: 'ok',
+    });
+    // What an anonymous client's requests publish, one per 401: 5,000 of them (about 1.4 MB of lines), more than
+    // the log keeps (2 x 64 KiB here; 60 MiB by default).
+    for (let n = 0; n < 5_000; n++)
+      log.write({
+        ...base,
+        kind: 'denied',
+        principal: 'anonymous',
+        method: 'GET',
+        route: `/v1/admin/tenants/${'x'.repeat(100)}${n}`,
+        status: 401,
+        outcome: 'unauthenticated',
+      });
+    log.write({
+      ...base,
+      kind: 'done',
+      principal: 'admin',
+      tokenId: 'admin',
+      method: 'PUT',
+      route: '/v1/admin/tenants/bravo',
+      outcome: 'ok',
+    });
+    log.close();
+    const lines = readdirSync(join(dir, 'audit'))
+      .sort()
+      .reverse()
+      .flatMap((name) =>
+        readFileSync(join(dir, 'audit', name), 'utf8')
+          .split('\n')
+          .filter(Boolean),
+      )
+      .map((l) => JSON.parse(l) as { kind: string; route?: string; count?: number });
+    const done = lines.filter((l) => l.kind === 'done').map((l) => l.route);
+    expect(done).toEqual(['/v1/admin/tenants/acme', '/v1/admin/tenants/bravo']);
+    const written = lines.filter((l) => l.kind === 'denied').length;
+    const suppressed = lines.filter((l) => l.kind === 'suppressed').reduce((a, l) => a + (l.count ?? 0), 0);
+    expect(written + suppressed).toBe(5_000);
+    expect(written).toBeGreaterThanOrEqual(100);
+  });
 });
