@@ -8,6 +8,7 @@ import { runExtismBench } from './extism.js';
 import { runMetricsBench } from './metrics.js';
 import { runNativeBench } from './native.js';
 import { runProcessBench } from './process.js';
+import { runTenantsBench } from './tenants.js';
 import { runWasmBench } from './wasm.js';
 
 const benches: [string, () => boolean | Promise<boolean>][] = [
@@ -20,6 +21,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['encoding', runEncodingBench],
   ['container', runContainerBench],
   ['api', runApiBench],
+  ['tenants', runTenantsBench],
 ];
 const only = process.argv.slice(2);
 const missed: string[] = [];

@@ -1,0 +1,332 @@
+// Tenants (issue 14): tenant B's call latency while tenant A saturates its quotas, against B alone, in one run.
+// One TenantRegistry (the library, not serve: the quotas are enforced in the core, and the API's own cost is the
+// api bench's figure; through HTTP the client's and the server's parsing would take the same two cores and blur
+// what the tenant layer does) with tenants a and b declared in reed.toml, each with the same mode none plugin
+// (bench.load, C built here with clang --target=wasm32-wasi: echo, spin, grow) and the same quotas.
+// Phase "alone": B makes CALLS calls, one due each millisecond; phase "contended": the same while A's callers hammer every
+// quota A has (echo past its calls per second and concurrency, spin past its fuel per second, grow past its
+// memory). The phases alternate ROUNDS times after a warm-up; the figures are medians over rounds.
+// Target: B's p99 contended at most 1.5x B's p99 alone.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { delimiter, join, sep } from 'node:path';
+import { setTimeout as sleep, setImmediate as yieldToLoop } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { ReedError } from '../src/errors.js';
+import { loadHostConfig } from '../src/host/host-config.js';
+import { MemoryStorage } from '../src/host/services.js';
+import { TenantRegistry } from '../src/tenants/registry.js';
+import type { Tenant } from '../src/tenants/tenant.js';
+import { fmt, median, printTable } from './report.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+/** B's calls per phase (one due each millisecond: B stays within its quotas), and how many callers make them. */
+const CALLS = 2_000;
+const B_CONCURRENCY = 4;
+const ROUNDS = 5;
+/** A's callers: most echo, some spin, some grow. */
+const A_MIX: Mix = { echo: 24, spin: 6, grow: 2 };
+/** Then each kind of A's callers on its own, to say which of A's quotas costs B what (fewer rounds). */
+const BREAKDOWN_ROUNDS = 3;
+const TARGET = 1.5;
+
+type Mix = Record<'echo' | 'spin' | 'grow', number>;
+/** The same quotas for both tenants. */
+const QUOTAS = {
+  max_concurrent_calls: 16,
+  calls_per_second: 5_000,
+  fuel_per_second: 20_000_000,
+  memory_mb: 8,
+};
+
+const SOURCE = `
+#include <stdint.h>
+#include "reed_wasm.h"
+static char buf[4096];
+static volatile uint64_t sink;
+REED_EXPORT(echo) int32_t echo(void) {
+  int32_t n = reed_input_read(buf, sizeof buf, 0);
+  reed_output_write(buf, n);
+  return 0;
+}
+/* Burns fuel: 200,000 loop iterations (well under a millisecond). */
+REED_EXPORT(spin) int32_t spin(void) {
+  for (uint32_t i = 0; i < 200000; i++) sink += i;
+  return 0;
+}
+/* Grows the memory by 1 MiB; traps when the grow is refused (the tenant's memory_mb), as a failed malloc would. */
+REED_EXPORT(grow) int32_t grow(void) {
+  if (__builtin_wasm_memory_grow(0, 16) == (__SIZE_TYPE__)-1) __builtin_trap();
+  return 0;
+}
+`;
+
+/** clang without node_modules/.bin on the PATH (binaryen's wasm-opt there would rewrite the module). */
+function buildPlugin(dir: string): Buffer {
+  const c = join(dir, 'load.c');
+  const out = join(dir, 'load.wasm');
+  writeFileSync(c, SOURCE);
+  const path = (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter((p) => !p.includes(`node_modules${sep}.bin`))
+    .join(delimiter);
+  execFileSync(
+    'clang',
+    ['--target=wasm32-wasi', '-O2', '-mexec-model=reactor', '-I', join(REPO, 'include'), '-o', out, c],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, PATH: path },
+    },
+  );
+  return readFileSync(out);
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+/** What B's callers saw in one phase, microseconds, sorted: from its due time and from the call, to the answer. */
+interface Phase {
+  due: number[];
+  call: number[];
+}
+
+/**
+ * B's load: CALLS echo calls, one due every millisecond (1,000 a second, within B's quotas), made by B_CONCURRENCY
+ * callers in turn. Mode none runs a call on the host's thread to its end, so a call's own time hardly moves while
+ * A's spins hold that thread: what A costs B is the wait for the thread. The latency is therefore taken from when
+ * the call was due (its timer's time, late by however long the thread was held) to the answer; the time from the
+ * call to the answer is printed beside it.
+ */
+async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>): Promise<Phase> {
+  const due: number[] = [];
+  const call: number[] = [];
+  const t0 = performance.now() + 1;
+  const caller = async (_: unknown, first: number) => {
+    for (let k = first; k < CALLS; k += B_CONCURRENCY) {
+      const at = t0 + k;
+      const wait = at - performance.now();
+      if (wait > 1) await sleep(wait - 1);
+      // Node's timers count whole milliseconds of the loop's clock and may fire before `at`: the rest by turns.
+      while (performance.now() < at) await yieldToLoop();
+      const t = performance.now();
+      try {
+        await b.call('bench.load', 'echo', input);
+        const end = performance.now();
+        due.push((end - at) * 1000);
+        call.push((end - t) * 1000);
+      } catch (error) {
+        const key = error instanceof ReedError ? String(error.details?.quota ?? error.code) : 'other';
+        refused.set(key, (refused.get(key) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: B_CONCURRENCY }, caller));
+  return { due: due.sort((x, y) => x - y), call: call.sort((x, y) => x - y) };
+}
+
+/** A's callers until stopped: each calls again at once after an answer, after a turn of the loop after a refusal. */
+function saturateA(a: Tenant, input: Uint8Array, mix: Mix, counts: Map<string, number>) {
+  let stop = false;
+  const caller = (fn: string) => async () => {
+    while (!stop) {
+      try {
+        await a.call('bench.load', fn, input);
+        counts.set(`${fn} ok`, (counts.get(`${fn} ok`) ?? 0) + 1);
+      } catch (error) {
+        const key =
+          error instanceof ReedError && error.code === 'quota_exceeded'
+            ? `refused ${String(error.details?.quota)}`
+            : `failed ${error instanceof ReedError ? error.code : 'other'}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+        // A refusal answers without a turn of the event loop; a client resending at once over a socket could not.
+        await yieldToLoop();
+      }
+    }
+  };
+  const callers = Object.entries(mix).flatMap(([fn, n]) => Array.from({ length: n }, caller(fn)));
+  return async () => {
+    stop = true;
+    await Promise.all(callers);
+  };
+}
+
+interface Figures {
+  p50: number;
+  p99: number;
+  callP50: number;
+  callP99: number;
+}
+
+const figures = (phase: Phase): Figures => ({
+  p50: percentile(phase.due, 50),
+  p99: percentile(phase.due, 99),
+  callP50: percentile(phase.call, 50),
+  callP99: percentile(phase.call, 99),
+});
+
+interface Rounds {
+  alone: Figures[];
+  contended: Figures[];
+  /** Median over rounds of B's p99 (due to answer) contended and alone, and their ratio. */
+  p99Alone: number;
+  p99Busy: number;
+  ratio: number;
+}
+
+/** `rounds` pairs of phases: B alone, then B while A's callers of `mix` run. */
+async function measure(
+  a: Tenant,
+  b: Tenant,
+  input: Uint8Array,
+  mix: Mix,
+  rounds: number,
+  countsA: Map<string, number>,
+  refusedB: Map<string, number>,
+): Promise<Rounds> {
+  const alone: Figures[] = [];
+  const contended: Figures[] = [];
+  for (let r = 0; r < rounds; r++) {
+    alone.push(figures(await loadB(b, input, refusedB)));
+    const stopA = saturateA(a, input, mix, countsA);
+    const busy = await loadB(b, input, refusedB);
+    await stopA();
+    contended.push(figures(busy));
+  }
+  const p99Alone = median(alone.map((x) => x.p99));
+  const p99Busy = median(contended.map((x) => x.p99));
+  return { alone, contended, p99Alone, p99Busy, ratio: p99Busy / p99Alone };
+}
+
+export async function runTenantsBench(): Promise<boolean> {
+  const dir = mkdtempSync(join(tmpdir(), 'reed-bench-tenants-'));
+  try {
+    const wasm = buildPlugin(dir);
+    for (const t of ['a', 'b']) {
+      const plugin = join(dir, `plugins-${t}`, 'load');
+      mkdirSync(plugin, { recursive: true });
+      writeFileSync(join(plugin, 'plugin.wasm'), wasm);
+      writeFileSync(
+        join(plugin, 'plugin.toml'),
+        '[metadata]\nid = "bench.load"\nname = "bench.load"\nversion = "1.0.0"\napi_version = "1.0.0"\n' +
+          '[limits]\nmemory_mb = 16\n[sandbox]\nmode = "none"\n',
+      );
+    }
+    const quotas = Object.entries(QUOTAS)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join('\n');
+    writeFileSync(
+      join(dir, 'reed.toml'),
+      'cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "runtime"\n[signatures]\nrequire = "none"\n' +
+        `[tenants.a]\nplugin_dirs = ["plugins-a"]\n[tenants.a.quotas]\n${quotas}\n` +
+        `[tenants.b]\nplugin_dirs = ["plugins-b"]\n[tenants.b.quotas]\n${quotas}\n`,
+    );
+    const config = loadHostConfig({
+      cwd: dir,
+      env: {},
+      home: dir,
+      overrides: { pluginDirs: [], defaultSearchPaths: false },
+    });
+    const registry = await TenantRegistry.start({
+      config,
+      forceMode: 'none',
+      logger: pino({ level: 'silent' }),
+      storage: () => new MemoryStorage(),
+      audit: false,
+    });
+    try {
+      const a = registry.get('a');
+      const b = registry.get('b');
+      if (a === undefined || b === undefined) throw new Error('tenants a and b did not start');
+      const input = new Uint8Array(64).fill(120);
+      const spin = await a.call('bench.load', 'spin');
+      const refusedB = new Map<string, number>();
+      const countsA = new Map<string, number>();
+      await loadB(b, input, refusedB);
+      const { alone, contended, p99Alone, p99Busy, ratio } = await measure(
+        a,
+        b,
+        input,
+        A_MIX,
+        ROUNDS,
+        countsA,
+        refusedB,
+      );
+      const ratios = alone.map((x, i) => (contended[i] as Figures).p99 / x.p99);
+      const med = (phases: Figures[], key: keyof Figures) => fmt(median(phases.map((x) => x[key])));
+      printTable(
+        `Tenants (mode none, TenantRegistry; B: ${CALLS} echo calls of 64 B a phase, one due each ms, ${B_CONCURRENCY} callers; ${ROUNDS} rounds)`,
+        [
+          {
+            figure: "B's p50, due to answer, A saturating",
+            value: `${med(contended, 'p50')} us`,
+            baseline: `${med(alone, 'p50')} us B alone`,
+            ratio: '',
+            target: '',
+          },
+          {
+            figure: "B's p99, due to answer, A saturating",
+            value: `${fmt(p99Busy)} us`,
+            baseline: `${fmt(p99Alone)} us B alone`,
+            ratio: `${fmt(ratio, 2)}x (rounds: ${ratios.map((x) => fmt(x, 2)).join(', ')})`,
+            target: `<= ${TARGET}x`,
+            met: ratio <= TARGET,
+          },
+          {
+            figure: "B's p50 / p99, call to answer, A saturating",
+            value: `${med(contended, 'callP50')} / ${med(contended, 'callP99')} us`,
+            baseline: `${med(alone, 'callP50')} / ${med(alone, 'callP99')} us B alone`,
+            ratio: '',
+            target: '',
+          },
+        ],
+      );
+      const calls = [...countsA.entries()].sort(([x], [y]) => x.localeCompare(y));
+      console.log(
+        `\nquotas of each tenant: ${JSON.stringify(QUOTAS)}; one spin: ${fmt(spin.stats.fuelConsumed)} fuel`,
+      );
+      console.log(
+        `A's calls over the ${ROUNDS} contended phases (${A_MIX.echo} echo, ${A_MIX.spin} spin, ${A_MIX.grow} grow callers): ${calls.map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`,
+      );
+      const rows = [];
+      for (const fn of ['echo', 'spin', 'grow'] as const) {
+        const counts = new Map<string, number>();
+        const r = await measure(
+          a,
+          b,
+          input,
+          { echo: 0, spin: 0, grow: 0, [fn]: A_MIX[fn] },
+          BREAKDOWN_ROUNDS,
+          counts,
+          refusedB,
+        );
+        rows.push({
+          figure: `B's p99 while A's ${A_MIX[fn]} ${fn} callers run alone`,
+          value: `${fmt(r.p99Busy)} us`,
+          baseline: `${fmt(r.p99Alone)} us B alone`,
+          ratio: `${fmt(r.ratio, 2)}x`,
+          target: '',
+        });
+        console.log(
+          `A's ${fn} callers alone: ${[...counts.entries()].map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`,
+        );
+      }
+      printTable(`Tenants: which of A's loads costs B (${BREAKDOWN_ROUNDS} rounds each)`, rows);
+      console.log(
+        `B's refused calls: ${refusedB.size === 0 ? 'none' : [...refusedB.entries()].map(([k, v]) => `${k} ${v}`).join(', ')}`,
+      );
+      console.log(
+        `load average: ${loadavg()
+          .map((x) => fmt(x, 2))
+          .join(' ')}`,
+      );
+      return ratio <= TARGET && refusedB.size === 0;
+    } finally {
+      await registry.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
