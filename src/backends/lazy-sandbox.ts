@@ -1,5 +1,12 @@
 import type { SandboxMode } from '../manifest/types.js';
-import type { CallOptions, CallOutcome, Sandbox, SandboxHealth, SandboxStatus } from './sandbox.js';
+import type {
+  CallOptions,
+  CallOutcome,
+  Sandbox,
+  SandboxHealth,
+  SandboxStatus,
+  SandboxUsage,
+} from './sandbox.js';
 
 /** A sandbox whose preparation (reading, verifying, preparing the plugin) happens in `start`, not before. */
 export class LazySandbox implements Sandbox {
@@ -34,6 +41,10 @@ export class LazySandbox implements Sandbox {
   status(): SandboxStatus {
     if (this.#inner !== undefined) return this.#inner.status();
     return { state: this.#closed ? 'stopped' : 'starting', crashes: 0 };
+  }
+
+  usage(): SandboxUsage | undefined {
+    return this.#inner?.usage?.();
   }
 
   async close(): Promise<void> {
