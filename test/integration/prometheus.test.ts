@@ -170,6 +170,15 @@ describe('Prometheus scraping serve in each mode', () => {
       (result) => result.length === 3,
     );
     for (const r of starts) expect([r.metric.reason, Number(r.value[1])]).toEqual(['first_load', 1]);
+    // Memory per sandbox: the WASM memory in mode none, the runner's cgroup in process and container modes; CPU
+    // from the container's cgroup.
+    const memory = await eventually(
+      () => query('sum by (reed_mode) (reed_sandbox_memory_bytes{plugin="example.hello"})'),
+      (result) => result.length === 3,
+    );
+    for (const r of memory) expect(Number(r.value[1])).toBeGreaterThanOrEqual(65536);
+    const cpu = await query('sum by (reed_mode) (reed_sandbox_cpu_seconds_total{plugin="example.hello"})');
+    expect(cpu.find((r) => r.metric.reed_mode === 'container')?.value[1]).toBeDefined();
     expect(promLog).not.toMatch(/level=error/);
   }, 300_000);
 });
