@@ -13,8 +13,11 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tracingEnabled } from '../../src/host/tracing.js';
+import { createApiServer, listenOnSocket } from '../../src/server/api-server.js';
+import { api } from '../helpers/api.js';
 import { REPO } from '../helpers/cli.js';
-import { startHost, text } from '../helpers/host.js';
+import { startHost } from '../helpers/host.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 
 const EXAMPLES = join(REPO, 'examples/plugins');
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -44,7 +47,7 @@ const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId;
 const named = (name: string) => exporter.getFinishedSpans().filter((s) => s.name === name);
 
 describe('traces with a test SDK registered', () => {
-  it('process mode: one call makes the host span under the caller\u2019s trace and the runner span under it', async () => {
+  it('process mode: one API call with a traceparent makes the host span under the caller\u2019s trace and the runner span under it', async () => {
     expect(tracingEnabled()).toBe(true);
     const { host } = await startHost([EXAMPLES], {
       mode: 'process',
@@ -57,8 +60,16 @@ describe('traces with a test SDK registered', () => {
     expect(load[0]?.attributes).toMatchObject({ 'reed.plugin': 'example.hello', 'reed.outcome': 'ok' });
     exporter.reset();
 
-    const out = await host.call('example.hello', 'greet', 'you', { traceParent: TRACEPARENT });
-    expect(text(out.output)).toContain('you');
+    // Through the API: the traceparent header.
+    const server = createApiServer(host, { maxInputBytes: 1024 });
+    const socket = join(tempDir('reed-trace-api-'), 'api.sock');
+    await listenOnSocket(server, socket);
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const answer = await api(socket, 'POST', '/v1/plugins/example.hello/call/greet', 'you', {
+      traceparent: TRACEPARENT,
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.body.output).toContain('you');
     const [call] = named('reed.call');
     const [runner] = named('reed.runner.call');
     expect(call).toBeDefined();
