@@ -14,6 +14,7 @@ import type {
 } from 'fastify';
 import { ReedError } from '../errors.js';
 import type { CallWasi } from '../runtime/call-wasi.js';
+import { quotaExceeded } from '../tenants/quota.js';
 import { DEFAULT_TENANT, type Tenant, type TenantDirectory } from '../tenants/tenant.js';
 import { type ApiServerOptions, DEFAULT_MAX_INSTALL_BYTES, send } from './api-server.js';
 import {
@@ -74,6 +75,8 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
     if (tenant === undefined) throw new ReedError('tenant_not_found', `no tenant "${id.slice(0, 64)}"`);
     return tenant;
   };
+  /** Call bodies being received now, by tenant (bounded by its max_concurrent_calls). */
+  const readingBodies = new Map<string, number>();
   const routes: RouteDef[] = [];
   const add = (def: RouteDef) => routes.push(def);
 
@@ -139,7 +142,28 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
         const tenant = tenantOf(request);
         const { id, fn } = request.params as { id: string; fn: string };
         const wasi = callWasiFrom(request.query as { arg?: string[]; env?: string[] });
-        const input = await readBody(request.raw, options.maxInputBytes);
+        // The tenant's max_concurrent_calls bounds the bodies being read too: each may hold maxInputBytes of the
+        // host's memory before the call's own admission (Tenant.call) sees it.
+        const max = tenant.spec.quotas?.max_concurrent_calls;
+        const reading = readingBodies.get(tenant.id) ?? 0;
+        if (max !== undefined && reading >= max)
+          throw quotaExceeded(
+            tenant.id,
+            'max_concurrent_calls',
+            max,
+            `${reading} call bodies are being received`,
+            null,
+            id,
+          );
+        readingBodies.set(tenant.id, reading + 1);
+        let input: Uint8Array;
+        try {
+          input = await readBody(request.raw, options.maxInputBytes);
+        } finally {
+          const left = (readingBodies.get(tenant.id) ?? 1) - 1;
+          if (left > 0) readingBodies.set(tenant.id, left);
+          else readingBodies.delete(tenant.id);
+        }
         // A W3C traceparent header: the call's span continues the caller's trace (a malformed one is refused).
         const traceParent = request.headers.traceparent;
         const callOptions = {

@@ -40,7 +40,11 @@ async function world(initial: string[], tokens?: TokenStore): Promise<World> {
   const tenant = (id: string) => ({
     id,
     origin: id === 'default' ? 'default' : 'runtime',
-    spec: {},
+    spec: id === 'tight' ? { quotas: { max_concurrent_calls: 2 } } : {},
+    call: async (p: string) => {
+      actions.push(`call ${id}/${p}`);
+      return { output: new Uint8Array(0), stats: {} };
+    },
     status: () => [],
     host: {
       pluginStatus: (p: string) => {
@@ -291,5 +295,48 @@ describe('the audit log against a client without a token', () => {
     const suppressed = lines.filter((l) => l.kind === 'suppressed').reduce((a, l) => a + (l.count ?? 0), 0);
     expect(written + suppressed).toBe(5_000);
     expect(written).toBeGreaterThanOrEqual(100);
+  });
+});
+
+describe('call bodies against max_concurrent_calls', () => {
+  it('a tenant cannot hold more bodies being read than its max_concurrent_calls (each up to maxInputBytes of the host’s memory)', async () => {
+    const w = await world(['default', 'tight']);
+    const { token } = w.tokens.create({ kind: 'tenant', tenant: 'tight' });
+    const dir = mkdtempSync(join(tmpdir(), 'reed-adv-sock-'));
+    dirs.push(dir);
+    const path = join(dir, 'api.sock');
+    await w.app.listen({ path });
+    const sockets: Socket[] = [];
+    try {
+      // Calls whose bodies never end: 1,000 bytes declared, 10 sent. Before, each was read (and kept) whatever the
+      // quota, since the quota was judged only once the body was in.
+      const open = () => {
+        const socket = connect(path);
+        socket.on('error', () => {});
+        sockets.push(socket);
+        let answer = '';
+        socket.on('data', (d: Buffer) => {
+          answer += d.toString();
+        });
+        const answered = new Promise<string>((resolve) => socket.once('end', () => resolve(answer)));
+        socket.write(
+          `POST /v1/tenants/tight/plugins/seo/call/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(10)}`,
+        );
+        return answered;
+      };
+      open();
+      open();
+      // Both are being read: a request on another connection answers after them (requests are handled in order).
+      const probe = await w.app.inject({ method: 'GET', url: '/v1/health' });
+      expect(probe.statusCode).toBe(200);
+      const third = await open();
+      expect(third).toMatch(/^HTTP\/1.1 429 /);
+      expect(third).toContain('"quota":"max_concurrent_calls"');
+      expect(w.actions).toEqual([]);
+    } finally {
+      for (const s of sockets) s.destroy();
+      // The server notices the two bodies' ends on its own time: close ends them now.
+      w.app.server.closeAllConnections();
+    }
   });
 });
