@@ -54,9 +54,19 @@ export function quotaExceeded(
   pluginId?: string,
 ): ReedError {
   const retry = retryAfterMs === null ? '' : `; retry in ${retryAfterMs} ms`;
-  return new ReedError(
-    'quota_exceeded',
-    `tenant "${tenant}"${pluginId === undefined ? '' : `, plugin "${pluginId}"`}: ${what}, above its quota ${quota} = ${limit}${retry}`,
-    { ...(pluginId === undefined ? {} : { pluginId }), details: { tenant, quota, limit, retryAfterMs } },
-  );
+  // Without a stack: a refusal is an answer, not a fault, and its stack (the quota check's) tells nobody anything.
+  // Capturing one was most of a refusal's cost (~17 us of CPU here), and a tenant flooding past its quotas makes
+  // tens of thousands a second on the host's one thread, which the other tenants' calls wait for.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ReedError(
+      'quota_exceeded',
+      `tenant "${tenant}"${pluginId === undefined ? '' : `, plugin "${pluginId}"`}: ${what}, above its quota ${quota} = ${limit}${retry}`,
+      // A literal, not a spread: a spread of an object costs microseconds on Node 20.
+      { pluginId, details: { tenant, quota, limit, retryAfterMs } },
+    );
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
+  }
 }

@@ -36,6 +36,10 @@ describe('tenant quotas', () => {
       details: { tenant: 'acme', quota: 'calls_per_second', limit: 5, retryAfterMs: 200 },
     });
     expect(e.message).toContain('tenant "acme", plugin "seo"');
+    // No stack captured (the cost of a refusal a flooding tenant makes by the ten thousand), and the process's
+    // own limit is back for every other error.
+    expect(e.stack).not.toMatch(/\n\s+at /);
+    expect(new Error('x').stack).toMatch(/\n\s+at /);
   });
 
   it('storage bytes and keys are summed over the tenant\u2019s plugins, and freed by delete', () => {
