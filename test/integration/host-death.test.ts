@@ -1,11 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { loadHostConfig } from '../../src/host/host-config.js';
-import { PluginHost } from '../../src/host/plugin-host.js';
-import { REPO } from '../helpers/cli.js';
+import { killHost, spawnHostFixture, startSweepingHost } from '../helpers/host-child.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 /** Alive and not a zombie (a zombie is dead, only not yet reaped). */
@@ -20,34 +17,17 @@ const alive = (pid: number) => {
 describe('a host killed with SIGKILL in the middle of calls', () => {
   it('leaves no runner process, and the next host removes its sandbox directories', async () => {
     const runtimeDir = tempDir('reed-death-');
-    const child = spawn(process.execPath, [join(REPO, 'test/fixtures/hosts/busy-host.mjs'), runtimeDir], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const pids = await new Promise<number[]>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        const line = /ready ([\d ]+)\n/.exec(out);
-        if (line) resolve((line[1] as string).split(' ').map(Number));
-      });
-      child.once('exit', () => reject(new Error(`host exited early: ${out}`)));
-    });
+    const { child, ready } = await spawnHostFixture('busy-host', [runtimeDir]);
+    const pids = ready.map(Number);
     expect(pids.every(alive)).toBe(true);
     await new Promise((r) => setTimeout(r, 200)); // calls in flight
-    child.kill('SIGKILL');
+    await killHost(child);
     const deadline = Date.now() + 5_000;
     while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(pids.filter(alive)).toEqual([]);
     expect(readdirSync(join(runtimeDir, 'sandboxes')).length).toBe(2); // what the dead host left
 
-    const config = loadHostConfig({
-      cwd: runtimeDir,
-      env: {},
-      home: runtimeDir,
-      overrides: { pluginDirs: [], defaultSearchPaths: false },
-    });
-    config.runtimeDir = runtimeDir;
-    const next = await PluginHost.start({ config, logger: pino({ level: 'silent' }) });
+    const next = await startSweepingHost(runtimeDir);
     expect(readdirSync(join(runtimeDir, 'sandboxes'))).toEqual([]);
     await next.close();
   });
@@ -76,19 +56,7 @@ describe('a host in container mode killed with SIGKILL', () => {
     const { chmodSync } = await import('node:fs');
     const runtimeDir = tempDir('reed-death-');
     chmodSync(runtimeDir, 0o755);
-    const child = spawn(
-      process.execPath,
-      [join(REPO, 'test/fixtures/hosts/busy-host.mjs'), runtimeDir, 'container'],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        if (out.includes('ready')) resolve();
-      });
-      child.once('exit', () => reject(new Error(`host exited early: ${out}`)));
-    });
+    const { child } = await spawnHostFixture('busy-host', [runtimeDir, 'container']);
     const mine = async () =>
       (
         await docker.listContainers({
@@ -97,16 +65,8 @@ describe('a host in container mode killed with SIGKILL', () => {
         })
       ).filter((c) => Number(c.Labels['reed.host.pid']) === child.pid);
     expect(await mine()).toHaveLength(1);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    const config = loadHostConfig({
-      cwd: runtimeDir,
-      env: {},
-      home: runtimeDir,
-      overrides: { pluginDirs: [], defaultSearchPaths: false },
-    });
-    config.runtimeDir = runtimeDir;
-    const next = await PluginHost.start({ config, logger: pino({ level: 'silent' }) });
+    await killHost(child);
+    const next = await startSweepingHost(runtimeDir);
     expect(await mine()).toEqual([]);
     expect(readdirSync(join(runtimeDir, 'sandboxes'))).toEqual([]);
     await next.close();

@@ -17,17 +17,17 @@ import {
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import koffi from 'koffi';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
 import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { LmdbStorage } from '../../src/host/lmdb-storage.js';
-import { PluginHost } from '../../src/host/plugin-host.js';
+import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { MemoryStorage } from '../../src/host/services.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
+import { startSweepingHost } from '../helpers/host-child.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
 const FIXTURE = join(REPO, 'test/fixtures/native-process/isolation');
@@ -287,14 +287,7 @@ describe('nothing survives the sandbox (issue 10, class 8)', () => {
     cgroup?.add(left.pid as number);
     try {
       const runtimeDir = tempDir();
-      const config = loadHostConfig({
-        cwd: runtimeDir,
-        env: {},
-        home: runtimeDir,
-        overrides: { pluginDirs: [], defaultSearchPaths: false },
-      });
-      config.runtimeDir = runtimeDir;
-      const next = await PluginHost.start({ config, logger: pino({ level: 'silent' }) });
+      const next = await startSweepingHost(runtimeDir);
       await next.close();
       expect(await until(() => livePids((p) => Number(p) === left.pid).length === 0)).toBe(true);
       expect(cgroup?.dirs.filter((d) => existsSync(d))).toEqual([]);
