@@ -1,22 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  fsyncSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readSync,
-  renameSync,
-  writeSync,
-} from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { removeTree } from '../backends/shared/safe-remove.js';
 import { type HostSession, isAlive } from '../backends/shared/session.js';
 import { ReedError } from '../errors.js';
+import { fsyncDir, readJsonRecord, removeRecordTemps, writeJsonRecord } from '../json-record.js';
 import { PLUGIN_ID_PATTERN } from '../manifest/schema.js';
 
 /** One installed plugin: its directory under the store (relative), and its version when installed. */
@@ -124,9 +113,7 @@ export class PluginStore {
    */
   async sweep(): Promise<void> {
     const referenced = new Set(Object.values(this.#index).map((p) => join(this.root, p.dir)));
-    for (const name of list(this.root))
-      if (/^installed\.json\.[0-9a-f]{16}\.tmp$/.test(name))
-        await removeTree(join(this.root, name), this.logger);
+    removeRecordTemps(this.root, INDEX);
     for (const name of list(join(this.root, 'staging'))) {
       const [pid, start] = name.split('_');
       if (!isAlive(Number(pid), start ?? '')) await removeTree(join(this.root, 'staging', name), this.logger);
@@ -155,37 +142,23 @@ function list(dir: string): string[] {
 }
 
 function readIndex(path: string): Record<string, InstalledPlugin> {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw unreadable(path, (error as Error).message);
+  const parsed = readJsonRecord(path, MAX_INDEX_BYTES, (why) => unreadable(path, why)) as
+    | { plugins?: unknown }
+    | undefined;
+  if (parsed === undefined) return {};
+  const plugins = parsed?.plugins;
+  if (plugins === null || typeof plugins !== 'object') throw unreadable(path, 'no "plugins" table');
+  const out: Record<string, InstalledPlugin> = Object.create(null);
+  for (const [id, p] of Object.entries(plugins as Record<string, unknown>)) {
+    const { dir, version } = (p ?? {}) as Partial<InstalledPlugin>;
+    const parts = typeof dir === 'string' ? dir.split('/') : [];
+    // versions/<id>/<name>, and nothing else: the pointer never leads out of the store.
+    if (!ID_RE.test(id) || parts.length !== 3 || parts[0] !== 'versions' || parts[1] !== id)
+      throw unreadable(path, `the entry for "${id}" does not name a version directory of the store`);
+    if (!VERSION_DIR.test(parts[2] as string)) throw unreadable(path, `the entry for "${id}" is malformed`);
+    out[id] = { dir: dir as string, version: typeof version === 'string' ? version : '' };
   }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.size > MAX_INDEX_BYTES) throw unreadable(path, 'not a small regular file');
-    const buf = Buffer.alloc(st.size);
-    const n = readSync(fd, buf, 0, st.size, 0);
-    const parsed = JSON.parse(buf.toString('utf8', 0, n)) as { plugins?: unknown };
-    const plugins = parsed?.plugins;
-    if (plugins === null || typeof plugins !== 'object') throw unreadable(path, 'no "plugins" table');
-    const out: Record<string, InstalledPlugin> = Object.create(null);
-    for (const [id, p] of Object.entries(plugins as Record<string, unknown>)) {
-      const { dir, version } = (p ?? {}) as Partial<InstalledPlugin>;
-      const parts = typeof dir === 'string' ? dir.split('/') : [];
-      // versions/<id>/<name>, and nothing else: the pointer never leads out of the store.
-      if (!ID_RE.test(id) || parts.length !== 3 || parts[0] !== 'versions' || parts[1] !== id)
-        throw unreadable(path, `the entry for "${id}" does not name a version directory of the store`);
-      if (!VERSION_DIR.test(parts[2] as string)) throw unreadable(path, `the entry for "${id}" is malformed`);
-      out[id] = { dir: dir as string, version: typeof version === 'string' ? version : '' };
-    }
-    return out;
-  } catch (error) {
-    throw error instanceof ReedError ? error : unreadable(path, (error as Error).message);
-  } finally {
-    closeSync(fd);
-  }
+  return out;
 }
 
 function unreadable(path: string, why: string): ReedError {
@@ -195,29 +168,7 @@ function unreadable(path: string, why: string): ReedError {
 }
 
 function writeIndex(root: string, index: Record<string, InstalledPlugin>): void {
-  const tmp = join(root, `${INDEX}.${randomBytes(8).toString('hex')}.tmp`);
-  const fd = openSync(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
-  try {
-    writeSync(fd, `${JSON.stringify({ version: 1, plugins: index }, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(root, INDEX));
-  fsyncDir(root);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  writeJsonRecord(root, INDEX, { version: 1, plugins: index }, 2);
 }
 
 /** fsyncs every directory under `dir` (the files were fsynced as they were written), without following links. */

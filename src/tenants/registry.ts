@@ -26,6 +26,7 @@ import {
   deleteTenantRecord,
   persistedTenantIds,
   readTenantRecord,
+  sweepTenantRecords,
   tenantDir,
   writeTenantRecord,
 } from './tenant-store.js';
@@ -109,6 +110,7 @@ export class TenantRegistry implements TenantDirectory {
         if (e.mode === 'none') starts(e.pluginId, e.session);
       }),
     );
+    sweepTenantRecords(this.config.dataDir);
     const declared = this.config.tenants;
     await this.#startTenant(DEFAULT_TENANT, 'default', { quotas: declared[DEFAULT_TENANT]?.quotas ?? {} });
     for (const [id, t] of Object.entries(declared))

@@ -1,23 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  closeSync,
-  constants,
-  fstatSync,
-  fsyncSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { ReedError } from '../errors.js';
 import { TenantQuotasSchema } from '../host/config-schema.js';
+import { readJsonRecord, removeRecordTemps, writeJsonRecord } from '../json-record.js';
 import { compileSchema } from '../schema-check.js';
 import { TENANT_ID_PATTERN, type TenantSpec } from './tenant.js';
 
@@ -115,26 +101,7 @@ export function tenantDir(dataDir: string, id: string): string {
 
 /** Writes tenant.json atomically: a new file beside it (never through a link), synced, renamed over it. */
 export function writeTenantRecord(dataDir: string, record: TenantRecord): void {
-  const dir = tenantDir(dataDir, record.id);
-  const tmp = join(dir, `.${TENANT_FILE}.${randomBytes(6).toString('hex')}`);
-  const fd = openSync(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
-  try {
-    writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, TENANT_FILE));
-  const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
+  writeJsonRecord(tenantDir(dataDir, record.id), TENANT_FILE, record, 2);
 }
 
 export function deleteTenantRecord(dataDir: string, id: string): void {
@@ -148,44 +115,43 @@ export function deleteTenantRecord(dataDir: string, id: string): void {
 /** Reads one tenant.json (no link followed, size bounded, checked). Throws `tenant_store_unreadable`. */
 export function readTenantRecord(dataDir: string, id: string): TenantRecord {
   const file = join(dataDir, 'tenants', id, TENANT_FILE);
-  const fail = (why: string, cause?: unknown): never => {
-    throw new ReedError('tenant_store_unreadable', `${file}: ${why}`, { file, cause });
-  };
-  let fd: number;
-  try {
-    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    return fail((error as Error).message, error);
-  }
-  let text: string;
-  try {
-    const stat = fstatSync(fd);
-    if (!stat.isFile()) return fail('not a regular file');
-    if (stat.size > MAX_TENANT_FILE_BYTES) return fail(`larger than ${MAX_TENANT_FILE_BYTES} bytes`);
-    const buf = Buffer.alloc(stat.size);
-    let got = 0;
-    while (got < buf.length) {
-      const n = readSync(fd, buf, got, buf.length - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    text = buf.subarray(0, got).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    return fail(`not JSON: ${(error as Error).message}`, error);
-  }
+  const fail = (why: string, cause?: unknown): ReedError =>
+    new ReedError('tenant_store_unreadable', `${file}: ${why}`, { file, cause });
+  const parsed = readJsonRecord(file, MAX_TENANT_FILE_BYTES, fail);
+  if (parsed === undefined) throw fail('ENOENT: there is no such file');
   const r = parsed as Partial<TenantRecord> | null;
   if (r === null || typeof r !== 'object' || r.id !== id || typeof r.created !== 'string')
-    return fail(`its id is not "${id}", or it has no created time`);
+    throw fail(`its id is not "${id}", or it has no created time`);
   try {
     return { id, spec: checkTenantSpec(id, r.spec, file), created: r.created };
   } catch (error) {
-    return fail((error as Error).message, error);
+    throw fail((error as Error).message, error);
+  }
+}
+
+/**
+ * Removes the temporary files of tenant.json writes that a killed host left in each tenant's directory (this
+ * version's `tenant.json.<hex>.tmp`, and the `.tenant.json.<hex>` of versions before it). The registry's start, its
+ * data_dir's one writer, calls it.
+ */
+export function sweepTenantRecords(dataDir: string): void {
+  const root = join(dataDir, 'tenants');
+  for (const id of listDir(root)) {
+    if (!TENANT_ID_PATTERN.test(id)) continue;
+    const dir = join(root, id);
+    if (!lstatSync(dir).isDirectory()) continue;
+    removeRecordTemps(dir, TENANT_FILE);
+    for (const name of listDir(dir))
+      if (/^\.tenant\.json\.[0-9a-f]{12}$/.test(name)) unlinkSync(join(dir, name));
+  }
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
   }
 }
 

@@ -3,18 +3,16 @@ import {
   closeSync,
   constants,
   fstatSync,
-  fsyncSync,
   lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readSync,
-  renameSync,
   unlinkSync,
-  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { ReedError } from '../errors.js';
+import { fsyncDir, readJsonRecord, removeRecordTemps, writeJsonRecord } from '../json-record.js';
 import { TENANT_ID_PATTERN } from './tenant.js';
 
 /**
@@ -92,13 +90,10 @@ export class TokenStore {
         `its mode is ${(st.mode & 0o777).toString(8)}; it must be closed to group and others (700)`,
       );
     const store = new TokenStore(dir);
+    // A creation a dead host never renamed into place: never valid, removed.
+    removeRecordTemps(dir);
     const names = readdirSync(dir);
     for (const name of names) {
-      if (name.endsWith('.tmp')) {
-        // A creation a dead host never renamed into place: never valid, removed.
-        unlinkSync(join(dir, name));
-        continue;
-      }
       const match = /^([0-9a-f]{16})\.json$/.exec(name);
       if (match === null) throw unreadable(join(dir, name), 'not a token file (<16 hex digits>.json)');
       if (store.#tokens.size >= MAX_TOKENS) throw unreadable(dir, `more than ${MAX_TOKENS} tokens`);
@@ -205,74 +200,34 @@ function unreadable(path: string, why: string): ReedError {
 }
 
 function readToken(path: string, id: string): StoredToken {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    throw unreadable(path, (error as NodeJS.ErrnoException).code ?? (error as Error).message);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.size > MAX_TOKEN_FILE_BYTES) throw unreadable(path, 'not a small regular file');
-    const buf = Buffer.alloc(st.size);
-    const n = readSync(fd, buf, 0, st.size, 0);
-    let parsed: Record<string, unknown>;
-    try {
-      parsed = JSON.parse(buf.toString('utf8', 0, n)) as Record<string, unknown>;
-    } catch {
-      throw unreadable(path, 'not JSON');
-    }
-    const { version, id: fileId, tenant, admin, created, sha256: hash } = parsed ?? {};
-    if (version !== 1 || fileId !== id) throw unreadable(path, 'not a version 1 token file of that id');
-    if (typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash))
-      throw unreadable(path, 'the field sha256 is not 64 hex digits');
-    if (typeof created !== 'string' || created.length > 64)
-      throw unreadable(path, 'the field created is not a time');
-    let scope: TokenScope;
-    if (admin === true && tenant === undefined) scope = { kind: 'admin' };
-    else if (admin === undefined && typeof tenant === 'string' && TENANT_ID_PATTERN.test(tenant))
-      scope = { kind: 'tenant', tenant };
-    else throw unreadable(path, 'it names neither a tenant (field tenant) nor admin (field admin)');
-    return { id, scope, created, hash: Buffer.from(hash, 'hex') };
-  } finally {
-    closeSync(fd);
-  }
+  const parsed = readJsonRecord(path, MAX_TOKEN_FILE_BYTES, (why) => unreadable(path, why)) as
+    | Record<string, unknown>
+    | null
+    | undefined;
+  // Listed a moment ago: gone now is as wrong as any other surprise in this directory.
+  if (parsed === undefined) throw unreadable(path, 'ENOENT');
+  const { version, id: fileId, tenant, admin, created, sha256: hash } = parsed ?? {};
+  if (version !== 1 || fileId !== id) throw unreadable(path, 'not a version 1 token file of that id');
+  if (typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash))
+    throw unreadable(path, 'the field sha256 is not 64 hex digits');
+  if (typeof created !== 'string' || created.length > 64)
+    throw unreadable(path, 'the field created is not a time');
+  let scope: TokenScope;
+  if (admin === true && tenant === undefined) scope = { kind: 'admin' };
+  else if (admin === undefined && typeof tenant === 'string' && TENANT_ID_PATTERN.test(tenant))
+    scope = { kind: 'tenant', tenant };
+  else throw unreadable(path, 'it names neither a tenant (field tenant) nor admin (field admin)');
+  return { id, scope, created, hash: Buffer.from(hash, 'hex') };
 }
 
 function writeToken(dir: string, t: StoredToken): void {
-  const text = `${JSON.stringify({
+  writeJsonRecord(dir, `${t.id}.json`, {
     version: 1,
     id: t.id,
     ...(t.scope.kind === 'admin' ? { admin: true } : { tenant: t.scope.tenant }),
     created: t.created,
     sha256: t.hash.toString('hex'),
-  })}\n`;
-  const tmp = join(dir, `${t.id}.${randomBytes(8).toString('hex')}.tmp`);
-  const fd = openSync(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw error;
-  }
-  closeSync(fd);
-  renameSync(tmp, join(dir, `${t.id}.json`));
-  fsyncDir(dir);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 /**
