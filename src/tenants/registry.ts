@@ -12,6 +12,7 @@ import { type EventBus, MemoryEventBus, type StorageService } from '../host/serv
 import { AuditLog, type AuditLogOptions } from './audit-log.js';
 import {
   DEFAULT_TENANT,
+  type RemovedTenantData,
   type RemoveTenantOptions,
   TENANT_ID_PATTERN,
   type Tenant,
@@ -23,9 +24,12 @@ import { TenantHost } from './tenant-host.js';
 import { TenantEventBus, TenantStorage } from './tenant-services.js';
 import {
   checkTenantSpec,
+  dataDirName,
   deleteTenantRecord,
+  newGeneration,
   persistedTenantIds,
   readTenantRecord,
+  removedTenantData,
   sweepTenantRecords,
   tenantDir,
   writeTenantRecord,
@@ -62,6 +66,8 @@ export class TenantRegistry implements TenantDirectory {
   readonly logger: Logger;
   readonly #options: TenantRegistryOptions;
   readonly #tenants = new Map<string, TenantHost>();
+  /** The name of each running tenant's data directory in `<data_dir>/tenants/<id>/` (`data`, `data-<generation>`). */
+  readonly #dataNames = new Map<string, string>();
   /** Which tenant each host session is, for the events that name only a session. */
   readonly #bySession = new Map<string, TenantHost>();
   /** Hosts being started: their sandbox starts, until the tenant exists to count them. */
@@ -124,18 +130,32 @@ export class TenantRegistry implements TenantDirectory {
         );
         continue;
       }
-      await this.#startTenant(id, 'runtime', readTenantRecord(this.config.dataDir, id).spec);
+      const record = readTenantRecord(this.config.dataDir, id);
+      await this.#startTenant(id, 'runtime', record.spec, record.generation);
     }
   }
 
-  /** A tenant's data dir: data_dir itself for the default tenant, else `<data_dir>/tenants/<id>/data`. */
+  /**
+   * A tenant's data dir: data_dir itself for the default tenant, else `<data_dir>/tenants/<id>/data-<generation>`
+   * for one created through the API (`data` for reed.toml's, and for one created before generations).
+   */
   dataDirOf(id: string): string {
-    return id === DEFAULT_TENANT ? this.config.dataDir : join(this.config.dataDir, 'tenants', id, 'data');
+    return id === DEFAULT_TENANT
+      ? this.config.dataDir
+      : join(this.config.dataDir, 'tenants', id, this.#dataNames.get(id) ?? 'data');
   }
 
-  async #startTenant(id: string, origin: Tenant['origin'], spec: TenantSpec): Promise<TenantHost> {
+  async #startTenant(
+    id: string,
+    origin: Tenant['origin'],
+    spec: TenantSpec,
+    generation?: string,
+  ): Promise<TenantHost> {
     const quotas = spec.quotas ?? {};
-    const dataDir = this.dataDirOf(id);
+    const dataDir =
+      id === DEFAULT_TENANT
+        ? this.config.dataDir
+        : join(this.config.dataDir, 'tenants', id, dataDirName(generation));
     if (id !== DEFAULT_TENANT) tenantDir(this.config.dataDir, id);
     const config: HostConfig =
       id === DEFAULT_TENANT
@@ -180,6 +200,7 @@ export class TenantRegistry implements TenantDirectory {
     storage.seed();
     for (const s of host.status()) storage.space(s.id);
     this.#tenants.set(id, tenant);
+    if (id !== DEFAULT_TENANT) this.#dataNames.set(id, dataDirName(generation));
     this.#bySession.set(host.session.id, tenant);
     const max = quotas.max_plugins;
     if (max !== undefined && host.status().length > max)
@@ -192,6 +213,7 @@ export class TenantRegistry implements TenantDirectory {
 
   async #stopTenant(tenant: TenantHost): Promise<void> {
     this.#tenants.delete(tenant.id);
+    this.#dataNames.delete(tenant.id);
     try {
       await tenant.host.close();
     } finally {
@@ -228,18 +250,38 @@ export class TenantRegistry implements TenantDirectory {
         );
       const previous = existing === undefined ? undefined : readTenantRecord(this.config.dataDir, id);
       if (existing !== undefined) await this.#stopTenant(existing);
-      writeTenantRecord(this.config.dataDir, { id, spec: checked, created: new Date().toISOString() });
+      // A new tenant gets a new generation, so a new data directory: never the data of a removed tenant of that id
+      // (kept aside until purged). An updated one keeps its own.
+      const generation = previous === undefined ? newGeneration() : previous.generation;
+      writeTenantRecord(this.config.dataDir, {
+        id,
+        spec: checked,
+        created: new Date().toISOString(),
+        ...(generation === undefined ? {} : { generation }),
+      });
       try {
-        const tenant = await this.#startTenant(id, 'runtime', checked);
-        this.logger.info({ tenant: id }, existing === undefined ? 'tenant created' : 'tenant updated');
+        const tenant = await this.#startTenant(id, 'runtime', checked, generation);
+        const kept =
+          previous === undefined ? removedTenantData(this.config.dataDir, () => undefined, id) : [];
+        this.logger.info(
+          { tenant: id, ...(kept.length > 0 ? { removedData: kept.map((d) => d.path) } : {}) },
+          existing === undefined
+            ? kept.length > 0
+              ? 'tenant created, empty: the data of the removed tenant of that id is kept aside until purged'
+              : 'tenant created'
+            : 'tenant updated',
+        );
         return tenant;
       } catch (error) {
-        // A new tenant that cannot start is not kept (it would fail every later start too); an updated one goes
-        // back to the spec it had.
-        if (previous === undefined) deleteTenantRecord(this.config.dataDir, id);
-        else {
+        // A new tenant that cannot start is not kept (it would fail every later start too), nor its new data
+        // directory; an updated one goes back to the spec it had.
+        if (previous === undefined) {
+          deleteTenantRecord(this.config.dataDir, id);
+          if (generation !== undefined)
+            await removeTree(join(this.config.dataDir, 'tenants', id, dataDirName(generation)), this.logger);
+        } else {
           writeTenantRecord(this.config.dataDir, previous);
-          await this.#startTenant(id, 'runtime', previous.spec).catch((again: unknown) =>
+          await this.#startTenant(id, 'runtime', previous.spec, previous.generation).catch((again: unknown) =>
             this.logger.error(
               { tenant: id, err: again },
               'tenant could not be restarted with its previous spec',
@@ -265,6 +307,47 @@ export class TenantRegistry implements TenantDirectory {
       if (options.purge === true) await removeTree(join(this.config.dataDir, 'tenants', id), this.logger);
       this.logger.info({ tenant: id, purge: options.purge === true }, 'tenant removed');
     });
+  }
+
+  /**
+   * The data removed tenants left (removed without purge), of every id or of `id`: each kept in its own directory
+   * until `purgeRemoved`, never handed to a tenant created later with the same id.
+   */
+  removedData(id?: string): RemovedTenantData[] {
+    if (id !== undefined && !TENANT_ID_PATTERN.test(id)) return [];
+    return removedTenantData(this.config.dataDir, (t) => this.#liveDataName(t), id);
+  }
+
+  /**
+   * Deletes the data removed tenants of id `id` left (not the data of a tenant of that id that exists). Answers the
+   * directories removed; `tenant_not_found` when there were none.
+   */
+  purgeRemoved(id: string): Promise<RemovedTenantData[]> {
+    return this.#serially(async () => {
+      const removed = this.removedData(id);
+      if (removed.length === 0)
+        throw new ReedError(
+          'tenant_not_found',
+          `no data of a removed tenant "${TENANT_ID_PATTERN.test(id) ? id : id.slice(0, 80)}" is kept`,
+        );
+      for (const d of removed) await removeTree(d.path, this.logger);
+      // Nothing of the id left but an empty directory: gone too.
+      if (!this.#tenants.has(id) && !persistedTenantIds(this.config.dataDir).includes(id))
+        await removeTree(join(this.config.dataDir, 'tenants', id), this.logger);
+      this.logger.info({ tenant: id, removedData: removed.map((d) => d.path) }, 'removed tenant data purged');
+      return removed;
+    });
+  }
+
+  /** The data directory's name of a tenant that exists (running, or persisted but not running: its record's). */
+  #liveDataName(id: string): string | undefined {
+    const running = this.#dataNames.get(id);
+    if (running !== undefined) return running;
+    // reed.toml's tenants that did not start, and records of tenants being created: their data is not left over.
+    if (this.config.tenants[id] !== undefined) return 'data';
+    if (persistedTenantIds(this.config.dataDir).includes(id))
+      return dataDirName(readTenantRecord(this.config.dataDir, id).generation);
+    return undefined;
   }
 
   usage(id: string): TenantUsage {

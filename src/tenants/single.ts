@@ -40,6 +40,11 @@ export function singleTenantDirectory(host: PluginHost): TenantDirectory {
           ? new ReedError('tenant_invalid', `the tenant "${DEFAULT_TENANT}" cannot be removed`)
           : new ReedError('tenant_not_found', `no tenant "${id.slice(0, 64)}"`),
       ),
+    removedData: () => [],
+    purgeRemoved: (id) =>
+      Promise.reject(
+        new ReedError('tenant_not_found', `no data of a removed tenant "${id.slice(0, 64)}" is kept`),
+      ),
     usage: (id) => {
       if (id !== DEFAULT_TENANT) throw new ReedError('tenant_not_found', `no tenant "${id.slice(0, 64)}"`);
       return tenant.usage();

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
@@ -5,7 +6,7 @@ import { ReedError } from '../errors.js';
 import { TenantQuotasSchema } from '../host/config-schema.js';
 import { readJsonRecord, removeRecordTemps, writeJsonRecord } from '../json-record.js';
 import { compileSchema } from '../schema-check.js';
-import { TENANT_ID_PATTERN, type TenantSpec } from './tenant.js';
+import { type RemovedTenantData, TENANT_ID_PATTERN, type TenantSpec } from './tenant.js';
 
 /** tenant.json: a runtime-created tenant, as the registry persists it under `<data_dir>/tenants/<id>/`. */
 export interface TenantRecord {
@@ -13,6 +14,51 @@ export interface TenantRecord {
   spec: TenantSpec;
   /** ISO 8601. */
   created: string;
+  /**
+   * 16 hex digits, new for each tenant created (kept when it is updated): its data directory is
+   * `data-<generation>`, so a tenant created again with the id of a removed one starts empty. Absent in the
+   * tenant.json of versions before it: that tenant's data directory is `data`.
+   */
+  generation?: string;
+}
+
+const GENERATION = /^[0-9a-f]{16}$/;
+/** A tenant's data directory's name in `<data_dir>/tenants/<id>/`: `data` (no generation) or `data-<generation>`. */
+const DATA_DIR = /^data(?:-([0-9a-f]{16}))?$/;
+
+/** A new tenant's generation. */
+export function newGeneration(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** The name of the data directory of a tenant of that generation (`data` for none: reed.toml's, and older ones). */
+export function dataDirName(generation: string | undefined): string {
+  return generation === undefined ? 'data' : `data-${generation}`;
+}
+
+/**
+ * The data directories in `<data_dir>/tenants/` that no tenant uses: each id's `data` and `data-<generation>`
+ * directories (never a link) but `inUse(id)`'s name, for every id or one.
+ */
+export function removedTenantData(
+  dataDir: string,
+  inUse: (id: string) => string | undefined,
+  only?: string,
+): RemovedTenantData[] {
+  const root = join(dataDir, 'tenants');
+  const out: RemovedTenantData[] = [];
+  for (const id of only === undefined ? listDir(root).sort() : [only]) {
+    if (!TENANT_ID_PATTERN.test(id)) continue;
+    const live = inUse(id);
+    for (const name of listDir(join(root, id)).sort()) {
+      const m = DATA_DIR.exec(name);
+      if (m === null || name === live) continue;
+      const path = join(root, id, name);
+      if (!lstatSync(path).isDirectory()) continue;
+      out.push({ tenant: id, generation: m[1] ?? null, path });
+    }
+  }
+  return out;
 }
 
 export const TENANT_FILE = 'tenant.json';
@@ -122,8 +168,15 @@ export function readTenantRecord(dataDir: string, id: string): TenantRecord {
   const r = parsed as Partial<TenantRecord> | null;
   if (r === null || typeof r !== 'object' || r.id !== id || typeof r.created !== 'string')
     throw fail(`its id is not "${id}", or it has no created time`);
+  if (r.generation !== undefined && (typeof r.generation !== 'string' || !GENERATION.test(r.generation)))
+    throw fail('its generation is not 16 hex digits');
   try {
-    return { id, spec: checkTenantSpec(id, r.spec, file), created: r.created };
+    return {
+      id,
+      spec: checkTenantSpec(id, r.spec, file),
+      created: r.created,
+      ...(r.generation === undefined ? {} : { generation: r.generation }),
+    };
   } catch (error) {
     throw fail((error as Error).message, error);
   }
@@ -150,7 +203,8 @@ function listDir(dir: string): string[] {
   try {
     return readdirSync(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     throw error;
   }
 }

@@ -79,8 +79,20 @@ export interface Tenant {
 }
 
 export interface RemoveTenantOptions {
-  /** Delete its data directory (storage, files, installed plugins) too. Default false: kept for a later create. */
+  /**
+   * Delete its directory (storage, files, installed plugins, and any data earlier tenants of that id left) too.
+   * Default false: its data is kept aside (`TenantDirectory.removedData`), never given to a later tenant of that id.
+   */
   purge?: boolean;
+}
+
+/** Data a removed tenant left in `<data_dir>/tenants/<id>/` (a removal without purge), kept aside until purged. */
+export interface RemovedTenantData {
+  tenant: string;
+  /** The removed tenant's generation; null for the `data` directory of a tenant of reed.toml or of a version before generations. */
+  generation: string | null;
+  /** Absolute. */
+  path: string;
 }
 
 export interface TenantDirectory {
@@ -92,8 +104,15 @@ export interface TenantDirectory {
    * `tenant_invalid` for a bad id or spec, `tenant_exists` for the default tenant or one from reed.toml.
    */
   create(id: string, spec: TenantSpec): Promise<Tenant>;
-  /** Stops its plugins and forgets it. `tenant_not_found`; `tenant_invalid` for the default or a reed.toml one. */
+  /**
+   * Stops its plugins and forgets it; its data is kept aside (`removedData`) unless `purge`. `tenant_not_found`;
+   * `tenant_invalid` for the default or a reed.toml one.
+   */
   remove(id: string, options?: RemoveTenantOptions): Promise<void>;
+  /** The data removed tenants left (of every id, or of `id`): never handed to a later tenant of the same id. */
+  removedData(id?: string): RemovedTenantData[];
+  /** Deletes the data removed tenants of id `id` left; `tenant_not_found` when there is none. */
+  purgeRemoved(id: string): Promise<RemovedTenantData[]>;
   /** `tenant_not_found` when there is no such tenant. */
   usage(id: string): TenantUsage;
   close(): Promise<void>;

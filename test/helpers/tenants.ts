@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { expect, it } from 'vitest';
@@ -248,15 +248,30 @@ export function tenantSuite(mode: SandboxMode, fixture: () => Fixture, timeout =
       expect(() => again.usage('rt')).toThrow(expect.objectContaining({ code: 'tenant_not_found' }));
       const third = await fixture().restart();
       expect(third.get('rt')).toBeUndefined();
-      // Its data was kept (no purge): created again, it finds it.
+      // Its data was kept aside (no purge), listed, and never given to the next tenant of that id: created again,
+      // it starts empty (before: it found the removed tenant's data).
+      const kept = third.removedData();
+      expect(kept.map((d) => [d.tenant, d.generation?.length])).toEqual([['rt', 16]]);
       const rt2 = await third.create('rt', spec);
-      expect(await ok(rt2, 'get', 'kept')).toBe('yes');
+      expect(rt2.status().map((s) => s.state)).toEqual(['ready']);
+      await expect(rt2.call(NOTES, 'get', 'kept')).rejects.toMatchObject({ code: 'plugin_error' });
+      await ok(rt2, 'put', 'second=yes');
+      expect(third.removedData('rt')).toEqual(kept);
+      expect(third.removedData('a')).toEqual([]);
+      // Purged: the removed tenant's data goes, the live tenant's stays.
+      expect(await third.purgeRemoved('rt')).toEqual(kept);
+      expect(existsSync(kept[0]?.path ?? '')).toBe(false);
+      expect(third.removedData()).toEqual([]);
+      await expect(third.purgeRemoved('rt')).rejects.toMatchObject({ code: 'tenant_not_found' });
+      expect(await ok(rt2, 'get', 'second')).toBe('yes');
+      // Removed with purge: nothing is kept, nothing listed; created again, empty.
       await third.remove('rt', { purge: true });
+      expect(third.removedData()).toEqual([]);
       const rt3 = await third.create('rt', spec);
       expect(rt3.status().map((s) => [s.state, s.error?.code, s.error?.message])).toEqual([
         ['ready', undefined, undefined],
       ]);
-      await expect(rt3.call(NOTES, 'get', 'kept')).rejects.toMatchObject({ code: 'plugin_error' });
+      await expect(rt3.call(NOTES, 'get', 'second')).rejects.toMatchObject({ code: 'plugin_error' });
     },
     timeout,
   );
