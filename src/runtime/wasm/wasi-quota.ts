@@ -192,7 +192,7 @@ interface Level {
  * and the parent's listing resumes at its saved position), every entry charged FUEL_PER_DIRENT before it is read,
  * so the walk is bounded by the call's fuel and deadline. A mount inside is not entered.
  */
-function walk(root: number, io: QuotaIo): { bytes: number; entries: number } {
+export function walk(root: number, io: QuotaIo): { bytes: number; entries: number } {
   const libc = loadLibc();
   const OPEN_DIR = O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   let cur = libc.openat(root, cPath('.'), OPEN_DIR, 0) as number;

@@ -1,0 +1,172 @@
+// The call metrics (reed_calls_total, reed_call_duration_seconds, reed_fuel_consumed_total), from
+// `reed:call:finished`: every call's path, so a call only adds to plain numbers of its series (kept for the same
+// plugin as the last call without a key built); the Prometheus series are made from them at scrape.
+import type { Metric, MetricValue, Registry } from 'prom-client';
+import type { CallFinishedEvent } from '../events/events.js';
+import { type MetricLabels, NO_PLUGIN, OTHER_PLUGIN, type PluginLabels } from './metric-labels.js';
+
+/** Seconds. A mode-none call takes microseconds, a process call ~100 us, a container one more; deadlines are seconds. */
+export const CALL_BUCKETS = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+  0.5, 1, 2.5, 5, 10, 30,
+];
+
+/** The calls of one (tenant, plugin, mode): plain numbers on the call path, turned into series at scrape. */
+interface CallSeries {
+  labels: PluginLabels;
+  /** Calls that succeeded; `codes` the others by code. */
+  ok: number;
+  codes: Map<string, number>;
+  /** Per bucket (not cumulative), and one more for +Inf. */
+  buckets: Float64Array;
+  count: number;
+  sum: number;
+  fuel: number;
+}
+
+export class CallMetrics {
+  readonly #labels: MetricLabels;
+  readonly #calls = new Map<string, CallSeries>();
+  /** The last call's host, plugin, mode and tenant, and its series. */
+  #last:
+    | {
+        session: string;
+        pluginId: string;
+        mode: string | undefined;
+        tenant: string | undefined;
+        series: CallSeries;
+      }
+    | undefined;
+
+  constructor(registry: Registry, labels: MetricLabels) {
+    this.#labels = labels;
+    this.#register(registry);
+  }
+
+  /** The call path: a comparison with the last call's source (or a map lookup) and a few additions. */
+  onCall(event: CallFinishedEvent): void {
+    const last = this.#last;
+    let series: CallSeries | undefined;
+    if (
+      last !== undefined &&
+      last.session === event.session &&
+      last.pluginId === event.pluginId &&
+      last.mode === event.mode &&
+      last.tenant === event.tenant
+    )
+      series = last.series;
+    else series = this.#seriesOf(event);
+    if (series === undefined) return;
+    if (event.code === 'ok') series.ok++;
+    else series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
+    const seconds = event.durationMs / 1000;
+    const buckets = series.buckets;
+    let i = 0;
+    while (i < CALL_BUCKETS.length && seconds > (CALL_BUCKETS[i] as number)) i++;
+    buckets[i] = (buckets[i] as number) + 1;
+    series.count++;
+    series.sum += seconds;
+    series.fuel += event.fuelConsumed;
+  }
+
+  /** The series of a call's labels, made on its first call; undefined for a host this registry does not count. */
+  #seriesOf(event: CallFinishedEvent): CallSeries | undefined {
+    const tenant = this.#labels.tenantOf(event);
+    if (tenant === null) return undefined;
+    // A call to an id no host loaded has no mode: one series for all of them, whatever id the caller sent.
+    // Keyed by the labels: hosts that come and go (a tenant's host restarted) add to the same series.
+    let key = `${tenant}\n${event.mode === undefined ? NO_PLUGIN : event.pluginId}\n${event.mode}`;
+    let series = this.#calls.get(key);
+    if (series === undefined) {
+      const plugin = event.mode === undefined ? NO_PLUGIN : this.#labels.plugin(tenant, event.pluginId);
+      if (plugin === OTHER_PLUGIN) {
+        key = `${tenant}\n${OTHER_PLUGIN}\n${event.mode}`;
+        series = this.#calls.get(key);
+      }
+      if (series === undefined) {
+        series = {
+          labels: { tenant, plugin, mode: event.mode ?? 'none' },
+          ok: 0,
+          codes: new Map(),
+          buckets: new Float64Array(CALL_BUCKETS.length + 1),
+          count: 0,
+          sum: 0,
+          fuel: 0,
+        };
+        this.#calls.set(key, series);
+      }
+    }
+    this.#last = {
+      session: event.session,
+      pluginId: event.pluginId,
+      mode: event.mode,
+      tenant: event.tenant,
+      series,
+    };
+    return series;
+  }
+
+  #register(registry: Registry): void {
+    const calls = this.#calls;
+    const metric = (
+      name: string,
+      help: string,
+      type: 'counter' | 'histogram',
+      values: () => MetricValue<string>[],
+    ) =>
+      registry.registerMetric({
+        name,
+        help,
+        type,
+        get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
+      } as unknown as Metric);
+    metric(
+      'reed_calls_total',
+      'Calls through PluginHost.call, by outcome code (ok or the error code)',
+      'counter',
+      () =>
+        [...calls.values()].flatMap((s) =>
+          [...(s.ok > 0 ? [['ok', s.ok] as const] : []), ...s.codes].map(([code, value]) => ({
+            labels: { ...s.labels, code },
+            value,
+          })),
+        ),
+    );
+    metric(
+      'reed_fuel_consumed_total',
+      'WASM instructions charged to calls (0 where fuel does not apply)',
+      'counter',
+      () => [...calls.values()].map((s) => ({ labels: { ...s.labels }, value: s.fuel })),
+    );
+    metric(
+      'reed_call_duration_seconds',
+      'How long calls took, from PluginHost.call to their outcome, whatever it was',
+      'histogram',
+      () =>
+        [...calls.values()].flatMap((s) => {
+          const out: (MetricValue<string> & { metricName: string })[] = [];
+          let cumulative = 0;
+          CALL_BUCKETS.forEach((le, i) => {
+            cumulative += s.buckets[i] as number;
+            out.push({
+              metricName: 'reed_call_duration_seconds_bucket',
+              labels: { ...s.labels, le },
+              value: cumulative,
+            });
+          });
+          out.push({
+            metricName: 'reed_call_duration_seconds_bucket',
+            labels: { ...s.labels, le: '+Inf' },
+            value: s.count,
+          });
+          out.push({ metricName: 'reed_call_duration_seconds_sum', labels: { ...s.labels }, value: s.sum });
+          out.push({
+            metricName: 'reed_call_duration_seconds_count',
+            labels: { ...s.labels },
+            value: s.count,
+          });
+          return out;
+        }),
+    );
+  }
+}
