@@ -43,6 +43,11 @@ export interface LoadPlan {
   readonly spec: PluginSpec;
   /** Container mode: the runtime (the manifest's, else the host's). */
   readonly containerRuntime: 'runc' | 'runsc';
+  /**
+   * Scale to zero: ms without a call after which the sandbox is stopped (deactivate first) and started again on the
+   * next call (the manifest's `[sandbox] idle_timeout`, else the host's). 0 or absent: never.
+   */
+  readonly idleTimeoutMs?: number;
 }
 
 /** The host's settings every backend reads (a part of HostConfig: backends sit below the host and never see it). */

@@ -41,8 +41,12 @@ export interface SandboxHealth {
 
 /** What holds for a sandbox now (the plugin's status reads it: it never reports a state that is not so). */
 export interface SandboxStatus {
-  /** `restarting`: a runner was lost and another is starting (or waits out its backoff, or a breaker's trial). */
-  state: 'starting' | 'ready' | 'restarting' | 'failed' | 'stopped';
+  /**
+   * `restarting`: a runner was lost and another is starting (or waits out its backoff, or a breaker's trial).
+   * `idle`: scaled to zero after `idle_timeout` without a call (no runner, container or instance); the next call
+   * wakes it (`starting` until ready).
+   */
+  state: 'starting' | 'ready' | 'restarting' | 'idle' | 'failed' | 'stopped';
   /** Crashes within the breaker's window (0 where nothing can crash apart from the host: mode none). */
   crashes: number;
   /** The breaker (supervised sandboxes): `open` while failed, `half-open` during its one trial start. */

@@ -12,6 +12,7 @@ import type {
   SandboxUsage,
 } from './sandbox.js';
 import { CallDeadlines, type Deadline, now } from './shared/call-deadlines.js';
+import { IdleClock } from './shared/idle-clock.js';
 import type { Runner } from './shared/runner.js';
 import { eventSource } from './shared/session.js';
 
@@ -63,6 +64,11 @@ export interface SupervisedSandboxOptions {
   /** The host's session: the events this sandbox publishes name it (src/events/events.ts). */
   session: { id: string; tenant?: string };
   supervision?: Partial<Supervision>;
+  /**
+   * Scale to zero (the plan's `idle_timeout`): after this long without a call the runner is stopped as on a normal
+   * stop (deactivate first) and the next call starts one again through `createRunner`. 0 or absent: never.
+   */
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -82,7 +88,7 @@ export class SupervisedSandbox implements Sandbox {
   readonly #s: Supervision;
   #runner: Runner | undefined;
   #ready: Promise<void> = Promise.reject(new ReedError('plugin_not_loaded', 'not started'));
-  #state: 'new' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed' = 'new';
+  #state: 'new' | 'starting' | 'ready' | 'restarting' | 'idle' | 'failed' | 'closed' = 'new';
   #failure: ReedError | undefined;
   #crashes: number[] = [];
   #inARow = 0;
@@ -95,6 +101,14 @@ export class SupervisedSandbox implements Sandbox {
   #retryAt: number | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
+  /** Scale to zero's clock; undefined when the plugin has no idle_timeout. */
+  readonly #idle: IdleClock | undefined;
+  /** The stop of an idled runner (deactivate, then SIGTERM, then SIGKILL), while it runs or once it has. */
+  #idleStop: Promise<void> | undefined;
+  /** Runners stopped for idling: their exit is not a loss (no crash, no restart). */
+  readonly #idled = new WeakSet<Runner>();
+  /** A wake under way: why, and since when (now()'s clock). */
+  #waking: { reason: string; since: number } | undefined;
 
   constructor(options: SupervisedSandboxOptions) {
     this.#o = options;
@@ -102,6 +116,15 @@ export class SupervisedSandbox implements Sandbox {
     this.pluginId = options.pluginId;
     this.#s = { ...DEFAULT_SUPERVISION, ...options.supervision };
     this.#ready.catch(() => {});
+    const idleMs = options.idleTimeoutMs ?? 0;
+    this.#idle =
+      idleMs > 0
+        ? new IdleClock(
+            idleMs,
+            () => this.#inFlight > 0,
+            () => this.#goIdle(),
+          )
+        : undefined;
   }
 
   /** The current runner, for tests and benchmarks (its pid, its directory). */
@@ -183,8 +206,11 @@ export class SupervisedSandbox implements Sandbox {
       );
     }
     this.#state = 'ready';
+    this.#idle?.arm();
     const lostAt = this.#lostAt;
     this.#lostAt = undefined;
+    const waking = this.#waking;
+    this.#waking = undefined;
     const at = { ...eventSource(this.#o.session), pluginId: this.pluginId, mode: this.mode };
     const trial = this.#breaker === 'half-open';
     if (trial) {
@@ -211,6 +237,13 @@ export class SupervisedSandbox implements Sandbox {
     if (lostAt !== undefined)
       publish('reed:sandbox:restarted', { ...at, pid: runner.pid, downtimeMs: performance.now() - lostAt });
     if (trial) publish('reed:breaker:closed', { ...at, pid: runner.pid });
+    if (waking !== undefined)
+      publish('reed:sandbox:woke', {
+        ...at,
+        pid: runner.pid,
+        reason: waking.reason,
+        wakeMs: now() - waking.since,
+      });
     runner.link?.onClose(() => this.#onRunnerLost(runner));
     void runner.exited.then(() => this.#onRunnerLost(runner));
   }
@@ -223,6 +256,7 @@ export class SupervisedSandbox implements Sandbox {
   #onRunnerLost(runner: Runner): void {
     if (
       this.#runner !== runner ||
+      this.#idled.has(runner) ||
       this.#state === 'closed' ||
       this.#state === 'failed' ||
       this.#state === 'restarting'
@@ -283,11 +317,14 @@ export class SupervisedSandbox implements Sandbox {
   /** Why a runner was lost, for calls that only saw its connection close. */
   readonly #losses = new Map<Runner, Promise<ReedError>>();
 
-  /** Counts a crash, then either trips the breaker or restarts after a backoff; `gate` settles with the outcome. */
-  #crashed(error: ReedError, gate: Deferred): void {
+  /**
+   * Counts a crash, then either trips the breaker or restarts after a backoff; `gate` settles with the outcome
+   * (undefined: the calls waiting were already answered, as after a failed wake; the restart makes a gate of its own).
+   */
+  #crashed(error: ReedError, gate: Deferred | undefined): void {
     this.#lastError = error;
     if (this.#state === 'closed') {
-      gate.reject(
+      gate?.reject(
         new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" was stopped`, {
           pluginId: this.pluginId,
         }),
@@ -297,7 +334,7 @@ export class SupervisedSandbox implements Sandbox {
     if (error.code === 'docker_unavailable') {
       // Not the plugin's doing: no count towards the breaker. Calls fail at once with it (rather than waiting out
       // their deadline) until the next attempt, which is made with backoff until the engine answers.
-      gate.reject(error);
+      gate?.reject(error);
       this.#restartLater(error, undefined);
       return;
     }
@@ -315,7 +352,7 @@ export class SupervisedSandbox implements Sandbox {
    * Marks the plugin failed: calls fail at once with `plugin_failed` until the cool-down ends, then one trial start
    * (#halfOpen). The cool-down doubles with each opening in a row, up to its cap.
    */
-  #openBreaker(error: ReedError, gate: Deferred): void {
+  #openBreaker(error: ReedError, gate: Deferred | undefined): void {
     const trial = this.#breaker === 'half-open';
     const cooldownMs = Math.min(this.#s.breakerCooldownMs * 2 ** this.#opens, this.#s.breakerCooldownMaxMs);
     this.#opens++;
@@ -342,7 +379,7 @@ export class SupervisedSandbox implements Sandbox {
       cooldownMs,
       retryAt,
     });
-    gate.reject(this.#failure);
+    gate?.reject(this.#failure);
     // A cool-down alone does not keep the process alive (close() clears it too).
     this.#restartTimer = setTimeout(() => this.#halfOpen(), cooldownMs).unref();
   }
@@ -406,6 +443,9 @@ export class SupervisedSandbox implements Sandbox {
         }),
       );
     if (this.#state === 'failed') return Promise.reject(this.#failure as ReedError);
+    if (this.#state === 'idle') this.#wake(`call ${JSON.stringify(fn.slice(0, 128))}`);
+    /** Whether it waits for a wake from idle: that wait is bounded by its deadline. */
+    const waking = this.#waking !== undefined;
     const timeoutMs = options.timeoutMs ?? this.#o.limits.callTimeoutMs;
     const started = now();
     this.#inFlight++;
@@ -420,6 +460,7 @@ export class SupervisedSandbox implements Sandbox {
         if (done) return false;
         done = true;
         this.#inFlight--;
+        this.#idle?.touch();
         if (deadline !== undefined) this.#deadlines.remove(deadline);
         if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
         return true;
@@ -437,6 +478,8 @@ export class SupervisedSandbox implements Sandbox {
       const send = () => {
         // Settled while it waited for a restart (its signal): it is not sent, and gets no deadline.
         if (done) return;
+        // The wait for a wake is over: the plugin's own run gets its whole deadline from here, as after a restart.
+        if (deadline !== undefined) this.#deadlines.remove(deadline);
         const runner = this.#runner;
         const link = runner?.link;
         if (runner === undefined || link === undefined || !link.ready) {
@@ -485,6 +528,19 @@ export class SupervisedSandbox implements Sandbox {
       if (this.#state === 'ready') send();
       else {
         waited = true;
+        // A wake from idle is waited for at most the call's deadline; it fails the call, not the start, which
+        // goes on for the calls after it (nothing is killed: no runner has this call yet).
+        if (waking)
+          deadline = this.#deadlines.add(started + timeoutMs, () => {
+            deadline = undefined;
+            fail(
+              new ReedError(
+                'call_timeout',
+                `call ${fn} of plugin "${this.pluginId}" waited its deadline of ${timeoutMs} ms for the plugin to wake from idle (idle_timeout), and its sandbox was still starting`,
+                { pluginId: this.pluginId, details: { waking: true } },
+              ),
+            );
+          });
         this.#ready.then(send, fail);
       }
     });
@@ -499,7 +555,84 @@ export class SupervisedSandbox implements Sandbox {
     this.#onRunnerLost(runner);
   }
 
+  /**
+   * No call for idle_timeout (IdleClock): the runner is stopped as on a normal stop (deactivate, then SIGTERM, then
+   * SIGKILL; its directory, socket, cgroup or container removed). Not a loss: no crash is counted, nothing restarts
+   * until the next call wakes it (#wake). A call that arrives during the stop waits for it, then for the wake.
+   */
+  #goIdle(): void {
+    const runner = this.#runner;
+    if (this.#state !== 'ready' || this.#inFlight > 0 || runner === undefined) return;
+    this.#state = 'idle';
+    this.#idled.add(runner);
+    const idleTimeoutMs = this.#idle?.timeoutMs ?? 0;
+    publish('reed:sandbox:idled', {
+      ...eventSource(this.#o.session),
+      pluginId: this.pluginId,
+      mode: this.mode,
+      pid: runner.pid,
+      idleTimeoutMs,
+      reason: `no call for ${idleTimeoutMs} ms (idle_timeout)`,
+    });
+    this.#idleStop = this.#stopRunner(runner, true).then(
+      () => {
+        if (this.#runner === runner) this.#runner = undefined;
+      },
+      (error: unknown) => {
+        if (this.#runner === runner) this.#runner = undefined;
+        this.#o.logger.warn(
+          { pluginId: this.pluginId, sandbox: this.mode, err: error },
+          'stopping the idle runner failed',
+        );
+      },
+    );
+  }
+
+  /**
+   * The first call to an idle sandbox starts a runner again through the normal start path (createRunner: a pool, when
+   * the backend has one), once the idle stop has finished. Calls meanwhile wait for it (`#ready`). A start that fails
+   * answers them with its own code, then counts as a crash: a restart after the backoff, or the breaker.
+   */
+  #wake(reason: string): void {
+    this.#state = 'starting';
+    this.#waking = { reason, since: now() };
+    const attempt = deferred();
+    this.#ready = attempt.promise;
+    void (this.#idleStop ?? Promise.resolve()).then(() => {
+      if (this.#state === 'closed') {
+        this.#waking = undefined;
+        attempt.reject(
+          new ReedError('plugin_not_loaded', `plugin "${this.pluginId}" was stopped`, {
+            pluginId: this.pluginId,
+          }),
+        );
+        return;
+      }
+      this.#launch().then(attempt.resolve, (error: ReedError) => {
+        this.#waking = undefined;
+        attempt.reject(error);
+        this.#crashed(error, undefined);
+      });
+    });
+  }
+
+  /** Deactivate (when it is ready for it), then SIGTERM, then SIGKILL, each within the grace; then its clean-up. */
+  async #stopRunner(runner: Runner, deactivate: boolean): Promise<void> {
+    const grace = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+    if (deactivate && runner.link?.ready === true)
+      await Promise.race([runner.link.shutdown(), grace(this.#s.graceMs)]);
+    if (runner.alive) {
+      await Promise.race([runner.exited, grace(this.#s.graceMs)]);
+      if (runner.alive) {
+        runner.terminate();
+        await Promise.race([runner.exited, grace(this.#s.graceMs)]);
+      }
+    }
+    await runner.destroy();
+  }
+
   async health(): Promise<SandboxHealth> {
+    if (this.#state === 'idle') return { ok: true, detail: 'idle' };
     if (this.#state !== 'ready') return { ok: false, detail: this.#state };
     const ok = (await this.#runner?.link?.ping(1_000)) === true;
     return ok ? { ok } : { ok, detail: 'no answer to ping within 1000 ms' };
@@ -511,19 +644,12 @@ export class SupervisedSandbox implements Sandbox {
       this.#state = 'closed';
       clearTimeout(this.#restartTimer);
       clearInterval(this.#healthTimer);
+      this.#idle?.stop();
+      // Idle: its runner is gone already, or going (deactivate ran); a wake waiting for that stop now gives up.
+      await this.#idleStop;
       const runner = this.#runner;
-      if (runner === undefined) return;
-      const grace = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-      if (wasReady && runner.link?.ready === true)
-        await Promise.race([runner.link.shutdown(), grace(this.#s.graceMs)]);
-      if (runner.alive) {
-        await Promise.race([runner.exited, grace(this.#s.graceMs)]);
-        if (runner.alive) {
-          runner.terminate();
-          await Promise.race([runner.exited, grace(this.#s.graceMs)]);
-        }
-      }
-      await runner.destroy();
+      if (runner === undefined || this.#idled.has(runner)) return;
+      await this.#stopRunner(runner, wasReady);
     })();
     return this.#closing;
   }
@@ -533,7 +659,9 @@ export class SupervisedSandbox implements Sandbox {
     this.#state = 'closed';
     clearTimeout(this.#restartTimer);
     clearInterval(this.#healthTimer);
+    this.#idle?.stop();
     await this.#runner?.destroy();
+    await this.#idleStop;
   }
 
   [Symbol.asyncDispose](): Promise<void> {

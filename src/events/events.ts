@@ -105,6 +105,27 @@ export interface SandboxRestartedEvent extends EventBase {
 }
 
 /**
+ * Scale to zero: the sandbox took no call for its `idle_timeout` and was stopped (its `deactivate` ran, its runner or
+ * container or WASM instance is gone; its storage and data directory stay). Its status says `idle`; the next call
+ * wakes it (`reed:sandbox:woke`). Not a crash: the breaker does not count it.
+ */
+export interface SandboxIdledEvent extends EventBase {
+  /** The runner's pid that was stopped (process and container modes). */
+  pid: number | undefined;
+  idleTimeoutMs: number;
+  /** Why, in words: `no call for 300000 ms (idle_timeout)`. */
+  reason: string;
+}
+
+/** An idle sandbox started again for a call (`reason`: `call "fn"`), through the normal start path. */
+export interface SandboxWokeEvent extends EventBase {
+  pid: number | undefined;
+  reason: string;
+  /** From the call that woke it to ready again (waiting for the idle stop to finish included). */
+  wakeMs: number;
+}
+
+/**
  * Too many crashes within the window (or a failed trial start while half-open): the plugin is marked failed and
  * calls fail at once with `plugin_failed` (`error`) until `retryAt`, when the breaker half-opens.
  */
@@ -163,6 +184,8 @@ export interface ReedEvents {
   'reed:sandbox:started': SandboxStartedEvent;
   'reed:sandbox:crashed': SandboxCrashedEvent;
   'reed:sandbox:restarted': SandboxRestartedEvent;
+  'reed:sandbox:idled': SandboxIdledEvent;
+  'reed:sandbox:woke': SandboxWokeEvent;
   'reed:breaker:opened': BreakerOpenedEvent;
   'reed:breaker:half-open': BreakerHalfOpenEvent;
   'reed:breaker:closed': BreakerClosedEvent;
@@ -182,6 +205,8 @@ export const EVENT_NAMES: readonly EventName[] = [
   'reed:sandbox:started',
   'reed:sandbox:crashed',
   'reed:sandbox:restarted',
+  'reed:sandbox:idled',
+  'reed:sandbox:woke',
   'reed:breaker:opened',
   'reed:breaker:half-open',
   'reed:breaker:closed',

@@ -76,6 +76,16 @@ const LINES: LogLines = {
   },
   'reed:sandbox:restarted': (e, log) =>
     log.debug({ pluginId: e.pluginId, sandbox: e.mode, downtimeMs: e.downtimeMs }, 'runner restarted'),
+  'reed:sandbox:idled': (e, log) =>
+    log.info(
+      { pluginId: e.pluginId, sandbox: e.mode, pid: e.pid, idleTimeoutMs: e.idleTimeoutMs, reason: e.reason },
+      `idled: ${e.reason}`,
+    ),
+  'reed:sandbox:woke': (e, log) =>
+    log.info(
+      { pluginId: e.pluginId, sandbox: e.mode, pid: e.pid, wakeMs: e.wakeMs, reason: e.reason },
+      `woke: ${e.reason}`,
+    ),
   'reed:breaker:opened': (e, log) => {
     const cause = e.error.cause as { code?: string } | undefined;
     log.error(

@@ -52,6 +52,8 @@ export const HostConfigSchema = Strict({
       runner_uids: Type.Optional(Type.String({ minLength: 3, maxLength: 32 })),
       runner_uid: Type.Optional(Type.Unknown()),
       runner_gid: Type.Optional(Type.Unknown()),
+      // Scale to zero's default for every plugin ("5m", "off"; src/manifest/idle-timeout.ts checks the form).
+      idle_timeout: Type.Optional(Type.String({ maxLength: 32 })),
     }),
   ),
   wasm: Type.Optional(

@@ -18,6 +18,7 @@ import { type Diagnostic, formatDiagnostic } from '../diagnostics.js';
 import { defaultSearchPaths } from '../discovery/discover.js';
 import { DEFAULT_FILE_LIMITS, type FileLimits } from '../discovery/plugin-inventory.js';
 import { ReedError } from '../errors.js';
+import { parseIdleTimeout } from '../manifest/idle-timeout.js';
 import {
   DEFAULT_LIMIT_CEILINGS,
   DEFAULT_LIMITS,
@@ -71,6 +72,11 @@ export interface HostConfig {
   sandboxMode: SandboxMode;
   /** Container mode: the runtime for plugins whose manifest does not name one. Default runc. */
   containerRuntime: 'runc' | 'runsc';
+  /**
+   * `[sandbox] idle_timeout`: scale to zero's default, in ms, for plugins whose manifest sets none (0: off, the
+   * default). A plugin idle that long has its sandbox stopped, and started again on its next call.
+   */
+  idleTimeoutMs: number;
   limits: ResolvedLimits;
   fileLimits: FileLimits;
   policy: HostPolicy;
@@ -240,6 +246,9 @@ function resolveConfig(raw: RawConfig, ctx: ResolveContext): HostConfig {
   }
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   const runnerUids = resolveRunnerUids(raw.sandbox ?? {}, invalid);
+  const idle =
+    raw.sandbox?.idle_timeout === undefined ? { ms: 0 } : parseIdleTimeout(raw.sandbox.idle_timeout);
+  if ('problem' in idle) invalid('sandbox.idle_timeout', idle.problem);
   return {
     ...(ctx.file === undefined ? {} : { file: ctx.file }),
     pluginDirs,
@@ -250,6 +259,7 @@ function resolveConfig(raw: RawConfig, ctx: ResolveContext): HostConfig {
     capabilities: raw.capabilities ?? [...DEFAULT_CAPABILITIES],
     sandboxMode,
     containerRuntime: raw.sandbox?.runtime ?? 'runc',
+    idleTimeoutMs: 'ms' in idle ? idle.ms : 0,
     limits,
     fileLimits: resolveFileLimits(raw.files ?? {}),
     policy,

@@ -4,11 +4,13 @@ import type { PluginType, SandboxMode } from '../manifest/types.js';
 import type { Generation } from './generation.js';
 
 /**
- * `ready` takes calls; `starting`: loading; `restarting`: its runner was lost and another is starting (calls wait);
- * `draining`: being removed, its calls in flight finishing (new calls are refused); `failed`: it did not load, or
- * its breaker is open (`retryAt` says when it half-opens); `stopped`.
+ * `ready` takes calls; `starting`: loading (or waking from idle); `restarting`: its runner was lost and another is
+ * starting (calls wait); `idle`: scaled to zero after its `idle_timeout` without a call (no runner, container or
+ * instance; its storage and data directory stay), woken by the next call; `draining`: being removed, its calls in
+ * flight finishing (new calls are refused); `failed`: it did not load, or its breaker is open (`retryAt` says when
+ * it half-opens); `stopped`.
  */
-export type PluginState = 'ready' | 'starting' | 'restarting' | 'draining' | 'failed' | 'stopped';
+export type PluginState = 'ready' | 'starting' | 'restarting' | 'idle' | 'draining' | 'failed' | 'stopped';
 
 /** One change of a plugin's version while the host runs, as its status keeps it (the last few). */
 export interface LifecycleRecord {

@@ -6,6 +6,7 @@ import { hasErrors } from '../diagnostics.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { parseToml, type TomlSyntaxError } from '../toml.js';
 import { configurationProblem } from './config-check.js';
+import { parseIdleTimeout } from './idle-timeout.js';
 import { limitsFromToml } from './limits.js';
 import { ManifestSchema, PLUGIN_ID_PATTERN } from './schema.js';
 import { topicPatternProblem } from './topic-pattern.js';
@@ -94,7 +95,18 @@ export function parseManifest(text: string, file: string): ManifestParseResult {
   diagnostics.push(...schemaDiagnostics(validateSchema, raw, at));
   if (hasErrors(diagnostics)) return { ...(id === undefined ? {} : { id }), diagnostics };
 
-  const manifest = normalize(raw);
+  const idleTimeout = (raw.sandbox as { idle_timeout?: string } | undefined)?.idle_timeout;
+  const idle = idleTimeout === undefined ? undefined : parseIdleTimeout(idleTimeout);
+  if (idle !== undefined && 'problem' in idle) {
+    diagnostics.push({
+      code: 'manifest_invalid_value',
+      severity: 'error',
+      message: `sandbox.idle_timeout ${idle.problem}`,
+      ...at('sandbox.idle_timeout'),
+    });
+    return { ...(id === undefined ? {} : { id }), diagnostics };
+  }
+  const manifest = normalize(raw, idle?.ms);
   checkVersions(manifest, diagnostics, at);
   checkValues(manifest, diagnostics, at);
   if (raw.plugin_type === 'script') {
@@ -171,7 +183,7 @@ function checkValues(
   }
 }
 
-function normalize(raw: Record<string, unknown>): PluginManifest {
+function normalize(raw: Record<string, unknown>, idleTimeoutMs: number | undefined): PluginManifest {
   // The schema has passed, so the casts below only restate what it checked.
   const r = raw as {
     plugin_type?: 'wasm' | 'native' | 'script';
@@ -182,7 +194,7 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
     permissions?: Record<string, unknown>;
     configuration?: Record<string, unknown>;
     limits?: Record<string, number>;
-    sandbox?: PluginManifest['sandbox'];
+    sandbox?: { mode?: PluginManifest['sandbox']['mode']; runtime?: PluginManifest['sandbox']['runtime'] };
     wasi?: { args?: string[]; env?: Record<string, string>; preopen?: string };
   };
   const md = r.metadata;
@@ -222,7 +234,11 @@ function normalize(raw: Record<string, unknown>): PluginManifest {
     },
     configuration: r.configuration ?? {},
     limits: limitsFromToml(r.limits),
-    sandbox: { ...r.sandbox },
+    sandbox: {
+      ...(r.sandbox?.mode === undefined ? {} : { mode: r.sandbox.mode }),
+      ...(r.sandbox?.runtime === undefined ? {} : { runtime: r.sandbox.runtime }),
+      ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
+    },
     wasi: {
       args: r.wasi?.args ?? [],
       env: { ...r.wasi?.env },

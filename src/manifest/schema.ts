@@ -108,6 +108,13 @@ export const LimitsSchema = Table({
 export const SandboxSchema = Table({
   mode: Type.Optional(StringEnum(SANDBOX_MODES)),
   runtime: Type.Optional(StringEnum(CONTAINER_RUNTIMES)),
+  idle_timeout: Type.Optional(
+    Type.String({
+      maxLength: 32,
+      description:
+        'scale to zero: stop the sandbox after this long without a call ("200ms", "30s", "5m", "1h") and start it again on the next; "off": never. Default: the host\'s [sandbox] idle_timeout',
+    }),
+  ),
 });
 
 /** An absolute, normalised guest path: "/" or "/a/b" of plain names (no "." or ".." component, no empty one). */

@@ -79,7 +79,8 @@ export interface PluginManifest {
   permissions: PluginPermissions;
   configuration: Record<string, unknown>;
   limits: PluginLimits;
-  sandbox: { mode?: SandboxMode; runtime?: ContainerRuntime };
+  /** `idleTimeoutMs`: `[sandbox] idle_timeout` (0: "off"); undefined: the host's. */
+  sandbox: { mode?: SandboxMode; runtime?: ContainerRuntime; idleTimeoutMs?: number };
   /** `preopen`: the name the data directory is preopened under, when not DATA_GUEST_NAME. */
   wasi: { args: string[]; env: Record<string, string>; preopen?: string };
 }

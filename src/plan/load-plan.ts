@@ -13,6 +13,8 @@ export interface PlanningConfig {
   readonly apiVersion: string;
   readonly limits: ResolvedLimits;
   readonly containerRuntime: 'runc' | 'runsc';
+  /** `[sandbox] idle_timeout` in ms (0: off): the default of plugins whose manifest sets none. */
+  readonly idleTimeoutMs?: number;
   readonly policy: Pick<HostPolicy, 'allowNativeInProcess' | 'permissions'>;
   readonly signatures: {
     readonly require: 'none' | 'native' | 'all';
@@ -114,6 +116,7 @@ export function planLoad(
         : { filesystem: mode === 'none' ? filesystem : { ...filesystem, hostPath: RUNNER_DATA_DIR } }),
     },
     containerRuntime: manifest.sandbox.runtime ?? config.containerRuntime,
+    idleTimeoutMs: manifest.sandbox.idleTimeoutMs ?? config.idleTimeoutMs ?? 0,
   };
 }
 

@@ -91,6 +91,7 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
           ...common,
           mode: 'container',
           supervision,
+          idleTimeoutMs: plan.idleTimeoutMs ?? 0,
           createRunner: () =>
             new ContainerRunner({
               ...common,

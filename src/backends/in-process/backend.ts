@@ -17,6 +17,7 @@ export const inProcessBackend: BackendFactory<{ tenant?: TenantIdentity }> = (co
   return {
     sandbox(plan: LoadPlan, host) {
       const { pluginId, limits } = plan;
+      const idle = { timeoutMs: plan.idleTimeoutMs ?? 0, session: context.session };
       if (plan.type === 'native') {
         context.logger.warn(
           { pluginId, sandbox: plan.mode, signer: plan.signer },
@@ -36,6 +37,7 @@ export const inProcessBackend: BackendFactory<{ tenant?: TenantIdentity }> = (co
             }),
           limits.callTimeoutMs,
           budgets.fuel,
+          idle,
         );
       }
       return new InProcessSandbox(
@@ -63,6 +65,7 @@ export const inProcessBackend: BackendFactory<{ tenant?: TenantIdentity }> = (co
         },
         limits.callTimeoutMs,
         budgets.fuel,
+        idle,
       );
     },
     sweep: async () => {},

@@ -40,6 +40,7 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
           ...common,
           mode: 'process',
           supervision,
+          idleTimeoutMs: plan.idleTimeoutMs ?? 0,
           createRunner: () =>
             new RunnerProcess({
               ...common,
