@@ -8,6 +8,26 @@ import type { Tenant, TenantSpec, TenantUsage } from './tenant.js';
 import type { TenantEventBus, TenantStorage } from './tenant-services.js';
 
 /**
+ * What a tenant's calls may take of the host's one thread in one turn of the event loop, milliseconds: its calls
+ * that arrive once its calls of this turn have run this long start in a later turn (setImmediate), after the
+ * timers and the I/O every other tenant's calls arrive by. A call in mode none runs to its end on the host's
+ * thread, and one made as another returns (a client awaiting in a loop, or many calls at once) used to start at
+ * once, so a tenant with work queued ran on (its calls per second's burst, its fuel per second's second, back to
+ * back) while the others' calls waited: this bounds each of its stretches to about the slice and one call.
+ */
+export const TURN_SLICE_MS = 0.5;
+
+/** A call admitted and waiting for a later turn of the event loop (see TURN_SLICE_MS). */
+interface Queued {
+  pluginId: string;
+  fn: string;
+  bytes: Uint8Array;
+  options: CallOptions | undefined;
+  /** Settles the caller's promise as the call's own outcome. */
+  resolve: (outcome: Promise<CallOutcome>) => void;
+}
+
+/**
  * One tenant: its PluginHost behind its admission quotas (calls in flight, calls per second, plugins), with its
  * accounting. Storage and events quotas are in its services (tenant-services.ts), so a plugin meets them too.
  */
@@ -23,6 +43,14 @@ export class TenantHost implements Tenant {
   #inFlight = 0;
   /** Ids being installed now (max_plugins). */
   readonly #installing = new Set<string>();
+  /** The host's thread its calls took in this turn of the event loop (see TURN_SLICE_MS), and the turn's end. */
+  #turnMs = 0;
+  #turnOpen = false;
+  /** Calls admitted past the slice, oldest first, from #queueHead (see TURN_SLICE_MS). */
+  #queue: Queued[] = [];
+  #queueHead = 0;
+  /** Calls that started (not refused) in later turns because of the slice, since the start: what it did. */
+  deferredCalls = 0;
 
   constructor(
     id: string,
@@ -90,11 +118,13 @@ export class TenantHost implements Tenant {
       this.accounting.call(pluginId, known, code, performance.now() - started, fuel, bytes.byteLength, out);
     };
     let outcome: Promise<CallOutcome>;
-    try {
-      outcome = this.host.call(pluginId, fn, bytes, options);
-    } catch (error) {
-      outcome = Promise.reject(error);
-    }
+    if (this.#turnMs < TURN_SLICE_MS && this.#queueHead === this.#queue.length)
+      outcome = this.#start(pluginId, fn, bytes, options);
+    // Past its slice of this turn (or behind calls that are): it starts in a later turn, still counted in flight.
+    else
+      outcome = new Promise<CallOutcome>((resolve) => {
+        this.#queue.push({ pluginId, fn, bytes, options, resolve });
+      });
     return outcome.then(
       (result) => {
         settle('ok', result.stats.fuelConsumed, result.output.byteLength);
@@ -106,6 +136,48 @@ export class TenantHost implements Tenant {
       },
     );
   }
+
+  /** Starts a call on the host now, counting the thread it takes before it returns toward this turn's slice. */
+  #start(
+    pluginId: string,
+    fn: string,
+    bytes: Uint8Array,
+    options: CallOptions | undefined,
+  ): Promise<CallOutcome> {
+    const t = performance.now();
+    let outcome: Promise<CallOutcome>;
+    try {
+      outcome = this.host.call(pluginId, fn, bytes, options);
+    } catch (error) {
+      outcome = Promise.reject(error);
+    }
+    this.#turnMs += performance.now() - t;
+    if (!this.#turnOpen) {
+      this.#turnOpen = true;
+      setImmediate(this.#nextTurn);
+    }
+    return outcome;
+  }
+
+  /** A new turn of the event loop: the slice is the tenant's again, and the calls waiting for it start. */
+  readonly #nextTurn = () => {
+    this.#turnOpen = false;
+    this.#turnMs = 0;
+    const queue = this.#queue;
+    while (this.#queueHead < queue.length && this.#turnMs < TURN_SLICE_MS) {
+      const q = queue[this.#queueHead] as Queued;
+      queue[this.#queueHead++] = undefined as unknown as Queued;
+      this.deferredCalls++;
+      q.resolve(this.#start(q.pluginId, q.fn, q.bytes, q.options));
+    }
+    if (this.#queueHead === queue.length) {
+      this.#queue = [];
+      this.#queueHead = 0;
+    } else if (!this.#turnOpen) {
+      this.#turnOpen = true;
+      setImmediate(this.#nextTurn);
+    }
+  };
 
   #has(pluginId: string): boolean {
     try {

@@ -1,6 +1,11 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FuelBudget } from '../../src/backends/in-process/tenant-budget.js';
+import {
+  CHURN_BACKOFF_MAX_MS,
+  CHURN_BACKOFF_MS,
+  FuelBudget,
+  TenantMemory,
+} from '../../src/backends/in-process/tenant-budget.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
@@ -20,6 +25,10 @@ static volatile uint64_t sink;
 __attribute__((export_name("grow"))) int32_t grow(void) {
   if (__builtin_wasm_memory_grow(0, 16) == (__SIZE_TYPE__)-1) __builtin_trap();
   return 0;
+}
+/* Grows by 1 MiB and answers status 1 when the grow is refused, as a C program handling a failed allocation. */
+__attribute__((export_name("try_grow"))) int32_t try_grow(void) {
+  return __builtin_wasm_memory_grow(0, 16) == (__SIZE_TYPE__)-1 ? 1 : 0;
 }
 /* Burns fuel: about ten million loop iterations. */
 __attribute__((export_name("spin"))) int32_t spin(void) {
@@ -102,6 +111,82 @@ describe('mode none: a tenant’s WASM memory together', () => {
   }, 60_000);
 });
 
+describe('mode none: a plugin that churns on its tenant’s memory quota', () => {
+  it('is held back after a refused grow dropped its instance, instead of being instantiated again at once', async () => {
+    const a = await tenantHost('churn-a', { memory_mb: 3 }, ['mem.churn']);
+    const b = await tenantHost('churn-b', { memory_mb: 3 }, ['mem.churn']);
+    // Grows until the quota refuses one; the plugin traps on it (as abort() on a failed malloc) and is dropped.
+    let trapped: unknown;
+    for (let i = 0; i < 8 && trapped === undefined; i++) trapped = await failure(a.call('mem.churn', 'grow'));
+    expect(trapped).toMatchObject({
+      code: 'quota_exceeded',
+      details: { quota: 'memory_mb', retryAfterMs: null },
+    });
+    // The next call is refused before anything runs (it made a new instance and grew on before), with when to
+    // retry; the refusal has no stack (a tenant calling in a loop gets one per call).
+    const held = (await failure(a.call('mem.churn', 'ok'))) as {
+      code: string;
+      stack: string;
+      details: object;
+    };
+    expect(held).toMatchObject({
+      code: 'quota_exceeded',
+      pluginId: 'mem.churn',
+      details: { quota: 'memory_mb', limit: 3, tenant: 'churn-a', retryAfterMs: expect.any(Number) },
+    });
+    expect((held.details as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(0);
+    expect(held.stack).not.toMatch(/\n\s+at /);
+    // Another tenant's same plugin is not held.
+    await b.call('mem.churn', 'grow');
+    await b.call('mem.churn', 'ok');
+  }, 60_000);
+
+  it('a plugin that handles the refused grow keeps its instance and is not held back', async () => {
+    const a = await tenantHost('soft-a', { memory_mb: 3 }, ['mem.soft']);
+    let refused: unknown;
+    for (let i = 0; i < 8 && refused === undefined; i++)
+      refused = await failure(a.call('mem.soft', 'try_grow'));
+    expect(refused).toMatchObject({
+      code: 'quota_exceeded',
+      details: { quota: 'memory_mb', retryAfterMs: null },
+    });
+    // Made without a stack, as every quota's answer.
+    expect((refused as Error).stack).not.toMatch(/\n\s+at /);
+    await a.call('mem.soft', 'ok');
+  }, 60_000);
+
+  it('holds for CHURN_BACKOFF_MS, doubled at each churn soon after, lifted by more room', () => {
+    let now = 0;
+    let others = 0;
+    const memory = new TenantMemory(4, 't', () => now);
+    const holder = { memoryBytes: () => 0 };
+    memory.add(holder);
+    memory.add({ memoryBytes: () => others });
+    memory.admit(holder, 'p');
+    const retry = () => {
+      try {
+        memory.admit(holder, 'p');
+        return undefined;
+      } catch (error) {
+        return (error as { details: { retryAfterMs: number } }).details.retryAfterMs;
+      }
+    };
+    others = 2 * 1024 * 1024;
+    memory.churned(holder, 'p');
+    expect(retry()).toBe(CHURN_BACKOFF_MS);
+    now = CHURN_BACKOFF_MS;
+    expect(retry()).toBeUndefined();
+    // Churns again at once: held twice as long, up to the most.
+    memory.churned(holder, 'p');
+    expect(retry()).toBe(2 * CHURN_BACKOFF_MS);
+    for (let i = 0; i < 20; i++) memory.churned(holder, 'p');
+    expect(retry()).toBe(CHURN_BACKOFF_MAX_MS);
+    // Another of the tenant's instances shrinks: the call may fit now, so it is let through.
+    others = 1024 * 1024;
+    expect(retry()).toBeUndefined();
+  });
+});
+
 describe('mode none: a tenant’s fuel per second', () => {
   it('refuses the tenant’s next call with retryAfterMs once a call spent its fuel, while another tenant calls on', async () => {
     // One spin is tens of millions of fuel: thousands of seconds of a 10,000 fuel per second budget.
@@ -131,6 +216,8 @@ describe('mode none: a tenant’s fuel per second', () => {
       budget.admit('p');
     } catch (error) {
       expect((error as { details: { retryAfterMs: number } }).details.retryAfterMs).toBe(1_501);
+      // A refusal without a stack (it is an answer, and a flooding tenant makes them by the ten thousand).
+      expect((error as Error).stack).not.toMatch(/\n\s+at /);
     }
     now = 1_600;
     budget.admit('p');

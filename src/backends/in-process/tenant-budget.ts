@@ -1,5 +1,33 @@
-import { ReedError } from '../../errors.js';
+import { ReedError, type ReedErrorOptions } from '../../errors.js';
 import type { TenantIdentity } from '../../tenant-quotas.js';
+
+/**
+ * A refusal without a stack, as the tenant layer's quotaExceeded makes them: a refusal is an answer, and capturing
+ * a stack was most of its cost on the host's one thread, which a tenant refused tens of thousands of times a
+ * second would otherwise take from the others.
+ */
+function refusal(message: string, options: ReedErrorOptions): ReedError {
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ReedError('quota_exceeded', message, options);
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+}
+
+/** The first hold after a churn (see TenantMemory.churned), doubled at each churn that follows soon, up to MAX. */
+export const CHURN_BACKOFF_MS = 50;
+export const CHURN_BACKOFF_MAX_MS = 2_000;
+/** A churn this long after the last hold ended starts again from CHURN_BACKOFF_MS. */
+export const CHURN_FORGET_MS = 10_000;
+
+interface Hold {
+  until: number;
+  ms: number;
+  /** What the others left the instance when it churned: more room now (another instance shrank or left) lifts it. */
+  room: number;
+}
 
 /**
  * Mode none's share of a tenant's memory_mb: the WASM memories of all the tenant's instances in this host (its
@@ -9,11 +37,47 @@ import type { TenantIdentity } from '../../tenant-quotas.js';
  */
 export class TenantMemory {
   readonly #holders = new Set<{ memoryBytes(): number }>();
+  readonly #holds = new WeakMap<object, Hold>();
 
   constructor(
     readonly limitMb: number,
     readonly tenant?: string,
+    private readonly now: () => number = () => performance.now(),
   ) {}
+
+  /**
+   * An instance that failed after a refused grow and was dropped (a C program aborting on a failed malloc, say)
+   * is held back: its plugin's calls are refused with quota_exceeded (memory_mb, retryAfterMs) for
+   * CHURN_BACKOFF_MS, doubled at each churn that follows, up to CHURN_BACKOFF_MAX_MS. Otherwise a tenant calling
+   * it in a loop makes the host trap, instantiate and collect the dropped memories (full garbage collections of
+   * tens of ms each, measured) as fast as it can call, on the thread every other tenant's calls need, and no
+   * quota of its own counts any of it. The hold ends early when the tenant's other instances leave it more room.
+   */
+  churned(holder: object, _pluginId: string): void {
+    const now = this.now();
+    const last = this.#holds.get(holder);
+    const ms =
+      last !== undefined && now - last.until < CHURN_FORGET_MS
+        ? Math.min(CHURN_BACKOFF_MAX_MS, last.ms * 2)
+        : CHURN_BACKOFF_MS;
+    this.#holds.set(holder, { until: now + ms, ms, room: this.bytesFor(holder) });
+  }
+
+  /** Throws quota_exceeded while `holder` is held back after a churn (see churned). */
+  admit(holder: object, pluginId: string): void {
+    const hold = this.#holds.get(holder);
+    if (hold === undefined) return;
+    const now = this.now();
+    if (now >= hold.until || this.bytesFor(holder) > hold.room) return;
+    const retryAfterMs = Math.max(1, Math.ceil(hold.until - now));
+    throw refusal(
+      `plugin "${pluginId}" was not called: its last call failed after its tenant's memory quota (memory_mb = ${this.limitMb}) refused a memory.grow, and its instance was dropped; retry in ${retryAfterMs} ms`,
+      {
+        pluginId,
+        details: { tenant: this.tenant, quota: 'memory_mb', limit: this.limitMb, retryAfterMs },
+      },
+    );
+  }
 
   add(holder: { memoryBytes(): number }): () => void {
     this.#holders.add(holder);
@@ -66,17 +130,12 @@ export class FuelBudget {
     this.#refill();
     if (this.#balance > 0) return;
     const retryAfterMs = Math.max(1, Math.ceil(((1 - this.#balance) / this.perSecond) * 1000));
-    throw new ReedError(
-      'quota_exceeded',
+    throw refusal(
       `plugin "${pluginId}" was not called: its tenant used its fuel for now (fuel_per_second = ${this.perSecond}); retry in ${retryAfterMs} ms`,
+      // A literal, not a spread (a spread of an object costs microseconds on Node 20).
       {
         pluginId,
-        details: {
-          ...(this.tenant === undefined ? {} : { tenant: this.tenant }),
-          quota: 'fuel_per_second',
-          limit: this.perSecond,
-          retryAfterMs,
-        },
+        details: { tenant: this.tenant, quota: 'fuel_per_second', limit: this.perSecond, retryAfterMs },
       },
     );
   }

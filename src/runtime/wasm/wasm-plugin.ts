@@ -1,5 +1,6 @@
 // Longer than most files: one class owns an instance's whole life and every import, because the per-call state
 // they share (output, fuel, deadline, the fatal error) must stay private to it.
+import { performance } from 'node:perf_hooks';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
@@ -79,6 +80,28 @@ export interface MemoryBudget {
   readonly tenant?: string | undefined;
   /** Bytes `holder`'s memory may reach now: the quota less what the other instances sharing it hold. */
   bytesFor(holder: object): number;
+  /**
+   * Asked before each call: throws (quota_exceeded) while `holder` is held back after churning (below), so the
+   * tenant pays for its own churn in refused calls rather than the host's thread paying in instantiations.
+   */
+  admit?(holder: object, pluginId: string): void;
+  /**
+   * A run of `holder` failed after a refused grow, and its instance (its memory with it) was dropped: the next
+   * call makes a new one. Each such cycle costs the host's thread a trap, an instantiation and, with the
+   * dropped memories, garbage collections no quota counts.
+   */
+  churned?(holder: object, pluginId: string): void;
+}
+
+/** What `make` returns, its errors made without a stack trace (capturing one costs microseconds). */
+function stackless<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
 
 const strict = new TextDecoder('utf-8', { fatal: true });
@@ -117,6 +140,8 @@ export class WasmPlugin implements PluginRuntime {
   #outputToStdout = false;
   #error: { code: string; message: string } | undefined;
   #deadline = 0;
+  /** The clock (performance.now()) when the deadline was last checked: at the guest's return, the call's end. */
+  #clock = 0;
   /**
    * The first error a host import raised in this guest run (deadline, fuel, permission, quota, bad argument,
    * lost host, proc_exit: every one, as the ABI says a failing import traps). Once set, the run is over
@@ -172,12 +197,15 @@ export class WasmPlugin implements PluginRuntime {
 
   call(fn: string, input: Uint8Array, deadline = 0, wasi?: CallWasi): CallResult {
     checkCallable(this.#id, this.#deactivated, this.functions, fn);
+    // Nothing ran yet: a call refused before its run must not be charged the last run's fuel again.
+    this.fuelOfLastRun = 0;
+    this.#o.memoryBudget?.admit?.(this, this.#id);
     // A command's instance is made for this call, with these arguments; another plugin's outlives it.
     if (wasi !== undefined && !this.#o.isCommand) throw notACommand(this.#id, 'a WASM plugin of functions');
     this.#callWasi = wasi;
     this.#input = input;
     this.#stdinAt = 0;
-    this.#output = new OutputBuffer();
+    this.#output.reset();
     this.#outputBytes = 0;
     this.#error = undefined;
     this.#deadline = deadline;
@@ -188,25 +216,32 @@ export class WasmPlugin implements PluginRuntime {
       this.#kernel?.begin(input);
       const exported = instance.exports[fn] as () => number;
       // A command's _start returns nothing when main returns 0 (a non-zero status arrives as proc_exit).
-      const status = this.#enter(() => exported()) ?? 0;
-      const fuelConsumed = this.#consumed();
+      const status = this.#enter(exported) ?? 0;
+      const fuelConsumed = this.fuelOfLastRun;
       if (this.#o.isCommand) this.#drop();
       if (this.#kernel !== undefined) this.#extismResult(this.#kernel);
       if (status !== 0 || (this.#extism && this.#error !== undefined)) {
-        const failed = this.#pluginError(`function "${fn}" returned status ${status}`, status);
         if (this.#memoryRefused !== undefined && this.#memoryRefused.value !== 0)
-          throw this.#memoryQuotaError(
-            `function "${fn}" of plugin "${this.#id}" failed after a memory.grow was refused`,
-            failed,
+          // A quota's answer, made without stacks: a tenant calling in a loop gets it as often as it calls.
+          throw stackless(() =>
+            this.#memoryQuotaError(
+              `function "${fn}" of plugin "${this.#id}" failed after a memory.grow was refused`,
+              this.#pluginError(`function "${fn}" returned status ${status}`, status),
+            ),
           );
-        throw failed;
+        throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
       }
-      // The deadline was checked on return, by #enter's last #settle.
-      return { output: this.#takeOutput(), fuelConsumed };
+      // The deadline was checked on return, by #enter's last #settle, which read the clock: the call ended then.
+      return {
+        output: this.#takeOutput(),
+        fuelConsumed,
+        endedAt: deadline === 0 ? undefined : this.#clock,
+      };
     } finally {
       this.#flushLines();
       this.#input = EMPTY;
-      this.#output = new OutputBuffer();
+      // What a failed call wrote is let go.
+      this.#output.reset();
     }
   }
 
@@ -339,7 +374,7 @@ export class WasmPlugin implements PluginRuntime {
     this.#fatal = undefined;
     this.#owed = 0;
     this.#sleepLeftMs = this.#o.limits.callTimeoutMs;
-    this.#quotaReported.clear();
+    if (this.#quotaReported.size > 0) this.#quotaReported.clear();
     let result: T;
     this.#left = undefined;
     try {
@@ -366,14 +401,17 @@ export class WasmPlugin implements PluginRuntime {
       }
       this.#drop();
       const exited = this.#pluginError(`exited with status ${error.status}`, error.status);
+      if (refused) this.#o.memoryBudget?.churned?.(this, this.#id);
       if (refused)
         throw this.#memoryQuotaError(`plugin "${this.#id}" exited after a memory.grow was refused`, exited);
       throw exited;
     }
     const typed = this.#classify(error, what);
     this.#drop();
-    if (refused)
+    if (refused) {
+      this.#o.memoryBudget?.churned?.(this, this.#id);
       throw this.#memoryQuotaError(`plugin "${this.#id}" failed after a memory.grow was refused`, typed);
+    }
     throw typed;
   }
 
@@ -597,7 +635,10 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   #checkDeadline(): void {
-    if (this.#deadline !== 0 && performance.now() > this.#deadline) throw this.#timeout();
+    if (this.#deadline === 0) return;
+    const clock = performance.now();
+    this.#clock = clock;
+    if (clock > this.#deadline) throw this.#timeout();
   }
 
   // --- guest memory --------------------------------------------------------------------------------
@@ -679,7 +720,7 @@ export class WasmPlugin implements PluginRuntime {
         },
       );
     }
-    this.#output.append(chunk.subarray(from, to));
+    this.#output.append(chunk, from, to);
   }
 
   #takeOutput(): Uint8Array {

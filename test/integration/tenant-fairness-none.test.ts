@@ -1,0 +1,106 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadHostConfig } from '../../src/host/host-config.js';
+import { MemoryStorage } from '../../src/host/services.js';
+import { TenantRegistry } from '../../src/tenants/registry.js';
+import { TenantHost } from '../../src/tenants/tenant-host.js';
+import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
+import { buildWasiC } from '../helpers/wasm-c.js';
+
+/**
+ * Issue 14, fairness on the host's one thread in mode none: a call runs to its end on that thread, so a tenant
+ * with many calls at once (or a client calling again as each returns) used to run them all back to back while
+ * another tenant's call, arriving by a timer or a socket, waited for the last. A tenant's calls now take at most
+ * TURN_SLICE_MS of a turn of the event loop (and one call past it); the rest start in later turns, in order.
+ */
+const SOURCE = `
+#include <stdint.h>
+__attribute__((import_module("reed"), import_name("input_read")))
+int32_t input_read(char *buf, int32_t len, int32_t offset);
+__attribute__((import_module("reed"), import_name("output_write")))
+int32_t output_write(const char *buf, int32_t len);
+static char buf[256];
+static volatile uint64_t sink;
+/* A million loop iterations (far more than the slice on any machine, well under a second), then its input back. */
+__attribute__((export_name("spin"))) int32_t spin(void) {
+  for (uint32_t i = 0; i < 1000000; i++) sink += i;
+  output_write(buf, input_read(buf, sizeof buf, 0));
+  return 0;
+}
+__attribute__((export_name("ok"))) int32_t ok(void) { return 0; }
+`;
+
+const registries: TenantRegistry[] = [];
+afterEach(async () => {
+  for (const r of registries.splice(0)) await r.close();
+});
+
+async function start() {
+  const wasm = buildWasiC(SOURCE, { reactor: true });
+  const dir = tempDir('reed-tenant-fair-');
+  for (const t of ['a', 'b'])
+    writePlugin(
+      join(dir, `plugins-${t}`),
+      'fair.load',
+      { id: 'fair.load', entry_point: 'plugin.wasm', sandbox: { mode: 'none' } },
+      { 'plugin.wasm': wasm },
+    );
+  writeFileSync(
+    join(dir, 'reed.toml'),
+    'cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "runtime"\n[signatures]\nrequire = "none"\n' +
+      '[tenants.a]\nplugin_dirs = ["plugins-a"]\n[tenants.a.quotas]\nmax_concurrent_calls = 64\n' +
+      '[tenants.b]\nplugin_dirs = ["plugins-b"]\n',
+  );
+  const registry = await TenantRegistry.start({
+    config: loadHostConfig({ cwd: dir, env: {}, home: dir, overrides: { defaultSearchPaths: false } }),
+    forceMode: 'none',
+    logger: pino({ level: 'silent' }),
+    storage: () => new MemoryStorage(),
+    audit: false,
+  });
+  registries.push(registry);
+  const a = registry.get('a');
+  const b = registry.get('b');
+  if (!(a instanceof TenantHost) || !(b instanceof TenantHost))
+    throw new Error('tenants a and b did not start');
+  // Instantiated and warm.
+  await a.call('fair.load', 'spin');
+  await b.call('fair.load', 'ok');
+  return { a, b };
+}
+
+describe('mode none: fairness on the host’s one thread', () => {
+  it('a tenant’s calls made at once do not all run before another tenant’s call that arrives meanwhile', async () => {
+    const { a, b } = await start();
+    // Everything before this point ran in earlier turns of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
+    let aDone = 0;
+    // B's call arrives in the next turn, as one from a socket or a timer would.
+    const bSaw = new Promise<{ done: number; inFlight: number }>((resolve) => {
+      setImmediate(() => {
+        void b.call('fair.load', 'ok').then(() => resolve({ done: aDone, inFlight: a.inFlight }));
+      });
+    });
+    const inputs = Array.from({ length: 20 }, (_, i) => `call ${i}`);
+    const outputs = await Promise.all(
+      inputs.map((input) =>
+        a.call('fair.load', 'spin', input).then((r) => {
+          aDone++;
+          return Buffer.from(r.output).toString();
+        }),
+      ),
+    );
+    // Before: all 20 of A's calls ran in the turn they were made, and B's call after the last of them.
+    const saw = await bSaw;
+    expect(saw.done).toBeLessThan(20);
+    // The calls waiting for a later turn count in flight (max_concurrent_calls bounds them).
+    expect(saw.done + saw.inFlight).toBe(20);
+    expect(a.deferredCalls).toBeGreaterThan(0);
+    // Every one of A's calls ran, in order, with its own input; none was refused.
+    expect(outputs).toEqual(inputs);
+    expect(a.usage().total.calls).toEqual({ ok: 21 });
+    expect(a.inFlight).toBe(0);
+  }, 60_000);
+});
