@@ -1,22 +1,16 @@
 import { once } from 'node:events';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, {
-  type FastifyError,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-} from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { Code } from '../codes.js';
-import { isReedError, ReedError } from '../errors.js';
+import { ReedError } from '../errors.js';
 import type { PluginHost } from '../host/plugin-host.js';
-import { jsonText } from '../safe-text.js';
 import { singleTenantDirectory } from '../tenants/single.js';
 import { DEFAULT_TENANT, type TenantDirectory } from '../tenants/tenant.js';
+import { fail, MAX_HEADER_BYTES, onClientError } from './answers.js';
 import { type Authenticator, registerAuth } from './auth.js';
 import { type Principal, SOCKET_PEER } from './principal.js';
 import { type RouteScope, registerRoutes } from './routes.js';
@@ -59,35 +53,7 @@ export interface TenantApiServerOptions extends ApiServerOptions {
 
 export const DEFAULT_MAX_INPUT_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_INSTALL_BYTES = 256 * 1024 * 1024;
-/**
- * The request line and headers together (Node's default is 16 KiB): a call's WASI args and env travel in the query
- * and may hold 64 KiB of text (src/runtime/call-wasi.ts), three times that percent-encoded.
- */
-export const MAX_HEADER_BYTES = 256 * 1024;
-
-/** HTTP status by code; every other ReedError from a call is 422 (the call reached the host and failed). */
-const STATUS: Partial<Record<Code, number>> = {
-  api_not_found: 404,
-  plugin_not_loaded: 404,
-  function_not_found: 404,
-  tenant_not_found: 404,
-  api_method_not_allowed: 405,
-  request_too_large: 413,
-  api_bad_request: 400,
-  trace_context_invalid: 400,
-  tenant_invalid: 400,
-  unauthenticated: 401,
-  forbidden: 403,
-  api_unsupported_media_type: 415,
-  install_archive_invalid: 400,
-  install_id_mismatch: 400,
-  plugin_has_dependants: 409,
-  dependant_version_mismatch: 409,
-  tenant_exists: 409,
-  quota_exceeded: 429,
-  host_closed: 503,
-  internal_error: 500,
-};
+export { MAX_HEADER_BYTES, send } from './answers.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -174,7 +140,8 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
   app.decorateRequest('principal', undefined as unknown as Principal);
-  // The one place where who sent a request is found and judged, before any route runs.
+  // The one place where who sent a request is found and judged, before any route runs. A hook that calls `done`
+  // (not an async one): the request goes on in the same tick, with no promise made for it.
   const authenticate = options.authenticate ?? options.auth?.authenticateRequest;
   if (options.auth !== undefined) registerAuth(app as unknown as FastifyInstance, options.auth, directory);
   if (authenticate === undefined)
@@ -183,9 +150,20 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
       done();
     });
   else
-    app.addHook('onRequest', async (request) => {
-      request.principal = await authenticate(request);
-      authorize(request);
+    app.addHook('onRequest', (request, _reply, done) => {
+      let refused: Error | undefined;
+      try {
+        const principal = authenticate(request);
+        if (principal instanceof Promise) {
+          principal.then((p) => done(admit(request, p)), done);
+          return;
+        }
+        refused = admit(request, principal);
+      } catch (error) {
+        refused = error as Error;
+      }
+      // Outside the try: `done` runs the rest of the request, whose errors are not this hook's.
+      done(refused);
     });
 
   app.setErrorHandler((error, request, reply) => fail(options.logger, error, request, reply));
@@ -218,6 +196,17 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
   return app;
 }
 
+/** The principal set on the request, and judged against its route (the error that refuses it, if any). */
+function admit(request: FastifyRequest, principal: Principal): Error | undefined {
+  request.principal = principal;
+  try {
+    authorize(request);
+    return undefined;
+  } catch (error) {
+    return error as Error;
+  }
+}
+
 /**
  * The route's scope against the principal: `admin` routes need an admin (else 403 `forbidden`); a `tenant` route
  * of another tenant than the principal's answers as an unknown tenant would (404 `tenant_not_found`: whether it
@@ -241,47 +230,6 @@ function authorize(request: FastifyRequest): void {
     );
 }
 
-/**
- * A request Node's parser refused (bytes that are not HTTP, headers over MAX_HEADER_BYTES, too slow): as Node does,
- * an error answer when no answer is in flight on that connection, and the connection closed. An answer in flight
- * (the request before the bad bytes) is finished first, not cut or overtaken by the error's.
- */
-function onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
-  if (inFlight !== undefined && inFlight !== null) {
-    if (!inFlight.writableFinished) {
-      const close = () => socket.destroy();
-      inFlight.once('finish', close);
-      inFlight.once('close', close);
-      return;
-    }
-    // Its answer is written, and may have said `Connection: close` (a GET whose stray body bytes were parsed as a
-    // next request): nothing follows it on this connection, as Node's own handler does once headers are sent.
-    // Found by test/fuzz/api-requests.test.ts: a 400 after a `Connection: close` answer.
-    socket.end();
-    return;
-  }
-  const [status, reed] =
-    error.code === 'HPE_HEADER_OVERFLOW'
-      ? [
-          431,
-          new ReedError(
-            'request_too_large',
-            `the request line and headers are larger than ${MAX_HEADER_BYTES} bytes`,
-          ),
-        ]
-      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, new ReedError('api_bad_request', 'the request was not received in time')]
-        : [400, new ReedError('api_bad_request', 'the request is not valid HTTP/1.1')];
-  const body = JSON.stringify({ ok: false, error: reed.toJSON() });
-  if (socket.writable)
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  socket.destroy();
-}
-
 /** The query as URLSearchParams reads it (as before fastify), every name's values in an array, no prototype. */
 function parseQuery(text: string): Record<string, string[]> {
   const query: Record<string, string[]> = Object.create(null);
@@ -291,81 +239,6 @@ function parseQuery(text: string): Record<string, string[]> {
     else values.push(value);
   }
   return query;
-}
-
-/** The last line of every request: nothing in here may throw, whatever the error holds. */
-function fail(
-  logger: Pick<Logger, 'error'>,
-  error: unknown,
-  request: FastifyRequest,
-  reply: FastifyReply,
-): void {
-  const reed = asReedError(error, request);
-  if (reed.code === 'internal_error' && !isReedError(error)) {
-    try {
-      logger.error({ err: error, url: request.url }, 'API request failed');
-    } catch {}
-  }
-  if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
-  if (!request.raw.complete) {
-    // A body we refused is discarded, not stored (the client may still be writing it: cutting the connection now
-    // would hand it EPIPE instead of this answer), and the connection closes after the answer.
-    reply.header('Connection', 'close');
-    request.raw.resume();
-  }
-  if (reed.code === 'quota_exceeded') {
-    const ms = Number(reed.details?.retryAfterMs);
-    reply.header('Retry-After', String(Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : 1));
-  }
-  send(reply, STATUS[reed.code] ?? 422, { ok: false, error: reed.toJSON() });
-}
-
-function asReedError(error: unknown, request: FastifyRequest): ReedError {
-  if (isReedError(error)) return error;
-  const e = error as Partial<FastifyError> | undefined;
-  if (e?.validation !== undefined) return validationError(e, request);
-  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
-    return new ReedError('request_too_large', 'the request body is larger than the limit');
-  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500)
-    return new ReedError('api_bad_request', String(e.message).slice(0, 256));
-  return new ReedError('internal_error', 'internal error; see the host log');
-}
-
-/** A request that does not match its route's schema: `api_bad_request`, saying which parameter and why. */
-function validationError(error: Partial<FastifyError>, request: FastifyRequest): ReedError {
-  const first = error.validation?.[0];
-  const where =
-    error.validationContext === 'querystring' ? 'query parameter' : String(error.validationContext);
-  const route = `${request.method} ${request.routeOptions.url ?? ''}`;
-  const extra = (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
-  if (extra !== undefined)
-    return new ReedError('api_bad_request', `${route} takes no ${where} "${extra.slice(0, 64)}"`);
-  const name = first?.instancePath.split('/')[1] ?? '';
-  if (error.validationContext === 'querystring' && name === 'env')
-    return new ReedError('api_bad_request', 'the query parameter env must be NAME=VALUE');
-  return new ReedError(
-    'api_bad_request',
-    `${route}: the ${where}${first?.instancePath ? ` ${first.instancePath}` : ''} ${first?.message ?? 'is not valid'}`,
-  );
-}
-
-/** The answer when a body cannot be serialized (too deep, circular): fixed, so that sending never throws. */
-const UNSERIALIZABLE = JSON.stringify({
-  ok: false,
-  error: { code: 'internal_error', message: 'the answer could not be serialized; see the host log' },
-});
-
-export function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
-  const text = jsonText(body);
-  try {
-    return reply
-      .code(text === undefined ? 500 : status)
-      .header('Content-Type', 'application/json')
-      .send(text ?? UNSERIALIZABLE);
-  } catch {
-    reply.raw.destroy();
-    return reply;
-  }
 }
 
 /**

@@ -1,0 +1,165 @@
+import { type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Code } from '../codes.js';
+import { isReedError, ReedError } from '../errors.js';
+import { jsonText } from '../safe-text.js';
+
+/**
+ * How the serve API answers: every answer's JSON (`send`), every failure as `{"ok":false,"error":{...}}` with its
+ * stable code and HTTP status (`fail`), and the answer to a request Node's parser refused (`onClientError`).
+ */
+
+/**
+ * The request line and headers together (Node's default is 16 KiB): a call's WASI args and env travel in the query
+ * and may hold 64 KiB of text (src/runtime/call-wasi.ts), three times that percent-encoded.
+ */
+export const MAX_HEADER_BYTES = 256 * 1024;
+
+/** HTTP status by code; every other ReedError from a call is 422 (the call reached the host and failed). */
+const STATUS: Partial<Record<Code, number>> = {
+  api_not_found: 404,
+  plugin_not_loaded: 404,
+  function_not_found: 404,
+  tenant_not_found: 404,
+  api_method_not_allowed: 405,
+  request_too_large: 413,
+  api_bad_request: 400,
+  trace_context_invalid: 400,
+  tenant_invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  api_unsupported_media_type: 415,
+  install_archive_invalid: 400,
+  install_id_mismatch: 400,
+  plugin_has_dependants: 409,
+  dependant_version_mismatch: 409,
+  tenant_exists: 409,
+  quota_exceeded: 429,
+  host_closed: 503,
+  internal_error: 500,
+};
+
+/**
+ * A request Node's parser refused (bytes that are not HTTP, headers over MAX_HEADER_BYTES, too slow): as Node does,
+ * an error answer when no answer is in flight on that connection, and the connection closed. An answer in flight
+ * (the request before the bad bytes) is finished first, not cut or overtaken by the error's.
+ */
+export function onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  if (inFlight !== undefined && inFlight !== null) {
+    if (!inFlight.writableFinished) {
+      const close = () => socket.destroy();
+      inFlight.once('finish', close);
+      inFlight.once('close', close);
+      return;
+    }
+    // Its answer is written, and may have said `Connection: close` (a GET whose stray body bytes were parsed as a
+    // next request): nothing follows it on this connection, as Node's own handler does once headers are sent.
+    // Found by test/fuzz/api-requests.test.ts: a 400 after a `Connection: close` answer.
+    socket.end();
+    return;
+  }
+  const [status, reed] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [
+          431,
+          new ReedError(
+            'request_too_large',
+            `the request line and headers are larger than ${MAX_HEADER_BYTES} bytes`,
+          ),
+        ]
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, new ReedError('api_bad_request', 'the request was not received in time')]
+        : [400, new ReedError('api_bad_request', 'the request is not valid HTTP/1.1')];
+  const body = JSON.stringify({ ok: false, error: reed.toJSON() });
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  socket.destroy();
+}
+
+/** The last line of every request: nothing in here may throw, whatever the error holds. */
+export function fail(
+  logger: Pick<Logger, 'error'>,
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const reed = asReedError(error, request);
+  if (reed.code === 'internal_error' && !isReedError(error)) {
+    try {
+      logger.error({ err: error, url: request.url }, 'API request failed');
+    } catch {}
+  }
+  if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
+  if (!request.raw.complete) {
+    // A body we refused is discarded, not stored (the client may still be writing it: cutting the connection now
+    // would hand it EPIPE instead of this answer), and the connection closes after the answer.
+    reply.header('Connection', 'close');
+    request.raw.resume();
+  }
+  if (reed.code === 'quota_exceeded') {
+    const ms = Number(reed.details?.retryAfterMs);
+    reply.header('Retry-After', String(Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : 1));
+  }
+  // Every 401 says how to authenticate (RFC 9110).
+  if (reed.code === 'unauthenticated') reply.header('WWW-Authenticate', 'Bearer');
+  send(reply, STATUS[reed.code] ?? 422, { ok: false, error: reed.toJSON() });
+}
+
+function asReedError(error: unknown, request: FastifyRequest): ReedError {
+  if (isReedError(error)) return error;
+  const e = error as Partial<FastifyError> | undefined;
+  if (e?.validation !== undefined) return validationError(e, request);
+  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return new ReedError('request_too_large', 'the request body is larger than the limit');
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500)
+    return new ReedError('api_bad_request', String(e.message).slice(0, 256));
+  return new ReedError('internal_error', 'internal error; see the host log');
+}
+
+/** A request that does not match its route's schema: `api_bad_request`, saying which parameter and why. */
+function validationError(error: Partial<FastifyError>, request: FastifyRequest): ReedError {
+  const first = error.validation?.[0];
+  const where =
+    error.validationContext === 'querystring' ? 'query parameter' : String(error.validationContext);
+  const route = `${request.method} ${request.routeOptions.url ?? ''}`;
+  const extra = (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+  if (extra !== undefined)
+    return new ReedError('api_bad_request', `${route} takes no ${where} "${extra.slice(0, 64)}"`);
+  const name = first?.instancePath.split('/')[1] ?? '';
+  if (error.validationContext === 'querystring' && name === 'env')
+    return new ReedError('api_bad_request', 'the query parameter env must be NAME=VALUE');
+  return new ReedError(
+    'api_bad_request',
+    `${route}: the ${where}${first?.instancePath ? ` ${first.instancePath}` : ''} ${first?.message ?? 'is not valid'}`,
+  );
+}
+
+/** The answer when a body cannot be serialized (too deep, circular): fixed, so that sending never throws. */
+const UNSERIALIZABLE = JSON.stringify({
+  ok: false,
+  error: { code: 'internal_error', message: 'the answer could not be serialized; see the host log' },
+});
+
+/** `body` as terminal-safe JSON (jsonText) with its status; 500 when it cannot be serialized. */
+export function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
+  return sendJson(reply, status, jsonText(body));
+}
+
+/** A JSON text made safe already (jsonText, or the call route's own writer), or undefined: 500. */
+export function sendJson(reply: FastifyReply, status: number, text: string | undefined): FastifyReply {
+  try {
+    return reply
+      .code(text === undefined ? 500 : status)
+      .header('Content-Type', 'application/json')
+      .send(text ?? UNSERIALIZABLE);
+  } catch {
+    reply.raw.destroy();
+    return reply;
+  }
+}
