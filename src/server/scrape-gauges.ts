@@ -14,7 +14,7 @@ export interface MetricsTarget {
   usage?: () => TenantUsage;
 }
 
-const STATES = ['starting', 'ready', 'restarting', 'draining', 'failed', 'stopped'] as const;
+const STATES = ['starting', 'ready', 'restarting', 'idle', 'draining', 'failed', 'stopped'] as const;
 
 /** Gauges read from the hosts at each scrape: plugin states, memory, CPU, storage, disk, quota rejections. */
 export function registerScrapeGauges(
@@ -27,7 +27,7 @@ export function registerScrapeGauges(
   const targets = () => [...listTargets()];
   new Gauge({
     name: 'reed_plugin_state',
-    help: 'Each plugin known to a host: 1 for the state it is in (starting, ready, restarting, draining, failed, stopped)',
+    help: 'Each plugin known to a host: 1 for the state it is in (starting, ready, restarting, idle, draining, failed, stopped)',
     labelNames: ['tenant', 'plugin', 'mode', 'state'],
     registers,
     collect() {

@@ -1,7 +1,16 @@
 // Scale to zero in mode none (issue 16, part 2): the WASM instance and its memory are dropped after idle_timeout,
-// made again on the next call (test/helpers/idle.ts).
-import { describe, expect } from 'vitest';
-import { idleSuite } from '../helpers/idle.js';
+// made again on the next call (test/helpers/idle.ts). And the state `idle` where operators read it: the API's
+// status and the reed_plugin_state gauge.
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sampleMap as samples } from '../../src/cli/prom-text.js';
+import { createApiServer, listenOnSocket } from '../../src/server/api-server.js';
+import { ReedMetrics } from '../../src/server/metrics.js';
+import { api } from '../helpers/api.js';
+import { REPO } from '../helpers/cli.js';
+import { startHost } from '../helpers/host.js';
+import { IDLE_PLUGIN, idleSuite, until } from '../helpers/idle.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 
 describe('scale to zero, mode none', () => {
   idleSuite(
@@ -14,4 +23,40 @@ describe('scale to zero, mode none', () => {
     },
     60_000,
   );
+});
+
+describe('the state idle, where it is read', () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('the API status and the reed_plugin_state gauge say idle, then ready after a call through the API', async () => {
+    const { host } = await startHost([join(REPO, 'test/fixtures/idle')], { mode: 'none' });
+    cleanups.push(() => host.close());
+    const server = createApiServer(host, { maxInputBytes: 1024 });
+    const socketPath = join(tempDir('reed-idle-api-'), 'api.sock');
+    await listenOnSocket(server, socketPath);
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const metrics = new ReedMetrics({ targets: () => [{ tenant: 'default', host }] });
+    cleanups.push(() => metrics.close());
+    const l = `tenant="default",plugin="${IDLE_PLUGIN}",mode="none"`;
+
+    await until(() => host.pluginStatus(IDLE_PLUGIN).state === 'idle', 'the plugin to idle');
+    const status = await api(socketPath, 'GET', `/v1/plugins/${IDLE_PLUGIN}`);
+    expect(status.status).toBe(200);
+    expect(status.body.plugin?.state).toBe('idle');
+    const listed = await api(socketPath, 'GET', '/v1/plugins');
+    expect(listed.body.plugins?.find((p) => p.id === IDLE_PLUGIN)?.state).toBe('idle');
+    let s = samples(await metrics.text());
+    expect(s.get(`reed_plugin_state{${l},state="idle"}`)).toBe(1);
+    expect(s.get(`reed_plugin_state{${l},state="ready"}`)).toBe(0);
+
+    const call = await api(socketPath, 'POST', `/v1/plugins/${IDLE_PLUGIN}/call/echo`, 'awake');
+    expect(call.status).toBe(200);
+    expect(call.body.output).toBe('awake');
+    expect((await api(socketPath, 'GET', `/v1/plugins/${IDLE_PLUGIN}`)).body.plugin?.state).toBe('ready');
+    s = samples(await metrics.text());
+    expect(s.get(`reed_plugin_state{${l},state="ready"}`)).toBe(1);
+  });
 });
