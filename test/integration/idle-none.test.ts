@@ -59,4 +59,18 @@ describe('the state idle, where it is read', () => {
     s = samples(await metrics.text());
     expect(s.get(`reed_plugin_state{${l},state="ready"}`)).toBe(1);
   });
+
+  it("reed.toml's [sandbox] idle_timeout applies to a plugin whose manifest sets none", async () => {
+    const { host } = await startHost([join(REPO, 'examples/plugins')], {
+      mode: 'none',
+      plugins: ['example.hello'],
+      reedToml: '[sandbox]\nidle_timeout = "200ms"\n',
+    });
+    cleanups.push(() => host.close());
+    expect(host.pluginStatus('example.hello').state).toBe('ready');
+    await until(() => host.pluginStatus('example.hello').state === 'idle', 'example.hello to idle');
+    const { output } = await host.call('example.hello', 'greet', 'again');
+    expect(new TextDecoder().decode(output)).toContain('again');
+    expect(host.pluginStatus('example.hello').state).toBe('ready');
+  });
 });
