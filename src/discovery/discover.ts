@@ -175,19 +175,31 @@ function pluginDirsIn(path: string, real: string, entries: Dirent[]): PluginDirF
   for (const entry of entries) {
     // `*` in the seed's glob pattern does not match dot-entries.
     if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
-    const dir = join(path, entry.name);
+    const dir = child(path, entry.name);
     if (entry.isDirectory()) {
       const listing = listRaw(dir);
       if (listing !== undefined) {
-        if (listing.some((name) => name.equals(MANIFEST_NAME)))
-          pluginDirs.push({ dir, real: join(real, entry.name), listing });
+        if (hasManifestName(listing)) pluginDirs.push({ dir, real: child(real, entry.name), listing });
         continue;
       }
     }
     if (hasManifest(dir))
-      pluginDirs.push({ dir, ...(entry.isDirectory() ? { real: join(real, entry.name) } : {}) });
+      pluginDirs.push({ dir, ...(entry.isDirectory() ? { real: child(real, entry.name) } : {}) });
   }
   return pluginDirs;
+}
+
+/**
+ * `name` (one entry of a listing: never empty, `.`, `..` or holding a separator) under `dir` (an absolute, resolved
+ * path): path.join's result without its normalising pass, which discovery would otherwise make for every plugin.
+ */
+function child(dir: string, name: string): string {
+  return dir.endsWith(sep) ? dir + name : dir + sep + name;
+}
+
+function hasManifestName(listing: Buffer[]): boolean {
+  for (const name of listing) if (name.equals(MANIFEST_NAME)) return true;
+  return false;
 }
 
 /** A directory's names as bytes, or undefined when it cannot be listed (the caller then looks the other way). */

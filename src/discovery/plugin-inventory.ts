@@ -1,5 +1,5 @@
 import { lstatSync, readdirSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
-import { dirname, join, resolve, sep } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 
 /** Caps on what one plugin directory may hold; exceeding one is a validation error, never a crash. */
 export interface FileLimits {
@@ -56,6 +56,8 @@ export interface PluginInventory {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * Why a relative path cannot stand for a file of a plugin, or undefined when it can. Control characters (C0,
@@ -63,11 +65,21 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
  * lines; empty, `.` and `..` segments and absolute paths because they are not names of files inside the plugin.
  */
 export function fileNameProblem(path: string): string | undefined {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(path)) return 'has a control character (newline, tab, NUL, ...)';
+  if (CONTROL_RE.test(path)) return 'has a control character (newline, tab, NUL, ...)';
   if (path.startsWith('/') || path.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) {
     return 'is not a relative path of plain names';
   }
+  return undefined;
+}
+
+/**
+ * {@link fileNameProblem} for `path`, whose last segment is `name` as a directory listing gave it and whose other
+ * segments were judged already: the same verdict without splitting the whole path again. A name that is not one
+ * plain segment (which a listing never gives) goes the long way.
+ */
+function nameProblem(name: string, path: string): string | undefined {
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) return fileNameProblem(path);
+  if (CONTROL_RE.test(name)) return 'has a control character (newline, tab, NUL, ...)';
   return undefined;
 }
 
@@ -105,9 +117,11 @@ export function inventoryPlugin(
         inventory.stoppedAt = 'too_many_files';
         return false;
       }
-      const abs = join(dir, name);
+      // A listed name is one segment (never empty, `.`, `..` or holding `/`), and `rel` was judged on the way
+      // down: only the name's own characters are left to judge, and it joins without path.join's normalising.
+      const abs = dir.endsWith(sep) ? dir + name : dir + sep + name;
       const path = rel === '' ? name : `${rel}/${name}`;
-      const problem = fileNameProblem(path);
+      const problem = nameProblem(name, path);
       if (problem !== undefined) {
         unlisted(printableName(path), problem);
         continue;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import semver from 'semver';
 import type { Diagnostic } from '../diagnostics.js';
@@ -48,7 +48,7 @@ export function readManifest(file: string, maxBytes = DEFAULT_MAX_MANIFEST_BYTES
     const reason = error instanceof Error ? error.message : String(error);
     return fail(file, 'manifest_unreadable', `cannot read manifest: ${reason}`);
   }
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sha256 = sha256Hex(bytes);
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -121,13 +121,24 @@ export function parseManifest(text: string, file: string): ManifestParseResult {
   return { manifest, id: manifest.metadata.id, diagnostics };
 }
 
+/**
+ * MAJOR.MINOR.PATCH of plain numbers, each below 2^53 (at most 15 digits) and without a leading zero: a version
+ * semver.valid accepts, judged without building a SemVer object (discovery judges every manifest's two or three).
+ * Anything else (pre-release, build, a `v`, spaces) is left to semver's verdict.
+ */
+const PLAIN_VERSION_RE = /^(?:0|[1-9]\d{0,14})\.(?:0|[1-9]\d{0,14})\.(?:0|[1-9]\d{0,14})$/;
+
+function isPlainVersion(value: string): boolean {
+  return value.length <= 47 && PLAIN_VERSION_RE.test(value);
+}
+
 function checkVersions(
   m: PluginManifest,
   diagnostics: Diagnostic[],
   at: (field: string) => Pick<Diagnostic, 'file' | 'field' | 'pluginId'>,
 ): void {
   const mustBeVersion = (value: string | undefined, field: string) => {
-    if (value !== undefined && semver.valid(value) === null) {
+    if (value !== undefined && !isPlainVersion(value) && semver.valid(value) === null) {
       diagnostics.push({
         code: 'invalid_semver',
         severity: 'error',
@@ -298,6 +309,15 @@ function readCapped(file: string, maxBytes: number): Buffer {
     closeSync(fd);
   }
 }
+
+/**
+ * SHA-256 in hex: the one-shot `crypto.hash` where this Node has it (20.12 and later; about half the cost of a Hash
+ * object for a manifest's few hundred bytes, and discovery hashes every manifest), else a Hash object.
+ */
+const sha256Hex: (bytes: Buffer) => string =
+  typeof hash === 'function'
+    ? (bytes) => hash('sha256', bytes, 'hex')
+    : (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 function fail(file: string, code: Diagnostic['code'], message: string): ManifestParseResult {
   return { diagnostics: [{ code, severity: 'error', message, file }] };

@@ -6,8 +6,8 @@ export const apiVersionRule: ValidationRule = {
   name: 'ApiVersionRule',
   validate(candidate, context, report) {
     const at = { file: candidate.manifestPath, pluginId: candidate.id };
-    const wanted = semver.parse(candidate.manifest.metadata.apiVersion);
-    const host = semver.parse(context.apiVersion);
+    const wanted = parsedVersion(candidate.manifest.metadata.apiVersion);
+    const host = parsedVersion(context.apiVersion);
     if (wanted !== null && host !== null) {
       if (wanted.major !== host.major) {
         report({
@@ -39,3 +39,20 @@ export const apiVersionRule: ValidationRule = {
     }
   },
 };
+
+/**
+ * semver.parse, remembered for the last few hundred strings: the host's own API version and the few versions
+ * plugins name are parsed again for every plugin otherwise. The objects are only read.
+ */
+const parsed = new Map<string, semver.SemVer | null>();
+const PARSED_MAX = 256;
+
+function parsedVersion(version: string): semver.SemVer | null {
+  let v = parsed.get(version);
+  if (v === undefined) {
+    v = semver.parse(version);
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(version, v);
+  }
+  return v;
+}
