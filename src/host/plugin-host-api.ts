@@ -35,7 +35,9 @@ const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
  * (src/runtime/host-api.ts) says: argument caps, then the permission.
  */
 export class PluginHostApi implements HostApi {
-  readonly #log: Logger;
+  /** The plugin's logger, made on its first line: most plugins never log, and a host may hold ten thousand. */
+  #logger: Logger | undefined;
+  readonly #parentLogger: Logger;
   readonly #rate: LogRate;
 
   constructor(
@@ -46,8 +48,13 @@ export class PluginHostApi implements HostApi {
     readonly services: HostServices,
     logger: Logger,
   ) {
-    this.#log = logger.child({ pluginId, source: 'plugin' });
+    this.#parentLogger = logger;
     this.#rate = new LogRate(limits.logLinesPerSecond);
+  }
+
+  get #log(): Logger {
+    this.#logger ??= this.#parentLogger.child({ pluginId: this.pluginId, source: 'plugin' });
+    return this.#logger;
   }
 
   readonly log = this.#checked('log', (level, message) => {

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CompileCache, cacheKey } from '../../src/cache/compile-cache.js';
@@ -46,6 +46,22 @@ describe('compile cache', () => {
     expect(meta.compiledSize).toBeGreaterThan(0);
     expect(typeof meta.compilationTime).toBe('number');
     expect(Date.parse(meta.createdAt)).not.toBeNaN();
+  });
+
+  it('prepares the same bytes once per process: a second plugin of one module reads no cache entry', async () => {
+    const cache = new CompileCache({ dir: tempDir() });
+    const opts = { ...options(cache), fuelPerCall: 2_000 }; // a key no other test here prepares
+    const first = await compileWasm(HELLO, opts);
+    expect(first.cacheHit).toBe(false);
+    for (const name of readdirSync(cache.dir)) rmSync(join(cache.dir, name));
+    const second = await compileWasm(HELLO, { ...opts, pluginId: 'q' });
+    expect(second.cacheHit).toBe(true);
+    expect(second.module).toBe(first.module);
+    expect(second.exports).toEqual(first.exports);
+    expect(readdirSync(cache.dir)).toEqual([]); // nothing read, prepared or written again
+    // Other settings are another key: prepared (and written) again.
+    expect((await compileWasm(HELLO, { ...opts, fuelPerCall: 3_000 })).cacheHit).toBe(false);
+    expect(readdirSync(cache.dir).length).toBeGreaterThan(0);
   });
 
   it('detects a truncated or altered entry and rebuilds it', async () => {

@@ -54,6 +54,12 @@ export const DEFAULT_PREPARE_MEMORY_MB = 256;
  */
 export const PREPARE_INLINE_MAX_BYTES = 256 * 1024;
 const compiled = new Map<string, Promise<WebAssembly.Module>>();
+/**
+ * What preparing a key gave, kept beside its compiled module for modules up to PREPARE_INLINE_MAX_BYTES: loading
+ * the same bytes again (a host of ten thousand plugins built from one module: bench/scale) then neither reads,
+ * hashes and touches the cache entry nor prepares, once per plugin. Its bytes are shared and never written to.
+ */
+const preparedByKey = new Map<string, PreparedWasm>();
 
 /**
  * Checks a module before compiling it (size, `WebAssembly.validate`, imports against the ABI, memory and
@@ -61,32 +67,57 @@ const compiled = new Map<string, Promise<WebAssembly.Module>>();
  * compiled modules are shared within the process by the same key, so loading a module twice compiles once.
  */
 export async function compileWasm(file: string, options: WasmCompileOptions): Promise<CompiledWasm> {
-  const prepared = await prepareWasm(file, options);
-  let modulePromise = compiled.get(prepared.key);
+  const at = { pluginId: options.pluginId, file };
+  const source = checkedSource(file, options, at);
+  const key = preparedKey(source, options);
+  const known = preparedByKey.get(key);
+  const prepared =
+    known === undefined ? await prepareChecked(source, key, options, at) : { ...known, cacheHit: true };
+  let modulePromise = compiled.get(key);
   if (modulePromise === undefined) {
     modulePromise = WebAssembly.compile(prepared.bytes);
-    compiled.set(prepared.key, modulePromise);
-    modulePromise.catch(() => compiled.delete(prepared.key));
+    compiled.set(key, modulePromise);
+    modulePromise.catch(() => {
+      compiled.delete(key);
+      preparedByKey.delete(key);
+    });
   }
-  return { ...prepared, module: await modulePromise };
+  const module = await modulePromise;
+  if (known === undefined && prepared.bytes.length <= PREPARE_INLINE_MAX_BYTES)
+    preparedByKey.set(key, prepared);
+  return { ...prepared, module };
 }
 
 /** Everything `compileWasm` does but the compile: what a runner in another process needs to be sent. */
 export async function prepareWasm(file: string, options: WasmCompileOptions): Promise<PreparedWasm> {
   const at = { pluginId: options.pluginId, file };
   const source = checkedSource(file, options, at);
-  const fuel = options.fuel ?? true;
-  const memoryCap = memoryCapPages(options.memoryMb);
-  const key = cacheKey(
+  return prepareChecked(source, preparedKey(source, options), options, at);
+}
+
+/** The cache key of `source` prepared with `options`: every input that changes the prepared bytes. */
+function preparedKey(source: Uint8Array, options: WasmCompileOptions): string {
+  return cacheKey(
     {
       instrumenter: INSTRUMENTER_VERSION,
-      fuel,
-      memoryCapPages: memoryCap,
+      fuel: options.fuel ?? true,
+      memoryCapPages: memoryCapPages(options.memoryMb),
       tableCap: options.tableElements,
       initialFuel: options.fuelPerCall,
     },
     source,
   );
+}
+
+/** Prepares checked `source` (through the cache when there is one). */
+async function prepareChecked(
+  source: Uint8Array,
+  key: string,
+  options: WasmCompileOptions,
+  at: { pluginId: string; file: string },
+): Promise<PreparedWasm> {
+  const fuel = options.fuel ?? true;
+  const memoryCap = memoryCapPages(options.memoryMb);
   const job: PrepareJob = {
     ...at,
     fuel,
