@@ -31,7 +31,8 @@ const { values } = parseArgs({
   options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' }, connect: { type: 'string' } },
   strict: true,
 });
-const pluginId = values['plugin-id'];
+/** The id it says Hello with; a warm runner (src/backends/pool/) takes its plugin's from the Welcome. */
+let pluginId = values['plugin-id'];
 /** Where to dial, as the host said (the host's transport decides; this program only dials it). */
 const address =
   values.connect ?? (values.socket === undefined ? undefined : `${UNIX_SCHEME}${values.socket}`);
@@ -189,6 +190,7 @@ function handle(frame: Frame): void {
   switch (frame.type) {
     case FrameType.Welcome: {
       const spec = (frame.meta as { plugin: PluginSpec }).plugin;
+      if (typeof spec?.id === 'string') pluginId = spec.id;
       if (spec.type === 'wasm' && spec.hostCalls === false) void startLocal(spec, frame.body);
       else startWorker(spec, frame.body);
       setImmediate(() => void confineLater(spec.type !== 'native'));

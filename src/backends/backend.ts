@@ -59,6 +59,23 @@ export interface BackendSettings {
   >;
   /** Process mode, host running as root: the uids runners are given. */
   readonly runnerUids?: UidRange | undefined;
+  /** Warm pools (`[sandbox.pool]`, src/backends/pool/); absent or sizes 0: none. */
+  readonly pool?: PoolSettings | undefined;
+}
+
+/** `[sandbox.pool]`: how many warm runners each backend keeps ready, for how long, and with what limits. */
+export interface PoolSettings {
+  /** Process mode's pool size. */
+  readonly process: number;
+  /** Container mode's pool size per runtime. */
+  readonly container: { readonly runc: number; readonly runsc: number };
+  /** How long a warm runner waits before it is replaced by a fresh one. */
+  readonly ttlMs: number;
+  /**
+   * The limits warm runners start with (the host's `[limits]`): what cannot change after a runner starts (the
+   * runner's heap flag, the tmpfs size) must match a plugin's for that plugin to be given a warm runner.
+   */
+  readonly limits: ResolvedLimits;
 }
 
 /** What one host gives the backends it makes: shared for all plugins, fixed for the host's life. */
@@ -80,6 +97,10 @@ export interface SandboxBackend {
   sandbox(plan: LoadPlan, host: HostApi): Sandbox;
   /** Removes what hosts that are no longer alive left behind (runner directories, cgroups, containers). */
   sweep(): Promise<void>;
+  /** After the sweep, before any plugin loads: begins what the backend keeps ready (warm pools). */
+  warm?(): void;
+  /** At the host's close, after every sandbox stopped: ends what the backend holds (warm pools). */
+  close?(): Promise<void>;
 }
 
 export type BackendFactory<Options = object> = (context: BackendContext<Options>) => SandboxBackend;

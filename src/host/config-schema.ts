@@ -54,6 +54,16 @@ export const HostConfigSchema = Strict({
       runner_gid: Type.Optional(Type.Unknown()),
       // Scale to zero's default for every plugin ("5m", "off"; src/manifest/idle-timeout.ts checks the form).
       idle_timeout: Type.Optional(Type.String({ maxLength: 32 })),
+      // Warm pools (src/backends/pool/, docs/ARCHITECTURE.md "Warm pools"): runners kept ready per backend.
+      pool: Type.Optional(
+        Strict({
+          process: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
+          runc: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
+          runsc: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
+          // "10m", "30s", "1h", "500ms", or milliseconds.
+          ttl: Type.Optional(Type.Union([Type.String({ maxLength: 16 }), Type.Integer({ minimum: 1 })])),
+        }),
+      ),
     }),
   ),
   wasm: Type.Optional(

@@ -5,7 +5,9 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Static } from '@sinclair/typebox';
 import semver from 'semver';
+import type { PoolSettings } from '../backends/backend.js';
 import { CONTAINER_USER } from '../backends/container/container-spec.js';
+import { parseTtl } from '../backends/pool/warm-pool.js';
 import {
   DEFAULT_RUNNER_UIDS,
   parseUidRange,
@@ -100,6 +102,11 @@ export interface HostConfig {
    * default 600000-699999). Undefined when the host is not root: runners then keep the host's uid.
    */
   runnerUids?: UidRange;
+  /**
+   * `[sandbox.pool]`: warm runners each backend keeps ready (docs/ARCHITECTURE.md, "Warm pools"). Off by default
+   * (sizes 0); `limits` are the host's `[limits]`, which warm runners start with.
+   */
+  pool: PoolSettings;
   /** `[supervision]`: the keys set (the breaker's); PluginHost lays its `supervision` option over them. */
   supervision: Partial<Supervision>;
   /** `[lifecycle]`: upgrades while serving. */
@@ -276,6 +283,7 @@ function resolveConfig(raw: RawConfig, ctx: ResolveContext): HostConfig {
     },
     wasm: resolveWasm(raw.wasm ?? {}),
     supervision: resolveSupervision(raw.supervision ?? {}, invalid),
+    pool: resolvePool(raw.sandbox?.pool ?? {}, limits, invalid),
     lifecycle: {
       probationMs: raw.lifecycle?.probation_ms ?? DEFAULT_LIFECYCLE.probationMs,
       drainTimeoutMs: raw.lifecycle?.drain_timeout_ms ?? DEFAULT_LIFECYCLE.drainTimeoutMs,
@@ -353,6 +361,33 @@ function resolveWasm(wasm: NonNullable<RawConfig['wasm']>): HostConfig['wasm'] {
 }
 
 /** `[supervision]`: only the keys given, so that the supervisor's defaults stay in one place. */
+/** `[sandbox.pool]`: sizes (default 0: no pool) and the TTL (default 10 minutes). */
+function resolvePool(
+  pool: NonNullable<NonNullable<RawConfig['sandbox']>['pool']>,
+  limits: ResolvedLimits,
+  invalid: Invalid,
+): PoolSettings {
+  let ttlMs = DEFAULT_POOL_TTL_MS;
+  if (pool.ttl !== undefined) {
+    const parsed = parseTtl(pool.ttl);
+    if (parsed === undefined)
+      invalid(
+        'sandbox.pool.ttl',
+        `must be a duration such as "10m", "30s" or "1h", found ${JSON.stringify(pool.ttl)}`,
+      );
+    ttlMs = parsed;
+  }
+  return {
+    process: pool.process ?? 0,
+    container: { runc: pool.runc ?? 0, runsc: pool.runsc ?? 0 },
+    ttlMs,
+    limits,
+  };
+}
+
+/** A warm runner lives this long before it is replaced (`[sandbox.pool] ttl`). */
+export const DEFAULT_POOL_TTL_MS = 10 * 60_000;
+
 function resolveSupervision(
   raw: NonNullable<RawConfig['supervision']>,
   invalid: Invalid,

@@ -117,9 +117,9 @@ export class PluginHost {
       content: options.services?.content ?? new MemoryContentService(),
       events: options.services?.events ?? new MemoryEventBus(),
     };
-    const { cache, cacheDir, runtimeDir, wasm, runnerUids } = this.config;
+    const { cache, cacheDir, runtimeDir, wasm, runnerUids, pool } = this.config;
     this.#backends = createBackends({
-      settings: { runtimeDir, wasm, runnerUids },
+      settings: { runtimeDir, wasm, runnerUids, pool },
       logger: this.logger,
       session: this.session,
       cache: cache.enabled
@@ -167,6 +167,8 @@ export class PluginHost {
     const host = new PluginHost(options);
     // Each backend removes what a dead host of its kind left (runner directories, cgroups, containers).
     for (const backend of host.#backends.values()) await backend.sweep();
+    // Then warm pools begin to fill ([sandbox.pool]; none by default).
+    for (const backend of host.#backends.values()) backend.warm?.();
     // And what a dead host left in the store: staging directories, versions nothing points to.
     await host.#store.sweep();
     // The lifecycle log lines come from the events (src/events/log-subscriber.ts), this host's only.
@@ -446,6 +448,8 @@ export class PluginHost {
       this.#set.closed = true;
       // After any set change under way: it would otherwise start a sandbox that nothing stops.
       await this.#set.serially(() => this.#set.stopAll());
+      // Warm runners no plugin was given (src/backends/pool/).
+      for (const backend of this.#backends.values()) await backend.close?.();
       if (this.#ownsStorage) this.services.storage.close();
       this.#unwatchBreakers?.();
       this.#unsubscribeLogs?.();

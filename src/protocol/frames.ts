@@ -131,6 +131,11 @@ export class FrameDecoder {
 
   constructor(readonly maxFrameBytes: number) {}
 
+  /** Whether part of a frame has been read and waits for the rest. */
+  get pending(): boolean {
+    return this.#frame !== undefined || this.#headLen > 0;
+  }
+
   push(chunk: Buffer): Frame[] {
     const frames: Frame[] = [];
     let at = 0;

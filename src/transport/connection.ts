@@ -40,10 +40,10 @@ export const UNREAD_HIGH_WATER = 4 * 1024 * 1024;
  * or a wrong Hello, ends the connection (and the sandbox), never the host.
  */
 export class RunnerConnection {
-  readonly #o: ConnectionOptions;
+  #o: ConnectionOptions;
   readonly #socket: Socket;
   readonly #handlers: ConnectionHandlers;
-  readonly #decoder: FrameDecoder;
+  #decoder: FrameDecoder;
   readonly #handshake: Promise<void>;
   #onHandshake: ((error?: ReedError) => void) | undefined;
   #state: 'handshake' | 'open' | 'closed' = 'handshake';
@@ -52,7 +52,7 @@ export class RunnerConnection {
   #blocked = false;
 
   constructor(socket: Socket, options: ConnectionOptions, handlers: ConnectionHandlers) {
-    this.#o = options;
+    this.#o = { ...options };
     this.#socket = socket;
     this.#handlers = handlers;
     this.#decoder = new FrameDecoder(options.maxFrameBytes);
@@ -89,8 +89,8 @@ export class RunnerConnection {
     });
     socket.on('close', () =>
       this.close(
-        new ReedError('sandbox_crashed', `the runner of plugin "${options.pluginId}" closed its connection`, {
-          pluginId: options.pluginId,
+        new ReedError('sandbox_crashed', `the runner of plugin "${this.#o.pluginId}" closed its connection`, {
+          pluginId: this.#o.pluginId,
         }),
       ),
     );
@@ -108,6 +108,22 @@ export class RunnerConnection {
 
   get closed(): boolean {
     return this.#state === 'closed';
+  }
+
+  /**
+   * A warm runner (src/backends/pool/) handed to a plugin: from now on the connection speaks for `pluginId` (its
+   * messages and errors) and accepts frames up to that plugin's `maxFrameBytes`. Only after the handshake and before
+   * any frame past it (a generic runner sends nothing until it is sent a plugin): a frame half-read would be lost
+   * with the old decoder, so that is a protocol violation.
+   */
+  adopt(pluginId: string, maxFrameBytes: number): void {
+    if (this.#state !== 'open') return;
+    if (this.#decoder.pending || this.#queue.length > 0) {
+      this.#violation('sent frames before it was handed a plugin');
+      return;
+    }
+    this.#o = { ...this.#o, pluginId, maxFrameBytes };
+    this.#decoder = new FrameDecoder(maxFrameBytes);
   }
 
   send(type: FrameType, id: number, meta?: object, body?: Uint8Array): void {

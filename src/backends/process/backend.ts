@@ -1,11 +1,15 @@
+import type { ResolvedLimits } from '../../manifest/limits.js';
+import type { PluginSpec } from '../../protocol/messages.js';
+import type { HostApi } from '../../runtime/host-api.js';
 import type { TenantIdentity } from '../../tenant-quotas.js';
-import type { BackendFactory } from '../backend.js';
+import type { BackendFactory, LoadPlan, PoolSettings } from '../backend.js';
 import { LazySandbox } from '../lazy-sandbox.js';
+import { WarmPool } from '../pool/warm-pool.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
 import { DEFAULT_SUPERVISION, SupervisedSandbox, type Supervision } from '../supervisor.js';
 import { cgroupName, sweepCgroups, TenantCgroupSlot } from './cgroup.js';
-import { RunnerProcess } from './runner-process.js';
+import { RunnerProcess, type RunnerProcessOptions } from './runner-process.js';
 
 export interface ProcessBackendOptions {
   /** Supervision settings (deadlines, restarts, breaker). */
@@ -14,6 +18,40 @@ export interface ProcessBackendOptions {
   runnerCommand?: string[];
   /** The tenant the host serves: its runners' cgroups go under one of its own (memory_mb, cpu_weight). */
   tenant?: TenantIdentity;
+}
+
+/** The plugin id a warm runner presents in its Hello, and names in its own messages until it is handed a plugin. */
+export const WARM_RUNNER_ID = 'reed-warm-runner';
+
+/** The runner's V8 heap cap for a plugin's limits (runner-command.ts): fixed when the runner starts. */
+const heapMb = (limits: ResolvedLimits) => Math.max(128, limits.memoryMb);
+
+/**
+ * Whether a plan may be given a warm runner: only when everything a runner cannot get after it started is the
+ * pool's. A WASM plugin (a native library needs room for its private copy in the tmpfs), without the network (a
+ * namespace of its own is made at spawn), without a data directory (a bind mount is made at spawn), with the pool's
+ * tmpfs size and the same V8 heap cap (Node flags). Any other plan starts a fresh runner: nothing is faked.
+ */
+export function fitsPool(plan: LoadPlan, pool: PoolSettings): boolean {
+  return (
+    plan.type === 'wasm' &&
+    !plan.grants.network &&
+    plan.grants.filesystem === undefined &&
+    plan.limits.tmpfsMb === pool.limits.tmpfsMb &&
+    heapMb(plan.limits) === heapMb(pool.limits)
+  );
+}
+
+/** What a warm runner's link answers before it has a plugin: its log lines go to the host's log, nothing else. */
+function warmHost(log: (level: number, message: string) => void): HostApi {
+  return new Proxy({} as HostApi, {
+    get: (_, name) =>
+      name === 'log'
+        ? log
+        : () => {
+            throw new Error('a warm runner has no plugin: it may not call the host');
+          },
+  });
 }
 
 /** Mode `process`: a supervised sandbox-runner child under bubblewrap, one per plugin. */
@@ -27,34 +65,82 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
           cpuWeight: tenant.quotas?.cpu_weight,
           tenant: tenant.id,
         });
+  const { options, settings } = context;
+  const supervision = { ...DEFAULT_SUPERVISION, ...options.supervision };
+  /** What every runner of this backend shares, plugin or warm. */
+  const shared = {
+    session: context.session,
+    runtimeDir: settings.runtimeDir,
+    ...(options.runnerCommand === undefined ? {} : { runnerCommand: options.runnerCommand }),
+    ...(settings.runnerUids === undefined ? {} : { runnerUids: settings.runnerUids }),
+    startTimeoutMs: supervision.startTimeoutMs,
+    ...(slot === undefined ? {} : { tenantCgroup: slot }),
+  };
+  const poolSettings = settings.pool;
+  const pool =
+    poolSettings === undefined || poolSettings.process <= 0
+      ? undefined
+      : new WarmPool<RunnerProcess>({
+          size: poolSettings.process,
+          ttlMs: poolSettings.ttlMs,
+          kind: 'process',
+          session: context.session.id,
+          logger: context.logger,
+          make: () => {
+            const logger = context.logger.child({ sandbox: 'process', pool: 'process' });
+            const limits = poolSettings.limits;
+            const spec: PluginSpec = {
+              id: WARM_RUNNER_ID,
+              type: 'wasm',
+              apiVersion: '',
+              limits,
+              wasi: { args: [], env: {} },
+              hostCalls: false,
+              configuration: {},
+            };
+            return new RunnerProcess({
+              ...shared,
+              pluginId: WARM_RUNNER_ID,
+              limits,
+              logger,
+              spec,
+              bytes: new Uint8Array(0),
+              host: warmHost((level, message) => logger.debug({ level }, message)),
+              network: false,
+              dataDir: undefined,
+              warm: true,
+            });
+          },
+        });
   return {
     sandbox(plan, host) {
       const { pluginId, limits } = plan;
-      const { options, settings } = context;
       return new LazySandbox(pluginId, 'process', async () => {
         const { spec, bytes } = await runnerPayload(plan, context);
         const logger = context.logger.child({ sandbox: 'process' });
-        const supervision = { ...DEFAULT_SUPERVISION, ...options.supervision };
         const common = { pluginId, limits, logger, session: context.session };
+        const runnerOptions: RunnerProcessOptions = {
+          ...shared,
+          ...common,
+          spec,
+          bytes,
+          host,
+          network: plan.grants.network,
+          dataDir: plan.grants.filesystem,
+        };
+        const fits = pool !== undefined && poolSettings !== undefined && fitsPool(plan, poolSettings);
         return new SupervisedSandbox({
           ...common,
           mode: 'process',
           supervision,
           idleTimeoutMs: plan.idleTimeoutMs ?? 0,
-          createRunner: () =>
-            new RunnerProcess({
-              ...common,
-              spec,
-              bytes,
-              host,
-              runtimeDir: settings.runtimeDir,
-              ...(options.runnerCommand === undefined ? {} : { runnerCommand: options.runnerCommand }),
-              ...(settings.runnerUids === undefined ? {} : { runnerUids: settings.runnerUids }),
-              network: plan.grants.network,
-              dataDir: plan.grants.filesystem,
-              startTimeoutMs: supervision.startTimeoutMs,
-              ...(slot === undefined ? {} : { tenantCgroup: slot }),
-            }),
+          // Every start (the first, a restart, a start after scale-to-zero) takes a warm runner when one is ready.
+          createRunner: () => {
+            const warm = fits ? pool.take() : undefined;
+            if (warm === undefined) return new RunnerProcess(runnerOptions);
+            warm.assign(runnerOptions);
+            return warm;
+          },
         });
       });
     },
@@ -62,6 +148,12 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
     async sweep() {
       await sweepOrphans(context.settings.runtimeDir, context.logger);
       sweepCgroups(context.logger);
+    },
+    warm() {
+      pool?.start();
+    },
+    async close() {
+      await pool?.close();
     },
   };
 };

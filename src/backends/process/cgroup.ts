@@ -146,18 +146,20 @@ export class RunnerCgroup {
   private constructor(
     readonly dirs: string[],
     readonly version: 1 | 2,
-    readonly cpuLimited: boolean,
+    public cpuLimited: boolean,
   ) {}
 
   /**
    * `tenant`: the tenant's cgroup (TenantCgroup) the runner's goes under, so the tenant's memory.max and
-   * cpu.weight bound all its runners together; absent, under `reed/` as before tenants existed.
+   * cpu.weight bound all its runners together; absent, under `reed/` as before tenants existed. `cpuHierarchy`
+   * (v1): join the cpu hierarchy even without a quota, so that one can be set later (`setLimits`: warm runners).
    */
   static create(
     name: string,
-    limits: { memoryBytes: number; pids: number; cpus?: number },
+    limits: { memoryBytes: number; pids: number; cpus?: number | undefined },
     root = ROOT,
     tenant?: TenantCgroup,
+    cpuHierarchy = false,
   ): RunnerCgroup | undefined {
     const base = tenant === undefined ? 'reed' : join('reed', tenant.name);
     try {
@@ -183,10 +185,14 @@ export class RunnerCgroup {
       writeFileSync(join(pids, 'pids.max'), String(limits.pids));
       // Under a tenant with a CPU weight the runner must be in the cpu hierarchy, quota or not.
       const cpu =
-        limits.cpus === undefined && tenant?.cpuWeighted !== true
+        limits.cpus === undefined && tenant?.cpuWeighted !== true && !cpuHierarchy
           ? undefined
           : cpuQuotaV1(root, join(base, name), limits.cpus);
-      return new RunnerCgroup(cpu === undefined ? [memory, pids] : [memory, pids, cpu], 1, cpu !== undefined);
+      return new RunnerCgroup(
+        cpu === undefined ? [memory, pids] : [memory, pids, cpu],
+        1,
+        cpu !== undefined && limits.cpus !== undefined,
+      );
     } catch {
       return undefined;
     }
@@ -210,6 +216,41 @@ export class RunnerCgroup {
       return failed('memory.failcnt') || failed('memory.memsw.failcnt');
     } catch {
       return true;
+    }
+  }
+
+  /**
+   * A warm runner handed to a plugin (src/backends/pool/): the plugin's memory, pids and CPU limits replace the
+   * pool's, in the cgroup the runner is already in. Throws when one cannot be written: the runner must then not be
+   * sent the plugin. A CPU quota the host cannot set is reported as a fresh runner's is (`cpuLimited` false).
+   */
+  setLimits(limits: { memoryBytes: number; pids: number; cpus?: number | undefined }): void {
+    const [first, pidsDir, cpuDir] = this.dirs as [string, string?, string?];
+    if (this.version === 2) {
+      writeFileSync(join(first, 'memory.max'), String(limits.memoryBytes));
+      writeFileSync(join(first, 'pids.max'), String(limits.pids));
+      this.cpuLimited = limits.cpus !== undefined && cpuMaxV2(join(first, '..'), first, limits.cpus);
+      if (limits.cpus === undefined && existsSync(join(first, 'cpu.max')))
+        writeFileSync(join(first, 'cpu.max'), `max ${CPU_PERIOD_US}`);
+      return;
+    }
+    // v1: memory+swap must stay at or above memory: raised, it goes first; lowered, last.
+    const memory = join(first, 'memory.limit_in_bytes');
+    const memsw = join(first, 'memory.memsw.limit_in_bytes');
+    const current = Number(readFileSync(memory, 'utf8'));
+    const withSwap = existsSync(memsw);
+    if (withSwap && limits.memoryBytes >= current) writeFileSync(memsw, String(limits.memoryBytes));
+    writeFileSync(memory, String(limits.memoryBytes));
+    if (withSwap && limits.memoryBytes < current) writeFileSync(memsw, String(limits.memoryBytes));
+    if (pidsDir !== undefined) writeFileSync(join(pidsDir, 'pids.max'), String(limits.pids));
+    this.cpuLimited = false;
+    if (cpuDir !== undefined) {
+      writeFileSync(join(cpuDir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+      writeFileSync(
+        join(cpuDir, 'cpu.cfs_quota_us'),
+        limits.cpus === undefined ? '-1' : String(cpuQuotaUs(limits.cpus)),
+      );
+      this.cpuLimited = limits.cpus !== undefined;
     }
   }
 

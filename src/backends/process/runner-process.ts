@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import { ReedError } from '../../errors.js';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { filterBytes, tracingFilter } from '../../seccomp-filter.js';
@@ -50,6 +51,22 @@ export interface RunnerProcessOptions
   dataDir?: FilesystemGrant | undefined;
   /** The host's tenant's cgroup, which this runner's cgroup goes under (its memory_mb and cpu_weight). */
   tenantCgroup?: TenantCgroupSlot;
+  /** A warm runner of a pool (launched with the pool's options, assigned a plugin later). */
+  warm?: boolean;
+}
+
+/** A runner's cgroup limits for a plugin's limits: its memory plus the runner's allowance, pids, CPU. */
+export function runnerCgroupLimits(limits: RunnerProcessOptions['limits']): {
+  memoryBytes: number;
+  pids: number;
+  cpus: number | undefined;
+} {
+  return {
+    memoryBytes: (limits.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024,
+    // Node's own threads need RUNNER_PIDS; a larger limits.pids is the plugin's to use.
+    pids: Math.max(RUNNER_PIDS, limits.pids),
+    cpus: limits.cpus,
+  };
 }
 
 /** The extra fds bwrap gets: it writes the sandbox's init pid to one, and waits on the other before the runner starts. */
@@ -67,7 +84,7 @@ const SECCOMP_FD = 7;
  */
 export class RunnerProcess implements Runner {
   #endpoint: RunnerEndpoint | undefined;
-  readonly #o: RunnerProcessOptions;
+  #o: RunnerProcessOptions;
   #lease: UidLease | undefined;
   #dataGroup: DataGroup | undefined;
   /** What `spawn` started: bwrap, which stays outside the namespaces as their monitor. */
@@ -104,11 +121,82 @@ export class RunnerProcess implements Runner {
   }
 
   /**
-   * One function past 60 lines because it is one ordered recipe (uid lease, socket, cgroup, bubblewrap, the init
-   * joining the cgroup before the runner starts, the secret, output, handshake) whose order is what keeps plugin
-   * code inside its limits (docs/SECURITY.md); split into helpers, that order would be spread across them.
+   * Starts the runner and sends it the plugin. A warm runner (`launch`ed by a pool, then `assign`ed a plugin) is
+   * handed out instead: the plugin's limits are applied to its cgroup, then it is sent the plugin.
    */
   async start(): Promise<void> {
+    if (this.#assigned !== undefined) return this.#handOut(this.#assigned);
+    const endpoint = await this.#spawn();
+    const o = this.#o;
+    await raceStart(
+      endpoint.serve(o.spec, o.bytes),
+      this.exited,
+      o.startTimeoutMs,
+      o.pluginId,
+      () => this.stderrTail,
+    );
+  }
+
+  /**
+   * A warm runner (src/backends/pool/): started, hardened and connected as `start` does, with the pool's options
+   * (no plugin yet), up to the point where it would be sent a plugin.
+   */
+  async launch(): Promise<void> {
+    const endpoint = await this.#spawn();
+    const o = this.#o;
+    await raceStart(endpoint.connect(), this.exited, o.startTimeoutMs, o.pluginId, () => this.stderrTail);
+    this.#launched = true;
+  }
+
+  #launched = false;
+  #assigned: RunnerProcessOptions | undefined;
+
+  /**
+   * A launched warm runner becomes this plugin's: its `start` hands it out. Only options the pool's shape matched
+   * (src/backends/process/backend.ts, `fitsPool`) may differ from the pool's: the spec, bytes, host, limits applied
+   * to the cgroup, logger; never the network, the data directory, the runner command or the tmpfs size.
+   */
+  assign(options: RunnerProcessOptions): void {
+    if (!this.#launched || this.#assigned !== undefined)
+      throw new Error('only a launched warm runner is assigned a plugin, once');
+    this.#assigned = options;
+  }
+
+  async #handOut(options: RunnerProcessOptions): Promise<void> {
+    const endpoint = this.#endpoint as RunnerEndpoint;
+    // The pool's tenant slot is the one this runner's cgroup is in (one backend, one tenant).
+    this.#o = {
+      ...options,
+      ...(this.#o.tenantCgroup === undefined ? {} : { tenantCgroup: this.#o.tenantCgroup }),
+    };
+    const o = this.#o;
+    endpoint.adopt(o);
+    if (this.child?.pid !== undefined)
+      endpoint.writeOwner({ pid: this.child.pid, start: processStart(this.child.pid) ?? '' });
+    try {
+      this.cgroup?.setLimits(runnerCgroupLimits(o.limits));
+    } catch (error) {
+      throw new ReedError(
+        'sandbox_start_failed',
+        `the limits of plugin "${o.pluginId}" could not be applied to a warm runner's cgroup: ${(error as Error).message}`,
+        { pluginId: o.pluginId },
+      );
+    }
+    await raceStart(
+      endpoint.serve(o.spec, o.bytes),
+      this.exited,
+      o.startTimeoutMs,
+      o.pluginId,
+      () => this.stderrTail,
+    );
+  }
+
+  /**
+   * One function past 60 lines because it is one ordered recipe (uid lease, socket, cgroup, bubblewrap, the init
+   * joining the cgroup before the runner starts, the secret, output) whose order is what keeps plugin code inside
+   * its limits (docs/SECURITY.md); split into helpers, that order would be spread across them.
+   */
+  async #spawn(): Promise<RunnerEndpoint> {
     const o = this.#o;
     const bwrap = findBubblewrap(o.pluginId);
     const root = process.getuid?.() === 0;
@@ -143,14 +231,11 @@ export class RunnerProcess implements Runner {
     }
     this.cgroup = RunnerCgroup.create(
       cgroupName(o.session, endpoint.dir.slice(-6)),
-      {
-        memoryBytes: (o.limits.memoryMb + RUNNER_ALLOWANCE_MB) * 1024 * 1024,
-        // Node's own threads need RUNNER_PIDS; a larger limits.pids is the plugin's to use.
-        pids: Math.max(RUNNER_PIDS, o.limits.pids),
-        cpus: o.limits.cpus,
-      },
+      runnerCgroupLimits(o.limits),
       undefined,
       this.tenantCgroup,
+      // A warm runner joins the cpu hierarchy now: the plugin's quota is set there when it is handed out.
+      o.warm === true,
     );
     // The directory's group goes to this runner's gid: it can enter it, no other plugin's runner can.
     const data =
@@ -238,7 +323,8 @@ export class RunnerProcess implements Runner {
       logger: o.logger,
       onLine: (level, line) => {
         if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
-        o.host.log(level, line);
+        // The plugin's host once a warm runner is handed out (the pool's logger until then).
+        this.#o.host.log(level, line);
       },
     });
     if (child.stdout !== null) pump.attach(child.stdout, 1);
@@ -271,13 +357,7 @@ export class RunnerProcess implements Runner {
     const secretPipe = child.stdio[3] as NodeJS.WritableStream | null;
     secretPipe?.on('error', () => {});
     secretPipe?.end(`${endpoint.secret}\n`);
-    await raceStart(
-      endpoint.serve(o.spec, o.bytes),
-      this.exited,
-      o.startTimeoutMs,
-      o.pluginId,
-      () => this.stderrTail,
-    );
+    return endpoint;
   }
 
   /** Known once started: what bubblewrap, the cgroup and the uid lease gave this runner, and what they could not. */

@@ -71,7 +71,7 @@ export class RunnerEndpoint {
   link: RunnerLink | undefined;
   readonly transport: RunnerTransport;
   #connected: Promise<void> | undefined;
-  readonly #o: EndpointOptions;
+  #o: EndpointOptions;
 
   constructor(options: EndpointOptions, packageRoot: string) {
     this.#o = options;
@@ -169,6 +169,12 @@ export class RunnerEndpoint {
 
   /** Waits for the runner to connect, authenticate, load the plugin and run its init. */
   async serve(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
+    await this.connect();
+    await (this.link as RunnerLink).welcome(spec, bytes);
+  }
+
+  /** Waits for the runner to connect and authenticate (a warm runner stops here until it is handed a plugin). */
+  async connect(): Promise<void> {
     await this.#connected;
     const link = this.link as RunnerLink;
     await link.handshake();
@@ -179,7 +185,20 @@ export class RunnerEndpoint {
       } catch {}
     }
     this.#secretFile = undefined;
-    await link.welcome(spec, bytes);
+  }
+
+  /**
+   * A warm runner handed to a plugin (src/backends/pool/): the owner record, the link and this endpoint now speak
+   * for that plugin (its id, host API, limits, logger). The runner's directory, socket and secret stay.
+   */
+  adopt(o: Pick<EndpointOptions, 'pluginId' | 'host' | 'limits' | 'logger' | 'startTimeoutMs'>): void {
+    this.#o = { ...this.#o, ...o };
+    this.link?.adopt({
+      pluginId: o.pluginId,
+      host: o.host,
+      logger: o.logger,
+      maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
+    });
   }
 
   async close(): Promise<void> {

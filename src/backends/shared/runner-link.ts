@@ -39,7 +39,7 @@ export interface CallReply {
  * permission checks apply unchanged.
  */
 export class RunnerLink {
-  readonly #o: LinkOptions;
+  #o: LinkOptions;
   readonly #connection: RunnerConnection;
   readonly #pending = new Map<number, CallReply>();
   readonly #pings = new Map<number, () => void>();
@@ -64,9 +64,23 @@ export class RunnerLink {
     return this.#connection.handshake();
   }
 
+  /**
+   * A warm runner (src/backends/pool/) handed to a plugin: the link now speaks for that plugin (its id in messages,
+   * its host API for the runner's host calls, its frame bound). Before `welcome` only: the runner has been sent
+   * nothing, so nothing it did was on behalf of another plugin.
+   */
+  adopt(o: { pluginId: string; host: HostApi; logger: LinkOptions['logger']; maxFrameBytes: number }): void {
+    if (this.#welcomed) throw new Error('a runner that was sent a plugin is never handed another');
+    this.#o = { ...this.#o, ...o };
+    this.#connection.adopt(o.pluginId, o.maxFrameBytes);
+  }
+
+  #welcomed = false;
+
   /** Sends the plugin and resolves with its callable functions once its init ran. */
   welcome(spec: PluginSpec, bytes: Uint8Array): Promise<string[]> {
     this.#state = 'welcome';
+    this.#welcomed = true;
     return new Promise((resolve, reject) => {
       this.#onReady = (result) => (result instanceof ReedError ? reject(result) : resolve(result));
       this.#send(FrameType.Welcome, 0, { plugin: spec }, bytes);
