@@ -51,6 +51,13 @@ export class TenantHost implements Tenant {
   #queueHead = 0;
   /** Calls that started (not refused) in later turns because of the slice, since the start: what it did. */
   deferredCalls = 0;
+  /**
+   * Until when (performance.now()) the tenant's fuel_per_second is known spent, and its limit: a sandbox refused
+   * a call for it with the time it will have fuel again, and until then every call is refused here, before the
+   * host's call path (0: not known spent).
+   */
+  #fuelSpentUntil = 0;
+  #fuelLimit = 0;
 
   constructor(
     id: string,
@@ -95,6 +102,20 @@ export class TenantHost implements Tenant {
       return Promise.reject(
         this.#deny('max_concurrent_calls', max, `${this.#inFlight} calls are in flight`, null, pluginId),
       );
+    if (this.#fuelSpentUntil !== 0) {
+      const wait = this.#fuelSpentUntil - performance.now();
+      if (wait > 0)
+        return Promise.reject(
+          this.#deny(
+            'fuel_per_second',
+            this.#fuelLimit,
+            'its fuel for now is spent',
+            Math.max(1, Math.ceil(wait)),
+            pluginId,
+          ),
+        );
+      this.#fuelSpentUntil = 0;
+    }
     if (this.#calls !== undefined) {
       const wait = this.#calls.take();
       if (wait !== undefined)
@@ -132,9 +153,19 @@ export class TenantHost implements Tenant {
       },
       (error: unknown) => {
         settle(error instanceof ReedError ? error.code : 'internal_error', 0, 0);
+        if (error instanceof ReedError && error.code === 'quota_exceeded') this.#noteFuelSpent(error);
         throw error;
       },
     );
+  }
+
+  /** A sandbox refused a call for the tenant's fuel_per_second: the calls until it has fuel again are refused here. */
+  #noteFuelSpent(error: ReedError): void {
+    const d = error.details;
+    if (d?.quota !== 'fuel_per_second' || typeof d.retryAfterMs !== 'number' || typeof d.limit !== 'number')
+      return;
+    this.#fuelSpentUntil = performance.now() + d.retryAfterMs;
+    this.#fuelLimit = d.limit;
   }
 
   /** Starts a call on the host now, counting the thread it takes before it returns toward this turn's slice. */

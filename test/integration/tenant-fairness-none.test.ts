@@ -37,7 +37,7 @@ afterEach(async () => {
   for (const r of registries.splice(0)) await r.close();
 });
 
-async function start() {
+async function start(quotasA = 'max_concurrent_calls = 64') {
   const wasm = buildWasiC(SOURCE, { reactor: true });
   const dir = tempDir('reed-tenant-fair-');
   for (const t of ['a', 'b'])
@@ -50,7 +50,7 @@ async function start() {
   writeFileSync(
     join(dir, 'reed.toml'),
     'cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "runtime"\n[signatures]\nrequire = "none"\n' +
-      '[tenants.a]\nplugin_dirs = ["plugins-a"]\n[tenants.a.quotas]\nmax_concurrent_calls = 64\n' +
+      `[tenants.a]\nplugin_dirs = ["plugins-a"]\n[tenants.a.quotas]\n${quotasA}\n` +
       '[tenants.b]\nplugin_dirs = ["plugins-b"]\n',
   );
   const registry = await TenantRegistry.start({
@@ -66,7 +66,7 @@ async function start() {
   if (!(a instanceof TenantHost) || !(b instanceof TenantHost))
     throw new Error('tenants a and b did not start');
   // Instantiated and warm.
-  await a.call('fair.load', 'spin');
+  await a.call('fair.load', 'ok');
   await b.call('fair.load', 'ok');
   return { a, b };
 }
@@ -102,5 +102,31 @@ describe('mode none: fairness on the host’s one thread', () => {
     expect(outputs).toEqual(inputs);
     expect(a.usage().total.calls).toEqual({ ok: 21 });
     expect(a.inFlight).toBe(0);
+  }, 60_000);
+});
+
+describe('mode none: a tenant whose fuel per second is spent', () => {
+  it('is refused at admission until it has fuel again, not on the host’s call path each time', async () => {
+    // One spin is millions of fuel: hundreds of seconds of 10,000 a second.
+    const { a, b } = await start('fuel_per_second = 10000');
+    await a.call('fair.load', 'spin');
+    const refusals = [];
+    for (let i = 0; i < 4; i++)
+      refusals.push(
+        await a.call('fair.load', 'ok').then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      );
+    for (const e of refusals)
+      expect(e).toMatchObject({
+        code: 'quota_exceeded',
+        details: { quota: 'fuel_per_second', limit: 10_000, tenant: 'a', retryAfterMs: expect.any(Number) },
+      });
+    const usage = a.usage();
+    // The first refusal came from the sandbox (a call that reached the host); the 3 after it never did.
+    expect(usage.total.calls).toEqual({ ok: 2, quota_exceeded: 1 });
+    expect(usage.denied).toEqual({ fuel_per_second: 3 });
+    await b.call('fair.load', 'spin');
   }, 60_000);
 });
