@@ -19,12 +19,24 @@ export interface CallOptions {
    * traceparent of the host's call span, which the Call frame carries to the runner. Default: the active context.
    */
   traceParent?: string;
+  /**
+   * When the caller began this call, on now()'s clock (src/backends/shared/call-deadlines.ts): a sandbox that reads
+   * the clock for the call's deadline (mode none) counts from this instead. The host gives it when it reads the
+   * clock anyway (for `reed:call:finished`). Default: the sandbox reads the clock.
+   */
+  startedAt?: number;
 }
 
 export interface CallStats {
   /** WASM instructions charged (the seed's fuel_consumed); 0 where fuel does not apply. */
   fuelConsumed: number;
   durationMs: number;
+  /**
+   * When the sandbox had the outcome, on now()'s clock, where it read the clock for its own figures (mode none):
+   * the host's call event ends there rather than read the clock again. Absent where the sandbox's clock is not
+   * the host's own.
+   */
+  endedAt?: number;
 }
 
 export interface CallOutcome {

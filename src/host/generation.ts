@@ -1,6 +1,7 @@
 import type { LoadPlan } from '../backends/backend.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
+import type { CallWatch } from './call-finished.js';
 
 /**
  * One started version of a plugin: its candidate, its plan (kept so that a rollback can start it again without
@@ -25,24 +26,30 @@ export class Generation {
     return this.#inFlight;
   }
 
-  /** A call through this generation, counted until it settles (every call's path: one counter, one callback). */
-  call(fn: string, input: Uint8Array, options?: CallOptions): Promise<CallOutcome> {
+  /**
+   * A call through this generation, counted until it settles (every call's path: one counter, one callback), and
+   * `watch` told its outcome in the same callback (no promise more for the call event).
+   */
+  call(fn: string, input: Uint8Array, options?: CallOptions, watch?: CallWatch): Promise<CallOutcome> {
     this.#inFlight++;
     let outcome: Promise<CallOutcome>;
     try {
       outcome = this.sandbox.call(fn, input, options);
     } catch (error) {
       this.#settled();
+      watch?.failed(error);
       return Promise.reject(error);
     }
     // then, not finally: finally's extra promise and reaction jobs cost every call ~1,300 instructions more.
     return outcome.then(
       (result) => {
         this.#settled();
+        watch?.ok(result);
         return result;
       },
       (error: unknown) => {
         this.#settled();
+        watch?.failed(error);
         throw error;
       },
     );

@@ -21,7 +21,7 @@ import { readSource } from '../plan/read-source.js';
 import { checkCallWasi } from '../runtime/call-wasi.js';
 import type { TenantIdentity } from '../tenant-quotas.js';
 import { checkTraceParent, type TraceParent } from '../trace-context.js';
-import { publishedCall } from './call-finished.js';
+import { CallWatch, watchedCall } from './call-finished.js';
 import { defaultLogger } from './default-logger.js';
 import type { Generation } from './generation.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
@@ -419,27 +419,24 @@ export class PluginHost {
 
   #call(id: string, fn: string, bytes: Uint8Array, options: CallOptions | undefined): Promise<CallOutcome> {
     const entry = this.#set.entries.get(id);
-    // The clock is read only when someone listens: this is every call's path.
-    const started = hasSubscribers('reed:call:finished') ? performance.now() : undefined;
-    let outcome: Promise<CallOutcome>;
-    // The generation serving at this moment takes the call: an upgrade that switches later lets it finish here.
-    const run = () => this.#serving(id).call(fn, bytes, checkedCallOptions(id, options));
-    if (entry !== undefined && this.#set.retryable(entry)) outcome = this.#set.retryLoad(entry).then(run);
-    else {
-      try {
-        outcome = run();
-      } catch (error) {
-        outcome = Promise.reject(error);
-      }
+    // Watched (one clock read) only when someone listens: this is every call's path.
+    const watch = hasSubscribers('reed:call:finished')
+      ? new CallWatch(this.session.id, this.session.tenant, id, entry?.mode, fn)
+      : undefined;
+    if (entry !== undefined && this.#set.retryable(entry)) {
+      // Its deadline counts from when the load is done, as it always has: no startedAt for the sandbox.
+      const outcome = this.#set
+        .retryLoad(entry)
+        .then(() => this.#serving(id).call(fn, bytes, checkedCallOptions(id, options, undefined)));
+      return watch === undefined ? outcome : watchedCall(outcome, watch);
     }
-    if (started === undefined) return outcome;
-    // Fields, not a spread: a spread here cost ~3 us a call on Node 20 (bench metrics).
-    const session = this.session;
-    return publishedCall(
-      outcome,
-      { session: session.id, tenant: session.tenant, pluginId: id, mode: entry?.mode, fn },
-      started,
-    );
+    try {
+      // The generation serving at this moment takes the call: an upgrade that switches later lets it finish here.
+      return this.#serving(id).call(fn, bytes, checkedCallOptions(id, options, watch?.startedAt), watch);
+    } catch (error) {
+      watch?.failed(error);
+      return Promise.reject(error);
+    }
   }
 
   /** Deactivates every plugin in reverse dependency order, then releases the services it owns. Idempotent. */
@@ -464,11 +461,20 @@ export class PluginHost {
 
 /**
  * `options` with their WASI arguments and environment checked (src/runtime/call-wasi.ts), here for every mode, so
- * that each refuses the same with the same code before anything reaches a sandbox.
+ * that each refuses the same with the same code before anything reaches a sandbox; and `startedAt` (the host's
+ * clock read for the call's event) given to the sandbox.
  */
-function checkedCallOptions(id: string, options: CallOptions | undefined): CallOptions | undefined {
-  if (options?.wasi === undefined) return options;
-  const { wasi, ...rest } = options;
-  const checked = checkCallWasi(id, wasi);
-  return checked === undefined ? rest : { ...rest, wasi: checked };
+function checkedCallOptions(
+  id: string,
+  options: CallOptions | undefined,
+  startedAt: number | undefined,
+): CallOptions | undefined {
+  let checked = options;
+  if (options?.wasi !== undefined) {
+    const { wasi, ...rest } = options;
+    const wasiChecked = checkCallWasi(id, wasi);
+    checked = wasiChecked === undefined ? rest : { ...rest, wasi: wasiChecked };
+  }
+  if (startedAt === undefined) return checked;
+  return checked === undefined ? { startedAt } : { ...checked, startedAt };
 }

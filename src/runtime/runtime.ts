@@ -6,6 +6,11 @@ export interface CallResult {
   output: Uint8Array;
   /** WASM: instructions charged (the seed's fuel_consumed); 0 where fuel does not apply. */
   fuelConsumed: number;
+  /**
+   * When the guest returned, on performance.now()'s clock, where the runtime read it for the deadline (a call with
+   * one): the caller's duration ends there rather than read the clock again.
+   */
+  endedAt?: number;
 }
 
 /**

@@ -50,3 +50,20 @@ describe('OutputBuffer', () => {
     expect(new OutputBuffer().take()).toHaveLength(0);
   });
 });
+
+describe('OutputBuffer.reset (one buffer for every call of an instance)', () => {
+  it('starts empty again, and leaves what an earlier take returned as it was', () => {
+    const out = new OutputBuffer();
+    out.append(bytes(0, 64));
+    const first = out.take();
+    out.reset();
+    out.append(bytes(100, 10), 2, 6);
+    for (let i = 0; i < 300; i++) out.append(bytes(i, 1));
+    const second = out.take();
+    expect(first).toEqual(bytes(0, 64));
+    expect(second.length).toBe(4 + 300);
+    expect([...second.subarray(0, 4)]).toEqual([...bytes(102, 4)]);
+    out.reset();
+    expect(out.take().length).toBe(0);
+  });
+});

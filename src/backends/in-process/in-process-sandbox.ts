@@ -152,6 +152,8 @@ export class InProcessSandbox implements Sandbox {
     input: Uint8Array,
     timeoutMs = this.defaultTimeoutMs,
     wasi?: CallOptions['wasi'],
+    /** When the caller began the call (CallOptions.startedAt): the deadline counts from it. Default: now. */
+    startedAt?: number,
   ): CallOutcome {
     const runtime = this.#runtime;
     if (runtime === undefined || this.#closed) {
@@ -162,7 +164,7 @@ export class InProcessSandbox implements Sandbox {
     }
     const budget = this.fuelBudget;
     budget?.admit(this.pluginId);
-    const started = performance.now();
+    const started = startedAt ?? now();
     let result: ReturnType<PluginRuntime['call']>;
     try {
       result = runtime.call(fn, input, started + timeoutMs, wasi);
@@ -172,9 +174,11 @@ export class InProcessSandbox implements Sandbox {
     }
     budget?.charge(result.fuelConsumed);
     this.#idle?.touch();
+    // The runtime read the clock for the deadline when the guest returned: the duration ends there.
+    const ended = result.endedAt ?? now();
     return {
       output: result.output,
-      stats: { fuelConsumed: result.fuelConsumed, durationMs: performance.now() - started },
+      stats: { fuelConsumed: result.fuelConsumed, durationMs: ended - started, endedAt: ended },
     };
   }
 
@@ -185,7 +189,9 @@ export class InProcessSandbox implements Sandbox {
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     // Idle: woken first (the calls meanwhile wait for the same wake). The loop: a wake can be followed by an idle
     // stop before this call's turn only if the clock fired in between, which #waiting prevents; it is a guard.
+    if (!this.#isIdle || this.#closed) return this.callSync(fn, input, timeoutMs, wasi, options.startedAt);
     while (this.#isIdle && !this.#closed) await this.#awaitWake(fn, timeoutMs);
+    // Woken: the call's deadline counts from here, not from the call's start (the wake had its own).
     return this.callSync(fn, input, timeoutMs, wasi);
   }
 

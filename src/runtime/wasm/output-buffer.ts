@@ -49,6 +49,14 @@ export class OutputBuffer {
     if (bytes.length > 0) this.#pieces.push(bytes);
   }
 
+  /** Empty again, for the next call (its pieces let go: what `take` returned is the caller's). */
+  reset(): void {
+    while (this.#pieces.length > 0) this.#pieces.pop();
+    this.#tail = undefined;
+    this.#used = 0;
+    this.#nextPiece = FIRST_PIECE_BYTES;
+  }
+
   /** Everything written, in order, as one array. */
   take(): Uint8Array {
     this.#seal();
