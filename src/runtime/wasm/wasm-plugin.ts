@@ -104,6 +104,23 @@ function stackless<T>(make: () => T): T {
   }
 }
 
+/** Each compiled module's imports, by module name: asked once per module, however many instances it makes. */
+const importsByModule = new WeakMap<WebAssembly.Module, Map<string, Set<string>>>();
+
+function declaredImports(module: WebAssembly.Module): ReadonlyMap<string, ReadonlySet<string>> {
+  let imports = importsByModule.get(module);
+  if (imports === undefined) {
+    imports = new Map();
+    for (const { module: from, name } of WebAssembly.Module.imports(module)) {
+      const names = imports.get(from);
+      if (names === undefined) imports.set(from, new Set([name]));
+      else names.add(name);
+    }
+    importsByModule.set(module, imports);
+  }
+  return imports;
+}
+
 const strict = new TextDecoder('utf-8', { fatal: true });
 const lenient = new TextDecoder('utf-8');
 const EMPTY = new Uint8Array(0);
@@ -783,21 +800,38 @@ export class WasmPlugin implements PluginRuntime {
 
   // --- imports ---------------------------------------------------------------------------------------
 
-  /** The imports, each behind #guard. */
+  /**
+   * The imports the module declares, each behind #guard, and nothing else: each instantiation made (and guarded)
+   * every function of the host API, WASI and Extism, whatever the module imported (a module importing none: 10,000
+   * plugins of bench/scale). One the host does not provide is left out, so instantiation fails as before.
+   */
   #imports(): WebAssembly.Imports {
-    const imports = this.#rawImports();
-    for (const [moduleName, module] of Object.entries(imports)) {
-      for (const [name, fn] of Object.entries(module)) {
+    const wanted = declaredImports(this.#o.module);
+    const imports = this.#rawImports(wanted);
+    const linked: Record<string, Record<string, unknown>> = {};
+    for (const [moduleName, names] of wanted) {
+      const provided = imports[moduleName];
+      if (provided === undefined) continue;
+      const module: Record<string, unknown> = {};
+      for (const name of names) {
+        if (!Object.hasOwn(provided, name)) continue;
+        const fn = provided[name];
         // Extism's loads and stores do the guard's work themselves (ExtismIo.enter, #enterImport).
-        if (moduleName === EXTISM_MODULE && SELF_GUARDED.has(name)) continue;
-        const arity = expectedSignature(moduleName, name)?.params.length;
-        module[name] = this.#guard(fn as (...args: never[]) => unknown, arity);
+        module[name] =
+          moduleName === EXTISM_MODULE && SELF_GUARDED.has(name)
+            ? fn
+            : this.#guard(
+                fn as (...args: never[]) => unknown,
+                expectedSignature(moduleName, name)?.params.length,
+              );
       }
+      linked[moduleName] = module;
     }
-    return imports as WebAssembly.Imports;
+    return linked as WebAssembly.Imports;
   }
 
-  #rawImports(): Record<string, Record<string, unknown>> {
+  /** Every import the host provides; WASI's only for a module that imports from it. */
+  #rawImports(wanted: ReadonlyMap<string, ReadonlySet<string>>): Record<string, Record<string, unknown>> {
     const imports: Record<'env' | 'reed', Record<string, unknown>> = { env: {}, reed: {} };
     const own = this.#ownImports();
     for (const name of OWN_MARSHALLED_NAMES) imports[HOST_FUNCTIONS[name].wasm][name] = own[name];
@@ -808,31 +842,35 @@ export class WasmPlugin implements PluginRuntime {
     return {
       ...imports,
       ...(this.#extism ? { [EXTISM_MODULE]: this.#newKernel().imports() } : {}),
-      [WASI_MODULE]: wasiImports(
-        [this.#id, ...this.#wasi().args],
-        this.#wasi().env,
-        () => {
-          this.#mem();
-          return this.#memory as WebAssembly.Memory;
-        },
-        {
-          stdin: (max) => {
-            if (!this.#o.isCommand) return EMPTY;
-            const chunk = this.#input.subarray(this.#stdinAt, this.#stdinAt + max);
-            this.#stdinAt += chunk.length;
-            return chunk;
-          },
-          stdout: (bytes) => (this.#outputToStdout ? this.#appendOutput(bytes) : this.#line('out', bytes)),
-          stderr: (bytes) => this.#line('err', bytes),
-          charge: (fuel) => this.#charge(fuel),
-          stdinLeft: () => (this.#o.isCommand ? this.#input.length - this.#stdinAt : 0),
-          sleep: (untilNs) => this.#sleep(untilNs),
-          quotaExceeded: (kind, limit) => this.#quotaExceeded(kind, limit),
-          atDrop: (close) => this.#dropHooks.push(close),
-        },
-        this.#o.filesystem,
-      ),
+      ...(wanted.has(WASI_MODULE) ? { [WASI_MODULE]: this.#wasiImports() } : {}),
     };
+  }
+
+  #wasiImports(): Record<string, unknown> {
+    return wasiImports(
+      [this.#id, ...this.#wasi().args],
+      this.#wasi().env,
+      () => {
+        this.#mem();
+        return this.#memory as WebAssembly.Memory;
+      },
+      {
+        stdin: (max) => {
+          if (!this.#o.isCommand) return EMPTY;
+          const chunk = this.#input.subarray(this.#stdinAt, this.#stdinAt + max);
+          this.#stdinAt += chunk.length;
+          return chunk;
+        },
+        stdout: (bytes) => (this.#outputToStdout ? this.#appendOutput(bytes) : this.#line('out', bytes)),
+        stderr: (bytes) => this.#line('err', bytes),
+        charge: (fuel) => this.#charge(fuel),
+        stdinLeft: () => (this.#o.isCommand ? this.#input.length - this.#stdinAt : 0),
+        sleep: (untilNs) => this.#sleep(untilNs),
+        quotaExceeded: (kind, limit) => this.#quotaExceeded(kind, limit),
+        atDrop: (close) => this.#dropHooks.push(close),
+      },
+      this.#o.filesystem,
+    );
   }
 
   /** A fresh Extism kernel for the instance about to be made (its blocks die with it; the variables do not). */
