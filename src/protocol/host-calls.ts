@@ -13,7 +13,7 @@ import {
 } from '../runtime/host-api.js';
 import { invokeHostApi } from '../runtime/host-api-calls.js';
 import { ProtocolError } from './frames.js';
-import { isStringArray } from './messages.js';
+import { boundedDetails, isStringArray } from './messages.js';
 
 /** HostCall metadata. */
 export interface HostCallMeta {
@@ -25,7 +25,7 @@ export interface HostCallMeta {
 /** HostReply metadata: the answer (`hasBytes`: it is the body), or the refusal with its code. */
 export type HostReplyMeta =
   | { ok: true; value?: unknown; hasBytes?: boolean }
-  | { ok: false; code: string; message: string };
+  | { ok: false; code: string; message: string; details?: Record<string, unknown> };
 
 /** A HostReply as the runner hands it on: its metadata, and its body when the metadata says it has one. */
 export interface HostReply {
@@ -81,7 +81,44 @@ export function answerHostCall(
       error instanceof ReedError
         ? error
         : new ReedError('invalid_argument', String((error as Error)?.message ?? error));
-    return { meta: { ok: false, code: e.code, message: e.message } };
+    // The refusal's details (a quota's name, limit and retryAfterMs) go with it, bounded as an Error frame's, so
+    // that the call the runner fails with it answers what mode none answers.
+    const details = boundedDetails(e.details);
+    return {
+      meta: { ok: false, code: e.code, message: e.message, ...(details === undefined ? {} : { details }) },
+    };
+  }
+}
+
+/** How many of the quota refusals answered to one runner are remembered (the most recent ones). */
+const REMEMBERED_REFUSALS = 16;
+
+/**
+ * Host side: the `quota_exceeded` refusals the host answered to one runner's HostCalls, so that the details of a
+ * call's Error frame with that code are believed only when they are one of them. A runner is hostile: left to
+ * itself it could answer any quota, limit, tenant or retryAfterMs (a Retry-After of a year) for a call; this way it
+ * can only hand back what the host told it. Bounded: the most recent REMEMBERED_REFUSALS.
+ */
+export class QuotaRefusals {
+  readonly #seen = new Map<string, Record<string, unknown>>();
+
+  /** Remembers a HostReply's refusal when it is a quota's. */
+  note(reply: HostReplyMeta): void {
+    if (reply.ok || reply.code !== 'quota_exceeded' || reply.details === undefined) return;
+    const key = JSON.stringify(reply.details);
+    this.#seen.delete(key);
+    this.#seen.set(key, reply.details);
+    if (this.#seen.size > REMEMBERED_REFUSALS) this.#seen.delete(this.#seen.keys().next().value as string);
+  }
+
+  /**
+   * The details to keep of an Error frame's (already bounded): for `quota_exceeded`, the host's own copy of a
+   * refusal it answered with the same details, else none; any other code's as they are.
+   */
+  vouch(code: string, details: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+    if (code !== 'quota_exceeded' || details === undefined) return details;
+    const own = this.#seen.get(JSON.stringify(details));
+    return own === undefined ? undefined : { ...own };
   }
 }
 
@@ -98,8 +135,14 @@ function callArguments(op: HostCallName, row: HostFunction, args: string[], body
 /** Runner side: a HostReply frame from the host, read into its parts (the body kept only when announced). */
 export function readHostReply(meta: Record<string, unknown>, body: Uint8Array): HostReply {
   if (meta.ok !== true) {
+    const details = boundedDetails(meta.details);
     return {
-      meta: { ok: false, code: String(meta.code), message: String(meta.message ?? 'host call failed') },
+      meta: {
+        ok: false,
+        code: String(meta.code),
+        message: String(meta.message ?? 'host call failed'),
+        ...(details === undefined ? {} : { details }),
+      },
     };
   }
   const hasBytes = meta.hasBytes === true;
@@ -109,7 +152,12 @@ export function readHostReply(meta: Record<string, unknown>, body: Uint8Array): 
 /** Runner side: what the method returns, from the host's reply (a refusal is thrown with its code). */
 export function hostCallResult(name: HostCallName, reply: HostReply): unknown {
   const { meta } = reply;
-  if (!meta.ok) throw new ReedError(isCode(meta.code) ? meta.code : 'invalid_argument', meta.message);
+  if (!meta.ok)
+    throw new ReedError(
+      isCode(meta.code) ? meta.code : 'invalid_argument',
+      meta.message,
+      meta.details === undefined ? undefined : { details: meta.details },
+    );
   switch (HOST_FUNCTIONS[name].answer as HostFunction['answer']) {
     case 'bytes':
       return meta.hasBytes === true ? (reply.bytes ?? new Uint8Array(0)) : undefined;

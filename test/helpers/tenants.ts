@@ -76,9 +76,14 @@ export async function denied(call: Promise<unknown>, quota: string, limit: numbe
     (e: unknown) => e,
   );
   expect(error).toMatchObject({ code: 'quota_exceeded' });
-  // Across a runner's socket only the code travels; where the details are there, they say which quota.
-  if (isReedError(error) && error.details !== undefined)
-    expect(error.details).toMatchObject({ quota, limit });
+  // In every mode, across a runner's socket too (a storage or event refusal met inside the plugin): which tenant,
+  // which quota, its limit, and when to retry (null where waiting alone frees nothing).
+  expect(isReedError(error) ? error.details : undefined).toMatchObject({
+    tenant: expect.any(String),
+    quota,
+    limit,
+    retryAfterMs: expect.toSatisfy((v: unknown) => v === null || (typeof v === 'number' && v >= 0)),
+  });
   return error;
 }
 

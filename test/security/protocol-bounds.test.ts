@@ -114,6 +114,13 @@ describe('error details from a runner are kept only when shallow and small', () 
     },
   );
 
+  it('quota_exceeded details the host never answered the runner are dropped (the code stays)', async () => {
+    const { host } = await hostileHost('meta-bombs.mjs');
+    const error = await attack(host, 'forged-quota');
+    expect(error.code).toBe('quota_exceeded');
+    expect(error.details).toBeUndefined();
+  });
+
   it('small, flat details arrive as they were sent', async () => {
     const { host } = await hostileHost('meta-bombs.mjs');
     const error = await attack(host, 'small-details');

@@ -8,7 +8,7 @@ import {
   MAX_LOG_MESSAGE,
   ProtocolError,
 } from '../../protocol/frames.js';
-import { answerHostCall } from '../../protocol/host-calls.js';
+import { answerHostCall, QuotaRefusals } from '../../protocol/host-calls.js';
 import { boundedDetails, isStringArray, type PluginSpec } from '../../protocol/messages.js';
 import type { CallWasi } from '../../runtime/call-wasi.js';
 import type { HostApi } from '../../runtime/host-api.js';
@@ -43,6 +43,8 @@ export class RunnerLink {
   readonly #connection: RunnerConnection;
   readonly #pending = new Map<number, CallReply>();
   readonly #pings = new Map<number, () => void>();
+  /** The quota refusals answered to this runner: the only quota_exceeded details its Error frames may carry. */
+  readonly #refusals = new QuotaRefusals();
   #nextId = 1;
   /** After the connection's handshake: waiting for Ready, then ready, until closed. */
   #state: 'welcome' | 'ready' | 'closed' = 'welcome';
@@ -257,7 +259,7 @@ export class RunnerLink {
     const code = isCode(m.code) ? m.code : 'sandbox_crashed';
     // The message is shown wherever errors are (a terminal, a log viewer): escaped here, once, as it arrives.
     // Details are kept only when flat and small: what serializes them later must not overflow or bloat.
-    const details = boundedDetails(m.details);
+    const details = this.#refusals.vouch(code, boundedDetails(m.details));
     return new ReedError(code, escapeUnprintable(m.message.slice(0, MAX_ERROR_MESSAGE)), {
       pluginId: this.#o.pluginId,
       ...(details === undefined ? {} : { details }),
@@ -267,6 +269,7 @@ export class RunnerLink {
   /** A host API call from the runner, answered by the table's wire encoding (protocol/host-calls.ts). */
   #hostCall(frame: Frame): void {
     const reply = answerHostCall(this.#o.host, frame.meta, frame.body);
+    this.#refusals.note(reply.meta);
     this.#send(FrameType.HostReply, frame.id, reply.meta, reply.body);
   }
 
