@@ -5,6 +5,7 @@ import { runContainerBench } from './container.js';
 import { runDiscoveryBench } from './discovery.js';
 import { runEncodingBench } from './encoding.js';
 import { runExtismBench } from './extism.js';
+import { runIdleBench } from './idle.js';
 import { runMetricsBench } from './metrics.js';
 import { runNativeBench } from './native.js';
 import { runProcessBench } from './process.js';
@@ -18,6 +19,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['metrics', runMetricsBench],
   ['native', runNativeBench],
   ['process', runProcessBench],
+  ['idle', runIdleBench],
   ['encoding', runEncodingBench],
   ['container', runContainerBench],
   ['api', runApiBench],
