@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type { Tenant, TenantDirectory } from '../tenants/tenant.js';
+import type { RemovedTenantData, Tenant, TenantDirectory } from '../tenants/tenant.js';
 import { send } from './answers.js';
 import { paramsSchema, type RouteDef, tenantOf } from './route-def.js';
 import { errors, NoQuery, TenantBody, TenantListBody, TenantSpecSchema, UsageBody } from './schemas.js';
@@ -91,8 +91,54 @@ export function tenantRoutes(directory: TenantDirectory): RouteDef[] {
         return send(reply, 200, { ok: true, removed: tenant });
       },
     },
+    {
+      method: 'GET',
+      url: '/v1/admin/removed-tenants',
+      scope: 'admin',
+      summary:
+        'The data removed tenants left (removed without purge): kept aside, never given to a later tenant of the same id',
+      schema: { querystring: NoQuery, response: { 200: RemovedDataListBody, ...errors(403) } },
+      handler: async (_request, reply) =>
+        send(reply, 200, { ok: true, removed: directory.removedData().map(removedInfo) }),
+    },
+    {
+      method: 'DELETE',
+      url: '/v1/admin/removed-tenants/:tenant',
+      scope: 'admin',
+      summary:
+        'Deletes the data removed tenants of this id left (not the data of a tenant of that id that exists)',
+      schema: {
+        params: paramsSchema(['tenant']),
+        querystring: NoQuery,
+        response: { 200: PurgedBody, ...errors(403, 404) },
+      },
+      handler: async (request, reply) => {
+        const { tenant } = request.params as { tenant: string };
+        const purged = await directory.purgeRemoved(tenant);
+        return send(reply, 200, { ok: true, purged: purged.map(removedInfo) });
+      },
+    },
   ];
 }
+
+const removedInfo = (d: RemovedTenantData) => ({ tenant: d.tenant, generation: d.generation });
+const RemovedData = Type.Object(
+  {
+    tenant: Type.String(),
+    generation: Type.Union([Type.String(), Type.Null()], {
+      description: 'the removed tenant\u2019s generation; null for a data directory of before generations',
+    }),
+  },
+  { additionalProperties: false },
+);
+const RemovedDataListBody = Type.Object(
+  { ok: Type.Literal(true), removed: Type.Array(RemovedData) },
+  { additionalProperties: false },
+);
+const PurgedBody = Type.Object(
+  { ok: Type.Literal(true), purged: Type.Array(RemovedData) },
+  { additionalProperties: false },
+);
 
 const PurgeQuery = Type.Object(
   { purge: Type.Optional(Type.Array(Type.Union([Type.Literal('true'), Type.Literal('false')]))) },

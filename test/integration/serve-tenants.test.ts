@@ -122,6 +122,8 @@ describe('serve API: tenant routes (mode none, TenantRegistry)', () => {
       ['/v1/tenants/{tenant}/usage', ['get']],
       ['/v1/admin/tenants', ['get']],
       ['/v1/admin/tenants/{tenant}', ['get', 'put', 'delete']],
+      ['/v1/admin/removed-tenants', ['get']],
+      ['/v1/admin/removed-tenants/{tenant}', ['delete']],
     ] as const)
       expect(Object.keys(openapi.paths[path] ?? {}).sort(), path).toEqual([...methods].sort());
     expect(openapi.components.schemas).toHaveProperty('Error');
@@ -264,6 +266,31 @@ describe('serve API: tenant routes (mode none, TenantRegistry)', () => {
     });
     expect(await call('GET', '/v1/tenants/c/plugins')).toMatchObject({ status: 404 });
     expect(await call('GET', '/v1/admin/tenants/c')).toMatchObject({ status: 404 });
+
+    // Its data is kept aside, listed, and not the next tenant c's (before: its installed plugin and storage were).
+    const kept = await call('GET', '/v1/admin/removed-tenants');
+    expect(kept).toMatchObject({ status: 200, body: { removed: [{ tenant: 'c' }] } });
+    const generation = (kept.body.removed as { generation: string }[])[0]?.generation;
+    expect(generation).toMatch(/^[0-9a-f]{16}$/);
+    expect((await call('PUT', '/v1/admin/tenants/c', '{}', json)).body.tenant).toMatchObject({ plugins: 0 });
+    expect(await call('PUT', `/v1/tenants/c/plugins/${NOTES}`, archive, tar)).toMatchObject({ status: 200 });
+    expect(await call('POST', `/v1/tenants/c/plugins/${NOTES}/call/get`, 'k')).toMatchObject({
+      status: 422,
+    });
+    expect(await call('DELETE', '/v1/admin/removed-tenants/c')).toMatchObject({
+      status: 200,
+      body: { ok: true, purged: [{ tenant: 'c', generation }] },
+    });
+    expect(await call('GET', '/v1/admin/removed-tenants')).toMatchObject({
+      status: 200,
+      body: { removed: [] },
+    });
+    expect(await call('DELETE', '/v1/admin/removed-tenants/c')).toMatchObject({
+      status: 404,
+      body: { error: { code: 'tenant_not_found' } },
+    });
+    expect((await call('GET', '/v1/admin/tenants/c')).body.tenant).toMatchObject({ plugins: 1 });
+    expect(await call('DELETE', '/v1/admin/tenants/c?purge=true')).toMatchObject({ status: 200 });
   });
 
   it('another method on a tenant route: 405 with Allow', async () => {
