@@ -1,5 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
+import { guardConnections, serverTimeouts } from './connection-guard.js';
+
+/** Connections the metrics listener holds at once (a scraper needs one or two). */
+const MAX_METRICS_CONNECTIONS = 64;
 
 /**
  * `serve --metrics-listen HOST:PORT`: plain HTTP on TCP serving `GET /metrics` only (a Prometheus server scrapes
@@ -10,7 +14,7 @@ export async function listenMetrics(
   metrics: { text(): Promise<string>; readonly contentType: string },
   address: { host: string; port: number },
 ): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer(serverTimeouts(10_000), (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const answer = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
@@ -26,8 +30,7 @@ export async function listenMetrics(
       () => answer(500, 'text/plain', 'the metrics could not be read\n'),
     );
   });
-  server.requestTimeout = 10_000;
-  server.headersTimeout = 10_000;
+  guardConnections(server, MAX_METRICS_CONNECTIONS);
   server.listen(address.port, address.host);
   await Promise.race([
     once(server, 'listening'),

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { isIP } from 'node:net';
 import { ReedError } from '../errors.js';
+import { guardConnections, serverTimeouts, TLS_HANDSHAKE_TIMEOUT_MS } from './connection-guard.js';
 
 /**
  * The TCP listener of `serve --listen HOST:PORT` (issue 14, part 3): HTTPS only, beside the Unix socket. Tokens
@@ -72,6 +73,8 @@ export async function listenTls(
         key,
         minVersion: 'TLSv1.2',
         maxHeaderSize: options.maxHeaderSize,
+        handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+        ...serverTimeouts(options.requestTimeoutMs),
         ...(ca === undefined ? {} : { ca, requestCert: true, rejectUnauthorized: true }),
       },
       handler,
@@ -83,8 +86,7 @@ export async function listenTls(
       { file: options.certFile, cause: error },
     );
   }
-  server.requestTimeout = options.requestTimeoutMs;
-  server.maxConnections = MAX_TLS_CONNECTIONS;
+  guardConnections(server, MAX_TLS_CONNECTIONS);
   // A handshake that fails (no or a wrong client certificate) ends that connection only.
   server.on('tlsClientError', (_error, socket) => socket.destroy());
   try {
