@@ -8,17 +8,21 @@ import { runExtismBench } from './extism.js';
 import { runIdleBench } from './idle.js';
 import { runMetricsBench } from './metrics.js';
 import { runNativeBench } from './native.js';
+import { runPoolBench } from './pool.js';
 import { runProcessBench } from './process.js';
+import { runScaleBench } from './scale.js';
 import { runTenantsBench } from './tenants.js';
 import { runWasmBench } from './wasm.js';
 
 const benches: [string, () => boolean | Promise<boolean>][] = [
   ['discovery', runDiscoveryBench],
+  ['scale', runScaleBench],
   ['wasm', runWasmBench],
   ['extism', runExtismBench],
   ['metrics', runMetricsBench],
   ['native', runNativeBench],
   ['process', runProcessBench],
+  ['pool', runPoolBench],
   ['idle', runIdleBench],
   ['encoding', runEncodingBench],
   ['container', runContainerBench],
