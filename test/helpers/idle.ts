@@ -75,28 +75,31 @@ export function idleSuite(mode: SandboxMode, checks: IdleModeChecks, timeoutMs: 
     async () => {
       const { host, storage, events, logs, state, call, sandbox } = await start();
       expect(await call('echo', 'before')).toBe('before');
-      expect(await call('hits')).toBe('1');
-      expect(await call('hits')).toBe('2');
       const pid = supervisorOf(sandbox)?.runner?.pid;
       if (mode !== 'none') expect(pid).toBeGreaterThan(0);
       await until(() => state() === 'idle', 'the plugin to idle');
-      expect(count(storage, 'deactivates')).toBe(1);
-      expect(events.filter((e) => e.name === 'reed:sandbox:idled')).toHaveLength(1);
-      const idled = events[0]?.event as ReedEvents['reed:sandbox:idled'] | undefined;
-      expect(idled?.reason).toMatch(/no call for 200 ms/);
+      const idled = () => events.filter((e) => e.name === 'reed:sandbox:idled');
+      const woke = () => events.filter((e) => e.name === 'reed:sandbox:woke');
+      // Each idle ran deactivate (a slow machine may idle it between two calls: the counts follow the events).
+      expect(idled().length).toBeGreaterThanOrEqual(1);
+      expect(count(storage, 'deactivates')).toBe(idled().length);
+      const first = idled()[0]?.event as ReedEvents['reed:sandbox:idled'] | undefined;
+      expect(first?.reason).toBe('no call for 200 ms (idle_timeout)');
+      expect(first?.idleTimeoutMs).toBe(200);
       expect(logs.some((l) => l.msg.startsWith('idled: ') && l.pluginId === IDLE_PLUGIN)).toBe(true);
       expect(sandbox.usage?.()).toBeUndefined();
       await checks.nothingRuns(host, sandbox);
+      const wokeBefore = woke().length;
 
       // The next call wakes it: a new instance (hits starts over), init ran again, the storage is what it was.
       expect(await call('hits')).toBe('1');
-      expect(state()).toBe('ready');
-      expect(await call('echo', 'after')).toBe('after');
-      expect(await call('counts')).toBe('inits=2 deactivates=1');
-      const woke = events.filter((e) => e.name === 'reed:sandbox:woke');
-      expect(woke).toHaveLength(1);
-      expect((woke[0]?.event as ReedEvents['reed:sandbox:woke'] | undefined)?.reason).toBe('call "hits"');
+      expect(woke().length).toBe(wokeBefore + 1);
+      expect((woke()[wokeBefore]?.event as ReedEvents['reed:sandbox:woke'] | undefined)?.reason).toBe(
+        'call "hits"',
+      );
       expect(logs.some((l) => l.msg === 'woke: call "hits"')).toBe(true);
+      expect(await call('echo', 'after')).toBe('after');
+      expect(await call('counts')).toBe(`inits=${1 + woke().length} deactivates=${idled().length}`);
       // Idling is not a crash: no crash counted, no restart.
       expect(events.some((e) => e.name === 'reed:sandbox:crashed')).toBe(false);
       expect(host.pluginStatus(IDLE_PLUGIN).crashes).toBe(0);
@@ -143,7 +146,6 @@ export function idleSuite(mode: SandboxMode, checks: IdleModeChecks, timeoutMs: 
           ),
         'the plugin to serve again',
       );
-      expect(state()).toBe('ready');
     },
     timeoutMs,
   );

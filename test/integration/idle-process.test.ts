@@ -1,9 +1,12 @@
 // Scale to zero in process mode (issue 16, part 2): the runner is stopped after idle_timeout (deactivate first) and
 // started again on the next call (test/helpers/idle.ts). Runs from dist/ (npm run build).
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect } from 'vitest';
-import { idleSuite, supervisorOf, until } from '../helpers/idle.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { REPO } from '../helpers/cli.js';
+import { startHost, text } from '../helpers/host.js';
+import { IDLE_PLUGIN, idleSuite, supervisorOf, until } from '../helpers/idle.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 
 const alive = (pid: number) => {
   try {
@@ -39,4 +42,33 @@ describe('scale to zero, process mode', () => {
     },
     60_000,
   );
+});
+
+describe("a wake slower than a call's deadline (process mode)", () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('the call waits at most its deadline (call_timeout, details.waking); the wake goes on and answers the next', async () => {
+    // test/fixtures/runners/hold.mjs holds a runner back while <gate>/hold exists.
+    const gate = tempDir('reed-idle-hold-');
+    const { host } = await startHost([join(REPO, 'test/fixtures/idle')], {
+      mode: 'process',
+      plugins: [IDLE_PLUGIN],
+      supervision: { healthIntervalMs: 0 },
+      runnerCommand: [process.execPath, join(REPO, 'test/fixtures/runners/hold.mjs'), gate],
+    });
+    cleanups.push(() => host.close());
+    await until(() => host.pluginStatus(IDLE_PLUGIN).state === 'idle', 'the plugin to idle');
+    writeFileSync(join(gate, 'hold'), '');
+    const short = host.call(IDLE_PLUGIN, 'echo', 'short', { timeoutMs: 300 });
+    const patient = host.call(IDLE_PLUGIN, 'echo', 'patient', { timeoutMs: 120_000 });
+    await expect(short).rejects.toMatchObject({ code: 'call_timeout', details: { waking: true } });
+    expect(host.pluginStatus(IDLE_PLUGIN).state).toBe('starting');
+    rmSync(join(gate, 'hold'));
+    expect(text((await patient).output)).toBe('patient');
+    // The expired wait killed nothing: no crash, the runner that woke is the one that answered.
+    expect(host.pluginStatus(IDLE_PLUGIN).crashes).toBe(0);
+  });
 });
