@@ -30,7 +30,18 @@ export interface TenantQuotas {
   cpu_weight?: number;
   /** Mode none: WASM fuel its plugins may burn per second together. */
   fuel_per_second?: number;
+  /**
+   * Installs, upgrades, removals and reloads of its plugins per second (a token bucket of LIFECYCLE_BURST, or the
+   * rate rounded up when larger). Absent: DEFAULT_LIFECYCLE_PER_SECOND for every tenant but `default` (whose
+   * lifecycle routes are the admin's), so that no tenant token restarts plugins in a loop.
+   */
+  lifecycle_per_second?: number;
 }
+
+/** The lifecycle_per_second of a tenant (but `default`) whose quotas do not set it: 12 a minute. */
+export const DEFAULT_LIFECYCLE_PER_SECOND = 0.2;
+/** The lifecycle bucket's size: a deploy's burst of installs passes, a loop of them does not. */
+export const LIFECYCLE_BURST = 10;
 
 export const TENANT_QUOTA_KEYS = [
   'max_concurrent_calls',
@@ -44,6 +55,7 @@ export const TENANT_QUOTA_KEYS = [
   'memory_mb',
   'cpu_weight',
   'fuel_per_second',
+  'lifecycle_per_second',
 ] as const satisfies readonly (keyof TenantQuotas)[];
 
 /** Who a PluginHost (and its backends) serves: `PluginHostOptions.tenant`, `BackendOptions.tenant`. */

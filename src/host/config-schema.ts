@@ -25,6 +25,7 @@ export const TenantQuotasSchema = Strict({
   memory_mb: Count(16_777_216),
   cpu_weight: Count(10_000),
   fuel_per_second: Count(Number.MAX_SAFE_INTEGER),
+  lifecycle_per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 })),
 });
 
 /** `[tenants.<id>]`: its plugin directories (relative to reed.toml) and its quotas. */

@@ -2,9 +2,10 @@ import type { Readable } from 'node:stream';
 import type { CallOptions, CallOutcome } from '../backends/sandbox.js';
 import { ReedError } from '../errors.js';
 import type { PluginHost, PluginStatus, RemoveOptions } from '../host/plugin-host.js';
+import { DEFAULT_LIFECYCLE_PER_SECOND, LIFECYCLE_BURST } from '../tenant-quotas.js';
 import { Accounting, addUsage, emptyUsage } from './accounting.js';
-import { bucketFor, type QuotaName, quotaExceeded, type TokenBucket } from './quota.js';
-import type { Tenant, TenantSpec, TenantUsage } from './tenant.js';
+import { bucketFor, type QuotaName, quotaExceeded, TokenBucket } from './quota.js';
+import { DEFAULT_TENANT, type Tenant, type TenantSpec, type TenantUsage } from './tenant.js';
 import type { TenantEventBus, TenantStorage } from './tenant-services.js';
 
 /**
@@ -40,6 +41,9 @@ export class TenantHost implements Tenant {
   readonly events: TenantEventBus;
   readonly accounting = new Accounting();
   readonly #calls: TokenBucket | undefined;
+  /** lifecycle_per_second's bucket (installs, removals, reloads), and its rate. */
+  readonly #lifecycle: TokenBucket | undefined;
+  readonly #lifecycleRate: number;
   #inFlight = 0;
   /** Ids being installed now (max_plugins). */
   readonly #installing = new Set<string>();
@@ -74,6 +78,20 @@ export class TenantHost implements Tenant {
     this.storage = storage;
     this.events = events;
     this.#calls = bucketFor(spec.quotas?.calls_per_second, spec.quotas?.calls_burst);
+    const lifecycle =
+      spec.quotas?.lifecycle_per_second ?? (id === DEFAULT_TENANT ? undefined : DEFAULT_LIFECYCLE_PER_SECOND);
+    this.#lifecycleRate = lifecycle ?? 0;
+    this.#lifecycle =
+      lifecycle === undefined
+        ? undefined
+        : new TokenBucket(lifecycle, Math.max(LIFECYCLE_BURST, Math.ceil(lifecycle)));
+  }
+
+  /** Installs, removals and reloads (lifecycle_per_second): refused past the bucket, before anything is done. */
+  #admitLifecycle(what: string, pluginId: string): void {
+    const wait = this.#lifecycle?.take();
+    if (wait !== undefined)
+      throw this.#deny('lifecycle_per_second', this.#lifecycleRate, `${what} "${pluginId}"`, wait, pluginId);
   }
 
   get quotas() {
@@ -225,6 +243,12 @@ export class TenantHost implements Tenant {
   }
 
   async install(pluginId: string, archive: Readable): Promise<PluginStatus> {
+    try {
+      this.#admitLifecycle('installing', pluginId);
+    } catch (error) {
+      archive.resume();
+      throw error;
+    }
     const max = this.quotas.max_plugins;
     if (max === undefined) return this.host.install(pluginId, archive);
     // Installs under way count too: two at once must not both pass the check.
@@ -249,10 +273,20 @@ export class TenantHost implements Tenant {
   }
 
   remove(pluginId: string, options?: RemoveOptions): Promise<string[]> {
+    try {
+      this.#admitLifecycle('removing', pluginId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.host.remove(pluginId, options);
   }
 
   reload(pluginId: string): Promise<PluginStatus> {
+    try {
+      this.#admitLifecycle('reloading', pluginId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.host.reload(pluginId);
   }
 
