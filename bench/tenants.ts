@@ -6,6 +6,8 @@
 // Phase "alone": B makes CALLS calls, one due each millisecond; phase "contended": the same while A's callers hammer every
 // quota A has (echo past its calls per second and concurrency, spin past its fuel per second, grow past its
 // memory). The phases alternate ROUNDS times after a warm-up; the figures are medians over rounds.
+// Beside each phase, the host process's CPU time per second of it (wall-clock on a shared machine mostly measures the
+// other processes; judge the ratio on a quiet one, with the load average printed at the end).
 // Target: B's p99 contended at most 1.5x B's p99 alone. Then the same in process mode (each tenant's runners under
 // its cgroup, cpu_weight instead of fuel; A's memory is not saturated there). REED_BENCH_TENANTS_MODE=process runs
 // only that one.
@@ -22,6 +24,7 @@ import { loadHostConfig } from '../src/host/host-config.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { TenantRegistry } from '../src/tenants/registry.js';
 import type { Tenant } from '../src/tenants/tenant.js';
+import { TenantHost, TURN_SLICE_MS } from '../src/tenants/tenant-host.js';
 import { fmt, median, printTable } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -101,6 +104,8 @@ function percentile(sorted: number[], p: number): number {
 interface Phase {
   due: number[];
   call: number[];
+  /** The process's CPU time (user + system, all its threads) over the phase, per second of the phase, ms. */
+  cpuMsPerS: number;
 }
 
 /**
@@ -113,6 +118,7 @@ interface Phase {
 async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>): Promise<Phase> {
   const due: number[] = [];
   const call: number[] = [];
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now() + 1;
   const caller = async (_: unknown, first: number) => {
     for (let k = first; k < CALLS; k += B_CONCURRENCY) {
@@ -134,7 +140,9 @@ async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>)
     }
   };
   await Promise.all(Array.from({ length: B_CONCURRENCY }, caller));
-  return { due: due.sort((x, y) => x - y), call: call.sort((x, y) => x - y) };
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMsPerS = (cpu.user + cpu.system) / (performance.now() - t0 + 1);
+  return { due: due.sort((x, y) => x - y), call: call.sort((x, y) => x - y), cpuMsPerS };
 }
 
 /** A's callers until stopped: each calls again at once after an answer, after a turn of the loop after a refusal. */
@@ -168,6 +176,7 @@ interface Figures {
   p99: number;
   callP50: number;
   callP99: number;
+  cpuMsPerS: number;
 }
 
 const figures = (phase: Phase): Figures => ({
@@ -175,6 +184,7 @@ const figures = (phase: Phase): Figures => ({
   p99: percentile(phase.due, 99),
   callP50: percentile(phase.call, 50),
   callP99: percentile(phase.call, 99),
+  cpuMsPerS: phase.cpuMsPerS,
 });
 
 interface Rounds {
@@ -211,7 +221,8 @@ async function measure(
 }
 
 export async function runTenantsBench(): Promise<boolean> {
-  if (process.env.REED_BENCH_TENANTS_MODE === 'process') return runMode('process');
+  const only = process.env.REED_BENCH_TENANTS_MODE;
+  if (only === 'process' || only === 'none') return runMode(only);
   const none = await runMode('none');
   const inProcessMode = await runMode('process');
   return none && inProcessMode;
@@ -306,6 +317,13 @@ async function runMode(mode: Mode): Promise<boolean> {
             ratio: '',
             target: '',
           },
+          {
+            figure: 'host process CPU, ms per s of phase (all threads)',
+            value: `${med(contended, 'cpuMsPerS')} A saturating`,
+            baseline: `${med(alone, 'cpuMsPerS')} B alone`,
+            ratio: '',
+            target: '',
+          },
         ],
       );
       const calls = [...countsA.entries()].sort(([x], [y]) => x.localeCompare(y));
@@ -315,6 +333,10 @@ async function runMode(mode: Mode): Promise<boolean> {
       console.log(
         `A's calls over the ${ROUNDS} contended phases (${mix.echo} echo, ${mix.spin} spin, ${mix.grow} grow callers): ${calls.map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`,
       );
+      if (a instanceof TenantHost)
+        console.log(
+          `A's calls started in a later turn of the event loop (past its ${TURN_SLICE_MS} ms slice of a turn), all phases so far: ${fmt(a.deferredCalls)}`,
+        );
       const rows = [];
       for (const fn of (['echo', 'spin', 'grow'] as const).filter((f) => mix[f] > 0)) {
         const counts = new Map<string, number>();
@@ -328,9 +350,9 @@ async function runMode(mode: Mode): Promise<boolean> {
           refusedB,
         );
         rows.push({
-          figure: `B's p99 while A's ${mix[fn]} ${fn} callers run alone`,
-          value: `${fmt(r.p99Busy)} us`,
-          baseline: `${fmt(r.p99Alone)} us B alone`,
+          figure: `B's p50 / p99 while A's ${mix[fn]} ${fn} callers run alone (CPU ms/s)`,
+          value: `${fmt(median(r.contended.map((x) => x.p50)))} / ${fmt(r.p99Busy)} us (${fmt(median(r.contended.map((x) => x.cpuMsPerS)))})`,
+          baseline: `${fmt(median(r.alone.map((x) => x.p50)))} / ${fmt(r.p99Alone)} us B alone (${fmt(median(r.alone.map((x) => x.cpuMsPerS)))})`,
           ratio: `${fmt(r.ratio, 2)}x`,
           target: '',
         });
