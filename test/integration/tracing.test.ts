@@ -1,7 +1,8 @@
 // Traces (issue 15): with a test SDK registered (@opentelemetry/sdk-trace-base, an in-memory exporter), a call
-// under a caller's traceparent makes the host's span `reed.call` under that trace and, in process mode, the
-// runner's part as its child `reed.runner.call` (the Call frame carries the trace context). Process mode runs the
-// runner from dist/ (npm run build).
+// under a caller's traceparent makes the host's span `reed.call` under that trace and the
+// runner's part as its child `reed.runner.call` (the Call frame carries the trace context), in process and container
+// modes. Process and container modes run the runner from dist/ (npm run build); container mode needs the Docker
+// engine.
 import { join } from 'node:path';
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -93,6 +94,49 @@ describe('traces with a test SDK registered', () => {
     expect(failed?.status.code).toBe(2);
     expect(failed?.spanContext().traceId).not.toBe(TRACE_ID);
   });
+
+  it('container mode: one API call with a traceparent makes the host span under the caller\u2019s trace and the runner span under it', async () => {
+    const { host } = await startHost([EXAMPLES], {
+      mode: 'container',
+      plugins: ['example.hello'],
+      reedToml: '[signatures]\nrequire = "none"\n',
+    });
+    cleanups.push(() => host.close());
+    exporter.reset();
+    const server = createApiServer(host, { maxInputBytes: 1024 });
+    const socket = join(tempDir('reed-trace-api-'), 'api.sock');
+    await listenOnSocket(server, socket);
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const answer = await api(socket, 'POST', '/v1/plugins/example.hello/call/greet', 'box', {
+      traceparent: TRACEPARENT,
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.body.output).toContain('box');
+    const calls = named('reed.call');
+    const runners = named('reed.runner.call');
+    expect(calls).toHaveLength(1);
+    expect(runners).toHaveLength(1);
+    const [call] = calls;
+    const [runner] = runners;
+    expect(call?.spanContext().traceId).toBe(TRACE_ID);
+    expect(parentOf(call as ReadableSpan)).toBe(PARENT_SPAN);
+    expect(call?.attributes).toMatchObject({
+      'reed.plugin': 'example.hello',
+      'reed.tenant': 'default',
+      'reed.mode': 'container',
+      'reed.function': 'greet',
+      'reed.outcome': 'ok',
+    });
+    expect(runner?.spanContext().traceId).toBe(TRACE_ID);
+    expect(parentOf(runner as ReadableSpan)).toBe(call?.spanContext().spanId);
+    expect(runner?.attributes['reed.mode']).toBe('container');
+    // The runner's part lies within the call's own.
+    const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
+    expect(ms((runner as ReadableSpan).startTime)).toBeGreaterThanOrEqual(
+      ms((call as ReadableSpan).startTime),
+    );
+    expect(ms((runner as ReadableSpan).endTime)).toBeLessThanOrEqual(ms((call as ReadableSpan).endTime));
+  }, 180_000);
 
   it('mode none: the call span continues the caller\u2019s trace; a malformed traceparent fails the call', async () => {
     const { host } = await startHost([EXAMPLES], { mode: 'none', plugins: ['example.hello'] });
