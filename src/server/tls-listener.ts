@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { ReedError } from '../errors.js';
 import { guardConnections, serverTimeouts, TLS_HANDSHAKE_TIMEOUT_MS } from './connection-guard.js';
 
@@ -20,6 +20,8 @@ export interface TlsListenOptions {
   clientCaFile?: string | undefined;
   maxHeaderSize: number;
   requestTimeoutMs: number;
+  /** Default MAX_TLS_CONNECTIONS_PER_ADDRESS. */
+  maxConnectionsPerAddress?: number;
 }
 
 /** `HOST:PORT`, `[IPv6]:PORT`; port 0 picks a free one (the listening address says which). */
@@ -39,6 +41,45 @@ const MAX_PEM_BYTES = 1024 * 1024;
  * enough of them took every descriptor serve has, and with them the Unix socket, the plugins' runners and files.
  */
 export const MAX_TLS_CONNECTIONS = 1024;
+/**
+ * Connections one client address (an IPv6 client: its /64) holds at once; one more from it is closed as it is
+ * accepted. Without it, one client took all MAX_TLS_CONNECTIONS and every other client was turned away.
+ */
+export const MAX_TLS_CONNECTIONS_PER_ADDRESS = 64;
+
+/** What connections are counted by: the IPv4 address (also when IPv4-mapped), an IPv6 address's /64. */
+export function clientKey(address: string): string {
+  if (address.startsWith('::ffff:') && isIP(address.slice(7)) === 4) return address.slice(7);
+  if (isIP(address) !== 6) return address;
+  const [head = '', tail] = address.toLowerCase().split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined ? h : [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+/** Closes a connection as it is accepted when its client already holds `max` (counted until each closes). */
+function limitPerClient(server: Server, max: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const key = clientKey(socket.remoteAddress ?? '');
+    const n = open.get(key) ?? 0;
+    if (n >= max) {
+      socket.destroy();
+      return;
+    }
+    open.set(key, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(key) ?? 1) - 1;
+      if (left <= 0) open.delete(key);
+      else open.set(key, left);
+    });
+  });
+}
 
 function pem(file: string, what: string): Buffer {
   let data: Buffer;
@@ -87,6 +128,7 @@ export async function listenTls(
     );
   }
   guardConnections(server, MAX_TLS_CONNECTIONS);
+  limitPerClient(server, options.maxConnectionsPerAddress ?? MAX_TLS_CONNECTIONS_PER_ADDRESS);
   // A handshake that fails (no or a wrong client certificate) ends that connection only.
   server.on('tlsClientError', (_error, socket) => socket.destroy());
   try {

@@ -7,7 +7,12 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/server/api-server.js';
 import { Authenticator } from '../../src/server/auth.js';
-import { listenTls, MAX_TLS_CONNECTIONS } from '../../src/server/tls-listener.js';
+import {
+  clientKey,
+  listenTls,
+  MAX_TLS_CONNECTIONS,
+  MAX_TLS_CONNECTIONS_PER_ADDRESS,
+} from '../../src/server/tls-listener.js';
 import { AuditLog } from '../../src/tenants/audit-log.js';
 import type { TenantDirectory } from '../../src/tenants/tenant.js';
 import { TokenStore } from '../../src/tenants/tokens.js';
@@ -211,7 +216,8 @@ describe('the TCP listener (--listen) against anyone who reaches its port', () =
       const extra = 8;
       const closedByServer: Promise<void>[] = [];
       for (let i = 0; i < MAX_TLS_CONNECTIONS + extra; i++) {
-        const socket = connect(port, '127.0.0.1');
+        // From 32 loopback addresses: each holds fewer than MAX_TLS_CONNECTIONS_PER_ADDRESS.
+        const socket = connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 32)}` });
         socket.on('error', () => {});
         sockets.push(socket);
         closedByServer.push(new Promise((resolve) => socket.once('close', () => resolve())));
@@ -233,6 +239,57 @@ describe('the TCP listener (--listen) against anyone who reaches its port', () =
       await new Promise((r) => server.close(r));
     }
   }, 120_000);
+
+  it('holds at most MAX_TLS_CONNECTIONS_PER_ADDRESS from one client: one more is closed, another client still connects', async () => {
+    const pki = makeTestPki();
+    dirs.push(pki.dir);
+    const server = await listenTls((_req, res) => res.end('{}'), {
+      host: '127.0.0.1',
+      port: 0,
+      certFile: pki.serverCert,
+      keyFile: pki.serverKey,
+      maxHeaderSize: 16 * 1024,
+      requestTimeoutMs: 60_000,
+    });
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const sockets: Socket[] = [];
+    const open = async (localAddress: string) => {
+      const socket = connect({ port, host: '127.0.0.1', localAddress });
+      socket.on('error', () => {});
+      sockets.push(socket);
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        socket.once('error', reject);
+      });
+      // Wrapped: an async function returning the promise itself would wait for it.
+      return { closed };
+    };
+    try {
+      for (let i = 0; i < MAX_TLS_CONNECTIONS_PER_ADDRESS; i++) await open('127.0.0.1');
+      // One more from the same client: closed by the server (before: held, up to MAX_TLS_CONNECTIONS from one client).
+      await (await open('127.0.0.1')).closed;
+      // Another client: held, and served.
+      await open('127.0.0.2');
+      const held = await new Promise<number>((resolve, reject) =>
+        server.getConnections((error, n) => (error ? reject(error) : resolve(n))),
+      );
+      expect(held).toBe(MAX_TLS_CONNECTIONS_PER_ADDRESS + 1);
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  }, 120_000);
+
+  it('counts an IPv6 client by its /64 and an IPv4-mapped one by its IPv4 address', () => {
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe(clientKey('2001:0db8:0001:0002:ffff:1:2:3'));
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(clientKey('::1')).toBe('0:0:0:0::/64');
+    expect(clientKey('::ffff:10.0.0.1')).toBe('10.0.0.1');
+    expect(clientKey('10.0.0.1')).toBe('10.0.0.1');
+  });
 });
 
 describe('the audit log against a client without a token', () => {
