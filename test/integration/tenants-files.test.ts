@@ -8,7 +8,7 @@ import { type Fixture, startRegistry } from '../helpers/tenants.js';
 const WASM = join(REPO, 'test/fixtures/data-dir/files/plugin.wasm');
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-// A tenant's plugin with a data directory, under <data_dir>/tenants/<id>/data/files/<plugin id>/. In process mode on
+// A tenant's plugin with a data directory, under <data_dir>/tenants/<id>/data-<generation>/files/<plugin id>/. In process mode on
 // a root host, bubblewrap reaches it as the runner's uid: every directory above it must be passable. Runners start
 // from dist/: `npm run build` first.
 describe.each(['none', 'process'] as const)('tenants, data directories, mode %s', (mode) => {
@@ -40,7 +40,9 @@ describe.each(['none', 'process'] as const)('tenants, data directories, mode %s'
     await two?.call('put', 'notes.txt\nfrom two');
     expect(await one?.call('get', 'notes.txt')).toBe('from one');
     expect(await two?.call('get', 'notes.txt')).toBe('from two');
-    const file = (id: string) => join(fixture?.dir ?? '', 'data/tenants', id, 'data/files/fs.a/notes.txt');
+    // Each runtime tenant's own generation's data directory: data/tenants/<id>/data-<generation>.
+    const file = (id: string) => join(fixture?.registry.dataDirOf(id) ?? '', 'files/fs.a/notes.txt');
+    expect(file('fs-one')).toMatch(/\/data\/tenants\/fs-one\/data-[0-9a-f]{16}\//);
     expect(readFileSync(file('fs-one'), 'utf8')).toBe('from one');
     expect(readFileSync(file('fs-two'), 'utf8')).toBe('from two');
     expect(existsSync(join(fixture.dir, 'data/files/fs.a'))).toBe(false);
