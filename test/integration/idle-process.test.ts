@@ -3,6 +3,8 @@
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { poolsOf } from '../../src/backends/pool/warm-pool.js';
+import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 import { IDLE_PLUGIN, idleSuite, supervisorOf, until } from '../helpers/idle.js';
@@ -70,5 +72,30 @@ describe("a wake slower than a call's deadline (process mode)", () => {
     expect(text((await patient).output)).toBe('patient');
     // The expired wait killed nothing: no crash, the runner that woke is the one that answered.
     expect(host.pluginStatus(IDLE_PLUGIN).crashes).toBe(0);
+  });
+});
+
+describe('a wake from the warm pool (process mode)', () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('the runner that answers the waking call is the one the pool held ready', async () => {
+    const { host } = await startHost([join(REPO, 'test/fixtures/idle')], {
+      mode: 'process',
+      plugins: [IDLE_PLUGIN],
+      supervision: { healthIntervalMs: 0 },
+      reedToml: '[sandbox.pool]\nprocess = 1\n',
+    });
+    cleanups.push(() => host.close());
+    await until(() => host.pluginStatus(IDLE_PLUGIN).state === 'idle', 'the plugin to idle');
+    const [pool] = poolsOf(host.session.id);
+    if (pool === undefined) throw new Error('no warm pool');
+    await pool.filled();
+    const warm = (pool.idleRunners() as unknown as RunnerProcess[]).map((r) => r.pid);
+    expect(warm).toHaveLength(1);
+    expect(text((await host.call(IDLE_PLUGIN, 'hits')).output)).toBe('1');
+    expect(supervisorOf(host.sandbox(IDLE_PLUGIN))?.runner?.pid).toBe(warm[0]);
   });
 });
