@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { MemoryStorage } from '../../src/host/services.js';
 import { TenantRegistry } from '../../src/tenants/registry.js';
-import { TenantHost } from '../../src/tenants/tenant-host.js';
+import { PROMPT_REFUSALS_BURST, TenantHost } from '../../src/tenants/tenant-host.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 import { buildWasiC } from '../helpers/wasm-c.js';
 
@@ -128,5 +128,34 @@ describe('mode none: a tenant whose fuel per second is spent', () => {
     expect(usage.total.calls).toEqual({ ok: 2, quota_exceeded: 1 });
     expect(usage.denied).toEqual({ fuel_per_second: 3 });
     await b.call('fair.load', 'spin');
+  }, 60_000);
+});
+
+describe('a tenant refused continuously', () => {
+  it('has its refusals past PROMPT_REFUSALS_BURST answered together a moment later, not each at once', async () => {
+    const { a, b } = await start('calls_per_second = 1');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    let settled = 0;
+    const calls = Array.from({ length: 300 }, () =>
+      a.call('fair.load', 'ok').then(
+        () => 'ok',
+        (e: { code: string; details: { quota: string } }) => {
+          settled++;
+          return `${e.code} ${e.details.quota}`;
+        },
+      ),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    const prompt = settled;
+    // Before: all 299 refusals were answered in the turn they were made.
+    expect(prompt).toBeGreaterThanOrEqual(PROMPT_REFUSALS_BURST);
+    expect(prompt).toBeLessThan(299);
+    // B is not held meanwhile.
+    await b.call('fair.load', 'ok');
+    const outcomes = await Promise.all(calls);
+    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'quota_exceeded calls_per_second')).toHaveLength(299);
+    expect(a.heldRefusals).toBe(299 - prompt);
+    expect(b.heldRefusals).toBe(0);
   }, 60_000);
 });
