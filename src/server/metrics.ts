@@ -72,7 +72,7 @@ export class ReedMetrics {
     this.#calls = new CallMetrics(this.registry, this.#labels);
     this.#starts = new Counter({
       name: 'reed_sandbox_starts_total',
-      help: 'Sandboxes started, by reason: first_load (a load or reload), upgrade (a new version), restart (after a crash)',
+      help: 'Sandboxes started, by reason: first_load (a load or reload), upgrade (a new version), restart (after a crash), wake (an idle plugin called)',
       labelNames: ['tenant', 'plugin', 'mode', 'runtime', 'reason'],
       registers,
     });
@@ -161,6 +161,8 @@ export class ReedMetrics {
         if (e.restart) started(e, 'restart', e.startMs);
       }),
     );
+    // Scale to zero: a wake is a start (its cold start from the call that woke it to ready).
+    on.push(subscribeEvent('reed:sandbox:woke', (e) => started(e, 'wake', e.wakeMs)));
     const failed = (e: EventBase & { error: { code: string } }) => {
       const l = labels.of(e);
       if (l !== undefined) this.#loadFailures.inc({ ...l, code: e.error.code });

@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sampleMap as samples } from '../../src/cli/prom-text.js';
+import type { PluginHost } from '../../src/host/plugin-host.js';
 import { createApiServer, listenOnSocket } from '../../src/server/api-server.js';
 import { ReedMetrics } from '../../src/server/metrics.js';
 import { api } from '../helpers/api.js';
@@ -31,15 +32,20 @@ describe('the state idle, where it is read', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  it('the API status and the reed_plugin_state gauge say idle, then ready after a call through the API', async () => {
+  it('the API status and the reed_plugin_state gauge say idle, then ready after a call through the API, counted as a wake', async () => {
+    let started: PluginHost | undefined;
+    // Subscribed before the load: the load tells the metrics the plugin's runtime.
+    const metrics = new ReedMetrics({
+      targets: () => (started === undefined ? [] : [{ tenant: 'default', host: started }]),
+    });
+    cleanups.push(() => metrics.close());
     const { host } = await startHost([join(REPO, 'test/fixtures/idle')], { mode: 'none' });
+    started = host;
     cleanups.push(() => host.close());
     const server = createApiServer(host, { maxInputBytes: 1024 });
     const socketPath = join(tempDir('reed-idle-api-'), 'api.sock');
     await listenOnSocket(server, socketPath);
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const metrics = new ReedMetrics({ targets: () => [{ tenant: 'default', host }] });
-    cleanups.push(() => metrics.close());
     const l = `tenant="default",plugin="${IDLE_PLUGIN}",mode="none"`;
 
     await until(() => host.pluginStatus(IDLE_PLUGIN).state === 'idle', 'the plugin to idle');
@@ -61,6 +67,9 @@ describe('the state idle, where it is read', () => {
     s = samples(await metrics.text());
     const now = host.pluginStatus(IDLE_PLUGIN).state;
     expect(s.get(`reed_plugin_state{${l},state="${now}"}`)).toBe(1);
+    // The wake is a start, with its cold start (from the call that woke it to ready).
+    expect(s.get(`reed_sandbox_starts_total{${l},runtime="wasm",reason="wake"}`)).toBeGreaterThanOrEqual(1);
+    expect(s.get(`reed_cold_start_seconds_count{${l},reason="wake"}`)).toBeGreaterThanOrEqual(1);
   });
 
   it("reed.toml's [sandbox] idle_timeout applies to a plugin whose manifest sets none", async () => {
