@@ -43,6 +43,77 @@ export interface SoakOptions {
   warmupFraction?: number;
   /** Called once a second with the running counts (the CLI prints progress with it). */
   onTick?: (answered: number, elapsedS: number) => void;
+  /**
+   * Fault injection (docs/RELIABILITY.md, "Faults during load"): called once the callers have started, and run
+   * beside them; it injects its faults through the context (killing runners, filling a directory, ...) and marks
+   * each with `ctx.mark`, which gives the affected plugins' recovery times in `SoakResult.faults`.
+   */
+  fault?: (ctx: FaultContext) => Promise<void>;
+  /** Lines appended to the server's reed.toml (sections of its own: `[supervision]`, `[limits]`, ...). */
+  configExtra?: string[];
+  /** Plugins beside the ten, each with callers of its own calling one function (a slow plugin, ...). */
+  extraPlugins?: ExtraPlugin[];
+  /** The server's command line, changed before it is spawned (e.g. run under `prlimit`). */
+  serveCommand?: (argv: string[]) => string[];
+}
+
+/** A plugin beside the soak's echo and notes plugins, and its callers. */
+export interface ExtraPlugin {
+  id: string;
+  /** The plugin directory copied (its manifest's id replaced by `id`). */
+  source: string;
+  /** Text appended to the copied plugin.toml (e.g. a `[limits]` table). */
+  manifestExtra?: string;
+  callers: number;
+  fn: string;
+  input: string;
+  /** The expected output; absent: any 200 is a success. */
+  expected?: string;
+  /** When its callers stop, in ms after the start (default: with the others). */
+  stopAtMs?: number;
+}
+
+/** What a fault hook gets: the server and its sandboxes, and the way to mark a fault. */
+export interface FaultContext {
+  mode: SoakMode;
+  /** The server's working directory: reed.toml, cache/, data/, runtime/. */
+  dir: string;
+  serverPid: number;
+  plugins: { id: string; kind: string }[];
+  /** Milliseconds since the callers started. */
+  elapsedMs(): number;
+  /** Milliseconds until the callers stop. */
+  remainingMs(): number;
+  sleep(ms: number): Promise<void>;
+  /** Records a fault now: the result gives each plugin's time from now to its next success (`recoveryMs`). */
+  mark(label: string, pluginIds: string[]): void;
+  /** The runner processes (process mode): the sandboxed node of each plugin, found by `--plugin-id` (bench only). */
+  runners(): { pid: number; pluginId: string }[];
+  /** The server's containers (container mode), by the plugin id label. */
+  containers(): Promise<{ id: string; pluginId: string }[]>;
+  docker: Docker | undefined;
+  /** The server's RSS now, in MiB. */
+  rssMiB(): number;
+  /** One checked call through the API, counted with the callers' (true: a 200 with `expected`, or any output). */
+  call(id: string, fn: string, input: string, expected?: string): Promise<boolean>;
+}
+
+/** One plugin's answers: successes, failures by code (`no_answer`: the connection failed), latencies. */
+export interface PluginCounts {
+  ok: number;
+  failed: Record<string, number>;
+  p50Ms: number;
+  p99Ms: number;
+  /** The median of successful calls only. */
+  okP50Ms: number;
+}
+
+/** A fault marked by the hook: when (ms after the callers started), and each plugin's time to its next success. */
+export interface FaultRecord {
+  label: string;
+  atMs: number;
+  /** Plugin id -> ms from the fault to the end of the first success of a call sent after it (null: none). */
+  recoveryMs: Record<string, number | null>;
 }
 
 export interface SoakResult {
@@ -70,6 +141,10 @@ export interface SoakResult {
   leftSandboxDirs: number;
   serverExit: number | null;
   loadAverage: number;
+  perPlugin: Record<string, PluginCounts>;
+  faults: FaultRecord[];
+  /** The server's RSS, every second (MiB). */
+  rssSamplesMiB: number[];
 }
 
 /** The soak's verdict: what did not hold, empty when everything did. */
@@ -88,7 +163,7 @@ export function soakProblems(r: SoakResult): string[] {
   return problems;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The plugins: copies of the two examples under ids of their own (soak.echo-N, soak.notes-N). */
 function pluginTree(root: string, count: number): { id: string; kind: 'echo' | 'notes' }[] {
@@ -144,6 +219,28 @@ function rssMiB(pid: number): number {
   return Number(match?.[1] ?? 0) / 1024;
 }
 
+const percentile = (values: number[], q: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length * q)] ?? 0;
+};
+
+/** The sandboxed runner processes of the server's tree: node running the runner, by its `--plugin-id`. */
+function runnersOf(serverPid: number): { pid: number; pluginId: string }[] {
+  const out: { pid: number; pluginId: string }[] = [];
+  for (const pid of descendants(serverPid)) {
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const at = argv.indexOf('--plugin-id');
+    if (at < 0 || !(argv[0] ?? '').endsWith('node')) continue;
+    out.push({ pid, pluginId: argv[at + 1] ?? '' });
+  }
+  return out;
+}
+
 const fdCount = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
 const medianOf = (values: number[]) => {
@@ -151,10 +248,17 @@ const medianOf = (values: number[]) => {
   return sorted.length === 0 ? 0 : (sorted[sorted.length >> 1] as number);
 };
 
-async function startServe(dir: string, mode: SoakMode, ids: string[]): Promise<ChildProcess> {
-  const args = [BIN, 'serve', '--socket', join(dir, 'api.sock'), '--no-default-paths', '--mode', mode];
-  for (const id of ids) args.push('--plugin', id);
-  const child = spawn(process.execPath, args, {
+async function startServe(
+  dir: string,
+  mode: SoakMode,
+  ids: string[],
+  serveCommand?: (argv: string[]) => string[],
+): Promise<ChildProcess> {
+  const argv = [process.execPath, BIN, 'serve', '--socket', join(dir, 'api.sock'), '--no-default-paths'];
+  argv.push('--mode', mode);
+  for (const id of ids) argv.push('--plugin', id);
+  const [file, ...args] = serveCommand === undefined ? argv : serveCommand(argv);
+  const child = spawn(file as string, args, {
     cwd: dir,
     env: { PATH: process.env.PATH, HOME: dir, REED_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -204,14 +308,24 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       'runtime_dir = "runtime"',
       '[signatures]',
       'require = "none"',
+      ...(options.configExtra ?? []),
       '',
     ].join('\n'),
   );
+  const extras = options.extraPlugins ?? [];
+  for (const extra of extras) {
+    const target = join(pluginsDir, extra.id);
+    cpSync(extra.source, target, { recursive: true });
+    const toml = join(target, 'plugin.toml');
+    const text = readFileSync(toml, 'utf8').replace(/^id = ".*"$/m, `id = "${extra.id}"`);
+    writeFileSync(toml, `${text}\n${extra.manifestExtra ?? ''}\n`);
+  }
   const socketPath = join(dir, 'api.sock');
   const server = await startServe(
     dir,
     mode,
-    plugins.map((p) => p.id),
+    [...plugins.map((p) => p.id), ...extras.map((e) => e.id)],
+    options.serveCommand,
   );
   const pid = server.pid as number;
   const exited = new Promise<number | null>((r) => server.once('exit', (code) => r(code)));
@@ -232,19 +346,46 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     failures[String(status)] = (failures[String(status)] ?? 0) + 1;
     if (failureSamples.length < 5) failureSamples.push(`${status} ${what.slice(0, 300)}`);
   };
-  /** One request, checked: a 200 whose output is `expected`. */
-  const checked = async (id: string, fn: string, input: string, expected: string) => {
+  const perPlugin = new Map<
+    string,
+    { ok: number; failed: Record<string, number>; all: number[]; okTimes: number[] }
+  >();
+  const faults: FaultRecord[] = [];
+  /** One request, checked: a 200 whose output is `expected` (any output when undefined). True when it held. */
+  const checked = async (id: string, fn: string, input: string, expected: string | undefined) => {
     const t = performance.now();
     const answer = await call(agent, socketPath, `/v1/plugins/${id}/call/${fn}`, input);
-    latencies.push(performance.now() - t);
+    const end = performance.now();
+    latencies.push(end - t);
     answered++;
-    let output: string | undefined;
+    let parsed: { output?: string; error?: { code?: string } } | undefined;
     try {
-      output = (JSON.parse(answer.body) as { output?: string }).output;
+      parsed = JSON.parse(answer.body) as typeof parsed;
     } catch {
-      output = undefined;
+      parsed = undefined;
     }
-    if (answer.status !== 200 || output !== expected) fail(answer.status, `${id}/${fn}: ${answer.body}`);
+    const counts = perPlugin.get(id) ?? { ok: 0, failed: {}, all: [], okTimes: [] };
+    perPlugin.set(id, counts);
+    counts.all.push(end - t);
+    const held = answer.status === 200 && (expected === undefined || parsed?.output === expected);
+    if (held) {
+      counts.ok++;
+      counts.okTimes.push(end - t);
+      for (const f of faults)
+        if (t >= started + f.atMs && f.recoveryMs[id] === null) f.recoveryMs[id] = end - started - f.atMs;
+      return true;
+    }
+    const code =
+      answer.status === 0
+        ? 'no_answer'
+        : typeof parsed?.error?.code === 'string'
+          ? parsed.error.code
+          : answer.status === 200
+            ? 'wrong_output'
+            : `status_${answer.status}`;
+    counts.failed[code] = (counts.failed[code] ?? 0) + 1;
+    fail(answer.status, `${id}/${fn}: ${answer.body}`);
+    return false;
   };
   const caller = async (index: number) => {
     for (let n = 0; performance.now() < endAt; n++) {
@@ -252,14 +393,46 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       if (plugin.kind === 'echo') {
         await checked(plugin.id, 'echo', `soak ${index} ${n}`, `soak ${index} ${n}`);
       } else {
-        // Keys of this caller's own (eight of them, so storage stays bounded): the get must read the put.
+        // Keys of this caller's own (eight of them, so storage stays bounded): the get must read the put (and is
+        // not sent when the put failed: a fault may have stopped it).
         const key = `c${index}k${n % 8}`;
-        await checked(plugin.id, 'put', `${key}=v${n}`, '');
-        await checked(plugin.id, 'get', key, `v${n}`);
+        if (await checked(plugin.id, 'put', `${key}=v${n}`, ''))
+          await checked(plugin.id, 'get', key, `v${n}`);
       }
     }
   };
-
+  const extraCaller = async (extra: ExtraPlugin) => {
+    const stopAt = Math.min(endAt, started + (extra.stopAtMs ?? Number.POSITIVE_INFINITY));
+    while (performance.now() < stopAt) await checked(extra.id, extra.fn, extra.input, extra.expected);
+  };
+  const context: FaultContext = {
+    mode,
+    dir,
+    serverPid: pid,
+    plugins: [...plugins, ...extras.map((e) => ({ id: e.id, kind: 'extra' }))],
+    elapsedMs: () => performance.now() - started,
+    remainingMs: () => endAt - performance.now(),
+    sleep,
+    mark: (label, ids) =>
+      faults.push({
+        label,
+        atMs: performance.now() - started,
+        recoveryMs: Object.fromEntries(ids.map((id) => [id, null])),
+      }),
+    runners: () => runnersOf(pid),
+    containers: async () =>
+      docker === undefined
+        ? []
+        : (await docker.listContainers({ all: true, filters: { label: [`reed.host.pid=${pid}`] } })).map(
+            (c) => ({
+              id: c.Id,
+              pluginId: c.Labels['reed.plugin.id'] ?? '',
+            }),
+          ),
+    docker,
+    rssMiB: () => rssMiB(pid),
+    call: (id, fn, input, expected) => checked(id, fn, input, expected),
+  };
   const warmupAt = started + seconds * 1000 * (options.warmupFraction ?? 0.1);
   const rssWarm: number[] = [];
   const rssEnd: number[] = [];
@@ -285,7 +458,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       options.onTick?.(answered, Math.round((now - started) / 1000));
     }
   })();
-  await Promise.all([...Array.from({ length: callers }, (_, i) => caller(i)), sampler]);
+  await Promise.all([
+    ...Array.from({ length: callers }, (_, i) => caller(i)),
+    ...extras.flatMap((e) => Array.from({ length: e.callers }, () => extraCaller(e))),
+    sampler,
+    options.fault?.(context),
+  ]);
   for (const s of samples.slice(-5)) rssEnd.push(s.rss);
   const fdsEnd = fdCount(pid);
   agent.destroy();
@@ -330,6 +508,20 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     leftSandboxDirs,
     serverExit,
     loadAverage: loadavg()[0] as number,
+    perPlugin: Object.fromEntries(
+      [...perPlugin].map(([id, c]) => [
+        id,
+        {
+          ok: c.ok,
+          failed: c.failed,
+          p50Ms: percentile(c.all, 0.5),
+          p99Ms: percentile(c.all, 0.99),
+          okP50Ms: percentile(c.okTimes, 0.5),
+        },
+      ]),
+    ),
+    faults,
+    rssSamplesMiB: samples.map((x) => x.rss),
   };
   rmSync(dir, { recursive: true, force: true });
   return result;
