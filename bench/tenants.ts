@@ -24,7 +24,7 @@ import { loadHostConfig } from '../src/host/host-config.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { TenantRegistry } from '../src/tenants/registry.js';
 import type { Tenant } from '../src/tenants/tenant.js';
-import { TenantHost, TURN_SLICE_MS } from '../src/tenants/tenant-host.js';
+import { PROMPT_REFUSALS_PER_SECOND, TenantHost, TURN_SLICE_MS } from '../src/tenants/tenant-host.js';
 import { fmt, median, printTable } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -335,7 +335,7 @@ async function runMode(mode: Mode): Promise<boolean> {
       );
       if (a instanceof TenantHost)
         console.log(
-          `A's calls started in a later turn of the event loop (past its ${TURN_SLICE_MS} ms slice of a turn), all phases so far: ${fmt(a.deferredCalls)}`,
+          `A's calls started in a later turn of the event loop (past its ${TURN_SLICE_MS} ms slice of a turn), all phases so far: ${fmt(a.deferredCalls)}; A's refusals held (answered together, past ${PROMPT_REFUSALS_PER_SECOND} a second): ${fmt(a.heldRefusals)}`,
         );
       const rows = [];
       for (const fn of (['echo', 'spin', 'grow'] as const).filter((f) => mix[f] > 0)) {
