@@ -3,8 +3,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REPO } from '../helpers/cli.js';
-import { type Fixture, NOTES, notesDir, startRegistry } from '../helpers/tenants.js';
 import { stream, tarDir } from '../helpers/tar.js';
+import { type Fixture, NOTES, notesDir, startRegistry } from '../helpers/tenants.js';
 
 describe('lifecycle_per_second (mode none)', () => {
   let fixture: Fixture | undefined;
