@@ -19,12 +19,6 @@ export interface CallOptions {
    * traceparent of the host's call span, which the Call frame carries to the runner. Default: the active context.
    */
   traceParent?: string;
-  /**
-   * When the caller began this call, on now()'s clock (src/backends/shared/call-deadlines.ts): a sandbox that reads
-   * the clock for the call's deadline (mode none) counts from this instead. The host gives it when it reads the
-   * clock anyway (for `reed:call:finished`). Default: the sandbox reads the clock.
-   */
-  startedAt?: number;
 }
 
 export interface CallStats {
@@ -80,7 +74,12 @@ export interface Sandbox {
   readonly pluginId: string;
   /** Prepares and starts the plugin's runtime and runs its `init`. */
   start(): Promise<void>;
-  call(fn: string, input: Uint8Array, options?: CallOptions): Promise<CallOutcome>;
+  /**
+   * `startedAt`: when the caller began the call, on now()'s clock (src/backends/shared/call-deadlines.ts); a sandbox
+   * that reads the clock for the call's deadline (mode none) counts from it instead. The host reads the clock once
+   * a call and gives it. Default: the sandbox reads the clock.
+   */
+  call(fn: string, input: Uint8Array, options?: CallOptions, startedAt?: number): Promise<CallOutcome>;
   health(): Promise<SandboxHealth>;
   status(): SandboxStatus;
   /** Memory and CPU it uses now (cgroup accounting in process and container modes, WASM memory in mode none). */

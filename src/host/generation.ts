@@ -28,13 +28,19 @@ export class Generation {
 
   /**
    * A call through this generation, counted until it settles (every call's path: one counter, one callback), and
-   * `watch` told its outcome in the same callback (no promise more for the call event).
+   * `watch` told its outcome in the same callback (no promise more for the call event). `startedAt`: Sandbox.call's.
    */
-  call(fn: string, input: Uint8Array, options?: CallOptions, watch?: CallWatch): Promise<CallOutcome> {
+  call(
+    fn: string,
+    input: Uint8Array,
+    options?: CallOptions,
+    startedAt?: number,
+    watch?: CallWatch,
+  ): Promise<CallOutcome> {
     this.#inFlight++;
     let outcome: Promise<CallOutcome>;
     try {
-      outcome = this.sandbox.call(fn, input, options);
+      outcome = this.sandbox.call(fn, input, options, startedAt);
     } catch (error) {
       this.#settled();
       watch?.failed(error);

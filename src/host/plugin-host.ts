@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { LoadPlan, SandboxBackend } from '../backends/backend.js';
 import { type BackendOptions, createBackends } from '../backends/registry.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
+import { now } from '../backends/shared/call-deadlines.js';
 import { eventSource, type HostSession, newSession } from '../backends/shared/session.js';
 import { CompileCache } from '../cache/compile-cache.js';
 import type { LoadedPlugin } from '../dependencies/resolve-dependencies.js';
@@ -419,20 +420,22 @@ export class PluginHost {
 
   #call(id: string, fn: string, bytes: Uint8Array, options: CallOptions | undefined): Promise<CallOutcome> {
     const entry = this.#set.entries.get(id);
-    // Watched (one clock read) only when someone listens: this is every call's path.
+    // One clock read a call, shared by the sandbox's deadline (mode none) and the call's event.
+    const startedAt = now();
+    // Watched only when someone listens: this is every call's path.
     const watch = hasSubscribers('reed:call:finished')
-      ? new CallWatch(this.session.id, this.session.tenant, id, entry?.mode, fn)
+      ? new CallWatch(this.session.id, this.session.tenant, id, entry?.mode, fn, startedAt)
       : undefined;
     if (entry !== undefined && this.#set.retryable(entry)) {
       // Its deadline counts from when the load is done, as it always has: no startedAt for the sandbox.
       const outcome = this.#set
         .retryLoad(entry)
-        .then(() => this.#serving(id).call(fn, bytes, checkedCallOptions(id, options, undefined)));
+        .then(() => this.#serving(id).call(fn, bytes, checkedCallOptions(id, options)));
       return watch === undefined ? outcome : watchedCall(outcome, watch);
     }
     try {
       // The generation serving at this moment takes the call: an upgrade that switches later lets it finish here.
-      return this.#serving(id).call(fn, bytes, checkedCallOptions(id, options, watch?.startedAt), watch);
+      return this.#serving(id).call(fn, bytes, checkedCallOptions(id, options), startedAt, watch);
     } catch (error) {
       watch?.failed(error);
       return Promise.reject(error);
@@ -461,20 +464,11 @@ export class PluginHost {
 
 /**
  * `options` with their WASI arguments and environment checked (src/runtime/call-wasi.ts), here for every mode, so
- * that each refuses the same with the same code before anything reaches a sandbox; and `startedAt` (the host's
- * clock read for the call's event) given to the sandbox.
+ * that each refuses the same with the same code before anything reaches a sandbox.
  */
-function checkedCallOptions(
-  id: string,
-  options: CallOptions | undefined,
-  startedAt: number | undefined,
-): CallOptions | undefined {
-  let checked = options;
-  if (options?.wasi !== undefined) {
-    const { wasi, ...rest } = options;
-    const wasiChecked = checkCallWasi(id, wasi);
-    checked = wasiChecked === undefined ? rest : { ...rest, wasi: wasiChecked };
-  }
-  if (startedAt === undefined) return checked;
-  return checked === undefined ? { startedAt } : { ...checked, startedAt };
+function checkedCallOptions(id: string, options: CallOptions | undefined): CallOptions | undefined {
+  if (options?.wasi === undefined) return options;
+  const { wasi, ...rest } = options;
+  const checked = checkCallWasi(id, wasi);
+  return checked === undefined ? rest : { ...rest, wasi: checked };
 }

@@ -1,5 +1,5 @@
 // The call path's clock (src/host/call-finished.ts): with a reed:call:finished subscriber, the host reads the clock
-// once for a mode-none call and the sandbox shares it (CallOptions.startedAt, CallStats.endedAt), so the event's
+// once for a mode-none call and the sandbox shares it (Sandbox.call's startedAt, CallStats.endedAt), so the event's
 // duration is the sandbox's own; a sandbox given a start counts its deadline from it.
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -48,12 +48,9 @@ describe('one clock for a mode-none call and its event', () => {
     const sandbox = host.sandbox('example.hello') as InProcessSandbox;
     // Begun a minute ago with a second to run: past its deadline when the guest returns.
     await expect(
-      sandbox.call('echo', new Uint8Array(8), {
-        startedAt: now() - 60_000,
-        timeoutMs: 1000,
-      }),
+      sandbox.call('echo', new Uint8Array(8), { timeoutMs: 1000 }, now() - 60_000),
     ).rejects.toMatchObject({ code: 'call_timeout' });
-    const outcome = await sandbox.call('echo', new Uint8Array(8), { startedAt: now(), timeoutMs: 1000 });
+    const outcome = await sandbox.call('echo', new Uint8Array(8), { timeoutMs: 1000 }, now());
     expect(outcome.output).toHaveLength(8);
   });
 });

@@ -152,7 +152,7 @@ export class InProcessSandbox implements Sandbox {
     input: Uint8Array,
     timeoutMs = this.defaultTimeoutMs,
     wasi?: CallOptions['wasi'],
-    /** When the caller began the call (CallOptions.startedAt): the deadline counts from it. Default: now. */
+    /** When the caller began the call (Sandbox.call's startedAt): the deadline counts from it. Default: now. */
     startedAt?: number,
   ): CallOutcome {
     const runtime = this.#runtime;
@@ -182,14 +182,19 @@ export class InProcessSandbox implements Sandbox {
     };
   }
 
-  async call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
+  async call(
+    fn: string,
+    input: Uint8Array,
+    options: CallOptions = {},
+    startedAt?: number,
+  ): Promise<CallOutcome> {
     options.signal?.throwIfAborted();
     // Checked here too, as a runner checks its Call frame: a sandbox called directly refuses the same.
     const wasi = options.wasi === undefined ? undefined : checkCallWasi(this.pluginId, options.wasi);
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     // Idle: woken first (the calls meanwhile wait for the same wake). The loop: a wake can be followed by an idle
     // stop before this call's turn only if the clock fired in between, which #waiting prevents; it is a guard.
-    if (!this.#isIdle || this.#closed) return this.callSync(fn, input, timeoutMs, wasi, options.startedAt);
+    if (!this.#isIdle || this.#closed) return this.callSync(fn, input, timeoutMs, wasi, startedAt);
     while (this.#isIdle && !this.#closed) await this.#awaitWake(fn, timeoutMs);
     // Woken: the call's deadline counts from here, not from the call's start (the wake had its own).
     return this.callSync(fn, input, timeoutMs, wasi);
