@@ -18,10 +18,12 @@ export async function startRuntime(
   if (spec.type === 'wasm') {
     // The data directory as mounted here (RUNNER_DATA_DIR), when the plugin was granted one: checked, never guessed.
     const filesystem = checkFilesystemSpec(spec.filesystem, spec.id);
-    const { WasmPlugin } = await import('../src/runtime/wasm/wasm-plugin.js');
+    const { loadWasi, WasmPlugin } = await import('../src/runtime/wasm/wasm-plugin.js');
+    const module = new WebAssembly.Module(bytes);
+    await loadWasi(module); // only for a module that imports WASI
     runtime = new WasmPlugin({
       pluginId: spec.id,
-      module: new WebAssembly.Module(bytes),
+      module,
       exports: spec.exports ?? [],
       isCommand: spec.isCommand ?? false,
       host,

@@ -16,7 +16,7 @@ import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import { forceManualResolution } from '../../src/runtime/wasm/wasi-path.js';
-import { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
+import { loadWasi, WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 import { lastingDir, tempDir } from '../helpers/plugin-tree.js';
 import {
@@ -179,6 +179,7 @@ describe('programs with a directory, mode none, paths resolved by the manual wal
       tableElements: DEFAULT_LIMITS.tableElements,
       fuelPerCall: DEFAULT_LIMITS.fuelPerCall,
     });
+    await loadWasi(compiled.module);
     const stderr: string[] = [];
     const plugin = new WasmPlugin({
       pluginId: program.id,

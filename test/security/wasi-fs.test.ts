@@ -20,7 +20,7 @@ import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.j
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import { forceManualResolution } from '../../src/runtime/wasm/wasi-path.js';
-import { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
+import { loadWasi, WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
@@ -46,6 +46,7 @@ async function probe(
     tableElements: DEFAULT_LIMITS.tableElements,
     fuelPerCall: limits.fuelPerCall ?? DEFAULT_LIMITS.fuelPerCall,
   });
+  await loadWasi(compiled.module);
   const warnings: Probe['warnings'] = [];
   const host = new Proxy({} as HostApi, {
     get: (_t, name) =>

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { NativePlugin } from '../../runtime/native/native-plugin.js';
 import { compileWasm } from '../../runtime/wasm/compile-wasm.js';
-import { WasmPlugin } from '../../runtime/wasm/wasm-plugin.js';
+import { loadWasi, WasmPlugin } from '../../runtime/wasm/wasm-plugin.js';
 import type { TenantIdentity } from '../../tenant-quotas.js';
 import type { BackendFactory, LoadPlan } from '../backend.js';
 import { wasmOptions } from '../shared/wasm-options.js';
@@ -44,6 +44,7 @@ export const inProcessBackend: BackendFactory<{ tenant?: TenantIdentity }> = (co
         pluginId,
         async () => {
           const compiled = await compileWasm(plan.entryPoint, wasmOptions(plan, context));
+          await loadWasi(compiled.module);
           const memory = budgets.memory;
           const plugin = new WasmPlugin({
             pluginId,

@@ -8,7 +8,7 @@ import {
 import { EXTISM_MODULE, extismSignature } from './extism.js';
 import { isI32Thunk } from './module-sections.js';
 import type { FuncType, ModuleExport, ValType } from './prepare-module.js';
-import { WASI_FUNCTIONS, WASI_MODULE } from './wasi.js';
+import { WASI_FUNCTIONS, WASI_MODULE } from './wasi-names.js';
 import { wasiSignature } from './wasi-signatures.js';
 
 /** A parameter's WASM value types: a pointer and a length (or capacity) are two i32s. */

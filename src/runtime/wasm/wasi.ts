@@ -2,6 +2,7 @@ import { randomFillSync } from 'node:crypto';
 import { FUEL_PER_BYTE, FUEL_PER_IOVEC, FUEL_PER_RANDOM_BYTE, MAX_IOVECS } from './abi.js';
 import { type FdEntry, FdTable, stdioEntries } from './wasi-fds.js';
 import { type FsIo, type WasiFilesystem, WasiFs } from './wasi-fs.js';
+import { WasiExit } from './wasi-names.js';
 import { MAX_PATH_BYTES } from './wasi-path.js';
 import { monotonicNs, pollOneoff, realtimeNs } from './wasi-poll.js';
 import type { QuotaKind } from './wasi-quota.js';
@@ -20,14 +21,7 @@ export { DEFAULT_GUEST_NAME } from './wasi-fs.js';
  * sock_* answer EBADF for a descriptor that is not open and ENOTSOCK for one that is. We do not use `node:wasi`:
  * it can only send stdio to real file descriptors, and Node's docs say it is not a filesystem security boundary.
  */
-export const WASI_MODULE = 'wasi_snapshot_preview1';
-
-/** Thrown by `proc_exit` (and proc_raise of a signal whose default action ends a process); the runtime turns it into a status. */
-export class WasiExit extends Error {
-  constructor(readonly status: number) {
-    super(`exit ${status}`);
-  }
-}
+export { WASI_FUNCTIONS, WASI_MODULE, WasiExit } from './wasi-names.js';
 
 export interface WasiIo {
   /** Reads up to `max` bytes of stdin. */
@@ -52,58 +46,6 @@ export interface WasiIo {
   /** Registers `close`, run once when the instance is dropped: how the filesystem's host descriptors are closed. */
   atDrop?(close: () => void): void;
 }
-
-/** Every preview1 function. */
-const PREVIEW1 = [
-  'args_get',
-  'args_sizes_get',
-  'environ_get',
-  'environ_sizes_get',
-  'clock_res_get',
-  'clock_time_get',
-  'fd_advise',
-  'fd_allocate',
-  'fd_close',
-  'fd_datasync',
-  'fd_fdstat_get',
-  'fd_fdstat_set_flags',
-  'fd_fdstat_set_rights',
-  'fd_filestat_get',
-  'fd_filestat_set_size',
-  'fd_filestat_set_times',
-  'fd_pread',
-  'fd_prestat_get',
-  'fd_prestat_dir_name',
-  'fd_pwrite',
-  'fd_read',
-  'fd_readdir',
-  'fd_renumber',
-  'fd_seek',
-  'fd_sync',
-  'fd_tell',
-  'fd_write',
-  'path_create_directory',
-  'path_filestat_get',
-  'path_filestat_set_times',
-  'path_link',
-  'path_open',
-  'path_readlink',
-  'path_remove_directory',
-  'path_rename',
-  'path_symlink',
-  'path_unlink_file',
-  'poll_oneoff',
-  'proc_exit',
-  'proc_raise',
-  'sched_yield',
-  'random_get',
-  'sock_accept',
-  'sock_recv',
-  'sock_send',
-  'sock_shutdown',
-] as const;
-
-export const WASI_FUNCTIONS: ReadonlySet<string> = new Set(PREVIEW1);
 
 /** The longest one sleep lasts when the runtime gives no `sleep` of its own. */
 export const DEFAULT_SLEEP_CAP_MS = 5_000;
