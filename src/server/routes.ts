@@ -1,3 +1,4 @@
+import { METHODS as httpMethods } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type {
@@ -27,7 +28,6 @@ type Api = FastifyInstance<
   TypeBoxTypeProvider
 >;
 
-const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
 /** A tenant's spec in `PUT /v1/admin/tenants/{tenant}`: small JSON. */
 const MAX_SPEC_BYTES = 64 * 1024;
 
@@ -107,8 +107,17 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
     );
     for (const def of routes) if (def.json === true) json.route(toFastify(def));
   });
+  // The methods fastify 5 does not route unless told (WebDAV's PROPFIND, MKCOL, ...; CONNECT never reaches a route):
+  // made known here so that on a route's path they answer 405 with Allow, as before fastify, not 404.
+  const known = new Set<string>(api.supportedMethods);
+  for (const m of httpMethods)
+    if (m !== 'CONNECT' && !known.has(m)) {
+      api.addHttpMethod(m);
+      known.add(m);
+    }
+  const every = [...known] as HTTPMethods[];
   for (const [url, { methods, scope }] of allowed) {
-    const others = METHODS.filter((m) => !methods.includes(m));
+    const others = every.filter((m) => !methods.includes(m));
     const allow = methods.join(', ');
     api.route({
       method: others,

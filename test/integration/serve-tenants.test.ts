@@ -299,6 +299,21 @@ describe('serve API: tenant routes (mode none, TenantRegistry)', () => {
     expect(answer.headers.allow).toBe('GET, PUT, DELETE');
     expect((await api(socket, 'GET', '/v1/health')).status).toBe(200);
   });
+
+  it('a method fastify does not route by default (WebDAV PROPFIND, MKCOL): 405 with Allow on a route, 404 elsewhere', async () => {
+    for (const method of ['PROPFIND', 'MKCOL']) {
+      const answer = await send(socket, method, `/v1/tenants/a/plugins/${NOTES}`);
+      expect(answer, method).toMatchObject({
+        status: 405,
+        body: { error: { code: 'api_method_not_allowed' } },
+      });
+      expect(answer.headers.allow).toBe('GET, PUT, DELETE');
+    }
+    expect(await send(socket, 'PROPFIND', '/v1/nowhere')).toMatchObject({
+      status: 404,
+      body: { error: { code: 'api_not_found' } },
+    });
+  });
 });
 
 describe('reed-plugins serve: every tenant of reed.toml behind the one socket (the built CLI, mode none)', () => {
