@@ -89,12 +89,7 @@ export function fail(
   request: FastifyRequest,
   reply: FastifyReply,
 ): void {
-  const reed = asReedError(error, request);
-  if (reed.code === 'internal_error' && !isReedError(error)) {
-    try {
-      logger.error({ err: error, url: request.url }, 'API request failed');
-    } catch {}
-  }
+  const reed = failureOf(logger, error, request, request.url);
   if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
   if (!request.raw.complete) {
     // A body we refused is discarded, not stored (the client may still be writing it: cutting the connection now
@@ -102,19 +97,46 @@ export function fail(
     reply.header('Connection', 'close');
     request.raw.resume();
   }
-  if (reed.code === 'quota_exceeded') {
-    const ms = Number(reed.details?.retryAfterMs);
-    reply.header('Retry-After', String(Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : 1));
-  }
-  // Every 401 says how to authenticate (RFC 9110).
-  if (reed.code === 'unauthenticated') reply.header('WWW-Authenticate', 'Bearer');
-  send(reply, STATUS[reed.code] ?? 422, { ok: false, error: reed.toJSON() });
+  for (const [name, value] of failureHeaders(reed)) reply.header(name, value);
+  send(reply, statusOf(reed), { ok: false, error: reed.toJSON() });
 }
 
-function asReedError(error: unknown, request: FastifyRequest): ReedError {
+/** The failure as a ReedError (anything else is `internal_error`, logged with its cause). Never throws. */
+export function failureOf(
+  logger: Pick<Logger, 'error'>,
+  error: unknown,
+  request: FastifyRequest | undefined,
+  url: string | undefined,
+): ReedError {
+  const reed = asReedError(error, request);
+  if (reed.code === 'internal_error' && !isReedError(error)) {
+    try {
+      logger.error({ err: error, url }, 'API request failed');
+    } catch {}
+  }
+  return reed;
+}
+
+/** A failure's HTTP status: by its code, else 422 (the call reached the host and failed). */
+export function statusOf(reed: ReedError): number {
+  return STATUS[reed.code] ?? 422;
+}
+
+/** The headers a failure's answer carries beside its JSON: when to retry a quota, how to authenticate. */
+export function failureHeaders(reed: ReedError): [string, string][] {
+  if (reed.code === 'quota_exceeded') {
+    const ms = Number(reed.details?.retryAfterMs);
+    return [['Retry-After', String(Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : 1)]];
+  }
+  // Every 401 says how to authenticate (RFC 9110).
+  if (reed.code === 'unauthenticated') return [['WWW-Authenticate', 'Bearer']];
+  return [];
+}
+
+function asReedError(error: unknown, request: FastifyRequest | undefined): ReedError {
   if (isReedError(error)) return error;
   const e = error as Partial<FastifyError> | undefined;
-  if (e?.validation !== undefined) return validationError(e, request);
+  if (e?.validation !== undefined && request !== undefined) return validationError(e, request);
   if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
     return new ReedError('request_too_large', 'the request body is larger than the limit');
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500)
@@ -141,7 +163,7 @@ function validationError(error: Partial<FastifyError>, request: FastifyRequest):
 }
 
 /** The answer when a body cannot be serialized (too deep, circular): fixed, so that sending never throws. */
-const UNSERIALIZABLE = JSON.stringify({
+export const UNSERIALIZABLE = JSON.stringify({
   ok: false,
   error: { code: 'internal_error', message: 'the answer could not be serialized; see the host log' },
 });

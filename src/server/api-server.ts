@@ -1,10 +1,10 @@
 import { once } from 'node:events';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import { ReedError } from '../errors.js';
 import type { PluginHost } from '../host/plugin-host.js';
@@ -12,6 +12,8 @@ import { singleTenantDirectory } from '../tenants/single.js';
 import { DEFAULT_TENANT, type TenantDirectory } from '../tenants/tenant.js';
 import { fail, MAX_HEADER_BYTES, onClientError } from './answers.js';
 import { type Authenticator, registerAuth } from './auth.js';
+import { callFastPath } from './call-fast-path.js';
+import { CallBodies } from './call-route.js';
 import { type Principal, SOCKET_PEER } from './principal.js';
 import { type RouteScope, registerRoutes } from './routes.js';
 import { ErrorBody, PluginStatusSchema, TenantQuotasSchema } from './schemas.js';
@@ -91,10 +93,15 @@ export function createTenantApiServer(directory: TenantDirectory, options: Tenan
 
 /** The fastify instance (not yet ready: `await app.ready()`, or listenOnSocket on its `server`). */
 export function buildApi(directory: TenantDirectory, options: TenantApiServerOptions): FastifyInstance {
+  const bodies = new CallBodies();
+  let fast: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   const app = Fastify({
     logger: false,
     serverFactory: (handler) => {
-      const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, handler);
+      // A plain call is answered by the fast path once the app is ready (call-fast-path.ts), anything else by fastify.
+      const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+        if (fast === undefined || !fast(req, res)) handler(req, res);
+      });
       // Bounds how long a client may take to send a request (and so how long a refused body is drained).
       server.requestTimeout = 60_000;
       return server;
@@ -186,7 +193,29 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
-  void app.register(async (api) => registerRoutes(api, directory, options));
+  void app.register(async (api) => registerRoutes(api, directory, options, bodies));
+  // The call routes' fast path, when nothing but the API's own onRequest hook would run for a call (a hook added
+  // to the app, or a custom `authenticate`, keeps every call in fastify); off once the app closes, as fastify's
+  // routes answer 503 then.
+  const callRoutes: RouteOptions[] = [];
+  app.addHook('onRoute', (route) => {
+    if (route.method === 'POST' && /\/call\/:fn$/.test(route.url ?? '')) callRoutes.push(route);
+  });
+  app.addHook('onReady', (done) => {
+    if (options.authenticate === undefined && onlyOwnHooks(app, callRoutes, options.auth !== undefined))
+      fast = callFastPath({
+        directory,
+        auth: options.auth,
+        bodies,
+        maxInputBytes: options.maxInputBytes,
+        logger: options.logger,
+      });
+    done();
+  });
+  app.addHook('preClose', (done) => {
+    fast = undefined;
+    done();
+  });
   const metrics = options.metrics;
   if (metrics !== undefined)
     app.get('/metrics', { config: { scope: 'admin' }, schema: { hide: true } }, async (_request, reply) => {
@@ -205,6 +234,46 @@ function admit(request: FastifyRequest, principal: Principal): Error | undefined
   } catch (error) {
     return error as Error;
   }
+}
+
+/** The hooks a route context can run for a request (fastify's lifecycle), other than onRequest and onError. */
+const REQUEST_HOOKS = [
+  'preParsing',
+  'preValidation',
+  'preHandler',
+  'preSerialization',
+  'onSend',
+  'onResponse',
+  'onTimeout',
+  'onRequestAbort',
+] as const;
+
+/**
+ * Whether a call runs no hook but the API's own: the root's onRequest (authentication) and, with tokens, the
+ * audit's onError (a call's failure after its admission is never a denial), none on the call routes themselves.
+ * Read from fastify's own hook lists; where they are not found (another fastify), no.
+ */
+function onlyOwnHooks(app: FastifyInstance, callRoutes: RouteOptions[], audit: boolean): boolean {
+  const key = Object.getOwnPropertySymbols(app).find((s) => s.description === 'fastify.hooks');
+  const hooks = key === undefined ? undefined : (app as unknown as Record<symbol, unknown>)[key];
+  if (typeof hooks !== 'object' || hooks === null) return false;
+  const list = (name: string) => (hooks as Record<string, unknown>)[name];
+  const count = (name: string) => {
+    const l = list(name);
+    return Array.isArray(l) ? l.length : Number.NaN;
+  };
+  if (count('onRequest') !== 1 || count('onError') !== (audit ? 1 : 0)) return false;
+  if (REQUEST_HOOKS.some((name) => count(name) !== 0)) return false;
+  const routeHooks = [...REQUEST_HOOKS, 'onRequest', 'onError'] as const;
+  return (
+    callRoutes.length === 2 &&
+    callRoutes.every((route) =>
+      routeHooks.every((name) => {
+        const h = (route as unknown as Record<string, unknown>)[name];
+        return h === undefined || (Array.isArray(h) && h.length === 0);
+      }),
+    )
+  );
 }
 
 /**

@@ -2,11 +2,10 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ReedError } from '../errors.js';
 import type { CallWasi } from '../runtime/call-wasi.js';
-import { escapeRawInJson } from '../safe-text.js';
-import { quotaExceeded } from '../tenants/quota.js';
 import type { Tenant, TenantDirectory } from '../tenants/tenant.js';
 import { send, sendJson } from './answers.js';
-import { bounded, discardRest, readBody } from './request-body.js';
+import { type CallBodies, callAnswer } from './call-route.js';
+import { bounded, discardRest } from './request-body.js';
 import { paramsSchema, type RouteDef, type RouteScope, tenantOf } from './route-def.js';
 import {
   CallBody,
@@ -27,11 +26,10 @@ import {
 export function pluginRoutes(
   directory: TenantDirectory,
   options: { maxInputBytes: number; maxInstallBytes: number },
+  bodies: CallBodies,
 ): RouteDef[] {
   const routes: RouteDef[] = [];
   const add = (def: RouteDef) => routes.push(def);
-  /** Call bodies being received now, by tenant (bounded by its max_concurrent_calls). */
-  const readingBodies = new Map<string, number>();
 
   for (const [prefix, params, admin] of [
     ['/v1', {}, '/v1/admin/plugins/:id'],
@@ -73,7 +71,7 @@ export function pluginRoutes(
       // Not async: the body is read with listeners and the answer written when the call ends, with no promise of
       // the route's own (the API bench: every request takes this path).
       handler: (request, reply) => {
-        call(directory, readingBodies, options.maxInputBytes, request, reply);
+        call(directory, bodies, options.maxInputBytes, request, reply);
         return undefined;
       },
     });
@@ -142,7 +140,7 @@ export function pluginRoutes(
  */
 function call(
   directory: TenantDirectory,
-  readingBodies: Map<string, number>,
+  bodies: CallBodies,
   maxInputBytes: number,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -150,62 +148,26 @@ function call(
   const tenant = tenantOf(directory, request);
   const { id, fn } = request.params as { id: string; fn: string };
   const wasi = callWasiFrom(request.query as { arg?: string[]; env?: string[] });
-  // The tenant's max_concurrent_calls bounds the bodies being read too: each may hold maxInputBytes of the host's
-  // memory before the call's own admission (Tenant.call) sees it.
-  const max = tenant.spec.quotas?.max_concurrent_calls;
-  const reading = readingBodies.get(tenant.id) ?? 0;
-  if (max !== undefined && reading >= max)
-    throw quotaExceeded(
-      tenant.id,
-      'max_concurrent_calls',
-      max,
-      `${reading} call bodies are being received`,
-      null,
-      id,
-    );
-  readingBodies.set(tenant.id, reading + 1);
-  readBody(request.raw, maxInputBytes, (error, input) => {
-    const left = (readingBodies.get(tenant.id) ?? 1) - 1;
-    if (left > 0) readingBodies.set(tenant.id, left);
-    else readingBodies.delete(tenant.id);
+  const refusal = bodies.refusal(tenant, id);
+  if (refusal !== undefined) throw refusal;
+  bodies.read(tenant, request.raw, maxInputBytes, (error, input) => {
     if (error !== undefined) return void reply.send(error);
     const callOptions: Parameters<Tenant['call']>[3] = {};
     if (wasi !== undefined) callOptions.wasi = wasi;
     // A W3C traceparent header: the call's span continues the caller's trace (a malformed one is refused).
     const traceParent = request.headers.traceparent;
     if (traceParent !== undefined) callOptions.traceParent = String(traceParent);
-    tenant.call(id, fn, input, callOptions).then(
-      (outcome) => void sendJson(reply, 200, callAnswer(outcome.output, outcome.stats)),
+    let outcome: ReturnType<Tenant['call']>;
+    try {
+      outcome = tenant.call(id, fn, input, callOptions);
+    } catch (thrown) {
+      return void reply.send(thrown);
+    }
+    outcome.then(
+      (done) => void sendJson(reply, 200, callAnswer(done.output, done.stats)),
       (failure: unknown) => void reply.send(failure),
     );
   });
-}
-
-/**
- * The call's answer, `{"ok":true,"output","outputEncoding","stats":{"fuelConsumed","durationMs"}}`, written here
- * rather than by the generic jsonText (a replacer called for every key): the same text, made as safe (the output's
- * characters JSON leaves raw escaped; base64 has none). Undefined if it cannot be made (an output too large for one
- * string): a 500.
- */
-export function callAnswer(
-  output: Uint8Array,
-  stats: { fuelConsumed: unknown; durationMs: unknown },
-): string | undefined {
-  try {
-    const encoded = encodeOutput(output);
-    const text =
-      encoded.outputEncoding === 'utf8'
-        ? escapeRawInJson(JSON.stringify(encoded.output))
-        : `"${encoded.output}"`;
-    return `{"ok":true,"output":${text},"outputEncoding":"${encoded.outputEncoding}","stats":{"fuelConsumed":${number(stats.fuelConsumed)},"durationMs":${number(stats.durationMs)}}}`;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A figure as JSON: a number as JSON.stringify writes it (NaN and infinities null), anything else null. */
-function number(value: unknown): string {
-  return typeof value === 'number' && Number.isFinite(value) ? String(value) : 'null';
 }
 
 /**
@@ -228,17 +190,6 @@ function callWasiFrom(query: { arg?: string[]; env?: string[] }): CallWasi | und
   }
   const args = query.arg ?? [];
   return { ...(args.length > 0 ? { args } : {}), ...(Object.keys(env).length > 0 ? { env } : {}) };
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** Output as text when it is UTF-8, else base64, saying which (as `reed-plugins call --json` prints it). */
-export function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'utf8' | 'base64' } {
-  try {
-    return { output: utf8.decode(output), outputEncoding: 'utf8' };
-  } catch {
-    return { output: Buffer.from(output).toString('base64'), outputEncoding: 'base64' };
-  }
 }
 
 /** `PUT .../plugins/{id}`: the body, a tar of the plugin directory, streamed into the tenant's install. */

@@ -13,6 +13,7 @@ import { ReedError } from '../errors.js';
 import type { TenantDirectory } from '../tenants/tenant.js';
 import { send } from './answers.js';
 import { type ApiServerOptions, DEFAULT_MAX_INSTALL_BYTES } from './api-server.js';
+import type { CallBodies } from './call-route.js';
 import { pluginRoutes } from './plugin-routes.js';
 import type { RouteDef, RouteScope } from './route-def.js';
 import { errors, HealthBody } from './schemas.js';
@@ -38,7 +39,12 @@ const MAX_SPEC_BYTES = 64 * 1024;
  * for any tenant, and `/v1/admin/tenants/...` manages tenants. Another method on a route's path is 405
  * `api_method_not_allowed` with an Allow header; an unknown tenant, or a plugin the tenant does not hold, 404.
  */
-export function registerRoutes(api: Api, directory: TenantDirectory, options: ApiServerOptions): void {
+export function registerRoutes(
+  api: Api,
+  directory: TenantDirectory,
+  options: ApiServerOptions,
+  bodies: CallBodies,
+): void {
   let document: string | undefined;
   const routes: RouteDef[] = [
     {
@@ -60,10 +66,14 @@ export function registerRoutes(api: Api, directory: TenantDirectory, options: Ap
         return reply.code(200).header('Content-Type', 'application/json').send(document);
       },
     },
-    ...pluginRoutes(directory, {
-      maxInputBytes: options.maxInputBytes,
-      maxInstallBytes: options.maxInstallBytes ?? DEFAULT_MAX_INSTALL_BYTES,
-    }),
+    ...pluginRoutes(
+      directory,
+      {
+        maxInputBytes: options.maxInputBytes,
+        maxInstallBytes: options.maxInstallBytes ?? DEFAULT_MAX_INSTALL_BYTES,
+      },
+      bodies,
+    ),
     ...tenantRoutes(directory),
   ];
 

@@ -35,7 +35,9 @@ export const PluginStatusSchema = Type.Object(
     type: Type.Optional(Type.Union([Type.Literal('wasm'), Type.Literal('native')])),
     mode: Type.Union([Type.Literal('none'), Type.Literal('process'), Type.Literal('container')]),
     state: Type.Union(
-      ['ready', 'starting', 'restarting', 'idle', 'draining', 'failed', 'stopped'].map((s) => Type.Literal(s)),
+      ['ready', 'starting', 'restarting', 'idle', 'draining', 'failed', 'stopped'].map((s) =>
+        Type.Literal(s),
+      ),
     ),
     error: Type.Optional(Problem),
     crashes: Type.Integer({ minimum: 0 }),

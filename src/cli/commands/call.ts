@@ -3,7 +3,7 @@ import { isReedError } from '../../errors.js';
 import { PluginHost } from '../../host/plugin-host.js';
 import type { CallWasi } from '../../runtime/call-wasi.js';
 import { escapeUnprintable } from '../../safe-text.js';
-import { encodeOutput } from '../../server/plugin-routes.js';
+import { encodeOutput } from '../../server/call-route.js';
 import {
   type Command,
   EXIT_OK,

@@ -1,0 +1,96 @@
+import type { IncomingMessage } from 'node:http';
+import type { ReedError } from '../errors.js';
+import { escapeRawInJson } from '../safe-text.js';
+import { quotaExceeded } from '../tenants/quota.js';
+import type { Tenant } from '../tenants/tenant.js';
+import { readBody } from './request-body.js';
+
+/**
+ * What the call route (`POST .../plugins/{id}/call/{fn}`) does, shared by its fastify handler (plugin-routes.ts)
+ * and its fast path (call-fast-path.ts): the bodies being received, counted against the tenant's
+ * max_concurrent_calls, and the answer's JSON.
+ */
+/**
+ * The call bodies a tenant without max_concurrent_calls may have being received at once: a host-wide default, so
+ * that no tenant holds an unbounded number of them (each up to maxInputBytes: 64 x 16 MiB at the defaults).
+ */
+export const DEFAULT_BODIES_PER_TENANT = 64;
+
+export class CallBodies {
+  /** Call bodies being received now, by tenant. */
+  readonly #reading = new Map<string, number>();
+
+  /**
+   * The refusal of one more body for the tenant: its max_concurrent_calls bounds the bodies being read too (each may
+   * hold maxInputBytes of the host's memory before the call's own admission, Tenant.call, sees it).
+   */
+  refusal(tenant: Tenant, pluginId: string): ReedError | undefined {
+    const quota = tenant.spec.quotas?.max_concurrent_calls;
+    const max = quota ?? DEFAULT_BODIES_PER_TENANT;
+    const reading = this.#reading.get(tenant.id) ?? 0;
+    if (reading < max) return undefined;
+    return quotaExceeded(
+      tenant.id,
+      'max_concurrent_calls',
+      max,
+      `${reading} call bodies are being received${quota === undefined ? ' (the host-wide default of a tenant without max_concurrent_calls)' : ''}`,
+      null,
+      pluginId,
+    );
+  }
+
+  /** Reads a call's body (readBody), counted as being received until it ends or fails. */
+  read(
+    tenant: Tenant,
+    req: IncomingMessage,
+    max: number,
+    done: (error: Error | undefined, body: Buffer | undefined) => void,
+  ): void {
+    const id = tenant.id;
+    this.#reading.set(id, (this.#reading.get(id) ?? 0) + 1);
+    readBody(req, max, (error, body) => {
+      const left = (this.#reading.get(id) ?? 1) - 1;
+      if (left > 0) this.#reading.set(id, left);
+      else this.#reading.delete(id);
+      done(error, body);
+    });
+  }
+}
+
+/**
+ * The call's answer, `{"ok":true,"output","outputEncoding","stats":{"fuelConsumed","durationMs"}}`, written here
+ * rather than by the generic jsonText (a replacer called for every key): the same text, made as safe (the output's
+ * characters JSON leaves raw escaped; base64 has none). Undefined if it cannot be made (an output too large for one
+ * string): a 500.
+ */
+export function callAnswer(
+  output: Uint8Array,
+  stats: { fuelConsumed: unknown; durationMs: unknown },
+): string | undefined {
+  try {
+    const encoded = encodeOutput(output);
+    const text =
+      encoded.outputEncoding === 'utf8'
+        ? escapeRawInJson(JSON.stringify(encoded.output))
+        : `"${encoded.output}"`;
+    return `{"ok":true,"output":${text},"outputEncoding":"${encoded.outputEncoding}","stats":{"fuelConsumed":${number(stats.fuelConsumed)},"durationMs":${number(stats.durationMs)}}}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A figure as JSON: a number as JSON.stringify writes it (NaN and infinities null), anything else null. */
+function number(value: unknown): string {
+  return typeof value === 'number' && Number.isFinite(value) ? String(value) : 'null';
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Output as text when it is UTF-8, else base64, saying which (as `reed-plugins call --json` prints it). */
+export function encodeOutput(output: Uint8Array): { output: string; outputEncoding: 'utf8' | 'base64' } {
+  try {
+    return { output: utf8.decode(output), outputEncoding: 'utf8' };
+  } catch {
+    return { output: Buffer.from(output).toString('base64'), outputEncoding: 'base64' };
+  }
+}
