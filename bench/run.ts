@@ -8,6 +8,7 @@ import { runExtismBench } from './extism.js';
 import { runIdleBench } from './idle.js';
 import { runMetricsBench } from './metrics.js';
 import { runNativeBench } from './native.js';
+import { runPoolBench } from './pool.js';
 import { runProcessBench } from './process.js';
 import { runScaleBench } from './scale.js';
 import { runTenantsBench } from './tenants.js';
@@ -21,6 +22,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['metrics', runMetricsBench],
   ['native', runNativeBench],
   ['process', runProcessBench],
+  ['pool', runPoolBench],
   ['idle', runIdleBench],
   ['encoding', runEncodingBench],
   ['container', runContainerBench],

@@ -81,7 +81,7 @@ afterEach(() => {
 });
 
 describe('WarmPool', () => {
-  it('launches nothing before start, then fills one at a time; take hands one out and launches its replacement', async () => {
+  it('launches nothing before start, then fills one at a time; take hands one out, refill replaces it', async () => {
     const p = pool(3);
     await flush();
     expect(made).toHaveLength(0);
@@ -92,6 +92,10 @@ describe('WarmPool', () => {
     const first = p.take();
     expect(first).toBe(made[0]);
     expect(p.idleRunners()).not.toContain(first);
+    // Its replacement waits for the hand-out to be done (the backend calls refill), not to share its CPU.
+    await settle();
+    expect(made).toHaveLength(3);
+    p.refill();
     await settle();
     expect(p.ready).toBe(3);
     expect(made).toHaveLength(4);
@@ -135,6 +139,12 @@ describe('WarmPool', () => {
     made[2]?.finishLaunch();
     await flush();
     expect(p.idleRunners()).toEqual([made[2]]);
+    // A runner taken whose hand-out never says it is done is replaced all the same, 2 s later.
+    expect(p.take()).toBe(made[2]);
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(made).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(made).toHaveLength(4);
     await p.close();
   });
 

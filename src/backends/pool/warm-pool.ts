@@ -33,6 +33,8 @@ export interface WarmPoolOptions<R extends WarmRunner> {
 /** After a launch that failed, the next waits this long, doubling up to MAX_RETRY_MS; a launch that works resets it. */
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
+/** A runner taken is replaced when its hand-out is done, or after this long at the latest. */
+const REFILL_LATEST_MS = 2_000;
 
 interface Idle<R> {
   runner: R;
@@ -114,8 +116,17 @@ export class WarmPool<R extends WarmRunner> {
     clearTimeout(idle.timer);
     this.stats.handedOut++;
     this.start();
-    this.#refill();
+    // The replacement is launched once the hand-out is done (`refill`, from the backend): launching one costs the
+    // host a spawn and a uid lease's scan of /proc, which would otherwise share the CPU with the hand-out it
+    // replaces. At the latest after REFILL_LATEST_MS.
+    const latest = setTimeout(() => this.refill(), REFILL_LATEST_MS);
+    latest.unref();
     return idle.runner;
+  }
+
+  /** Launches runners until `size` are ready again (after a hand-out; idempotent). */
+  refill(): void {
+    this.#refill();
   }
 
   /** Resolves once `size` runners are ready (or the pool is closed). */

@@ -156,13 +156,25 @@ export class RunnerProcess implements Runner {
    * (src/backends/process/backend.ts, `fitsPool`) may differ from the pool's: the spec, bytes, host, limits applied
    * to the cgroup, logger; never the network, the data directory, the runner command or the tmpfs size.
    */
-  assign(options: RunnerProcessOptions): void {
+  assign(options: RunnerProcessOptions, handedOut?: () => void): void {
     if (!this.#launched || this.#assigned !== undefined)
       throw new Error('only a launched warm runner is assigned a plugin, once');
     this.#assigned = options;
+    this.#handedOut = handedOut;
   }
 
+  #handedOut: (() => void) | undefined;
+
+  /** The hand-out, then (ready or not) `handedOut`: the pool launches the replacement. */
   async #handOut(options: RunnerProcessOptions): Promise<void> {
+    try {
+      await this.#sendPlugin(options);
+    } finally {
+      this.#handedOut?.();
+    }
+  }
+
+  async #sendPlugin(options: RunnerProcessOptions): Promise<void> {
     const endpoint = this.#endpoint as RunnerEndpoint;
     // The pool's tenant slot is the one this runner's cgroup is in (one backend, one tenant).
     this.#o = {

@@ -1,0 +1,128 @@
+// `npm run bench -- pool` (issue 16, part 1): load to ready in process mode (PluginHost.add of example.hello: plan,
+// prepare through the compile cache, the runner, the Welcome, init) from a warm pool ([sandbox.pool] process = 2),
+// beside the same load started fresh by a host without a pool, alternating in one run. Target: p50 <= 10 ms from
+// the pool. Also the host's CPU per load (process.cpuUsage: a loaded machine stretches the wall clock, less the
+// CPU; the runner's own start is not in it: a fresh runner's is paid during the load, a warm one's before it).
+// REED_BENCH_POOL_LOADS sets the loads per variant (default 20).
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { poolsOf, type WarmPool, type WarmRunner } from '../src/backends/pool/warm-pool.js';
+import { loadHostConfig } from '../src/host/host-config.js';
+import { PluginHost } from '../src/host/plugin-host.js';
+import { MemoryStorage } from '../src/host/services.js';
+import { fmt, median, printTable, type Row } from './report.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const PLUGIN = 'example.hello';
+const TARGET_MS = 10;
+const percentile = (values: number[], p: number) =>
+  [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))] as number;
+
+async function startHost(dir: string, name: string, toml: string): Promise<PluginHost> {
+  const home = mkdtempSync(join(dir, `${name}-`));
+  chmodSync(home, 0o755); // runners (as their own uids, under root) pass through it to their sockets
+  writeFileSync(
+    join(home, 'reed.toml'),
+    `cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "run"\n${toml}`,
+  );
+  const config = loadHostConfig({
+    cwd: home,
+    env: {},
+    home,
+    overrides: { pluginDirs: [join(REPO, 'examples/plugins')], defaultSearchPaths: false },
+  });
+  return PluginHost.start({
+    config,
+    logger: pino({ level: 'silent' }),
+    services: { storage: new MemoryStorage() },
+    plugins: [],
+    forceMode: 'process',
+  });
+}
+
+/** One load to ready and its removal; the load's wall clock and the host's CPU, in ms. */
+async function load(host: PluginHost): Promise<{ ms: number; cpuMs: number }> {
+  const candidate = host.scan.order.load.find((c) => c.id === PLUGIN);
+  if (candidate === undefined) throw new Error(`${PLUGIN} not found`);
+  const cpu = process.cpuUsage();
+  const t = performance.now();
+  const status = await host.add(candidate);
+  const ms = performance.now() - t;
+  const used = process.cpuUsage(cpu);
+  if (status.state !== 'ready') throw new Error(`${PLUGIN} did not load: ${JSON.stringify(status.error)}`);
+  await host.remove(PLUGIN);
+  return { ms, cpuMs: (used.user + used.system) / 1000 };
+}
+
+export async function runPoolBench(): Promise<boolean> {
+  const loads = Number(process.env.REED_BENCH_POOL_LOADS ?? 20);
+  const dir = mkdtempSync(join(tmpdir(), 'reed-bench-pool-'));
+  chmodSync(dir, 0o755);
+  const fresh = await startHost(dir, 'fresh', '');
+  const pooled = await startHost(dir, 'pooled', '[sandbox.pool]\nprocess = 2\nttl = "10m"\n');
+  const pool = poolsOf(pooled.session.id)[0] as WarmPool<WarmRunner> | undefined;
+  const figures = {
+    fresh: [] as number[],
+    freshCpu: [] as number[],
+    pool: [] as number[],
+    poolCpu: [] as number[],
+  };
+  try {
+    if (pool === undefined) throw new Error('the pooled host has no warm pool');
+    // Untimed: the compile cache, and the first runners of the pool.
+    await load(fresh);
+    await pool.filled();
+    await load(pooled);
+    const before = pool.stats.handedOut;
+    for (let i = 0; i < loads; i++) {
+      const f = await load(fresh);
+      figures.fresh.push(f.ms);
+      figures.freshCpu.push(f.cpuMs);
+      // A full pool, as a host that loads now and then has (it refills in the background between loads).
+      await pool.filled();
+      const p = await load(pooled);
+      figures.pool.push(p.ms);
+      figures.poolCpu.push(p.cpuMs);
+    }
+    if (pool.stats.handedOut - before !== loads)
+      throw new Error(`only ${pool.stats.handedOut - before} of ${loads} loads were given a warm runner`);
+  } catch (error) {
+    console.log(`\n## pool: not measured: ${(error as Error).message}`);
+    return false;
+  } finally {
+    await pooled.close();
+    await fresh.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const p50 = median(figures.pool);
+  const base = median(figures.fresh);
+  const rows: Row[] = [
+    {
+      figure: 'process: load to ready from the warm pool, p50 (ms)',
+      value: fmt(p50, 1),
+      baseline: `${fmt(base, 1)} fresh`,
+      ratio: `${fmt(base / p50, 1)}x faster`,
+      target: `<= ${TARGET_MS}`,
+      met: p50 <= TARGET_MS,
+    },
+    {
+      figure: 'process: load to ready from the warm pool, p90 (ms)',
+      value: fmt(percentile(figures.pool, 0.9), 1),
+      baseline: `${fmt(percentile(figures.fresh, 0.9), 1)} fresh`,
+      ratio: '',
+      target: '',
+    },
+    {
+      figure: "host CPU per load, p50 (ms; the runner's own start not counted)",
+      value: fmt(median(figures.poolCpu), 2),
+      baseline: `${fmt(median(figures.freshCpu), 2)} fresh`,
+      ratio: '',
+      target: '',
+    },
+  ];
+  printTable(`pool (${loads} loads each, alternating; example.hello, process mode)`, rows);
+  return p50 <= TARGET_MS;
+}
