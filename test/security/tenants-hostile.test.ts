@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/server/api-server.js';
 import { Authenticator } from '../../src/server/auth.js';
+import { DEFAULT_BODIES_PER_TENANT } from '../../src/server/call-route.js';
 import {
   clientKey,
   listenTls,
@@ -393,6 +394,43 @@ describe('call bodies against max_concurrent_calls', () => {
     } finally {
       for (const s of sockets) s.destroy();
       // The server notices the two bodies' ends on its own time: close ends them now.
+      w.app.server.closeAllConnections();
+    }
+  });
+
+  it('a tenant without max_concurrent_calls is bounded by the host-wide default (DEFAULT_BODIES_PER_TENANT)', async () => {
+    const w = await world(['default', 'loose']);
+    const { token } = w.tokens.create({ kind: 'tenant', tenant: 'loose' });
+    const dir = mkdtempSync(join(tmpdir(), 'reed-adv-sock-'));
+    dirs.push(dir);
+    const path = join(dir, 'api.sock');
+    await w.app.listen({ path });
+    const sockets: Socket[] = [];
+    try {
+      const open = () => {
+        const socket = connect(path);
+        socket.on('error', () => {});
+        sockets.push(socket);
+        let answer = '';
+        socket.on('data', (d: Buffer) => {
+          answer += d.toString();
+        });
+        const answered = new Promise<string>((resolve) => socket.once('end', () => resolve(answer)));
+        socket.write(
+          `POST /v1/tenants/loose/plugins/seo/call/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(10)}`,
+        );
+        return answered;
+      };
+      for (let i = 0; i < DEFAULT_BODIES_PER_TENANT; i++) open();
+      const probe = await w.app.inject({ method: 'GET', url: '/v1/health' });
+      expect(probe.statusCode).toBe(200);
+      // One more: refused before it is read (before: read, as every one after it, without a bound).
+      const next = await open();
+      expect(next).toMatch(/^HTTP\/1.1 429 /);
+      expect(next).toContain(`"limit":${DEFAULT_BODIES_PER_TENANT}`);
+      expect(w.actions).toEqual([]);
+    } finally {
+      for (const s of sockets) s.destroy();
       w.app.server.closeAllConnections();
     }
   });
