@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
+import { subscribeEvent } from '../src/events/events.js';
 import { loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
@@ -32,6 +33,8 @@ interface Variant {
 
 interface Figures {
   wakeMs: number[];
+  /** Process mode: the runner's own start within each wake (reed:sandbox:started's startMs: taken or spawned to ready). */
+  runnerStartMs: number[];
   wakeCpuMs: number[];
   warmMs: number[];
 }
@@ -61,7 +64,12 @@ async function measure(dir: string, variant: Variant, wakes: number): Promise<Fi
     plugins: [PLUGIN],
     forceMode: variant.mode,
   });
-  const figures: Figures = { wakeMs: [], wakeCpuMs: [], warmMs: [] };
+  const figures: Figures = { wakeMs: [], runnerStartMs: [], wakeCpuMs: [], warmMs: [] };
+  let timing = false;
+  const unsubscribe = subscribeEvent('reed:sandbox:started', (e) => {
+    if (timing && e.session === host.session.id && e.startMs !== undefined)
+      figures.runnerStartMs.push(e.startMs);
+  });
   try {
     const idle = async () => {
       while (host.pluginStatus(PLUGIN).state !== 'idle') await sleep(10);
@@ -73,9 +81,11 @@ async function measure(dir: string, variant: Variant, wakes: number): Promise<Fi
     for (let i = 0; i < wakes; i++) {
       await idle();
       const cpu = process.cpuUsage();
+      timing = true;
       const t = performance.now();
       await host.call(PLUGIN, 'echo', input);
       figures.wakeMs.push(performance.now() - t);
+      timing = false;
       const used = process.cpuUsage(cpu);
       figures.wakeCpuMs.push((used.user + used.system) / 1000);
       // Warm calls right after, to the same plugin (its idle_timeout is far from passing between them).
@@ -86,6 +96,7 @@ async function measure(dir: string, variant: Variant, wakes: number): Promise<Fi
       }
     }
   } finally {
+    unsubscribe();
     await host.close();
   }
   return figures;
@@ -137,6 +148,17 @@ export async function runIdleBench(): Promise<boolean> {
           ratio: '',
           target: '',
         },
+        ...(figures.runnerStartMs.length === 0
+          ? []
+          : [
+              {
+                figure: `${variant.name}: the runner's start within the wake, p50`,
+                value: `${fmt(median(figures.runnerStartMs), 2)} ms`,
+                baseline: 'reed:sandbox:started startMs',
+                ratio: '',
+                target: '',
+              },
+            ]),
         {
           figure: `${variant.name}: host CPU per wake, p50`,
           value: `${fmt(median(figures.wakeCpuMs), 2)} ms`,
