@@ -53,6 +53,9 @@ export interface SoakOptions {
   configExtra?: string[];
   /** Plugins beside the ten, each with callers of its own calling one function (a slow plugin, ...). */
   extraPlugins?: ExtraPlugin[];
+  /** Absolute data_dir and cache_dir for the server (default: data/ and cache/ in its directory). */
+  dataDir?: string;
+  cacheDir?: string;
   /** The server's command line, changed before it is spawned (e.g. run under `prlimit`). */
   serveCommand?: (argv: string[]) => string[];
 }
@@ -303,8 +306,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     join(dir, 'reed.toml'),
     [
       `plugin_dirs = ["${pluginsDir}"]`,
-      'cache_dir = "cache"',
-      'data_dir = "data"',
+      `cache_dir = "${options.cacheDir ?? 'cache'}"`,
+      `data_dir = "${options.dataDir ?? 'data'}"`,
       'runtime_dir = "runtime"',
       '[signatures]',
       'require = "none"',

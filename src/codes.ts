@@ -97,6 +97,8 @@ export const CODES = {
   extism_memory_limit: 'an Extism plugin\u2019s memory blocks would pass its memory cap (limits.memory_mb)',
   extism_var_quota_exceeded: 'an Extism plugin\u2019s variables would pass limits.extism_var_bytes',
   storage_quota_exceeded: 'a storage write would pass the plugin\u2019s quota',
+  storage_write_failed:
+    'the host could not write the plugin\u2019s storage (its disk is full, an I/O error); the write was not made',
   content_quota_exceeded: 'creating content would pass the plugin\u2019s content quota (items or bytes)',
   disk_quota_exceeded: 'a WASI write or extension would pass limits.disk_mb (EDQUOT; a warning)',
   file_quota_exceeded: 'a new WASI file, directory or link would pass limits.max_files (EDQUOT; a warning)',

@@ -1,6 +1,7 @@
 import { mkdirSync, realpathSync } from 'node:fs';
 import { type Database, type Key, open, type RootDatabase } from 'lmdb';
 import { closeOnExecUnder } from '../backends/process/fd-hygiene.js';
+import { ReedError } from '../errors.js';
 import { checkQuota, entrySize, type StorageService } from './services.js';
 import { DEFAULT_STORAGE_PAGE_BYTES } from './storage-cost.js';
 
@@ -58,6 +59,23 @@ export class LmdbStorage implements StorageService {
     });
   }
 
+  /**
+   * A write transaction; LMDB's failure (ENOSPC when the data directory's disk is full, EIO, a map full) becomes
+   * `storage_write_failed`, the host's condition and not the plugin's argument (the transaction was aborted: the
+   * store holds what it held). Writes succeed again once the disk has room (test/integration/faults-disk-full).
+   */
+  #write(pluginId: string, op: 'put' | 'delete', write: () => unknown): void {
+    try {
+      write();
+    } catch (error) {
+      throw new ReedError(
+        'storage_write_failed',
+        `storage ${op} of plugin "${pluginId}" failed: ${String((error as Error)?.message ?? error).slice(0, 200)}`,
+        { pluginId, cause: error },
+      );
+    }
+  }
+
   /** `<plugin id> NUL <key>` as bytes: ids and keys hold no NUL (PluginHostApi checks), so this is unambiguous. */
   #key(pluginId: string, key: string): Buffer {
     return Buffer.from(`${pluginId}\0${key}`);
@@ -82,14 +100,14 @@ export class LmdbStorage implements StorageService {
       (old === undefined ? 0 : this.#cost(pluginId, key, old)) +
       this.#cost(pluginId, key, value);
     checkQuota(pluginId, used, quotaBytes);
-    this.#db.putSync(this.#key(pluginId, key), Buffer.from(value));
+    this.#write(pluginId, 'put', () => this.#db.putSync(this.#key(pluginId, key), Buffer.from(value)));
     this.#usage.set(pluginId, used);
   }
 
   delete(pluginId: string, key: string): boolean {
     const old = this.get(pluginId, key);
     if (old === undefined) return false;
-    this.#db.removeSync(this.#key(pluginId, key));
+    this.#write(pluginId, 'delete', () => this.#db.removeSync(this.#key(pluginId, key)));
     this.#usage.set(pluginId, this.usage(pluginId) - this.#cost(pluginId, key, old));
     return true;
   }
