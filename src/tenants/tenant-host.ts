@@ -22,8 +22,8 @@ export const TURN_SLICE_MS = 0.5;
  * Refusals of a tenant's calls answered at once: PROMPT_REFUSALS_PER_SECOND, PROMPT_REFUSALS_BURST at once. Past
  * that (a client resending at once whatever the answer), its refusals are answered together every REFUSAL_HOLD_MS,
  * at most MAX_HELD_REFUSALS waiting (more are answered at once): a refusal is cheap, but a client that resends as
- * soon as it is answered is refused as fast as the host's one thread answers, and took a third of it in the
- * tenants bench (80,000 refusals a second); held, its refusals come at most one per caller each REFUSAL_HOLD_MS.
+ * soon as it is answered is refused as fast as the host's one thread answers (55,000-79,000 refusals a second
+ * in the tenants bench, about a third of the thread); held, its refusals come at most one per caller each REFUSAL_HOLD_MS.
  */
 export const PROMPT_REFUSALS_PER_SECOND = 1_000;
 export const PROMPT_REFUSALS_BURST = 100;
