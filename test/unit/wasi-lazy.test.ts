@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
-import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
 import { loadWasi, WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { REPO } from '../helpers/cli.js';
 
