@@ -72,7 +72,8 @@ export interface ExtraPlugin {
   input: string;
   /** The expected output; absent: any 200 is a success. */
   expected?: string;
-  /** When its callers stop, in ms after the start (default: with the others). */
+  /** When its callers start and stop, in ms after the start (default: with the others). */
+  startAtMs?: number;
   stopAtMs?: number;
 }
 
@@ -338,7 +339,11 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       ? 0
       : (await docker.listContainers({ all: true, filters: { label: [`reed.host.pid=${pid}`] } })).length;
 
-  const agent = new Agent({ keepAlive: true, maxSockets: callers });
+  // A connection per caller, the extra plugins' callers included (none waits in the agent behind another's call).
+  const agent = new Agent({
+    keepAlive: true,
+    maxSockets: callers + extras.reduce((n, e) => n + e.callers, 0) + 1,
+  });
   const latencies: number[] = [];
   const failures: Record<string, number> = {};
   const failureSamples: string[] = [];
@@ -406,6 +411,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   };
   const extraCaller = async (extra: ExtraPlugin) => {
     const stopAt = Math.min(endAt, started + (extra.stopAtMs ?? Number.POSITIVE_INFINITY));
+    if (extra.startAtMs !== undefined) await sleep(extra.startAtMs);
     while (performance.now() < stopAt) await checked(extra.id, extra.fn, extra.input, extra.expected);
   };
   const context: FaultContext = {
