@@ -59,8 +59,7 @@ export const HostConfigSchema = Strict({
       pool: Type.Optional(
         Strict({
           process: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
-          runc: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
-          runsc: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
+          // Container mode has no pool yet (docs/ARCHITECTURE.md): runc/runsc are unknown keys until it does.
           // "10m", "30s", "1h", "500ms", or milliseconds.
           ttl: Type.Optional(Type.Union([Type.String({ maxLength: 16 }), Type.Integer({ minimum: 1 })])),
         }),

@@ -177,8 +177,8 @@ describe('[sandbox.pool] in reed.toml', () => {
       container: { runc: 0, runsc: 0 },
       ttlMs: DEFAULT_POOL_TTL_MS,
     });
-    const set = config('[limits]\nmemory_mb = 96\n[sandbox.pool]\nprocess = 4\nrunc = 2\nttl = "30s"\n').pool;
-    expect(set).toMatchObject({ process: 4, container: { runc: 2, runsc: 0 }, ttlMs: 30_000 });
+    const set = config('[limits]\nmemory_mb = 96\n[sandbox.pool]\nprocess = 4\nttl = "30s"\n').pool;
+    expect(set).toMatchObject({ process: 4, container: { runc: 0, runsc: 0 }, ttlMs: 30_000 });
     expect(set.limits.memoryMb).toBe(96);
     expect(parseTtl('10m')).toBe(600_000);
     expect(parseTtl('1h')).toBe(3_600_000);
@@ -188,5 +188,9 @@ describe('[sandbox.pool] in reed.toml', () => {
   it('refuses a ttl that is not a duration, naming the key', () => {
     expect(() => config('[sandbox.pool]\nttl = "soon"\n')).toThrow(/sandbox\.pool\.ttl/);
     expect(() => config('[sandbox.pool]\nprocess = -1\n')).toThrow(/sandbox/);
+    // Container mode has no pool yet: a size for it is an unknown key, warned about, never taken as a pool.
+    const runc = config('[sandbox.pool]\nrunc = 2\n');
+    expect(runc.warnings.map((w) => w.field)).toContain('sandbox.pool.runc');
+    expect(runc.pool.container).toEqual({ runc: 0, runsc: 0 });
   });
 });
