@@ -136,6 +136,8 @@ describe('reed-plugins call', () => {
     expect(out.error).toBeNull();
     expect(out.stats.fuelConsumed).toBeGreaterThan(0);
     expect(out.stats.durationMs).toBeGreaterThanOrEqual(0);
+    // Those two figures only (not CallStats.endedAt, a reading of the host process's clock).
+    expect(Object.keys(out.stats).sort()).toEqual(['durationMs', 'fuelConsumed']);
   });
 
   it('prints the raw output without --json', () => {

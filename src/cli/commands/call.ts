@@ -70,9 +70,10 @@ export const callCommand: Command = {
     try {
       const outcome = await host.call(id, fn, input, wasi === undefined ? undefined : { wasi });
       if (values.json === true) {
-        io.stdout(
-          `${toJson({ ok: true, ...encodeOutput(outcome.output), error: null, stats: outcome.stats })}\n`,
-        );
+        // The two figures the output has always had (not CallStats.endedAt, a reading of this process's clock).
+        const { fuelConsumed, durationMs } = outcome.stats;
+        const stats = { fuelConsumed, durationMs };
+        io.stdout(`${toJson({ ok: true, ...encodeOutput(outcome.output), error: null, stats })}\n`);
       } else {
         io.stdoutBytes(outcome.output);
       }
