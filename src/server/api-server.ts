@@ -14,6 +14,7 @@ import { fail, MAX_HEADER_BYTES, onClientError } from './answers.js';
 import { type Authenticator, registerAuth } from './auth.js';
 import { callFastPath } from './call-fast-path.js';
 import { CallBodies } from './call-route.js';
+import { guardConnections, serverTimeouts } from './connection-guard.js';
 import { type Principal, SOCKET_PEER } from './principal.js';
 import { type RouteScope, registerRoutes } from './routes.js';
 import { ErrorBody, PluginStatusSchema, TenantQuotasSchema } from './schemas.js';
@@ -91,6 +92,14 @@ export function createTenantApiServer(directory: TenantDirectory, options: Tenan
   return app.server;
 }
 
+/** How long a client may take to send a whole request. */
+const REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * Connections the API's server holds at once; one more is closed as it is accepted. Each is a descriptor of the
+ * host's, which its runners, sockets and files need too; tenants' clients may share the socket.
+ */
+export const MAX_API_CONNECTIONS = 4_096;
+
 /** The fastify instance (not yet ready: `await app.ready()`, or listenOnSocket on its `server`). */
 export function buildApi(directory: TenantDirectory, options: TenantApiServerOptions): FastifyInstance {
   const bodies = new CallBodies();
@@ -99,16 +108,20 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
     logger: false,
     serverFactory: (handler) => {
       // A plain call is answered by the fast path once the app is ready (call-fast-path.ts), anything else by fastify.
-      const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
-        if (fast === undefined || !fast(req, res)) handler(req, res);
-      });
-      // Bounds how long a client may take to send a request (and so how long a refused body is drained).
-      server.requestTimeout = 60_000;
+      // requestTimeout bounds how long a client may take to send a request (and so how long a refused body is
+      // drained); connection-guard.ts bounds the rest of what a slow or silent client may hold.
+      const server = createServer(
+        { maxHeaderSize: MAX_HEADER_BYTES, ...serverTimeouts(REQUEST_TIMEOUT_MS) },
+        (req, res) => {
+          if (fast === undefined || !fast(req, res)) handler(req, res);
+        },
+      );
+      guardConnections(server, MAX_API_CONNECTIONS);
       return server;
     },
     // Node's default: an idle kept-alive connection is closed after 5 s.
     keepAliveTimeout: 5_000,
-    requestTimeout: 60_000,
+    requestTimeout: REQUEST_TIMEOUT_MS,
     exposeHeadRoutes: false,
     routerOptions: {
       // A plugin id, a function name and a percent-encoded tenant may be long; the header bound holds them all.
