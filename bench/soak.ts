@@ -144,6 +144,8 @@ export interface SoakResult {
   leftContainers: number;
   leftSandboxDirs: number;
   serverExit: number | null;
+  /** Where the last MiB of serve's log was kept, when a request failed or serve did not exit cleanly. */
+  logFile?: string;
   loadAverage: number;
   perPlugin: Record<string, PluginCounts>;
   faults: FaultRecord[];
@@ -164,6 +166,7 @@ export function soakProblems(r: SoakResult): string[] {
   if (r.leftContainers > 0) problems.push(`${r.leftContainers} containers left after the stop`);
   if (r.leftSandboxDirs > 0) problems.push(`${r.leftSandboxDirs} sandbox directories left after the stop`);
   if (r.serverExit !== 0) problems.push(`serve exited with ${r.serverExit}`);
+  if (problems.length > 0 && r.logFile !== undefined) problems.push(`serve's log: ${r.logFile}`);
   return problems;
 }
 
@@ -257,7 +260,7 @@ async function startServe(
   mode: SoakMode,
   ids: string[],
   serveCommand?: (argv: string[]) => string[],
-): Promise<ChildProcess> {
+): Promise<{ child: ChildProcess; tail: LogTail }> {
   const argv = [process.execPath, BIN, 'serve', '--socket', join(dir, 'api.sock'), '--no-default-paths'];
   argv.push('--mode', mode);
   for (const id of ids) argv.push('--plugin', id);
@@ -268,14 +271,35 @@ async function startServe(
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
+  const tail = new LogTail();
   await new Promise<void>((resolve, reject) => {
     child.stderr?.on('data', (c: Buffer) => {
+      tail.push(c);
       if (err.length < 65_536) err += c.toString();
       if (err.includes('serving ')) resolve();
     });
     child.once('exit', (code) => reject(new Error(`serve (${mode}) exited with ${code}: ${err}`)));
   });
-  return child;
+  return { child, tail };
+}
+
+/** The last MiB of serve's log (warnings and errors: REED_LOG_LEVEL=warn), kept to explain a failure. */
+class LogTail {
+  static readonly MAX_BYTES = 1024 * 1024;
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    while (this.#bytes > LogTail.MAX_BYTES && this.#chunks.length > 1)
+      this.#bytes -= (this.#chunks.shift() as Buffer).length;
+  }
+  /** Writes the tail to a file of its own under the temporary directory; returns its path. */
+  save(mode: SoakMode): string {
+    const file = join(tmpdir(), `reed-soak-${mode}-${process.pid}-${Date.now()}.log`);
+    writeFileSync(file, Buffer.concat(this.#chunks));
+    return file;
+  }
 }
 
 /** One API call; resolves with the status and body (status 0 when the connection failed). */
@@ -325,7 +349,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     writeFileSync(toml, `${text}\n${extra.manifestExtra ?? ''}\n`);
   }
   const socketPath = join(dir, 'api.sock');
-  const server = await startServe(
+  const { child: server, tail } = await startServe(
     dir,
     mode,
     [...plugins.map((p) => p.id), ...extras.map((e) => e.id)],
@@ -532,6 +556,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     faults,
     rssSamplesMiB: samples.map((x) => x.rss),
   };
+  // A failure's explanation is in serve's log: kept (its last MiB) in a file of its own, the rest is removed.
+  if (Object.keys(failures).length > 0 || serverExit !== 0) result.logFile = tail.save(mode);
   rmSync(dir, { recursive: true, force: true });
   return result;
 }
