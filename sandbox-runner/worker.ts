@@ -1,10 +1,10 @@
 // The runner's worker thread: hosts the plugin's runtime, the same code as mode `none`. Its host calls block on
 // a shared flag while the main thread (which owns the connection) fetches the host's reply.
-import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { ReedError } from '../src/errors.js';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { HostReply } from '../src/protocol/host-calls.js';
 import { errorPayload } from '../src/protocol/messages.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
+import { awaitMessage } from './host-reply-wait.js';
 import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
 import { runnerHostApi } from './runner-host-api.js';
 import { startRuntime } from './start-runtime.js';
@@ -18,10 +18,8 @@ const { spec, bytes, flag, hostPort, workDir }: WorkerInput = workerData;
 function ask(call: { meta: HostCallMessage['meta']; body?: Uint8Array }): HostReply {
   Atomics.store(flag, 0, 0);
   hostPort.postMessage({ type: 'hostCall', ...call } satisfies HostCallMessage);
-  Atomics.wait(flag, 0, 0);
-  const reply: HostReplyMessage | undefined = receiveMessageOnPort(hostPort)?.message;
-  if (reply === undefined) throw new ReedError('sandbox_crashed', 'the runner lost its host connection');
-  return reply.reply;
+  // If the connection is lost the main thread exits the process, this thread with it.
+  return awaitMessage<HostReplyMessage>(flag, hostPort).reply;
 }
 
 const host = runnerHostApi({
