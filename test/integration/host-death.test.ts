@@ -1,18 +1,10 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { killHost, spawnHostFixture, startSweepingHost } from '../helpers/host-child.js';
 import { tempDir } from '../helpers/plugin-tree.js';
-
-/** Alive and not a zombie (a zombie is dead, only not yet reaped). */
-const alive = (pid: number) => {
-  try {
-    return !/State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
+import { alive } from '../helpers/processes.js';
 
 describe('a host killed with SIGKILL in the middle of calls', () => {
   it('leaves no runner process, and the next host removes its sandbox directories', async () => {

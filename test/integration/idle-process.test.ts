@@ -9,15 +9,7 @@ import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 import { IDLE_PLUGIN, idleSuite, supervisorOf, until } from '../helpers/idle.js';
 import { tempDir } from '../helpers/plugin-tree.js';
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+import { alive } from '../helpers/processes.js';
 
 describe('scale to zero, process mode', () => {
   idleSuite(

@@ -12,6 +12,7 @@ import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
 import { startHost, text } from '../helpers/host.js';
 import { candidateIn, helloVersion, load, switchedOnce } from '../helpers/lifecycle.js';
+import { alive } from '../helpers/processes.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -21,14 +22,6 @@ afterEach(async () => {
 const V1 = '"Hello"';
 const V2 = '"Howdy"';
 const runnerOf = (sandbox: Sandbox) => ((sandbox as LazySandbox).inner as SupervisedSandbox).runner;
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** What proves a sandbox gone in its mode: its runner's process, its container, or its calls refused. */
 async function expectGone(

@@ -10,17 +10,10 @@ import { scanPlugins } from '../../src/host/scan-plugins.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
 import { startHost, text } from '../helpers/host.js';
 import { tempDir } from '../helpers/plugin-tree.js';
+import { alive } from '../helpers/processes.js';
 
 /** The pid of a process-mode sandbox's runner (bwrap's, whose group holds the runner). */
 const runnerPid = (sandbox: Sandbox) => ((sandbox as LazySandbox).inner as SupervisedSandbox).runner?.pid;
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const EXAMPLES = join(import.meta.dirname, '../../examples/plugins');
 

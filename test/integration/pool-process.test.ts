@@ -11,6 +11,7 @@ import type { PluginHost } from '../../src/host/plugin-host.js';
 import { startHost } from '../helpers/host.js';
 import { killHost, spawnHostFixture, startSweepingHost } from '../helpers/host-child.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
+import { alive, runnerNodePid } from '../helpers/processes.js';
 import { buildWasiC } from '../helpers/wasm-c.js';
 
 const SOURCE = `
@@ -85,34 +86,6 @@ async function grows(host: PluginHost, id: string): Promise<number> {
     if (!ok) return n;
   }
   return Number.POSITIVE_INFINITY;
-}
-
-/** pid -> parent pid, for every process. */
-function parents(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      out.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  return out;
-}
-
-/** The node process that runs the sandbox-runner below `root` (bwrap, the process the host spawned). */
-function runnerNodePid(root: number): number {
-  const tree = parents();
-  const queue = [root];
-  while (queue.length > 0) {
-    const pid = queue.shift() as number;
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv[0] === process.execPath && argv.some((a) => a.endsWith('sandbox-runner/main.js'))) return pid;
-    } catch {}
-    for (const [child, parent] of tree) if (parent === pid) queue.push(child);
-  }
-  throw new Error(`no sandbox-runner node process under pid ${root}`);
 }
 
 const status = (pid: number, field: string) =>
@@ -258,7 +231,6 @@ describe('process mode: a warm pool', () => {
     expect(cgroups.length).toBeGreaterThan(0);
     expect([...dirs, ...cgroups].every((d) => existsSync(d))).toBe(true);
     await host.close();
-    const alive = (pid: number) => existsSync(`/proc/${pid}`);
     expect(pids.filter(alive)).toEqual([]);
     expect([...dirs, ...cgroups].filter((d) => existsSync(d))).toEqual([]);
   }, 120_000);
@@ -268,13 +240,6 @@ describe('process mode: a warm pool', () => {
     const { child, ready } = await spawnHostFixture('pool-host', [runtimeDir, '2']);
     const pids = ready.map(Number);
     expect(pids).toHaveLength(2);
-    const alive = (pid: number) => {
-      try {
-        return !/State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      } catch {
-        return false;
-      }
-    };
     expect(pids.every(alive)).toBe(true);
     const hostPid = child.pid as number;
     await killHost(child);

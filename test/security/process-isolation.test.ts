@@ -29,6 +29,7 @@ import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 import { startSweepingHost } from '../helpers/host-child.js';
 import { tempDir } from '../helpers/plugin-tree.js';
+import { runnerNodePid } from '../helpers/processes.js';
 
 const FIXTURE = join(REPO, 'test/fixtures/native-process/isolation');
 const FAST = { startTimeoutMs: 10_000, graceMs: 500, restartBaseMs: 20, restartMaxMs: 200 };
@@ -53,34 +54,6 @@ const probe = async (host: PluginHost, id: string, cmd: string) =>
   text((await host.call(id, 'probe', cmd)).output);
 const runnerOf = (host: PluginHost, id: string) =>
   ((host.sandbox(id) as LazySandbox).inner as SupervisedSandbox).runner;
-
-/** pid -> parent pid, for every process. */
-function parents(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      out.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  return out;
-}
-
-/** The node process that runs the sandbox-runner, at or below `root` (the process the host spawned). */
-function runnerNodePid(root: number): number {
-  const tree = parents();
-  const queue = [root];
-  while (queue.length > 0) {
-    const pid = queue.shift() as number;
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv[0] === process.execPath && argv.some((a) => a.endsWith('sandbox-runner/main.js'))) return pid;
-    } catch {}
-    for (const [child, parent] of tree) if (parent === pid) queue.push(child);
-  }
-  throw new Error(`no sandbox-runner node process under pid ${root}`);
-}
 
 /** Live (not zombie) processes matching `test`. */
 function livePids(test: (pid: string) => boolean): number[] {
