@@ -1,16 +1,11 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PluginHost } from '../../src/host/plugin-host.js';
-import { createApiServer, listenOnSocket, MAX_API_CONNECTIONS } from '../../src/server/api-server.js';
 import { FIRST_REQUEST_MS, HEADERS_TIMEOUT_MS } from '../../src/server/connection-guard.js';
 import { listenMetrics } from '../../src/server/metrics-server.js';
 import { listenTls } from '../../src/server/tls-listener.js';
-import { REPO } from '../helpers/cli.js';
-import { startHost } from '../helpers/host.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
 
 /**
@@ -24,9 +19,6 @@ import { makeTestPki, type TestPki } from '../helpers/tls.js';
 let pki: TestPki;
 let tls: import('node:https').Server;
 let metrics: Server;
-let api: Server;
-let apiHost: PluginHost;
-let apiSocket: string;
 const SLOW_ANSWER_MS = FIRST_REQUEST_MS + 3_000;
 
 beforeAll(async () => {
@@ -45,14 +37,6 @@ beforeAll(async () => {
       requestTimeoutMs: 60_000,
     },
   );
-  const started = await startHost([join(REPO, 'examples/plugins')], {
-    plugins: ['example.hello'],
-    mode: 'none',
-  });
-  apiHost = started.host;
-  apiSocket = join(started.dir, 'api.sock');
-  api = createApiServer(apiHost, { maxInputBytes: 1024 });
-  await listenOnSocket(api, apiSocket);
   metrics = await listenMetrics(
     { text: async () => 'reed_up 1\n', contentType: 'text/plain' },
     { host: '127.0.0.1', port: 0 },
@@ -60,9 +44,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const server of [tls, metrics, api]) server.closeAllConnections();
-  await Promise.all([tls, metrics, api].map((server) => new Promise((r) => server.close(r))));
-  await apiHost.close();
+  for (const server of [tls, metrics]) server.closeAllConnections();
+  await Promise.all([tls, metrics].map((server) => new Promise((r) => server.close(r))));
 });
 
 const port = (server: { address(): AddressInfo | string | null }) => (server.address() as AddressInfo).port;
@@ -158,50 +141,4 @@ describe('the metrics listener (serve --metrics-listen)', () => {
     expect(scrape).toBe('reed_up 1\n');
     expect({ silentClosed, trickledClosed }).toEqual({ silentClosed: true, trickledClosed: true });
   }, 90_000);
-});
-
-describe('the API on its Unix socket (serve --socket)', () => {
-  it('closes silent connections and a trickled request, holds at most MAX_API_CONNECTIONS, and answers calls meanwhile', async () => {
-    const deadline = HEADERS_TIMEOUT_MS + 20_000;
-    const open = (): Promise<Socket> =>
-      new Promise((resolve) => {
-        const socket = connect(apiSocket);
-        socket.on('error', () => {});
-        socket.once('connect', () => resolve(socket));
-        socket.once('close', () => resolve(socket));
-      });
-    // More than the bound, sending nothing: those past it are closed as they are accepted, the rest once silent.
-    const trickled = await open();
-    const stop = trickle(trickled);
-    // Watched from now: opening the others takes a while on a loaded machine, and it may close meanwhile.
-    const trickledClosing = closedWithin(trickled, deadline + 30_000);
-    const silent: Socket[] = [];
-    for (let i = 0; i < MAX_API_CONNECTIONS + 64; i++) silent.push(await open());
-    const [silentClosed, trickledClosed] = await Promise.all([
-      Promise.all(silent.map((s) => (s.destroyed ? true : closedWithin(s, deadline)))),
-      trickledClosing,
-    ]);
-    stop();
-    expect(silentClosed.filter((closed) => !closed)).toEqual([]);
-    // Those past the bound were refused at once (the others were held until their first-request timeout).
-    expect(
-      silent.filter((s) => s.bytesWritten === 0 && s.readyState === 'closed').length,
-    ).toBeGreaterThanOrEqual(64);
-    expect(trickledClosed).toBe(true);
-    // The API serves again, and a call answered late with nothing on the wire meanwhile is not cut.
-    const call = await open();
-    const answer = await new Promise<string>((resolve) => {
-      let got = '';
-      call.on('data', (c: Buffer) => {
-        got += c.toString();
-        if (got.includes('"ok":true')) resolve(got);
-      });
-      call.once('close', () => resolve(got));
-      call.write(
-        'POST /v1/plugins/example.hello/call/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi',
-      );
-    });
-    expect(answer).toMatch(/^HTTP\/1\.1 200[\s\S]*"output":"hi"/);
-    call.destroy();
-  }, 120_000);
 });
