@@ -7,7 +7,7 @@ const LAYERS = [
   // Files directly in src/ (codes, errors, diagnostics, json, safe-text, schema-check, toml, version) are the ground floor,
   // all but index.ts, the public API on top.
   { name: 'ground', path: '^src/((?!index[.]ts$)[^/]+[.]ts$|(types|manifest|events)/)' },
-  { name: 'analysis', path: '^src/(discovery|validation|dependencies|signing|cache|runtime)/' },
+  { name: 'analysis', path: '^src/(discovery|validation|dependencies|signing|pki|cache|runtime)/' },
   { name: 'protocol', path: '^src/(protocol|transport)/' },
   { name: 'backends', path: '^src/(backends|sandbox|container)/' },
   { name: 'host', path: '^src/(host|plan)/' },

@@ -26,6 +26,7 @@ import { dial, UNIX_SCHEME } from '../src/transport/transport.js';
 import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
 import { runnerHostApi } from './runner-host-api.js';
 import { startRuntime } from './start-runtime.js';
+import { dialTls, isTlsAddress } from './tls-dial.js';
 
 const { values } = parseArgs({
   options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' }, connect: { type: 'string' } },
@@ -52,9 +53,12 @@ if (
 function readSecret(): string {
   const fd = process.env.REED_SECRET_FD;
   if (fd !== undefined) return readFileSync(Number(fd), 'utf8').trim();
+  // A file the runner's starter placed (a Swarm secret under /run/secrets: the TLS transport, docs/PROTOCOL.md).
+  const file = process.env.REED_SECRET_FILE;
+  if (file !== undefined) return readFileSync(file, 'utf8').trim();
   if (!(address as string).startsWith(UNIX_SCHEME)) {
     process.stderr.write(
-      'sandbox-runner: no secret (REED_SECRET_FD) for a connection that is not a Unix socket\n',
+      'sandbox-runner: no secret (REED_SECRET_FD, REED_SECRET_FILE) for a connection that is not a Unix socket\n',
     );
     process.exit(2);
   }
@@ -91,7 +95,7 @@ async function confineLater(denyTracing: boolean): Promise<void> {
 const exit = (code: number) => process.exit(code);
 let socket: ReturnType<typeof dial>;
 try {
-  socket = dial(address);
+  socket = isTlsAddress(address) ? dialTls(address) : dial(address);
 } catch (error) {
   process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
   process.exit(2);
@@ -99,7 +103,10 @@ try {
 const decoder = new FrameDecoder(Number(process.env.REED_MAX_FRAME ?? MAX_FRAME_FROM_HOST));
 const send = (type: FrameType, id: number, meta?: object, body?: Uint8Array) =>
   socket.write(encodeFrame(type, id, meta, body));
-socket.on('connect', () => send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }));
+// Over TLS, the Hello (the secret) waits for the orchestrator's certificate to be verified (sandbox-runner/tls-dial.ts).
+socket.on(isTlsAddress(address) ? 'secureConnect' : 'connect', () =>
+  send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }),
+);
 socket.on('close', () => exit(0));
 socket.on('error', (error) => {
   process.stderr.write(`sandbox-runner: connection to ${address} failed: ${error.message}\n`);
