@@ -10,6 +10,9 @@ export interface TlsServerCredentials {
   keyPem: string;
 }
 
+/** What every sandbox's TLS listener of one orchestrator shares: its server certificate, the CA, the name. */
+export type TlsListenerMaterial = Pick<TlsTransportOptions, 'credentials' | 'caPem' | 'servername' | 'host'>;
+
 /** What a runner is given to dial a TLS transport: where, the CA to verify the orchestrator with, the name to check. */
 export interface TlsRunnerMaterial {
   /** `tls://HOST:PORT`, as the runner sees it: the argument of `--connect` (dialArguments). */

@@ -6,9 +6,11 @@ import { REPO } from './cli.js';
  * The conformance suite: every example plugin and every hostile case, from one table, in every mode this
  * machine runs. The same plugin must give the same output or the same error code in each mode.
  */
-export const MODES: { name: string; mode: SandboxMode; reedToml?: string }[] = [
+export const MODES: { name: string; mode: SandboxMode; reedToml?: string; runnerTransport?: 'tls' }[] = [
   { name: 'none', mode: 'none' },
   { name: 'process', mode: 'process' },
+  // The runner dials back over TCP with TLS (src/transport/tls-transport.ts) instead of the Unix socket.
+  { name: 'process over TLS', mode: 'process', runnerTransport: 'tls' },
   { name: 'container (runc)', mode: 'container', reedToml: '[sandbox]\nruntime = "runc"\n' },
   { name: 'container (runsc, gVisor)', mode: 'container', reedToml: '[sandbox]\nruntime = "runsc"\n' },
 ];

@@ -28,6 +28,7 @@ export async function startHost(
     runnerCommand?: string[];
     runnerImage?: string;
     docker?: Docker;
+    runnerTransport?: 'unix' | 'tls';
   } = {},
 ): Promise<{ host: PluginHost; logs: LogLine[]; dir: string }> {
   const dir = tempDir('reed-host-');
@@ -56,6 +57,7 @@ export async function startHost(
     ...(options.runnerCommand ? { runnerCommand: options.runnerCommand } : {}),
     ...(options.runnerImage ? { runnerImage: options.runnerImage } : {}),
     ...(options.docker ? { docker: options.docker } : {}),
+    ...(options.runnerTransport ? { runnerTransport: options.runnerTransport } : {}),
   });
   return { host, logs, dir };
 }

@@ -5,12 +5,13 @@ import { REPO } from '../helpers/cli.js';
 import { CALLS, CONFORMANCE_TOML, MODES } from '../helpers/conformance-cases.js';
 import { startHost, text } from '../helpers/host.js';
 
-describe.each(MODES)('conformance in mode $name', ({ mode, reedToml }) => {
+describe.each(MODES)('conformance in mode $name', ({ mode, reedToml, runnerTransport }) => {
   let host: PluginHost;
   beforeAll(async () => {
     ({ host } = await startHost([join(REPO, 'examples/plugins'), join(REPO, 'test/fixtures/hostile')], {
       reedToml: `${reedToml ?? ''}${CONFORMANCE_TOML}`,
       mode,
+      ...(runnerTransport === undefined ? {} : { runnerTransport }),
     }));
   }, 300_000);
   afterAll(() => host.close());

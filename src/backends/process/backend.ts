@@ -2,6 +2,7 @@ import type { ResolvedLimits } from '../../manifest/limits.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import type { TenantIdentity } from '../../tenant-quotas.js';
+import type { TlsListenerMaterial } from '../../transport/tls-transport.js';
 import type { BackendFactory, LoadPlan, PoolSettings } from '../backend.js';
 import { LazySandbox } from '../lazy-sandbox.js';
 import { WarmPool } from '../pool/warm-pool.js';
@@ -18,6 +19,32 @@ export interface ProcessBackendOptions {
   runnerCommand?: string[];
   /** The tenant the host serves: its runners' cgroups go under one of its own (memory_mb, cpu_weight). */
   tenant?: TenantIdentity;
+  /**
+   * How runners dial back: `unix` (default), the socket in the sandbox directory; `tls`, TCP with TLS on 127.0.0.1
+   * (src/transport/tls-transport.ts), the network transport tested and measured through process mode. With `tls`
+   * the runner keeps the host's network namespace (docs/SECURITY.md).
+   */
+  runnerTransport?: 'unix' | 'tls';
+}
+
+/**
+ * The orchestrator's CA (made on first use, kept in memory) and one server certificate for 127.0.0.1. The CA code
+ * (pkijs) is loaded then, not with the backend.
+ */
+function localTls(): () => Promise<TlsListenerMaterial> {
+  let material: Promise<TlsListenerMaterial> | undefined;
+  return () => {
+    material ??= (async () => {
+      const { OrchestratorCa, ORCHESTRATOR_SERVERNAME } = await import('../../pki/orchestrator-ca.js');
+      const ca = await OrchestratorCa.create();
+      const credentials = await ca.issueServer({
+        dnsNames: [ORCHESTRATOR_SERVERNAME],
+        ipAddresses: ['127.0.0.1'],
+      });
+      return { credentials, caPem: ca.certPem, servername: ORCHESTRATOR_SERVERNAME, host: '127.0.0.1' };
+    })();
+    return material;
+  };
 }
 
 /** The plugin id a warm runner presents in its Hello, and names in its own messages until it is handed a plugin. */
@@ -75,6 +102,7 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
     ...(settings.runnerUids === undefined ? {} : { runnerUids: settings.runnerUids }),
     startTimeoutMs: supervision.startTimeoutMs,
     ...(slot === undefined ? {} : { tenantCgroup: slot }),
+    ...(options.runnerTransport === 'tls' ? { tls: localTls() } : {}),
   };
   const poolSettings = settings.pool;
   const pool =

@@ -80,8 +80,8 @@ export interface BubblewrapOptions {
   /** The size of /dev/shm, a tmpfs of its own (shm_open, sem_open); the rest of /dev is read-only. */
   shmBytes: number;
   readOnly: string[];
-  /** The host's socket, bound (the file alone) at INNER_SOCKET. */
-  socket: string;
+  /** The host's socket, bound (the file alone) at INNER_SOCKET. Absent: the runner dials over TCP (TLS transport). */
+  socket: string | undefined;
   /** The fd bwrap writes `{"child-pid": N}` to, and the fd it waits on before it starts the runner. */
   infoFd: number;
   blockFd: number;
@@ -137,9 +137,7 @@ export function bubblewrapArgs(o: BubblewrapOptions): string[] {
     INNER_WORK_DIR,
     // After the tmpfs, so that a package installed under /tmp is not hidden by it.
     ...o.readOnly.flatMap((p) => ['--ro-bind', p, p]),
-    '--ro-bind',
-    o.socket,
-    INNER_SOCKET,
+    ...(o.socket === undefined ? [] : ['--ro-bind', o.socket, INNER_SOCKET]),
     ...(o.dataDir === undefined
       ? []
       : [o.dataDir.readOnly ? '--ro-bind-fd' : '--bind-fd', String(o.dataDir.fd), RUNNER_DATA_DIR]),

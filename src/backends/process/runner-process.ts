@@ -5,6 +5,11 @@ import { ReedError } from '../../errors.js';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { filterBytes, tracingFilter } from '../../seccomp-filter.js';
+import {
+  runnerTlsEnvironment,
+  type TlsListenerMaterial,
+  TlsRunnerTransport,
+} from '../../transport/tls-transport.js';
 import { dialArguments } from '../../transport/transport.js';
 import { type SandboxUsage, usageOfPid } from '../shared/cgroup-usage.js';
 import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
@@ -32,7 +37,7 @@ import { spawnSandbox } from './spawn-sandbox.js';
 export const RUNNER_PIDS = 48;
 
 export interface RunnerProcessOptions
-  extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir' | 'runnerSocketPath'> {
+  extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir' | 'runnerSocketPath' | 'transport'> {
   spec: PluginSpec;
   bytes: Uint8Array;
   /**
@@ -53,6 +58,11 @@ export interface RunnerProcessOptions
   tenantCgroup?: TenantCgroupSlot;
   /** A warm runner of a pool (launched with the pool's options, assigned a plugin later). */
   warm?: boolean;
+  /**
+   * The runner dials back over TCP with TLS (src/transport/tls-transport.ts) on 127.0.0.1, with this material,
+   * instead of the Unix socket: it then keeps the host's network namespace (docs/SECURITY.md). Absent: the socket.
+   */
+  tls?: () => Promise<TlsListenerMaterial>;
 }
 
 /** A runner's cgroup limits for a plugin's limits: its memory plus the runner's allowance, pids, CPU. */
@@ -226,12 +236,31 @@ export class RunnerProcess implements Runner {
     const uid = this.#lease?.uid ?? process.getuid?.() ?? 0;
     const gid = this.#dataGroup?.gid ?? this.#lease?.uid ?? process.getgid?.() ?? 0;
     this.uid = uid;
+    const tls = o.tls === undefined ? undefined : await o.tls();
+    let tlsTransport: TlsRunnerTransport | undefined;
     const endpoint = new RunnerEndpoint(
       {
         ...o,
         ...(root ? { runAs: { uid, gid } } : {}),
         privateWorkDir: true,
         runnerSocketPath: INNER_SOCKET,
+        ...(tls === undefined
+          ? {}
+          : {
+              transport: (refused: () => void) => {
+                tlsTransport = new TlsRunnerTransport({
+                  ...tls,
+                  handshakeTimeoutMs: o.startTimeoutMs,
+                  refused,
+                  handshakeFailed: (error) =>
+                    o.logger.warn(
+                      { pluginId: o.pluginId, code: 'handshake_failed' },
+                      `a connection to the sandbox's TLS port failed its handshake: ${error.message.slice(0, 200)}`,
+                    ),
+                });
+                return tlsTransport;
+              },
+            }),
       },
       PACKAGE_ROOT,
     );
@@ -266,12 +295,13 @@ export class RunnerProcess implements Runner {
     const sandbox = bubblewrapArgs({
       uid,
       gid,
-      network: o.network === true,
+      // Over TCP the runner needs a route to the host's 127.0.0.1: the host's network namespace.
+      network: o.network === true || tlsTransport !== undefined,
       // The limit, plus the room the runner's private copy of a native library takes there.
       tmpfsBytes: o.limits.tmpfsMb * 1024 * 1024 + (o.spec.type === 'native' ? o.bytes.length + 65_536 : 0),
       shmBytes: o.limits.tmpfsMb * 1024 * 1024,
       readOnly: runnerReadOnlyPaths(PACKAGE_ROOT, o.runnerCommand),
-      socket: endpoint.socketPath,
+      socket: tlsTransport === undefined ? endpoint.socketPath : undefined,
       infoFd: INFO_FD,
       blockFd: BLOCK_FD,
       ...(seccomp === undefined ? {} : { seccompFd: SECCOMP_FD }),
@@ -298,6 +328,7 @@ export class RunnerProcess implements Runner {
           PATH: '/usr/local/bin:/usr/bin:/bin',
           LANG: 'C.UTF-8',
           REED_SECRET_FD: '3',
+          ...(tlsTransport === undefined ? {} : runnerTlsEnvironment(tlsTransport.runnerMaterial())),
           // bwrap installed the runner's seccomp filter: the runner need not (sandbox-runner/main.ts).
           ...(seccomp === undefined ? {} : { REED_SECCOMP: 'installed' }),
         },
@@ -374,7 +405,7 @@ export class RunnerProcess implements Runner {
 
   /** Known once started: what bubblewrap, the cgroup and the uid lease gave this runner, and what they could not. */
   get isolation(): { enforced: string[]; notEnforced: string[] } {
-    const network = this.#o.network === true;
+    const network = this.#o.network === true || this.#o.tls !== undefined;
     return {
       enforced: [
         'bubblewrap: user, pid, mount, ipc, uts namespaces',

@@ -54,6 +54,11 @@ export interface EndpointOptions {
    * a container mounts the directory elsewhere). The address translator of the Unix socket transport.
    */
   runnerSocketPath?: string;
+  /**
+   * The transport the runner dials back on, when it is not the Unix socket in this directory (the TLS transport,
+   * src/transport/tls-transport.ts): made here with the endpoint's `refused`, closed with the endpoint.
+   */
+  transport?: (refused: () => void) => RunnerTransport;
 }
 
 /**
@@ -95,17 +100,20 @@ export class RunnerEndpoint {
     chmodSync(this.dir, options.privateWorkDir === true && options.runAs !== undefined ? 0o711 : 0o700);
     this.socketPath = join(this.dir, 's.sock');
     this.workDir = join(this.dir, 'work');
-    this.transport = new UnixSocketTransport({
-      path: this.socketPath,
-      ...(options.runnerSocketPath === undefined ? {} : { runnerPath: options.runnerSocketPath }),
-      ...(options.runAs === undefined ? {} : { owner: options.runAs }),
-      // One runner per sandbox, one connection per runner: any other connection is refused at once.
-      refused: () =>
-        options.logger.warn(
-          { pluginId: options.pluginId, code: 'handshake_failed' },
-          'refused a second connection to the sandbox socket',
-        ),
-    });
+    // One runner per sandbox, one connection per runner: any other connection is refused at once.
+    const refused = () =>
+      options.logger.warn(
+        { pluginId: options.pluginId, code: 'handshake_failed' },
+        'refused a second connection to the sandbox socket',
+      );
+    this.transport =
+      options.transport?.(refused) ??
+      new UnixSocketTransport({
+        path: this.socketPath,
+        ...(options.runnerSocketPath === undefined ? {} : { runnerPath: options.runnerSocketPath }),
+        ...(options.runAs === undefined ? {} : { owner: options.runAs }),
+        refused,
+      });
     this.writeOwner();
   }
 
