@@ -88,7 +88,7 @@ export function callFastPath(
     bodies.read(tenant, req, maxInputBytes, (error, input) => {
       if (error !== undefined) return failed(error);
       const traceParent = req.headers.traceparent;
-      const callOptions = traceParent === undefined ? {} : { traceParent: String(traceParent) };
+      const callOptions = traceParent === undefined ? undefined : { traceParent: String(traceParent) };
       let outcome: ReturnType<Tenant['call']>;
       try {
         outcome = tenant.call(id, fn, input, callOptions);
@@ -123,12 +123,20 @@ function fail(
 
 function answer(res: ServerResponse, status: number, text: string, extra: [string, string][]): void {
   try {
-    const headers: Record<string, string> = {
-      // As fastify writes a JSON answer's type.
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': String(Buffer.byteLength(text)),
-    };
-    for (const [name, value] of extra) headers[name.toLowerCase()] = value;
+    // Raw name-value pairs (writeHead takes them as they are: no object to make and walk), as fastify writes a JSON
+    // answer's type; an extra header (a failure's) replaces one of these of the same name, as it did in an object.
+    const headers = [
+      'content-type',
+      'application/json; charset=utf-8',
+      'content-length',
+      String(Buffer.byteLength(text)),
+    ];
+    for (const [name, value] of extra) {
+      const lower = name.toLowerCase();
+      const at = lower === 'content-type' ? 1 : lower === 'content-length' ? 3 : -1;
+      if (at === -1) headers.push(lower, value);
+      else headers[at] = value;
+    }
     res.writeHead(status, headers);
     res.end(text);
   } catch {
