@@ -1,4 +1,5 @@
-import { mkdirSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, realpathSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Database, type Key, open, type RootDatabase } from 'lmdb';
 import { closeOnExecUnder } from '../backends/process/fd-hygiene.js';
 import { ReedError } from '../errors.js';
@@ -17,6 +18,12 @@ export class LmdbStorage implements StorageService {
   readonly #db: Database<Uint8Array, Buffer>;
   readonly #usage = new Map<string, number>();
   readonly #pageBytes: number;
+  /** Our own descriptor of data.mdb, to write the space reserve (see #reserve). */
+  readonly #dataFd: number;
+  /** Bytes of data.mdb known written (LMDB's pages, then our zeros): LMDB may write below this without new blocks. */
+  #reservedEnd = 0;
+  /** An upper bound of the end of LMDB's pages: the last measured end plus each write's most since. */
+  #usedBound = 0;
 
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -33,8 +40,72 @@ export class LmdbStorage implements StorageService {
     // LMDB's page is the OS page (16 KiB on some arm64 machines): overflow values take whole pages of it.
     const { pageSize } = this.#root.getStats() as { pageSize?: unknown };
     this.#pageBytes = typeof pageSize === 'number' && pageSize > 0 ? pageSize : DEFAULT_STORAGE_PAGE_BYTES;
+    // The host made this directory (0700) and LMDB just made the file in it; O_NOFOLLOW all the same.
+    this.#dataFd = openSync(join(dir, 'data.mdb'), constants.O_WRONLY | constants.O_NOFOLLOW);
+    this.#reservedEnd = fstatSync(this.#dataFd).size;
+    this.#usedBound = this.#usedEnd();
     this.#migrate();
   }
+
+  /** Where LMDB's committed pages end: nothing past it is in use, and a write transaction adds pages from it. */
+  #usedEnd(): number {
+    const { lastPageNumber } = this.#root.getStats() as { lastPageNumber?: unknown };
+    // lmdb-js reports it (mdb_env_info); without it the reserve cannot be kept, so no write may start.
+    if (typeof lastPageNumber !== 'number') throw new Error('lmdb: getStats() has no lastPageNumber');
+    return (lastPageNumber + 1) * this.#pageBytes;
+  }
+
+  /**
+   * Makes sure a write transaction of `bytes` of data finds its pages already written on disk, or refuses it with
+   * `storage_write_failed` before LMDB starts. LMDB (lmdb-js 3.5.6, the newest) must never meet ENOSPC itself:
+   * its page-write error path formats a message longer than the 100 bytes it allocates for it (mdb.c,
+   * mdb_page_flush: "Attempting to write page at position ..."), corrupting the host's heap, and the host aborts
+   * soon after in malloc or free (seen under test/integration/faults-disk-full). So the file carries a reserve of
+   * zeros we wrote past LMDB's last page; LMDB's new pages overwrite it and need no new blocks. A transaction
+   * adds at most its data plus a bounded number of tree and free-list pages (SLACK_PAGES). On a copy-on-write
+   * file system (btrfs, ZFS) an overwrite needs new blocks anyway: there the reserve does not hold (docs/OPERATIONS.md).
+   */
+  #reserve(pluginId: string, op: 'put' | 'delete', bytes: number): void {
+    const most = bytes + LmdbStorage.SLACK_PAGES * this.#pageBytes;
+    if (this.#usedBound + most > this.#reservedEnd) {
+      this.#usedBound = this.#usedEnd();
+      const want = this.#usedBound + most + LmdbStorage.RESERVE_BYTES;
+      if (this.#usedBound + most > this.#reservedEnd) this.#extend(pluginId, op, want);
+      else if (this.#reservedEnd < want) {
+        try {
+          this.#extend(pluginId, op, want);
+        } catch {
+          // The reserve ahead could not grow, but this write's pages are on disk already.
+        }
+      }
+    }
+    this.#usedBound += most;
+  }
+
+  /** Writes zeros from the end of data.mdb to `end`; a full disk becomes `storage_write_failed`. */
+  #extend(pluginId: string, op: 'put' | 'delete', end: number): void {
+    let at = Math.max(this.#reservedEnd, fstatSync(this.#dataFd).size);
+    try {
+      while (at < end) {
+        const n = Math.min(end - at, LmdbStorage.ZEROS.length);
+        at += writeSync(this.#dataFd, LmdbStorage.ZEROS, 0, n, at);
+      }
+    } catch (error) {
+      throw new ReedError(
+        'storage_write_failed',
+        `storage ${op} of plugin "${pluginId}" refused: no room on the data directory's disk for its pages (${String((error as Error)?.message ?? error).slice(0, 120)})`,
+        { pluginId, cause: error },
+      );
+    } finally {
+      this.#reservedEnd = Math.max(this.#reservedEnd, at);
+    }
+  }
+
+  /** Pages a write transaction may add beyond its data: copied branch and leaf pages, free-list pages, the meta. */
+  static readonly SLACK_PAGES = 64;
+  /** Written ahead past what the next write needs, so most writes find their room without a system call. */
+  static readonly RESERVE_BYTES = 1024 * 1024;
+  static readonly ZEROS = Buffer.alloc(256 * 1024);
 
   /**
    * Moves entries from the first layout ('plugin-storage', ordered-binary string keys). That encoding writes a
@@ -48,6 +119,9 @@ export class LmdbStorage implements StorageService {
       keyEncoding: 'ordered-binary',
     });
     const moved: Key[] = [];
+    const { treeLeafPageCount = 0, overflowPages = 0 } = old.getStats() as Record<string, number>;
+    if (treeLeafPageCount + overflowPages > 0)
+      this.#reserve('', 'put', 2 * (treeLeafPageCount + overflowPages) * this.#pageBytes);
     this.#root.transactionSync(() => {
       for (const { key, value } of old.getRange({})) {
         const text = Array.isArray(key) ? key.join('\0') : String(key);
@@ -100,6 +174,7 @@ export class LmdbStorage implements StorageService {
       (old === undefined ? 0 : this.#cost(pluginId, key, old)) +
       this.#cost(pluginId, key, value);
     checkQuota(pluginId, used, quotaBytes);
+    this.#reserve(pluginId, 'put', key.length * 3 + value.byteLength + this.#pageBytes);
     this.#write(pluginId, 'put', () => this.#db.putSync(this.#key(pluginId, key), Buffer.from(value)));
     this.#usage.set(pluginId, used);
   }
@@ -107,6 +182,7 @@ export class LmdbStorage implements StorageService {
   delete(pluginId: string, key: string): boolean {
     const old = this.get(pluginId, key);
     if (old === undefined) return false;
+    this.#reserve(pluginId, 'delete', 0);
     this.#write(pluginId, 'delete', () => this.#db.removeSync(this.#key(pluginId, key)));
     this.#usage.set(pluginId, this.usage(pluginId) - this.#cost(pluginId, key, old));
     return true;
@@ -156,6 +232,7 @@ export class LmdbStorage implements StorageService {
   }
 
   close(): void {
+    closeSync(this.#dataFd);
     this.#root.close();
   }
 }

@@ -34,8 +34,24 @@ function dataDir(): string {
   return dir;
 }
 
-/** Fills the plugin's storage with `fn` until the quota code; returns how much the LMDB file grew. */
-async function fillUntilQuota(fn: 'tiny' | 'page' | 'half'): Promise<{ grew: number; code: string }> {
+/** Where LMDB's pages end in the environment at `dir` (past it, data.mdb holds only the storage's reserve). */
+function pagesEnd(dir: string): number {
+  const env = open({ path: dir, readOnly: true });
+  try {
+    const { lastPageNumber, pageSize } = env.getStats() as { lastPageNumber: number; pageSize: number };
+    return (lastPageNumber + 1) * pageSize;
+  } finally {
+    env.close();
+  }
+}
+
+/**
+ * Fills the plugin's storage with `fn` until the quota code; returns how much LMDB's pages grew, and how far the
+ * file reaches past them (the reserve of written pages LmdbStorage keeps so LMDB never meets a full disk).
+ */
+async function fillUntilQuota(
+  fn: 'tiny' | 'page' | 'half',
+): Promise<{ grew: number; reserve: number; code: string }> {
   const data = dataDir();
   const dir = tempDir('reed-host-');
   writeFileSync(
@@ -50,7 +66,7 @@ async function fillUntilQuota(fn: 'tiny' | 'page' | 'half'): Promise<{ grew: num
   });
   const host = await PluginHost.start({ config, logger: pino({ level: 'silent' }), plugins: [FILL_ID] });
   const file = join(data, 'storage', 'data.mdb');
-  const before = statSync(file).size;
+  const before = statSync(file).size; // no write yet: LMDB's pages alone
   let code = 'none';
   try {
     await host.call(FILL_ID, fn);
@@ -59,16 +75,22 @@ async function fillUntilQuota(fn: 'tiny' | 'page' | 'half'): Promise<{ grew: num
   } finally {
     await host.close();
   }
-  return { grew: statSync(file).size - before, code };
+  const end = pagesEnd(join(data, 'storage'));
+  return { grew: end - before, reserve: statSync(file).size - end, code };
 }
+
+/** The reserve's most: LmdbStorage's RESERVE_BYTES, its slack pages, and the largest single write (under QUOTA). */
+const RESERVE_MOST = LmdbStorage.RESERVE_BYTES + 2 * LmdbStorage.SLACK_PAGES * 4096 + QUOTA;
 
 describe('class 15: the storage quota holds on disk', () => {
   it.each(['tiny', 'page', 'half'] as const)(
     'a plugin storing %s values until the quota grows LMDB by at most 1.5x the quota plus a fixed base',
     async (fn) => {
-      const { grew, code } = await fillUntilQuota(fn);
+      const { grew, reserve, code } = await fillUntilQuota(fn);
       expect(code).toBe('storage_quota_exceeded');
       expect(grew).toBeLessThanOrEqual(1.5 * QUOTA + BASE);
+      // The reserve is the store's, once: it does not grow with what a plugin stores.
+      expect(reserve).toBeLessThanOrEqual(RESERVE_MOST);
     },
   );
 
