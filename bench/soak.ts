@@ -143,7 +143,10 @@ export interface SoakResult {
   leftProcesses: number;
   leftContainers: number;
   leftSandboxDirs: number;
-  serverExit: number | null;
+  /** serve's exit: its code, or the signal that ended it. */
+  serverExit: string;
+  /** Set when serve exited before the run's stop: ms after its start. */
+  diedAtMs?: number;
   /** Where the last MiB of serve's log was kept, when a request failed or serve did not exit cleanly. */
   logFile?: string;
   loadAverage: number;
@@ -165,7 +168,11 @@ export function soakProblems(r: SoakResult): string[] {
   if (r.leftProcesses > 0) problems.push(`${r.leftProcesses} processes left after the stop`);
   if (r.leftContainers > 0) problems.push(`${r.leftContainers} containers left after the stop`);
   if (r.leftSandboxDirs > 0) problems.push(`${r.leftSandboxDirs} sandbox directories left after the stop`);
-  if (r.serverExit !== 0) problems.push(`serve exited with ${r.serverExit}`);
+  if (r.diedAtMs !== undefined)
+    problems.push(
+      `serve died during the run, ${Math.round(r.diedAtMs)} ms after its start (${r.serverExit})`,
+    );
+  else if (r.serverExit !== '0') problems.push(`serve exited with ${r.serverExit} on its stop`);
   if (problems.length > 0 && r.logFile !== undefined) problems.push(`serve's log: ${r.logFile}`);
   return problems;
 }
@@ -221,9 +228,14 @@ const alive = (pid: number) => {
   }
 };
 
+/** The RSS of `pid` in MiB; 0 once it is gone (the server's death is reported as such, not as a read error). */
 function rssMiB(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0) / 1024;
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Number(match?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
 }
 
 const percentile = (values: number[], q: number) => {
@@ -248,7 +260,14 @@ function runnersOf(serverPid: number): { pid: number; pluginId: string }[] {
   return out;
 }
 
-const fdCount = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+/** Open descriptors of `pid`; 0 once it is gone. */
+const fdCount = (pid: number) => {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+};
 
 const medianOf = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -356,7 +375,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     options.serveCommand,
   );
   const pid = server.pid as number;
-  const exited = new Promise<number | null>((r) => server.once('exit', (code) => r(code)));
+  /** Set when serve exits before the run's stop (ms after the start): the callers and sampler end, the result says so. */
+  let diedAtMs: number | undefined;
+  let stopping = false;
+  const spawnedAt = performance.now();
+  const exited = new Promise<string>((r) =>
+    server.once('exit', (code, signal) => {
+      if (!stopping) diedAtMs = performance.now() - spawnedAt;
+      r(signal ?? String(code));
+    }),
+  );
   const docker = mode === 'container' ? new Docker() : undefined;
   const containersOf = async () =>
     docker === undefined
@@ -374,6 +402,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   let answered = 0;
   const started = performance.now();
   const endAt = started + seconds * 1000;
+  const running = () => performance.now() < endAt && diedAtMs === undefined;
   const fail = (status: number, what: string) => {
     failures[String(status)] = (failures[String(status)] ?? 0) + 1;
     if (failureSamples.length < 5) failureSamples.push(`${status} ${what.slice(0, 300)}`);
@@ -420,7 +449,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     return false;
   };
   const caller = async (index: number) => {
-    for (let n = 0; performance.now() < endAt; n++) {
+    for (let n = 0; running(); n++) {
       const plugin = plugins[(index + n) % plugins.length] as (typeof plugins)[number];
       if (plugin.kind === 'echo') {
         await checked(plugin.id, 'echo', `soak ${index} ${n}`, `soak ${index} ${n}`);
@@ -436,7 +465,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const extraCaller = async (extra: ExtraPlugin) => {
     const stopAt = Math.min(endAt, started + (extra.stopAtMs ?? Number.POSITIVE_INFINITY));
     if (extra.startAtMs !== undefined) await sleep(extra.startAtMs);
-    while (performance.now() < stopAt) await checked(extra.id, extra.fn, extra.input, extra.expected);
+    while (performance.now() < stopAt && diedAtMs === undefined)
+      await checked(extra.id, extra.fn, extra.input, extra.expected);
   };
   const context: FaultContext = {
     mode,
@@ -474,7 +504,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   let lastTree: number[] = [];
   const samples: { at: number; rss: number; fds: number }[] = [];
   const sampler = (async () => {
-    while (performance.now() < endAt) {
+    while (running()) {
       await sleep(1000);
       const now = performance.now();
       const sample = { at: now, rss: rssMiB(pid), fds: fdCount(pid) };
@@ -503,6 +533,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
 
   // Stop: what the server's tree held, then nothing of it may be left.
   const tree = [...new Set([...lastTree, ...descendants(pid)])];
+  stopping = true;
   server.kill('SIGTERM');
   const serverExit = await exited;
   let leftProcesses = tree.filter(alive).length;
@@ -540,6 +571,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     leftContainers,
     leftSandboxDirs,
     serverExit,
+    ...(diedAtMs === undefined ? {} : { diedAtMs }),
     loadAverage: loadavg()[0] as number,
     perPlugin: Object.fromEntries(
       [...perPlugin].map(([id, c]) => [
@@ -557,7 +589,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     rssSamplesMiB: samples.map((x) => x.rss),
   };
   // A failure's explanation is in serve's log: kept (its last MiB) in a file of its own, the rest is removed.
-  if (Object.keys(failures).length > 0 || serverExit !== 0) result.logFile = tail.save(mode);
+  if (Object.keys(failures).length > 0 || serverExit !== '0' || diedAtMs !== undefined)
+    result.logFile = tail.save(mode);
   rmSync(dir, { recursive: true, force: true });
   return result;
 }
