@@ -190,6 +190,15 @@ describe('process mode: a warm pool', () => {
     expect(pooled.isolation.notEnforced).toEqual(runnerOf(fresh.host, 'pool.big').isolation.notEnforced);
     // Two plugins handed warm runners are two uids.
     expect(profile(runnerOf(host, 'pool.small')).uid).not.toBe(a.uid);
+    // A warm runner loaded the WASM runtime before it was handed its plugin (sandbox-runner/warm-preload.ts, at pool
+    // fill), without a failure; a runner started fresh loads only what its plugin needs, once it has it.
+    const argv = (r: RunnerProcess) =>
+      readFileSync(`/proc/${runnerNodePid(r.pid as number)}/cmdline`, 'utf8').split('\0');
+    expect(argv(pooled)).toContainEqual(
+      expect.stringMatching(/^--import=file:.*\/dist\/sandbox-runner\/warm-preload\.js$/),
+    );
+    expect(argv(runnerOf(fresh.host, 'pool.big')).filter((arg) => arg.startsWith('--import'))).toEqual([]);
+    expect(pooled.stderrTail).not.toContain('preloading the WASM runtime failed');
   }, 180_000);
 
   it('starts fresh what a warm runner cannot be made into: another heap cap, the network', async () => {

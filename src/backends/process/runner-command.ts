@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { PACKAGE_ROOT, RUNNER_MAIN } from '../shared/runner-program.js';
 
@@ -13,14 +14,20 @@ export function permissionFlag(version = process.versions.node): string {
     : '--experimental-permission';
 }
 
+/** What a warm runner of a pool loads before its main module (sandbox-runner/warm-preload.ts). */
+export const WARM_PRELOAD = join(PACKAGE_ROOT, 'dist', 'sandbox-runner', 'warm-preload.js');
+
 /**
  * The Node flags the runner runs with by default: a heap cap, and Node's permission model as an extra layer (which
- * also names the data directory's mount when the plugin has one: readable, and writable for "readwrite").
+ * also names the data directory's mount when the plugin has one: readable, and writable for "readwrite"). A warm
+ * runner of a pool (`warm`) preloads the WASM runtime before it connects (`--import`): the pool's fill pays for it,
+ * not the hand-out.
  */
 export function defaultRunnerCommand(
   workDir: string,
   limits: ResolvedLimits,
   dataDir?: { path: string; readOnly: boolean },
+  warm = false,
 ): string[] {
   return [
     process.execPath,
@@ -40,6 +47,7 @@ export function defaultRunnerCommand(
     // koffi (native plugins, and prctl) is an addon. Native plugin code is beyond the permission model anyway.
     '--allow-addons',
     '--no-warnings',
+    ...(warm ? [`--import=${pathToFileURL(WARM_PRELOAD).href}`] : []),
     RUNNER_MAIN,
   ];
 }

@@ -175,12 +175,16 @@ export class RunnerProcess implements Runner {
 
   #handedOut: (() => void) | undefined;
 
-  /** The hand-out, then (ready or not) `handedOut`: the pool launches the replacement. */
+  /**
+   * The hand-out, then (ready or not) `handedOut`: the pool launches the replacement, on the next turn of the event
+   * loop (its spawn and uid lease would otherwise run before the load that took this runner has returned).
+   */
   async #handOut(options: RunnerProcessOptions): Promise<void> {
     try {
       await this.#sendPlugin(options);
     } finally {
-      this.#handedOut?.();
+      const handedOut = this.#handedOut;
+      if (handedOut !== undefined) setImmediate(handedOut);
     }
   }
 
@@ -193,8 +197,6 @@ export class RunnerProcess implements Runner {
     };
     const o = this.#o;
     endpoint.adopt(o);
-    if (this.child?.pid !== undefined)
-      endpoint.writeOwner({ pid: this.child.pid, start: processStart(this.child.pid) ?? '' });
     try {
       this.cgroup?.setLimits(runnerCgroupLimits(o.limits));
     } catch (error) {
@@ -204,14 +206,26 @@ export class RunnerProcess implements Runner {
         { pluginId: o.pluginId },
       );
     }
-    await raceStart(
+    const ready = raceStart(
       endpoint.serve(o.spec, o.bytes),
       this.exited,
       o.startTimeoutMs,
       o.pluginId,
       () => this.stderrTail,
     );
+    // The owner record names the plugin now, written once the Welcome is out (serve sends it after a few promise
+    // turns; setImmediate comes after them), on the thread pool while the runner loads the plugin (on the event
+    // loop, a slow disk's write held up the Ready). The runner's pid and start time are the ones read at launch.
+    const record = this.#owner;
+    const owner =
+      record === undefined
+        ? undefined
+        : new Promise((resolve) => setImmediate(resolve)).then(() => endpoint.writeOwnerAsync(record));
+    await Promise.all([ready, owner]);
   }
+
+  /** The runner's pid and start time (the owner record's), read once bwrap has started. */
+  #owner: { pid: number; start: string } | undefined;
 
   /**
    * One function past 60 lines because it is one ordered recipe (uid lease, socket, cgroup, bubblewrap, the init
@@ -291,6 +305,7 @@ export class RunnerProcess implements Runner {
         INNER_WORK_DIR,
         o.limits,
         o.dataDir === undefined ? undefined : { path: RUNNER_DATA_DIR, readOnly: o.dataDir.readOnly },
+        o.warm === true,
       );
     const sandbox = bubblewrapArgs({
       uid,
@@ -384,7 +399,8 @@ export class RunnerProcess implements Runner {
     };
     if (child.pid !== undefined) {
       joinCgroup(child.pid);
-      endpoint.writeOwner({ pid: child.pid, start: processStart(child.pid) ?? '' });
+      this.#owner = { pid: child.pid, start: processStart(child.pid) ?? '' };
+      endpoint.writeOwner(this.#owner);
     }
     // bwrap has made the namespaces and waits on BLOCK_FD: its init joins the cgroup before it starts the runner,
     // so no plugin code ever runs outside the cgroup's limits.

@@ -13,6 +13,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ReedError } from '../../errors.js';
@@ -123,16 +124,39 @@ export class RunnerEndpoint {
   }
 
   writeOwner(runner?: { pid: number; start: string }): void {
+    // Written after the runner started: a fresh name, created exclusively and without following a link, then
+    // renamed over the record (rename replaces a name, never what a link there points to).
+    const temp = this.#ownerTemp();
+    writeExclusive(temp, this.#ownerRecord(runner), 0o600);
+    renameSync(temp, join(this.dir, OWNER_FILE));
+  }
+
+  /**
+   * `writeOwner` on the thread pool, off the event loop: a warm runner's record, rewritten for the plugin it is
+   * handed while the runner loads that plugin (src/backends/process/runner-process.ts).
+   */
+  async writeOwnerAsync(runner: { pid: number; start: string }): Promise<void> {
+    const temp = this.#ownerTemp();
+    const file = await open(temp, CREATE_EXCLUSIVE, 0o600);
+    try {
+      await file.writeFile(this.#ownerRecord(runner));
+    } finally {
+      await file.close();
+    }
+    await rename(temp, join(this.dir, OWNER_FILE));
+  }
+
+  #ownerTemp(): string {
+    return join(this.dir, `.${OWNER_FILE}.${randomBytes(6).toString('hex')}`);
+  }
+
+  #ownerRecord(runner: { pid: number; start: string } | undefined): string {
     const owner: SandboxOwner = {
       ...this.#o.session,
       pluginId: this.#o.pluginId,
       ...(runner === undefined ? {} : { runnerPid: runner.pid, runnerStart: runner.start }),
     };
-    // Written after the runner started: a fresh name, created exclusively and without following a link, then
-    // renamed over the record (rename replaces a name, never what a link there points to).
-    const temp = join(this.dir, `.${OWNER_FILE}.${randomBytes(6).toString('hex')}`);
-    writeExclusive(temp, JSON.stringify(owner), 0o600);
-    renameSync(temp, join(this.dir, OWNER_FILE));
+    return JSON.stringify(owner);
   }
 
   /** Listens; the first connection becomes the link, any later one is refused at once (the transport's contract). */
