@@ -12,6 +12,7 @@ import { runPoolBench } from './pool.js';
 import { runProcessBench } from './process.js';
 import { runScaleBench } from './scale.js';
 import { runTenantsBench } from './tenants.js';
+import { runTlsTransportBench } from './tls-transport.js';
 import { runWasmBench } from './wasm.js';
 
 const benches: [string, () => boolean | Promise<boolean>][] = [
@@ -28,6 +29,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['container', runContainerBench],
   ['api', runApiBench],
   ['tenants', runTenantsBench],
+  ['tls-transport', runTlsTransportBench],
 ];
 const only = process.argv.slice(2);
 const missed: string[] = [];
