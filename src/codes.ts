@@ -80,11 +80,13 @@ export const CODES = {
   // Sandboxes (process and container modes)
   sandbox_start_failed: 'the sandbox did not start or did not become ready in time',
   sandbox_crashed: 'the sandbox process exited or was killed while the plugin was running',
+  runner_backlogged: 'a call was refused: its runner has not read 32 MiB the host sent it (a wedged runner)',
   handshake_failed: 'a connection to the sandbox socket did not authenticate',
   protocol_violation: 'the sandbox sent a frame that breaks the protocol; the sandbox was stopped',
   memory_limit: 'the sandbox was killed for using more memory than its limit',
   docker_unavailable: 'the Docker engine does not answer',
   image_build_failed: 'building a container image failed',
+  image_push_failed: 'pushing a runner image to the swarm\u2019s registry failed (swarm backend)',
   runtime_library_missing: 'a shared library the base image needs cannot be found or read',
   runtime_unavailable: 'the container runtime asked for is not registered with the Docker engine',
   output_truncated: 'a runner\u2019s stdout/stderr was cut at the line cap or over its budget (warning)',

@@ -126,6 +126,11 @@ export class RunnerConnection {
     this.#decoder = new FrameDecoder(maxFrameBytes);
   }
 
+  /** Bytes sent to the runner that it has not read yet (beyond what the kernel's socket buffer holds). */
+  get unsentBytes(): number {
+    return this.#socket.writableLength;
+  }
+
   send(type: FrameType, id: number, meta?: object, body?: Uint8Array): void {
     if (!this.#socket.destroyed) this.#socket.write(encodeFrame(type, id, meta, body));
   }

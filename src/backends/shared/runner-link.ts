@@ -15,6 +15,16 @@ import type { HostApi } from '../../runtime/host-api.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { type ConnectionOptions, RunnerConnection } from '../../transport/connection.js';
 
+/**
+ * Bytes the host may have queued for a runner that has not read them before it refuses that runner's next call
+ * (`runner_backlogged`). A runner that stops reading its socket (hostile, or wedged) would otherwise make the host
+ * hold every call's input sent to it until the calls time out: memory without a bound, under load. One call is
+ * always let through onto an empty queue, whatever its size (inputs are bounded by max_input_bytes), so the most
+ * held for one runner is this plus one call's frame. Replies to its host calls need no bound of their own: the
+ * host stops reading from a runner that leaves UNREAD_HIGH_WATER of them unread (connection.ts).
+ */
+export const MAX_UNSENT_TO_RUNNER = 32 * 1024 * 1024;
+
 export interface LinkOptions extends ConnectionOptions {
   host: HostApi;
 }
@@ -114,6 +124,17 @@ export class RunnerLink {
     if (this.#state !== 'ready') {
       reply.error(
         new ReedError('sandbox_crashed', `the runner of plugin "${this.#o.pluginId}" is not connected`),
+      );
+      return;
+    }
+    const unsent = this.#connection.unsentBytes;
+    if (unsent >= MAX_UNSENT_TO_RUNNER) {
+      reply.error(
+        new ReedError(
+          'runner_backlogged',
+          `the runner of plugin "${this.#o.pluginId}" has not read ${unsent} bytes the host sent it (the bound is ${MAX_UNSENT_TO_RUNNER}); call "${escapeUnprintable(fn.slice(0, 256))}" was refused`,
+          { pluginId: this.#o.pluginId, details: { unsentBytes: unsent, limit: MAX_UNSENT_TO_RUNNER } },
+        ),
       );
       return;
     }
