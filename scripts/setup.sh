@@ -76,6 +76,10 @@ node scripts/build-plugins.mjs
 # --- docker-compose (a client only: docker-compose.yml runs the orchestrator in a container) ----------
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
+# --- the swarm tests: a registry for the test swarm's nodes (scripts/swarm-up.sh starts it; the package's
+# own service is not used) ---
+apt_install docker-registry tini iproute2 util-linux curl
+
 # --- Docker engine --------------------------------------------------------------------------------------
 docker_answers() { node scripts/docker-ping.mjs >/dev/null 2>&1; }
 

@@ -39,7 +39,8 @@ export async function sweepContainers(docker: Dockerode | EngineClient, logger?:
   return removed;
 }
 
-async function ownerIsDead(
+/** Whether the host that labelled something (a container, a swarm service...) is no longer alive; see sweepContainers. */
+export async function ownerIsDead(
   engine: EngineClient,
   labels: Record<string, string>,
   ownNamespace: string,
