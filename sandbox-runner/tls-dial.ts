@@ -23,6 +23,15 @@ export function dialTls(address: string, env: NodeJS.ProcessEnv = process.env): 
   const servername = env[TLS_ENV.servername];
   if (servername === undefined || servername.length === 0)
     throw new Error(`${address}: no server name to check (${TLS_ENV.servername})`);
+  // Mutual TLS (optional): the sandbox's client certificate and key, both files or neither.
+  const certFile = env[TLS_ENV.certFile];
+  const keyFile = env[TLS_ENV.keyFile];
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw new Error(`${address}: ${TLS_ENV.certFile} and ${TLS_ENV.keyFile} go together`);
+  const client =
+    certFile === undefined || keyFile === undefined
+      ? {}
+      : { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
   const socket = connect({
     host,
     port,
@@ -31,6 +40,7 @@ export function dialTls(address: string, env: NodeJS.ProcessEnv = process.env): 
     minVersion: TLS_VERSION,
     maxVersion: TLS_VERSION,
     rejectUnauthorized: true,
+    ...client,
   });
   socket.setNoDelay(true);
   return socket;

@@ -15,6 +15,9 @@ export const TLS_ENV = {
   ca: 'REED_TLS_CA',
   caFile: 'REED_TLS_CA_FILE',
   servername: 'REED_TLS_SERVERNAME',
+  /** Mutual TLS: files holding the runner's client certificate and its key (a secret: a file, never the environment). */
+  certFile: 'REED_TLS_CERT_FILE',
+  keyFile: 'REED_TLS_KEY_FILE',
 } as const;
 
 /** `tls://HOST:PORT` -> host and port; throws for anything else. */

@@ -1,5 +1,7 @@
 import { X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { connect as connectTcp, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +18,7 @@ import {
   type TlsTransportOptions,
 } from '../../src/transport/tls-transport.js';
 import { dialArguments } from '../../src/transport/transport.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 
 // Real sockets and real TLS (node:tls over TCP on 127.0.0.1), certificates from the orchestrator's own CA.
 
@@ -258,19 +261,27 @@ describe('the TLS transport', () => {
     await closed(anonymous);
     expect(failures.length).toBe(1);
     expect(await pending(transport.accept())).toBe(true);
+    // The runner's own dial, given its certificate and key as files (a Swarm secret's form).
     const client = await ca.issueClient('sandbox-7');
-    const holder = connectTls({
-      host: '127.0.0.1',
-      port: transport.port,
-      ca: ca.certPem,
-      servername: material.servername,
-      cert: client.certPem,
-      key: client.keyPem,
+    const dir = tempDir();
+    writeFileSync(join(dir, 'cert.pem'), client.certPem);
+    writeFileSync(join(dir, 'key.pem'), client.keyPem, { mode: 0o600 });
+    const holder = runnerDial(transport, {
+      ...runnerTlsEnvironment(material),
+      REED_TLS_CERT_FILE: join(dir, 'cert.pem'),
+      REED_TLS_KEY_FILE: join(dir, 'key.pem'),
     });
-    holder.on('error', () => {});
-    cleanups.push(() => holder.destroy());
+    const holderSecured = secured(holder);
+    expect(() =>
+      dialTls(material.address, {
+        ...runnerTlsEnvironment(material),
+        REED_TLS_KEY_FILE: join(dir, 'key.pem'),
+      }),
+    ).toThrow(/go together/);
     const accepted = (await transport.accept()) as TLSSocket;
     expect(accepted.getPeerCertificate().subject.CN).toBe('sandbox-7');
+    await holderSecured;
+    expect(holder.authorized).toBe(true);
   });
 
   it('close frees the port and may be called again', async () => {
