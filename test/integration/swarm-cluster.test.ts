@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureRunnerImage } from '../../src/backends/container/images.js';
@@ -11,7 +13,12 @@ import {
   swarmName,
 } from '../../src/backends/swarm/service-spec.js';
 import { removeSwarmResources, sweepSwarm } from '../../src/backends/swarm/sweep.js';
+import { ReedError } from '../../src/errors.js';
 import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
+import { ORCHESTRATOR_SERVERNAME, OrchestratorCa } from '../../src/pki/orchestrator-ca.js';
+import { RunnerConnection } from '../../src/transport/connection.js';
+import { TlsRunnerTransport } from '../../src/transport/tls-transport.js';
+import { dialArguments } from '../../src/transport/transport.js';
 import { startSwarm, swarmLeftovers, type TestSwarm, until } from '../helpers/swarm.js';
 
 // A swarm of two Docker engines on this machine (scripts/swarm-up.sh: each its own dockerd, containerd, data root
@@ -260,6 +267,105 @@ describe('a two-engine swarm on one machine', () => {
       networks: 1,
       secrets: 1,
     });
+  }, 300_000);
+
+  it("lets a runner in a task on the other node dial the orchestrator over TLS on the plugin's internal network, and authenticate", async () => {
+    // The orchestrator listens on the host (10.231.<net>.253, the host's end of the hub). The plugin's network is
+    // internal, so a relay container on node 1 stands in for the orchestrator's own container: on the plugin's
+    // network under the name the runner dials, it passes the bytes (TLS, end to end) on to the host's listener.
+    const session = newSession();
+    const plugin = { id: 'com.example.tls', version: '1.0.0' };
+    const ref = await publishImage(swarm.manager, local, swarm.registry);
+    const ca = await OrchestratorCa.create();
+    const hostAddress = `10.231.${NET}.253`;
+    const transport = new TlsRunnerTransport({
+      credentials: await ca.issueServer(),
+      caPem: ca.certPem,
+      servername: ORCHESTRATOR_SERVERNAME,
+      host: hostAddress,
+      advertise: { host: 'reed-orchestrator', port: 7000 },
+      handshakeTimeoutMs: 60_000,
+      refused: () => {},
+    });
+    await transport.listen();
+    try {
+      const network = await swarm.manager.createNetwork(networkSpec(plugin, session));
+      const relay = await swarm.manager.createContainer({
+        name: `reed-relay-${session.id.slice(0, 8)}`,
+        Image: ref,
+        Entrypoint: ['/usr/local/bin/node'],
+        Cmd: [
+          '-e',
+          `const net = require('node:net');
+           net.createServer((c) => {
+             const u = net.connect(Number(process.argv[2]), process.argv[1]);
+             c.pipe(u); u.pipe(c);
+             c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
+           }).listen(7000);`,
+          hostAddress,
+          String(transport.port),
+        ],
+        Labels: swarmLabels(plugin, session, 'network'),
+        HostConfig: { NetworkMode: 'bridge', ReadonlyRootfs: true, CapDrop: ['ALL'] },
+      });
+      await swarm.manager.getNetwork(network.id).connect({
+        Container: relay.id,
+        EndpointConfig: { Aliases: ['reed-orchestrator'] },
+      });
+      await relay.start();
+      const secretValue = randomBytes(32).toString('hex');
+      const secret = (await swarm.manager.createSecret({
+        Name: swarmName(session, plugin.id),
+        Labels: swarmLabels(plugin, session, 'secret'),
+        Data: Buffer.from(secretValue).toString('base64'),
+      })) as { id: string };
+      const spec = serviceSpec({
+        pluginId: plugin.id,
+        version: plugin.version,
+        limits: DEFAULT_LIMITS,
+        session,
+        image: ref,
+        runtime: 'runc',
+        replicas: 1,
+        network: network.id,
+        dial: dialArguments(transport.addressForRunner()),
+        env: [
+          `REED_TLS_CA=${ca.certPem}`,
+          `REED_TLS_SERVERNAME=${ORCHESTRATOR_SERVERNAME}`,
+          `REED_SECRET_FILE=/run/secrets/${SECRET_TARGET}`,
+        ],
+        secret: { id: secret.id, name: swarmName(session, plugin.id) },
+      });
+      // On node 2: the connection crosses the overlay between the nodes, then the relay, then the hub.
+      spec.TaskTemplate.Placement.Constraints.push(`node.hostname==rsw${NET}-n2`);
+      expect(spec.TaskTemplate.ContainerSpec.Args).toEqual([
+        '--plugin-id',
+        plugin.id,
+        '--connect',
+        'tls://reed-orchestrator:7000',
+      ]);
+      await swarm.manager.createService(spec);
+      const socket = await transport.accept();
+      const connection = new RunnerConnection(
+        socket,
+        {
+          pluginId: plugin.id,
+          secret: secretValue,
+          maxFrameBytes: 1 << 20,
+          handshakeTimeoutMs: 60_000,
+          logger: pino({ level: 'silent' }),
+        },
+        { frame: () => {}, closed: () => {} },
+      );
+      // The runner verified the orchestrator's certificate (it says Hello only then) and presented the secret.
+      await connection.handshake();
+      expect((socket as TLSSocket).getProtocol()).toBe('TLSv1.3');
+      connection.close(new ReedError('sandbox_crashed', 'test over'));
+      await relay.remove({ force: true });
+      await removeSwarmResources(swarm.manager, [`reed.host.session=${session.id}`]);
+    } finally {
+      await transport.close();
+    }
   }, 300_000);
 
   it('moves the tasks of a node that is killed to the node left', async () => {
