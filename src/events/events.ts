@@ -232,12 +232,15 @@ export function publish<N extends EventName>(name: N, event: ReedEvents[N]): voi
   if (channel.hasSubscribers) channel.publish(event);
 }
 
-/** Subscribes with the payload's type; returns the unsubscribe. The same as `diagnostics_channel.subscribe(name, fn)`. */
+/**
+ * Subscribes with the payload's type; returns the unsubscribe. The same as `diagnostics_channel.subscribe(name, fn)`:
+ * the listener itself is subscribed (no wrapper: one call less on every call's path when metrics listen).
+ */
 export function subscribeEvent<N extends EventName>(
   name: N,
   listener: (event: ReedEvents[N]) => void,
 ): () => void {
-  const onMessage = (message: unknown) => listener(message as ReedEvents[N]);
+  const onMessage = listener as (message: unknown, name: string | symbol) => void;
   diagnosticsChannel.subscribe(name, onMessage);
   return () => {
     diagnosticsChannel.unsubscribe(name, onMessage);

@@ -22,7 +22,7 @@ import { readSource } from '../plan/read-source.js';
 import { checkCallWasi } from '../runtime/call-wasi.js';
 import type { TenantIdentity } from '../tenant-quotas.js';
 import { checkTraceParent, type TraceParent } from '../trace-context.js';
-import { CallWatch, watchedCall } from './call-finished.js';
+import { callFailed, callWatch, watchedCall } from './call-finished.js';
 import { defaultLogger } from './default-logger.js';
 import type { Generation } from './generation.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
@@ -424,7 +424,7 @@ export class PluginHost {
     const startedAt = now();
     // Watched only when someone listens: this is every call's path.
     const watch = hasSubscribers('reed:call:finished')
-      ? new CallWatch(this.session.id, this.session.tenant, id, entry?.mode, fn, startedAt)
+      ? callWatch(this.session.id, this.session.tenant, id, entry?.mode, fn, startedAt)
       : undefined;
     if (entry !== undefined && this.#set.retryable(entry)) {
       // Its deadline counts from when the load is done, as it always has: no startedAt for the sandbox.
@@ -437,7 +437,7 @@ export class PluginHost {
       // The generation serving at this moment takes the call: an upgrade that switches later lets it finish here.
       return this.#serving(id).call(fn, bytes, checkedCallOptions(id, options), startedAt, watch);
     } catch (error) {
-      watch?.failed(error);
+      if (watch !== undefined) callFailed(watch, error);
       return Promise.reject(error);
     }
   }

@@ -43,8 +43,11 @@ export class CallMetrics {
     this.#register(registry);
   }
 
-  /** The call path: a comparison with the last call's source (or a map lookup) and a few additions. */
-  onCall(event: CallFinishedEvent): void {
+  /**
+   * The call path: a comparison with the last call's source (or a map lookup) and a few additions. A property, not a
+   * method: it is the channel's subscriber itself, without a closure around it.
+   */
+  readonly onCall = (event: CallFinishedEvent): void => {
     const last = this.#last;
     let series: CallSeries | undefined;
     if (
@@ -67,7 +70,7 @@ export class CallMetrics {
     series.count++;
     series.sum += seconds;
     series.fuel += event.fuelConsumed;
-  }
+  };
 
   /** The series of a call's labels, made on its first call; undefined for a host this registry does not count. */
   #seriesOf(event: CallFinishedEvent): CallSeries | undefined {

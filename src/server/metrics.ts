@@ -145,7 +145,7 @@ export class ReedMetrics {
     const on = this.#unsubscribes;
     const labels = this.#labels;
     const calls = this.#calls;
-    on.push(subscribeEvent('reed:call:finished', (e) => calls.onCall(e)));
+    on.push(subscribeEvent('reed:call:finished', calls.onCall));
     const started = (e: EventBase & { runtime?: string }, reason: string, startMs: number | undefined) => {
       const l = labels.of(e);
       if (l === undefined) return;
