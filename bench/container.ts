@@ -11,7 +11,7 @@ import type { LazySandbox } from '../src/backends/lazy-sandbox.js';
 import type { SupervisedSandbox } from '../src/backends/supervisor.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
-import { examplesConfig, roundTrips } from './process.js';
+import { cpuRows, examplesConfig, roundTrips } from './process.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
 const input = new Uint8Array(64).fill(120);
@@ -116,7 +116,7 @@ export async function runContainerBench(): Promise<boolean> {
       const container = (
         ((host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox).runner as ContainerRunner
       ).container as Docker.Container;
-      const { oursSeq, rawSeq } = await roundTrips(
+      const { oursSeq, rawSeq, oursCpu, rawCpu } = await roundTrips(
         () => host.call('example.hello', 'echo', input),
         ((await container.inspect()) as { State: { Pid: number } }).State.Pid,
         dir,
@@ -131,6 +131,7 @@ export async function runContainerBench(): Promise<boolean> {
         target: runtime === 'runc' ? '<= 1.3x' : '',
         ...(runtime === 'runc' ? { met: rtRatio <= 1.3 } : {}),
       });
+      rows.push(...cpuRows(runtime, oursCpu, rawCpu, "container's processes"));
       await new Promise((r) => setTimeout(r, 500));
       const stats = (await container.stats({ stream: false })) as {
         memory_stats?: { usage?: number; stats?: { cache?: number } };

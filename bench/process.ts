@@ -22,7 +22,9 @@ const percentile = (values: number[], p: number) =>
   [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))] as number;
 
 /** The baseline: a second Node process echoing frames over a Unix socket, same framing, nothing else. */
-export async function rawEcho(dir: string): Promise<{ call: () => Promise<void>; close: () => void }> {
+export async function rawEcho(
+  dir: string,
+): Promise<{ call: () => Promise<void>; close: () => void; pid: number }> {
   const path = join(dir, 'raw.sock');
   const server = createServer();
   await new Promise<void>((r) => server.listen(path, r));
@@ -52,11 +54,12 @@ export async function rawEcho(dir: string): Promise<{ call: () => Promise<void>;
       child.kill();
       server.close();
     },
+    pid: child.pid as number,
   };
 }
 
-export async function sequential(call: () => Promise<unknown>, n: number): Promise<number[]> {
-  for (let i = 0; i < 500; i++) await call();
+export async function sequential(call: () => Promise<unknown>, n: number, warmUp = 500): Promise<number[]> {
+  for (let i = 0; i < warmUp; i++) await call();
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
     const t = performance.now();
@@ -79,17 +82,25 @@ export function examplesConfig(dir: string): HostConfig {
   return config;
 }
 
+/** CPU time per call of one block, on each end: this process (the host's side) and the peer's process tree. */
+export interface BlockCpu {
+  host: number;
+  peer: number;
+}
+
 /**
  * Round trips through a sandbox (process or container mode) against the raw socket echo, in alternating blocks,
  * with both ends of each on one CPU (`runnerPid`: the runner, or the container's init, and their descendants).
  * Unpinned, this VM's scheduler puts the two ends on one core or on two, and that alone moves the raw baseline
- * between ~30 and ~75 us from run to run; pinned, both are measured alike.
+ * between ~30 and ~75 us from run to run; pinned, both are measured alike. Each block's CPU time per call is
+ * taken on both ends too (`oursCpu`, `rawCpu`): on a shared machine the wall-clock measures the other processes
+ * as much as these two, while CPU time says what each end spends on a call.
  */
 export async function roundTrips(
   ours: () => Promise<unknown>,
   runnerPid: number,
   dir: string,
-): Promise<{ oursSeq: number[]; rawSeq: number[] }> {
+): Promise<{ oursSeq: number[]; rawSeq: number[]; oursCpu: BlockCpu[]; rawCpu: BlockCpu[] }> {
   const all = `0-${cpus().length - 1}`;
   // Let what the cold starts left (exiting runners, the engine's clean-up) settle before anything is timed.
   await new Promise((r) => setTimeout(r, 3_000));
@@ -99,15 +110,85 @@ export async function roundTrips(
   try {
     const oursSeq: number[] = [];
     const rawSeq: number[] = [];
+    const oursCpu: BlockCpu[] = [];
+    const rawCpu: BlockCpu[] = [];
     for (let block = 0; block < 10; block++) {
-      oursSeq.push(...(await sequential(ours, 300)));
-      rawSeq.push(...(await sequential(raw.call, 300)));
+      oursSeq.push(...(await cpuBlock(ours, 300, runnerPid, oursCpu)));
+      rawSeq.push(...(await cpuBlock(raw.call, 300, raw.pid, rawCpu)));
     }
-    return { oursSeq, rawSeq };
+    return { oursSeq, rawSeq, oursCpu, rawCpu };
   } finally {
     raw.close();
     pinTree(process.pid, all);
   }
+}
+
+/** `sequential`'s timed calls, with the CPU time both ends spent on them (per call, in us) pushed to `cpu`. */
+async function cpuBlock(
+  call: () => Promise<unknown>,
+  n: number,
+  peerPid: number,
+  cpu: BlockCpu[],
+): Promise<number[]> {
+  for (let i = 0; i < 500; i++) await call();
+  const peer = treeCpuUs(peerPid);
+  const host = process.cpuUsage();
+  const times = await sequential(call, n, 0);
+  const hostUsed = process.cpuUsage(host);
+  cpu.push({ host: (hostUsed.user + hostUsed.system) / n, peer: (treeCpuUs(peerPid) - peer) / n });
+  return times;
+}
+
+/** CPU time (us) a process and its descendants have run so far, all threads (the scheduler's own count, in ns). */
+function treeCpuUs(pid: number): number {
+  let ns = 0;
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0; // gone
+  }
+  for (const task of tasks) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' '))
+        if (child !== '' && Number(child) !== pid) ns += treeCpuUs(Number(child)) * 1000;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns / 1000;
+}
+
+/** The median block's CPU per call on each end, and the two ends together. */
+function medianCpu(blocks: BlockCpu[]): { host: number; peer: number; both: number } {
+  return {
+    host: median(blocks.map((b) => b.host)),
+    peer: median(blocks.map((b) => b.peer)),
+    both: median(blocks.map((b) => b.host + b.peer)),
+  };
+}
+
+/** Rows for the CPU time per round trip, ours against the raw echo's (`peer`: what the runner is called). */
+export function cpuRows(label: string, ours: BlockCpu[], raw: BlockCpu[], peer: string): Row[] {
+  const o = medianCpu(ours);
+  const r = medianCpu(raw);
+  return [
+    {
+      figure: `CPU per round trip, both ends (${label}; median block)`,
+      value: `${fmt(o.both, 1)} us`,
+      baseline: `${fmt(r.both, 1)} us raw socket echo`,
+      ratio: `${fmt(o.both / r.both, 2)}x`,
+      target: '',
+    },
+    {
+      figure: `  of which the host's process / the ${peer}`,
+      value: `${fmt(o.host, 1)} / ${fmt(o.peer, 1)} us`,
+      baseline: `${fmt(r.host, 1)} / ${fmt(r.peer, 1)} us`,
+      ratio: `${fmt(o.host / r.host, 2)}x / ${fmt(o.peer / r.peer, 2)}x`,
+      target: '',
+    },
+  ];
 }
 
 /** Sets the CPU affinity of a process, all its threads and all its descendants (taskset). */
@@ -197,7 +278,7 @@ export async function runProcessBench(): Promise<boolean> {
     const ours = () => host.call('example.hello', 'echo', input);
     const pid = ((host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox).runner
       ?.pid as number;
-    const { oursSeq, rawSeq } = await roundTrips(ours, pid, dir);
+    const { oursSeq, rawSeq, oursCpu, rawCpu } = await roundTrips(ours, pid, dir);
     const raw = await rawEcho(dir);
     const oursPar = await inFlight(ours, 50_000);
     const rawPar = await inFlight(raw.call, 50_000);
@@ -225,6 +306,7 @@ export async function runProcessBench(): Promise<boolean> {
         ratio: `${fmt(percentile(oursSeq, 0.99) / percentile(rawSeq, 0.99), 2)}x`,
         target: '',
       },
+      ...cpuRows('process mode', oursCpu, rawCpu, 'runner (bwrap and its sandbox)'),
       {
         figure: 'throughput, 64 calls in flight',
         value: `${fmt(oursPar)}/s`,
