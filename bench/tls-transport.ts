@@ -19,7 +19,7 @@ import { MemoryStorage } from '../src/host/services.js';
 import { ORCHESTRATOR_SERVERNAME, OrchestratorCa } from '../src/pki/orchestrator-ca.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
 import { listenTls, runnerTlsEnvironment } from '../src/transport/tls-transport.js';
-import { examplesConfig, sequential } from './process.js';
+import { examplesConfig, rawEcho, sequential } from './process.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -136,25 +136,52 @@ export async function runTlsTransportBench(): Promise<boolean> {
     runnerTransport: 'tls',
   });
   const raw = await rawTlsEcho();
+  // For reference, in the same run: the default Unix socket transport against the raw Unix socket echo
+  // (bench/process.ts's pair), so the lead can tell what TLS adds to the ratio from what the machine does to it.
+  const unixConfig = examplesConfig(dir);
+  unixConfig.runtimeDir = join(dir, 'run-unix');
+  const unixHost = await PluginHost.start({
+    config: unixConfig,
+    logger: pino({ level: 'silent' }),
+    services: { storage: new MemoryStorage() },
+    plugins: ['example.hello'],
+    forceMode: 'process',
+  });
+  const rawUnix = await rawEcho(dir);
   try {
     const ours = () => host.call('example.hello', 'echo', input);
+    const oursUnix = () => unixHost.call('example.hello', 'echo', input);
     await ours();
-    const runner = ((host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox).runner
-      ?.pid as number;
-    const runnerTree = tree(runner);
+    await oursUnix();
+    const runnerOf = (h: PluginHost) =>
+      tree(((h.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox).runner?.pid as number);
+    const runnerTree = runnerOf(host);
+    const unixTree = runnerOf(unixHost);
+    const rawUnixPid = tree(process.pid).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('raw-echo-child.js');
+      } catch {
+        return false;
+      }
+    });
     const all = `0-${cpus().length - 1}`;
     await new Promise((r) => setTimeout(r, 2_000)); // what the start left (the CA, the spawn) settles
-    pin([process.pid, ...runnerTree, raw.pid], '0');
+    pin([process.pid, ...runnerTree, ...unixTree, raw.pid, ...rawUnixPid], '0');
     const o: Side = { wall: [], hostNs: 0, peerNs: 0, calls: 0 };
     const r: Side = { wall: [], hostNs: 0, peerNs: 0, calls: 0 };
+    const ou: Side = { wall: [], hostNs: 0, peerNs: 0, calls: 0 };
+    const ru: Side = { wall: [], hostNs: 0, peerNs: 0, calls: 0 };
     try {
       for (let i = 0; i < BLOCKS; i++) {
         await block(ours, runnerTree, o);
         await block(raw.call, [raw.pid], r);
+        await block(oursUnix, unixTree, ou);
+        await block(rawUnix.call, rawUnixPid, ru);
       }
     } finally {
       pin([process.pid], all);
     }
+    const unixRatio = median(ou.wall) / median(ru.wall);
     const seqRatio = median(o.wall) / median(r.wall);
     const us = (ns: number, calls: number) => ns / calls / 1000;
     const oHost = us(o.hostNs, o.calls);
@@ -199,6 +226,20 @@ export async function runTlsTransportBench(): Promise<boolean> {
         target: '',
       },
       {
+        figure: 'reference, same run: 64 B round trip over the Unix socket (median)',
+        value: `${fmt(median(ou.wall), 1)} us`,
+        baseline: `${fmt(median(ru.wall), 1)} us raw Unix socket echo`,
+        ratio: `${fmt(unixRatio, 2)}x`,
+        target: '',
+      },
+      {
+        figure: 'reference: CPU per round trip over the Unix socket, both ends',
+        value: `${fmt(us(ou.hostNs + ou.peerNs, ou.calls), 1)} us`,
+        baseline: `${fmt(us(ru.hostNs + ru.peerNs, ru.calls), 1)} us`,
+        ratio: `${fmt((ou.hostNs + ou.peerNs) / (ru.hostNs + ru.peerNs), 2)}x`,
+        target: '',
+      },
+      {
         figure: 'load average (1 min) at the start',
         value: fmt(load, 1),
         baseline: `${cpus().length} CPUs`,
@@ -210,7 +251,9 @@ export async function runTlsTransportBench(): Promise<boolean> {
     return rows.every((row) => row.met !== false);
   } finally {
     await raw.close();
+    rawUnix.close();
     await host.close();
+    await unixHost.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
