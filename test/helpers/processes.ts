@@ -1,0 +1,42 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Alive and not a zombie (a zombie is dead, only not yet reaped by its parent). */
+export function alive(pid: number): boolean {
+  try {
+    return !/State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** pid -> parent pid, for every process. */
+export function parents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      out.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** The node process that runs the sandbox-runner at or below `root` (the process the host spawned: bwrap). */
+export function runnerNodePid(root: number): number {
+  const tree = parents();
+  const queue = [root];
+  while (queue.length > 0) {
+    const pid = queue.shift() as number;
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv[0] === process.execPath && argv.some((a) => a.endsWith('sandbox-runner/main.js'))) return pid;
+    } catch {
+      // gone meanwhile
+    }
+    for (const [child, parent] of tree) if (parent === pid) queue.push(child);
+  }
+  throw new Error(`no sandbox-runner node process under pid ${root}`);
+}
