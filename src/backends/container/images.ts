@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import {
   cpSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -110,6 +111,65 @@ export async function ensurePluginImage(
   );
 }
 
+/**
+ * A build's context directory: `reed-image-<pid>-XXXXXX` in the temporary directory. A host killed during a build
+ * (SIGKILL: no clean-up of its own runs) leaves its context there, up to the size of a plugin's files or of the Node
+ * runtime; the first build of a later host removes those of processes that no longer exist.
+ */
+const CONTEXT_PREFIX = 'reed-image-';
+const STALE_CONTEXT_RE = /^reed-image-(\d+)-[A-Za-z0-9]{6}$/;
+let contextsSwept = false;
+
+function makeContextDir(): string {
+  if (!contextsSwept) {
+    contextsSwept = true;
+    removeStaleContexts(tmpdir());
+  }
+  return mkdtempSync(join(tmpdir(), `${CONTEXT_PREFIX}${process.pid}-`));
+}
+
+/**
+ * Removes the build contexts in `dir` left by dead processes: only directories (not links) of this process's user
+ * whose name carries the pid of a process that is gone. Another live host's (this user's, sharing the directory)
+ * are its builds in progress and are left. Exported for tests.
+ */
+export function removeStaleContexts(dir: string): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const pid = Number(STALE_CONTEXT_RE.exec(name)?.[1] ?? Number.NaN);
+    if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid || alive(pid)) continue;
+    const path = join(dir, name);
+    try {
+      const st = lstatSync(path);
+      if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+      // rm does not follow links inside it (lstat all the way down): a link placed in a context is removed, not
+      // its target.
+      rmSync(path, { recursive: true, force: true });
+      removed.push(name);
+    } catch {
+      // gone meanwhile, or not ours to remove: left
+    }
+  }
+  return removed;
+}
+
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 async function ensureImage(
   options: EngineImageOptions,
   name: string,
@@ -117,7 +177,7 @@ async function ensureImage(
   fill: (contextDir: string) => void,
   buildargs: Record<string, string>,
 ): Promise<string> {
-  const context = mkdtempSync(join(tmpdir(), 'reed-image-'));
+  const context = makeContextDir();
   try {
     cpSync(join(IMAGES_DIR, dockerfile), join(context, 'Dockerfile'));
     fill(context);
