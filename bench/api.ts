@@ -8,10 +8,15 @@
 // while the CPU per request is the server's own work. At one core saturated, 0.8x the rate is 1.25x the CPU per
 // request, so the CPU ratio is printed with that bound too.
 //
+// A third server, for what it says of the target: the same bare echo in a process that also runs a serve (on its own
+// socket, sent nothing). Its CPU per request over the bare one's is what serve's running process (its heap, its
+// plugin) costs any answer given in it, before serve's own work: measured once at load ~20 on the 2 shared cores,
+// ~1.2x, most of the 1.25x budget (a process that only imported serve's modules: ~1.0x).
+//
 // REED_BENCH_API_ROUNDS (default 3) and REED_BENCH_API_SECONDS (default 5) set the rounds; REED_BENCH_API_PROF=DIR
 // runs serve under `node --cpu-prof --cpu-prof-dir=DIR` (a profile written when it stops).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,41 +85,64 @@ async function load(socketPath: string, server: ChildProcess, seconds: number): 
 
 export async function runApiBench(): Promise<boolean> {
   const dir = mkdtempSync(join(tmpdir(), 'reed-bench-api-'));
-  writeFileSync(join(dir, 'reed.toml'), 'runtime_dir = "runtime"\ncache_dir = "cache"\ndata_dir = "data"\n');
+  const toml = 'runtime_dir = "runtime"\ncache_dir = "cache"\ndata_dir = "data"\n';
+  writeFileSync(join(dir, 'reed.toml'), toml);
+  // The echo beside a serve: that serve's own directories.
+  const besideDir = join(dir, 'beside');
+  mkdirSync(besideDir);
+  writeFileSync(join(besideDir, 'reed.toml'), toml);
   const bareSocket = join(dir, 'bare.sock');
+  const besideSocket = join(dir, 'beside.sock');
   const serveSocket = join(dir, 'api.sock');
   const prof = process.env.REED_BENCH_API_PROF;
   const children: ChildProcess[] = [];
   try {
     const bareServer = await start([join(REPO, 'dist/bench/api-echo-child.js'), bareSocket], dir);
     children.push(bareServer);
+    const serveArgs = (socket: string) => [
+      'serve',
+      '--socket',
+      socket,
+      '--no-default-paths',
+      '--plugin-dir',
+      join(REPO, 'examples/plugins'),
+      '--plugin',
+      'example.hello',
+      '--mode',
+      'none',
+    ];
     const serveServer = await start(
       [
         ...(prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]),
         join(REPO, 'bin/reed-plugins.js'),
-        'serve',
-        '--socket',
-        serveSocket,
-        '--no-default-paths',
-        '--plugin-dir',
-        join(REPO, 'examples/plugins'),
-        '--plugin',
-        'example.hello',
-        '--mode',
-        'none',
+        ...serveArgs(serveSocket),
       ],
       dir,
     );
     children.push(serveServer);
+    const besideServer = await start(
+      [
+        join(REPO, 'dist/bench/api-echo-child.js'),
+        besideSocket,
+        '--',
+        ...serveArgs(join(dir, 'beside-serve.sock')),
+      ],
+      besideDir,
+    );
+    children.push(besideServer);
     // Warm-up (JIT, the plugin's first calls), then alternating rounds so both see the same machine.
     await load(bareSocket, bareServer, 2);
     await load(serveSocket, serveServer, 2);
+    await load(besideSocket, besideServer, 2);
     const bare: Round[] = [];
     const serve: Round[] = [];
+    const beside: Round[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       bare.push(await load(bareSocket, bareServer, ROUND_SECONDS));
       serve.push(await load(serveSocket, serveServer, ROUND_SECONDS));
+      beside.push(await load(besideSocket, besideServer, ROUND_SECONDS));
     }
+    const besideCpu = median(beside.map((r) => r.cpuUs));
     const [ours, base] = [median(serve.map((r) => r.rate)), median(bare.map((r) => r.rate))];
     const [oursCpu, baseCpu] = [median(serve.map((r) => r.cpuUs)), median(bare.map((r) => r.cpuUs))];
     const ratio = ours / base;
@@ -137,12 +165,19 @@ export async function runApiBench(): Promise<boolean> {
         target: '<= 1.25x',
         met: cpuRatio <= 1.25,
       },
+      {
+        figure: 'the bare echo in a process also running serve (sent nothing): CPU per request',
+        value: `${besideCpu.toFixed(1)} us`,
+        baseline: `${baseCpu.toFixed(1)} us (bare node:http echo)`,
+        ratio: `${(besideCpu / baseCpu).toFixed(2)}x (${fmt(median(beside.map((r) => r.rate)))} req/s)`,
+        target: '(what the process costs)',
+      },
     ];
     printTable('API: serve against a bare node:http echo, Unix socket (autocannon)', rows);
     const list = (rounds: Round[]) =>
       rounds.map((r) => `${fmt(r.rate)} req/s ${r.cpuUs.toFixed(1)} us`).join(', ');
     console.log(
-      `rounds of ${ROUND_SECONDS} s, median of ${ROUNDS}: serve ${list(serve)}; bare ${list(bare)}; load average ${loadavg()
+      `rounds of ${ROUND_SECONDS} s, median of ${ROUNDS}: serve ${list(serve)}; bare ${list(bare)}; bare beside serve ${list(beside)}; load average ${loadavg()
         .map((l) => l.toFixed(1))
         .join(' ')}`,
     );
