@@ -133,6 +133,14 @@ describe('the TLS transport', () => {
     expect(await data).toBe('over tls');
   });
 
+  it('tells the runner the address it reaches the orchestrator by, when that is not where it listens', async () => {
+    const { transport } = await listening({ advertise: { host: 'orchestrator.overlay', port: 7443 } });
+    expect(transport.addressForRunner()).toBe('tls://orchestrator.overlay:7443');
+    const v6 = await listening({ advertise: { host: 'fd00::5' } });
+    expect(v6.transport.addressForRunner()).toBe(`tls://[fd00::5]:${v6.transport.port}`);
+    expect(parseTlsAddress(v6.transport.addressForRunner()).host).toBe('fd00::5');
+  });
+
   it('a runner given another CA refuses the orchestrator and sends it nothing', async () => {
     const { transport } = await listening();
     const material = transport.runnerMaterial();
