@@ -1,11 +1,12 @@
 import { type Dirent, lstatSync, readdirSync, realpathSync, type Stats, statSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
 import { MANIFEST_FILE, readManifest } from '../manifest/parse-manifest.js';
 import type { PluginCandidate } from './candidate.js';
 import { resolveEntryPoint } from './entry-point.js';
+import { runInParallel } from './parallel.js';
 import {
   DEFAULT_FILE_LIMITS,
   type FileLimits,
@@ -26,6 +27,15 @@ export interface DiscoveryOptions {
   searchPaths: readonly string[];
   /** Caps per plugin directory; see {@link FileLimits} for defaults. */
   fileLimits?: Partial<FileLimits>;
+  /**
+   * Worker threads that analyse plugin directories beside the calling thread when there are many: default one per
+   * core beyond the first, at most 3; 0 keeps all the work on the calling thread. The result is the same.
+   */
+  workers?: number;
+  /** From how many plugin directories (and other entries of the search paths) workers are used: default 2,500. */
+  parallelFrom?: number;
+  /** False: with workers, the calling thread leaves them every plugin directory (tests prove the results equal). */
+  callerWorks?: boolean;
 }
 
 export type SearchPathStatus =
@@ -61,36 +71,178 @@ export interface DiscoveryResult {
  * in the same search path are ambiguous: both are `invalid` with a `duplicate_id` error.
  *
  * Synchronous by design: thousands of tiny reads are several times faster with sync calls than through the
- * thread pool (bench/discovery), and discovery happens once, before the host serves anything.
+ * thread pool (bench/discovery), and discovery happens once, before the host serves anything. A large tree is
+ * shared with worker threads that run the same synchronous code (src/discovery/parallel.ts): the caller still
+ * gets one synchronous answer, the same as without them.
  */
 export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
   const limits: FileLimits = { ...DEFAULT_FILE_LIMITS, ...options.fileLimits };
   const reports: SearchPathReport[] = [];
   const diagnostics: Diagnostic[] = [];
-  const candidates: PluginCandidate[] = [];
   const seenSearchPaths = new Set<string>();
-  const seenPluginDirs = new Set<string>();
+  const paths: OpenedSearchPath[] = [];
+  const jobs: DirJob[] = [];
 
+  // First every search path is opened and listed: the plugin directories they may hold are the jobs.
   options.searchPaths.forEach((given) => {
     const path = resolve(given);
     const report: SearchPathReport = { path, status: 'searched', plugins: 0 };
     reports.push(report);
     const opened = openSearchPath(path, report, diagnostics, seenSearchPaths);
     if (opened === undefined) return;
-    const index = reports.length - 1;
-    for (const { dir, real, listing } of pluginDirsIn(path, opened.real, opened.entries)) {
-      const candidate = analyzeCandidate(dir, path, index, limits, real, listing);
-      const root = candidate.inventory?.root ?? dir;
-      if (seenPluginDirs.has(root)) continue; // the same directory reached twice through links
-      seenPluginDirs.add(root);
-      candidates.push(candidate);
-      report.plugins++;
-    }
+    const p = paths.length;
+    paths.push({ path, real: opened.real, index: reports.length - 1 });
+    jobs.push(...jobsIn(p, opened.entries));
+  });
+
+  // Then each job is analysed, on this thread and, for a large tree, on worker threads too (same results, in the
+  // same order: src/discovery/parallel.ts), and the candidates are taken in order, as one loop would have.
+  const context: DiscoveryContext = { paths, limits };
+  const results = runInParallel({
+    jobs,
+    context,
+    run: analyzeJob,
+    revive: reviveCandidate,
+    workerUrl: WORKER_URL,
+    workers:
+      jobs.length >= (options.parallelFrom ?? PARALLEL_FROM) ? (options.workers ?? defaultWorkers()) : 0,
+    ...(options.callerWorks === undefined ? {} : { callerWorks: options.callerWorks }),
+  });
+  const candidates: PluginCandidate[] = [];
+  const seenPluginDirs = new Set<string>();
+  results.forEach((candidate, i) => {
+    if (candidate === undefined) return;
+    const root = candidate.inventory?.root ?? candidate.pluginDir;
+    if (seenPluginDirs.has(root)) return; // the same directory reached twice through links
+    seenPluginDirs.add(root);
+    candidates.push(candidate);
+    const report = reports[paths[(jobs[i] as DirJob).p]?.index ?? -1];
+    if (report !== undefined) report.plugins++;
   });
 
   applyPrecedence(candidates);
   candidates.sort(compareCandidates);
   return { candidates, searchPaths: reports, diagnostics };
+}
+
+/** Below this many plugin directories (and their likes) discovery runs on the calling thread only. */
+export const PARALLEL_FROM = 2_500;
+const WORKER_URL = new URL('./discover-worker.js', import.meta.url);
+
+/** One worker per core beyond the calling thread's, at most 3 (the file system is shared; more do not pay). */
+function defaultWorkers(): number {
+  return Math.max(0, Math.min(availableParallelism() - 1, 3));
+}
+
+/** A search path that could be listed, and its place among all the search paths (its precedence). */
+interface OpenedSearchPath {
+  path: string;
+  real: string;
+  index: number;
+}
+
+/** What every job shares: the opened search paths and the caps. Plain data (it is copied to the workers). */
+export interface DiscoveryContext {
+  paths: OpenedSearchPath[];
+  limits: FileLimits;
+}
+
+/**
+ * One place a plugin may be: the search path itself (`name` undefined) when it holds plugin.toml, or one entry of
+ * it (a directory, or a link that may lead to one). `p` indexes {@link DiscoveryContext.paths}.
+ */
+export interface DirJob {
+  p: number;
+  name?: string;
+  isDirectory: boolean;
+}
+
+/**
+ * The jobs of one search path: itself when it holds a manifest, then each subdirectory (or link), by name; `*` in
+ * the seed's glob pattern does not match dot-entries.
+ */
+function jobsIn(p: number, entries: Dirent[]): DirJob[] {
+  const jobs: DirJob[] = [];
+  if (entries.some((e) => e.name === MANIFEST_FILE)) jobs.push({ p, isDirectory: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const entry of entries) {
+    if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
+    jobs.push({ p, name: entry.name, isDirectory: entry.isDirectory() });
+  }
+  return jobs;
+}
+
+/**
+ * One job: whether the place holds a plugin and, when it does, its analysis. A plain subdirectory is listed once:
+ * the listing both says whether it holds plugin.toml and is the first step of its inventory (one readdir instead
+ * of an lstat and then a readdir). Never throws for anything a plugin's files contain.
+ */
+export function analyzeJob(job: DirJob, context: DiscoveryContext): PluginCandidate | undefined {
+  const at = context.paths[job.p];
+  if (at === undefined) return undefined;
+  const { path, real, index } = at;
+  if (job.name === undefined) return analyzeCandidate(path, path, index, context.limits, real);
+  const dir = child(path, job.name);
+  if (job.isDirectory) {
+    const listing = listRaw(dir);
+    if (listing !== undefined) {
+      return hasManifestName(listing)
+        ? analyzeCandidate(dir, path, index, context.limits, child(real, job.name), listing)
+        : undefined;
+    }
+  }
+  if (!hasManifest(dir)) return undefined;
+  return analyzeCandidate(
+    dir,
+    path,
+    index,
+    context.limits,
+    job.isDirectory ? child(real, job.name) : undefined,
+  );
+}
+
+/**
+ * Whether a candidate comes through the copy from a worker thread as it left, once {@link reviveCandidate} has
+ * given its configuration back the null prototypes TOML tables have. A configuration holding a date (a TomlDate
+ * would arrive as a plain Date) or an empty table (indistinguishable, once copied, from no table) does not: such a
+ * plugin is analysed again on the calling thread.
+ */
+export function portableCandidate(candidate: PluginCandidate | undefined): boolean {
+  const configuration = candidate?.manifest?.configuration;
+  if (configuration === undefined) return true;
+  if (Object.getPrototypeOf(configuration) !== null) return Object.keys(configuration).length === 0;
+  if (Object.keys(configuration).length === 0) return false;
+  const stack: unknown[] = [configuration];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (value === null || typeof value !== 'object') {
+      if (typeof value === 'function' || typeof value === 'symbol' || typeof value === 'bigint') return false;
+      continue;
+    }
+    if (Array.isArray(value)) {
+      if (Object.getPrototypeOf(value) !== Array.prototype) return false;
+    } else if (Object.getPrototypeOf(value) !== null) return false;
+    for (const item of Object.values(value)) stack.push(item);
+  }
+  return true;
+}
+
+/** A candidate copied from a worker, as the calling thread would have made it (see {@link portableCandidate}). */
+function reviveCandidate(candidate: PluginCandidate | undefined): PluginCandidate | undefined {
+  const manifest = candidate?.manifest;
+  if (manifest !== undefined && Object.keys(manifest.configuration).length > 0) {
+    manifest.configuration = withNullPrototypes(manifest.configuration) as Record<string, unknown>;
+  }
+  return candidate;
+}
+
+/** `value` with every table (non-array object) rebuilt on a null prototype, as the TOML parser makes them. */
+function withNullPrototypes(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(withNullPrototypes);
+  const table: Record<string, unknown> = Object.create(null);
+  for (const [key, item] of Object.entries(value)) table[key] = withNullPrototypes(item);
+  return table;
 }
 
 /**
@@ -151,43 +303,7 @@ function openSearchPath(
   }
 }
 
-/** A plugin directory found in a search path. */
-interface PluginDirFound {
-  /** The directory as found. */
-  dir: string;
-  /** Its real path, when known without asking the kernel. */
-  real?: string;
-  /** Its raw listing, when read to find its plugin.toml (the inventory then need not read it again). */
-  listing?: Buffer[];
-}
-
 const MANIFEST_NAME = Buffer.from(MANIFEST_FILE);
-
-/**
- * The plugin directories of one search path: itself when it holds a manifest, then each subdirectory that does, by
- * name. A plain subdirectory is listed once here: the listing both says whether it holds plugin.toml and is the
- * first step of its inventory (one readdir instead of an lstat and then a readdir).
- */
-function pluginDirsIn(path: string, real: string, entries: Dirent[]): PluginDirFound[] {
-  const pluginDirs: PluginDirFound[] = [];
-  if (entries.some((e) => e.name === MANIFEST_FILE)) pluginDirs.push({ dir: path, real });
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const entry of entries) {
-    // `*` in the seed's glob pattern does not match dot-entries.
-    if (entry.name.startsWith('.') || !(entry.isDirectory() || entry.isSymbolicLink())) continue;
-    const dir = child(path, entry.name);
-    if (entry.isDirectory()) {
-      const listing = listRaw(dir);
-      if (listing !== undefined) {
-        if (hasManifestName(listing)) pluginDirs.push({ dir, real: child(real, entry.name), listing });
-        continue;
-      }
-    }
-    if (hasManifest(dir))
-      pluginDirs.push({ dir, ...(entry.isDirectory() ? { real: child(real, entry.name) } : {}) });
-  }
-  return pluginDirs;
-}
 
 /**
  * `name` (one entry of a listing: never empty, `.`, `..` or holding a separator) under `dir` (an absolute, resolved
