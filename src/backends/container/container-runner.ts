@@ -176,14 +176,22 @@ export class ContainerRunner implements Runner {
       this.#tenantFailures = this.tenantCgroup?.memoryFailures() ?? 0;
     }
     const parent = this.tenantCgroup === undefined ? undefined : `/reed/${this.tenantCgroup.name}`;
-    const container = await engine.create(
-      containerSpec(
-        { ...this.#o, cgroupParent: parent },
-        this.#endpoint.dir,
-        dial,
-        this.#dataGroup?.gid ?? CONTAINER_USER.gid,
-      ),
+    const spec = containerSpec(
+      { ...this.#o, cgroupParent: parent },
+      this.#endpoint.dir,
+      dial,
+      this.#dataGroup?.gid ?? CONTAINER_USER.gid,
     );
+    let container: ContainerRef;
+    try {
+      container = await engine.create(spec);
+    } catch (error) {
+      // The engine may have made it and gone before it answered (restarted mid-request): a container no one would
+      // hold, left in its "created" state. Removed by its name once the engine answers again, as a failed removal
+      // is (nothing to remove: the engine says so, and that is the end of it). test/integration/engine-restart.
+      leftovers(engine).set(spec.name, () => {});
+      throw error;
+    }
     this.#container = container;
     // The engine answers again: remove what could not be removed while it did not.
     void removeLeftovers(engine);
@@ -308,7 +316,8 @@ export class ContainerRunner implements Runner {
 }
 
 /**
- * Containers whose removal failed (the engine did not answer), per engine client, each with what to do once it is
+ * Containers whose removal failed (the engine did not answer), and those whose create got no answer (by name: the
+ * engine may have made them), per engine client, each with what to do once it is
  * gone (give its data directory's group back): removed when a later container start shows the engine answers
  * again. Those of a host that exits first go with its session in the next host's sweep.
  */
