@@ -5,8 +5,16 @@
 # missing. The fresh directory sits beside dist/ at the same depth, so the source maps' relative paths hold.
 set -e
 cd "$(dirname "$0")/.."
-exec 9>"${TMPDIR:-/tmp}/reed-build-$(pwd | cksum | cut -d' ' -f1).lock"
+lock="${TMPDIR:-/tmp}/reed-build-$(pwd | cksum | cut -d' ' -f1)"
+exec 9>"$lock.lock"
+asked=$(date +%s%N)
 flock 9
+# A build that started after this one was asked for compiled everything this one would: waiting builds coalesce.
+if [ -f "$lock.started" ] && [ "$(cat "$lock.started")" -gt "$asked" ]; then
+  echo "build: dist/ is from a build that started after this one was asked for; nothing to do"
+  exit 0
+fi
+started=$(date +%s%N)
 next=".dist-next.$$"
 old=".dist-old.$$"
 rm -rf "$next"
@@ -16,3 +24,4 @@ if [ -d dist ]; then mv dist "$old"; fi
 mv "$next" dist
 rm -rf "$old"
 node scripts/build-plugins.mjs
+echo "$started" >"$lock.started"
