@@ -63,7 +63,7 @@ export class LmdbStorage implements StorageService {
    * soon after in malloc or free (seen under test/integration/faults-disk-full). So the file carries a reserve of
    * zeros we wrote past LMDB's last page; LMDB's new pages overwrite it and need no new blocks. A transaction
    * adds at most its data plus a bounded number of tree and free-list pages (SLACK_PAGES). On a copy-on-write
-   * file system (btrfs, ZFS) an overwrite needs new blocks anyway: there the reserve does not hold (docs/OPERATIONS.md).
+   * file system (btrfs, ZFS) an overwrite needs new blocks anyway: there the reserve does not hold (docs/OPERATIONS.md, "The data directory's disk").
    */
   #reserve(pluginId: string, op: 'put' | 'delete', bytes: number): void {
     const most = bytes + LmdbStorage.SLACK_PAGES * this.#pageBytes;
@@ -80,6 +80,11 @@ export class LmdbStorage implements StorageService {
       }
     }
     this.#usedBound += most;
+  }
+
+  /** What freeing `old`'s pages adds to the transaction: their numbers in the free list, 8 bytes each, and a page. */
+  #freed(old: Uint8Array | undefined): number {
+    return (old === undefined ? 0 : Math.ceil(old.byteLength / this.#pageBytes) * 8) + this.#pageBytes;
   }
 
   /** Writes zeros from the end of data.mdb to `end`; a full disk becomes `storage_write_failed`. */
@@ -104,7 +109,7 @@ export class LmdbStorage implements StorageService {
   /** Pages a write transaction may add beyond its data: copied branch and leaf pages, free-list pages, the meta. */
   static readonly SLACK_PAGES = 64;
   /** Written ahead past what the next write needs, so most writes find their room without a system call. */
-  static readonly RESERVE_BYTES = 1024 * 1024;
+  static readonly RESERVE_BYTES = 256 * 1024;
   static readonly ZEROS = Buffer.alloc(256 * 1024);
 
   /**
@@ -174,7 +179,7 @@ export class LmdbStorage implements StorageService {
       (old === undefined ? 0 : this.#cost(pluginId, key, old)) +
       this.#cost(pluginId, key, value);
     checkQuota(pluginId, used, quotaBytes);
-    this.#reserve(pluginId, 'put', key.length * 3 + value.byteLength + this.#pageBytes);
+    this.#reserve(pluginId, 'put', key.length * 3 + value.byteLength + this.#freed(old));
     this.#write(pluginId, 'put', () => this.#db.putSync(this.#key(pluginId, key), Buffer.from(value)));
     this.#usage.set(pluginId, used);
   }
@@ -182,7 +187,7 @@ export class LmdbStorage implements StorageService {
   delete(pluginId: string, key: string): boolean {
     const old = this.get(pluginId, key);
     if (old === undefined) return false;
-    this.#reserve(pluginId, 'delete', 0);
+    this.#reserve(pluginId, 'delete', key.length * 3 + this.#freed(old));
     this.#write(pluginId, 'delete', () => this.#db.removeSync(this.#key(pluginId, key)));
     this.#usage.set(pluginId, this.usage(pluginId) - this.#cost(pluginId, key, old));
     return true;

@@ -9,7 +9,7 @@ import { runSoak, soakProblems } from '../../bench/soak.js';
  * Issue 17, part 2 (docs/RELIABILITY.md, "Faults during load"): the data and cache directories full. The server's
  * data_dir (its storage, LMDB) and cache_dir (the compile cache) are on a 16 MiB tmpfs this test mounts (it runs as
  * root, as CI does). Under the soak's checked callers (bench/soak.ts, process mode), the fault fills the tmpfs to
- * its last byte, then: new storage writes (64 KB notes under new keys, once the storage's 1 MiB reserve is used) fail with `storage_write_failed`, reads of a note written
+ * its last byte, then: new storage writes (4 KB notes under new keys, once the storage's reserve of written pages is used) fail with `storage_write_failed`, reads of a note written
  * before keep answering, the other plugins keep answering, a runner killed meanwhile restarts and serves though
  * its cache entry cannot be written; once the filler is removed, writes succeed again (recovery printed).
  */
@@ -44,8 +44,8 @@ function fill(dir: string): void {
 describe('faults during load: data and cache directories full', () => {
   it('process mode: storage writes fail with a code, reads and other plugins work, writes work again once freed', async () => {
     const notes = 'soak.notes-1';
-    // 64 KB values: the storage's reserve of written pages (about 1 MiB, lmdb-storage.ts) is used up in a few writes.
-    const big = 'x'.repeat(64_000);
+    // 4 KB values (the notes plugin reads at most 4 KB of input).
+    const big = 'x'.repeat(4000);
     let writesFailedAt = -1;
     let readWhileFull = false;
     const result = await runSoak({
@@ -62,8 +62,13 @@ describe('faults during load: data and cache directories full', () => {
         fill(mount);
         ctx.mark('data and cache full', [notes]);
         // New keys with values of many pages each need new pages: past the storage's reserve, one write fails.
-        for (let i = 0; i < 2000 && writesFailedAt < 0; i++)
-          if (!(await ctx.call(notes, 'put', `full${i}=${big}`, ''))) writesFailedAt = i;
+        // Eight at a time: the storage's reserve of written pages (lmdb-storage.ts) takes some tens of them.
+        for (let i = 0; i < 2000 && writesFailedAt < 0; i += 8) {
+          const held = await Promise.all(
+            Array.from({ length: 8 }, (_, j) => ctx.call(notes, 'put', `full${i + j}=${big}`, '')),
+          );
+          if (held.includes(false)) writesFailedAt = i + held.indexOf(false);
+        }
         readWhileFull = await ctx.call(notes, 'get', 'before', 'kept');
         // A runner lost while the disk is full restarts (its compile cache entry cannot be written).
         const victim = ctx.runners().find((r) => r.pluginId === 'soak.echo-2');
