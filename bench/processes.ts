@@ -1,3 +1,4 @@
+// Processes seen through /proc, for the benches (the soak) and the tests (test/helpers/processes.ts re-exports it).
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Alive and not a zombie (a zombie is dead, only not yet reaped by its parent). */
@@ -19,6 +20,25 @@ export function parents(): Map<number, number> {
       out.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
     } catch {
       // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Pids of every descendant of `root`, from one read of /proc. */
+export function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const [pid, parent] of parents()) {
+    const list = children.get(parent) ?? [];
+    list.push(pid);
+    children.set(parent, list);
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    for (const child of children.get(queue.pop() as number) ?? []) {
+      out.push(child);
+      queue.push(child);
     }
   }
   return out;

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
+import { alive, descendants } from './processes.js';
 
 /** The repository: this file runs from dist/bench/ (npm run soak) and from bench/ (the test, through vitest). */
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -193,40 +194,6 @@ function pluginTree(root: string, count: number): { id: string; kind: 'echo' | '
   }
   return plugins;
 }
-
-/** Pids of every descendant of `root` (from /proc: one pass building the parent map). */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(name));
-      children.set(ppid, list);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const queue = [root];
-  while (queue.length > 0) {
-    for (const child of children.get(queue.pop() as number) ?? []) {
-      out.push(child);
-      queue.push(child);
-    }
-  }
-  return out;
-}
-
-const alive = (pid: number) => {
-  try {
-    return !/State:\s+Z/.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 /** The RSS of `pid` in MiB; 0 once it is gone (the server's death is reported as such, not as a read error). */
 function rssMiB(pid: number): number {
