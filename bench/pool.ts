@@ -3,6 +3,8 @@
 // beside the same load started fresh by a host without a pool, alternating in one run. Target: p50 <= 10 ms from
 // the pool. Also the host's CPU per load (process.cpuUsage: a loaded machine stretches the wall clock, less the
 // CPU; the runner's own start is not in it: a fresh runner's is paid during the load, a warm one's before it).
+// Also the runner's own part of each load (reed:sandbox:started's startMs: the runner taken or spawned, to its
+// Ready), which the host's steps before it (plan, the compile cache) and after it (status, events) are not in.
 // REED_BENCH_POOL_LOADS sets the loads per variant (default 20).
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { poolsOf, type WarmPool, type WarmRunner } from '../src/backends/pool/warm-pool.js';
+import { subscribeEvent } from '../src/events/events.js';
 import { loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
@@ -67,9 +70,17 @@ export async function runPoolBench(): Promise<boolean> {
   const figures = {
     fresh: [] as number[],
     freshCpu: [] as number[],
+    freshStart: [] as number[],
     pool: [] as number[],
     poolCpu: [] as number[],
+    poolStart: [] as number[],
   };
+  let timing = false;
+  const unsubscribe = subscribeEvent('reed:sandbox:started', (e) => {
+    if (!timing || e.startMs === undefined) return;
+    if (e.session === pooled.session.id) figures.poolStart.push(e.startMs);
+    if (e.session === fresh.session.id) figures.freshStart.push(e.startMs);
+  });
   try {
     if (pool === undefined) throw new Error('the pooled host has no warm pool');
     // Untimed: the compile cache, and the first runners of the pool.
@@ -77,6 +88,7 @@ export async function runPoolBench(): Promise<boolean> {
     await pool.filled();
     await load(pooled);
     const before = pool.stats.handedOut;
+    timing = true;
     for (let i = 0; i < loads; i++) {
       const f = await load(fresh);
       figures.fresh.push(f.ms);
@@ -93,6 +105,7 @@ export async function runPoolBench(): Promise<boolean> {
     console.log(`\n## pool: not measured: ${(error as Error).message}`);
     return false;
   } finally {
+    unsubscribe();
     await pooled.close();
     await fresh.close();
     rmSync(dir, { recursive: true, force: true });
@@ -112,6 +125,13 @@ export async function runPoolBench(): Promise<boolean> {
       figure: 'process: load to ready from the warm pool, p90 (ms)',
       value: fmt(percentile(figures.pool, 0.9), 1),
       baseline: `${fmt(percentile(figures.fresh, 0.9), 1)} fresh`,
+      ratio: '',
+      target: '',
+    },
+    {
+      figure: "the runner's part: taken (or spawned) to Ready, p50 (ms)",
+      value: fmt(median(figures.poolStart), 1),
+      baseline: `${fmt(median(figures.freshStart), 1)} fresh`,
       ratio: '',
       target: '',
     },

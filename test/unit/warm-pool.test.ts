@@ -4,7 +4,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseTtl, poolsOf, WarmPool, type WarmRunner } from '../../src/backends/pool/warm-pool.js';
+import {
+  parseTtl,
+  poolsOf,
+  REFILL_AFTER_HAND_OUT_MS,
+  WarmPool,
+  type WarmRunner,
+} from '../../src/backends/pool/warm-pool.js';
 import { DEFAULT_POOL_TTL_MS, loadHostConfig } from '../../src/host/host-config.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
@@ -82,6 +88,7 @@ afterEach(() => {
 
 describe('WarmPool', () => {
   it('launches nothing before start, then fills one at a time; take hands one out, refill replaces it', async () => {
+    vi.useFakeTimers();
     const p = pool(3);
     await flush();
     expect(made).toHaveLength(0);
@@ -92,14 +99,26 @@ describe('WarmPool', () => {
     const first = p.take();
     expect(first).toBe(made[0]);
     expect(p.idleRunners()).not.toContain(first);
-    // Its replacement waits for the hand-out to be done (the backend calls refill), not to share its CPU.
+    // Its replacement waits for the hand-out to be done (the backend calls handedOut), not to share its CPU, and
+    // then REFILL_AFTER_HAND_OUT_MS more: the load that took it returns first.
     await settle();
     expect(made).toHaveLength(3);
-    p.refill();
+    p.handedOut();
+    await settle();
+    expect(made).toHaveLength(3);
+    vi.advanceTimersByTime(REFILL_AFTER_HAND_OUT_MS - 1);
+    await settle();
+    expect(made).toHaveLength(3);
+    vi.advanceTimersByTime(1);
     await settle();
     expect(p.ready).toBe(3);
     expect(made).toHaveLength(4);
-    expect(p.stats).toMatchObject({ launched: 4, handedOut: 1 });
+    // refill launches at once.
+    p.take();
+    p.refill();
+    await settle();
+    expect(made).toHaveLength(5);
+    expect(p.stats).toMatchObject({ launched: 5, handedOut: 2 });
     await p.close();
   });
 

@@ -35,6 +35,12 @@ const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
 /** A runner taken is replaced when its hand-out is done, or after this long at the latest. */
 const REFILL_LATEST_MS = 2_000;
+/**
+ * How long after a hand-out the replacement is launched (`handedOut`): a launch's spawn, cgroup and uid lease (a
+ * scan of every process's status in /proc: ~7 ms of the host's CPU) would otherwise run on the host's event loop
+ * while the load that took the runner is still returning.
+ */
+export const REFILL_AFTER_HAND_OUT_MS = 50;
 
 interface Idle<R> {
   runner: R;
@@ -116,7 +122,7 @@ export class WarmPool<R extends WarmRunner> {
     clearTimeout(idle.timer);
     this.stats.handedOut++;
     this.start();
-    // The replacement is launched once the hand-out is done (`refill`, from the backend): launching one costs the
+    // The replacement is launched once the hand-out is done (`handedOut`, from the backend): launching one costs the
     // host a spawn and a uid lease's scan of /proc, which would otherwise share the CPU with the hand-out it
     // replaces. At the latest after REFILL_LATEST_MS.
     const latest = setTimeout(() => this.refill(), REFILL_LATEST_MS);
@@ -124,9 +130,14 @@ export class WarmPool<R extends WarmRunner> {
     return idle.runner;
   }
 
-  /** Launches runners until `size` are ready again (after a hand-out; idempotent). */
+  /** Launches runners until `size` are ready again (idempotent). */
   refill(): void {
     this.#refill();
+  }
+
+  /** A runner taken has been handed out (ready or not): its replacement is launched REFILL_AFTER_HAND_OUT_MS later. */
+  handedOut(): void {
+    setTimeout(() => this.#refill(), REFILL_AFTER_HAND_OUT_MS).unref();
   }
 
   /** Resolves once `size` runners are ready (or the pool is closed). */

@@ -166,7 +166,7 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
           createRunner: () => {
             const warm = fits ? pool.take() : undefined;
             if (warm === undefined) return new RunnerProcess(runnerOptions);
-            warm.assign(runnerOptions, () => pool?.refill());
+            warm.assign(runnerOptions, () => pool?.handedOut());
             return warm;
           },
         });

@@ -175,16 +175,12 @@ export class RunnerProcess implements Runner {
 
   #handedOut: (() => void) | undefined;
 
-  /**
-   * The hand-out, then (ready or not) `handedOut`: the pool launches the replacement, on the next turn of the event
-   * loop (its spawn and uid lease would otherwise run before the load that took this runner has returned).
-   */
+  /** The hand-out, then (ready or not) `handedOut`: the pool launches the replacement (WarmPool.handedOut). */
   async #handOut(options: RunnerProcessOptions): Promise<void> {
     try {
       await this.#sendPlugin(options);
     } finally {
-      const handedOut = this.#handedOut;
-      if (handedOut !== undefined) setImmediate(handedOut);
+      this.#handedOut?.();
     }
   }
 
