@@ -38,6 +38,8 @@ const STATUS: Partial<Record<Code, number>> = {
   tenant_exists: 409,
   quota_exceeded: 429,
   host_closed: 503,
+  // The plugin's runner is wedged: the host refuses rather than queue; it answers again once replaced (a retry).
+  runner_backlogged: 503,
   internal_error: 500,
 };
 
