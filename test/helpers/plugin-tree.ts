@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify as stringifyToml } from 'smol-toml';
-import { afterAll, afterEach } from 'vitest';
+import { afterAll, afterEach, beforeEach } from 'vitest';
 
 /** An empty but valid WASM module: enough for discovery, which does not read module contents. */
 export const EMPTY_WASM = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
@@ -35,9 +35,19 @@ export function manifestToml(fields: ManifestFields = {}): string {
   return stringifyToml({ ...scalars, metadata: md, ...tables });
 }
 
-/** Temporary directories removed after each test. */
+/** Temporary directories removed after each test (made within one; see inTest). */
 const made: string[] = [];
+/**
+ * True while a test (its beforeEach hooks included) runs. A tempDir made outside one (a file's or a describe's
+ * beforeAll: a host or server several tests share) lasts until the file ends: removed after the first test, it took
+ * with it the socket or runtime directory of a host the next tests used (slow-clients' Unix socket case).
+ */
+let inTest = false;
+beforeEach(() => {
+  inTest = true;
+});
 afterEach(() => {
+  inTest = false;
   for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -58,7 +68,7 @@ export function lastingDir(prefix = 'reed-test-'): string {
 export function tempDir(prefix = 'reed-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   chmodSync(dir, 0o755);
-  made.push(dir);
+  (inTest ? made : lasting).push(dir);
   return dir;
 }
 
