@@ -107,9 +107,15 @@ describe('hostile WASM plugins (mode none)', () => {
     expect(long?.msg.length).toBeLessThan(4200);
     expect(long?.msg).toMatch(/\[truncated\]$/);
     const before = logs.length;
+    const started = performance.now();
     await host.call('hostile.bad-log', 'flood');
+    const seconds = (performance.now() - started) / 1000;
     const kept = logs.slice(before).filter((l) => l.pluginId === 'hostile.bad-log');
-    expect(kept.length).toBeLessThanOrEqual(100);
+    // 10,000 lines against a cap of 100 a second: at most 100 in each second window the call touched (a loaded
+    // machine stretches the call over more than one), and a "dropped" notice per window.
+    const windows = Math.floor(seconds) + 2;
+    expect(kept.length).toBeLessThanOrEqual(101 * windows);
+    expect(kept.length).toBeLessThan(10_000);
   });
 
   it('cannot forge another plugin\u2019s id in its log lines', () => {
