@@ -5,6 +5,7 @@ import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
 import type { Sandbox } from '../../src/backends/sandbox.js';
 import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { ReedError } from '../../src/errors.js';
+import { subscribeEvent } from '../../src/events/events.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { scanPlugins } from '../../src/host/scan-plugins.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
@@ -129,3 +130,47 @@ describe.each<SandboxMode>(['none', 'process'])(
     });
   },
 );
+
+describe('the host stops its plugins (process mode)', () => {
+  it('dependants before their dependencies, and the plugins independent of each other together', async () => {
+    const base = tempDir('reed-set-');
+    plugin(base, 'hello', hello('0.1.0'), 'hello');
+    plugin(base, 'dependant', dependant, 'hello');
+    plugin(
+      base,
+      'other',
+      dependant
+        .replace('test.dependant', 'test.other')
+        .replace(/\[\[requirements[^]*?version = ">=0.1"\n/, ''),
+      'hello',
+    );
+    const { host } = await startHost([base], { mode: 'process' });
+    const ids = ['example.hello', 'test.dependant', 'test.other'];
+    expect(
+      host
+        .status()
+        .map((p) => [p.id, p.state])
+        .sort(),
+    ).toEqual(ids.map((id) => [id, 'ready']));
+    const supervisors = new Map(
+      ids.map((id) => [id, (host.sandbox(id) as LazySandbox).inner as SupervisedSandbox]),
+    );
+    // At each plugin's stopped event: which of the others were still being served (their supervisor not closing).
+    const stillServing: Record<string, Promise<string[]>> = {};
+    const off = subscribeEvent('reed:plugin:stopped', (event) => {
+      stillServing[event.pluginId] = Promise.all(
+        ids.map(async (id) => ((await supervisors.get(id)?.health())?.detail === 'closed' ? '' : id)),
+      ).then((list) => list.filter((id) => id !== ''));
+    });
+    try {
+      await host.close();
+    } finally {
+      off();
+    }
+    // The dependant and the other plugin were stopped together: neither saw the other still served when it ended
+    // (one after the other, the first to end would); their dependency was still served then, and stopped last.
+    expect(await stillServing['test.dependant']).toEqual(['example.hello']);
+    expect(await stillServing['test.other']).toEqual(['example.hello']);
+    expect(Object.keys(stillServing).at(-1)).toBe('example.hello');
+  });
+});
