@@ -141,7 +141,7 @@ describe('the host stops its plugins (process mode)', () => {
       'other',
       dependant
         .replace('test.dependant', 'test.other')
-        .replace(/\[\[requirements[^]*?version = ">=0.1"\n/, ''),
+        .replace(/\[\[requirements[\s\S]*?version = ">=0.1"\n/, ''),
       'hello',
     );
     const { host } = await startHost([base], { mode: 'process' });
