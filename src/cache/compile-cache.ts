@@ -13,6 +13,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { processExists } from '../process-exists.js';
 
 /** The seed's CacheMetadata, plus what we need to trust an entry. */
 export interface CacheMetadata {
@@ -100,7 +101,7 @@ export class CompileCache {
     try {
       for (const name of readdirSync(this.dir)) {
         const m = STALE_RE.exec(name);
-        if (m === null || alive(Number(m[1]))) continue;
+        if (m === null || processExists(Number(m[1]))) continue;
         try {
           unlinkSync(join(this.dir, name));
         } catch {}
@@ -220,16 +221,6 @@ export class CompileCache {
 
 /** A writer's temporary file: `<key>.(bin|json).tmp-<pid>-<8 hex>` (see #write). */
 const STALE_RE = /^[0-9a-f]{64}\.(?:bin|json)\.tmp-(\d+)-[0-9a-f]{8}$/;
-
-/** Whether process `pid` exists (EPERM: it does, as another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Why `dir` is not private to this process's user, or undefined when it is: it must be a directory (not a link)

@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import tar from 'tar-fs';
 import { ReedError } from '../../errors.js';
 import { publishImageBuilt } from '../../events/events.js';
+import { processExists } from '../../process-exists.js';
 import { collectNodeRuntime } from '../shared/node-runtime.js';
 import { PACKAGE_ROOT } from '../shared/runner-program.js';
 import { type Dockerode, engineClientOf } from './dockerode-client.js';
@@ -144,7 +145,7 @@ export function removeStaleContexts(dir: string): string[] {
   const uid = process.getuid?.();
   for (const name of names) {
     const pid = Number(STALE_CONTEXT_RE.exec(name)?.[1] ?? Number.NaN);
-    if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid || alive(pid)) continue;
+    if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid || processExists(pid)) continue;
     const path = join(dir, name);
     try {
       const st = lstatSync(path);
@@ -158,16 +159,6 @@ export function removeStaleContexts(dir: string): string[] {
     }
   }
   return removed;
-}
-
-/** Whether process `pid` exists (EPERM: it does, as another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function ensureImage(
