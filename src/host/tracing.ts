@@ -47,7 +47,7 @@ export function traceParentOf(span: Span): string {
   return formatTraceParent({ traceId: c.traceId, spanId: c.spanId, flags: c.traceFlags });
 }
 
-function finish(span: Span, error: unknown): void {
+function finish(span: Span, error: unknown, endTime?: number): void {
   if (error === undefined) {
     span.setAttribute('reed.outcome', 'ok');
   } else {
@@ -56,7 +56,7 @@ function finish(span: Span, error: unknown): void {
     span.setAttribute('reed.outcome', code);
     span.setStatus({ code: SpanStatusCode.ERROR, message: code });
   }
-  span.end();
+  span.end(endTime);
 }
 
 /**
@@ -70,14 +70,22 @@ export async function tracedCall(
   run: (traceParent: string) => Promise<CallOutcome>,
 ): Promise<CallOutcome> {
   const t = tracer();
-  const span = t.startSpan('reed.call', { kind: SpanKind.INTERNAL, attributes }, parentOf(parent));
+  // Both spans get their times from the one clock the runner's figures are in (timeOrigin + now, milliseconds
+  // since the epoch). Left to itself, the SDK dates a span by Date.now() at its start plus the elapsed performance
+  // time, a clock that drifts from this one by fractions of a millisecond: a runner span clamped on this clock
+  // then ended "after" its call's end on the SDK's (CI saw 0.05 ms).
   const startedAt = performance.timeOrigin + performance.now();
+  const span = t.startSpan(
+    'reed.call',
+    { kind: SpanKind.INTERNAL, attributes, startTime: startedAt },
+    parentOf(parent),
+  );
   try {
     const outcome = await run(traceParentOf(span));
+    const endedAt = performance.timeOrigin + performance.now();
     const runner = outcome.runner;
     if (runner !== undefined) {
       // The runner's clock is the same machine's, but its figures are the runner's word: kept within the call.
-      const endedAt = performance.timeOrigin + performance.now();
       const from = Math.min(Math.max(runner.startedAt, startedAt), endedAt);
       const to = Math.min(Math.max(runner.endedAt, from), endedAt);
       t.startSpan(
@@ -86,10 +94,10 @@ export async function tracedCall(
         trace.setSpan(context.active(), span),
       ).end(to);
     }
-    finish(span, undefined);
+    finish(span, undefined, endedAt);
     return outcome;
   } catch (error) {
-    finish(span, error);
+    finish(span, error, performance.timeOrigin + performance.now());
     throw error;
   }
 }
