@@ -61,6 +61,8 @@ export interface SandboxStatus {
   retryAt?: string;
   /** The last crash or failed restart. */
   lastError?: { code: string; message: string };
+  /** A plugin with `[sandbox] replicas` above 1 (src/backends/replica-set.ts): how many there are, how many ready. */
+  replicas?: { total: number; ready: number };
 }
 
 /**
