@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { processExists } from '../process-exists.js';
+import { MARK_PATTERN, markOwnerGone, ownMark } from '../process-identity.js';
 
 /** The seed's CacheMetadata, plus what we need to trust an entry. */
 export interface CacheMetadata {
@@ -101,7 +101,7 @@ export class CompileCache {
     try {
       for (const name of readdirSync(this.dir)) {
         const m = STALE_RE.exec(name);
-        if (m === null || processExists(Number(m[1]))) continue;
+        if (m === null || !markOwnerGone(m[1] as string, Number(m[2]), m[3] as string)) continue;
         try {
           unlinkSync(join(this.dir, name));
         } catch {}
@@ -174,7 +174,7 @@ export class CompileCache {
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       const { data, meta } = this.#paths(key);
-      const suffix = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+      const suffix = `.tmp-${ownMark()}-${randomBytes(4).toString('hex')}`;
       writeFileSync(data + suffix, bytes, { mode: 0o600 });
       renameSync(data + suffix, data);
       writeFileSync(meta + suffix, JSON.stringify(metadata), { mode: 0o600 });
@@ -219,8 +219,8 @@ export class CompileCache {
   }
 }
 
-/** A writer's temporary file: `<key>.(bin|json).tmp-<pid>-<8 hex>` (see #write). */
-const STALE_RE = /^[0-9a-f]{64}\.(?:bin|json)\.tmp-(\d+)-[0-9a-f]{8}$/;
+/** A writer's temporary file: `<key>.(bin|json).tmp-<its mark>-<8 hex>` (see #write; src/process-identity.ts). */
+const STALE_RE = new RegExp(`^[0-9a-f]{64}\\.(?:bin|json)\\.tmp-${MARK_PATTERN}-[0-9a-f]{8}$`);
 
 /**
  * Why `dir` is not private to this process's user, or undefined when it is: it must be a directory (not a link)

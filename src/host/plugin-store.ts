@@ -3,10 +3,11 @@ import { lstatSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { removeTree } from '../backends/shared/safe-remove.js';
-import { type HostSession, isAlive } from '../backends/shared/session.js';
+import type { HostSession } from '../backends/shared/session.js';
 import { ReedError } from '../errors.js';
 import { fsyncDir, readJsonRecord, removeRecordTemps, writeJsonRecord } from '../json-record.js';
 import { PLUGIN_ID_PATTERN } from '../manifest/schema.js';
+import { isAlive } from '../process-identity.js';
 
 /** One installed plugin: its directory under the store (relative), and its version when installed. */
 export interface InstalledPlugin {

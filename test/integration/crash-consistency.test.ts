@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CompileCache, cacheKey } from '../../src/cache/compile-cache.js';
 import { LmdbStorage } from '../../src/host/lmdb-storage.js';
+import { ownMark, pidNamespaceInode, processStart } from '../../src/process-identity.js';
 import { prepareModule } from '../../src/runtime/wasm/prepare-module.js';
 import { moduleOf, SLOTS, value, writeOf } from '../fixtures/crash/values.mjs';
 import { REPO } from '../helpers/cli.js';
@@ -122,17 +123,29 @@ describe('SIGKILL during compile-cache writes', () => {
     for (const name of readdirSync(dir)) expect(name).toMatch(/^[0-9a-f]{64}\.(bin|json)$/);
   });
 
-  it("the first use removes the temporary files of a writer that is gone, not a live one's", async () => {
+  it("the first use removes the temporary files of a writer that is gone, not a live one's nor another pid namespace's", async () => {
     const dir = lastingDir('reed-crash-cache-tmp-');
     const gone = spawnSync(process.execPath, ['-e', '0']).pid as number;
     const key = 'a'.repeat(64);
-    const dead = [`${key}.bin.tmp-${gone}-0123abcd`, `${key}.json.tmp-${gone}-0123abcd`];
-    const live = `${key}.bin.tmp-${process.pid}-89abcdef`;
-    for (const name of [...dead, live]) writeFileSync(join(dir, name), 'half');
+    const ns = pidNamespaceInode();
+    const parentStart = processStart(process.ppid) as string;
+    const dead = [
+      `${key}.bin.tmp-h${ns}.${gone}.0-0123abcd`,
+      `${key}.json.tmp-h${ns}.${gone}.0-0123abcd`,
+      // The parent's pid, but another start time: the writer was a process whose pid was since reused.
+      `${key}.bin.tmp-h${ns}.${process.ppid}.${Number(parentStart) + 1}-0123abcd`,
+    ];
+    const live = [
+      `${key}.bin.tmp-${ownMark()}-89abcdef`,
+      `${key}.bin.tmp-h${ns}.${process.ppid}.${parentStart}-89abcdef`,
+      // A host in another pid namespace (a container sharing the directory): its pids mean nothing here.
+      `${key}.bin.tmp-h${Number(ns) + 1}.${gone}.0-89abcdef`,
+    ];
+    for (const name of [...dead, ...live]) writeFileSync(join(dir, name), 'half');
     const cache = new CompileCache({ dir, maxBytes: 1 << 30 });
     await cache.get(cacheKey({ i: 0 }, moduleOf(0)), produce(0));
     const left = readdirSync(dir);
     for (const name of dead) expect(left).not.toContain(name);
-    expect(left).toContain(live);
+    for (const name of live) expect(left).toContain(name);
   });
 });

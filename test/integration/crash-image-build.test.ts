@@ -110,7 +110,9 @@ describe('a host killed with SIGKILL during an image build', () => {
     // The first kill comes before the build has sent anything: no image can have been tagged.
     expect(killed[0]).toEqual({ pid: killed[0]?.pid, landed: true, tagged: 0 });
     const contexts = () =>
-      readdirSync(tmpdir()).filter((n) => killed.some((k) => n.startsWith(`reed-image-${k.pid}-`)));
+      readdirSync(tmpdir()).filter((n) =>
+        killed.some((k) => new RegExp(`^reed-image-h\\d+\\.${k.pid}\\.`).test(n)),
+      );
     // Each killed host left its build context behind (a copy of the plugin's files).
     expect(contexts().length).toBeGreaterThan(0);
 

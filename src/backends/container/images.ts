@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import tar from 'tar-fs';
 import { ReedError } from '../../errors.js';
 import { publishImageBuilt } from '../../events/events.js';
-import { processExists } from '../../process-exists.js';
+import { MARK_PATTERN, markOwnerGone, ownMark } from '../../process-identity.js';
 import { collectNodeRuntime } from '../shared/node-runtime.js';
 import { PACKAGE_ROOT } from '../shared/runner-program.js';
 import { type Dockerode, engineClientOf } from './dockerode-client.js';
@@ -113,12 +113,13 @@ export async function ensurePluginImage(
 }
 
 /**
- * A build's context directory: `reed-image-<pid>-XXXXXX` in the temporary directory. A host killed during a build
- * (SIGKILL: no clean-up of its own runs) leaves its context there, up to the size of a plugin's files or of the Node
- * runtime; the first build of a later host removes those of processes that no longer exist.
+ * A build's context directory: `reed-image-<the host's mark>-XXXXXX` in the temporary directory (the mark:
+ * src/process-identity.ts). A host killed during a build (SIGKILL: no clean-up of its own runs) leaves its context
+ * there, up to the size of a plugin's files or of the Node runtime; the first build of a later host removes those
+ * of processes of its pid namespace that no longer exist (a host in a container sharing /tmp has pids of its own).
  */
 const CONTEXT_PREFIX = 'reed-image-';
-const STALE_CONTEXT_RE = /^reed-image-(\d+)-[A-Za-z0-9]{6}$/;
+const STALE_CONTEXT_RE = new RegExp(`^reed-image-${MARK_PATTERN}-[A-Za-z0-9]{6}$`);
 let contextsSwept = false;
 
 function makeContextDir(): string {
@@ -126,12 +127,12 @@ function makeContextDir(): string {
     contextsSwept = true;
     removeStaleContexts(tmpdir());
   }
-  return mkdtempSync(join(tmpdir(), `${CONTEXT_PREFIX}${process.pid}-`));
+  return mkdtempSync(join(tmpdir(), `${CONTEXT_PREFIX}${ownMark()}-`));
 }
 
 /**
  * Removes the build contexts in `dir` left by dead processes: only directories (not links) of this process's user
- * whose name carries the pid of a process that is gone. Another live host's (this user's, sharing the directory)
+ * whose name carries the mark of a process of this pid namespace that is gone. Another live host's (this user's, sharing the directory)
  * are its builds in progress and are left. Exported for tests.
  */
 export function removeStaleContexts(dir: string): string[] {
@@ -144,8 +145,8 @@ export function removeStaleContexts(dir: string): string[] {
   }
   const uid = process.getuid?.();
   for (const name of names) {
-    const pid = Number(STALE_CONTEXT_RE.exec(name)?.[1] ?? Number.NaN);
-    if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid || processExists(pid)) continue;
+    const m = STALE_CONTEXT_RE.exec(name);
+    if (m === null || !markOwnerGone(m[1] as string, Number(m[2]), m[3] as string)) continue;
     const path = join(dir, name);
     try {
       const st = lstatSync(path);

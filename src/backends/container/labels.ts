@@ -1,4 +1,5 @@
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { pidNamespaceInode } from '../../process-identity.js';
 import type { HostSession } from '../shared/session.js';
 
 /**
@@ -18,6 +19,11 @@ export const LABEL_HOST_START = 'reed.host.start';
 export const LABEL_HOST_PIDNS = 'reed.host.pidns';
 /** The tenant whose host started the container (src/tenants/): absent for a host made outside a registry. */
 export const LABEL_TENANT = 'reed.tenant';
+/**
+ * A warm container of a pool (src/backends/pool/): the runtime whose pool made it. Its `reed.plugin.id` is the
+ * warm runner's (`reed-warm-runner`) for good: labels are fixed at create, and a hand-out cannot change them.
+ */
+export const LABEL_POOL = 'reed.pool';
 /** The container the host itself runs in (docker-compose.yml), when it runs in one. */
 export const LABEL_HOST_CONTAINER = 'reed.host.container';
 
@@ -48,13 +54,9 @@ export function containerLabels(
   };
 }
 
-/** `pid:[inode]` of this process's pid namespace. */
+/** `pid:[inode]` of this process's pid namespace (the form the labels have always had). */
 export function pidNamespace(): string {
-  try {
-    return readlinkSync('/proc/self/ns/pid');
-  } catch {
-    return 'unknown';
-  }
+  return `pid:[${pidNamespaceInode()}]`;
 }
 
 /**

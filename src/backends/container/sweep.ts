@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { isAlive } from '../shared/session.js';
+import { isAlive } from '../../process-identity.js';
 import { type Dockerode, engineClientOf } from './dockerode-client.js';
 import type { EngineClient } from './engine-client.js';
 import {

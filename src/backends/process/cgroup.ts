@@ -9,18 +9,10 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type HostSession, isAlive } from '../shared/session.js';
+import { isAlive, pidNamespaceInode as pidNamespace } from '../../process-identity.js';
+import type { HostSession } from '../shared/session.js';
 
 const ROOT = '/sys/fs/cgroup';
-
-/** This process's pid namespace (its inode): a host pid means something only in the namespace it was read in. */
-const pidNamespace = (): string => {
-  try {
-    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0';
-  } catch {
-    return '0';
-  }
-};
 
 /**
  * A runner's cgroup name: the owning host (pid namespace, pid, start time: what the sweep needs to tell a dead

@@ -3,6 +3,7 @@ import { closeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
+import { processStart } from '../../process-identity.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { filterBytes, tracingFilter } from '../../seccomp-filter.js';
 import {
@@ -19,7 +20,6 @@ import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
 import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR, raceStart } from '../shared/runner-program.js';
-import { processStart } from '../shared/session.js';
 import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from '../shared/uid-pool.js';
 import {
   bubblewrapArgs,
@@ -160,6 +160,11 @@ export class RunnerProcess implements Runner {
 
   #launched = false;
   #assigned: RunnerProcessOptions | undefined;
+
+  /** Whether it was a warm runner of a pool, handed to its plugin (the start reports it). */
+  get pooled(): boolean {
+    return this.#assigned !== undefined;
+  }
 
   /**
    * A launched warm runner becomes this plugin's: its `start` hands it out. Only options the pool's shape matched

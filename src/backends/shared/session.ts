@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { isAlive, processStart } from '../../process-identity.js';
 import { removeTree } from './safe-remove.js';
 
 /**
@@ -38,20 +39,6 @@ export function newSession(): HostSession {
   return { id: randomBytes(8).toString('hex'), pid: process.pid, start: processStart(process.pid) ?? '' };
 }
 
-/**
- * Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined when the process is gone or
- * a zombie (dead, only not yet reaped by its parent).
- */
-export function processStart(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
 /** Largest owner record read back; a real one is about 200 bytes. */
 const MAX_OWNER_BYTES = 64 * 1024;
 
@@ -84,11 +71,6 @@ export function readOwner(dir: string): SandboxOwner | undefined {
   } finally {
     closeSync(fd);
   }
-}
-
-export function isAlive(pid: number, start: string): boolean {
-  const now = processStart(pid);
-  return now !== undefined && (start === '' || now === start);
 }
 
 /**
