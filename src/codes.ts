@@ -32,6 +32,8 @@ export const CODES = {
   limit_exceeds_policy: 'a limit in the manifest is above the host policy\u2019s ceiling',
   sandbox_mode_denied: 'the manifest asks for a sandbox mode the host policy does not allow',
   filesystem_unsupported: 'a native plugin asks for permissions.filesystem (only WASM plugins get one)',
+  replicas_unsupported:
+    'the manifest asks for [sandbox] replicas above 1 in mode none (replicas need runners)',
   dependency_missing: 'a required dependency is not available',
   dependency_optional_missing: 'an optional dependency is not available (warning)',
   dependency_version_mismatch: 'a dependency is present in a version outside the required range',
@@ -104,6 +106,8 @@ export const CODES = {
   content_quota_exceeded: 'creating content would pass the plugin\u2019s content quota (items or bytes)',
   disk_quota_exceeded: 'a WASI write or extension would pass limits.disk_mb (EDQUOT; a warning)',
   file_quota_exceeded: 'a new WASI file, directory or link would pass limits.max_files (EDQUOT; a warning)',
+  filesystem_full:
+    'a WASI write met its file system full (ENOSPC, answered EDQUOT): a warning, and the code of a call that then failed; a tenant with quotas.filesystem_bytes answers quota_exceeded instead',
   argument_too_large: 'the plugin passed the host an argument above its size cap (key, id, topic, data)',
   permission_denied: 'the plugin called a host function its permissions do not allow',
   wasm_trap: 'the module trapped (unreachable, division by zero, bad memory access, ...)',

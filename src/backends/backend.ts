@@ -48,6 +48,11 @@ export interface LoadPlan {
    * next call (the manifest's `[sandbox] idle_timeout`, else the host's). 0 or absent: never.
    */
   readonly idleTimeoutMs?: number;
+  /**
+   * `[sandbox] replicas`: how many runners of the plugin, each supervised on its own, behind one ReplicaSet
+   * (src/backends/replica-set.ts). 1 or absent: one sandbox, no set. Never above 1 in mode none.
+   */
+  readonly replicas?: number;
 }
 
 /** The host's settings every backend reads (a part of HostConfig: backends sit below the host and never see it). */

@@ -41,6 +41,8 @@ export interface PluginStatus {
   lastError?: { code: string; message: string };
   /** When an open breaker half-opens: one trial start (ISO 8601). */
   retryAt?: string;
+  /** `[sandbox] replicas` above 1: how many runners the plugin has, and how many are ready now. */
+  replicas?: { total: number; ready: number };
   /** A new version being started to replace this one. */
   upgrading?: string;
   /** Older versions still finishing their calls in flight after an upgrade. */
@@ -98,6 +100,7 @@ export function statusOf(e: Entry): PluginStatus {
     crashes: live?.crashes ?? 0,
     ...(live?.lastError === undefined ? {} : { lastError: live.lastError }),
     ...(live?.retryAt === undefined ? {} : { retryAt: live.retryAt }),
+    ...(live?.replicas === undefined ? {} : { replicas: live.replicas }),
     ...(e.upgrading === undefined ? {} : { upgrading: e.upgrading }),
     ...(draining.length === 0 ? {} : { draining }),
     ...(e.probation === undefined

@@ -183,6 +183,15 @@ function checkValues(
       });
     });
   }
+  const { mode, replicas } = m.sandbox;
+  if (mode === 'none' && replicas !== undefined && replicas > 1) {
+    diagnostics.push({
+      code: 'replicas_unsupported',
+      severity: 'error',
+      message: replicasInModeNone(replicas),
+      ...at('sandbox.replicas'),
+    });
+  }
   const problem = configurationProblem(m.configuration);
   if (problem !== undefined) {
     diagnostics.push({
@@ -205,7 +214,11 @@ function normalize(raw: Record<string, unknown>, idleTimeoutMs: number | undefin
     permissions?: Record<string, unknown>;
     configuration?: Record<string, unknown>;
     limits?: Record<string, number>;
-    sandbox?: { mode?: PluginManifest['sandbox']['mode']; runtime?: PluginManifest['sandbox']['runtime'] };
+    sandbox?: {
+      mode?: PluginManifest['sandbox']['mode'];
+      runtime?: PluginManifest['sandbox']['runtime'];
+      replicas?: number;
+    };
     wasi?: { args?: string[]; env?: Record<string, string>; preopen?: string };
   };
   const md = r.metadata;
@@ -249,6 +262,7 @@ function normalize(raw: Record<string, unknown>, idleTimeoutMs: number | undefin
       ...(r.sandbox?.mode === undefined ? {} : { mode: r.sandbox.mode }),
       ...(r.sandbox?.runtime === undefined ? {} : { runtime: r.sandbox.runtime }),
       ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
+      ...(r.sandbox?.replicas === undefined ? {} : { replicas: r.sandbox.replicas }),
     },
     wasi: {
       args: r.wasi?.args ?? [],
@@ -321,4 +335,9 @@ const sha256Hex: (bytes: Buffer) => string =
 
 function fail(file: string, code: Diagnostic['code'], message: string): ManifestParseResult {
   return { diagnostics: [{ code, severity: 'error', message, file }] };
+}
+
+/** Why `[sandbox] replicas` above 1 cannot be had in mode none (the manifest's mode, or the host's for it). */
+export function replicasInModeNone(replicas: number): string {
+  return `sandbox.replicas = ${replicas} asks for ${replicas} runners of the plugin, and mode none runs it inside the host process (one instance, no runner): set sandbox.mode to "process" or "container", or leave replicas at 1`;
 }

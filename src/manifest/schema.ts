@@ -115,6 +115,12 @@ export const SandboxSchema = Table({
         'scale to zero: stop the sandbox after this long without a call ("200ms", "30s", "5m", "1h") and start it again on the next; "off": never. Default: the host\'s [sandbox] idle_timeout',
     }),
   ),
+  replicas: Type.Optional(
+    PositiveInt(
+      16,
+      'runners of the plugin, each with its own supervisor; calls go to the ready one with the fewest in flight (process, container; not none). Default 1',
+    ),
+  ),
 });
 
 /** An absolute, normalised guest path: "/" or "/a/b" of plain names (no "." or ".." component, no empty one). */

@@ -79,8 +79,11 @@ export interface PluginManifest {
   permissions: PluginPermissions;
   configuration: Record<string, unknown>;
   limits: PluginLimits;
-  /** `idleTimeoutMs`: `[sandbox] idle_timeout` (0: "off"); undefined: the host's. */
-  sandbox: { mode?: SandboxMode; runtime?: ContainerRuntime; idleTimeoutMs?: number };
+  /**
+   * `idleTimeoutMs`: `[sandbox] idle_timeout` (0: "off"); undefined: the host's. `replicas`: `[sandbox] replicas`
+   * (1..16); undefined: 1.
+   */
+  sandbox: { mode?: SandboxMode; runtime?: ContainerRuntime; idleTimeoutMs?: number; replicas?: number };
   /** `preopen`: the name the data directory is preopened under, when not DATA_GUEST_NAME. */
   wasi: { args: string[]; env: Record<string, string>; preopen?: string };
 }

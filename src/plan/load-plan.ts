@@ -5,6 +5,7 @@ import type { FileLimits } from '../discovery/plugin-inventory.js';
 import { ReedError } from '../errors.js';
 import { type FilesystemGrant, filesystemGrant, pluginDataDir } from '../manifest/data-dir.js';
 import { effectiveLimits, type ResolvedLimits } from '../manifest/limits.js';
+import { replicasInModeNone } from '../manifest/parse-manifest.js';
 import type { AccessLevel, SandboxMode } from '../manifest/types.js';
 import type { HostPolicy } from '../validation/context.js';
 
@@ -117,7 +118,20 @@ export function planLoad(
     },
     containerRuntime: manifest.sandbox.runtime ?? config.containerRuntime,
     idleTimeoutMs: manifest.sandbox.idleTimeoutMs ?? config.idleTimeoutMs ?? 0,
+    replicas: planReplicas(candidate, mode),
   };
+}
+
+/** `[sandbox] replicas` (1 when absent); above 1 refused in mode none, whoever chose the mode (the host's default). */
+function planReplicas(candidate: ParsedCandidate, mode: SandboxMode): number {
+  const replicas = candidate.manifest.sandbox.replicas ?? 1;
+  if (replicas > 1 && mode === 'none')
+    throw new ReedError(
+      'replicas_unsupported',
+      `plugin "${candidate.id}" in ${candidate.manifestPath}: ${replicasInModeNone(replicas)}`,
+      { pluginId: candidate.id, file: candidate.manifestPath, field: 'sandbox.replicas' },
+    );
+  return replicas;
 }
 
 const LEVEL_RANK: Record<AccessLevel, number> = { none: 0, read: 1, readwrite: 2 };

@@ -43,6 +43,14 @@ export const PluginStatusSchema = Type.Object(
     crashes: Type.Integer({ minimum: 0 }),
     lastError: Type.Optional(Problem),
     retryAt: Type.Optional(Type.String({ format: 'date-time' })),
+    replicas: Type.Optional(
+      Type.Object(
+        { total: Type.Integer({ minimum: 2 }), ready: Type.Integer({ minimum: 0 }) },
+        {
+          description: '[sandbox] replicas above 1: how many runners the plugin has, and how many are ready',
+        },
+      ),
+    ),
     upgrading: Type.Optional(Type.String()),
     draining: Type.Optional(
       Type.Array(Type.Object({ version: Type.String(), inFlight: Type.Integer({ minimum: 0 }) })),
@@ -130,6 +138,12 @@ export const UsageBody = ok({
     inFlight: Type.Integer({ minimum: 0 }),
     denied: Type.Record(Type.String(), Type.Integer({ minimum: 0 })),
     quotas: Type.Ref('TenantQuotas'),
+    filesystem: Type.Optional(
+      Type.Object(
+        { usedBytes: Type.Number(), availableBytes: Type.Number(), limitBytes: Type.Number() },
+        { description: "the tenant's own file system (quotas.filesystem_bytes), by statfs" },
+      ),
+    ),
   }),
 });
 

@@ -6,6 +6,7 @@ import type { TlsListenerMaterial } from '../../transport/tls-transport.js';
 import type { BackendFactory, LoadPlan, PoolSettings } from '../backend.js';
 import { LazySandbox } from '../lazy-sandbox.js';
 import { WarmPool } from '../pool/warm-pool.js';
+import { replicated } from '../replica-set.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
 import { DEFAULT_SUPERVISION, SupervisedSandbox, type Supervision } from '../supervisor.js';
@@ -157,19 +158,24 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
           dataDir: plan.grants.filesystem,
         };
         const fits = pool !== undefined && poolSettings !== undefined && fitsPool(plan, poolSettings);
-        return new SupervisedSandbox({
-          ...common,
-          mode: 'process',
-          supervision,
-          idleTimeoutMs: plan.idleTimeoutMs ?? 0,
-          // Every start (the first, a restart, a start after scale-to-zero) takes a warm runner when one is ready.
-          createRunner: () => {
-            const warm = fits ? pool.take() : undefined;
-            if (warm === undefined) return new RunnerProcess(runnerOptions);
-            warm.assign(runnerOptions, () => pool?.handedOut());
-            return warm;
-          },
-        });
+        // `[sandbox] replicas` above 1: as many supervised runners behind one ReplicaSet; 1: this sandbox itself.
+        return replicated(
+          plan,
+          () =>
+            new SupervisedSandbox({
+              ...common,
+              mode: 'process',
+              supervision,
+              idleTimeoutMs: plan.idleTimeoutMs ?? 0,
+              // Every start (the first, a restart, a start after scale-to-zero) takes a warm runner when one is ready.
+              createRunner: () => {
+                const warm = fits ? pool.take() : undefined;
+                if (warm === undefined) return new RunnerProcess(runnerOptions);
+                warm.assign(runnerOptions, () => pool?.handedOut());
+                return warm;
+              },
+            }),
+        );
       });
     },
     /** Runner directories (and the runners in them) and cgroups of hosts that died. */
