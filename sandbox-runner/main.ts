@@ -22,11 +22,11 @@ import { errorPayload, logPayload, type PluginSpec } from '../src/protocol/messa
 import { type CallWasi, checkCallWasi } from '../src/runtime/call-wasi.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import { checkTraceParent } from '../src/trace-context.js';
+import { TLS_SCHEME } from '../src/transport/tls-address.js';
 import { dial, UNIX_SCHEME } from '../src/transport/transport.js';
 import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
 import { runnerHostApi } from './runner-host-api.js';
 import { startRuntime } from './start-runtime.js';
-import { dialTls, isTlsAddress } from './tls-dial.js';
 
 const { values } = parseArgs({
   options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' }, connect: { type: 'string' } },
@@ -93,9 +93,12 @@ async function confineLater(denyTracing: boolean): Promise<void> {
 }
 
 const exit = (code: number) => process.exit(code);
+const overTls = address.startsWith(TLS_SCHEME);
 let socket: ReturnType<typeof dial>;
 try {
-  socket = isTlsAddress(address) ? dialTls(address) : dial(address);
+  // node:tls (and the crypto modules under it) only for a runner that dials over TLS: ~1.3 MiB of heap and
+  // malloc in every runner otherwise (docs/ARCHITECTURE.md, "Process mode", the runner's memory).
+  socket = overTls ? (await import('./tls-dial.js')).dialTls(address) : dial(address);
 } catch (error) {
   process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
   process.exit(2);
@@ -104,7 +107,7 @@ const decoder = new FrameDecoder(Number(process.env.REED_MAX_FRAME ?? MAX_FRAME_
 const send = (type: FrameType, id: number, meta?: object, body?: Uint8Array) =>
   socket.write(encodeFrame(type, id, meta, body));
 // Over TLS, the Hello (the secret) waits for the orchestrator's certificate to be verified (sandbox-runner/tls-dial.ts).
-socket.on(isTlsAddress(address) ? 'secureConnect' : 'connect', () =>
+socket.on(overTls ? 'secureConnect' : 'connect', () =>
   send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }),
 );
 socket.on('close', () => exit(0));
