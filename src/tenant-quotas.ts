@@ -20,8 +20,9 @@ export interface TenantQuotas {
   /** Storage keys across its plugins. */
   storage_keys?: number;
   /**
-   * Bytes in its plugins' data directories together. Reserved: not enforced by this version, and refused where it
-   * is set (reed.toml, tenant.json, the API) rather than silently ignored; limits.disk_mb bounds each plugin.
+   * Bytes in its plugins' data directories together (its `files/`): a file system of its own of that size, an ext4
+   * image loop-mounted by the host (src/tenants/tenant-volume.ts). Needs a root host with loop devices (else
+   * refused, never ignored); it may be raised, never lowered.
    */
   filesystem_bytes?: number;
   /** Memory across all its sandboxes (T-resources: a cgroup parent, CgroupParent, summed WASM memory). */
@@ -37,6 +38,9 @@ export interface TenantQuotas {
    */
   lifecycle_per_second?: number;
 }
+
+/** The smallest quotas.filesystem_bytes taken (1 MiB): below it an ext4 file system is mostly its own metadata. */
+export const MIN_FILESYSTEM_BYTES = 1024 * 1024;
 
 /** The lifecycle_per_second of a tenant (but `default`) whose quotas do not set it: 12 a minute. */
 export const DEFAULT_LIFECYCLE_PER_SECOND = 0.2;

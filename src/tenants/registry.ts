@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { removeTree } from '../backends/shared/safe-remove.js';
@@ -34,6 +35,7 @@ import {
   tenantDir,
   writeTenantRecord,
 } from './tenant-store.js';
+import { sweepTenantVolumes, TenantVolume } from './tenant-volume.js';
 
 /**
  * PluginHost's options for every tenant's host, but `plugins`, which only the default tenant's host takes (serve's
@@ -117,6 +119,8 @@ export class TenantRegistry implements TenantDirectory {
       }),
     );
     sweepTenantRecords(this.config.dataDir);
+    // Tenant file systems a host that died left mounted: each tenant's start below mounts its image again.
+    await sweepTenantVolumes(this.config.dataDir, this.logger);
     const declared = this.config.tenants;
     await this.#startTenant(DEFAULT_TENANT, 'default', { quotas: declared[DEFAULT_TENANT]?.quotas ?? {} });
     for (const [id, t] of Object.entries(declared))
@@ -167,7 +171,16 @@ export class TenantRegistry implements TenantDirectory {
             searchPaths: spec.plugin_dirs ?? [],
             dataDir,
           };
-    const inner = this.#options.storage?.(id, dataDir) ?? new LmdbStorage(join(dataDir, 'storage'));
+    // quotas.filesystem_bytes: the tenant's files/ is a file system of its own, mounted before its plugins load.
+    if (quotas.filesystem_bytes !== undefined) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const volume = await TenantVolume.open(id, dataDir, quotas.filesystem_bytes, this.logger);
+    let inner: StorageService;
+    try {
+      inner = this.#options.storage?.(id, dataDir) ?? new LmdbStorage(join(dataDir, 'storage'));
+    } catch (error) {
+      await volume?.close();
+      throw error;
+    }
     const storage = new TenantStorage(inner, id, quotas);
     const events = new TenantEventBus(this.#options.events?.(id) ?? new MemoryEventBus(), id, quotas);
     const { storage: _s, events: _e, audit: _a, plugins, ...hostOptions } = this.#options;
@@ -191,11 +204,12 @@ export class TenantRegistry implements TenantDirectory {
       });
     } catch (error) {
       storage.close();
+      await volume?.close();
       throw error;
     } finally {
       this.#starting.delete(session.id);
     }
-    const tenant = new TenantHost(id, origin, spec, host, storage, events);
+    const tenant = new TenantHost(id, origin, spec, host, storage, events, volume);
     for (const [pluginId, n] of pending.starts) tenant.accounting.of(pluginId).sandboxStarts += n;
     storage.seed();
     for (const s of host.status()) storage.space(s.id);
@@ -219,6 +233,8 @@ export class TenantRegistry implements TenantDirectory {
     } finally {
       this.#bySession.delete(tenant.host.session.id);
       tenant.storage.close();
+      // After every sandbox is gone: nothing holds a file in it.
+      await tenant.volume?.close();
     }
   }
 
@@ -249,6 +265,15 @@ export class TenantRegistry implements TenantDirectory {
           `tenant "${id}" is ${id === DEFAULT_TENANT ? 'the default tenant' : 'declared in reed.toml'}: change it there, not through the API`,
         );
       const previous = existing === undefined ? undefined : readTenantRecord(this.config.dataDir, id);
+      const had = previous?.spec.quotas?.filesystem_bytes;
+      const wants = checked.quotas?.filesystem_bytes;
+      // Lowering is refused (ext4 does not shrink online, and the bytes in use may not fit): before anything stops.
+      if (had !== undefined && (wants === undefined || wants < had))
+        throw new ReedError(
+          'tenant_invalid',
+          `tenant "${id}": \`quotas.filesystem_bytes\` cannot be lowered or removed (${had} bytes${wants === undefined ? ', none asked' : ` to ${wants}`}): its file system only grows (docs/TENANTS.md, "Filesystem bytes")`,
+          { details: { field: 'quotas.filesystem_bytes', tenant: id } },
+        );
       if (existing !== undefined) await this.#stopTenant(existing);
       // A new tenant gets a new generation, so a new data directory: never the data of a removed tenant of that id
       // (kept aside until purged). An updated one keeps its own.

@@ -7,6 +7,7 @@ import { Accounting, addUsage, emptyUsage } from './accounting.js';
 import { bucketFor, type QuotaName, quotaExceeded, TokenBucket } from './quota.js';
 import { DEFAULT_TENANT, type Tenant, type TenantSpec, type TenantUsage } from './tenant.js';
 import type { TenantEventBus, TenantStorage } from './tenant-services.js';
+import type { TenantVolume } from './tenant-volume.js';
 
 /**
  * What a tenant's calls may take of the host's one thread in one turn of the event loop, milliseconds: its calls
@@ -51,6 +52,8 @@ export class TenantHost implements Tenant {
   readonly host: PluginHost;
   readonly storage: TenantStorage;
   readonly events: TenantEventBus;
+  /** Its own file system for files/ (quotas.filesystem_bytes), mounted while it runs. */
+  readonly volume: TenantVolume | undefined;
   readonly accounting = new Accounting();
   readonly #calls: TokenBucket | undefined;
   /** lifecycle_per_second's bucket (installs, removals, reloads), and its rate. */
@@ -88,8 +91,10 @@ export class TenantHost implements Tenant {
     host: PluginHost,
     storage: TenantStorage,
     events: TenantEventBus,
+    volume?: TenantVolume,
   ) {
     this.id = id;
+    this.volume = volume;
     this.origin = origin;
     this.spec = spec;
     this.host = host;
@@ -187,12 +192,40 @@ export class TenantHost implements Tenant {
         settle('ok', result.stats.fuelConsumed, result.output.byteLength);
         return result;
       },
-      (error: unknown) => {
+      (failure: unknown) => {
+        const error = this.#filesystemRefusal(failure, pluginId);
         settle(error instanceof ReedError ? error.code : 'internal_error', 0, 0);
         if (error instanceof ReedError && error.code === 'quota_exceeded') this.#noteFuelSpent(error);
         throw error;
       },
     );
+  }
+
+  /**
+   * A call that failed because the tenant's file system is full (quotas.filesystem_bytes) answers quota_exceeded:
+   * when its WASI layer met the full file system in that call (`filesystem_full`, from the runtime in any mode:
+   * a runner's claim concerns its own call only, and the details are the host's), or when the file system is full
+   * now (the host's own statfs: a native plugin, a container). Any other failure is answered as it is.
+   */
+  #filesystemRefusal(error: unknown, pluginId: string): unknown {
+    const volume = this.volume;
+    const limit = this.quotas.filesystem_bytes;
+    if (volume === undefined || limit === undefined) return error;
+    if (error instanceof ReedError && error.code === 'quota_exceeded') return error;
+    const code = error instanceof ReedError ? error.code : 'internal_error';
+    if (code !== 'filesystem_full' && !volume.full()) return error;
+    const refusal = this.#deny(
+      'filesystem_bytes',
+      limit,
+      `plugin "${pluginId}" failed with its tenant's file system full`,
+      null,
+      pluginId,
+    );
+    return new ReedError(refusal.code, refusal.message, {
+      pluginId,
+      cause: error,
+      details: { ...refusal.details, causeCode: code },
+    });
   }
 
   /** A refusal of a call: at once, or with the others held for REFUSAL_HOLD_MS (see PROMPT_REFUSALS_PER_SECOND). */
@@ -354,6 +387,21 @@ export class TenantHost implements Tenant {
       inFlight: this.#inFlight,
       denied,
       quotas: { ...this.quotas },
+      ...(this.volume === undefined ? {} : { filesystem: this.#filesystemUsage(this.volume) }),
     };
+  }
+
+  /** statfs of the tenant's file system (quotas.filesystem_bytes). */
+  #filesystemUsage(volume: TenantVolume): NonNullable<TenantUsage['filesystem']> {
+    try {
+      const space = volume.space();
+      return {
+        usedBytes: space.usedBytes,
+        availableBytes: space.availableBytes,
+        limitBytes: volume.limitBytes,
+      };
+    } catch {
+      return { usedBytes: 0, availableBytes: 0, limitBytes: volume.limitBytes };
+    }
   }
 }

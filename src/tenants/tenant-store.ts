@@ -6,6 +6,7 @@ import { ReedError } from '../errors.js';
 import { TenantQuotasSchema } from '../host/config-schema.js';
 import { readJsonRecord, removeRecordTemps, writeJsonRecord } from '../json-record.js';
 import { compileSchema } from '../schema-check.js';
+import { MIN_FILESYSTEM_BYTES } from '../tenant-quotas.js';
 import { type RemovedTenantData, TENANT_ID_PATTERN, type TenantSpec } from './tenant.js';
 
 /** tenant.json: a runtime-created tenant, as the registry persists it under `<data_dir>/tenants/<id>/`. */
@@ -103,13 +104,12 @@ export function checkTenantSpec(id: string, spec: unknown, where = 'tenant spec'
       `${where} of tenant "${id}": \`quotas.calls_burst\` needs calls_per_second (the rate that refills the burst)`,
       { details: { field: 'quotas.calls_burst' } },
     );
-  if (s.quotas?.filesystem_bytes !== undefined)
+  const fsBytes = s.quotas?.filesystem_bytes;
+  if (fsBytes !== undefined && fsBytes < MIN_FILESYSTEM_BYTES)
     throw new ReedError(
       'tenant_invalid',
-      `${where} of tenant "${id}": \`quotas.filesystem_bytes\` is not enforced by this version, so it is refused rather than ignored: each plugin\u2019s data directory is bounded by limits.disk_mb and max_files (docs/TENANTS.md, "Filesystem bytes")`,
-      {
-        details: { field: 'quotas.filesystem_bytes' },
-      },
+      `${where} of tenant "${id}": \`quotas.filesystem_bytes\` = ${fsBytes} is below the smallest tenant file system (${MIN_FILESYSTEM_BYTES} bytes)`,
+      { details: { field: 'quotas.filesystem_bytes' } },
     );
   return {
     ...(s.plugin_dirs === undefined ? {} : { plugin_dirs: [...s.plugin_dirs] }),

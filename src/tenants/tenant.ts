@@ -54,6 +54,11 @@ export interface TenantUsage {
   /** `quota_exceeded` answers by quota name. */
   denied: Record<string, number>;
   quotas: TenantQuotas;
+  /**
+   * The tenant's own file system (quotas.filesystem_bytes), by statfs of its mount: bytes its files and
+   * directories use, bytes left, and the quota. Absent for a tenant without one.
+   */
+  filesystem?: { usedBytes: number; availableBytes: number; limitBytes: number };
 }
 
 export interface Tenant {

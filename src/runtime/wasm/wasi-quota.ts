@@ -25,7 +25,8 @@ const S_IFREG = 0o100000;
 const AT_EMPTY_PATH = 0x1000;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 
-export type QuotaKind = 'disk' | 'files';
+/** `filesystem`: the file system itself is full (ENOSPC: a tenant's quotas.filesystem_bytes; limit 0). */
+export type QuotaKind = 'disk' | 'files' | 'filesystem';
 
 /** What a call the quota refuses reports (WasiIo.quotaExceeded), then answers EDQUOT. */
 export interface QuotaIo {

@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { constants } from 'node:os';
 import { FUEL_PER_BYTE, FUEL_PER_IOVEC, FUEL_PER_RANDOM_BYTE, MAX_IOVECS } from './abi.js';
 import { type FdEntry, FdTable, stdioEntries } from './wasi-fds.js';
 import { type FsIo, type WasiFilesystem, WasiFs } from './wasi-fs.js';
@@ -8,6 +9,8 @@ import { monotonicNs, pollOneoff, realtimeNs } from './wasi-poll.js';
 import type { QuotaKind } from './wasi-quota.js';
 import type { Filestat } from './wasi-stat.js';
 import { CLOCK, ERRNO, FILETYPE, HostErrno, RIGHT, WasiErrno, wasiErrno } from './wasi-types.js';
+
+const ENOSPC = constants.errno.ENOSPC;
 
 export type { WasiFilesystem } from './wasi-fs.js';
 export { DEFAULT_GUEST_NAME } from './wasi-fs.js';
@@ -113,7 +116,15 @@ export function wasiImports(
       return run() ?? ERRNO.SUCCESS;
     } catch (error) {
       if (error instanceof WasiErrno) return error.errno;
-      if (error instanceof HostErrno) return wasiErrno(error.errno);
+      if (error instanceof HostErrno) {
+        // A full file system (its tenant's filesystem_bytes: a file system of its own) is the guest's quota too:
+        // EDQUOT, as for limits.disk_mb, and the runtime is told (a call that then fails answers filesystem_full).
+        if (Math.abs(error.errno) === ENOSPC) {
+          io.quotaExceeded?.('filesystem', 0);
+          return ERRNO.DQUOT;
+        }
+        return wasiErrno(error.errno);
+      }
       throw error;
     }
   };

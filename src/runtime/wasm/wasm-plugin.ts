@@ -47,6 +47,7 @@ import {
 import { uncatchable } from './trap.js';
 import type { WasiFilesystem } from './wasi-fs.js';
 import { WASI_MODULE, WasiExit } from './wasi-names.js';
+import type { QuotaKind } from './wasi-quota.js';
 
 export interface WasmPluginOptions {
   pluginId: string;
@@ -261,7 +262,7 @@ export class WasmPlugin implements PluginRuntime {
               this.#pluginError(`function "${fn}" returned status ${status}`, status),
             ),
           );
-        throw this.#pluginError(`function "${fn}" returned status ${status}`, status);
+        throw this.#fullOr(this.#pluginError(`function "${fn}" returned status ${status}`, status));
       }
       // The deadline was checked on return, by #enter's last #settle, which read the clock: the call ended then.
       return {
@@ -436,7 +437,7 @@ export class WasmPlugin implements PluginRuntime {
       if (refused) this.#o.memoryBudget?.churned?.(this, this.#id);
       if (refused)
         throw this.#memoryQuotaError(`plugin "${this.#id}" exited after a memory.grow was refused`, exited);
-      throw exited;
+      throw this.#fullOr(exited);
     }
     const typed = this.#classify(error, what);
     this.#drop();
@@ -444,7 +445,20 @@ export class WasmPlugin implements PluginRuntime {
       this.#o.memoryBudget?.churned?.(this, this.#id);
       throw this.#memoryQuotaError(`plugin "${this.#id}" failed after a memory.grow was refused`, typed);
     }
-    throw typed;
+    throw this.#fullOr(typed);
+  }
+
+  /**
+   * A run that met its file system full (ENOSPC, answered EDQUOT) and then failed: `filesystem_full`, with the
+   * failure as its cause, so that the host can answer its tenant's quota (filesystem_bytes). Else `error`.
+   */
+  #fullOr(error: ReedError): ReedError {
+    if (!this.#quotaReported.has('filesystem')) return error;
+    return new ReedError(
+      'filesystem_full',
+      `plugin "${this.#id}" failed after its file system was full: ${error.code}: ${error.message}`,
+      { pluginId: this.#id, cause: error, details: { causeCode: error.code } },
+    );
   }
 
   /**
@@ -934,19 +948,24 @@ export class WasmPlugin implements PluginRuntime {
   }
 
   /** A WASI quota refused a call (the guest gets EDQUOT): one warning per run and kind, with its stable code. */
-  #quotaExceeded(kind: 'disk' | 'files', limit: number): void {
+  #quotaExceeded(kind: QuotaKind, limit: number): void {
     if (this.#quotaReported.has(kind)) return;
     this.#quotaReported.add(kind);
     const [code, message] =
-      kind === 'disk'
+      kind === 'filesystem'
         ? [
-            'disk_quota_exceeded',
-            `plugin "${this.#id}" reached its directory's disk quota of ${limit} bytes (limits.disk_mb)`,
+            'filesystem_full',
+            `plugin "${this.#id}" met its file system full (ENOSPC, answered EDQUOT; its tenant's quotas.filesystem_bytes when it has one)`,
           ]
-        : [
-            'file_quota_exceeded',
-            `plugin "${this.#id}" reached its directory's quota of ${limit} files (limits.max_files)`,
-          ];
+        : kind === 'disk'
+          ? [
+              'disk_quota_exceeded',
+              `plugin "${this.#id}" reached its directory's disk quota of ${limit} bytes (limits.disk_mb)`,
+            ]
+          : [
+              'file_quota_exceeded',
+              `plugin "${this.#id}" reached its directory's quota of ${limit} files (limits.max_files)`,
+            ];
     if (this.#o.warn !== undefined) this.#o.warn(code, message);
     else this.#o.host.log(2, `${code}: ${message}`);
   }

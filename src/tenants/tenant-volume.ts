@@ -1,0 +1,433 @@
+// A tenant's `quotas.filesystem_bytes` (docs/TENANTS.md, "Filesystem bytes"): the tenant's `files/` root (every
+// plugin's data directory, `<data dir>/files/<plugin id>/`) is a file system of its own, an ext4 image file
+// `<data dir>/files.img` loop-mounted on `<data dir>/files` (nodev, nosuid, noexec) by the host. The kernel then
+// bounds every mode's writes alike: the WASI layer in modes none and process, a native plugin, a container's bind
+// mount. Needs root and loop devices; without them the quota is refused, never left unenforced.
+import { execFile } from 'node:child_process';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ReedError } from '../errors.js';
+import { DATA_FILES_DIR } from '../manifest/data-dir.js';
+import { MIN_FILESYSTEM_BYTES } from '../tenant-quotas.js';
+
+/** The image's name in the tenant's data directory (next to `files/`, out of every plugin's reach). */
+export const VOLUME_IMAGE = 'files.img';
+/** ext4's block size for the images: 4 KiB (what the usable bytes are counted in). */
+export const VOLUME_BLOCK = 4096;
+/**
+ * The first size of an image, past the quota: ext4's own metadata (the journal, 4 MiB at this size; inode tables;
+ * group descriptors). The image is then grown until statfs reports at least the quota usable (usableBytes).
+ */
+export const VOLUME_OVERHEAD = (quota: number) => 4 * 1024 * 1024 + 256 * 1024 + Math.ceil(quota / 50);
+/** A tenant whose file system has less than this left is full: a call that fails then answers quota_exceeded. */
+export const VOLUME_FULL_MARGIN = 64 * 1024;
+/** Bytes bought each time the image grows to reach its quota (it is sparse: only what is written takes disk). */
+const GROW_STEP = 256 * 1024;
+const MOUNT_OPTIONS = 'loop,nodev,nosuid,noexec';
+
+/** What the host needs to enforce the quota, as found (injectable for the unit test of the check). */
+export interface VolumeProbe {
+  uid: number;
+  /** /dev/loop-control exists (loop devices can be attached). */
+  loopControl: boolean;
+  /** Tools found: mkfs.ext4, resize2fs, losetup, mount, umount. */
+  missingTools: string[];
+}
+
+const TOOLS = ['mkfs.ext4', 'e2fsck', 'resize2fs', 'losetup', 'mount', 'umount'] as const;
+const TOOL_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+
+export function probeVolumeSupport(): VolumeProbe {
+  const tool = (name: string) => TOOL_DIRS.map((d) => join(d, name)).find((p) => existsSync(p));
+  let loopControl = false;
+  try {
+    loopControl = lstatSync('/dev/loop-control').isCharacterDevice();
+  } catch {
+    loopControl = false;
+  }
+  return {
+    uid: process.getuid?.() ?? -1,
+    loopControl,
+    missingTools: TOOLS.filter((t) => tool(t) === undefined),
+  };
+}
+
+/** Why `quotas.filesystem_bytes` cannot be enforced on this host, or undefined when it can. */
+export function volumeUnsupported(probe: VolumeProbe): string | undefined {
+  if (probe.uid !== 0)
+    return `the host runs as uid ${probe.uid}, not root: only root can loop-mount the tenant's file system`;
+  if (!probe.loopControl) return 'the host has no loop devices (/dev/loop-control is missing)';
+  if (probe.missingTools.length > 0)
+    return `${probe.missingTools.join(', ')} not found (Debian: apt-get install e2fsprogs mount)`;
+  return undefined;
+}
+
+/** The refusal of the quota on a host that cannot enforce it: names the tenant and the field. */
+export function volumeRefusal(tenant: string, why: string): ReedError {
+  return new ReedError(
+    'tenant_invalid',
+    `tenant "${tenant}": \`quotas.filesystem_bytes\` cannot be enforced on this host (${why}), so it is refused rather than ignored (docs/TENANTS.md, "Filesystem bytes")`,
+    { details: { field: 'quotas.filesystem_bytes', tenant } },
+  );
+}
+
+function run(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      file,
+      args,
+      { env: { PATH: TOOL_DIRS.join(':'), LC_ALL: 'C' }, timeout: 120_000, maxBuffer: 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error !== null)
+          reject(
+            new Error(`${file} ${args.join(' ')}: ${String(stderr).trim().slice(0, 500) || error.message}`),
+          );
+        else resolve(String(stdout));
+      },
+    );
+  });
+}
+
+/** `\040` and the like, as /proc/self/mountinfo escapes spaces, tabs, newlines and backslashes. */
+function unescapeMount(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+/** The mount points of /proc/self/mountinfo (each once, in order). */
+export function mountPoints(): string[] {
+  const text = readFileSync('/proc/self/mountinfo', 'utf8');
+  const points: string[] = [];
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field !== undefined) points.push(unescapeMount(field));
+  }
+  return points;
+}
+
+function mounted(path: string): boolean {
+  return mountPoints().includes(path);
+}
+
+/** Unmounts `path` (the loop device detaches itself: mount -o loop sets autoclear), retrying while it is busy. */
+async function unmount(path: string, logger: Logger): Promise<void> {
+  for (let attempt = 0; mounted(path); attempt++) {
+    try {
+      await run('umount', [path]);
+      return;
+    } catch (error) {
+      if (attempt >= 20) {
+        // Still busy after ~5 s (a process outside the host holds a file there): detached now, freed when let go.
+        logger.warn({ err: error, path }, 'the tenant file system is busy: unmounted lazily');
+        await run('umount', ['-l', path]);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** How long an image may stay attached to a loop device once unmounted (the kernel frees it asynchronously). */
+export const DETACH_DEADLINE_MS = 60_000;
+
+/** The loop devices `image` is attached to (`losetup -j`). */
+async function attachedLoops(image: string): Promise<string[]> {
+  const out = await run('losetup', ['-n', '-O', 'NAME', '-j', image]);
+  return out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+/**
+ * Waits until `image` is attached to no loop device: after an unmount the kernel detaches it asynchronously, and a
+ * sandbox still dying (its mount namespace) may hold the file system a moment longer. The image is never checked,
+ * grown or mounted again while an older mount of it may still write. Throws past DETACH_DEADLINE_MS.
+ */
+async function detached(tenant: string, image: string): Promise<void> {
+  const deadline = performance.now() + DETACH_DEADLINE_MS;
+  for (;;) {
+    const loops = await attachedLoops(image);
+    if (loops.length === 0) return;
+    if (performance.now() > deadline)
+      throw new ReedError(
+        'tenant_invalid',
+        `tenant "${tenant}": its file system image ${image} is still attached to ${loops.join(', ')} (mounted elsewhere, or held by a process outside the host): it is not mounted twice`,
+        { details: { field: 'quotas.filesystem_bytes', tenant } },
+      );
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Unmounts every tenant file system a host that died left under `dataDir` (`<data_dir>/files` and
+ * `<data_dir>/tenants/<id>/<data>/files`), so that each tenant's start mounts its image afresh. Answers the paths.
+ */
+export async function sweepTenantVolumes(dataDir: string, logger: Logger): Promise<string[]> {
+  const prefix = join(dataDir, 'tenants');
+  const ours = (p: string) =>
+    p === join(dataDir, DATA_FILES_DIR) ||
+    (p.startsWith(`${prefix}/`) && /^[^/]+\/[^/]+\/files$/.test(p.slice(prefix.length + 1)));
+  const left = mountPoints().filter(ours);
+  // Deepest first, each once.
+  for (const p of [...new Set(left)].sort((a, b) => b.length - a.length)) {
+    logger.warn({ path: p }, 'a tenant file system a stopped host left mounted: unmounted');
+    await unmount(p, logger);
+  }
+  return left;
+}
+
+/** statfs figures of a mounted volume, bytes. */
+export interface VolumeSpace {
+  /** Used by the tenant's files and directories (blocks - free). */
+  usedBytes: number;
+  /** Left for the tenant to write. */
+  availableBytes: number;
+  /** used + available: at least the quota. */
+  usableBytes: number;
+}
+
+function spaceOf(path: string): VolumeSpace {
+  const s = statfsSync(path);
+  const used = (s.blocks - s.bfree) * s.bsize;
+  const available = s.bavail * s.bsize;
+  return { usedBytes: used, availableBytes: available, usableBytes: used + available };
+}
+
+/** A regular file of root's (or ours) at `path`, never a link: the image; undefined when there is none. */
+function checkedImage(tenant: string, path: string): { size: number } | undefined {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st === undefined) return undefined;
+  const uid = process.getuid?.() ?? 0;
+  if (!st.isFile() || st.isSymbolicLink() || (st.uid !== 0 && st.uid !== uid))
+    throw new ReedError(
+      'tenant_invalid',
+      `tenant "${tenant}": its file system image ${path} is not a regular file of the host's (a link is never followed)`,
+      { details: { field: 'quotas.filesystem_bytes', tenant } },
+    );
+  return { size: st.size };
+}
+
+/** The tenant's `files/`: a real directory (made 0711 when absent), never a link. */
+function checkedMountPoint(tenant: string, path: string): { empty: boolean } {
+  let st = lstatSync(path, { throwIfNoEntry: false });
+  if (st === undefined) {
+    // mkdir does not follow a link at its last component; the data directory above is the host's.
+    mkdirSync(path, { mode: 0o711 });
+    st = lstatSync(path);
+  }
+  if (!st.isDirectory() || st.isSymbolicLink())
+    throw new ReedError(
+      'tenant_invalid',
+      `tenant "${tenant}": ${path} is not a directory (a link or a file is never followed): its file system cannot be mounted there`,
+      { details: { field: 'quotas.filesystem_bytes', tenant } },
+    );
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    const again = fstatSync(fd);
+    if (again.ino !== st.ino || again.dev !== st.dev) throw new Error(`${path} changed while checked`);
+  } finally {
+    closeSync(fd);
+  }
+  return { empty: readdirSync(path).length === 0 };
+}
+
+/**
+ * One tenant's file system, mounted: `open` makes the image (first time), mounts it on `files/`, grows it to the
+ * quota; `close` unmounts it. The image stays in the data directory: a host started again mounts the same one
+ * (data kept), a tenant removed keeps it aside with the rest of its data.
+ */
+export class TenantVolume {
+  readonly tenant: string;
+  readonly image: string;
+  readonly mountPoint: string;
+  /** The quota (bytes) it enforces; for an image kept without a quota, what it was made for (its usable bytes). */
+  #limitBytes: number;
+  readonly #logger: Logger;
+  #closed: Promise<void> | undefined;
+
+  private constructor(tenant: string, dataDir: string, limitBytes: number, logger: Logger) {
+    this.tenant = tenant;
+    this.image = join(dataDir, VOLUME_IMAGE);
+    this.mountPoint = join(dataDir, DATA_FILES_DIR);
+    this.#limitBytes = limitBytes;
+    this.#logger = logger;
+  }
+
+  /**
+   * The tenant's volume: mounted when the tenant has `quotas.filesystem_bytes` (`quota`), or when it has none but
+   * an image from when it had (kept mounted at its size: removing the quota does not hide the data, nor lift the
+   * bound); undefined when neither. Refused (tenant_invalid, naming the tenant and the field) on a host that
+   * cannot mount, for a quota below the image's (lowering is refused: see docs/TENANTS.md), and for a first
+   * quota on a `files/` that already holds data.
+   */
+  static async open(
+    tenant: string,
+    dataDir: string,
+    quota: number | undefined,
+    logger: Logger,
+    probe: () => VolumeProbe = probeVolumeSupport,
+  ): Promise<TenantVolume | undefined> {
+    const image = join(dataDir, VOLUME_IMAGE);
+    const existing = checkedImage(tenant, image);
+    if (quota === undefined && existing === undefined) return undefined;
+    const why = volumeUnsupported(probe());
+    if (why !== undefined) {
+      if (quota !== undefined) throw volumeRefusal(tenant, why);
+      throw new ReedError(
+        'tenant_invalid',
+        `tenant "${tenant}": its data is in the file system image ${image}, which this host cannot mount (${why})`,
+        { details: { field: 'quotas.filesystem_bytes', tenant } },
+      );
+    }
+    if (quota !== undefined && quota < MIN_FILESYSTEM_BYTES)
+      throw new ReedError(
+        'tenant_invalid',
+        `tenant "${tenant}": \`quotas.filesystem_bytes\` = ${quota} is below the smallest file system made (${MIN_FILESYSTEM_BYTES} bytes)`,
+        { details: { field: 'quotas.filesystem_bytes', tenant } },
+      );
+    if (quota !== undefined && existing !== undefined && existing.size > imageSizeFor(quota) + GROW_STEP * 4)
+      throw new ReedError(
+        'tenant_invalid',
+        `tenant "${tenant}": \`quotas.filesystem_bytes\` = ${quota} is below what its file system was made for (image ${existing.size} bytes): lowering the quota is refused (docs/TENANTS.md, "Filesystem bytes")`,
+        { details: { field: 'quotas.filesystem_bytes', tenant } },
+      );
+    const mountPoint = join(dataDir, DATA_FILES_DIR);
+    // A mount a killed host left: let go, then mounted afresh below.
+    if (mounted(mountPoint)) await unmount(mountPoint, logger);
+    if (existing !== undefined) await detached(tenant, image);
+    const point = checkedMountPoint(tenant, mountPoint);
+    if (existing === undefined) {
+      if (!point.empty)
+        throw new ReedError(
+          'tenant_invalid',
+          `tenant "${tenant}": \`quotas.filesystem_bytes\` is new to it but ${mountPoint} already holds its plugins' data, which its own file system would hide: move the data out (serve stopped) and back in once it is mounted`,
+          { details: { field: 'quotas.filesystem_bytes', tenant } },
+        );
+      await makeImage(image, imageSizeFor(quota as number));
+    }
+    const volume = new TenantVolume(tenant, dataDir, quota ?? 0, logger);
+    // Mounted, measured, and while statfs reports less than the quota usable, unmounted and grown (offline: the
+    // tenant is not running, and online resizing needs CAP_SYS_RESOURCE, which a host in a container may lack).
+    for (let round = 0; ; round++) {
+      await run('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, mountPoint]);
+      let short = 0;
+      try {
+        const usable = volume.space().usableBytes;
+        if (quota === undefined) volume.#limitBytes = usable;
+        else short = quota - usable;
+      } catch (error) {
+        await unmount(mountPoint, logger);
+        throw error;
+      }
+      if (short <= 0) break;
+      await unmount(mountPoint, logger);
+      await detached(tenant, image);
+      if (round >= 16)
+        throw new Error(`the file system of tenant "${tenant}" does not grow to ${quota} bytes`);
+      await growImage(image, lstatSync(image).size + Math.ceil((short + GROW_STEP) / GROW_STEP) * GROW_STEP);
+    }
+    if (quota === undefined)
+      logger.warn(
+        { tenant, image },
+        'the tenant has no filesystem_bytes but a file system image: kept mounted at its size (the data stays where it is, bounded as it was)',
+      );
+    return volume;
+  }
+
+  /** The quota it enforces (bytes); for an image kept without a quota, its usable bytes. */
+  get limitBytes(): number {
+    return this.#limitBytes;
+  }
+
+  /** statfs of the mounted file system. */
+  space(): VolumeSpace {
+    return spaceOf(this.mountPoint);
+  }
+
+  /** Less than VOLUME_FULL_MARGIN left to write. */
+  full(): boolean {
+    try {
+      return this.space().availableBytes < VOLUME_FULL_MARGIN;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Unmounts it, and waits for its loop device to be let go (idempotent). The image stays. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await unmount(this.mountPoint, this.#logger);
+      await detached(this.tenant, this.image);
+    })();
+    return this.#closed;
+  }
+}
+
+/** The size an image is first made at for `quota`. */
+export function imageSizeFor(quota: number): number {
+  const raw = quota + VOLUME_OVERHEAD(quota);
+  return Math.ceil(raw / GROW_STEP) * GROW_STEP;
+}
+
+/** The image (not mounted) grown to `size` bytes: checked (e2fsck -f, which resize2fs asks for), then resized. */
+async function growImage(image: string, size: number): Promise<void> {
+  const fd = openSync(image, constants.O_WRONLY | constants.O_NOFOLLOW);
+  try {
+    ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    await run('e2fsck', ['-f', '-p', image]);
+  } catch (error) {
+    // 1: errors corrected; anything else is a file system that must not be resized.
+    if ((error as { exitCode?: number }).exitCode !== 1) throw error;
+  }
+  await run('resize2fs', [image]);
+}
+
+/** A new sparse image of `size` bytes (O_EXCL, never through a link), formatted ext4. */
+async function makeImage(path: string, size: number): Promise<void> {
+  const fd = openSync(
+    path,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
+  try {
+    ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    await run('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-b',
+      String(VOLUME_BLOCK),
+      '-m',
+      '0',
+      '-T',
+      'default',
+      '-E',
+      'root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0',
+      path,
+    ]);
+  } catch (error) {
+    rmSync(path, { force: true });
+    throw error;
+  }
+}
