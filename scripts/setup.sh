@@ -45,6 +45,9 @@ apt_install openssl
 # --- the metrics test scrapes serve with a real Prometheus server and queries its HTTP API (test/integration/prometheus.test.ts) ---
 apt_install prometheus
 
+# --- tenants' quotas.filesystem_bytes: an ext4 image per tenant, loop-mounted (src/tenants/tenant-volume.ts) ---
+apt_install e2fsprogs mount
+
 # --- process mode's sandbox: bubblewrap (src/backends/process/bubblewrap.ts); without it process mode refuses to run ---
 apt_install bubblewrap
 
