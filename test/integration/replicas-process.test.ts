@@ -2,18 +2,20 @@
 // of one plugin behind a ReplicaSet (src/backends/replica-set.ts). test/fixtures/replicas/who (built by the set-up
 // from plugin.c) answers with an id each instance draws at init, so a test sees which runner answered. Runs from
 // dist/ (npm run build). States are polled, never timed.
-import { readdirSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
 import type { ReplicaSet } from '../../src/backends/replica-set.js';
 import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { ReedError } from '../../src/errors.js';
+import { subscribeEvent } from '../../src/events/events.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost, text } from '../helpers/host.js';
 import { until } from '../helpers/idle.js';
+import { tempDir } from '../helpers/plugin-tree.js';
 import { alive } from '../helpers/processes.js';
 
 const PLUGIN = 'fixture.replicas';
@@ -24,9 +26,9 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function start() {
+async function start(fixtures = FIXTURES) {
   const storage = new MemoryStorage();
-  const { host } = await startHost([FIXTURES], {
+  const { host } = await startHost([fixtures], {
     mode: 'process',
     plugins: [PLUGIN],
     storage,
@@ -136,5 +138,39 @@ describe('replicas, process mode', () => {
       lastError: { code: 'sandbox_crashed' },
       replicas: { total: 3, ready: 3 },
     });
+  }, 120_000);
+
+  it('with idle_timeout each replica idles on its own; calls that find the others busy wake one each', async () => {
+    const dir = tempDir('reed-replicas-idle-');
+    const plugin = join(dir, 'who');
+    cpSync(FIXTURES, dir, { recursive: true });
+    const toml = join(plugin, 'plugin.toml');
+    writeFileSync(
+      toml,
+      readFileSync(toml, 'utf8').replace('replicas = 3', 'replicas = 2\nidle_timeout = "200ms"'),
+    );
+    const { host, storage, set, call, count } = await start(dir);
+    let woke = 0;
+    cleanups.push(
+      subscribeEvent('reed:sandbox:woke', (event) => {
+        if (event.session === host.session.id) woke++;
+      }),
+    );
+    await until(() => host.pluginStatus(PLUGIN).state === 'idle', 'both replicas to idle');
+    expect(host.pluginStatus(PLUGIN).replicas).toEqual({ total: 2, ready: 0 });
+    await until(() => count('deactivate') === 2, 'deactivate to have run in both');
+
+    // Two calls at once: the second finds the first's replica busy waking, and wakes the other.
+    const held = [call('wait'), call('wait')];
+    await until(() => set.inFlight(0) === 1 && set.inFlight(1) === 1, 'a call on each replica');
+    storage.put(PLUGIN, 'go', new TextEncoder().encode('1'), 1_000_000);
+    expect(new Set(await Promise.all(held)).size).toBe(2);
+    expect(woke).toBe(2);
+
+    // Idle again: one call wakes one replica only.
+    await until(() => host.pluginStatus(PLUGIN).state === 'idle', 'both replicas to idle again');
+    await call('who');
+    expect(woke).toBe(3);
+    expect(host.pluginStatus(PLUGIN).crashes).toBe(0);
   }, 120_000);
 });
