@@ -224,6 +224,7 @@ export class SupervisedSandbox implements Sandbox {
       pid: runner.pid,
       restart: lostAt !== undefined,
       startMs: performance.now() - launchedAt,
+      ...(runner.pooled === true ? { pooled: true } : {}),
       enforced: [
         'call deadline',
         'process group',

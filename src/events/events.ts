@@ -81,6 +81,8 @@ export interface SandboxStartedEvent extends EventBase {
   restart: boolean;
   /** From the runner's spawn (or the container's creation) to its plugin loaded: this runner's cold start. */
   startMs?: number;
+  /** A warm runner of a pool was handed out (`startMs` is then its hand-out), not one started for the plugin. */
+  pooled?: boolean;
   /** The isolation that holds for this runner, and what does not (docs/SECURITY.md). */
   enforced: string[];
   notEnforced: string[];

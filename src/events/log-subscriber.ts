@@ -61,6 +61,7 @@ const LINES: LogLines = {
         pluginId: e.pluginId,
         sandbox: e.mode,
         pid: e.pid,
+        ...(e.pooled === true ? { pooled: true } : {}),
         enforced: e.enforced,
         notEnforced: e.notEnforced,
       },

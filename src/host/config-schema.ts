@@ -59,7 +59,9 @@ export const HostConfigSchema = Strict({
       pool: Type.Optional(
         Strict({
           process: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
-          // Container mode has no pool yet (docs/ARCHITECTURE.md): runc/runsc are unknown keys until it does.
+          // Container mode, per runtime (src/backends/container/container-pool.ts).
+          runc: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
+          runsc: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000 })),
           // "10m", "30s", "1h", "500ms", or milliseconds.
           ttl: Type.Optional(Type.Union([Type.String({ maxLength: 16 }), Type.Integer({ minimum: 1 })])),
         }),

@@ -379,7 +379,7 @@ function resolvePool(
   }
   return {
     process: pool.process ?? 0,
-    container: { runc: 0, runsc: 0 },
+    container: { runc: pool.runc ?? 0, runsc: pool.runsc ?? 0 },
     ttlMs,
     limits,
   };

@@ -207,9 +207,10 @@ describe('[sandbox.pool] in reed.toml', () => {
   it('refuses a ttl that is not a duration, naming the key', () => {
     expect(() => config('[sandbox.pool]\nttl = "soon"\n')).toThrow(/sandbox\.pool\.ttl/);
     expect(() => config('[sandbox.pool]\nprocess = -1\n')).toThrow(/sandbox/);
-    // Container mode has no pool yet: a size for it is an unknown key, warned about, never taken as a pool.
-    const runc = config('[sandbox.pool]\nrunc = 2\n');
-    expect(runc.warnings.map((w) => w.field)).toContain('sandbox.pool.runc');
-    expect(runc.pool.container).toEqual({ runc: 0, runsc: 0 });
+    expect(() => config('[sandbox.pool]\nrunc = -1\n')).toThrow(/sandbox/);
+    // Container mode: a size per runtime.
+    const runc = config('[sandbox.pool]\nrunc = 2\nrunsc = 1\n');
+    expect(runc.warnings.map((w) => w.field)).not.toContain('sandbox.pool.runc');
+    expect(runc.pool.container).toEqual({ runc: 2, runsc: 1 });
   });
 });

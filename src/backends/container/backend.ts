@@ -2,11 +2,14 @@ import { existsSync } from 'node:fs';
 import type { TenantIdentity } from '../../tenant-quotas.js';
 import type { BackendFactory } from '../backend.js';
 import { LazySandbox } from '../lazy-sandbox.js';
+import type { WarmPool } from '../pool/warm-pool.js';
 import { cgroupName, sweepCgroups, TenantCgroupSlot } from '../process/cgroup.js';
+import { replicated } from '../replica-set.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
 import { SupervisedSandbox, type Supervision } from '../supervisor.js';
-import { ContainerRunner } from './container-runner.js';
+import { type ContainerRuntime, containerPool, fitsContainerPool } from './container-pool.js';
+import { ContainerRunner, type ContainerRunnerOptions } from './container-runner.js';
 import { type Dockerode, defaultEngineClient, engineClientOf } from './dockerode-client.js';
 import type { EngineClient } from './engine-client.js';
 import { ensurePluginImage, ensureRunnerImage } from './images.js';
@@ -74,6 +77,30 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
     return undefined;
   };
   let warned = false;
+  const supervisionOf = () => ({ startTimeoutMs: 30_000, ...options.supervision });
+  /** `[sandbox.pool] runc = N`, `runsc = N`: a warm pool per runtime (container-pool.ts); none by default. */
+  const pools = new Map<ContainerRuntime, WarmPool<ContainerRunner>>();
+  for (const runtime of ['runc', 'runsc'] as const) {
+    const pool = settings.pool;
+    if (pool === undefined || pool.container[runtime] <= 0) continue;
+    pools.set(
+      runtime,
+      containerPool({
+        settings: pool,
+        runtime,
+        session: context.session,
+        logger: context.logger,
+        runtimeDir: settings.runtimeDir,
+        startTimeoutMs: supervisionOf().startTimeoutMs,
+        engine,
+        runnerImage: async () =>
+          options.runnerImage ?? (await ensureRunnerImage({ docker: engine(), logger: context.logger })),
+        tenantCgroup: () => tenantSlot(engine()),
+        runnerUids: settings.runnerUids,
+        command: options.runnerCommand,
+      }),
+    );
+  }
   return {
     sandbox(plan, host) {
       const { pluginId, limits } = plan;
@@ -83,34 +110,63 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
         const images = { docker: engine(), logger: context.logger };
         // ensureRunnerImage hashes once per engine, and forgets a failure (the engine may answer next time).
         const runnerImage = options.runnerImage ?? (await ensureRunnerImage(images));
-        const pluginImage = await ensurePluginImage(images, runnerImage, plan.root, pluginId);
+        const pool = pools.get(plan.containerRuntime);
+        const fits =
+          pool !== undefined && settings.pool !== undefined && fitsContainerPool(plan, settings.pool);
+        // The plugin's image, built once: before the start, unless a warm container is ready for it now (a start
+        // that finds none later builds it then: `prepare`).
+        let built: Promise<string> | undefined;
+        const pluginImage = () => {
+          built ??= ensurePluginImage(images, runnerImage, plan.root, pluginId);
+          return built;
+        };
+        if (!fits || pool.ready === 0) await pluginImage();
         const supervision = { startTimeoutMs: 30_000, ...options.supervision };
         const tenantCgroup = await tenantSlot(images.docker);
         const common = { pluginId, limits, logger, session: context.session };
-        return new SupervisedSandbox({
+        const runnerOptions: ContainerRunnerOptions = {
           ...common,
-          mode: 'container',
-          supervision,
-          idleTimeoutMs: plan.idleTimeoutMs ?? 0,
-          createRunner: () =>
-            new ContainerRunner({
+          spec,
+          bytes,
+          host,
+          runtimeDir: settings.runtimeDir,
+          startTimeoutMs: supervision.startTimeoutMs,
+          engine: images.docker,
+          image: '',
+          labels: {},
+          prepare: async () => {
+            const image = await pluginImage();
+            return {
+              image,
+              labels: containerLabels({ id: pluginId, version: plan.version }, context.session, image),
+            };
+          },
+          runtime: plan.containerRuntime,
+          network: plan.grants.network,
+          dataDir: plan.grants.filesystem,
+          runnerUids: settings.runnerUids,
+          ...(options.runnerCommand === undefined ? {} : { command: options.runnerCommand }),
+          ...(tenantCgroup === undefined ? {} : { tenantCgroup }),
+        };
+        // `[sandbox] replicas` above 1: as many supervised containers behind one ReplicaSet; 1: this sandbox itself.
+        return replicated(
+          plan,
+          () =>
+            new SupervisedSandbox({
               ...common,
-              spec,
-              bytes,
-              host,
-              runtimeDir: settings.runtimeDir,
-              startTimeoutMs: supervision.startTimeoutMs,
-              engine: images.docker,
-              image: pluginImage,
-              runtime: plan.containerRuntime,
-              network: plan.grants.network,
-              dataDir: plan.grants.filesystem,
-              runnerUids: settings.runnerUids,
-              ...(options.runnerCommand === undefined ? {} : { command: options.runnerCommand }),
-              ...(tenantCgroup === undefined ? {} : { tenantCgroup }),
-              labels: containerLabels({ id: pluginId, version: plan.version }, context.session, pluginImage),
+              mode: 'container',
+              supervision,
+              idleTimeoutMs: plan.idleTimeoutMs ?? 0,
+              // Every start (the first, a restart, a start after scale-to-zero) takes a warm container when one is
+              // ready (a plan of the pool's shape: fitsContainerPool).
+              createRunner: () => {
+                const warm = fits ? pool.take() : undefined;
+                if (warm === undefined) return new ContainerRunner(runnerOptions);
+                warm.assign(runnerOptions, () => pool?.handedOut());
+                return warm;
+              },
             }),
-        });
+        );
       });
     },
     /**
@@ -132,6 +188,12 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
       // Then the tenants' cgroups (CgroupParent) those containers were in: only once the engine removed them,
       // never from under containers it still knows.
       if (swept) sweepCgroups(context.logger);
+    },
+    warm() {
+      for (const pool of pools.values()) pool.start();
+    },
+    async close() {
+      await Promise.all([...pools.values()].map((pool) => pool.close()));
     },
   };
 };

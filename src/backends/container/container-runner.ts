@@ -13,8 +13,21 @@ import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.
 import type { RunnerLink } from '../shared/runner-link.js';
 import { PACKAGE_ROOT, raceStart } from '../shared/runner-program.js';
 import { DEFAULT_RUNNER_UIDS, type UidRange } from '../shared/uid-pool.js';
-import { CONTAINER_USER, type ContainerSettings, containerSpec, SOCKET_DIR } from './container-spec.js';
-import { type ContainerRef, type EngineClient, engineError } from './engine-client.js';
+import {
+  CONTAINER_USER,
+  type ContainerSettings,
+  containerName,
+  containerSpec,
+  SOCKET_DIR,
+  warmName,
+} from './container-spec.js';
+import {
+  type ContainerRef,
+  type ContainerResources,
+  type ContainerSpec,
+  type EngineClient,
+  engineError,
+} from './engine-client.js';
 
 export interface ContainerRunnerOptions extends EndpointOptions, ContainerSettings {
   spec: PluginSpec;
@@ -27,11 +40,38 @@ export interface ContainerRunnerOptions extends EndpointOptions, ContainerSettin
    * CgroupParent: the tenant's containers share its memory_mb and cpu_weight.
    */
   tenantCgroup?: TenantCgroupSlot | undefined;
+  /**
+   * A warm container of a pool (`launch`ed with the pool's options, `assign`ed a plugin later): named
+   * `reed-<session>-warm-<dir>` until its hand-out renames it as a fresh one is named.
+   */
+  warm?: boolean;
+  /**
+   * The image and labels, made when the container is (a plugin's image is built then, not before: a plan that fits
+   * the pool builds it only when no warm container was ready). Overrides `image`, `labels` (and `tenantCgroup`).
+   */
+  prepare?: () => Promise<{
+    image: string;
+    labels: Record<string, string>;
+    tenantCgroup?: TenantCgroupSlot | undefined;
+  }>;
+}
+
+/** A warm container's program: the runner, with the WASM runtime preloaded before its Hello (warm-preload.ts). */
+export const WARM_ENTRYPOINT = [
+  '/usr/local/bin/node',
+  '--import=file:///opt/reed/dist/sandbox-runner/warm-preload.js',
+  '/opt/reed/dist/sandbox-runner/main.js',
+];
+
+/** The limits of a container the engine's update changes, for a plugin's limits (containerSpec's own formula). */
+export function containerResources(spec: ContainerSpec): ContainerResources {
+  const h = spec.HostConfig;
+  return { Memory: h.Memory, MemorySwap: h.MemorySwap, NanoCpus: h.NanoCpus, PidsLimit: h.PidsLimit };
 }
 
 /** A runner in a per-plugin container (hardened: see containerSpec), made and watched through an engine client. */
 export class ContainerRunner implements Runner {
-  readonly #o: ContainerRunnerOptions;
+  #o: ContainerRunnerOptions;
   readonly #endpoint: RunnerEndpoint;
   #container: ContainerRef | undefined;
   #running = false;
@@ -85,7 +125,107 @@ export class ContainerRunner implements Runner {
   }
 
   async start(): Promise<void> {
+    if (this.#assigned !== undefined) return this.#handOut(this.#assigned);
+    await this.#create();
+    await this.#ready(this.#endpoint.serve(this.#o.spec, this.#o.bytes));
+  }
+
+  /**
+   * A warm container (src/backends/pool/): made, hardened, started and connected as `start` does, with the pool's
+   * options (no plugin yet), up to the point where it would be sent a plugin.
+   */
+  async launch(): Promise<void> {
+    await this.#create();
+    await this.#ready(this.#endpoint.connect());
+    this.#launched = true;
+  }
+
+  #launched = false;
+  #assigned: ContainerRunnerOptions | undefined;
+  #handedOut: (() => void) | undefined;
+
+  /** Whether it was a warm container of a pool, handed to its plugin (the start reports it). */
+  get pooled(): boolean {
+    return this.#assigned !== undefined;
+  }
+
+  /**
+   * A launched warm container becomes this plugin's: its `start` hands it out. Only what the pool's shape matched
+   * (`fitsContainerPool` in backend.ts) may differ from the pool's: the spec, bytes, host, logger, and the limits the
+   * engine's update changes (memory, CPU, pids); never the network, a data directory, the tmpfs, the runtime.
+   */
+  assign(options: ContainerRunnerOptions, handedOut?: () => void): void {
+    if (!this.#launched || this.#assigned !== undefined)
+      throw new Error('only a launched warm container is assigned a plugin, once');
+    this.#assigned = options;
+    this.#handedOut = handedOut;
+  }
+
+  /** The hand-out, then (ready or not) `handedOut`: the pool launches the replacement (WarmPool.handedOut). */
+  async #handOut(options: ContainerRunnerOptions): Promise<void> {
+    try {
+      await this.#sendPlugin(options);
+    } finally {
+      this.#handedOut?.();
+    }
+  }
+
+  /**
+   * The plugin's limits through the engine's update (when they are not the pool's), the name a fresh container of
+   * this sandbox directory has, the owner record naming the plugin, then the Welcome. The labels stay the pool's
+   * (the engine cannot change them): docs/ARCHITECTURE.md, "Warm pools".
+   */
+  async #sendPlugin(options: ContainerRunnerOptions): Promise<void> {
+    const warm = this.#o;
+    const container = this.#container as ContainerRef;
+    this.#o = {
+      ...warm,
+      ...options,
+      runAs: warm.runAs,
+      privateWorkDir: true,
+      runnerSocketPath: warm.runnerSocketPath,
+      tenantCgroup: warm.tenantCgroup,
+      warm: false,
+    };
     const o = this.#o;
+    this.#endpoint.adopt(o);
+    const dir = this.#endpoint.dir;
+    const wanted = containerResources(containerSpec(o, dir, []));
+    const had = containerResources(containerSpec(warm, dir, []));
+    const changed = JSON.stringify(wanted) !== JSON.stringify(had);
+    if (changed && o.runtime === 'runsc') {
+      // backend.ts never hands a runsc container to other limits: gVisor has no update.
+      throw new ReedError(
+        'sandbox_start_failed',
+        `the limits of plugin "${o.pluginId}" cannot be applied to a warm gVisor container (runsc has no update)`,
+        { pluginId: o.pluginId },
+      );
+    }
+    const { engine } = o;
+    try {
+      await Promise.all([
+        changed ? engine.update(container, wanted) : undefined,
+        engine.rename(container, containerName(o, dir)),
+      ]);
+    } catch (error) {
+      throw engineError(
+        error,
+        `the limits and name of plugin "${o.pluginId}" could not be applied to a warm container`,
+        'sandbox_start_failed',
+      );
+    }
+    const ready = this.#ready(this.#endpoint.serve(o.spec, o.bytes));
+    // The owner record names the plugin once the Welcome is out, on the thread pool while the runner loads it.
+    const owner = new Promise((resolve) => setImmediate(resolve)).then(() =>
+      this.#endpoint.writeOwnerAsync(),
+    );
+    await Promise.all([ready, owner]);
+  }
+
+  /** Makes the container and starts it (the data directory's group, the socket, the secret, the engine's part). */
+  async #create(): Promise<void> {
+    const o = this.#o;
+    if (o.prepare !== undefined) this.#o = { ...this.#o, ...(await o.prepare()) };
     // First: a host that cannot hand the data directory over is refused before anything is made.
     if (o.dataDir !== undefined) await this.#handDataDir(o.dataDir.hostPath);
     await this.#endpoint.listen();
@@ -111,14 +251,13 @@ export class ContainerRunner implements Runner {
         'sandbox_start_failed',
       );
     }
+  }
+
+  /** Waits for `step` (the connection, or the plugin loaded) or the container's end, within the start timeout. */
+  async #ready(step: Promise<void>): Promise<void> {
+    const o = this.#o;
     try {
-      await raceStart(
-        this.#endpoint.serve(o.spec, o.bytes),
-        this.exited,
-        o.startTimeoutMs,
-        o.pluginId,
-        () => this.stderrTail,
-      );
+      await raceStart(step, this.exited, o.startTimeoutMs, o.pluginId, () => this.stderrTail);
     } catch (error) {
       // Put what the container said into the error: a container that never connects back is a mystery otherwise.
       const logs = await this.#logs();
@@ -176,12 +315,14 @@ export class ContainerRunner implements Runner {
       this.#tenantFailures = this.tenantCgroup?.memoryFailures() ?? 0;
     }
     const parent = this.tenantCgroup === undefined ? undefined : `/reed/${this.tenantCgroup.name}`;
+    const settings = { ...this.#o, cgroupParent: parent };
     const spec = containerSpec(
-      { ...this.#o, cgroupParent: parent },
+      settings,
       this.#endpoint.dir,
       dial,
       this.#dataGroup?.gid ?? CONTAINER_USER.gid,
     );
+    if (this.#o.warm === true) spec.name = warmName(settings, this.#endpoint.dir);
     let container: ContainerRef;
     try {
       container = await engine.create(spec);
@@ -227,7 +368,8 @@ export class ContainerRunner implements Runner {
         logger: o.logger,
         onLine: (level, line) => {
           if (level === 2) this.stderrTail = `${this.stderrTail}\n${line}`.slice(-4096);
-          o.host.log(level, line);
+          // The host of the plugin it runs now (a warm container's is the pool's until its hand-out).
+          this.#o.host.log(level, line);
         },
       }),
     ).attach(stream as Readable);

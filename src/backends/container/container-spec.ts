@@ -36,6 +36,16 @@ export interface ContainerSettings {
   cgroupParent?: string | undefined;
 }
 
+/** A container's name: the host session's and its sandbox directory's (unique on the engine). */
+export function containerName(o: Pick<ContainerSettings, 'session'>, dir: string): string {
+  return `reed-${o.session.id.slice(0, 8)}-${dir.slice(-6).toLowerCase()}`;
+}
+
+/** A warm container's name until its hand-out renames it `containerName` (src/backends/pool/). */
+export function warmName(o: Pick<ContainerSettings, 'session'>, dir: string): string {
+  return `reed-${o.session.id.slice(0, 8)}-warm-${dir.slice(-6).toLowerCase()}`;
+}
+
 /**
  * A plugin's container, hardened as the CIS Docker Benchmark's runtime section asks: no capabilities, no new
  * privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota, a pids limit, ulimits, no
@@ -56,7 +66,7 @@ export function containerSpec(
   // tmpfs bounds what a file can hold.
   const fileBytes = Math.max(l.tmpfsMb, o.dataDir === undefined ? 0 : l.diskMb) * 1024 * 1024;
   return {
-    name: `reed-${o.session.id.slice(0, 8)}-${dir.slice(-6).toLowerCase()}`,
+    name: containerName(o, dir),
     Image: o.image,
     ...(o.command === undefined ? {} : { Entrypoint: o.command }),
     Cmd: ['--plugin-id', o.pluginId, ...dial],

@@ -2,6 +2,7 @@ import Dockerode from 'dockerode';
 import type {
   BuildEvent,
   ContainerRef,
+  ContainerResources,
   ContainerSpec,
   ContainerState,
   EngineClient,
@@ -75,6 +76,14 @@ export class DockerodeClient implements EngineClient {
 
   async kill(container: ContainerRef, signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
     await own(container).kill({ signal });
+  }
+
+  async update(container: ContainerRef, resources: ContainerResources): Promise<void> {
+    await own(container).update(resources);
+  }
+
+  async rename(container: ContainerRef, name: string): Promise<void> {
+    await own(container).rename({ name });
   }
 
   async remove(container: ContainerRef): Promise<boolean> {

@@ -30,6 +30,13 @@ export interface EngineClient {
   /** The last `tail` lines of stdout and stderr, as text. */
   logs(container: ContainerRef, tail: number): Promise<string>;
   kill(container: ContainerRef, signal: 'SIGKILL' | 'SIGTERM'): Promise<void>;
+  /**
+   * Changes a running container's resource limits (the engine's container update: its cgroup). A warm container of
+   * a pool gets its plugin's limits this way (container-runner.ts, the hand-out). runc only: runsc has no update.
+   */
+  update(container: ContainerRef, resources: ContainerResources): Promise<void>;
+  /** Gives it another name (unique on the engine). */
+  rename(container: ContainerRef, name: string): Promise<void>;
   /** Removes it whatever its state: true, or false when it was already gone. */
   remove(container: ContainerRef): Promise<boolean>;
   /** Every container (running or not) that carries all of `labels` (`key=value`, or `key` for any value). */
@@ -51,6 +58,14 @@ export interface ContainerState {
   running: boolean;
   pid: number | undefined;
   oomKilled: boolean;
+}
+
+/** The limits `update` sets, in the Engine API's field names (HostConfig's). */
+export interface ContainerResources {
+  Memory: number;
+  MemorySwap: number;
+  NanoCpus: number;
+  PidsLimit: number;
 }
 
 export interface ListedContainer {

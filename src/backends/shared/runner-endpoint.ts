@@ -133,9 +133,9 @@ export class RunnerEndpoint {
 
   /**
    * `writeOwner` on the thread pool, off the event loop: a warm runner's record, rewritten for the plugin it is
-   * handed while the runner loads that plugin (src/backends/process/runner-process.ts).
+   * handed while the runner loads that plugin (src/backends/process/runner-process.ts; a container's names no pid).
    */
-  async writeOwnerAsync(runner: { pid: number; start: string }): Promise<void> {
+  async writeOwnerAsync(runner?: { pid: number; start: string }): Promise<void> {
     const temp = this.#ownerTemp();
     const file = await open(temp, CREATE_EXCLUSIVE, 0o600);
     try {

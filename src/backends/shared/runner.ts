@@ -21,6 +21,8 @@ export interface Runner {
   readonly pid: number | undefined;
   /** What this kind of runner enforces beyond what every runner does, and what it could not (for the 'runner ready' log). */
   readonly isolation?: { enforced: string[]; notEnforced: string[] };
+  /** Whether it is a warm runner of a pool handed to its plugin (src/backends/pool/), not one started for it. */
+  readonly pooled?: boolean;
   start(): Promise<void>;
   /** Whether it was killed for exceeding its memory limit. */
   oomKilled(): Promise<boolean>;
