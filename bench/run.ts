@@ -11,6 +11,7 @@ import { runNativeBench } from './native.js';
 import { runPoolBench } from './pool.js';
 import { runProcessBench } from './process.js';
 import { runScaleBench } from './scale.js';
+import { runScaleProcessBench } from './scale-process.js';
 import { runTenantsBench } from './tenants.js';
 import { runTlsTransportBench } from './tls-transport.js';
 import { runWasmBench } from './wasm.js';
@@ -30,8 +31,14 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['api', runApiBench],
   ['tenants', runTenantsBench],
   ['tls-transport', runTlsTransportBench],
+  ['scale-process', runScaleProcessBench],
 ];
-const only = process.argv.slice(2);
+// Names select benches; `--name value` (or `--name=value`) are options a bench reads itself (scale-process).
+const only = process.argv
+  .slice(2)
+  .filter(
+    (a, i, all) => !a.startsWith('--') && !(all[i - 1]?.startsWith('--') && !all[i - 1]?.includes('=')),
+  );
 const missed: string[] = [];
 for (const [name, run] of benches) {
   if (only.length > 0 && !only.includes(name)) continue;
