@@ -201,7 +201,9 @@ export const statusCommand: Command = {
           p.id,
           p.version,
           p.mode,
-          p.state + (p.retryAt === undefined ? '' : ` (retry at ${p.retryAt})`),
+          p.state +
+            (p.replicas === undefined ? '' : ` (${p.replicas.ready}/${p.replicas.total} replicas ready)`) +
+            (p.retryAt === undefined ? '' : ` (retry at ${p.retryAt})`),
           String(p.crashes),
           p.error === undefined ? '' : `${p.error.code}: ${p.error.message}`,
         ]),
