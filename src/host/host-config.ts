@@ -39,7 +39,7 @@ import {
 import { DEFAULT_WASM_MODULE_LIMITS, type WasmModuleLimits } from '../runtime/wasm/module-limits.js';
 import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
-import { TENANT_QUOTA_KEYS, type TenantQuotas } from '../tenant-quotas.js';
+import { MIN_FILESYSTEM_BYTES, TENANT_QUOTA_KEYS, type TenantQuotas } from '../tenant-quotas.js';
 import { parseToml, type TomlSyntaxError } from '../toml.js';
 import type { HostPolicy, ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
@@ -430,10 +430,11 @@ function resolveTenants(raw: RawConfig, ctx: ResolveContext, invalid: Invalid): 
     for (const key of Object.keys(t.quotas ?? {}))
       if (!(TENANT_QUOTA_KEYS as readonly string[]).includes(key))
         invalid(`tenants.${id}.quotas.${key}`, `is not a quota (${TENANT_QUOTA_KEYS.join(', ')})`);
-    if (t.quotas?.filesystem_bytes !== undefined)
+    const fsBytes = t.quotas?.filesystem_bytes;
+    if (fsBytes !== undefined && fsBytes < MIN_FILESYSTEM_BYTES)
       invalid(
         `tenants.${id}.quotas.filesystem_bytes`,
-        'is not enforced by this version, so it is refused rather than ignored: each plugin\u2019s data directory is bounded by limits.disk_mb and max_files (docs/TENANTS.md, "Filesystem bytes")',
+        `is below the smallest tenant file system (${MIN_FILESYSTEM_BYTES} bytes)`,
       );
     const quotas = { ...(t.quotas ?? {}) };
     if (quotas.calls_burst !== undefined && quotas.calls_per_second === undefined)

@@ -31,6 +31,14 @@ export const PROMPT_REFUSALS_BURST = 100;
 export const REFUSAL_HOLD_MS = 5;
 export const MAX_HELD_REFUSALS = 1_024;
 
+/** Failures of a call that never ran the plugin: answered as they are, a full file system or not. */
+const NOT_RUN: ReadonlySet<string> = new Set([
+  'plugin_not_found',
+  'function_not_found',
+  'host_closed',
+  'quota_exceeded',
+]);
+
 /** A call admitted and waiting for a later turn of the event loop (see TURN_SLICE_MS). */
 interface Queued {
   pluginId: string;
@@ -213,7 +221,7 @@ export class TenantHost implements Tenant {
     if (volume === undefined || limit === undefined) return error;
     if (error instanceof ReedError && error.code === 'quota_exceeded') return error;
     const code = error instanceof ReedError ? error.code : 'internal_error';
-    if (code !== 'filesystem_full' && !volume.full()) return error;
+    if (code !== 'filesystem_full' && (NOT_RUN.has(code) || !volume.full())) return error;
     const refusal = this.#deny(
       'filesystem_bytes',
       limit,

@@ -57,6 +57,11 @@ describe.each(['none', 'process'] as const)('tenant filesystem_bytes, mode %s', 
     const refused = await denied(small.call('fs.a', 'fill', `past\n${2 * MiB}`), 'filesystem_bytes', QUOTA);
     expect(refused).toMatchObject({ details: { tenant: 'fs-small', causeCode: 'filesystem_full' } });
     expect(reg().usage('fs-small').denied.filesystem_bytes).toBe(1);
+    // Full now (what the host's statfs sees); a call that never ran the plugin is still answered as it is.
+    expect(reg().usage('fs-small').filesystem?.availableBytes).toBeLessThan(64 * 1024);
+    await expect(small.call('fs.a', 'no-such-function', '')).rejects.toMatchObject({
+      code: 'function_not_found',
+    });
     expect(reg().usage('fs-small').filesystem?.usedBytes).toBeGreaterThanOrEqual(QUOTA - 256 * 1024);
 
     // The other tenant's plugin (same id) keeps writing.
@@ -122,5 +127,24 @@ describe.each(['none', 'process'] as const)('tenant filesystem_bytes, mode %s', 
     const registry = await fixture.restart();
     expect(mountsUnder(join(data, 'files'))).toEqual([join(data, 'files')]);
     expect(await call(registry.get('fs-left'), 'get', 'a.txt')).toBe('kept');
+  }, 120_000);
+});
+
+describe('tenant filesystem_bytes in reed.toml', () => {
+  it('a tenant declared with it starts on its own file system, unmounted at close', async () => {
+    const fixture = await startRegistry(
+      'none',
+      '[policy.permissions]\nfilesystem = "readwrite"\n[tenants.c]\nplugin_dirs = ["plugins-c"]\n[tenants.c.quotas]\nfilesystem_bytes = 2097152\n',
+    );
+    try {
+      const files = join(fixture.registry.dataDirOf('c'), 'files');
+      expect(mountsUnder(files)).toEqual([files]);
+      expect(fixture.registry.usage('c').filesystem?.limitBytes).toBe(2 * MiB);
+      expect(fixture.registry.usage('a').filesystem).toBeUndefined();
+    } finally {
+      await fixture.registry.close();
+    }
+    expect(mountsUnder(fixture.dir)).toEqual([]);
+    expect(loopsUnder(fixture.dir)).toEqual([]);
   }, 120_000);
 });
