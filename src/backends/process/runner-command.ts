@@ -32,6 +32,10 @@ export function defaultRunnerCommand(
   return [
     process.execPath,
     `--max-old-space-size=${Math.max(128, limits.memoryMb)}`,
+    // One V8 worker thread, not four: a runner runs one plugin, mostly idle, and a host runs many of them. Three
+    // threads fewer per runner (their stacks and malloc arenas): 0.1-0.3 MiB PSS less per idle runner, measured
+    // (docs/ARCHITECTURE.md, "The runner's memory"). GC and WASM tier-up still run beside the main thread.
+    '--v8-pool-size=1',
     permissionFlag(),
     // One flag per path; the package.json tells the loader these are ES modules.
     ...[
