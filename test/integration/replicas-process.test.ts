@@ -6,6 +6,8 @@ import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
+import { poolsOf } from '../../src/backends/pool/warm-pool.js';
+import type { RunnerProcess } from '../../src/backends/process/runner-process.js';
 import type { ReplicaSet } from '../../src/backends/replica-set.js';
 import type { SupervisedSandbox } from '../../src/backends/supervisor.js';
 import type { ReedError } from '../../src/errors.js';
@@ -26,9 +28,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function start(fixtures = FIXTURES) {
+async function start(fixtures = FIXTURES, reedToml = '') {
   const storage = new MemoryStorage();
   const { host } = await startHost([fixtures], {
+    reedToml,
     mode: 'process',
     plugins: [PLUGIN],
     storage,
@@ -172,5 +175,22 @@ describe('replicas, process mode', () => {
     await call('who');
     expect(woke).toBe(3);
     expect(host.pluginStatus(PLUGIN).crashes).toBe(0);
+  }, 120_000);
+
+  it('a replica takes a warm runner from the pool like any start (here: its restart after a SIGKILL)', async () => {
+    const { host, set, pids } = await start(FIXTURES, '[sandbox.pool]\nprocess = 1\n');
+    const [pool] = poolsOf(host.session.id);
+    if (pool === undefined) throw new Error('no warm pool');
+    await pool.filled();
+    const warm = (pool.idleRunners() as unknown as RunnerProcess[]).map((r) => r.pid);
+    expect(warm).toHaveLength(1);
+    const victim = pids()[1] as number;
+    process.kill(victim, 'SIGKILL');
+    await until(
+      () => pids()[1] !== victim && host.pluginStatus(PLUGIN).replicas?.ready === 3,
+      'the killed replica to be ready again',
+    );
+    expect(pids()[1]).toBe(warm[0]);
+    expect(set.replicas.map((r) => r.status().state)).toEqual(['ready', 'ready', 'ready']);
   }, 120_000);
 });
