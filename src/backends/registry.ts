@@ -4,6 +4,7 @@ import type { BackendContext, BackendFactory, SandboxBackend } from './backend.j
 import { type ContainerBackendOptions, containerBackend } from './container/backend.js';
 import { inProcessBackend } from './in-process/backend.js';
 import { type ProcessBackendOptions, processBackend } from './process/backend.js';
+import { type SwarmBackendOptions, swarmBackend } from './swarm/backend.js';
 
 /** Every backend's options together: what an embedder may pass (PluginHostOptions carries them). */
 export type BackendOptions = ProcessBackendOptions &
@@ -13,6 +14,11 @@ export type BackendOptions = ProcessBackendOptions &
      * together (a cgroup per tenant, a CgroupParent, summed WASM memory), mode none also to `fuel_per_second`.
      */
     tenant?: TenantIdentity;
+    /**
+     * Run container-mode plugins as services of a Docker Swarm instead of containers of one engine (the swarm
+     * backend, docs/SCALE.md): the manager's client and the registry every node pulls from.
+     */
+    swarm?: SwarmBackendOptions;
   };
 
 /**
@@ -22,7 +28,9 @@ export type BackendOptions = ProcessBackendOptions &
 export const BACKENDS: { readonly [M in SandboxMode]: BackendFactory<BackendOptions> } = {
   none: inProcessBackend,
   process: processBackend,
-  container: containerBackend,
+  // With `swarm`, container mode's plugins run on the swarm: where containers run is the operator's choice.
+  container: (context) =>
+    context.options.swarm === undefined ? containerBackend(context) : swarmBackend(context),
 };
 
 /** One host's backends, made once; each keeps its own state (a Docker client, say) for the host's life. */

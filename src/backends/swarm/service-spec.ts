@@ -78,7 +78,7 @@ export interface ServiceSpec {
 export function swarmLabels(
   plugin: { id: string; version: string },
   session: HostSession,
-  kind: 'service' | 'network' | 'secret',
+  kind: 'service' | 'network' | 'secret' | 'relay',
 ): Record<string, string> {
   return {
     [LABEL_MANAGED]: 'true',

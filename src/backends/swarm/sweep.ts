@@ -30,7 +30,12 @@ function idOf(item: Labelled): string {
 }
 
 function statusOf(error: unknown): number | undefined {
-  return (error as { statusCode?: number }).statusCode;
+  const e = error as { statusCode?: number; message?: string };
+  // A network removed meanwhile (its last task's node let it go) is a 500 "network ... not found" on API 1.41.
+  if (e.statusCode === 500 && /\bnot found\b/.test(e.message ?? '')) return 404;
+  // A network its removed service's task still holds (the task is stopping): a 400 FailedPrecondition, to wait out.
+  if (e.statusCode === 400 && /\bin use by task\b/.test(e.message ?? '')) return 403;
+  return e.statusCode;
 }
 
 /**
