@@ -130,6 +130,31 @@ describe.each(['none', 'process'] as const)('tenant filesystem_bytes, mode %s', 
   }, 120_000);
 });
 
+describe('tenant filesystem_bytes added to a tenant that holds data', () => {
+  it('is refused (its file system would hide the data); the tenant goes on with its spec and its data', async () => {
+    const fixture = await startRegistry('none', '[policy.permissions]\nfilesystem = "readwrite"\n');
+    try {
+      const plugins = filesPluginDir();
+      const tenant = await fixture.registry.create('fs-late', { plugin_dirs: [plugins] });
+      await tenant.call('fs.a', 'put', 'a.txt\nbefore');
+      await expect(
+        fixture.registry.create('fs-late', { plugin_dirs: [plugins], quotas: { filesystem_bytes: 4 * MiB } }),
+      ).rejects.toMatchObject({
+        code: 'tenant_invalid',
+        message: expect.stringMatching(/already holds its plugins' data/),
+        details: { field: 'quotas.filesystem_bytes' },
+      });
+      const back = fixture.registry.get('fs-late') as Tenant;
+      expect(back.spec).toEqual({ plugin_dirs: [plugins] });
+      expect(text((await back.call('fs.a', 'get', 'a.txt')).output)).toBe('before');
+      expect(existsSync(join(fixture.registry.dataDirOf('fs-late'), 'files.img'))).toBe(false);
+      expect(mountsUnder(fixture.dir)).toEqual([]);
+    } finally {
+      await fixture.registry.close();
+    }
+  }, 120_000);
+});
+
 describe('tenant filesystem_bytes in reed.toml', () => {
   it('a tenant declared with it starts on its own file system, unmounted at close', async () => {
     const fixture = await startRegistry(
