@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -42,5 +42,29 @@ describe('tenant filesystem_bytes: the host check', () => {
       throw new Error('not asked');
     });
     expect(volume).toBeUndefined();
+  });
+
+  it('never follows a link at the image or at files/', async () => {
+    const target = tempDir('reed-tenant-fs-target-');
+    writeFileSync(join(target, 'img'), 'not an image');
+    const linkedImage = tempDir('reed-tenant-fs-check-');
+    symlinkSync(join(target, 'img'), join(linkedImage, 'files.img'));
+    await expect(
+      TenantVolume.open('acme', linkedImage, 4 * 1024 * 1024, logger, () => able),
+    ).rejects.toMatchObject({
+      code: 'tenant_invalid',
+      message: expect.stringMatching(/not a regular file .*a link is never followed/),
+    });
+    const linkedFiles = tempDir('reed-tenant-fs-check-');
+    mkdirSync(join(target, 'files'));
+    symlinkSync(join(target, 'files'), join(linkedFiles, 'files'));
+    await expect(
+      TenantVolume.open('acme', linkedFiles, 4 * 1024 * 1024, logger, () => able),
+    ).rejects.toMatchObject({
+      code: 'tenant_invalid',
+      message: expect.stringMatching(/is not a directory \(a link or a file is never followed\)/),
+    });
+    // Nothing made: no image beside the link.
+    expect(existsSync(join(linkedFiles, 'files.img'))).toBe(false);
   });
 });
