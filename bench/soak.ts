@@ -43,7 +43,8 @@ export interface SoakOptions {
   /** The share of `seconds` before RSS and descriptors are taken as the baseline. */
   warmupFraction?: number;
   /** Called once a second with the running counts (the CLI prints progress with it). */
-  onTick?: (answered: number, elapsedS: number) => void;
+  /** Each second: requests answered so far, seconds since the callers started, the server's RSS (MiB) now. */
+  onTick?: (answered: number, elapsedS: number, rssMiB: number) => void;
   /**
    * Fault injection (docs/RELIABILITY.md, "Faults during load"): called once the callers have started, and run
    * beside them; it injects its faults through the context (killing runners, filling a directory, ...) and marks
@@ -485,7 +486,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         rssWarm.push(sample.rss);
         fdsWarm = Math.max(fdsWarm, sample.fds);
       }
-      options.onTick?.(answered, Math.round((now - started) / 1000));
+      options.onTick?.(answered, Math.round((now - started) / 1000), sample.rss);
     }
   })();
   await Promise.all([
@@ -627,8 +628,12 @@ async function main(): Promise<void> {
       seconds,
       callers: Number(values.callers),
       plugins: Number(values.plugins),
-      onTick: (answered, elapsed) => {
-        if (elapsed % 30 === 0) console.log(`  ${elapsed} s: ${answered.toLocaleString('en-US')} answered`);
+      onTick: (answered, elapsed, rss) => {
+        // The RSS beside the count: whether a growth is a trend (a leak) or where the collector happened to be.
+        if (elapsed % 30 === 0)
+          console.log(
+            `  ${elapsed} s: ${answered.toLocaleString('en-US')} answered, RSS ${rss.toFixed(0)} MiB`,
+          );
       },
     });
     rows.push(soakRow(result));
