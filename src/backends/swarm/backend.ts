@@ -52,6 +52,12 @@ export const swarmBackend: BackendFactory<{ swarm?: SwarmBackendOptions }> = (co
   /** The runner image, built on the manager and pushed by content hash: once per host (a failure is forgotten). */
   const runnerImage = (pluginId: string): Promise<string> => {
     image ??= (async () => {
+      if (typeof options.registry !== 'string' || options.registry === '')
+        throw new ReedError(
+          'sandbox_start_failed',
+          `plugin "${pluginId}": the swarm backend has no registry: every node pulls the runner image from one (swarm.registry, host:port)`,
+          { pluginId },
+        );
       const info = await docker.info().catch((error: unknown) => {
         throw engineError(
           error,
@@ -66,14 +72,13 @@ export const swarmBackend: BackendFactory<{ swarm?: SwarmBackendOptions }> = (co
           `plugin "${pluginId}": the swarm backend's Docker engine is not a swarm manager (swarm state ${swarm?.LocalNodeState ?? 'unknown'}); give it a manager's client, or run docker swarm init`,
           { pluginId },
         );
-      if (typeof options.registry !== 'string' || options.registry === '')
-        throw new ReedError(
-          'sandbox_start_failed',
-          `plugin "${pluginId}": the swarm backend has no registry: every node pulls the runner image from one (swarm.registry, host:port)`,
-          { pluginId },
-        );
       const local = await ensureRunnerImage({ docker, logger: context.logger });
-      return publishImage(docker, local, options.registry);
+      return publishImage(docker, local, options.registry).catch((error: ReedError) => {
+        throw new ReedError(error.code ?? 'image_push_failed', `plugin "${pluginId}": ${error.message}`, {
+          pluginId,
+          cause: error,
+        });
+      });
     })();
     image.catch(() => {
       image = undefined;
