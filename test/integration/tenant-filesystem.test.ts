@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TenantRegistry } from '../../src/tenants/registry.js';
 import type { Tenant } from '../../src/tenants/tenant.js';
+import { killHost, spawnHostFixture } from '../helpers/host-child.js';
 import { filesPluginDir, loopsUnder, MiB, mountsUnder } from '../helpers/tenant-filesystem.js';
 import { denied, type Fixture, startRegistry } from '../helpers/tenants.js';
 
@@ -128,6 +129,32 @@ describe.each(['none', 'process'] as const)('tenant filesystem_bytes, mode %s', 
     expect(mountsUnder(join(data, 'files'))).toEqual([join(data, 'files')]);
     expect(await call(registry.get('fs-left'), 'get', 'a.txt')).toBe('kept');
   }, 120_000);
+});
+
+describe('tenant filesystem_bytes after a host killed with SIGKILL', () => {
+  it('the next registry on the data_dir unmounts what it left and mounts the image again, data kept; nothing left after', async () => {
+    // Mode none: what is left is the mount itself (a process-mode runner exits with its connection).
+    const fixture = await startRegistry('none', '[policy.permissions]\nfilesystem = "readwrite"\n');
+    await fixture.registry.close();
+    const plugins = filesPluginDir();
+    const { child } = await spawnHostFixture('tenant-fs-host', [fixture.dir, plugins, 'none']);
+    await killHost(child);
+    const data = join(fixture.dir, 'data', 'tenants', 'fs-killed');
+    // The killed host's mount is still there (nothing of its own ran).
+    expect(mountsUnder(data)).toHaveLength(1);
+    const registry = await fixture.restart();
+    try {
+      const files = join(registry.dataDirOf('fs-killed'), 'files');
+      expect(mountsUnder(data)).toEqual([files]);
+      expect(text((await (registry.get('fs-killed') as Tenant).call('fs.a', 'get', 'a.txt')).output)).toBe(
+        'kept',
+      );
+    } finally {
+      await registry.close();
+    }
+    expect(mountsUnder(fixture.dir)).toEqual([]);
+    expect(loopsUnder(fixture.dir)).toEqual([]);
+  }, 180_000);
 });
 
 describe('tenant filesystem_bytes added to a tenant that holds data', () => {
