@@ -5,6 +5,7 @@ import type { Dockerode } from '../container/dockerode-client.js';
 import { engineError } from '../container/engine-client.js';
 import { ensureRunnerImage } from '../container/images.js';
 import { LABEL_MANAGED, LABEL_SESSION, ownContainerId } from '../container/labels.js';
+import { sweepContainers } from '../container/sweep.js';
 import { LazySandbox } from '../lazy-sandbox.js';
 import { replicated } from '../replica-set.js';
 import { runnerPayload } from '../shared/runner-payload.js';
@@ -178,6 +179,13 @@ export const swarmBackend: BackendFactory<{ swarm?: SwarmBackendOptions }> = (co
       await sweepOrphans(settings.runtimeDir, context.logger);
       await sweepSwarm(docker, context.logger).catch((error: unknown) =>
         context.logger.warn({ err: error }, 'could not sweep the swarm; the next start retries'),
+      );
+      // Then the manager's containers of dead hosts: their relays (and task containers still there), by the same labels.
+      await sweepContainers(docker, context.logger).catch((error: unknown) =>
+        context.logger.warn(
+          { err: error },
+          'could not sweep the swarm manager\u2019s containers; the next start retries',
+        ),
       );
     },
     /** After every sandbox stopped: what their runners' removal left (networks still draining), then the session's. */
