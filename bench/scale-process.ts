@@ -153,6 +153,8 @@ interface Run {
   processes: number;
   hostPss: number;
   load: number[];
+  /** Calls that failed (warm-up and paced), their errors. */
+  failed: string[];
 }
 
 async function measure(
@@ -175,14 +177,28 @@ async function measure(
   const startMs = performance.now() - t;
   const agent = new Agent({ keepAlive: true, maxSockets: 32 });
   try {
-    // Every plugin answers once (a lazily started sandbox starts here), eight at a time.
+    // Every plugin answers once (a lazily started sandbox starts here), eight at a time. A call that fails is
+    // counted and reported, not retried: the run goes on, and the bench says it missed.
+    const failed: string[] = [];
     let next = 0;
     await Promise.all(
       Array.from({ length: 8 }, async () => {
-        while (next < ids.length) await call(agent, socket, ids[next++] as string);
+        while (next < ids.length)
+          await call(agent, socket, ids[next++] as string).catch((error: Error) =>
+            failed.push(error.message),
+          );
       }),
     );
-    const run: Run = { startMs, latency: [], fromDue: [], pss: [], processes: 0, hostPss: 0, load: [] };
+    const run: Run = {
+      startMs,
+      latency: [],
+      fromDue: [],
+      pss: [],
+      processes: 0,
+      hostPss: 0,
+      load: [],
+      failed,
+    };
     const gap = PERIOD_MS / ids.length;
     const total = Math.max(1, Math.floor(ms / gap));
     const t0 = performance.now();
@@ -194,10 +210,13 @@ async function measure(
       const wait = due - performance.now();
       if (wait > 0) await sleep(wait);
       inFlight.push(
-        call(agent, socket, ids[k % ids.length] as string).then((latency) => {
-          run.latency.push(latency);
-          run.fromDue.push(performance.now() - due);
-        }),
+        call(agent, socket, ids[k % ids.length] as string).then(
+          (latency) => {
+            run.latency.push(latency);
+            run.fromDue.push(performance.now() - due);
+          },
+          (error: Error) => void failed.push(error.message),
+        ),
       );
       if (performance.now() - t0 >= nextSample) {
         nextSample += 20_000;
@@ -283,6 +302,14 @@ export async function runScaleProcessBench(): Promise<boolean> {
         baseline: `${fmt(percentile(none.fromDue, 0.99), 2)} ms p99 mode none`,
         ratio: '',
         target: '',
+      },
+      {
+        figure: '  calls that failed (warm-up and paced)',
+        value: `${fmt(proc.failed.length)}${proc.failed.length > 0 ? `: ${proc.failed[0]?.slice(0, 200)}` : ''}`,
+        baseline: `${fmt(none.failed.length)} mode none`,
+        ratio: '',
+        target: '0',
+        met: proc.failed.length === 0 && none.failed.length === 0,
       },
       {
         figure: '  serve start, every plugin loaded',
