@@ -29,10 +29,17 @@ export const VOLUME_IMAGE = 'files.img';
 /** ext4's block size for the images: 4 KiB (what the usable bytes are counted in). */
 export const VOLUME_BLOCK = 4096;
 /**
- * The first size of an image, past the quota: ext4's own metadata (the journal, 4 MiB at this size; inode tables;
- * group descriptors). The image is then grown until statfs reports at least the quota usable (usableBytes).
+ * The first size of an image, past the quota: ext4's own metadata without a journal (inode tables, about 1.6 %;
+ * bitmaps, group descriptors). The image is then grown until statfs reports at least the quota usable
+ * (usableBytes): from below, so that it ends at most about two growth steps past the quota. mkfs.ext4 gives an
+ * image of 8 MiB or more a 4 MiB journal (smaller ones none), which the growth then makes up for.
  */
-export const VOLUME_OVERHEAD = (quota: number) => 4 * 1024 * 1024 + 256 * 1024 + Math.ceil(quota / 50);
+export const VOLUME_OVERHEAD = (quota: number) => 256 * 1024 + Math.ceil(quota / 50);
+/**
+ * A quota this far below what its file system holds usable is a lowering, refused: 1 MiB and 1 %, past what growing
+ * from below leaves over the quota.
+ */
+export const LOWERING_SLACK = (quota: number) => 1024 * 1024 + Math.ceil(quota / 100);
 /** A tenant whose file system has less than this left is full: a call that fails then answers quota_exceeded. */
 export const VOLUME_FULL_MARGIN = 64 * 1024;
 /** Bytes bought each time the image grows to reach its quota (it is sparse: only what is written takes disk). */
@@ -299,12 +306,6 @@ export class TenantVolume {
         `tenant "${tenant}": \`quotas.filesystem_bytes\` = ${quota} is below the smallest file system made (${MIN_FILESYSTEM_BYTES} bytes)`,
         { details: { field: 'quotas.filesystem_bytes', tenant } },
       );
-    if (quota !== undefined && existing !== undefined && existing.size > imageSizeFor(quota) + GROW_STEP * 4)
-      throw new ReedError(
-        'tenant_invalid',
-        `tenant "${tenant}": \`quotas.filesystem_bytes\` = ${quota} is below what its file system was made for (image ${existing.size} bytes): lowering the quota is refused (docs/TENANTS.md, "Filesystem bytes")`,
-        { details: { field: 'quotas.filesystem_bytes', tenant } },
-      );
     const mountPoint = join(dataDir, DATA_FILES_DIR);
     // A mount a killed host left: let go, then mounted afresh below.
     if (mounted(mountPoint)) await unmount(mountPoint, logger);
@@ -319,6 +320,8 @@ export class TenantVolume {
         );
       await makeImage(image, imageSizeFor(quota as number));
     }
+    // An image a host left unclean (killed, or the machine lost): its journal replayed, or repaired, first.
+    if (existing !== undefined) await checkImage(image);
     const volume = new TenantVolume(tenant, dataDir, quota ?? 0, logger);
     // Mounted, measured, and while statfs reports less than the quota usable, unmounted and grown (offline: the
     // tenant is not running, and online resizing needs CAP_SYS_RESOURCE, which a host in a container may lack).
@@ -329,6 +332,12 @@ export class TenantVolume {
         const usable = volume.space().usableBytes;
         if (quota === undefined) volume.#limitBytes = usable;
         else short = quota - usable;
+        if (quota !== undefined && usable > quota + LOWERING_SLACK(quota))
+          throw new ReedError(
+            'tenant_invalid',
+            `tenant "${tenant}": \`quotas.filesystem_bytes\` = ${quota} is below what its file system holds (${usable} bytes usable): lowering the quota is refused (docs/TENANTS.md, "Filesystem bytes")`,
+            { details: { field: 'quotas.filesystem_bytes', tenant } },
+          );
       } catch (error) {
         await unmount(mountPoint, logger);
         throw error;
@@ -391,13 +400,18 @@ async function growImage(image: string, size: number): Promise<void> {
   } finally {
     closeSync(fd);
   }
+  await checkImage(image, true);
+  await run('resize2fs', [image]);
+}
+
+/** e2fsck -p (preen: what is safe to repair; `full`: checked even when marked clean, as resize2fs asks). */
+async function checkImage(image: string, full = false): Promise<void> {
   try {
-    await run('e2fsck', ['-f', '-p', image]);
+    await run('e2fsck', [...(full ? ['-f'] : []), '-p', image]);
   } catch (error) {
-    // 1: errors corrected; anything else is a file system that must not be resized.
+    // 1: errors corrected; anything else is a file system that must not be mounted or resized as it is.
     if ((error as { exitCode?: number }).exitCode !== 1) throw error;
   }
-  await run('resize2fs', [image]);
 }
 
 /** A new sparse image of `size` bytes (O_EXCL, never through a link), formatted ext4. */
