@@ -51,7 +51,7 @@ export interface VolumeProbe {
   uid: number;
   /** /dev/loop-control exists (loop devices can be attached). */
   loopControl: boolean;
-  /** Tools found: mkfs.ext4, resize2fs, losetup, mount, umount. */
+  /** Tools not found of mkfs.ext4, e2fsck, resize2fs, losetup, mount, umount. */
   missingTools: string[];
 }
 
@@ -261,7 +261,6 @@ export class TenantVolume {
   readonly tenant: string;
   readonly image: string;
   readonly mountPoint: string;
-  /** The quota (bytes) it enforces; for an image kept without a quota, what it was made for (its usable bytes). */
   #limitBytes: number;
   readonly #logger: Logger;
   #closed: Promise<void> | undefined;
@@ -278,7 +277,7 @@ export class TenantVolume {
    * The tenant's volume: mounted when the tenant has `quotas.filesystem_bytes` (`quota`), or when it has none but
    * an image from when it had (kept mounted at its size: removing the quota does not hide the data, nor lift the
    * bound); undefined when neither. Refused (tenant_invalid, naming the tenant and the field) on a host that
-   * cannot mount, for a quota below the image's (lowering is refused: see docs/TENANTS.md), and for a first
+   * cannot mount, for a quota below what the file system holds (lowering is refused: docs/TENANTS.md), and for a first
    * quota on a `files/` that already holds data.
    */
   static async open(
