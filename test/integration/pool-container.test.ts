@@ -1,6 +1,6 @@
 // Issue 16, part 1, container mode: warm containers started ahead from the bare runner image, hardened as a
 // plugin's (the same containerSpec), handed to one plugin each with its limits (the engine's container update), its
-// name (rename) and owner record; the labels stay the pool's. runc here; runsc only when limits need no update.
+// name (the one a fresh container of its sandbox directory has: no rename needed) and owner record; the labels stay the pool's. runc here; runsc only when limits need no update.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -142,9 +142,9 @@ describe('container mode: a warm pool (runc)', () => {
     const { host, logs, pool } = await poolHost([root], 2);
     const warm = idle(pool);
     expect(warm).toHaveLength(2);
-    // Before the hand-out: named as warm, labelled as the pool's, running the bare runner image.
+    // Before the hand-out: named as any container of this host, labelled as the pool's.
     const before = await inspect(warm[0] as string);
-    expect(before.Name).toMatch(/^\/reed-[0-9a-f]{8}-warm-[0-9a-z]{6}$/);
+    expect(before.Name).toMatch(/^\/reed-[0-9a-f]{8}-[0-9a-z]{6}$/);
     expect(before.Config.Labels).toMatchObject({
       'reed.managed': 'true',
       'reed.plugin.id': 'reed-warm-runner',

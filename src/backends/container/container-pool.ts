@@ -71,8 +71,8 @@ export interface ContainerPoolOptions {
  * Container mode's warm pool of one runtime (`[sandbox.pool] runc = N`, `runsc = N`): containers made from the bare
  * runner image by the same recipe as a plugin's (containerSpec) with the host's `[limits]`, started, connected and
  * authenticated, sent nothing. Their labels are the session's (so the sweep of a dead host's containers and
- * the host's close find them), `reed.plugin.id=reed-warm-runner` and `reed.pool=<runtime>`; named
- * `reed-<session>-warm-<dir>` until the hand-out renames them.
+ * the host's close find them), `reed.plugin.id=reed-warm-runner` and `reed.pool=<runtime>`; named as a
+ * fresh container of their sandbox directory is (`reed-<session>-<dir>`: the name does not carry the plugin).
  */
 export function containerPool(o: ContainerPoolOptions): WarmPool<ContainerRunner> {
   const limits = o.settings.limits;

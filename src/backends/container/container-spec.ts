@@ -41,11 +41,6 @@ export function containerName(o: Pick<ContainerSettings, 'session'>, dir: string
   return `reed-${o.session.id.slice(0, 8)}-${dir.slice(-6).toLowerCase()}`;
 }
 
-/** A warm container's name until its hand-out renames it `containerName` (src/backends/pool/). */
-export function warmName(o: Pick<ContainerSettings, 'session'>, dir: string): string {
-  return `reed-${o.session.id.slice(0, 8)}-warm-${dir.slice(-6).toLowerCase()}`;
-}
-
 /**
  * A plugin's container, hardened as the CIS Docker Benchmark's runtime section asks: no capabilities, no new
  * privileges, read-only root, a small noexec /tmp, memory without swap, a CPU quota, a pids limit, ulimits, no

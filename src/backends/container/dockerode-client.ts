@@ -82,10 +82,6 @@ export class DockerodeClient implements EngineClient {
     await own(container).update(resources);
   }
 
-  async rename(container: ContainerRef, name: string): Promise<void> {
-    await own(container).rename({ name });
-  }
-
   async remove(container: ContainerRef): Promise<boolean> {
     try {
       await own(container).remove({ force: true });

@@ -35,8 +35,6 @@ export interface EngineClient {
    * a pool gets its plugin's limits this way (container-runner.ts, the hand-out). runc only: runsc has no update.
    */
   update(container: ContainerRef, resources: ContainerResources): Promise<void>;
-  /** Gives it another name (unique on the engine). */
-  rename(container: ContainerRef, name: string): Promise<void>;
   /** Removes it whatever its state: true, or false when it was already gone. */
   remove(container: ContainerRef): Promise<boolean>;
   /** Every container (running or not) that carries all of `labels` (`key=value`, or `key` for any value). */
