@@ -25,6 +25,24 @@ export function parents(): Map<number, number> {
   return out;
 }
 
+/**
+ * Every process's command line (its arguments joined by spaces), read from /proc: no `ps` whose output a busy
+ * machine can push past a child's output buffer (execFileSync's 1 MiB: ENOBUFS in a loaded CI run).
+ */
+export function commandLines(): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const line = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      if (line !== '') out.push(line);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 /** Pids of every descendant of `root`, from one read of /proc. */
 export function descendants(root: number): number[] {
   const children = new Map<number, number[]>();

@@ -1,2 +1,2 @@
 // The tests' view of processes through /proc: one module with the benches' (the soak uses it too).
-export { alive, descendants, parents, runnerNodePid } from '../../bench/processes.js';
+export { alive, commandLines, descendants, parents, runnerNodePid } from '../../bench/processes.js';

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -7,6 +6,7 @@ import type { PluginHost } from '../../src/host/plugin-host.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
 import { hostileRunnerImage, NODE_IN_IMAGE, RUNNERS_IN_IMAGE } from '../helpers/hostile-image.js';
+import { commandLines } from '../helpers/processes.js';
 
 /**
  * Container mode against hostile runners: the fixtures of test/fixtures/runners, in an image made FROM the
@@ -51,9 +51,7 @@ async function leftovers(host: PluginHost, since: number) {
     ),
   );
   const ids = [...new Set([...events.matchAll(/"id":"([0-9a-f]{64})"/g)].map((m) => m[1] as string))];
-  const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
-    .split('\n')
-    .filter((line) => ids.some((id) => line.includes(id)));
+  const processes = commandLines().filter((line) => ids.some((id) => line.includes(id)));
   return { ids, containers: containers.map((c) => c.Id), processes };
 }
 
