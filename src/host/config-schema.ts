@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { MAX_REPLICAS } from '../backends/replica-set.js';
 import { ACCESS_LEVELS, LimitsSchema, SANDBOX_MODES } from '../manifest/schema.js';
 
 /** The schema of the host's `reed.toml`. README.md ("Configuration") documents every key and default. */
@@ -120,6 +121,7 @@ export const HostConfigSchema = Strict({
     Strict({
       allow_native_in_process: Type.Optional(Type.Boolean()),
       allowed_sandbox_modes: Type.Optional(Type.Array(Enum(SANDBOX_MODES), { minItems: 1, maxItems: 3 })),
+      max_replicas: Count(MAX_REPLICAS),
       permissions: Type.Optional(
         Strict({
           storage: Type.Optional(Enum(ACCESS_LEVELS)),

@@ -41,7 +41,7 @@ import { compileSchema, schemaDiagnostics } from '../schema-check.js';
 import { readTrustedKey } from '../signing/signature.js';
 import { MIN_FILESYSTEM_BYTES, TENANT_QUOTA_KEYS, type TenantQuotas } from '../tenant-quotas.js';
 import { parseToml, type TomlSyntaxError } from '../toml.js';
-import type { HostPolicy, ValidationContext } from '../validation/context.js';
+import { DEFAULT_MAX_REPLICAS, type HostPolicy, type ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
 import { HostConfigSchema } from './config-schema.js';
 
@@ -332,6 +332,7 @@ function resolvePolicy(raw: RawConfig, limitCeilings: ResolvedLimits): HostPolic
     allowedSandboxModes: raw.policy?.allowed_sandbox_modes ?? [...SANDBOX_MODES],
     limitCeilings,
     allowNativeInProcess: raw.policy?.allow_native_in_process ?? false,
+    maxReplicas: raw.policy?.max_replicas ?? DEFAULT_MAX_REPLICAS,
   };
 }
 

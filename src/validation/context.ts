@@ -16,7 +16,15 @@ export interface HostPolicy {
    * a trusted key. Default false.
    */
   allowNativeInProcess?: boolean;
+  /**
+   * The most `[sandbox] replicas` a manifest may ask for (each replica is a runner with the plugin's limits, so a
+   * plugin's resources are its limits times its replicas). Default DEFAULT_MAX_REPLICAS.
+   */
+  maxReplicas?: number;
 }
+
+/** `policy.max_replicas` when reed.toml does not say: a plugin may multiply its limits by at most this. */
+export const DEFAULT_MAX_REPLICAS = 4;
 
 /** Everything the rules judge a plugin against (the seed's ValidationContext, plus what the rules need). */
 export interface ValidationContext {

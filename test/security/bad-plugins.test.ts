@@ -401,6 +401,19 @@ const CASES: Case[] = [
     field: 'limits.call_timeout_ms',
   },
   {
+    name: 'replicas above the default ceiling',
+    build: (r) => p(r, { id: 'p', sandbox: { mode: 'process', replicas: 5 } }),
+    code: 'limit_exceeds_policy',
+    field: 'sandbox.replicas',
+  },
+  {
+    name: 'replicas above the policy\u2019s ceiling',
+    build: (r) => p(r, { id: 'p', sandbox: { mode: 'process', replicas: 2 } }),
+    code: 'limit_exceeds_policy',
+    field: 'sandbox.replicas',
+    context: { policy: { ...policyWith({}), maxReplicas: 1 } },
+  },
+  {
     name: 'sandbox mode the policy forbids',
     build: (r) => p(r, { id: 'p', sandbox: { mode: 'none' } }),
     code: 'sandbox_mode_denied',

@@ -94,6 +94,18 @@ describe('host configuration', () => {
     );
   });
 
+  it('reads policy.max_replicas (default 4) and refuses one outside 1..16, naming the field', () => {
+    expect(loadHostConfig({ env: {}, cwd: tempDir() }).policy.maxReplicas).toBe(4);
+    const ok = tempDir();
+    writeFileSync(join(ok, 'reed.toml'), '[policy]\nmax_replicas = 8\n');
+    expect(loadHostConfig({ env: {}, cwd: ok }).policy.maxReplicas).toBe(8);
+    const bad = tempDir();
+    writeFileSync(join(bad, 'reed.toml'), '[policy]\nmax_replicas = 17\n');
+    expect(() => loadHostConfig({ env: {}, cwd: bad })).toThrow(
+      expect.objectContaining({ code: 'config_invalid', message: expect.stringContaining('max_replicas') }),
+    );
+  });
+
   it('says config_unreadable for a named file that is missing', () => {
     expect(() => loadHostConfig({ file: '/nonexistent/reed.toml', env: {} })).toThrow(
       expect.objectContaining({ code: 'config_unreadable' }),

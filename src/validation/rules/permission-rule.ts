@@ -3,6 +3,7 @@ import type { ParsedCandidate } from '../../discovery/candidate.js';
 import { LIMIT_FIELDS } from '../../manifest/limits.js';
 import { patternCovers } from '../../manifest/topic-pattern.js';
 import type { AccessLevel, PluginLimits, PluginPermissions } from '../../manifest/types.js';
+import { DEFAULT_MAX_REPLICAS } from '../context.js';
 import type { ValidationRule } from '../rule.js';
 
 const LEVEL_RANK: Record<AccessLevel, number> = { none: 0, read: 1, readwrite: 2 };
@@ -52,6 +53,18 @@ export const permissionRule: ValidationRule = {
           ...at,
         });
       }
+    }
+
+    const replicas = candidate.manifest.sandbox.replicas ?? 1;
+    const maxReplicas = context.policy.maxReplicas ?? DEFAULT_MAX_REPLICAS;
+    if (replicas > maxReplicas) {
+      report({
+        code: 'limit_exceeds_policy',
+        severity: 'error',
+        message: `plugin "${candidate.id}" asks for replicas = ${replicas}, above the host policy's ceiling of ${maxReplicas} (policy.max_replicas: each replica is a runner with the plugin's limits)`,
+        field: 'sandbox.replicas',
+        ...at,
+      });
     }
 
     const mode = candidate.manifest.sandbox.mode;
