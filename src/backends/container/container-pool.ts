@@ -1,17 +1,13 @@
 import type { Logger } from 'pino';
-import type { PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import type { LoadPlan, PoolSettings } from '../backend.js';
-import { WarmPool } from '../pool/warm-pool.js';
+import { WARM_RUNNER_ID, WarmPool, warmSpec } from '../pool/warm-pool.js';
 import type { TenantCgroupSlot } from '../process/cgroup.js';
 import type { HostSession } from '../shared/session.js';
 import type { UidRange } from '../shared/uid-pool.js';
 import { ContainerRunner, WARM_ENTRYPOINT } from './container-runner.js';
 import type { EngineClient } from './engine-client.js';
 import { containerLabels, LABEL_POOL } from './labels.js';
-
-/** The plugin id a warm container's runner presents in its Hello, and its `reed.plugin.id` label (for good). */
-export const WARM_CONTAINER_ID = 'reed-warm-runner';
 
 export type ContainerRuntime = 'runc' | 'runsc';
 
@@ -76,15 +72,7 @@ export interface ContainerPoolOptions {
  */
 export function containerPool(o: ContainerPoolOptions): WarmPool<ContainerRunner> {
   const limits = o.settings.limits;
-  const spec: PluginSpec = {
-    id: WARM_CONTAINER_ID,
-    type: 'wasm',
-    apiVersion: '',
-    limits,
-    wasi: { args: [], env: {} },
-    hostCalls: false,
-    configuration: {},
-  };
+  const spec = warmSpec(limits);
   return new WarmPool<ContainerRunner>({
     size: o.settings.container[o.runtime],
     ttlMs: o.settings.ttlMs,
@@ -94,7 +82,7 @@ export function containerPool(o: ContainerPoolOptions): WarmPool<ContainerRunner
     make: () => {
       const logger = o.logger.child({ sandbox: 'container', pool: o.runtime });
       return new ContainerRunner({
-        pluginId: WARM_CONTAINER_ID,
+        pluginId: WARM_RUNNER_ID,
         limits,
         logger,
         session: o.session,
@@ -117,7 +105,7 @@ export function containerPool(o: ContainerPoolOptions): WarmPool<ContainerRunner
           return {
             image,
             labels: {
-              ...containerLabels({ id: WARM_CONTAINER_ID, version: '' }, o.session, image),
+              ...containerLabels({ id: WARM_RUNNER_ID, version: '' }, o.session, image),
               [LABEL_POOL]: o.runtime,
             },
             ...(tenantCgroup === undefined ? {} : { tenantCgroup }),

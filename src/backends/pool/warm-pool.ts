@@ -1,4 +1,22 @@
 import type { Logger } from 'pino';
+import type { ResolvedLimits } from '../../manifest/limits.js';
+import type { PluginSpec } from '../../protocol/messages.js';
+
+/** The plugin id a warm runner or container has until its hand-out (its labels keep it for good). */
+export const WARM_RUNNER_ID = 'reed-warm-runner';
+
+/** What a warm runner is started with: no plugin yet, the pool's limits (the plugin's arrive at hand-out). */
+export function warmSpec(limits: ResolvedLimits): PluginSpec {
+  return {
+    id: WARM_RUNNER_ID,
+    type: 'wasm',
+    apiVersion: '',
+    limits,
+    wasi: { args: [], env: {} },
+    hostCalls: false,
+    configuration: {},
+  };
+}
 
 /**
  * What a pool holds: a runner started, hardened and connected to the host (its handshake done), that has not been

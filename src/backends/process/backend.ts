@@ -1,11 +1,10 @@
 import type { ResolvedLimits } from '../../manifest/limits.js';
-import type { PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import type { TenantIdentity } from '../../tenant-quotas.js';
 import type { TlsListenerMaterial } from '../../transport/tls-transport.js';
 import type { BackendFactory, LoadPlan, PoolSettings } from '../backend.js';
 import { LazySandbox } from '../lazy-sandbox.js';
-import { WarmPool } from '../pool/warm-pool.js';
+import { WARM_RUNNER_ID, WarmPool, warmSpec } from '../pool/warm-pool.js';
 import { replicated } from '../replica-set.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
@@ -47,9 +46,6 @@ function localTls(): () => Promise<TlsListenerMaterial> {
     return material;
   };
 }
-
-/** The plugin id a warm runner presents in its Hello, and names in its own messages until it is handed a plugin. */
-export const WARM_RUNNER_ID = 'reed-warm-runner';
 
 /** The runner's V8 heap cap for a plugin's limits (runner-command.ts): fixed when the runner starts. */
 const heapMb = (limits: ResolvedLimits) => Math.max(128, limits.memoryMb);
@@ -118,15 +114,7 @@ export const processBackend: BackendFactory<ProcessBackendOptions> = (context) =
           make: () => {
             const logger = context.logger.child({ sandbox: 'process', pool: 'process' });
             const limits = poolSettings.limits;
-            const spec: PluginSpec = {
-              id: WARM_RUNNER_ID,
-              type: 'wasm',
-              apiVersion: '',
-              limits,
-              wasi: { args: [], env: {} },
-              hostCalls: false,
-              configuration: {},
-            };
+            const spec = warmSpec(limits);
             return new RunnerProcess({
               ...shared,
               pluginId: WARM_RUNNER_ID,
