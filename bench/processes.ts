@@ -70,7 +70,7 @@ export function runnerNodePid(root: number): number {
     const pid = queue.shift() as number;
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv[0] === process.execPath && argv.some((a) => a.endsWith('sandbox-runner/main.js'))) return pid;
+      if (argv[0] === process.execPath && argv.some((a) => a.endsWith('runner/main.js'))) return pid;
     } catch {
       // gone meanwhile
     }

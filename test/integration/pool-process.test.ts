@@ -195,7 +195,7 @@ describe('process mode: a warm pool', () => {
     const argv = (r: RunnerProcess) =>
       readFileSync(`/proc/${runnerNodePid(r.pid as number)}/cmdline`, 'utf8').split('\0');
     expect(argv(pooled)).toContainEqual(
-      expect.stringMatching(/^--import=file:.*\/dist\/sandbox-runner\/warm-preload\.js$/),
+      expect.stringMatching(/^--import=file:.*\/dist\/runner\/warm-preload\.js$/),
     );
     expect(argv(runnerOf(fresh.host, 'pool.big')).filter((arg) => arg.startsWith('--import'))).toEqual([]);
     expect(pooled.stderrTail).not.toContain('preloading the WASM runtime failed');

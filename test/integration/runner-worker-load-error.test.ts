@@ -22,7 +22,7 @@ describe("the runner's worker, when its plugin does not load", () => {
       configuration: {},
     };
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(join(REPO, 'dist/sandbox-runner/worker.js'), {
+    const worker = new Worker(join(REPO, 'dist/runner/worker.js'), {
       workerData: {
         spec,
         bytes: new Uint8Array([1, 2, 3]), // not a WebAssembly module

@@ -50,7 +50,7 @@ function runRunner(port: number, caPem: string): Promise<{ code: number | null; 
   const child = spawn(
     process.execPath,
     [
-      join(REPO, 'dist/sandbox-runner/main.js'),
+      join(REPO, 'dist/runner/main.js'),
       '--plugin-id',
       'example.hello',
       '--connect',

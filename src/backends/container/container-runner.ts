@@ -53,8 +53,8 @@ export interface ContainerRunnerOptions extends EndpointOptions, ContainerSettin
 /** A warm container's program: the runner, with the WASM runtime preloaded before its Hello (warm-preload.ts). */
 export const WARM_ENTRYPOINT = [
   '/usr/local/bin/node',
-  '--import=file:///opt/reed/dist/sandbox-runner/warm-preload.js',
-  '/opt/reed/dist/sandbox-runner/main.js',
+  '--import=file:///opt/reed/dist/runner/warm-preload.js',
+  '/opt/reed/dist/runner/main.js',
 ];
 
 /** The limits of a container the engine's update changes, for a plugin's limits (containerSpec's own formula). */

@@ -250,11 +250,14 @@ async function build(
     throw new ReedError('image_build_failed', `building image ${tag} failed: ${failure}`);
 }
 
-/** package.json, the compiled runner and library code, and the runner's dependencies (koffi and its binary, semver). */
+/**
+ * package.json, the runner's bundle (dist/runner/), the compiled library code (hostile test runners import its
+ * protocol), and the runner's dependencies (koffi and its binary, semver).
+ */
 function collectRunnerApp(app: string): void {
   mkdirSync(app, { recursive: true });
   cpSync(join(PACKAGE_ROOT, 'package.json'), join(app, 'package.json'));
-  for (const part of ['dist/src', 'dist/sandbox-runner'])
+  for (const part of ['dist/src', 'dist/runner'])
     cpSync(join(PACKAGE_ROOT, part), join(app, part), {
       recursive: true,
       filter: (src) => !src.endsWith('.map'),

@@ -11,7 +11,8 @@ function findPackageRoot(): string {
   return dir;
 }
 export const PACKAGE_ROOT = findPackageRoot();
-export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'sandbox-runner', 'main.js');
+/** The runner program: sandbox-runner/main.ts as bundled by scripts/bundle-runner.mjs (one file and a few chunks). */
+export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'runner', 'main.js');
 /**
  * Where a runner sees the plugin's data directory (permissions.filesystem), in process and container modes alike:
  * that one directory is bind-mounted there (read-only for "read") and nothing else of data_dir is visible.
