@@ -139,6 +139,22 @@ describe('uid leases', () => {
     expect(lease.uid).toBe(720_600);
   });
 
+  it('a number a live process has as its uid, or a root process as its group, is not given', async () => {
+    // The scan reads a process's ids from its /proc entry's owner, and root's processes from their status: one
+    // case of each (a leftover runner as 720610:720610; a root process in group 720611).
+    const runner = spawn('sleep', ['600'], { uid: 720_610, gid: 720_610, stdio: 'ignore' });
+    const rooted = spawn('sleep', ['600'], { uid: 0, gid: 720_611, stdio: 'ignore' });
+    children.push(runner, rooted);
+    await Promise.all([runner, rooted].map((c) => new Promise((resolve) => c.once('spawn', resolve))));
+    for (const uid of [720_610, 720_611])
+      await expect(leaseUid({ start: uid, end: uid }, 'p')).rejects.toMatchObject({
+        code: 'sandbox_unavailable',
+      });
+    const lease = await leaseUid({ start: 720_610, end: 720_612 }, 'p');
+    leases.push(lease);
+    expect(lease.uid).toBe(720_612);
+  });
+
   it('release gives the uid back to this process and to others, once', async () => {
     const first = await leaseUid({ start: 720_500, end: 720_500 }, 'p');
     await expect(leaseUid({ start: 720_500, end: 720_500 }, 'p')).rejects.toMatchObject({
