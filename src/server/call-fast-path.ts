@@ -37,6 +37,42 @@ const NOT_PLAIN = /[^!-~]|[%\\#"'<>`{}^|?]|\/\.|\/\//;
 /** A Content-Type of one media type without parameters: fastify's catch-all parser takes it, as every other. */
 const PLAIN_MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]{1,127}\/[A-Za-z0-9!#$&^_.+-]{1,127}$/;
 
+/** A plain call's tenant, plugin id and function, read from its request target. */
+export interface CallTarget {
+  tenantId: string;
+  id: string;
+  fn: string;
+}
+
+/**
+ * The call a request target names, when it is a plain call route's path (`/v1/plugins/{id}/call/{fn}` or
+ * `/v1/tenants/{t}/plugins/{id}/call/{fn}`, nothing NOT_PLAIN, no segment empty); undefined for anything else
+ * (fastify's then). Read with indexOf and slices rather than split('/'), which made an array and every segment for
+ * each call (~2 us of the fast path's ~6 in the API bench's profile).
+ */
+export function plainCallTarget(url: string): CallTarget | undefined {
+  if (!url.startsWith('/v1/') || NOT_PLAIN.test(url)) return undefined;
+  let tenantId: string;
+  // Where the plugin id begins.
+  let at: number;
+  if (url.startsWith('plugins/', 4)) {
+    tenantId = DEFAULT_TENANT;
+    at = 12;
+  } else if (url.startsWith('tenants/', 4)) {
+    const end = url.indexOf('/', 12);
+    // NOT_PLAIN refuses `//`, so no segment but the last is empty.
+    if (end === -1 || !url.startsWith('/plugins/', end)) return undefined;
+    tenantId = url.slice(12, end);
+    at = end + 9;
+  } else return undefined;
+  const idEnd = url.indexOf('/', at);
+  if (idEnd === -1 || !url.startsWith('/call/', idEnd)) return undefined;
+  const fn = url.slice(idEnd + 6);
+  // An empty function is a trailing slash (fastify's 404); one with a slash is a longer path.
+  if (fn === '' || fn.includes('/')) return undefined;
+  return { tenantId, id: url.slice(at, idEnd), fn };
+}
+
 /** A request handler that answers a plain call and says so (true), or leaves the request to fastify (false). */
 export function callFastPath(
   options: FastPathOptions,
@@ -44,28 +80,9 @@ export function callFastPath(
   const { directory, auth, bodies, maxInputBytes, logger } = options;
   return (req, res) => {
     if (req.method !== 'POST') return false;
-    const url = req.url ?? '';
-    if (!url.startsWith('/v1/') || NOT_PLAIN.test(url)) return false;
-    const parts = url.split('/');
-    let tenantId: string;
-    let id: string;
-    let fn: string;
-    if (parts.length === 6 && parts[2] === 'plugins' && parts[4] === 'call') {
-      tenantId = DEFAULT_TENANT;
-      id = parts[3] as string;
-      fn = parts[5] as string;
-    } else if (
-      parts.length === 8 &&
-      parts[2] === 'tenants' &&
-      parts[4] === 'plugins' &&
-      parts[6] === 'call'
-    ) {
-      tenantId = parts[3] as string;
-      id = parts[5] as string;
-      fn = parts[7] as string;
-    } else return false;
-    // An empty segment can only be the last one (NOT_PLAIN refuses `//`): a trailing slash is fastify's 404.
-    if (fn === '') return false;
+    const target = plainCallTarget(req.url ?? '');
+    if (target === undefined) return false;
+    const { tenantId, id, fn } = target;
     const type = req.headers['content-type'];
     if (type !== undefined && !PLAIN_MEDIA_TYPE.test(type)) return false;
     if (Number(req.headers['content-length'] ?? 0) > maxInputBytes) return false;

@@ -16,6 +16,9 @@ import { readBody } from './request-body.js';
  */
 export const DEFAULT_BODIES_PER_TENANT = 64;
 
+/** Tenants whose count of bodies being received is kept at 0 before they are swept (the map's bound, but for tenants reading). */
+const KEPT_COUNTS = 64;
+
 export class CallBodies {
   /** Call bodies being received now, by tenant. */
   readonly #reading = new Map<string, number>();
@@ -39,6 +42,11 @@ export class CallBodies {
     );
   }
 
+  /** The tenants with no body being received now are forgotten. */
+  #sweep(): void {
+    for (const [id, count] of this.#reading) if (count <= 0) this.#reading.delete(id);
+  }
+
   /** Reads a call's body (readBody), counted as being received until it ends or fails. */
   read(
     tenant: Tenant,
@@ -47,11 +55,15 @@ export class CallBodies {
     done: (error: Error | undefined, body: Buffer | undefined) => void,
   ): void {
     const id = tenant.id;
-    this.#reading.set(id, (this.#reading.get(id) ?? 0) + 1);
+    const reading = this.#reading.get(id);
+    if (reading === undefined) {
+      if (this.#reading.size >= KEPT_COUNTS) this.#sweep();
+      this.#reading.set(id, 1);
+    } else this.#reading.set(id, reading + 1);
     readBody(req, max, (error, body) => {
-      const left = (this.#reading.get(id) ?? 1) - 1;
-      if (left > 0) this.#reading.set(id, left);
-      else this.#reading.delete(id);
+      // A count back to 0 stays (a delete shrank the map, and the next body grew it again: both per call); the
+      // zeros are swept once KEPT_COUNTS tenants have one.
+      this.#reading.set(id, (this.#reading.get(id) ?? 1) - 1);
       done(error, body);
     });
   }
@@ -99,7 +111,8 @@ function plainAscii(output: Uint8Array): string | undefined {
     const b = output[i] as number;
     if (b < 0x20 || b > 0x7e || b === 0x22 || b === 0x5c) return undefined;
   }
-  return Buffer.from(output.buffer, output.byteOffset, n).toString('latin1');
+  // Every byte is ASCII, which the decoder reads as it is (and faster than a Buffer made for it and its latin1Slice).
+  return utf8.decode(output);
 }
 
 /** A figure as JSON: a number as JSON.stringify writes it (NaN and infinities null), anything else null. */
