@@ -25,6 +25,8 @@ const TARGET_PSS = 8 * 2 ** 30;
 const TARGET_P99_MS = 50;
 const PERIOD_MS = Number(process.env.REED_BENCH_SCALE_PROCESS_PERIOD_MS ?? 60_000);
 const INPUT = 'x'.repeat(64);
+/** How long the calls run between two memory samples (they pause while one is taken). */
+const SAMPLE_EVERY_MS = 20_000;
 const SOURCE = join(REPO, 'examples/plugins/hello');
 
 function option(name: string, fallback: number): number {
@@ -57,7 +59,7 @@ function generate(root: string, count: number): string[] {
   return ids;
 }
 
-/** PSS (bytes) of a process and all its descendants, read without blocking this process's calls. */
+/** PSS (bytes) of a process and all its descendants (taken while no call is in flight: measure's phases). */
 async function treePss(root: number): Promise<{ total: number; processes: number }> {
   const pids = [root, ...descendants(root)];
   let kb = 0;
@@ -199,39 +201,36 @@ async function measure(
       load: [],
       failed,
     };
+    // The calls run in phases of SAMPLE_EVERY_MS; between two phases the calls pause (none in flight) and the memory
+    // is sampled. Sampling beside the calls skewed them: reading every process's smaps_rollup (3,000 processes for
+    // 1,000 plugins: seconds of kernel time on 2 cores, and thousands of callbacks on this process's loop) made the
+    // slowest calls the ones that overlapped a sample. The runners' memory does not move while the calls pause.
     const gap = PERIOD_MS / ids.length;
     const total = Math.max(1, Math.floor(ms / gap));
-    const t0 = performance.now();
-    const inFlight: Promise<void>[] = [];
-    let sampling: Promise<void> = Promise.resolve();
-    let nextSample = 0;
-    for (let k = 0; k < total; k++) {
-      const due = t0 + k * gap;
-      const wait = due - performance.now();
-      if (wait > 0) await sleep(wait);
-      inFlight.push(
-        call(agent, socket, ids[k % ids.length] as string).then(
-          (latency) => {
-            run.latency.push(latency);
-            run.fromDue.push(performance.now() - due);
-          },
-          (error: Error) => void failed.push(error.message),
-        ),
-      );
-      if (performance.now() - t0 >= nextSample) {
-        nextSample += 20_000;
-        sampling = sampling.then(async () => {
-          const m = await treePss(serve.pid as number);
-          run.pss.push(m.total);
-          run.processes = m.processes;
-          run.load.push(loadavg()[0] as number);
-        });
+    const perPhase = Math.max(1, Math.floor(SAMPLE_EVERY_MS / gap));
+    for (let k = 0; k < total; ) {
+      const t0 = performance.now();
+      const inFlight: Promise<void>[] = [];
+      for (let j = 0; j < perPhase && k < total; j++, k++) {
+        const due = t0 + j * gap;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+        inFlight.push(
+          call(agent, socket, ids[k % ids.length] as string).then(
+            (latency) => {
+              run.latency.push(latency);
+              run.fromDue.push(performance.now() - due);
+            },
+            (error: Error) => void failed.push(error.message),
+          ),
+        );
       }
+      await Promise.all(inFlight);
+      const m = await treePss(serve.pid as number);
+      run.pss.push(m.total);
+      run.processes = m.processes;
+      run.load.push(loadavg()[0] as number);
     }
-    await Promise.all(inFlight);
-    await sampling;
-    const last = await treePss(serve.pid as number);
-    run.pss.push(last.total);
     const rollup = await readFile(`/proc/${serve.pid}/smaps_rollup`, 'utf8');
     run.hostPss = Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) * 1024;
     return run;
