@@ -1,5 +1,5 @@
 #!/bin/sh
-# `npm run build`: dist/ from the TypeScript sources (and the runner bundled, dist/runner/), then the example and fixture plugins (scripts/build-plugins.mjs).
+# `npm run build`: dist/ from the TypeScript sources (the runner and the discovery worker then bundled), then the example and fixture plugins (scripts/build-plugins.mjs).
 # Builds run one at a time (a lock beside the other temporary files) and tsc writes into a fresh directory that
 # replaces dist/ only once complete, so a test or a second build running meanwhile never sees dist/ half-made or
 # missing. The fresh directory sits beside dist/ at the same depth, so the source maps' relative paths hold.
@@ -20,8 +20,8 @@ old=".dist-old.$$"
 rm -rf "$next"
 trap 'rm -rf "$next"' EXIT
 npx tsc -p tsconfig.build.json --outDir "$next"
-# The runner program as a bundle (dist/runner/): it starts for every sandbox (scripts/bundle-runner.mjs says why).
-node scripts/bundle-runner.mjs "$next"
+# The runner program and the discovery worker, bundled (scripts/bundle.mjs says why).
+node scripts/bundle.mjs "$next"
 if [ -d dist ]; then mv dist "$old"; fi
 mv "$next" dist
 rm -rf "$old"

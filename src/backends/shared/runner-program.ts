@@ -11,7 +11,7 @@ function findPackageRoot(): string {
   return dir;
 }
 export const PACKAGE_ROOT = findPackageRoot();
-/** The runner program: sandbox-runner/main.ts as bundled by scripts/bundle-runner.mjs (one file and a few chunks). */
+/** The runner program: sandbox-runner/main.ts as bundled by scripts/bundle.mjs (one file and a few chunks). */
 export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'runner', 'main.js');
 /**
  * Where a runner sees the plugin's data directory (permissions.filesystem), in process and container modes alike:
