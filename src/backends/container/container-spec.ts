@@ -1,6 +1,8 @@
+import { posix, relative } from 'node:path';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
-import { RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR } from '../shared/runner-program.js';
+import { RUNNER_V8_FLAGS } from '../process/runner-command.js';
+import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR, RUNNER_MAIN } from '../shared/runner-program.js';
 import type { HostSession } from '../shared/session.js';
 import type { ContainerSpec } from './engine-client.js';
 import { LABEL_MANAGED } from './labels.js';
@@ -14,6 +16,16 @@ export const CONTAINER_USER = { uid: 65_534, gid: 65_534 };
 export const GVISOR_PIDS_ALLOWANCE = 512;
 /** Where the sandbox directory (socket, secret) appears inside the container, read-only. */
 export const SOCKET_DIR = '/run/reed';
+
+/** The image's node, and the runner program in it: the package's files are under /opt/reed (images.ts). */
+export const CONTAINER_NODE = '/usr/local/bin/node';
+export const CONTAINER_RUNNER_MAIN = posix.join('/opt/reed', relative(PACKAGE_ROOT, RUNNER_MAIN));
+/** A container's program: the runner, with the V8 flags of process mode's runners (runner-command.ts). */
+export const RUNNER_ENTRYPOINT: readonly string[] = [
+  CONTAINER_NODE,
+  ...RUNNER_V8_FLAGS,
+  CONTAINER_RUNNER_MAIN,
+];
 
 /** What a plugin's container is made from. */
 export interface ContainerSettings {
@@ -63,7 +75,7 @@ export function containerSpec(
   return {
     name: containerName(o, dir),
     Image: o.image,
-    ...(o.command === undefined ? {} : { Entrypoint: o.command }),
+    Entrypoint: [...(o.command ?? RUNNER_ENTRYPOINT)],
     Cmd: ['--plugin-id', o.pluginId, ...dial],
     User: `${CONTAINER_USER.uid}:${gid}`,
     WorkingDir: '/work',
