@@ -31,18 +31,19 @@ async function processHost(runnerCommand?: string[]) {
 }
 
 /**
- * The host pid of the runner's node process: the sandbox's init (bwrap inside the namespaces) has it as child. Found
- * by its executable, not its name: Node 24 names its main thread "MainThread", so /proc/<pid>/comm is not "node".
+ * The host pid of the runner's node process: the sandbox's init itself (bwrap --as-pid-1), or a child of it (a bwrap
+ * reaper as init). Found by its executable, not its name: Node 24 names its main thread "MainThread", so
+ * /proc/<pid>/comm is not "node".
  */
 function runnerNodePid(host: PluginHost): number {
   const runner = ((host.sandbox('example.hello') as LazySandbox).inner as SupervisedSandbox)
     .runner as RunnerProcess;
   const init = runner.initPid as number;
   const children = readFileSync(`/proc/${init}/task/${init}/children`, 'utf8').trim().split(/\s+/);
-  const node = children
-    .map(Number)
-    .find((pid) => readlinkSync(`/proc/${pid}/exe`) === realpathSync(process.execPath));
-  if (node === undefined) throw new Error(`no node process under the sandbox's init ${init}`);
+  const node = [init, ...children.filter(Boolean).map(Number)].find(
+    (pid) => readlinkSync(`/proc/${pid}/exe`) === realpathSync(process.execPath),
+  );
+  if (node === undefined) throw new Error(`no node process at or under the sandbox's init ${init}`);
   return node;
 }
 
