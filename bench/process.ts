@@ -21,17 +21,45 @@ const input = new Uint8Array(64).fill(120);
 const percentile = (values: number[], p: number) =>
   [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))] as number;
 
-/** The baseline: a second Node process echoing frames over a Unix socket, same framing, nothing else. */
+/** A raw echo's peer process (`pid`: what its CPU time is read from, with its descendants). */
+export interface EchoPeer {
+  pid: number;
+  stop: () => void | Promise<void>;
+}
+
+/** The raw echo's usual peer: bench/raw-echo-child.js, a second Node process on this machine. */
+function hostPeer(socketPath: string): EchoPeer {
+  const child = spawn(process.execPath, [join(REPO, 'dist/bench/raw-echo-child.js'), socketPath], {
+    stdio: 'ignore',
+  });
+  return { pid: child.pid as number, stop: () => void child.kill() };
+}
+
+/**
+ * The baseline: a second Node process echoing frames over a Unix socket, same framing, nothing else. `startPeer`
+ * starts that process elsewhere (bench/container.ts: inside a container made like a runner's) given the socket.
+ */
 export async function rawEcho(
   dir: string,
-): Promise<{ call: () => Promise<void>; close: () => void; pid: number }> {
+  startPeer: (socketPath: string) => EchoPeer | Promise<EchoPeer> = hostPeer,
+): Promise<{ call: () => Promise<void>; close: () => Promise<void>; pid: number }> {
   const path = join(dir, 'raw.sock');
   const server = createServer();
   await new Promise<void>((r) => server.listen(path, r));
-  const child = spawn(process.execPath, [join(REPO, 'dist/bench/raw-echo-child.js'), path], {
-    stdio: 'ignore',
+  const connected = new Promise<Socket>((r) => server.once('connection', r));
+  const peer = await startPeer(path);
+  let timer: NodeJS.Timeout | undefined;
+  const socket = await Promise.race([
+    connected,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the raw echo peer did not connect within 60 s')), 60_000);
+    }),
+  ]).catch(async (error: unknown) => {
+    server.close();
+    await peer.stop();
+    throw error;
   });
-  const socket = await new Promise<Socket>((r) => server.once('connection', r));
+  clearTimeout(timer);
   socket.setNoDelay(true);
   const decoder = new FrameDecoder(1 << 30);
   const pending = new Map<number, () => void>();
@@ -49,12 +77,12 @@ export async function rawEcho(
         });
         socket.write(encodeFrame(FrameType.Call, id, { fn: 'echo' }, input));
       }),
-    close: () => {
+    close: async () => {
       socket.destroy();
-      child.kill();
       server.close();
+      await peer.stop();
     },
-    pid: child.pid as number,
+    pid: peer.pid,
   };
 }
 
@@ -118,13 +146,13 @@ export async function roundTrips(
     }
     return { oursSeq, rawSeq, oursCpu, rawCpu };
   } finally {
-    raw.close();
+    await raw.close();
     pinTree(process.pid, all);
   }
 }
 
 /** `sequential`'s timed calls, with the CPU time both ends spent on them (per call, in us) pushed to `cpu`. */
-async function cpuBlock(
+export async function cpuBlock(
   call: () => Promise<unknown>,
   n: number,
   peerPid: number,
@@ -192,7 +220,7 @@ export function cpuRows(label: string, ours: BlockCpu[], raw: BlockCpu[], peer: 
 }
 
 /** Sets the CPU affinity of a process, all its threads and all its descendants (taskset). */
-function pinTree(pid: number, cpuList: string): void {
+export function pinTree(pid: number, cpuList: string): void {
   spawnSync('taskset', ['-acp', cpuList, String(pid)], { stdio: 'ignore' });
   let children: string[] = [];
   try {
@@ -282,7 +310,7 @@ export async function runProcessBench(): Promise<boolean> {
     const raw = await rawEcho(dir);
     const oursPar = await inFlight(ours, 50_000);
     const rawPar = await inFlight(raw.call, 50_000);
-    raw.close();
+    await raw.close();
     await new Promise((r) => setTimeout(r, 500));
     const mem = memoryOf(pid);
     await host.close();

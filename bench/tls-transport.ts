@@ -251,7 +251,7 @@ export async function runTlsTransportBench(): Promise<boolean> {
     return rows.every((row) => row.met !== false);
   } finally {
     await raw.close();
-    rawUnix.close();
+    await rawUnix.close();
     await host.close();
     await unixHost.close();
     rmSync(dir, { recursive: true, force: true });
