@@ -3,7 +3,12 @@ import { availableParallelism, homedir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
-import { MANIFEST_FILE, readManifest } from '../manifest/parse-manifest.js';
+import {
+  MANIFEST_FILE,
+  parseManifestBytes,
+  readManifest,
+  readManifestOnce,
+} from '../manifest/parse-manifest.js';
 import type { PluginCandidate } from './candidate.js';
 import { resolveEntryPoint } from './entry-point.js';
 import { runInParallel } from './parallel.js';
@@ -356,9 +361,19 @@ export function analyzeCandidate(
     status: 'invalid',
   };
   let root: string;
+  // plugin.toml is opened once, by the walk: the fstat of the open file is its entry in the inventory (no lstat
+  // beside it) and the bytes read from it are the manifest parsed below. Anything but a regular file within the cap
+  // that reads whole is read again by readManifest, which reports it as before.
+  let manifestBytes: Buffer | undefined;
+  const statRootEntry = (name: string, abs: string) => {
+    if (name !== MANIFEST_FILE) return undefined;
+    const once = readManifestOnce(abs, limits.maxManifestBytes);
+    manifestBytes = once?.bytes;
+    return once?.stats;
+  };
   try {
     root = realDir ?? realpathSync.native(pluginDir);
-    candidate.inventory = inventoryPlugin(root, limits, listing);
+    candidate.inventory = inventoryPlugin(root, limits, listing, statRootEntry);
   } catch (error) {
     candidate.diagnostics.push({
       code: 'manifest_unreadable',
@@ -376,7 +391,7 @@ export function analyzeCandidate(
       file: join(pluginDir, u.path),
     });
   }
-  readCandidateManifest(candidate, candidate.inventory, root, limits.maxManifestBytes);
+  readCandidateManifest(candidate, candidate.inventory, root, limits.maxManifestBytes, manifestBytes);
   candidate.status =
     hasErrors(candidate.diagnostics) || candidate.manifest === undefined ? 'invalid' : 'valid';
   return candidate;
@@ -391,6 +406,8 @@ function readCandidateManifest(
   inventory: PluginInventory,
   root: string,
   maxManifestBytes: number,
+  /** plugin.toml's bytes, when the walk read them from the file it listed as a regular file. */
+  manifestBytes?: Buffer,
 ): void {
   const { manifestPath } = candidate;
   const manifestEntry = inventory.files.find((f) => f.path === MANIFEST_FILE);
@@ -405,19 +422,20 @@ function readCandidateManifest(
     return;
   }
   // The real file, opened without following links: a link inside the plugin is resolved by the inventory's walk.
+  const rootManifest = join(root, MANIFEST_FILE);
   const manifestFile =
     manifestEntry?.kind === 'symlink' && manifestEntry.linkTarget !== undefined
       ? manifestEntry.linkTarget
-      : join(root, MANIFEST_FILE);
-  const parsed = readManifest(manifestFile, maxManifestBytes);
+      : rootManifest;
+  const parsed =
+    manifestBytes !== undefined && manifestEntry?.kind === 'file'
+      ? parseManifestBytes(manifestBytes, manifestFile)
+      : readManifest(manifestFile, maxManifestBytes);
   for (const d of parsed.diagnostics) candidate.diagnostics.push({ ...d, file: manifestPath });
   if (parsed.id !== undefined) candidate.id = parsed.id;
   if (parsed.sha256 !== undefined) {
     candidate.manifestSource = {
-      path:
-        manifestFile === join(root, MANIFEST_FILE)
-          ? MANIFEST_FILE
-          : relative(root, manifestFile).split(sep).join('/'),
+      path: manifestFile === rootManifest ? MANIFEST_FILE : relative(root, manifestFile).split(sep).join('/'),
       sha256: parsed.sha256,
     };
   }

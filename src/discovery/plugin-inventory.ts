@@ -97,6 +97,11 @@ export function inventoryPlugin(
   limits: FileLimits,
   /** The root's own listing, when the caller has just read it (discovery does, to find plugin.toml). */
   rootListing?: Buffer[],
+  /**
+   * For an entry of the root: its stats taken another way, or undefined for lstat's. Discovery opens plugin.toml
+   * without following a link and reads it at once, and gives that open file's fstat (src/discovery/discover.ts).
+   */
+  statRootEntry?: (name: string, abs: string) => Stats | undefined,
 ): PluginInventory {
   const rootStat = lstatSync(root);
   const inventory: PluginInventory = {
@@ -126,13 +131,15 @@ export function inventoryPlugin(
         unlisted(printableName(path), problem);
         continue;
       }
-      let st: Stats;
-      try {
-        st = lstatSync(abs);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT') unlisted(printableName(path), code ?? 'cannot be examined');
-        continue; // ENOENT: vanished while we walked
+      let st: Stats | undefined = rel === '' ? statRootEntry?.(name, abs) : undefined;
+      if (st === undefined) {
+        try {
+          st = lstatSync(abs);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code !== 'ENOENT') unlisted(printableName(path), code ?? 'cannot be examined');
+          continue; // ENOENT: vanished while we walked
+        }
       }
       const entry: PluginFile = { path, kind: kindOf(st), size: st.size, mode: st.mode };
       inventory.files.push(entry);

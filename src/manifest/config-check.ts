@@ -19,36 +19,58 @@ export const MAX_DATA_DEPTH = 32;
 export function configurationProblem(
   configuration: Record<string, unknown>,
 ): { field: string; reason: string } | undefined {
-  const stack: { value: unknown; field: string; depth: number }[] = [];
+  // Each value's place is kept as its parent and its key; the field path is spelled only for the value reported.
+  const stack: Place[] = [];
   for (const [key, value] of Object.entries(configuration)) {
-    stack.push({ value, field: `configuration${keyPath(key)}`, depth: 0 });
+    stack.push({ value, key, depth: 0 });
   }
   while (stack.length > 0) {
-    const { value, field, depth } = stack.pop() as (typeof stack)[number];
+    const place = stack.pop() as Place;
+    const { value, depth } = place;
     if (
       typeof value === 'bigint' ||
       (typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value))
     ) {
       return {
-        field,
+        field: fieldOf(place),
         reason: `is the integer ${String(value)}, outside the safe range -(2^53 - 1) to 2^53 - 1 (JSON and JavaScript numbers cannot hold it exactly): write it as a string`,
       };
     }
     if (value === null || typeof value !== 'object' || value instanceof Date) continue;
     if (depth + 1 > MAX_DATA_DEPTH) {
-      return { field, reason: `nests tables and arrays more than ${MAX_DATA_DEPTH} deep: flatten it` };
+      return {
+        field: fieldOf(place),
+        reason: `nests tables and arrays more than ${MAX_DATA_DEPTH} deep: flatten it`,
+      };
     }
     if (Array.isArray(value)) {
       value.forEach((item, i) => {
-        stack.push({ value: item, field: `${field}[${i}]`, depth: depth + 1 });
+        stack.push({ value: item, key: i, parent: place, depth: depth + 1 });
       });
     } else {
       for (const [key, item] of Object.entries(value)) {
-        stack.push({ value: item, field: `${field}${keyPath(key)}`, depth: depth + 1 });
+        stack.push({ value: item, key, parent: place, depth: depth + 1 });
       }
     }
   }
   return undefined;
+}
+
+/** A value inside the configuration: its key in its table (a string) or its index in its array (a number). */
+interface Place {
+  value: unknown;
+  key: string | number;
+  parent?: Place;
+  depth: number;
+}
+
+/** `configuration.a.b[2]`: the path of keys and indexes from the configuration down to `place`. */
+function fieldOf(place: Place): string {
+  const segments: string[] = [];
+  for (let at: Place | undefined = place; at !== undefined; at = at.parent) {
+    segments.push(typeof at.key === 'number' ? `[${at.key}]` : keyPath(at.key));
+  }
+  return `configuration${segments.reverse().join('')}`;
 }
 
 /** A key as it goes in a field path: bare when plain, else quoted (a key can hold any character). */

@@ -1,5 +1,5 @@
 import { createHash, hash } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 // The two semver functions by their own modules: the package's index loads all of semver (about twice the start-up
 // cost), and every discovery worker loads this module when it starts.
 import semverValid from 'semver/functions/valid.js';
@@ -51,6 +51,14 @@ export function readManifest(file: string, maxBytes = DEFAULT_MAX_MANIFEST_BYTES
     const reason = error instanceof Error ? error.message : String(error);
     return fail(file, 'manifest_unreadable', `cannot read manifest: ${reason}`);
   }
+  return parseManifestBytes(bytes, file);
+}
+
+/**
+ * The rest of {@link readManifest} once the bytes are read (by it, or by {@link readManifestOnce}): hash, decode,
+ * parse.
+ */
+export function parseManifestBytes(bytes: Buffer, file: string): ManifestParseResult {
   const sha256 = sha256Hex(bytes);
   let text: string;
   try {
@@ -303,27 +311,62 @@ function readCapped(file: string, maxBytes: number): Buffer {
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new Error('not a regular file');
-    const { size } = st;
-    if (size > maxBytes) throw new ManifestTooLarge(size);
-    let buffer = Buffer.allocUnsafe(size + 1);
-    let length = 0;
-    for (;;) {
-      const want = buffer.length - length;
-      const n = readSync(fd, buffer, length, want, null);
-      if (n === 0) return buffer.subarray(0, length);
-      length += n;
-      if (length > maxBytes) throw new ManifestTooLarge(length);
-      // A regular file reads short only at its end: no second read just to be told so.
-      if (n < want) return buffer.subarray(0, length);
-      if (length === buffer.length) {
-        // The file grew while we read it; keep reading, still within the cap.
-        const grown = Buffer.allocUnsafe(Math.min(length * 2, maxBytes + 1));
-        buffer.copy(grown, 0, 0, length);
-        buffer = grown;
-      }
-    }
+    return readOpened(fd, st.size, maxBytes);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * One open for both the walk and the read (discovery's inventory, src/discovery/discover.ts): opens `file` as
+ * {@link readManifest} does and returns its fstat and, when it is a regular file within `maxBytes` that reads whole
+ * within it, its bytes (the bytes readManifest would have read). Undefined when it cannot be opened: the caller then
+ * looks with lstat, and readManifest reports whatever is wrong, as without this. Never throws.
+ */
+export function readManifestOnce(
+  file: string,
+  maxBytes: number,
+): { stats: Stats; bytes?: Buffer } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, OPEN_FLAGS);
+  } catch {
+    return undefined;
+  }
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile() || stats.size > maxBytes) return { stats };
+    try {
+      return { stats, bytes: readOpened(fd, stats.size, maxBytes) };
+    } catch {
+      return { stats }; // grew past the cap, or a read error: readManifest reads it again and says what it finds
+    }
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The read loop of {@link readCapped}: `fd` is a regular file that fstat said is `size` bytes (at most the cap). */
+function readOpened(fd: number, size: number, maxBytes: number): Buffer {
+  if (size > maxBytes) throw new ManifestTooLarge(size);
+  let buffer = Buffer.allocUnsafe(size + 1);
+  let length = 0;
+  for (;;) {
+    const want = buffer.length - length;
+    const n = readSync(fd, buffer, length, want, null);
+    if (n === 0) return buffer.subarray(0, length);
+    length += n;
+    if (length > maxBytes) throw new ManifestTooLarge(length);
+    // A regular file reads short only at its end: no second read just to be told so.
+    if (n < want) return buffer.subarray(0, length);
+    if (length === buffer.length) {
+      // The file grew while we read it; keep reading, still within the cap.
+      const grown = Buffer.allocUnsafe(Math.min(length * 2, maxBytes + 1));
+      buffer.copy(grown, 0, 0, length);
+      buffer = grown;
+    }
   }
 }
 

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -134,5 +136,40 @@ describe('discovery', () => {
     const candidate = scan([root]).byDir('p');
     expect(candidate.status).toBe('invalid');
     expect(candidate.diagnostics.map((d) => d.code)).toContain('manifest_missing_field');
+  });
+
+  it('lists plugin.toml by the file it reads: a regular file, a FIFO, a directory, a link, one over the cap', () => {
+    const root = tempDir();
+    const text = manifestToml({ id: 'plain' });
+    writePlugin(root, 'plain', { id: 'plain' });
+    for (const name of ['fifo', 'dir', 'link', 'big']) mkdirSync(join(root, name));
+    execFileSync('mkfifo', [join(root, 'fifo', 'plugin.toml')]);
+    mkdirSync(join(root, 'dir', 'plugin.toml'));
+    writeFileSync(join(root, 'link', 'real.toml'), manifestToml({ id: 'link' }));
+    symlinkSync('real.toml', join(root, 'link', 'plugin.toml'));
+    writeFileSync(join(root, 'big', 'plugin.toml'), `${manifestToml({ id: 'big' })}# ${'x'.repeat(300)}\n`);
+    const result = discoverPlugins({
+      searchPaths: [root],
+      fileLimits: { maxManifestBytes: text.length + 200 },
+    });
+    const at = (dir: string) => result.candidates.find((c) => c.pluginDir === join(root, dir));
+    const manifestEntry = (dir: string) => at(dir)?.inventory?.files.find((f) => f.path === 'plugin.toml');
+    expect(manifestEntry('plain')).toMatchObject({ kind: 'file', size: Buffer.byteLength(text) });
+    expect(at('plain')?.manifestSource).toEqual({
+      path: 'plugin.toml',
+      sha256: createHash('sha256').update(text).digest('hex'),
+    });
+    expect(manifestEntry('fifo')?.kind).toBe('special');
+    expect(at('fifo')?.diagnostics[0]).toMatchObject({
+      code: 'manifest_unreadable',
+      message: 'cannot read manifest: not a regular file',
+    });
+    expect(manifestEntry('dir')?.kind).toBe('directory');
+    expect(at('dir')?.diagnostics[0]).toMatchObject({ code: 'manifest_unreadable' });
+    expect(manifestEntry('link')).toMatchObject({ kind: 'symlink', linkInside: true });
+    expect(at('link')?.manifestSource?.path).toBe('real.toml');
+    expect(at('link')?.id).toBe('link');
+    expect(at('big')?.diagnostics[0]).toMatchObject({ code: 'manifest_too_large' });
+    expect(manifestEntry('big')?.kind).toBe('file');
   });
 });

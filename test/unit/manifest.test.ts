@@ -93,4 +93,19 @@ describe('parseManifest', () => {
     );
     expect(diagnostics).toEqual([]);
   });
+
+  it('names the configuration field of an unsafe integer or a nesting past the cap, through tables and arrays', () => {
+    const fieldOf = (configuration: string) =>
+      parseManifest(
+        `[metadata]\nid = "c"\nname = "c"\nversion = "1.0.0"\napi_version = "1.0.0"\n\n[configuration]\n${configuration}\n`,
+        'plugin.toml',
+      ).diagnostics.find((d) => d.code === 'manifest_invalid_value')?.field;
+    expect(fieldOf('ok = [1, 2]\nbig = 9007199254740993')).toBe('configuration.big');
+    expect(fieldOf('a = { b = [1, { c = [7, 9007199254740993] }] }')).toBe('configuration.a.b[1].c[1]');
+    expect(fieldOf('"odd key" = { "x.y" = [-9007199254740993] }')).toBe('configuration["odd key"]["x.y"][0]');
+    expect(fieldOf(`deep = { t = ${'['.repeat(32)}1${']'.repeat(32)} }`)).toBe(
+      `configuration.deep.t${'[0]'.repeat(31)}`,
+    );
+    expect(fieldOf('fine = { a = [1, 2, { b = "x" }] }')).toBeUndefined();
+  });
 });
