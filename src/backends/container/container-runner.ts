@@ -218,10 +218,9 @@ export class ContainerRunner implements Runner {
     // The limits before the Welcome: no plugin code runs under the pool's.
     if (changed) await engine.update(container, wanted).catch(failed('limits'));
     const ready = this.#ready(this.#endpoint.serve(o.spec, o.bytes));
-    // The owner record names the plugin once the Welcome is out, on the thread pool while the runner loads it.
-    const owner = new Promise((resolve) => setImmediate(resolve)).then(() =>
-      this.#endpoint.writeOwnerAsync(),
-    );
+    // The owner record names the plugin once the Welcome is out, while the runner loads it: written at once (as at
+    // create; on the thread pool its four round trips ended after the Ready on a loaded machine, runner-process.ts).
+    const owner = new Promise((resolve) => setImmediate(resolve)).then(() => this.#endpoint.writeOwner());
     await Promise.all([ready, owner]);
   }
 

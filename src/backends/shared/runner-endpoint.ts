@@ -13,7 +13,6 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ReedError } from '../../errors.js';
@@ -129,21 +128,6 @@ export class RunnerEndpoint {
     const temp = this.#ownerTemp();
     writeExclusive(temp, this.#ownerRecord(runner), 0o600);
     renameSync(temp, join(this.dir, OWNER_FILE));
-  }
-
-  /**
-   * `writeOwner` on the thread pool, off the event loop: a warm runner's record, rewritten for the plugin it is
-   * handed while the runner loads that plugin (src/backends/process/runner-process.ts; a container's names no pid).
-   */
-  async writeOwnerAsync(runner?: { pid: number; start: string }): Promise<void> {
-    const temp = this.#ownerTemp();
-    const file = await open(temp, CREATE_EXCLUSIVE, 0o600);
-    try {
-      await file.writeFile(this.#ownerRecord(runner));
-    } finally {
-      await file.close();
-    }
-    await rename(temp, join(this.dir, OWNER_FILE));
   }
 
   #ownerTemp(): string {
