@@ -186,19 +186,30 @@ export function analyzeJob(job: DirJob, context: DiscoveryContext): PluginCandid
   const at = context.paths[job.p];
   if (at === undefined) return undefined;
   const { path, real, index } = at;
-  if (job.name === undefined) return analyzeCandidate(path, path, index, context.limits, real);
+  if (job.name === undefined) {
+    return analyzeAt(path, child(path, MANIFEST_FILE), path, index, context.limits, real);
+  }
   const dir = child(path, job.name);
   if (job.isDirectory) {
     const listing = listRaw(dir);
     if (listing !== undefined) {
       return hasManifestName(listing)
-        ? analyzeCandidate(dir, path, index, context.limits, child(real, job.name), listing)
+        ? analyzeAt(
+            dir,
+            child(dir, MANIFEST_FILE),
+            path,
+            index,
+            context.limits,
+            child(real, job.name),
+            listing,
+          )
         : undefined;
     }
   }
   if (!hasManifest(dir)) return undefined;
-  return analyzeCandidate(
+  return analyzeAt(
     dir,
+    child(dir, MANIFEST_FILE),
     path,
     index,
     context.limits,
@@ -351,7 +362,30 @@ export function analyzeCandidate(
   /** The directory's raw listing, when the caller has just read it. */
   listing?: Buffer[],
 ): PluginCandidate {
-  const manifestPath = join(pluginDir, MANIFEST_FILE);
+  return analyzeAt(
+    pluginDir,
+    join(pluginDir, MANIFEST_FILE),
+    searchPath,
+    searchPathIndex,
+    limits,
+    realDir,
+    listing,
+  );
+}
+
+/**
+ * {@link analyzeCandidate} with the manifest's path given: {@link analyzeJob}'s directories are resolved paths (a
+ * search path, or a name listed in one), so `child` gives what path.join would, without its normalising pass.
+ */
+function analyzeAt(
+  pluginDir: string,
+  manifestPath: string,
+  searchPath: string,
+  searchPathIndex: number,
+  limits: FileLimits,
+  realDir?: string,
+  listing?: Buffer[],
+): PluginCandidate {
   const candidate: PluginCandidate = {
     manifestPath,
     pluginDir,
