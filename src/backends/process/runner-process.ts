@@ -118,6 +118,11 @@ export class RunnerProcess implements Runner {
     });
   }
 
+  /** Another runner with the same settings (its own uid, cgroup, directory and secret): benches start it afresh. */
+  sibling(): RunnerProcess {
+    return new RunnerProcess(this.#o);
+  }
+
   get dir(): string | undefined {
     return this.#endpoint?.dir;
   }
