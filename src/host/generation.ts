@@ -62,7 +62,8 @@ export class Generation {
   }
 
   #settled(): void {
-    if (--this.#inFlight > 0) return;
+    // Most calls end with nobody waiting for the drain: no splice (a new array and an iterator) for them.
+    if (--this.#inFlight > 0 || this.#idle.length === 0) return;
     for (const resolve of this.#idle.splice(0)) resolve();
   }
 
