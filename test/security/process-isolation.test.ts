@@ -257,7 +257,7 @@ describe('nothing survives the sandbox (issue 10, class 8)', () => {
     expect(cgroup?.dirs.map((d) => d.split('/')[4])).toEqual(['memory', 'pids', 'cpu']);
     const left = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
     left.unref();
-    cgroup?.add(left.pid as number);
+    await cgroup?.add(left.pid as number);
     try {
       const runtimeDir = tempDir();
       const next = await startSweepingHost(runtimeDir);
@@ -266,7 +266,7 @@ describe('nothing survives the sandbox (issue 10, class 8)', () => {
       expect(cgroup?.dirs.filter((d) => existsSync(d))).toEqual([]);
     } finally {
       reap([left.pid as number]);
-      cgroup?.remove();
+      await cgroup?.remove();
     }
   });
 });

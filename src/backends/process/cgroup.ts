@@ -1,5 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { isAlive, pidNamespaceInode as pidNamespace } from '../../process-identity.js';
 import type { HostSession } from '../shared/session.js';
@@ -82,23 +84,45 @@ function removeTree(dir: string): { removed: boolean; processes: number } {
   return { removed: removeDir(dir), processes };
 }
 
+/**
+ * One round of killAll: SIGKILLs every process in the cgroup; undefined once it is empty (or gone), else how many
+ * were signalled.
+ */
+function killRound(dir: string): number | undefined {
+  let pids: number[];
+  try {
+    pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return undefined;
+  }
+  if (pids.length === 0) return undefined;
+  let killed = 0;
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {}
+  }
+  return killed;
+}
+
+/** rmdir: true once removed, false when it was not there, undefined while its last processes are still dying. */
+function rmdirRound(dir: string): boolean | undefined {
+  try {
+    rmdirSync(dir);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? false : undefined;
+  }
+}
+
 /** SIGKILLs every process in a cgroup until it is empty (a process may fork while the others are killed). */
 function killAll(dir: string): number {
   let killed = 0;
   for (let round = 0; round < 50; round++) {
-    let pids: number[];
-    try {
-      pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-    } catch {
-      return killed;
-    }
-    if (pids.length === 0) return killed;
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-        killed++;
-      } catch {}
-    }
+    const n = killRound(dir);
+    if (n === undefined) return killed;
+    killed += n;
     sleep(10);
   }
   return killed;
@@ -107,15 +131,22 @@ function killAll(dir: string): number {
 /** rmdir, retried while the last processes finish dying. */
 function removeDir(dir: string): boolean {
   for (let i = 0; i < 20; i++) {
-    try {
-      rmdirSync(dir);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      sleep(10);
-    }
+    const removed = rmdirRound(dir);
+    if (removed !== undefined) return removed;
+    sleep(10);
   }
   return false;
+}
+
+/**
+ * killAll then removeDir for one runner's cgroup, waiting between rounds on a timer, not on the host's thread
+ * (Atomics.wait): a runner's cgroup is removed while the host serves every other plugin, and its processes take a
+ * round or two to die.
+ */
+async function killAndRemove(dirs: readonly string[]): Promise<void> {
+  for (const dir of dirs)
+    for (let round = 0; round < 50 && killRound(dir) !== undefined; round++) await delay(10);
+  for (const dir of dirs) for (let i = 0; i < 20 && rmdirRound(dir) === undefined; i++) await delay(10);
 }
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -238,9 +269,14 @@ export class RunnerCgroup {
     }
   }
 
-  /** Joins every hierarchy: in v1 a process left out of the cpu one would run unthrottled. */
-  add(pid: number): void {
-    for (const dir of this.dirs) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+  /**
+   * Joins every hierarchy with each of `pids` (in v1 a process left out of the cpu one would run unthrottled). On the
+   * thread pool: the kernel makes the first move of a burst wait for an RCU grace period (cgroup v1 here: ~10 ms for
+   * the first write, ~0.05 ms for the next ones), which would hold the host's thread. Rejects if a pid cannot join.
+   */
+  async add(...pids: number[]): Promise<void> {
+    for (const pid of pids)
+      for (const dir of this.dirs) await writeFile(join(dir, 'cgroup.procs'), String(pid));
   }
 
   /** Whether the kernel's OOM killer struck in this cgroup. */
@@ -270,9 +306,8 @@ export class RunnerCgroup {
   }
 
   /** Kills every process left in it (until none is left), then removes it. */
-  remove(): void {
-    for (const dir of this.dirs) killAll(dir);
-    for (const dir of this.dirs) removeDir(dir);
+  remove(): Promise<void> {
+    return killAndRemove(this.dirs);
   }
 }
 
