@@ -4,8 +4,7 @@
 import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WARM_ENTRYPOINT } from '../../src/backends/container/container-runner.js';
-import { containerSpec } from '../../src/backends/container/container-spec.js';
+import { containerSpec, WARM_ENTRYPOINT } from '../../src/backends/container/container-spec.js';
 import type { LazySandbox } from '../../src/backends/lazy-sandbox.js';
 import { defaultRunnerCommand } from '../../src/backends/process/runner-command.js';
 import type { RunnerProcess } from '../../src/backends/process/runner-process.js';

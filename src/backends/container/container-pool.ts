@@ -5,7 +5,8 @@ import { WARM_RUNNER_ID, WarmPool, warmSpec } from '../pool/warm-pool.js';
 import type { TenantCgroupSlot } from '../process/cgroup.js';
 import type { HostSession } from '../shared/session.js';
 import type { UidRange } from '../shared/uid-pool.js';
-import { ContainerRunner, WARM_ENTRYPOINT } from './container-runner.js';
+import { ContainerRunner } from './container-runner.js';
+import { WARM_ENTRYPOINT } from './container-spec.js';
 import type { EngineClient } from './engine-client.js';
 import { containerLabels, LABEL_POOL } from './labels.js';
 
@@ -98,7 +99,7 @@ export function containerPool(o: ContainerPoolOptions): WarmPool<ContainerRunner
         network: false,
         dataDir: undefined,
         runnerUids: o.runnerUids,
-        command: o.command ?? WARM_ENTRYPOINT,
+        command: o.command ?? [...WARM_ENTRYPOINT],
         warm: true,
         prepare: async () => {
           const [image, tenantCgroup] = await Promise.all([o.runnerImage(), o.tenantCgroup()]);

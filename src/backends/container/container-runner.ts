@@ -4,7 +4,6 @@ import { ReedError } from '../../errors.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import { dialArguments } from '../../transport/transport.js';
 import type { TenantCgroup, TenantCgroupSlot } from '../process/cgroup.js';
-import { RUNNER_V8_FLAGS } from '../process/runner-command.js';
 import { type SandboxUsage, usageOfPid } from '../shared/cgroup-usage.js';
 import { openDataDir, takeDataDirBack } from '../shared/data-dir.js';
 import { type DataGroup, holdDataGroup } from '../shared/data-group.js';
@@ -14,14 +13,7 @@ import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.
 import type { RunnerLink } from '../shared/runner-link.js';
 import { PACKAGE_ROOT, raceStart } from '../shared/runner-program.js';
 import { DEFAULT_RUNNER_UIDS, type UidRange } from '../shared/uid-pool.js';
-import {
-  CONTAINER_NODE,
-  CONTAINER_RUNNER_MAIN,
-  CONTAINER_USER,
-  type ContainerSettings,
-  containerSpec,
-  SOCKET_DIR,
-} from './container-spec.js';
+import { CONTAINER_USER, type ContainerSettings, containerSpec, SOCKET_DIR } from './container-spec.js';
 import {
   type ContainerRef,
   type ContainerResources,
@@ -57,17 +49,6 @@ export interface ContainerRunnerOptions extends EndpointOptions, ContainerSettin
     tenantCgroup?: TenantCgroupSlot | undefined;
   }>;
 }
-
-/**
- * A warm container's program: the runner (with the V8 flags of every runner), with the WASM runtime preloaded before
- * its Hello (warm-preload.ts).
- */
-export const WARM_ENTRYPOINT = [
-  CONTAINER_NODE,
-  ...RUNNER_V8_FLAGS,
-  '--import=file:///opt/reed/dist/runner/warm-preload.js',
-  CONTAINER_RUNNER_MAIN,
-];
 
 /** The limits of a container the engine's update changes, for a plugin's limits (containerSpec's own formula). */
 export function containerResources(spec: ContainerSpec): ContainerResources {

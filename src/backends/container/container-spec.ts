@@ -1,8 +1,14 @@
 import { posix, relative } from 'node:path';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
-import { RUNNER_V8_FLAGS } from '../process/runner-command.js';
-import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR, RUNNER_MAIN } from '../shared/runner-program.js';
+import {
+  PACKAGE_ROOT,
+  RUNNER_ALLOWANCE_MB,
+  RUNNER_DATA_DIR,
+  RUNNER_MAIN,
+  RUNNER_V8_FLAGS,
+  WARM_PRELOAD,
+} from '../shared/runner-program.js';
 import type { HostSession } from '../shared/session.js';
 import type { ContainerSpec } from './engine-client.js';
 import { LABEL_MANAGED } from './labels.js';
@@ -17,14 +23,22 @@ export const GVISOR_PIDS_ALLOWANCE = 512;
 /** Where the sandbox directory (socket, secret) appears inside the container, read-only. */
 export const SOCKET_DIR = '/run/reed';
 
-/** The image's node, and the runner program in it: the package's files are under /opt/reed (images.ts). */
+/** The image's node. */
 export const CONTAINER_NODE = '/usr/local/bin/node';
-export const CONTAINER_RUNNER_MAIN = posix.join('/opt/reed', relative(PACKAGE_ROOT, RUNNER_MAIN));
-/** A container's program: the runner, with the V8 flags of process mode's runners (runner-command.ts). */
+/** Where a file of the package is in the runner image: the package's files are under /opt/reed (images.ts). */
+const inImage = (path: string) => posix.join('/opt/reed', relative(PACKAGE_ROOT, path));
+/** A container's program: the runner, with the V8 flags of process mode's runners. */
 export const RUNNER_ENTRYPOINT: readonly string[] = [
   CONTAINER_NODE,
   ...RUNNER_V8_FLAGS,
-  CONTAINER_RUNNER_MAIN,
+  inImage(RUNNER_MAIN),
+];
+/** A warm container's program: the same, with the WASM runtime preloaded before its Hello (warm-preload.ts). */
+export const WARM_ENTRYPOINT: readonly string[] = [
+  CONTAINER_NODE,
+  ...RUNNER_V8_FLAGS,
+  `--import=file://${inImage(WARM_PRELOAD)}`,
+  inImage(RUNNER_MAIN),
 ];
 
 /** What a plugin's container is made from. */

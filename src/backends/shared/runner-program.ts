@@ -14,6 +14,19 @@ export const PACKAGE_ROOT = findPackageRoot();
 /** The runner program: sandbox-runner/main.ts as bundled by scripts/bundle.mjs (one file and a few chunks). */
 export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'runner', 'main.js');
 /**
+ * V8 flags for every runner, process and container mode (runner-command.ts, container-spec.ts). One V8 worker thread, not four: a runner
+ * runs one plugin, mostly idle, and a host runs many of them; three threads fewer per runner (their stacks and malloc
+ * arenas): 0.1-0.3 MiB PSS less per idle runner, measured (docs/ARCHITECTURE.md, "The runner's memory"). GC and WASM
+ * tier-up still run beside the main thread. And the young generation capped at 1 MiB semi-spaces (V8's default grows
+ * them to 16 MiB under a stream of calls and never gives the room back): after 20,000 calls an example.hello runner
+ * kept 12.5-12.9 MiB anonymous, with the cap 10.4-10.8, for the same runner CPU per call (2 runs each). The plugin's
+ * data is WASM memory or large objects, not young JS objects.
+ */
+export const RUNNER_V8_FLAGS: readonly string[] = ['--v8-pool-size=1', '--max-semi-space-size=1'];
+
+/** What a warm runner of a pool loads before its main module (sandbox-runner/warm-preload.ts, bundled). */
+export const WARM_PRELOAD = join(PACKAGE_ROOT, 'dist', 'runner', 'warm-preload.js');
+/**
  * Where a runner sees the plugin's data directory (permissions.filesystem), in process and container modes alike:
  * that one directory is bind-mounted there (read-only for "read") and nothing else of data_dir is visible.
  */
