@@ -116,24 +116,29 @@ function rmdirRound(dir: string): boolean | undefined {
   }
 }
 
+/** How many times killAll signals and removeDir tries, and how long each waits between two (ms). */
+const KILL_ROUNDS = 50;
+const RMDIR_TRIES = 20;
+const ROUND_MS = 10;
+
 /** SIGKILLs every process in a cgroup until it is empty (a process may fork while the others are killed). */
 function killAll(dir: string): number {
   let killed = 0;
-  for (let round = 0; round < 50; round++) {
+  for (let round = 0; round < KILL_ROUNDS; round++) {
     const n = killRound(dir);
     if (n === undefined) return killed;
     killed += n;
-    sleep(10);
+    sleep(ROUND_MS);
   }
   return killed;
 }
 
 /** rmdir, retried while the last processes finish dying. */
 function removeDir(dir: string): boolean {
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < RMDIR_TRIES; i++) {
     const removed = rmdirRound(dir);
     if (removed !== undefined) return removed;
-    sleep(10);
+    sleep(ROUND_MS);
   }
   return false;
 }
@@ -145,8 +150,9 @@ function removeDir(dir: string): boolean {
  */
 async function killAndRemove(dirs: readonly string[]): Promise<void> {
   for (const dir of dirs)
-    for (let round = 0; round < 50 && killRound(dir) !== undefined; round++) await delay(10);
-  for (const dir of dirs) for (let i = 0; i < 20 && rmdirRound(dir) === undefined; i++) await delay(10);
+    for (let round = 0; round < KILL_ROUNDS && killRound(dir) !== undefined; round++) await delay(ROUND_MS);
+  for (const dir of dirs)
+    for (let i = 0; i < RMDIR_TRIES && rmdirRound(dir) === undefined; i++) await delay(ROUND_MS);
 }
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);

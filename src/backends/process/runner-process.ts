@@ -396,10 +396,6 @@ export class RunnerProcess implements Runner {
     });
     if (child.stdout !== null) pump.attach(child.stdout, 1);
     if (child.stderr !== null) pump.attach(child.stderr, 2);
-    // A pid that cannot join the cgroup (bwrap already gone: ESRCH) means no start: bwrap is killed and never
-    // unblocked, and raceStart below reports the exit with bwrap's own last words (a path it could not bind, say).
-    // bwrap and its init join together, once bwrap has said the init's pid: one move of the cgroup v1 kind (the
-    // first of a burst waits for an RCU grace period), on the thread pool, not the host's thread.
     if (child.pid !== undefined) {
       this.#owner = { pid: child.pid, start: processStart(child.pid) ?? '' };
       endpoint.writeOwner(this.#owner);
@@ -408,15 +404,18 @@ export class RunnerProcess implements Runner {
     // so no plugin code ever runs outside the cgroup's limits.
     const block = (child.stdio as unknown as (Writable | null)[])[BLOCK_FD];
     block?.on('error', () => {});
-    const initPid =
-      child.pid === undefined ? undefined : await readChildPid(child.stdio[INFO_FD] as Readable);
-    let joined = child.pid !== undefined;
-    if (initPid !== undefined) this.initPid = initPid;
-    try {
-      if (joined)
-        await this.cgroup?.add(...[child.pid as number, ...(initPid === undefined ? [] : [initPid])]);
-    } catch {
-      joined = false;
+    // bwrap and its init join together, once bwrap has said the init's pid: one move of the cgroup v1 kind (the
+    // first of a burst waits for an RCU grace period), on the thread pool, not the host's thread. A pid that cannot
+    // join (bwrap already gone: ESRCH) means no start: bwrap is killed and never unblocked, and raceStart below
+    // reports the exit with bwrap's own last words (a path it could not bind, say).
+    let joined = false;
+    if (child.pid !== undefined) {
+      const initPid = await readChildPid(child.stdio[INFO_FD] as Readable);
+      if (initPid !== undefined) this.initPid = initPid;
+      try {
+        await this.cgroup?.add(child.pid, ...(initPid === undefined ? [] : [initPid]));
+        joined = true;
+      } catch {}
     }
     if (joined) block?.end('1');
     else this.kill();
