@@ -2,6 +2,7 @@ import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureRunnerImages } from '../../src/backends/container/images.js';
 import { subscribeEvent } from '../../src/events/events.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
@@ -156,6 +157,59 @@ describe('the swarm backend on a two-engine swarm', () => {
     }, 300_000);
   });
 
+  describe('an orchestrator in a container of the manager (the production path: no relay)', () => {
+    it("joins each runner's network to be reached, serves calls, and leaves nothing when it closes", async () => {
+      // The orchestrator (test/fixtures/swarm-orchestrator/main.mjs) in a container of the manager's engine, from
+      // the base image (this machine's Node), this checkout bound read-only at its own path, the manager's socket
+      // as its Docker socket; its reed.toml and data in a directory of its own.
+      const { base } = await ensureRunnerImages({ docker: swarm.manager, logger: pino({ level: 'silent' }) });
+      const dir = tempDir('reed-swarm-own-');
+      writeFileSync(
+        join(dir, 'reed.toml'),
+        `cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "runtime"\n[sandbox]\nruntime = "runc"\n${CONFORMANCE_TOML}`,
+      );
+      const socket = (swarm.nodes[0]?.socket ?? '').replace(/^unix:\/\//, '');
+      const orchestrator = await swarm.manager.createContainer({
+        Image: base,
+        User: '0:0',
+        Cmd: [
+          join(REPO, 'test/fixtures/swarm-orchestrator/main.mjs'),
+          REPO,
+          dir,
+          swarm.registry,
+          join(REPO, 'examples/plugins'),
+        ],
+        HostConfig: {
+          Binds: [`${REPO}:${REPO}:ro`, `${dir}:${dir}`, `${socket}:/var/run/docker.sock`],
+          NetworkMode: 'bridge',
+        },
+      });
+      let out = '';
+      try {
+        await orchestrator.start();
+        const exit = (await orchestrator.wait()) as { StatusCode: number };
+        const logs = (await orchestrator.logs({ stdout: true, stderr: true, follow: false })) as Buffer;
+        out = demux(logs);
+        expect(exit.StatusCode, out).toBe(0);
+      } finally {
+        await orchestrator.remove({ force: true });
+      }
+      const steps = out
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { step: string } & Record<string, unknown>);
+      expect(
+        steps.map((s) => s.step),
+        out,
+      ).toEqual(['started', 'loaded', 'call', 'networks', 'closed']);
+      // It knew its own container (the way onto a runner's network) and was on each of its runners' networks.
+      expect(steps[0]?.container).toBe(orchestrator.id);
+      expect(steps[2]?.output).toBe('Hello, swarm!');
+      expect(steps[3]?.joined).toBe(true);
+      await expectNothingLeft();
+    }, 600_000);
+  });
+
   describe('a node lost', () => {
     let host: PluginHost;
     let plugins: string;
@@ -273,3 +327,14 @@ describe('the swarm backend on a two-engine swarm', () => {
     expect(await swarmLeftovers(NET)).toEqual([]);
   }, 300_000);
 });
+
+/** A container's log stream without Docker's 8-byte frame headers (no TTY): stdout and stderr in order. */
+function demux(logs: Buffer): string {
+  const parts: Buffer[] = [];
+  for (let at = 0; at + 8 <= logs.length; ) {
+    const size = logs.readUInt32BE(at + 4);
+    parts.push(logs.subarray(at + 8, at + 8 + size));
+    at += 8 + size;
+  }
+  return Buffer.concat(parts).toString('utf8');
+}

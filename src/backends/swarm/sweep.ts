@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { type Dockerode, engineClientOf } from '../container/dockerode-client.js';
-import { LABEL_MANAGED, LABEL_SESSION, pidNamespace } from '../container/labels.js';
+import { LABEL_HOST_CONTAINER, LABEL_MANAGED, LABEL_SESSION, pidNamespace } from '../container/labels.js';
 import { ownerIsDead } from '../container/sweep.js';
 import { LABEL_SWARM_KIND } from './service-spec.js';
 
@@ -55,9 +55,19 @@ export async function removeSwarmResources(docker: Dockerode, labels: string[]):
       if (statusOf(error) !== 404) throw error;
     }
   }
-  const networks = ((await docker.listNetworks({ filters })) as Labelled[]).map(idOf);
+  const networks = (await docker.listNetworks({ filters })) as Labelled[];
   const deadline = Date.now() + NETWORK_DRAIN_MS;
-  for (const id of networks) {
+  for (const network of networks) {
+    const id = idOf(network);
+    // An orchestrator in a container joined the network to be reached (no relay): its endpoint never leaves by
+    // itself, so it is taken off first. Whatever this cannot do (the container gone, already off) the removal below
+    // finds out and reports, once the drain time is over.
+    const orchestrator = labelsOf(network)[LABEL_HOST_CONTAINER];
+    if (orchestrator !== undefined)
+      await docker
+        .getNetwork(id)
+        .disconnect({ Container: orchestrator, Force: true })
+        .catch(() => {});
     for (;;) {
       try {
         await docker.getNetwork(id).remove();
