@@ -9,9 +9,9 @@ import { startHost, text } from '../helpers/host.js';
 
 /**
  * Issue 17, part 2: the Docker engine restarted while container-mode plugins serve. The engine is a dockerd of the
- * test's own (its data root, exec root, socket, containerd namespace and cgroup parent; no bridge, no iptables),
- * so that restarting it cannot touch the machine's engine or any other test's containers; it is stopped and its
- * directories removed whatever happens. It is a real engine restart: dockerd gets SIGTERM (stopping every container
+ * test's own (its data root, exec root, socket, containerd namespace, cgroup parent and network namespace; no bridge,
+ * no iptables), so that restarting it cannot touch the machine's engine or any other test's containers; it is stopped
+ * and its directories removed whatever happens. It is a real engine restart: dockerd gets SIGTERM (stopping every container
  * it runs, as without live-restore), exits, and is started again on the same data root.
  *
  * Under 8 callers over two plugins: calls during the outage fail only with a code (the runner lost with its
@@ -38,9 +38,15 @@ function startEngine(): void {
   mkdirSync(EXEC, { recursive: true });
   const config = join(EXEC, 'daemon.json');
   writeFileSync(config, JSON.stringify({ 'exec-opts': ['native.cgroupdriver=cgroupfs'] }));
+  // In a network namespace of its own (`unshare --net` execs dockerd: the child's pid is dockerd's): a dockerd
+  // started with `--bridge none` deletes the link named docker0 where it runs, which was the machine engine's
+  // default bridge until this test ran (found when container tests failed on a second run on one machine).
   dockerd = spawn(
-    'dockerd',
+    'unshare',
     [
+      '--net',
+      '--',
+      'dockerd',
       '--config-file',
       config,
       '--data-root',
