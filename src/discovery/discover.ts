@@ -14,8 +14,10 @@ import { resolveEntryPoint } from './entry-point.js';
 import { runInParallel } from './parallel.js';
 import {
   DEFAULT_FILE_LIMITS,
+  type DirListing,
   type FileLimits,
   inventoryPlugin,
+  listDirectory,
   type PluginInventory,
 } from './plugin-inventory.js';
 import { applyPrecedence, compareCandidates } from './precedence.js';
@@ -191,7 +193,7 @@ export function analyzeJob(job: DirJob, context: DiscoveryContext): PluginCandid
   }
   const dir = child(path, job.name);
   if (job.isDirectory) {
-    const listing = listRaw(dir);
+    const listing = listPluginDir(dir);
     if (listing !== undefined) {
       return hasManifestName(listing)
         ? analyzeAt(
@@ -319,8 +321,6 @@ function openSearchPath(
   }
 }
 
-const MANIFEST_NAME = Buffer.from(MANIFEST_FILE);
-
 /**
  * `name` (one entry of a listing: never empty, `.`, `..` or holding a separator) under `dir` (an absolute, resolved
  * path): path.join's result without its normalising pass, which discovery would otherwise make for every plugin.
@@ -329,15 +329,20 @@ function child(dir: string, name: string): string {
   return dir.endsWith(sep) ? dir + name : dir + sep + name;
 }
 
-function hasManifestName(listing: Buffer[]): boolean {
-  for (const name of listing) if (name.equals(MANIFEST_NAME)) return true;
+const MANIFEST_NAME = Buffer.from(MANIFEST_FILE);
+
+/** Whether a listing holds plugin.toml (a name as bytes only when some name of the listing was not clean UTF-8). */
+function hasManifestName(listing: DirListing): boolean {
+  for (const name of listing) {
+    if (typeof name === 'string' ? name === MANIFEST_FILE : name.equals(MANIFEST_NAME)) return true;
+  }
   return false;
 }
 
-/** A directory's names as bytes, or undefined when it cannot be listed (the caller then looks the other way). */
-function listRaw(dir: string): Buffer[] | undefined {
+/** A directory's names ({@link listDirectory}), or undefined when it cannot be listed (the caller then looks the other way). */
+function listPluginDir(dir: string): DirListing | undefined {
   try {
-    return readdirSync(dir, { encoding: 'buffer' });
+    return listDirectory(dir);
   } catch {
     return undefined;
   }
@@ -359,8 +364,8 @@ export function analyzeCandidate(
   limits: FileLimits,
   /** The directory's real path, when the caller already knows it. */
   realDir?: string,
-  /** The directory's raw listing, when the caller has just read it. */
-  listing?: Buffer[],
+  /** The directory's listing ({@link listDirectory}), when the caller has just read it. */
+  listing?: DirListing,
 ): PluginCandidate {
   return analyzeAt(
     pluginDir,
@@ -384,7 +389,7 @@ function analyzeAt(
   searchPathIndex: number,
   limits: FileLimits,
   realDir?: string,
-  listing?: Buffer[],
+  listing?: DirListing,
 ): PluginCandidate {
   const candidate: PluginCandidate = {
     manifestPath,

@@ -95,8 +95,8 @@ function printableName(name: string): string {
 export function inventoryPlugin(
   root: string,
   limits: FileLimits,
-  /** The root's own listing, when the caller has just read it (discovery does, to find plugin.toml). */
-  rootListing?: Buffer[],
+  /** The root's own listing ({@link listDirectory}), when the caller has just read it (discovery does). */
+  rootListing?: DirListing,
   /**
    * For an entry of the root: its stats taken another way, or undefined for lstat's. Discovery opens plugin.toml
    * without following a link and reads it at once, and gives that open file's fstat (src/discovery/discover.ts).
@@ -114,7 +114,7 @@ export function inventoryPlugin(
   const prefix = root.endsWith(sep) ? root : root + sep;
   const unlisted = (path: string, reason: string) => inventory.unlisted.push({ path, reason });
   // `rel` is `dir` relative to the root with `/` separators ('' for the root): built as the walk goes down.
-  const walk = (dir: string, rel: string, depth: number, listing?: Buffer[]): boolean => {
+  const walk = (dir: string, rel: string, depth: number, listing?: DirListing): boolean => {
     const names = listNames(dir, rel, unlisted, listing);
     if (names === undefined) return true;
     for (const name of names) {
@@ -160,19 +160,38 @@ export function inventoryPlugin(
 }
 
 /**
+ * A directory's names as {@link listDirectory} read them: strings when every name decoded cleanly, else the raw
+ * bytes of each.
+ */
+export type DirListing = string[] | Buffer[];
+
+/**
+ * Lists `dir`: its names as strings when none of them decodes to U+FFFD, else (a name that is not UTF-8, or that
+ * holds U+FFFD itself) the directory listed again as bytes, so that {@link listNames} can judge each name by its
+ * bytes. Strings first because a listing of Buffers costs a Buffer per name (~2 us more for a plugin directory of
+ * two files, and discovery lists every plugin directory); the bytes only when a name needs them. Throws as
+ * readdirSync does.
+ */
+export function listDirectory(dir: string): DirListing {
+  const names = readdirSync(dir);
+  for (const name of names) if (name.includes('\uFFFD')) return readdirSync(dir, { encoding: 'buffer' });
+  return names;
+}
+
+/**
  * The names in `dir` (`rel` from the root), sorted; a name that is not UTF-8 is recorded as unlisted instead, and
- * a directory that cannot be listed is recorded and gives undefined. `listing`: the raw names, already read.
+ * a directory that cannot be listed is recorded and gives undefined. `listing`: the names, already read.
  */
 function listNames(
   dir: string,
   rel: string,
   unlisted: (path: string, reason: string) => void,
-  listing?: Buffer[],
+  listing?: DirListing,
 ): string[] | undefined {
-  let raw: Buffer[];
+  let raw: DirListing;
   try {
-    // Buffers, not strings: Node would turn every name that is not UTF-8 into U+FFFD, a name no call can open.
-    raw = listing ?? readdirSync(dir, { encoding: 'buffer' });
+    // Node turns every name that is not UTF-8 into U+FFFD, a name no call can open: such a listing comes as bytes.
+    raw = listing ?? listDirectory(dir);
   } catch (error) {
     // Not even root could list it (a path past PATH_MAX, EACCES on a network file system): its files cannot be
     // accounted for, so the plugin cannot be vouched for either.
@@ -180,18 +199,23 @@ function listNames(
     return undefined;
   }
   const names: string[] = [];
-  for (const bytes of raw) {
+  for (const entry of raw) {
+    // A string came from a listing whose every name decoded without U+FFFD: nothing to judge.
+    if (typeof entry === 'string') {
+      names.push(entry);
+      continue;
+    }
     // The lenient decode is the fast path; only a name it had to repair (or that holds U+FFFD itself) gets the
     // strict decoder's verdict.
-    const name = bytes.toString('utf8');
+    const name = entry.toString('utf8');
     if (!name.includes('\uFFFD')) {
       names.push(name);
       continue;
     }
     try {
-      names.push(strictUtf8.decode(bytes));
+      names.push(strictUtf8.decode(entry));
     } catch {
-      const latin1 = bytes.toString('latin1');
+      const latin1 = entry.toString('latin1');
       unlisted(printableName(rel === '' ? latin1 : `${rel}/${latin1}`), 'is not UTF-8');
     }
   }

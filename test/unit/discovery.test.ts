@@ -172,4 +172,29 @@ describe('discovery', () => {
     expect(at('big')?.diagnostics[0]).toMatchObject({ code: 'manifest_too_large' });
     expect(manifestEntry('big')?.kind).toBe('file');
   });
+  it('judges names by their bytes once one is not clean UTF-8: a name holding U+FFFD is listed, one not UTF-8 is not', () => {
+    const root = tempDir();
+    // A plugin directory whose names all decode cleanly (listed as strings), one with a name that holds U+FFFD
+    // itself (valid UTF-8: listed as bytes, then kept), and one with a name that is not UTF-8 (refused).
+    writePlugin(root, 'clean', { id: 'clean' });
+    writePlugin(root, 'replacement', { id: 'replacement' });
+    writeFileSync(join(root, 'replacement', 'a\uFFFDb.txt'), 'x');
+    writePlugin(root, 'latin1', { id: 'latin1' });
+    writeFileSync(Buffer.concat([Buffer.from(join(root, 'latin1', 'f')), Buffer.from([0xff, 0x2e])]), 'x');
+    const result = discoverPlugins({ searchPaths: [root] });
+    const byId = (id: string) => result.candidates.find((c) => c.id === id);
+    expect(byId('clean')?.status).toBe('valid');
+    expect(byId('clean')?.inventory?.files.map((f) => f.path)).toEqual(['plugin.toml', 'plugin.wasm']);
+    expect(byId('replacement')?.status).toBe('valid');
+    expect(byId('replacement')?.inventory?.files.map((f) => f.path)).toEqual([
+      'a\uFFFDb.txt',
+      'plugin.toml',
+      'plugin.wasm',
+    ]);
+    expect(byId('replacement')?.inventory?.unlisted).toEqual([]);
+    expect(byId('latin1')?.status).toBe('invalid');
+    expect(byId('latin1')?.inventory?.unlisted).toEqual([{ path: 'f\u00ff.', reason: 'is not UTF-8' }]);
+    expect(byId('latin1')?.inventory?.files.map((f) => f.path)).toEqual(['plugin.toml', 'plugin.wasm']);
+    expect(byId('latin1')?.diagnostics.map((d) => d.code)).toContain('file_name_invalid');
+  });
 });
