@@ -7,13 +7,16 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import type { LazySandbox } from '../src/backends/lazy-sandbox.js';
 import { findBubblewrap, runnerReadOnlyPaths } from '../src/backends/process/bubblewrap.js';
-import type { RunnerProcess } from '../src/backends/process/runner-process.js';
+import { cgroupName, RunnerCgroup } from '../src/backends/process/cgroup.js';
+import { type RunnerProcess, runnerCgroupLimits } from '../src/backends/process/runner-process.js';
 import { PACKAGE_ROOT } from '../src/backends/shared/runner-program.js';
+import { newSession } from '../src/backends/shared/session.js';
 import { DEFAULT_RUNNER_UIDS } from '../src/backends/shared/uid-pool.js';
 import type { SupervisedSandbox } from '../src/backends/supervisor.js';
 import { type HostConfig, loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
+import { DEFAULT_LIMITS } from '../src/manifest/limits.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
@@ -220,6 +223,55 @@ export function cpuRows(label: string, ours: BlockCpu[], raw: BlockCpu[], peer: 
   ];
 }
 
+/**
+ * What a runner's cgroups cost a round trip by themselves, without our code: the raw echo twice, its usual peer
+ * and a second one moved into a cgroup made as a runner's is (RunnerCgroup with a default plugin's limits: memory,
+ * pids, and the CPU quota in the cpu controller), in alternating blocks on one CPU. Undefined where the host cannot
+ * make cgroups (not root). No target: the round trip's ratio is against the peer on the host.
+ */
+async function cgroupEchoRows(dir: string): Promise<Row[] | undefined> {
+  const cgroup = RunnerCgroup.create(cgroupName(newSession(), 'rawecho'), runnerCgroupLimits(DEFAULT_LIMITS));
+  if (cgroup === undefined) return undefined;
+  const all = `0-${cpus().length - 1}`;
+  pinTree(process.pid, '0');
+  const plain = await rawEcho(mkdtempSync(join(dir, 'raw-plain-')));
+  const inside = await rawEcho(mkdtempSync(join(dir, 'raw-cgroup-')));
+  try {
+    await cgroup.add(inside.pid);
+    const plainSeq: number[] = [];
+    const insideSeq: number[] = [];
+    const plainCpu: BlockCpu[] = [];
+    const insideCpu: BlockCpu[] = [];
+    for (let block = 0; block < 10; block++) {
+      plainSeq.push(...(await cpuBlock(plain.call, 300, plain.pid, plainCpu)));
+      insideSeq.push(...(await cpuBlock(inside.call, 300, inside.pid, insideCpu)));
+    }
+    const i = medianCpu(insideCpu);
+    const p = medianCpu(plainCpu);
+    return [
+      {
+        figure: "reference: raw echo with its peer in a runner's cgroups (median)",
+        value: `${fmt(median(insideSeq), 1)} us`,
+        baseline: `${fmt(median(plainSeq), 1)} us peer on the host`,
+        ratio: `${fmt(median(insideSeq) / median(plainSeq), 2)}x`,
+        target: '',
+      },
+      {
+        figure: "  CPU per round trip, both ends (host's process / peer)",
+        value: `${fmt(i.both, 1)} (${fmt(i.host, 1)} / ${fmt(i.peer, 1)}) us`,
+        baseline: `${fmt(p.both, 1)} (${fmt(p.host, 1)} / ${fmt(p.peer, 1)}) us`,
+        ratio: `${fmt(i.both / p.both, 2)}x`,
+        target: '',
+      },
+    ];
+  } finally {
+    await plain.close();
+    await inside.close();
+    await cgroup.remove();
+    pinTree(process.pid, all);
+  }
+}
+
 /** Sets the CPU affinity of a process, all its threads and all its descendants (taskset). */
 export function pinTree(pid: number, cpuList: string): void {
   spawnSync('taskset', ['-acp', cpuList, String(pid)], { stdio: 'ignore' });
@@ -322,6 +374,7 @@ export async function runProcessBench(): Promise<boolean> {
       await runner.destroy();
     }
     const { oursSeq, rawSeq, oursCpu, rawCpu } = await roundTrips(ours, pid, dir);
+    const cgroupEcho = await cgroupEchoRows(dir);
     const raw = await rawEcho(dir);
     const oursPar = await inFlight(ours, 50_000);
     const rawPar = await inFlight(raw.call, 50_000);
@@ -350,6 +403,7 @@ export async function runProcessBench(): Promise<boolean> {
         target: '',
       },
       ...cpuRows('process mode', oursCpu, rawCpu, 'runner (bwrap and its sandbox)'),
+      ...(cgroupEcho ?? []),
       {
         figure: 'throughput, 64 calls in flight',
         value: `${fmt(oursPar)}/s`,
