@@ -14,7 +14,7 @@ import { fail, MAX_HEADER_BYTES, onClientError } from './answers.js';
 import { type Authenticator, registerAuth } from './auth.js';
 import { callFastPath } from './call-fast-path.js';
 import { CallBodies } from './call-route.js';
-import { guardConnections, serverTimeouts } from './connection-guard.js';
+import { guardConnections, requestBegan, serverTimeouts } from './connection-guard.js';
 import { type Principal, SOCKET_PEER } from './principal.js';
 import { type RouteScope, registerRoutes } from './routes.js';
 import { ErrorBody, PluginStatusSchema, TenantQuotasSchema } from './schemas.js';
@@ -113,10 +113,11 @@ export function buildApi(directory: TenantDirectory, options: TenantApiServerOpt
       const server = createServer(
         { maxHeaderSize: MAX_HEADER_BYTES, ...serverTimeouts(REQUEST_TIMEOUT_MS) },
         (req, res) => {
+          requestBegan(req.socket);
           if (fast === undefined || !fast(req, res)) handler(req, res);
         },
       );
-      guardConnections(server, MAX_API_CONNECTIONS);
+      guardConnections(server, MAX_API_CONNECTIONS, 'caller');
       return server;
     },
     // Node's default: an idle kept-alive connection is closed after 5 s.

@@ -39,17 +39,29 @@ type GuardedSocket = Socket & { [started]?: true };
  * cleared once a request begins, so a call that runs long with nothing on the wire is never cut by it (Node's
  * keep-alive timeout takes over between requests).
  */
-export function guardConnections(server: HttpServer | HttpsServer, maxConnections: number): void {
+export function guardConnections(
+  server: HttpServer | HttpsServer,
+  maxConnections: number,
+  /**
+   * `listen`: a 'request' listener of the guard's own clears the timer. `caller`: the server's request handler
+   * calls requestBegan itself, first thing (the API's socket: every request's emit then calls one listener, not a
+   * list of two).
+   */
+  requests: 'listen' | 'caller' = 'listen',
+): void {
   server.maxConnections = maxConnections;
   // The TLS listener's plain sockets: the handshake bound. Its 'secureConnection' sockets are what http serves.
   const event = 'setSecureContext' in server ? 'secureConnection' : 'connection';
   server.on(event, (socket: Socket) => {
     socket.setTimeout(FIRST_REQUEST_MS);
   });
-  server.on('request', (req: { socket: GuardedSocket }) => {
-    const socket = req.socket;
-    if (socket[started] === true) return;
-    socket[started] = true;
-    socket.setTimeout(0);
-  });
+  if (requests === 'listen') server.on('request', (req: { socket: Socket }) => requestBegan(req.socket));
+}
+
+/** A request began on `socket`: its first-request timer (guardConnections) is cleared, once. */
+export function requestBegan(socket: Socket): void {
+  const guarded = socket as GuardedSocket;
+  if (guarded[started] === true) return;
+  guarded[started] = true;
+  socket.setTimeout(0);
 }
