@@ -335,7 +335,7 @@ async function runMode(mode: Mode): Promise<boolean> {
       );
       if (a instanceof TenantHost)
         console.log(
-          `A's calls started in a later turn of the event loop (past its ${TURN_SLICE_MS} ms slice of a turn), all phases so far: ${fmt(a.deferredCalls)}; A's refusals held (answered together, past ${PROMPT_REFUSALS_PER_SECOND} a second): ${fmt(a.heldRefusals)}`,
+          `A's calls started in a later turn of the event loop (past its ${TURN_SLICE_MS} ms slice of a turn), all phases so far: ${fmt(a.deferredCalls)}; A's refusals held (answered a few milliseconds later, past ${PROMPT_REFUSALS_PER_SECOND} a second): ${fmt(a.heldRefusals)}`,
         );
       const rows = [];
       for (const fn of (['echo', 'spin', 'grow'] as const).filter((f) => mix[f] > 0)) {

@@ -11,24 +11,31 @@ import type { TenantVolume } from './tenant-volume.js';
 
 /**
  * What a tenant's calls may take of the host's one thread in one turn of the event loop, milliseconds: its calls
- * that arrive once its calls of this turn have run this long start in a later turn (setImmediate), after the
+ * that arrive once its first call of this turn started this long ago start in a later turn (setImmediate), after the
  * timers and the I/O every other tenant's calls arrive by. A call in mode none runs to its end on the host's
  * thread, and one made as another returns (a client awaiting in a loop, or many calls at once) used to start at
  * once, so a tenant with work queued ran on (its calls per second's burst, its fuel per second's second, back to
- * back) while the others' calls waited: this bounds each of its stretches to about the slice and one call.
+ * back) while the others' calls waited: this bounds each of its stretches to about the slice and one call. The
+ * slice is the time since the turn's first call started, not only the calls' own: what runs as each call returns
+ * (its promise's reactions, the caller's next call) is the tenant's stretch too (counting the calls alone let a
+ * stretch run to about twice the slice). 0.2 ms: the other tenants' calls due meanwhile wait at most about that.
  */
-export const TURN_SLICE_MS = 0.5;
+export const TURN_SLICE_MS = 0.2;
 
 /**
  * Refusals of a tenant's calls answered at once: PROMPT_REFUSALS_PER_SECOND, PROMPT_REFUSALS_BURST at once. Past
- * that (a client resending at once whatever the answer), its refusals are answered together every REFUSAL_HOLD_MS,
- * at most MAX_HELD_REFUSALS waiting (more are answered at once): a refusal is cheap, but a client that resends as
- * soon as it is answered is refused as fast as the host's one thread answers (55,000-79,000 refusals a second
- * in the tenants bench, about a third of the thread); held, its refusals come at most one per caller each REFUSAL_HOLD_MS.
+ * that (a client resending at once whatever the answer), its refusals are held and answered REFUSAL_HOLD_MS later,
+ * RELEASED_PER_TURN in each turn of the event loop from then on, at most MAX_HELD_REFUSALS waiting (more are
+ * answered at once): a refusal is cheap, but a client that resends as soon as it is answered is refused as fast as
+ * the host's one thread answers (55,000-79,000 refusals a second in the tenants bench, about a third of the thread);
+ * held, its refusals come at most one per caller each REFUSAL_HOLD_MS. A few a turn: each answer runs its caller's
+ * code on that thread (32 answered together took 150-300 us of it in the tenants bench, a stretch the other
+ * tenants' calls waited for).
  */
 export const PROMPT_REFUSALS_PER_SECOND = 1_000;
 export const PROMPT_REFUSALS_BURST = 100;
 export const REFUSAL_HOLD_MS = 5;
+export const RELEASED_PER_TURN = 4;
 export const MAX_HELD_REFUSALS = 1_024;
 
 /** Failures of a call that never ran the plugin: answered as they are, a full file system or not. */
@@ -70,8 +77,8 @@ export class TenantHost implements Tenant {
   #inFlight = 0;
   /** Ids being installed now (max_plugins). */
   readonly #installing = new Set<string>();
-  /** The host's thread its calls took in this turn of the event loop (see TURN_SLICE_MS), and the turn's end. */
-  #turnMs = 0;
+  /** When its first call of this turn of the event loop started (see TURN_SLICE_MS; 0: none yet), and the turn's end. */
+  #turnStart = 0;
   #turnOpen = false;
   /** Calls admitted past the slice, oldest first, from #queueHead (see TURN_SLICE_MS). */
   #queue: Queued[] = [];
@@ -87,8 +94,12 @@ export class TenantHost implements Tenant {
   #fuelLimit = 0;
   /** Refusals answered at once, and those held for the next REFUSAL_HOLD_MS (see PROMPT_REFUSALS_PER_SECOND). */
   readonly #promptRefusals = bucketFor(PROMPT_REFUSALS_PER_SECOND, PROMPT_REFUSALS_BURST) as TokenBucket;
+  /** Held refusals, oldest first from #heldHead; those up to #heldDue are due (their REFUSAL_HOLD_MS is past). */
   #held: (() => void)[] = [];
+  #heldHead = 0;
+  #heldDue = 0;
   #heldTimer: NodeJS.Timeout | undefined;
+  #releasing = false;
   /** Refusals that were held (see PROMPT_REFUSALS_PER_SECOND), since the start. */
   heldRefusals = 0;
 
@@ -188,7 +199,10 @@ export class TenantHost implements Tenant {
       this.accounting.call(pluginId, known, code, performance.now() - started, fuel, bytes.byteLength, out);
     };
     let outcome: Promise<CallOutcome>;
-    if (this.#turnMs < TURN_SLICE_MS && this.#queueHead === this.#queue.length)
+    if (
+      (this.#turnStart === 0 || performance.now() - this.#turnStart < TURN_SLICE_MS) &&
+      this.#queueHead === this.#queue.length
+    )
       outcome = this.#start(pluginId, fn, bytes, options);
     // Past its slice of this turn (or behind calls that are): it starts in a later turn, still counted in flight.
     else
@@ -203,7 +217,13 @@ export class TenantHost implements Tenant {
       (failure: unknown) => {
         const error = this.#filesystemRefusal(failure, pluginId);
         settle(error instanceof ReedError ? error.code : 'internal_error', 0, 0);
-        if (error instanceof ReedError && error.code === 'quota_exceeded') this.#noteFuelSpent(error);
+        if (error instanceof ReedError && error.code === 'quota_exceeded') {
+          this.#noteFuelSpent(error);
+          // A refusal to retry later (memory_mb's hold after a churn, fuel_per_second) from the sandbox: answered
+          // as one at admission is (see PROMPT_REFUSALS_PER_SECOND), or a client resending at once makes the host
+          // refuse it through the whole call path as fast as its thread can.
+          if (typeof error.details?.retryAfterMs === 'number') return this.#refuse(error);
+        }
         throw error;
       },
     );
@@ -236,22 +256,45 @@ export class TenantHost implements Tenant {
     });
   }
 
-  /** A refusal of a call: at once, or with the others held for REFUSAL_HOLD_MS (see PROMPT_REFUSALS_PER_SECOND). */
+  /**
+   * A refusal of a call: at once, or held REFUSAL_HOLD_MS and answered with the others then, RELEASED_PER_TURN a
+   * turn (see PROMPT_REFUSALS_PER_SECOND).
+   */
   #refuse(error: ReedError): Promise<never> {
-    if (this.#promptRefusals.take() === undefined || this.#held.length >= MAX_HELD_REFUSALS)
+    if (this.#promptRefusals.take() === undefined || this.#held.length - this.#heldHead >= MAX_HELD_REFUSALS)
       return Promise.reject(error);
     this.heldRefusals++;
     return new Promise<never>((_, reject) => {
       this.#held.push(() => reject(error));
-      this.#heldTimer ??= setTimeout(this.#releaseHeld, REFUSAL_HOLD_MS);
+      this.#heldTimer ??= setTimeout(this.#holdOver, REFUSAL_HOLD_MS);
     });
   }
 
-  readonly #releaseHeld = () => {
+  /** The hold is over for the refusals held until now: they are answered, a few a turn; later ones wait their own. */
+  readonly #holdOver = () => {
     this.#heldTimer = undefined;
+    this.#heldDue = this.#held.length;
+    if (!this.#releasing) this.#release();
+  };
+
+  readonly #release = () => {
     const held = this.#held;
-    this.#held = [];
-    for (const answer of held) answer();
+    const end = Math.min(this.#heldDue, this.#heldHead + RELEASED_PER_TURN);
+    while (this.#heldHead < end) {
+      const answer = held[this.#heldHead] as () => void;
+      held[this.#heldHead++] = undefined as unknown as () => void;
+      answer();
+    }
+    if (this.#heldHead < this.#heldDue) {
+      this.#releasing = true;
+      setImmediate(this.#release);
+      return;
+    }
+    this.#releasing = false;
+    // Those held meanwhile wait for their own hold (its timer was set with the first of them).
+    this.#held = held.slice(this.#heldHead);
+    this.#heldHead = 0;
+    this.#heldDue = 0;
   };
 
   /** A sandbox refused a call for the tenant's fuel_per_second: the calls until it has fuel again are refused here. */
@@ -263,34 +306,34 @@ export class TenantHost implements Tenant {
     this.#fuelLimit = d.limit;
   }
 
-  /** Starts a call on the host now, counting the thread it takes before it returns toward this turn's slice. */
+  /** Starts a call on the host now; the first of a turn starts the tenant's slice of it (see TURN_SLICE_MS). */
   #start(
     pluginId: string,
     fn: string,
     bytes: Uint8Array,
     options: CallOptions | undefined,
   ): Promise<CallOutcome> {
-    const t = performance.now();
-    let outcome: Promise<CallOutcome>;
-    try {
-      outcome = this.host.call(pluginId, fn, bytes, options);
-    } catch (error) {
-      outcome = Promise.reject(error);
-    }
-    this.#turnMs += performance.now() - t;
+    if (this.#turnStart === 0) this.#turnStart = performance.now();
     if (!this.#turnOpen) {
       this.#turnOpen = true;
       setImmediate(this.#nextTurn);
     }
-    return outcome;
+    try {
+      return this.host.call(pluginId, fn, bytes, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** A new turn of the event loop: the slice is the tenant's again, and the calls waiting for it start. */
   readonly #nextTurn = () => {
     this.#turnOpen = false;
-    this.#turnMs = 0;
+    this.#turnStart = 0;
     const queue = this.#queue;
-    while (this.#queueHead < queue.length && this.#turnMs < TURN_SLICE_MS) {
+    while (
+      this.#queueHead < queue.length &&
+      (this.#turnStart === 0 || performance.now() - this.#turnStart < TURN_SLICE_MS)
+    ) {
       const q = queue[this.#queueHead] as Queued;
       queue[this.#queueHead++] = undefined as unknown as Queued;
       this.deferredCalls++;

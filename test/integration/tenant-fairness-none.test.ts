@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { MemoryStorage } from '../../src/host/services.js';
 import { TenantRegistry } from '../../src/tenants/registry.js';
-import { PROMPT_REFUSALS_BURST, TenantHost } from '../../src/tenants/tenant-host.js';
+import { PROMPT_REFUSALS_BURST, RELEASED_PER_TURN, TenantHost } from '../../src/tenants/tenant-host.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 import { buildWasiC } from '../helpers/wasm-c.js';
 
@@ -30,6 +30,11 @@ __attribute__((export_name("spin"))) int32_t spin(void) {
   return 0;
 }
 __attribute__((export_name("ok"))) int32_t ok(void) { return 0; }
+/* Grows the memory by 1 MiB; traps when the grow is refused, as a C program's failed allocation would abort. */
+__attribute__((export_name("grow"))) int32_t grow(void) {
+  if (__builtin_wasm_memory_grow(0, 16) == (__SIZE_TYPE__)-1) __builtin_trap();
+  return 0;
+}
 `;
 
 const registries: TenantRegistry[] = [];
@@ -157,5 +162,63 @@ describe('a tenant refused continuously', () => {
     expect(outcomes.filter((o) => o === 'quota_exceeded calls_per_second')).toHaveLength(299);
     expect(a.heldRefusals).toBe(299 - prompt);
     expect(b.heldRefusals).toBe(0);
+  }, 60_000);
+
+  it('has its held refusals answered a few a turn of the event loop, not all in one', async () => {
+    const { a } = await start('calls_per_second = 1');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    let settled = 0;
+    const calls = Array.from({ length: 300 }, () =>
+      a.call('fair.load', 'ok').then(
+        () => 'ok',
+        (e: { code: string; details: { quota: string } }) => {
+          settled++;
+          return `${e.code} ${e.details.quota}`;
+        },
+      ),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    const prompt = settled;
+    // Then, each turn of the event loop (its timers, then its immediates), how many more were answered.
+    const perTurn: number[] = [];
+    while (settled < 299) {
+      const before = settled;
+      await new Promise((resolve) => setImmediate(resolve));
+      if (settled > before) perTurn.push(settled - before);
+    }
+    // Before: the 299 - prompt held refusals were all answered in the timer's one callback.
+    expect(perTurn.reduce((x, y) => x + y, 0)).toBe(299 - prompt);
+    expect(Math.max(...perTurn)).toBeLessThanOrEqual(2 * RELEASED_PER_TURN);
+    const outcomes = await Promise.all(calls);
+    expect(outcomes.filter((o) => o === 'quota_exceeded calls_per_second')).toHaveLength(299);
+    expect(a.usage().denied).toEqual({ calls_per_second: 299 });
+  }, 60_000);
+
+  it('has the refusals its sandbox makes to retry later (memory_mb after a churn) held as those at admission', async () => {
+    const { a } = await start('memory_mb = 3');
+    const failure = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e: { code: string; details: { quota: string; retryAfterMs: number | null } }) => e,
+      );
+    // Churned 5 times (grown until the quota refused a grow and it trapped): held 50, 100, 200, 400, then 800 ms.
+    for (let churns = 0; churns < 5; ) {
+      const e = await failure(a.call('fair.load', 'grow'));
+      if (e?.details.quota === 'memory_mb' && e.details.retryAfterMs === null) churns++;
+      else if (e !== undefined)
+        await new Promise((resolve) => setTimeout(resolve, e.details.retryAfterMs ?? 1));
+    }
+    const held = a.heldRefusals;
+    const outcomes = await Promise.all(Array.from({ length: 300 }, () => failure(a.call('fair.load', 'ok'))));
+    const refused = outcomes.filter((e) => e !== undefined);
+    for (const e of refused)
+      expect(e).toMatchObject({
+        code: 'quota_exceeded',
+        details: { quota: 'memory_mb', limit: 3, tenant: 'a', retryAfterMs: expect.any(Number) },
+      });
+    // Before: each was answered at once (the sandbox's refusals never went through the tenant's hold).
+    expect(refused.length).toBeGreaterThan(PROMPT_REFUSALS_BURST);
+    expect(a.heldRefusals - held).toBeGreaterThan(0);
+    expect(a.heldRefusals - held).toBeLessThanOrEqual(refused.length - PROMPT_REFUSALS_BURST);
   }, 60_000);
 });
