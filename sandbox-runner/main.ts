@@ -27,6 +27,7 @@ import { dial, UNIX_SCHEME } from '../src/transport/transport.js';
 import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
 import { runnerHostApi } from './runner-host-api.js';
 import { startRuntime } from './start-runtime.js';
+import { WARM_RUNNER, warmUp } from './warm-up.js';
 
 const { values } = parseArgs({
   options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' }, connect: { type: 'string' } },
@@ -94,27 +95,11 @@ async function confineLater(denyTracing: boolean): Promise<void> {
 
 const exit = (code: number) => process.exit(code);
 const overTls = address.startsWith(TLS_SCHEME);
+/** The connection to the host, once dialled (`connect` below: at the end of this module's evaluation). */
 let socket: ReturnType<typeof dial>;
-try {
-  // node:tls (and the crypto modules under it) only for a runner that dials over TLS: ~1.3 MiB of heap and
-  // malloc in every runner otherwise (docs/ARCHITECTURE.md, "Process mode", the runner's memory).
-  socket = overTls ? (await import('./tls-dial.js')).dialTls(address) : dial(address);
-} catch (error) {
-  process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
-  process.exit(2);
-}
 const decoder = new FrameDecoder(Number(process.env.REED_MAX_FRAME ?? MAX_FRAME_FROM_HOST));
 const send = (type: FrameType, id: number, meta?: object, body?: Uint8Array) =>
   socket.write(encodeFrame(type, id, meta, body));
-// Over TLS, the Hello (the secret) waits for the orchestrator's certificate to be verified (sandbox-runner/tls-dial.ts).
-socket.on(overTls ? 'secureConnect' : 'connect', () =>
-  send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }),
-);
-socket.on('close', () => exit(0));
-socket.on('error', (error) => {
-  process.stderr.write(`sandbox-runner: connection to ${address} failed: ${error.message}\n`);
-  exit(1);
-});
 
 let worker: Worker | undefined;
 const flag = new Int32Array(new SharedArrayBuffer(4));
@@ -259,10 +244,37 @@ function handle(frame: Frame): void {
   }
 }
 
-socket.on('data', (chunk: Buffer) => {
+/**
+ * A warm runner of a pool (warm-preload.ts marked it) warms the WASM runtime up first (warm-up.ts: the pool's fill
+ * pays for it, not the hand-out), then it dials the host. A runner dials at once: no await comes before `dial`
+ * (this program is one CommonJS file, scripts/bundle.mjs; its own import()s are of modules in that file).
+ */
+async function connect(): Promise<void> {
+  if ((globalThis as Record<symbol, unknown>)[WARM_RUNNER] === true) await warmUp();
   try {
-    for (const frame of decoder.push(chunk)) handle(frame);
-  } catch {
-    exit(3);
+    // node:tls (and the crypto modules under it) only for a runner that dials over TLS: ~1.3 MiB of heap and
+    // malloc in every runner otherwise (docs/ARCHITECTURE.md, "Process mode", the runner's memory).
+    socket = overTls ? (await import('./tls-dial.js')).dialTls(address as string) : dial(address as string);
+  } catch (error) {
+    process.stderr.write(`sandbox-runner: ${(error as Error).message}\n`);
+    process.exit(2);
   }
-});
+  // Over TLS, the Hello (the secret) waits for the orchestrator's certificate to be verified (sandbox-runner/tls-dial.ts).
+  socket.on(overTls ? 'secureConnect' : 'connect', () =>
+    send(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId, secret }),
+  );
+  socket.on('close', () => exit(0));
+  socket.on('error', (error) => {
+    process.stderr.write(`sandbox-runner: connection to ${address} failed: ${error.message}\n`);
+    exit(1);
+  });
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      for (const frame of decoder.push(chunk)) handle(frame);
+    } catch {
+      exit(3);
+    }
+  });
+}
+
+void connect();

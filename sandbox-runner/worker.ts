@@ -28,34 +28,39 @@ const host = runnerHostApi({
   ask,
 });
 
-let runtime: PluginRuntime;
-try {
-  runtime = await startRuntime(spec, bytes, host, workDir);
-  post({ type: 'ready', functions: runtime.functions });
-} catch (error) {
-  post({ type: 'loadError', error: errorPayload(error) });
-  // Not rethrown: a worker's uncaught error reaches the main thread by another channel than its messages, and came
-  // first now and then (3 % of load errors here, 27 % under load): the runner then sent sandbox_crashed before the
-  // plugin's own code (init_failed). The host stops the runner on the load error.
-  process.exit(1);
+/** Loads the plugin, then serves the main thread's messages (no top-level await: this is a CommonJS bundle). */
+async function run(): Promise<void> {
+  let runtime: PluginRuntime;
+  try {
+    runtime = await startRuntime(spec, bytes, host, workDir);
+    post({ type: 'ready', functions: runtime.functions });
+  } catch (error) {
+    post({ type: 'loadError', error: errorPayload(error) });
+    // Not rethrown: a worker's uncaught error reaches the main thread by another channel than its messages, and came
+    // first now and then (3 % of load errors here, 27 % under load): the runner then sent sandbox_crashed before the
+    // plugin's own code (init_failed). The host stops the runner on the load error.
+    process.exit(1);
+  }
+
+  port.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'call':
+        try {
+          const { output, fuelConsumed } = runtime.call(message.fn, message.input, 0, message.wasi);
+          post({ type: 'result', id: message.id, output, fuelConsumed });
+        } catch (error) {
+          post({ type: 'error', id: message.id, error: errorPayload(error) });
+        }
+        break;
+      case 'shutdown':
+        try {
+          runtime.deactivate();
+        } finally {
+          post({ type: 'bye' });
+        }
+        break;
+    }
+  });
 }
 
-port.on('message', (message: ToWorker) => {
-  switch (message.type) {
-    case 'call':
-      try {
-        const { output, fuelConsumed } = runtime.call(message.fn, message.input, 0, message.wasi);
-        post({ type: 'result', id: message.id, output, fuelConsumed });
-      } catch (error) {
-        post({ type: 'error', id: message.id, error: errorPayload(error) });
-      }
-      break;
-    case 'shutdown':
-      try {
-        runtime.deactivate();
-      } finally {
-        post({ type: 'bye' });
-      }
-      break;
-  }
-});
+void run();

@@ -1,16 +1,21 @@
 // Bundles, made by esbuild from the compiled tree after tsc (scripts/build.sh runs this; so does `npm run prepare`),
 // of the programs that start often and would otherwise pay Node's ES module loader per module (resolve, package
 // scope, format, permission checks) at every start:
-// - the runner program: dist/runner/{main,worker,warm-preload}.js and their shared chunks, from dist/sandbox-runner/
-//   and dist/src/. A runner starts for every sandbox: importing the WASM runtime's 34 modules took 49-79 ms of CPU
-//   on this machine, the same code bundled 15-25 ms (6 alternating runs each, load ~11).
+// - the runner program: dist/runner/{main,runner,worker,warm-preload}.js, from dist/sandbox-runner/ and dist/src/, each one
+//   CommonJS file (dist/runner/package.json says so). A runner starts for every sandbox: importing the WASM
+//   runtime's 34 modules took 49-79 ms of CPU on this machine, the same code bundled 15-25 ms (6 alternating runs
+//   each, load ~11). As ES modules (an entry and ten shared chunks) the runner still started Node's ES module loader
+//   and resolved, read and linked each chunk: as one CommonJS file it needs none of that, and its lazily imported
+//   parts (the WASM runtime, native plugins, confinement, TLS) are functions of that file that run when first
+//   imported. A runner's start to its connect, `node dist/runner/main.js` (perf stat task-clock, 10 alternating runs
+//   each, load ~15): 130 ms of CPU as ES module chunks, 113 as one CommonJS file (a warm runner's: 166 and 135).
 // - the discovery worker (src/discovery/discover-worker.ts), bundled in place: discovery's worker threads load it
 //   while the calling thread already works, and its ~190 modules took 487-507 ms of CPU to import, bundled 183-219
 //   (5 alternating runs each, load ~10-13).
 // Behaviour is the same compiled code's: koffi (a native addon) stays outside and is required from node_modules.
 //
 //   node scripts/bundle.mjs [DIST]     DIST: the compiled tree (default dist)
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
@@ -37,15 +42,24 @@ const common = {
   logLevel: 'warning',
 };
 
+// The runner: each entry one CommonJS file (no chunks: no ES module loader at a runner's start). import.meta.url is
+// the file's own URL (main.ts finds worker.js beside it; libc.ts requires koffi from it). The program is
+// runner.js; main.js, what runners are started with, only requires it: a warm runner's `--import` preload makes
+// Node load the main module through its ES module loader, which took ~100 ms more CPU for the 290 KB file itself
+// than for this one line (perf stat, 8 alternating runs, load ~14), and a require from there is Node's plain one.
+mkdirSync(outdir, { recursive: true });
+writeFileSync(join(outdir, 'package.json'), '{ "type": "commonjs" }\n');
+writeFileSync(
+  join(outdir, 'main.js'),
+  "// The runner program (sandbox-runner/main.ts), bundled as runner.js: scripts/bundle.mjs says why it is two files.\nrequire('./runner.js');\n",
+);
 await build({
   ...common,
-  entryPoints: entries,
+  format: 'cjs',
+  entryPoints: { runner: entries[0], worker: entries[1], 'warm-preload': entries[2] },
   outdir,
-  // The runner imports the WASM runtime, confinement and TLS only when it needs them (import()): each stays its own
-  // chunk, and the modules the entry points share are shared, not copied (the warm preload must load the very
-  // modules main.js then uses).
-  splitting: true,
-  chunkNames: 'chunks/[name]-[hash]',
+  define: { 'import.meta.url': '__reedImportMetaUrl' },
+  banner: { js: "const __reedImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
 
 // In place: src/discovery/discover.ts starts its workers from the module beside it, and nothing imports it.

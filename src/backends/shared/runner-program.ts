@@ -11,7 +11,7 @@ function findPackageRoot(): string {
   return dir;
 }
 export const PACKAGE_ROOT = findPackageRoot();
-/** The runner program: sandbox-runner/main.ts as bundled by scripts/bundle.mjs (one file and a few chunks). */
+/** The runner program: sandbox-runner/main.ts as bundled by scripts/bundle.mjs (one CommonJS file, required from this one). */
 export const RUNNER_MAIN = join(PACKAGE_ROOT, 'dist', 'runner', 'main.js');
 /**
  * V8 flags for every runner, process and container mode (runner-command.ts, container-spec.ts). One V8 worker thread, not four: a runner
