@@ -248,13 +248,17 @@ describe('nothing survives the sandbox (issue 10, class 8)', () => {
     const deadStart = readFileSync(`/proc/${deadPid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19] ?? '';
     await new Promise((r) => dead.once('exit', r));
     const session = { id: 'deadbeefdeadbeef', pid: deadPid, start: deadStart };
-    const cgroup = RunnerCgroup.create(cgroupName(session, 'orphan'), {
+    const name = cgroupName(session, 'orphan');
+    const cgroup = RunnerCgroup.create(name, {
       memoryBytes: 256 << 20,
       pids: 16,
       cpus: 1,
     });
-    // v1 here: the memory, pids and cpu hierarchies, each swept.
-    expect(cgroup?.dirs.map((d) => d.split('/')[4])).toEqual(['memory', 'pids', 'cpu']);
+    // The machine's version: v1 the memory, pids and cpu hierarchies, each swept; v2 (scripts/cgroup2-vm.sh) its
+    // one tree's reed/.
+    if (existsSync('/sys/fs/cgroup/cgroup.controllers'))
+      expect(cgroup?.dirs).toEqual([join('/sys/fs/cgroup/reed', name)]);
+    else expect(cgroup?.dirs.map((d) => d.split('/')[4])).toEqual(['memory', 'pids', 'cpu']);
     const left = spawn('sleep', ['600'], { detached: true, stdio: 'ignore' });
     left.unref();
     await cgroup?.add(left.pid as number);
@@ -601,6 +605,9 @@ describe('CPU: limits.cpus is a cgroup quota in process mode (found by the adver
     );
     expect(cgroup?.version).toBe(2);
     expect(readFileSync(join(cgroup?.dirs[0] as string, 'cpu.max'), 'utf8')).toBe('150000 100000');
+    // The controller handed down from the root: systemd enables memory and pids there, not cpu.
+    expect(readFileSync(join(root, 'cgroup.subtree_control'), 'utf8')).toBe('+cpu');
+    expect(readFileSync(join(root, 'reed', 'cgroup.subtree_control'), 'utf8')).toBe('+cpu');
   });
 });
 

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { isAlive, pidNamespaceInode as pidNamespace } from '../../process-identity.js';
@@ -168,6 +168,8 @@ export class RunnerCgroup {
     readonly dirs: string[],
     readonly version: 1 | 2,
     public cpuLimited: boolean,
+    /** The cgroup file system's root (v2: the controllers are handed down from it). */
+    private readonly root = ROOT,
   ) {}
 
   /**
@@ -187,12 +189,12 @@ export class RunnerCgroup {
       if (existsSync(join(root, 'cgroup.controllers'))) {
         const dir = join(root, base, name);
         mkdirSync(dir, { recursive: true });
-        writeFileSync(join(root, base, 'cgroup.subtree_control'), '+memory +pids');
+        enableControllersV2(root, join(root, base), '+memory +pids');
         writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
         if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
         writeFileSync(join(dir, 'pids.max'), String(limits.pids));
-        const cpu = limits.cpus !== undefined && cpuMaxV2(join(root, base), dir, limits.cpus);
-        return new RunnerCgroup([dir], 2, cpu);
+        const cpu = limits.cpus !== undefined && cpuMaxV2(root, join(root, base), dir, limits.cpus);
+        return new RunnerCgroup([dir], 2, cpu, root);
       }
       const memory = join(root, 'memory', base, name);
       const pids = join(root, 'pids', base, name);
@@ -250,7 +252,8 @@ export class RunnerCgroup {
     if (this.version === 2) {
       writeFileSync(join(first, 'memory.max'), String(limits.memoryBytes));
       writeFileSync(join(first, 'pids.max'), String(limits.pids));
-      this.cpuLimited = limits.cpus !== undefined && cpuMaxV2(join(first, '..'), first, limits.cpus);
+      this.cpuLimited =
+        limits.cpus !== undefined && cpuMaxV2(this.root, join(first, '..'), first, limits.cpus);
       if (limits.cpus === undefined && existsSync(join(first, 'cpu.max')))
         writeFileSync(join(first, 'cpu.max'), `max ${CPU_PERIOD_US}`);
       return;
@@ -317,10 +320,25 @@ export class RunnerCgroup {
   }
 }
 
-/** v2: the cpu controller for the runner's parent, then `cpu.max`. False where the controller is not available. */
-function cpuMaxV2(parent: string, dir: string, cpus: number): boolean {
+/**
+ * v2: hands `controllers` (`+memory +pids`) down from the root to `parent`, each cgroup's subtree_control in turn:
+ * a cgroup may enable for its children only what its own parent enabled for it. systemd (Debian 12) enables memory
+ * and pids in the root's, not cpu: without this, the cpu controller never reached `reed/` (found by
+ * scripts/cgroup2-vm.sh, the first run of this code on v2).
+ */
+function enableControllersV2(root: string, parent: string, controllers: string): void {
+  let dir = root;
+  writeFileSync(join(dir, 'cgroup.subtree_control'), controllers);
+  for (const part of relative(root, parent).split(sep).filter(Boolean)) {
+    dir = join(dir, part);
+    writeFileSync(join(dir, 'cgroup.subtree_control'), controllers);
+  }
+}
+
+/** v2: the cpu controller down to the runner's parent, then `cpu.max`. False where the controller is not available. */
+function cpuMaxV2(root: string, parent: string, dir: string, cpus: number): boolean {
   try {
-    writeFileSync(join(parent, 'cgroup.subtree_control'), '+cpu');
+    enableControllersV2(root, parent, '+cpu');
     writeFileSync(join(dir, 'cpu.max'), `${cpuQuotaUs(cpus)} ${CPU_PERIOD_US}`);
     return true;
   } catch {
@@ -382,8 +400,7 @@ export class TenantCgroup {
     try {
       if (existsSync(join(root, 'cgroup.controllers'))) {
         const dir = mk(join(root, 'reed', name));
-        writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+memory +pids');
-        writeFileSync(join(dir, 'cgroup.subtree_control'), '+memory +pids');
+        enableControllersV2(root, dir, '+memory +pids');
         if (quotas.memoryBytes !== undefined) {
           writeFileSync(join(dir, 'memory.max'), String(quotas.memoryBytes));
           if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
@@ -391,8 +408,7 @@ export class TenantCgroup {
         // Without the cpu controller the memory limit still holds; cpuWeighted says the weight does not.
         let cpu = false;
         try {
-          writeFileSync(join(root, 'reed', 'cgroup.subtree_control'), '+cpu');
-          writeFileSync(join(dir, 'cgroup.subtree_control'), '+cpu');
+          enableControllersV2(root, dir, '+cpu');
           if (quotas.cpuWeight !== undefined)
             writeFileSync(join(dir, 'cpu.weight'), String(quotas.cpuWeight));
           cpu = quotas.cpuWeight !== undefined;
