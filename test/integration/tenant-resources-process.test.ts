@@ -89,8 +89,8 @@ describe('process mode: a cgroup per tenant', () => {
     expect(readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory())).toHaveLength(1);
     expect(runner).toBeGreaterThan(0);
     await killHost(child);
-    expect(existsSync(dir)).toBe(true); // what the dead host left
-    // (Any host starting on this machine sweeps too: what counts is that nothing is left.)
+    // What the dead host left is swept: by this sweep, or already by any other host that started on this machine
+    // meanwhile (every host sweeps at start; the parallel suite starts many), so its being there now is not asserted.
     sweepCgroups();
     expect(existsSync(dir)).toBe(false);
     expect(tenantCgroups(cpuRoot, 'killed', child.pid)).toEqual([]);
