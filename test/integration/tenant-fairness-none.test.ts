@@ -136,22 +136,32 @@ describe('mode none: a tenant whose fuel per second is spent', () => {
   }, 60_000);
 });
 
+/**
+ * 300 calls at once to a tenant whose calls_per_second (1) is spent: one admitted, 299 refused. Returns them with the
+ * count of refusals answered so far, read after the turn they were made in (`settled` goes on counting).
+ */
+async function refusedAtOnce(a: TenantHost): Promise<{ calls: Promise<string>[]; settled: number }> {
+  await new Promise((resolve) => setTimeout(resolve, 1_100));
+  const refusing = { calls: [] as Promise<string>[], settled: 0 };
+  refusing.calls = Array.from({ length: 300 }, () =>
+    a.call('fair.load', 'ok').then(
+      () => 'ok',
+      (e: { code: string; details: { quota: string } }) => {
+        refusing.settled++;
+        return `${e.code} ${e.details.quota}`;
+      },
+    ),
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  return refusing;
+}
+
 describe('a tenant refused continuously', () => {
   it('has its refusals past PROMPT_REFUSALS_BURST answered together a moment later, not each at once', async () => {
     const { a, b } = await start('calls_per_second = 1');
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
-    let settled = 0;
-    const calls = Array.from({ length: 300 }, () =>
-      a.call('fair.load', 'ok').then(
-        () => 'ok',
-        (e: { code: string; details: { quota: string } }) => {
-          settled++;
-          return `${e.code} ${e.details.quota}`;
-        },
-      ),
-    );
-    await new Promise((resolve) => setImmediate(resolve));
-    const prompt = settled;
+    const refusing = await refusedAtOnce(a);
+    const { calls } = refusing;
+    const prompt = refusing.settled;
     // Before: all 299 refusals were answered in the turn they were made.
     expect(prompt).toBeGreaterThanOrEqual(PROMPT_REFUSALS_BURST);
     expect(prompt).toBeLessThan(299);
@@ -166,25 +176,15 @@ describe('a tenant refused continuously', () => {
 
   it('has its held refusals answered a few a turn of the event loop, not all in one', async () => {
     const { a } = await start('calls_per_second = 1');
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
-    let settled = 0;
-    const calls = Array.from({ length: 300 }, () =>
-      a.call('fair.load', 'ok').then(
-        () => 'ok',
-        (e: { code: string; details: { quota: string } }) => {
-          settled++;
-          return `${e.code} ${e.details.quota}`;
-        },
-      ),
-    );
-    await new Promise((resolve) => setImmediate(resolve));
-    const prompt = settled;
+    const refusing = await refusedAtOnce(a);
+    const { calls } = refusing;
+    const prompt = refusing.settled;
     // Then, each turn of the event loop (its timers, then its immediates), how many more were answered.
     const perTurn: number[] = [];
-    while (settled < 299) {
-      const before = settled;
+    while (refusing.settled < 299) {
+      const before = refusing.settled;
       await new Promise((resolve) => setImmediate(resolve));
-      if (settled > before) perTurn.push(settled - before);
+      if (refusing.settled > before) perTurn.push(refusing.settled - before);
     }
     // Before: the 299 - prompt held refusals were all answered in the timer's one callback.
     expect(perTurn.reduce((x, y) => x + y, 0)).toBe(299 - prompt);
