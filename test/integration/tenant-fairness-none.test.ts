@@ -108,6 +108,28 @@ describe('mode none: fairness on the host’s one thread', () => {
     expect(a.usage().total.calls).toEqual({ ok: 21 });
     expect(a.inFlight).toBe(0);
   }, 60_000);
+
+  it('a call of a function that lately took longer than the slice waits for the next turn, unless it is the turn\u2019s first', async () => {
+    const { a } = await start();
+    // Its time is known now: a million iterations, far more than the slice.
+    await a.call('fair.load', 'spin', 'first');
+    await new Promise((resolve) => setImmediate(resolve));
+    const before = a.deferredCalls;
+    const order: string[] = [];
+    await Promise.all([
+      a.call('fair.load', 'ok').then(() => order.push('ok')),
+      a.call('fair.load', 'spin', 'second').then((r) => order.push(Buffer.from(r.output).toString())),
+    ]);
+    // Before: the spin started at once behind the cheap call, well within the slice, and ran on past it.
+    expect(a.deferredCalls - before).toBe(1);
+    expect(order).toEqual(['ok', 'second']);
+    // The first call of a turn starts at once, however long it takes.
+    await new Promise((resolve) => setImmediate(resolve));
+    const first = a.deferredCalls;
+    await a.call('fair.load', 'spin', 'third');
+    expect(a.deferredCalls).toBe(first);
+    expect(a.usage().total.calls).toEqual({ ok: 5 });
+  }, 60_000);
 });
 
 describe('mode none: a tenant whose fuel per second is spent', () => {
