@@ -350,6 +350,73 @@ describe('bubblewrap is required', () => {
   });
 });
 
+describe('the runner\u2019s cgroup from bwrap\u2019s start (cgroup v1: the starter joins it, then becomes the runner\u2019s uid)', () => {
+  it('bwrap and the runner are in every hierarchy of the runner\u2019s cgroup, as the runner\u2019s uid, with no groups or capabilities', async () => {
+    expect(process.getuid?.()).toBe(0); // cgroups and runner uids need root; this machine runs the suite as root
+    const { host } = await startHost([probePlugins()], {
+      mode: 'process',
+      reedToml: '[signatures]\nrequire = "none"\n',
+      supervision: FAST,
+    });
+    try {
+      const runner = runnerOf(host, 'proc.isolation') as RunnerProcess;
+      const dirs = runner.cgroup?.dirs ?? [];
+      expect(dirs.length).toBeGreaterThan(0);
+      const bwrap = runner.pid as number;
+      const node = runnerNodePid(bwrap);
+      for (const pid of [bwrap, node]) {
+        for (const dir of dirs)
+          expect(readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')).toContain(String(pid));
+        const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+        const ids = (name: string) =>
+          new RegExp(`^${name}:[\\t ]*(.*)$`, 'm').exec(status)?.[1]?.split(/\s+/);
+        expect(ids('Uid')).toEqual(Array(4).fill(String(runner.uid)));
+        expect(ids('Gid')?.length).toBe(4);
+        expect(new Set(ids('Gid')).size).toBe(1);
+        expect(ids('Groups')).toEqual(['']);
+        for (const caps of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb'])
+          expect(ids(caps)).toEqual(['0000000000000000']);
+        expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe(pid === bwrap ? 'bwrap' : 'node');
+      }
+      // Nothing of the starter is left in bwrap's environment (the shell's PWD): the one the host gave.
+      const env = readFileSync(`/proc/${bwrap}/environ`, 'utf8').split('\0').filter(Boolean);
+      expect(env.map((e) => e.split('=')[0]).sort()).toEqual([
+        'LANG',
+        'PATH',
+        'REED_SECCOMP',
+        'REED_SECRET_FD',
+      ]);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it('a cgroup the starter cannot join is sandbox_start_failed with the shell\u2019s words, and nothing runs', async () => {
+    expect(process.getuid?.()).toBe(0);
+    const { RunnerCgroup } = await import('../../src/backends/process/cgroup.js');
+    const selfJoinFiles = RunnerCgroup.prototype.selfJoinFiles;
+    // A file that refuses a pid: the join fails as a full pids cgroup or a gone cgroup would.
+    RunnerCgroup.prototype.selfJoinFiles = function () {
+      const files = selfJoinFiles.call(this);
+      return files === undefined ? undefined : [...files.slice(1), '/proc/self/stat'];
+    };
+    try {
+      if (existsSync('/sys/fs/cgroup/cgroup.controllers')) return; // v2 has no starter
+      const { host } = await startHost([probePlugins()], {
+        mode: 'process',
+        reedToml: '[signatures]\nrequire = "none"\n',
+        supervision: FAST,
+      });
+      const status = host.status()[0];
+      await host.close();
+      expect(status).toMatchObject({ state: 'failed', error: { code: 'sandbox_start_failed' } });
+      expect(JSON.stringify(status)).toMatch(/reed-join/);
+    } finally {
+      RunnerCgroup.prototype.selfJoinFiles = selfJoinFiles;
+    }
+  });
+});
+
 describe('a sandbox that bubblewrap cannot build', () => {
   // A runner command the runner's uid cannot reach (a 0700 directory): bwrap exits before its init exists, so
   // the cgroup join fails (ESRCH). That must be a start error carrying bwrap's own words, and nothing may run.

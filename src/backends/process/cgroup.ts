@@ -1,5 +1,14 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  write,
+  writeFileSync,
+} from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -7,6 +16,10 @@ import { isAlive, pidNamespaceInode as pidNamespace } from '../../process-identi
 import type { HostSession } from '../shared/session.js';
 
 const ROOT = '/sys/fs/cgroup';
+
+/** One write(2) of `text` on the thread pool (a cgroup file takes a pid per write, whole or not at all). */
+const writeFd = (fd: number, text: string) =>
+  new Promise<void>((resolve, reject) => write(fd, text, (error) => (error ? reject(error) : resolve())));
 
 /**
  * A runner's cgroup name: the owning host (pid namespace, pid, start time: what the sweep needs to tell a dead
@@ -215,6 +228,7 @@ export class RunnerCgroup {
         cpu === undefined ? [memory, pids] : [memory, pids, cpu],
         1,
         cpu !== undefined && limits.cpus !== undefined,
+        root,
       );
     } catch {
       return undefined;
@@ -280,12 +294,53 @@ export class RunnerCgroup {
 
   /**
    * Joins every hierarchy with each of `pids` (in v1 a process left out of the cpu one would run unthrottled). On the
-   * thread pool: the kernel makes the first move of a burst wait for an RCU grace period (cgroup v1 here: ~10 ms for
-   * the first write, ~0.05 ms for the next ones), which would hold the host's thread. Rejects if a pid cannot join.
+   * thread pool: the kernel makes the first move of a burst wait for an RCU grace period (cgroup v1 here: ~8-16 ms
+   * for the first write, ~0.05 ms for the next ones), which would hold the host's thread. Each hierarchy's
+   * cgroup.procs is opened once here (an open takes no lock) and every write is one trip to the pool, all at once:
+   * a writeFile per pid and hierarchy, one after another, was three trips each (18 for a runner's two pids in three
+   * hierarchies), each waiting for the event loop's turn. Rejects if a pid cannot join.
    */
   async add(...pids: number[]): Promise<void> {
-    for (const pid of pids)
-      for (const dir of this.dirs) await writeFile(join(dir, 'cgroup.procs'), String(pid));
+    const fds: number[] = [];
+    try {
+      for (const dir of this.dirs) fds.push(openSync(join(dir, 'cgroup.procs'), 'w'));
+      await Promise.all(fds.flatMap((fd) => pids.map((pid) => writeFd(fd, String(pid)))));
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
+  }
+
+  /**
+   * v1: the files through which a single-threaded process joins every hierarchy of this cgroup by itself, writing
+   * "0" to each before it execs (runner-process.ts: bwrap's starter), so that bwrap and the init it forks are in
+   * the cgroup from their start. `tasks` moves the calling thread, which is then the whole process, and the kernel
+   * lets a thread move itself without taking every thread group's lock for writing, whose first taking in a burst
+   * waits for an RCU grace period (`add`: 10-14 ms for the first write here; "0" to `tasks` 0.06-0.2 ms, quiet).
+   * undefined on v2, where a process moving itself still takes that lock.
+   */
+  selfJoinFiles(): string[] | undefined {
+    return this.version === 1 ? this.dirs.map((dir) => join(dir, 'tasks')) : undefined;
+  }
+
+  /** Whether `pid` is in this cgroup in every hierarchy it has (its /proc/PID/cgroup); false if it is gone. */
+  holds(pid: number): boolean {
+    let lines: string[];
+    try {
+      lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+    } catch {
+      return false;
+    }
+    return this.dirs.every((dir) => {
+      // v1: <root>/<hierarchy>/<path>, listed as "id:controllers:/<path>" (cpu may share a line with cpuacct).
+      const [hierarchy = '', ...path] = relative(this.root, dir).split(sep);
+      const want = `/${path.join('/')}`;
+      return lines.some((line) => {
+        const [, controllers = '', at] = line.split(':');
+        return this.version === 2
+          ? controllers === '' && at === `/${relative(this.root, dir)}`
+          : controllers.split(',').includes(hierarchy) && at === want;
+      });
+    });
   }
 
   /** Whether the kernel's OOM killer struck in this cgroup. */

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { closeSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
@@ -78,6 +78,10 @@ export function runnerCgroupLimits(limits: RunnerProcessOptions['limits']): {
     cpus: limits.cpus,
   };
 }
+
+/** bwrap's starter on cgroup v1 (`#spawn`): a POSIX shell, and util-linux's setpriv to become the runner's uid. */
+const SH = '/bin/sh';
+const SETPRIV = '/usr/bin/setpriv';
 
 /** The extra fds bwrap gets: it writes the sandbox's init pid to one, and waits on the other before the runner starts. */
 const INFO_FD = 4;
@@ -333,16 +337,36 @@ export class RunnerProcess implements Runner {
         ? {}
         : { dataDir: { fd: DATA_FD, readOnly: o.dataDir.readOnly } }),
     });
+    const bwrapArgv = [
+      ...sandbox,
+      '--',
+      ...command,
+      '--plugin-id',
+      o.pluginId,
+      ...dialArguments(endpoint.addressForRunner()),
+    ];
+    // A root host on cgroup v1 starts bwrap through a starter that joins the runner's cgroup itself first, still
+    // as root, then becomes the runner's uid (setpriv: real, effective and saved ids, no groups, so no capabilities
+    // left) and execs bwrap: bwrap and its init are in the cgroup from their start, and no process is moved from
+    // outside, which waited for an RCU grace period on the start's path (cgroup.ts, selfJoinFiles).
+    const selfJoin = root && existsSync(SETPRIV) ? this.cgroup?.selfJoinFiles() : undefined;
     const child = await spawnSandbox(
-      bwrap,
-      [
-        ...sandbox,
-        '--',
-        ...command,
-        '--plugin-id',
-        o.pluginId,
-        ...dialArguments(endpoint.addressForRunner()),
-      ],
+      selfJoin === undefined ? bwrap : SH,
+      selfJoin === undefined
+        ? bwrapArgv
+        : [
+            '-c',
+            // The shell exports a PWD of its own: unset, bwrap gets the environment given below and nothing more.
+            `${selfJoin.map((_, i) => `echo 0 >"$${i + 1}"`).join(' && ')} && shift ${selfJoin.length} && unset PWD && exec "$@"`,
+            'reed-join',
+            ...selfJoin,
+            SETPRIV,
+            `--reuid=${uid}`,
+            `--regid=${gid}`,
+            '--clear-groups',
+            bwrap,
+            ...bwrapArgv,
+          ],
       {
         cwd: '/',
         // A scrubbed environment: nothing of the host's leaks in. The secret comes on fd 3, never in argv or env.
@@ -367,7 +391,7 @@ export class RunnerProcess implements Runner {
           data ?? 'ignore',
           seccomp === undefined ? 'ignore' : 'pipe',
         ],
-        ...(root ? { uid, gid } : {}),
+        ...(root && selfJoin === undefined ? { uid, gid } : {}),
       },
       o.pluginId,
     ).finally(() => {
@@ -404,16 +428,27 @@ export class RunnerProcess implements Runner {
     // so no plugin code ever runs outside the cgroup's limits.
     const block = (child.stdio as unknown as (Writable | null)[])[BLOCK_FD];
     block?.on('error', () => {});
-    // bwrap and its init join together, once bwrap has said the init's pid: one move of the cgroup v1 kind (the
-    // first of a burst waits for an RCU grace period), on the thread pool, not the host's thread. A pid that cannot
-    // join (bwrap already gone: ESRCH) means no start: bwrap is killed and never unblocked, and raceStart below
-    // reports the exit with bwrap's own last words (a path it could not bind, say).
+    // Once bwrap has said the init's pid: both are checked to be in the cgroup (the starter joined it), or else
+    // (no starter, or it did not) moved there together, on the thread pool, not the host's thread (the first move of
+    // a burst waits for an RCU grace period). A pid that cannot join (bwrap already gone: ESRCH) means no start:
+    // bwrap is killed and never unblocked, and raceStart below reports the exit with bwrap's own last words (a
+    // path it could not bind, say, or the starter's).
     let joined = false;
     if (child.pid !== undefined) {
       const initPid = await readChildPid(child.stdio[INFO_FD] as Readable);
       if (initPid !== undefined) this.initPid = initPid;
       try {
-        await this.cgroup?.add(child.pid, ...(initPid === undefined ? [] : [initPid]));
+        const cgroup = this.cgroup;
+        if (
+          cgroup !== undefined &&
+          !(
+            selfJoin !== undefined &&
+            initPid !== undefined &&
+            cgroup.holds(child.pid) &&
+            cgroup.holds(initPid)
+          )
+        )
+          await cgroup.add(child.pid, ...(initPid === undefined ? [] : [initPid]));
         joined = true;
       } catch {}
     }
