@@ -260,7 +260,9 @@ function collectRunnerApp(app: string): void {
   for (const part of ['dist/src', 'dist/runner'])
     cpSync(join(PACKAGE_ROOT, part), join(app, part), {
       recursive: true,
-      filter: (src) => !src.endsWith('.map'),
+      // Not the runner's code cache (scripts/bundle.mjs): made for process mode's runners, not this image's, and
+      // made anew by every build, which would change the image's hash each time.
+      filter: (src) => !src.endsWith('.map') && !src.endsWith('.cache'),
     });
   const modules = [
     'koffi',
