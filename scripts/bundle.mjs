@@ -51,10 +51,12 @@ const common = {
  * function wrapper, file name and require), but with V8's code cache of a runner's start beside it
  * (runner.js.heap-<MiB>.cache, for the heap cap the runner was started with): V8 then deserialises the functions
  * a start runs instead of parsing the 290 KB file and compiling them. Runner CPU from exec to Ready, example.hello
- * in process mode (schedstat of the sandbox's tasks, 7 alternating starts each, 3 runs, load 6-8, nice -19): 87.1,
- * 63.8, 78.2 ms without, 77.3, 54.6, 61.8 with. V8 refuses a cache of another V8, other V8 flags or a source of
- * another length (cachedDataRejected): the runner then compiles as before. The header holds runner.js's size and
- * mtime, so a runner.js changed by hand after the build is never run with the old file's code.
+ * in process mode (schedstat of the sandbox's tasks, medians of 9 alternating starts, 3 runs, load ~6, nice -19):
+ * 82.8, 66.3, 65.0 ms without, 64.6, 56.8, 59.9 with; a runc container's CPU (its cpuacct) to Ready, 6 runs of 5-7
+ * alternating starts at load 9-12: lower in 5 of 6, by 4-10 ms (31 in one). V8 refuses a cache of another V8, other
+ * V8 flags or a source of another length (cachedDataRejected): the runner then compiles as before. The header holds
+ * runner.js's size and mtime (to the second, what an image keeps: images.ts), so a runner.js changed by hand after
+ * the build is never run with the old file's code.
  */
 const RUNNER_MAIN_JS = `// The runner program (sandbox-runner/main.ts), bundled as runner.js: scripts/bundle.mjs says why it is two
 // files, and why runner.js is compiled here (with V8's code cache of a runner's start, when it fits).
@@ -70,7 +72,7 @@ try {
   const cache = readFileSync(cacheFile);
   const end = cache.indexOf(10);
   const st = statSync(file);
-  if (cache.toString('latin1', 0, end) === \`reed-code-cache \${st.size} \${st.mtimeMs}\`) cachedData = cache.subarray(end + 1);
+  if (cache.toString('latin1', 0, end) === \`reed-code-cache \${st.size} \${Math.trunc(st.mtimeMs / 1000)}\`) cachedData = cache.subarray(end + 1);
 } catch {}
 const script = new Script(
   \`(function (exports, require, module, __filename, __dirname) { \${source}\\n})\`,
@@ -81,7 +83,7 @@ const out = process.env.REED_CODE_CACHE_OUT;
 if (out !== undefined)
   process.on('exit', () => {
     const st = statSync(file);
-    require('node:fs').writeFileSync(out, Buffer.concat([Buffer.from(\`reed-code-cache \${st.size} \${st.mtimeMs}\\n\`), script.createCachedData()]));
+    require('node:fs').writeFileSync(out, Buffer.concat([Buffer.from(\`reed-code-cache \${st.size} \${Math.trunc(st.mtimeMs / 1000)}\\n\`), script.createCachedData()]));
   });
 script.runInThisContext()(module.exports, require, module, file, __dirname);
 `;
@@ -126,17 +128,36 @@ await writeCodeCache();
 await build({ ...common, entryPoints: [discoveryWorker], outfile: discoveryWorker, allowOverwrite: true });
 
 /**
- * Runs the bundled runner once per heap cap a runner is commonly started with (process mode's default plugin
- * limits: defaultRunnerCommand), against a host of its own here: Hello, the Welcome of a WASM plugin of
+ * Runs the bundled runner once per heap cap a runner is commonly started with (process mode's for the default
+ * plugin limits, defaultRunnerCommand; a container's, RUNNER_ENTRYPOINT), against a host of its own here: Hello, the Welcome of a WASM plugin of
  * example.hello's shape, ten calls, Shutdown. At its exit the runner writes V8's code cache of all it compiled
  * (main.js, REED_CODE_CACHE_OUT). Its Node flags are the real runner's but Node's permission model (not V8's: the
  * cache does not depend on it) and its paths.
  */
 async function writeCodeCache() {
   const load = (path) => import(pathToFileURL(join(dist, path)).href);
-  const { encodeFrame, FrameDecoder, FrameType } = await load('src/protocol/frames.js');
   const { DEFAULT_LIMITS } = await load('src/manifest/limits.js');
   const { defaultRunnerCommand } = await load('src/backends/process/runner-command.js');
+  const { RUNNER_ENTRYPOINT } = await load('src/backends/container/container-spec.js');
+  const work = mkdtempSync(join(tmpdir(), 'reed-code-cache-'));
+  try {
+    // Process mode's runner for the default limits, and a container's (the image's node is this node: Dockerfile.base).
+    const [, ...processFlags] = defaultRunnerCommand(work, DEFAULT_LIMITS);
+    for (const flags of [processFlags, RUNNER_ENTRYPOINT.slice(1, -1)])
+      await trainRunner(
+        load,
+        DEFAULT_LIMITS,
+        work,
+        flags.filter((f) => f.startsWith('--') && !/^--(experimental-permission|permission|allow-)/.test(f)),
+      );
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** One training run of the runner with `v8Flags` (writeCodeCache): its cache for their heap cap. */
+async function trainRunner(load, limits, work, v8Flags) {
+  const { encodeFrame, FrameDecoder, FrameType } = await load('src/protocol/frames.js');
   const wabt = await (await import('wabt')).default();
   const bytes = Buffer.from(wabt.parseWat('training.wat', TRAINING_WAT).toBinary({}).buffer);
   const fn = (name) => ({ name, kind: 'function', type: { params: [], results: ['i32'] } });
@@ -144,58 +165,49 @@ async function writeCodeCache() {
     id: 'reed.code-cache',
     type: 'wasm',
     apiVersion: '1.0.0',
-    limits: { ...DEFAULT_LIMITS },
+    limits: { ...limits },
     wasi: { args: [], env: {} },
     exports: [{ name: 'memory', kind: 'memory' }, fn('init'), fn('echo')],
     isCommand: false,
     hostCalls: false,
     configuration: {},
   };
-  const work = mkdtempSync(join(tmpdir(), 'reed-code-cache-'));
-  try {
-    const [node, ...flags] = defaultRunnerCommand(work, DEFAULT_LIMITS);
-    const v8Flags = flags.filter(
-      (f) => f.startsWith('--') && !/^--(experimental-permission|permission|allow-)/.test(f),
-    );
-    const heap = v8Flags.find((a) => a.startsWith('--max-old-space-size='))?.slice(21) ?? 'default';
-    const socketPath = join(work, 's.sock');
-    const server = createServer((socket) => {
-      const decoder = new FrameDecoder(1 << 30);
-      let calls = 0;
-      const call = () =>
-        socket.write(encodeFrame(FrameType.Call, ++calls, { fn: 'echo' }, Buffer.from('training')));
-      socket.on('data', (chunk) => {
-        for (const frame of decoder.push(chunk)) {
-          if (frame.type === FrameType.Hello)
-            socket.write(encodeFrame(FrameType.Welcome, 0, { plugin: spec }, bytes));
-          else if (frame.type === FrameType.Ready) call();
-          else if (frame.type === FrameType.Result && calls < 10) call();
-          else if (frame.type === FrameType.Result) socket.write(encodeFrame(FrameType.Shutdown, 0));
-          else if (frame.type === FrameType.Error) socket.destroy(new Error(JSON.stringify(frame.meta)));
-        }
-      });
-      socket.on('error', (error) =>
-        console.error(`bundle: the code cache's training run failed: ${error.message}`),
-      );
+  const heap = v8Flags.find((a) => a.startsWith('--max-old-space-size='))?.slice(21) ?? 'default';
+  const socketPath = join(work, `${heap}.sock`);
+  const server = createServer((socket) => {
+    const decoder = new FrameDecoder(1 << 30);
+    let calls = 0;
+    const call = () =>
+      socket.write(encodeFrame(FrameType.Call, ++calls, { fn: 'echo' }, Buffer.from('training')));
+    socket.on('data', (chunk) => {
+      for (const frame of decoder.push(chunk)) {
+        if (frame.type === FrameType.Hello)
+          socket.write(encodeFrame(FrameType.Welcome, 0, { plugin: spec }, bytes));
+        else if (frame.type === FrameType.Ready) call();
+        else if (frame.type === FrameType.Result && calls < 10) call();
+        else if (frame.type === FrameType.Result) socket.write(encodeFrame(FrameType.Shutdown, 0));
+        else if (frame.type === FrameType.Error) socket.destroy(new Error(JSON.stringify(frame.meta)));
+      }
     });
-    await new Promise((r) => server.listen(socketPath, r));
-    const out = join(outdir, `runner.js.heap-${heap}.cache`);
-    const child = spawn(
-      node,
-      [...v8Flags, join(outdir, 'main.js'), '--plugin-id', spec.id, '--socket', socketPath],
-      {
-        cwd: work,
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', REED_SECRET_FD: '3', REED_CODE_CACHE_OUT: out },
-        stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
-      },
+    socket.on('error', (error) =>
+      console.error(`bundle: the code cache's training run failed: ${error.message}`),
     );
-    child.stdio[3].end('training\n');
-    const code = await new Promise((r) => child.once('exit', r));
-    server.close();
-    // Without a cache runners compile as before: a failed training run fails the build all the same.
-    if (code !== 0 || !existsSync(out))
-      throw new Error(`bundle: the code cache's training run exited with ${code}`);
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+  });
+  await new Promise((r) => server.listen(socketPath, r));
+  const out = join(outdir, `runner.js.heap-${heap}.cache`);
+  const child = spawn(
+    process.execPath,
+    [...v8Flags, join(outdir, 'main.js'), '--plugin-id', spec.id, '--socket', socketPath],
+    {
+      cwd: work,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', REED_SECRET_FD: '3', REED_CODE_CACHE_OUT: out },
+      stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+    },
+  );
+  child.stdio[3].end('training\n');
+  const code = await new Promise((r) => child.once('exit', r));
+  server.close();
+  // Without a cache runners compile as before: a failed training run fails the build all the same.
+  if (code !== 0 || !existsSync(out))
+    throw new Error(`bundle: the code cache's training run exited with ${code}`);
 }

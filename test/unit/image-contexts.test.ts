@@ -2,10 +2,10 @@
 // images.ts): a context is removed only when its owner was a process of this pid namespace that is gone. A host
 // in a container sharing /tmp has pids of its own, and a pid may be reused: those contexts are builds in progress.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { removeStaleContexts } from '../../src/backends/container/images.js';
+import { hashTree, removeStaleContexts } from '../../src/backends/container/images.js';
 import { ownMark, pidNamespaceInode, processStart } from '../../src/process-identity.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
@@ -34,5 +34,29 @@ describe('removeStaleContexts', () => {
     expect(removeStaleContexts(dir).sort()).toEqual([...dead].sort());
     expect(readdirSync(dir).sort()).toEqual([...live, link].sort());
     expect(readdirSync(target)).toEqual(['keep']);
+  });
+});
+
+describe('hashTree', () => {
+  it('leaves out the runner\u2019s code caches (new bytes each build), and nothing else: any other file or .cache counts', () => {
+    const dir = tempDir('reed-image-hash-');
+    mkdirSync(join(dir, 'app/dist/runner'), { recursive: true });
+    mkdirSync(join(dir, 'plugin'), { recursive: true });
+    writeFileSync(join(dir, 'app/dist/runner/runner.js'), 'runner');
+    writeFileSync(join(dir, 'plugin/data.cache'), 'a');
+    const before = hashTree(dir, 'salt');
+    for (const heap of ['128', 'default'])
+      writeFileSync(join(dir, `app/dist/runner/runner.js.heap-${heap}.cache`), heap);
+    expect(hashTree(dir, 'salt')).toBe(before);
+    writeFileSync(join(dir, 'app/dist/runner/runner.js.heap-default.cache'), 'another build');
+    expect(hashTree(dir, 'salt')).toBe(before);
+    writeFileSync(join(dir, 'plugin/data.cache'), 'b');
+    expect(hashTree(dir, 'salt')).not.toBe(before);
+    const changed = hashTree(dir, 'salt');
+    writeFileSync(join(dir, 'app/dist/runner/runner.js'), 'runner 2');
+    const runner2 = hashTree(dir, 'salt');
+    expect(runner2).not.toBe(changed);
+    writeFileSync(join(dir, 'app/dist/runner/other.cache'), 'x');
+    expect(hashTree(dir, 'salt')).not.toBe(runner2);
   });
 });

@@ -260,9 +260,10 @@ function collectRunnerApp(app: string): void {
   for (const part of ['dist/src', 'dist/runner'])
     cpSync(join(PACKAGE_ROOT, part), join(app, part), {
       recursive: true,
-      // Not the runner's code cache (scripts/bundle.mjs): made for process mode's runners, not this image's, and
-      // made anew by every build, which would change the image's hash each time.
-      filter: (src) => !src.endsWith('.map') && !src.endsWith('.cache'),
+      filter: (src) => !src.endsWith('.map'),
+      // The runner's code cache names runner.js's size and mtime (scripts/bundle.mjs): the image keeps the mtime
+      // (to the second), so its main.js finds the cache made for its runner.js.
+      preserveTimestamps: true,
     });
   const modules = [
     'koffi',
@@ -277,12 +278,21 @@ function readdirSafe(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
 }
 
-/** SHA-256 over every file's relative path, mode and content, in sorted order, plus `salt`. */
+/**
+ * The runner's V8 code caches in the runner image's context (scripts/bundle.mjs): made from runner.js and the V8
+ * flags, both hashed, but not the same bytes from one build to the next. Hashed, they would make every build's
+ * runner image (and every plugin image on it) new; an image kept from a build of the same runner.js holds that
+ * build's cache, which fits it (main.js checks its runner.js's size and mtime, and V8 the source and flags).
+ */
+const RUNNER_CODE_CACHE = /^app\/dist\/runner\/runner\.js\.heap-[0-9a-z]+\.cache$/;
+
+/** SHA-256 over every file's relative path, mode and content, in sorted order, plus `salt` (not RUNNER_CODE_CACHE). */
 export function hashTree(root: string, salt: string): string {
   const hash = createHash('sha256').update(salt);
   const walk = (dir: string) => {
     for (const name of readdirSync(dir).sort()) {
       const abs = join(dir, name);
+      if (RUNNER_CODE_CACHE.test(relative(root, abs))) continue;
       const st = statSync(abs);
       hash.update(`${relative(root, abs)}\0${st.mode}\0`);
       if (st.isDirectory()) walk(abs);
