@@ -44,8 +44,13 @@ export function resolveDependencies(
   };
 
   // 1. presence and version of each dependency; collect ordering edges to candidates.
+  // A plugin without dependencies has no entry (every reader takes none as no edges).
   const edges: NeedsEdges = new Map();
-  for (const c of active) edges.set(c, checkDependencies(c, known));
+  for (const c of active) {
+    if (c.manifest.requirements.dependencies.length === 0) continue;
+    const needs = checkDependencies(c, known);
+    if (needs.size > 0) edges.set(c, needs);
+  }
   // 2. invalidity flows from a dependency to its dependents.
   cascade(active, edges);
   // 3. cycles among the remaining valid plugins, and what depended on them.

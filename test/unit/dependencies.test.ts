@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { findCycles, type NeedsEdges, topologicalOrder } from '../../src/dependencies/dependency-graph.js';
+import type { ParsedCandidate } from '../../src/discovery/candidate.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 import { scan } from '../helpers/scan.js';
 
@@ -88,5 +90,65 @@ describe('dependency order', () => {
     expect(result.order.load).toHaveLength(n + 1);
     expect(result.order.load[0]?.id).toBe('p0');
     expect(result.order.load.at(-1)?.id).toBe('loop');
+  });
+
+  it('orders as a list kept sorted by (priority, name, id) would, equal plugins in the order they became ready', () => {
+    // The reference: Kahn's algorithm with the ready list sorted, each newly ready plugin after its equals.
+    const key = (c: ParsedCandidate) => c.manifest.metadata;
+    const compare = (a: ParsedCandidate, b: ParsedCandidate) =>
+      key(a).priority - key(b).priority ||
+      (key(a).name < key(b).name ? -1 : key(a).name > key(b).name ? 1 : 0) ||
+      (key(a).id < key(b).id ? -1 : key(a).id > key(b).id ? 1 : 0);
+    const reference = (nodes: ParsedCandidate[], edges: NeedsEdges) => {
+      const waiting = new Map(
+        nodes.map((n) => [n, [...(edges.get(n) ?? [])].filter((d) => nodes.includes(d)).length]),
+      );
+      const ready = nodes.filter((n) => waiting.get(n) === 0).sort(compare);
+      const order: ParsedCandidate[] = [];
+      while (ready.length > 0) {
+        const node = ready.shift() as ParsedCandidate;
+        order.push(node);
+        for (const other of nodes) {
+          if (!edges.get(other)?.has(node)) continue;
+          const left = (waiting.get(other) ?? 0) - 1;
+          waiting.set(other, left);
+          if (left !== 0) continue;
+          let at = ready.length;
+          while (at > 0 && compare(ready[at - 1] as ParsedCandidate, other) > 0) at--;
+          ready.splice(at, 0, other);
+        }
+      }
+      return order;
+    };
+    let seed = 7;
+    const random = (below: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % below;
+    };
+    for (let round = 0; round < 200; round++) {
+      const count = 1 + random(40);
+      // Few distinct keys, so that many plugins are equal (the same priority, name and id).
+      const nodes = Array.from(
+        { length: count },
+        (_, i) =>
+          ({
+            id: `p${random(6)}`,
+            manifest: { metadata: { id: `p${random(3)}`, name: `n${random(3)}`, priority: random(3) } },
+            tag: i,
+          }) as unknown as ParsedCandidate,
+      );
+      const edges: NeedsEdges = new Map();
+      // Edges only to earlier nodes (a DAG), and some to plugins outside the set.
+      nodes.forEach((node, i) => {
+        const needs = new Set<ParsedCandidate>();
+        for (let k = random(4); k > 0 && i > 0; k--) needs.add(nodes[random(i)] as ParsedCandidate);
+        if (random(5) === 0)
+          needs.add({ manifest: { metadata: { id: 'x', name: 'x', priority: 0 } } } as ParsedCandidate);
+        if (needs.size > 0) edges.set(node, needs);
+      });
+      const given = [...nodes].sort(() => random(3) - 1);
+      expect(topologicalOrder(given, edges)).toEqual(reference(given, edges));
+      expect(findCycles(given, edges)).toEqual([]);
+    }
   });
 });
