@@ -220,34 +220,69 @@ export function analyzeJob(job: DirJob, context: DiscoveryContext): PluginCandid
 }
 
 /**
- * Whether a candidate comes through the copy from a worker thread as it left, once {@link reviveCandidate} has
- * given its configuration back the null prototypes TOML tables have. A configuration holding a date (a TomlDate
- * would arrive as a plain Date) or an empty table (indistinguishable, once copied, from no table) does not: such a
- * plugin is analysed again on the calling thread.
+ * Whether a candidate comes through JSON, the form a worker thread sends it in (src/discovery/parallel.ts), as it
+ * left, once {@link reviveCandidate} has given its configuration back the null prototypes TOML tables have. JSON
+ * keeps strings, booleans, finite numbers other than -0, arrays and plain objects, in their order; a candidate
+ * holding anything else does not come through: a number JSON changes (inf, nan, -0 are TOML values), a value it
+ * drops (undefined), a date in the configuration (a TomlDate), an empty configuration table (indistinguishable, once
+ * copied, from no table), or an object on another prototype. Such a plugin is analysed again on the calling thread.
+ * The inventory is not walked: plugin-inventory.ts makes it of strings, booleans and file sizes and modes only.
  */
 export function portableCandidate(candidate: PluginCandidate | undefined): boolean {
-  const configuration = candidate?.manifest?.configuration;
-  if (configuration === undefined) return true;
+  if (candidate === undefined) return true;
+  const stack: object[] = [];
+  const { inventory, manifest, ...rest } = candidate;
+  if (!survivesJson(rest, stack, Object.prototype)) return false;
+  if (manifest === undefined) return true;
+  const { configuration, ...settings } = manifest;
+  if (!survivesJson(settings, stack, Object.prototype)) return false;
   if (Object.getPrototypeOf(configuration) !== null) return Object.keys(configuration).length === 0;
   if (Object.keys(configuration).length === 0) return false;
-  const stack: unknown[] = [configuration];
+  return survivesJson(configuration, stack, null);
+}
+
+/**
+ * Whether `root` and everything within it survives JSON (above), its tables (non-array objects) being on
+ * `tablePrototype`. `stack`: an empty array to work with (only objects go on it).
+ */
+function survivesJson(root: object, stack: object[], tablePrototype: object | null): boolean {
+  stack.push(root);
   while (stack.length > 0) {
-    const value = stack.pop();
-    if (value === null || typeof value !== 'object') {
-      if (typeof value === 'function' || typeof value === 'symbol' || typeof value === 'bigint') return false;
-      continue;
-    }
+    const value = stack.pop() as Record<string, unknown>;
     if (Array.isArray(value)) {
       if (Object.getPrototypeOf(value) !== Array.prototype) return false;
-    } else if (Object.getPrototypeOf(value) !== null) return false;
-    for (const item of Object.values(value)) stack.push(item);
+      for (let i = 0; i < value.length; i++) if (!jsonLeaf(value[i], stack)) return false;
+    } else {
+      if (Object.getPrototypeOf(value) !== tablePrototype) return false;
+      for (const key in value) if (!jsonLeaf(value[key], stack)) return false;
+    }
   }
   return true;
 }
 
-/** A candidate copied from a worker, as the calling thread would have made it (see {@link portableCandidate}). */
-function reviveCandidate(candidate: PluginCandidate | undefined): PluginCandidate | undefined {
-  const manifest = candidate?.manifest;
+/** A value JSON keeps as it is, or an object (pushed on `stack` to be looked into). */
+function jsonLeaf(value: unknown, stack: object[]): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case 'object':
+      if (value !== null) stack.push(value);
+      return true;
+    default:
+      return false; // undefined, a bigint, a function, a symbol
+  }
+}
+
+/**
+ * A candidate as JSON brought it from a worker, as the calling thread would have made it (see
+ * {@link portableCandidate}): `undefined` (no plugin there) arrives as null.
+ */
+function reviveCandidate(candidate: PluginCandidate | undefined | null): PluginCandidate | undefined {
+  if (candidate === null || candidate === undefined) return undefined;
+  const manifest = candidate.manifest;
   if (manifest !== undefined && Object.keys(manifest.configuration).length > 0) {
     manifest.configuration = withNullPrototypes(manifest.configuration) as Record<string, unknown>;
   }
