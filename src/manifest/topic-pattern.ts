@@ -18,6 +18,8 @@ export const MAX_TOPIC_LENGTH = 256;
 
 /** Whether `topic` matches `pattern`. Linear in `topic.length`; never throws. */
 export function matchTopic(pattern: string, topic: string): boolean {
+  // `*` alone (the default policy's grant for events) matches everything: no split for it.
+  if (pattern === '*') return true;
   const star = pattern.indexOf('*');
   if (star < 0) return pattern === topic;
   const segments = pattern.split('*');

@@ -29,9 +29,10 @@ export const permissionRule: ValidationRule = {
       });
     }
 
-    const capabilities = new Set(context.systemCapabilities);
+    // A host provides a handful of capabilities: looked up in its list (a Set per plugin cost more).
+    const capabilities = context.systemCapabilities;
     candidate.manifest.requirements.capabilities.forEach((capability, i) => {
-      if (!capabilities.has(capability)) {
+      if (!capabilities.includes(capability)) {
         report({
           code: 'capability_unavailable',
           severity: 'error',
@@ -42,7 +43,9 @@ export const permissionRule: ValidationRule = {
       }
     });
 
-    for (const [key, value] of Object.entries(candidate.manifest.limits) as [keyof PluginLimits, number][]) {
+    const limits = candidate.manifest.limits;
+    for (const key of Object.keys(limits) as (keyof PluginLimits)[]) {
+      const value = limits[key] as number;
       const ceiling = context.policy.limitCeilings[key];
       if (value > ceiling) {
         report({
