@@ -5,6 +5,7 @@ import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
 import {
   MANIFEST_FILE,
+  manifestValidatorSource,
   parseManifestBytes,
   readManifest,
   readManifestOnce,
@@ -104,15 +105,17 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
 
   // Then each job is analysed, on this thread and, for a large tree, on worker threads too (same results, in the
   // same order: src/discovery/parallel.ts), and the candidates are taken in order, as one loop would have.
+  const workers =
+    jobs.length >= (options.parallelFrom ?? PARALLEL_FROM) ? (options.workers ?? defaultWorkers()) : 0;
   const context: DiscoveryContext = { paths, limits };
+  if (workers > 0) context.manifestValidator = manifestValidatorSource();
   const results = runInParallel({
     jobs,
     context,
     run: analyzeJob,
     revive: reviveCandidate,
     workerUrl: WORKER_URL,
-    workers:
-      jobs.length >= (options.parallelFrom ?? PARALLEL_FROM) ? (options.workers ?? defaultWorkers()) : 0,
+    workers,
     ...(options.callerWorks === undefined ? {} : { callerWorks: options.callerWorks }),
   });
   const candidates: PluginCandidate[] = [];
@@ -152,6 +155,8 @@ interface OpenedSearchPath {
 export interface DiscoveryContext {
   paths: OpenedSearchPath[];
   limits: FileLimits;
+  /** For the workers: the manifest's validator as code (src/schema-check.ts), so that they do not compile it. */
+  manifestValidator?: string;
 }
 
 /**

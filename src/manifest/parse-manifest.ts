@@ -1,12 +1,13 @@
 import { createHash, hash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import type { ValidateFunction } from 'ajv';
 // The two semver functions by their own modules: the package's index loads all of semver (about twice the start-up
 // cost), and every discovery worker loads this module when it starts.
 import semverValid from 'semver/functions/valid.js';
 import semverValidRange from 'semver/ranges/valid.js';
 import type { Diagnostic } from '../diagnostics.js';
 import { hasErrors } from '../diagnostics.js';
-import { compileSchema, schemaDiagnostics } from '../schema-check.js';
+import { compileSchema, loadValidator, schemaDiagnostics, validatorSource } from '../schema-check.js';
 import { parseToml, type TomlSyntaxError } from '../toml.js';
 import { configurationProblem } from './config-check.js';
 import { parseIdleTimeout } from './idle-timeout.js';
@@ -31,7 +32,23 @@ export interface ManifestParseResult {
   diagnostics: Diagnostic[];
 }
 
-const validateSchema = compileSchema(ManifestSchema);
+/** The manifest's validator, compiled at its first use, or given as code by the thread that compiled it. */
+let validateSchema: ValidateFunction | undefined;
+
+function manifestValidator(): ValidateFunction {
+  validateSchema ??= compileSchema(ManifestSchema);
+  return validateSchema;
+}
+
+/** The manifest's validator as code, for a discovery worker to take with {@link useManifestValidator}. */
+export function manifestValidatorSource(): string {
+  return validatorSource(manifestValidator());
+}
+
+/** Validates manifests with the validator of this code (from {@link manifestValidatorSource}) when it loads. */
+export function useManifestValidator(source: string): void {
+  validateSchema = loadValidator(source) ?? validateSchema;
+}
 const ID_RE = new RegExp(PLUGIN_ID_PATTERN);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -103,7 +120,7 @@ export function parseManifest(text: string, file: string): ManifestParseResult {
     ...(id === undefined ? {} : { pluginId: id }),
   });
 
-  diagnostics.push(...schemaDiagnostics(validateSchema, raw, at));
+  diagnostics.push(...schemaDiagnostics(manifestValidator(), raw, at));
   if (hasErrors(diagnostics)) return { ...(id === undefined ? {} : { id }), diagnostics };
 
   const idleTimeout = (raw.sandbox as { idle_timeout?: string } | undefined)?.idle_timeout;
