@@ -11,25 +11,32 @@ import type { Diagnostic } from './diagnostics.js';
  */
 
 // validateSchema: the schemas are the project's own, constant ones; the main thread checks each against the JSON
-// Schema meta-schema when it compiles it (every process compiles the manifest's schema when it loads discovery). A
-// discovery worker (src/discovery/parallel.ts) compiles the same schema again and skips that check: it is about half
-// the compile's cost, paid again at every worker's start.
+// Schema meta-schema when it compiles it (every process compiles the manifest's schema at its first manifest). A
+// discovery worker (src/discovery/parallel.ts) that has to compile the same schema again (its validator's code,
+// below, did not load) skips that check: it is about half the compile's cost, paid again at every worker's start.
 // code.optimize: a worker also skips ajv's optimising passes over the generated code (they drop redundant
 // assignments and fold constant conditions; the checks and the errors are the same). They were about half of what
 // was left of its compile: the worker's start took 126-172 ms of CPU with them skipped, 140-190 with them (6
 // alternating starts each, load ~11), while the manifest's validation took as long either way (5.6-12.4 us against
 // 7.3-13.9 us a manifest, 4 alternating rounds of 2,000).
-const ajv = new Ajv({
-  allErrors: true,
-  verbose: true,
-  strict: true,
-  allowUnionTypes: true,
-  validateSchema: isMainThread,
-  code: { optimize: isMainThread, source: true },
-});
+// The instance is made at the first compile: a discovery worker given its validator as code (below) never compiles,
+// and ajv's constructor took 5-7 ms of its start (5 worker starts, load ~14).
+let ajv: Ajv | undefined;
+
+function schemaCompiler(): Ajv {
+  ajv ??= new Ajv({
+    allErrors: true,
+    verbose: true,
+    strict: true,
+    allowUnionTypes: true,
+    validateSchema: isMainThread,
+    code: { optimize: isMainThread, source: true },
+  });
+  return ajv;
+}
 
 export function compileSchema(schema: TSchema): ValidateFunction {
-  return ajv.compile(schema);
+  return schemaCompiler().compile(schema);
 }
 
 // code.source (above) keeps each validator's generated code, so that the thread that compiled a schema can hand it
@@ -45,7 +52,7 @@ function cjsDefault(imported: unknown): unknown {
 
 /** A validator compiled by {@link compileSchema}, as code {@link loadValidator} turns back into it. */
 export function validatorSource(validate: ValidateFunction): string {
-  return standaloneCode(ajv, validate);
+  return standaloneCode(schemaCompiler(), validate);
 }
 
 /**
