@@ -28,7 +28,13 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * `wasi_args_too_large` naming the plugin.
  */
 export function checkCallWasi(pluginId: string, value: unknown): CallWasi | undefined {
+  // Most calls carry none: answered here, since checkWasiObject's closures make V8 allocate a context on entry.
   if (value === undefined || value === null) return undefined;
+  return checkWasiObject(pluginId, value);
+}
+
+/** checkCallWasi's work for a value that is there. */
+function checkWasiObject(pluginId: string, value: unknown): CallWasi | undefined {
   const invalid = (why: string) =>
     new ReedError('wasi_args_invalid', `per-call WASI arguments for plugin "${pluginId}": ${why}`, {
       pluginId,

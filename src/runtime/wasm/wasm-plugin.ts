@@ -207,6 +207,7 @@ export class WasmPlugin implements PluginRuntime {
     // An Extism plugin (extism.ts) is never a command: its functions are called on one instance, _start never is.
     this.#extism = isExtismModule(options.module);
     this.#o = this.#extism ? { ...options, isCommand: false } : options;
+    this.#id = options.pluginId;
     this.#fuelBudget = BigInt(options.limits.fuelPerCall);
     this.#logRate = new LogRate(options.limits.logLinesPerSecond);
     this.functions = this.#extism
@@ -219,9 +220,8 @@ export class WasmPlugin implements PluginRuntime {
     return withCallWasi(this.#o.wasi, this.#callWasi);
   }
 
-  get #id(): string {
-    return this.#o.pluginId;
-  }
+  /** A field, not a getter: a private getter takes V8's slow path (Runtime_LoadPrivateGetter) on every call. */
+  readonly #id: string;
 
   init(): void {
     if (this.#o.isCommand) return; // a command runs fresh for each call
@@ -253,17 +253,7 @@ export class WasmPlugin implements PluginRuntime {
       const fuelConsumed = this.fuelOfLastRun;
       if (this.#o.isCommand) this.#drop();
       if (this.#kernel !== undefined) this.#extismResult(this.#kernel);
-      if (status !== 0 || (this.#extism && this.#error !== undefined)) {
-        if (this.#memoryRefused !== undefined && this.#memoryRefused.value !== 0)
-          // A quota's answer, made without stacks: a tenant calling in a loop gets it as often as it calls.
-          throw stackless(() =>
-            this.#memoryQuotaError(
-              `function "${fn}" of plugin "${this.#id}" failed after a memory.grow was refused`,
-              this.#pluginError(`function "${fn}" returned status ${status}`, status),
-            ),
-          );
-        throw this.#fullOr(this.#pluginError(`function "${fn}" returned status ${status}`, status));
-      }
+      if (status !== 0 || (this.#extism && this.#error !== undefined)) throw this.#statusError(fn, status);
       // The deadline was checked on return, by #enter's last #settle, which read the clock: the call ended then.
       return {
         output: this.#takeOutput(),
@@ -276,6 +266,22 @@ export class WasmPlugin implements PluginRuntime {
       // What a failed call wrote is let go.
       this.#output.reset();
     }
+  }
+
+  /**
+   * The error of a run that returned a non-zero status. Its own method: a closure inside `call` would make V8
+   * allocate a context for `call`'s variables on every call, failed or not.
+   */
+  #statusError(fn: string, status: number): ReedError {
+    if (this.#memoryRefused !== undefined && this.#memoryRefused.value !== 0)
+      // A quota's answer, made without stacks: a tenant calling in a loop gets it as often as it calls.
+      return stackless(() =>
+        this.#memoryQuotaError(
+          `function "${fn}" of plugin "${this.#id}" failed after a memory.grow was refused`,
+          this.#pluginError(`function "${fn}" returned status ${status}`, status),
+        ),
+      );
+    return this.#fullOr(this.#pluginError(`function "${fn}" returned status ${status}`, status));
   }
 
   memoryBytes(): number {
