@@ -1,6 +1,7 @@
 // Lifecycle and call events, published through node:diagnostics_channel (one named channel per event, as undici
 // does): logs subscribe today (log-subscriber.ts), metrics, audit and the API's status will. A publisher never
-// knows who listens, and a channel nobody subscribes to costs one property read.
+// knows who listens, and a channel nobody subscribes to costs one property read. One exception, every call's event:
+// `reed:call:finished`'s in-process subscribers live in a list of this module (callListeners, below).
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { Code } from '../codes.js';
 import type { ReedError } from '../errors.js';
@@ -220,28 +221,78 @@ const CHANNELS = Object.fromEntries(
   EVENT_NAMES.map((name) => [name, diagnosticsChannel.channel(name)]),
 ) as Record<EventName, diagnosticsChannel.Channel>;
 
-/** Whether anyone listens: hot paths (a call) check this before they build a payload or read a clock. */
+/**
+ * Where `reed:call:finished`'s subscribers live. It is every call's event: those subscribed through
+ * `subscribeEvent` (metrics, tests, an embedder) sit in this plain list, which `publishCallFinished` calls directly,
+ * one call site in our own code (the registry's function inlined into the call's reaction, where
+ * `diagnostics_channel`'s shared `publish` calls every channel's subscribers from one site, with a try/catch and a
+ * getter around it). The channel of that name still carries the event to whoever subscribes to it directly
+ * (`diagnostics_channel.subscribe`). Replaced, never changed in place: a publish under way keeps the list it began.
+ */
+let callListeners: readonly ((event: CallFinishedEvent) => void)[] = [];
+const CALL_CHANNEL = CHANNELS['reed:call:finished'];
+
+/** Whether anyone listens: hot paths check this before they build a payload or read a clock. */
 export function hasSubscribers(name: EventName): boolean {
-  return CHANNELS[name].hasSubscribers;
+  return name === 'reed:call:finished' ? hasCallSubscribers() : CHANNELS[name].hasSubscribers;
+}
+
+/**
+ * `hasSubscribers('reed:call:finished')`, for the call path: a function this small is inlined into the host's call
+ * where the general one, with its test of the name, was not (V8's budget: ~40 instructions a call more).
+ */
+export function hasCallSubscribers(): boolean {
+  return callListeners.length !== 0 || CALL_CHANNEL.hasSubscribers;
 }
 
 /**
  * Publishes to everyone subscribed, synchronously. A subscriber that throws does not stop the publisher, but
- * Node rethrows its error on the next tick (an uncaught exception): subscribers must not throw.
+ * its error is rethrown on the next tick (an uncaught exception), as `diagnostics_channel` does: subscribers must
+ * not throw.
  */
 export function publish<N extends EventName>(name: N, event: ReedEvents[N]): void {
-  const channel = CHANNELS[name];
-  if (channel.hasSubscribers) channel.publish(event);
+  if (name === 'reed:call:finished') publishCallFinished(event as CallFinishedEvent);
+  else {
+    const channel = CHANNELS[name];
+    if (channel.hasSubscribers) channel.publish(event);
+  }
+}
+
+/** `publish('reed:call:finished', event)`, for the call path: the subscribers of the list, then the channel's. */
+export function publishCallFinished(event: CallFinishedEvent): void {
+  const listeners = callListeners;
+  for (let i = 0; i < listeners.length; i++) {
+    try {
+      (listeners[i] as (event: CallFinishedEvent) => void)(event);
+    } catch (error) {
+      process.nextTick(() => {
+        throw error;
+      });
+    }
+  }
+  if (CALL_CHANNEL.hasSubscribers) CALL_CHANNEL.publish(event);
 }
 
 /**
- * Subscribes with the payload's type; returns the unsubscribe. The same as `diagnostics_channel.subscribe(name, fn)`:
- * the listener itself is subscribed (no wrapper: one call less on every call's path when metrics listen).
+ * Subscribes with the payload's type; returns the unsubscribe. The same as `diagnostics_channel.subscribe(name, fn)`
+ * (for `reed:call:finished`, the list above): the listener itself is subscribed (no wrapper: one call less on every
+ * call's path when metrics listen).
  */
 export function subscribeEvent<N extends EventName>(
   name: N,
   listener: (event: ReedEvents[N]) => void,
 ): () => void {
+  if (name === 'reed:call:finished') {
+    const onCall = listener as (event: CallFinishedEvent) => void;
+    callListeners = [...callListeners, onCall];
+    let subscribed = true;
+    return () => {
+      if (!subscribed) return;
+      subscribed = false;
+      const at = callListeners.indexOf(onCall);
+      callListeners = callListeners.filter((_, i) => i !== at);
+    };
+  }
   const onMessage = listener as (message: unknown, name: string | symbol) => void;
   diagnosticsChannel.subscribe(name, onMessage);
   return () => {

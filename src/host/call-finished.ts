@@ -2,7 +2,7 @@ import type { CallOutcome } from '../backends/sandbox.js';
 import { now } from '../backends/shared/call-deadlines.js';
 import { ReedError } from '../errors.js';
 import type { CallFinishedEvent } from '../events/events.js';
-import { publish } from '../events/events.js';
+import { publishCallFinished } from '../events/events.js';
 import type { SandboxMode } from '../manifest/types.js';
 
 /**
@@ -34,13 +34,13 @@ export function callWatch(
 export function callOk(watch: CallWatch, result: CallOutcome): void {
   watch.durationMs = (result.stats.endedAt ?? now()) - watch.durationMs;
   watch.fuelConsumed = result.stats.fuelConsumed;
-  publish('reed:call:finished', watch);
+  publishCallFinished(watch);
 }
 
 export function callFailed(watch: CallWatch, error: unknown): void {
   watch.code = error instanceof ReedError ? error.code : 'internal_error';
   watch.durationMs = now() - watch.durationMs;
-  publish('reed:call:finished', watch);
+  publishCallFinished(watch);
 }
 
 /** `outcome`, with `watch` told when it settles: for the calls that do not go straight to a generation. */

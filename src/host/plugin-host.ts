@@ -13,7 +13,7 @@ import { CompileCache } from '../cache/compile-cache.js';
 import type { LoadedPlugin } from '../dependencies/resolve-dependencies.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
 import { ReedError } from '../errors.js';
-import { hasSubscribers } from '../events/events.js';
+import { hasCallSubscribers } from '../events/events.js';
 import { logEvents } from '../events/log-subscriber.js';
 import type { SandboxMode } from '../manifest/types.js';
 import { ensureDataDir } from '../plan/data-dir.js';
@@ -423,7 +423,7 @@ export class PluginHost {
     // One clock read a call, shared by the sandbox's deadline (mode none) and the call's event.
     const startedAt = now();
     // Watched only when someone listens: this is every call's path.
-    const watch = hasSubscribers('reed:call:finished')
+    const watch = hasCallSubscribers()
       ? callWatch(this.session.id, this.session.tenant, id, entry?.mode, fn, startedAt)
       : undefined;
     if (entry !== undefined && this.#set.retryable(entry)) {

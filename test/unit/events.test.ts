@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -52,6 +53,38 @@ describe('events on node:diagnostics_channel', () => {
     const unsubscribe = subscribeEvent('reed:call:finished', () => {});
     expect(hasSubscribers('reed:call:finished')).toBe(true);
     unsubscribe();
+    expect(hasSubscribers('reed:call:finished')).toBe(false);
+  });
+
+  it('reed:call:finished reaches the listeners of subscribeEvent and those of its channel, each until unsubscribed', async () => {
+    const { host } = await startHost([EXAMPLES], { mode: 'none', plugins: ['example.hello'] });
+    cleanups.push(() => host.close());
+    const listed: string[] = [];
+    const outside: string[] = [];
+    const onChannel = (message: unknown) => outside.push((message as ReedEvents['reed:call:finished']).fn);
+    // Subscribed on the channel itself, as a program that never imports this package's events would.
+    diagnosticsChannel.subscribe('reed:call:finished', onChannel);
+    cleanups.push(() => diagnosticsChannel.unsubscribe('reed:call:finished', onChannel));
+    expect(hasSubscribers('reed:call:finished')).toBe(true);
+    await host.call('example.hello', 'echo', 'a');
+    const unsubscribe = subscribeEvent('reed:call:finished', (e) => listed.push(e.fn));
+    await host.call('example.hello', 'greet', 'b');
+    // Published once to each, the same event.
+    expect(listed).toEqual(['greet']);
+    expect(outside).toEqual(['echo', 'greet']);
+    diagnosticsChannel.unsubscribe('reed:call:finished', onChannel);
+    await expect(host.call('example.hello', 'nothing')).rejects.toMatchObject({ code: 'function_not_found' });
+    expect(listed).toEqual(['greet', 'nothing']);
+    expect(outside).toEqual(['echo', 'greet']);
+    const later: string[] = [];
+    const unsubscribeLater = subscribeEvent('reed:call:finished', (e) => later.push(e.fn));
+    unsubscribe();
+    unsubscribe(); // twice: the one listener removed, never another
+    expect(hasSubscribers('reed:call:finished')).toBe(true);
+    await host.call('example.hello', 'echo', 'c');
+    expect(listed).toEqual(['greet', 'nothing']);
+    expect(later).toEqual(['echo']);
+    unsubscribeLater();
     expect(hasSubscribers('reed:call:finished')).toBe(false);
   });
 
