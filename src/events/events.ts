@@ -261,16 +261,20 @@ export function publish<N extends EventName>(name: N, event: ReedEvents[N]): voi
 /** `publish('reed:call:finished', event)`, for the call path: the subscribers of the list, then the channel's. */
 export function publishCallFinished(event: CallFinishedEvent): void {
   const listeners = callListeners;
-  for (let i = 0; i < listeners.length; i++) {
-    try {
-      (listeners[i] as (event: CallFinishedEvent) => void)(event);
-    } catch (error) {
-      process.nextTick(() => {
-        throw error;
-      });
-    }
-  }
+  // One listener (a registry) is the common case: called without the loop.
+  if (listeners.length === 1) notify(listeners[0] as (event: CallFinishedEvent) => void, event);
+  else for (const listener of listeners) notify(listener, event);
   if (CALL_CHANNEL.hasSubscribers) CALL_CHANNEL.publish(event);
+}
+
+function notify(listener: (event: CallFinishedEvent) => void, event: CallFinishedEvent): void {
+  try {
+    listener(event);
+  } catch (error) {
+    process.nextTick(() => {
+      throw error;
+    });
+  }
 }
 
 /**
