@@ -2,12 +2,21 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import type { LazySandbox } from '../src/backends/lazy-sandbox.js';
-import { findBubblewrap, runnerReadOnlyPaths } from '../src/backends/process/bubblewrap.js';
+import {
+  bubblewrapArgs,
+  findBubblewrap,
+  INNER_SOCKET,
+  INNER_WORK_DIR,
+  readChildPid,
+  runnerReadOnlyPaths,
+} from '../src/backends/process/bubblewrap.js';
 import { cgroupName, RunnerCgroup } from '../src/backends/process/cgroup.js';
+import { defaultRunnerCommand } from '../src/backends/process/runner-command.js';
 import { type RunnerProcess, runnerCgroupLimits } from '../src/backends/process/runner-process.js';
 import { PACKAGE_ROOT } from '../src/backends/shared/runner-program.js';
 import { newSession } from '../src/backends/shared/session.js';
@@ -18,6 +27,7 @@ import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { DEFAULT_LIMITS } from '../src/manifest/limits.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
+import { filterBytes, tracingFilter } from '../src/seccomp-filter.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -224,50 +234,132 @@ export function cpuRows(label: string, ours: BlockCpu[], raw: BlockCpu[], peer: 
 }
 
 /**
+ * The raw echo's peer in a runner's whole sandbox, without our program: bubblewrap with the runner's arguments
+ * (namespaces, a runner uid, the read-only view, the seccomp filter), a cgroup made as a runner's (joined before the
+ * peer starts, as a runner's init does) and the runner's Node flags (V8's, the permission model). With `cgroupEchoRows`'
+ * peer and ours it splits the round trip's gap into the sandbox's share and our program's. Root only (the uid).
+ */
+function sandboxedPeer(cgroup: RunnerCgroup): (socketPath: string) => Promise<EchoPeer> {
+  return async (socketPath) => {
+    chmodSync(dirname(socketPath), 0o755);
+    chmodSync(socketPath, 0o777); // the peer's uid connects to it
+    const uid = DEFAULT_RUNNER_UIDS.end - 1; // beside the cold start's; the bench's sandboxes lease from the start
+    const seccomp = filterBytes(tracingFilter() ?? []);
+    const args = bubblewrapArgs({
+      uid,
+      gid: uid,
+      network: false,
+      tmpfsBytes: DEFAULT_LIMITS.tmpfsMb * 1024 * 1024,
+      shmBytes: DEFAULT_LIMITS.tmpfsMb * 1024 * 1024,
+      readOnly: runnerReadOnlyPaths(PACKAGE_ROOT, undefined),
+      socket: socketPath,
+      infoFd: 4,
+      blockFd: 5,
+      ...(seccomp.length === 0 ? {} : { seccompFd: 6 }),
+    });
+    // The runner's command with the raw echo as its program.
+    const command = defaultRunnerCommand(INNER_WORK_DIR, DEFAULT_LIMITS).slice(0, -1);
+    const child = spawn(
+      findBubblewrap('bench'),
+      [...args, '--', ...command, join(REPO, 'dist/bench/raw-echo-child.js'), INNER_SOCKET],
+      {
+        cwd: '/',
+        env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
+        detached: true,
+        stdio: [
+          'ignore',
+          'ignore',
+          'ignore',
+          'ignore',
+          'pipe',
+          'pipe',
+          seccomp.length === 0 ? 'ignore' : 'pipe',
+        ],
+        uid,
+        gid: uid,
+      },
+    );
+    const stdio = child.stdio as unknown as (Readable & Writable)[];
+    stdio[6]?.end(seccomp);
+    const init = await readChildPid(stdio[4] as Readable);
+    await cgroup.add(child.pid as number, ...(init === undefined ? [] : [init]));
+    stdio[5]?.end('1');
+    return { pid: child.pid as number, stop: () => void child.kill('SIGKILL') };
+  };
+}
+
+/**
  * What a runner's cgroups cost a round trip by themselves, without our code: the raw echo twice, its usual peer
  * and a second one moved into a cgroup made as a runner's is (RunnerCgroup with a default plugin's limits: memory,
- * pids, and the CPU quota in the cpu controller), in alternating blocks on one CPU. Undefined where the host cannot
- * make cgroups (not root). No target: the round trip's ratio is against the peer on the host.
+ * pids, and the CPU quota in the cpu controller), in alternating blocks on one CPU; and, as root, a third peer in a
+ * runner's whole sandbox (`sandboxedPeer`). Undefined where the host cannot make cgroups (not root). No target: the
+ * round trip's ratio is against the peer on the host.
  */
 async function cgroupEchoRows(dir: string): Promise<Row[] | undefined> {
-  const cgroup = RunnerCgroup.create(cgroupName(newSession(), 'rawecho'), runnerCgroupLimits(DEFAULT_LIMITS));
+  const limits = runnerCgroupLimits(DEFAULT_LIMITS);
+  const cgroup = RunnerCgroup.create(cgroupName(newSession(), 'rawecho'), limits);
   if (cgroup === undefined) return undefined;
+  const sandboxCgroup =
+    process.getuid?.() === 0 ? RunnerCgroup.create(cgroupName(newSession(), 'rawsbx'), limits) : undefined;
   const all = `0-${cpus().length - 1}`;
   pinTree(process.pid, '0');
   const plain = await rawEcho(mkdtempSync(join(dir, 'raw-plain-')));
   const inside = await rawEcho(mkdtempSync(join(dir, 'raw-cgroup-')));
+  const sandboxed =
+    sandboxCgroup === undefined
+      ? undefined
+      : await rawEcho(mkdtempSync(join(dir, 'raw-sandbox-')), sandboxedPeer(sandboxCgroup));
   try {
     await cgroup.add(inside.pid);
+    if (sandboxed !== undefined) pinTree(sandboxed.pid, '0');
     const plainSeq: number[] = [];
     const insideSeq: number[] = [];
+    const sandboxedSeq: number[] = [];
     const plainCpu: BlockCpu[] = [];
     const insideCpu: BlockCpu[] = [];
+    const sandboxedCpu: BlockCpu[] = [];
     for (let block = 0; block < 10; block++) {
       plainSeq.push(...(await cpuBlock(plain.call, 300, plain.pid, plainCpu)));
       insideSeq.push(...(await cpuBlock(inside.call, 300, inside.pid, insideCpu)));
+      if (sandboxed !== undefined)
+        sandboxedSeq.push(...(await cpuBlock(sandboxed.call, 300, sandboxed.pid, sandboxedCpu)));
     }
-    const i = medianCpu(insideCpu);
     const p = medianCpu(plainCpu);
+    const peerRows = (figure: string, seq: number[], cpu: BlockCpu[]): Row[] => {
+      const i = medianCpu(cpu);
+      return [
+        {
+          figure,
+          value: `${fmt(median(seq), 1)} us`,
+          baseline: `${fmt(median(plainSeq), 1)} us peer on the host`,
+          ratio: `${fmt(median(seq) / median(plainSeq), 2)}x`,
+          target: '',
+        },
+        {
+          figure: "  CPU per round trip, both ends (host's process / peer)",
+          value: `${fmt(i.both, 1)} (${fmt(i.host, 1)} / ${fmt(i.peer, 1)}) us`,
+          baseline: `${fmt(p.both, 1)} (${fmt(p.host, 1)} / ${fmt(p.peer, 1)}) us`,
+          ratio: `${fmt(i.both / p.both, 2)}x`,
+          target: '',
+        },
+      ];
+    };
     return [
-      {
-        figure: "reference: raw echo with its peer in a runner's cgroups (median)",
-        value: `${fmt(median(insideSeq), 1)} us`,
-        baseline: `${fmt(median(plainSeq), 1)} us peer on the host`,
-        ratio: `${fmt(median(insideSeq) / median(plainSeq), 2)}x`,
-        target: '',
-      },
-      {
-        figure: "  CPU per round trip, both ends (host's process / peer)",
-        value: `${fmt(i.both, 1)} (${fmt(i.host, 1)} / ${fmt(i.peer, 1)}) us`,
-        baseline: `${fmt(p.both, 1)} (${fmt(p.host, 1)} / ${fmt(p.peer, 1)}) us`,
-        ratio: `${fmt(i.both / p.both, 2)}x`,
-        target: '',
-      },
+      ...peerRows("reference: raw echo with its peer in a runner's cgroups (median)", insideSeq, insideCpu),
+      ...(sandboxed === undefined
+        ? []
+        : peerRows(
+            "reference: raw echo with its peer in a runner's whole sandbox (bwrap, seccomp, uid, cgroups, Node flags)",
+            sandboxedSeq,
+            sandboxedCpu,
+          )),
     ];
   } finally {
     await plain.close();
     await inside.close();
+    await sandboxed?.close();
     await cgroup.remove();
+    await sandboxCgroup?.remove();
     pinTree(process.pid, all);
   }
 }
