@@ -349,10 +349,6 @@ export class TenantHost implements Tenant {
   #noteTook(pluginId: string, fn: string, took: number): void {
     let fns = this.#took.get(pluginId);
     if (fns === undefined) {
-      if (this.#tookCount >= CALL_ESTIMATES) {
-        this.#took.clear();
-        this.#tookCount = 0;
-      }
       fns = new Map();
       this.#took.set(pluginId, fns);
     }

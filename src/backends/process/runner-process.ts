@@ -439,15 +439,12 @@ export class RunnerProcess implements Runner {
       if (initPid !== undefined) this.initPid = initPid;
       try {
         const cgroup = this.cgroup;
-        if (
-          cgroup !== undefined &&
-          !(
-            selfJoin !== undefined &&
-            initPid !== undefined &&
-            cgroup.holds(child.pid) &&
-            cgroup.holds(initPid)
-          )
-        )
+        const starterJoined =
+          selfJoin !== undefined &&
+          initPid !== undefined &&
+          cgroup?.holds(child.pid) &&
+          cgroup.holds(initPid);
+        if (cgroup !== undefined && !starterJoined)
           await cgroup.add(child.pid, ...(initPid === undefined ? [] : [initPid]));
         joined = true;
       } catch {}
