@@ -103,16 +103,21 @@ export function callFastPath(
   function call(tenant: Tenant, id: string, fn: string, req: IncomingMessage, res: ServerResponse): void {
     const failed = (error: unknown) => fail(logger, error, req, res);
     bodies.read(tenant, req, maxInputBytes, (error, input) => {
-      if (error !== undefined) return failed(error);
+      if (error !== undefined) {
+        failed(error);
+        return undefined;
+      }
       const traceParent = req.headers.traceparent;
       const callOptions = traceParent === undefined ? undefined : { traceParent: String(traceParent) };
       let outcome: ReturnType<Tenant['call']>;
       try {
         outcome = tenant.call(id, fn, input, callOptions);
       } catch (thrown) {
-        return failed(thrown);
+        failed(thrown);
+        return undefined;
       }
-      outcome.then((done) => {
+      // The body stays counted until this settles (CallBodies).
+      return outcome.then((done) => {
         const text = callAnswer(done.output, done.stats);
         answer(res, text === undefined ? 500 : 200, text ?? UNSERIALIZABLE, []);
       }, failed);

@@ -7,36 +7,39 @@ import { readBody } from './request-body.js';
 
 /**
  * What the call route (`POST .../plugins/{id}/call/{fn}`) does, shared by its fastify handler (plugin-routes.ts)
- * and its fast path (call-fast-path.ts): the bodies being received, counted against the tenant's
+ * and its fast path (call-fast-path.ts): the call bodies the host holds, counted against the tenant's
  * max_concurrent_calls, and the answer's JSON.
  */
 /**
- * The call bodies a tenant without max_concurrent_calls may have being received at once: a host-wide default, so
- * that no tenant holds an unbounded number of them (each up to maxInputBytes: 64 x 16 MiB at the defaults).
+ * The call bodies a tenant without max_concurrent_calls may have the host hold at once, being received or in a call
+ * not yet answered: a host-wide default, so that no tenant holds an unbounded number of them (each up to
+ * maxInputBytes: 64 x 16 MiB at the defaults). Counted until the answer, not only while received: a call read but
+ * waiting for the tenant's next turn slice (TenantHost, TURN_SLICE_MS) or in a runner's queue holds its body too,
+ * and requests pipelined on a connection are read faster than slow calls end (test/security/tenant-deferred-calls).
  */
 export const DEFAULT_BODIES_PER_TENANT = 64;
 
-/** Tenants whose count of bodies being received is kept at 0 before they are swept (the map's bound, but for tenants reading). */
+/** Tenants whose count of bodies held is kept at 0 before they are swept (the map's bound, but for tenants holding some). */
 const KEPT_COUNTS = 64;
 
 export class CallBodies {
-  /** Call bodies being received now, by tenant. */
-  readonly #reading = new Map<string, number>();
+  /** Call bodies held now (being received, or their call not yet answered), by tenant. */
+  readonly #held = new Map<string, number>();
 
   /**
-   * The refusal of one more body for the tenant: its max_concurrent_calls bounds the bodies being read too (each may
-   * hold maxInputBytes of the host's memory before the call's own admission, Tenant.call, sees it).
+   * The refusal of one more body for the tenant: its max_concurrent_calls bounds the bodies held too (each may hold
+   * maxInputBytes of the host's memory before the call's own admission, Tenant.call, sees it, and after).
    */
   refusal(tenant: Tenant, pluginId: string): ReedError | undefined {
     const quota = tenant.spec.quotas?.max_concurrent_calls;
     const max = quota ?? DEFAULT_BODIES_PER_TENANT;
-    const reading = this.#reading.get(tenant.id) ?? 0;
-    if (reading < max) return undefined;
+    const held = this.#held.get(tenant.id) ?? 0;
+    if (held < max) return undefined;
     return quotaExceeded(
       tenant.id,
       'max_concurrent_calls',
       max,
-      `${reading} call bodies are being received${quota === undefined ? ' (the host-wide default of a tenant without max_concurrent_calls)' : ''}`,
+      `${held} calls are being received or run${quota === undefined ? ' (the host-wide default of a tenant without max_concurrent_calls)' : ''}`,
       null,
       pluginId,
     );
@@ -44,27 +47,36 @@ export class CallBodies {
 
   /** The tenants with no body being received now are forgotten. */
   #sweep(): void {
-    for (const [id, count] of this.#reading) if (count <= 0) this.#reading.delete(id);
+    for (const [id, count] of this.#held) if (count <= 0) this.#held.delete(id);
   }
 
-  /** Reads a call's body (readBody), counted as being received until it ends or fails. */
+  /**
+   * Reads a call's body (readBody), counted as held until the read fails or, when `done` returns the call's outcome,
+   * until that settles.
+   */
   read(
     tenant: Tenant,
     req: IncomingMessage,
     max: number,
-    done: (error: Error | undefined, body: Buffer | undefined) => void,
+    done: (error: Error | undefined, body: Buffer | undefined) => PromiseLike<unknown> | undefined,
   ): void {
     const id = tenant.id;
-    const reading = this.#reading.get(id);
-    if (reading === undefined) {
-      if (this.#reading.size >= KEPT_COUNTS) this.#sweep();
-      this.#reading.set(id, 1);
-    } else this.#reading.set(id, reading + 1);
+    const held = this.#held.get(id);
+    if (held === undefined) {
+      if (this.#held.size >= KEPT_COUNTS) this.#sweep();
+      this.#held.set(id, 1);
+    } else this.#held.set(id, held + 1);
+    // A count back to 0 stays (a delete shrank the map, and the next body grew it again: both per call); the
+    // zeros are swept once KEPT_COUNTS tenants have one.
+    const release = () => void this.#held.set(id, (this.#held.get(id) ?? 1) - 1);
     readBody(req, max, (error, body) => {
-      // A count back to 0 stays (a delete shrank the map, and the next body grew it again: both per call); the
-      // zeros are swept once KEPT_COUNTS tenants have one.
-      this.#reading.set(id, (this.#reading.get(id) ?? 1) - 1);
-      done(error, body);
+      let outcome: PromiseLike<unknown> | undefined;
+      try {
+        outcome = done(error, body);
+      } finally {
+        if (outcome === undefined) release();
+        else outcome.then(release, release);
+      }
     });
   }
 }

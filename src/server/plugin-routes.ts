@@ -151,7 +151,10 @@ function call(
   const refusal = bodies.refusal(tenant, id);
   if (refusal !== undefined) throw refusal;
   bodies.read(tenant, request.raw, maxInputBytes, (error, input) => {
-    if (error !== undefined) return void reply.send(error);
+    if (error !== undefined) {
+      reply.send(error);
+      return undefined;
+    }
     const callOptions: Parameters<Tenant['call']>[3] = {};
     if (wasi !== undefined) callOptions.wasi = wasi;
     // A W3C traceparent header: the call's span continues the caller's trace (a malformed one is refused).
@@ -161,9 +164,11 @@ function call(
     try {
       outcome = tenant.call(id, fn, input, callOptions);
     } catch (thrown) {
-      return void reply.send(thrown);
+      reply.send(thrown);
+      return undefined;
     }
-    outcome.then(
+    // The body stays counted until this settles (CallBodies).
+    return outcome.then(
       (done) => void sendJson(reply, 200, callAnswer(done.output, done.stats)),
       (failure: unknown) => void reply.send(failure),
     );

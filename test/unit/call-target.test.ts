@@ -104,15 +104,35 @@ describe('CallBodies', () => {
     req.headers = {};
     return req;
   };
-  const read = (bodies: CallBodies, t: Tenant) => {
+  const read = (bodies: CallBodies, t: Tenant, outcome?: Promise<unknown>) => {
     const req = request();
     const body = new Promise<Buffer | undefined>((resolve, reject) =>
-      bodies.read(t, req as never, 1024, (error, got) =>
-        error === undefined ? resolve(got) : reject(error),
-      ),
+      bodies.read(t, req as never, 1024, (error, got) => {
+        if (error === undefined) resolve(got);
+        else reject(error);
+        return outcome;
+      }),
     );
     return { req, body };
   };
+
+  it('counts a body as held until the call it was read for is answered', async () => {
+    const bodies = new CallBodies();
+    const t = tenant('slow', 1);
+    let answer = () => {};
+    const outcome = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const { req, body } = read(bodies, t, outcome);
+    req.end('x');
+    await body;
+    // Read, but its call not answered: a second body is refused.
+    expect(bodies.refusal(t, 'p')?.code).toBe('quota_exceeded');
+    answer();
+    await outcome;
+    await Promise.resolve();
+    expect(bodies.refusal(t, 'p')).toBeUndefined();
+  });
 
   it('counts the bodies being received per tenant, exact after many tenants came and went', async () => {
     const bodies = new CallBodies();
