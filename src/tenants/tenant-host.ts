@@ -335,7 +335,7 @@ export class TenantHost implements Tenant {
     } catch (error) {
       outcome = Promise.reject(error);
     }
-    this.#noteTook(pluginId, fn, performance.now() - began);
+    this.#noteTook(pluginId, fn, performance.now() - began, outcome);
     return outcome;
   }
 
@@ -346,23 +346,35 @@ export class TenantHost implements Tenant {
     return performance.now() - this.#turnStart + took < TURN_SLICE_MS;
   }
 
-  #noteTook(pluginId: string, fn: string, took: number): void {
+  /**
+   * Remembers what a call of `fn` took (see CALL_ESTIMATES). Callers name the functions, so a name is kept only if
+   * its call took long enough to matter to the slice (a name the plugin does not export is refused in microseconds:
+   * it fits any slice as an unknown one does) and is forgotten if the call never ran the plugin: made-up names cannot
+   * fill the memory and make it start over, forgetting the slow functions (test/security/tenant-call-estimates).
+   */
+  #noteTook(pluginId: string, fn: string, took: number, outcome: Promise<CallOutcome>): void {
     let fns = this.#took.get(pluginId);
+    const before = fns?.get(fn);
+    if (fns !== undefined && before !== undefined) {
+      fns.set(fn, took >= before ? took : before - (before - took) / 4);
+      return;
+    }
+    if (took < TURN_SLICE_MS / 8) return;
+    outcome.then(undefined, (error: unknown) => {
+      if (error instanceof ReedError && NOT_RUN.has(error.code) && this.#took.get(pluginId)?.delete(fn))
+        this.#tookCount--;
+    });
+    if (this.#tookCount >= CALL_ESTIMATES) {
+      this.#took.clear();
+      this.#tookCount = 0;
+      fns = undefined;
+    }
     if (fns === undefined) {
       fns = new Map();
       this.#took.set(pluginId, fns);
     }
-    const before = fns.get(fn);
-    if (before === undefined) {
-      if (this.#tookCount >= CALL_ESTIMATES) {
-        fns.clear();
-        this.#took.clear();
-        this.#took.set(pluginId, fns);
-        this.#tookCount = 0;
-      }
-      this.#tookCount++;
-      fns.set(fn, took);
-    } else fns.set(fn, took >= before ? took : before - (before - took) / 4);
+    this.#tookCount++;
+    fns.set(fn, took);
   }
 
   /** A new turn of the event loop: the slice is the tenant's again, and the calls waiting for it start. */
