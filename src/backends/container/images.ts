@@ -7,6 +7,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
 } from 'node:fs';
@@ -105,7 +106,10 @@ export async function ensurePluginImage(
     { ...options, docker: engineClientOf(options.docker) },
     `reed-plugin-${pluginId.replace(/[^a-z0-9._-]/g, '-')}`,
     'Dockerfile.plugin',
-    (ctx) => cpSync(pluginDir, join(ctx, 'plugin'), { recursive: true, dereference: false }),
+    // A plugin's own links (discovery accepts those that stay in its directory) are copied as they are: cpSync
+    // otherwise makes a relative link absolute, into the host's plugin directory, which the image cannot reach.
+    (ctx) =>
+      cpSync(pluginDir, join(ctx, 'plugin'), { recursive: true, dereference: false, verbatimSymlinks: true }),
     {
       RUNNER_IMAGE: runnerImage,
     },
@@ -286,17 +290,23 @@ function readdirSafe(dir: string): string[] {
  */
 const RUNNER_CODE_CACHE = /^app\/dist\/runner\/runner\.js\.heap-[0-9a-z]+\.cache$/;
 
-/** SHA-256 over every file's relative path, mode and content, in sorted order, plus `salt` (not RUNNER_CODE_CACHE). */
+/**
+ * SHA-256 over every entry's relative path, mode and content, in sorted order, plus `salt` (not RUNNER_CODE_CACHE).
+ * A link's content is its target's text: a context holds a plugin's files, and the walk never goes through a link it
+ * placed (one to a large file hashed it once per link, one to `.` walked down until ELOOP; test/security/
+ * plugin-image-links).
+ */
 export function hashTree(root: string, salt: string): string {
   const hash = createHash('sha256').update(salt);
   const walk = (dir: string) => {
     for (const name of readdirSync(dir).sort()) {
       const abs = join(dir, name);
       if (RUNNER_CODE_CACHE.test(relative(root, abs))) continue;
-      const st = statSync(abs);
+      const st = lstatSync(abs);
       hash.update(`${relative(root, abs)}\0${st.mode}\0`);
       if (st.isDirectory()) walk(abs);
-      else hash.update(readFileSync(abs));
+      else if (st.isSymbolicLink()) hash.update(readlinkSync(abs));
+      else if (st.isFile()) hash.update(readFileSync(abs)); // never a FIFO's read, which would wait for a writer
     }
   };
   walk(root);
