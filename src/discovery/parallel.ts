@@ -16,8 +16,15 @@ import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from '
  * {@link REDO_HERE} (a value a copy between threads would change), and every chunk a worker claimed but gave no
  * sign of life on for {@link STALL_MS} (a crashed worker). A worker that cannot start at all leaves every chunk here.
  * The results are therefore the same with any number of workers, 0 included; only the time differs.
+ *
+ * Workers are kept between runs (per worker module) for {@link IDLE_MS}: a fresh worker thread is slow for its
+ * first few thousand jobs (its module loads, V8 has compiled nothing yet: 260-380 us a plugin for discovery's first
+ * 500 against 70-120 later), so a rescan soon after a scan, or the next round of a benchmark, would otherwise pay
+ * that again. A kept worker holds nothing of a run but the code it ran: each run sends its jobs, context and shared
+ * counters afresh, and every message carries the run's number, so a late message of an earlier run is never taken
+ * as this one's. A worker that stalled a run, failed to start or exited is dropped, and the next run starts a new
+ * one. Kept workers are unref'd (they never hold the process open); {@link closeParallelWorkers} ends them at once.
  */
-
 /**
  * A job result that says "run this job on the calling thread": its value would not survive the copy. (A real result
  * equal to it is run again here too, which gives the same value.)
@@ -28,22 +35,35 @@ export const REDO_HERE = 0;
 const CHUNK = 32;
 /** How long a worker may hold a claimed chunk with no job finished before this thread does its chunks itself. */
 const STALL_MS = 20_000;
+/**
+ * How long a kept worker waits idle for the next run before it ends. An idle worker costs memory only (its isolate
+ * and the modules it loaded), not CPU; long enough for a rescan right after a scan, short enough that a host that
+ * scans once does not keep it.
+ */
+export const IDLE_MS = 10_000;
 
 // The shared counters (Int32Array indices).
 const NEXT = 0; // the next chunk to claim
 const POSTED = 1; // chunks a worker has posted (this thread waits on it)
 const BEAT = 2; // jobs the workers have finished (a worker alive and working moves it)
 
-/** What a worker receives. */
-export interface ChunkWorkerData<J, C> {
+/** One run, as a worker receives it: in its workerData when it starts for it, on its port after that. */
+export interface ChunkRun<J, C> {
+  /** The run's number: the worker's messages carry it back. */
+  run: number;
   jobs: J[];
   context: C;
   state: SharedArrayBuffer;
-  port: MessagePort;
   chunk: number;
 }
 
+/** What a worker starts with: its port, and the run it was started for. */
+export interface ChunkWorkerData<J, C> extends ChunkRun<J, C> {
+  port: MessagePort;
+}
+
 interface ChunkMessage<R> {
+  run: number;
   chunk: number;
   results?: (R | typeof REDO_HERE)[];
   /** The results as one JSON text (a worker serving with `json`): a string crosses as a copy of its bytes. */
@@ -68,8 +88,20 @@ export interface ParallelOptions<J, R, C> {
   callerWorks?: boolean;
 }
 
-/** What the last {@link runInParallel} of this thread did: workers started, and the chunks they delivered. */
-export const lastParallelRun = { workers: 0, chunks: 0, byWorkers: 0 };
+/** What the last {@link runInParallel} of this thread did: workers used (`fresh`: started for it), and the chunks they delivered. */
+export const lastParallelRun = { workers: 0, fresh: 0, chunks: 0, byWorkers: 0 };
+
+/** A worker thread and this thread's end of its port; `lost`: it exited or failed, or stalled a run. */
+interface KeptWorker {
+  worker: Worker;
+  port: MessagePort;
+  lost: boolean;
+  idle?: ReturnType<typeof setTimeout>;
+}
+
+/** The idle workers, by worker module. */
+const kept = new Map<string, KeptWorker[]>();
+let runs = 0;
 
 /** Runs `jobs` as described above; `workers` 0, or a worker module that is not there, runs them all here. */
 export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
@@ -79,18 +111,21 @@ export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
   const results = new Array<R>(jobs.length);
   const done = new Uint8Array(chunks);
   const state = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
+  const runId = ++runs;
   let received = 0;
   let byWorkers = 0;
+  let stalled = false;
   const runChunk = (chunk: number) => {
     const end = Math.min(jobs.length, (chunk + 1) * CHUNK);
     for (let i = chunk * CHUNK; i < end; i++) results[i] = run(jobs[i] as J, context);
     done[chunk] = 1;
     received++;
   };
-  // A worker's message is checked like any input: a chunk out of range, or a count that is not the chunk's, is
-  // redone here.
+  // A worker's message is checked like any input: another run's, a chunk out of range, or a count that is not the
+  // chunk's, is not taken (the last two are redone here).
   const take = (message: ChunkMessage<R>) => {
-    const chunk = message?.chunk;
+    if (message?.run !== runId) return;
+    const chunk = message.chunk;
     if (!Number.isInteger(chunk) || chunk < 0 || chunk >= chunks || done[chunk] === 1) return;
     const list: unknown = typeof message.json === 'string' ? parseJson(message.json) : message.results;
     if (!Array.isArray(list) || list.length !== chunkLength(chunk, jobs.length)) {
@@ -106,21 +141,27 @@ export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
     byWorkers++;
   };
 
-  const started = startWorkers(options, state, chunks);
+  const { used, fresh } = takeWorkers(options, {
+    run: runId,
+    jobs,
+    context,
+    state: state.buffer as SharedArrayBuffer,
+    chunk: CHUNK,
+  });
   const drain = () => {
-    for (const { port } of started) {
+    for (const { port } of used) {
       for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
         take(m.message as ChunkMessage<R>);
       }
     }
   };
   try {
-    const callerWorks = options.callerWorks !== false || started.length === 0;
+    const callerWorks = options.callerWorks !== false || used.length === 0;
     while (callerWorks) {
       const chunk = Atomics.add(state, NEXT, 1);
       if (chunk >= chunks) break;
       runChunk(chunk);
-      if (started.length > 0) drain();
+      if (used.length > 0) drain();
     }
     // Every chunk is claimed; wait for the workers' ones.
     let beat = Atomics.load(state, BEAT);
@@ -137,17 +178,58 @@ export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
         quietSince = now;
       } else if (now - quietSince >= STALL_MS) {
         // No worker has finished a job for a long time: a crashed one holds its chunk. Do what is missing here.
+        stalled = true;
         for (let chunk = 0; chunk < chunks; chunk++) if (done[chunk] === 0) runChunk(chunk);
       }
     }
   } finally {
-    Object.assign(lastParallelRun, { workers: started.length, chunks, byWorkers });
-    for (const { worker, port } of started) {
-      port.close();
-      void worker.terminate();
+    Object.assign(lastParallelRun, { workers: used.length, fresh, chunks, byWorkers });
+    // Kept for the next run unless this run went wrong (a stall, or a throw out of a job here): a worker of a run
+    // that did not end cleanly may still be busy with it.
+    const clean = received >= chunks && !stalled;
+    for (const w of used) {
+      if (clean && !w.lost) keep(options.workerUrl.href, w);
+      else drop(w);
     }
   }
   return results;
+}
+
+/** Ends every kept worker now (a host that closes); a later run starts new ones. */
+export function closeParallelWorkers(): void {
+  for (const list of kept.values()) for (const w of list.splice(0)) drop(w);
+  kept.clear();
+}
+
+/** How many idle workers are kept (for tests). */
+export function keptParallelWorkers(): number {
+  let n = 0;
+  for (const list of kept.values()) n += list.length;
+  return n;
+}
+
+function keep(href: string, w: KeptWorker): void {
+  let list = kept.get(href);
+  if (list === undefined) {
+    list = [];
+    kept.set(href, list);
+  }
+  const idle = list;
+  idle.push(w);
+  w.idle = setTimeout(() => {
+    const at = idle.indexOf(w);
+    if (at >= 0) idle.splice(at, 1);
+    drop(w);
+  }, IDLE_MS);
+  w.idle.unref();
+}
+
+function drop(w: KeptWorker): void {
+  w.lost = true;
+  if (w.idle !== undefined) clearTimeout(w.idle);
+  w.idle = undefined;
+  w.port.close();
+  void w.worker.terminate();
 }
 
 /** A worker's JSON text, or undefined when it does not parse (the chunk is then redone here). */
@@ -163,72 +245,104 @@ function chunkLength(chunk: number, total: number): number {
   return Math.min(total, (chunk + 1) * CHUNK) - chunk * CHUNK;
 }
 
-function startWorkers<J, R, C>(
+/**
+ * The workers for a run, each already given it: kept ones of the same module first, then new ones. None when the
+ * list is too short to pay a worker's start or the module is missing (the sources run without a build, as under
+ * the test runner): this thread then does it all.
+ */
+function takeWorkers<J, R, C>(
   options: ParallelOptions<J, R, C>,
-  state: Int32Array,
-  chunks: number,
-): { worker: Worker; port: MessagePort }[] {
-  const started: { worker: Worker; port: MessagePort }[] = [];
-  // Only with at least two chunks for each thread is a worker worth its start; a missing module (the sources run
-  // without a build, as under the test runner) means this thread does it all.
-  if (options.workers < 1 || chunks < 2 * (options.workers + 1)) return started;
-  if (!existsSync(fileURLToPath(options.workerUrl))) return started;
-  for (let i = 0; i < options.workers; i++) {
+  run: ChunkRun<J, C>,
+): { used: KeptWorker[]; fresh: number } {
+  const used: KeptWorker[] = [];
+  // Only with at least two chunks for each thread is a worker worth its start (a kept one is used likewise: what it
+  // saves is small for such a list, and results are the same).
+  const chunks = Math.ceil(run.jobs.length / run.chunk);
+  if (options.workers < 1 || chunks < 2 * (options.workers + 1)) return { used, fresh: 0 };
+  const idle = kept.get(options.workerUrl.href) ?? [];
+  while (used.length < options.workers && idle.length > 0) {
+    const w = idle.pop() as KeptWorker;
+    clearTimeout(w.idle);
+    w.idle = undefined;
+    if (w.lost) continue;
+    try {
+      w.port.postMessage(run);
+      used.push(w);
+    } catch {
+      drop(w);
+    }
+  }
+  let fresh = 0;
+  if (used.length < options.workers && !existsSync(fileURLToPath(options.workerUrl))) return { used, fresh };
+  while (used.length < options.workers) {
     const { port1, port2 } = new MessageChannel();
     try {
-      const data: ChunkWorkerData<J, C> = {
-        jobs: options.jobs,
-        context: options.context,
-        state: state.buffer as SharedArrayBuffer,
-        port: port2,
-        chunk: CHUNK,
-      };
+      const data: ChunkWorkerData<J, C> = { ...run, port: port2 };
       const worker = new Worker(options.workerUrl, { workerData: data, transferList: [port2] });
       worker.unref();
-      // A worker that fails (it cannot load, it throws) only leaves its chunks to this thread.
-      worker.on('error', () => {});
-      started.push({ worker, port: port1 });
+      const w: KeptWorker = { worker, port: port1, lost: false };
+      // A worker that fails (it cannot load, it throws) or exits only leaves its chunks to this thread, and is not
+      // used again.
+      worker.on('error', () => {
+        w.lost = true;
+      });
+      worker.on('exit', () => {
+        w.lost = true;
+      });
+      used.push(w);
+      fresh++;
     } catch {
       port1.close();
       break;
     }
   }
-  return started;
+  return { used, fresh };
 }
 
 /**
- * The worker's side: claims chunks until none is left, runs each job with `run` and posts each chunk's results.
+ * The worker's side: serves the run it started with and then each run its port brings. For each: claims chunks
+ * until none is left, runs each job with `run` and posts each chunk's results.
  * `portable` says whether a result survives the copy to the calling thread unchanged; one that does not is sent as
  * {@link REDO_HERE}. `json`: each chunk's results go as one JSON text instead of a structured clone (then `portable`
  * must say whether a result survives JSON). For discovery's candidates (bench/discovery: 32 per chunk) JSON.parse
  * took about half the time of the structured clone's deserialisation, and that is the calling thread's time.
+ * `prepare`: called with each run's context before its first job.
  */
 export function serveChunks<J, R, C>(
   data: ChunkWorkerData<J, C>,
   run: (job: J, context: C) => R,
   portable: (result: R) => boolean,
   json = false,
+  prepare?: (context: C) => void,
 ): void {
-  const { jobs, context, port, chunk: size } = data;
-  const state = new Int32Array(data.state);
-  const chunks = Math.ceil(jobs.length / size);
-  for (let chunk = Atomics.add(state, NEXT, 1); chunk < chunks; chunk = Atomics.add(state, NEXT, 1)) {
-    let message: ChunkMessage<R>;
-    try {
-      const results: (R | typeof REDO_HERE)[] = [];
-      const end = Math.min(jobs.length, (chunk + 1) * size);
-      for (let i = chunk * size; i < end; i++) {
-        const result = run(jobs[i] as J, context);
-        results.push(portable(result) ? result : REDO_HERE);
-        Atomics.add(state, BEAT, 1);
+  const { port } = data;
+  const serve = (given: ChunkRun<J, C>) => {
+    const { jobs, context, chunk: size, run: runId } = given;
+    const state = new Int32Array(given.state);
+    const chunks = Math.ceil(jobs.length / size);
+    prepare?.(context);
+    for (let chunk = Atomics.add(state, NEXT, 1); chunk < chunks; chunk = Atomics.add(state, NEXT, 1)) {
+      let message: ChunkMessage<R>;
+      try {
+        const results: (R | typeof REDO_HERE)[] = [];
+        const end = Math.min(jobs.length, (chunk + 1) * size);
+        for (let i = chunk * size; i < end; i++) {
+          const result = run(jobs[i] as J, context);
+          results.push(portable(result) ? result : REDO_HERE);
+          Atomics.add(state, BEAT, 1);
+        }
+        message = json
+          ? { run: runId, chunk, json: JSON.stringify(results) }
+          : { run: runId, chunk, results };
+        port.postMessage(message);
+      } catch {
+        port.postMessage({ run: runId, chunk, failed: true } satisfies ChunkMessage<R>);
       }
-      message = json ? { chunk, json: JSON.stringify(results) } : { chunk, results };
-      port.postMessage(message);
-    } catch {
-      port.postMessage({ chunk, failed: true } satisfies ChunkMessage<R>);
+      Atomics.add(state, POSTED, 1);
+      Atomics.notify(state, POSTED);
     }
-    Atomics.add(state, POSTED, 1);
-    Atomics.notify(state, POSTED);
-  }
-  port.close();
+  };
+  serve(data);
+  // The next runs. When the calling thread closes its end (idle, a failed run), nothing holds this thread.
+  port.on('message', serve);
 }

@@ -42,8 +42,12 @@ function manifestValidator(): ValidateFunction {
 
 /** The manifest's validator as code, for a discovery worker to take with {@link useManifestValidator}. */
 export function manifestValidatorSource(): string {
-  return validatorSource(manifestValidator());
+  // Made once: a kept discovery worker compares it with the code it loaded last, and ajv's code generation is
+  // not free.
+  validatorCode ??= validatorSource(manifestValidator());
+  return validatorCode;
 }
+let validatorCode: string | undefined;
 
 /** Validates manifests with the validator of this code (from {@link manifestValidatorSource}) when it loads. */
 export function useManifestValidator(source: string): void {

@@ -11,7 +11,7 @@ const dist = '../../dist/src/discovery';
 const { discoverPlugins } = (await import(
   `${dist}/discover.js`
 )) as typeof import('../../src/discovery/discover.js');
-const { lastParallelRun, runInParallel } = (await import(
+const { closeParallelWorkers, keptParallelWorkers, lastParallelRun, runInParallel } = (await import(
   `${dist}/parallel.js`
 )) as typeof import('../../src/discovery/parallel.js');
 
@@ -174,5 +174,48 @@ describe('discovery on worker threads', () => {
     });
     expect(results[299]).toBe(300);
     expect(lastParallelRun.workers).toBe(0);
+  });
+
+  it('keeps its workers between runs, with the same results, until closed', () => {
+    const searchPaths = tree(120);
+    const alone = discoverPlugins({ searchPaths, workers: 0 });
+    closeParallelWorkers();
+    expect(keptParallelWorkers()).toBe(0);
+    const options = { searchPaths, workers: 1, parallelFrom: 1, callerWorks: false };
+    expect(discoverPlugins(options)).toStrictEqual(alone);
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 1 });
+    expect(keptParallelWorkers()).toBe(1);
+    // The kept worker serves the next run (a new one each time would be fresh), and everything is still its work.
+    for (let i = 0; i < 2; i++) {
+      expect(discoverPlugins(options)).toStrictEqual(alone);
+      expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 0 });
+      expect(lastParallelRun.byWorkers).toBe(lastParallelRun.chunks);
+    }
+    closeParallelWorkers();
+    expect(keptParallelWorkers()).toBe(0);
+    expect(discoverPlugins(options)).toStrictEqual(alone);
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 1 });
+    closeParallelWorkers();
+  });
+
+  it('replaces a kept worker that exited, and loses nothing to one not yet known to have', async () => {
+    const jobs = Array.from({ length: 300 }, (_, i) => i);
+    const options = {
+      jobs,
+      context: undefined,
+      run: (n: number) => n * 3,
+      workerUrl: new URL('../fixtures/parallel/once-worker.mjs', import.meta.url),
+      workers: 1,
+    };
+    expect(runInParallel({ ...options, callerWorks: false })).toEqual(jobs.map((n) => n * 3));
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 1 });
+    // Its exit is not yet seen (the event loop has not turned): the run goes to it, and this thread does all of it.
+    expect(runInParallel(options)).toEqual(jobs.map((n) => n * 3));
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 0, byWorkers: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Once seen, the dead worker is not used: a new one serves the run.
+    expect(runInParallel({ ...options, callerWorks: false })).toEqual(jobs.map((n) => n * 3));
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 1 });
+    closeParallelWorkers();
   });
 });
