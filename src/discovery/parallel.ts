@@ -264,7 +264,10 @@ function takeWorkers<J, R, C>(
     const w = idle.pop() as KeptWorker;
     clearTimeout(w.idle);
     w.idle = undefined;
-    if (w.lost) continue;
+    if (w.lost) {
+      drop(w);
+      continue;
+    }
     try {
       w.port.postMessage(run);
       used.push(w);
