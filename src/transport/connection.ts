@@ -71,12 +71,17 @@ export class RunnerConnection {
     this.#handshake.catch(() => {}); // settled before anyone asks, or never asked: not unhandled
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
       try {
-        this.#queue.push(...this.#decoder.push(chunk));
+        frames = this.#decoder.push(chunk);
       } catch (error) {
         this.#violation((error as Error).message);
         return;
       }
+      // The decoder's array is new at every push: it becomes the queue when none waits (every call's answer), with
+      // no copy of its frames (a spread and a push cost ~200 host instructions a call).
+      if (this.#queue.length === 0) this.#queue = frames;
+      else for (const frame of frames) this.#queue.push(frame);
       this.#drain();
     });
     // Replies the runner does not read pile up in the socket's buffer: past UNREAD_HIGH_WATER the host stops
