@@ -29,9 +29,9 @@ export class LazySandbox implements Sandbox {
     await inner.start();
   }
 
-  call(fn: string, input: Uint8Array, options?: CallOptions): Promise<CallOutcome> {
+  call(fn: string, input: Uint8Array, options?: CallOptions, startedAt?: number): Promise<CallOutcome> {
     if (this.#inner === undefined) return Promise.reject(new Error('sandbox not started'));
-    return this.#inner.call(fn, input, options);
+    return this.#inner.call(fn, input, options, startedAt);
   }
 
   health(): Promise<SandboxHealth> {

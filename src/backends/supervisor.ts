@@ -39,6 +39,9 @@ export interface Supervision {
   healthTimeoutMs: number;
 }
 
+/** A call's options when it gave none: one object for them all, not one made a call. */
+const NO_OPTIONS: CallOptions = Object.freeze({});
+
 export const DEFAULT_SUPERVISION: Readonly<Supervision> = Object.freeze({
   startTimeoutMs: 10_000,
   graceMs: 2_000,
@@ -434,7 +437,12 @@ export class SupervisedSandbox implements Sandbox {
    * link's own (RunnerLink.request answers into this one), and no timer of its own (the sandbox's CallDeadlines).
    * Past 60 lines: those three outcomes and their clean-up read as one piece.
    */
-  call(fn: string, input: Uint8Array, options: CallOptions = {}): Promise<CallOutcome> {
+  call(
+    fn: string,
+    input: Uint8Array,
+    options: CallOptions = NO_OPTIONS,
+    startedAt?: number,
+  ): Promise<CallOutcome> {
     const { signal } = options;
     if (signal?.aborted === true) return Promise.reject(signal.reason);
     if (this.#state === 'closed')
@@ -448,7 +456,8 @@ export class SupervisedSandbox implements Sandbox {
     /** Whether it waits for a wake from idle: that wait is bounded by its deadline. */
     const waking = this.#waking !== undefined;
     const timeoutMs = options.timeoutMs ?? this.#o.limits.callTimeoutMs;
-    const started = now();
+    // The host's clock read for this call when it gave one (Sandbox.call): one read fewer a call.
+    const started = startedAt ?? now();
     this.#inFlight++;
     return new Promise<CallOutcome>((resolve, reject) => {
       let done = false;
@@ -513,7 +522,9 @@ export class SupervisedSandbox implements Sandbox {
             result: (output, fuelConsumed, ran) => {
               this.#inARow = 0;
               this.#opens = 0;
-              const stats = { fuelConsumed, durationMs: now() - started };
+              // endedAt: the host's call event ends here instead of reading the clock again (CallStats).
+              const endedAt = now();
+              const stats = { fuelConsumed, durationMs: endedAt - started, endedAt };
               if (settle()) resolve(ran === undefined ? { output, stats } : { output, stats, runner: ran });
             },
             error: (error) => {
