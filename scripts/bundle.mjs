@@ -62,6 +62,20 @@ const common = {
 const RUNNER_MAIN_JS = `// The runner program (sandbox-runner/main.ts), bundled as runner.js: scripts/bundle.mjs says why it is two
 // files, and why runner.js is compiled here (with V8's code cache of a runner's start, when it fits).
 'use strict';
+// Node 20 (V8 11.3) and 22 count the heap flags a runner starts with (--max-old-space-size, --max-semi-space-size) in
+// the flag hash that Node's own code cache of its built-in modules is checked against: with them, every built-in a
+// runner loads that is not in Node's startup snapshot (stream, net, vm, worker_threads: 37 modules) was compiled from
+// source. V8 sized this heap from the flags before any JavaScript ran, so they are set to their defaults while
+// runner.js's top level loads its modules (the heap's limits stay as the flags made them: v8.getHeapStatistics), then
+// back (a Worker's heap is sized from them). node:v8 loads the stream modules before it can do so: those still
+// compile from source (the permission model denies process.binding('v8')). Node 24 leaves these flags out of the hash.
+const heapFlags = process.execArgv.filter((a) => /^--max-(old|semi)-space-size=/.test(a));
+const setFlags = heapFlags.length > 0 && Number(process.versions.node.split('.')[0]) < 24 ? require('node:v8').setFlagsFromString : undefined;
+/** Node's own flag hash (runner.js's code cache is made and taken under it too), or the runner's flags. */
+const ownHash = (own) => {
+  for (const flag of heapFlags) setFlags?.(own ? flag.replace(/=.*/, '=0') : flag);
+};
+ownHash(true);
 const { readFileSync, statSync } = require('node:fs');
 const { Script } = require('node:vm');
 const file = \`\${__dirname}/runner.js\`;
@@ -82,9 +96,11 @@ const out = process.env.REED_CODE_CACHE_OUT;
 if (out !== undefined)
   process.on('exit', () => {
     const st = statSync(file);
+    ownHash(true);
     require('node:fs').writeFileSync(out, Buffer.concat([Buffer.from(\`reed-code-cache \${st.size} \${Math.trunc(st.mtimeMs / 1000)}\\n\`), script.createCachedData()]));
   });
 script.runInThisContext()(module.exports, require, module, file, __dirname);
+ownHash(false);
 `;
 
 /** The training plugin: example.hello's shape (the same imports and calls), self-contained. */
