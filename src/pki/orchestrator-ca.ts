@@ -151,10 +151,7 @@ async function certificate(r: CertificateRequest): Promise<string> {
     throw new ReedError('usage', `validityDays must be an integer from 1 to 36500, not ${r.validityDays}`);
   const c = new pkijs.Certificate();
   c.version = 2; // X.509 v3
-  // 16 random bytes, the first bit clear: a positive serial no two certificates of this CA share.
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f;
-  c.serialNumber = new asn1js.Integer({ valueHex: new Uint8Array(serial).buffer });
+  c.serialNumber = new asn1js.Integer({ valueHex: serialBytes(randomBytes(16)).buffer });
   c.subject = distinguishedName(r.subject);
   c.issuer = distinguishedName(r.issuer);
   const now = Date.now();
@@ -198,6 +195,18 @@ async function certificate(r: CertificateRequest): Promise<string> {
   await c.subjectPublicKeyInfo.importKey(r.publicKey as unknown as PkiKey, cryptoEngine());
   await c.sign(r.signingKey as unknown as PkiKey, 'SHA-256', cryptoEngine());
   return pem('CERTIFICATE', Buffer.from(c.toSchema(true).toBER(false)));
+}
+
+/**
+ * A certificate's serial from 16 random bytes: positive (the first bit clear) and DER's minimal encoding (the first
+ * byte never 0: a 0 before a byte under 0x80 is padding DER forbids, and OpenSSL 3 refused such a certificate with
+ * "illegal padding", one certificate in 256, when the TLS listener loaded it), so no two certificates of a CA share
+ * one.
+ */
+export function serialBytes(random: Uint8Array): Uint8Array {
+  const serial = new Uint8Array(random);
+  serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+  return serial;
 }
 
 function extension(extnID: string, critical: boolean, value: { toBER(sizeOnly?: boolean): ArrayBuffer }) {

@@ -7,7 +7,12 @@ import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dialTls } from '../../sandbox-runner/tls-dial.js';
 import type { ReedError } from '../../src/errors.js';
-import { ipBytes, ORCHESTRATOR_SERVERNAME, OrchestratorCa } from '../../src/pki/orchestrator-ca.js';
+import {
+  ipBytes,
+  ORCHESTRATOR_SERVERNAME,
+  OrchestratorCa,
+  serialBytes,
+} from '../../src/pki/orchestrator-ca.js';
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import { RunnerConnection } from '../../src/transport/connection.js';
 import { parseTlsAddress } from '../../src/transport/tls-address.js';
@@ -85,6 +90,22 @@ const pending = async (promise: Promise<unknown>) =>
   Promise.race([promise.then(() => false), new Promise<boolean>((r) => setImmediate(() => r(true)))]);
 
 describe('the orchestrator CA', () => {
+  it('makes serials positive and minimally encoded, whatever the random bytes (a leading 0 was DER padding)', () => {
+    for (const first of [0x00, 0x01, 0x7f, 0x80, 0xff]) {
+      for (const second of [0x00, 0x7f, 0x80, 0xff]) {
+        const random = new Uint8Array(16).fill(0x55);
+        random[0] = first;
+        random[1] = second;
+        const serial = serialBytes(random);
+        expect(serial).toHaveLength(16);
+        expect(serial[0]).toBeGreaterThan(0);
+        expect(serial[0]).toBeLessThan(0x80);
+        expect(serial.subarray(1)).toEqual(random.subarray(1));
+        expect(random[0]).toBe(first); // the caller's bytes are left as they were
+      }
+    }
+  });
+
   it('issues a server certificate for the orchestrator name and an IP, that its CA certificate verifies', () => {
     const caCert = new X509Certificate(ca.certPem);
     const cert = new X509Certificate(server.certPem);
