@@ -45,7 +45,7 @@ export class CallBodies {
     );
   }
 
-  /** The tenants with no body being received now are forgotten. */
+  /** The tenants with no body held now are forgotten. */
   #sweep(): void {
     for (const [id, count] of this.#held) if (count <= 0) this.#held.delete(id);
   }
