@@ -135,8 +135,11 @@ describe.each<SandboxMode>(['none', 'process'])(
     });
 
     it('with the limits raised, is prepared off the host thread, bounded by the preparation deadline', async () => {
+      // Preparing this module takes more than 2.5 s here; a 1 s deadline ends it, and the other host's call (a
+      // millisecond) is answered well within that second only because the preparation is not on the host's thread.
+      // (A 1 ms deadline made the order a race with the other call's runner: CI saw 'huge' first once.)
       const { order, served, status } = await race(
-        '[wasm]\nmax_code_bytes = 67108864\nmax_function_bytes = 7654321\nprepare_timeout_ms = 1\n',
+        '[wasm]\nmax_code_bytes = 67108864\nmax_function_bytes = 7654321\nprepare_timeout_ms = 1000\n',
       );
       expect(served.output.length).toBeGreaterThan(0);
       expect(order[0]).toBe('other');
