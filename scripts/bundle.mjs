@@ -67,10 +67,23 @@ const RUNNER_MAIN_JS = `// The runner program (sandbox-runner/main.ts), bundled 
 // runner loads that is not in Node's startup snapshot (stream, net, vm, worker_threads: 37 modules) was compiled from
 // source. V8 sized this heap from the flags before any JavaScript ran, so they are set to their defaults while
 // runner.js's top level loads its modules (the heap's limits stay as the flags made them: v8.getHeapStatistics), then
-// back (a Worker's heap is sized from them). node:v8 loads the stream modules before it can do so: those still
-// compile from source (the permission model denies process.binding('v8')). Node 24 leaves these flags out of the hash.
+// back (a Worker's heap is sized from them). Node 24 leaves these flags out of the hash.
 const heapFlags = process.execArgv.filter((a) => /^--max-(old|semi)-space-size=/.test(a));
-const setFlags = heapFlags.length > 0 && Number(process.versions.node.split('.')[0]) < 24 ? require('node:v8').setFlagsFromString : undefined;
+// V8's own binding where the process may take it (container mode): node:v8 loads 22 stream modules before it can
+// set a flag, and those then compile from source (runner CPU to Ready ~6-10 ms more). Node's permission model
+// (process mode) denies process.binding: node:v8 there. Quiet: process.binding('v8') warns (DEP0111) otherwise.
+const v8SetFlags = () => {
+  const quiet = process.noDeprecation;
+  process.noDeprecation = true;
+  try {
+    return process.binding('v8').setFlagsFromString;
+  } catch {
+    return require('node:v8').setFlagsFromString;
+  } finally {
+    process.noDeprecation = quiet;
+  }
+};
+const setFlags = heapFlags.length > 0 && Number(process.versions.node.split('.')[0]) < 24 ? v8SetFlags() : undefined;
 /** Node's own flag hash (runner.js's code cache is made and taken under it too), or the runner's flags. */
 const ownHash = (own) => {
   for (const flag of heapFlags) setFlags?.(own ? flag.replace(/=.*/, '=0') : flag);
