@@ -292,6 +292,9 @@ export async function runContainerBench(): Promise<boolean> {
         ...(target === undefined ? {} : { met: target }),
       });
       // What the wall-clock ratio is made of, in CPU time (which the machine's other load moves less): no target.
+      // The engine's figure is over each side's timed span: ours is longer, so it holds more of the engine's work
+      // that trails a start (its start returns as the process runs) and of other engine clients' (measured alike,
+      // attach, wait, inspect, a name and labels, and our HostConfig each cost the engine nothing seen at ~40 ms).
       for (const [label, key] of [
         ["  CPU of the container's cgroup, to ready / to its connect", 'containerCpu'],
         ['  CPU of dockerd + containerd during a start', 'engineCpu'],
