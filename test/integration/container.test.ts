@@ -112,8 +112,9 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
   });
 
   it('holds the pids limit against a fork bomb, and the host stays responsive', async () => {
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 10);
+    // Another plugin's call made beside the bomb is answered. (It counted a 10 ms timer's ticks before: a bomb
+    // refused within 10 ms left none, and the test failed for the host's speed.)
+    const beside = host.call('proc.segfault', 'ok');
     try {
       const result = JSON.parse(text((await host.call('container.escape', 'forkbomb')).output)) as {
         forked: number;
@@ -128,10 +129,8 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
       // (memory_limit: its cgroup's OOM killer, seen on a loaded machine).
       expect(runtime).toBe('runsc');
       expect(['sandbox_crashed', 'memory_limit']).toContain((error as { code?: string }).code);
-    } finally {
-      clearInterval(timer);
     }
-    expect(ticks).toBeGreaterThan(0);
+    expect(text((await beside).output)).toBe('ok');
   });
 
   it('holds a CPU spin on two threads to its quota (cpus = 0.5)', async () => {
