@@ -457,7 +457,13 @@ export async function runProcessBench(): Promise<boolean> {
       .runner as RunnerProcess;
     for (let i = 0; i < 7; i++) {
       let t = performance.now();
-      spawnSync(bwrap, isolation, { uid, gid: uid });
+      // The runner's own environment (runner-process.ts), not the bench's: a NODE_EXTRA_CA_CERTS inherited from
+      // the machine (set here and in CI) makes Node load the CA store at start, 20-40 ms the runner never pays.
+      spawnSync(bwrap, isolation, {
+        uid,
+        gid: uid,
+        env: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
+      });
       isolated.push(performance.now() - t);
       const runner = running.sibling();
       t = performance.now();
