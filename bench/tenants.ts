@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { delimiter, join, sep } from 'node:path';
+import { constants, type PerformanceEntry, PerformanceObserver } from 'node:perf_hooks';
 import { setTimeout as sleep, setImmediate as yieldToLoop } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
@@ -106,6 +107,55 @@ interface Phase {
   call: number[];
   /** The process's CPU time (user + system, all its threads) over the phase, per second of the phase, ms. */
   cpuMsPerS: number;
+  /** Due to answer of the calls whose wait overlapped no garbage collection pause (sorted, us). */
+  dueNoGc: number[];
+  /** The garbage collection pauses of the host's thread during the phase (see gcPauses). */
+  gc: GcCount;
+}
+
+/** Pauses of the host's thread for garbage collection: minor (scavenges) and major (mark-compact, its finalization). */
+interface GcCount {
+  minor: number;
+  major: number;
+  /** Their total and the longest, ms. */
+  ms: number;
+  maxMs: number;
+}
+
+/**
+ * The garbage collections while `run` runs (the host's one thread stops for them, whoever allocated), to tell B's
+ * slow calls that waited for one from those that waited for A's calls. Diagnostic only: the figures judged are
+ * unchanged.
+ */
+async function withGc<T>(run: () => Promise<T>): Promise<{ result: T; pauses: [number, number, number][] }> {
+  const pauses: [number, number, number][] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) pauses.push([e.startTime, e.duration, gcKind(e)]);
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  try {
+    const result = await run();
+    // Entries are delivered in a later turn: those of the phase's last calls are taken here.
+    for (const e of observer.takeRecords()) pauses.push([e.startTime, e.duration, gcKind(e)]);
+    return { result, pauses };
+  } finally {
+    observer.disconnect();
+  }
+}
+
+/** The kind of a 'gc' entry (its detail: Node's types leave it out of PerformanceEntry). */
+const gcKind = (e: PerformanceEntry): number =>
+  (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0;
+
+function gcCount(pauses: [number, number, number][]): GcCount {
+  const c: GcCount = { minor: 0, major: 0, ms: 0, maxMs: 0 };
+  for (const [, ms, kind] of pauses) {
+    if (kind === constants.NODE_PERFORMANCE_GC_MINOR) c.minor++;
+    else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) c.major++;
+    c.ms += ms;
+    c.maxMs = Math.max(c.maxMs, ms);
+  }
+  return c;
 }
 
 /**
@@ -118,6 +168,8 @@ interface Phase {
 async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>): Promise<Phase> {
   const due: number[] = [];
   const call: number[] = [];
+  /** Each answered call's due time and answer time (ms), for the garbage collections it waited for. */
+  const windows: number[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now() + 1;
   const caller = async (_: unknown, first: number) => {
@@ -133,16 +185,29 @@ async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>)
         const end = performance.now();
         due.push((end - at) * 1000);
         call.push((end - t) * 1000);
+        windows.push(at, end);
       } catch (error) {
         const key = error instanceof ReedError ? String(error.details?.quota ?? error.code) : 'other';
         refused.set(key, (refused.get(key) ?? 0) + 1);
       }
     }
   };
-  await Promise.all(Array.from({ length: B_CONCURRENCY }, caller));
+  const { pauses } = await withGc(() => Promise.all(Array.from({ length: B_CONCURRENCY }, caller)));
   const cpu = process.cpuUsage(cpu0);
   const cpuMsPerS = (cpu.user + cpu.system) / (performance.now() - t0 + 1);
-  return { due: due.sort((x, y) => x - y), call: call.sort((x, y) => x - y), cpuMsPerS };
+  const dueNoGc: number[] = [];
+  for (let i = 0; i < windows.length; i += 2) {
+    const from = windows[i] as number;
+    const to = windows[i + 1] as number;
+    if (!pauses.some(([start, ms]) => start < to && start + ms > from)) dueNoGc.push((to - from) * 1000);
+  }
+  return {
+    due: due.sort((x, y) => x - y),
+    call: call.sort((x, y) => x - y),
+    cpuMsPerS,
+    dueNoGc: dueNoGc.sort((x, y) => x - y),
+    gc: gcCount(pauses),
+  };
 }
 
 /** A's callers until stopped: each calls again at once after an answer, after a turn of the loop after a refusal. */
@@ -177,6 +242,8 @@ interface Figures {
   callP50: number;
   callP99: number;
   cpuMsPerS: number;
+  p99NoGc: number;
+  gc: GcCount;
 }
 
 const figures = (phase: Phase): Figures => ({
@@ -185,6 +252,8 @@ const figures = (phase: Phase): Figures => ({
   callP50: percentile(phase.call, 50),
   callP99: percentile(phase.call, 99),
   cpuMsPerS: phase.cpuMsPerS,
+  p99NoGc: phase.dueNoGc.length === 0 ? 0 : percentile(phase.dueNoGc, 99),
+  gc: phase.gc,
 });
 
 interface Rounds {
@@ -218,6 +287,18 @@ async function measure(
   const p99Alone = median(alone.map((x) => x.p99));
   const p99Busy = median(contended.map((x) => x.p99));
   return { alone, contended, p99Alone, p99Busy, ratio: p99Busy / p99Alone };
+}
+
+/** Medians over rounds of the phases' garbage collections (see GcCount). */
+function gcFigures(phases: Figures[]): string {
+  const m = (f: (c: GcCount) => number) => median(phases.map((x) => f(x.gc)));
+  return `${fmt(m((c) => c.minor))} / ${fmt(m((c) => c.major))}, ${fmt(
+    m((c) => c.ms),
+    1,
+  )} / ${fmt(
+    m((c) => c.maxMs),
+    1,
+  )}`;
 }
 
 export async function runTenantsBench(): Promise<boolean> {
@@ -291,7 +372,8 @@ async function runMode(mode: Mode): Promise<boolean> {
         refusedB,
       );
       const ratios = alone.map((x, i) => (contended[i] as Figures).p99 / x.p99);
-      const med = (phases: Figures[], key: keyof Figures) => fmt(median(phases.map((x) => x[key])));
+      const med = (phases: Figures[], key: Exclude<keyof Figures, 'gc'>) =>
+        fmt(median(phases.map((x) => x[key])));
       printTable(
         `Tenants (mode ${mode}, TenantRegistry; B: ${CALLS} echo calls of 64 B a phase, one due each ms, ${B_CONCURRENCY} callers; ${ROUNDS} rounds)`,
         [
@@ -321,6 +403,20 @@ async function runMode(mode: Mode): Promise<boolean> {
             figure: 'host process CPU, ms per s of phase (all threads)',
             value: `${med(contended, 'cpuMsPerS')} A saturating`,
             baseline: `${med(alone, 'cpuMsPerS')} B alone`,
+            ratio: '',
+            target: '',
+          },
+          {
+            figure: "B's p99, due to answer, of its calls that waited for no GC pause",
+            value: `${med(contended, 'p99NoGc')} us`,
+            baseline: `${med(alone, 'p99NoGc')} us B alone`,
+            ratio: `${fmt(median(contended.map((x) => x.p99NoGc)) / median(alone.map((x) => x.p99NoGc)), 2)}x`,
+            target: '',
+          },
+          {
+            figure: 'GC pauses of a phase: minor / major, total / longest ms',
+            value: `${gcFigures(contended)} A saturating`,
+            baseline: `${gcFigures(alone)} B alone`,
             ratio: '',
             target: '',
           },
