@@ -105,12 +105,30 @@ function percentile(sorted: number[], p: number): number {
 interface Phase {
   due: number[];
   call: number[];
+  /** From due to the call's start: the host's thread busy (or the process not running) when the call was due. */
+  start: number[];
   /** The process's CPU time (user + system, all its threads) over the phase, per second of the phase, ms. */
   cpuMsPerS: number;
+  /**
+   * The host's main thread over the phase, ms per second of it (Linux's schedstat; NaN elsewhere): on a CPU, and
+   * waiting for one while runnable (the machine's other processes, or the runners, had the cores).
+   */
+  threadRunMsPerS: number;
+  threadWaitMsPerS: number;
   /** Due to answer of the calls whose wait overlapped no garbage collection pause (sorted, us). */
   dueNoGc: number[];
   /** The garbage collection pauses of the host's thread during the phase (see gcPauses). */
   gc: GcCount;
+}
+
+/** The main thread's time on a CPU and waiting for one, ns (/proc/self/task/<pid>/schedstat), or NaNs. */
+function threadSched(): [number, number] {
+  try {
+    const [run, wait] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ');
+    return [Number(run), Number(wait)];
+  } catch {
+    return [Number.NaN, Number.NaN];
+  }
 }
 
 /** Pauses of the host's thread for garbage collection: minor (scavenges) and major (mark-compact, its finalization). */
@@ -168,9 +186,11 @@ function gcCount(pauses: [number, number, number][]): GcCount {
 async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>): Promise<Phase> {
   const due: number[] = [];
   const call: number[] = [];
+  const start: number[] = [];
   /** Each answered call's due time and answer time (ms), for the garbage collections it waited for. */
   const windows: number[] = [];
   const cpu0 = process.cpuUsage();
+  const sched0 = threadSched();
   const t0 = performance.now() + 1;
   const caller = async (_: unknown, first: number) => {
     for (let k = first; k < CALLS; k += B_CONCURRENCY) {
@@ -185,6 +205,7 @@ async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>)
         const end = performance.now();
         due.push((end - at) * 1000);
         call.push((end - t) * 1000);
+        start.push((t - at) * 1000);
         windows.push(at, end);
       } catch (error) {
         const key = error instanceof ReedError ? String(error.details?.quota ?? error.code) : 'other';
@@ -194,7 +215,11 @@ async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>)
   };
   const { pauses } = await withGc(() => Promise.all(Array.from({ length: B_CONCURRENCY }, caller)));
   const cpu = process.cpuUsage(cpu0);
-  const cpuMsPerS = (cpu.user + cpu.system) / (performance.now() - t0 + 1);
+  const sched = threadSched();
+  const phaseMs = performance.now() - t0 + 1;
+  const cpuMsPerS = (cpu.user + cpu.system) / phaseMs;
+  const threadRunMsPerS = (sched[0] - sched0[0]) / 1e3 / phaseMs;
+  const threadWaitMsPerS = (sched[1] - sched0[1]) / 1e3 / phaseMs;
   const dueNoGc: number[] = [];
   for (let i = 0; i < windows.length; i += 2) {
     const from = windows[i] as number;
@@ -204,7 +229,10 @@ async function loadB(b: Tenant, input: Uint8Array, refused: Map<string, number>)
   return {
     due: due.sort((x, y) => x - y),
     call: call.sort((x, y) => x - y),
+    start: start.sort((x, y) => x - y),
     cpuMsPerS,
+    threadRunMsPerS,
+    threadWaitMsPerS,
     dueNoGc: dueNoGc.sort((x, y) => x - y),
     gc: gcCount(pauses),
   };
@@ -241,7 +269,11 @@ interface Figures {
   p99: number;
   callP50: number;
   callP99: number;
+  startP50: number;
+  startP99: number;
   cpuMsPerS: number;
+  threadRunMsPerS: number;
+  threadWaitMsPerS: number;
   p99NoGc: number;
   gc: GcCount;
 }
@@ -251,7 +283,11 @@ const figures = (phase: Phase): Figures => ({
   p99: percentile(phase.due, 99),
   callP50: percentile(phase.call, 50),
   callP99: percentile(phase.call, 99),
+  startP50: percentile(phase.start, 50),
+  startP99: percentile(phase.start, 99),
   cpuMsPerS: phase.cpuMsPerS,
+  threadRunMsPerS: phase.threadRunMsPerS,
+  threadWaitMsPerS: phase.threadWaitMsPerS,
   p99NoGc: phase.dueNoGc.length === 0 ? 0 : percentile(phase.dueNoGc, 99),
   gc: phase.gc,
 });
@@ -400,9 +436,23 @@ async function runMode(mode: Mode): Promise<boolean> {
             target: '',
           },
           {
+            figure: "B's p50 / p99, due to the call's start (the host's thread busy)",
+            value: `${med(contended, 'startP50')} / ${med(contended, 'startP99')} us`,
+            baseline: `${med(alone, 'startP50')} / ${med(alone, 'startP99')} us B alone`,
+            ratio: '',
+            target: '',
+          },
+          {
             figure: 'host process CPU, ms per s of phase (all threads)',
             value: `${med(contended, 'cpuMsPerS')} A saturating`,
             baseline: `${med(alone, 'cpuMsPerS')} B alone`,
+            ratio: '',
+            target: '',
+          },
+          {
+            figure: "host's main thread, ms per s of phase: on a CPU / runnable, waiting for one",
+            value: `${med(contended, 'threadRunMsPerS')} / ${med(contended, 'threadWaitMsPerS')} A saturating`,
+            baseline: `${med(alone, 'threadRunMsPerS')} / ${med(alone, 'threadWaitMsPerS')} B alone`,
             ratio: '',
             target: '',
           },
