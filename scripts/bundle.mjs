@@ -15,12 +15,12 @@
 // Behaviour is the same compiled code's: koffi (a native addon) stays outside and is required from node_modules.
 //
 //   node scripts/bundle.mjs [DIST]     DIST: the compiled tree (default dist)
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const dist = resolve(process.argv[2] ?? 'dist');
@@ -71,14 +71,21 @@ const RUNNER_MAIN_JS = `// The runner program (sandbox-runner/main.ts), bundled 
 const heapFlags = process.execArgv.filter((a) => /^--max-(old|semi)-space-size=/.test(a));
 // V8's own binding where the process may take it (container mode): node:v8 loads 22 stream modules before it can
 // set a flag, and those then compile from source (runner CPU to Ready ~6-10 ms more). Node's permission model
-// (process mode) denies process.binding: node:v8 there. Quiet: process.binding('v8') warns (DEP0111) otherwise.
+// (process mode) denies process.binding but allows addons: v8-flags.node (sandbox-runner/v8-flags.c), V8's setter
+// alone. node:v8 where neither loads. Quiet: process.binding('v8') warns (DEP0111) otherwise.
 const v8SetFlags = () => {
   const quiet = process.noDeprecation;
   process.noDeprecation = true;
   try {
     return process.binding('v8').setFlagsFromString;
   } catch {
-    return require('node:v8').setFlagsFromString;
+    try {
+      const addon = { exports: {} };
+      process.dlopen(addon, \`\${__dirname}/v8-flags.node\`);
+      return addon.exports;
+    } catch {
+      return require('node:v8').setFlagsFromString;
+    }
   } finally {
     process.noDeprecation = quiet;
   }
@@ -138,6 +145,7 @@ const TRAINING_WAT = `(module
 mkdirSync(outdir, { recursive: true });
 writeFileSync(join(outdir, 'package.json'), '{ "type": "commonjs" }\n');
 writeFileSync(join(outdir, 'main.js'), RUNNER_MAIN_JS);
+buildV8FlagsAddon();
 await build({
   ...common,
   format: 'cjs',
@@ -166,6 +174,31 @@ await writeCodeCache();
 
 // In place: src/discovery/discover.ts starts its workers from the module beside it, and nothing imports it.
 await build({ ...common, entryPoints: [discoveryWorker], outfile: discoveryWorker, allowOverwrite: true });
+
+/**
+ * dist/runner/v8-flags.node from sandbox-runner/v8-flags.c (main.js: process mode's way to set the heap flags),
+ * against the N-API headers of the node that builds (the node runners run: process mode's runner is this node). A
+ * machine without a C compiler or the headers builds without it: main.js then takes node:v8, as before.
+ */
+function buildV8FlagsAddon() {
+  const source = fileURLToPath(new URL('../sandbox-runner/v8-flags.c', import.meta.url));
+  const headers = resolve(dirname(process.execPath), '..', 'include', 'node');
+  const out = join(outdir, 'v8-flags.node');
+  const why = !existsSync(join(headers, 'node_api.h'))
+    ? `no N-API headers at ${headers}`
+    : (() => {
+        const cc = spawnSync(
+          process.env.CC ?? 'cc',
+          ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', `-I${headers}`, '-o', out, source],
+          { encoding: 'utf8' },
+        );
+        return cc.status === 0 ? undefined : (cc.error?.message ?? cc.stderr.trim());
+      })();
+  if (why !== undefined) {
+    rmSync(out, { force: true });
+    console.warn(`bundle: dist/runner/v8-flags.node not built (${why}): process-mode runners take node:v8`);
+  }
+}
 
 /**
  * Runs the bundled runner once per heap cap a runner is commonly started with (process mode's for the default
