@@ -27,16 +27,15 @@ interface CallSeries {
 export class CallMetrics {
   readonly #labels: MetricLabels;
   readonly #calls = new Map<string, CallSeries>();
-  /** The last call's host, plugin, mode and tenant, and its series. */
-  #last:
-    | {
-        session: string;
-        pluginId: string;
-        mode: string | undefined;
-        tenant: string | undefined;
-        series: CallSeries;
-      }
-    | undefined;
+  /**
+   * The last call's host, plugin, mode and tenant, and its series: fields of their own (not an object holding them,
+   * whose loads V8 had made polymorphic beside the event's of the same names).
+   */
+  #lastSession: string | undefined = undefined;
+  #lastPluginId: string | undefined = undefined;
+  #lastMode: string | undefined = undefined;
+  #lastTenant: string | undefined = undefined;
+  #lastSeries: CallSeries | undefined = undefined;
 
   constructor(registry: Registry, labels: MetricLabels) {
     this.#labels = labels;
@@ -48,17 +47,15 @@ export class CallMetrics {
    * method: it is the channel's subscriber itself, without a closure around it.
    */
   readonly onCall = (event: CallFinishedEvent): void => {
-    const last = this.#last;
-    let series: CallSeries | undefined;
+    let series = this.#lastSeries;
     if (
-      last !== undefined &&
-      last.session === event.session &&
-      last.pluginId === event.pluginId &&
-      last.mode === event.mode &&
-      last.tenant === event.tenant
+      series === undefined ||
+      event.session !== this.#lastSession ||
+      event.pluginId !== this.#lastPluginId ||
+      event.mode !== this.#lastMode ||
+      event.tenant !== this.#lastTenant
     )
-      series = last.series;
-    else series = this.#seriesOf(event);
+      series = this.#seriesOf(event);
     if (series === undefined) return;
     if (event.code === 'ok') series.ok++;
     else series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
@@ -99,13 +96,11 @@ export class CallMetrics {
         this.#calls.set(key, series);
       }
     }
-    this.#last = {
-      session: event.session,
-      pluginId: event.pluginId,
-      mode: event.mode,
-      tenant: event.tenant,
-      series,
-    };
+    this.#lastSession = event.session;
+    this.#lastPluginId = event.pluginId;
+    this.#lastMode = event.mode;
+    this.#lastTenant = event.tenant;
+    this.#lastSeries = series;
     return series;
   }
 
