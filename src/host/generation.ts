@@ -53,18 +53,25 @@ export class Generation {
     // then, not finally: finally's extra promise and reaction jobs cost every call ~1,300 instructions more. Its
     // own promise settles without a value whatever the outcome: never an unhandled rejection of its own.
     if (watch === undefined) outcome.then(this.#ended, this.#ended);
-    else
-      outcome.then(
-        (result) => {
-          this.#settled();
-          callOk(watch, result);
-        },
-        (error: unknown) => {
-          this.#settled();
-          callFailed(watch, error);
-        },
-      );
+    else this.#watch(outcome, watch);
     return outcome;
+  }
+
+  /**
+   * A watched call's reaction. Its closures are made here, not in call: there they made every call, watched or
+   * not, allocate the context they share (48 bytes, ~20 instructions; callgrind).
+   */
+  #watch(outcome: Promise<CallOutcome>, watch: CallWatch): void {
+    outcome.then(
+      (result) => {
+        this.#settled();
+        callOk(watch, result);
+      },
+      (error: unknown) => {
+        this.#settled();
+        callFailed(watch, error);
+      },
+    );
   }
 
   /** #settled as a function made once, for the calls nobody watches. */
