@@ -36,6 +36,11 @@ export class CallMetrics {
   #lastMode: string | undefined = undefined;
   #lastTenant: string | undefined = undefined;
   #lastSeries: CallSeries | undefined = undefined;
+  /**
+   * CALL_BUCKETS as a typed array read once a call: the module's array was read again at each bound, its hole
+   * (temporal dead zone) check, map and length with it.
+   */
+  readonly #bounds = Float64Array.from(CALL_BUCKETS);
 
   constructor(registry: Registry, labels: MetricLabels) {
     this.#labels = labels;
@@ -61,8 +66,9 @@ export class CallMetrics {
     else series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
     const seconds = event.durationMs / 1000;
     const buckets = series.buckets;
+    const bounds = this.#bounds;
     let i = 0;
-    while (i < CALL_BUCKETS.length && seconds > (CALL_BUCKETS[i] as number)) i++;
+    while (i < bounds.length && seconds > (bounds[i] as number)) i++;
     buckets[i] = (buckets[i] as number) + 1;
     series.count++;
     series.sum += seconds;
