@@ -82,6 +82,11 @@ export interface Sandbox {
    * a call and gives it. Default: the sandbox reads the clock.
    */
   call(fn: string, input: Uint8Array, options?: CallOptions, startedAt?: number): Promise<CallOutcome>;
+  /**
+   * The call's outcome at once when the sandbox has it without waiting (mode none, not idle), undefined when it
+   * would have to wait (then `call`); throws what `call` would reject with. No promise and no reaction a call.
+   */
+  callNow?(fn: string, input: Uint8Array, options?: CallOptions, startedAt?: number): CallOutcome | undefined;
   health(): Promise<SandboxHealth>;
   status(): SandboxStatus;
   /** Memory and CPU it uses now (cgroup accounting in process and container modes, WASM memory in mode none). */

@@ -41,6 +41,25 @@ export class Generation {
     startedAt?: number,
     watch?: CallWatch,
   ): Promise<CallOutcome> {
+    // A call the sandbox answers at once (mode none, not idle) is never in flight: no drain can begin in between,
+    // so it is not counted, and nothing waits for a reaction (~400 instructions a call less, callgrind).
+    const sandbox = this.sandbox;
+    if (sandbox.callNow !== undefined) {
+      let now: CallOutcome | undefined;
+      try {
+        now = sandbox.callNow(fn, input, options, startedAt);
+      } catch (error) {
+        if (watch !== undefined) callFailed(watch, error);
+        return Promise.reject(error);
+      }
+      if (now !== undefined) {
+        // Made before the event's subscribers run: V8 then still knows the outcome has no 'then' (after them it
+        // looked it up: ~270 instructions a call).
+        const settled = Promise.resolve(now);
+        if (watch !== undefined) callOk(watch, now);
+        return settled;
+      }
+    }
     this.#inFlight++;
     let outcome: Promise<CallOutcome>;
     try {

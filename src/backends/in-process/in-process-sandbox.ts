@@ -182,15 +182,35 @@ export class InProcessSandbox implements Sandbox {
     };
   }
 
+  /**
+   * Sandbox.callNow: the outcome at once unless the sandbox is idle (then `call`, which wakes it). Generation takes
+   * this path for mode none: no promise reaction and no closures a call.
+   */
+  callNow(
+    fn: string,
+    input: Uint8Array,
+    options: CallOptions = {},
+    startedAt?: number,
+  ): CallOutcome | undefined {
+    if (this.#isIdle && !this.#closed) return undefined;
+    const wasi = this.#checked(options);
+    return this.callSync(fn, input, options.timeoutMs ?? this.defaultTimeoutMs, wasi, startedAt);
+  }
+
+  /** What `call` and `callNow` refuse before anything runs; the call's checked WASI context. */
+  #checked(options: CallOptions): CallOptions['wasi'] {
+    options.signal?.throwIfAborted();
+    // Checked here too, as a runner checks its Call frame: a sandbox called directly refuses the same.
+    return options.wasi === undefined ? undefined : checkCallWasi(this.pluginId, options.wasi);
+  }
+
   async call(
     fn: string,
     input: Uint8Array,
     options: CallOptions = {},
     startedAt?: number,
   ): Promise<CallOutcome> {
-    options.signal?.throwIfAborted();
-    // Checked here too, as a runner checks its Call frame: a sandbox called directly refuses the same.
-    const wasi = options.wasi === undefined ? undefined : checkCallWasi(this.pluginId, options.wasi);
+    const wasi = this.#checked(options);
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     // Idle: woken first (the calls meanwhile wait for the same wake). The loop: a wake can be followed by an idle
     // stop before this call's turn only if the clock fired in between, which #waiting prevents; it is a guard.
