@@ -23,7 +23,7 @@ import {
   rawEcho,
   roundTrips,
 } from './process.js';
-import { fmt, median, printTable, type Row } from './report.js';
+import { fmt, median, printTable, type Row, threadsCpuNs } from './report.js';
 
 const input = new Uint8Array(64).fill(120);
 
@@ -170,15 +170,7 @@ function enginePids(): number[] {
 /** CPU (ms) of the engine's processes so far: every thread's schedstat (ns; a thread that ended is not counted). */
 function engineCpuMs(): number {
   const pids = enginePids();
-  if (pids.length === 0) return Number.NaN;
-  let ns = 0;
-  for (const pid of pids) {
-    try {
-      for (const task of readdirSync(`/proc/${pid}/task`))
-        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {}
-  }
-  return ns / 1e6;
+  return pids.length === 0 ? Number.NaN : threadsCpuNs(pids) / 1e6;
 }
 
 /** A start's wall time (ms), and the CPU (ms) its container (to its connect or Ready) and the engine used meanwhile. */

@@ -1,4 +1,5 @@
 /** Shared by every benchmark: timing helpers and the printed table of figures, baselines and ratios. */
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface Row {
   figure: string;
@@ -93,4 +94,18 @@ export function perCallTimes(fn: () => void, batches = 25, size = 20_000): { wal
     cpu.push((used.user + used.system) / size);
   }
   return { wall: median(wall), cpu: median(cpu) };
+}
+
+/** CPU time (ns) the kernel has run every thread of `pids` for (Linux's schedstat; a thread that ended is not counted). */
+export function threadsCpuNs(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      for (const task of readdirSync(`/proc/${pid}/task`))
+        total += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
 }

@@ -20,7 +20,7 @@ import { ORCHESTRATOR_SERVERNAME, OrchestratorCa } from '../src/pki/orchestrator
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
 import { listenTls, runnerTlsEnvironment } from '../src/transport/tls-transport.js';
 import { examplesConfig, rawEcho, sequential } from './process.js';
-import { fmt, median, printTable, type Row } from './report.js';
+import { fmt, median, printTable, type Row, threadsCpuNs } from './report.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const input = new Uint8Array(64).fill(120);
@@ -89,20 +89,6 @@ function tree(root: number): number[] {
   return out;
 }
 
-/** CPU time (ns) the kernel has run every thread of `pids` for. */
-function cpuNs(pids: number[]): number {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      for (const task of readdirSync(`/proc/${pid}/task`))
-        total += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
-}
-
 function pin(pids: number[], cpuList: string): void {
   for (const pid of pids) spawnSync('taskset', ['-acp', cpuList, String(pid)], { stdio: 'ignore' });
 }
@@ -115,11 +101,11 @@ interface Side {
 }
 
 async function block(call: () => Promise<unknown>, peer: number[], side: Side): Promise<void> {
-  const host0 = cpuNs([process.pid]);
-  const peer0 = cpuNs(peer);
+  const host0 = threadsCpuNs([process.pid]);
+  const peer0 = threadsCpuNs(peer);
   side.wall.push(...(await sequential(call, CALLS_PER_BLOCK)));
-  side.hostNs += cpuNs([process.pid]) - host0;
-  side.peerNs += cpuNs(peer) - peer0;
+  side.hostNs += threadsCpuNs([process.pid]) - host0;
+  side.peerNs += threadsCpuNs(peer) - peer0;
   side.calls += CALLS_PER_BLOCK + 500; // sequential's 500 warm-up calls run inside the CPU window too
 }
 
