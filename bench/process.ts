@@ -17,7 +17,11 @@ import {
 } from '../src/backends/process/bubblewrap.js';
 import { cgroupName, RunnerCgroup } from '../src/backends/process/cgroup.js';
 import { defaultRunnerCommand } from '../src/backends/process/runner-command.js';
-import { type RunnerProcess, runnerCgroupLimits } from '../src/backends/process/runner-process.js';
+import {
+  RUNNER_BASE_ENV,
+  type RunnerProcess,
+  runnerCgroupLimits,
+} from '../src/backends/process/runner-process.js';
 import { PACKAGE_ROOT } from '../src/backends/shared/runner-program.js';
 import { newSession } from '../src/backends/shared/session.js';
 import { DEFAULT_RUNNER_UIDS } from '../src/backends/shared/uid-pool.js';
@@ -264,7 +268,7 @@ function sandboxedPeer(cgroup: RunnerCgroup): (socketPath: string) => Promise<Ec
       [...args, '--', ...command, join(REPO, 'dist/bench/raw-echo-child.js'), INNER_SOCKET],
       {
         cwd: '/',
-        env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' },
+        env: RUNNER_BASE_ENV,
         detached: true,
         stdio: [
           'ignore',
@@ -457,13 +461,9 @@ export async function runProcessBench(): Promise<boolean> {
       .runner as RunnerProcess;
     for (let i = 0; i < 7; i++) {
       let t = performance.now();
-      // The runner's own environment (runner-process.ts), not the bench's: a NODE_EXTRA_CA_CERTS inherited from
-      // the machine (set here and in CI) makes Node load the CA store at start, 20-40 ms the runner never pays.
-      spawnSync(bwrap, isolation, {
-        uid,
-        gid: uid,
-        env: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' },
-      });
+      // The runner's own environment, not the bench's: a NODE_EXTRA_CA_CERTS inherited from the machine (set here
+      // and in CI) makes Node load the CA store at start, 20-40 ms the runner never pays.
+      spawnSync(bwrap, isolation, { uid, gid: uid, env: RUNNER_BASE_ENV });
       isolated.push(performance.now() - t);
       const runner = running.sibling();
       t = performance.now();

@@ -36,6 +36,15 @@ import { spawnSandbox } from './spawn-sandbox.js';
 /** Tasks (processes and threads) a runner's cgroup may hold: Node's own threads and a worker, no more. */
 export const RUNNER_PIDS = 48;
 
+/**
+ * The environment a runner starts with, before its own variables (the secret's fd, TLS, seccomp): scrubbed, so that
+ * nothing of the host's leaks in. bench/process.ts starts its baselines with it too.
+ */
+export const RUNNER_BASE_ENV: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/bin:/usr/bin:/bin',
+  LANG: 'C.UTF-8',
+};
+
 export interface RunnerProcessOptions
   extends Omit<EndpointOptions, 'runAs' | 'privateWorkDir' | 'runnerSocketPath' | 'transport'> {
   spec: PluginSpec;
@@ -373,8 +382,7 @@ export class RunnerProcess implements Runner {
         // No REED_PDEATHSIG: bwrap arms the runner's death signal itself, and inside a pid namespace the runner's
         // parent is pid 1, which the runner's own check would take for a dead host.
         env: {
-          PATH: '/usr/local/bin:/usr/bin:/bin',
-          LANG: 'C.UTF-8',
+          ...RUNNER_BASE_ENV,
           REED_SECRET_FD: '3',
           ...(tlsTransport === undefined ? {} : runnerTlsEnvironment(tlsTransport.runnerMaterial())),
           // bwrap installed the runner's seccomp filter: the runner need not (sandbox-runner/main.ts).
