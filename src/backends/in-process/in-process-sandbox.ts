@@ -210,11 +210,12 @@ export class InProcessSandbox implements Sandbox {
     options: CallOptions = {},
     startedAt?: number,
   ): Promise<CallOutcome> {
+    const now = this.callNow(fn, input, options, startedAt);
+    if (now !== undefined) return now;
     const wasi = this.#checked(options);
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     // Idle: woken first (the calls meanwhile wait for the same wake). The loop: a wake can be followed by an idle
     // stop before this call's turn only if the clock fired in between, which #waiting prevents; it is a guard.
-    if (!this.#isIdle || this.#closed) return this.callSync(fn, input, timeoutMs, wasi, startedAt);
     while (this.#isIdle && !this.#closed) await this.#awaitWake(fn, timeoutMs);
     // Woken: the call's deadline counts from here, not from the call's start (the wake had its own).
     return this.callSync(fn, input, timeoutMs, wasi);
