@@ -7,7 +7,13 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LEASE_DIR, leaseUid, type UidLease } from '../../src/backends/shared/uid-pool.js';
+import {
+  LEASE_DIR,
+  leaseUid,
+  SPARE_MAX_AGE_MS,
+  type UidLease,
+  verifyUidAhead,
+} from '../../src/backends/shared/uid-pool.js';
 import { REPO } from '../helpers/cli.js';
 
 const fdCount = () => readdirSync('/proc/self/fd').length;
@@ -153,6 +159,50 @@ describe('uid leases', () => {
     const lease = await leaseUid({ start: 720_610, end: 720_612 }, 'p');
     leases.push(lease);
     expect(lease.uid).toBe(720_612);
+  });
+
+  /** Another host process's lease of `range`: its uid, or its error's code. */
+  const otherHostLeases = async (range: { start: number; end: number }) => {
+    const module = JSON.stringify(join(REPO, 'dist/src/backends/shared/uid-pool.js'));
+    const { out } = await child<{ uid?: number; code?: string }>(`
+      import { leaseUid } from ${module};
+      const out = await leaseUid(${JSON.stringify(range)}, 'p').then((l) => ({ uid: l.uid }), (e) => ({ code: e.code }));
+      process.stdout.write(JSON.stringify(out) + '\\n');
+      process.stdin.resume();`);
+    return out;
+  };
+
+  it('a uid verified ahead is held like a lease: no other host process gets it, the next lease here does', async () => {
+    const range = { start: 720_700, end: 720_700 };
+    verifyUidAhead(range, 'p');
+    expect(await otherHostLeases(range)).toEqual({ code: 'sandbox_unavailable' });
+    const lease = await leaseUid(range, 'p');
+    leases.push(lease);
+    expect(lease.uid).toBe(720_700);
+    // Taken: the next lease scans again, and finds nothing free.
+    await expect(leaseUid(range, 'p')).rejects.toMatchObject({ code: 'sandbox_unavailable' });
+  });
+
+  it('a uid some live process has is never verified ahead', async () => {
+    const leftover = spawn('sleep', ['600'], { uid: 720_710, gid: 720_710, stdio: 'ignore' });
+    children.push(leftover);
+    await new Promise((resolve) => leftover.once('spawn', resolve));
+    verifyUidAhead({ start: 720_710, end: 720_711 }, 'p');
+    verifyUidAhead({ start: 720_710, end: 720_710 }, 'p');
+    await expect(leaseUid({ start: 720_710, end: 720_710 }, 'p')).rejects.toMatchObject({
+      code: 'sandbox_unavailable',
+    });
+    const lease = await leaseUid({ start: 720_710, end: 720_711 }, 'p');
+    leases.push(lease);
+    expect(lease.uid).toBe(720_711);
+  });
+
+  it('a uid verified ahead and not leased goes back to every host after SPARE_MAX_AGE_MS', async () => {
+    const range = { start: 720_720, end: 720_720 };
+    verifyUidAhead(range, 'p');
+    expect(await otherHostLeases(range)).toEqual({ code: 'sandbox_unavailable' });
+    await new Promise((r) => setTimeout(r, SPARE_MAX_AGE_MS + 200));
+    expect(await otherHostLeases(range)).toEqual({ uid: 720_720 });
   });
 
   it('release gives the uid back to this process and to others, once', async () => {

@@ -20,7 +20,13 @@ import type { Runner } from '../shared/runner.js';
 import { type EndpointOptions, RunnerEndpoint } from '../shared/runner-endpoint.js';
 import type { RunnerLink } from '../shared/runner-link.js';
 import { PACKAGE_ROOT, RUNNER_ALLOWANCE_MB, RUNNER_DATA_DIR, raceStart } from '../shared/runner-program.js';
-import { DEFAULT_RUNNER_UIDS, leaseUid, type UidLease, type UidRange } from '../shared/uid-pool.js';
+import {
+  DEFAULT_RUNNER_UIDS,
+  leaseUid,
+  type UidLease,
+  type UidRange,
+  verifyUidAhead,
+} from '../shared/uid-pool.js';
 import {
   bubblewrapArgs,
   findBubblewrap,
@@ -462,6 +468,12 @@ export class RunnerProcess implements Runner {
     const secretPipe = child.stdio[3] as NodeJS.WritableStream | null;
     secretPipe?.on('error', () => {});
     secretPipe?.end(`${endpoint.secret}\n`);
+    // The next start's uid is scanned for now, while this runner boots Node (~40 ms in which the host waits), not on
+    // that start's path (uid-pool.ts). After this turn of the event loop: the runner was unblocked above.
+    if (this.#lease !== undefined) {
+      const range = o.runnerUids ?? DEFAULT_RUNNER_UIDS;
+      setImmediate(() => verifyUidAhead(range, o.pluginId));
+    }
     return endpoint;
   }
 

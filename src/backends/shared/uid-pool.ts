@@ -70,15 +70,90 @@ const LEASE_FILE = `${LEASE_DIR}/leases`;
  * this process listened on: a plugin granted network shares the host's network namespace, and it connected
  * ~20,000 times to its own lease, each connection a descriptor of the host's, until the host had none left; it
  * could also bind the names of free uids first and so deny them. Those names now mean nothing.) A number some live
- * process already has as its uid or gid (a runner or a container a dead host left, anything else) is skipped too. The search starts at a
- * random place so that hosts starting together rarely contend. Throws `sandbox_unavailable` when every uid of
- * the range is taken, or when the lease file cannot be used.
+ * process already has as its uid or gid (a runner or a container a dead host left, anything else) is skipped too:
+ * /proc is scanned now, or was scanned for the range's spare (`verifyUidAhead`) at most SPARE_MAX_AGE_MS ago,
+ * which this lease then takes. Throws `sandbox_unavailable` when every uid of the range is taken, or when the lease
+ * file cannot be used.
  */
 export async function leaseUid(range: UidRange, pluginId: string): Promise<UidLease> {
+  const locks = leaseLocks(pluginId);
+  const key = rangeKey(range);
+  const spare = spares.get(key);
+  if (spare !== undefined) {
+    spares.delete(key);
+    clearTimeout(spare.expiry);
+    // Locked since its scan, and scanned at most SPARE_MAX_AGE_MS ago: as verified as a uid scanned now.
+    return held(locks, spare.uid);
+  }
+  const uid = findFree(range, locks);
+  if (uid !== undefined) return held(locks, uid);
+  const size = range.end - range.start + 1;
+  throw new ReedError(
+    'sandbox_unavailable',
+    `no free runner uid for plugin "${pluginId}": all ${size} uids of [sandbox] runner_uids (${range.start}-${range.end}) are taken; widen the range in reed.toml`,
+    { pluginId, field: 'sandbox.runner_uids' },
+  );
+}
+
+/**
+ * How long a uid verified ahead (`verifyUidAhead`) stays this process's spare before it is given back. The scan is
+ * a snapshot either way (a root process may take any uid after it); what this bounds is how long the snapshot is
+ * old when the uid is leased, and how long a uid stays locked without a sandbox.
+ */
+export const SPARE_MAX_AGE_MS = 1_000;
+
+/** At most one uid per range, locked and found free by a scan, waiting for the next lease of that range. */
+const spares = new Map<string, { uid: number; expiry: NodeJS.Timeout }>();
+const rangeKey = (range: UidRange) => `${range.start}-${range.end}`;
+
+/**
+ * Does a lease's work ahead of it, off the start's path: locks a uid of `range` that no other sandbox holds and
+ * that no live process has as an id (the same lock and the same scan of /proc as `leaseUid`), and keeps it for the
+ * next `leaseUid` of that range within SPARE_MAX_AGE_MS, after which the lock is given back. Meant for when the host
+ * waits anyway (a runner booting Node for ~40 ms): the scan is linear in the machine's processes (~3 ms for a
+ * hundred, mostly root's), and a lease that finds a spare only takes it. The cross-host guarantee is the lock's,
+ * held from before the scan until the sandbox ends, as for any lease. Does nothing when a spare is kept already,
+ * when every uid is taken, or when the lease file cannot be used (the lease that follows reports that).
+ */
+export function verifyUidAhead(range: UidRange, pluginId: string): void {
+  const key = rangeKey(range);
+  if (spares.has(key)) return;
+  let locks: LeaseLocks;
+  try {
+    locks = leaseLocks(pluginId);
+  } catch {
+    return;
+  }
+  const uid = findFree(range, locks);
+  if (uid === undefined) return;
+  const expiry = setTimeout(() => {
+    if (spares.get(key)?.uid !== uid) return;
+    spares.delete(key);
+    locks.give(uid);
+  }, SPARE_MAX_AGE_MS);
+  expiry.unref();
+  spares.set(key, { uid, expiry });
+}
+
+function held(locks: LeaseLocks, uid: number): UidLease {
+  let holding = true;
+  return {
+    uid,
+    release: () => {
+      if (holding) locks.give(uid);
+      holding = false;
+    },
+  };
+}
+
+/**
+ * Locks and returns a uid of `range` that no other holder has and no live process uses, or undefined. The search
+ * starts at a random place so that hosts starting together rarely contend; /proc is scanned once, after the first
+ * lock taken (a process that starts as a uid after its lock is taken is one a holder of the lock started).
+ */
+function findFree(range: UidRange, locks: LeaseLocks): number | undefined {
   const size = range.end - range.start + 1;
   const first = Math.floor(Math.random() * size);
-  const locks = leaseLocks(pluginId);
-  // Scanned while a uid is held (a process that starts as it later is one this host or another started: held).
   let busy: Set<number> | undefined;
   for (let i = 0; i < size; i++) {
     const uid = range.start + ((first + i) % size);
@@ -89,20 +164,9 @@ export async function leaseUid(range: UidRange, pluginId: string): Promise<UidLe
       locks.give(uid);
       continue;
     }
-    let held = true;
-    return {
-      uid,
-      release: () => {
-        if (held) locks.give(uid);
-        held = false;
-      },
-    };
+    return uid;
   }
-  throw new ReedError(
-    'sandbox_unavailable',
-    `no free runner uid for plugin "${pluginId}": all ${size} uids of [sandbox] runner_uids (${range.start}-${range.end}) are taken; widen the range in reed.toml`,
-    { pluginId, field: 'sandbox.runner_uids' },
-  );
+  return undefined;
 }
 
 /** Byte locks on LEASE_FILE through one descriptor of this process. */
