@@ -22,6 +22,8 @@ trap 'rm -rf "$next"' EXIT
 npx tsc -p tsconfig.build.json --outDir "$next"
 # The runner program and the discovery worker, bundled (scripts/bundle.mjs says why).
 node scripts/bundle.mjs "$next"
+# bwrap's starter for root hosts on cgroup v1 (scripts/build-starter.mjs says why).
+node scripts/build-starter.mjs "$next"
 if [ -d dist ]; then mv dist "$old"; fi
 mv "$next" dist
 rm -rf "$old"

@@ -394,7 +394,85 @@ describe('the runner\u2019s cgroup from bwrap\u2019s start (cgroup v1: the start
     }
   });
 
-  it('a cgroup the starter cannot join is sandbox_start_failed with the shell\u2019s words, and nothing runs', async () => {
+  it('both starters (reed-starter; /bin/sh with setpriv where it was not built) join every file, then run the command as uid:gid with no groups or capabilities and the environment given', async () => {
+    expect(process.getuid?.()).toBe(0);
+    const { RunnerCgroup } = await import('../../src/backends/process/cgroup.js');
+    const { REED_STARTER, bwrapStarter, starterArgs } = await import(
+      '../../src/backends/process/runner-process.js'
+    );
+    // Built on this machine (it has a C compiler), and the one a host takes.
+    expect(bwrapStarter()).toBe(REED_STARTER);
+    const run = (file: string, args: string[]) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const c = spawn(file, args, { env: { PATH: '/usr/bin:/bin', ONLY: 'this' }, cwd: '/' });
+        let out = '';
+        let err = '';
+        c.stdout.on('data', (d: Buffer) => {
+          out += d;
+        });
+        c.stderr.on('data', (d: Buffer) => {
+          err += d;
+        });
+        c.once('close', (code) => resolve({ code, out, err }));
+      });
+    const cgroup = RunnerCgroup.create(
+      `starter-test-${process.pid}`,
+      { memoryBytes: 256 << 20, pids: 64 },
+      undefined,
+      undefined,
+      true,
+    );
+    try {
+      const tasks = cgroup?.selfJoinFiles();
+      if (tasks === undefined) return; // cgroup v2 has no starter
+      for (const starter of [REED_STARTER, '/bin/sh']) {
+        const uid = 720_800;
+        const gid = 720_801;
+        const cat = await run(
+          starter,
+          starterArgs(starter, tasks, uid, gid, ['/bin/cat', '/proc/self/status', '/proc/self/cgroup']),
+        );
+        expect(cat.code).toBe(0);
+        const ids = (name: string) =>
+          new RegExp(`^${name}:[\\t ]*(.*)$`, 'm').exec(cat.out)?.[1]?.split(/\s+/);
+        expect(ids('Uid')).toEqual(Array(4).fill(String(uid)));
+        expect(ids('Gid')).toEqual(Array(4).fill(String(gid)));
+        expect(ids('Groups')).toEqual(['']);
+        for (const caps of ['CapInh', 'CapPrm', 'CapEff', 'CapAmb'])
+          expect(ids(caps)).toEqual(['0000000000000000']);
+        for (const dir of cgroup?.dirs ?? []) {
+          const [hierarchy, ...path] = dir.slice('/sys/fs/cgroup/'.length).split('/');
+          expect(cat.out).toMatch(new RegExp(`^\\d+:[^:]*\\b${hierarchy}\\b[^:]*:/${path.join('/')}$`, 'm'));
+        }
+        const env = await run(starter, starterArgs(starter, tasks, uid, gid, ['/usr/bin/env']));
+        expect(env.out.split('\n').filter(Boolean).sort()).toEqual(['ONLY=this', 'PATH=/usr/bin:/bin']);
+      }
+      // reed-starter never runs anything as root, nor with ids it cannot read whole.
+      for (const [uid, gid] of [
+        ['0', '720800'],
+        ['720800', '0'],
+        ['72o800', '720800'],
+        ['-1', '720800'],
+        ['4294967295', '1'],
+      ]) {
+        const refused = await run(REED_STARTER, [
+          String(tasks.length),
+          ...tasks,
+          uid as string,
+          gid as string,
+          '/bin/echo',
+          'ran',
+        ]);
+        expect(refused.code).toBe(127);
+        expect(refused.out).toBe('');
+        expect(refused.err).toMatch(/^reed-starter: uid and gid/);
+      }
+    } finally {
+      await cgroup?.remove();
+    }
+  });
+
+  it('a cgroup the starter cannot join is sandbox_start_failed with the starter\u2019s words, and nothing runs', async () => {
     expect(process.getuid?.()).toBe(0);
     const { RunnerCgroup } = await import('../../src/backends/process/cgroup.js');
     const selfJoinFiles = RunnerCgroup.prototype.selfJoinFiles;
@@ -413,7 +491,7 @@ describe('the runner\u2019s cgroup from bwrap\u2019s start (cgroup v1: the start
       const status = host.status()[0];
       await host.close();
       expect(status).toMatchObject({ state: 'failed', error: { code: 'sandbox_start_failed' } });
-      expect(JSON.stringify(status)).toMatch(/reed-join/);
+      expect(JSON.stringify(status)).toMatch(/reed-starter: \/proc\/self\/stat/);
     } finally {
       RunnerCgroup.prototype.selfJoinFiles = selfJoinFiles;
     }

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ReedError } from '../../errors.js';
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
@@ -94,9 +95,56 @@ export function runnerCgroupLimits(limits: RunnerProcessOptions['limits']): {
   };
 }
 
-/** bwrap's starter on cgroup v1 (`#spawn`): a POSIX shell, and util-linux's setpriv to become the runner's uid. */
+/**
+ * bwrap's starter on cgroup v1 (`#spawn`): reed-starter (src/backends/process/reed-starter.c, built by
+ * scripts/build-starter.mjs), one static exec; where it was not built, a POSIX shell, then util-linux's setpriv to
+ * become the runner's uid (three dynamically linked execs: ~3 ms of CPU more on the start's path).
+ */
+export const REED_STARTER = join(PACKAGE_ROOT, 'dist', 'starter', 'reed-starter');
 const SH = '/bin/sh';
 const SETPRIV = '/usr/bin/setpriv';
+
+let starterFound: string | null | undefined;
+
+/**
+ * The starter's program (REED_STARTER or SH), or undefined when there is none: looked for once. reed-starter runs
+ * as root: it is taken only as a regular file of root's that no one else may write (as the host's own code is).
+ */
+export function bwrapStarter(): string | undefined {
+  if (starterFound === undefined) {
+    const own = statSync(REED_STARTER, { throwIfNoEntry: false });
+    starterFound =
+      own?.isFile() === true && own.uid === 0 && (own.mode & 0o022) === 0
+        ? REED_STARTER
+        : existsSync(SETPRIV)
+          ? SH
+          : null;
+  }
+  return starterFound ?? undefined;
+}
+
+/** The starter's arguments: join the cgroup through each of `tasks`, become `uid`:`gid`, exec `command`. */
+export function starterArgs(
+  starter: string,
+  tasks: readonly string[],
+  uid: number,
+  gid: number,
+  command: readonly string[],
+): string[] {
+  if (starter !== SH) return [String(tasks.length), ...tasks, String(uid), String(gid), ...command];
+  return [
+    '-c',
+    // The shell exports a PWD of its own: unset, bwrap gets the environment given below and nothing more.
+    `${tasks.map((_, i) => `echo 0 >"$${i + 1}"`).join(' && ')} && shift ${tasks.length} && unset PWD && exec "$@"`,
+    'reed-join',
+    ...tasks,
+    SETPRIV,
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    '--clear-groups',
+    ...command,
+  ];
+}
 
 /** The extra fds bwrap gets: it writes the sandbox's init pid to one, and waits on the other before the runner starts. */
 const INFO_FD = 4;
@@ -361,27 +409,16 @@ export class RunnerProcess implements Runner {
       ...dialArguments(endpoint.addressForRunner()),
     ];
     // A root host on cgroup v1 starts bwrap through a starter that joins the runner's cgroup itself first, still
-    // as root, then becomes the runner's uid (setpriv: real, effective and saved ids, no groups, so no capabilities
-    // left) and execs bwrap: bwrap and its init are in the cgroup from their start, and no process is moved from
-    // outside, which waited for an RCU grace period on the start's path (cgroup.ts, selfJoinFiles).
-    const selfJoin = root && existsSync(SETPRIV) ? this.cgroup?.selfJoinFiles() : undefined;
+    // as root, then becomes the runner's uid (real, effective and saved ids, no groups, so no capabilities left) and
+    // execs bwrap: bwrap and its init are in the cgroup from their start, and no process is moved from outside,
+    // which waited for an RCU grace period on the start's path (cgroup.ts, selfJoinFiles).
+    const starter = root ? bwrapStarter() : undefined;
+    const selfJoin = starter === undefined ? undefined : this.cgroup?.selfJoinFiles();
     const child = await spawnSandbox(
-      selfJoin === undefined ? bwrap : SH,
-      selfJoin === undefined
+      selfJoin === undefined || starter === undefined ? bwrap : starter,
+      selfJoin === undefined || starter === undefined
         ? bwrapArgv
-        : [
-            '-c',
-            // The shell exports a PWD of its own: unset, bwrap gets the environment given below and nothing more.
-            `${selfJoin.map((_, i) => `echo 0 >"$${i + 1}"`).join(' && ')} && shift ${selfJoin.length} && unset PWD && exec "$@"`,
-            'reed-join',
-            ...selfJoin,
-            SETPRIV,
-            `--reuid=${uid}`,
-            `--regid=${gid}`,
-            '--clear-groups',
-            bwrap,
-            ...bwrapArgv,
-          ],
+        : starterArgs(starter, selfJoin, uid, gid, [bwrap, ...bwrapArgv]),
       {
         cwd: '/',
         // A scrubbed environment: nothing of the host's leaks in. The secret comes on fd 3, never in argv or env.
