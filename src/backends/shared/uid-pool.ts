@@ -119,12 +119,15 @@ export function verifyUidAhead(range: UidRange, pluginId: string): void {
   const key = rangeKey(range);
   if (spares.has(key)) return;
   let locks: LeaseLocks;
+  let uid: number | undefined;
+  // Never throws: it runs from a timer of the host's, where a throw would end the host (the lease that follows
+  // meets the same error and reports it).
   try {
     locks = leaseLocks(pluginId);
+    uid = findFree(range, locks);
   } catch {
     return;
   }
-  const uid = findFree(range, locks);
   if (uid === undefined) return;
   const expiry = setTimeout(() => {
     if (spares.get(key)?.uid !== uid) return;
@@ -159,7 +162,12 @@ function findFree(range: UidRange, locks: LeaseLocks): number | undefined {
     const uid = range.start + ((first + i) % size);
     if (RESERVED_UIDS.includes(uid) || busy?.has(uid)) continue;
     if (!locks.take(uid)) continue;
-    busy ??= uidsInUse();
+    try {
+      busy ??= uidsInUse();
+    } catch (error) {
+      locks.give(uid);
+      throw error;
+    }
     if (busy.has(uid)) {
       locks.give(uid);
       continue;
