@@ -5,11 +5,9 @@
 // worker thread, serves calls, and exits as soon as the connection closes: a host killed with SIGKILL leaves
 // no runner behind.
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { connect as connectUnix } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { MessageChannel, Worker } from 'node:worker_threads';
 import {
   encodeFrame,
@@ -31,16 +29,37 @@ import { runnerHostApi } from './runner-host-api.js';
 import { startRuntime } from './start-runtime.js';
 import { WARM_RUNNER, warmUp } from './warm-up.js';
 
-const { values } = parseArgs({
-  options: { 'plugin-id': { type: 'string' }, socket: { type: 'string' }, connect: { type: 'string' } },
-  strict: true,
-});
+/**
+ * The command line: `--NAME VALUE` or `--NAME=VALUE` of the three options below, nothing else (what node:util's
+ * parseArgs with `strict` accepted; a later one of the same name wins). Read here rather than with parseArgs, whose
+ * two modules a runner compiled at every start (~1 ms of its CPU); anything else is the usage error.
+ */
+function parseOptions(
+  args: readonly string[],
+): Partial<Record<'plugin-id' | 'socket' | 'connect', string>> | undefined {
+  const values: Partial<Record<'plugin-id' | 'socket' | 'connect', string>> = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    if (!arg.startsWith('--') || (name !== 'plugin-id' && name !== 'socket' && name !== 'connect'))
+      return undefined;
+    const value = eq === -1 ? args[++i] : arg.slice(eq + 1);
+    // A value that is missing, or is itself an option, is an error (as parseArgs had it).
+    if (value === undefined || (eq === -1 && value.startsWith('-'))) return undefined;
+    values[name] = value;
+  }
+  return values;
+}
+const options = parseOptions(process.argv.slice(2));
+const values = options ?? {};
 /** The id it says Hello with; a warm runner (src/backends/pool/) takes its plugin's from the Welcome. */
 let pluginId = values['plugin-id'];
 /** Where to dial, as the host said (the host's transport decides; this program only dials it). */
 const address =
   values.connect ?? (values.socket === undefined ? undefined : `${UNIX_SCHEME}${values.socket}`);
 if (
+  options === undefined ||
   pluginId === undefined ||
   address === undefined ||
   (values.connect !== undefined && values.socket !== undefined)
@@ -133,10 +152,11 @@ const resultMeta = (fuelConsumed: number, startedAt: number | undefined) =>
 
 /**
  * node:worker_threads, loaded by the first worker: a plugin without host calls runs on this thread and never needs
- * it (~0.7 ms of a runner's start, and its modules' memory).
+ * it (~0.7 ms of a runner's start, and its modules' memory). Through the require main.js gives runner.js (this
+ * program is one CommonJS file: scripts/bundle.mjs), not one of node:module's (~0.4 ms more at every start): that
+ * require gives the runner its heap flags back first, which a Worker's heap is sized from.
  */
-const workerThreads = (): typeof import('node:worker_threads') =>
-  createRequire(import.meta.url)('node:worker_threads');
+const workerThreads = (): typeof import('node:worker_threads') => require('node:worker_threads');
 
 function startWorker(spec: PluginSpec, bytes: Uint8Array): void {
   const { MessageChannel, Worker } = workerThreads();

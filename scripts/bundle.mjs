@@ -65,9 +65,11 @@ const RUNNER_MAIN_JS = `// The runner program (sandbox-runner/main.ts), bundled 
 // Node 20 (V8 11.3) and 22 count the heap flags a runner starts with (--max-old-space-size, --max-semi-space-size) in
 // the flag hash that Node's own code cache of its built-in modules is checked against: with them, every built-in a
 // runner loads that is not in Node's startup snapshot (stream, net, vm, worker_threads: 37 modules) was compiled from
-// source. V8 sized this heap from the flags before any JavaScript ran, so they are set to their defaults while
-// runner.js's top level loads its modules (the heap's limits stay as the flags made them: v8.getHeapStatistics), then
-// back (a Worker's heap is sized from them). Node 24 leaves these flags out of the hash.
+// source. V8 sized this heap from the flags before any JavaScript ran (its heap_size_limit and semi-space cap do not
+// move when the flags do), so they are set to their defaults before runner.js loads, and stay so until runner.js
+// first takes node:worker_threads (runnerRequire below): a Worker's heap is sized from the flags as they are when it
+// starts. So the built-ins loaded after the Welcome (the WASM runtime's perf_hooks, WASI's crypto) come from Node's
+// cache too (perf_hooks' 9 modules from source: ~2-3 ms of a runner's CPU). Node 24 leaves these flags out of the hash.
 const heapFlags = process.execArgv.filter((a) => /^--max-(old|semi)-space-size=/.test(a));
 // V8's own binding where the process may take it (container mode): node:v8 loads 22 stream modules before it can
 // set a flag, and those then compile from source (runner CPU to Ready ~6-10 ms more). Node's permission model
@@ -119,8 +121,17 @@ if (out !== undefined)
     ownHash(true);
     require('node:fs').writeFileSync(out, Buffer.concat([Buffer.from(\`reed-code-cache \${st.size} \${Math.trunc(st.mtimeMs / 1000)}\\n\`), script.createCachedData()]));
   });
-script.runInThisContext()(module.exports, require, module, file, __dirname);
-ownHash(false);
+// The runner's own flags come back before its first Worker can exist: node:worker_threads reaches runner.js only
+// through this require (scripts/bundle.mjs checks that runner.js takes it nowhere else).
+let restored = false;
+const runnerRequire = (id) => {
+  if (!restored && (id === 'node:worker_threads' || id === 'worker_threads')) {
+    restored = true;
+    ownHash(false);
+  }
+  return require(id);
+};
+script.runInThisContext()(module.exports, runnerRequire, module, file, __dirname);
 `;
 
 /** The training plugin: example.hello's shape (the same imports and calls), self-contained. */
@@ -168,8 +179,18 @@ await build({
 }
 
 // runner.js is compiled through vm.Script (main.js) and no dynamic import() has a loader there: none may be in it.
-if (/\bimport\(/.test(readFileSync(join(outdir, 'runner.js'), 'utf8')))
-  throw new Error('bundle: dist/runner/runner.js calls import(), which main.js cannot serve (vm.Script)');
+// And node:worker_threads only through main.js's require, which gives the runner its heap flags back first (a
+// Worker's heap is sized from them): never through a require of runner.js's own making (createRequire).
+{
+  const runner = readFileSync(join(outdir, 'runner.js'), 'utf8');
+  if (/\bimport\(/.test(runner))
+    throw new Error('bundle: dist/runner/runner.js calls import(), which main.js cannot serve (vm.Script)');
+  const takes = runner.match(/[\w.$)]*\(\s*"(?:node:)?worker_threads"\s*\)/g) ?? [];
+  if (takes.length === 0 || takes.some((t) => !/^require\(/.test(t)))
+    throw new Error(
+      `bundle: dist/runner/runner.js takes node:worker_threads other than by main.js's require: ${takes}`,
+    );
+}
 await writeCodeCache();
 
 // In place: src/discovery/discover.ts starts its workers from the module beside it, and nothing imports it.
