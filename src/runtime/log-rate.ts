@@ -1,4 +1,13 @@
 /**
+ * Milliseconds on a monotonic clock of the process's own (only differences of it are used). Not performance.now():
+ * a runner's first log line (an init's) would load node:perf_hooks for it (~1 ms of a runner's start).
+ */
+function monotonicMs(): number {
+  const [s, ns] = process.hrtime();
+  return s * 1e3 + ns / 1e6;
+}
+
+/**
  * The log rate cap (limits.log_lines_per_second) as a token bucket refilled each second. One class for both
  * places that apply it: the host (PluginHostApi, authoritative, whatever sends the lines) and the WASM runtime,
  * which drops lines over the rate before they leave it, so a flood never becomes a flood of messages and frames
@@ -11,7 +20,7 @@ export class LogRate {
 
   constructor(readonly perSecond: number) {
     this.#tokens = perSecond;
-    this.#refilledAt = performance.now();
+    this.#refilledAt = monotonicMs();
   }
 
   /**
@@ -19,7 +28,7 @@ export class LogRate {
    * how many lines the last window dropped.
    */
   admit(onDropped: (dropped: number) => void): boolean {
-    const now = performance.now();
+    const now = monotonicMs();
     if (now - this.#refilledAt >= 1_000) {
       if (this.#dropped > 0) onDropped(this.#dropped);
       this.#dropped = 0;

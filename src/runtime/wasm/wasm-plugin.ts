@@ -1,6 +1,5 @@
 // Longer than most files: one class owns an instance's whole life and every import, because the per-call state
 // they share (output, fuel, deadline, the fatal error) must stay private to it.
-import { performance } from 'node:perf_hooks';
 import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
@@ -140,6 +139,13 @@ const lenient = new TextDecoder('utf-8');
 const EMPTY = new Uint8Array(0);
 /** What poll_oneoff's sleeps wait on (nothing ever wakes it: Atomics.wait times out). */
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+/**
+ * performance.now(), the clock a call's deadline is on (the host's own in mode none), taken from the global when a
+ * clock is first read: node:perf_hooks (9 modules, ~1 ms of a runner's CPU before its Ready) then loads only for a
+ * run with a deadline or a WASI sleep, never for a runner's plain calls (their deadline is 0: the host keeps it).
+ */
+let perf: typeof performance | undefined;
+const now = (): number => (perf ??= performance).now();
 /** Host fuel owed before it is taken from the guest's fuel global and the deadline is checked: 100 plain imports. */
 const SETTLE_FUEL = 100 * FUEL_PER_HOST_CALL;
 
@@ -688,7 +694,7 @@ export class WasmPlugin implements PluginRuntime {
 
   #checkDeadline(): void {
     if (this.#deadline === 0) return;
-    const clock = performance.now();
+    const clock = now();
     this.#clock = clock;
     if (clock > this.#deadline) throw this.#timeout();
   }
@@ -942,14 +948,14 @@ export class WasmPlugin implements PluginRuntime {
     for (;;) {
       const leftMs = Number(untilNs - process.hrtime.bigint()) / 1e6;
       if (leftMs <= 0) return;
-      const capMs = this.#deadline !== 0 ? this.#deadline - performance.now() : this.#sleepLeftMs;
+      const capMs = this.#deadline !== 0 ? this.#deadline - now() : this.#sleepLeftMs;
       if (capMs < leftMs) {
         if (capMs > 0) Atomics.wait(SLEEPER, 0, 0, capMs);
         throw this.#timeout();
       }
-      const started = performance.now();
+      const started = now();
       Atomics.wait(SLEEPER, 0, 0, leftMs);
-      this.#sleepLeftMs -= performance.now() - started;
+      this.#sleepLeftMs -= now() - started;
     }
   }
 
