@@ -68,8 +68,9 @@ const RUNNER_MAIN_JS = `// The runner program (sandbox-runner/main.ts), bundled 
 // source. V8 sized this heap from the flags before any JavaScript ran (its heap_size_limit and semi-space cap do not
 // move when the flags do), so they are set to their defaults before runner.js loads, and stay so until runner.js
 // first takes node:worker_threads (runnerRequire below): a Worker's heap is sized from the flags as they are when it
-// starts. So the built-ins loaded after the Welcome (the WASM runtime's perf_hooks, WASI's crypto) come from Node's
-// cache too (perf_hooks' 9 modules from source: ~2-3 ms of a runner's CPU). Node 24 leaves these flags out of the hash.
+// starts. So the built-ins loaded after the Welcome (WASI's crypto, TLS, perf_hooks for a deadline) come from Node's
+// cache too (perf_hooks' 9 modules from source were ~2-3 ms of a runner's CPU). Node 24 leaves these flags out of
+// the hash.
 const heapFlags = process.execArgv.filter((a) => /^--max-(old|semi)-space-size=/.test(a));
 // V8's own binding where the process may take it (container mode): node:v8 loads 22 stream modules before it can
 // set a flag, and those then compile from source (runner CPU to Ready ~6-10 ms more). Node's permission model
