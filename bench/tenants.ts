@@ -133,7 +133,11 @@ const { parentPort } = require('node:worker_threads');
 const cell = new Int32Array(new SharedArrayBuffer(4));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 // "<pid>/task/<tid>": the thread's id, for its scheduling (CLOCK_SCHED).
-parentPort.postMessage(['tid', Number(require('node:fs').readlinkSync('/proc/thread-self').split('/')[2])]);
+let tid = 0;
+try {
+  tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/')[2]);
+} catch {}
+parentPort.postMessage(['tid', tid]);
 parentPort.on('message', ({ phase, start, count }) => {
   for (let k = 0; k < count; k++) {
     const at = start + k;
@@ -180,6 +184,7 @@ export class Clock {
     this.#worker.on('message', ([phase, k, late]: [number | 'tid', number, number]) => {
       if (phase === 'tid') {
         try {
+          if (k === 0) throw new Error('no thread id (not Linux)');
           execFileSync('chrt', [...CLOCK_SCHED.slice(0, 1), '-p', ...CLOCK_SCHED.slice(1), String(k)], {
             stdio: 'ignore',
           });
