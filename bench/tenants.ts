@@ -122,8 +122,9 @@ const PACINGS: readonly Pacing[] = ['clock', 'spin'];
 /**
  * The clock thread's scheduling (`chrt` on its thread id): SCHED_FIFO at the lowest real-time priority. It is the
  * bench's client, which on a hosting platform runs on other machines with CPUs of its own: its wake-up at a due time
- * should not wait behind the system under test's threads, nor the machine's other processes. It runs a few
- * microseconds per due time and sleeps otherwise; whatever lateness is left stays in the latency (and is printed).
+ * should not wait behind the system under test's threads, nor the machine's other processes. It sleeps between due
+ * times (its CPU: ~50 us a due time on the project's VM, mostly the price of a timed wake-up there; the old pacing's
+ * client took 225-589 ms/s); whatever lateness is left stays in the latency (and is printed).
  */
 const CLOCK_SCHED = ['-f', '1'];
 
