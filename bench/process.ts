@@ -22,6 +22,7 @@ import {
   type RunnerProcess,
   runnerCgroupLimits,
 } from '../src/backends/process/runner-process.js';
+import { RunnerLink } from '../src/backends/shared/runner-link.js';
 import { PACKAGE_ROOT } from '../src/backends/shared/runner-program.js';
 import { newSession } from '../src/backends/shared/session.js';
 import { DEFAULT_RUNNER_UIDS } from '../src/backends/shared/uid-pool.js';
@@ -31,6 +32,8 @@ import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import { DEFAULT_LIMITS } from '../src/manifest/limits.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../src/protocol/frames.js';
+import type { PluginSpec } from '../src/protocol/messages.js';
+import type { HostApi } from '../src/runtime/host-api.js';
 import { filterBytes, tracingFilter } from '../src/seccomp-filter.js';
 import { fmt, median, printTable, type Row } from './report.js';
 
@@ -368,6 +371,92 @@ async function cgroupEchoRows(dir: string): Promise<Row[] | undefined> {
   }
 }
 
+/**
+ * The host's end of the protocol alone, against the raw echo's peer program: RunnerConnection and RunnerLink (the
+ * handshake done, then `request` per call, as a sandbox's call makes it) over a Unix socket to
+ * bench/link-echo-child.js, which is raw-echo-child.js plus its Hello and Ready. Alternating blocks with the raw echo
+ * on one CPU, as the round trip's. No target: it tells whether the host's code or its peer makes the host's share of
+ * the round trip's gap (docs/BENCHMARKS.md, 2026-12-01, session 12: in a scratch harness's longer runs the host's CPU
+ * was 1.00-1.04x the raw client's against the same peer, while against our runner it was 1.2-1.8x).
+ */
+async function linkEchoRows(dir: string): Promise<Row[]> {
+  const pluginId = 'bench.link-echo';
+  const secret = 'bench-link-echo-secret';
+  const all = `0-${cpus().length - 1}`;
+  pinTree(process.pid, '0'); // before the peer starts: born on that CPU, as the raw echo's peer is
+  const socketPath = join(mkdtempSync(join(dir, 'link-')), 'link.sock');
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(socketPath, r));
+  const connected = new Promise<Socket>((r) => server.once('connection', r));
+  const child = spawn(
+    process.execPath,
+    [join(REPO, 'dist/bench/link-echo-child.js'), socketPath, pluginId, secret],
+    { stdio: 'ignore' },
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const socket = await Promise.race([
+    connected,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the link echo peer did not connect within 60 s')), 60_000);
+    }),
+  ]).catch((error: unknown) => {
+    server.close();
+    child.kill();
+    pinTree(process.pid, all);
+    throw error;
+  });
+  clearTimeout(timer);
+  const raw = await rawEcho(mkdtempSync(join(dir, 'raw-link-')));
+  const runnerLink = new RunnerLink(socket, {
+    pluginId,
+    secret,
+    maxFrameBytes: DEFAULT_LIMITS.maxOutputBytes + 1024 * 1024, // as runner-endpoint.ts bounds a runner's
+    handshakeTimeoutMs: 10_000,
+    logger: pino({ level: 'silent' }),
+    host: {} as HostApi, // the peer makes no host calls
+  });
+  try {
+    await runnerLink.handshake();
+    await runnerLink.welcome({ id: pluginId } as PluginSpec, new Uint8Array(0));
+    const call = () =>
+      new Promise<void>((resolve, reject) =>
+        runnerLink.request('echo', input, undefined, { result: () => resolve(), error: reject }),
+      );
+    const linkSeq: number[] = [];
+    const rawSeq: number[] = [];
+    const linkCpu: BlockCpu[] = [];
+    const rawCpu: BlockCpu[] = [];
+    for (let block = 0; block < 10; block++) {
+      linkSeq.push(...(await cpuBlock(call, 300, child.pid as number, linkCpu)));
+      rawSeq.push(...(await cpuBlock(raw.call, 300, raw.pid, rawCpu)));
+    }
+    const l = medianCpu(linkCpu);
+    const r = medianCpu(rawCpu);
+    return [
+      {
+        figure: "reference: the host's RunnerConnection and RunnerLink against the raw echo's peer (median)",
+        value: `${fmt(median(linkSeq), 1)} us`,
+        baseline: `${fmt(median(rawSeq), 1)} us raw socket echo`,
+        ratio: `${fmt(median(linkSeq) / median(rawSeq), 2)}x`,
+        target: '',
+      },
+      {
+        figure: "  CPU per round trip, both ends (host's process / peer)",
+        value: `${fmt(l.both, 1)} (${fmt(l.host, 1)} / ${fmt(l.peer, 1)}) us`,
+        baseline: `${fmt(r.both, 1)} (${fmt(r.host, 1)} / ${fmt(r.peer, 1)}) us`,
+        ratio: `${fmt(l.both / r.both, 2)}x (host ${fmt(l.host / r.host, 2)}x)`,
+        target: '',
+      },
+    ];
+  } finally {
+    runnerLink.destroy();
+    server.close();
+    child.kill();
+    await raw.close();
+    pinTree(process.pid, all);
+  }
+}
+
 /** Sets the CPU affinity of a process, all its threads and all its descendants (taskset). */
 export function pinTree(pid: number, cpuList: string): void {
   spawnSync('taskset', ['-acp', cpuList, String(pid)], { stdio: 'ignore' });
@@ -473,6 +562,7 @@ export async function runProcessBench(): Promise<boolean> {
     }
     const { oursSeq, rawSeq, oursCpu, rawCpu } = await roundTrips(ours, pid, dir);
     const cgroupEcho = await cgroupEchoRows(dir);
+    const linkEcho = await linkEchoRows(dir);
     const raw = await rawEcho(dir);
     const oursPar = await inFlight(ours, 50_000);
     const rawPar = await inFlight(raw.call, 50_000);
@@ -502,6 +592,7 @@ export async function runProcessBench(): Promise<boolean> {
       },
       ...cpuRows('process mode', oursCpu, rawCpu, 'runner (bwrap and its sandbox)'),
       ...(cgroupEcho ?? []),
+      ...linkEcho,
       {
         figure: 'throughput, 64 calls in flight',
         value: `${fmt(oursPar)}/s`,
