@@ -145,7 +145,10 @@ const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
  * run with a deadline or a WASI sleep, never for a runner's plain calls (their deadline is 0: the host keeps it).
  */
 let perf: typeof performance | undefined;
-const now = (): number => (perf ??= performance).now();
+const now = (): number => {
+  if (perf === undefined) perf = performance;
+  return perf.now();
+};
 /** Host fuel owed before it is taken from the guest's fuel global and the deadline is checked: 100 plain imports. */
 const SETTLE_FUEL = 100 * FUEL_PER_HOST_CALL;
 
