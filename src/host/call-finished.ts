@@ -3,10 +3,10 @@ import { now } from '../backends/shared/call-deadlines.js';
 import { ReedError } from '../errors.js';
 import type { CallFinishedEvent } from '../events/events.js';
 import { publishCallFinished } from '../events/events.js';
-import type { SandboxMode } from '../manifest/types.js';
 
 /**
- * One call being watched for `reed:call:finished` (made only when the channel has a subscriber): the event itself,
+ * One call being watched for `reed:call:finished` (made only when the channel has a subscriber, by PluginHost's
+ * call, as an object literal there: V8 allocates it inline in the caller's optimized code): the event itself,
  * published once the call settles (callOk, callFailed). Until then its `durationMs` holds the call's start: the
  * clock read the host makes for every call and hands the sandbox (Sandbox.call's `startedAt`: mode none counts its
  * deadline from it). A sandbox that read the clock when it had the outcome (mode none) reports that
@@ -14,22 +14,6 @@ import type { SandboxMode } from '../manifest/types.js';
  * reaction (Generation.call), not a promise more.
  */
 export type CallWatch = CallFinishedEvent;
-
-/**
- * A plain object literal, not a class: V8 (Node 20) allocates a literal inline in the caller's optimized code, but
- * constructed a class with fields and a private field through its generic construct stub: ~20 ns against ~50 ns a
- * call here. (An object spread had cost ~3 us a call: none is made.)
- */
-export function callWatch(
-  session: string,
-  tenant: string | undefined,
-  pluginId: string,
-  mode: SandboxMode | undefined,
-  fn: string,
-  startedAt: number,
-): CallWatch {
-  return { session, tenant, pluginId, mode, fn, code: 'ok', durationMs: startedAt, fuelConsumed: 0 };
-}
 
 export function callOk(watch: CallWatch, result: CallOutcome): void {
   watch.durationMs = (result.stats.endedAt ?? now()) - watch.durationMs;

@@ -467,7 +467,7 @@ export class PluginSet {
  * ~430 instructions a lookup, two a call: ~2.4 % of a process-mode call's host instructions, callgrind). A property
  * name is internalized when it is defined: that is the copy taken here.
  */
-function internalized(id: string): string {
+export function internalized(id: string): string {
   return Object.keys({ [id]: 0 })[0] as string;
 }
 
