@@ -11,17 +11,33 @@ export const CALL_BUCKETS = [
   0.5, 1, 2.5, 5, 10, 30,
 ];
 
-/** The calls of one (tenant, plugin, mode): plain numbers on the call path, turned into series at scrape. */
+/**
+ * The calls of one (tenant, plugin, mode): plain numbers on the call path, turned into series at scrape. A call adds
+ * to its bucket, the sum and the fuel, and a failed one to its code; the count (the buckets' total) and the calls
+ * that succeeded (the count less the failures) are worked out at scrape, not counted on every call.
+ */
 interface CallSeries {
   labels: PluginLabels;
-  /** Calls that succeeded; `codes` the others by code. */
-  ok: number;
+  /** The calls that failed, by code. */
   codes: Map<string, number>;
   /** Per bucket (not cumulative), and one more for +Inf. */
   buckets: Float64Array;
-  count: number;
   sum: number;
   fuel: number;
+}
+
+/** The calls of a series: its buckets' total. */
+function countOf(series: CallSeries): number {
+  let count = 0;
+  for (const n of series.buckets) count += n;
+  return count;
+}
+
+/** The calls of a series that succeeded: all but those that failed. */
+function okOf(series: CallSeries): number {
+  let failed = 0;
+  for (const n of series.codes.values()) failed += n;
+  return countOf(series) - failed;
 }
 
 export class CallMetrics {
@@ -62,15 +78,13 @@ export class CallMetrics {
     )
       series = this.#seriesOf(event);
     if (series === undefined) return;
-    if (event.code === 'ok') series.ok++;
-    else series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
+    if (event.code !== 'ok') series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
     const seconds = event.durationMs / 1000;
     const buckets = series.buckets;
     const bounds = this.#bounds;
     let i = 0;
     while (i < bounds.length && seconds > (bounds[i] as number)) i++;
     buckets[i] = (buckets[i] as number) + 1;
-    series.count++;
     series.sum += seconds;
     series.fuel += event.fuelConsumed;
   };
@@ -92,10 +106,8 @@ export class CallMetrics {
       if (series === undefined) {
         series = {
           labels: { tenant, plugin, mode: event.mode ?? 'none' },
-          ok: 0,
           codes: new Map(),
           buckets: new Float64Array(CALL_BUCKETS.length + 1),
-          count: 0,
           sum: 0,
           fuel: 0,
         };
@@ -129,12 +141,13 @@ export class CallMetrics {
       'Calls through PluginHost.call, by outcome code (ok or the error code)',
       'counter',
       () =>
-        [...calls.values()].flatMap((s) =>
-          [...(s.ok > 0 ? [['ok', s.ok] as const] : []), ...s.codes].map(([code, value]) => ({
+        [...calls.values()].flatMap((s) => {
+          const ok = okOf(s);
+          return [...(ok > 0 ? [['ok', ok] as const] : []), ...s.codes].map(([code, value]) => ({
             labels: { ...s.labels, code },
             value,
-          })),
-        ),
+          }));
+        }),
     );
     metric(
       'reed_fuel_consumed_total',
@@ -148,6 +161,7 @@ export class CallMetrics {
       'histogram',
       () =>
         [...calls.values()].flatMap((s) => {
+          const count = countOf(s);
           const out: (MetricValue<string> & { metricName: string })[] = [];
           let cumulative = 0;
           CALL_BUCKETS.forEach((le, i) => {
@@ -161,13 +175,13 @@ export class CallMetrics {
           out.push({
             metricName: 'reed_call_duration_seconds_bucket',
             labels: { ...s.labels, le: '+Inf' },
-            value: s.count,
+            value: count,
           });
           out.push({ metricName: 'reed_call_duration_seconds_sum', labels: { ...s.labels }, value: s.sum });
           out.push({
             metricName: 'reed_call_duration_seconds_count',
             labels: { ...s.labels },
-            value: s.count,
+            value: count,
           });
           return out;
         }),

@@ -115,6 +115,44 @@ describe('label bounds', () => {
     ).toBe(0);
   });
 
+  it('a series counts every outcome once: ok calls, failed ones by code, the histogram over all of them', async () => {
+    const metrics = new ReedMetrics({ targets: () => [], sessions: (s) => s === 'counted' });
+    cleanups.push(() => metrics.close());
+    const call = (pluginId: string, code: 'ok' | 'call_timeout' | 'wasm_trap', durationMs: number) =>
+      publish('reed:call:finished', {
+        session: 'counted',
+        pluginId,
+        mode: 'none',
+        fn: 'f',
+        code,
+        durationMs,
+        fuelConsumed: 1,
+      });
+    for (const ms of [0.001, 0.02, 3, 40_000]) call('mixed', 'ok', ms);
+    call('mixed', 'call_timeout', 5000);
+    call('mixed', 'wasm_trap', 0.2);
+    call('mixed', 'wasm_trap', 0.2);
+    call('failing', 'wasm_trap', 1);
+    const s = samples(await metrics.text());
+    const calls = [...s].filter(([k]) => k.startsWith('reed_calls_total'));
+    expect(calls).toEqual([
+      ['reed_calls_total{tenant="default",plugin="mixed",mode="none",code="ok"}', 4],
+      ['reed_calls_total{tenant="default",plugin="mixed",mode="none",code="call_timeout"}', 1],
+      ['reed_calls_total{tenant="default",plugin="mixed",mode="none",code="wasm_trap"}', 2],
+      // Only failures: no ok sample at all (not an ok of 0).
+      ['reed_calls_total{tenant="default",plugin="failing",mode="none",code="wasm_trap"}', 1],
+    ]);
+    const l = 'tenant="default",plugin="mixed",mode="none"';
+    expect(s.get(`reed_call_duration_seconds_count{${l}}`)).toBe(7);
+    expect(s.get(`reed_call_duration_seconds_bucket{${l},le="+Inf"}`)).toBe(7);
+    // 40 s is past the last bound (30): in +Inf only.
+    expect(s.get(`reed_call_duration_seconds_bucket{${l},le="30"}`)).toBe(6);
+    expect(s.get(`reed_call_duration_seconds_bucket{${l},le="0.00001"}`)).toBe(1);
+    expect(s.get(`reed_call_duration_seconds_bucket{${l},le="0.00025"}`)).toBe(4);
+    expect(s.get(`reed_call_duration_seconds_sum{${l}}`)).toBeCloseTo(45_003.421 / 1000, 9);
+    expect(s.get('reed_call_duration_seconds_count{tenant="default",plugin="failing",mode="none"}')).toBe(1);
+  });
+
   it('after close, events no longer count', async () => {
     const metrics = new ReedMetrics({ targets: () => [] });
     metrics.close();
