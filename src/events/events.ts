@@ -232,6 +232,63 @@ const CHANNELS = Object.fromEntries(
 let callListeners: readonly ((event: CallFinishedEvent) => void)[] = [];
 const CALL_CHANNEL = CHANNELS['reed:call:finished'];
 
+/**
+ * Where a call's outcome is added up (a metrics registry's series of one tenant, plugin and mode): `add` is the one
+ * place that says what a finished call records there, whether it came as an event or directly.
+ */
+export interface CallSink {
+  add(code: string, durationMs: number, fuelConsumed: number): void;
+}
+
+/**
+ * A subscriber of `reed:call:finished` that can also be given a call without its event (the metrics registry).
+ * When it is the only subscriber (no other in the list, none on the channel), a call settled at once (mode none)
+ * adds to the sink it hands out instead of building and publishing the event; everything else gets the event.
+ */
+export interface CallRecorder {
+  readonly onCall: (event: CallFinishedEvent) => void;
+  /** The sink of a host's (session, tenant) calls to a plugin in a mode; undefined when it does not count them. */
+  sinkOf(
+    session: string,
+    tenant: string | undefined,
+    pluginId: string,
+    mode: SandboxMode,
+  ): CallSink | undefined;
+}
+
+/** The recorders subscribed, by their listener. */
+const recorders = new WeakMap<(event: CallFinishedEvent) => void, CallRecorder>();
+/** The recorder whose listener is the list's only one. */
+let soleRecorder: CallRecorder | undefined;
+/**
+ * Changes whenever the list does: a sink kept by a generation is good while this has not changed since it was
+ * taken (a recorder unsubscribed, or another subscriber came, and the sink must no longer be added to directly).
+ */
+let callListenersVersion = 0;
+
+function setCallListeners(listeners: readonly ((event: CallFinishedEvent) => void)[]): void {
+  callListeners = listeners;
+  callListenersVersion++;
+  soleRecorder =
+    listeners.length === 1 ? recorders.get(listeners[0] as (event: CallFinishedEvent) => void) : undefined;
+}
+
+/** The recorder that may be given a call directly (the only subscriber), or undefined: then publish the event. */
+export function soleCallRecorder(): CallRecorder | undefined {
+  return soleRecorder === undefined || CALL_CHANNEL.hasSubscribers ? undefined : soleRecorder;
+}
+
+/** See callListenersVersion. */
+export function callSubscribersVersion(): number {
+  return callListenersVersion;
+}
+
+/** Subscribes a recorder to `reed:call:finished` (its `onCall`); returns the unsubscribe. */
+export function subscribeCallRecorder(recorder: CallRecorder): () => void {
+  recorders.set(recorder.onCall, recorder);
+  return subscribeEvent('reed:call:finished', recorder.onCall);
+}
+
 /** Whether anyone listens: hot paths check this before they build a payload or read a clock. */
 export function hasSubscribers(name: EventName): boolean {
   return name === 'reed:call:finished' ? hasCallSubscribers() : CHANNELS[name].hasSubscribers;
@@ -288,13 +345,13 @@ export function subscribeEvent<N extends EventName>(
 ): () => void {
   if (name === 'reed:call:finished') {
     const onCall = listener as (event: CallFinishedEvent) => void;
-    callListeners = [...callListeners, onCall];
+    setCallListeners([...callListeners, onCall]);
     let subscribed = true;
     return () => {
       if (!subscribed) return;
       subscribed = false;
       const at = callListeners.indexOf(onCall);
-      callListeners = callListeners.filter((_, i) => i !== at);
+      setCallListeners(callListeners.filter((_, i) => i !== at));
     };
   }
   const onMessage = listener as (message: unknown, name: string | symbol) => void;

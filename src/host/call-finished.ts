@@ -1,8 +1,9 @@
 import type { CallOutcome } from '../backends/sandbox.js';
 import { now } from '../backends/shared/call-deadlines.js';
 import { ReedError } from '../errors.js';
-import type { CallFinishedEvent } from '../events/events.js';
+import type { CallFinishedEvent, CallRecorder, CallSink } from '../events/events.js';
 import { publishCallFinished } from '../events/events.js';
+import type { SandboxMode } from '../manifest/types.js';
 
 /**
  * One call being watched for `reed:call:finished` (made only when the channel has a subscriber, by PluginHost's
@@ -14,6 +15,16 @@ import { publishCallFinished } from '../events/events.js';
  * reaction (Generation.call), not a promise more.
  */
 export type CallWatch = CallFinishedEvent;
+
+/**
+ * The host, for a call given to the sole recorder without an event (Generation.call): it makes the event when the
+ * call needs one after all (not settled at once, failed, or the recorder's sink is not to be used), and asks the
+ * recorder for this host's sink.
+ */
+export interface CallEvents {
+  callEvent(pluginId: string, mode: SandboxMode | undefined, fn: string, startedAt: number): CallWatch;
+  sinkOf(recorder: CallRecorder, pluginId: string, mode: SandboxMode): CallSink | undefined;
+}
 
 export function callOk(watch: CallWatch, result: CallOutcome): void {
   watch.durationMs = (result.stats.endedAt ?? now()) - watch.durationMs;

@@ -1,7 +1,14 @@
 import type { LoadPlan } from '../backends/backend.js';
 import type { CallOptions, CallOutcome, Sandbox } from '../backends/sandbox.js';
+import { now as clock } from '../backends/shared/call-deadlines.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
-import { type CallWatch, callFailed, callOk } from './call-finished.js';
+import {
+  type CallRecorder,
+  type CallSink,
+  callSubscribersVersion,
+  soleCallRecorder,
+} from '../events/events.js';
+import { type CallEvents, type CallWatch, callFailed, callOk } from './call-finished.js';
 
 /**
  * One started version of a plugin: its candidate, its plan (kept so that a rollback can start it again without
@@ -11,6 +18,12 @@ import { type CallWatch, callFailed, callOk } from './call-finished.js';
 export class Generation {
   #inFlight = 0;
   #idle: (() => void)[] = [];
+  /**
+   * The sole call recorder's sink for this generation's calls (a metrics registry's series), and the subscribers'
+   * version it was taken at: good while that version holds. Dropped with the generation (upgrade, removal).
+   */
+  #sink: CallSink | undefined = undefined;
+  #sinkVersion = -1;
 
   constructor(
     readonly candidate: ParsedCandidate,
@@ -40,6 +53,7 @@ export class Generation {
     options?: CallOptions,
     startedAt?: number,
     watch?: CallWatch,
+    events?: CallEvents,
   ): Promise<CallOutcome> {
     // A call the sandbox answers at once (mode none, not idle) is never in flight: no drain can begin in between,
     // so it is not counted, and nothing waits for a reaction (~400 instructions a call less, callgrind).
@@ -49,6 +63,8 @@ export class Generation {
       try {
         now = sandbox.callNow(fn, input, options, startedAt);
       } catch (error) {
+        if (watch === undefined && events !== undefined && startedAt !== undefined)
+          watch = events.callEvent(this.candidate.id, this.plan.mode, fn, startedAt);
         if (watch !== undefined) callFailed(watch, error);
         return Promise.reject(error);
       }
@@ -57,9 +73,13 @@ export class Generation {
         // looked it up: ~270 instructions a call).
         const settled = Promise.resolve(now);
         if (watch !== undefined) callOk(watch, now);
+        else if (events !== undefined && startedAt !== undefined) this.#record(events, fn, startedAt, now);
         return settled;
       }
     }
+    // Not settled at once: the event after all, for whoever listens when the call settles.
+    if (watch === undefined && events !== undefined && startedAt !== undefined)
+      watch = events.callEvent(this.candidate.id, this.plan.mode, fn, startedAt);
     this.#inFlight++;
     let outcome: Promise<CallOutcome>;
     try {
@@ -91,6 +111,25 @@ export class Generation {
         callFailed(watch, error);
       },
     );
+  }
+
+  /**
+   * A call settled at once, given to the sole recorder's sink without an event (what the sink records is its own
+   * `add`, the same as from the event). When the recorder has changed, or another subscriber came, or the recorder
+   * does not count this host, the event is built and published as for any call.
+   */
+  #record(events: CallEvents, fn: string, startedAt: number, result: CallOutcome): void {
+    let sink = this.#sink;
+    if (this.#sinkVersion !== callSubscribersVersion() || sink === undefined) {
+      sink = undefined;
+      const recorder: CallRecorder | undefined = soleCallRecorder();
+      if (recorder !== undefined) sink = events.sinkOf(recorder, this.candidate.id, this.plan.mode);
+      this.#sink = sink;
+      this.#sinkVersion = callSubscribersVersion();
+    }
+    if (sink === undefined || soleCallRecorder() === undefined)
+      callOk(events.callEvent(this.candidate.id, this.plan.mode, fn, startedAt), result);
+    else sink.add('ok', (result.stats.endedAt ?? clock()) - startedAt, result.stats.fuelConsumed);
   }
 
   /** #settled as a function made once, for the calls nobody watches. */

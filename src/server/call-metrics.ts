@@ -2,7 +2,8 @@
 // `reed:call:finished`: every call's path, so a call only adds to plain numbers of its series (kept for the same
 // plugin as the last call without a key built); the Prometheus series are made from them at scrape.
 import type { Metric, MetricValue, Registry } from 'prom-client';
-import type { CallFinishedEvent } from '../events/events.js';
+import type { CallFinishedEvent, CallRecorder, CallSink } from '../events/events.js';
+import type { SandboxMode } from '../manifest/types.js';
 import { type MetricLabels, NO_PLUGIN, OTHER_PLUGIN, type PluginLabels } from './metric-labels.js';
 
 /** Seconds. A mode-none call takes microseconds, a process call ~100 us, a container one more; deadlines are seconds. */
@@ -11,19 +12,36 @@ export const CALL_BUCKETS = [
   0.5, 1, 2.5, 5, 10, 30,
 ];
 
+/** CALL_BUCKETS as a typed array: the plain array was read again at each bound, with its map and length checks. */
+const BOUNDS = Float64Array.from(CALL_BUCKETS);
+
 /**
  * The calls of one (tenant, plugin, mode): plain numbers on the call path, turned into series at scrape. A call adds
  * to its bucket, the sum and the fuel, and a failed one to its code; the count (the buckets' total) and the calls
  * that succeeded (the count less the failures) are worked out at scrape, not counted on every call.
  */
-interface CallSeries {
-  labels: PluginLabels;
+class CallSeries implements CallSink {
   /** The calls that failed, by code. */
-  codes: Map<string, number>;
+  readonly codes = new Map<string, number>();
   /** Per bucket (not cumulative), and one more for +Inf. */
-  buckets: Float64Array;
-  sum: number;
-  fuel: number;
+  readonly buckets = new Float64Array(CALL_BUCKETS.length + 1);
+  sum = 0;
+  fuel = 0;
+
+  constructor(readonly labels: PluginLabels) {}
+
+  /** What a finished call records, from its event (CallMetrics.onCall) or directly (a mode-none call, Generation). */
+  add(code: string, durationMs: number, fuelConsumed: number): void {
+    if (code !== 'ok') this.codes.set(code, (this.codes.get(code) ?? 0) + 1);
+    const seconds = durationMs / 1000;
+    const buckets = this.buckets;
+    const bounds = BOUNDS;
+    let i = 0;
+    while (i < bounds.length && seconds > (bounds[i] as number)) i++;
+    buckets[i] = (buckets[i] as number) + 1;
+    this.sum += seconds;
+    this.fuel += fuelConsumed;
+  }
 }
 
 /** The calls of a series: its buckets' total. */
@@ -40,7 +58,7 @@ function okOf(series: CallSeries): number {
   return countOf(series) - failed;
 }
 
-export class CallMetrics {
+export class CallMetrics implements CallRecorder {
   readonly #labels: MetricLabels;
   readonly #calls = new Map<string, CallSeries>();
   /**
@@ -52,12 +70,6 @@ export class CallMetrics {
   #lastMode: string | undefined = undefined;
   #lastTenant: string | undefined = undefined;
   #lastSeries: CallSeries | undefined = undefined;
-  /**
-   * CALL_BUCKETS as a typed array read once a call: the module's array was read again at each bound, its hole
-   * (temporal dead zone) check, map and length with it.
-   */
-  readonly #bounds = Float64Array.from(CALL_BUCKETS);
-
   constructor(registry: Registry, labels: MetricLabels) {
     this.#labels = labels;
     this.#register(registry);
@@ -77,20 +89,23 @@ export class CallMetrics {
       event.tenant !== this.#lastTenant
     )
       series = this.#seriesOf(event);
-    if (series === undefined) return;
-    if (event.code !== 'ok') series.codes.set(event.code, (series.codes.get(event.code) ?? 0) + 1);
-    const seconds = event.durationMs / 1000;
-    const buckets = series.buckets;
-    const bounds = this.#bounds;
-    let i = 0;
-    while (i < bounds.length && seconds > (bounds[i] as number)) i++;
-    buckets[i] = (buckets[i] as number) + 1;
-    series.sum += seconds;
-    series.fuel += event.fuelConsumed;
+    if (series !== undefined) series.add(event.code, event.durationMs, event.fuelConsumed);
   };
 
+  /** CallRecorder's: the series a call settled at once adds to without its event (see events.ts). */
+  sinkOf(
+    session: string,
+    tenant: string | undefined,
+    pluginId: string,
+    mode: SandboxMode,
+  ): CallSink | undefined {
+    return this.#seriesOf({ session, tenant, pluginId, mode });
+  }
+
   /** The series of a call's labels, made on its first call; undefined for a host this registry does not count. */
-  #seriesOf(event: CallFinishedEvent): CallSeries | undefined {
+  #seriesOf(
+    event: Pick<CallFinishedEvent, 'session' | 'tenant' | 'pluginId' | 'mode'>,
+  ): CallSeries | undefined {
     const tenant = this.#labels.tenantOf(event);
     if (tenant === null) return undefined;
     // A call to an id no host loaded has no mode: one series for all of them, whatever id the caller sent.
@@ -104,13 +119,7 @@ export class CallMetrics {
         series = this.#calls.get(key);
       }
       if (series === undefined) {
-        series = {
-          labels: { tenant, plugin, mode: event.mode ?? 'none' },
-          codes: new Map(),
-          buckets: new Float64Array(CALL_BUCKETS.length + 1),
-          sum: 0,
-          fuel: 0,
-        };
+        series = new CallSeries({ tenant, plugin, mode: event.mode ?? 'none' });
         this.#calls.set(key, series);
       }
     }

@@ -40,7 +40,7 @@ export class MetricLabels {
   }
 
   /** The event's tenant (`default` for a host without one), or null for a host this registry does not count. */
-  tenantOf(event: EventBase | CallFinishedEvent): string | null {
+  tenantOf(event: { session: string; tenant?: string | undefined }): string | null {
     if (this.#sessions !== undefined && !this.#sessions(event.session)) return null;
     const own = (event as { tenant?: unknown }).tenant;
     if (typeof own === 'string') return own;

@@ -4,7 +4,12 @@
 // lifecycle's counters and gauges from their events), scrape-gauges.ts and tenant-disk.ts (states, memory, CPU,
 // storage, disk, quota rejections, read from the hosts at scrape); metrics-server.ts serves a scrape over TCP.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type EventBase, subscribeEvent, subscribeImageBuilt } from '../events/events.js';
+import {
+  type EventBase,
+  subscribeCallRecorder,
+  subscribeEvent,
+  subscribeImageBuilt,
+} from '../events/events.js';
 import { LOADER_VERSION } from '../version.js';
 import { CallMetrics } from './call-metrics.js';
 import { type LabelOptions, MetricLabels } from './metric-labels.js';
@@ -145,7 +150,7 @@ export class ReedMetrics {
     const on = this.#unsubscribes;
     const labels = this.#labels;
     const calls = this.#calls;
-    on.push(subscribeEvent('reed:call:finished', calls.onCall));
+    on.push(subscribeCallRecorder(calls));
     const started = (e: EventBase & { runtime?: string }, reason: string, startMs: number | undefined) => {
       const l = labels.of(e);
       if (l === undefined) return;
