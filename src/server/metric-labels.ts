@@ -1,7 +1,7 @@
 // The labels every metric of src/server/metrics.ts shares, and what bounds them: tenants come from the hosts (never a
 // caller's text), plugin ids are kept up to maxPlugins (tenant, plugin) pairs and `_other` after; codes, modes and
 // reasons are the loader's own bounded sets.
-import type { CallFinishedEvent, EventBase } from '../events/events.js';
+import type { EventBase } from '../events/events.js';
 
 export const DEFAULT_MAX_PLUGINS = 1000;
 /** The plugin label of a call to an id no host has loaded (the id is the caller's text: never a label). */
