@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RunnerLink } from '../../src/backends/shared/runner-link.js';
-import { encodeFrame, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import { encodeFrame, FrameDecoder, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
@@ -83,5 +83,36 @@ describe('a malformed reply', () => {
       code: 'protocol_violation',
       message: expect.stringContaining('malformed Result frame'),
     });
+  });
+});
+
+describe('call ids', () => {
+  // A frame carries its id in 32 bits. Before, the link counted on past 2^32 - 1: the 2^32nd call went out as id 0
+  // and its reply, waited for under 2^32, ended the link as a reply for an unknown call.
+  it('start again at 1 after 2^32 - 1, skipping an id still waiting', async () => {
+    const { link, runner } = await linked();
+    const seen: number[] = [];
+    const decoder = new FrameDecoder(1 << 20);
+    runner.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) if (frame.type === FrameType.Call) seen.push(frame.id);
+    });
+    runner.write(hello(SECRET));
+    await link.handshake();
+    const ready = link.welcome({} as never, new Uint8Array(0));
+    runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
+    await ready;
+    const first = link.call('f', new Uint8Array(0)); // id 1, left waiting
+    link.nextIdForTest = 0xffff_ffff;
+    const last = link.call('f', new Uint8Array(0));
+    const wrapped = link.call('f', new Uint8Array(0));
+    await settle();
+    expect(seen).toEqual([1, 0xffff_ffff, 2]);
+    for (const id of [2, 1, 0xffff_ffff])
+      runner.write(encodeFrame(FrameType.Result, id, { fuelConsumed: id }));
+    await expect(Promise.all([first, last, wrapped])).resolves.toEqual([
+      { output: expect.anything(), fuelConsumed: 1 },
+      { output: expect.anything(), fuelConsumed: 0xffff_ffff },
+      { output: expect.anything(), fuelConsumed: 2 },
+    ]);
   });
 });

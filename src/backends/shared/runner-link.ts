@@ -14,6 +14,7 @@ import type { CallWasi } from '../../runtime/call-wasi.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { type ConnectionOptions, RunnerConnection } from '../../transport/connection.js';
+import { PendingCalls } from './pending-calls.js';
 
 /**
  * Bytes the host may have queued for a runner that has not read them before it refuses that runner's next call
@@ -51,11 +52,14 @@ export interface CallReply {
 export class RunnerLink {
   #o: LinkOptions;
   readonly #connection: RunnerConnection;
-  readonly #pending = new Map<number, CallReply>();
+  /** Not a Map: see PendingCalls (a Map here made the host's scavenges keep every call's garbage). */
+  readonly #pending = new PendingCalls<CallReply>();
   readonly #pings = new Map<number, () => void>();
   /** The quota refusals answered to this runner: the only quota_exceeded details its Error frames may carry. */
   readonly #refusals = new QuotaRefusals();
+  /** The next call or ping id (the wire's 1 to 2^32 - 1), and whether they have wrapped round once (#newId). */
   #nextId = 1;
+  #wrapped = false;
   /** After the connection's handshake: waiting for Ready, then ready, until closed. */
   #state: 'welcome' | 'ready' | 'closed' = 'welcome';
   #onReady: ((result: string[] | ReedError) => void) | undefined;
@@ -138,17 +142,38 @@ export class RunnerLink {
       );
       return;
     }
-    const id = this.#nextId++;
-    this.#pending.set(id, reply);
+    const id = this.#newId();
+    this.#pending.add(id, reply);
     const meta: { fn: string; wasi?: CallWasi; trace?: string } = { fn };
     if (wasi !== undefined) meta.wasi = wasi;
     if (traceParent !== undefined) meta.trace = traceParent;
     this.#send(FrameType.Call, id, meta, input);
   }
 
+  /**
+   * An id for a call or a ping, as the wire carries it (a frame's id is 32 bits). After 2^32 - 1 of them the ids
+   * start again at 1 (before, the 2^32nd call's reply came back under another id than the one waited for and
+   * ended the link), skipping any id still waiting then.
+   */
+  #newId(): number {
+    for (;;) {
+      const id = this.#nextId;
+      if (id === 0xffff_ffff) {
+        this.#nextId = 1;
+        this.#wrapped = true;
+      } else this.#nextId = id + 1;
+      if (!this.#wrapped || !(this.#pending.has(id) || this.#pings.has(id))) return id;
+    }
+  }
+
+  /** Test seam: the next id a call or ping gets (test/unit/pending-calls: the wrap at 2^32). */
+  set nextIdForTest(id: number) {
+    this.#nextId = id;
+  }
+
   ping(timeoutMs: number): Promise<boolean> {
     if (this.#state !== 'ready') return Promise.resolve(false);
-    const id = this.#nextId++;
+    const id = this.#newId();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#pings.delete(id);
@@ -267,9 +292,8 @@ export class RunnerLink {
   }
 
   #takePending(id: number): CallReply {
-    const pending = this.#pending.get(id);
+    const pending = this.#pending.take(id);
     if (pending === undefined) throw new ProtocolError(`reply for unknown call ${id}`);
-    this.#pending.delete(id);
     return pending;
   }
 
@@ -298,8 +322,7 @@ export class RunnerLink {
   #closed(error: ReedError): void {
     this.#state = 'closed';
     this.#onReady?.(error);
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
+    const pending = this.#pending.drain();
     // Listeners first: a call's reply runs at once (no promise in between), and the supervisor's listener is what
     // records why the runner was lost, which the call then reports.
     for (const listener of this.#closeListeners) listener(error);
