@@ -50,6 +50,15 @@ describe('PendingCalls', () => {
     );
   });
 
+  it("finds nothing under id 0, the empty slots' mark, and leaves the table as it was", () => {
+    const table = new PendingCalls<number>(8);
+    for (const id of [8, 16, 24]) table.add(id, id);
+    expect(table.has(0)).toBe(false);
+    expect(table.take(0)).toBeUndefined();
+    expect(table.size).toBe(3);
+    expect(table.drain().sort((a, b) => a - b)).toEqual([8, 16, 24]);
+  });
+
   it('refuses an id the wire cannot carry', () => {
     const table = new PendingCalls<number>();
     for (const bad of [0, -1, 0x1_0000_0000, 1.5, Number.NaN])

@@ -92,6 +92,8 @@ export class PendingCalls<T> {
   }
 
   #find(id: number): number {
+    // An empty slot holds 0: a reply a runner sends under id 0 (or any id the wire cannot carry) waits for nothing.
+    if (!(id >= 1 && id <= 0xffff_ffff)) return -1;
     const ids = this.#ids;
     let i = id & this.#mask;
     for (;;) {
