@@ -524,6 +524,9 @@ export async function runProcessBench(): Promise<boolean> {
     // a whole host's start (discovery, the start-up sweeps) is not the sandbox's.
     const cold: number[] = [];
     const isolated: number[] = [];
+    /** `node -e 0` through the runner's whole sandbox, and bare (issue 10's allowance, below). */
+    const inSandbox: number[] = [];
+    const bare: number[] = [];
     const bwrap = findBubblewrap('bench');
     const uid = DEFAULT_RUNNER_UIDS.end; // the range's last uid: the bench's own sandboxes lease from the start
     const isolation = [
@@ -559,7 +562,26 @@ export async function runProcessBench(): Promise<boolean> {
       await runner.start();
       cold.push(performance.now() - t);
       await runner.destroy();
+      // Issue 10 lets the cold start grow by the isolation's cost: what that is, measured here. The same `node -e 0`
+      // through the runner's whole sandbox (uid lease, cgroup, starter, bubblewrap, seccomp, the unblock), timed to
+      // its exit as the host sees it (it never connects, so its start fails then), against it bare (the runner's
+      // uid and environment, spawned and awaited the same way). Diagnostic rows: the judged row stays as it was.
+      const sandboxed = running.sibling([process.execPath, '-e', '0', '--']);
+      t = performance.now();
+      await sandboxed.start().catch(() => {});
+      await sandboxed.exited;
+      inSandbox.push(performance.now() - t);
+      await sandboxed.destroy();
+      t = performance.now();
+      await new Promise((resolve) =>
+        spawn(process.execPath, ['-e', '0'], { uid, gid: uid, env: RUNNER_BASE_ENV, stdio: 'ignore' }).once(
+          'exit',
+          resolve,
+        ),
+      );
+      bare.push(performance.now() - t);
     }
+    const isolationMs = median(inSandbox) - median(bare);
     const { oursSeq, rawSeq, oursCpu, rawCpu } = await roundTrips(ours, pid, dir);
     const cgroupEcho = await cgroupEchoRows(dir);
     const linkEcho = await linkEchoRows(dir);
@@ -608,6 +630,20 @@ export async function runProcessBench(): Promise<boolean> {
         ratio: `${fmt(coldRatio, 2)}x`,
         target: '<= 1.2x',
         met: coldRatio <= 1.2,
+      },
+      {
+        figure: "  the isolation's cost at start: node -e 0 through the runner's sandbox, less bare",
+        value: `${fmt(isolationMs, 1)} ms`,
+        baseline: `${fmt(median(inSandbox), 1)} ms sandboxed, ${fmt(median(bare), 1)} ms bare`,
+        ratio: '',
+        target: '',
+      },
+      {
+        figure: "  cold start less the isolation's cost, against bare node -e 0 (issue 10's allowance)",
+        value: `${fmt(median(cold) - isolationMs, 1)} ms`,
+        baseline: `${fmt(median(bare), 1)} ms node -e 0`,
+        ratio: `${fmt((median(cold) - isolationMs) / median(bare), 2)}x`,
+        target: '',
       },
       {
         figure: 'memory per idle runner',

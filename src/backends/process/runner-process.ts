@@ -185,9 +185,12 @@ export class RunnerProcess implements Runner {
     });
   }
 
-  /** Another runner with the same settings (its own uid, cgroup, directory and secret): benches start it afresh. */
-  sibling(): RunnerProcess {
-    return new RunnerProcess(this.#o);
+  /**
+   * Another runner with the same settings (its own uid, cgroup, directory and secret): benches start it afresh.
+   * `runnerCommand` replaces the runner program (bench/process.ts times `node -e 0` through the same sandbox).
+   */
+  sibling(runnerCommand?: string[]): RunnerProcess {
+    return new RunnerProcess(runnerCommand === undefined ? this.#o : { ...this.#o, runnerCommand });
   }
 
   get dir(): string | undefined {
