@@ -411,6 +411,8 @@ async function linkEchoRows(dir: string): Promise<Row[]> {
     pluginId,
     secret,
     maxFrameBytes: DEFAULT_LIMITS.maxOutputBytes + 1024 * 1024, // as runner-endpoint.ts bounds a runner's
+    maxOutputBytes: DEFAULT_LIMITS.maxOutputBytes,
+    maxFuelPerCall: DEFAULT_LIMITS.fuelPerCall,
     handshakeTimeoutMs: 10_000,
     logger: pino({ level: 'silent' }),
     host: {} as HostApi, // the peer makes no host calls

@@ -646,8 +646,12 @@ export class SupervisedSandbox implements Sandbox {
   async health(): Promise<SandboxHealth> {
     if (this.#state === 'idle') return { ok: true, detail: 'idle' };
     if (this.#state !== 'ready') return { ok: false, detail: this.#state };
-    const ok = (await this.#runner?.link?.ping(1_000)) === true;
-    return ok ? { ok } : { ok, detail: 'no answer to ping within 1000 ms' };
+    if ((await this.#runner?.link?.ping(1_000)) === true) return { ok: true };
+    // As #checkHealth judges it: a runner busy with a call may answer only when the call ends (a WASM plugin without
+    // host calls runs it on the runner's main thread), and the call's deadline covers a stuck one.
+    if (this.#inFlight > 0 && this.#state === 'ready')
+      return { ok: true, detail: `busy with ${this.#inFlight} call(s): no answer to ping within 1000 ms` };
+    return { ok: false, detail: 'no answer to ping within 1000 ms' };
   }
 
   close(): Promise<void> {

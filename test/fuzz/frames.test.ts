@@ -216,6 +216,8 @@ async function session(calls: number, stream: Uint8Array, cuts: number[]): Promi
     pluginId: 'p',
     secret: SECRET,
     maxFrameBytes: 1 << 16,
+    maxOutputBytes: 1 << 16,
+    maxFuelPerCall: Number.MAX_SAFE_INTEGER,
     host: quietHost,
     logger: pino({ level: 'silent' }),
     handshakeTimeoutMs: 30_000,

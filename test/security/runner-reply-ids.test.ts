@@ -14,7 +14,9 @@ afterEach(() => {
 });
 
 /** A ready link over a real Unix socket, with one call waiting, and the hostile runner's end. */
-async function waitingCall(): Promise<{ call: Promise<unknown>; runner: Socket }> {
+async function waitingCall(
+  limits = { maxOutputBytes: 1 << 20, maxFuelPerCall: Number.MAX_SAFE_INTEGER },
+): Promise<{ call: Promise<unknown>; runner: Socket; link: RunnerLink }> {
   const path = join(tempDir(), 's.sock');
   const server = createServer();
   await new Promise<void>((r) => server.listen(path, r));
@@ -24,6 +26,7 @@ async function waitingCall(): Promise<{ call: Promise<unknown>; runner: Socket }
     pluginId: 'p',
     secret: SECRET,
     maxFrameBytes: 1 << 20,
+    ...limits,
     host: {} as HostApi,
     logger: pino({ level: 'silent' }),
     handshakeTimeoutMs: 10_000,
@@ -41,7 +44,7 @@ async function waitingCall(): Promise<{ call: Promise<unknown>; runner: Socket }
   const ready = link.welcome({} as never, new Uint8Array(0));
   runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
   await ready;
-  return { call: link.call('f', new Uint8Array(0)), runner };
+  return { call: link.call('f', new Uint8Array(0)), runner, link };
 }
 
 // The waiting calls' table marks an empty slot with id 0 (PendingCalls): a hostile runner's reply under id 0, or
@@ -55,4 +58,28 @@ describe('a runner replying under an id no call waits for', () => {
         code: expect.stringMatching(/protocol_violation|sandbox_crashed/),
       });
     });
+});
+
+// A runner holds a call's output to max_output_bytes and its fuel to fuel_per_call itself; one that plugin code took
+// over could answer a Result with up to its frame bound (max_output_bytes + 1 MiB) or claim any fuel, which the
+// tenant's usage and the metrics add up (a claim of 1e308 twice made them Infinity). The host holds both again.
+describe("a runner answering past the plugin's limits", () => {
+  it('a Result larger than max_output_bytes fails its call with output_too_large, and the link serves on', async () => {
+    const { call, runner, link } = await waitingCall({ maxOutputBytes: 1024, maxFuelPerCall: 1_000 });
+    runner.write(encodeFrame(FrameType.Result, 1, { fuelConsumed: 1 }, new Uint8Array(1025)));
+    await expect(call).rejects.toMatchObject({
+      code: 'output_too_large',
+      details: { bytes: 1025, limit: 1024 },
+    });
+    const next = link.call('f', new Uint8Array(0));
+    runner.write(encodeFrame(FrameType.Result, 2, { fuelConsumed: 1 }, new Uint8Array(1024)));
+    await expect(next).resolves.toMatchObject({ output: expect.any(Uint8Array), fuelConsumed: 1 });
+    expect(((await next) as { output: Uint8Array }).output.byteLength).toBe(1024);
+  });
+
+  it('a claim of more fuel than fuel_per_call is counted as fuel_per_call', async () => {
+    const { call, runner } = await waitingCall({ maxOutputBytes: 1024, maxFuelPerCall: 1_000 });
+    runner.write(encodeFrame(FrameType.Result, 1, { fuelConsumed: 1e308 }));
+    await expect(call).resolves.toMatchObject({ fuelConsumed: 1_000 });
+  });
 });

@@ -31,6 +31,8 @@ async function heldRunner(): Promise<{ runner: Runner; calls: number[]; answer: 
     pluginId: 'p',
     secret: SECRET,
     maxFrameBytes: 1 << 20,
+    maxOutputBytes: 1 << 20,
+    maxFuelPerCall: Number.MAX_SAFE_INTEGER,
     host: {} as HostApi,
     logger,
     handshakeTimeoutMs: 10_000,

@@ -24,6 +24,8 @@ async function linked(handshakeTimeoutMs = 10_000): Promise<{ link: RunnerLink; 
     pluginId: 'p',
     secret: SECRET,
     maxFrameBytes: 1 << 20,
+    maxOutputBytes: 1 << 20,
+    maxFuelPerCall: Number.MAX_SAFE_INTEGER,
     host: {} as HostApi,
     logger: pino({ level: 'silent' }),
     handshakeTimeoutMs,
@@ -114,5 +116,50 @@ describe('call ids', () => {
       { output: expect.anything(), fuelConsumed: 0xffff_ffff },
       { output: expect.anything(), fuelConsumed: 2 },
     ]);
+  });
+});
+
+describe('pings', () => {
+  /** A link past its Welcome, the runner's end reading everything. */
+  async function readyLink(): Promise<{ link: RunnerLink; runner: Socket }> {
+    const { link, runner } = await linked();
+    runner.on('data', () => {});
+    runner.write(hello(SECRET));
+    await link.handshake();
+    const ready = link.welcome({} as never, new Uint8Array(0));
+    runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
+    await ready;
+    return { link, runner };
+  }
+
+  // A runner that runs a call on its main thread answers a Ping only after the call; the supervisor's health check
+  // pings with a 1 s timeout whatever is in flight. The late Pong used to end the link as a protocol violation,
+  // failing the very call that made it late (found by the session-15 review).
+  it('a Pong that comes after its ping timed out is let by: the call in flight gets its Result', async () => {
+    const { link, runner } = await readyLink();
+    const call = link.call('f', new Uint8Array(0)); // id 1
+    const ping = link.ping(20); // id 2
+    await expect(ping).resolves.toBe(false);
+    runner.write(encodeFrame(FrameType.Pong, 2));
+    runner.write(encodeFrame(FrameType.Result, 1, { fuelConsumed: 5 }));
+    await expect(call).resolves.toMatchObject({ fuelConsumed: 5 });
+    expect(link.ready).toBe(true);
+  });
+
+  it('a Pong for an id the host never pinged still ends the link', async () => {
+    const { link, runner } = await readyLink();
+    const call = link.call('f', new Uint8Array(0));
+    runner.write(encodeFrame(FrameType.Pong, 7));
+    await expect(call).rejects.toMatchObject({
+      code: 'protocol_violation',
+      message: expect.stringContaining('Pong for unknown ping 7'),
+    });
+  });
+
+  it('a ping waiting when the link ends answers false then, not at its timeout', async () => {
+    const { link, runner } = await readyLink();
+    const ping = link.ping(600_000);
+    runner.destroy();
+    await expect(ping).resolves.toBe(false);
   });
 });

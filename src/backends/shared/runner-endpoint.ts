@@ -157,6 +157,8 @@ export class RunnerEndpoint {
         pluginId: o.pluginId,
         secret: this.secret,
         maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
+        maxOutputBytes: o.limits.maxOutputBytes,
+        maxFuelPerCall: o.limits.fuelPerCall,
         host: o.host,
         logger: o.logger,
         handshakeTimeoutMs: o.startTimeoutMs,
@@ -214,6 +216,8 @@ export class RunnerEndpoint {
       host: o.host,
       logger: o.logger,
       maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
+      maxOutputBytes: o.limits.maxOutputBytes,
+      maxFuelPerCall: o.limits.fuelPerCall,
     });
   }
 

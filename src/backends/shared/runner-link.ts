@@ -28,7 +28,21 @@ export const MAX_UNSENT_TO_RUNNER = 32 * 1024 * 1024;
 
 export interface LinkOptions extends ConnectionOptions {
   host: HostApi;
+  /**
+   * The plugin's max_output_bytes and fuel_per_call, which the host holds a Result to as well: a runner enforces
+   * both itself, but one that plugin code took over could answer with more (up to its frame bound) or claim any fuel.
+   */
+  maxOutputBytes: number;
+  maxFuelPerCall: number;
 }
+
+/**
+ * Ids of pings that timed out, remembered so that their late Pongs are let by (most recent LATE_PINGS): a runner
+ * that runs a call on its main thread (a WASM plugin without host calls, sandbox-runner/main.ts) answers a Ping
+ * only once the call ends, and the supervisor pings with a timeout shorter than some calls. A Pong for an id the
+ * host never pinged still ends the link.
+ */
+export const LATE_PINGS = 256;
 
 /**
  * Where a call's answer goes (RunnerLink.request): callbacks rather than a promise of the link's own, so that a
@@ -54,7 +68,10 @@ export class RunnerLink {
   readonly #connection: RunnerConnection;
   /** Not a Map: see PendingCalls (a Map here made the host's scavenges keep every call's garbage). */
   readonly #pending = new PendingCalls<CallReply>();
-  readonly #pings = new Map<number, () => void>();
+  /** Pings waiting for their Pong: each settles with whether it came (false at its timeout or the link's end). */
+  readonly #pings = new Map<number, (alive: boolean) => void>();
+  /** Pings that timed out, oldest first (see LATE_PINGS). */
+  readonly #latePings: number[] = [];
   /** The quota refusals answered to this runner: the only quota_exceeded details its Error frames may carry. */
   readonly #refusals = new QuotaRefusals();
   /** The next call or ping id (the wire's 1 to 2^32 - 1), and whether they have wrapped round once (#newId). */
@@ -85,7 +102,12 @@ export class RunnerLink {
    * its host API for the runner's host calls, its frame bound). Before `welcome` only: the runner has been sent
    * nothing, so nothing it did was on behalf of another plugin.
    */
-  adopt(o: { pluginId: string; host: HostApi; logger: LinkOptions['logger']; maxFrameBytes: number }): void {
+  adopt(
+    o: Pick<
+      LinkOptions,
+      'pluginId' | 'host' | 'logger' | 'maxFrameBytes' | 'maxOutputBytes' | 'maxFuelPerCall'
+    >,
+  ): void {
     if (this.#welcomed) throw new Error('a runner that was sent a plugin is never handed another');
     this.#o = { ...this.#o, ...o };
     this.#connection.adopt(o.pluginId, o.maxFrameBytes);
@@ -162,7 +184,8 @@ export class RunnerLink {
         this.#nextId = 1;
         this.#wrapped = true;
       } else this.#nextId = id + 1;
-      if (!this.#wrapped || !(this.#pending.has(id) || this.#pings.has(id))) return id;
+      if (!this.#wrapped || !(this.#pending.has(id) || this.#pings.has(id) || this.#latePings.includes(id)))
+        return id;
     }
   }
 
@@ -177,11 +200,13 @@ export class RunnerLink {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#pings.delete(id);
+        this.#latePings.push(id);
+        if (this.#latePings.length > LATE_PINGS) this.#latePings.shift();
         resolve(false);
       }, timeoutMs);
-      this.#pings.set(id, () => {
+      this.#pings.set(id, (alive) => {
         clearTimeout(timer);
-        resolve(true);
+        resolve(alive);
       });
       this.#send(FrameType.Ping, id);
     });
@@ -232,9 +257,15 @@ export class RunnerLink {
       case FrameType.Result: {
         // Checked before the call is taken from the waiting ones: a refused frame leaves it there, answered
         // when the link closes (a call taken first was never answered at all).
-        const fuel = m.fuelConsumed;
-        if (typeof fuel !== 'number' || !Number.isFinite(fuel) || fuel < 0)
+        const claimed = m.fuelConsumed;
+        if (typeof claimed !== 'number' || !Number.isFinite(claimed) || claimed < 0)
           throw new ProtocolError('malformed Result frame');
+        // No call can burn more than its fuel_per_call: a larger claim is counted as that (usage, metrics).
+        const fuel = Math.min(claimed, this.#o.maxFuelPerCall);
+        if (frame.body.byteLength > this.#o.maxOutputBytes) {
+          this.#takePending(frame.id).error(this.#outputTooLarge(frame.body.byteLength));
+          return;
+        }
         const ran = m.ran;
         if (ran === undefined) {
           this.#takePending(frame.id).result(frame.body, fuel);
@@ -278,9 +309,14 @@ export class RunnerLink {
       }
       case FrameType.Pong: {
         const done = this.#pings.get(frame.id);
-        if (done === undefined) throw new ProtocolError(`Pong for unknown ping ${frame.id}`);
-        this.#pings.delete(frame.id);
-        done();
+        if (done !== undefined) {
+          this.#pings.delete(frame.id);
+          done(true);
+          return;
+        }
+        const late = this.#latePings.indexOf(frame.id);
+        if (late === -1) throw new ProtocolError(`Pong for unknown ping ${frame.id}`);
+        this.#latePings.splice(late, 1);
         return;
       }
       case FrameType.Bye:
@@ -289,6 +325,16 @@ export class RunnerLink {
       default:
         throw new ProtocolError(`frame type ${frame.type} is not one a runner may send`);
     }
+  }
+
+  /** A Result larger than the plugin's max_output_bytes: what the runner should have answered (it did not). */
+  #outputTooLarge(bytes: number): ReedError {
+    const limit = this.#o.maxOutputBytes;
+    return new ReedError(
+      'output_too_large',
+      `the runner of plugin "${this.#o.pluginId}" answered ${bytes} bytes of output, more than ${limit} (limits.max_output_bytes)`,
+      { pluginId: this.#o.pluginId, details: { bytes, limit } },
+    );
   }
 
   #takePending(id: number): CallReply {
@@ -322,6 +368,9 @@ export class RunnerLink {
   #closed(error: ReedError): void {
     this.#state = 'closed';
     this.#onReady?.(error);
+    // A ping waiting for its Pong has its answer now: none will come.
+    for (const done of this.#pings.values()) done(false);
+    this.#pings.clear();
     const pending = this.#pending.drain();
     // Listeners first: a call's reply runs at once (no promise in between), and the supervisor's listener is what
     // records why the runner was lost, which the call then reports.
