@@ -146,14 +146,40 @@ describe('pings', () => {
     expect(link.ready).toBe(true);
   });
 
-  it('a Pong for an id the host never pinged still ends the link', async () => {
+  // More than one ping timing out in a call (health polled each second through a long call): a Ping sent each time
+  // queued behind the first and each Pong had to be matched to one of them; now the link sends one and waits for it.
+  it('pings that time out during one call send one Ping, whose one late Pong answers it; the link serves on', async () => {
     const { link, runner } = await readyLink();
-    const call = link.call('f', new Uint8Array(0));
-    runner.write(encodeFrame(FrameType.Pong, 7));
-    await expect(call).rejects.toMatchObject({
-      code: 'protocol_violation',
-      message: expect.stringContaining('Pong for unknown ping 7'),
+    const pings: number[] = [];
+    const decoder = new FrameDecoder(1 << 20);
+    runner.on('data', (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) if (frame.type === FrameType.Ping) pings.push(frame.id);
     });
+    const call = link.call('f', new Uint8Array(0));
+    for (let i = 0; i < 300; i++) expect(await link.ping(1)).toBe(false);
+    expect(pings).toEqual([2]);
+    runner.write(encodeFrame(FrameType.Result, 1, { fuelConsumed: 5 }));
+    runner.write(encodeFrame(FrameType.Pong, 2));
+    await expect(call).resolves.toMatchObject({ fuelConsumed: 5 });
+    const next = link.ping(10_000); // answered: a new Ping now
+    await settle();
+    expect(pings).toEqual([2, 3]);
+    runner.write(encodeFrame(FrameType.Pong, 3));
+    await expect(next).resolves.toBe(true);
+    expect(link.ready).toBe(true);
+  });
+
+  it('a Pong for an id the host never pinged, or a second Pong for a ping, ends the link', async () => {
+    for (const pongs of [[7], [2, 2]]) {
+      const { link, runner } = await readyLink();
+      const call = link.call('f', new Uint8Array(0)); // id 1
+      if (pongs.length === 2) void link.ping(10_000); // id 2
+      for (const id of pongs) runner.write(encodeFrame(FrameType.Pong, id));
+      await expect(call).rejects.toMatchObject({
+        code: 'protocol_violation',
+        message: expect.stringContaining(`Pong for unknown ping ${pongs[0]}`),
+      });
+    }
   });
 
   it('a ping waiting when the link ends answers false then, not at its timeout', async () => {

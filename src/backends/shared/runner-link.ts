@@ -37,14 +37,6 @@ export interface LinkOptions extends ConnectionOptions {
 }
 
 /**
- * Ids of pings that timed out, remembered so that their late Pongs are let by (most recent LATE_PINGS): a runner
- * that runs a call on its main thread (a WASM plugin without host calls, sandbox-runner/main.ts) answers a Ping
- * only once the call ends, and the supervisor pings with a timeout shorter than some calls. A Pong for an id the
- * host never pinged still ends the link.
- */
-export const LATE_PINGS = 256;
-
-/**
  * Where a call's answer goes (RunnerLink.request): callbacks rather than a promise of the link's own, so that a
  * sandbox's call settles its caller's one promise straight from the frame (bench/process: each promise between
  * the frame and the caller costs the host a reaction job per call).
@@ -68,10 +60,14 @@ export class RunnerLink {
   readonly #connection: RunnerConnection;
   /** Not a Map: see PendingCalls (a Map here made the host's scavenges keep every call's garbage). */
   readonly #pending = new PendingCalls<CallReply>();
-  /** Pings waiting for their Pong: each settles with whether it came (false at its timeout or the link's end). */
-  readonly #pings = new Map<number, (alive: boolean) => void>();
-  /** Pings that timed out, oldest first (see LATE_PINGS). */
-  readonly #latePings: number[] = [];
+  /**
+   * The one Ping sent and not yet answered, and who waits for its Pong (each until its own timeout). A runner that
+   * runs a call on its main thread (a WASM plugin without host calls, sandbox-runner/main.ts) answers a Ping only
+   * when the call ends, and the supervisor pings with a timeout shorter than some calls: the Pong that comes late is
+   * still this ping's, and nobody sends another Ping before it comes (a new one would only queue behind it). So a
+   * late Pong is let by however many pings timed out meanwhile; a Pong for any other id ends the link.
+   */
+  #ping: { id: number; waiters: Set<(alive: boolean) => void> } | undefined;
   /** The quota refusals answered to this runner: the only quota_exceeded details its Error frames may carry. */
   readonly #refusals = new QuotaRefusals();
   /** The next call or ping id (the wire's 1 to 2^32 - 1), and whether they have wrapped round once (#newId). */
@@ -184,8 +180,7 @@ export class RunnerLink {
         this.#nextId = 1;
         this.#wrapped = true;
       } else this.#nextId = id + 1;
-      if (!this.#wrapped || !(this.#pending.has(id) || this.#pings.has(id) || this.#latePings.includes(id)))
-        return id;
+      if (!this.#wrapped || !(this.#pending.has(id) || this.#ping?.id === id)) return id;
     }
   }
 
@@ -194,21 +189,24 @@ export class RunnerLink {
     this.#nextId = id;
   }
 
+  /** Whether the runner answers a Ping within `timeoutMs` (false at once when it is not ready). See #ping. */
   ping(timeoutMs: number): Promise<boolean> {
     if (this.#state !== 'ready') return Promise.resolve(false);
-    const id = this.#newId();
+    let ping = this.#ping;
+    if (ping === undefined) {
+      ping = { id: this.#newId(), waiters: new Set() };
+      this.#ping = ping;
+      this.#send(FrameType.Ping, ping.id);
+    }
+    const { waiters } = ping;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pings.delete(id);
-        this.#latePings.push(id);
-        if (this.#latePings.length > LATE_PINGS) this.#latePings.shift();
-        resolve(false);
-      }, timeoutMs);
-      this.#pings.set(id, (alive) => {
+      const waiter = (alive: boolean) => {
         clearTimeout(timer);
+        waiters.delete(waiter);
         resolve(alive);
-      });
-      this.#send(FrameType.Ping, id);
+      };
+      const timer = setTimeout(() => waiter(false), timeoutMs);
+      waiters.add(waiter);
     });
   }
 
@@ -308,15 +306,11 @@ export class RunnerLink {
         return;
       }
       case FrameType.Pong: {
-        const done = this.#pings.get(frame.id);
-        if (done !== undefined) {
-          this.#pings.delete(frame.id);
-          done(true);
-          return;
-        }
-        const late = this.#latePings.indexOf(frame.id);
-        if (late === -1) throw new ProtocolError(`Pong for unknown ping ${frame.id}`);
-        this.#latePings.splice(late, 1);
+        const ping = this.#ping;
+        if (ping === undefined || ping.id !== frame.id)
+          throw new ProtocolError(`Pong for unknown ping ${frame.id}`);
+        this.#ping = undefined;
+        for (const waiter of ping.waiters) waiter(true);
         return;
       }
       case FrameType.Bye:
@@ -368,9 +362,10 @@ export class RunnerLink {
   #closed(error: ReedError): void {
     this.#state = 'closed';
     this.#onReady?.(error);
-    // A ping waiting for its Pong has its answer now: none will come.
-    for (const done of this.#pings.values()) done(false);
-    this.#pings.clear();
+    // Whoever waits for a Pong has the answer now: none will come.
+    const ping = this.#ping;
+    this.#ping = undefined;
+    for (const waiter of ping?.waiters ?? []) waiter(false);
     const pending = this.#pending.drain();
     // Listeners first: a call's reply runs at once (no promise in between), and the supervisor's listener is what
     // records why the runner was lost, which the call then reports.
