@@ -22,6 +22,7 @@ import {
   type RunnerProcess,
   runnerCgroupLimits,
 } from '../src/backends/process/runner-process.js';
+import { linkBounds } from '../src/backends/shared/runner-endpoint.js';
 import { RunnerLink } from '../src/backends/shared/runner-link.js';
 import { PACKAGE_ROOT } from '../src/backends/shared/runner-program.js';
 import { newSession } from '../src/backends/shared/session.js';
@@ -410,9 +411,7 @@ async function linkEchoRows(dir: string): Promise<Row[]> {
   const runnerLink = new RunnerLink(socket, {
     pluginId,
     secret,
-    maxFrameBytes: DEFAULT_LIMITS.maxOutputBytes + 1024 * 1024, // as runner-endpoint.ts bounds a runner's
-    maxOutputBytes: DEFAULT_LIMITS.maxOutputBytes,
-    maxFuelPerCall: DEFAULT_LIMITS.fuelPerCall,
+    ...linkBounds(DEFAULT_LIMITS), // as a runner's link is bounded
     handshakeTimeoutMs: 10_000,
     logger: pino({ level: 'silent' }),
     host: {} as HostApi, // the peer makes no host calls

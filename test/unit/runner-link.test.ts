@@ -3,7 +3,13 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RunnerLink } from '../../src/backends/shared/runner-link.js';
-import { encodeFrame, FrameDecoder, FrameType, PROTOCOL_VERSION } from '../../src/protocol/frames.js';
+import {
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameType,
+  PROTOCOL_VERSION,
+} from '../../src/protocol/frames.js';
 import type { HostApi } from '../../src/runtime/host-api.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 
@@ -42,6 +48,21 @@ const hello = (secret: string) =>
   encodeFrame(FrameType.Hello, 0, { protocol: PROTOCOL_VERSION, pluginId: 'p', secret });
 const settle = () => new Promise((r) => setTimeout(r, 100));
 
+/** A link past its Welcome; the runner's end reads everything, each frame (from the first) to `onFrame`. */
+async function readyLink(onFrame?: (frame: Frame) => void): Promise<{ link: RunnerLink; runner: Socket }> {
+  const { link, runner } = await linked();
+  const decoder = new FrameDecoder(1 << 20);
+  runner.on('data', (chunk: Buffer) => {
+    for (const frame of decoder.push(chunk)) onFrame?.(frame);
+  });
+  runner.write(hello(SECRET));
+  await link.handshake();
+  const ready = link.welcome({} as never, new Uint8Array(0));
+  runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
+  await ready;
+  return { link, runner };
+}
+
 describe('the runner link handshake', () => {
   it('holds a Hello that arrives before anyone asks for the handshake (a runner faster than its starter)', async () => {
     const { link, runner } = await linked();
@@ -72,13 +93,7 @@ describe('a malformed reply', () => {
   // Found by test/fuzz/frames.test.ts: a Result whose fuelConsumed was not a number took its call out of the
   // waiting ones before refusing the frame, so that call was never answered, not even when the link closed.
   it('ends the link and fails the call it named with protocol_violation', async () => {
-    const { link, runner } = await linked();
-    runner.on('data', () => {});
-    runner.write(hello(SECRET));
-    await link.handshake();
-    const ready = link.welcome({} as never, new Uint8Array(0));
-    runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
-    await ready;
+    const { link, runner } = await readyLink();
     const call = link.call('f', new Uint8Array(0));
     runner.write(encodeFrame(FrameType.Result, 1, { fuelConsumed: null }));
     await expect(call).rejects.toMatchObject({
@@ -92,17 +107,10 @@ describe('call ids', () => {
   // A frame carries its id in 32 bits. Before, the link counted on past 2^32 - 1: the 2^32nd call went out as id 0
   // and its reply, waited for under 2^32, ended the link as a reply for an unknown call.
   it('start again at 1 after 2^32 - 1, skipping an id still waiting', async () => {
-    const { link, runner } = await linked();
     const seen: number[] = [];
-    const decoder = new FrameDecoder(1 << 20);
-    runner.on('data', (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) if (frame.type === FrameType.Call) seen.push(frame.id);
+    const { link, runner } = await readyLink((frame) => {
+      if (frame.type === FrameType.Call) seen.push(frame.id);
     });
-    runner.write(hello(SECRET));
-    await link.handshake();
-    const ready = link.welcome({} as never, new Uint8Array(0));
-    runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
-    await ready;
     const first = link.call('f', new Uint8Array(0)); // id 1, left waiting
     link.nextIdForTest = 0xffff_ffff;
     const last = link.call('f', new Uint8Array(0));
@@ -120,18 +128,6 @@ describe('call ids', () => {
 });
 
 describe('pings', () => {
-  /** A link past its Welcome, the runner's end reading everything. */
-  async function readyLink(): Promise<{ link: RunnerLink; runner: Socket }> {
-    const { link, runner } = await linked();
-    runner.on('data', () => {});
-    runner.write(hello(SECRET));
-    await link.handshake();
-    const ready = link.welcome({} as never, new Uint8Array(0));
-    runner.write(encodeFrame(FrameType.Ready, 0, { functions: ['f'] }));
-    await ready;
-    return { link, runner };
-  }
-
   // A runner that runs a call on its main thread answers a Ping only after the call; the supervisor's health check
   // pings with a 1 s timeout whatever is in flight. The late Pong used to end the link as a protocol violation,
   // failing the very call that made it late (found by the session-15 review).
@@ -149,11 +145,9 @@ describe('pings', () => {
   // More than one ping timing out in a call (health polled each second through a long call): a Ping sent each time
   // queued behind the first and each Pong had to be matched to one of them; now the link sends one and waits for it.
   it('pings that time out during one call send one Ping, whose one late Pong answers it; the link serves on', async () => {
-    const { link, runner } = await readyLink();
     const pings: number[] = [];
-    const decoder = new FrameDecoder(1 << 20);
-    runner.on('data', (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) if (frame.type === FrameType.Ping) pings.push(frame.id);
+    const { link, runner } = await readyLink((frame) => {
+      if (frame.type === FrameType.Ping) pings.push(frame.id);
     });
     const call = link.call('f', new Uint8Array(0));
     for (let i = 0; i < 300; i++) expect(await link.ping(1)).toBe(false);

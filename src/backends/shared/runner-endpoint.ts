@@ -21,7 +21,7 @@ import type { PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
 import type { RunnerAddress, RunnerTransport } from '../../transport/transport.js';
 import { UnixSocketTransport } from '../../transport/unix-socket.js';
-import { RunnerLink } from './runner-link.js';
+import { type LinkOptions, RunnerLink } from './runner-link.js';
 import { removeTree } from './safe-remove.js';
 import { type HostSession, OWNER_FILE, type SandboxOwner } from './session.js';
 
@@ -59,6 +59,20 @@ export interface EndpointOptions {
    * src/transport/tls-transport.ts): made here with the endpoint's `refused`, closed with the endpoint.
    */
   transport?: (refused: () => void) => RunnerTransport;
+}
+
+/**
+ * What a runner's link holds its frames to, from the plugin's limits: a frame up to max_output_bytes and 1 MiB (a
+ * Result's metadata and output), a Result's output to max_output_bytes and its fuel to fuel_per_call (runner-link.ts).
+ */
+export function linkBounds(
+  limits: ResolvedLimits,
+): Pick<LinkOptions, 'maxFrameBytes' | 'maxOutputBytes' | 'maxFuelPerCall'> {
+  return {
+    maxFrameBytes: limits.maxOutputBytes + 1024 * 1024,
+    maxOutputBytes: limits.maxOutputBytes,
+    maxFuelPerCall: limits.fuelPerCall,
+  };
 }
 
 /**
@@ -156,9 +170,7 @@ export class RunnerEndpoint {
       this.link = new RunnerLink(socket, {
         pluginId: o.pluginId,
         secret: this.secret,
-        maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
-        maxOutputBytes: o.limits.maxOutputBytes,
-        maxFuelPerCall: o.limits.fuelPerCall,
+        ...linkBounds(o.limits),
         host: o.host,
         logger: o.logger,
         handshakeTimeoutMs: o.startTimeoutMs,
@@ -215,9 +227,7 @@ export class RunnerEndpoint {
       pluginId: o.pluginId,
       host: o.host,
       logger: o.logger,
-      maxFrameBytes: o.limits.maxOutputBytes + 1024 * 1024,
-      maxOutputBytes: o.limits.maxOutputBytes,
-      maxFuelPerCall: o.limits.fuelPerCall,
+      ...linkBounds(o.limits),
     });
   }
 
