@@ -150,7 +150,8 @@ export interface LoadHostConfigOptions {
   overrides?: HostConfigOverrides;
 }
 
-const validateConfig = compileSchema(HostConfigSchema);
+/** Compiled at the first reed.toml read (ajv's compile is tens of ms), not when a module imports this one. */
+let validateConfig: ReturnType<typeof compileSchema> | undefined;
 
 /** Reads and checks reed.toml, applies overrides and defaults. Throws `config_unreadable` or `config_invalid`. */
 export function loadHostConfig(options: LoadHostConfigOptions = {}): HostConfig {
@@ -187,6 +188,7 @@ export function loadHostConfig(options: LoadHostConfigOptions = {}): HostConfig 
       });
     }
   }
+  validateConfig ??= compileSchema(HostConfigSchema);
   const found = schemaDiagnostics(validateConfig, raw, (field) => ({
     ...(path === undefined ? {} : { file: path }),
     field,

@@ -75,7 +75,8 @@ const TenantSpecSchema = Type.Object(
   },
   { additionalProperties: false },
 );
-const validSpec = compileSchema(TenantSpecSchema);
+/** Compiled at the first check (ajv's compile is tens of ms): a host without tenants never pays it. */
+let validSpec: ReturnType<typeof compileSchema> | undefined;
 
 /** Checks a spec from the API or tenant.json: `tenant_invalid` naming the field, else the spec (copied). */
 export function checkTenantSpec(id: string, spec: unknown, where = 'tenant spec'): TenantSpec {
@@ -85,6 +86,7 @@ export function checkTenantSpec(id: string, spec: unknown, where = 'tenant spec'
       `tenant id "${id.slice(0, 80)}" is not valid: lowercase letters, digits and "-", starting with a letter or digit, at most 63 characters`,
       { details: { field: 'id' } },
     );
+  validSpec ??= compileSchema(TenantSpecSchema);
   if (!validSpec(spec)) {
     const e = validSpec.errors?.[0];
     const field =

@@ -14,7 +14,10 @@ import { type Dockerode, defaultEngineClient, engineClientOf } from './dockerode
 import type { EngineClient } from './engine-client.js';
 import { ensurePluginImage, ensureRunnerImage } from './images.js';
 import { containerLabels } from './labels.js';
-import { sweepContainers } from './sweep.js';
+import { listManagedContainers, sweepContainers, sweepListed } from './sweep.js';
+
+/** The local engine's socket, where dockerode looks without $DOCKER_HOST. */
+const LOCAL_ENGINE = '/var/run/docker.sock';
 
 export interface ContainerBackendOptions {
   /** Supervision settings (deadlines, restarts, breaker). The start timeout defaults to 30 s here. */
@@ -176,15 +179,23 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
     async sweep() {
       await sweepOrphans(settings.runtimeDir, context.logger);
       const injected = options.docker !== undefined;
-      if (!injected && process.env.DOCKER_HOST === undefined && !existsSync('/var/run/docker.sock')) return;
-      const quick = injected ? engine() : defaultEngineClient(3_000);
-      const swept = await sweepContainers(quick, context.logger).then(
-        () => true,
-        (error: unknown) => {
-          context.logger.debug({ err: error }, 'no Docker engine to sweep');
-          return false;
-        },
-      );
+      const local = !injected && process.env.DOCKER_HOST === undefined;
+      if (local && !existsSync(LOCAL_ENGINE)) return;
+      const noEngine = (error: unknown): false => {
+        context.logger.debug({ err: error }, 'no Docker engine to sweep');
+        return false;
+      };
+      const ownClient = () => (injected ? engine() : defaultEngineClient(3_000));
+      // The local engine's listing is read without dockerode, which is loaded only to inspect or remove: a host
+      // whose plugins are not in containers then never loads it (nor its dependencies: a third of a host's heap).
+      const swept = local
+        ? await listManagedContainers(LOCAL_ENGINE, 3_000)
+            .then((listed) => {
+              let client: EngineClient | undefined;
+              return sweepListed(listed, () => (client ??= ownClient()), context.logger);
+            })
+            .then(() => true, noEngine)
+        : await sweepContainers(ownClient(), context.logger).then(() => true, noEngine);
       // Then the tenants' cgroups (CgroupParent) those containers were in: only once the engine removed them,
       // never from under containers it still knows.
       if (swept) sweepCgroups(context.logger);

@@ -1,7 +1,8 @@
+import { request } from 'node:http';
 import type { Logger } from 'pino';
 import { isAlive } from '../../process-identity.js';
 import { type Dockerode, engineClientOf } from './dockerode-client.js';
-import type { EngineClient } from './engine-client.js';
+import type { EngineClient, ListedContainer } from './engine-client.js';
 import {
   LABEL_HOST_CONTAINER,
   LABEL_HOST_PID,
@@ -22,14 +23,24 @@ import {
  */
 export async function sweepContainers(docker: Dockerode | EngineClient, logger?: Logger): Promise<number> {
   const engine = engineClientOf(docker);
-  // The session label too: images carry reed.managed, and containers inherit their image's labels, so a
-  // container someone runs from one of our images (docker-compose.yml's orchestrator, for one) has it as well.
-  const containers = await engine.listByLabels([`${LABEL_MANAGED}=true`, LABEL_SESSION]);
+  return sweepListed(await engine.listByLabels(MANAGED), () => engine, logger);
+}
+
+/**
+ * sweepContainers over a listing made already (listManagedContainers): `engineOf` is asked for a client only
+ * when a container's owner has to be inspected or a container removed.
+ */
+export async function sweepListed(
+  containers: readonly ListedContainer[],
+  engineOf: () => EngineClient,
+  logger?: Logger,
+): Promise<number> {
   const ownNamespace = pidNamespace();
   let removed = 0;
   for (const c of containers) {
-    if (!(await ownerIsDead(engine, c.labels, ownNamespace))) continue;
+    if (!(await ownerIsDead(engineOf, c.labels, ownNamespace))) continue;
     try {
+      const engine = engineOf();
       if (await engine.remove(engine.container(c.id))) removed++;
     } catch {
       // The engine did not remove it: the next sweep tries again.
@@ -39,9 +50,65 @@ export async function sweepContainers(docker: Dockerode | EngineClient, logger?:
   return removed;
 }
 
+/** The labels a container this package made carries (see sweepContainers). */
+const MANAGED = [`${LABEL_MANAGED}=true`, LABEL_SESSION];
+
+/**
+ * The containers this package made (see sweepContainers) on the engine at `socketPath`, listed with one request
+ * over node:http: a host with nothing to remove never loads dockerode (a third of a host's heap with its
+ * dependencies, see dockerode-client.ts). Rejects when the engine does not answer within `timeoutMs`. The engine
+ * is trusted; the bound on its answer (64 MiB: tens of thousands of containers) is a guard.
+ */
+export function listManagedContainers(socketPath: string, timeoutMs: number): Promise<ListedContainer[]> {
+  const filters = encodeURIComponent(JSON.stringify({ label: MANAGED }));
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { socketPath, path: `/containers/json?all=true&filters=${filters}`, timeout: timeoutMs },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes > LISTING_MAX_BYTES)
+            req.destroy(new Error(`the engine's container listing is over ${LISTING_MAX_BYTES} bytes`));
+          else chunks.push(chunk);
+        });
+        res.on('end', () => {
+          if (res.statusCode !== 200)
+            return reject(new Error(`the engine answered the container listing with ${res.statusCode}`));
+          try {
+            const listed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+              Id?: unknown;
+              Labels?: unknown;
+            }[];
+            resolve(
+              listed.map((c) => ({
+                id: String(c.Id),
+                labels: (typeof c.Labels === 'object' && c.Labels !== null ? c.Labels : {}) as Record<
+                  string,
+                  string
+                >,
+              })),
+            );
+          } catch (error) {
+            reject(error);
+          }
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`the engine did not answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const LISTING_MAX_BYTES = 64 << 20;
+
 /** Whether the host that labelled something (a container, a swarm service...) is no longer alive; see sweepContainers. */
 export async function ownerIsDead(
-  engine: EngineClient,
+  /** The engine that knows the host's container, asked only for a host in another pid namespace. */
+  engineOf: () => EngineClient,
   labels: Record<string, string>,
   ownNamespace: string,
 ): Promise<boolean> {
@@ -54,6 +121,7 @@ export async function ownerIsDead(
   const hostContainer = labels[LABEL_HOST_CONTAINER];
   if (hostContainer === undefined) return false;
   try {
+    const engine = engineOf();
     const state = await engine.inspect(engine.container(hostContainer));
     return state === undefined || !state.running;
   } catch {

@@ -115,7 +115,7 @@ export async function sweepSwarm(docker: Dockerode, logger?: Logger): Promise<Sw
   const total: SwarmRemoved = { services: 0, networks: 0, secrets: 0 };
   const ownNamespace = pidNamespace();
   for (const [session, labels] of sessions) {
-    if (!(await ownerIsDead(engine, labels, ownNamespace))) continue;
+    if (!(await ownerIsDead(() => engine, labels, ownNamespace))) continue;
     try {
       const removed = await removeSwarmResources(docker, [`${LABEL_SESSION}=${session}`]);
       total.services += removed.services;
