@@ -57,6 +57,35 @@ describe.each<SandboxMode>(['none', 'process'])(
   },
 );
 
+describe.each<SandboxMode>(['none', 'process'])(
+  'class 6: memory.grow a page at a time is charged for what V8 does with it (mode %s)',
+  (mode) => {
+    let host: PluginHost;
+    beforeAll(async () => {
+      // The ceiling's 1 GiB and the default fuel (1G): 16,384 one-page grows were charged 134M fuel, while V8 made
+      // a new buffer of the whole memory at each and the host's heap was collected for them (61-1,938 ms of the
+      // host's thread in mode none). Each successful grow now costs 64 fuel per page of the memory after it.
+      ({ host } = await startHost([HOSTILE], {
+        mode,
+        plugins: ['hostile.memory-grow'],
+        reedToml: '[limits]\nmemory_mb = 1024\n',
+      }));
+    });
+    afterAll(() => host?.close());
+
+    it('growing toward 1 GiB one page at a time ends with fuel_exhausted, and the plugin serves on', async () => {
+      await expect(host.call('hostile.memory-grow', 'grow_steps')).rejects.toMatchObject({
+        code: 'fuel_exhausted',
+        pluginId: 'hostile.memory-grow',
+      });
+      expect((await host.call('hostile.memory-grow', 'ok')).output).toHaveLength(0);
+      // Growing 1,024 pages at a time (15 grows, a new buffer each) is charged ~8M fuel: the same memory is reached.
+      const grown = await host.call('hostile.memory-grow', 'grow_steps_by', Buffer.from([0, 4, 0, 0]));
+      expect(Buffer.from(grown.output).readUInt32LE(0)).toBe(1 + 15 * 1_024);
+    });
+  },
+);
+
 /**
  * A module of `size` bytes whose code is one-byte instructions that each end a straight-line run (`return`),
  * split into functions of at most `perFunction` bytes (V8's own cap on a body is about 7.6 MB).

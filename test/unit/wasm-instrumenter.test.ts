@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import wabtFactory from 'wabt';
-import { MAX_PRECHARGE } from '../../src/runtime/wasm/instrument-code.js';
+import { GROWN_PAGE_SHIFT, MAX_PRECHARGE } from '../../src/runtime/wasm/instrument-code.js';
 import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS } from '../../src/runtime/wasm/module-limits.js';
 import { FUEL_EXPORT, MAX_EXPANSION, prepareModule } from '../../src/runtime/wasm/prepare-module.js';
 
@@ -69,6 +69,42 @@ describe('bulk instructions are charged before they run', () => {
     fuel.value = 1_000n;
     (exports.locals as () => void)();
     expect(1_000n - (fuel.value as bigint)).toBeGreaterThanOrEqual(10n);
+  });
+});
+
+describe('a successful memory.grow is charged per page of the new size (V8 accounts the whole memory anew)', () => {
+  const GROW = `(module (memory (export "memory") 1 100)
+    (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))`;
+  const used = (grow: (pages: number) => number, fuel: WebAssembly.Global, pages: number) => {
+    fuel.value = 10_000_000n;
+    const result = grow(pages);
+    return { result, used: 10_000_000n - (fuel.value as bigint) };
+  };
+
+  it('charges the fixed cost plus 2^GROWN_PAGE_SHIFT per page the memory has after it, and returns the old size', () => {
+    const { exports, fuel } = instantiate(wat(GROW));
+    const grow = exports.grow as (pages: number) => number;
+    const small = used(grow, fuel, 1); // 1 -> 2 pages
+    expect(small.result).toBe(1);
+    const large = used(grow, fuel, 50); // 2 -> 52 pages
+    expect(large.result).toBe(2);
+    expect((exports.memory as WebAssembly.Memory).buffer.byteLength).toBe(52 * 65536);
+    // The same instructions either way: the difference is the 50 pages more the second grow left.
+    expect(large.used - small.used).toBe(50n << BigInt(GROWN_PAGE_SHIFT));
+    expect(small.used).toBeGreaterThanOrEqual(8_192n + (2n << BigInt(GROWN_PAGE_SHIFT)));
+  });
+
+  it('does not charge a grow that fails (past the maximum), and one that runs out of fuel traps with the memory grown', () => {
+    const { exports, fuel } = instantiate(wat(GROW));
+    const grow = exports.grow as (pages: number) => number;
+    const ok = used(grow, fuel, 0); // 1 -> 1 page: charged for the 1 page
+    const failed = used(grow, fuel, 1_000);
+    expect(failed.result).toBe(-1);
+    expect(ok.used - failed.used).toBe(1n << BigInt(GROWN_PAGE_SHIFT));
+    // Enough for the fixed cost, not for the 99 pages after it.
+    fuel.value = 8_300n;
+    expect(() => grow(98)).toThrow(WebAssembly.RuntimeError);
+    expect(fuel.value as bigint).toBeLessThan(0n);
   });
 });
 

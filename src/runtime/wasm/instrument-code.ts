@@ -26,6 +26,19 @@ export const BULK_COSTS = Object.freeze({
   memoryGrow: { fixed: 1 << 13, shift: -1 },
 });
 
+/**
+ * A successful memory.grow is charged 2^GROWN_PAGE_SHIFT more per page of the memory's **new** size. V8 makes a new
+ * ArrayBuffer of the whole memory at each grow and counts all of it as external memory until a garbage
+ * collection frees the old one, so growing a page at a time adds up the memory's every size, and past a point each
+ * grow starts or advances a full collection of the host's heap. In mode none that heap is the host's: 16,384
+ * one-page grows to 1 GiB in one call took the host's thread 61-1,938 ms (5 runs, a 15 MiB host heap) for 134M
+ * fuel, up to ~170 times what that fuel is worth. At 64 per page, that call would need 8.7G fuel (more than the
+ * default fuel_per_call, 1G, allows: it ends with fuel_exhausted at ~350 MiB), a grow to the default 64 MiB one
+ * page at a time 42M, and one grow of 1,024 pages 74K. Failed grows (past the cap or the memory's maximum) do no
+ * such work and are not charged it.
+ */
+export const GROWN_PAGE_SHIFT = 6;
+
 const BULK_BY_FLOW = [
   BULK_COSTS.memoryBytes,
   BULK_COSTS.tableElements,
@@ -200,6 +213,7 @@ export function instrumentBody(
       if (!dead) emitBulkCharge(m, BULK_BY_FLOW[flow - Flow.MemoryBytes] as { fixed: number; shift: number });
       if (!dead && flow === Flow.MemoryGrow) emitGrowCap(m);
       w.bytes(bytes, at, r.pos);
+      if (!dead && flow === Flow.MemoryGrow) emitGrownCharge(m);
       runStart = r.pos;
       cost = 0;
       start = Start.Plain;
@@ -462,6 +476,35 @@ function emitBulkCharge(m: Meter, c: { fixed: number; shift: number }): void {
   w.byte(0x7d); // i64.sub
   emitCheck(m);
   w.byte(0x20); // local.get scratch: the count, for the instruction itself
+  w.u32(m.scratch);
+}
+
+/**
+ * After a memory.grow, with its result on top of the stack: when it succeeded, charges GROWN_PAGE_SHIFT per page
+ * of the memory's new size (trapping if that leaves the fuel below zero), and leaves the result as it was. See
+ * GROWN_PAGE_SHIFT for why the new size, not the pages asked for.
+ */
+function emitGrownCharge(m: Meter): void {
+  const w = m.w;
+  w.byte(0x22); // local.tee scratch; i32.const -1; i32.ne; if
+  w.u32(m.scratch);
+  w.byte(0x41);
+  w.byte(0x7f);
+  w.byte(0x47);
+  w.byte(0x04);
+  w.byte(0x40);
+  w.byte(0x20); // local.get counter; memory.size 0; i64.extend_i32_u; i64.const shift; i64.shl; i64.sub
+  w.u32(m.counter);
+  w.byte(0x3f);
+  w.byte(0x00);
+  w.byte(0xad);
+  w.byte(0x42);
+  w.s64(GROWN_PAGE_SHIFT);
+  w.byte(0x86);
+  w.byte(0x7d);
+  emitCheck(m);
+  w.byte(0x0b); // end
+  w.byte(0x20); // local.get scratch: the grow's result
   w.u32(m.scratch);
 }
 
