@@ -1,6 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import wabtFactory from 'wabt';
-import { GROWN_PAGE_SHIFT, MAX_PRECHARGE } from '../../src/runtime/wasm/instrument-code.js';
+import {
+  GROWN_PAGE_SHIFT,
+  LARGE_GROW_SHIFT,
+  LARGE_MEMORY_PAGES,
+  MAX_PRECHARGE,
+} from '../../src/runtime/wasm/instrument-code.js';
 import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS } from '../../src/runtime/wasm/module-limits.js';
 import { FUEL_EXPORT, MAX_EXPANSION, prepareModule } from '../../src/runtime/wasm/prepare-module.js';
 
@@ -105,6 +110,44 @@ describe('a successful memory.grow is charged per page of the new size (V8 accou
     fuel.value = 8_300n;
     expect(() => grow(98)).toThrow(WebAssembly.RuntimeError);
     expect(fuel.value as bigint).toBeLessThan(0n);
+  });
+});
+
+describe('a successful memory.grow of a memory over 64 MiB is charged a full collection of the heap', () => {
+  // Up to 64 MiB a grow is charged by the page; past it V8 collects the heap at every grow (the memory counted twice
+  // for a moment passes what it allows over its last collection), whatever the grow adds, 0 pages included.
+  const zeroGrow = (pages: number) => {
+    const prepared = prepareModule(
+      wat(`(module (memory ${pages} 4096) (func (export "grow0") (result i32) (memory.grow (i32.const 0))))`),
+      { ...OPTIONS, memoryCapPages: 4096 },
+    );
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(prepared.bytes), {});
+    const fuel = instance.exports[FUEL_EXPORT] as WebAssembly.Global;
+    fuel.value = 1n << 40n;
+    expect((instance.exports.grow0 as () => number)()).toBe(pages);
+    return (1n << 40n) - (fuel.value as bigint);
+  };
+
+  it('charges 2^LARGE_GROW_SHIFT more once the memory is over LARGE_MEMORY_PAGES, by the page below it', () => {
+    const at = zeroGrow(LARGE_MEMORY_PAGES);
+    const over = zeroGrow(LARGE_MEMORY_PAGES + 1);
+    expect(at).toBeLessThan(1n << 20n);
+    expect(over - at).toBe((1n << BigInt(LARGE_GROW_SHIFT)) + (1n << BigInt(GROWN_PAGE_SHIFT)));
+  });
+
+  it('so the default fuel_per_call buys about 15 grows of such a memory, where it bought 13,000', () => {
+    const prepared = prepareModule(
+      wat(`(module (memory 1025 4096) (global $n (export "n") (mut i32) (i32.const 0))
+        (func (export "loop") (loop $l (global.set $n (i32.add (global.get $n) (i32.const 1)))
+          (br_if $l (i32.ne (memory.grow (i32.const 0)) (i32.const -1))))))`),
+      { ...OPTIONS, memoryCapPages: 4096 },
+    );
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(prepared.bytes), {});
+    (instance.exports[FUEL_EXPORT] as WebAssembly.Global).value = 1_000_000_000n;
+    expect(() => (instance.exports.loop as () => void)()).toThrow(WebAssembly.RuntimeError);
+    const grows = (instance.exports.n as WebAssembly.Global).value as number;
+    expect(grows).toBeGreaterThanOrEqual(14);
+    expect(grows).toBeLessThanOrEqual(16);
   });
 });
 

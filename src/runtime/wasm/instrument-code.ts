@@ -27,17 +27,22 @@ export const BULK_COSTS = Object.freeze({
 });
 
 /**
- * A successful memory.grow is charged 2^GROWN_PAGE_SHIFT more per page of the memory's **new** size. V8 makes a new
- * ArrayBuffer of the whole memory at each grow and counts all of it as external memory until a garbage
- * collection frees the old one, so growing a page at a time adds up the memory's every size, and past a point each
- * grow starts or advances a full collection of the host's heap. In mode none that heap is the host's: 16,384
- * one-page grows to 1 GiB in one call took the host's thread 61-1,938 ms (5 runs, a 15 MiB host heap) for 134M
- * fuel, up to ~170 times what that fuel is worth. At 64 per page, that call would need 8.7G fuel (more than the
- * default fuel_per_call, 1G, allows: it ends with fuel_exhausted at ~350 MiB), a grow to the default 64 MiB one
- * page at a time 42M, and one grow of 1,024 pages 74K. Failed grows (past the cap or the memory's maximum) do no
- * such work and are not charged it.
+ * What a successful memory.grow costs the host beyond its fixed charge. V8 makes a new ArrayBuffer of the whole
+ * memory at each grow (even of 0 pages) and counts it as external memory before it lets the old one go, so for a
+ * moment the memory counts twice; when that passes what V8 allows over the external memory it had at its last full
+ * collection (64 MiB), V8 starts or advances a full collection of the heap, there and then. The memory alone passes
+ * it once it is over LARGE_MEMORY_PAGES (64 MiB): from there on each grow costs a full collection of the host's heap
+ * (mode none: the host's; 3-5 ms of its thread for a 15 MiB heap, measured), 2^LARGE_GROW_SHIFT fuel. Below it a
+ * grow is charged 2^GROWN_PAGE_SHIFT per page of the new size (grown a page at a time to 64 MiB: 14-85 ms of the
+ * host's thread, 42M fuel). Measured before: 16,384 one-page grows to 1 GiB took 61-1,938 ms of the host's thread
+ * for 134M fuel; 0-page grows of a 1,025-page memory 1.9-4.5 s for 1G. Now the default fuel_per_call (1G) buys
+ * about 15 grows of a memory over 64 MiB: a program that grows past it should grow in large steps (doubling), as
+ * allocators do, and ask `memory.size` rather than grow by 0. A grow that fails (past the cap or the maximum) does
+ * no such work and is not charged it.
  */
 export const GROWN_PAGE_SHIFT = 6;
+export const LARGE_MEMORY_PAGES = 1024;
+export const LARGE_GROW_SHIFT = 26;
 
 const BULK_BY_FLOW = [
   BULK_COSTS.memoryBytes,
@@ -480,9 +485,9 @@ function emitBulkCharge(m: Meter, c: { fixed: number; shift: number }): void {
 }
 
 /**
- * After a memory.grow, with its result on top of the stack: when it succeeded, charges GROWN_PAGE_SHIFT per page
- * of the memory's new size (trapping if that leaves the fuel below zero), and leaves the result as it was. See
- * GROWN_PAGE_SHIFT for why the new size, not the pages asked for.
+ * After a memory.grow, with its result on top of the stack: when it succeeded, charges 2^GROWN_PAGE_SHIFT per page
+ * of the memory's new size and 2^LARGE_GROW_SHIFT more when that is over LARGE_MEMORY_PAGES (trapping if that
+ * leaves the fuel below zero), and leaves the result as it was. See GROWN_PAGE_SHIFT for why.
  */
 function emitGrownCharge(m: Meter): void {
   const w = m.w;
@@ -500,6 +505,16 @@ function emitGrownCharge(m: Meter): void {
   w.byte(0xad);
   w.byte(0x42);
   w.s64(GROWN_PAGE_SHIFT);
+  w.byte(0x86);
+  w.byte(0x7d);
+  w.byte(0x3f); // memory.size 0; i32.const large; i32.gt_u; i64.extend_i32_u; i64.const shift; i64.shl; i64.sub
+  w.byte(0x00);
+  w.byte(0x41);
+  w.s64(LARGE_MEMORY_PAGES); // signed LEB128: the same bytes for an i32 immediate
+  w.byte(0x4b);
+  w.byte(0xad);
+  w.byte(0x42);
+  w.s64(LARGE_GROW_SHIFT);
   w.byte(0x86);
   w.byte(0x7d);
   emitCheck(m);
