@@ -14,10 +14,7 @@ import { type Dockerode, defaultEngineClient, engineClientOf } from './dockerode
 import type { EngineClient } from './engine-client.js';
 import { ensurePluginImage, ensureRunnerImage } from './images.js';
 import { containerLabels } from './labels.js';
-import { listManagedContainers, sweepContainers, sweepListed } from './sweep.js';
-
-/** The local engine's socket, where dockerode looks without $DOCKER_HOST. */
-const LOCAL_ENGINE = '/var/run/docker.sock';
+import { listManagedContainers, localEngineSocket, sweepContainers, sweepListed } from './sweep.js';
 
 export interface ContainerBackendOptions {
   /** Supervision settings (deadlines, restarts, breaker). The start timeout defaults to 30 s here. */
@@ -179,23 +176,31 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
     async sweep() {
       await sweepOrphans(settings.runtimeDir, context.logger);
       const injected = options.docker !== undefined;
-      const local = !injected && process.env.DOCKER_HOST === undefined;
-      if (local && !existsSync(LOCAL_ENGINE)) return;
+      const socket = !injected && process.env.DOCKER_HOST === undefined ? localEngineSocket() : undefined;
+      if (socket !== undefined && !existsSync(socket)) return;
       const noEngine = (error: unknown): false => {
         context.logger.debug({ err: error }, 'no Docker engine to sweep');
         return false;
       };
-      const ownClient = () => (injected ? engine() : defaultEngineClient(3_000));
-      // The local engine's listing is read without dockerode, which is loaded only to inspect or remove: a host
-      // whose plugins are not in containers then never loads it (nor its dependencies: a third of a host's heap).
-      const swept = local
-        ? await listManagedContainers(LOCAL_ENGINE, 3_000)
-            .then((listed) => {
-              let client: EngineClient | undefined;
-              return sweepListed(listed, () => (client ??= ownClient()), context.logger);
-            })
-            .then(() => true, noEngine)
-        : await sweepContainers(ownClient(), context.logger).then(() => true, noEngine);
+      // The local engine's listing is read without dockerode, which is loaded only to inspect or remove (on the same
+      // socket): a host whose plugins are not in containers then never loads it (nor its dependencies: a third of a
+      // host's heap). Swept: the engine answered and removed every container of a dead host it listed.
+      const swept =
+        socket !== undefined
+          ? await listManagedContainers(socket, 3_000)
+              .then((listed) => {
+                let client: EngineClient | undefined;
+                return sweepListed(
+                  listed,
+                  () => (client ??= defaultEngineClient(3_000, socket)),
+                  context.logger,
+                );
+              })
+              .then(({ failed }) => failed === 0, noEngine)
+          : await sweepContainers(injected ? engine() : defaultEngineClient(3_000), context.logger).then(
+              () => true,
+              noEngine,
+            );
       // Then the tenants' cgroups (CgroupParent) those containers were in: only once the engine removed them,
       // never from under containers it still knows.
       if (swept) sweepCgroups(context.logger);

@@ -143,9 +143,15 @@ export function engineClientOf(docker: Dockerode | EngineClient): EngineClient {
   return client;
 }
 
-/** The engine at `$DOCKER_HOST` or /var/run/docker.sock, `timeoutMs` per request. */
-export function defaultEngineClient(timeoutMs: number): EngineClient {
-  return new DockerodeClient(new (loadDockerode())({ timeout: timeoutMs }));
+/**
+ * The engine at `socketPath`, else dockerode's default ($DOCKER_HOST, else the local socket: see
+ * localEngineSocket in sweep.ts), `timeoutMs` per request.
+ */
+export function defaultEngineClient(timeoutMs: number, socketPath?: string): EngineClient {
+  const Docker = loadDockerode();
+  return new DockerodeClient(
+    new Docker(socketPath === undefined ? { timeout: timeoutMs } : { socketPath, timeout: timeoutMs }),
+  );
 }
 
 /**

@@ -1,4 +1,7 @@
+import { accessSync } from 'node:fs';
 import { request } from 'node:http';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isAlive } from '../../process-identity.js';
 import { type Dockerode, engineClientOf } from './dockerode-client.js';
@@ -23,7 +26,7 @@ import {
  */
 export async function sweepContainers(docker: Dockerode | EngineClient, logger?: Logger): Promise<number> {
   const engine = engineClientOf(docker);
-  return sweepListed(await engine.listByLabels(MANAGED), () => engine, logger);
+  return (await sweepListed(await engine.listByLabels(MANAGED), () => engine, logger)).removed;
 }
 
 /**
@@ -34,9 +37,10 @@ export async function sweepListed(
   containers: readonly ListedContainer[],
   engineOf: () => EngineClient,
   logger?: Logger,
-): Promise<number> {
+): Promise<{ removed: number; failed: number }> {
   const ownNamespace = pidNamespace();
   let removed = 0;
+  let failed = 0;
   for (const c of containers) {
     if (!(await ownerIsDead(engineOf, c.labels, ownNamespace))) continue;
     try {
@@ -44,10 +48,26 @@ export async function sweepListed(
       if (await engine.remove(engine.container(c.id))) removed++;
     } catch {
       // The engine did not remove it: the next sweep tries again.
+      failed++;
     }
   }
   if (removed > 0) logger?.info({ containers: removed }, 'removed containers left by dead hosts');
-  return removed;
+  return { removed, failed };
+}
+
+/**
+ * The local engine's socket as dockerode finds it without $DOCKER_HOST (docker-modem's findDefaultUnixSocket):
+ * Docker Desktop's `$HOME/.docker/run/docker.sock` when there is one, else /var/run/docker.sock. The sweep lists
+ * and removes on this one socket, the engine the host's own client uses.
+ */
+export function localEngineSocket(): string {
+  const user = join(homedir(), '.docker', 'run', 'docker.sock');
+  try {
+    accessSync(user);
+    return user;
+  } catch {
+    return '/var/run/docker.sock';
+  }
 }
 
 /** The labels a container this package made carries (see sweepContainers). */
@@ -56,14 +76,20 @@ const MANAGED = [`${LABEL_MANAGED}=true`, LABEL_SESSION];
 /**
  * The containers this package made (see sweepContainers) on the engine at `socketPath`, listed with one request
  * over node:http: a host with nothing to remove never loads dockerode (a third of a host's heap with its
- * dependencies, see dockerode-client.ts). Rejects when the engine does not answer within `timeoutMs`. The engine
+ * dependencies, see dockerode-client.ts). Rejects when the listing is not whole within `timeoutMs`. The engine
  * is trusted; the bound on its answer (64 MiB: tens of thousands of containers) is a guard.
  */
 export function listManagedContainers(socketPath: string, timeoutMs: number): Promise<ListedContainer[]> {
   const filters = encodeURIComponent(JSON.stringify({ label: MANAGED }));
   return new Promise((resolve, reject) => {
     const req = request(
-      { socketPath, path: `/containers/json?all=true&filters=${filters}`, timeout: timeoutMs },
+      // A deadline from the request on (a socket timeout counts idle time only: an engine sending a byte now and then
+      // would hold the host's start).
+      {
+        socketPath,
+        path: `/containers/json?all=true&filters=${filters}`,
+        signal: AbortSignal.timeout(timeoutMs),
+      },
       (res) => {
         const chunks: Buffer[] = [];
         let bytes = 0;
@@ -97,7 +123,6 @@ export function listManagedContainers(socketPath: string, timeoutMs: number): Pr
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`the engine did not answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();
   });
