@@ -18,7 +18,7 @@ afterEach(() => {
 
 /** The socket a default dockerode client picks (docker-modem resolves it lazily, as a promise). */
 async function dockerodeSocket(): Promise<string> {
-  const path = (new Dockerode().modem as { socketPath: unknown }).socketPath;
+  const path = (new Dockerode().modem as unknown as { socketPath: unknown }).socketPath;
   return typeof path === 'function' ? await (path as () => Promise<string>)() : (path as string);
 }
 
