@@ -102,50 +102,69 @@ describe('a successful memory.grow is charged per page of the new size (V8 accou
   it('does not charge a grow that fails (past the maximum), and one that runs out of fuel traps with the memory grown', () => {
     const { exports, fuel } = instantiate(wat(GROW));
     const grow = exports.grow as (pages: number) => number;
-    const ok = used(grow, fuel, 0); // 1 -> 1 page: charged for the 1 page
+    const zero = used(grow, fuel, 0);
+    expect(zero.result).toBe(1);
     const failed = used(grow, fuel, 1_000);
     expect(failed.result).toBe(-1);
-    expect(ok.used - failed.used).toBe(1n << BigInt(GROWN_PAGE_SHIFT));
+    // Neither reached V8's grow: both are charged the fixed cost alone.
+    expect(failed.used).toBe(zero.used);
     // Enough for the fixed cost, not for the 99 pages after it.
     fuel.value = 8_300n;
     expect(() => grow(98)).toThrow(WebAssembly.RuntimeError);
     expect(fuel.value as bigint).toBeLessThan(0n);
   });
+
+  it('answers a grow of 0 pages with the size, without V8 making a new buffer of the memory', () => {
+    const { exports, fuel } = instantiate(wat(GROW));
+    const memory = exports.memory as WebAssembly.Memory;
+    const before = memory.buffer;
+    fuel.value = 1_000_000n;
+    expect((exports.grow as (pages: number) => number)(0)).toBe(1);
+    // A grow that reached V8 would have detached the old buffer (byteLength 0) and made a new one.
+    expect(memory.buffer).toBe(before);
+    expect(before.byteLength).toBe(65_536);
+    expect((exports.grow as (pages: number) => number)(1)).toBe(1);
+    expect(before.byteLength).toBe(0);
+  });
 });
 
 describe('a successful memory.grow of a memory over 64 MiB is charged a full collection of the heap', () => {
   // Up to 64 MiB a grow is charged by the page; past it V8 collects the heap at every grow (the memory counted twice
-  // for a moment passes what it allows over its last collection), whatever the grow adds, 0 pages included.
-  const zeroGrow = (pages: number) => {
-    const prepared = prepareModule(
-      wat(`(module (memory ${pages} 4096) (func (export "grow0") (result i32) (memory.grow (i32.const 0))))`),
+  // for a moment passes what it allows over its last collection).
+  const module = (pages: number) =>
+    prepareModule(
+      wat(`(module (memory ${pages} 4096) (global $n (export "n") (mut i32) (i32.const 0))
+        (func (export "grow1") (result i32) (memory.grow (i32.const 1)))
+        (func (export "loop") (loop $l (global.set $n (i32.add (global.get $n) (i32.const 1)))
+          (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))))`),
       { ...OPTIONS, memoryCapPages: 4096 },
     );
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(prepared.bytes), {});
-    const fuel = instance.exports[FUEL_EXPORT] as WebAssembly.Global;
+  const start = (pages: number) => {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(module(pages).bytes), {});
+    return {
+      exports: instance.exports as Record<string, unknown>,
+      fuel: instance.exports[FUEL_EXPORT] as WebAssembly.Global,
+    };
+  };
+  const oneGrow = (pages: number) => {
+    const { exports, fuel } = start(pages);
     fuel.value = 1n << 40n;
-    expect((instance.exports.grow0 as () => number)()).toBe(pages);
+    expect((exports.grow1 as () => number)()).toBe(pages);
     return (1n << 40n) - (fuel.value as bigint);
   };
 
-  it('charges 2^LARGE_GROW_SHIFT more once the memory is over LARGE_MEMORY_PAGES, by the page below it', () => {
-    const at = zeroGrow(LARGE_MEMORY_PAGES);
-    const over = zeroGrow(LARGE_MEMORY_PAGES + 1);
-    expect(at).toBeLessThan(1n << 20n);
-    expect(over - at).toBe((1n << BigInt(LARGE_GROW_SHIFT)) + (1n << BigInt(GROWN_PAGE_SHIFT)));
+  it('charges 2^LARGE_GROW_SHIFT more once the new size is over LARGE_MEMORY_PAGES, by the page below it', () => {
+    const to = oneGrow(LARGE_MEMORY_PAGES - 1); // to 1,024 pages
+    const past = oneGrow(LARGE_MEMORY_PAGES); // to 1,025
+    expect(to).toBeLessThan(1n << 20n);
+    expect(past - to).toBe((1n << BigInt(LARGE_GROW_SHIFT)) + (1n << BigInt(GROWN_PAGE_SHIFT)));
   });
 
-  it('so the default fuel_per_call buys about 15 grows of such a memory, where it bought 13,000', () => {
-    const prepared = prepareModule(
-      wat(`(module (memory 1025 4096) (global $n (export "n") (mut i32) (i32.const 0))
-        (func (export "loop") (loop $l (global.set $n (i32.add (global.get $n) (i32.const 1)))
-          (br_if $l (i32.ne (memory.grow (i32.const 0)) (i32.const -1))))))`),
-      { ...OPTIONS, memoryCapPages: 4096 },
-    );
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(prepared.bytes), {});
-    (instance.exports[FUEL_EXPORT] as WebAssembly.Global).value = 1_000_000_000n;
-    expect(() => (instance.exports.loop as () => void)()).toThrow(WebAssembly.RuntimeError);
-    const grows = (instance.exports.n as WebAssembly.Global).value as number;
+  it('so the default fuel_per_call buys about 15 one-page grows of such a memory, where it bought 13,000', () => {
+    const { exports, fuel } = start(LARGE_MEMORY_PAGES + 1);
+    fuel.value = 1_000_000_000n;
+    expect(() => (exports.loop as () => void)()).toThrow(WebAssembly.RuntimeError);
+    const grows = (exports.n as WebAssembly.Global).value as number;
     expect(grows).toBeGreaterThanOrEqual(14);
     expect(grows).toBeLessThanOrEqual(16);
   });

@@ -38,6 +38,10 @@ export interface ContainerBackendOptions {
   tenant?: TenantIdentity;
 }
 
+/** The start-up sweep: each request to the engine, and the whole sweep (a host's start waits for it). */
+const SWEEP_REQUEST_MS = 3_000;
+const SWEEP_MS = 30_000;
+
 /** Mode `container`: a supervised sandbox-runner in a hardened per-plugin container, built from the plugin's directory. */
 export const containerBackend: BackendFactory<ContainerBackendOptions> = (context) => {
   const { options, settings } = context;
@@ -178,29 +182,37 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
       const injected = options.docker !== undefined;
       const socket = !injected && process.env.DOCKER_HOST === undefined ? localEngineSocket() : undefined;
       if (socket !== undefined && !existsSync(socket)) return;
-      const noEngine = (error: unknown): false => {
-        context.logger.debug({ err: error }, 'no Docker engine to sweep');
-        return false;
-      };
       // The local engine's listing is read without dockerode, which is loaded only to inspect or remove (on the same
       // socket): a host whose plugins are not in containers then never loads it (nor its dependencies: a third of a
-      // host's heap). Swept: the engine answered and removed every container of a dead host it listed.
-      const swept =
+      // host's heap).
+      const sweeping =
         socket !== undefined
-          ? await listManagedContainers(socket, 3_000)
-              .then((listed) => {
-                let client: EngineClient | undefined;
-                return sweepListed(
-                  listed,
-                  () => (client ??= defaultEngineClient(3_000, socket)),
-                  context.logger,
-                );
-              })
-              .then(({ failed }) => failed === 0, noEngine)
-          : await sweepContainers(injected ? engine() : defaultEngineClient(3_000), context.logger).then(
-              () => true,
-              noEngine,
-            );
+          ? listManagedContainers(socket, SWEEP_REQUEST_MS).then((listed) => {
+              let client: EngineClient | undefined;
+              return sweepListed(
+                listed,
+                () => (client ??= defaultEngineClient(SWEEP_REQUEST_MS, socket)),
+                context.logger,
+              );
+            })
+          : sweepContainers(injected ? engine() : defaultEngineClient(SWEEP_REQUEST_MS), context.logger);
+      // Swept: the engine answered and removed every container of a dead host it listed, within SWEEP_MS (dockerode's
+      // timeout counts idle time only: an engine answering a byte now and then would otherwise hold the host's start).
+      let deadline: NodeJS.Timeout | undefined;
+      const swept = await Promise.race([
+        sweeping.then(({ failed }) => failed === 0),
+        new Promise<boolean>((_, reject) => {
+          deadline = setTimeout(
+            () => reject(new Error(`the engine did not finish the sweep within ${SWEEP_MS} ms`)),
+            SWEEP_MS,
+          );
+        }),
+      ])
+        .catch((error: unknown) => {
+          context.logger.debug({ err: error }, 'no Docker engine to sweep');
+          return false;
+        })
+        .finally(() => clearTimeout(deadline));
       // Then the tenants' cgroups (CgroupParent) those containers were in: only once the engine removed them,
       // never from under containers it still knows.
       if (swept) sweepCgroups(context.logger);

@@ -24,9 +24,12 @@ import {
  * tell whether it lives. So a host on the machine and an orchestrator under docker-compose never sweep each
  * other's live containers.
  */
-export async function sweepContainers(docker: Dockerode | EngineClient, logger?: Logger): Promise<number> {
+export async function sweepContainers(
+  docker: Dockerode | EngineClient,
+  logger?: Logger,
+): Promise<{ removed: number; failed: number }> {
   const engine = engineClientOf(docker);
-  return (await sweepListed(await engine.listByLabels(MANAGED), () => engine, logger)).removed;
+  return sweepListed(await engine.listByLabels(MANAGED), () => engine, logger);
 }
 
 /**

@@ -216,9 +216,13 @@ export function instrumentBody(
     if (flow >= Flow.MemoryBytes) {
       emitRun(m, bytes, runStart, at, cost, start, dead, marks);
       if (!dead) emitBulkCharge(m, BULK_BY_FLOW[flow - Flow.MemoryBytes] as { fixed: number; shift: number });
-      if (!dead && flow === Flow.MemoryGrow) emitGrowCap(m);
-      w.bytes(bytes, at, r.pos);
-      if (!dead && flow === Flow.MemoryGrow) emitGrownCharge(m);
+      if (!dead && flow === Flow.MemoryGrow) {
+        emitGrowCap(m);
+        emitZeroGrowIsSize(m);
+        w.bytes(bytes, at, r.pos);
+        emitGrownCharge(m);
+        w.byte(0x0b); // end (of emitZeroGrowIsSize's if)
+      } else w.bytes(bytes, at, r.pos);
       runStart = r.pos;
       cost = 0;
       start = Start.Plain;
@@ -481,6 +485,27 @@ function emitBulkCharge(m: Meter, c: { fixed: number; shift: number }): void {
   w.byte(0x7d); // i64.sub
   emitCheck(m);
   w.byte(0x20); // local.get scratch: the count, for the instruction itself
+  w.u32(m.scratch);
+}
+
+/**
+ * With a memory.grow's page count on top of the stack: a count of 0 is answered with memory.size, which is what
+ * the grow would return, and never reaches V8, whose grow makes a new buffer of the whole memory even for 0 pages
+ * (and past its external-memory limit, a full collection of the heap: a loop of 0-page grows beside a host import
+ * that allocates held the host's thread 42-307 s per 1G fuel). Opens `if (result i32) ... else`; the caller emits
+ * the grow and its charge, then the `end`.
+ */
+function emitZeroGrowIsSize(m: Meter): void {
+  const w = m.w;
+  w.byte(0x22); // local.tee scratch; i32.eqz; if (result i32); memory.size 0; else; local.get scratch
+  w.u32(m.scratch);
+  w.byte(0x45);
+  w.byte(0x04);
+  w.byte(0x7f);
+  w.byte(0x3f);
+  w.byte(0x00);
+  w.byte(0x05);
+  w.byte(0x20);
   w.u32(m.scratch);
 }
 
