@@ -35,8 +35,8 @@ beforeAll(async () => {
 
 const OPTIONS = { fuel: true, initialFuel: 1_000_000n, memoryCapPages: 1024, tableCapElements: 1000 };
 
-function instantiate(bytes: Uint8Array) {
-  const prepared = prepareModule(bytes, OPTIONS);
+function instantiate(bytes: Uint8Array, options = OPTIONS) {
+  const prepared = prepareModule(bytes, options);
   const instance = new WebAssembly.Instance(new WebAssembly.Module(prepared.bytes), {});
   return {
     exports: instance.exports as Record<string, unknown>,
@@ -131,21 +131,14 @@ describe('a successful memory.grow is charged per page of the new size (V8 accou
 describe('a successful memory.grow of a memory over 64 MiB is charged a full collection of the heap', () => {
   // Up to 64 MiB a grow is charged by the page; past it V8 collects the heap at every grow (the memory counted twice
   // for a moment passes what it allows over its last collection).
-  const module = (pages: number) =>
-    prepareModule(
+  const start = (pages: number) =>
+    instantiate(
       wat(`(module (memory ${pages} 4096) (global $n (export "n") (mut i32) (i32.const 0))
         (func (export "grow1") (result i32) (memory.grow (i32.const 1)))
         (func (export "loop") (loop $l (global.set $n (i32.add (global.get $n) (i32.const 1)))
           (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))))`),
       { ...OPTIONS, memoryCapPages: 4096 },
     );
-  const start = (pages: number) => {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(module(pages).bytes), {});
-    return {
-      exports: instance.exports as Record<string, unknown>,
-      fuel: instance.exports[FUEL_EXPORT] as WebAssembly.Global,
-    };
-  };
   const oneGrow = (pages: number) => {
     const { exports, fuel } = start(pages);
     fuel.value = 1n << 40n;

@@ -37,8 +37,8 @@ export const BULK_COSTS = Object.freeze({
  * host's thread, 42M fuel). Measured before: 16,384 one-page grows to 1 GiB took 61-1,938 ms of the host's thread
  * for 134M fuel; 0-page grows of a 1,025-page memory 1.9-4.5 s for 1G. Now the default fuel_per_call (1G) buys
  * about 15 grows of a memory over 64 MiB: a program that grows past it should grow in large steps (doubling), as
- * allocators do, and ask `memory.size` rather than grow by 0. A grow that fails (past the cap or the maximum) does
- * no such work and is not charged it.
+ * allocators do. A grow of 0 pages never reaches V8 (emitZeroGrowIsSize). A grow that fails (past the cap or the
+ * maximum) does no such work and is not charged it.
  */
 export const GROWN_PAGE_SHIFT = 6;
 export const LARGE_MEMORY_PAGES = 1024;
