@@ -182,6 +182,12 @@ export class SwarmRunner implements Runner {
     this.#connectedTask = tasks.find(
       (t) => t.DesiredState === 'running' && t.Status?.State === 'running',
     )?.ID;
+    // One connection per runner: once it has closed (the runner's Bye and exit at a stop, a crash, a link the host
+    // ended), a task the swarm restarts (RestartPolicy any, 1 s later) could only dial in to be refused. So the
+    // service goes at once, after one look at the task for its exit code (the supervisor's account of the end).
+    this.link?.onClose(() => {
+      void this.#look().finally(() => this.#removeService('removed'));
+    });
   }
 
   /** The network, the orchestrator's way onto it, the secret, the service; then the watch on its task. */
@@ -364,7 +370,8 @@ export class SwarmRunner implements Runner {
     void this.#removeService();
   }
 
-  async #removeService(): Promise<void> {
+  /** `signal`: the exit this reports, when nothing reported one before (a kill's, or a removal's after the end). */
+  async #removeService(signal = 'SIGKILL'): Promise<void> {
     const id = this.#serviceId;
     if (id === undefined || this.#stopped) return;
     this.#stopped = true;
@@ -377,7 +384,7 @@ export class SwarmRunner implements Runner {
           `could not remove swarm service ${this.name}; the host's close or the next sweep removes it`,
         );
     }
-    this.#exit?.({ code: null, signal: 'SIGKILL' });
+    this.#exit?.({ code: null, signal });
   }
 
   /**
