@@ -6,6 +6,7 @@ import { runDiscoveryBench } from './discovery.js';
 import { runEncodingBench } from './encoding.js';
 import { runExtismBench } from './extism.js';
 import { runIdleBench } from './idle.js';
+import { runImportFuelBench } from './import-fuel.js';
 import { runMetricsBench } from './metrics.js';
 import { runNativeBench } from './native.js';
 import { runPoolBench } from './pool.js';
@@ -21,6 +22,7 @@ const benches: [string, () => boolean | Promise<boolean>][] = [
   ['scale', runScaleBench],
   ['wasm', runWasmBench],
   ['extism', runExtismBench],
+  ['import-fuel', runImportFuelBench],
   ['metrics', runMetricsBench],
   ['native', runNativeBench],
   ['process', runProcessBench],

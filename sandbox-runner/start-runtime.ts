@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { checkFilesystemSpec, type PluginSpec } from '../src/protocol/messages.js';
 import type { HostApi } from '../src/runtime/host-api.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
+import { FUEL_PER_ROUND_TRIP } from '../src/runtime/wasm/abi.js';
 
 /**
  * The plugin's runtime, built from the host's Welcome (its spec and the checked bytes) and initialised: one place
@@ -31,6 +32,8 @@ export async function startRuntime(
       wasi: spec.wasi,
       ...(typeof spec.logLevel === 'string' ? { logLevel: spec.logLevel } : {}),
       ...(filesystem === undefined ? {} : { filesystem }),
+      // Its calls that ask the host cross the runner's socket: each pays the round trip's price too.
+      roundTripFuel: FUEL_PER_ROUND_TRIP,
     });
   } else {
     // Before the library's code runs: its constructors run at load. (koffi is loaded here anyway.)

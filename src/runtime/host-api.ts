@@ -79,6 +79,12 @@ export interface HostFunction {
   readonly params: readonly Param[];
   readonly answer: Answer;
   readonly permission?: Permission;
+  /**
+   * Fuel a WASM plugin's call pays before the host does anything, beyond what it pays per byte (default
+   * FUEL_PER_IMPORT, wasm/abi.ts): what the host's fixed work for it costs, at fuel's rate (issue 10, class 6;
+   * measured by bench/import-fuel.ts). A runner's call that asks the host (`reply`) pays FUEL_PER_ROUND_TRIP on top.
+   */
+  readonly fuel?: number;
 }
 
 const text = (name: string, what: string, max?: number) =>
@@ -107,6 +113,7 @@ export const HOST_FUNCTIONS = {
     params: [i32('level'), text('msg', 'a log line')],
     answer: 'nothing',
     permission: { kind: 'log' },
+    fuel: 4_096,
   },
   input_len: { ...perCall, wasm: 'reed', native: false, params: [], answer: 'length' },
   input_read: {
@@ -129,24 +136,28 @@ export const HOST_FUNCTIONS = {
     params: [text('key', 'a storage key', MAX_KEY_BYTES), buffer()],
     answer: 'bytes',
     permission: { kind: 'access', field: 'storage', level: 'read', action: 'read storage' },
+    fuel: 16_384,
   },
   storage_put: {
     ...asked,
     params: [text('key', 'a storage key', MAX_KEY_BYTES), bytes('value')],
     answer: 'status',
     permission: { kind: 'access', field: 'storage', level: 'readwrite', action: 'write storage' },
+    fuel: 16_384,
   },
   storage_delete: {
     ...asked,
     params: [text('key', 'a storage key', MAX_KEY_BYTES)],
     answer: 'found',
     permission: { kind: 'access', field: 'storage', level: 'readwrite', action: 'write storage' },
+    fuel: 16_384,
   },
   storage_list: {
     ...asked,
     params: [text('prefix', 'a storage prefix', MAX_KEY_BYTES), buffer()],
     answer: 'list',
     permission: { kind: 'access', field: 'storage', level: 'read', action: 'read storage' },
+    fuel: 16_384,
   },
   content_create: {
     ...asked,
@@ -157,12 +168,14 @@ export const HOST_FUNCTIONS = {
     ],
     answer: 'text',
     permission: { kind: 'access', field: 'content', level: 'readwrite', action: 'create content' },
+    fuel: 16_384,
   },
   content_get: {
     ...asked,
     params: [text('id', 'a content id', MAX_CONTENT_ID_BYTES), buffer()],
     answer: 'text',
     permission: { kind: 'access', field: 'content', level: 'read', action: 'read content' },
+    fuel: 16_384,
   },
   event_emit: {
     ...asked,
@@ -172,6 +185,7 @@ export const HOST_FUNCTIONS = {
     ],
     answer: 'status',
     permission: { kind: 'topic' },
+    fuel: 16_384,
   },
   config_get: {
     ...asked,
@@ -179,6 +193,7 @@ export const HOST_FUNCTIONS = {
     reply: false,
     params: [text('key', 'a configuration key', MAX_KEY_BYTES), buffer()],
     answer: 'text',
+    fuel: 8_192,
   },
 } as const satisfies Record<string, HostFunction>;
 

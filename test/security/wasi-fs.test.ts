@@ -260,7 +260,8 @@ describe.each([
     );
     try {
       await new Promise((resolve) => swapper.stdout.once('data', resolve));
-      const p = await probe(root);
+      // 20,000 opens, reads and closes: ~3G fuel at what each costs (FUEL_PER_PATH_OP, FUEL_PER_FS_OP).
+      const p = await probe(root, {}, { fuelPerCall: 10_000_000_000 });
       const [answer] = p.run('race 3 sw/secret 20000');
       expect(answer).toMatch(/^leaks 0 opens \d+$/);
     } finally {
@@ -272,7 +273,7 @@ describe.each([
 describe('descriptors', () => {
   it('a plugin opens at most 1,024 (EMFILE past it), and every host descriptor is closed when the instance goes, after a trap too', async () => {
     const { root } = tree();
-    const p = await probe(root, {}, { fuelPerCall: 50_000_000 });
+    const p = await probe(root, {}, { fuelPerCall: 500_000_000 });
     expect(p.run('openmany 3 .')).toEqual(['opened 1020 err 33']); // 1,024 less stdio and the preopen
     expect(hostFdsIn(root)).toBe(1022); // those, the preopen's own and the directory's
     // Out of fuel in a readdir loop: the instance is dropped, and with it every descriptor it held.

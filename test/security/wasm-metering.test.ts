@@ -3,7 +3,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
+import {
+  FUEL_PER_IMPORT,
+  FUEL_PER_RANDOM_BYTE,
+  FUEL_PER_ROUND_TRIP,
+  importFuel,
+} from '../../src/runtime/wasm/abi.js';
 import { encodeU32 } from '../../src/runtime/wasm/binary.js';
+import { instantiationFuel } from '../../src/runtime/wasm/instantiation-fuel.js';
+import { WASI_MODULE } from '../../src/runtime/wasm/wasi-names.js';
 import { REPO, runCli } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
 import { lastingDir, manifestToml } from '../helpers/plugin-tree.js';
@@ -84,6 +92,95 @@ describe.each<SandboxMode>(['none', 'process'])(
       // collection of the heap (2^26 fuel), ~474M in all.
       const grown = await host.call('hostile.memory-grow', 'grow_steps_by', Buffer.from([0, 8, 0, 0]));
       expect(Buffer.from(grown.output).readUInt32LE(0)).toBe(1 + 7 * 2_048);
+    });
+  },
+);
+
+describe.each<SandboxMode>(['none', 'process'])(
+  'class 6: a call pays for the instance it makes (mode %s)',
+  (mode) => {
+    let host: PluginHost;
+    beforeAll(async () => {
+      // Before: making an instance cost no fuel (an empty command with 64 MiB of memory held the host's thread
+      // 3.3-4.2 ms a call for a few fuel), and a plugin's new instance after a trap ran its start function and
+      // init hooks with budgets of their own, none of it in the call's fuel.
+      ({ host } = await startHost([HOSTILE], {
+        mode,
+        plugins: ['hostile.big-instance', 'hostile.reinit'],
+        reedToml: '[limits]\nfuel_per_call = 50000000\ncall_timeout_ms = 20000\n',
+      }));
+    });
+    afterAll(() => host?.close());
+
+    it("a command's every call pays for its instance: 64 MiB of memory", async () => {
+      const cost = instantiationFuel({ memoryPages: 1024, tableElements: 0, dataBytes: 0, elementBytes: 0 });
+      for (let i = 0; i < 3; i++) {
+        const { stats } = await host.call('hostile.big-instance', '_start');
+        expect(stats.fuelConsumed).toBeGreaterThanOrEqual(cost);
+        expect(stats.fuelConsumed).toBeLessThan(cost + 1_000);
+      }
+    });
+
+    it('after a trap, the call that makes the new instance pays for it and for init, from its one budget', async () => {
+      const steady = (await host.call('hostile.reinit', 'ok')).stats.fuelConsumed;
+      // `spin` does init's work (35M instructions); init and spin together are past the call's 50M.
+      const init = (await host.call('hostile.reinit', 'spin')).stats.fuelConsumed;
+      expect(init).toBeGreaterThan(30_000_000);
+      expect(init).toBeLessThan(40_000_000);
+      await expect(host.call('hostile.reinit', 'trap')).rejects.toMatchObject({ code: 'wasm_trap' });
+      const instance = instantiationFuel({ memoryPages: 1, tableElements: 0, dataBytes: 0, elementBytes: 0 });
+      const after = (await host.call('hostile.reinit', 'ok')).stats.fuelConsumed;
+      expect(after).toBeGreaterThanOrEqual(steady + init + instance - 100);
+      expect((await host.call('hostile.reinit', 'ok')).stats.fuelConsumed).toBe(steady);
+      await expect(host.call('hostile.reinit', 'trap')).rejects.toMatchObject({ code: 'wasm_trap' });
+      await expect(host.call('hostile.reinit', 'spin')).rejects.toMatchObject({
+        code: 'fuel_exhausted',
+        message: expect.stringContaining('went to making a new instance after the last one failed'),
+      });
+      // And the plugin serves on.
+      expect((await host.call('hostile.reinit', 'ok')).stats.fuelConsumed).toBeGreaterThan(init);
+      expect((await host.call('hostile.reinit', 'spin')).stats.fuelConsumed).toBe(init);
+    });
+  },
+);
+
+describe.each<SandboxMode>(['none', 'process'])(
+  'class 6: each host import pays what it costs the host (mode %s)',
+  (mode) => {
+    let host: PluginHost;
+    beforeAll(async () => {
+      ({ host } = await startHost([HOSTILE], {
+        mode,
+        plugins: ['hostile.import-loop'],
+        reedToml: '[limits]\nfuel_per_call = 10000000000\n',
+      }));
+    });
+    afterAll(() => host?.close());
+
+    // Before, every import paid FUEL_PER_HOST_CALL (100): a 1-byte random_get costs ~2.5 µs, a storage_get from a
+    // runner a round trip of 200-300 µs.
+    const roundTrip = mode === 'none' ? 0 : FUEL_PER_ROUND_TRIP;
+    it.each([
+      ['clock', importFuel(WASI_MODULE, 'clock_time_get', roundTrip)],
+      ['random', importFuel(WASI_MODULE, 'random_get', roundTrip) + FUEL_PER_RANDOM_BYTE],
+      ['stdout', importFuel(WASI_MODULE, 'fd_write', roundTrip)],
+      ['storage', importFuel('reed', 'storage_get', roundTrip)],
+    ])('%s: each call pays at least %i fuel', async (fn, price) => {
+      const n = 1_000;
+      const input = Buffer.alloc(4);
+      input.writeUInt32LE(n);
+      const { stats } = await host.call('hostile.import-loop', fn, input);
+      expect(stats.fuelConsumed).toBeGreaterThanOrEqual(n * price);
+      // The loop's own instructions and byte charges add little beside the price.
+      expect(stats.fuelConsumed).toBeLessThan(n * price * 1.2 + 10_000);
+    });
+
+    it('the prices are what was measured: none is left at the old 100, and a call that asks the host costs more from a runner', () => {
+      expect(importFuel(WASI_MODULE, 'random_get', 0)).toBeGreaterThan(100 * 100);
+      expect(importFuel('reed', 'storage_get', FUEL_PER_ROUND_TRIP)).toBeGreaterThan(
+        importFuel('reed', 'storage_get', 0),
+      );
+      expect(importFuel(WASI_MODULE, 'sched_yield', 0)).toBe(FUEL_PER_IMPORT);
     });
   },
 );

@@ -371,7 +371,16 @@ export class SwarmRunner implements Runner {
   }
 
   /** `signal`: the exit this reports, when nothing reported one before (a kill's, or a removal's after the end). */
-  async #removeService(signal = 'SIGKILL'): Promise<void> {
+  #removing: Promise<void> | undefined;
+
+  /** One removal, however many ask (the link's close, a kill, destroy): each waits for the same one. */
+  #removeService(signal = 'SIGKILL'): Promise<void> {
+    if (this.#serviceId === undefined) return Promise.resolve(); // nothing made yet to remove
+    this.#removing ??= this.#remove(signal);
+    return this.#removing;
+  }
+
+  async #remove(signal: string): Promise<void> {
     const id = this.#serviceId;
     if (id === undefined || this.#stopped) return;
     this.#stopped = true;

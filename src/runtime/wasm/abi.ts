@@ -37,8 +37,62 @@ export const HOST_IMPORTS: Readonly<Record<string, Readonly<Record<string, FuncT
 
 // What host work costs in fuel (issue 10, class 6). Fuel counts instructions, but one import can copy,
 // generate or walk megabytes; each import charges its work before doing it (docs/ABI-wasm.md, "How fuel works").
-/** Every host import, before anything else: its fixed overhead. */
+/**
+ * What an Extism kernel call (extism-kernel.ts: a load or store of its memory, an alloc) pays before anything else.
+ * Other imports pay their price (importFuel).
+ */
 export const FUEL_PER_HOST_CALL = 100;
+/**
+ * The price of a host import not priced higher: sched_yield, input_len, output_write of nothing took 10-23 ns, and
+ * fuel's own rate is 0.04-0.08 ns of CPU per fuel for real programs (bench/fuel.ts's, on session 17's machine).
+ */
+export const FUEL_PER_IMPORT = 512;
+/**
+ * On top of its own price, each call a runner must ask the host for (HostFunction.reply): a storage_get over the
+ * runner's socket took 300-340 µs of CPU, host's and runner's threads together, on session 17's 2-CPU VM (most of
+ * it the kernel's, waking a thread four times a round trip), ~7M fuel at fuel's rate. It is priced at about half
+ * that (bench/import-fuel.ts reports the gap), so that the default fuel_per_call still allows ~240 such calls; the
+ * round trip itself is what is to be made cheaper. Mode none's calls are answered on the spot, and pay nothing more.
+ */
+export const FUEL_PER_ROUND_TRIP = 1 << 22;
+/**
+ * WASI imports whose fixed work costs more than FUEL_PER_IMPORT, at fuel's rate (bench/import-fuel.ts, in mode none
+ * and in a runner, the larger taken: within 2x of plain instructions' CPU per fuel, rounded to a power of two). Filesystem work is charged by the engine as well
+ * (wasi-fs.ts: FUEL_PER_FS_OP, FUEL_PER_PATH_OP), bytes and iovecs by each import.
+ */
+const WASI_IMPORT_FUEL: Readonly<Record<string, number>> = {
+  args_get: 2_048,
+  args_sizes_get: 2_048,
+  environ_get: 2_048,
+  environ_sizes_get: 2_048,
+  clock_res_get: 4_096,
+  clock_time_get: 4_096,
+  fd_fdstat_get: 4_096,
+  fd_prestat_get: 4_096,
+  fd_prestat_dir_name: 4_096,
+  fd_close: 16_384,
+  fd_read: 8_192,
+  fd_write: 16_384,
+  fd_pread: 8_192,
+  fd_pwrite: 16_384,
+  poll_oneoff: 16_384,
+  random_get: 32_768,
+};
+
+/**
+ * What one call of import `module`.`name` pays before it runs (the guard's charge in wasm-plugin.ts).
+ * `roundTripFuel`: FUEL_PER_ROUND_TRIP in a runner, 0 where the host answers on the spot.
+ */
+export function importFuel(module: string, name: string, roundTripFuel: number): number {
+  if (module === WASI_MODULE) return WASI_IMPORT_FUEL[name] ?? FUEL_PER_IMPORT;
+  // Extism's kernel calls keep the price they had (not yet measured here): a plugin makes one per few bytes.
+  if (module === EXTISM_MODULE) return FUEL_PER_HOST_CALL;
+  if ((module === 'env' || module === 'reed') && Object.hasOwn(HOST_FUNCTIONS, name)) {
+    const row: HostFunction = HOST_FUNCTIONS[name as keyof typeof HOST_FUNCTIONS];
+    if (row.wasm === module) return (row.fuel ?? FUEL_PER_IMPORT) + (row.reply ? roundTripFuel : 0);
+  }
+  return FUEL_PER_IMPORT;
+}
 /** Per byte a host import copies, decodes or encodes. */
 export const FUEL_PER_BYTE = 1;
 /** Per byte of randomness (random_get): generating costs several copies' worth. */

@@ -135,26 +135,40 @@ export function readImportSection(
   return importedGlobals;
 }
 
-/** The table section's new content: every table's maximum capped (wasm_table_limit past the cap). */
-export function cappedTableSection(s: Reader, cap: number): number[] {
+/**
+ * The table section's new content (every table's maximum capped: wasm_table_limit past the cap), and the
+ * elements its tables start with, in all.
+ */
+export function cappedTableSection(s: Reader, cap: number): { content: number[]; initial: number } {
   const entries: number[] = [];
+  let initial = 0;
   const n = s.u32();
   for (let i = 0; i < n; i++) {
     const ref = s.byte();
     const limits = capLimits(readLimits(s, 'table'), cap, `table ${i}`, 'elements', 'wasm_table_limit');
+    initial += limits.min;
     entries.push(ref, ...writeLimits(limits));
   }
-  return [...encodeU32(n), ...entries];
+  return { content: [...encodeU32(n), ...entries], initial };
 }
 
-/** The memory section's new content for its `n` memories (count already read): maxima capped. */
-export function cappedMemoryEntries(s: Reader, n: number, cap: number): number[] {
+/**
+ * The memory section's new content for its `n` memories (count already read; maxima capped), and the pages they
+ * start with, in all.
+ */
+export function cappedMemoryEntries(
+  s: Reader,
+  n: number,
+  cap: number,
+): { content: number[]; initial: number } {
   const entries: number[] = [];
+  let initial = 0;
   for (let i = 0; i < n; i++) {
     const limits = capLimits(readLimits(s, 'memory'), cap, 'memory', 'pages of 64 KiB', 'wasm_memory_limit');
+    initial += limits.min;
     entries.push(...writeLimits(limits));
   }
-  return [...encodeU32(n), ...entries];
+  return { content: [...encodeU32(n), ...entries], initial };
 }
 
 /** Reads `n` export entries into `exports`, refusing a name the host reserves (`__reed_*`). */

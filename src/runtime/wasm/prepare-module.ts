@@ -1,5 +1,11 @@
 import { ReedError } from '../../errors.js';
 import { BinaryError, ByteWriter, encodeName, encodeS64, encodeU32, Reader } from './binary.js';
+import {
+  encodeInstantiationFuel,
+  INSTANTIATION_FUEL_SECTION,
+  type InstanceShape,
+  instantiationFuel,
+} from './instantiation-fuel.js';
 import { type CodeMeter, instrumentBody, RunMarks, type ValType } from './instrument-code.js';
 import {
   cappedMemoryEntries,
@@ -37,11 +43,13 @@ import {
  * capped at {@link MAX_EXPANSION} times the input (module-limits.ts caps the input's shape before this runs).
  *
  * - the start function is exported as `__reed_start` instead of run by instantiation: the host calls it at
- *   once, with the instance in hand, so fuel exhaustion there is reported as such and host imports work.
+ *   once, with the instance in hand, so fuel exhaustion there is reported as such and host imports work;
+ * - with fuel on, what making an instance costs (instantiation-fuel.ts) is written into a custom section of its
+ *   own, last, for the runtime to charge before it instantiates.
  *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 9;
+export const INSTRUMENTER_VERSION = 10;
 /**
  * Custom sections (names, producers, debug info) kept in the prepared module, in all: V8 copies a function's name
  * from the `name` section into every stack frame and error, so a module could otherwise make each trap carry
@@ -83,6 +91,8 @@ export interface PreparedModule {
   exports: ModuleExport[];
   /** Exports `_start`: a WASI command. */
   isCommand: boolean;
+  /** What making an instance costs in fuel (instantiation-fuel.ts), also written into `bytes` when fuel is on. */
+  instantiationFuel: number;
 }
 
 /** Parses, checks and rewrites `input`. Throws ReedError (wasm_*) for what it cannot accept. */
@@ -188,6 +198,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   };
 
   let customBytes = 0;
+  const shape: InstanceShape = { memoryPages: undefined, tableElements: 0, dataBytes: 0, elementBytes: 0 };
   while (!r.done) {
     const sectionStart = r.pos;
     const id = r.byte();
@@ -208,6 +219,11 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     }
     switch (id) {
       case 0: {
+        if (s.name() === INSTANTIATION_FUEL_SECTION)
+          throw fail(
+            'wasm_invalid',
+            `the module has a custom section "${INSTANTIATION_FUEL_SECTION}"; that name is reserved for the host`,
+          );
         customBytes += end - sectionStart;
         if (customBytes <= MAX_CUSTOM_SECTION_BYTES) w.bytes(input, sectionStart, end);
         break;
@@ -227,14 +243,19 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         w.bytes(input, sectionStart, end);
         break;
       }
-      case 4:
-        section(4, cappedTableSection(s, options.tableCapElements));
+      case 4: {
+        const tables = cappedTableSection(s, options.tableCapElements);
+        shape.tableElements += tables.initial;
+        section(4, tables.content);
         break;
+      }
       case 5: {
         const n = s.u32();
         memories += n;
         if (memories > 1) throw fail('wasm_unsupported', 'more than one memory is not supported');
-        section(5, cappedMemoryEntries(s, n, options.memoryCapPages));
+        const memory = cappedMemoryEntries(s, n, options.memoryCapPages);
+        if (n > 0) shape.memoryPages = memory.initial;
+        section(5, memory.content);
         break;
       }
       case 6: {
@@ -282,10 +303,16 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         break;
       }
       default:
+        if (id === 9) shape.elementBytes += size;
+        if (id === 11) shape.dataBytes += size;
         w.bytes(input, sectionStart, end);
     }
     r.pos = end;
   }
+  const fuelOfInstance = instantiationFuel(shape);
+  // Last, after every section V8 orders: custom sections may stand anywhere.
+  if (options.fuel)
+    section(0, [...encodeName(INSTANTIATION_FUEL_SECTION), ...encodeInstantiationFuel(fuelOfInstance)]);
   if (options.fuel && !globalSectionSeen) section(6, [...encodeU32(ADDED_GLOBALS), ...newGlobals()]);
   if (needExports && !exportSectionSeen) {
     const extra = extraExports();
@@ -302,6 +329,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
     imports,
     exports: resolvedExports,
     isCommand: exports.some((e) => e.name === '_start' && e.kind === 'function'),
+    instantiationFuel: fuelOfInstance,
   };
 }
 

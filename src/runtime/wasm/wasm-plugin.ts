@@ -30,10 +30,12 @@ import {
   FUEL_PER_BYTE,
   FUEL_PER_HOST_CALL,
   FUEL_PER_LOG_LINE,
+  importFuel,
 } from './abi.js';
 import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from './extism.js';
 import { ExtismKernel, SELF_GUARDED } from './extism-kernel.js';
 import { ExtismVars } from './extism-vars.js';
+import { moduleInstantiationFuel } from './instantiation-fuel.js';
 import { OutputBuffer } from './output-buffer.js';
 import {
   FUEL_EXPORT,
@@ -60,6 +62,11 @@ export interface WasmPluginOptions {
   logLevel?: string;
   /** The plugin's private directory, preopened for WASI when permissions.filesystem grants one. */
   filesystem?: WasiFilesystem;
+  /**
+   * What each host call that must ask the host pays on top of its price: FUEL_PER_ROUND_TRIP in a runner (its
+   * calls cross a socket), nothing in mode none (default).
+   */
+  roundTripFuel?: number;
   /**
    * A warning from the runtime itself with its stable code (a WASI quota refused a call). Default: a warn line
    * through the host API's log, the code in front.
@@ -162,6 +169,18 @@ export class WasmPlugin implements PluginRuntime {
   readonly functions: readonly string[];
   readonly #o: WasmPluginOptions;
   readonly #fuelBudget: bigint;
+  /** What making an instance costs (instantiation-fuel.ts): charged to the call that makes one. */
+  readonly #instanceFuel: bigint;
+  /**
+   * While a call runs, the fuel its next run starts with: everything the call makes the host do shares the call's
+   * budget, the instance it makes (a command's every call, a plugin's first after a trap), that instance's start
+   * function and init hooks, then the function. Outside calls (load's init, deactivate) each run has the whole
+   * budget. Before, each of those runs had a budget of its own, and a plugin that trapped at every call made the
+   * host run its init, and instantiate it, at every call for the fuel of the function alone.
+   */
+  #callFuel: bigint | undefined;
+  /** The fuel the current call has spent making its instance and running its start and init hooks, if it made one. */
+  #setupFuel = 0;
   #instance: WebAssembly.Instance | undefined;
   #memory: WebAssembly.Memory | undefined;
   #view = EMPTY;
@@ -218,6 +237,7 @@ export class WasmPlugin implements PluginRuntime {
     this.#o = this.#extism ? { ...options, isCommand: false } : options;
     this.#id = options.pluginId;
     this.#fuelBudget = BigInt(options.limits.fuelPerCall);
+    this.#instanceFuel = BigInt(moduleInstantiationFuel(options.module));
     this.#logRate = new LogRate(options.limits.logLinesPerSecond);
     this.functions = this.#extism
       ? extismFunctions(options.exports)
@@ -253,8 +273,10 @@ export class WasmPlugin implements PluginRuntime {
     this.#deadline = deadline;
     this.#outputToStdout = this.#o.isCommand;
     try {
+      this.#callFuel = this.#fuelBudget;
       if (this.#o.isCommand) this.#instance = undefined; // a fresh instance per run, as a process would be
-      const instance = this.#ensureInstance();
+      const instance = this.#ensureInstance(true);
+      this.#setupFuel = this.fuelOfLastRun;
       this.#kernel?.begin(input);
       const exported = instance.exports[fn] as () => number;
       // A command's _start returns nothing when main returns 0 (a non-zero status arrives as proc_exit).
@@ -270,6 +292,8 @@ export class WasmPlugin implements PluginRuntime {
         endedAt: deadline === 0 ? undefined : this.#clock,
       };
     } finally {
+      this.#callFuel = undefined;
+      this.#setupFuel = 0;
       this.#flushLines();
       this.#input = EMPTY;
       // What a failed call wrote is let go.
@@ -315,8 +339,20 @@ export class WasmPlugin implements PluginRuntime {
 
   // --- instance lifecycle ---------------------------------------------------------------------------
 
-  #ensureInstance(): WebAssembly.Instance {
+  /** `charged`: the current call pays for the instance, before V8 makes it (#callFuel). */
+  #ensureInstance(charged = false): WebAssembly.Instance {
     if (this.#instance !== undefined) return this.#instance;
+    if (charged && this.#callFuel !== undefined && this.#instanceFuel > 0n) {
+      // Load refuses a module whose instance costs more than fuel_per_call (prepare-job.ts): this is a backstop.
+      if (this.#instanceFuel > this.#callFuel)
+        throw new ReedError(
+          'fuel_exhausted',
+          `plugin "${this.#id}" cannot make an instance for this call: it costs ${this.#instanceFuel} fuel, more than the call's ${this.#callFuel} (limits.fuel_per_call)`,
+          { pluginId: this.#id },
+        );
+      this.#callFuel -= this.#instanceFuel;
+      this.fuelOfLastRun = Number(this.#fuelBudget - this.#callFuel);
+    }
     let instance: WebAssembly.Instance;
     try {
       instance = new WebAssembly.Instance(this.#o.module, this.#imports());
@@ -413,7 +449,7 @@ export class WasmPlugin implements PluginRuntime {
    * error a host import recorded wins over whatever the guest did after it, a normal return included.
    */
   #enter<T>(run: () => T, what?: string): T {
-    if (this.#fuel !== undefined) this.#fuel.value = this.#fuelBudget;
+    if (this.#fuel !== undefined) this.#fuel.value = this.#callFuel ?? this.#fuelBudget;
     if (this.#memoryCap !== undefined && this.#o.memoryBudget !== undefined) {
       const room = Math.max(0, this.#o.memoryBudget.bytesFor(this));
       this.#memoryCap.value = BigInt(Math.floor(room / WASM_PAGE_BYTES));
@@ -429,12 +465,18 @@ export class WasmPlugin implements PluginRuntime {
       result = run();
       if (this.#fatal === undefined) this.#settle(true);
     } catch (error) {
-      this.fuelOfLastRun = this.#consumed();
+      this.#ran();
       return this.#failed(this.#fatal ?? error, what);
     }
-    this.fuelOfLastRun = this.#consumed();
+    this.#ran();
     if (this.#fatal !== undefined) return this.#failed(this.#fatal, what);
     return result;
+  }
+
+  /** After a run: what it used (the call's runs so far, in a call), and where the call's next run starts. */
+  #ran(): void {
+    this.fuelOfLastRun = this.#consumed();
+    if (this.#callFuel !== undefined) this.#callFuel = this.#fuelBudget - BigInt(this.fuelOfLastRun);
   }
 
   #failed<T>(error: unknown, what?: string): T {
@@ -523,7 +565,7 @@ export class WasmPlugin implements PluginRuntime {
     if (left < 0n) {
       throw new ReedError(
         'fuel_exhausted',
-        `plugin "${this.#id}" used up its fuel of ${this.#fuelBudget} instructions (limits.fuel_per_call), counting the host work it asked for`,
+        `plugin "${this.#id}" used up its fuel of ${this.#fuelBudget} instructions (limits.fuel_per_call), counting the host work it asked for${this.#setupNote()}`,
         { pluginId: this.#id },
       );
     }
@@ -535,14 +577,18 @@ export class WasmPlugin implements PluginRuntime {
    * is called from WASM without an arity mismatch and passes them on without a rest array (the mode-none call
    * path makes several imports per call).
    */
-  #guard(fn: (...args: never[]) => unknown, arity: number | undefined): (...args: never[]) => unknown {
+  #guard(
+    fn: (...args: never[]) => unknown,
+    arity: number | undefined,
+    fuel: number,
+  ): (...args: never[]) => unknown {
     const f = fn as (...args: unknown[]) => unknown;
     switch (arity) {
       case 0:
         return () => {
           if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
           try {
-            this.#payCall();
+            this.#payCall(fuel);
             return f();
           } catch (error) {
             throw this.#fatalize(error);
@@ -552,7 +598,7 @@ export class WasmPlugin implements PluginRuntime {
         return (a: unknown) => {
           if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
           try {
-            this.#payCall();
+            this.#payCall(fuel);
             return f(a);
           } catch (error) {
             throw this.#fatalize(error);
@@ -562,7 +608,7 @@ export class WasmPlugin implements PluginRuntime {
         return (a: unknown, b: unknown) => {
           if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
           try {
-            this.#payCall();
+            this.#payCall(fuel);
             return f(a, b);
           } catch (error) {
             throw this.#fatalize(error);
@@ -572,7 +618,7 @@ export class WasmPlugin implements PluginRuntime {
         return (a: unknown, b: unknown, c: unknown) => {
           if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
           try {
-            this.#payCall();
+            this.#payCall(fuel);
             return f(a, b, c);
           } catch (error) {
             throw this.#fatalize(error);
@@ -582,7 +628,7 @@ export class WasmPlugin implements PluginRuntime {
         return (a: unknown, b: unknown, c: unknown, d: unknown) => {
           if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
           try {
-            this.#payCall();
+            this.#payCall(fuel);
             return f(a, b, c, d);
           } catch (error) {
             throw this.#fatalize(error);
@@ -592,7 +638,7 @@ export class WasmPlugin implements PluginRuntime {
         return (...args: unknown[]) => {
           if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
           try {
-            this.#payCall();
+            this.#payCall(fuel);
             return f(...args);
           } catch (error) {
             throw this.#fatalize(error);
@@ -617,9 +663,9 @@ export class WasmPlugin implements PluginRuntime {
     }
   }
 
-  /** What every import pays before it runs (see #charge). */
-  #payCall(): void {
-    this.#owed += FUEL_PER_HOST_CALL;
+  /** What every import pays before it runs, its price (importFuel in abi.ts; see #charge). */
+  #payCall(fuel: number): void {
+    this.#owed += fuel;
     if (this.#owed >= SETTLE_FUEL) this.#settle();
   }
 
@@ -629,7 +675,7 @@ export class WasmPlugin implements PluginRuntime {
     if (this.#fuel !== undefined && (this.#fuel.value as bigint) < 0n) {
       return new ReedError(
         'fuel_exhausted',
-        `plugin "${this.#id}" used up its fuel of ${this.#fuelBudget} instructions in ${what} (limits.fuel_per_call)`,
+        `plugin "${this.#id}" used up its fuel of ${this.#fuelBudget} instructions in ${what} (limits.fuel_per_call)${this.#setupNote()}`,
         at,
       );
     }
@@ -664,6 +710,14 @@ export class WasmPlugin implements PluginRuntime {
       `plugin "${this.#id}" failed in ${what}: ${String((error as Error)?.message ?? error)}`,
       at,
     );
+  }
+
+  /** For a fuel_exhausted message: what of the call's fuel went to the instance it made, if it made one. */
+  #setupNote(): string {
+    if (this.#setupFuel === 0) return '';
+    return this.#o.isCommand
+      ? `; ${this.#setupFuel} of it went to making the call's instance (its memory, tables and data)`
+      : `; ${this.#setupFuel} of it went to making a new instance after the last one failed, and running its start function and init`;
   }
 
   #consumed(): number {
@@ -867,6 +921,7 @@ export class WasmPlugin implements PluginRuntime {
             : this.#guard(
                 fn as (...args: never[]) => unknown,
                 expectedSignature(moduleName, name)?.params.length,
+                importFuel(moduleName, name, this.#o.roundTripFuel ?? 0),
               );
       }
       linked[moduleName] = module;

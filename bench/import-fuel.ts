@@ -1,0 +1,164 @@
+// What host imports cost beside the fuel they pay (issue 10, class 6): fuel is meant to bound the CPU a plugin can
+// make the machine spend, so an import must not cost much more CPU per fuel than plain instructions do. Each export
+// of bench/fixtures/import-costs calls one import n times; its CPU per fuel is set beside the same plugin's plain
+// instructions ("plain": bench/fixtures/cpu.wat's loop), measured in the same host, in alternation. CPU is this
+// process's (the host's: mode none runs the plugin on it) and, in process mode, the runner's threads' too: a call
+// that asks the host costs both sides.
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { loadHostConfig } from '../src/host/host-config.js';
+import { PluginHost } from '../src/host/plugin-host.js';
+import { MemoryStorage } from '../src/host/services.js';
+import type { SandboxMode } from '../src/manifest/types.js';
+import { fmt, median, printTable, type Row, threadsCpuNs } from './report.js';
+
+const FIXTURES = fileURLToPath(new URL('../../bench/fixtures', import.meta.url));
+const ID = 'bench.import-costs';
+const REPS = 5;
+/** Each run takes about this long (n is found by doubling). */
+const RUN_MS = 40;
+const TARGET = 2;
+
+/** The exports, each one import in a loop (bench/fixtures/import-costs/plugin.wat). */
+const IMPORTS = [
+  'clock_time_get',
+  'random_get',
+  'fd_write_stdout',
+  'fd_write_stderr',
+  'fd_write_file',
+  'fd_read_file',
+  'fd_seek',
+  'fd_filestat_get',
+  'fd_fdstat_get',
+  'args_sizes_get',
+  'sched_yield',
+  'fd_prestat_get',
+  'path_filestat_get',
+  'path_filestat_missing',
+  'path_open_close',
+  'fd_readdir',
+  'poll_oneoff',
+  'input_len',
+  'output_write0',
+  'log',
+  'storage_get',
+  'storage_put',
+  'config_get',
+];
+
+/** Every process below `root` (a runner under bubblewrap is a grandchild). */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {}
+  }
+  const found: number[] = [];
+  const walk = (pid: number) => {
+    for (const [child, ppid] of parent) {
+      if (ppid === pid) {
+        found.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(root);
+  return found;
+}
+
+interface Run {
+  /** CPU ns per fuel. */
+  cpuPerFuel: number;
+  wallNs: number;
+  fuel: number;
+}
+
+async function measure(mode: SandboxMode): Promise<Row[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'reed-bench-imports-'));
+  chmodSync(dir, 0o711); // runners run as another user, and pass through it to their sockets
+  writeFileSync(
+    join(dir, 'reed.toml'),
+    'cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "runtime"\n[policy.permissions]\nfilesystem = "readwrite"\n[limits]\nfuel_per_call = 100000000000\ncall_timeout_ms = 120000\n',
+  );
+  const config = loadHostConfig({
+    cwd: dir,
+    env: {},
+    home: dir,
+    overrides: { pluginDirs: [FIXTURES], defaultSearchPaths: false },
+  });
+  const host = await PluginHost.start({
+    config,
+    logger: pino({ level: 'silent' }),
+    services: { storage: new MemoryStorage() },
+    plugins: [ID],
+    forceMode: mode,
+  });
+  try {
+    await host.call(ID, 'setup');
+    const runners = mode === 'none' ? [] : descendants(process.pid);
+    const input = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(n);
+      return b;
+    };
+    const once = async (fn: string, n: number): Promise<Run> => {
+      const runnerCpu = threadsCpuNs(runners);
+      const cpu = process.cpuUsage();
+      const t = performance.now();
+      const { stats } = await host.call(ID, fn, input(n));
+      const wallNs = (performance.now() - t) * 1e6;
+      const used = process.cpuUsage(cpu);
+      const ns = (used.user + used.system) * 1000 + (threadsCpuNs(runners) - runnerCpu);
+      return { cpuPerFuel: ns / stats.fuelConsumed, wallNs: wallNs / n, fuel: stats.fuelConsumed / n };
+    };
+    const sized = async (fn: string): Promise<number> => {
+      let n = 256;
+      for (;;) {
+        const t = performance.now();
+        await host.call(ID, fn, input(n));
+        if (performance.now() - t >= RUN_MS || n >= 2 ** 30) return n;
+        n *= 2;
+      }
+    };
+    const plainN = await sized('plain');
+    const rows: Row[] = [];
+    for (const fn of IMPORTS) {
+      const n = await sized(fn);
+      const ours: Run[] = [];
+      const base: Run[] = [];
+      for (let r = 0; r < REPS; r++) {
+        base.push(await once('plain', plainN));
+        ours.push(await once(fn, n));
+      }
+      const cpu = median(ours.map((o) => o.cpuPerFuel));
+      const plain = median(base.map((b) => b.cpuPerFuel));
+      rows.push({
+        figure: `${fn} (mode ${mode})`,
+        value: `${fmt(cpu, 3)} ns CPU/fuel (${fmt(median(ours.map((o) => o.wallNs)))} ns, ${fmt(median(ours.map((o) => o.fuel)))} fuel a call)`,
+        baseline: `${fmt(plain, 3)} ns CPU/fuel, plain instructions`,
+        ratio: `${fmt(cpu / plain, 2)}x`,
+        target: `<= ${TARGET}x`,
+        met: cpu / plain <= TARGET,
+      });
+    }
+    return rows;
+  } finally {
+    await host.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runImportFuelBench(): Promise<boolean> {
+  const rows = [...(await measure('none')), ...(await measure('process'))];
+  printTable(
+    `import-fuel: CPU per fuel of each host import beside plain instructions (${REPS} runs each)`,
+    rows,
+  );
+  return rows.every((r) => r.met !== false);
+}
