@@ -4,7 +4,7 @@
 // instructions ("plain": bench/fixtures/cpu.wat's loop), measured in the same host, in alternation. CPU is this
 // process's (the host's: mode none runs the plugin on it) and, in process mode, the runner's threads' too: a call
 // that asks the host costs both sides.
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import type { SandboxMode } from '../src/manifest/types.js';
+import { descendants } from './processes.js';
 import { fmt, median, printTable, type Row, threadsCpuNs } from './report.js';
 
 const FIXTURES = fileURLToPath(new URL('../../bench/fixtures', import.meta.url));
@@ -48,29 +49,6 @@ const IMPORTS = [
   'storage_put',
   'config_get',
 ];
-
-/** Every process below `root` (a runner under bubblewrap is a grandchild). */
-function descendants(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      parent.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {}
-  }
-  const found: number[] = [];
-  const walk = (pid: number) => {
-    for (const [child, ppid] of parent) {
-      if (ppid === pid) {
-        found.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(root);
-  return found;
-}
 
 interface Run {
   /** CPU ns per fuel. */

@@ -2,7 +2,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import wabtFactory from 'wabt';
 import { encodeName, encodeU32 } from '../../src/runtime/wasm/binary.js';
 import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import {
@@ -12,18 +11,11 @@ import {
   moduleInstantiationFuel,
 } from '../../src/runtime/wasm/instantiation-fuel.js';
 import { prepareModule } from '../../src/runtime/wasm/prepare-module.js';
+import { watCompiler } from '../helpers/wat.js';
 
 let wat: (text: string) => Uint8Array;
 beforeAll(async () => {
-  const wabt = await wabtFactory();
-  wat = (text) => {
-    const m = wabt.parseWat('t.wat', text, { bulk_memory: true, reference_types: true });
-    try {
-      return m.toBinary({}).buffer;
-    } finally {
-      m.destroy();
-    }
-  };
+  wat = await watCompiler();
 });
 
 const OPTIONS = { fuel: true, initialFuel: 1_000_000_000n, memoryCapPages: 1024, tableCapElements: 1000 };

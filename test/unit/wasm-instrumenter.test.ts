@@ -8,19 +8,13 @@ import {
 } from '../../src/runtime/wasm/instrument-code.js';
 import { checkModuleLimits, DEFAULT_WASM_MODULE_LIMITS } from '../../src/runtime/wasm/module-limits.js';
 import { FUEL_EXPORT, MAX_EXPANSION, prepareModule } from '../../src/runtime/wasm/prepare-module.js';
+import { watCompiler } from '../helpers/wat.js';
 
 let wat: (text: string) => Uint8Array;
 let disassemble: (bytes: Uint8Array) => string;
 beforeAll(async () => {
+  wat = await watCompiler();
   const wabt = await wabtFactory();
-  wat = (text) => {
-    const m = wabt.parseWat('t.wat', text, { bulk_memory: true, reference_types: true });
-    try {
-      return m.toBinary({}).buffer;
-    } finally {
-      m.destroy();
-    }
-  };
   disassemble = (bytes) => {
     const m = wabt.readWasm(bytes, { bulk_memory: true, reference_types: true });
     try {

@@ -370,10 +370,12 @@ export class SwarmRunner implements Runner {
     void this.#removeService();
   }
 
-  /** `signal`: the exit this reports, when nothing reported one before (a kill's, or a removal's after the end). */
   #removing: Promise<void> | undefined;
 
-  /** One removal, however many ask (the link's close, a kill, destroy): each waits for the same one. */
+  /**
+   * One removal, however many ask (the link's close, a kill, destroy): each waits for the same one. `signal`: the
+   * exit it reports, when nothing reported one before (a kill's, or a removal's after the end).
+   */
   #removeService(signal = 'SIGKILL'): Promise<void> {
     if (this.#serviceId === undefined) return Promise.resolve(); // nothing made yet to remove
     this.#removing ??= this.#remove(signal);

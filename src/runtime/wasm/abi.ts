@@ -50,15 +50,16 @@ export const FUEL_PER_IMPORT = 512;
 /**
  * On top of its own price, each call a runner must ask the host for (HostFunction.reply): a storage_get over the
  * runner's socket took 300-340 µs of CPU, host's and runner's threads together, on session 17's 2-CPU VM (most of
- * it the kernel's, waking a thread four times a round trip), ~7M fuel at fuel's rate. It is priced at about half
- * that (bench/import-fuel.ts reports the gap), so that the default fuel_per_call still allows ~240 such calls; the
- * round trip itself is what is to be made cheaper. Mode none's calls are answered on the spot, and pay nothing more.
+ * it the kernel's, waking a thread four times a round trip). At 2^22 bench/import-fuel.ts measured it at 1.5-1.7x
+ * plain instructions' CPU per fuel; the default fuel_per_call allows ~240 such calls, and the round trip itself is
+ * what is to be made cheaper. Mode none's calls are answered on the spot, and pay nothing more.
  */
 export const FUEL_PER_ROUND_TRIP = 1 << 22;
 /**
  * WASI imports whose fixed work costs more than FUEL_PER_IMPORT, at fuel's rate (bench/import-fuel.ts, in mode none
- * and in a runner, the larger taken: within 2x of plain instructions' CPU per fuel, rounded to a power of two). Filesystem work is charged by the engine as well
- * (wasi-fs.ts: FUEL_PER_FS_OP, FUEL_PER_PATH_OP), bytes and iovecs by each import.
+ * and in a runner, the larger taken: within 2x of plain instructions' CPU per fuel, rounded to a power of two).
+ * Filesystem work is charged by the engine as well (wasi-fs.ts: FUEL_PER_FS_OP, FUEL_PER_PATH_OP), bytes and
+ * iovecs by each import.
  */
 const WASI_IMPORT_FUEL: Readonly<Record<string, number>> = {
   args_get: 2_048,
