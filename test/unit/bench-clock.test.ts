@@ -14,7 +14,7 @@ describe('the tenants bench clock', () => {
         const seen: number[] = [];
         for (let k = 0; k < count; k++) {
           await clock.due(k);
-          // The two threads' clocks are one (the monotonic clock); 10 us for reading them one after the other.
+          // The two threads read one clock (the monotonic clock); 10 us for the offset between its two readings (hrtimeOffset).
           expect(performance.now()).toBeGreaterThanOrEqual(t0 + k - 0.01);
           seen.push(k);
         }
