@@ -1,6 +1,6 @@
 // What host imports cost beside the fuel they pay (issue 10, class 6): fuel is meant to bound the CPU a plugin can
 // make the machine spend, so an import must not cost much more CPU per fuel than plain instructions do. Each export
-// of bench/fixtures/import-costs calls one import n times; its CPU per fuel is set beside the same plugin's plain
+// of bench/fixtures/import-costs (and of bench/fixtures/extism-costs, for Extism's host functions) calls one import n times; its CPU per fuel is set beside the same plugin's plain
 // instructions ("plain": bench/fixtures/cpu.wat's loop), measured in the same host, in alternation. CPU is this
 // process's (the host's: mode none runs the plugin on it) and, in process mode, the runner's threads' too: a call
 // that asks the host costs both sides.
@@ -17,7 +17,9 @@ import { descendants } from './processes.js';
 import { fmt, median, printTable, type Row, threadsCpuNs } from './report.js';
 
 const FIXTURES = fileURLToPath(new URL('../../bench/fixtures', import.meta.url));
+/** Reed's and WASI's imports; Extism's host functions (a module speaks one ABI or the other). */
 const ID = 'bench.import-costs';
+const EXTISM_ID = 'bench.extism-costs';
 const REPS = 5;
 /** Each run takes about this long (n is found by doubling). */
 const RUN_MS = 40;
@@ -49,6 +51,21 @@ const IMPORTS = [
   'storage_put',
   'config_get',
 ];
+/** bench/fixtures/extism-costs/plugin.wat's exports, likewise. */
+const EXTISM_IMPORTS = [
+  'extism_alloc_free',
+  'extism_length',
+  'extism_config_get',
+  'extism_var_get',
+  'extism_var_set',
+  'extism_log_info',
+  'extism_output_set',
+  'extism_error_set',
+  'extism_load_u64',
+  'extism_input_load_u64',
+  'extism_input_length',
+  'extism_reset',
+];
 
 interface Run {
   /** CPU ns per fuel. */
@@ -74,56 +91,63 @@ async function measure(mode: SandboxMode): Promise<Row[]> {
     config,
     logger: pino({ level: 'silent' }),
     services: { storage: new MemoryStorage() },
-    plugins: [ID],
+    plugins: [ID, EXTISM_ID],
     forceMode: mode,
   });
+  // n, 4 bytes little-endian, in 8 (Extism's plugin reads the input as one u64).
+  const input = (n: number) => {
+    const b = Buffer.alloc(8);
+    b.writeUInt32LE(n);
+    return b;
+  };
   try {
     await host.call(ID, 'setup');
+    await host.call(EXTISM_ID, 'setup', input(1));
     const runners = mode === 'none' ? [] : descendants(process.pid);
-    const input = (n: number) => {
-      const b = Buffer.alloc(4);
-      b.writeUInt32LE(n);
-      return b;
-    };
-    const once = async (fn: string, n: number): Promise<Run> => {
+    const once = async (id: string, fn: string, n: number): Promise<Run> => {
       const runnerCpu = threadsCpuNs(runners);
       const cpu = process.cpuUsage();
       const t = performance.now();
-      const { stats } = await host.call(ID, fn, input(n));
+      const { stats } = await host.call(id, fn, input(n));
       const wallNs = (performance.now() - t) * 1e6;
       const used = process.cpuUsage(cpu);
       const ns = (used.user + used.system) * 1000 + (threadsCpuNs(runners) - runnerCpu);
       return { cpuPerFuel: ns / stats.fuelConsumed, wallNs: wallNs / n, fuel: stats.fuelConsumed / n };
     };
-    const sized = async (fn: string): Promise<number> => {
+    const sized = async (id: string, fn: string): Promise<number> => {
       let n = 256;
       for (;;) {
         const t = performance.now();
-        await host.call(ID, fn, input(n));
+        await host.call(id, fn, input(n));
         if (performance.now() - t >= RUN_MS || n >= 2 ** 30) return n;
         n *= 2;
       }
     };
-    const plainN = await sized('plain');
     const rows: Row[] = [];
-    for (const fn of IMPORTS) {
-      const n = await sized(fn);
-      const ours: Run[] = [];
-      const base: Run[] = [];
-      for (let r = 0; r < REPS; r++) {
-        base.push(await once('plain', plainN));
-        ours.push(await once(fn, n));
+    for (const [id, fns] of [
+      [ID, IMPORTS],
+      [EXTISM_ID, EXTISM_IMPORTS],
+    ] as const) {
+      const plainN = await sized(id, 'plain');
+      for (const fn of fns) {
+        const n = await sized(id, fn);
+        const ours: Run[] = [];
+        const base: Run[] = [];
+        for (let r = 0; r < REPS; r++) {
+          base.push(await once(id, 'plain', plainN));
+          ours.push(await once(id, fn, n));
+        }
+        const cpu = median(ours.map((o) => o.cpuPerFuel));
+        const plain = median(base.map((b) => b.cpuPerFuel));
+        rows.push({
+          figure: `${fn} (mode ${mode})`,
+          value: `${fmt(cpu, 3)} ns CPU/fuel (${fmt(median(ours.map((o) => o.wallNs)))} ns, ${fmt(median(ours.map((o) => o.fuel)))} fuel a call)`,
+          baseline: `${fmt(plain, 3)} ns CPU/fuel, plain instructions`,
+          ratio: `${fmt(cpu / plain, 2)}x`,
+          target: `<= ${TARGET}x`,
+          met: cpu / plain <= TARGET,
+        });
       }
-      const cpu = median(ours.map((o) => o.cpuPerFuel));
-      const plain = median(base.map((b) => b.cpuPerFuel));
-      rows.push({
-        figure: `${fn} (mode ${mode})`,
-        value: `${fmt(cpu, 3)} ns CPU/fuel (${fmt(median(ours.map((o) => o.wallNs)))} ns, ${fmt(median(ours.map((o) => o.fuel)))} fuel a call)`,
-        baseline: `${fmt(plain, 3)} ns CPU/fuel, plain instructions`,
-        ratio: `${fmt(cpu / plain, 2)}x`,
-        target: `<= ${TARGET}x`,
-        met: cpu / plain <= TARGET,
-      });
     }
     return rows;
   } finally {

@@ -4,6 +4,8 @@ import wabtFactory from 'wabt';
 import { main } from '../../src/cli/main.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
+import { EXTISM_FUEL_PER_CALL, importFuel } from '../../src/runtime/wasm/abi.js';
+import { EXTISM_MODULE } from '../../src/runtime/wasm/extism.js';
 import { EXTISM_FIXTURES, extismPlugin } from '../helpers/extism.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 import { lastingDir, tempDir, writePlugin } from '../helpers/plugin-tree.js';
@@ -49,6 +51,7 @@ const HOSTILE = wat(`(module
   ${ENV('log_trace', 'i64')}
   ${ENV('log_info', 'i64')}
   ${ENV('memory_bytes', '', 'i64')}
+  ${ENV('reset', '')}
   (memory (export "memory") 1)
   (global $n (mut i64) (i64.const 0))
   ;; A block holding "ok", set as the output.
@@ -212,6 +215,18 @@ const HOSTILE = wat(`(module
     (call $store_u64 (local.get $h) (i64.const 0x6b6f2d6465657266))
     (call $output_set (local.get $h) (i64.const 8))
     (call $free (local.get $h)) (i32.const 0))
+  ;; 100 calls of one host function each (a 1-byte key "k", made fresh: the function takes and frees it).
+  (func $k (result i64) (local $h i64)
+    (local.set $h (call $alloc (i64.const 1))) (call $store_u8 (local.get $h) (i32.const 107)) (local.get $h))
+  (func (export "price_config_get") (result i32) (local $i i32)
+    (loop $l (drop (call $config_get (call $k)))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 100)))) (call $reset) (i32.const 0))
+  (func (export "price_var_get") (result i32) (local $i i32)
+    (loop $l (drop (call $var_get (call $k)))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 100)))) (call $reset) (i32.const 0))
+  (func (export "price_length") (result i32) (local $i i32)
+    (loop $l (drop (call $length (i64.const 8)))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 100)))) (i32.const 0))
   (func (export "config_not_a_block") (result i32) (drop (call $config_get (i64.const 99))) (i32.const 0))
   ;; Freed twice, then reused: the reused block starts zeroed, whatever the freed one held.
   (func (export "double_free_reuse") (result i32) (local $h i64) (local $spacer i64) (local $g i64)
@@ -233,7 +248,9 @@ const LIMITS = {
   max_output_bytes: 4096,
   extism_var_bytes: 4096,
   log_lines_per_second: 20,
-  fuel_per_call: 20_000_000,
+  // Enough for tiny_alloc_loop to reach memory_mb first: 4 MiB holds ~58k 1-byte blocks (72 bytes each counted),
+  // each alloc paying EXTISM_FUEL_PER_CALL (2,048) and its bytes.
+  fuel_per_call: 200_000_000,
 };
 
 const u64s = (...values: bigint[]) => {
@@ -307,6 +324,20 @@ describe.each(['none', 'process'] as SandboxMode[])('hostile Extism plugin, mode
       expect(Buffer.from((await host.call('extism.hostile', fn, input)).output)).toEqual(output);
     },
   );
+
+  // Before, each paid FUEL_PER_HOST_CALL (100): a config_get ran at 150x plain instructions' CPU per fuel.
+  it.each([
+    ['price_config_get', 'config_get'],
+    ['price_var_get', 'var_get'],
+    ['price_length', 'length'],
+  ])('%s: each of 100 calls of %s pays its price (importFuel)', async (fn, name) => {
+    const price = importFuel(EXTISM_MODULE, name, 0);
+    expect(price).toBeGreaterThanOrEqual(EXTISM_FUEL_PER_CALL);
+    const { stats } = await host.call('extism.hostile', fn);
+    expect(stats.fuelConsumed).toBeGreaterThanOrEqual(100 * price);
+    // The key blocks' allocs (and their bytes) are most of the rest.
+    expect(stats.fuelConsumed).toBeLessThan(100 * (price + 2 * EXTISM_FUEL_PER_CALL + 1_000) + 20_000);
+  });
 
   it('a loop of loads swallowing every error (catch_all) still ends at the deadline with call_timeout', async () => {
     // Loads do the guard's work themselves (SELF_GUARDED): the deadline they find is raised as a trap no catch_all

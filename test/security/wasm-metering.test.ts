@@ -5,12 +5,13 @@ import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
 import {
   FUEL_PER_IMPORT,
+  FUEL_PER_LOG_LINE,
   FUEL_PER_RANDOM_BYTE,
   FUEL_PER_ROUND_TRIP,
   importFuel,
 } from '../../src/runtime/wasm/abi.js';
 import { encodeU32 } from '../../src/runtime/wasm/binary.js';
-import { instantiationFuel } from '../../src/runtime/wasm/instantiation-fuel.js';
+import { EMPTY_INSTANCE_SHAPE, instantiationFuel } from '../../src/runtime/wasm/instantiation-fuel.js';
 import { WASI_MODULE } from '../../src/runtime/wasm/wasi-names.js';
 import { REPO, runCli } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
@@ -106,18 +107,39 @@ describe.each<SandboxMode>(['none', 'process'])(
       // init hooks with budgets of their own, none of it in the call's fuel.
       ({ host } = await startHost([HOSTILE], {
         mode,
-        plugins: ['hostile.big-instance', 'hostile.reinit'],
+        plugins: ['hostile.big-instance', 'hostile.reinit', 'hostile.clean-exit'],
         reedToml: '[limits]\nfuel_per_call = 50000000\ncall_timeout_ms = 20000\n',
       }));
     });
     afterAll(() => host?.close());
 
     it("a command's every call pays for its instance: 64 MiB of memory", async () => {
-      const cost = instantiationFuel({ memoryPages: 1024, tableElements: 0, dataBytes: 0, elementBytes: 0 });
+      const cost = instantiationFuel({
+        ...EMPTY_INSTANCE_SHAPE,
+        memoryPages: 1024,
+        exports: 2,
+        functions: 1,
+      });
       for (let i = 0; i < 3; i++) {
         const { stats } = await host.call('hostile.big-instance', '_start');
         expect(stats.fuelConsumed).toBeGreaterThanOrEqual(cost);
         expect(stats.fuelConsumed).toBeLessThan(cost + 1_000);
+      }
+    });
+
+    it('a command that ends in proc_exit(0) pays its instance and the exit, not the whole budget', async () => {
+      const cost = instantiationFuel({
+        ...EMPTY_INSTANCE_SHAPE,
+        memoryPages: 1,
+        exports: 2,
+        functions: 1,
+        imports: 1,
+      });
+      const exit = importFuel(WASI_MODULE, 'proc_exit', 0);
+      for (let i = 0; i < 2; i++) {
+        const { stats } = await host.call('hostile.clean-exit', '_start');
+        expect(stats.fuelConsumed).toBeGreaterThanOrEqual(cost);
+        expect(stats.fuelConsumed).toBeLessThan(cost + exit + 1_000);
       }
     });
 
@@ -128,7 +150,12 @@ describe.each<SandboxMode>(['none', 'process'])(
       expect(init).toBeGreaterThan(30_000_000);
       expect(init).toBeLessThan(40_000_000);
       await expect(host.call('hostile.reinit', 'trap')).rejects.toMatchObject({ code: 'wasm_trap' });
-      const instance = instantiationFuel({ memoryPages: 1, tableElements: 0, dataBytes: 0, elementBytes: 0 });
+      const instance = instantiationFuel({
+        ...EMPTY_INSTANCE_SHAPE,
+        memoryPages: 1,
+        exports: 5,
+        functions: 5,
+      });
       const after = (await host.call('hostile.reinit', 'ok')).stats.fuelConsumed;
       expect(after).toBeGreaterThanOrEqual(steady + init + instance - 100);
       expect((await host.call('hostile.reinit', 'ok')).stats.fuelConsumed).toBe(steady);
@@ -173,6 +200,16 @@ describe.each<SandboxMode>(['none', 'process'])(
       expect(stats.fuelConsumed).toBeGreaterThanOrEqual(n * price);
       // The loop's own instructions and byte charges add little beside the price.
       expect(stats.fuelConsumed).toBeLessThan(n * price * 1.2 + 10_000);
+    });
+
+    it('each line split out of stderr pays FUEL_PER_LOG_LINE, kept or dropped by the rate cap', async () => {
+      const n = 4_096;
+      const input = Buffer.alloc(4);
+      input.writeUInt32LE(n);
+      const { stats } = await host.call('hostile.import-loop', 'newlines', input);
+      // Before, 200 a line: 4,096 newlines cost the host 1.6 ms for 840k fuel.
+      expect(stats.fuelConsumed).toBeGreaterThanOrEqual(n * FUEL_PER_LOG_LINE);
+      expect(stats.fuelConsumed).toBeLessThan(n * (FUEL_PER_LOG_LINE + 100) + 100_000);
     });
 
     it('the prices are what was measured: none is left at the old 100, and a call that asks the host costs more from a runner', () => {

@@ -2,14 +2,32 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { loadHostConfig } from '../../src/host/host-config.js';
 import { encodeName, encodeU32 } from '../../src/runtime/wasm/binary.js';
 import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import {
+  EMPTY_INSTANCE_SHAPE,
   FUEL_PER_DATA_BYTE,
+  FUEL_PER_ELEMENT_BYTE,
+  FUEL_PER_EXPORT,
+  FUEL_PER_FUNCTION,
+  FUEL_PER_GLOBAL,
+  FUEL_PER_INITIAL_PAGE,
+  FUEL_PER_INSTANCE,
+  FUEL_PER_LINKED_IMPORT,
+  FUEL_PER_MEMORY,
+  FUEL_PER_SEGMENT,
+  FUEL_PER_TABLE,
+  FUEL_PER_TAG,
   INSTANTIATION_FUEL_SECTION,
   instantiationFuel,
   moduleInstantiationFuel,
 } from '../../src/runtime/wasm/instantiation-fuel.js';
+import {
+  checkModuleLimits,
+  DEFAULT_WASM_MODULE_LIMITS,
+  type WasmModuleLimits,
+} from '../../src/runtime/wasm/module-limits.js';
 import { prepareModule } from '../../src/runtime/wasm/prepare-module.js';
 import { watCompiler } from '../helpers/wat.js';
 
@@ -44,10 +62,15 @@ describe('what making an instance costs', () => {
     // The element section of wabt's output: its content's size, read back from the module.
     const elementBytes = sectionSize(base, 9);
     const expected = instantiationFuel({
+      ...EMPTY_INSTANCE_SHAPE,
       memoryPages: 3,
       tableElements: 10,
       dataBytes: data.size,
       elementBytes,
+      tables: 1,
+      exports: 2,
+      functions: 1,
+      segments: 2,
     });
     expect(prepared.instantiationFuel).toBe(expected);
     expect(expected).toBeGreaterThan(data.size * FUEL_PER_DATA_BYTE);
@@ -62,8 +85,8 @@ describe('what making an instance costs', () => {
     const small = prepareModule(wat('(module (memory 1) (func (export "_start")))'), OPTIONS);
     const large = prepareModule(wat('(module (memory 1024) (func (export "_start")))'), OPTIONS);
     expect(large.instantiationFuel - small.instantiationFuel).toBe(
-      instantiationFuel({ memoryPages: 1024, tableElements: 0, dataBytes: 0, elementBytes: 0 }) -
-        instantiationFuel({ memoryPages: 1, tableElements: 0, dataBytes: 0, elementBytes: 0 }),
+      instantiationFuel({ ...EMPTY_INSTANCE_SHAPE, memoryPages: 1024 }) -
+        instantiationFuel({ ...EMPTY_INSTANCE_SHAPE, memoryPages: 1 }),
     );
   });
 
@@ -93,6 +116,101 @@ describe('what making an instance costs', () => {
     const compiled = await compileWasm(file, { ...options, fuelPerCall: 1_000_000_000 });
     expect(moduleInstantiationFuel(compiled.module)).toBeGreaterThan(data.size * FUEL_PER_DATA_BYTE);
   });
+});
+
+/** `n` copies of `item(i)`, space-separated: the body of a generated WAT module. */
+const times = (n: number, item: (i: number) => string) =>
+  Array.from({ length: n }, (_, i) => item(i)).join(' ');
+
+const section = (id: number, content: number[]) => [id, ...encodeU32(content.length), ...content];
+
+type Counted = 'exports' | 'imports' | 'globals' | 'tags';
+/** Modules of `n` exports, imports, globals or tags and nothing else (but the one function the exports name). */
+const MANY: Record<Counted, (n: number) => Uint8Array> = {
+  exports: (n) => wat(`(module (func $f) ${times(n, (i) => `(export "e${i}" (func $f))`)})`),
+  imports: (n) =>
+    wat(`(module ${times(n, () => '(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))')})`),
+  globals: (n) => wat(`(module ${times(n, () => '(global i32 (i32.const 0))')})`),
+  // By hand: the WAT compiler here has exceptions off. A type () -> (), then the tag section: n tags of that type.
+  tags: (n) =>
+    Uint8Array.from([
+      ...[0, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
+      ...section(1, [1, 0x60, 0, 0]),
+      ...section(13, [...encodeU32(n), ...new Array<number>(n * 2).fill(0)]),
+    ]),
+};
+
+const LIMIT: Record<Counted, { key: keyof WasmModuleLimits; name: string }> = {
+  exports: { key: 'maxExports', name: 'max_exports' },
+  imports: { key: 'maxImports', name: 'max_imports' },
+  globals: { key: 'maxGlobals', name: 'max_globals' },
+  tags: { key: 'maxTags', name: 'max_tags' },
+};
+
+// Found by a second review of class 6: 99k exports or 1M tags held the host's thread 36-336 ms an instance (a
+// command's every call) for the price of an empty module.
+describe('what a module declares is paid for at every instance, and capped', () => {
+  it.each([
+    // The exports all name one function, which costs its own price.
+    ['exports', 500, FUEL_PER_EXPORT, FUEL_PER_FUNCTION],
+    ['imports', 200, FUEL_PER_LINKED_IMPORT, 0],
+    ['globals', 300, FUEL_PER_GLOBAL, 0],
+    ['tags', 300, FUEL_PER_TAG, 0],
+  ] as const)('%s: %i of them pay %i fuel each', (kind, n, price, fixed) => {
+    const prepared = prepareModule(MANY[kind](n), OPTIONS);
+    expect(prepared.instantiationFuel).toBe(FUEL_PER_INSTANCE + fixed + n * price);
+    const functions = kind === 'exports' ? 1 : 0;
+    expect(prepared.instantiationFuel).toBe(
+      instantiationFuel({ ...EMPTY_INSTANCE_SHAPE, [kind]: n, functions }),
+    );
+    expect(moduleInstantiationFuel(new WebAssembly.Module(prepared.bytes))).toBe(prepared.instantiationFuel);
+  });
+
+  it('so do tables, functions and segments, beside their sizes', () => {
+    const bytes = wat(`(module (memory 1) ${times(3, () => '(table 0 funcref)')} ${times(20, () => '(func)')}
+      ${times(40, () => '(data (i32.const 0) "")')} ${times(5, () => '(elem funcref)')})`);
+    const prepared = prepareModule(bytes, OPTIONS);
+    expect(prepared.instantiationFuel).toBe(
+      FUEL_PER_INSTANCE +
+        FUEL_PER_MEMORY +
+        FUEL_PER_INITIAL_PAGE +
+        3 * FUEL_PER_TABLE +
+        20 * FUEL_PER_FUNCTION +
+        45 * FUEL_PER_SEGMENT +
+        sectionSize(bytes, 11) * FUEL_PER_DATA_BYTE +
+        sectionSize(bytes, 9) * FUEL_PER_ELEMENT_BYTE,
+    );
+  });
+
+  it.each(Object.keys(LIMIT) as Counted[])(
+    '%s: a module at the default cap passes; one over it is refused at load, naming the file and the key',
+    async (kind) => {
+      const { key, name } = LIMIT[kind];
+      const cap = DEFAULT_WASM_MODULE_LIMITS[key];
+      expect(() => checkModuleLimits(MANY[kind](cap), DEFAULT_WASM_MODULE_LIMITS)).not.toThrow();
+      const file = join(mkdtempSync(join(tmpdir(), 'reed-instance-caps-')), 'plugin.wasm');
+      writeFileSync(file, MANY[kind](cap + 1));
+      const options = {
+        pluginId: 'test.many',
+        memoryMb: 64,
+        tableElements: 1000,
+        fuelPerCall: 1_000_000_000,
+      };
+      const error = await compileWasm(file, options).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'wasm_limit_exceeded', pluginId: 'test.many', file });
+      const message = (error as Error).message;
+      expect(message).toContain(`${file}: the module `);
+      expect(message).toContain(`${cap + 1} ${kind}, above the host's limit of ${cap}`);
+      expect(message).toContain(`raise [wasm] ${name}`);
+      // The key is host configuration: raising it lets the same module past the check.
+      const dir = mkdtempSync(join(tmpdir(), 'reed-instance-caps-'));
+      writeFileSync(join(dir, 'reed.toml'), `[wasm]\n${name} = ${cap + 1}\n`);
+      const limits = loadHostConfig({ file: join(dir, 'reed.toml'), cwd: dir, env: {}, home: dir }).wasm
+        .limits;
+      expect(limits[key]).toBe(cap + 1);
+      expect(() => checkModuleLimits(MANY[kind](cap + 1), limits)).not.toThrow();
+    },
+  );
 });
 
 /** The size of the content of section `id` in `module` (0 if absent). */

@@ -38,10 +38,29 @@ export const HOST_IMPORTS: Readonly<Record<string, Readonly<Record<string, FuncT
 // What host work costs in fuel (issue 10, class 6). Fuel counts instructions, but one import can copy,
 // generate or walk megabytes; each import charges its work before doing it (docs/ABI-wasm.md, "How fuel works").
 /**
- * What an Extism kernel call (extism-kernel.ts: a load or store of its memory, an alloc) pays before anything else.
- * Other imports pay their price (importFuel).
+ * What a load or store of an Extism plugin's memory pays (extism-fast.wat: they run in WebAssembly, ~24 ns each),
+ * besides its bytes. Other imports pay their price (importFuel).
  */
 export const FUEL_PER_HOST_CALL = 100;
+/**
+ * Extism's host functions other than its loads and stores, which run in JavaScript (extism-kernel.ts): each 64-bit
+ * argument and answer is a BigInt. bench/import-fuel.ts measured (mode none, Node 20, session 18) 76-121 ns for
+ * length, input_length, input_load_u64, output_set; ~110-130 ns for an alloc or a free; a config_get of a 1-byte
+ * key 3.5-4.8 µs, a var_get 1.4-3 µs, a var_set 1.2-1.5 µs, a log line ~170-200 ns before the runtime's
+ * FUEL_PER_LOG_LINE. Priced like the others (within 2x of plain instructions' CPU per fuel, a power of two); before,
+ * each paid 100 (config_get ran at 150x plain instructions' CPU per fuel).
+ */
+export const EXTISM_FUEL_PER_CALL = 2_048;
+const EXTISM_IMPORT_FUEL: Readonly<Record<string, number>> = {
+  config_get: 65_536,
+  var_get: 32_768,
+  var_set: 32_768,
+  log_trace: 4_096,
+  log_debug: 4_096,
+  log_info: 4_096,
+  log_warn: 4_096,
+  log_error: 4_096,
+};
 /**
  * The price of a host import not priced higher: sched_yield, input_len, output_write of nothing took 10-23 ns, and
  * fuel's own rate is 0.04-0.08 ns of CPU per fuel for real programs (bench/fuel.ts's, on session 17's machine).
@@ -85,14 +104,17 @@ const WASI_IMPORT_FUEL: Readonly<Record<string, number>> = {
  * `roundTripFuel`: FUEL_PER_ROUND_TRIP in a runner, 0 where the host answers on the spot.
  */
 export function importFuel(module: string, name: string, roundTripFuel: number): number {
-  if (module === WASI_MODULE) return WASI_IMPORT_FUEL[name] ?? FUEL_PER_IMPORT;
-  // Extism's kernel calls keep the price they had (not yet measured here): a plugin makes one per few bytes.
-  if (module === EXTISM_MODULE) return FUEL_PER_HOST_CALL;
+  if (module === WASI_MODULE) return priced(WASI_IMPORT_FUEL, name) ?? FUEL_PER_IMPORT;
+  if (module === EXTISM_MODULE) return priced(EXTISM_IMPORT_FUEL, name) ?? EXTISM_FUEL_PER_CALL;
   if ((module === 'env' || module === 'reed') && Object.hasOwn(HOST_FUNCTIONS, name)) {
     const row: HostFunction = HOST_FUNCTIONS[name as keyof typeof HOST_FUNCTIONS];
     if (row.wasm === module) return (row.fuel ?? FUEL_PER_IMPORT) + (row.reply ? roundTripFuel : 0);
   }
   return FUEL_PER_IMPORT;
+}
+/** A table's own price for `name` (own properties only: names come from the module). */
+function priced(table: Readonly<Record<string, number>>, name: string): number | undefined {
+  return Object.hasOwn(table, name) ? table[name] : undefined;
 }
 /** Per byte a host import copies, decodes or encodes. */
 export const FUEL_PER_BYTE = 1;
@@ -104,7 +126,7 @@ export const FUEL_PER_IOVEC = 16;
  * Per log line: each line split out of stdout/stderr, and each env.log line the rate cap lets through to the
  * host (lines over the rate are dropped before they leave the runtime, for the cost of the call alone).
  */
-export const FUEL_PER_LOG_LINE = 200;
+export const FUEL_PER_LOG_LINE = 8_192;
 /** The most iovecs one fd_write/fd_read takes (POSIX IOV_MAX); more is EINVAL, as writev(2) answers. */
 export const MAX_IOVECS = 1_024;
 

@@ -2,7 +2,7 @@ import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { MAX_KEY_BYTES } from '../host-api.js';
-import { FUEL_PER_HOST_CALL } from './abi.js';
+import { EXTISM_FUEL_PER_CALL } from './abi.js';
 import type { EXTISM_IMPORTS } from './extism.js';
 import { type Block, ExtismArena, LITTLE_ENDIAN } from './extism-arena.js';
 import type { ExtismVars } from './extism-vars.js';
@@ -17,7 +17,8 @@ export interface ExtismIo {
   charge(fuel: number): void;
   /**
    * What the runtime's guard does before an import runs, for the imports that run without it (SELF_GUARDED):
-   * fails at once after a fatal error, charges `fuel` (the import's fixed FUEL_PER_HOST_CALL included), and a
+   * fails at once after a fatal error, charges `fuel` (the import's price included: EXTISM_FUEL_PER_CALL, or
+   * FUEL_PER_HOST_CALL for a load or store), and a
    * failure there ends the run as the guard's would (no `catch_all` in the guest can swallow it). The arena's
    * loads and stores pay what they owe through it too.
    */
@@ -141,11 +142,11 @@ export class ExtismKernel {
       alloc: (n: bigint) => BigInt(arena.alloc(Number(n))?.start ?? 0),
       free: (h: bigint) => this.#free(Number(h)),
       length: (h: bigint) => {
-        enter(FUEL_PER_HOST_CALL);
+        enter(EXTISM_FUEL_PER_CALL);
         return BigInt(arena.blockAt(Number(h))?.length ?? 0);
       },
       length_unsafe: (h: bigint) => {
-        enter(FUEL_PER_HOST_CALL);
+        enter(EXTISM_FUEL_PER_CALL);
         return BigInt(arena.blockAt(Number(h))?.length ?? 0);
       },
       load_u8: arena.fast.load_u8,
@@ -154,24 +155,24 @@ export class ExtismKernel {
       store_u64: arena.fast.store_u64,
       input_offset: () => BigInt(this.#inputOffset()),
       input_length: () => {
-        enter(FUEL_PER_HOST_CALL);
+        enter(EXTISM_FUEL_PER_CALL);
         return BigInt(this.#inputGone ? 0 : this.#input.length);
       },
       // Past the input's end (or once it is gone), 0, as Extism's kernel answers: input_load_u64 wants all 8 bytes.
       input_load_u8: (offset: bigint) => {
-        enter(FUEL_PER_HOST_CALL + 1);
+        enter(EXTISM_FUEL_PER_CALL + 1);
         const o = Number(offset);
         return !this.#inputGone && o >= 0 && o < this.#input.length ? this.#input[o] : 0;
       },
       input_load_u64: (offset: bigint) => {
-        enter(FUEL_PER_HOST_CALL + 8);
+        enter(EXTISM_FUEL_PER_CALL + 8);
         const o = Number(offset);
         return !this.#inputGone && o >= 0 && o + 8 <= this.#input.length ? this.#inputU64(o) : 0n;
       },
       output_set: (p: bigint, length: bigint) => this.#outputSet(Number(p), Number(length)),
       error_set: (h: bigint) => this.#errorSet(Number(h)),
       error_get: () => {
-        enter(FUEL_PER_HOST_CALL);
+        enter(EXTISM_FUEL_PER_CALL);
         return BigInt(this.#error);
       },
       config_get: (h: bigint) => BigInt(this.#configGet(Number(h))),
@@ -192,7 +193,7 @@ export class ExtismKernel {
       log_warn: (h: bigint) => this.#log('log_warn', Number(h)),
       log_error: (h: bigint) => this.#log('log_error', Number(h)),
       get_log_level: () => {
-        enter(FUEL_PER_HOST_CALL);
+        enter(EXTISM_FUEL_PER_CALL);
         return io.logLevel;
       },
       reset: () => {
@@ -200,7 +201,7 @@ export class ExtismKernel {
         this.#inputGone = true;
       },
       memory_bytes: () => {
-        enter(FUEL_PER_HOST_CALL);
+        enter(EXTISM_FUEL_PER_CALL);
         return BigInt(arena.size);
       },
     };

@@ -17,6 +17,24 @@ import { BinaryError } from './binary.js';
  * instrument-code.ts). An empty command with 1,024 pages took 1.9-2.4 ms a call in a mode none host under vitest:
  * so 2^15 a page (34M for those 1,024). A module whose instance costs more than limits.fuel_per_call is refused at
  * load (prepare-job.ts): none of its calls that make an instance could run.
+ *
+ * What a module declares costs too (found by a second review: 99k exports or 1M tags held the host's thread 36-336
+ * ms a call for 65,537 fuel). Measured on Node 20.20 (V8 11.3) on the same machine, with a plain Node script
+ * outside the tree: new WebAssembly.Instance of a compiled module in a loop for 0.3-0.4 s, three runs a case, CPU from
+ * process.cpuUsage (the whole process: GC's helper threads count), minus an empty module's instance, with 1,000 and
+ * 10,000 of each thing; alone, and beside 100 MB of live JS objects as in a host. Per instance: an export 1.0-2.5 µs
+ * (V8 makes a JS object for each: a function's wrapper 2.0-2.5, a global's WebAssembly.Global 1.1-1.6, a tag's
+ * 1.0-1.2; one function exported under many names still 0.6-0.9; beside the heap, spikes past 10 µs as the objects
+ * start its collections), an import 0.33-0.8 µs (looked up in the import object, its call wrapper found; 1.7 once
+ * beside the heap), a table 0.9-1.3 µs whatever its size (its object; 2.8 beside the heap), a tag 50-65 ns (110-137
+ * beside the heap), a defined global 25-40 ns, a defined function 14-17 ns (45-60 beside the heap), an active data
+ * segment 17-35 ns beside its bytes (a passive one ~1 ns), an element segment 15-170 ns (paid already by its bytes at
+ * 2^9, at least 3 a segment). Types cost nothing per instance. So, for 0.1 ns of CPU per fuel or less in a loop: 2^15
+ * an export of any kind (one price: the kinds differ by less than twice, and a real module exports tens), 2^15 a
+ * table, 2^14 an import, 2^11 a tag, 2^10 a global, 2^9 a function and a segment. The instrumenter's own exports and
+ * globals are in FUEL_PER_INSTANCE (an empty module's instance took 1.9-2.5 µs, 4.5-7.4 µs once prepared). The
+ * counts are capped as well (`[wasm] max_exports`, `max_imports`, `max_globals`, `max_tags`: module-limits.ts): a
+ * module at every cap costs ~0.4G fuel an instance, within the default fuel_per_call (1G); past one it is refused.
  */
 /** Every instantiation. */
 export const FUEL_PER_INSTANCE = 1 << 16;
@@ -30,6 +48,20 @@ export const FUEL_PER_DATA_BYTE = 1 << 4;
 export const FUEL_PER_TABLE_ELEMENT = 1 << 9;
 /** Each byte of the element section (its entries are written into the tables at instantiation). */
 export const FUEL_PER_ELEMENT_BYTE = 1 << 9;
+/** Each table the module defines, whatever its size (V8 makes a WebAssembly.Table object for each). */
+export const FUEL_PER_TABLE = 1 << 15;
+/** Each export, of any kind (V8 makes the JS object that stands for it: a function's wrapper, a Global, a Tag). */
+export const FUEL_PER_EXPORT = 1 << 15;
+/** Each import (looked up in the import object, checked and linked: `FUEL_PER_IMPORT` in abi.ts prices a call). */
+export const FUEL_PER_LINKED_IMPORT = 1 << 14;
+/** Each tag the module defines or imports (an object each). */
+export const FUEL_PER_TAG = 1 << 11;
+/** Each global the module defines (its initializer evaluated and stored). */
+export const FUEL_PER_GLOBAL = 1 << 10;
+/** Each function the module defines (its entry in the instance's function tables). */
+export const FUEL_PER_FUNCTION = 1 << 9;
+/** Each data or element segment, beside its bytes (an empty active data segment is 5 bytes, 80 fuel by its bytes). */
+export const FUEL_PER_SEGMENT = 1 << 9;
 
 /** The custom section the instrumenter writes the cost into; a module that declares one itself is refused. */
 export const INSTANTIATION_FUEL_SECTION = 'reed.instantiation_fuel';
@@ -44,7 +76,36 @@ export interface InstanceShape {
   dataBytes: number;
   /** Bytes of the element section's content. */
   elementBytes: number;
+  /** Tables the module defines. */
+  tables: number;
+  /** Exports the module declares (not the instrumenter's own: FUEL_PER_INSTANCE covers those). */
+  exports: number;
+  /** Imports of any kind. */
+  imports: number;
+  /** Globals the module defines (imported ones are priced as imports). */
+  globals: number;
+  /** Tags the module defines or imports. */
+  tags: number;
+  /** Functions the module defines (imported ones are priced as imports). */
+  functions: number;
+  /** Segments of the data and element sections. */
+  segments: number;
 }
+
+/** The shape of a module that declares nothing: what a test or a caller spreads its own counts over. */
+export const EMPTY_INSTANCE_SHAPE: Readonly<InstanceShape> = Object.freeze({
+  memoryPages: undefined,
+  tableElements: 0,
+  dataBytes: 0,
+  elementBytes: 0,
+  tables: 0,
+  exports: 0,
+  imports: 0,
+  globals: 0,
+  tags: 0,
+  functions: 0,
+  segments: 0,
+});
 
 export function instantiationFuel(shape: InstanceShape): number {
   return (
@@ -52,7 +113,14 @@ export function instantiationFuel(shape: InstanceShape): number {
     (shape.memoryPages === undefined ? 0 : FUEL_PER_MEMORY + shape.memoryPages * FUEL_PER_INITIAL_PAGE) +
     shape.tableElements * FUEL_PER_TABLE_ELEMENT +
     shape.dataBytes * FUEL_PER_DATA_BYTE +
-    shape.elementBytes * FUEL_PER_ELEMENT_BYTE
+    shape.elementBytes * FUEL_PER_ELEMENT_BYTE +
+    shape.tables * FUEL_PER_TABLE +
+    shape.exports * FUEL_PER_EXPORT +
+    shape.imports * FUEL_PER_LINKED_IMPORT +
+    shape.tags * FUEL_PER_TAG +
+    shape.globals * FUEL_PER_GLOBAL +
+    shape.functions * FUEL_PER_FUNCTION +
+    shape.segments * FUEL_PER_SEGMENT
   );
 }
 

@@ -15,13 +15,35 @@ export interface WasmModuleLimits {
   maxCodeBytes: number;
   /** Locals declared by one function (not counting its parameters). `[wasm] max_function_locals`. */
   maxFunctionLocals: number;
+  /** Exports, of any kind. `[wasm] max_exports`. */
+  maxExports: number;
+  /** Imports, of any kind. `[wasm] max_imports`. */
+  maxImports: number;
+  /** Globals defined in the global section. `[wasm] max_globals`. */
+  maxGlobals: number;
+  /** Tags defined in the tag section. `[wasm] max_tags`. */
+  maxTags: number;
 }
 
+/**
+ * The defaults. Exports, imports, globals and tags are made anew at every instantiation (a command's every call),
+ * each paid in fuel (instantiation-fuel.ts), and V8's own caps are far above what a plugin has (100,000 exports
+ * and imports, 1,000,000 globals and tags; a module near those held the host's thread 36-336 ms an instance). Their
+ * caps here are an order of magnitude or more above real programs, and keep an instance's price well within the
+ * default fuel_per_call (10,000 exports: 328M fuel): a program exports tens of functions (a few thousand with
+ * --export-all), imports each host function it uses once (the host provides fewer than a hundred names, so 1,000
+ * leaves room only for duplicates no linker writes), defines tens to hundreds of globals (a stack pointer and the
+ * heap's bounds; AssemblyScript makes one of each top-level variable), and a tag or two (C++ exceptions use one).
+ */
 export const DEFAULT_WASM_MODULE_LIMITS: Readonly<WasmModuleLimits> = Object.freeze({
   maxFunctions: 100_000,
   maxFunctionBytes: 1024 * 1024,
   maxCodeBytes: 16 * 1024 * 1024,
   maxFunctionLocals: 10_000,
+  maxExports: 10_000,
+  maxImports: 1_000,
+  maxGlobals: 10_000,
+  maxTags: 1_000,
 });
 
 /** The configuration key of each limit, for messages that say how to raise it. */
@@ -30,6 +52,10 @@ export const WASM_LIMIT_KEYS: Readonly<Record<keyof WasmModuleLimits, string>> =
   maxFunctionBytes: 'max_function_bytes',
   maxCodeBytes: 'max_code_bytes',
   maxFunctionLocals: 'max_function_locals',
+  maxExports: 'max_exports',
+  maxImports: 'max_imports',
+  maxGlobals: 'max_globals',
+  maxTags: 'max_tags',
 });
 
 function exceeded(limits: WasmModuleLimits, key: keyof WasmModuleLimits, what: string): ReedError {
@@ -39,10 +65,18 @@ function exceeded(limits: WasmModuleLimits, key: keyof WasmModuleLimits, what: s
   );
 }
 
+/** The sections whose count (their first u32) is capped, and what each counts. */
+const COUNTED_SECTIONS: Readonly<Record<number, { key: keyof WasmModuleLimits; what: string }>> = {
+  2: { key: 'maxImports', what: 'has $ imports' },
+  6: { key: 'maxGlobals', what: 'defines $ globals' },
+  7: { key: 'maxExports', what: 'has $ exports' },
+  13: { key: 'maxTags', what: 'defines $ tags' },
+};
+
 /**
  * Throws `wasm_limit_exceeded` for a module over `limits`, `wasm_invalid` for one too malformed to measure.
- * Reads only section headers and each body's size and local declarations: time linear in the number of
- * functions, no allocation.
+ * Reads only section headers, the counts of the sections above, and each body's size and local declarations:
+ * time linear in the number of functions, no allocation.
  */
 export function checkModuleLimits(input: Uint8Array, limits: WasmModuleLimits): void {
   try {
@@ -53,6 +87,12 @@ export function checkModuleLimits(input: Uint8Array, limits: WasmModuleLimits): 
       const end = r.pos + size;
       if (end > input.length) throw new BinaryError(`section ${id} runs past the end of the module`);
       if (id === 10) checkCode(new Reader(input, r.pos, end), size, limits);
+      const counted = COUNTED_SECTIONS[id];
+      if (counted !== undefined) {
+        const n = new Reader(input, r.pos, end).u32();
+        if (n > limits[counted.key])
+          throw exceeded(limits, counted.key, `the module ${counted.what.replace('$', String(n))}`);
+      }
       r.pos = end;
     }
   } catch (error) {

@@ -49,7 +49,7 @@ export function runPrepareJob(source: Uint8Array, job: PrepareJob): PrepareResul
   if (job.fuel && BigInt(prepared.instantiationFuel) > job.initialFuel)
     throw new ReedError(
       'wasm_limit_exceeded',
-      `${job.file}: making an instance of this module costs ${prepared.instantiationFuel} fuel (its initial memory, tables, data and element segments: docs/ABI-wasm.md, "How fuel works"), more than limits.fuel_per_call = ${job.initialFuel}; a command makes one at every call and a plugin at its first call after a trap, so none of those calls could run: raise fuel_per_call, or start the module with less memory or data`,
+      `${job.file}: making an instance of this module costs ${prepared.instantiationFuel} fuel (its initial memory, tables, data and element segments, exports, imports, globals, tags and functions: docs/ABI-wasm.md, "How fuel works"), more than limits.fuel_per_call = ${job.initialFuel}; a command makes one at every call and a plugin at its first call after a trap, so none of those calls could run: raise fuel_per_call, or make the module declare less`,
       at,
     );
   return {

@@ -1,6 +1,7 @@
 import { ReedError } from '../../errors.js';
 import { BinaryError, ByteWriter, encodeName, encodeS64, encodeU32, Reader } from './binary.js';
 import {
+  EMPTY_INSTANCE_SHAPE,
   encodeInstantiationFuel,
   INSTANTIATION_FUEL_SECTION,
   type InstanceShape,
@@ -49,7 +50,7 @@ import {
  *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 10;
+export const INSTRUMENTER_VERSION = 11;
 /**
  * Custom sections (names, producers, debug info) kept in the prepared module, in all: V8 copies a function's name
  * from the `name` section into every stack frame and error, so a module could otherwise make each trap carry
@@ -198,7 +199,8 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
   };
 
   let customBytes = 0;
-  const shape: InstanceShape = { memoryPages: undefined, tableElements: 0, dataBytes: 0, elementBytes: 0 };
+  // What making an instance costs is priced from counts the sections below read anyway (instantiation-fuel.ts).
+  const shape: InstanceShape = { ...EMPTY_INSTANCE_SHAPE };
   while (!r.done) {
     const sectionStart = r.pos;
     const id = r.byte();
@@ -235,15 +237,20 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       }
       case 2: {
         importedGlobals += readImportSection(s, types, funcTypes, imports);
+        shape.imports = imports.length;
+        shape.tags += imports.filter((i) => i.kind === 'tag').length;
         w.bytes(input, sectionStart, end);
         break;
       }
       case 3: {
-        for (let n = s.u32(); n > 0; n--) funcTypes.push(s.u32());
+        const n = s.u32();
+        shape.functions += n;
+        for (let i = n; i > 0; i--) funcTypes.push(s.u32());
         w.bytes(input, sectionStart, end);
         break;
       }
       case 4: {
+        shape.tables += new Reader(input, start, end).u32(); // the count, which cappedTableSection reads again
         const tables = cappedTableSection(s, options.tableCapElements);
         shape.tableElements += tables.initial;
         section(4, tables.content);
@@ -261,6 +268,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       case 6: {
         const n = s.u32();
         definedGlobals = n;
+        shape.globals = n;
         if (options.fuel) {
           const globals = newGlobals();
           w.byte(6);
@@ -276,6 +284,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         const n = s.u32();
         const entriesStart = s.pos;
         readExportEntries(s, n, exports);
+        shape.exports = n;
         if (needExports) {
           const extra = extraExports();
           const tail = extra.flat();
@@ -290,10 +299,14 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       }
       case 8:
         break; // the start function is exported instead (START_EXPORT)
-      case 13: // tags: something can be thrown, so the metering counts frames (instrument-code.ts)
-        tags += s.u32();
+      case 13: {
+        // tags: something can be thrown, so the metering counts frames (instrument-code.ts)
+        const n = s.u32();
+        tags += n;
+        shape.tags += n;
         w.bytes(input, sectionStart, end);
         break;
+      }
       case 10: {
         if (!options.fuel) {
           w.bytes(input, sectionStart, end);
@@ -305,6 +318,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
       default:
         if (id === 9) shape.elementBytes += size;
         if (id === 11) shape.dataBytes += size;
+        if (id === 9 || id === 11) shape.segments += s.u32();
         w.bytes(input, sectionStart, end);
     }
     r.pos = end;

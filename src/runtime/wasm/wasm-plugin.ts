@@ -197,7 +197,11 @@ export class WasmPlugin implements PluginRuntime {
   #output = new OutputBuffer();
   #outputBytes = 0;
   #outputToStdout = false;
-  #error: { code: string; message: string } | undefined;
+  /**
+   * What reed.error_set (or Extism's error_set) named last in the call, as bytes: a plugin may call it in a loop,
+   * so it is decoded and escaped once, when read (#errorText), not at every call.
+   */
+  #error: { code: Uint8Array | string; message: Uint8Array | string } | undefined;
   #deadline = 0;
   /** The clock (performance.now()) when the deadline was last checked: at the guest's return, the call's end. */
   #clock = 0;
@@ -403,8 +407,8 @@ export class WasmPlugin implements PluginRuntime {
       }
       if (hook === 'init' && typeof status === 'number' && status !== 0) {
         this.#drop();
-        const reason =
-          this.#error === undefined ? `status ${status}` : `${this.#error.code}: ${this.#error.message}`;
+        const e = this.#errorText();
+        const reason = e === undefined ? `status ${status}` : `${e.code}: ${e.message}`;
         throw new ReedError('init_failed', `init of plugin "${this.#id}" failed with ${reason}`, {
           pluginId: this.#id,
         });
@@ -465,12 +469,24 @@ export class WasmPlugin implements PluginRuntime {
       result = run();
       if (this.#fatal === undefined) this.#settle(true);
     } catch (error) {
+      this.#unexhaustCleanExit(this.#fatal ?? error);
       this.#ran();
       return this.#failed(this.#fatal ?? error, what);
     }
+    if (this.#fatal !== undefined) this.#unexhaustCleanExit(this.#fatal);
     this.#ran();
     if (this.#fatal !== undefined) return this.#failed(this.#fatal, what);
     return result;
+  }
+
+  /**
+   * A command's clean exit (proc_exit(0)) is a success: its fuel is what it used up to the exit, not the exhausted
+   * value #fatalize left to end the run (read by #ran, so before it: else every such call reported, and took from its
+   * tenant's fuel_per_second, the whole budget).
+   */
+  #unexhaustCleanExit(error: unknown): void {
+    if (!(error instanceof WasiExit) || error.status !== 0 || !this.#o.isCommand) return;
+    if (this.#fuel !== undefined && this.#fuelAtFatal !== undefined) this.#fuel.value = this.#fuelAtFatal;
   }
 
   /** After a run: what it used (the call's runs so far, in a call), and where the call's next run starts. */
@@ -484,11 +500,8 @@ export class WasmPlugin implements PluginRuntime {
     // A grow the tenant's memory quota refused in this run: that, not what the plugin made of the -1, is why.
     const refused = this.#memoryRefused !== undefined && this.#memoryRefused.value !== 0;
     if (error instanceof WasiExit && this.#o.isCommand) {
-      if (error.status === 0) {
-        // A clean exit: report the fuel used up to it, not the exhausted value #fatalize left.
-        if (this.#fuel !== undefined && this.#fuelAtFatal !== undefined) this.#fuel.value = this.#fuelAtFatal;
-        return 0 as T;
-      }
+      // A clean exit (its fuel was put back by #unexhaustCleanExit).
+      if (error.status === 0) return 0 as T;
       this.#drop();
       const exited = this.#pluginError(`exited with status ${error.status}`, error.status);
       if (refused) this.#o.memoryBudget?.churned?.(this, this.#id);
@@ -727,8 +740,23 @@ export class WasmPlugin implements PluginRuntime {
     return Number(used);
   }
 
-  #pluginError(fallback: string, status?: number): ReedError {
+  /**
+   * The error the plugin set, as text: a plugin's error is shown wherever errors are (terminals, log viewers), so
+   * it is escaped; decoded once, however often the plugin set it or this is read.
+   */
+  #errorText(): { code: string; message: string } | undefined {
     const e = this.#error;
+    if (e === undefined || (typeof e.code === 'string' && typeof e.message === 'string'))
+      return e as { code: string; message: string } | undefined;
+    const text = (part: Uint8Array | string) =>
+      typeof part === 'string' ? part : escapeUnprintable(lenient.decode(part));
+    const decoded = { code: text(e.code), message: text(e.message) };
+    this.#error = decoded;
+    return decoded;
+  }
+
+  #pluginError(fallback: string, status?: number): ReedError {
+    const e = this.#errorText();
     const message = e === undefined ? fallback : e.code === '' ? e.message : `${e.code}: ${e.message}`;
     return new ReedError('plugin_error', `plugin "${this.#id}": ${message}`, {
       pluginId: this.#id,
@@ -1068,10 +1096,10 @@ export class WasmPlugin implements PluginRuntime {
       },
       error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
         this.#charge(Math.min(codeLen >>> 0, 128) + Math.min(msgLen >>> 0, 4096));
-        // A plugin's error is shown wherever errors are (terminals, log viewers): escaped as it arrives.
+        // Copied (the guest may change its memory after), decoded and escaped once read (#errorText).
         this.#error = {
-          code: escapeUnprintable(lenient.decode(this.#bytes(codePtr, Math.min(codeLen >>> 0, 128)))),
-          message: escapeUnprintable(lenient.decode(this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096)))),
+          code: this.#bytes(codePtr, Math.min(codeLen >>> 0, 128)).slice(),
+          message: this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096)).slice(),
         };
         return undefined;
       },
