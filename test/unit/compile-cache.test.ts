@@ -12,7 +12,7 @@ const options = (cache: CompileCache) => ({
   pluginId: 'p',
   memoryMb: 64,
   tableElements: 10_000,
-  fuelPerCall: 1_000_000,
+  fuelPerCall: 100_000_000,
   cache,
 });
 const produce = (bytes: number[]) => async () => ({
@@ -50,7 +50,7 @@ describe('compile cache', () => {
 
   it('prepares the same bytes once per process: a second plugin of one module reads no cache entry', async () => {
     const cache = new CompileCache({ dir: tempDir() });
-    const opts = { ...options(cache), fuelPerCall: 2_000_000 }; // a key no other test here prepares
+    const opts = { ...options(cache), fuelPerCall: 200_000_000 }; // a key no other test here prepares
     const first = await compileWasm(HELLO, opts);
     expect(first.cacheHit).toBe(false);
     for (const name of readdirSync(cache.dir)) rmSync(join(cache.dir, name));
@@ -60,7 +60,7 @@ describe('compile cache', () => {
     expect(second.exports).toEqual(first.exports);
     expect(readdirSync(cache.dir)).toEqual([]); // nothing read, prepared or written again
     // Other settings are another key: prepared (and written) again.
-    expect((await compileWasm(HELLO, { ...opts, fuelPerCall: 3_000_000 })).cacheHit).toBe(false);
+    expect((await compileWasm(HELLO, { ...opts, fuelPerCall: 300_000_000 })).cacheHit).toBe(false);
     expect(readdirSync(cache.dir).length).toBeGreaterThan(0);
   });
 
