@@ -110,14 +110,18 @@ export function listManagedContainers(socketPath: string, timeoutMs: number): Pr
               Id?: unknown;
               Labels?: unknown;
             }[];
+            if (!Array.isArray(listed)) throw new Error("the engine's container listing is not a list");
             resolve(
-              listed.map((c) => ({
-                id: String(c.Id),
-                labels: (typeof c.Labels === 'object' && c.Labels !== null ? c.Labels : {}) as Record<
-                  string,
-                  string
-                >,
-              })),
+              // An entry without a container id is nothing to remove (String(undefined) named "undefined").
+              listed
+                .filter((c) => typeof c?.Id === 'string' && CONTAINER_ID.test(c.Id))
+                .map((c) => ({
+                  id: c.Id as string,
+                  labels: (typeof c.Labels === 'object' && c.Labels !== null ? c.Labels : {}) as Record<
+                    string,
+                    string
+                  >,
+                })),
             );
           } catch (error) {
             reject(error);
@@ -132,6 +136,8 @@ export function listManagedContainers(socketPath: string, timeoutMs: number): Pr
 }
 
 const LISTING_MAX_BYTES = 64 << 20;
+/** A container's id as the engine gives it: 64 lowercase hex digits. */
+const CONTAINER_ID = /^[0-9a-f]{64}$/;
 
 /** Whether the host that labelled something (a container, a swarm service...) is no longer alive; see sweepContainers. */
 export async function ownerIsDead(
