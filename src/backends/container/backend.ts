@@ -7,6 +7,7 @@ import { cgroupName, sweepCgroups, TenantCgroupSlot } from '../process/cgroup.js
 import { replicated } from '../replica-set.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
+import { within } from '../shared/within.js';
 import { SupervisedSandbox, type Supervision } from '../supervisor.js';
 import { type ContainerRuntime, containerPool, fitsContainerPool } from './container-pool.js';
 import { ContainerRunner, type ContainerRunnerOptions } from './container-runner.js';
@@ -198,21 +199,14 @@ export const containerBackend: BackendFactory<ContainerBackendOptions> = (contex
           : sweepContainers(injected ? engine() : defaultEngineClient(SWEEP_REQUEST_MS), context.logger);
       // Swept: the engine answered and removed every container of a dead host it listed, within SWEEP_MS (dockerode's
       // timeout counts idle time only: an engine answering a byte now and then would otherwise hold the host's start).
-      let deadline: NodeJS.Timeout | undefined;
-      const swept = await Promise.race([
+      const swept = await within(
         sweeping.then(({ failed }) => failed === 0),
-        new Promise<boolean>((_, reject) => {
-          deadline = setTimeout(
-            () => reject(new Error(`the engine did not finish the sweep within ${SWEEP_MS} ms`)),
-            SWEEP_MS,
-          );
-        }),
-      ])
-        .catch((error: unknown) => {
-          context.logger.debug({ err: error }, 'no Docker engine to sweep');
-          return false;
-        })
-        .finally(() => clearTimeout(deadline));
+        SWEEP_MS,
+        `the engine did not finish the sweep within ${SWEEP_MS} ms`,
+      ).catch((error: unknown) => {
+        context.logger.debug({ err: error }, 'no Docker engine to sweep');
+        return false;
+      });
       // Then the tenants' cgroups (CgroupParent) those containers were in: only once the engine removed them,
       // never from under containers it still knows.
       if (swept) sweepCgroups(context.logger);

@@ -10,6 +10,7 @@ import { LazySandbox } from '../lazy-sandbox.js';
 import { replicated } from '../replica-set.js';
 import { runnerPayload } from '../shared/runner-payload.js';
 import { sweepOrphans } from '../shared/session.js';
+import { within } from '../shared/within.js';
 import { SupervisedSandbox, type Supervision } from '../supervisor.js';
 import { publishImage } from './registry.js';
 import { LABEL_SWARM_KIND } from './service-spec.js';
@@ -40,6 +41,8 @@ export interface SwarmBackendOptions {
 }
 
 const RUNNER_START_MS = 120_000;
+/** The most each part of the start-up sweep may hold the host's start (a manager may have many services). */
+const SWEEP_MS = 60_000;
 
 /** Mode `container` on a swarm: a supervised runner per plugin, each a Swarm service over the TLS transport. */
 export const swarmBackend: BackendFactory<{ swarm?: SwarmBackendOptions }> = (context) => {
@@ -177,11 +180,20 @@ export const swarmBackend: BackendFactory<{ swarm?: SwarmBackendOptions }> = (co
     /** Runner directories of dead hosts here, and what dead orchestrators left on the swarm (by labels). */
     async sweep() {
       await sweepOrphans(settings.runtimeDir, context.logger);
-      await sweepSwarm(docker, context.logger).catch((error: unknown) =>
+      // Each within SWEEP_MS: a manager that answers slowly (or a byte now and then) must not hold the host's start.
+      await within(
+        sweepSwarm(docker, context.logger),
+        SWEEP_MS,
+        `the swarm's sweep took over ${SWEEP_MS} ms`,
+      ).catch((error: unknown) =>
         context.logger.warn({ err: error }, 'could not sweep the swarm; the next start retries'),
       );
       // Then the manager's containers of dead hosts: their relays (and task containers still there), by the same labels.
-      await sweepContainers(docker, context.logger).catch((error: unknown) =>
+      await within(
+        sweepContainers(docker, context.logger),
+        SWEEP_MS,
+        `the sweep of the manager's containers took over ${SWEEP_MS} ms`,
+      ).catch((error: unknown) =>
         context.logger.warn(
           { err: error },
           'could not sweep the swarm manager\u2019s containers; the next start retries',
