@@ -288,7 +288,9 @@ describe('descriptors', () => {
     const { root } = tree();
     mkdirSync(join(root, 'big'));
     for (let i = 0; i < 20_000; i++) writeFileSync(join(root, 'big', `entry-with-a-longish-name-${i}`), '');
-    const p = await probe(root);
+    // 4,000 fd_readdir calls of 5 entries, then 17 of 64 KiB: ~5.5G fuel at their prices (FUEL_PER_READDIR a call,
+    // FUEL_PER_DIRENT an entry), which is what the host's work costs.
+    const p = await probe(root, {}, { fuelPerCall: 20_000_000_000 });
     expect(p.run(['open 3 big d', 'ls 4 300', 'ls 4 65536'].join('\n'))).toEqual([
       'fd 4',
       'entries 20000',
@@ -300,8 +302,11 @@ describe('descriptors', () => {
     const { root } = tree();
     const p = await probe(root);
     expect(p.run('deep 3 3000')).toEqual(['ok 3000']);
-    // A new instance with a file quota counts what is there: 3,000 directories, so 5 more names fit in 3,005.
+    // A new instance with a file quota counts what is there: 3,000 directories, so 5 more names fit in 3,005. The
+    // count (FUEL_WALK_DIR each, 1.6G in all) is more than one call's default fuel: the first call runs out in it,
+    // and the next goes on from where it stopped.
     const counted = await probe(root, { maxFiles: 3_005 });
+    expect(() => counted.run('files 3 10 f')).toThrow(expect.objectContaining({ code: 'fuel_exhausted' }));
     expect(counted.run('files 3 10 f')).toEqual(['err 19 at 5']);
     // Deeper than PATH_MAX: the test tree's own clean-up (rmSync) could not remove it; the one delete can.
     expect(await removeTree(root)).toBe(true);

@@ -24,9 +24,27 @@ import {
 } from '../libc.js';
 import { FUEL_PER_BYTE } from './abi.js';
 import type { FdEntry } from './wasi-fds.js';
-import { MAX_PATH_BYTES, openBeneath, type Parent, releaseParent, resolveParent } from './wasi-path.js';
+import {
+  type Charge,
+  MAX_LINK_TARGET_BYTES,
+  MAX_PATH_BYTES,
+  openBeneath,
+  type Parent,
+  releaseParent,
+  resolveParent,
+} from './wasi-path.js';
 import { DirQuota, isRegular, type QuotaKind, type Statx, statxOf } from './wasi-quota.js';
-import { type Filestat, filestatOf, filetypeOf, ok, readDirents, safe, sys, timespecs } from './wasi-stat.js';
+import {
+  type Filestat,
+  FUEL_PER_READDIR,
+  filestatOf,
+  filetypeOf,
+  ok,
+  readDirents,
+  safe,
+  sys,
+  timespecs,
+} from './wasi-stat.js';
 import {
   ALL_RIGHTS,
   DIR_RIGHTS,
@@ -86,12 +104,16 @@ export class WasiFs {
   readonly #fs: WasiFilesystem;
   readonly #io: FsIo;
   readonly #quota: DirQuota;
+  /** The call's charge, given to path resolution (wasi-path.ts), which charges each component and link. */
+  readonly #charge: Charge;
   #root = -1;
 
+  /** `fs` is the same object for every instance of a plugin's runtime: its quota's count is kept on it. */
   constructor(fs: WasiFilesystem, io: FsIo) {
     this.#fs = fs;
     this.#io = io;
-    this.#quota = new DirQuota(() => this.#rootFd(), fs.diskBytes, fs.maxFiles, {
+    this.#charge = (fuel) => io.charge(fuel);
+    this.#quota = new DirQuota(fs, () => this.#rootFd(), fs.diskBytes, fs.maxFiles, {
       charge: (fuel) => io.charge(fuel),
       exceeded: (kind, limit) => io.quotaExceeded(kind, limit),
     });
@@ -136,7 +158,7 @@ export class WasiFs {
     entry.host = -1;
   }
 
-  /** The instance is gone (every entry already closed): the directory and the shared count are let go. */
+  /** The instance is gone (every entry already closed): its directory is closed; the count stays with the runtime. */
   release(): void {
     this.#quota.release();
     if (this.#root >= 0) loadLibc().close(this.#root);
@@ -149,8 +171,14 @@ export class WasiFs {
     return this.host(entry);
   }
 
-  #writable(): void {
+  /**
+   * Before any change: refused when read-only. Before one that makes, removes or moves a name (`names`), the quota's
+   * count is made first if it is not yet: a walk a call left unfinished (its fuel ran out) is completed before any
+   * name can move from the part it has not read to the part it has.
+   */
+  #writable(names = false): void {
     if (this.#fs.readOnly) throw new WasiErrno(ERRNO.ROFS);
+    if (names) this.#quota.ready();
   }
 
   // --- descriptors ---------------------------------------------------------------------------------
@@ -310,9 +338,8 @@ export class WasiFs {
   /** fd_readdir (wasi-stat.ts readDirents): WASI dirents from the position `cookie`; returns the bytes used. */
   readdir(entry: FdEntry, out: Uint8Array, cookie: bigint): number {
     const fd = this.#need(entry, RIGHT.FD_READDIR);
-    // A seek to the cookie and getdents64 until the buffer is full or the directory ends (wasi-stat.ts), each
-    // call: 6-7 µs before any entry is charged.
-    this.#io.charge(2 * FUEL_PER_FS_OP);
+    // A seek to the cookie and getdents64 until the buffer is full or the directory ends (wasi-stat.ts).
+    this.#io.charge(FUEL_PER_READDIR);
     return readDirents(fd, out, cookie, (fuel) => this.#io.charge(fuel));
   }
 
@@ -330,7 +357,7 @@ export class WasiFs {
   }
 
   #parent<T>(dirfd: number, path: Uint8Array, run: (parent: Parent) => T): T {
-    const parent = resolveParent(dirfd, path);
+    const parent = resolveParent(dirfd, path, this.#charge);
     try {
       return run(parent);
     } finally {
@@ -340,7 +367,7 @@ export class WasiFs {
 
   createDirectory(entry: FdEntry, path: Uint8Array): void {
     const dirfd = this.#dir(entry, RIGHT.PATH_CREATE_DIRECTORY);
-    this.#writable();
+    this.#writable(true);
     this.#parent(dirfd, path, (p) => {
       this.#quota.addEntry();
       const made = loadLibc().mkdirat(p.fd, cPath(p.name), 0o777) as number;
@@ -385,7 +412,7 @@ export class WasiFs {
     const wantInheriting = Number(inheriting & 0x3fffffffn);
     const write = (wantBase & WRITE_RIGHTS) !== 0 || (oflags & OFLAG.TRUNC) !== 0;
     const read = (wantBase & READ_RIGHTS) !== 0 || !write;
-    if (oflags & (OFLAG.CREAT | OFLAG.TRUNC) || write || fdflags & FDFLAG.APPEND) this.#writable();
+    if (oflags & (OFLAG.CREAT | OFLAG.TRUNC) || write || fdflags & FDFLAG.APPEND) this.#writable(true);
     let flags = (read && write ? 2 : write ? 1 : 0) | O_NOCTTY;
     if (oflags & OFLAG.DIRECTORY) flags |= O_DIRECTORY;
     if ((lookup & LOOKUP_SYMLINK_FOLLOW) === 0) flags |= O_NOFOLLOW;
@@ -397,11 +424,11 @@ export class WasiFs {
     const EXCL = 0o200;
     let fd: number;
     let created = false;
-    if ((oflags & OFLAG.CREAT) === 0) fd = openBeneath(dirfd, path, flags);
+    if ((oflags & OFLAG.CREAT) === 0) fd = openBeneath(dirfd, path, flags, this.#charge);
     else if (oflags & OFLAG.EXCL) {
       this.#quota.addEntry();
       try {
-        fd = openBeneath(dirfd, path, flags | CREAT | EXCL, 0o666);
+        fd = openBeneath(dirfd, path, flags | CREAT | EXCL, this.#charge, 0o666);
       } catch (error) {
         this.#quota.removeEntry();
         throw error;
@@ -409,12 +436,12 @@ export class WasiFs {
       created = true;
     } else {
       try {
-        fd = openBeneath(dirfd, path, flags);
+        fd = openBeneath(dirfd, path, flags, this.#charge);
       } catch (error) {
         if (!(error instanceof HostErrno) || error.errno !== E.ENOENT) throw error;
         this.#quota.addEntry();
         try {
-          fd = openBeneath(dirfd, path, flags | CREAT, 0o666);
+          fd = openBeneath(dirfd, path, flags | CREAT, this.#charge, 0o666);
         } catch (again) {
           this.#quota.removeEntry();
           throw again;
@@ -470,7 +497,7 @@ export class WasiFs {
   pathFilestat(entry: FdEntry, lookup: number, path: Uint8Array): Filestat {
     const dirfd = this.#dir(entry, RIGHT.PATH_FILESTAT_GET);
     const follow = (lookup & LOOKUP_SYMLINK_FOLLOW) !== 0;
-    const fd = openBeneath(dirfd, path, O_PATH | (follow ? 0 : O_NOFOLLOW));
+    const fd = openBeneath(dirfd, path, O_PATH | (follow ? 0 : O_NOFOLLOW), this.#charge);
     try {
       return filestatOf(fd);
     } finally {
@@ -496,7 +523,7 @@ export class WasiFs {
         return;
       }
       // Following: the target is resolved beneath the directory and changed through a descriptor of its own.
-      const fd = openBeneath(p.fd, p.name, O_NONBLOCK | O_NOCTTY);
+      const fd = openBeneath(p.fd, p.name, O_NONBLOCK | O_NOCTTY, this.#charge);
       try {
         ok(loadLibc().futimens(fd, times) as number);
       } finally {
@@ -508,13 +535,13 @@ export class WasiFs {
   link(oldEntry: FdEntry, lookup: number, oldPath: Uint8Array, newEntry: FdEntry, newPath: Uint8Array): void {
     const oldDir = this.#dir(oldEntry, RIGHT.PATH_LINK_SOURCE);
     const newDir = this.#dir(newEntry, RIGHT.PATH_LINK_TARGET);
-    this.#writable();
+    this.#writable(true);
     // Following the source would need linkat(AT_SYMLINK_FOLLOW), which follows links out of the directory.
     if (lookup & LOOKUP_SYMLINK_FOLLOW) throw new WasiErrno(ERRNO.INVAL);
     this.#parent(oldDir, oldPath, (from) => {
       if (from.trailingSlash) {
         // "name/" makes linkat follow a symlink: resolved beneath instead; a directory cannot be linked anyway.
-        loadLibc().close(openBeneath(from.fd, from.name, O_PATH));
+        loadLibc().close(openBeneath(from.fd, from.name, O_PATH, this.#charge));
         throw new HostErrno(E.EPERM);
       }
       this.#parent(newDir, newPath, (to) => {
@@ -530,7 +557,7 @@ export class WasiFs {
 
   readlink(entry: FdEntry, path: Uint8Array): Buffer {
     const dirfd = this.#dir(entry, RIGHT.PATH_READLINK);
-    const fd = openBeneath(dirfd, path, O_PATH | O_NOFOLLOW);
+    const fd = openBeneath(dirfd, path, O_PATH | O_NOFOLLOW, this.#charge);
     try {
       const n = ok(loadLibc().readlinkat(fd, cPath(''), linkBuf, linkBuf.length) as number);
       this.#io.charge(n * FUEL_PER_BYTE);
@@ -542,7 +569,7 @@ export class WasiFs {
 
   removeDirectory(entry: FdEntry, path: Uint8Array): void {
     const dirfd = this.#dir(entry, RIGHT.PATH_REMOVE_DIRECTORY);
-    this.#writable();
+    this.#writable(true);
     this.#parent(dirfd, path, (p) => {
       ok(loadLibc().unlinkat(p.fd, cPath(p.name), AT_REMOVEDIR) as number);
       this.#quota.removeEntry();
@@ -551,7 +578,7 @@ export class WasiFs {
 
   unlinkFile(entry: FdEntry, path: Uint8Array): void {
     const dirfd = this.#dir(entry, RIGHT.PATH_UNLINK_FILE);
-    this.#writable();
+    this.#writable(true);
     this.#parent(dirfd, path, (p) => {
       const stat = this.#quota.active ? statxOf(p.fd, withoutSlash(p.name)) : undefined;
       ok(loadLibc().unlinkat(p.fd, cPath(p.name), 0) as number);
@@ -562,7 +589,7 @@ export class WasiFs {
   rename(oldEntry: FdEntry, oldPath: Uint8Array, newEntry: FdEntry, newPath: Uint8Array): void {
     const oldDir = this.#dir(oldEntry, RIGHT.PATH_RENAME_SOURCE);
     const newDir = this.#dir(newEntry, RIGHT.PATH_RENAME_TARGET);
-    this.#writable();
+    this.#writable(true);
     this.#parent(oldDir, oldPath, (from) =>
       this.#parent(newDir, newPath, (to) => {
         const active = this.#quota.active;
@@ -577,8 +604,9 @@ export class WasiFs {
 
   symlink(target: Uint8Array, entry: FdEntry, path: Uint8Array): void {
     const dirfd = this.#dir(entry, RIGHT.PATH_SYMLINK);
-    this.#writable();
-    if (target.length > MAX_PATH_BYTES) throw new WasiErrno(ERRNO.NAMETOOLONG);
+    this.#writable(true);
+    // A target is at most MAX_LINK_TARGET_BYTES (wasi-path.ts says why), as on macOS and the BSDs.
+    if (target.length > MAX_LINK_TARGET_BYTES) throw new WasiErrno(ERRNO.NAMETOOLONG);
     if (target.indexOf(0) >= 0) throw new WasiErrno(ERRNO.INVAL);
     // An absolute target could never be followed here (resolution stays beneath the directory): refused at once.
     if (target[0] === 0x2f) throw new WasiErrno(ERRNO.NOTCAPABLE);

@@ -1,7 +1,14 @@
 // The quotas of a plugin's WASI directory (limits.disk_mb, limits.max_files): what it holds is counted once, by a
-// walk when the first instance of this process needs the count, then kept up to date by every call that changes
-// it, for every instance of this process that has the same directory open (one count per directory, keyed by its
-// device and inode), so two instances cannot each fill the whole quota.
+// walk when the plugin first needs the count in this process, then kept up to date by every call that changes it.
+// The count is the plugin's, not one instance's: kept for its runtime (the WasiFilesystem every instance of it is
+// given), so a command, a fresh instance at every call, and a reactor's instance made again after a trap use the
+// count already made instead of walking the directory again (issue 10, class 6: 10,000 directories cost a command
+// ~3 s of walk at every call). It is also shared by every runtime of this process that has the same directory open
+// (one count per directory, keyed by its device, inode and birth time), so two instances cannot each fill the whole
+// quota. Who else writes the directory: nobody but the plugin in mode none and in a process or container sandbox
+// (the directory is the plugin's alone, docs/SECURITY.md), except the operator, and the plugin's other replicas
+// (`[sandbox] replicas`) and an upgrade's second runner, which are other processes with counts of their own: what
+// they write is seen when this process counts again (its next runner, or in mode none the plugin's next load).
 //
 // Bytes are the sizes (st_size, the end offset) of the regular files, each inode once however many names it has:
 // a sparse file counts as its size, so a seek far past the end and a one-byte write is charged for the whole gap
@@ -14,8 +21,28 @@ import { FUEL_PER_BYTE } from './abi.js';
 import { ERRNO, HostErrno, WasiErrno } from './wasi-types.js';
 
 const E = constants.errno;
-/** Fuel per directory entry the walk reads (a statx or an open each): about what a small import costs. */
-export const FUEL_PER_DIRENT = 100;
+/**
+ * Per directory entry fd_readdir copies out (wasi-stat.ts): its share of getdents64, its parse and its copy into
+ * the guest's buffer (2.1-2.6 µs each: 20,000 entries through a 64 KiB buffer took 43-52 ms of CPU). It was 100.
+ */
+export const FUEL_PER_DIRENT = 49_152;
+/**
+ * The walk's prices, each what its system calls and their handling cost through koffi (1 µs of host CPU is about
+ * 20,000 fuel; measured with the walk alone on ext4, Linux 6.18, Node 22: /tmp scripts in the session's report),
+ * charged per entry before the entry is read, so a walk is bounded by the call's fuel and deadline whatever the
+ * directory holds. Every entry: its share of getdents64 and of parsing it (10,000 symlinks: 1.56 µs each).
+ */
+export const FUEL_WALK_ENTRY = 32_768;
+/** A regular file (or an entry of unknown type): the statx of its size and identity (3.3-4 µs more than a link). */
+export const FUEL_WALK_STAT = 81_920;
+/**
+ * A directory: entered (openat, statx), listed (getdents64 to its end, and the parent's listing sought again after
+ * its subdirectories were entered) and left (openat of `..`, statx, closes): 21-25 µs each, in a chain 2,000 deep,
+ * 10,000 side by side, or 100 of 100.
+ */
+export const FUEL_WALK_DIR = 524_288;
+/** A walk resumed in a later call: its position sought and one buffer of the listing read again (8 KiB). */
+export const FUEL_WALK_RESUME = 4_194_304;
 const DT_DIR = 4;
 const DT_REG = 8;
 const DT_UNKNOWN = 0;
@@ -37,6 +64,11 @@ export interface QuotaIo {
 interface Usage {
   bytes: number;
   entries: number;
+  /** Whether `bytes` and `entries` are the directory's: its walk is complete. */
+  counted: boolean;
+  /** The walk while it is not complete: a call that ran out of fuel in it leaves it for the next to go on with. */
+  walk: Walk | undefined;
+  /** The runtimes holding this count (HOLDS): it is let go with the last. */
   refs: number;
   /** Open descriptors of regular files, by device:inode. */
   open: Map<string, number>;
@@ -44,7 +76,27 @@ interface Usage {
   orphans: Set<string>;
 }
 
+/** Every count of this process, by its directory's identity (directoryKey). */
 const USAGE = new Map<string, Usage>();
+
+/** A runtime's hold on a count: the directory it counted, and the count. */
+interface Hold {
+  key: string;
+  usage: Usage;
+}
+/**
+ * Each plugin runtime's count, by the WasiFilesystem object its every instance is given (WasmPlugin's options): it
+ * outlives the instances, and is let go when the runtime is (LET_GO, or at once when the directory was replaced).
+ */
+const HOLDS = new WeakMap<object, Hold>();
+const LET_GO = new FinalizationRegistry<string>((key) => unref(key));
+
+function unref(key: string): void {
+  const usage = USAGE.get(key);
+  if (usage === undefined || --usage.refs > 0) return;
+  usage.walk?.close();
+  USAGE.delete(key);
+}
 
 /** A statx of a descriptor or of a name in it, no symlink followed. */
 export interface Statx {
@@ -55,6 +107,19 @@ export interface Statx {
 }
 
 const statBuf = Buffer.alloc(256);
+const STATX_BTIME = 0x800;
+
+/**
+ * A directory's identity for its count: device, inode and birth time (where the file system keeps one), so that a
+ * directory made again in place of the counted one, even on a reused inode number, is counted again.
+ */
+function directoryKey(fd: number): string {
+  const rc = loadLibc().statx(fd, cPath(''), AT_EMPTY_PATH, 0x7ff | STATX_BTIME, statBuf) as number;
+  if (rc !== 0) throw new HostErrno(lastErrno());
+  const born = (statBuf.readUInt32LE(0) & STATX_BTIME) !== 0 ? statBuf.readBigInt64LE(80) : 0n;
+  const nsec = (statBuf.readUInt32LE(0) & STATX_BTIME) !== 0 ? statBuf.readUInt32LE(88) : 0;
+  return `${statBuf.readUInt32LE(136)}:${statBuf.readUInt32LE(140)}:${statBuf.readBigUInt64LE(32)}:${born}.${nsec}`;
+}
 
 export function statxOf(dirfd: number, name: Uint8Array | undefined, follow = false): Statx | undefined {
   const flags = name === undefined ? AT_EMPTY_PATH : follow ? 0 : AT_SYMLINK_NOFOLLOW;
@@ -71,12 +136,16 @@ export function statxOf(dirfd: number, name: Uint8Array | undefined, follow = fa
 export const isRegular = (s: Statx) => (s.mode & S_IFMT) === S_IFREG;
 export const isDirectory = (s: Statx) => (s.mode & S_IFMT) === S_IFDIR;
 
-/** One instance's view of its directory's quota; the count itself is shared (USAGE). */
+/**
+ * One instance's view of its directory's quota; the count itself is its plugin runtime's (HOLDS), kept across
+ * instances, and shared by every runtime of the process on that directory (USAGE).
+ */
 export class DirQuota {
   #usage: Usage | undefined;
-  #key: string | undefined;
 
+  /** `owner`: what every instance of the plugin's runtime shares (its WasiFilesystem), which holds the count. */
   constructor(
+    private readonly owner: object,
     private readonly rootFd: () => number,
     private readonly diskBytes: number,
     private readonly maxFiles: number,
@@ -87,21 +156,69 @@ export class DirQuota {
     return this.diskBytes > 0 || this.maxFiles > 0;
   }
 
-  /** The shared count, walked for on first use in this process (the walk is charged to this call's fuel). */
+  /** Before any change to the directory: the count is made first (a change cannot race a walk left unfinished). */
+  ready(): void {
+    if (this.active) this.#get();
+  }
+
+  /** The count, made on its runtime's first need in this process (the walk is charged to this call's fuel). */
   #get(): Usage {
-    if (this.#usage !== undefined) return this.#usage;
-    const root = this.rootFd();
-    const id = statxOf(root, undefined);
-    if (id === undefined) throw new HostErrno(lastErrno());
-    let usage = USAGE.get(id.key);
+    let usage = this.#usage;
     if (usage === undefined) {
-      usage = { ...walk(root, this.io), refs: 0, open: new Map(), orphans: new Set() };
-      USAGE.set(id.key, usage);
+      const key = directoryKey(this.rootFd());
+      let hold = HOLDS.get(this.owner);
+      if (hold === undefined || hold.key !== key) {
+        if (hold !== undefined) {
+          // The directory is another one now (replaced under the runtime): its count is let go.
+          LET_GO.unregister(hold);
+          unref(hold.key);
+        }
+        const held = USAGE.get(key) ?? {
+          bytes: 0,
+          entries: 0,
+          counted: false,
+          walk: undefined,
+          refs: 0,
+          open: new Map(),
+          orphans: new Set(),
+        };
+        held.refs++;
+        USAGE.set(key, held);
+        hold = { key, usage: held };
+        HOLDS.set(this.owner, hold);
+        LET_GO.register(this.owner, key, hold);
+      }
+      usage = hold.usage;
+      this.#usage = usage;
     }
-    usage.refs++;
-    this.#usage = usage;
-    this.#key = id.key;
+    if (!usage.counted) this.#count(usage);
     return usage;
+  }
+
+  /**
+   * Walks the directory (or goes on with the walk a call before this one left when its fuel ran out: every entry
+   * counted is paid for once, so a directory larger than one call's fuel is counted over several calls, each
+   * answering fuel_exhausted until the count is complete). A failure of the walk itself drops it: the next call
+   * that needs the count starts again.
+   */
+  #count(usage: Usage): void {
+    this.io.charge(usage.walk === undefined ? FUEL_WALK_DIR : FUEL_WALK_DIR + FUEL_WALK_RESUME);
+    let walk = usage.walk;
+    try {
+      walk ??= usage.walk = new Walk(this.rootFd());
+      walk.run(this.io);
+    } catch (error) {
+      if (walk !== undefined && (error instanceof HostErrno || error instanceof WasiErrno)) {
+        walk.close();
+        usage.walk = undefined;
+      }
+      throw error;
+    }
+    walk.close();
+    usage.walk = undefined;
+    usage.bytes = walk.bytes;
+    usage.entries = walk.entries;
+    usage.counted = true;
   }
 
   /** Before a file grows by `bytes`: refused with EDQUOT past limits.disk_mb. */
@@ -171,76 +288,107 @@ export class DirQuota {
     if (stat !== undefined && stat.nlink === 0) this.shrink(stat.size);
   }
 
-  /** This instance is gone: the count is dropped when no instance of the process holds it. */
+  /** This instance is gone (its descriptors closed): the count stays with its runtime for the next instance. */
   release(): void {
-    const usage = this.#usage;
-    if (usage === undefined || this.#key === undefined) return;
     this.#usage = undefined;
-    if (--usage.refs === 0) USAGE.delete(this.#key);
   }
 }
 
+/** A directory on the walk's way down. */
 interface Level {
-  /** The parent's getdents64 position just after this directory's entry. */
-  resume: bigint;
-  /** The parent's device:inode, checked when coming back up through `..`. */
-  parent: string;
+  /** Its device:inode, checked when coming back up to it through `..`. */
+  id: string;
+  /** Where its listing goes on: the position after the last entry counted. */
+  readPos: bigint;
+  /** Whether every entry of it is counted. */
+  listed: boolean;
+  /** Subdirectories counted and not entered yet: those of one buffer of the listing (at most 8 KiB of names). */
+  pending: Buffer[];
+  /** The next of `pending` to enter. */
+  next: number;
 }
 
+const OPEN_DIR = O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+/** The listing's buffer: what a level keeps of names to enter, and what a resumed walk may read again. */
+const listBuf = Buffer.allocUnsafe(8 * 1024);
+
 /**
- * Counts the bytes and entries under `root` without following any symlink: one descriptor open at a time
- * whatever the depth (coming back up goes through `..`, checked against the identity recorded on the way down,
- * and the parent's listing resumes at its saved position), every entry charged FUEL_PER_DIRENT before it is read,
- * so the walk is bounded by the call's fuel and deadline. A mount inside is not entered.
+ * Counts the bytes and entries under a directory without following any symlink: one descriptor open at a time
+ * whatever the depth (coming back up goes through `..`, checked against the identity recorded on the way down).
+ * A directory's listing is read one buffer at a time, every entry of the buffer counted, then the subdirectories
+ * found in it are entered, by name, before the next buffer is read from the position reached: the listing is read
+ * once, not again from each subdirectory's entry (which made a directory of n subdirectories cost n buffers of its
+ * listing), and each level keeps at most one buffer's names. Every entry is charged its price (FUEL_WALK_*)
+ * through `io.charge`, once and before it is read, so the walk is bounded by the call's fuel and deadline, and one
+ * that a charge stops is left where it was: `run` again goes on from there. A mount inside is not entered.
  */
-export function walk(root: number, io: QuotaIo): { bytes: number; entries: number } {
-  const libc = loadLibc();
-  const OPEN_DIR = O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-  let cur = libc.openat(root, cPath('.'), OPEN_DIR, 0) as number;
-  if (cur < 0) throw new HostErrno(lastErrno());
-  const rootId = statxOf(cur, undefined)?.key ?? '';
-  const device = rootId.slice(0, rootId.lastIndexOf(':'));
-  let curId = rootId;
-  const stack: Level[] = [];
-  const seen = new Set<string>();
-  const buf = Buffer.allocUnsafe(32 * 1024);
-  let bytes = 0;
-  let entries = 0;
-  let pos = 0n;
-  try {
-    outer: for (;;) {
-      libc.lseek(cur, pos, 0);
-      const n = libc.getdents64(cur, buf, buf.length) as number;
+export class Walk {
+  bytes = 0;
+  entries = 0;
+  #cur: number;
+  readonly #device: string;
+  readonly #stack: Level[];
+  readonly #seen = new Set<string>();
+
+  constructor(root: number) {
+    const libc = loadLibc();
+    this.#cur = libc.openat(root, cPath('.'), OPEN_DIR, 0) as number;
+    if (this.#cur < 0) throw new HostErrno(lastErrno());
+    const rootId = statxOf(this.#cur, undefined)?.key ?? '';
+    this.#device = rootId.slice(0, rootId.lastIndexOf(':'));
+    this.#stack = [{ id: rootId, readPos: 0n, listed: false, pending: [], next: 0 }];
+  }
+
+  /** Goes on until the count is complete. Throws what `io.charge` throws (run again to go on) or the walk's failure. */
+  run(io: Pick<QuotaIo, 'charge'>): { bytes: number; entries: number } {
+    for (;;) {
+      const top = this.#stack[this.#stack.length - 1] as Level;
+      if (top.next < top.pending.length) this.#enter(top.pending[top.next++] as Buffer);
+      else if (!top.listed) this.#list(top, io);
+      else if (this.#stack.length > 1) this.#leave();
+      else return { bytes: this.bytes, entries: this.entries };
+    }
+  }
+
+  close(): void {
+    if (this.#cur >= 0) loadLibc().close(this.#cur);
+    this.#cur = -1;
+  }
+
+  /** Counts the current directory's entries from `top.readPos`, until a buffer held subdirectories or it ended. */
+  #list(top: Level, io: Pick<QuotaIo, 'charge'>): void {
+    const libc = loadLibc();
+    const cur = this.#cur;
+    top.pending = [];
+    top.next = 0;
+    if (BigInt(libc.lseek(cur, top.readPos, 0) as number | bigint) < 0n) throw new HostErrno(lastErrno());
+    while (top.pending.length === 0) {
+      const n = libc.getdents64(cur, listBuf, listBuf.length) as number;
       if (n < 0) throw new HostErrno(lastErrno());
       if (n === 0) {
-        const level = stack.pop();
-        if (level === undefined) break;
-        const parent = libc.openat(cur, cPath('..'), OPEN_DIR, 0) as number;
-        if (parent < 0) throw new HostErrno(lastErrno());
-        if (statxOf(parent, undefined)?.key !== level.parent) {
-          libc.close(parent);
-          throw new HostErrno(E.EAGAIN); // moved while counted: the next call counts again
-        }
-        libc.close(cur);
-        cur = parent;
-        curId = level.parent;
-        pos = level.resume;
-        continue;
+        top.listed = true;
+        return;
       }
       for (let at = 0; at < n; ) {
-        const reclen = buf.readUInt16LE(at + 16);
-        pos = buf.readBigInt64LE(at + 8);
-        let type = buf[at + 18] ?? DT_UNKNOWN;
-        const nameEnd = buf.indexOf(0, at + 19);
-        const name = buf.subarray(at + 19, nameEnd < 0 || nameEnd > at + reclen ? at + reclen : nameEnd);
+        const reclen = listBuf.readUInt16LE(at + 16);
+        const after = listBuf.readBigInt64LE(at + 8);
+        let type = listBuf[at + 18] ?? DT_UNKNOWN;
+        const nameEnd = listBuf.indexOf(0, at + 19);
+        const name = listBuf.subarray(at + 19, nameEnd < 0 || nameEnd > at + reclen ? at + reclen : nameEnd);
         at += reclen;
-        if (
-          (name.length === 1 && name[0] === 0x2e) ||
-          (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)
-        )
+        if (isDots(name)) {
+          top.readPos = after;
           continue;
-        io.charge(FUEL_PER_DIRENT + name.length * FUEL_PER_BYTE);
-        entries++;
+        }
+        const price =
+          FUEL_WALK_ENTRY +
+          name.length * FUEL_PER_BYTE +
+          (type === DT_DIR ? FUEL_WALK_DIR : 0) +
+          (type === DT_REG ? FUEL_WALK_STAT : 0) +
+          (type === DT_UNKNOWN ? FUEL_WALK_STAT + FUEL_WALK_DIR : 0);
+        io.charge(price); // a throw here leaves readPos before this entry: counted by the next run
+        top.readPos = after;
+        this.entries++;
         let stat: Statx | undefined;
         if (type === DT_UNKNOWN || type === DT_REG) {
           stat = statxOf(cur, name);
@@ -249,29 +397,63 @@ export function walk(root: number, io: QuotaIo): { bytes: number; entries: numbe
         }
         if (type === DT_REG && stat !== undefined) {
           if (stat.nlink > 1) {
-            if (seen.has(stat.key)) continue;
-            seen.add(stat.key);
+            if (this.#seen.has(stat.key)) continue;
+            this.#seen.add(stat.key);
           }
-          bytes += stat.size;
+          this.bytes += stat.size;
         } else if (type === DT_DIR) {
-          const child = libc.openat(cur, cPath(name), OPEN_DIR, 0) as number;
-          if (child < 0) continue; // gone, swapped or unreadable: not counted
-          const childId = statxOf(child, undefined)?.key ?? '';
-          if (childId.slice(0, childId.lastIndexOf(':')) !== device) {
-            libc.close(child);
-            continue;
-          }
-          stack.push({ resume: pos, parent: curId });
-          libc.close(cur);
-          cur = child;
-          curId = childId;
-          pos = 0n;
-          continue outer;
+          top.pending.push(Buffer.from(name));
         }
       }
     }
-  } finally {
-    libc.close(cur);
   }
-  return { bytes, entries };
+
+  /** Enters the subdirectory `name` of the current one (gone, swapped or unreadable: not counted). */
+  #enter(name: Buffer): void {
+    const libc = loadLibc();
+    const child = libc.openat(this.#cur, cPath(name), OPEN_DIR, 0) as number;
+    if (child < 0) return;
+    const childId = statxOf(child, undefined)?.key ?? '';
+    if (childId.slice(0, childId.lastIndexOf(':')) !== this.#device) {
+      libc.close(child); // a mount inside
+      return;
+    }
+    this.#stack.push({ id: childId, readPos: 0n, listed: false, pending: [], next: 0 });
+    libc.close(this.#cur);
+    this.#cur = child;
+  }
+
+  /** Back up to the directory below, through `..`, which must still be the one the walk came down from. */
+  #leave(): void {
+    const libc = loadLibc();
+    this.#stack.pop();
+    const below = this.#stack[this.#stack.length - 1] as Level;
+    const parent = libc.openat(this.#cur, cPath('..'), OPEN_DIR, 0) as number;
+    if (parent < 0) throw new HostErrno(lastErrno());
+    if (statxOf(parent, undefined)?.key !== below.id) {
+      libc.close(parent);
+      throw new HostErrno(E.EAGAIN); // moved while counted: the next call counts again
+    }
+    libc.close(this.#cur);
+    this.#cur = parent;
+  }
+}
+
+function isDots(name: Uint8Array): boolean {
+  return (
+    (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)
+  );
+}
+
+/**
+ * One whole walk of `root` (src/server/tenant-disk.ts measures tenants with it): `io.charge` is called once per
+ * entry, before it is read, so a caller can count and cap entries with it.
+ */
+export function walk(root: number, io: QuotaIo): { bytes: number; entries: number } {
+  const counting = new Walk(root);
+  try {
+    return counting.run(io);
+  } finally {
+    counting.close();
+  }
 }

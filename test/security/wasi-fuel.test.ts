@@ -1,0 +1,269 @@
+// Issue 10, class 6, in the WASI filesystem (docs/SECURITY.md, "The WASI filesystem"): host work fuel did not count.
+// A. Symlink chains: 40 links, each through a 4 KB `d/../d/..` path to the one before, made one path_filestat_get
+//    take 3.6 ms of the host for 98,834 fuel (the manual walk: up to 104 ms). Now openat2 never follows a link
+//    (RESOLVE_NO_SYMLINKS): a path that meets one is walked by us, each component and link charged; a plugin cannot
+//    make a link longer than 1,023 bytes; the 41st link is ELOOP.
+// B. The disk-quota walk: a command (a fresh instance each call) walked its whole directory again at every call,
+//    10,000 directories ~3 s a call for 1.9M fuel. Now the count is kept by the plugin's runtime across instances,
+//    walked once at honest prices (and goes on in the next call when one call's fuel is not enough).
+// C. fd_readdir (found on the way, the same class): 100 fuel an entry and 65,536 a call, while a call read 16 KiB of
+//    the listing however small the guest's buffer: a 20,000-entry directory through a 300-byte buffer took 0.8 s of
+//    the host for 400M fuel. Now the kernel is asked for what the buffer takes, each call and entry at its price.
+// Every assertion is on answers and fuel, none on time.
+import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
+import type { HostApi } from '../../src/runtime/host-api.js';
+import { FUEL_PER_BYTE } from '../../src/runtime/wasm/abi.js';
+import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
+import {
+  FUEL_PER_COMPONENT,
+  FUEL_PER_LINK,
+  FUEL_PER_WALK_BACK,
+  FUEL_PER_WALK_STEP,
+  forceManualResolution,
+  MAX_LINK_TARGET_BYTES,
+} from '../../src/runtime/wasm/wasi-path.js';
+import {
+  FUEL_PER_DIRENT,
+  FUEL_WALK_DIR,
+  FUEL_WALK_ENTRY,
+  FUEL_WALK_STAT,
+} from '../../src/runtime/wasm/wasi-quota.js';
+import { FUEL_PER_READDIR } from '../../src/runtime/wasm/wasi-stat.js';
+import { loadWasi, WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
+import { REPO } from '../helpers/cli.js';
+import { tempDir } from '../helpers/plugin-tree.js';
+
+const PROBE = join(REPO, 'test/fixtures/wasi-fs/probe/plugin.wasm');
+const COMMAND = join(REPO, 'test/fixtures/hostile/wasi-fs/quota-command.wasm');
+const ENAMETOOLONG = 'err 37';
+const ELOOP = 'err 32';
+
+interface Fs {
+  diskBytes?: number;
+  maxFiles?: number;
+}
+
+async function runtime(wasm: string, hostPath: string, fs: Fs = {}, limits: Partial<ResolvedLimits> = {}) {
+  const compiled = await compileWasm(wasm, {
+    pluginId: 'probe',
+    memoryMb: DEFAULT_LIMITS.memoryMb,
+    tableElements: DEFAULT_LIMITS.tableElements,
+    fuelPerCall: limits.fuelPerCall ?? DEFAULT_LIMITS.fuelPerCall,
+  });
+  await loadWasi(compiled.module);
+  const host = new Proxy({} as HostApi, {
+    get: (_t, name) =>
+      name === 'log'
+        ? () => undefined
+        : () => {
+            throw new Error(`unexpected host call ${String(name)}`);
+          },
+  });
+  const plugin = new WasmPlugin({
+    pluginId: 'probe',
+    module: compiled.module,
+    exports: compiled.exports,
+    isCommand: compiled.isCommand,
+    host,
+    limits: { ...DEFAULT_LIMITS, ...limits },
+    wasi: { args: [], env: {} },
+    filesystem: {
+      hostPath,
+      guestName: '/data',
+      readOnly: false,
+      diskBytes: fs.diskBytes ?? 0,
+      maxFiles: fs.maxFiles ?? 0,
+    },
+    warn: () => undefined,
+  });
+  plugin.init();
+  return plugin;
+}
+
+/** The probe (a reactor): `run` takes a script and answers one line per step, with the call's fuel. */
+async function probe(hostPath: string, fs: Fs = {}, limits: Partial<ResolvedLimits> = {}) {
+  const plugin = await runtime(PROBE, hostPath, fs, limits);
+  return (script: string) => {
+    const { output, fuelConsumed } = plugin.call('run', Buffer.from(script), performance.now() + 60_000);
+    return { lines: Buffer.from(output).toString().trimEnd().split('\n'), fuel: fuelConsumed };
+  };
+}
+
+/** `d/../` `pairs` times, then `end`: a path of 2 × pairs + 1 components that ends where `end` does. */
+const detour = (pairs: number, end: string) => `${'d/../'.repeat(pairs)}${end}`;
+
+describe.each([
+  ['openat2', false],
+  ['the manual walk', true],
+] as const)(
+  'A. symlinks and long paths are charged what resolving them costs (resolved by %s)',
+  (_how, manual) => {
+    beforeAll(() => forceManualResolution(manual));
+    afterAll(() => forceManualResolution(false));
+
+    function tree(): string {
+      const root = tempDir('reed-wasi-fuel-');
+      mkdirSync(join(root, 'd'));
+      writeFileSync(join(root, 'f'), 'x');
+      return root;
+    }
+
+    it('a plugin cannot make a symlink whose target is longer than 1,023 bytes (ENAMETOOLONG)', async () => {
+      const run = await probe(tree());
+      expect(MAX_LINK_TARGET_BYTES).toBe(1_023);
+      expect(
+        run(
+          [
+            `symlink ${'x'.repeat(1_024)} 3 long`,
+            `symlink ${'x'.repeat(4_000)} 3 longer`,
+            `symlink ${detour(204, 'f')} 3 fits`, // 1,021 bytes
+            `symlink ${'x'.repeat(1_023)} 3 most`,
+          ].join('\n'),
+        ).lines,
+      ).toEqual([ENAMETOOLONG, ENAMETOOLONG, 'ok', 'ok']);
+    });
+
+    it('each component of a path is charged (1,601 components: at least 1,600 times the price)', async () => {
+      const run = await probe(tree());
+      const one = run('stat 3 f f');
+      const long = run(`stat 3 ${detour(800, 'f')} f`);
+      expect(one.lines).toEqual(['type 4 size 1']);
+      expect(long.lines).toEqual(['type 4 size 1']);
+      // openat2 resolves it in the kernel (no link on the way); the manual walk opens each `d` and pops each `..`.
+      const least = manual ? 800 * (FUEL_PER_WALK_STEP + FUEL_PER_WALK_BACK) : 1_600 * FUEL_PER_COMPONENT;
+      expect(long.fuel - one.fuel).toBeGreaterThanOrEqual(least);
+    });
+
+    it('40 links made by the plugin, each through a 1 KB detour to the one before: every link and component is charged, and a 41st is ELOOP', async () => {
+      const root = tree();
+      const run = await probe(root);
+      const made = run(
+        Array.from(
+          { length: 40 },
+          (_, i) => `symlink ${detour(200, i === 0 ? 'f' : `l${i - 1}`)} 3 l${i}`,
+        ).join('\n'),
+      );
+      expect(made.lines).toEqual(Array(40).fill('ok'));
+      const stat = run('stat 3 l39 f');
+      expect(stat.lines).toEqual(['type 4 size 1']);
+      // Even with openat2 the kernel follows none of them (RESOLVE_NO_SYMLINKS): the walk does, and charges each link,
+      // its target's bytes and its 401 components. Before: 106,300 fuel for 6.5 ms (openat2) or 149 ms (manual).
+      const targets = 40 * detour(200, 'l0').length;
+      expect(stat.fuel).toBeGreaterThanOrEqual(
+        40 * FUEL_PER_LINK + targets * FUEL_PER_BYTE + 40 * 200 * (FUEL_PER_WALK_STEP + FUEL_PER_WALK_BACK),
+      );
+      expect(run(['symlink l39 3 l40', 'stat 3 l40 f', 'stat 3 l40'].join('\n')).lines).toEqual([
+        'ok',
+        ELOOP, // 41 links
+        'type 7 size 3', // the link itself, not followed
+      ]);
+      expect(readFileSync(join(root, 'f'), 'utf8')).toBe('x');
+    });
+
+    it('links longer than the bound, made on the host (an operator, or before the bound), are followed and charged: 40 of 4 KB pass the default fuel', async () => {
+      const root = tree();
+      for (let i = 0; i < 40; i++) symlinkSync(detour(799, i === 0 ? 'f' : `l${i - 1}`), join(root, `l${i}`));
+      const run = await probe(root);
+      expect(run(`stat 3 ${'l0'} f`).lines).toEqual(['type 4 size 1']);
+      // 40 × 1,599 components: ~2.6G fuel, past the default 1G of a call (before: 106,300 fuel, 6.5-149 ms).
+      expect(() => run('stat 3 l39 f')).toThrow(expect.objectContaining({ code: 'fuel_exhausted' }));
+    });
+  },
+);
+
+describe('B. the quota count is kept across instances and walked once, at its price', () => {
+  const MiB = 1024 * 1024;
+
+  /** A directory holding `dirs` empty directories and one file of `bytes`. */
+  function filled(dirs: number, bytes = 0): string {
+    const root = tempDir('reed-wasi-quota-');
+    for (let i = 0; i < dirs; i++) mkdirSync(join(root, `dir-${i}`));
+    if (bytes > 0) writeFileSync(join(root, 'old'), Buffer.alloc(bytes));
+    return root;
+  }
+
+  it('a command (a new instance at every call) walks its directory at the first call only', async () => {
+    const root = filled(1_000);
+    const command = await runtime(COMMAND, root, { diskBytes: 64 * MiB });
+    const call = () => command.call('_start', new Uint8Array(0), performance.now() + 60_000).fuelConsumed;
+    const first = call();
+    const second = call();
+    const third = call();
+    // The walk: 1,000 directories at FUEL_WALK_DIR each (before: 100 fuel an entry, and again at every call).
+    expect(first).toBeGreaterThanOrEqual(1_000 * (FUEL_WALK_ENTRY + FUEL_WALK_DIR));
+    // No walk: the whole call (its new instance included) costs less than a tenth of the walk.
+    expect(second).toBeLessThan((1_000 * FUEL_WALK_DIR) / 10);
+    expect(third).toBe(second);
+    expect(readFileSync(join(root, 'f'), 'utf8')).toBe('xxx');
+  });
+
+  it('the count survives each instance: a command that appends a byte a call meets EDQUOT at the quota', async () => {
+    const root = filled(10, MiB - 2);
+    const command = await runtime(COMMAND, root, { diskBytes: MiB });
+    const call = () => command.call('_start', new Uint8Array(0), performance.now() + 60_000);
+    call();
+    // A file the walk did not see (an operator's, while the plugin runs): not counted until the count is made
+    // again, which a new instance does not do.
+    writeFileSync(join(root, 'operator'), Buffer.alloc(1_000));
+    call();
+    // The third byte passes the quota: the write answers EDQUOT (19), which the command exits with (+100).
+    expect(() => call()).toThrow(expect.objectContaining({ code: 'plugin_error', details: { status: 119 } }));
+    expect(readFileSync(join(root, 'f'), 'utf8')).toBe('xx');
+  });
+
+  it('a reactor whose instance trapped keeps the count for the next one', async () => {
+    const root = filled(500);
+    const run = await probe(root, { maxFiles: 10_000 });
+    const first = run('mkdir 3 a');
+    expect(first.lines).toEqual(['ok']);
+    expect(first.fuel).toBeGreaterThanOrEqual(500 * (FUEL_WALK_ENTRY + FUEL_WALK_DIR));
+    expect(() => run('raise 6')).toThrow(expect.objectContaining({ code: 'plugin_error' })); // the instance is dropped
+    const next = run('mkdir 3 b');
+    expect(next.lines).toEqual(['ok']);
+    expect(next.fuel).toBeLessThan((500 * FUEL_WALK_DIR) / 10); // its new instance, the mkdir, no walk
+  });
+
+  it('a directory replaced under the runtime is counted again', async () => {
+    const root = filled(200);
+    const command = await runtime(COMMAND, root, { diskBytes: 64 * MiB });
+    const call = () => command.call('_start', new Uint8Array(0), performance.now() + 60_000).fuelConsumed;
+    expect(call()).toBeGreaterThanOrEqual(200 * FUEL_WALK_DIR);
+    expect(call()).toBeLessThan((200 * FUEL_WALK_DIR) / 10);
+    renameSync(root, `${root}-old`);
+    mkdirSync(root);
+    for (let i = 0; i < 300; i++) mkdirSync(join(root, `new-${i}`));
+    expect(call()).toBeGreaterThanOrEqual(300 * FUEL_WALK_DIR);
+    expect(readFileSync(join(root, 'f'), 'utf8')).toBe('x');
+  });
+
+  it('a walk larger than one call goes on in the next call, never from the start', async () => {
+    // 3,000 directories and 1,000 files: ~1.9G fuel to count, against 1G a call.
+    const root = filled(3_000);
+    for (let i = 0; i < 1_000; i++) writeFileSync(join(root, `file-${i}`), 'y');
+    const run = await probe(root, { diskBytes: 64 * MiB, maxFiles: 4_003 });
+    const price = 3_000 * (FUEL_WALK_ENTRY + FUEL_WALK_DIR) + 1_000 * (FUEL_WALK_ENTRY + FUEL_WALK_STAT);
+    expect(price).toBeGreaterThan(DEFAULT_LIMITS.fuelPerCall);
+    expect(() => run('files 3 10 g')).toThrow(expect.objectContaining({ code: 'fuel_exhausted' }));
+    // Had it started again, it would run out again; it goes on, and the count is whole: 3 more names fit.
+    const next = run('files 3 10 g');
+    expect(next.lines).toEqual(['err 19 at 3']);
+    expect(next.fuel).toBeLessThan(price);
+  });
+});
+
+describe('C. fd_readdir', () => {
+  it('through a small buffer, each call and each entry is charged its price', async () => {
+    const root = tempDir('reed-wasi-readdir-');
+    mkdirSync(join(root, 'big'));
+    for (let i = 0; i < 2_000; i++) writeFileSync(join(root, 'big', `entry-${i}`), '');
+    const run = await probe(root);
+    expect(run('open 3 big d').lines).toEqual(['fd 4']);
+    const listed = run('ls 4 300');
+    expect(listed.lines).toEqual(['entries 2000']);
+    // 300 bytes take 9 entries of 33 bytes: at least 2,002 / 9 calls (before: 155 fuel an entry, 65,536 a call).
+    expect(listed.fuel).toBeGreaterThanOrEqual(2_000 * FUEL_PER_DIRENT + 222 * FUEL_PER_READDIR);
+  });
+});
