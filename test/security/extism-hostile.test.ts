@@ -4,8 +4,14 @@ import wabtFactory from 'wabt';
 import { main } from '../../src/cli/main.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
-import { EXTISM_FUEL_PER_CALL, importFuel } from '../../src/runtime/wasm/abi.js';
+import {
+  EXTISM_FUEL_PER_CALL,
+  FUEL_PER_ERROR_BYTE,
+  FUEL_PER_KEPT_BYTE,
+  importFuel,
+} from '../../src/runtime/wasm/abi.js';
 import { EXTISM_MODULE } from '../../src/runtime/wasm/extism.js';
+import { FUEL_PER_INSTANCE, FUEL_PER_MEMORY } from '../../src/runtime/wasm/instantiation-fuel.js';
 import { EXTISM_FIXTURES, extismPlugin } from '../helpers/extism.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 import { lastingDir, tempDir, writePlugin } from '../helpers/plugin-tree.js';
@@ -227,6 +233,17 @@ const HOSTILE = wat(`(module
   (func (export "price_length") (result i32) (local $i i32)
     (loop $l (drop (call $length (i64.const 8)))
       (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 100)))) (i32.const 0))
+  ;; A variable of 2,048 bytes under a fresh key, then taken away again (the quota stays free).
+  (func (export "price_var_set_big") (result i32)
+    (call $var_set (call $k) (call $alloc (i64.const 2048)))
+    (call $var_set (call $k) (i64.const 0)) (call $reset) (i32.const 0))
+  ;; 100 error_sets of a 4,000-byte message, then none.
+  (func (export "price_error_set") (result i32) (local $i i32) (local $h i64)
+    (local.set $h (call $alloc (i64.const 4000)))
+    (loop $l (call $error_set (local.get $h))
+      (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 100))))
+    (call $error_set (i64.const 0)) (call $reset) (i32.const 0))
+  (func (export "trap") (result i32) unreachable)
   (func (export "config_not_a_block") (result i32) (drop (call $config_get (i64.const 99))) (i32.const 0))
   ;; Freed twice, then reused: the reused block starts zeroed, whatever the freed one held.
   (func (export "double_free_reuse") (result i32) (local $h i64) (local $spacer i64) (local $g i64)
@@ -337,6 +354,25 @@ describe.each(['none', 'process'] as SandboxMode[])('hostile Extism plugin, mode
     expect(stats.fuelConsumed).toBeGreaterThanOrEqual(100 * price);
     // The key blocks' allocs (and their bytes) are most of the rest.
     expect(stats.fuelConsumed).toBeLessThan(100 * (price + 2 * EXTISM_FUEL_PER_CALL + 1_000) + 20_000);
+  });
+
+  // A third review: a 32 MiB value cost 42 ms a var_set for 1 fuel a byte; a loop of error_sets of 4 KiB ran at
+  // 17-20x plain instructions' CPU per fuel; an Extism plugin's kernel (a memory, an instance) was made again after a
+  // trap for nothing.
+  it('var_set pays for the bytes it keeps, error_set for the message it will decode', async () => {
+    // (hostile3: var_flood filled the first one's variables, their own tests the second's.)
+    const varSet = await host.call('extism.hostile3', 'price_var_set_big');
+    expect(varSet.stats.fuelConsumed).toBeGreaterThanOrEqual(2048 * FUEL_PER_KEPT_BYTE);
+    const errorSet = await host.call('extism.hostile', 'price_error_set');
+    expect(errorSet.stats.fuelConsumed).toBeGreaterThanOrEqual(100 * 4000 * FUEL_PER_ERROR_BYTE);
+  });
+
+  it("after a trap, the call that makes the instance again pays for its kernel's memory and instance too", async () => {
+    await host.call('extism.hostile', 'ok'); // the instance is made (an earlier test may have failed a call)
+    const steady = (await host.call('extism.hostile', 'ok')).stats.fuelConsumed;
+    await expect(host.call('extism.hostile', 'trap')).rejects.toMatchObject({ code: 'wasm_trap' });
+    const after = (await host.call('extism.hostile', 'ok')).stats.fuelConsumed;
+    expect(after - steady).toBeGreaterThanOrEqual(FUEL_PER_MEMORY + FUEL_PER_INSTANCE);
   });
 
   it('a loop of loads swallowing every error (catch_all) still ends at the deadline with call_timeout', async () => {

@@ -4,8 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import type { SandboxMode } from '../../src/manifest/types.js';
 import {
+  FUEL_PER_ERROR_BYTE,
   FUEL_PER_IMPORT,
   FUEL_PER_LOG_LINE,
+  FUEL_PER_LOG_WRITE,
   FUEL_PER_RANDOM_BYTE,
   FUEL_PER_ROUND_TRIP,
   importFuel,
@@ -107,7 +109,7 @@ describe.each<SandboxMode>(['none', 'process'])(
       // init hooks with budgets of their own, none of it in the call's fuel.
       ({ host } = await startHost([HOSTILE], {
         mode,
-        plugins: ['hostile.big-instance', 'hostile.reinit', 'hostile.clean-exit'],
+        plugins: ['hostile.big-instance', 'hostile.reinit', 'hostile.clean-exit', 'hostile.start-exit'],
         reedToml: '[limits]\nfuel_per_call = 50000000\ncall_timeout_ms = 20000\n',
       }));
     });
@@ -127,20 +129,29 @@ describe.each<SandboxMode>(['none', 'process'])(
       }
     });
 
-    it('a command that ends in proc_exit(0) pays its instance and the exit, not the whole budget', async () => {
+    it('a command that ends in proc_exit(0) pays its instance, its imports (owed or settled) and the exit, not the whole budget', async () => {
       const cost = instantiationFuel({
         ...EMPTY_INSTANCE_SHAPE,
         memoryPages: 1,
         exports: 2,
         functions: 1,
-        imports: 1,
+        imports: 2,
       });
-      const exit = importFuel(WASI_MODULE, 'proc_exit', 0);
+      const imports =
+        19 * importFuel(WASI_MODULE, 'sched_yield', 0) + importFuel(WASI_MODULE, 'proc_exit', 0);
       for (let i = 0; i < 2; i++) {
         const { stats } = await host.call('hostile.clean-exit', '_start');
-        expect(stats.fuelConsumed).toBeGreaterThanOrEqual(cost);
-        expect(stats.fuelConsumed).toBeLessThan(cost + exit + 1_000);
+        // Before, the whole budget (the exit's exhausted fuel read as used); then 19 yields short (owed, unsettled).
+        expect(stats.fuelConsumed).toBeGreaterThanOrEqual(cost + imports);
+        expect(stats.fuelConsumed).toBeLessThan(cost + imports + 1_000);
       }
+    });
+
+    it('a proc_exit(0) in the start function ends the call: a success with what it wrote, _start never runs', async () => {
+      const { output, stats } = await host.call('hostile.start-exit', '_start');
+      // Before, the fuel the exit gave back let _start run on to its loop, and the call failed fuel_exhausted.
+      expect(Buffer.from(output).toString()).toBe('before-exit\n');
+      expect(stats.fuelConsumed).toBeLessThan(10_000_000);
     });
 
     it('after a trap, the call that makes the new instance pays for it and for init, from its one budget', async () => {
@@ -210,6 +221,19 @@ describe.each<SandboxMode>(['none', 'process'])(
       // Before, 200 a line: 4,096 newlines cost the host 1.6 ms for 840k fuel.
       expect(stats.fuelConsumed).toBeGreaterThanOrEqual(n * FUEL_PER_LOG_LINE);
       expect(stats.fuelConsumed).toBeLessThan(n * (FUEL_PER_LOG_LINE + 100) + 100_000);
+    });
+
+    // A third review: 1,024 one-byte iovecs to stderr cost 390 us for 35,862 fuel (a slice and a part per byte);
+    // error_sets of 4 KiB in a loop ran at 17-20x plain instructions' CPU per fuel (a copy each, and the decode).
+    it('each piece written to a log line pays FUEL_PER_LOG_WRITE; each error_set pays for the bytes it will decode', async () => {
+      const n = 1_024;
+      const input = Buffer.alloc(4);
+      input.writeUInt32LE(n);
+      const iovecs = await host.call('hostile.import-loop', 'iovecs', input);
+      expect(iovecs.stats.fuelConsumed).toBeGreaterThanOrEqual(n * FUEL_PER_LOG_WRITE);
+      input.writeUInt32LE(100);
+      const errors = await host.call('hostile.import-loop', 'error_set', input);
+      expect(errors.stats.fuelConsumed).toBeGreaterThanOrEqual(100 * 4001 * FUEL_PER_ERROR_BYTE);
     });
 
     it('the prices are what was measured: none is left at the old 100, and a call that asks the host costs more from a runner', () => {

@@ -10,6 +10,7 @@ import {
   FUEL_PER_DATA_BYTE,
   FUEL_PER_ELEMENT_BYTE,
   FUEL_PER_EXPORT,
+  FUEL_PER_EXPORT_BYTE,
   FUEL_PER_FUNCTION,
   FUEL_PER_GLOBAL,
   FUEL_PER_INITIAL_PAGE,
@@ -69,6 +70,7 @@ describe('what making an instance costs', () => {
       elementBytes,
       tables: 1,
       exports: 2,
+      exportBytes: sectionSize(base, 7),
       functions: 1,
       segments: 2,
     });
@@ -157,13 +159,28 @@ describe('what a module declares is paid for at every instance, and capped', () 
     ['globals', 300, FUEL_PER_GLOBAL, 0],
     ['tags', 300, FUEL_PER_TAG, 0],
   ] as const)('%s: %i of them pay %i fuel each', (kind, n, price, fixed) => {
-    const prepared = prepareModule(MANY[kind](n), OPTIONS);
-    expect(prepared.instantiationFuel).toBe(FUEL_PER_INSTANCE + fixed + n * price);
+    const module = MANY[kind](n);
+    const prepared = prepareModule(module, OPTIONS);
+    const exportBytes = sectionSize(module, 7);
+    expect(prepared.instantiationFuel).toBe(
+      FUEL_PER_INSTANCE + fixed + n * price + exportBytes * FUEL_PER_EXPORT_BYTE,
+    );
     const functions = kind === 'exports' ? 1 : 0;
     expect(prepared.instantiationFuel).toBe(
-      instantiationFuel({ ...EMPTY_INSTANCE_SHAPE, [kind]: n, functions }),
+      instantiationFuel({ ...EMPTY_INSTANCE_SHAPE, [kind]: n, functions, exportBytes }),
     );
     expect(moduleInstantiationFuel(new WebAssembly.Module(prepared.bytes))).toBe(prepared.instantiationFuel);
+  });
+
+  // A third review: one export named with 50 MB held a command's every call 10 ms (V8 makes each name's string
+  // at every instantiation) for 131,585 fuel.
+  it('the export section pays by its bytes: a long name costs what it is long', () => {
+    const name = 'n'.repeat(100_000);
+    const long = prepareModule(wat(`(module (func $f) (export "${name}" (func $f)))`), OPTIONS);
+    const short = prepareModule(wat('(module (func $f) (export "n" (func $f)))'), OPTIONS);
+    expect(long.instantiationFuel - short.instantiationFuel).toBeGreaterThanOrEqual(
+      (name.length - 1) * FUEL_PER_EXPORT_BYTE,
+    );
   });
 
   it('so do tables, functions and segments, beside their sizes', () => {

@@ -116,6 +116,21 @@ export function importFuel(module: string, name: string, roundTripFuel: number):
 function priced(table: Readonly<Record<string, number>>, name: string): number | undefined {
   return Object.hasOwn(table, name) ? table[name] : undefined;
 }
+/**
+ * Per byte of an error a plugin sets (reed's and Extism's error_set): it is decoded and escaped once, when the call
+ * ends, at up to ~16 ns a byte (4 KiB of 0xE0 bytes: 67 us; of control characters, each escaped, more), so each
+ * error_set pays for that, however many the plugin makes.
+ */
+export const FUEL_PER_ERROR_BYTE = 256;
+/** The most of an error code (reed.error_set) kept. */
+export const MAX_ERROR_CODE_BYTES = 128;
+/** The most of an error message (reed's and Extism's error_set) kept. */
+export const MAX_ERROR_MESSAGE_BYTES = 4_096;
+/**
+ * Per byte the host keeps a copy of in fresh memory (Extism's var_set), on top of FUEL_PER_BYTE: a fresh buffer's
+ * pages are faulted in as it is filled, ~1.1 ns a byte (32 MiB values: 42 ms a var_set).
+ */
+export const FUEL_PER_KEPT_BYTE = 16;
 /** Per byte a host import copies, decodes or encodes. */
 export const FUEL_PER_BYTE = 1;
 /** Per byte of randomness (random_get): generating costs several copies' worth. */
@@ -127,6 +142,12 @@ export const FUEL_PER_IOVEC = 16;
  * host (lines over the rate are dropped before they leave the runtime, for the cost of the call alone).
  */
 export const FUEL_PER_LOG_LINE = 8_192;
+/**
+ * Per piece of stdout/stderr written to a log line (each iovec an fd_write gives them): found, scanned for newlines
+ * and copied into the line (a third review, session 18: 1,024 one-byte iovecs to stderr cost 390 us for 35,862
+ * fuel, a slice and a part kept per byte).
+ */
+export const FUEL_PER_LOG_WRITE = 512;
 /** The most iovecs one fd_write/fd_read takes (POSIX IOV_MAX); more is EINVAL, as writev(2) answers. */
 export const MAX_IOVECS = 1_024;
 

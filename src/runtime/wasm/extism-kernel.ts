@@ -2,7 +2,12 @@ import { ReedError } from '../../errors.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { MAX_KEY_BYTES } from '../host-api.js';
-import { EXTISM_FUEL_PER_CALL } from './abi.js';
+import {
+  EXTISM_FUEL_PER_CALL,
+  FUEL_PER_ERROR_BYTE,
+  FUEL_PER_KEPT_BYTE,
+  MAX_ERROR_MESSAGE_BYTES,
+} from './abi.js';
 import type { EXTISM_IMPORTS } from './extism.js';
 import { type Block, ExtismArena, LITTLE_ENDIAN } from './extism-arena.js';
 import type { ExtismVars } from './extism-vars.js';
@@ -23,15 +28,24 @@ export interface ExtismIo {
    * loads and stores pay what they owe through it too.
    */
   enter(fuel: number): void;
-  /** A log line to the plugin's log at our level (0 debug .. 3 error), rate-capped and charged by the runtime. */
-  log(level: number, text: string): void;
-  /** The plugin's `[configuration]` value at `key` as JSON (config_get of the host API), or undefined. */
-  config(key: string): string | undefined;
+  /**
+   * A log line to the plugin's log at our level (0 debug .. 3 error), rate-capped and charged by the runtime; bytes
+   * are decoded (leniently) only once the rate cap admits the line, before this returns.
+   */
+  log(level: number, text: string | Uint8Array): void;
+  /** The plugin's `[configuration]` value at `key` as Extism answers it (extismConfigValue), or undefined. */
+  config(key: string): Uint8Array | undefined;
   /** The plugin's variables: the runtime's, kept across instances. */
   readonly vars: ExtismVars;
 }
-/** The most of an error_set message kept (as reed.error_set keeps). */
-export const MAX_ERROR_MESSAGE_BYTES = 4_096;
+/**
+ * A configuration value (its JSON, as the host API's config_get answers it) as Extism's config_get answers it:
+ * strings as they are; other values (numbers, booleans, tables, arrays) as their JSON text.
+ */
+export function extismConfigValue(json: string): Uint8Array {
+  return encoder.encode(json.startsWith('"') ? (JSON.parse(json) as string) : json);
+}
+
 /** Extism's log functions: Extism's level (0 trace .. 4 error), and ours (0 debug, 1 info, 2 warn, 3 error). */
 const LOG_LEVELS = {
   log_trace: [0, 0],
@@ -270,7 +284,10 @@ export class ExtismKernel {
   #errorSet(at: number): void {
     if (at !== 0 && !this.#arena.inside(at, 1)) return;
     // The message is read when the call ends: its first MAX_ERROR_MESSAGE_BYTES are charged now.
-    if (at !== 0) this.#io.charge(Math.min(this.#arena.blockAt(at)?.length ?? 0, MAX_ERROR_MESSAGE_BYTES));
+    if (at !== 0)
+      this.#io.charge(
+        Math.min(this.#arena.blockAt(at)?.length ?? 0, MAX_ERROR_MESSAGE_BYTES) * FUEL_PER_ERROR_BYTE,
+      );
     this.#error = at;
   }
 
@@ -316,11 +333,8 @@ export class ExtismKernel {
         },
       );
     }
-    const json = this.#io.config(name);
-    if (json === undefined) return 0;
-    // Strings as they are; other values (numbers, booleans, tables, arrays) as their JSON text.
-    const value = json.startsWith('"') ? (JSON.parse(json) as string) : json;
-    return this.#arena.give(encoder.encode(value));
+    const value = this.#io.config(name);
+    return value === undefined ? 0 : this.#arena.give(value);
   }
 
   #varGet(at: number): number {
@@ -334,6 +348,9 @@ export class ExtismKernel {
     const valueBlock = valueAt === 0 ? undefined : this.#arena.handle(valueAt, 'var_set');
     // A key over the quota is read only so far: it is refused, or cannot exist, either way.
     const key = this.#arena.read(keyBlock, this.#io.vars.quota + 1);
+    // The value is copied into fresh memory the variables keep (key and value, up to the quota).
+    if (valueBlock !== undefined)
+      this.#io.charge(Math.min(valueBlock.length, this.#io.vars.quota + 1) * FUEL_PER_KEPT_BYTE);
     this.#io.vars.set(key, valueBlock === undefined ? undefined : this.#arena.read(valueBlock));
     this.#free(keyAt);
     if (valueAt !== keyAt) this.#free(valueAt);
@@ -345,8 +362,8 @@ export class ExtismKernel {
     // Below the host's level, Extism drops a line unread (a handle that is not a block included); so do we.
     if (extismLevel >= this.#io.logLevel) {
       const block = this.#arena.handle(at, fn);
-      // Only what the log keeps is decoded.
-      this.#io.log(level, lenient.decode(this.#arena.read(block, this.#io.limits.logLineBytes + 4)));
+      // Only what the log keeps is read, and decoded only if the rate cap lets the line through (ExtismIo.log).
+      this.#io.log(level, this.#arena.read(block, this.#io.limits.logLineBytes + 4));
     }
     this.#free(at);
   }

@@ -31,10 +31,10 @@ import { BinaryError } from './binary.js';
  * segment 17-35 ns beside its bytes (a passive one ~1 ns), an element segment 15-170 ns (paid already by its bytes at
  * 2^9, at least 3 a segment). Types cost nothing per instance. So, for 0.1 ns of CPU per fuel or less in a loop: 2^15
  * an export of any kind (one price: the kinds differ by less than twice, and a real module exports tens), 2^15 a
- * table, 2^14 an import, 2^11 a tag, 2^10 a global, 2^9 a function and a segment. The instrumenter's own exports and
+ * table, 2^14 an import, 2^11 a tag, 2^14 a global (see FUEL_PER_GLOBAL), 2^9 a function and a segment. The instrumenter's own exports and
  * globals are in FUEL_PER_INSTANCE (an empty module's instance took 1.9-2.5 µs, 4.5-7.4 µs once prepared). The
  * counts are capped as well (`[wasm] max_exports`, `max_imports`, `max_globals`, `max_tags`: module-limits.ts): a
- * module at every cap costs ~0.4G fuel an instance, within the default fuel_per_call (1G); past one it is refused.
+ * module at every cap costs ~0.55G fuel an instance, within the default fuel_per_call (1G); past one it is refused.
  */
 /** Every instantiation. */
 export const FUEL_PER_INSTANCE = 1 << 16;
@@ -57,12 +57,22 @@ export const FUEL_PER_ELEMENT_BYTE = 1 << 9;
 export const FUEL_PER_TABLE = 1 << 15;
 /** Each export, of any kind (V8 makes the JS object that stands for it: a function's wrapper, a Global, a Tag). */
 export const FUEL_PER_EXPORT = 1 << 15;
+/**
+ * Each byte of the export section: V8 makes a string of each export's name at every instantiation, ~0.25 ns a byte
+ * (a third review, session 18: one export named with 50 MB held a command's every call 10 ms for 131,585 fuel).
+ */
+export const FUEL_PER_EXPORT_BYTE = 1 << 4;
 /** Each import (looked up in the import object, checked and linked: `FUEL_PER_IMPORT` in abi.ts prices a call). */
 export const FUEL_PER_LINKED_IMPORT = 1 << 14;
 /** Each tag the module defines or imports (an object each). */
 export const FUEL_PER_TAG = 1 << 11;
-/** Each global the module defines (its initializer evaluated and stored). */
-export const FUEL_PER_GLOBAL = 1 << 10;
+/**
+ * Each global the module defines (its initializer evaluated and stored): 25-40 ns for a number, but a funcref
+ * initialised with `ref.func` of a distinct function 0.74-0.88 µs (V8 makes the function's reference object; a
+ * third review, session 18: 10,000 of them 7.4-8.8 ms an instance for 25.6M fuel). Globals are not parsed here, so
+ * every one pays what the dearest costs; a real program defines a few.
+ */
+export const FUEL_PER_GLOBAL = 1 << 14;
 /** Each function the module defines (its entry in the instance's function tables). */
 export const FUEL_PER_FUNCTION = 1 << 9;
 /** Each data or element segment, beside its bytes (an empty active data segment is 5 bytes, 80 fuel by its bytes). */
@@ -85,6 +95,8 @@ export interface InstanceShape {
   tables: number;
   /** Exports the module declares (not the instrumenter's own: FUEL_PER_INSTANCE covers those). */
   exports: number;
+  /** Bytes of the export section (its names, mostly). */
+  exportBytes: number;
   /** Imports of any kind. */
   imports: number;
   /** Globals the module defines (imported ones are priced as imports). */
@@ -105,6 +117,7 @@ export const EMPTY_INSTANCE_SHAPE: Readonly<InstanceShape> = Object.freeze({
   elementBytes: 0,
   tables: 0,
   exports: 0,
+  exportBytes: 0,
   imports: 0,
   globals: 0,
   tags: 0,
@@ -121,6 +134,7 @@ export function instantiationFuel(shape: InstanceShape): number {
     shape.elementBytes * FUEL_PER_ELEMENT_BYTE +
     shape.tables * FUEL_PER_TABLE +
     shape.exports * FUEL_PER_EXPORT +
+    shape.exportBytes * FUEL_PER_EXPORT_BYTE +
     shape.imports * FUEL_PER_LINKED_IMPORT +
     shape.tags * FUEL_PER_TAG +
     shape.globals * FUEL_PER_GLOBAL +

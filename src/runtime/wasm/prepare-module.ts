@@ -285,6 +285,7 @@ function prepare(input: Uint8Array, options: PrepareOptions): PreparedModule {
         const entriesStart = s.pos;
         readExportEntries(s, n, exports);
         shape.exports = n;
+        shape.exportBytes = size;
         if (needExports) {
           const extra = extraExports();
           const tail = extra.flat();

@@ -28,14 +28,18 @@ import {
   callableFunctions,
   expectedSignature,
   FUEL_PER_BYTE,
+  FUEL_PER_ERROR_BYTE,
   FUEL_PER_HOST_CALL,
   FUEL_PER_LOG_LINE,
+  FUEL_PER_LOG_WRITE,
   importFuel,
+  MAX_ERROR_CODE_BYTES,
+  MAX_ERROR_MESSAGE_BYTES,
 } from './abi.js';
 import { EXTISM_MODULE, extismFunctions, extismLogLevel, isExtismModule } from './extism.js';
-import { ExtismKernel, SELF_GUARDED } from './extism-kernel.js';
+import { ExtismKernel, extismConfigValue, SELF_GUARDED } from './extism-kernel.js';
 import { ExtismVars } from './extism-vars.js';
-import { moduleInstantiationFuel } from './instantiation-fuel.js';
+import { FUEL_PER_INSTANCE, FUEL_PER_MEMORY, moduleInstantiationFuel } from './instantiation-fuel.js';
 import { OutputBuffer } from './output-buffer.js';
 import {
   FUEL_EXPORT,
@@ -181,6 +185,8 @@ export class WasmPlugin implements PluginRuntime {
   #callFuel: bigint | undefined;
   /** The fuel the current call has spent making its instance and running its start and init hooks, if it made one. */
   #setupFuel = 0;
+  /** A command's run in this call ended in proc_exit(0): the call is over (a clean exit). */
+  #exited = false;
   #instance: WebAssembly.Instance | undefined;
   #memory: WebAssembly.Memory | undefined;
   #view = EMPTY;
@@ -202,6 +208,10 @@ export class WasmPlugin implements PluginRuntime {
    * so it is decoded and escaped once, when read (#errorText), not at every call.
    */
   #error: { code: Uint8Array | string; message: Uint8Array | string } | undefined;
+  /** Extism's config_get answers, by key (only keys the configuration has: bounded by it). */
+  readonly #extismConfig = new Map<string, Uint8Array>();
+  /** Where reed.error_set's bytes are kept (made on its first use; each error_set overwrites it). */
+  #errorBytes: Uint8Array | undefined;
   #deadline = 0;
   /** The clock (performance.now()) when the deadline was last checked: at the guest's return, the call's end. */
   #clock = 0;
@@ -216,7 +226,11 @@ export class WasmPlugin implements PluginRuntime {
   #owed = 0;
   /** The fuel left when the guest last returned, host work included (see #settle), until the next run. */
   #left: bigint | undefined;
-  #lines = { out: { parts: [] as Uint8Array[], bytes: 0 }, err: { parts: [] as Uint8Array[], bytes: 0 } };
+  /** stdout's and stderr's line being made: its bytes so far, in a buffer of log_line_bytes (made on first use). */
+  #lines = {
+    out: { buffer: undefined as Uint8Array | undefined, bytes: 0 },
+    err: { buffer: undefined as Uint8Array | undefined, bytes: 0 },
+  };
   #deactivated = false;
   /** What the instance holds on the host (the WASI filesystem's descriptors), released when it is dropped. */
   #dropHooks: (() => void)[] = [];
@@ -241,7 +255,13 @@ export class WasmPlugin implements PluginRuntime {
     this.#o = this.#extism ? { ...options, isCommand: false } : options;
     this.#id = options.pluginId;
     this.#fuelBudget = BigInt(options.limits.fuelPerCall);
-    this.#instanceFuel = BigInt(moduleInstantiationFuel(options.module));
+    // An Extism plugin's instance comes with its kernel's: a memory for the arena and an instance of the loads and
+    // stores (extism-fast.wat), made with it each time (~80 us of CPU together, more beside a large heap).
+    // (A module without fuel, `fuel: false`, pays nothing.)
+    const instanceFuel = moduleInstantiationFuel(options.module);
+    this.#instanceFuel = BigInt(
+      instanceFuel + (this.#extism && instanceFuel > 0 ? FUEL_PER_MEMORY + FUEL_PER_INSTANCE : 0),
+    );
     this.#logRate = new LogRate(options.limits.logLinesPerSecond);
     this.functions = this.#extism
       ? extismFunctions(options.exports)
@@ -276,6 +296,7 @@ export class WasmPlugin implements PluginRuntime {
     this.#error = undefined;
     this.#deadline = deadline;
     this.#outputToStdout = this.#o.isCommand;
+    this.#exited = false;
     try {
       this.#callFuel = this.#fuelBudget;
       if (this.#o.isCommand) this.#instance = undefined; // a fresh instance per run, as a process would be
@@ -283,8 +304,9 @@ export class WasmPlugin implements PluginRuntime {
       this.#setupFuel = this.fuelOfLastRun;
       this.#kernel?.begin(input);
       const exported = instance.exports[fn] as () => number;
-      // A command's _start returns nothing when main returns 0 (a non-zero status arrives as proc_exit).
-      const status = this.#enter(exported) ?? 0;
+      // A command's _start returns nothing when main returns 0 (a non-zero status arrives as proc_exit); a
+      // proc_exit(0) in its start function ended the call already.
+      const status = this.#exited ? 0 : (this.#enter(exported) ?? 0);
       const fuelConsumed = this.fuelOfLastRun;
       if (this.#o.isCommand) this.#drop();
       if (this.#kernel !== undefined) this.#extismResult(this.#kernel);
@@ -486,7 +508,11 @@ export class WasmPlugin implements PluginRuntime {
    */
   #unexhaustCleanExit(error: unknown): void {
     if (!(error instanceof WasiExit) || error.status !== 0 || !this.#o.isCommand) return;
-    if (this.#fuel !== undefined && this.#fuelAtFatal !== undefined) this.#fuel.value = this.#fuelAtFatal;
+    if (this.#fuel === undefined || this.#fuelAtFatal === undefined) return;
+    // What host work owed and had not settled when the exit came is used too (#settle did not run after it).
+    const left = this.#fuelAtFatal - BigInt(Math.ceil(this.#owed));
+    this.#owed = 0;
+    this.#fuel.value = left < 0n ? 0n : left;
   }
 
   /** After a run: what it used (the call's runs so far, in a call), and where the call's next run starts. */
@@ -500,8 +526,12 @@ export class WasmPlugin implements PluginRuntime {
     // A grow the tenant's memory quota refused in this run: that, not what the plugin made of the -1, is why.
     const refused = this.#memoryRefused !== undefined && this.#memoryRefused.value !== 0;
     if (error instanceof WasiExit && this.#o.isCommand) {
-      // A clean exit (its fuel was put back by #unexhaustCleanExit).
-      if (error.status === 0) return 0 as T;
+      // A clean exit (its fuel was put back by #unexhaustCleanExit): the call is over, even when the exit came
+      // from the start function, before the export the call names ran.
+      if (error.status === 0) {
+        this.#exited = true;
+        return 0 as T;
+      }
       this.#drop();
       const exited = this.#pluginError(`exited with status ${error.status}`, error.status);
       if (refused) this.#o.memoryBudget?.churned?.(this, this.#id);
@@ -872,11 +902,14 @@ export class WasmPlugin implements PluginRuntime {
 
   /**
    * Splits stdout/stderr into log lines of at most log_line_bytes (a longer run is cut into several). Works a
-   * newline-free run at a time (indexOf, not byte by byte), and charges each line before it goes to the host.
+   * newline-free run at a time (Buffer's indexOf: a Uint8Array's scans ~20 times slower), copies it into the
+   * stream's one line buffer (no allocation per write), and charges each write and each line before it goes on.
    */
-  #line(stream: 'out' | 'err', bytes: Uint8Array): void {
+  #line(stream: 'out' | 'err', chunk: Uint8Array): void {
+    this.#charge(FUEL_PER_LOG_WRITE);
     const line = this.#lines[stream];
     const cap = this.#o.limits.logLineBytes;
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     let at = 0;
     while (at < bytes.length) {
       const newline = bytes.indexOf(0x0a, at);
@@ -884,7 +917,8 @@ export class WasmPlugin implements PluginRuntime {
       while (at < end) {
         if (line.bytes >= cap) this.#emitLine(stream, true);
         const take = Math.min(cap - line.bytes, end - at);
-        line.parts.push(bytes.slice(at, at + take));
+        line.buffer ??= new Uint8Array(cap);
+        line.buffer.set(bytes.subarray(at, at + take), line.bytes);
         line.bytes += take;
         at += take;
       }
@@ -897,25 +931,24 @@ export class WasmPlugin implements PluginRuntime {
   #emitLine(stream: 'out' | 'err', charged: boolean): void {
     const line = this.#lines[stream];
     if (charged) this.#charge(FUEL_PER_LOG_LINE); // the split, whether the line is kept or dropped
-    const text = lenient.decode(
-      line.parts.length === 1 ? (line.parts[0] as Uint8Array) : Buffer.concat(line.parts),
-    );
-    line.parts = [];
+    const bytes = line.bytes;
     line.bytes = 0;
-    this.#log(stream === 'out' ? 1 : 2, text, false);
+    // (An empty line may come before the buffer was ever needed.)
+    this.#log(stream === 'out' ? 1 : 2, line.buffer?.subarray(0, bytes) ?? EMPTY, false);
   }
 
   /**
-   * A plugin's log line to the host, unless over the rate cap (the host applies it again, authoritatively);
-   * `charge`: a line that goes costs FUEL_PER_LOG_LINE first.
+   * A plugin's log line to the host, unless over the rate cap (the host applies it again, authoritatively),
+   * decoded only once admitted (lenient decoding of non-ASCII bytes costs 6-18 ns a byte: a line dropped costs
+   * nothing more); `charge`: a line that goes costs FUEL_PER_LOG_LINE first.
    */
-  #log(level: number, text: string, charge: boolean): void {
+  #log(level: number, text: string | Uint8Array, charge: boolean): void {
     const admitted = this.#logRate.admit((dropped) =>
       this.#o.host.log(2, `dropped ${dropped} log lines over the rate cap (limits.log_lines_per_second)`),
     );
     if (!admitted) return;
     if (charge) this.#charge(FUEL_PER_LOG_LINE);
-    this.#o.host.log(level, text);
+    this.#o.host.log(level, typeof text === 'string' ? text : lenient.decode(text));
   }
 
   #flushLines(): void {
@@ -1012,7 +1045,17 @@ export class WasmPlugin implements PluginRuntime {
       charge: (fuel) => this.#charge(fuel),
       enter: (fuel) => this.#enterImport(fuel),
       log: (level, text) => this.#log(level, text, true),
-      config: (key) => this.#o.host.config_get(key),
+      config: (key) => {
+        // Each key's answer made once (decoding and encoding a large value costs more than its copy).
+        let value = this.#extismConfig.get(key);
+        if (value === undefined) {
+          const json = this.#o.host.config_get(key);
+          if (json === undefined) return undefined;
+          value = extismConfigValue(json);
+          this.#extismConfig.set(key, value);
+        }
+        return value;
+      },
       vars: this.#extismVars,
     });
     return this.#kernel;
@@ -1076,7 +1119,7 @@ export class WasmPlugin implements PluginRuntime {
         const bytes = this.#bytes(ptr, len);
         const kept = bytes.subarray(0, this.#o.limits.logLineBytes + 4);
         this.#charge(kept.length * FUEL_PER_BYTE);
-        this.#log(level, lenient.decode(kept), true);
+        this.#log(level, kept, true);
         return undefined;
       },
       input_len: () => this.#input.length,
@@ -1095,11 +1138,20 @@ export class WasmPlugin implements PluginRuntime {
         return 0;
       },
       error_set: (codePtr: number, codeLen: number, msgPtr: number, msgLen: number) => {
-        this.#charge(Math.min(codeLen >>> 0, 128) + Math.min(msgLen >>> 0, 4096));
-        // Copied (the guest may change its memory after), decoded and escaped once read (#errorText).
+        const codeBytes = Math.min(codeLen >>> 0, MAX_ERROR_CODE_BYTES);
+        const messageBytes = Math.min(msgLen >>> 0, MAX_ERROR_MESSAGE_BYTES);
+        this.#charge((codeBytes + messageBytes) * FUEL_PER_ERROR_BYTE);
+        // Copied (the guest may change its memory after) into the plugin's one buffer for it, decoded and escaped
+        // once read (#errorText).
+        const code = this.#bytes(codePtr, codeBytes);
+        const message = this.#bytes(msgPtr, messageBytes);
+        this.#errorBytes ??= new Uint8Array(MAX_ERROR_CODE_BYTES + MAX_ERROR_MESSAGE_BYTES);
+        const kept = this.#errorBytes;
+        kept.set(code, 0);
+        kept.set(message, MAX_ERROR_CODE_BYTES);
         this.#error = {
-          code: this.#bytes(codePtr, Math.min(codeLen >>> 0, 128)).slice(),
-          message: this.#bytes(msgPtr, Math.min(msgLen >>> 0, 4096)).slice(),
+          code: kept.subarray(0, codeBytes),
+          message: kept.subarray(MAX_ERROR_CODE_BYTES, MAX_ERROR_CODE_BYTES + messageBytes),
         };
         return undefined;
       },
