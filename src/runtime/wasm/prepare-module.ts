@@ -50,7 +50,7 @@ import {
  *
  * Bump INSTRUMENTER_VERSION whenever the output for the same input changes: it is part of the cache key.
  */
-export const INSTRUMENTER_VERSION = 12;
+export const INSTRUMENTER_VERSION = 13;
 /**
  * Custom sections (names, producers, debug info) kept in the prepared module, in all: V8 copies a function's name
  * from the `name` section into every stack frame and error, so a module could otherwise make each trap carry
