@@ -136,28 +136,28 @@ export const HOST_FUNCTIONS = {
     params: [text('key', 'a storage key', MAX_KEY_BYTES), buffer()],
     answer: 'bytes',
     permission: { kind: 'access', field: 'storage', level: 'read', action: 'read storage' },
-    fuel: 16_384,
+    fuel: 32_768,
   },
   storage_put: {
     ...asked,
     params: [text('key', 'a storage key', MAX_KEY_BYTES), bytes('value')],
     answer: 'status',
     permission: { kind: 'access', field: 'storage', level: 'readwrite', action: 'write storage' },
-    fuel: 16_384,
+    fuel: 32_768,
   },
   storage_delete: {
     ...asked,
     params: [text('key', 'a storage key', MAX_KEY_BYTES)],
     answer: 'found',
     permission: { kind: 'access', field: 'storage', level: 'readwrite', action: 'write storage' },
-    fuel: 16_384,
+    fuel: 32_768,
   },
   storage_list: {
     ...asked,
     params: [text('prefix', 'a storage prefix', MAX_KEY_BYTES), buffer()],
     answer: 'list',
     permission: { kind: 'access', field: 'storage', level: 'read', action: 'read storage' },
-    fuel: 16_384,
+    fuel: 32_768,
   },
   content_create: {
     ...asked,
@@ -168,14 +168,14 @@ export const HOST_FUNCTIONS = {
     ],
     answer: 'text',
     permission: { kind: 'access', field: 'content', level: 'readwrite', action: 'create content' },
-    fuel: 16_384,
+    fuel: 32_768,
   },
   content_get: {
     ...asked,
     params: [text('id', 'a content id', MAX_CONTENT_ID_BYTES), buffer()],
     answer: 'text',
     permission: { kind: 'access', field: 'content', level: 'read', action: 'read content' },
-    fuel: 16_384,
+    fuel: 32_768,
   },
   event_emit: {
     ...asked,
@@ -185,7 +185,7 @@ export const HOST_FUNCTIONS = {
     ],
     answer: 'status',
     permission: { kind: 'topic' },
-    fuel: 16_384,
+    fuel: 32_768,
   },
   config_get: {
     ...asked,
@@ -193,7 +193,7 @@ export const HOST_FUNCTIONS = {
     reply: false,
     params: [text('key', 'a configuration key', MAX_KEY_BYTES), buffer()],
     answer: 'text',
-    fuel: 8_192,
+    fuel: 16_384,
   },
 } as const satisfies Record<string, HostFunction>;
 

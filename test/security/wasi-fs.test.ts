@@ -300,7 +300,8 @@ describe('descriptors', () => {
 
   it('a tree 3,000 deep is made and counted (by descriptor, two host descriptors at a time)', async () => {
     const { root } = tree();
-    const p = await probe(root);
+    // 3,000 mkdirs and opens, each a path operation (~1.2G fuel): more than the default fuel_per_call.
+    const p = await probe(root, {}, { fuelPerCall: 4_000_000_000 });
     expect(p.run('deep 3 3000')).toEqual(['ok 3000']);
     // A new instance with a file quota counts what is there: 3,000 directories, so 5 more names fit in 3,005. The
     // count (FUEL_WALK_DIR each, 1.6G in all) is more than one call's default fuel: the first call runs out in it,

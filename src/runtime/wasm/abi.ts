@@ -38,10 +38,11 @@ export const HOST_IMPORTS: Readonly<Record<string, Readonly<Record<string, FuncT
 // What host work costs in fuel (issue 10, class 6). Fuel counts instructions, but one import can copy,
 // generate or walk megabytes; each import charges its work before doing it (docs/ABI-wasm.md, "How fuel works").
 /**
- * What a load or store of an Extism plugin's memory pays (extism-fast.wat: they run in WebAssembly, ~24 ns each),
- * besides its bytes. Other imports pay their price (importFuel).
+ * What a load or store of an Extism plugin's memory pays (extism-fast.wat, which has it written in: they run in
+ * WebAssembly, 16-24 ns each in a loop; at 100 they ran at 2.2-2.4x plain instructions' CPU per fuel), besides its
+ * bytes. Other imports pay their price (importFuel).
  */
-export const FUEL_PER_HOST_CALL = 100;
+export const FUEL_PER_HOST_CALL = 256;
 /**
  * Extism's host functions other than its loads and stores, which run in JavaScript (extism-kernel.ts): each 64-bit
  * argument and answer is a BigInt. bench/import-fuel.ts measured (mode none, Node 20, session 18) 76-121 ns for
@@ -69,34 +70,37 @@ export const FUEL_PER_IMPORT = 512;
 /**
  * On top of its own price, each call a runner must ask the host for (HostFunction.reply): a storage_get over the
  * runner's socket took 300-340 µs of CPU, host's and runner's threads together, on session 17's 2-CPU VM (most of
- * it the kernel's, waking a thread four times a round trip). At 2^22 bench/import-fuel.ts measured it at 1.5-1.7x
- * plain instructions' CPU per fuel; the default fuel_per_call allows ~240 such calls, and the round trip itself is
- * what is to be made cheaper. Mode none's calls are answered on the spot, and pay nothing more.
+ * it the kernel's, waking a thread four times a round trip), and ~650 µs on session 18's, where 2^22 ran at 2.5x
+ * plain instructions' CPU per fuel (1.5-1.7x on session 17's): so 2^23. The default fuel_per_call allows ~120 such
+ * calls, and the round trip itself is what is to be made cheaper. Mode none's calls are answered on the spot, and
+ * pay nothing more.
  */
-export const FUEL_PER_ROUND_TRIP = 1 << 22;
+export const FUEL_PER_ROUND_TRIP = 1 << 23;
 /**
  * WASI imports whose fixed work costs more than FUEL_PER_IMPORT, at fuel's rate (bench/import-fuel.ts, in mode none
- * and in a runner, the larger taken: within 2x of plain instructions' CPU per fuel, rounded to a power of two).
+ * and in a runner, the larger taken: within 2x of plain instructions' CPU per fuel, rounded to a power of two; on
+ * session 18's machine the prices session 17 set ran at 2.0-2.7x for the cheap ones, so each that did was doubled).
  * Filesystem work is charged by the engine as well (wasi-fs.ts: FUEL_PER_FS_OP, FUEL_PER_PATH_OP), bytes and
  * iovecs by each import.
  */
 const WASI_IMPORT_FUEL: Readonly<Record<string, number>> = {
-  args_get: 2_048,
-  args_sizes_get: 2_048,
-  environ_get: 2_048,
-  environ_sizes_get: 2_048,
-  clock_res_get: 4_096,
-  clock_time_get: 4_096,
-  fd_fdstat_get: 4_096,
-  fd_prestat_get: 4_096,
-  fd_prestat_dir_name: 4_096,
+  args_get: 4_096,
+  args_sizes_get: 4_096,
+  environ_get: 4_096,
+  environ_sizes_get: 4_096,
+  clock_res_get: 8_192,
+  clock_time_get: 8_192,
+  fd_fdstat_get: 8_192,
+  fd_prestat_get: 8_192,
+  fd_prestat_dir_name: 8_192,
+  fd_filestat_get: 16_384,
   fd_close: 16_384,
   fd_read: 8_192,
-  fd_write: 16_384,
+  fd_write: 32_768,
   fd_pread: 8_192,
-  fd_pwrite: 16_384,
-  poll_oneoff: 16_384,
-  random_get: 32_768,
+  fd_pwrite: 32_768,
+  poll_oneoff: 32_768,
+  random_get: 65_536,
 };
 
 /**

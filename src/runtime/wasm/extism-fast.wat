@@ -5,7 +5,7 @@
 ;;
 ;; They answer as the JavaScript ones did and as Extism's kernel does: inside the arena's extent, [8, memory.size
 ;; * 64 KiB), a load or store works; outside it (0 to 7, wild, negative, straddling its end) a load answers 0 and
-;; a store does nothing. Each charges what a host import does, 100 (FUEL_PER_HOST_CALL) plus 1 per byte, owed
+;; a store does nothing. Each charges FUEL_PER_HOST_CALL (256: ~16 ns of CPU in a loop) plus 1 per byte, owed
 ;; here and paid through the runtime ($pay: ExtismIo.enter) when 10,000 (SETTLE_FUEL) are owed, and by take_debt
 ;; whenever the runtime settles; $pay checks the fuel and the deadline and ends the run, uncatchably, on either.
 ;; A store past every byte stored since the last reset also owes the bytes up to its end, before it is made: the
@@ -56,26 +56,26 @@
     (global.set $clean (i32.const 8)))
 
   (func (export "load_u8") (param $p i64) (result i32)
-    (call $charge (i32.const 101))
+    (call $charge (i32.const 257))
     (if (result i32) (call $inside (local.get $p) (i64.const 1))
       (then (i32.load8_u (i32.wrap_i64 (local.get $p))))
       (else (i32.const 0))))
 
   (func (export "load_u64") (param $p i64) (result i64)
-    (call $charge (i32.const 108))
+    (call $charge (i32.const 264))
     (if (result i64) (call $inside (local.get $p) (i64.const 8))
       (then (i64.load align=1 (i32.wrap_i64 (local.get $p))))
       (else (i64.const 0))))
 
   (func (export "store_u8") (param $p i64) (param $value i32)
-    (call $charge (i32.const 101))
+    (call $charge (i32.const 257))
     (if (call $inside (local.get $p) (i64.const 1))
       (then
         (call $reach (i32.add (i32.wrap_i64 (local.get $p)) (i32.const 1)))
         (i32.store8 (i32.wrap_i64 (local.get $p)) (local.get $value)))))
 
   (func (export "store_u64") (param $p i64) (param $value i64)
-    (call $charge (i32.const 108))
+    (call $charge (i32.const 264))
     (if (call $inside (local.get $p) (i64.const 8))
       (then
         (call $reach (i32.add (i32.wrap_i64 (local.get $p)) (i32.const 8)))
