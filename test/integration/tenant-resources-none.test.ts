@@ -9,6 +9,7 @@ import {
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
+import { FUEL_PER_TRAP } from '../../src/runtime/wasm/abi.js';
 import type { TenantQuotas } from '../../src/tenant-quotas.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 import { buildWasiC } from '../helpers/wasm-c.js';
@@ -36,6 +37,7 @@ __attribute__((export_name("spin"))) int32_t spin(void) {
   return 0;
 }
 __attribute__((export_name("ok"))) int32_t ok(void) { return 0; }
+__attribute__((export_name("trap"))) int32_t trap(void) { __builtin_trap(); }
 `;
 
 let wasm: Buffer | undefined;
@@ -204,6 +206,19 @@ describe('mode none: a tenant’s fuel per second', () => {
       expect(error.details.retryAfterMs).toBeGreaterThan(1_000_000);
     }
     for (let i = 0; i < 3; i++) await b.call('cpu.b1', 'spin');
+  }, 60_000);
+
+  // A third review: a trap costs the host ~88 us (its error and stack trace) beside the little fuel the run used.
+  it('a trapping call is charged FUEL_PER_TRAP: the next is refused until the tenant’s fuel is back', async () => {
+    const a = await tenantHost('trap-a', { fuel_per_second: 100_000 }, ['trap.a1']);
+    expect(await failure(a.call('trap.a1', 'trap'))).toMatchObject({ code: 'wasm_trap' });
+    const error = (await failure(a.call('trap.a1', 'ok'))) as {
+      code: string;
+      details: Record<string, number>;
+    };
+    expect(error).toMatchObject({ code: 'quota_exceeded', details: { quota: 'fuel_per_second' } });
+    // The debt: FUEL_PER_TRAP less the second's 100,000, at 100,000 a second.
+    expect(error.details.retryAfterMs).toBeGreaterThan(((FUEL_PER_TRAP - 100_000) / 100_000) * 1_000 - 1);
   }, 60_000);
 
   it('refills at fuel_per_second, one second deep, and says when it will have fuel again', () => {

@@ -29,9 +29,9 @@ import {
   expectedSignature,
   FUEL_PER_BYTE,
   FUEL_PER_ERROR_BYTE,
-  FUEL_PER_HOST_CALL,
   FUEL_PER_LOG_LINE,
   FUEL_PER_LOG_WRITE,
+  FUEL_PER_TRAP,
   importFuel,
   MAX_ERROR_CODE_BYTES,
   MAX_ERROR_MESSAGE_BYTES,
@@ -493,6 +493,10 @@ export class WasmPlugin implements PluginRuntime {
     } catch (error) {
       this.#unexhaustCleanExit(this.#fatal ?? error);
       this.#ran();
+      // A trap's error object and stack trace cost the host ~90 us: the run used that too (its tenant's
+      // fuel_per_second is charged it), or a plugin trapping at every call would run at 10x fuel's rate.
+      if (this.#fatal === undefined && error instanceof WebAssembly.RuntimeError)
+        this.fuelOfLastRun += FUEL_PER_TRAP;
       return this.#failed(this.#fatal ?? error, what);
     }
     if (this.#fatal !== undefined) this.#unexhaustCleanExit(this.#fatal);
@@ -692,7 +696,7 @@ export class WasmPlugin implements PluginRuntime {
 
   /**
    * The guard's work for an import that runs without it (Extism's SELF_GUARDED): fail at once after a fatal error,
-   * charge `fuel` (the call's FUEL_PER_HOST_CALL included), and end the run on a failure there as the guard would.
+   * charge `fuel` (the call's price included), and end the run on a failure there as the guard would.
    */
   #enterImport(fuel: number): void {
     if (this.#fatal !== undefined) throw uncatchable(this.#fatal);
