@@ -12,13 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../../src/host/host-config.js';
 import { PluginHost } from '../../src/host/plugin-host.js';
 import { MemoryStorage } from '../../src/host/services.js';
-import { DEFAULT_LIMITS } from '../../src/manifest/limits.js';
-import type { HostApi } from '../../src/runtime/host-api.js';
-import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import { forceManualResolution } from '../../src/runtime/wasm/wasi-path.js';
-import { loadWasi, WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { type LogLine, startHost, text } from '../helpers/host.js';
 import { lastingDir, tempDir } from '../helpers/plugin-tree.js';
+import { wasiPlugin } from '../helpers/wasi-plugin.js';
 import {
   copyRoot,
   SUITE,
@@ -153,18 +150,6 @@ describe.each(['none', 'process'] as const)('programs with a directory, mode %s'
   });
 });
 
-/** A HostApi for a WASI command that only logs (its stderr). */
-function loggingHost(lines: string[]): HostApi {
-  return new Proxy({} as HostApi, {
-    get: (_target, name) =>
-      name === 'log'
-        ? (_level: number, message: string) => void lines.push(message)
-        : () => {
-            throw new Error(`unexpected host call ${String(name)}`);
-          },
-  });
-}
-
 describe('programs with a directory, mode none, paths resolved by the manual walk', () => {
   beforeAll(() => forceManualResolution(true));
   afterAll(() => forceManualResolution(false));
@@ -173,23 +158,14 @@ describe('programs with a directory, mode none, paths resolved by the manual wal
     const dirs = tempDir('reed-wasi-root-');
     mkdirSync(dirs, { recursive: true });
     const hostPath = copyRoot(program, dirs);
-    const compiled = await compileWasm(program.wasm, {
-      pluginId: program.id,
-      memoryMb: DEFAULT_LIMITS.memoryMb,
-      tableElements: DEFAULT_LIMITS.tableElements,
-      fuelPerCall: DEFAULT_LIMITS.fuelPerCall,
-    });
-    await loadWasi(compiled.module);
     const stderr: string[] = [];
-    const plugin = new WasmPlugin({
+    const plugin = await wasiPlugin(program.wasm, {
       pluginId: program.id,
-      module: compiled.module,
-      exports: compiled.exports,
-      isCommand: compiled.isCommand,
-      host: loggingHost(stderr),
-      limits: DEFAULT_LIMITS,
-      wasi: { args: program.spec.args ?? [], env: program.spec.env ?? {} },
-      filesystem: { hostPath, guestName: '/', readOnly: false, diskBytes: 0, maxFiles: 0 },
+      hostPath,
+      guestName: '/',
+      args: program.spec.args ?? [],
+      env: program.spec.env ?? {},
+      log: (message) => stderr.push(message),
     });
     await expectOutcome(
       program,

@@ -16,14 +16,13 @@ import {
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTree } from '../../src/backends/shared/safe-remove.js';
-import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
-import type { HostApi } from '../../src/runtime/host-api.js';
-import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
+import type { ResolvedLimits } from '../../src/manifest/limits.js';
 import { forceManualResolution } from '../../src/runtime/wasm/wasi-path.js';
-import { loadWasi, WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
+import type { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { REPO } from '../helpers/cli.js';
 import { startHost } from '../helpers/host.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
+import { wasiPlugin } from '../helpers/wasi-plugin.js';
 
 const PROBE = join(REPO, 'test/fixtures/wasi-fs/probe/plugin.wasm');
 const NOTCAPABLE = 'err 76';
@@ -40,40 +39,13 @@ async function probe(
   fs: { readOnly?: boolean; diskBytes?: number; maxFiles?: number } = {},
   limits: Partial<ResolvedLimits> = {},
 ): Promise<Probe> {
-  const compiled = await compileWasm(PROBE, {
-    pluginId: 'probe',
-    memoryMb: DEFAULT_LIMITS.memoryMb,
-    tableElements: DEFAULT_LIMITS.tableElements,
-    fuelPerCall: limits.fuelPerCall ?? DEFAULT_LIMITS.fuelPerCall,
-  });
-  await loadWasi(compiled.module);
   const warnings: Probe['warnings'] = [];
-  const host = new Proxy({} as HostApi, {
-    get: (_t, name) =>
-      name === 'log'
-        ? () => undefined
-        : () => {
-            throw new Error(`unexpected host call ${String(name)}`);
-          },
-  });
-  const plugin = new WasmPlugin({
-    pluginId: 'probe',
-    module: compiled.module,
-    exports: compiled.exports,
-    isCommand: false,
-    host,
-    limits: { ...DEFAULT_LIMITS, ...limits },
-    wasi: { args: [], env: {} },
-    filesystem: {
-      hostPath,
-      guestName: '/data',
-      readOnly: fs.readOnly ?? false,
-      diskBytes: fs.diskBytes ?? 0,
-      maxFiles: fs.maxFiles ?? 0,
-    },
+  const plugin = await wasiPlugin(PROBE, {
+    hostPath,
+    ...fs,
+    limits,
     warn: (code, message) => warnings.push({ code, message }),
   });
-  plugin.init();
   const run = (script: string) => {
     const { output } = plugin.call('run', Buffer.from(script), performance.now() + 30_000);
     return Buffer.from(output).toString().trimEnd().split('\n');

@@ -14,9 +14,7 @@ import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
-import type { HostApi } from '../../src/runtime/host-api.js';
 import { FUEL_PER_BYTE } from '../../src/runtime/wasm/abi.js';
-import { compileWasm } from '../../src/runtime/wasm/compile-wasm.js';
 import {
   FUEL_PER_COMPONENT,
   FUEL_PER_LINK,
@@ -32,9 +30,9 @@ import {
   FUEL_WALK_STAT,
 } from '../../src/runtime/wasm/wasi-quota.js';
 import { FUEL_PER_READDIR } from '../../src/runtime/wasm/wasi-stat.js';
-import { loadWasi, WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { REPO } from '../helpers/cli.js';
 import { tempDir } from '../helpers/plugin-tree.js';
+import { wasiPlugin } from '../helpers/wasi-plugin.js';
 
 const PROBE = join(REPO, 'test/fixtures/wasi-fs/probe/plugin.wasm');
 const COMMAND = join(REPO, 'test/fixtures/hostile/wasi-fs/quota-command.wasm');
@@ -46,41 +44,8 @@ interface Fs {
   maxFiles?: number;
 }
 
-async function runtime(wasm: string, hostPath: string, fs: Fs = {}, limits: Partial<ResolvedLimits> = {}) {
-  const compiled = await compileWasm(wasm, {
-    pluginId: 'probe',
-    memoryMb: DEFAULT_LIMITS.memoryMb,
-    tableElements: DEFAULT_LIMITS.tableElements,
-    fuelPerCall: limits.fuelPerCall ?? DEFAULT_LIMITS.fuelPerCall,
-  });
-  await loadWasi(compiled.module);
-  const host = new Proxy({} as HostApi, {
-    get: (_t, name) =>
-      name === 'log'
-        ? () => undefined
-        : () => {
-            throw new Error(`unexpected host call ${String(name)}`);
-          },
-  });
-  const plugin = new WasmPlugin({
-    pluginId: 'probe',
-    module: compiled.module,
-    exports: compiled.exports,
-    isCommand: compiled.isCommand,
-    host,
-    limits: { ...DEFAULT_LIMITS, ...limits },
-    wasi: { args: [], env: {} },
-    filesystem: {
-      hostPath,
-      guestName: '/data',
-      readOnly: false,
-      diskBytes: fs.diskBytes ?? 0,
-      maxFiles: fs.maxFiles ?? 0,
-    },
-    warn: () => undefined,
-  });
-  plugin.init();
-  return plugin;
+function runtime(wasm: string, hostPath: string, fs: Fs = {}, limits: Partial<ResolvedLimits> = {}) {
+  return wasiPlugin(wasm, { hostPath, ...fs, limits });
 }
 
 /** The probe (a reactor): `run` takes a script and answers one line per step, with the call's fuel. */
