@@ -10,7 +10,7 @@
 //    the listing however small the guest's buffer: a 20,000-entry directory through a 300-byte buffer took 0.8 s of
 //    the host for 400M fuel. Now the kernel is asked for what the buffer takes, each call and entry at its price.
 // Every assertion is on answers and fuel, none on time.
-import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
@@ -28,8 +28,10 @@ import {
   FUEL_WALK_DIR,
   FUEL_WALK_ENTRY,
   FUEL_WALK_STAT,
+  heldQuotaCounts,
 } from '../../src/runtime/wasm/wasi-quota.js';
 import { FUEL_PER_READDIR } from '../../src/runtime/wasm/wasi-stat.js';
+import type { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
 import { REPO } from '../helpers/cli.js';
 import { tempDir } from '../helpers/plugin-tree.js';
 import { wasiPlugin } from '../helpers/wasi-plugin.js';
@@ -48,9 +50,13 @@ function runtime(wasm: string, hostPath: string, fs: Fs = {}, limits: Partial<Re
   return wasiPlugin(wasm, { hostPath, ...fs, limits });
 }
 
+/** Every probe made, the last last (a test that deactivates one). */
+const probePlugins: WasmPlugin[] = [];
+
 /** The probe (a reactor): `run` takes a script and answers one line per step, with the call's fuel. */
 async function probe(hostPath: string, fs: Fs = {}, limits: Partial<ResolvedLimits> = {}) {
   const plugin = await runtime(PROBE, hostPath, fs, limits);
+  probePlugins.push(plugin);
   return (script: string) => {
     const { output, fuelConsumed } = plugin.call('run', Buffer.from(script), performance.now() + 60_000);
     return { lines: Buffer.from(output).toString().trimEnd().split('\n'), fuel: fuelConsumed };
@@ -202,6 +208,26 @@ describe('B. the quota count is kept across instances and walked once, at its pr
     for (let i = 0; i < 300; i++) mkdirSync(join(root, `new-${i}`));
     expect(call()).toBeGreaterThanOrEqual(300 * FUEL_WALK_DIR);
     expect(readFileSync(join(root, 'f'), 'utf8')).toBe('x');
+  });
+
+  it('a deactivated plugin lets its count go at once, its unfinished walk’s descriptors with it', async () => {
+    const before = heldQuotaCounts();
+    const command = await runtime(COMMAND, filled(20), { diskBytes: 64 * MiB });
+    command.call('_start', new Uint8Array(0), performance.now() + 60_000);
+    // A walk a call's fuel ended: its descriptors are open until it is done or let go.
+    const big = filled(3_000);
+    for (let i = 0; i < 1_000; i++) writeFileSync(join(big, `file-${i}`), 'y');
+    const run = await probe(big, { diskBytes: 64 * MiB });
+    expect(() => run('files 3 10 g')).toThrow(expect.objectContaining({ code: 'fuel_exhausted' }));
+    expect(heldQuotaCounts()).toBe(before + 2);
+    const fds = readdirSync('/proc/self/fd').length;
+    command.deactivate();
+    expect(heldQuotaCounts()).toBe(before + 1);
+    command.deactivate(); // twice is once
+    expect(heldQuotaCounts()).toBe(before + 1);
+    probePlugins.at(-1)?.deactivate();
+    expect(heldQuotaCounts()).toBe(before);
+    expect(readdirSync('/proc/self/fd').length).toBeLessThan(fds);
   });
 
   it('a walk larger than one call goes on in the next call, never from the start', async () => {

@@ -98,6 +98,24 @@ function unref(key: string): void {
   USAGE.delete(key);
 }
 
+/**
+ * A runtime that is done with its directory (its plugin deactivated): its hold on the count goes now rather than
+ * when the garbage collector gets to the runtime, so a count no runtime uses is not kept, with a walk's descriptors,
+ * until then. A runtime used after this counts again on its next need. Idempotent.
+ */
+export function releaseQuota(owner: object): void {
+  const hold = HOLDS.get(owner);
+  if (hold === undefined) return;
+  HOLDS.delete(owner);
+  LET_GO.unregister(hold);
+  unref(hold.key);
+}
+
+/** Test seam: how many directories' counts this process keeps (test/security/wasi-fuel.test.ts). */
+export function heldQuotaCounts(): number {
+  return USAGE.size;
+}
+
 /** A statx of a descriptor or of a name in it, no symlink followed. */
 export interface Statx {
   mode: number;

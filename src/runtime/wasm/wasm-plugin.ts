@@ -53,6 +53,7 @@ import { uncatchable } from './trap.js';
 import type { WasiFilesystem } from './wasi-fs.js';
 import { WASI_MODULE, WasiExit } from './wasi-names.js';
 import type { QuotaKind } from './wasi-quota.js';
+import { releaseQuota } from './wasi-quota.js';
 
 export interface WasmPluginOptions {
   pluginId: string;
@@ -360,6 +361,7 @@ export class WasmPlugin implements PluginRuntime {
     } finally {
       this.#flushLines();
       this.#drop();
+      if (this.#o.filesystem !== undefined) releaseQuota(this.#o.filesystem);
     }
   }
 
