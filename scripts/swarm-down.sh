@@ -48,6 +48,9 @@ wait_gone() {
 
 kill_node() {
   local net=$1 k=$2
+  # As a machine losing power: its link goes first, so that nothing it would send as it dies (a FIN, an RST, a
+  # last heartbeat) reaches anyone; the others learn of the loss only from silence.
+  ip -n "rsw$net-n$k" link set eth0 down 2>/dev/null || true
   kill_pidfile "/run/reed-swarm/$net/n$k.pid"
   wait_gone "$net" "$k"
 }

@@ -35,6 +35,17 @@ const PLACEMENT_WAIT_MS = 15_000;
 const ENDED = new Set(['complete', 'failed', 'shutdown', 'rejected', 'orphaned', 'remove']);
 
 /**
+ * The runner's task once it has dialed in: the one the swarm wants running and that has not ended (a service has
+ * one such task at a time; the ones before it, which failed or were replaced, are wanted shut down). Not only a
+ * task in state `running`: a worker reports its task's state to the manager in batches, so a runner can dial in
+ * and finish its hello while the manager still says `starting`. Taking only `running` tasks then left the runner
+ * with no task to watch, and a node lost without a word (no FIN from it: a machine losing power) was never seen.
+ */
+export function liveTask(tasks: readonly TaskView[]): string | undefined {
+  return tasks.find((t) => t.DesiredState === 'running' && !ENDED.has(t.Status?.State ?? ''))?.ID;
+}
+
+/**
  * How runners reach the orchestrator's TLS listener on their network, which is internal (no route out):
  * - `container`: the orchestrator runs in a container of the manager's engine (its id): that container joins each
  *   runner's network under ORCHESTRATOR_ALIAS, and the runner dials the listener's port there (production).
@@ -68,7 +79,7 @@ export interface SwarmRunnerOptions extends EndpointOptions {
   pending: Set<Promise<unknown>>;
 }
 
-interface TaskView {
+export interface TaskView {
   ID?: string;
   NodeID?: string;
   DesiredState?: string;
@@ -178,10 +189,7 @@ export class SwarmRunner implements Runner {
       () => this.stderrTail,
     );
     // The task that answered: its end is this runner's exit.
-    const tasks = await this.#tasks();
-    this.#connectedTask = tasks.find(
-      (t) => t.DesiredState === 'running' && t.Status?.State === 'running',
-    )?.ID;
+    this.#connectedTask = liveTask(await this.#tasks());
     // One connection per runner: once it has closed (the runner's Bye and exit at a stop, a crash, a link the host
     // ended), a task the swarm restarts (RestartPolicy any, 1 s later) could only dial in to be refused. So the
     // service goes at once, after one look at the task for its exit code (the supervisor's account of the end).
@@ -322,7 +330,9 @@ export class SwarmRunner implements Runner {
       if (this.#connectedTask === undefined) {
         if (tasks.length === 0 && (await this.#serviceGone()))
           this.#exit?.({ code: null, signal: 'removed' });
-        return;
+        // Connected before the manager had its task's state (see liveTask): the task is the live one, once it has.
+        if (this.link !== undefined) this.#connectedTask = liveTask(tasks);
+        if (this.#connectedTask === undefined) return;
       }
       const task = tasks.find((t) => t.ID === this.#connectedTask);
       if (task === undefined) {
