@@ -14,7 +14,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
-import { FUEL_PER_BYTE } from '../../src/runtime/wasm/abi.js';
+import { FUEL_PER_BYTE, FUEL_PER_REFUSAL } from '../../src/runtime/wasm/abi.js';
 import {
   FUEL_PER_COMPONENT,
   FUEL_PER_LINK,
@@ -256,5 +256,28 @@ describe('C. fd_readdir', () => {
     expect(listed.lines).toEqual(['entries 2000']);
     // 300 bytes take 9 entries of 33 bytes: at least 2,002 / 9 calls (before: 155 fuel an entry, 65,536 a call).
     expect(listed.fuel).toBeGreaterThanOrEqual(2_000 * FUEL_PER_DIRENT + 222 * FUEL_PER_READDIR);
+  });
+});
+
+describe('D. a refused WASI call pays for its refusal', () => {
+  const FAILING = join(REPO, 'test/fixtures/hostile/wasi-fs/failing-calls.wasm');
+  // Each export makes its refused call 1,000 times. Before, each paid 512 (FUEL_PER_IMPORT) for 1-2 µs of throw and
+  // catch: a loop of refusals ran at 16-50x plain instructions' CPU per fuel (the fourth review, session 19).
+  it.each([
+    'readdir_badfd',
+    'open_badfd',
+    'open_stdin',
+    'stat_badfd',
+    'stat_toolong',
+    'seek_badfd',
+    'sock_badfd',
+    'renumber_badfd',
+    'tell_badfd',
+  ])('%s: each refusal at least FUEL_PER_REFUSAL', async (fn) => {
+    const plugin = await runtime(FAILING, tempDir('reed-wasi-refusal-'));
+    const { output, fuelConsumed } = plugin.call(fn, new Uint8Array(0), performance.now() + 60_000);
+    expect(output.length).toBe(0);
+    expect(FUEL_PER_REFUSAL).toBe(32_768);
+    expect(fuelConsumed).toBeGreaterThanOrEqual(1_000 * FUEL_PER_REFUSAL);
   });
 });

@@ -77,6 +77,13 @@ export const FUEL_PER_IMPORT = 512;
  */
 export const FUEL_PER_ROUND_TRIP = 1 << 23;
 /**
+ * On top of its price, each WASI call the host refuses with an errno (a bad descriptor, a path too long, a
+ * directory that is not one): the refusal is thrown and caught on the host, 1-2 µs from a WASM frame, and paid only
+ * the import's price before (FUEL_PER_IMPORT for most: 16-50x plain instructions' CPU per fuel in a loop of
+ * refusals; the fourth review, session 19). test/security/wasi-fuel.test.ts, D.
+ */
+export const FUEL_PER_REFUSAL = 1 << 15;
+/**
  * WASI imports whose fixed work costs more than FUEL_PER_IMPORT, at fuel's rate (bench/import-fuel.ts, in mode none
  * and in a runner, the larger taken: within 2x of plain instructions' CPU per fuel, rounded to a power of two; on
  * session 18's machine the prices session 17 set ran at 2.0-2.7x for the cheap ones, so each that did was doubled).

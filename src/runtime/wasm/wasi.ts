@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { constants } from 'node:os';
-import { FUEL_PER_BYTE, FUEL_PER_IOVEC, FUEL_PER_RANDOM_BYTE, MAX_IOVECS } from './abi.js';
+import { FUEL_PER_BYTE, FUEL_PER_IOVEC, FUEL_PER_RANDOM_BYTE, FUEL_PER_REFUSAL, MAX_IOVECS } from './abi.js';
 import { type FdEntry, FdTable, stdioEntries } from './wasi-fds.js';
 import { type FsIo, type WasiFilesystem, WasiFs } from './wasi-fs.js';
 import { WasiExit } from './wasi-names.js';
@@ -115,6 +115,8 @@ export function wasiImports(
     try {
       return run() ?? ERRNO.SUCCESS;
     } catch (error) {
+      // A refusal costs its throw and catch, whatever the import's own price (FUEL_PER_REFUSAL).
+      if (error instanceof WasiErrno || error instanceof HostErrno) io.charge(FUEL_PER_REFUSAL);
       if (error instanceof WasiErrno) return error.errno;
       if (error instanceof HostErrno) {
         // A full file system (its tenant's filesystem_bytes: a file system of its own) is the guest's quota too:
