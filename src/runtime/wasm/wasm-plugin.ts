@@ -52,8 +52,7 @@ import {
 import { uncatchable } from './trap.js';
 import type { WasiFilesystem } from './wasi-fs.js';
 import { WASI_MODULE, WasiExit } from './wasi-names.js';
-import type { QuotaKind } from './wasi-quota.js';
-import { releaseQuota } from './wasi-quota.js';
+import { type QuotaKind, releaseQuota } from './wasi-quota.js';
 
 export interface WasmPluginOptions {
   pluginId: string;
