@@ -306,11 +306,13 @@ describe.each(TARGETS)('the data directory in mode $name', (target) => {
     plugin(root, 'fs.q', 'readwrite', { disk_mb: 1, max_files: 5 });
     const { host, logs } = await start(target, root, dataDir);
     await call(host, 'fs.q', 'fill', 'small\n50000');
-    expect(await failure(host, 'fs.q', 'fill', 'big\n2000000')).toEqual({
+    // Names first: once the disk is full, a new name is refused as disk (it may grow its directory). Then bytes,
+    // into a name that exists (a new one would pass max_files).
+    expect(await failure(host, 'fs.q', 'many', 'f\n10')).toEqual({
       code: 'plugin_error',
       pluginCode: 'EDQUOT',
     });
-    expect(await failure(host, 'fs.q', 'many', 'f\n10')).toEqual({
+    expect(await failure(host, 'fs.q', 'fill', 'f0\n2000000')).toEqual({
       code: 'plugin_error',
       pluginCode: 'EDQUOT',
     });

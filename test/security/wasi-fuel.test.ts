@@ -10,7 +10,18 @@
 //    the listing however small the guest's buffer: a 20,000-entry directory through a 300-byte buffer took 0.8 s of
 //    the host for 400M fuel. Now the kernel is asked for what the buffer takes, each call and entry at its price.
 // Every assertion is on answers and fuel, none on time.
-import { mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
@@ -24,11 +35,13 @@ import {
   MAX_LINK_TARGET_BYTES,
 } from '../../src/runtime/wasm/wasi-path.js';
 import {
+  FUEL_PER_DIR_BYTE,
   FUEL_PER_DIRENT,
   FUEL_WALK_DIR,
   FUEL_WALK_ENTRY,
   FUEL_WALK_STAT,
   heldQuotaCounts,
+  walk,
 } from '../../src/runtime/wasm/wasi-quota.js';
 import { FUEL_PER_READDIR } from '../../src/runtime/wasm/wasi-stat.js';
 import type { WasmPlugin } from '../../src/runtime/wasm/wasm-plugin.js';
@@ -148,11 +161,16 @@ describe.each([
 describe('B. the quota count is kept across instances and walked once, at its price', () => {
   const MiB = 1024 * 1024;
 
-  /** A directory holding `dirs` empty directories and one file of `bytes`. */
+  /**
+   * A directory holding `dirs` empty directories and one file: `bytes` in all with the directories' own sizes
+   * (which the count includes).
+   */
   function filled(dirs: number, bytes = 0): string {
     const root = tempDir('reed-wasi-quota-');
     for (let i = 0; i < dirs; i++) mkdirSync(join(root, `dir-${i}`));
-    if (bytes > 0) writeFileSync(join(root, 'old'), Buffer.alloc(bytes));
+    let own = statSync(root).size;
+    for (let i = 0; i < dirs; i++) own += statSync(join(root, `dir-${i}`)).size;
+    if (bytes > 0) writeFileSync(join(root, 'old'), Buffer.alloc(bytes - own));
     return root;
   }
 
@@ -173,6 +191,7 @@ describe('B. the quota count is kept across instances and walked once, at its pr
 
   it('the count survives each instance: a command that appends a byte a call meets EDQUOT at the quota', async () => {
     const root = filled(10, MiB - 2);
+    writeFileSync(join(root, 'f'), ''); // made by the command, it would need NAME_HEADROOM left under the quota
     const command = await runtime(COMMAND, root, { diskBytes: MiB });
     const call = () => command.call('_start', new Uint8Array(0), performance.now() + 60_000);
     call();
@@ -279,5 +298,93 @@ describe('D. a refused WASI call pays for its refusal', () => {
     expect(output.length).toBe(0);
     expect(FUEL_PER_REFUSAL).toBe(32_768);
     expect(fuelConsumed).toBeGreaterThanOrEqual(1_000 * FUEL_PER_REFUSAL);
+  });
+});
+
+describe('E. a directory’s own size: counted against disk_mb, and paid for when listed', () => {
+  // The fourth review (session 19): ext4 never shrinks a directory, so one filled with long names and emptied keeps
+  // its blocks, which neither the quota (names and regular files' bytes) nor a listing (empty blocks scanned at
+  // 6.5-29x plain instructions' CPU per fuel) counted: ~100 such directories held ~390 MB beyond disk_mb.
+  const MiB = 1024 * 1024;
+  const CHURN = 'churn 4 2000 200'; // 2,000 names of 200 bytes made and unlinked: ~0.5 MB of blocks kept
+  const BIG = { fuelPerCall: 20_000_000_000 };
+
+  /** The sizes of `dir` and every directory under it, as the kernel reports them. */
+  const dirSizes = (dir: string): number =>
+    statSync(dir).size +
+    readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .reduce((sum, e) => sum + dirSizes(join(dir, e.name)), 0);
+
+  it('emptied directories count: churning new ones meets EDQUOT, and removing one gives its size back', async () => {
+    const root = tempDir('reed-wasi-dirsize-');
+    const run = await probe(root, { diskBytes: 2 * MiB }, BIG);
+    const churned: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      expect(run(`mkdir 3 d${i}\nopen 3 d${i} d`).lines).toEqual(['ok', 'fd 4']);
+      const [line] = run(`${CHURN}\nclose 4`).lines;
+      churned.push(line as string);
+      if (line !== 'ok 2000') break;
+    }
+    // Before: every churn succeeded, and the directories held 4 MB under a quota of 2 MiB.
+    expect(churned.at(-1)).toMatch(/^err 19 at /);
+    expect(churned.length).toBeLessThanOrEqual(5);
+    expect(dirSizes(root)).toBeLessThanOrEqual(2 * MiB + 16 * 1024);
+    // The last one is emptied by hand (its names half made), then removed with the others: a name fits again.
+    const last = join(root, `d${churned.length - 1}`);
+    for (const name of readdirSync(last)) rmSync(join(last, name));
+    const rmdirs = churned.map((_, i) => `rmdir 3 d${i}`).join('\n');
+    expect(run(rmdirs).lines).toEqual(churned.map(() => 'ok'));
+    expect(run(`mkdir 3 again\nopen 3 again d\n${CHURN}`).lines).toEqual(['ok', 'fd 4', 'ok 2000']);
+  });
+
+  it('a new count walks the directories’ own sizes: emptied ones over disk_mb leave no room for a name', async () => {
+    const root = tempDir('reed-wasi-dirsize-walk-');
+    const unlimited = await probe(root, {}, BIG);
+    for (let i = 0; i < 3; i++)
+      expect(unlimited(`mkdir 3 d${i}\nopen 3 d${i} d\n${CHURN}\nclose 4`).lines).toEqual([
+        'ok',
+        'fd 4',
+        'ok 2000',
+        'ok',
+      ]);
+    expect(readdirSync(join(root, 'd0'))).toEqual([]);
+    expect(dirSizes(root)).toBeGreaterThan(MiB);
+    // Before: 'fd 4' (the three empty directories counted 3 names and no bytes).
+    const counted = await probe(root, { diskBytes: MiB }, BIG);
+    expect(counted('open 3 n cw').lines).toEqual(['err 19']);
+    // And the walk itself counts them, byte for byte, and pays for every byte it lists.
+    const fd = openSync(root, 'r');
+    try {
+      let charged = 0;
+      const measured = walk(fd, { charge: (fuel) => (charged += fuel), exceeded: () => {} });
+      expect(measured).toEqual({ bytes: dirSizes(root), entries: 3 });
+      expect(charged).toBeGreaterThanOrEqual(dirSizes(root) * FUEL_PER_DIR_BYTE);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('a listing of an emptied directory pays for its size; one through a small buffer pays it once', async () => {
+    const root = tempDir('reed-wasi-dirsize-ls-');
+    const run = await probe(root, {}, BIG);
+    expect(run(`mkdir 3 big\nopen 3 big d\n${CHURN}`).lines).toEqual(['ok', 'fd 4', 'ok 2000']);
+    const emptied = statSync(join(root, 'big')).size;
+    expect(emptied).toBeGreaterThan(400_000);
+    // Before: FUEL_PER_READDIR (786,432) for scanning ~0.5 MB of empty blocks; now each listing pays for them.
+    const empty = run('ls 4 4096\nls 4 4096');
+    expect(empty.lines).toEqual(['entries 0', 'entries 0']);
+    expect(empty.fuel).toBeGreaterThanOrEqual(2 * emptied * FUEL_PER_DIR_BYTE);
+    // Full again, listed 8 entries a call (wasi-libc lists 4 KiB at a time): a call going on from the one before
+    // does not pay the size again (253 calls at ~5M each would be 1.2G more).
+    for (let i = 0; i < 2_000; i++) writeFileSync(join(root, 'big', `entry-${i}`), '');
+    const size = statSync(join(root, 'big')).size;
+    const listed = run('ls 4 300');
+    expect(listed.lines).toEqual(['entries 2000']);
+    const calls = Math.ceil(2_002 / 8) + 2; // each call's 9th entry is cut, and charged again by the next
+    const perEntry = FUEL_PER_DIRENT + 40 * FUEL_PER_BYTE;
+    expect(listed.fuel).toBeLessThan(
+      (2_002 + calls) * perEntry + calls * FUEL_PER_READDIR + 3 * size * FUEL_PER_DIR_BYTE,
+    );
   });
 });

@@ -18,6 +18,11 @@ export interface FdEntry {
   preopen?: Buffer;
   /** A regular file's device:inode, for the quota's open-file count. */
   key?: string;
+  /**
+   * A directory's last fd_readdir: the d_next of its last whole entry and of its last entry. A call from either goes
+   * on with that listing, which paid for the directory's size (wasi-fs.ts readdir).
+   */
+  listedTo?: { whole: bigint; last: bigint | undefined } | undefined;
 }
 
 export function stdioEntries(): FdEntry[] {

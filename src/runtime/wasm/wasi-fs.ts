@@ -33,7 +33,7 @@ import {
   releaseParent,
   resolveParent,
 } from './wasi-path.js';
-import { DirQuota, isRegular, type QuotaKind, type Statx, statxOf } from './wasi-quota.js';
+import { DirQuota, FUEL_PER_DIR_BYTE, isRegular, type QuotaKind, type Statx, statxOf } from './wasi-quota.js';
 import {
   type Filestat,
   FUEL_PER_READDIR,
@@ -339,9 +339,19 @@ export class WasiFs {
   /** fd_readdir (wasi-stat.ts readDirents): WASI dirents from the position `cookie`; returns the bytes used. */
   readdir(entry: FdEntry, out: Uint8Array, cookie: bigint): number {
     const fd = this.#need(entry, RIGHT.FD_READDIR);
-    // A seek to the cookie and getdents64 until the buffer is full or the directory ends (wasi-stat.ts).
-    this.#io.charge(FUEL_PER_READDIR);
-    return readDirents(fd, out, cookie, (fuel) => this.#io.charge(fuel));
+    // A seek to the cookie and getdents64 until the buffer is full or the directory ends (wasi-stat.ts), through
+    // every block on the way, empty or not (an emptied ext4 directory keeps its blocks): a listing pays for the
+    // directory's size (FUEL_PER_DIR_BYTE) at its first call. A call from where the one before stopped (its last
+    // whole entry, or its last) reads on, again only what that call's kernel read returned past what it wrote, so
+    // it does not pay for the size again; any other cookie does.
+    const listed = entry.listedTo;
+    entry.listedTo = undefined;
+    const goesOn = listed !== undefined && (cookie === listed.whole || cookie === listed.last);
+    const size = goesOn ? 0 : (statxOf(fd, undefined)?.size ?? 0);
+    this.#io.charge(FUEL_PER_READDIR + size * FUEL_PER_DIR_BYTE);
+    const read = readDirents(fd, out, cookie, (fuel) => this.#io.charge(fuel));
+    if (read.whole !== undefined) entry.listedTo = { whole: read.whole, last: read.last };
+    return read.used;
   }
 
   // --- paths ---------------------------------------------------------------------------------------
@@ -369,29 +379,32 @@ export class WasiFs {
   createDirectory(entry: FdEntry, path: Uint8Array): void {
     const dirfd = this.#dir(entry, RIGHT.PATH_CREATE_DIRECTORY);
     this.#writable(true);
-    this.#parent(dirfd, path, (p) => {
-      this.#quota.addEntry();
-      const made = loadLibc().mkdirat(p.fd, cPath(p.name), 0o777) as number;
-      if (made !== 0) {
-        const errno = lastErrno();
-        this.#quota.removeEntry();
-        throw new HostErrno(errno);
-      }
-      // 0777 whatever the umask: each process-mode sandbox runs as a uid of its own, and all must keep using it.
-      const fd = loadLibc().openat(
-        p.fd,
-        cPath(withoutSlash(p.name)),
-        O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
-        0,
-      );
-      if ((fd as number) >= 0) {
-        try {
-          loadLibc().fchmod(fd, 0o777);
-        } finally {
-          loadLibc().close(fd);
+    this.#parent(dirfd, path, (p) =>
+      this.#quota.changingNames([p.fd], true, () => {
+        this.#quota.addEntry();
+        const made = loadLibc().mkdirat(p.fd, cPath(p.name), 0o777) as number;
+        if (made !== 0) {
+          const errno = lastErrno();
+          this.#quota.removeEntry();
+          throw new HostErrno(errno);
         }
-      }
-    });
+        // 0777 whatever the umask: each process-mode sandbox runs as a uid of its own, and all must keep using it.
+        const fd = loadLibc().openat(
+          p.fd,
+          cPath(withoutSlash(p.name)),
+          O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+          0,
+        );
+        if ((fd as number) >= 0) {
+          try {
+            loadLibc().fchmod(fd, 0o777);
+            this.#quota.madeDirectory(statxOf(fd, undefined)?.size ?? 0);
+          } finally {
+            loadLibc().close(fd);
+          }
+        }
+      }),
+    );
   }
 
   /** path_open: the new entry (the caller numbers it). */
@@ -427,26 +440,14 @@ export class WasiFs {
     let created = false;
     if ((oflags & OFLAG.CREAT) === 0) fd = openBeneath(dirfd, path, flags, this.#charge);
     else if (oflags & OFLAG.EXCL) {
-      this.#quota.addEntry();
-      try {
-        fd = openBeneath(dirfd, path, flags | CREAT | EXCL, this.#charge, 0o666);
-      } catch (error) {
-        this.#quota.removeEntry();
-        throw error;
-      }
+      fd = this.#create(dirfd, path, flags | CREAT | EXCL);
       created = true;
     } else {
       try {
         fd = openBeneath(dirfd, path, flags, this.#charge);
       } catch (error) {
         if (!(error instanceof HostErrno) || error.errno !== E.ENOENT) throw error;
-        this.#quota.addEntry();
-        try {
-          fd = openBeneath(dirfd, path, flags | CREAT, this.#charge, 0o666);
-        } catch (again) {
-          this.#quota.removeEntry();
-          throw again;
-        }
+        fd = this.#create(dirfd, path, flags | CREAT | O_NOFOLLOW);
         created = true;
       }
     }
@@ -456,6 +457,25 @@ export class WasiFs {
       loadLibc().close(fd);
       throw error;
     }
+  }
+
+  /**
+   * Makes the file `path` names, in the directory that holds its last component, counted as a name and by what
+   * that directory grew (changingNames). The last component is never followed: a symlink there that points nowhere
+   * would have the file made in another directory than the one measured (ELOOP; EEXIST with O_EXCL, as always).
+   */
+  #create(dirfd: number, path: Uint8Array, flags: number): number {
+    return this.#parent(dirfd, path, (p) =>
+      this.#quota.changingNames([p.fd], true, () => {
+        this.#quota.addEntry();
+        try {
+          return openBeneath(p.fd, p.name, flags, this.#charge, 0o666);
+        } catch (error) {
+          this.#quota.removeEntry();
+          throw error;
+        }
+      }),
+    );
   }
 
   #opened(
@@ -545,14 +565,16 @@ export class WasiFs {
         loadLibc().close(openBeneath(from.fd, from.name, O_PATH, this.#charge));
         throw new HostErrno(E.EPERM);
       }
-      this.#parent(newDir, newPath, (to) => {
-        this.#quota.addEntry();
-        if ((loadLibc().linkat(from.fd, cPath(from.name), to.fd, cPath(to.name), 0) as number) !== 0) {
-          const errno = lastErrno();
-          this.#quota.removeEntry();
-          throw new HostErrno(errno);
-        }
-      });
+      this.#parent(newDir, newPath, (to) =>
+        this.#quota.changingNames([to.fd], true, () => {
+          this.#quota.addEntry();
+          if ((loadLibc().linkat(from.fd, cPath(from.name), to.fd, cPath(to.name), 0) as number) !== 0) {
+            const errno = lastErrno();
+            this.#quota.removeEntry();
+            throw new HostErrno(errno);
+          }
+        }),
+      );
     });
   }
 
@@ -572,8 +594,12 @@ export class WasiFs {
     const dirfd = this.#dir(entry, RIGHT.PATH_REMOVE_DIRECTORY);
     this.#writable(true);
     this.#parent(dirfd, path, (p) => {
-      ok(loadLibc().unlinkat(p.fd, cPath(p.name), AT_REMOVEDIR) as number);
-      this.#quota.removeEntry();
+      const stat = this.#quota.active ? statxOf(p.fd, withoutSlash(p.name)) : undefined;
+      this.#quota.changingNames([p.fd], false, () =>
+        ok(loadLibc().unlinkat(p.fd, cPath(p.name), AT_REMOVEDIR) as number),
+      );
+      if (stat !== undefined) this.#quota.removed(stat);
+      else this.#quota.removeEntry();
     });
   }
 
@@ -582,7 +608,9 @@ export class WasiFs {
     this.#writable(true);
     this.#parent(dirfd, path, (p) => {
       const stat = this.#quota.active ? statxOf(p.fd, withoutSlash(p.name)) : undefined;
-      ok(loadLibc().unlinkat(p.fd, cPath(p.name), 0) as number);
+      this.#quota.changingNames([p.fd], false, () =>
+        ok(loadLibc().unlinkat(p.fd, cPath(p.name), 0) as number),
+      );
       if (stat !== undefined) this.#quota.removed(stat);
     });
   }
@@ -596,7 +624,9 @@ export class WasiFs {
         const active = this.#quota.active;
         const source = active ? statxOf(from.fd, withoutSlash(from.name)) : undefined;
         const target = active ? statxOf(to.fd, withoutSlash(to.name)) : undefined;
-        ok(loadLibc().renameat(from.fd, cPath(from.name), to.fd, cPath(to.name)) as number);
+        this.#quota.changingNames([from.fd, to.fd], true, () =>
+          ok(loadLibc().renameat(from.fd, cPath(from.name), to.fd, cPath(to.name)) as number),
+        );
         if (target !== undefined && source !== undefined && target.key !== source.key)
           this.#quota.removed(target);
       }),
@@ -611,14 +641,16 @@ export class WasiFs {
     if (target.indexOf(0) >= 0) throw new WasiErrno(ERRNO.INVAL);
     // An absolute target could never be followed here (resolution stays beneath the directory): refused at once.
     if (target[0] === 0x2f) throw new WasiErrno(ERRNO.NOTCAPABLE);
-    this.#parent(dirfd, path, (p) => {
-      this.#quota.addEntry();
-      if ((loadLibc().symlinkat(cPath(target), p.fd, cPath(p.name)) as number) !== 0) {
-        const errno = lastErrno();
-        this.#quota.removeEntry();
-        throw new HostErrno(errno);
-      }
-    });
+    this.#parent(dirfd, path, (p) =>
+      this.#quota.changingNames([p.fd], true, () => {
+        this.#quota.addEntry();
+        if ((loadLibc().symlinkat(cPath(target), p.fd, cPath(p.name)) as number) !== 0) {
+          const errno = lastErrno();
+          this.#quota.removeEntry();
+          throw new HostErrno(errno);
+        }
+      }),
+    );
   }
 }
 

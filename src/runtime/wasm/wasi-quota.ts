@@ -12,7 +12,9 @@
 //
 // Bytes are the sizes (st_size, the end offset) of the regular files, each inode once however many names it has:
 // a sparse file counts as its size, so a seek far past the end and a one-byte write is charged for the whole gap
-// (a sparse write past the quota fails), and so are fd_allocate and a truncate that extends. Entries are names:
+// (a sparse write past the quota fails), and so are fd_allocate and a truncate that extends; and the directories'
+// own sizes, the root's included: ext4 never gives a directory's blocks back, so one filled with long names and
+// emptied keeps megabytes the names no longer count (the fourth review, session 19). Entries are names:
 // every file, directory, symlink and hard link counts one. An unlinked file still open counts until its last
 // descriptor in this process closes. What the walk cannot read (another uid's 0700 directory) is not counted.
 import { constants } from 'node:os';
@@ -43,6 +45,20 @@ export const FUEL_WALK_STAT = 81_920;
 export const FUEL_WALK_DIR = 524_288;
 /** A walk resumed in a later call: its position sought and one buffer of the listing read again (8 KiB). */
 export const FUEL_WALK_RESUME = 4_194_304;
+/**
+ * Each byte of a directory's own size a listing scans (the walk, fd_readdir): getdents64 reads every block, empty
+ * or not, and an emptied ext4 directory keeps its blocks. 0.127 µs a KB measured (a 3.9 MB directory that held
+ * 9,999 names of 255 bytes, emptied: 495 µs a listing), 1.6-3.2 fuel a byte at plain instructions' rate; twice
+ * that and more, as fd_readdir lets a call going on from the one before read again, unpaid, what that call's
+ * kernel read returned past what it wrote.
+ */
+export const FUEL_PER_DIR_BYTE = 8;
+/**
+ * What one new name may make directories take before it can be measured: ext4 adds a block to a full directory,
+ * two more when a one-block directory becomes an indexed one, and a new directory has a block of its own. A change
+ * that adds a name is refused unless this much is left under disk_mb, then what it did is counted.
+ */
+export const NAME_HEADROOM = 16 * 1024;
 const DT_DIR = 4;
 const DT_REG = 8;
 const DT_UNKNOWN = 0;
@@ -95,6 +111,7 @@ function unref(key: string): void {
   const usage = USAGE.get(key);
   if (usage === undefined || --usage.refs > 0) return;
   usage.walk?.close();
+  usage.walk = undefined; // a DirQuota still holding `usage` starts a new walk, not one whose descriptor is closed
   USAGE.delete(key);
 }
 
@@ -220,7 +237,10 @@ export class DirQuota {
    * that needs the count starts again.
    */
   #count(usage: Usage): void {
-    this.io.charge(usage.walk === undefined ? FUEL_WALK_DIR : FUEL_WALK_DIR + FUEL_WALK_RESUME);
+    // The root's listing, or a resumed one's (read again from where it stopped, empty blocks too), by its size.
+    const listed = usage.walk?.listingBytes() ?? statxOf(this.rootFd(), undefined)?.size ?? 0;
+    const resume = usage.walk === undefined ? 0 : FUEL_WALK_RESUME;
+    this.io.charge(FUEL_WALK_DIR + resume + listed * FUEL_PER_DIR_BYTE);
     let walk = usage.walk;
     try {
       walk ??= usage.walk = new Walk(this.rootFd());
@@ -250,6 +270,39 @@ export class DirQuota {
     usage.bytes += bytes;
   }
 
+  /**
+   * Around a change to the names in the directories `dirs` (host descriptors): what the change made them take
+   * themselves (their st_size) is counted in bytes, up or down (tmpfs gives a directory's bytes back, ext4 does
+   * not). A change that `adds` a name is refused first, with EDQUOT, unless NAME_HEADROOM is left under disk_mb.
+   */
+  changingNames<T>(dirs: readonly number[], adds: boolean, change: () => T): T {
+    if (this.diskBytes === 0) return change();
+    const usage = this.#get();
+    if (adds && usage.bytes + NAME_HEADROOM > this.diskBytes) {
+      this.io.exceeded('disk', this.diskBytes);
+      throw new WasiErrno(ERRNO.DQUOT);
+    }
+    const before = new Map<string, { fd: number; size: number }>();
+    for (const fd of dirs) {
+      const stat = statxOf(fd, undefined);
+      if (stat !== undefined && !before.has(stat.key)) before.set(stat.key, { fd, size: stat.size });
+    }
+    try {
+      return change();
+    } finally {
+      for (const { fd, size } of before.values()) {
+        const now = statxOf(fd, undefined)?.size ?? size;
+        usage.bytes = Math.max(0, usage.bytes + now - size);
+      }
+    }
+  }
+
+  /** A directory made (its own size): counted without a refusal, the headroom was (changingNames). */
+  madeDirectory(size: number): void {
+    if (this.diskBytes === 0) return;
+    this.#get().bytes += size;
+  }
+
   /** A file shrank (or grew less than reserved): gives `bytes` back. */
   shrink(bytes: number): void {
     if (this.diskBytes === 0 || bytes <= 0) return;
@@ -274,10 +327,17 @@ export class DirQuota {
     usage.entries = Math.max(0, usage.entries - 1);
   }
 
-  /** A name that was `stat` (before it went) no longer exists: its entry, and its bytes if it was the last name. */
+  /**
+   * A name that was `stat` (before it went) no longer exists: its entry, and its bytes if it was the last name (a
+   * directory's own size: it had one).
+   */
   removed(stat: Statx): void {
     if (!this.active) return;
     this.removeEntry();
+    if (isDirectory(stat)) {
+      this.shrink(stat.size);
+      return;
+    }
     if (!isRegular(stat) || stat.nlink > 1 || this.diskBytes === 0) return;
     const usage = this.#get();
     if ((usage.open.get(stat.key) ?? 0) > 0) usage.orphans.add(stat.key);
@@ -316,6 +376,8 @@ export class DirQuota {
 interface Level {
   /** Its device:inode, checked when coming back up to it through `..`. */
   id: string;
+  /** Its own size (st_size): counted in bytes; what a walk resumed in its listing pays for (DirQuota.#count). */
+  size: number;
   /** Where its listing goes on: the position after the last entry counted. */
   readPos: bigint;
   /** Whether every entry of it is counted. */
@@ -331,14 +393,16 @@ const OPEN_DIR = O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 const listBuf = Buffer.allocUnsafe(8 * 1024);
 
 /**
- * Counts the bytes and entries under a directory without following any symlink: one descriptor open at a time
- * whatever the depth (coming back up goes through `..`, checked against the identity recorded on the way down).
+ * Counts the bytes (regular files' and directories' own, the root's included) and entries under a directory without
+ * following any symlink: one descriptor open at a time whatever the depth (coming back up goes through `..`,
+ * checked against the identity recorded on the way down).
  * A directory's listing is read one buffer at a time, every entry of the buffer counted, then the subdirectories
  * found in it are entered, by name, before the next buffer is read from the position reached: the listing is read
  * once, not again from each subdirectory's entry (which made a directory of n subdirectories cost n buffers of its
- * listing), and each level keeps at most one buffer's names. Every entry is charged its price (FUEL_WALK_*)
- * through `io.charge`, once and before it is read, so the walk is bounded by the call's fuel and deadline, and one
- * that a charge stops is left where it was: `run` again goes on from there. A mount inside is not entered.
+ * listing), and each level keeps at most one buffer's names. Every entry is charged its price (FUEL_WALK_*, and a
+ * directory's size by the byte) through `io.charge`, once and before it is read, so the walk is bounded by the
+ * call's fuel and deadline, and one that a charge stops is left where it was: `run` again goes on from there. The
+ * root's listing, and a resumed one, are the caller's to pay (DirQuota.#count). A mount inside is not entered.
  */
 export class Walk {
   bytes = 0;
@@ -352,9 +416,11 @@ export class Walk {
     const libc = loadLibc();
     this.#cur = libc.openat(root, cPath('.'), OPEN_DIR, 0) as number;
     if (this.#cur < 0) throw new HostErrno(lastErrno());
-    const rootId = statxOf(this.#cur, undefined)?.key ?? '';
+    const top = statxOf(this.#cur, undefined);
+    const rootId = top?.key ?? '';
     this.#device = rootId.slice(0, rootId.lastIndexOf(':'));
-    this.#stack = [{ id: rootId, readPos: 0n, listed: false, pending: [], next: 0 }];
+    this.#stack = [{ id: rootId, size: top?.size ?? 0, readPos: 0n, listed: false, pending: [], next: 0 }];
+    this.bytes = top?.size ?? 0;
   }
 
   /** Goes on until the count is complete. Throws what `io.charge` throws (run again to go on) or the walk's failure. */
@@ -366,6 +432,11 @@ export class Walk {
       else if (this.#stack.length > 1) this.#leave();
       else return { bytes: this.bytes, entries: this.entries };
     }
+  }
+
+  /** The own size of the directory whose listing the walk is in (what going on with it may read again). */
+  listingBytes(): number {
+    return (this.#stack[this.#stack.length - 1] as Level).size;
   }
 
   close(): void {
@@ -398,18 +469,21 @@ export class Walk {
           top.readPos = after;
           continue;
         }
+        // A directory's price includes its size (its listing reads every block, empty or not: FUEL_PER_DIR_BYTE),
+        // so a directory (or what may be one) is asked for it first: one statx before the charge.
+        let stat = type === DT_DIR || type === DT_UNKNOWN ? statxOf(cur, name) : undefined;
         const price =
           FUEL_WALK_ENTRY +
           name.length * FUEL_PER_BYTE +
           (type === DT_DIR ? FUEL_WALK_DIR : 0) +
           (type === DT_REG ? FUEL_WALK_STAT : 0) +
-          (type === DT_UNKNOWN ? FUEL_WALK_STAT + FUEL_WALK_DIR : 0);
+          (type === DT_UNKNOWN ? FUEL_WALK_STAT + FUEL_WALK_DIR : 0) +
+          (stat !== undefined && isDirectory(stat) ? stat.size * FUEL_PER_DIR_BYTE : 0);
         io.charge(price); // a throw here leaves readPos before this entry: counted by the next run
         top.readPos = after;
         this.entries++;
-        let stat: Statx | undefined;
+        if (type === DT_REG) stat = statxOf(cur, name);
         if (type === DT_UNKNOWN || type === DT_REG) {
-          stat = statxOf(cur, name);
           if (stat === undefined) continue;
           type = isDirectory(stat) ? DT_DIR : isRegular(stat) ? DT_REG : 0;
         }
@@ -431,12 +505,15 @@ export class Walk {
     const libc = loadLibc();
     const child = libc.openat(this.#cur, cPath(name), OPEN_DIR, 0) as number;
     if (child < 0) return;
-    const childId = statxOf(child, undefined)?.key ?? '';
+    const stat = statxOf(child, undefined);
+    const childId = stat?.key ?? '';
     if (childId.slice(0, childId.lastIndexOf(':')) !== this.#device) {
       libc.close(child); // a mount inside
       return;
     }
-    this.#stack.push({ id: childId, readPos: 0n, listed: false, pending: [], next: 0 });
+    const size = stat?.size ?? 0;
+    this.bytes += size;
+    this.#stack.push({ id: childId, size, readPos: 0n, listed: false, pending: [], next: 0 });
     libc.close(this.#cur);
     this.#cur = child;
   }

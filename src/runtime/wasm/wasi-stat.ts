@@ -16,6 +16,7 @@ const statBuf = Buffer.alloc(256);
 const direntBuf = Buffer.alloc(16 * 1024);
 /** One getdents64 entry at its largest (19 bytes, a name of 255, its NUL, aligned to 8). */
 const MIN_GETDENTS = 280;
+const EINVAL = 22;
 const timesBuf = Buffer.alloc(32);
 
 /**
@@ -128,30 +129,42 @@ export function safe(value: bigint): number {
   return Number(value);
 }
 
+/** What one fd_readdir wrote: its bytes, and the d_next of its last whole entry and of its last entry at all. */
+export interface Dirents {
+  used: number;
+  whole: bigint | undefined;
+  last: bigint | undefined;
+}
+
 /**
  * fd_readdir: WASI dirents (d_next, d_ino, d_namlen, d_type, then the name) into `out` from the position
  * `cookie` (0, or a d_next given before: the host's own directory offset), the last one cut at the end of the
  * buffer as the spec says. Every entry is charged before it is copied. The kernel is asked for no more than the
- * guest's buffer takes: a 16 KiB read for every few entries a small buffer holds made the host read (and the
- * plugin not pay for) a whole listing per handful of entries. Returns the bytes used.
+ * guest's buffer takes (and for one longest entry only when the next is larger than that): a 16 KiB read for every
+ * few entries a small buffer holds made the host read (and the plugin not pay for) a whole listing per handful of
+ * entries, and what the kernel returns past what is written is read again by the next call, empty blocks between
+ * included (wasi-fs.ts readdir: a call going on from the one before does not pay for the directory's size again).
  */
 export function readDirents(
   fd: number,
   out: Uint8Array,
   cookie: bigint,
   charge: (fuel: number) => void,
-): number {
+): Dirents {
   if (cookie > 0x7fffffffffffffffn) throw new WasiErrno(ERRNO.INVAL);
   const libc = loadLibc();
   if (BigInt(libc.lseek(fd, cookie, WHENCE.SET) as number | bigint) < 0n) throw new HostErrno(lastErrno());
   const record = Buffer.alloc(24);
-  let used = 0;
-  while (used < out.length) {
-    // No more than the guest can take (and one whole entry at least): the kernel reads what it is asked for.
-    const want = Math.min(direntBuf.length, Math.max(MIN_GETDENTS, out.length - used + 24));
-    const n = ok(libc.getdents64(fd, direntBuf, want) as number);
-    if (n === 0) break;
-    for (let at = 0; at < n && used < out.length; ) {
+  const read: Dirents = { used: 0, whole: undefined, last: undefined };
+  while (read.used < out.length) {
+    // No more than the guest can take: a getdents64 record is at most 3 bytes longer than its WASI dirent.
+    const want = Math.min(direntBuf.length, out.length - read.used + 24);
+    let n = libc.getdents64(fd, direntBuf, want) as number;
+    // EINVAL: the next entry alone is larger than `want`; one longest entry is room for it.
+    if (n < 0 && want < MIN_GETDENTS && lastErrno() === EINVAL)
+      n = libc.getdents64(fd, direntBuf, MIN_GETDENTS) as number;
+    if (ok(n) === 0) break;
+    for (let at = 0; at < n && read.used < out.length; ) {
       const reclen = direntBuf.readUInt16LE(at + 16);
       const nameEnd = direntBuf.indexOf(0, at + 19);
       const name = direntBuf.subarray(at + 19, nameEnd < 0 || nameEnd > at + reclen ? at + reclen : nameEnd);
@@ -162,19 +175,24 @@ export function readDirents(
         const stat = statxOf(fd, name);
         if (stat !== undefined) type = filetypeOf(stat.mode);
       }
-      record.writeBigUInt64LE(BigInt.asUintN(64, direntBuf.readBigInt64LE(at + 8)), 0);
+      const next = BigInt.asUintN(64, direntBuf.readBigInt64LE(at + 8));
+      record.writeBigUInt64LE(next, 0);
       record.writeBigUInt64LE(direntBuf.readBigUInt64LE(at), 8);
       record.writeUInt32LE(name.length, 16);
       record.writeUInt32LE(type, 20);
+      let whole = true;
       for (const piece of [record, name]) {
-        const take = Math.min(piece.length, out.length - used);
-        out.set(piece.subarray(0, take), used);
-        used += take;
+        const take = Math.min(piece.length, out.length - read.used);
+        out.set(piece.subarray(0, take), read.used);
+        read.used += take;
+        whole &&= take === piece.length;
       }
+      read.last = next;
+      if (whole) read.whole = next;
       at += reclen;
     }
   }
-  return used;
+  return read;
 }
 
 /** getdents64's d_type as a WASI filetype (DT_UNKNOWN: ask statx). */
