@@ -37,6 +37,7 @@ import {
 import {
   FUEL_PER_DIR_BYTE,
   FUEL_PER_DIRENT,
+  FUEL_PER_MEASURE,
   FUEL_WALK_DIR,
   FUEL_WALK_ENTRY,
   FUEL_WALK_STAT,
@@ -336,6 +337,52 @@ describe('E. a directory’s own size: counted against disk_mb, and paid for whe
     const rmdirs = churned.map((_, i) => `rmdir 3 d${i}`).join('\n');
     expect(run(rmdirs).lines).toEqual(churned.map(() => 'ok'));
     expect(run(`mkdir 3 again\nopen 3 again d\n${CHURN}`).lines).toEqual(['ok', 'fd 4', 'ok 2000']);
+  });
+
+  it('a directory removed while open keeps its size counted until its last descriptor closes', async () => {
+    // The second review of this fix: ext4 frees a removed directory's blocks at its last close, and ~1,000
+    // descriptors each holding an emptied 3.9 MB directory were ~4 GB beyond disk_mb.
+    const root = tempDir('reed-wasi-dirsize-open-');
+    const run = await probe(root, { diskBytes: 2 * MiB }, BIG);
+    const rounds: string[][] = [];
+    for (let i = 0; i < 8; i++) {
+      const out = run(`mkdir 3 d${i}\nopen 3 d${i} d\nchurn ${4 + i} 2000 200\nrmdir 3 d${i}`).lines;
+      rounds.push(out);
+      if (out[2] !== 'ok 2000') break;
+    }
+    // Before: every round passed (4 MB held through 8 descriptors under a quota of 2 MiB).
+    expect(rounds.at(-1)?.[2]).toMatch(/^err 19 at /);
+    expect(rounds.length).toBeLessThanOrEqual(5);
+    // The last directory (its names half made) emptied by hand; each descriptor closed gives its directory back.
+    const last = rounds.length - 1;
+    expect(run(rounds.map((_, i) => `close ${4 + i}`).join('\n')).lines).toEqual(rounds.map(() => 'ok'));
+    for (const name of readdirSync(join(root, `d${last}`))) rmSync(join(root, `d${last}`, name));
+    expect(run(`rmdir 3 d${last}\nopen 3 big cw\nsize 4 1500000`).lines).toEqual(['ok', 'fd 4', 'ok']);
+  });
+
+  it('a rename over an existing name needs no headroom: write beside, then rename over, near the quota', async () => {
+    const root = tempDir('reed-wasi-dirsize-rename-');
+    const run = await probe(root, { diskBytes: MiB });
+    const data = MiB - statSync(root).size - 30_000 - 8_000; // 8,000 left after tmp: less than NAME_HEADROOM
+    const script = [`open 3 data cw\nsize 4 ${data}\nclose 4`, 'open 3 tmp cw\npwrite 4 0 30000\nclose 4'];
+    expect(run(script.join('\n')).lines).toEqual(['fd 4', 'ok', 'ok', 'fd 4', 'n 30000', 'ok']);
+    expect(run('open 3 new cw').lines).toEqual(['err 19']); // a new name does need it
+    expect(run('rename 3 tmp 3 data\nopen 3 new cw').lines).toEqual(['ok', 'fd 4']);
+  });
+
+  it('measuring a directory around a change is paid for (two statx a directory)', async () => {
+    const root = tempDir('reed-wasi-dirsize-measure-');
+    const perUnlink = async (fs: Fs) => {
+      const run = await probe(root, fs);
+      run('unlink 3 missing'); // the count made, once
+      const one = run('unlink 3 missing').fuel;
+      const many = run(Array(101).fill('unlink 3 missing').join('\n')).fuel;
+      return (many - one) / 100;
+    };
+    // Before: the same fuel with and without the disk quota (its two statx unpaid).
+    expect((await perUnlink({ diskBytes: MiB })) - (await perUnlink({}))).toBeGreaterThanOrEqual(
+      FUEL_PER_MEASURE,
+    );
   });
 
   it('a new count walks the directories’ own sizes: emptied ones over disk_mb leave no room for a name', async () => {

@@ -16,7 +16,7 @@ export interface FdEntry {
   host: number;
   /** A preopen's guest name. */
   preopen?: Buffer;
-  /** A regular file's device:inode, for the quota's open-file count. */
+  /** A regular file's or directory's device:inode, for the quota's count of open ones (removed while open). */
   key?: string;
   /**
    * A directory's last fd_readdir: the d_next of its last whole entry and of its last entry. A call from either goes

@@ -503,7 +503,7 @@ export class WasiFs {
       flags: fdflags & 0x1f,
       host: fd,
     };
-    if (isRegular(stat) && this.#quota.active) {
+    if ((isRegular(stat) || isDir) && this.#quota.active) {
       entry.key = stat.key;
       this.#quota.opened(stat.key);
     }
@@ -624,7 +624,8 @@ export class WasiFs {
         const active = this.#quota.active;
         const source = active ? statxOf(from.fd, withoutSlash(from.name)) : undefined;
         const target = active ? statxOf(to.fd, withoutSlash(to.name)) : undefined;
-        this.#quota.changingNames([from.fd, to.fd], true, () =>
+        // Over an existing name, ext4 rewrites the entry in place: no headroom needed (write and rename over).
+        this.#quota.changingNames([from.fd, to.fd], target === undefined, () =>
           ok(loadLibc().renameat(from.fd, cPath(from.name), to.fd, cPath(to.name)) as number),
         );
         if (target !== undefined && source !== undefined && target.key !== source.key)

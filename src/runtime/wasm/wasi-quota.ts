@@ -59,6 +59,8 @@ export const FUEL_PER_DIR_BYTE = 8;
  * that adds a name is refused unless this much is left under disk_mb, then what it did is counted.
  */
 export const NAME_HEADROOM = 16 * 1024;
+/** Each directory changingNames measures: a statx before the change and one after (1.5-3.5 µs each). */
+export const FUEL_PER_MEASURE = 65_536;
 const DT_DIR = 4;
 const DT_REG = 8;
 const DT_UNKNOWN = 0;
@@ -86,10 +88,14 @@ interface Usage {
   walk: Walk | undefined;
   /** The runtimes holding this count (HOLDS): it is let go with the last. */
   refs: number;
-  /** Open descriptors of regular files, by device:inode. */
+  /** Open descriptors of regular files and directories, by device:inode. */
   open: Map<string, number>;
-  /** Files unlinked while open: their bytes are given back when the last descriptor closes. */
-  orphans: Set<string>;
+  /**
+   * Files and directories removed while open, by device:inode: their bytes are given back when the last descriptor
+   * closes (the blocks stay until then). A directory's is its size when it was removed (a removed directory's
+   * statx says 0); a file's (undefined) is read at that close.
+   */
+  orphans: Map<string, number | undefined>;
 }
 
 /** Every count of this process, by its directory's identity (directoryKey). */
@@ -215,7 +221,7 @@ export class DirQuota {
           walk: undefined,
           refs: 0,
           open: new Map(),
-          orphans: new Set(),
+          orphans: new Map(),
         };
         held.refs++;
         USAGE.set(key, held);
@@ -277,6 +283,7 @@ export class DirQuota {
    */
   changingNames<T>(dirs: readonly number[], adds: boolean, change: () => T): T {
     if (this.diskBytes === 0) return change();
+    this.io.charge(dirs.length * FUEL_PER_MEASURE);
     const usage = this.#get();
     if (adds && usage.bytes + NAME_HEADROOM > this.diskBytes) {
       this.io.exceeded('disk', this.diskBytes);
@@ -334,24 +341,22 @@ export class DirQuota {
   removed(stat: Statx): void {
     if (!this.active) return;
     this.removeEntry();
-    if (isDirectory(stat)) {
-      this.shrink(stat.size);
-      return;
-    }
-    if (!isRegular(stat) || stat.nlink > 1 || this.diskBytes === 0) return;
+    const directory = isDirectory(stat);
+    if (!(directory || (isRegular(stat) && stat.nlink === 1)) || this.diskBytes === 0) return;
     const usage = this.#get();
-    if ((usage.open.get(stat.key) ?? 0) > 0) usage.orphans.add(stat.key);
+    // Still open here: ext4 frees the blocks at the last close (a directory held open keeps megabytes of them).
+    if ((usage.open.get(stat.key) ?? 0) > 0) usage.orphans.set(stat.key, directory ? stat.size : undefined);
     else this.shrink(stat.size);
   }
 
-  /** A descriptor of the regular file `key` was opened. */
+  /** A descriptor of the regular file or directory `key` was opened. */
   opened(key: string): void {
     if (this.diskBytes === 0) return;
     const usage = this.#get();
     usage.open.set(key, (usage.open.get(key) ?? 0) + 1);
   }
 
-  /** Before a descriptor of the regular file `key` closes (`fd` still open). */
+  /** Before a descriptor of the regular file or directory `key` closes (`fd` still open). */
   closing(key: string, fd: number): void {
     const usage = this.#usage;
     if (usage === undefined || this.diskBytes === 0) return;
@@ -361,7 +366,13 @@ export class DirQuota {
       return;
     }
     usage.open.delete(key);
-    if (!usage.orphans.delete(key)) return;
+    if (!usage.orphans.has(key)) return;
+    const size = usage.orphans.get(key);
+    usage.orphans.delete(key);
+    if (size !== undefined) {
+      this.shrink(size);
+      return;
+    }
     const stat = statxOf(fd, undefined);
     if (stat !== undefined && stat.nlink === 0) this.shrink(stat.size);
   }
