@@ -4,7 +4,7 @@
 // instructions ("plain": bench/fixtures/cpu.wat's loop), measured in the same host, in alternation. CPU is this
 // process's (the host's: mode none runs the plugin on it) and, in process mode, the runner's threads' too: a call
 // that asks the host costs both sides.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,7 @@ const IMPORTS = [
   'path_filestat_missing',
   'path_open_close',
   'fd_readdir',
+  'fd_readdir_emptied',
   'poll_oneoff',
   'input_len',
   'output_write0',
@@ -102,6 +103,7 @@ async function measure(mode: SandboxMode): Promise<Row[]> {
   };
   try {
     await host.call(ID, 'setup');
+    emptiedDirectory(join(dir, 'data', 'files', ID, 'e'));
     await host.call(EXTISM_ID, 'setup', input(1));
     const runners = mode === 'none' ? [] : descendants(process.pid);
     const once = async (id: string, fn: string, n: number): Promise<Run> => {
@@ -124,10 +126,14 @@ async function measure(mode: SandboxMode): Promise<Row[]> {
       }
     };
     const rows: Row[] = [];
-    for (const [id, fns] of [
+    // REED_BENCH_IMPORTS=a,b: only those rows (a re-run of the rows a change touched).
+    const only = process.env.REED_BENCH_IMPORTS?.split(',');
+    for (const [id, all] of [
       [ID, IMPORTS],
       [EXTISM_ID, EXTISM_IMPORTS],
     ] as const) {
+      const fns = all.filter((fn) => only === undefined || only.includes(fn));
+      if (fns.length === 0) continue;
       const plainN = await sized(id, 'plain');
       for (const fn of fns) {
         const n = await sized(id, fn);
@@ -154,6 +160,17 @@ async function measure(mode: SandboxMode): Promise<Row[]> {
     await host.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A directory that held 9,999 names of 250 bytes, all unlinked: ext4 keeps its ~3.9 MB of blocks, which a listing
+ * reads through (fd_readdir_emptied; the fourth review, session 19).
+ */
+function emptiedDirectory(path: string): void {
+  mkdirSync(path, { mode: 0o755 });
+  const names = Array.from({ length: 9_999 }, (_, i) => `${String(i).padStart(8, '0')}${'x'.repeat(242)}`);
+  for (const name of names) writeFileSync(join(path, name), '');
+  for (const name of names) unlinkSync(join(path, name));
 }
 
 export async function runImportFuelBench(): Promise<boolean> {
