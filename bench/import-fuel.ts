@@ -13,6 +13,7 @@ import { loadHostConfig } from '../src/host/host-config.js';
 import { PluginHost } from '../src/host/plugin-host.js';
 import { MemoryStorage } from '../src/host/services.js';
 import type { SandboxMode } from '../src/manifest/types.js';
+import { onUnjournaledExt4 } from '../src/plan/data-dir.js';
 import { descendants } from './processes.js';
 import { fmt, median, printTable, type Row, threadsCpuNs } from './report.js';
 
@@ -44,6 +45,9 @@ const IMPORTS = [
   'path_open_close',
   'fd_readdir',
   'fd_readdir_emptied',
+  'mkdir_rmdir',
+  'symlink_unlink',
+  'create_unlink',
   'poll_oneoff',
   'input_len',
   'output_write0',
@@ -52,6 +56,8 @@ const IMPORTS = [
   'storage_put',
   'config_get',
 ];
+/** The rows that make and remove a name each iteration. */
+const NAME_ROWS: readonly string[] = ['mkdir_rmdir', 'symlink_unlink', 'create_unlink'];
 /** bench/fixtures/extism-costs/plugin.wat's exports, likewise. */
 const EXTISM_IMPORTS = [
   'extism_alloc_free',
@@ -102,6 +108,9 @@ async function measure(mode: SandboxMode): Promise<Row[]> {
     return b;
   };
   try {
+    // Where names are made and removed on ext4 without a journal, the kernel's inode allocator is far slower after
+    // many removals (docs/SECURITY.md): those rows say so.
+    const unjournaled = onUnjournaledExt4(dir);
     await host.call(ID, 'setup');
     emptiedDirectory(join(dir, 'data', 'files', ID, 'e'));
     await host.call(EXTISM_ID, 'setup', input(1));
@@ -146,7 +155,7 @@ async function measure(mode: SandboxMode): Promise<Row[]> {
         const cpu = median(ours.map((o) => o.cpuPerFuel));
         const plain = median(base.map((b) => b.cpuPerFuel));
         rows.push({
-          figure: `${fn} (mode ${mode})`,
+          figure: `${fn} (mode ${mode}${unjournaled && NAME_ROWS.includes(fn) ? ', ext4 without a journal' : ''})`,
           value: `${fmt(cpu, 3)} ns CPU/fuel (${fmt(median(ours.map((o) => o.wallNs)))} ns, ${fmt(median(ours.map((o) => o.fuel)))} fuel a call)`,
           baseline: `${fmt(plain, 3)} ns CPU/fuel, plain instructions`,
           ratio: `${fmt(cpu / plain, 2)}x`,

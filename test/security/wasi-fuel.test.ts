@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
 import { FUEL_PER_BYTE, FUEL_PER_REFUSAL } from '../../src/runtime/wasm/abi.js';
+import { FUEL_PER_NAME_CHANGE } from '../../src/runtime/wasm/wasi-fs.js';
 import {
   FUEL_PER_COMPONENT,
   FUEL_PER_LINK,
@@ -383,6 +384,21 @@ describe('E. a directory’s own size: counted against disk_mb, and paid for whe
     expect((await perUnlink({ diskBytes: MiB })) - (await perUnlink({}))).toBeGreaterThanOrEqual(
       FUEL_PER_MEASURE,
     );
+  });
+
+  it('making and removing a name pays FUEL_PER_NAME_CHANGE each (the file system’s own work)', async () => {
+    const run = await probe(tempDir('reed-wasi-names-'));
+    // Before: 2.0-4.6x plain instructions' CPU per fuel on a journaled ext4 (bench/import-fuel.ts mkdir_rmdir).
+    const ops = [
+      'mkdir 3 d',
+      'rmdir 3 d',
+      'symlink t 3 l',
+      'unlink 3 l',
+      'open 3 f cw',
+      'close 4',
+      'unlink 3 f',
+    ];
+    expect(run(ops.join('\n')).fuel).toBeGreaterThanOrEqual(6 * FUEL_PER_NAME_CHANGE);
   });
 
   it('a new count walks the directories’ own sizes: emptied ones over disk_mb leave no room for a name', async () => {
