@@ -105,6 +105,8 @@ export const CODES = {
     'the host could not write the plugin\u2019s storage (its disk is full, an I/O error); the write was not made',
   content_quota_exceeded: 'creating content would pass the plugin\u2019s content quota (items or bytes)',
   disk_quota_exceeded: 'a WASI write or extension would pass limits.disk_mb (EDQUOT; a warning)',
+  data_dir_unjournaled:
+    'data_dir is on ext4 without a journal, where fuel under-prices the names a plugin makes (a warning at the first data directory a host prepares)',
   file_quota_exceeded: 'a new WASI file, directory or link would pass limits.max_files (EDQUOT; a warning)',
   filesystem_full:
     'a WASI write met its file system full (ENOSPC, answered EDQUOT): a warning, and the code of a call that then failed; a tenant with quotas.filesystem_bytes answers quota_exceeded instead',

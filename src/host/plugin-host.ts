@@ -16,7 +16,7 @@ import { ReedError } from '../errors.js';
 import { hasCallSubscribers, soleCallRecorder } from '../events/events.js';
 import { logEvents } from '../events/log-subscriber.js';
 import type { SandboxMode } from '../manifest/types.js';
-import { ensureDataDir } from '../plan/data-dir.js';
+import { ensureDataDir, onUnjournaledExt4 } from '../plan/data-dir.js';
 import { planLoad } from '../plan/load-plan.js';
 import { readSource } from '../plan/read-source.js';
 import { checkCallWasi } from '../runtime/call-wasi.js';
@@ -204,9 +204,26 @@ export class PluginHost {
    * Has the plan's backend start it (the set planned it first: the plugin's bytes read and checked, then the pure
    * plan). A rollback starts a kept plan again.
    */
+  /** Whether data_dir's file system was looked at (#warnIfUnjournaled: once a host). */
+  #dataDirChecked = false;
+
+  /** A warning, once, when plugins' data directories are on ext4 without a journal, where fuel under-prices names. */
+  #warnIfUnjournaled(): void {
+    if (this.#dataDirChecked) return;
+    this.#dataDirChecked = true;
+    if (!onUnjournaledExt4(this.config.dataDir)) return;
+    this.logger.warn(
+      { code: 'data_dir_unjournaled', dataDir: this.config.dataDir },
+      `data_dir ${this.config.dataDir} is on ext4 without a journal: there each name a plugin makes after many were removed can cost up to ~1 ms of kernel CPU for a few µs of fuel (docs/SECURITY.md); a journaled ext4, xfs or tmpfs does not`,
+    );
+  }
+
   async #startPlan(plan: LoadPlan): Promise<Sandbox> {
     const { mode } = plan;
-    if (plan.grants.filesystem !== undefined) ensureDataDir(this.config.dataDir, plan.pluginId);
+    if (plan.grants.filesystem !== undefined) {
+      ensureDataDir(this.config.dataDir, plan.pluginId);
+      this.#warnIfUnjournaled();
+    }
     const backend = this.#backends.get(mode);
     if (backend === undefined)
       throw new ReedError('sandbox_unavailable', `no backend for sandbox mode "${mode}"`, {

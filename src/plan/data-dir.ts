@@ -1,4 +1,13 @@
-import { chmodSync, lstatSync, mkdirSync, type Stats } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  type Stats,
+  statfsSync,
+  statSync,
+} from 'node:fs';
 import { dirname, isAbsolute, normalize, sep } from 'node:path';
 import { ReedError } from '../errors.js';
 import { DATA_FILES_DIR, pluginDataDir } from '../manifest/data-dir.js';
@@ -115,4 +124,28 @@ function unavailable(pluginId: string, path: string, why: string, cause?: unknow
     `the data directory of plugin "${pluginId}" cannot be used: ${path}: ${why} (data_dir in reed.toml; the directory is ${DATA_FILES_DIR}/<plugin id> under it)`,
     { pluginId, field: 'data_dir', ...(cause === undefined ? {} : { cause }) },
   );
+}
+
+const EXT4_SUPER_MAGIC = 0xef53;
+
+/**
+ * Whether `path` is on ext4 without a journal. There the kernel has each new inode skip those deleted in the last
+ * minute or so (find_inode_bit and recently_deleted, which only journal-less ext4 does), up to a whole group's scan:
+ * once many names were removed on that file system, each name a plugin makes costs up to ~1 ms of kernel CPU for a
+ * few µs of fuel (docs/SECURITY.md, "Rates are approximations"). A journal shows as /proc/fs/jbd2/<device>-8.
+ * False where it cannot tell (not Linux, no /sys).
+ */
+export function onUnjournaledExt4(path: string): boolean {
+  try {
+    if (statfsSync(path).type !== EXT4_SUPER_MAGIC) return false;
+    const dev = statSync(path, { bigint: true }).dev;
+    // glibc's gnu_dev_major / gnu_dev_minor.
+    const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+    const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+    const uevent = readFileSync(`/sys/dev/block/${major}:${minor}/uevent`, 'utf8');
+    const name = /^DEVNAME=(.+)$/m.exec(uevent)?.[1];
+    return name !== undefined && !existsSync(`/proc/fs/jbd2/${name}-8`);
+  } catch {
+    return false;
+  }
 }
