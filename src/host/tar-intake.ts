@@ -1,6 +1,6 @@
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
 import { ReedError } from '../errors.js';
 
@@ -24,7 +24,70 @@ export type RefusalReason =
   | 'too_many_files'
   | 'too_deep'
   | 'duplicate'
+  | 'header_too_large'
   | 'corrupt';
+
+/**
+ * The most a header that describes the next entry may hold: a PAX extended header (`x`, `g`) or a GNU long name or
+ * link (`L`, `K`). tar-stream keeps such a body whole in memory before it parses it; the longest name kept is
+ * 4,096 bytes, so 64 KiB leaves room for any honest PAX record set.
+ */
+export const MAX_META_HEADER_BYTES = 64 * 1024;
+/** Typeflags whose body tar-stream buffers whole: PAX extended and global headers, GNU long name and long link. */
+const META_TYPES = new Set([0x78, 0x67, 0x4c, 0x4b]);
+
+/** A tar header's size field: octal ASCII, or GNU's base-256 (high bit of its first byte set). */
+function headerSize(header: Buffer): number {
+  if ((header[124] ?? 0) & 0x80) {
+    let size = (header[124] ?? 0) & 0x7f;
+    for (let i = 125; i < 136; i++) size = size * 256 + (header[i] ?? 0);
+    return size;
+  }
+  const field = header
+    .toString('latin1', 124, 136)
+    .replace(/[\0 ]+$/, '')
+    .trim();
+  const size = Number.parseInt(field.length === 0 ? '0' : field, 8);
+  return Number.isFinite(size) ? size : 0; // tar-stream refuses what is not a number
+}
+
+/**
+ * Passes a tar stream through unchanged, reading each 512-byte header on the way: a header whose body tar-stream
+ * would buffer whole (META_TYPES) and that is longer than MAX_META_HEADER_BYTES is refused before its body is read.
+ * Every other body is passed over by its size, rounded to the 512-byte block.
+ */
+class MetaHeaderGuard extends Transform {
+  #header = Buffer.alloc(0);
+  #skip = 0;
+
+  constructor(private readonly refuse: (size: number) => Error) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#skip > 0) {
+        const n = Math.min(this.#skip, chunk.length - at);
+        this.#skip -= n;
+        at += n;
+        continue;
+      }
+      const n = Math.min(512 - this.#header.length, chunk.length - at);
+      this.#header = Buffer.concat([this.#header, chunk.subarray(at, at + n)]);
+      at += n;
+      if (this.#header.length < 512) break;
+      const size = headerSize(this.#header);
+      if (META_TYPES.has(this.#header[156] ?? 0) && size > MAX_META_HEADER_BYTES) {
+        done(this.refuse(size));
+        return;
+      }
+      this.#skip = Math.ceil(size / 512) * 512;
+      this.#header = Buffer.alloc(0);
+    }
+    done(null, chunk);
+  }
+}
 
 /** Names that cannot be a plugin's file: control characters, backslashes, bytes that were not UTF-8 (U+FFFD). */
 function badName(name: string): boolean {
@@ -42,7 +105,8 @@ function badName(name: string): boolean {
  * UTF-8, a file or a total over the caps, too many entries, too deep, the same path twice. Nothing is ever
  * followed: only directories and files this function made exist under `into`, every file is created with
  * O_EXCL|O_NOFOLLOW, and every file is fsynced. On refusal the caller removes `into` (the archive's bytes seen so
- * far are there) and the rest of the stream is left unread (the caller discards it).
+ * far are there) and the rest of the stream is left unread (the caller discards it). A PAX or GNU long-name header
+ * over MAX_META_HEADER_BYTES is refused at its header (MetaHeaderGuard): the parser would hold its body whole.
  */
 export async function extractPluginTar(
   source: Readable,
@@ -162,11 +226,20 @@ export async function extractPluginTar(
 
   return new Promise((resolve, reject) => {
     const ex = extract();
+    const guard = new MetaHeaderGuard((size) =>
+      refuse(
+        'header_too_large',
+        '',
+        `has an extended (PAX or long-name) header of ${size} bytes, over ${MAX_META_HEADER_BYTES}`,
+      ),
+    );
     let settled = false;
     const fail = (error: unknown) => {
       if (settled) return;
       settled = true;
-      source.unpipe(ex as unknown as NodeJS.WritableStream);
+      source.unpipe(guard);
+      guard.unpipe(ex as unknown as NodeJS.WritableStream);
+      guard.destroy();
       ex.destroy();
       reject(
         error instanceof ReedError
@@ -195,6 +268,7 @@ export async function extractPluginTar(
     });
     source.on('error', fail);
     source.on('aborted', () => fail(new Error('the request was aborted')));
-    source.pipe(ex as unknown as NodeJS.WritableStream);
+    guard.on('error', fail);
+    source.pipe(guard).pipe(ex as unknown as NodeJS.WritableStream);
   });
 }

@@ -2,6 +2,7 @@
 // install_id_mismatch, nothing written under data_dir or anywhere else, the installed version still serving.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHost, text } from '../helpers/host.js';
 import { EXAMPLES, helloToml, helloVersion } from '../helpers/lifecycle.js';
@@ -121,6 +122,40 @@ describe('hostile plugin archives are refused, and nothing is written', () => {
       code: 'install_archive_invalid',
     });
     expect(tree(dir)).toEqual(before);
+  });
+
+  it('an extended (PAX) header of 64 MiB is refused at its header, its body never read (header_too_large)', async () => {
+    const { host, dir } = await hostAtV1();
+    const before = tree(dir);
+    // One entry's header turned into a PAX extended header ('x') that says 64 MiB: tar-stream would keep that
+    // body whole in memory before parsing it (up to --max-install-bytes, per upload).
+    const header = Buffer.from((await tarOf([{ name: 'PaxHeader', content: '' }])).subarray(0, 512));
+    header[156] = 0x78;
+    header.write(`${(64 * 1024 * 1024).toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+    header.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    let pulled = 0;
+    async function* body() {
+      yield header;
+      for (let i = 0; i < 64; i++) {
+        pulled += 1024 * 1024;
+        yield Buffer.alloc(1024 * 1024, 0x61);
+      }
+    }
+    const refused = await host.install('example.hello', Readable.from(body())).catch((e) => e);
+    expect(refused).toMatchObject({
+      code: 'install_archive_invalid',
+      details: { reason: 'header_too_large' },
+    });
+    // Before: all 64 MiB were pulled and buffered by the parser.
+    expect(pulled).toBeLessThan(8 * 1024 * 1024);
+    expect(tree(dir)).toEqual(before);
+    // A PAX header of honest size (a long name) still installs.
+    const longName = `${'d'.repeat(100)}/${'n'.repeat(120)}.txt`;
+    await host.install('example.hello', stream(await tarOf([...good(), { name: longName, content: 'x' }])));
+    expect(host.pluginStatus('example.hello')).toMatchObject({ version: '2.0.0' });
   });
 
   it('a manifest whose id is not the one installed as: install_id_mismatch', async () => {
