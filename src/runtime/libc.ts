@@ -76,7 +76,6 @@ export interface Libc {
   /** Node's fchmodSync is refused under its permission model, which process-mode runners run with. */
   fchmod: Fn;
   posixFallocate: Fn;
-  posixFadvise: Fn;
   close: Fn;
   dup: Fn;
   fdopendir: Fn;
@@ -114,7 +113,6 @@ export function loadLibc(): Libc {
     fdatasync: f('int fdatasync(int fd)'),
     fchmod: f('int fchmod(int fd, unsigned int mode)'),
     posixFallocate: f('int posix_fallocate(int fd, int64_t offset, int64_t len)'),
-    posixFadvise: f('int posix_fadvise(int fd, int64_t offset, int64_t len, int advice)'),
     close: f('int close(int fd)'),
     dup: f('int dup(int fd)'),
     fdopendir: f('void *fdopendir(int fd)'),

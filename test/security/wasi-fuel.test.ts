@@ -25,8 +25,14 @@ import {
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, type ResolvedLimits } from '../../src/manifest/limits.js';
-import { FUEL_PER_BYTE, FUEL_PER_REFUSAL } from '../../src/runtime/wasm/abi.js';
-import { FUEL_PER_NAME_CHANGE } from '../../src/runtime/wasm/wasi-fs.js';
+import { FUEL_PER_BYTE, FUEL_PER_REFUSAL, importFuel } from '../../src/runtime/wasm/abi.js';
+import {
+  FUEL_PER_ALLOCATED_BYTE,
+  FUEL_PER_FILE_BYTE,
+  FUEL_PER_FS_OP,
+  FUEL_PER_NAME_CHANGE,
+} from '../../src/runtime/wasm/wasi-fs.js';
+import { WASI_MODULE } from '../../src/runtime/wasm/wasi-names.js';
 import {
   FUEL_PER_COMPONENT,
   FUEL_PER_LINK,
@@ -449,5 +455,37 @@ describe('E. a directory’s own size: counted against disk_mb, and paid for whe
     expect(listed.fuel).toBeLessThan(
       (2_002 + calls) * perEntry + calls * FUEL_PER_READDIR + 3 * size * FUEL_PER_DIR_BYTE,
     );
+  });
+});
+
+describe('F. file operations pay what the kernel does for them', () => {
+  const OPS = join(REPO, 'test/fixtures/hostile/wasi-fs/file-ops.wasm');
+  // Session 20's import-fuel rows: each paid FUEL_PER_IMPORT + FUEL_PER_FS_OP (~33k) before, and a write 1 a byte.
+  it.each([
+    ['sync', importFuel(WASI_MODULE, 'fd_sync', 0)],
+    ['datasync', importFuel(WASI_MODULE, 'fd_datasync', 0)],
+    ['allocate', importFuel(WASI_MODULE, 'fd_allocate', 0) + 4096 * FUEL_PER_ALLOCATED_BYTE],
+    ['set_size', importFuel(WASI_MODULE, 'fd_filestat_set_size', 0)],
+    ['set_times', importFuel(WASI_MODULE, 'fd_filestat_set_times', 0)],
+  ])('%s: each of 100 calls pays its price, %i, and FUEL_PER_FS_OP', async (fn, price) => {
+    expect(price).toBeGreaterThan(30_000);
+    const plugin = await runtime(OPS, tempDir('reed-wasi-ops-'));
+    const { fuelConsumed } = plugin.call(fn, new Uint8Array(0), performance.now() + 60_000);
+    expect(fuelConsumed).toBeGreaterThanOrEqual(100 * (price + FUEL_PER_FS_OP));
+  });
+
+  it('a write to a file pays FUEL_PER_FILE_BYTE a byte (its pages and their writeback)', async () => {
+    const plugin = await runtime(OPS, tempDir('reed-wasi-ops-'));
+    const { fuelConsumed } = plugin.call('write', new Uint8Array(0), performance.now() + 60_000);
+    expect(FUEL_PER_FILE_BYTE).toBe(8);
+    expect(fuelConsumed).toBeGreaterThanOrEqual(65_536 * FUEL_PER_FILE_BYTE);
+  });
+
+  it('fd_advise is a checked hint: valid advice answers 0 without the kernel, advice 6 is EINVAL', async () => {
+    const plugin = await runtime(OPS, tempDir('reed-wasi-ops-'));
+    // Before: WILLNEED over 16 MiB passed to posix_fadvise (37-159 us cached) for ~33k fuel, 66-80x.
+    const { fuelConsumed } = plugin.call('advise', new Uint8Array(0), performance.now() + 60_000);
+    expect(fuelConsumed).toBeLessThan(100 * 100_000);
+    expect(plugin.call('advise_bad', new Uint8Array(0), performance.now() + 60_000).output.length).toBe(0);
   });
 });

@@ -108,6 +108,14 @@ const WASI_IMPORT_FUEL: Readonly<Record<string, number>> = {
   fd_pwrite: 32_768,
   poll_oneoff: 32_768,
   random_get: 65_536,
+  // Found by session 20's import-fuel rows (bench/fixtures/import-costs): fsync runs writeback and a device flush
+  // on the calling thread, 21-45 µs for a clean file, 124-212 µs after a 1-byte write (11-22x plain instructions'
+  // CPU per fuel at FUEL_PER_IMPORT + FUEL_PER_FS_OP); fallocate, ftruncate and futimens 4-12 µs (1.4-4.7x).
+  fd_sync: 2_097_152,
+  fd_datasync: 2_097_152,
+  fd_allocate: 65_536,
+  fd_filestat_set_size: 131_072,
+  fd_filestat_set_times: 32_768,
 };
 
 /**
