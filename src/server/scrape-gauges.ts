@@ -111,7 +111,7 @@ function registerTenantDisk(
   let figures: ReturnType<TenantDiskMeter['measure']> = new Map();
   new Gauge({
     name: 'reed_tenant_disk_bytes',
-    help: "Bytes the tenant's plugins hold in their data directories (files/<plugin>/: regular files' sizes, each once, no link followed; the disk quota's measure), measured at most once a minute",
+    help: "Bytes the tenant's plugins hold in their data directories (files/<plugin>/: regular files' sizes, each once, and directories' own, no link followed; the disk quota's measure), measured at most once a minute",
     labelNames: ['tenant'],
     registers,
     collect() {

@@ -15,7 +15,7 @@ export const DISK_ENTRIES_PER_SCRAPE = 50_000;
 const ENOENT = 2;
 
 export interface TenantDiskFigure {
-  /** Bytes of the regular files (st_size, each inode once); undefined when the walk was capped. */
+  /** Bytes of the regular files (st_size, each inode once) and of the directories themselves; undefined when capped. */
   bytes: number | undefined;
   /** Entries read (files, directories, links). */
   entries: number;

@@ -1,6 +1,6 @@
 // Disk bytes per tenant (src/server/tenant-disk.ts): each tenant's plugins' data directories walked at scrape,
 // no link followed, each inode once, at most once per interval, and no more entries per scrape than the cap.
-import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sampleMap as samples } from '../../src/cli/prom-text.js';
@@ -21,6 +21,9 @@ async function twoTenants(): Promise<{ acme: PluginHost; beta: PluginHost }> {
   cleanups.push(() => beta.close());
   return { acme, beta };
 }
+
+/** The own sizes of these directories under `root` (the walk counts a directory's size with the files'). */
+const own = (root: string, ...dirs: string[]) => dirs.reduce((n, d) => n + statSync(join(root, d)).size, 0);
 
 /** What a plugin could leave in its directory: files, a hard link, links out of it to much larger files. */
 function fill(host: PluginHost): void {
@@ -50,7 +53,8 @@ describe('reed_tenant_disk_bytes', () => {
     });
     cleanups.push(() => metrics.close());
     const s = samples(await metrics.text());
-    expect(s.get('reed_tenant_disk_bytes{tenant="acme"}')).toBe(1234);
+    const acmeDirs = own(join(acme.config.dataDir, 'files'), '.', 'p1', 'p1/sub');
+    expect(s.get('reed_tenant_disk_bytes{tenant="acme"}')).toBe(1234 + acmeDirs);
     // p1, a, sub, b, a-again, to-big, p2
     expect(s.get('reed_tenant_disk_entries{tenant="acme"}')).toBe(7);
     expect(s.get('reed_tenant_disk_capped{tenant="acme"}')).toBe(0);
@@ -80,15 +84,16 @@ describe('reed_tenant_disk_bytes', () => {
     // Within the interval nothing is walked again, even beta, which was never measured... until the next scrape
     // that has entries left: beta has no figure, so it goes first.
     s = samples(await metrics.text());
-    expect(s.get('reed_tenant_disk_bytes{tenant="beta"}')).toBe(50);
+    const betaDirs = own(join(beta.config.dataDir, 'files'), '.', 'q');
+    expect(s.get('reed_tenant_disk_bytes{tenant="beta"}')).toBe(50 + betaDirs);
     expect(s.get('reed_tenant_disk_entries{tenant="beta"}')).toBe(2);
     // A new file in beta is not seen before the interval has passed.
     writeFileSync(join(beta.config.dataDir, 'files', 'q', 'd'), Buffer.alloc(25));
     s = samples(await metrics.text());
-    expect(s.get('reed_tenant_disk_bytes{tenant="beta"}')).toBe(50);
+    expect(s.get('reed_tenant_disk_bytes{tenant="beta"}')).toBe(50 + betaDirs);
     clock += 1000;
     s = samples(await metrics.text());
-    expect(s.get('reed_tenant_disk_bytes{tenant="beta"}')).toBe(75);
+    expect(s.get('reed_tenant_disk_bytes{tenant="beta"}')).toBe(75 + betaDirs);
     // With room for acme's entries, it gets its figure.
     const roomy = new ReedMetrics({
       targets: () => [{ tenant: 'acme', host: acme }],
@@ -96,7 +101,9 @@ describe('reed_tenant_disk_bytes', () => {
     });
     cleanups.push(() => roomy.close());
     s = samples(await roomy.text());
-    expect(s.get('reed_tenant_disk_bytes{tenant="acme"}')).toBe(1234);
+    expect(s.get('reed_tenant_disk_bytes{tenant="acme"}')).toBe(
+      1234 + own(join(acme.config.dataDir, 'files'), '.', 'p1', 'p1/sub'),
+    );
     expect(s.get('reed_tenant_disk_capped{tenant="acme"}')).toBe(0);
   });
 });
