@@ -200,10 +200,6 @@ export class PluginHost {
     return host;
   }
 
-  /**
-   * Has the plan's backend start it (the set planned it first: the plugin's bytes read and checked, then the pure
-   * plan). A rollback starts a kept plan again.
-   */
   /** Whether data_dir's file system was looked at (#warnIfUnjournaled: once a host). */
   #dataDirChecked = false;
 
@@ -218,6 +214,10 @@ export class PluginHost {
     );
   }
 
+  /**
+   * Has the plan's backend start it (the set planned it first: the plugin's bytes read and checked, then the pure
+   * plan). A rollback starts a kept plan again.
+   */
   async #startPlan(plan: LoadPlan): Promise<Sandbox> {
     const { mode } = plan;
     if (plan.grants.filesystem !== undefined) {

@@ -319,11 +319,12 @@ export class WasiFs {
   allocate(entry: FdEntry, offset: bigint, len: bigint): void {
     const fd = this.#need(entry, RIGHT.FD_ALLOCATE);
     this.#writable();
-    const end = safe(offset) + safe(len);
-    if (len === 0n) throw new WasiErrno(ERRNO.INVAL);
-    this.#resize(fd, entry, end, true, () => {
-      this.#io.charge(Math.ceil(safe(len) * FUEL_PER_ALLOCATED_BYTE)); // after the quota's refusal, before the work
-      const rc = loadLibc().posixFallocate(fd, safe(offset), safe(len)) as number;
+    const start = safe(offset);
+    const length = safe(len);
+    if (length === 0) throw new WasiErrno(ERRNO.INVAL);
+    this.#resize(fd, entry, start + length, true, () => {
+      this.#io.charge(Math.ceil(length * FUEL_PER_ALLOCATED_BYTE)); // after the quota's refusal, before the work
+      const rc = loadLibc().posixFallocate(fd, start, length) as number;
       if (rc !== 0) throw new HostErrno(rc === E.EOPNOTSUPP ? E.ENOTSUP : rc);
     });
   }
@@ -397,6 +398,19 @@ export class WasiFs {
     return this.#quota.changingNames(dirs, adds, change);
   }
 
+  /** A name made by `make` in `dirs`: counted as one (given back if `make` throws), and priced and measured (#names). */
+  #newName<T>(dirs: readonly number[], make: () => T): T {
+    return this.#names(dirs, true, () => {
+      this.#quota.addEntry();
+      try {
+        return make();
+      } catch (error) {
+        this.#quota.removeEntry();
+        throw error;
+      }
+    });
+  }
+
   #parent<T>(dirfd: number, path: Uint8Array, run: (parent: Parent) => T): T {
     const parent = resolveParent(dirfd, path, this.#charge);
     try {
@@ -410,14 +424,8 @@ export class WasiFs {
     const dirfd = this.#dir(entry, RIGHT.PATH_CREATE_DIRECTORY);
     this.#writable(true);
     this.#parent(dirfd, path, (p) =>
-      this.#names([p.fd], true, () => {
-        this.#quota.addEntry();
-        const made = loadLibc().mkdirat(p.fd, cPath(p.name), 0o777) as number;
-        if (made !== 0) {
-          const errno = lastErrno();
-          this.#quota.removeEntry();
-          throw new HostErrno(errno);
-        }
+      this.#newName([p.fd], () => {
+        ok(loadLibc().mkdirat(p.fd, cPath(p.name), 0o777) as number);
         // 0777 whatever the umask: each process-mode sandbox runs as a uid of its own, and all must keep using it.
         const fd = loadLibc().openat(
           p.fd,
@@ -496,15 +504,7 @@ export class WasiFs {
    */
   #create(dirfd: number, path: Uint8Array, flags: number): number {
     return this.#parent(dirfd, path, (p) =>
-      this.#names([p.fd], true, () => {
-        this.#quota.addEntry();
-        try {
-          return openBeneath(p.fd, p.name, flags, this.#charge, 0o666);
-        } catch (error) {
-          this.#quota.removeEntry();
-          throw error;
-        }
-      }),
+      this.#newName([p.fd], () => openBeneath(p.fd, p.name, flags, this.#charge, 0o666)),
     );
   }
 
@@ -596,14 +596,9 @@ export class WasiFs {
         throw new HostErrno(E.EPERM);
       }
       this.#parent(newDir, newPath, (to) =>
-        this.#names([to.fd], true, () => {
-          this.#quota.addEntry();
-          if ((loadLibc().linkat(from.fd, cPath(from.name), to.fd, cPath(to.name), 0) as number) !== 0) {
-            const errno = lastErrno();
-            this.#quota.removeEntry();
-            throw new HostErrno(errno);
-          }
-        }),
+        this.#newName([to.fd], () =>
+          ok(loadLibc().linkat(from.fd, cPath(from.name), to.fd, cPath(to.name), 0) as number),
+        ),
       );
     });
   }
@@ -669,14 +664,7 @@ export class WasiFs {
     // An absolute target could never be followed here (resolution stays beneath the directory): refused at once.
     if (target[0] === 0x2f) throw new WasiErrno(ERRNO.NOTCAPABLE);
     this.#parent(dirfd, path, (p) =>
-      this.#names([p.fd], true, () => {
-        this.#quota.addEntry();
-        if ((loadLibc().symlinkat(cPath(target), p.fd, cPath(p.name)) as number) !== 0) {
-          const errno = lastErrno();
-          this.#quota.removeEntry();
-          throw new HostErrno(errno);
-        }
-      }),
+      this.#newName([p.fd], () => ok(loadLibc().symlinkat(cPath(target), p.fd, cPath(p.name)) as number)),
     );
   }
 }
