@@ -22,7 +22,7 @@ export interface FdEntry {
    * A directory's last fd_readdir: the d_next of its last whole entry and of its last entry. A call from either goes
    * on with that listing, which paid for the directory's size (wasi-fs.ts readdir).
    */
-  listedTo?: { whole: bigint; last: bigint | undefined } | undefined;
+  listedTo?: { whole: bigint; last: bigint } | undefined;
 }
 
 export function stdioEntries(): FdEntry[] {

@@ -375,7 +375,8 @@ export class WasiFs {
     const size = goesOn ? 0 : (statxOf(fd, undefined)?.size ?? 0);
     this.#io.charge(FUEL_PER_READDIR + size * FUEL_PER_DIR_BYTE);
     const read = readDirents(fd, out, cookie, (fuel) => this.#io.charge(fuel));
-    if (read.whole !== undefined) entry.listedTo = { whole: read.whole, last: read.last };
+    // readDirents sets `last` whenever it sets `whole` (the whole entry is an entry).
+    if (read.whole !== undefined) entry.listedTo = { whole: read.whole, last: read.last ?? read.whole };
     return read.used;
   }
 
