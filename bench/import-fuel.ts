@@ -80,6 +80,13 @@ const IMPORTS = [
   'fd_fdstat_set_flags',
   'path_readlink',
   'trunc_write_close_1m',
+  // The fifth review's (session 21): many iovecs a call, many descriptor subscriptions a poll.
+  'fd_pread_iovecs',
+  'fd_pwrite_iovecs',
+  'fd_write_stdout_iovecs',
+  'fd_write_stderr_iovecs',
+  'poll_files',
+  'poll_stdin',
 ];
 /** The rows that make and remove a name each iteration. */
 const NAME_ROWS: readonly string[] = [

@@ -6,6 +6,7 @@ import type { SandboxMode } from '../../src/manifest/types.js';
 import {
   FUEL_PER_ERROR_BYTE,
   FUEL_PER_IMPORT,
+  FUEL_PER_IOVEC,
   FUEL_PER_LOG_LINE,
   FUEL_PER_LOG_WRITE,
   FUEL_PER_RANDOM_BYTE,
@@ -201,7 +202,8 @@ describe.each<SandboxMode>(['none', 'process'])(
     it.each([
       ['clock', importFuel(WASI_MODULE, 'clock_time_get', roundTrip)],
       ['random', importFuel(WASI_MODULE, 'random_get', roundTrip) + FUEL_PER_RANDOM_BYTE],
-      ['stdout', importFuel(WASI_MODULE, 'fd_write', roundTrip)],
+      // A reactor's stdout is log lines: its iovec and its piece of a line are paid too.
+      ['stdout', importFuel(WASI_MODULE, 'fd_write', roundTrip) + FUEL_PER_IOVEC + FUEL_PER_LOG_WRITE],
       ['storage', importFuel('reed', 'storage_get', roundTrip)],
     ])('%s: each call pays at least %i fuel', async (fn, price) => {
       const n = 1_000;

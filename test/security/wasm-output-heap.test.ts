@@ -65,7 +65,11 @@ describe('guest-sized work in a host whose heap is 64 MiB (mode none)', () => {
     writePlugin(
       dir,
       'poll',
-      { id: 'hostile.poll-many', limits: { memory_mb: 128, call_timeout_ms: 60_000 } },
+      // A million subscriptions cost 2.05G fuel at FUEL_PER_SUBSCRIPTION (2,048), past the default fuel_per_call.
+      {
+        id: 'hostile.poll-many',
+        limits: { memory_mb: 128, call_timeout_ms: 60_000, fuel_per_call: 4_000_000_000 },
+      },
       { 'plugin.wasm': buildWasiC(POLL_C) },
     );
     expect(callInSmallHeap(dir, 'hostile.poll-many')).toMatchObject({ ok: true, output: '' });

@@ -154,8 +154,13 @@ export const FUEL_PER_KEPT_BYTE = 16;
 export const FUEL_PER_BYTE = 1;
 /** Per byte of randomness (random_get): generating costs several copies' worth. */
 export const FUEL_PER_RANDOM_BYTE = 4;
-/** Per iovec walked (fd_write, fd_read). */
-export const FUEL_PER_IOVEC = 16;
+/**
+ * Per iovec walked (fd_write, fd_read, fd_pwrite, fd_pread): its view of guest memory made and handed on (16 until
+ * the fifth review, session 21, found calls of 1,024 one-byte iovecs 13-70x under plain instructions' CPU per fuel;
+ * bench/import-fuel.ts rows `*_iovecs`). What each sink then does per iovec is charged there (FUEL_PER_LOG_WRITE;
+ * wasi-fs.ts FUEL_PER_FILE_IOVEC).
+ */
+export const FUEL_PER_IOVEC = 1_024;
 /**
  * Per log line: each line split out of stdout/stderr, and each env.log line the rate cap lets through to the
  * host (lines over the rate are dropped before they leave the runtime, for the cost of the call alone).
@@ -164,9 +169,10 @@ export const FUEL_PER_LOG_LINE = 8_192;
 /**
  * Per piece of stdout/stderr written to a log line (each iovec an fd_write gives them): found, scanned for newlines
  * and copied into the line (a third review, session 18: 1,024 one-byte iovecs to stderr cost 390 us for 35,862
- * fuel, a slice and a part kept per byte).
+ * fuel, a slice and a part kept per byte; at 512 a piece, 380-440 us for 576,587 fuel in session 21: ~400 ns a
+ * piece, 12.7-13.9x plain instructions' CPU per fuel; at 4,096, 1.35-2.54x, stdout's pieces the dearer: 8,192).
  */
-export const FUEL_PER_LOG_WRITE = 512;
+export const FUEL_PER_LOG_WRITE = 8_192;
 /**
  * What a run that traps used beside its fuel: V8 makes the trap's error and its stack trace (with the module's
  * function names), and the runtime classifies it, ~88 us more than a run that returns (a third review, session

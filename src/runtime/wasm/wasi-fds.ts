@@ -20,9 +20,9 @@ export interface FdEntry {
   key?: string;
   /**
    * A directory's last fd_readdir: the d_next of its last whole entry and of its last entry. A call from either goes
-   * on with that listing, which paid for the directory's size (wasi-fs.ts readdir).
+   * on with that listing, which paid for the directory's size up to `paid` bytes (wasi-fs.ts readdir).
    */
-  listedTo?: { whole: bigint; last: bigint } | undefined;
+  listedTo?: { whole: bigint; last: bigint; paid: number } | undefined;
 }
 
 export function stdioEntries(): FdEntry[] {

@@ -3,7 +3,7 @@
 // quotas counted in wasi-quota.ts, stats and dirents shaped in wasi-stat.ts. Longer than most files because it is
 // the table of preview1's fd_* and path_* operations on host descriptors, each a few lines over the same rights,
 // read-only and quota checks.
-import { readSync, writeSync } from 'node:fs';
+import { readvSync, writevSync } from 'node:fs';
 import { constants } from 'node:os';
 import {
   AT_REMOVEDIR,
@@ -108,6 +108,12 @@ export const FUEL_PER_NAME_CHANGE = 524_288;
  * at 6.6-9.3x plain instructions' CPU per fuel (session 20; 1.45x at 8). Overwrites are over-priced by as much.
  */
 export const FUEL_PER_FILE_BYTE = 8;
+/**
+ * Per iovec a read or write of a file gives the kernel (on top of FUEL_PER_IOVEC): preadv/pwritev take ~100 ns an
+ * iovec through Node (1,024 one-byte iovecs: ~190-220 us a call in all, 30-74x plain instructions' CPU per fuel
+ * before this price; the fifth review, session 21, found them a system call each, ~1.1 µs an iovec, at 16 fuel).
+ */
+export const FUEL_PER_FILE_IOVEC = 2_048;
 /** Per byte fd_allocate reserves (256 a 4 KiB block, with the import's price: 16 MiB allocated and freed ~1.3x). */
 export const FUEL_PER_ALLOCATED_BYTE = 1 / 16;
 /** The most bytes one fd_read/fd_write/fd_pread/fd_pwrite moves; more is a short read or write, as POSIX allows. */
@@ -217,26 +223,21 @@ export class WasiFs {
 
   read(entry: FdEntry, views: Uint8Array[], position: bigint | undefined): number {
     const fd = this.#need(entry, RIGHT.FD_READ);
-    let at = position === undefined ? null : safe(position);
-    let total = 0;
+    const at = position === undefined ? null : safe(position);
     let budget = views.reduce((n, v) => n + v.length, 0);
     budget = Math.min(budget, MAX_IO_BYTES);
     this.#io.charge(budget * FUEL_PER_BYTE);
-    for (const view of views) {
-      const want = Math.min(view.length, budget - total);
-      if (want <= 0) break;
-      const n = sys(() => readSync(fd, view, 0, want, at));
-      total += n;
-      if (at !== null) at += n;
-      if (n < want) break;
-    }
-    return total;
+    // One preadv for every iovec: a system call per iovec ran 1,024 one-byte iovecs at ~400x plain instructions'
+    // CPU per fuel (the fifth review, F2).
+    const list = upTo(views, budget);
+    this.#io.charge(list.length * FUEL_PER_FILE_IOVEC);
+    return list.length === 0 ? 0 : sys(() => readvSync(fd, list, at ?? undefined));
   }
 
   write(entry: FdEntry, chunks: Uint8Array[], position: bigint | undefined): number {
     const fd = this.#need(entry, RIGHT.FD_WRITE);
     this.#writable();
-    let at = position === undefined ? null : safe(position);
+    const at = position === undefined ? null : safe(position);
     const budget = Math.min(
       chunks.reduce((n, c) => n + c.length, 0),
       MAX_IO_BYTES,
@@ -255,20 +256,14 @@ export class WasiFs {
       reserved = Math.max(0, start + budget - before);
       this.#quota.grow(reserved);
     }
-    let total = 0;
     try {
-      for (const chunk of chunks) {
-        const want = Math.min(chunk.length, budget - total);
-        if (want <= 0) break;
-        const n = sys(() => writeSync(fd, chunk, 0, want, at));
-        total += n;
-        if (at !== null) at += n;
-        if (n < want) break;
-      }
+      // One pwritev for every iovec (see read).
+      const list = upTo(chunks, budget);
+      this.#io.charge(list.length * FUEL_PER_FILE_IOVEC);
+      return list.length === 0 ? 0 : sys(() => writevSync(fd, list, at ?? undefined));
     } finally {
       if (before >= 0) this.#quota.shrink(reserved - Math.max(0, this.#size(fd) - before));
     }
-    return total;
   }
 
   #size(fd: number): number {
@@ -280,6 +275,9 @@ export class WasiFs {
   /** Bytes past a regular file's offset (poll_oneoff's nbytes); 0 for anything else. */
   readable(entry: FdEntry): bigint {
     if (entry.host < 0 || entry.filetype !== FILETYPE.REGULAR_FILE) return 0n;
+    // A statx and an lseek: poll_oneoff asks once per descriptor a poll names (the fifth review, F1: each file
+    // subscription paid 100 fuel for them, ~165x under plain instructions' CPU per fuel).
+    this.#io.charge(2 * FUEL_PER_FS_OP);
     const stat = statxOf(entry.host, undefined);
     const at = BigInt(loadLibc().lseek(entry.host, 0, WHENCE.CUR) as number | bigint);
     if (stat === undefined || at < 0n) return 0n;
@@ -368,15 +366,18 @@ export class WasiFs {
     // every block on the way, empty or not (an emptied ext4 directory keeps its blocks): a listing pays for the
     // directory's size (FUEL_PER_DIR_BYTE) at its first call. A call from where the one before stopped (its last
     // whole entry, or its last) reads on, again only what that call's kernel read returned past what it wrote, so
-    // it does not pay for the size again; any other cookie does.
+    // it does not pay for the size again, only for what it grew by; any other cookie pays for all of it.
+    // A listing that goes on pays for what the directory grew by since it paid (the fifth review, F3: a listing
+    // begun on a small directory, which then grew, read on through all of it unpaid).
     const listed = entry.listedTo;
     entry.listedTo = undefined;
     const goesOn = listed !== undefined && (cookie === listed.whole || cookie === listed.last);
-    const size = goesOn ? 0 : (statxOf(fd, undefined)?.size ?? 0);
-    this.#io.charge(FUEL_PER_READDIR + size * FUEL_PER_DIR_BYTE);
+    const size = statxOf(fd, undefined)?.size ?? 0;
+    const paid = goesOn ? Math.max(listed.paid, size) : size;
+    this.#io.charge(FUEL_PER_READDIR + (goesOn ? paid - listed.paid : size) * FUEL_PER_DIR_BYTE);
     const read = readDirents(fd, out, cookie, (fuel) => this.#io.charge(fuel));
     // readDirents sets `last` whenever it sets `whole` (the whole entry is an entry).
-    if (read.whole !== undefined) entry.listedTo = { whole: read.whole, last: read.last ?? read.whole };
+    if (read.whole !== undefined) entry.listedTo = { whole: read.whole, last: read.last ?? read.whole, paid };
     return read.used;
   }
 
@@ -674,4 +675,20 @@ function withoutSlash(name: Buffer): Buffer {
   let end = name.length;
   while (end > 1 && name[end - 1] === 0x2f) end--;
   return name.subarray(0, end);
+}
+
+/**
+ * `views` cut to their first `budget` bytes (MAX_IO_BYTES: more is a short read or write), empty ones left out (an
+ * empty list is nothing to do: preadv of none is EINVAL through Node).
+ */
+function upTo(views: Uint8Array[], budget: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = budget;
+  for (const view of views) {
+    if (left <= 0) break;
+    if (view.length === 0) continue;
+    out.push(view.length <= left ? view : view.subarray(0, left));
+    left -= view.length;
+  }
+  return out;
 }

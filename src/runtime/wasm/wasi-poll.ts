@@ -1,8 +1,12 @@
 import type { FdEntry } from './wasi-fds.js';
 import { CLOCK, ERRNO, EVENTTYPE, RIGHT, SUBCLOCK_ABSTIME } from './wasi-types.js';
 
-/** Fuel per subscription poll_oneoff reads: a sleep itself costs nothing more, however long (it is bounded by time). */
-export const FUEL_PER_SUBSCRIPTION = 100;
+/**
+ * Fuel per subscription poll_oneoff reads (three passes over it, its event written): ~85-90 ns each with 1,024 in a
+ * poll (bench/import-fuel.ts rows poll_stdin, poll_files; at 100 they ran at 8-13x plain instructions' CPU per fuel,
+ * the fifth review, session 21). A sleep itself costs nothing more, however long (it is bounded by time).
+ */
+export const FUEL_PER_SUBSCRIPTION = 2_048;
 const SUBSCRIPTION_BYTES = 48;
 const EVENT_BYTES = 32;
 
@@ -12,7 +16,7 @@ export interface PollContext {
   region(ptr: number, len: number): Uint8Array;
   charge(fuel: number): void;
   entry(fd: number): FdEntry | undefined;
-  /** Bytes ready to read on a descriptor (stdin's rest, a file's bytes past its offset), for the event. */
+  /** Bytes ready to read on a descriptor (stdin's rest, a file's bytes past its offset), for the event; charges its work. */
   readable(entry: FdEntry): bigint;
   /** Sleeps until the monotonic clock reads `ns`; throws (call_timeout) if that would pass the call's deadline. */
   sleep(untilNs: bigint): void;
@@ -86,6 +90,9 @@ export function pollOneoff(
     v.setBigUint64(at + 24, 0n, true);
     events++;
   };
+  // What a descriptor has ready to read, asked once per descriptor however many subscriptions name it (a file's
+  // costs two system calls, which ctx.readable charges).
+  const readable = new Map<FdEntry, bigint>();
   for (let i = 0; i < n; i++) {
     const at = sub(i);
     const tag = v.getUint8(at + 8);
@@ -102,7 +109,12 @@ export function pollOneoff(
         : (entry.base & (right | RIGHT.POLL_FD_READWRITE)) === 0
           ? ERRNO.NOTCAPABLE
           : ERRNO.SUCCESS;
-    const nbytes = entry !== undefined && error === 0 && tag === EVENTTYPE.FD_READ ? ctx.readable(entry) : 0n;
+    let nbytes = 0n;
+    if (entry !== undefined && error === 0 && tag === EVENTTYPE.FD_READ) {
+      const known = readable.get(entry);
+      nbytes = known ?? ctx.readable(entry);
+      if (known === undefined) readable.set(entry, nbytes);
+    }
     put(userdata, error, tag, nbytes);
   }
   for (let i = 0; i < n; i++) {

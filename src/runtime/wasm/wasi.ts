@@ -169,11 +169,14 @@ export function wasiImports(
     if (count >>> 0 > MAX_IOVECS) throw new WasiErrno(ERRNO.INVAL);
     io.charge((count >>> 0) * FUEL_PER_IOVEC);
     const v = view();
+    // One view of the memory for all of them (region() makes one per call: twice the objects an iovec).
+    const b = bytes();
     const out: Uint8Array[] = [];
     for (let i = 0; i < count >>> 0; i++) {
       const ptr = v.getUint32((iovs >>> 0) + i * 8, true);
       const len = v.getUint32((iovs >>> 0) + i * 8 + 4, true);
-      out.push(region(ptr, len));
+      if (ptr + len > b.length) throw new RangeError('out of bounds');
+      out.push(b.subarray(ptr, ptr + len));
     }
     return out;
   };
