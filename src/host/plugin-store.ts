@@ -20,6 +20,8 @@ const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 const ID_RE = new RegExp(PLUGIN_ID_PATTERN);
 /** `<version>_<pid>_<start>_<random>`: whose it was, so that only a dead host's unreferenced leftovers are removed. */
 const VERSION_DIR = /^([0-9A-Za-z.+-]{1,128})_([0-9]{1,10})_([0-9]{0,20})_([0-9a-f]{16})$/;
+/** A version as VERSION_DIR's first part takes it. */
+const VERSION_NAME = /^[0-9A-Za-z.+-]{1,128}$/;
 
 /**
  * Plugins installed through the API, kept under `<data_dir>/plugins/` so that they survive a restart:
@@ -80,6 +82,17 @@ export class PluginStore {
   keep(tree: string, id: string, version: string): string {
     if (!ID_RE.test(id))
       throw new ReedError('install_id_mismatch', `"${id}" is not a plugin id`, { pluginId: id });
+    // What readIndex accepts back (VERSION_DIR): manifests are checked for it (parse-manifest.ts), this keeps a
+    // store no host could read from ever being written.
+    if (!VERSION_NAME.test(version))
+      throw new ReedError(
+        'invalid_semver',
+        `plugin "${id}": version "${version}" cannot name a version directory`,
+        {
+          pluginId: id,
+          field: 'metadata.version',
+        },
+      );
     fsyncTree(tree);
     const parent = join(this.root, 'versions', id);
     mkdirSync(parent, { recursive: true, mode: 0o755 });

@@ -160,6 +160,9 @@ export function parseManifest(text: string, file: string): ManifestParseResult {
  */
 const PLAIN_VERSION_RE = /^(?:0|[1-9]\d{0,14})\.(?:0|[1-9]\d{0,14})\.(?:0|[1-9]\d{0,14})$/;
 
+/** The longest `metadata.version`: it names a directory of the plugin store, with a suffix of its own. */
+export const MAX_VERSION_LENGTH = 128;
+
 function isPlainVersion(value: string): boolean {
   return value.length <= 47 && PLAIN_VERSION_RE.test(value);
 }
@@ -179,7 +182,28 @@ function checkVersions(
       });
     }
   };
-  mustBeVersion(m.metadata.version, 'metadata.version');
+  // The plugin's own version names its directory in the plugin store (plugin-store.ts VERSION_DIR) and is shown
+  // everywhere: it must be written as semver writes it (semver.valid takes " 1.0.1 ", "v1.0.1" and "=1.0.1" too)
+  // and fit the store's name (the sixth review: a version with a trailing space installed, then no host could
+  // read its store back; one of 240 characters failed the install as internal_error).
+  const version = m.metadata.version;
+  if (
+    version !== undefined &&
+    !isPlainVersion(version) &&
+    semverValid(version) !== null &&
+    (semverValid(version) !== version || version.length > MAX_VERSION_LENGTH)
+  ) {
+    diagnostics.push({
+      code: 'invalid_semver',
+      severity: 'error',
+      message:
+        version.length > MAX_VERSION_LENGTH
+          ? `the version is ${version.length} characters long, more than ${MAX_VERSION_LENGTH}`
+          : `"${version}" is a semver version only once normalised: write it as "${semverValid(version)}"`,
+      ...at('metadata.version'),
+    });
+  }
+  mustBeVersion(version, 'metadata.version');
   mustBeVersion(m.metadata.apiVersion, 'metadata.api_version');
   mustBeVersion(m.requirements.minReedVersion, 'requirements.min_reed_version');
   m.requirements.dependencies.forEach((dep, i) => {

@@ -134,8 +134,20 @@ export class TenantRegistry implements TenantDirectory {
         );
         continue;
       }
-      const record = readTenantRecord(this.config.dataDir, id);
-      await this.#startTenant(id, 'runtime', record.spec, record.generation);
+      // A tenant made through the API that cannot start (its store unreadable, its file system gone) is left out,
+      // said in the log with its code, and every other tenant is served: one tenant's state must not keep the
+      // host down (the sixth review: a version with a trailing space in one tenant's store stopped serve for all).
+      // The default tenant and reed.toml's are the operator's own: their failure still stops the start.
+      try {
+        const record = readTenantRecord(this.config.dataDir, id);
+        await this.#startTenant(id, 'runtime', record.spec, record.generation);
+      } catch (error) {
+        const code = error instanceof ReedError ? error.code : 'internal_error';
+        this.logger.error(
+          { tenant: id, code, err: error },
+          `tenant "${id}" could not start (${code}: ${error instanceof Error ? error.message : String(error)}); it is not served until that is fixed and the host restarted; every other tenant is`,
+        );
+      }
     }
   }
 

@@ -1,7 +1,7 @@
 // A tenant removed without purge keeps its data aside: a tenant created later with the same id starts empty
 // (each runtime tenant's data directory is named by a generation in its tenant.json), and the data of a tenant.json
 // of before generations (`data`) is used as before, and kept aside the same way when it is removed.
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Fixture, NOTES, notesDir, startRegistry } from '../helpers/tenants.js';
@@ -50,5 +50,35 @@ describe('tenant generations (mode none)', () => {
         ?.status()
         .map((s) => s.state),
     ).toEqual(['ready']);
+  });
+
+  it('a runtime tenant whose store cannot be read is left out at start, and every other tenant is served', async () => {
+    // The sixth review: one tenant's unreadable installed-plugin pointer stopped the whole registry (serve exited 1).
+    fixture = await startRegistry('none');
+    const spec = { plugin_dirs: [notesDir(fixture.dir, 'ok-plugins')] };
+    await fixture.registry.create('ok', spec);
+    const broken = await fixture.registry.create('broken', {
+      plugin_dirs: [notesDir(fixture.dir, 'broken-plugins')],
+    });
+    await broken.call(NOTES, 'put', 'k=v');
+    const record = JSON.parse(
+      readFileSync(join(fixture.dir, 'data', 'tenants', 'broken', 'tenant.json'), 'utf8'),
+    ) as { generation: string };
+    const plugins = join(fixture.dir, 'data', 'tenants', 'broken', `data-${record.generation}`, 'plugins');
+    mkdirSync(plugins, { recursive: true });
+    writeFileSync(
+      join(plugins, 'installed.json'),
+      '{"example.x": {"dir": "versions/example.x/1.0.1 _1_2_0123456789abcdef"',
+    );
+    await fixture.registry.close();
+
+    const registry = await fixture.restart();
+    expect(registry.get('broken')).toBeUndefined();
+    const ok = registry.get('ok');
+    await ok?.call(NOTES, 'put', 'k=still');
+    expect(text((await (ok as NonNullable<typeof ok>).call(NOTES, 'get', 'k')).output)).toBe('still');
+    expect(
+      fixture.logs.some((l) => l.tenant === 'broken' && l.code === 'store_unreadable' && l.level === 50),
+    ).toBe(true);
   });
 });

@@ -175,6 +175,32 @@ describe('hostile plugin archives are refused, and nothing is written', () => {
     expect(host.pluginStatus('example.hello')).toMatchObject({ version: '1.0.0', state: 'ready' });
   });
 
+  it.each([
+    ['a trailing space', '2.0.0 '],
+    ['a newline around it (TOML escapes)', '\\n2.0.0\\n'],
+    ['a leading v', 'v2.0.0'],
+    ['240 characters (valid semver)', `2.0.0-${'a'.repeat(234)}`],
+  ])(
+    'a version with %s is refused (invalid_semver), and the store stays readable',
+    async (_name, version) => {
+      // The sixth review: semver.valid trims and takes these; the version named a directory of the store, which
+      // readIndex then refused at the next start (no host started on that data_dir), or renameSync failed
+      // (ENAMETOOLONG: internal_error).
+      const { host, dir } = await hostAtV1();
+      const before = tree(dir);
+      const entries = [
+        { name: 'plugin.toml', content: helloToml(version, 'Howdy') },
+        { name: 'plugin.wasm', content: WASM },
+      ];
+      await expect(host.install('example.hello', stream(await tarOf(entries)))).rejects.toMatchObject({
+        code: 'invalid_semver',
+        field: 'metadata.version',
+      });
+      expect(tree(dir)).toEqual(before);
+      expect(host.pluginStatus('example.hello')).toMatchObject({ version: '1.0.0', state: 'ready' });
+    },
+  );
+
   it('a clean archive installs (the control case): v2 serves, kept under data_dir', async () => {
     const { host, dir } = await hostAtV1();
     const status = await host.install('example.hello', stream(await tarOf(good())));
