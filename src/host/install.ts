@@ -100,7 +100,7 @@ export async function stageArchive(
     await extractPluginTar(archive, tree, config.fileLimits, id);
     const root = pluginRoot(tree);
     const staged = scanPluginDir(config, root, id, loaded);
-    const dir = store.keep(root, id, staged.manifest.metadata.version);
+    const dir = await store.keep(root, id, staged.manifest.metadata.version);
     try {
       return { candidate: scanPluginDir(config, dir, id, loaded), dir };
     } catch (error) {

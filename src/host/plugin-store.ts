@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { constants, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { open, readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { removeTree } from '../backends/shared/safe-remove.js';
@@ -79,7 +80,7 @@ export class PluginStore {
    * Moves a complete plugin tree (inside a staging directory) to its version directory, durably: every file and
    * directory under it fsynced, the rename, the parent fsynced. Returns the new path.
    */
-  keep(tree: string, id: string, version: string): string {
+  async keep(tree: string, id: string, version: string): Promise<string> {
     if (!ID_RE.test(id))
       throw new ReedError('install_id_mismatch', `"${id}" is not a plugin id`, { pluginId: id });
     // What readIndex accepts back (VERSION_DIR): manifests are checked for it (parse-manifest.ts), this keeps a
@@ -93,7 +94,7 @@ export class PluginStore {
           field: 'metadata.version',
         },
       );
-    fsyncTree(tree);
+    await fsyncTree(tree);
     const parent = join(this.root, 'versions', id);
     mkdirSync(parent, { recursive: true, mode: 0o755 });
     const dir = join(parent, `${version}_${this.#owner()}_${randomBytes(8).toString('hex')}`);
@@ -186,10 +187,17 @@ function writeIndex(root: string, index: Record<string, InstalledPlugin>): void 
 }
 
 /** fsyncs every directory under `dir` (the files were fsynced as they were written), without following links. */
-function fsyncTree(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (lstatSync(path).isDirectory()) fsyncTree(path);
+/**
+ * fsyncs `dir` and every directory under it (their files were fsynced as they were written), on libuv's threads:
+ * an archive may hold thousands of directories, and an fsync each on the host's thread held it for seconds.
+ */
+async function fsyncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true }))
+    if (entry.isDirectory()) await fsyncTree(join(dir, entry.name));
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
-  fsyncDir(dir);
 }
