@@ -25,7 +25,18 @@ export interface AuditLogOptions {
    */
   deniedPerSecond?: number;
   deniedBurst?: number;
+  /**
+   * A tenant's failed actions (an install, upgrade, removal or reload its token asked for, answered 4xx or 5xx)
+   * written per second past the burst, per tenant (default 10, burst 100); the others are counted and written as
+   * one `{"kind":"suppressed","outcome":"failed","tenant":T,"count":N}` line. The admin's actions and every
+   * action that succeeded (a tenant's are bounded by its lifecycle rate) are always written.
+   */
+  failedPerSecond?: number;
+  failedBurst?: number;
 }
+
+/** Tenants whose failed actions are metered at once: past this the meters start over (each a few numbers). */
+const MAX_FAILED_METERS = 1_024;
 
 export const AUDIT_FILE = 'audit.log';
 /** Every string field is cut to this: an audit line is bounded whatever a request carried. */
@@ -54,6 +65,15 @@ export class AuditLog {
   readonly #denials: TokenBucket;
   /** Denials not written since the last line that was. */
   suppressed = 0;
+  /**
+   * A tenant's failed actions are what its token may cause as fast as it can send them (a 415 for a wrong
+   * content type on an install route: ~2,750 a second rotated every line out of the log within a minute, the sixth
+   * review). Past each tenant's bucket they are counted, not written.
+   */
+  readonly #failed = new Map<string, TokenBucket>();
+  readonly #failedRate: [number, number];
+  /** Failed actions not written, by tenant, since the last line that was. */
+  readonly suppressedFailed = new Map<string, number>();
 
   constructor(dir: string, options: AuditLogOptions = {}) {
     this.dir = dir;
@@ -63,6 +83,49 @@ export class AuditLog {
       Math.max(0.001, options.deniedPerSecond ?? 10),
       Math.max(1, options.deniedBurst ?? 100),
     );
+    this.#failedRate = [
+      Math.max(0.001, options.failedPerSecond ?? 10),
+      Math.max(1, options.failedBurst ?? 100),
+    ];
+  }
+
+  /** Whether the event is a tenant's failed action over its tenant's rate (then counted, not written). */
+  #overFailedRate(event: AuditEvent): boolean {
+    if (event.kind !== 'done' || event.principal === 'admin' || event.status < 400) return false;
+    const tenant = event.tenant ?? '';
+    let bucket = this.#failed.get(tenant);
+    if (bucket === undefined) {
+      if (this.#failed.size >= MAX_FAILED_METERS) this.#failed.clear();
+      bucket = new TokenBucket(...this.#failedRate);
+      this.#failed.set(tenant, bucket);
+    }
+    if (bucket.take() === undefined) return false;
+    this.suppressedFailed.set(tenant, (this.suppressedFailed.get(tenant) ?? 0) + 1);
+    return true;
+  }
+
+  /** The counts of lines not written, each as one line, before the next line that is. */
+  #flushSuppressed(): void {
+    if (this.suppressed > 0) {
+      const count = this.suppressed;
+      this.suppressed = 0;
+      this.#line(
+        JSON.stringify({ time: new Date().toISOString(), kind: 'suppressed', outcome: 'denied', count }),
+      );
+    }
+    if (this.suppressedFailed.size === 0) return;
+    const failed = [...this.suppressedFailed];
+    this.suppressedFailed.clear();
+    for (const [tenant, count] of failed)
+      this.#line(
+        JSON.stringify({
+          time: new Date().toISOString(),
+          kind: 'suppressed',
+          outcome: 'failed',
+          tenant,
+          count,
+        }),
+      );
   }
 
   start(): void {
@@ -105,13 +168,8 @@ export class AuditLog {
       this.suppressed++;
       return;
     }
-    if (this.suppressed > 0) {
-      const count = this.suppressed;
-      this.suppressed = 0;
-      this.#line(
-        JSON.stringify({ time: new Date().toISOString(), kind: 'suppressed', outcome: 'denied', count }),
-      );
-    }
+    if (this.#overFailedRate(event)) return;
+    this.#flushSuppressed();
     this.#line(JSON.stringify(bounded(event)));
   }
 
@@ -131,17 +189,7 @@ export class AuditLog {
   }
 
   close(): void {
-    if (this.suppressed > 0 && this.#fd !== undefined) {
-      this.#line(
-        JSON.stringify({
-          time: new Date().toISOString(),
-          kind: 'suppressed',
-          outcome: 'denied',
-          count: this.suppressed,
-        }),
-      );
-      this.suppressed = 0;
-    }
+    if (this.#fd !== undefined) this.#flushSuppressed();
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     if (this.#fd !== undefined) closeSync(this.#fd);

@@ -356,6 +356,94 @@ describe('the audit log against a client without a token', () => {
   });
 });
 
+describe('the audit log against a tenant’s failed actions', () => {
+  it('keeps the admin actions however many failed installs a tenant sends: past its bucket they are counted', () => {
+    // The sixth review: a tenant token's PUT /v1/tenants/acme/plugins/<1,000 x> with a wrong content type (415) is
+    // a tenant action, always written: ~2,750 a second rotated the admin's lines out of the log within a minute.
+    const dir = mkdtempSync(join(tmpdir(), 'reed-adv-audit-'));
+    dirs.push(dir);
+    const log = new AuditLog(join(dir, 'audit'), { maxBytes: 64 * 1024, maxFiles: 1 });
+    log.start();
+    const base = {
+      time: new Date().toISOString(),
+      transport: 'unix' as const,
+      plugin: undefined,
+      method: 'PUT',
+    };
+    const admin = (route: string) =>
+      log.write({
+        ...base,
+        kind: 'done',
+        principal: 'admin',
+        tokenId: 'admin',
+        tenant: undefined,
+        route,
+        status: 200,
+        outcome: 'ok',
+      });
+    const failed = (tenant: string, n: number) =>
+      log.write({
+        ...base,
+        kind: 'done',
+        principal: 'tenant',
+        tokenId: `t-${tenant}`,
+        tenant,
+        route: `/v1/tenants/${tenant}/plugins/${'x'.repeat(1_000)}${n}`,
+        status: 415,
+        outcome: 'FST_ERR_CTP_INVALID_MEDIA_TYPE',
+      });
+    admin('/v1/admin/tenants/acme');
+    for (let n = 0; n < 5_000; n++) failed('acme', n);
+    failed('bravo', 0);
+    admin('/v1/admin/tenants/charlie');
+    // A tenant's successful action is always written.
+    log.write({
+      ...base,
+      kind: 'done',
+      principal: 'tenant',
+      tokenId: 't-acme',
+      tenant: 'acme',
+      route: '/v1/tenants/acme/plugins/p',
+      status: 200,
+      outcome: 'ok',
+    });
+    log.close();
+    const lines = readdirSync(join(dir, 'audit'))
+      .sort()
+      .reverse()
+      .flatMap((name) =>
+        readFileSync(join(dir, 'audit', name), 'utf8')
+          .split('\n')
+          .filter(Boolean),
+      )
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            kind: string;
+            route?: string;
+            tenant?: string;
+            status?: number;
+            count?: number;
+            outcome?: string;
+          },
+      );
+    expect(lines.filter((l) => l.kind === 'done' && l.status === 200).map((l) => l.route)).toEqual([
+      '/v1/admin/tenants/acme',
+      '/v1/admin/tenants/charlie',
+      '/v1/tenants/acme/plugins/p',
+    ]);
+    const written = lines.filter((l) => l.kind === 'done' && l.tenant === 'acme' && l.status === 415).length;
+    const suppressed = lines
+      .filter((l) => l.kind === 'suppressed' && l.outcome === 'failed' && l.tenant === 'acme')
+      .reduce((a, l) => a + (l.count ?? 0), 0);
+    expect(written + suppressed).toBe(5_000);
+    expect(written).toBeGreaterThanOrEqual(100);
+    expect(written).toBeLessThan(200);
+    // Another tenant's failed action has a bucket of its own.
+    expect(lines.filter((l) => l.tenant === 'bravo' && l.status === 415)).toHaveLength(1);
+  });
+});
+
 describe('call bodies against max_concurrent_calls', () => {
   it('a tenant cannot hold more bodies being read than its max_concurrent_calls (each up to maxInputBytes of the host’s memory)', async () => {
     const w = await world(['default', 'tight']);
