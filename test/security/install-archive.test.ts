@@ -158,6 +158,45 @@ describe('hostile plugin archives are refused, and nothing is written', () => {
     expect(host.pluginStatus('example.hello')).toMatchObject({ version: '2.0.0' });
   });
 
+  it('a PAX header that sets a size is refused before a long-name header behind it is buffered', async () => {
+    // The sixth review: PAX `size=0` made the guard (going by the ustar header's size) and the parser (by the PAX
+    // size) disagree on where the next header starts, and a 3 MB GNU long name reached the parser whole.
+    const { host, dir } = await hostAtV1();
+    const before = tree(dir);
+    const block = (name: string, type: string, size: number) => {
+      const b = Buffer.alloc(512);
+      b.write(name, 0);
+      b.write('0000644\0', 100);
+      b.write('0000000\0', 108);
+      b.write('0000000\0', 116);
+      b.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+      b.write('00000000000\0', 136);
+      b.write(type, 156);
+      b.write('ustar\0', 257);
+      b.write('00', 263);
+      b.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const byte of b) sum += byte;
+      b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+      return b;
+    };
+    const pad = (b: Buffer) => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
+    const long = 3_000_000;
+    const archive = Buffer.concat([
+      block('PaxHeader', 'x', 9),
+      pad(Buffer.from('9 size=0\n')),
+      block('f', '0', 1024),
+      block('././@LongLink', 'L', long),
+      pad(Buffer.alloc(long, 0x61)),
+      Buffer.alloc(1024),
+    ]);
+    const refused = await host.install('example.hello', stream(archive)).catch((e) => e);
+    expect(refused).toMatchObject({ code: 'install_archive_invalid', details: { reason: 'corrupt' } });
+    expect(String(refused.message)).toMatch(/PAX header that sets an entry’s size/);
+    expect(tree(dir)).toEqual(before);
+    expect(host.pluginStatus('example.hello')).toMatchObject({ version: '1.0.0', state: 'ready' });
+  });
+
   it('a manifest whose id is not the one installed as: install_id_mismatch', async () => {
     const { host, dir } = await hostAtV1();
     const before = tree(dir);
