@@ -267,7 +267,8 @@ export async function extractPluginTar(
           '',
           `has an extended (PAX or long-name) header of ${size} bytes, over ${MAX_META_HEADER_BYTES}`,
         ),
-      () => refuse('corrupt', '', 'has a PAX header that sets an entry’s size (only files over 8 GiB need one)'),
+      () =>
+        refuse('corrupt', '', 'has a PAX header that sets an entry’s size (only files over 8 GiB need one)'),
     );
     let settled = false;
     const fail = (error: unknown) => {

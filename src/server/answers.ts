@@ -100,7 +100,34 @@ export function fail(
     request.raw.resume();
   }
   for (const [name, value] of failureHeaders(reed)) reply.header(name, value);
-  send(reply, statusOf(reed), { ok: false, error: reed.toJSON() });
+  const admin = (request.principal as { admin?: boolean } | undefined)?.admin === true;
+  send(reply, statusOf(reed), {
+    ok: false,
+    error: admin ? reed.toJSON() : withoutHostPaths(reed.toJSON(), 0),
+  });
+}
+
+/** An absolute path in an answer's text (not an API route): a word starting with `/` that holds another `/`. */
+const HOST_PATH = /(?<=^|[\s'"(=])\/(?!v1\/)[^\s'"`,;()]*\/[^\s'"`,;()]*/g;
+/** The part of a path that is inside a plugin's own directory, in the plugin store (staging or a version). */
+const IN_PLUGIN = /\/plugins\/(?:staging\/[^/]+\/tree(?:\/[^/]+)??|versions\/[^/]+\/[^/]+)(?:\/(.*))?$/;
+
+/**
+ * A failure as a tenant sees it: absolute paths of the host's (its data_dir, the tenant's generation, the staging
+ * directory's pid and start time) become the path inside the plugin, or `<host path>` (the sixth review: install
+ * errors named them in `file` and `message`). The admin sees them as they are.
+ */
+function withoutHostPaths<T>(value: T, depth: number): T {
+  if (typeof value === 'string')
+    return value.replace(HOST_PATH, (path) => {
+      const inside = IN_PLUGIN.exec(path);
+      return inside === null ? '<host path>' : (inside[1] ?? '.');
+    }) as T;
+  if (depth > 4 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => withoutHostPaths(v, depth + 1)) as T;
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, withoutHostPaths(v, depth + 1)]),
+  ) as T;
 }
 
 /** The failure as a ReedError (anything else is `internal_error`, logged with its cause). Never throws. */

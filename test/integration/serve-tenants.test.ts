@@ -210,6 +210,25 @@ describe('serve API: tenant routes (mode none, TenantRegistry)', () => {
     expect((await call('POST', `/v1/tenants/a/plugins/${NOTES}/call/get`, 'k')).status).toBe(200);
   });
 
+  it('a tenant’s failed install names files inside its plugin, never the host’s paths; the admin sees them whole', async () => {
+    // The sixth review: install_id_mismatch, manifest errors and wasm_invalid answered a tenant with the host's
+    // data_dir, the tenant's generation and the staging directory's pid and start time.
+    const archive = await tarDir(join(REPO, 'examples/plugins/notes-c'));
+    const headers = { 'Content-Type': 'application/x-tar', 'x-as': 'a' };
+    const refused = await call('PUT', '/v1/tenants/a/plugins/other.id', archive, headers);
+    expect(refused).toMatchObject({
+      status: 400,
+      body: { error: { code: 'install_id_mismatch', file: 'plugin.toml' } },
+    });
+    expect(JSON.stringify(refused.body)).not.toContain(fixture.dir);
+    const asAdmin = await call('PUT', '/v1/tenants/a/plugins/other.id', archive, {
+      'Content-Type': 'application/x-tar',
+    });
+    expect((asAdmin.body.error as { file?: string } | undefined)?.file).toMatch(
+      /^\/.*\/plugins\/staging\/.*\/plugin\.toml$/,
+    );
+  });
+
   it('tenant admin: PUT creates a tenant, a plugin is installed into it, GET and DELETE', async () => {
     const json = { 'Content-Type': 'application/json' };
     const created = await call(
