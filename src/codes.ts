@@ -138,6 +138,8 @@ export const CODES = {
   install_id_mismatch:
     'the installed plugin\u2019s manifest id is not the id it is installed as (or that is not a plugin id)',
   store_unreadable: 'the pointer of installed plugins under data_dir cannot be read; nothing was guessed',
+  store_full:
+    'the pointer of installed plugins would pass its 16 MiB cap (what a host reads back): remove plugins before installing more',
   plugin_has_dependants: 'loaded plugins depend on it; remove them with it (withDependants) or keep it',
   sandbox_unavailable: 'the sandbox mode asked for is not available on this host',
   data_dir_unavailable: 'a plugin\u2019s data directory cannot be made, or its path is unsafe',

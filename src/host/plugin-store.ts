@@ -183,10 +183,18 @@ function unreadable(path: string, why: string): ReedError {
 }
 
 function writeIndex(root: string, index: Record<string, InstalledPlugin>): void {
+  // Never written larger than it is read back (readIndex's cap): a tenant without max_plugins installing for days
+  // would otherwise make a store no host could start on.
+  const bytes = Buffer.byteLength(JSON.stringify({ version: 1, plugins: index }, null, 2));
+  if (bytes > MAX_INDEX_BYTES)
+    throw new ReedError(
+      'store_full',
+      `the pointer of installed plugins under ${root} would be ${bytes} bytes, over its cap of ${MAX_INDEX_BYTES}: remove plugins before installing more (or set the tenant's max_plugins)`,
+      { file: join(root, INDEX) },
+    );
   writeJsonRecord(root, INDEX, { version: 1, plugins: index }, 2);
 }
 
-/** fsyncs every directory under `dir` (the files were fsynced as they were written), without following links. */
 /**
  * fsyncs `dir` and every directory under it (their files were fsynced as they were written), on libuv's threads:
  * an archive may hold thousands of directories, and an fsync each on the host's thread held it for seconds.
