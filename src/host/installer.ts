@@ -35,6 +35,7 @@ export class Installer implements LifecycleListener {
     try {
       return await this.set.serially(async () => {
         this.assertChangeable(candidate);
+        this.store.assertRoom(id, dir, candidate.manifest.metadata.version);
         const entry = this.set.entries.get(id);
         if (entry !== undefined && entry.state !== 'draining')
           return await this.set.upgrade(entry, candidate);

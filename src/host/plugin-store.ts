@@ -105,11 +105,24 @@ export class PluginStore {
 
   /** Points `id` at `dir` (a version directory of this store), or forgets it (undefined); atomic and durable. */
   point(id: string, dir: string | undefined, version?: string): void {
+    const next = this.#next(id, dir, version);
+    writeIndex(this.root, next);
+    this.#index = next;
+  }
+
+  /**
+   * Throws store_full if pointing `id` at `dir` would take the pointer past its cap: checked before the version
+   * starts, so that an install is refused while nothing of it serves yet (point checks again when it serves).
+   */
+  assertRoom(id: string, dir: string, version: string): void {
+    indexBytes(this.root, this.#next(id, dir, version));
+  }
+
+  #next(id: string, dir: string | undefined, version?: string): Record<string, InstalledPlugin> {
     const next = { ...this.#index };
     if (dir === undefined) delete next[id];
     else next[id] = { dir: relative(this.root, dir), version: version ?? '' };
-    writeIndex(this.root, next);
-    this.#index = next;
+    return next;
   }
 
   /** Removes a version directory nothing points to (an old version, one that failed to start). */
@@ -183,8 +196,15 @@ function unreadable(path: string, why: string): ReedError {
 }
 
 function writeIndex(root: string, index: Record<string, InstalledPlugin>): void {
-  // Never written larger than it is read back (readIndex's cap): a tenant without max_plugins installing for days
-  // would otherwise make a store no host could start on.
+  indexBytes(root, index);
+  writeJsonRecord(root, INDEX, { version: 1, plugins: index }, 2);
+}
+
+/**
+ * The pointer's size as written; store_full past the cap it is read back with (readIndex's): a tenant without
+ * max_plugins installing for days would otherwise make a store no host could start on (the sixth review).
+ */
+function indexBytes(root: string, index: Record<string, InstalledPlugin>): number {
   const bytes = Buffer.byteLength(JSON.stringify({ version: 1, plugins: index }, null, 2));
   if (bytes > MAX_INDEX_BYTES)
     throw new ReedError(
@@ -192,7 +212,7 @@ function writeIndex(root: string, index: Record<string, InstalledPlugin>): void 
       `the pointer of installed plugins under ${root} would be ${bytes} bytes, over its cap of ${MAX_INDEX_BYTES}: remove plugins before installing more (or set the tenant's max_plugins)`,
       { file: join(root, INDEX) },
     );
-  writeJsonRecord(root, INDEX, { version: 1, plugins: index }, 2);
+  return bytes;
 }
 
 /**

@@ -17,6 +17,10 @@ describe('the installed-plugin pointer', () => {
     const dir = join(dataDir, 'plugins', 'versions', 'p', '1.0.0_1_2_0123456789abcdef');
     store.point('p', dir, '1.0.0');
     const before = readFileSync(join(dataDir, 'plugins', 'installed.json'), 'utf8');
+    // Checked before an install's version starts (Installer.install), and again as it is pointed at.
+    expect(() => store.assertRoom('q', dir, 'x'.repeat(17 * 1024 * 1024))).toThrow(
+      expect.objectContaining({ code: 'store_full' }),
+    );
     expect(() => store.point('q', dir, 'x'.repeat(17 * 1024 * 1024))).toThrow(
       expect.objectContaining({ code: 'store_full' }),
     );

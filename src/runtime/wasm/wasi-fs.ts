@@ -366,9 +366,9 @@ export class WasiFs {
     // every block on the way, empty or not (an emptied ext4 directory keeps its blocks): a listing pays for the
     // directory's size (FUEL_PER_DIR_BYTE) at its first call. A call from where the one before stopped (its last
     // whole entry, or its last) reads on, again only what that call's kernel read returned past what it wrote, so
-    // it does not pay for the size again, only for what it grew by; any other cookie pays for all of it.
-    // A listing that goes on pays for what the directory grew by since it paid (the fifth review, F3: a listing
-    // begun on a small directory, which then grew, read on through all of it unpaid).
+    // it does not pay for the size again, only for what the directory grew by since it paid (the fifth review, F3:
+    // a listing begun on a small directory, which then grew, read on through all of it unpaid); any other cookie
+    // pays for all of it.
     const listed = entry.listedTo;
     entry.listedTo = undefined;
     const goesOn = listed !== undefined && (cookie === listed.whole || cookie === listed.last);
