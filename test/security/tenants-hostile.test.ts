@@ -293,12 +293,31 @@ describe('the TCP listener (--listen) against anyone who reaches its port', () =
   });
 });
 
+/** An audit log under a fresh directory, small enough to rotate within a test (2 x 64 KiB). */
+function smallAuditLog(): { dir: string; log: AuditLog } {
+  const dir = mkdtempSync(join(tmpdir(), 'reed-adv-audit-'));
+  dirs.push(dir);
+  const log = new AuditLog(join(dir, 'audit'), { maxBytes: 64 * 1024, maxFiles: 1 });
+  log.start();
+  return { dir, log };
+}
+
+/** Every line the audit log under `dir` kept, oldest file first, parsed. */
+function auditLines(dir: string): unknown[] {
+  return readdirSync(join(dir, 'audit'))
+    .sort()
+    .reverse()
+    .flatMap((name) =>
+      readFileSync(join(dir, 'audit', name), 'utf8')
+        .split('\n')
+        .filter(Boolean),
+    )
+    .map((l) => JSON.parse(l) as unknown);
+}
+
 describe('the audit log against a client without a token', () => {
   it('keeps the admin actions however many 401s are sent: denials past a bucket are counted on one line', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'reed-adv-audit-'));
-    dirs.push(dir);
-    const log = new AuditLog(join(dir, 'audit'), { maxBytes: 64 * 1024, maxFiles: 1 });
-    log.start();
+    const { dir, log } = smallAuditLog();
     const base = {
       time: new Date().toISOString(),
       transport: 'tcp' as const,
@@ -338,15 +357,7 @@ describe('the audit log against a client without a token', () => {
       outcome: 'ok',
     });
     log.close();
-    const lines = readdirSync(join(dir, 'audit'))
-      .sort()
-      .reverse()
-      .flatMap((name) =>
-        readFileSync(join(dir, 'audit', name), 'utf8')
-          .split('\n')
-          .filter(Boolean),
-      )
-      .map((l) => JSON.parse(l) as { kind: string; route?: string; count?: number });
+    const lines = auditLines(dir) as { kind: string; route?: string; count?: number }[];
     const done = lines.filter((l) => l.kind === 'done').map((l) => l.route);
     expect(done).toEqual(['/v1/admin/tenants/acme', '/v1/admin/tenants/bravo']);
     const written = lines.filter((l) => l.kind === 'denied').length;
@@ -360,10 +371,7 @@ describe('the audit log against a tenant’s failed actions', () => {
   it('keeps the admin actions however many failed installs a tenant sends: past its bucket they are counted', () => {
     // The sixth review: a tenant token's PUT /v1/tenants/acme/plugins/<1,000 x> with a wrong content type (415) is
     // a tenant action, always written: ~2,750 a second rotated the admin's lines out of the log within a minute.
-    const dir = mkdtempSync(join(tmpdir(), 'reed-adv-audit-'));
-    dirs.push(dir);
-    const log = new AuditLog(join(dir, 'audit'), { maxBytes: 64 * 1024, maxFiles: 1 });
-    log.start();
+    const { dir, log } = smallAuditLog();
     const base = {
       time: new Date().toISOString(),
       transport: 'unix' as const,
@@ -408,25 +416,14 @@ describe('the audit log against a tenant’s failed actions', () => {
       outcome: 'ok',
     });
     log.close();
-    const lines = readdirSync(join(dir, 'audit'))
-      .sort()
-      .reverse()
-      .flatMap((name) =>
-        readFileSync(join(dir, 'audit', name), 'utf8')
-          .split('\n')
-          .filter(Boolean),
-      )
-      .map(
-        (l) =>
-          JSON.parse(l) as {
-            kind: string;
-            route?: string;
-            tenant?: string;
-            status?: number;
-            count?: number;
-            outcome?: string;
-          },
-      );
+    const lines = auditLines(dir) as {
+      kind: string;
+      route?: string;
+      tenant?: string;
+      status?: number;
+      count?: number;
+      outcome?: string;
+    }[];
     expect(lines.filter((l) => l.kind === 'done' && l.status === 200).map((l) => l.route)).toEqual([
       '/v1/admin/tenants/acme',
       '/v1/admin/tenants/charlie',
