@@ -187,11 +187,12 @@ function checkVersions(
   // and fit the store's name (the sixth review: a version with a trailing space installed, then no host could
   // read its store back; one of 240 characters failed the install as internal_error).
   const version = m.metadata.version;
+  // Its semver form (null: not semver at all, which mustBeVersion below reports).
+  const normal = version === undefined || isPlainVersion(version) ? version : semverValid(version);
   if (
     version !== undefined &&
-    !isPlainVersion(version) &&
-    semverValid(version) !== null &&
-    (semverValid(version) !== version || version.length > MAX_VERSION_LENGTH)
+    normal !== null &&
+    (normal !== version || version.length > MAX_VERSION_LENGTH)
   ) {
     diagnostics.push({
       code: 'invalid_semver',
@@ -199,7 +200,7 @@ function checkVersions(
       message:
         version.length > MAX_VERSION_LENGTH
           ? `the version is ${version.length} characters long, more than ${MAX_VERSION_LENGTH}`
-          : `"${version}" is a semver version only once normalised: write it as "${semverValid(version)}"`,
+          : `"${version}" is a semver version only once normalised: write it as "${normal}"`,
       ...at('metadata.version'),
     });
   }
