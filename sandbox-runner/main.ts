@@ -226,13 +226,21 @@ async function startLocal(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** Whether the plugin is given a data directory it may write, with quotas (the host's ledger leases them). */
+function writesDataDir(spec: PluginSpec): boolean {
+  const fs = spec.filesystem;
+  return fs !== undefined && !fs.readOnly && (fs.diskBytes > 0 || fs.maxFiles > 0);
+}
+
 function handle(frame: Frame): void {
   switch (frame.type) {
     case FrameType.Welcome: {
       const spec = (frame.meta as { plugin: PluginSpec }).plugin;
       if (typeof spec?.id === 'string') pluginId = spec.id;
       const bytes = kept(frame.body);
-      if (spec.type === 'wasm' && spec.hostCalls === false) void startLocal(spec, bytes);
+      // A plugin that may write its data directory asks the host for leases on its quotas (quota-leases.ts): a worker.
+      if (spec.type === 'wasm' && spec.hostCalls === false && !writesDataDir(spec))
+        void startLocal(spec, bytes);
       else startWorker(spec, bytes);
       setImmediate(() => void confineLater(spec.type !== 'native'));
       break;

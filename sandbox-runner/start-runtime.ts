@@ -3,6 +3,7 @@ import { checkFilesystemSpec, type PluginSpec } from '../src/protocol/messages.j
 import type { HostApi } from '../src/runtime/host-api.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
 import { FUEL_PER_ROUND_TRIP } from '../src/runtime/wasm/abi.js';
+import type { QuotaLeases } from '../src/runtime/wasm/quota-leases.js';
 
 /**
  * The plugin's runtime, built from the host's Welcome (its spec and the checked bytes) and initialised: one place
@@ -14,6 +15,7 @@ export async function startRuntime(
   bytes: Uint8Array,
   host: HostApi,
   workDir: string,
+  leases?: QuotaLeases,
 ): Promise<PluginRuntime> {
   let runtime: PluginRuntime;
   if (spec.type === 'wasm') {
@@ -31,7 +33,11 @@ export async function startRuntime(
       limits: spec.limits,
       wasi: spec.wasi,
       ...(typeof spec.logLevel === 'string' ? { logLevel: spec.logLevel } : {}),
-      ...(filesystem === undefined ? {} : { filesystem }),
+      ...(filesystem === undefined
+        ? {}
+        : {
+            filesystem: leases === undefined || filesystem.readOnly ? filesystem : { ...filesystem, leases },
+          }),
       // Its calls that ask the host cross the runner's socket: each pays the round trip's price too.
       roundTripFuel: FUEL_PER_ROUND_TRIP,
     });

@@ -1,9 +1,11 @@
 // The runner's worker thread: hosts the plugin's runtime, the same code as mode `none`. Its host calls block on
 // a shared flag while the main thread (which owns the connection) fetches the host's reply.
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import type { HostReply } from '../src/protocol/host-calls.js';
+import { ReedError } from '../src/errors.js';
+import { checkLeaseAnswer, type HostReply, LEASE_OP } from '../src/protocol/host-calls.js';
 import { errorPayload } from '../src/protocol/messages.js';
 import type { PluginRuntime } from '../src/runtime/runtime.js';
+import type { QuotaLeases } from '../src/runtime/wasm/quota-leases.js';
 import { awaitMessage } from './host-reply-wait.js';
 import type { FromWorker, HostCallMessage, HostReplyMessage, ToWorker, WorkerInput } from './messages.js';
 import { runnerHostApi } from './runner-host-api.js';
@@ -22,6 +24,16 @@ function ask(call: { meta: HostCallMessage['meta']; body?: Uint8Array }): HostRe
   return awaitMessage<HostReplyMessage>(flag, hostPort).reply;
 }
 
+/** The data directory's quotas, leased from the host's ledger (src/runtime/wasm/quota-leases.ts). */
+const leases: QuotaLeases = {
+  lease(request) {
+    const answer = checkLeaseAnswer(ask({ meta: { op: LEASE_OP, args: [], lease: request } }));
+    if (answer === undefined)
+      throw new ReedError('protocol_violation', 'the host answered fs_lease with no lease');
+    return answer;
+  },
+};
+
 const host = runnerHostApi({
   log: (level, message) => post({ type: 'log', level, message }),
   configuration: spec.configuration,
@@ -32,7 +44,7 @@ const host = runnerHostApi({
 async function run(): Promise<void> {
   let runtime: PluginRuntime;
   try {
-    runtime = await startRuntime(spec, bytes, host, workDir);
+    runtime = await startRuntime(spec, bytes, host, workDir, leases);
     post({ type: 'ready', functions: runtime.functions });
   } catch (error) {
     post({ type: 'loadError', error: errorPayload(error) });

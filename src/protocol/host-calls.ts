@@ -12,15 +12,18 @@ import {
   isHostCallName,
 } from '../runtime/host-api.js';
 import { invokeHostApi } from '../runtime/host-api-calls.js';
+import type { Amount, LeaseAnswer, LeaseRequest } from '../runtime/wasm/quota-leases.js';
 import { ProtocolError } from './frames.js';
 import { boundedDetails, isStringArray } from './messages.js';
 
-/** HostCall metadata. */
-export interface HostCallMeta {
-  op: HostCallName;
-  /** The text arguments, in order. */
-  args: string[];
-}
+/** HostCall metadata: a host function's call, or the runner's own lease request (LEASE_OP). */
+export type HostCallMeta =
+  | {
+      op: HostCallName;
+      /** The text arguments, in order. */
+      args: string[];
+    }
+  | { op: typeof LEASE_OP; args: []; lease: LeaseRequest };
 
 /** HostReply metadata: the answer (`hasBytes`: it is the body), or the refusal with its code. */
 export type HostReplyMeta =
@@ -31,6 +34,32 @@ export type HostReplyMeta =
 export interface HostReply {
   meta: HostReplyMeta;
   bytes?: Uint8Array;
+}
+
+/**
+ * The runner's own HostCall: a lease on its data directory's quotas (src/runtime/wasm/quota-leases.ts), its request
+ * in the metadata's `lease`, the answer as the reply's value. Not a host function: no plugin can import or name it.
+ */
+export const LEASE_OP = 'fs_lease';
+
+const isAmount = (v: unknown): v is Amount =>
+  Array.isArray(v) && v.length === 2 && v.every((n) => Number.isSafeInteger(n) && (n as number) >= 0);
+
+/** Host side: an `fs_lease` request as a runner sent it, or undefined when it is not one. */
+export function checkLeaseRequest(value: unknown): LeaseRequest | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const v = value as Record<string, unknown>;
+  if (!isAmount(v.need) || !isAmount(v.back) || (v.walked !== undefined && !isAmount(v.walked)))
+    return undefined;
+  return { need: v.need, back: v.back, ...(v.walked === undefined ? {} : { walked: v.walked }) };
+}
+
+/** Runner side: the host's answer to `fs_lease`, or undefined when it is not one. */
+export function checkLeaseAnswer(reply: HostReply): LeaseAnswer | undefined {
+  const v = reply.meta.ok ? (reply.meta.value as Record<string, unknown> | null) : null;
+  if (v === null || typeof v !== 'object') return undefined;
+  if (v.refused === 'disk' || v.refused === 'files') return { refused: v.refused };
+  return isAmount(v.granted) && isAmount(v.keep) ? { granted: v.granted, keep: v.keep } : undefined;
 }
 
 /** The most bytes of arguments one HostCall carries (text and body together). */

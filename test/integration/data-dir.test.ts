@@ -2,7 +2,7 @@
 // ordinary stdio and dirent through wasi-libc) uses its private directory, preopened as /data; the host makes it at
 // <data_dir>/files/<plugin id>, mounts only it in process and container modes, and WASI enforces the quotas.
 import { spawnSync } from 'node:child_process';
-import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
@@ -30,9 +30,20 @@ const FAST = { startTimeoutMs: 60_000, graceMs: 500, restartBaseMs: 20, restartM
 
 type Level = 'none' | 'read' | 'readwrite';
 
-/** A copy of the fixture as plugin `id`, asking `filesystem`, with `limits`. */
-function plugin(root: string, id: string, filesystem: Level, limits: Record<string, number> = {}): void {
-  writePlugin(root, id, { id, permissions: { filesystem }, limits }, { 'plugin.wasm': readFileSync(WASM) });
+/** A copy of the fixture as plugin `id`, asking `filesystem`, with `limits` (and `[sandbox] replicas`). */
+function plugin(
+  root: string,
+  id: string,
+  filesystem: Level,
+  limits: Record<string, number> = {},
+  replicas = 1,
+): void {
+  writePlugin(
+    root,
+    id,
+    { id, permissions: { filesystem }, limits, ...(replicas === 1 ? {} : { sandbox: { replicas } }) },
+    { 'plugin.wasm': readFileSync(WASM) },
+  );
 }
 
 const hosts: PluginHost[] = [];
@@ -325,6 +336,67 @@ describe.each(TARGETS)('the data directory in mode $name', (target) => {
     expect(await call(host, 'fs.q', 'get', 'small')).toHaveLength(50_000);
   });
 });
+
+/** Bytes of the regular files under `dir` and how many names it holds (files, directories), as the quota counts. */
+function held(dir: string): { bytes: number; names: number } {
+  let bytes = 0;
+  let names = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    names++;
+    const path = join(dir, entry.name);
+    if (entry.isFile()) bytes += statSync(path).size;
+    if (entry.isDirectory()) {
+      const under = held(path);
+      bytes += under.bytes;
+      names += under.names;
+    }
+  }
+  return { bytes, names };
+}
+
+describe.each(TARGETS.filter((t) => t.mode !== 'none' && t.runtime === 'runc'))(
+  'the quotas of a directory written by two runners, mode $name',
+  (target) => {
+    // Issue 10: each runner counted the directory for itself, so two replicas that had both counted it could each
+    // fill the whole quota. The host's ledger leases the quotas to them (src/backends/shared/disk-ledger.ts).
+    it('two replicas together stay within disk_mb and max_files; what one frees, the other may use', async () => {
+      const root = tempDir('reed-data-plugins-');
+      const dataDir = join(tempDir('reed-data-'), 'data');
+      plugin(root, 'fs.two', 'readwrite', { disk_mb: 1, max_files: 8 }, 2);
+      const { host, logs } = await start(target, root, dataDir);
+      const dir = join(dataDir, 'files', 'fs.two');
+      // One call at a time goes to each replica in turn: both count the directory (nearly empty) first.
+      await call(host, 'fs.two', 'put', 'a\n1');
+      await call(host, 'fs.two', 'put', 'b\n2');
+      const outcome = async (fn: string, input: string) =>
+        host.call('fs.two', fn, input).then(
+          () => 'ok',
+          (error: ReedError) => `${error.code} ${String(error.details?.pluginCode)}`,
+        );
+      // Names first (a full disk refuses a new name as disk): 2 made, then 4 from one replica and 4 from the other.
+      expect([await outcome('many', 'm\n4'), await outcome('many', 'n\n4')]).toEqual([
+        'ok',
+        'plugin_error EDQUOT',
+      ]);
+      expect(held(dir).names).toBe(8);
+      // Then bytes, into names made: 600,000 from one replica, then the other (1.2 MB in all would pass 1 MiB).
+      expect([await outcome('fill', 'm0\n600000'), await outcome('fill', 'n0\n600000')]).toEqual([
+        'ok',
+        'plugin_error EDQUOT',
+      ]);
+      expect(held(dir).bytes).toBeLessThanOrEqual(1024 * 1024);
+      // What one replica frees, the other may use: the first gives its file back, the second fills its own.
+      expect(await outcome('fill', 'm0\n0')).toBe('ok');
+      expect(await outcome('fill', 'n0\n600000')).toBe('ok');
+      expect(held(dir).bytes).toBeLessThanOrEqual(1024 * 1024);
+      const said = (code: string) =>
+        logs.some((l) => l.pluginId === 'fs.two' && (l.code === code || String(l.msg).includes(code)));
+      for (let i = 0; i < 100 && !(said('disk_quota_exceeded') && said('file_quota_exceeded')); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      expect([said('disk_quota_exceeded'), said('file_quota_exceeded')]).toEqual([true, true]);
+    });
+  },
+);
 
 describe.each(TARGETS.filter((t) => t.mode !== 'none'))('what is mounted in mode $name', (target) => {
   it('only the plugin directory, at /run/reed-data: read-write, read-only for "read", nothing without the grant', async () => {

@@ -114,7 +114,7 @@ export class ContainerRunner implements Runner {
   async start(): Promise<void> {
     if (this.#assigned !== undefined) return this.#handOut(this.#assigned);
     await this.#create();
-    await this.#ready(this.#endpoint.serve(this.#o.spec, this.#o.bytes));
+    await this.#ready(this.#endpoint.serve(this.#o.spec, this.#o.bytes, this.#o.dataDir));
   }
 
   /**
@@ -198,7 +198,7 @@ export class ContainerRunner implements Runner {
     };
     // The limits before the Welcome: no plugin code runs under the pool's.
     if (changed) await engine.update(container, wanted).catch(failed('limits'));
-    const ready = this.#ready(this.#endpoint.serve(o.spec, o.bytes));
+    const ready = this.#ready(this.#endpoint.serve(o.spec, o.bytes, o.dataDir));
     // The owner record names the plugin once the Welcome is out, while the runner loads it: written at once (as at
     // create; on the thread pool its four round trips ended after the Ready on a loaded machine, runner-process.ts).
     const owner = new Promise((resolve) => setImmediate(resolve)).then(() => this.#endpoint.writeOwner());

@@ -214,7 +214,7 @@ export class RunnerProcess implements Runner {
     const endpoint = await this.#spawn();
     const o = this.#o;
     await raceStart(
-      endpoint.serve(o.spec, o.bytes),
+      endpoint.serve(o.spec, o.bytes, o.dataDir),
       this.exited,
       o.startTimeoutMs,
       o.pluginId,
@@ -283,7 +283,7 @@ export class RunnerProcess implements Runner {
       );
     }
     const ready = raceStart(
-      endpoint.serve(o.spec, o.bytes),
+      endpoint.serve(o.spec, o.bytes, o.dataDir),
       this.exited,
       o.startTimeoutMs,
       o.pluginId,

@@ -16,6 +16,7 @@ import {
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ReedError } from '../../errors.js';
+import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { ResolvedLimits } from '../../manifest/limits.js';
 import type { PluginSpec } from '../../protocol/messages.js';
 import type { HostApi } from '../../runtime/host-api.js';
@@ -197,10 +198,13 @@ export class RunnerEndpoint {
 
   #secretFile: string | undefined;
 
-  /** Waits for the runner to connect, authenticate, load the plugin and run its init. */
-  async serve(spec: PluginSpec, bytes: Uint8Array): Promise<void> {
+  /**
+   * Waits for the runner to connect, authenticate, load the plugin and run its init. `dataDir`: the host's grant of
+   * the plugin's data directory, whose quotas the runner's writes are leased from (disk-ledger.ts).
+   */
+  async serve(spec: PluginSpec, bytes: Uint8Array, dataDir?: FilesystemGrant): Promise<void> {
     await this.connect();
-    await (this.link as RunnerLink).welcome(spec, bytes);
+    await (this.link as RunnerLink).welcome(spec, bytes, dataDir);
   }
 
   /** Waits for the runner to connect and authenticate (a warm runner stops here until it is handed a plugin). */

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { isCode } from '../../codes.js';
 import { ReedError } from '../../errors.js';
+import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import {
   type Frame,
   FrameType,
@@ -8,12 +9,14 @@ import {
   MAX_LOG_MESSAGE,
   ProtocolError,
 } from '../../protocol/frames.js';
-import { answerHostCall, QuotaRefusals } from '../../protocol/host-calls.js';
+import { answerHostCall, checkLeaseRequest, LEASE_OP, QuotaRefusals } from '../../protocol/host-calls.js';
 import { boundedDetails, isStringArray, type PluginSpec } from '../../protocol/messages.js';
 import type { CallWasi } from '../../runtime/call-wasi.js';
 import type { HostApi } from '../../runtime/host-api.js';
+import type { LeaseAnswer } from '../../runtime/wasm/quota-leases.js';
 import { escapeUnprintable } from '../../safe-text.js';
 import { type ConnectionOptions, RunnerConnection } from '../../transport/connection.js';
+import { DiskLedgerHold } from './disk-ledger.js';
 import { PendingCalls } from './pending-calls.js';
 
 /**
@@ -110,11 +113,17 @@ export class RunnerLink {
   }
 
   #welcomed = false;
+  /** The runner's part in its data directory's ledger, when it may write one (disk-ledger.ts). */
+  #ledger: DiskLedgerHold | undefined;
 
-  /** Sends the plugin and resolves with its callable functions once its init ran. */
-  welcome(spec: PluginSpec, bytes: Uint8Array): Promise<string[]> {
+  /**
+   * Sends the plugin and resolves with its callable functions once its init ran. `dataDir`: the host's own grant
+   * of the plugin's data directory (its path and quotas), whose ledger this runner's writes are leased from.
+   */
+  welcome(spec: PluginSpec, bytes: Uint8Array, dataDir?: FilesystemGrant): Promise<string[]> {
     this.#state = 'welcome';
     this.#welcomed = true;
+    this.#ledger = DiskLedgerHold.forGrant(dataDir);
     return new Promise((resolve, reject) => {
       this.#onReady = (result) => (result instanceof ReedError ? reject(result) : resolve(result));
       this.#send(FrameType.Welcome, 0, { plugin: spec }, bytes);
@@ -353,13 +362,31 @@ export class RunnerLink {
 
   /** A host API call from the runner, answered by the table's wire encoding (protocol/host-calls.ts). */
   #hostCall(frame: Frame): void {
+    if (frame.meta.op === LEASE_OP) {
+      this.#send(FrameType.HostReply, frame.id, { ok: true, value: this.#lease(frame.meta) });
+      return;
+    }
     const reply = answerHostCall(this.#o.host, frame.meta, frame.body);
     this.#refusals.note(reply.meta);
     this.#send(FrameType.HostReply, frame.id, reply.meta, reply.body);
   }
 
+  /** A runner's `fs_lease` (quota-leases.ts): from a runner that may write a data directory, well formed. */
+  #lease(meta: Record<string, unknown>): LeaseAnswer {
+    const ledger = this.#ledger;
+    const request = checkLeaseRequest(meta.lease);
+    if (ledger === undefined || request === undefined)
+      throw new ProtocolError(
+        ledger === undefined
+          ? 'fs_lease from a runner given no writable data directory'
+          : 'malformed fs_lease',
+      );
+    return ledger.lease(request);
+  }
+
   /** The connection ended (connection.ts): everything waiting on this runner fails with `error`. */
   #closed(error: ReedError): void {
+    this.#ledger?.release();
     this.#state = 'closed';
     this.#onReady?.(error);
     // Whoever waits for a Pong has the answer now: none will come.

@@ -3,6 +3,7 @@
 // quotas counted in wasi-quota.ts, stats and dirents shaped in wasi-stat.ts. Longer than most files because it is
 // the table of preview1's fd_* and path_* operations on host descriptors, each a few lines over the same rights,
 // read-only and quota checks.
+
 import { readvSync, writevSync } from 'node:fs';
 import { constants } from 'node:os';
 import {
@@ -23,6 +24,7 @@ import {
   O_SYNC,
 } from '../libc.js';
 import { FUEL_PER_BYTE } from './abi.js';
+import type { QuotaLeases } from './quota-leases.js';
 import type { FdEntry } from './wasi-fds.js';
 import {
   type Charge,
@@ -72,6 +74,11 @@ export interface WasiFilesystem {
   diskBytes: number;
   /** limits.max_files; 0 = unlimited. */
   maxFiles: number;
+  /**
+   * The host's ledger of the directory's quotas, where other processes may write it at once (a runner: replicas, an
+   * upgrade's overlap; quota-leases.ts). Absent in mode none, where this process's count is the only one.
+   */
+  leases?: QuotaLeases;
 }
 
 export const DEFAULT_GUEST_NAME = '/data';
@@ -137,10 +144,17 @@ export class WasiFs {
     this.#fs = fs;
     this.#io = io;
     this.#charge = (fuel) => io.charge(fuel);
-    this.#quota = new DirQuota(fs, () => this.#rootFd(), fs.diskBytes, fs.maxFiles, {
-      charge: (fuel) => io.charge(fuel),
-      exceeded: (kind, limit) => io.quotaExceeded(kind, limit),
-    });
+    this.#quota = new DirQuota(
+      fs,
+      () => this.#rootFd(),
+      fs.diskBytes,
+      fs.maxFiles,
+      {
+        charge: (fuel) => io.charge(fuel),
+        exceeded: (kind, limit) => io.quotaExceeded(kind, limit),
+      },
+      fs.leases,
+    );
   }
 
   /** The preopen's table entry; its host descriptor is opened on first use. */

@@ -20,6 +20,7 @@
 import { constants } from 'node:os';
 import { cPath, lastErrno, loadLibc, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW } from '../libc.js';
 import { FUEL_PER_BYTE } from './abi.js';
+import { LeasePool, type QuotaLeases } from './quota-leases.js';
 import { ERRNO, HostErrno, WasiErrno } from './wasi-types.js';
 
 const E = constants.errno;
@@ -88,6 +89,11 @@ interface Usage {
   walk: Walk | undefined;
   /** The runtimes holding this count (HOLDS): it is let go with the last. */
   refs: number;
+  /**
+   * Where the directory is shared with other processes (process and container modes, quota-leases.ts): the lease
+   * this process grows from, made when the count is, and the quotas' one check then (the host's ledger).
+   */
+  pool: LeasePool | undefined;
   /** Open descriptors of regular files and directories, by device:inode. */
   open: Map<string, number>;
   /**
@@ -116,6 +122,8 @@ const LET_GO = new FinalizationRegistry<string>((key) => unref(key));
 function unref(key: string): void {
   const usage = USAGE.get(key);
   if (usage === undefined || --usage.refs > 0) return;
+  usage.pool?.returnAll();
+  usage.pool = undefined;
   usage.walk?.close();
   usage.walk = undefined; // a DirQuota still holding `usage` starts a new walk, not one whose descriptor is closed
   USAGE.delete(key);
@@ -191,6 +199,8 @@ export class DirQuota {
     private readonly diskBytes: number,
     private readonly maxFiles: number,
     private readonly io: QuotaIo,
+    /** The host's ledger of the directory, where other processes write it too; absent in mode none. */
+    private readonly leases?: QuotaLeases,
   ) {}
 
   get active(): boolean {
@@ -220,6 +230,7 @@ export class DirQuota {
           counted: false,
           walk: undefined,
           refs: 0,
+          pool: undefined,
           open: new Map(),
           orphans: new Map(),
         };
@@ -263,13 +274,20 @@ export class DirQuota {
     usage.bytes = walk.bytes;
     usage.entries = walk.entries;
     usage.counted = true;
+    if (this.leases !== undefined) usage.pool = new LeasePool(this.leases, [walk.bytes, walk.entries]);
+  }
+
+  /** The quotas as the host's ledger is asked for them (bytes, entries). */
+  get #limits(): [number, number] {
+    return [this.diskBytes, this.maxFiles];
   }
 
   /** Before a file grows by `bytes`: refused with EDQUOT past limits.disk_mb. */
   grow(bytes: number): void {
     if (this.diskBytes === 0 || bytes <= 0) return;
     const usage = this.#get();
-    if (usage.bytes + bytes > this.diskBytes) {
+    if (usage.pool !== undefined) usage.pool.take(bytes, 0, this.io, this.#limits);
+    else if (usage.bytes + bytes > this.diskBytes) {
       this.io.exceeded('disk', this.diskBytes);
       throw new WasiErrno(ERRNO.DQUOT);
     }
@@ -285,7 +303,8 @@ export class DirQuota {
     if (this.diskBytes === 0) return change();
     this.io.charge(dirs.length * FUEL_PER_MEASURE);
     const usage = this.#get();
-    if (adds && usage.bytes + NAME_HEADROOM > this.diskBytes) {
+    if (adds && usage.pool !== undefined) usage.pool.reserve(NAME_HEADROOM, this.io, this.#limits);
+    else if (adds && usage.bytes + NAME_HEADROOM > this.diskBytes) {
       this.io.exceeded('disk', this.diskBytes);
       throw new WasiErrno(ERRNO.DQUOT);
     }
@@ -300,6 +319,7 @@ export class DirQuota {
       for (const { fd, size } of before.values()) {
         const now = statxOf(fd, undefined)?.size ?? size;
         usage.bytes = Math.max(0, usage.bytes + now - size);
+        usage.pool?.took(now - size);
       }
     }
   }
@@ -307,7 +327,9 @@ export class DirQuota {
   /** A directory made (its own size): counted without a refusal, the headroom was (changingNames). */
   madeDirectory(size: number): void {
     if (this.diskBytes === 0) return;
-    this.#get().bytes += size;
+    const usage = this.#get();
+    usage.bytes += size;
+    usage.pool?.took(size);
   }
 
   /** A file shrank (or grew less than reserved): gives `bytes` back. */
@@ -315,13 +337,15 @@ export class DirQuota {
     if (this.diskBytes === 0 || bytes <= 0) return;
     const usage = this.#get();
     usage.bytes = Math.max(0, usage.bytes - bytes);
+    usage.pool?.give(bytes, 0);
   }
 
   /** Before a name is created: refused with EDQUOT past limits.max_files. */
   addEntry(): void {
     if (this.maxFiles === 0) return;
     const usage = this.#get();
-    if (usage.entries + 1 > this.maxFiles) {
+    if (usage.pool !== undefined) usage.pool.take(0, 1, this.io, this.#limits);
+    else if (usage.entries + 1 > this.maxFiles) {
       this.io.exceeded('files', this.maxFiles);
       throw new WasiErrno(ERRNO.DQUOT);
     }
@@ -332,6 +356,7 @@ export class DirQuota {
     if (this.maxFiles === 0) return;
     const usage = this.#get();
     usage.entries = Math.max(0, usage.entries - 1);
+    usage.pool?.give(0, 1);
   }
 
   /**
