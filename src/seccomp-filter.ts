@@ -18,18 +18,24 @@ const BPF_JEQ_K = 0x15;
 const BPF_JGE_K = 0x35;
 const BPF_RET_K = 0x06;
 
-/** Per machine: the audit arch, the seccomp syscall, and the syscalls that reach into another process. */
+/**
+ * Per machine: the audit arch, the seccomp syscall, and the syscalls denied: those that reach into another process
+ * (ptrace, process_vm_readv, process_vm_writev), and the kernel's keyrings (add_key, request_key, keyctl). A runner
+ * in its own user namespace still has the session keyring of the host that started it (a service under systemd has
+ * one of its own): every runner of every tenant could read and add keys there, a channel between tenants that
+ * outlived a deleted tenant (the seventh review, session 22). Docker's default profile denies them too.
+ */
 export const SECCOMP_ARCHES: Partial<
   Record<NodeJS.Architecture, { audit: number; seccomp: number; denied: number[]; x32?: true }>
 > = {
-  // ptrace, process_vm_readv, process_vm_writev
-  x64: { audit: 0xc000003e, seccomp: 317, denied: [101, 310, 311], x32: true },
-  arm64: { audit: 0xc00000b7, seccomp: 277, denied: [117, 270, 271] },
+  // ptrace, process_vm_readv, process_vm_writev; add_key, request_key, keyctl
+  x64: { audit: 0xc000003e, seccomp: 317, denied: [101, 310, 311, 248, 249, 250], x32: true },
+  arm64: { audit: 0xc00000b7, seccomp: 277, denied: [117, 270, 271, 217, 218, 219] },
 };
 
 /**
- * The filter that fails ptrace, process_vm_readv and process_vm_writev with EPERM, and every syscall of a foreign
- * ABI (i386 or x32 on x86-64); everything else is allowed. Undefined on a machine it has no numbers for.
+ * The filter that fails the denied syscalls above with EPERM, and every syscall of a foreign ABI (i386 or x32 on
+ * x86-64); everything else is allowed. Undefined on a machine it has no numbers for.
  */
 export function tracingFilter(arch: NodeJS.Architecture = process.arch): BpfInstruction[] | undefined {
   const a = SECCOMP_ARCHES[arch];

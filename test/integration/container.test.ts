@@ -108,7 +108,15 @@ describe.each(['runc', 'runsc'])('hostile plugins in containers (%s)', (runtime)
       string,
       number
     >;
-    expect(report).toEqual({ attach_child: 1, vm_readv_self: 1, vm_readv_new_thread: 1, attach_init: 1 });
+    expect(report).toEqual({
+      attach_child: 1,
+      vm_readv_self: 1,
+      vm_readv_new_thread: 1,
+      attach_init: 1,
+      keyctl: 1,
+      add_key: 1,
+      request_key: 1,
+    });
   });
 
   it('holds the pids limit against a fork bomb, and the host stays responsive', async () => {
