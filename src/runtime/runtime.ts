@@ -24,8 +24,12 @@ export interface PluginRuntime {
   memoryBytes?(): number;
   /** WASM: the fuel the last run used, returned or failed (a tenant's fuel_per_second charges it). */
   readonly fuelOfLastRun?: number;
-  /** Runs the plugin's `init`, if any. Throws `init_failed` (or a limit's code) when it fails. */
-  init(): void;
+  /**
+   * Runs the plugin's `init`, if any. Throws `init_failed` (or a limit's code) when it fails. `deadline` (the
+   * call deadlines' clock; absent: none): WASM checks it as a call's (`call_timeout`); a native init cannot be
+   * interrupted.
+   */
+  init(deadline?: number): void;
   /**
    * Throws ReedError with a stable code for every failure; the runtime stays usable afterwards. `wasi`: this call's
    * WASI arguments and environment, checked (checkCallWasi); only a WASI command takes them

@@ -191,7 +191,19 @@ const HOSTILE = wat(`(module
     (loop $l (try (do (drop (call $load_u64 (i64.const 8)))) (catch_all)) (br $l)) (i32.const 0))
   (func (export "alloc_free_loop") (result i32)
     (loop $l (call $free (call $alloc (i64.const 64))) (br $l)) (i32.const 0))
-  ;; Variables of 256 bytes under fresh keys until the quota refuses one.
+;; A variable name of 1,025 bytes, one over MAX_KEY_BYTES (a name as long as the quota made V8 compare every
+  ;; stored name at each lookup: the seventh review). 1,024 is a name like any: set, then removed.
+  (func (export "var_long_name_set") (result i32)
+    (call $var_set (call $alloc (i64.const 1025)) (call $alloc (i64.const 1))) (i32.const 0))
+  (func (export "var_long_name_get") (result i32)
+    (drop (call $var_get (call $alloc (i64.const 1025)))) (i32.const 0))
+  (func (export "var_name_1024") (result i32) (local $k i64)
+    (local.set $k (call $alloc (i64.const 1024)))
+    (call $var_set (local.get $k) (call $alloc (i64.const 1)))
+    (local.set $k (call $alloc (i64.const 1024)))
+    (call $var_set (local.get $k) (i64.const 0))
+    (call $ok))
+    ;; Variables of 256 bytes under fresh keys until the quota refuses one.
   (func (export "var_flood") (result i32) (local $k i64)
     (loop $l
       (local.set $k (call $alloc (i64.const 8)))
@@ -304,6 +316,8 @@ const ATTACKS: [fn: string, code: string, input?: string][] = [
   ['alloc_free_loop', 'fuel_exhausted'],
   ['load_loop', 'fuel_exhausted'],
   ['load_loop_catch_all', 'fuel_exhausted'],
+  ['var_long_name_set', 'argument_too_large'],
+  ['var_long_name_get', 'argument_too_large'],
   ['var_flood', 'extism_var_quota_exceeded'],
   ['big_output', 'output_too_large'],
 ];
@@ -333,6 +347,10 @@ describe.each(['none', 'process'] as SandboxMode[])('hostile Extism plugin, mode
   it.each(ATTACKS)('%s fails with %s, and the host serves the plugin again', async (fn, code, input = '') => {
     await expect(host.call('extism.hostile', fn, input)).rejects.toMatchObject({ code });
     expect(text((await host.call('extism.hostile', 'ok')).output)).toBe('ok');
+  });
+
+  it('a variable name of 1,024 bytes is one like any (set, then removed)', async () => {
+    expect(text((await host.call('extism.hostile2', 'var_name_1024')).output)).toBe('ok');
   });
 
   it.each(AS_EXTISM)(

@@ -58,7 +58,8 @@ export class InProcessSandbox implements Sandbox {
 
   async start(): Promise<void> {
     const runtime = await this.createRuntime();
-    runtime.init();
+    // On the host's thread: within the plugin's call_timeout_ms, as a call (WasmPlugin.init).
+    runtime.init(now() + this.defaultTimeoutMs);
     this.#runtime = runtime;
     this.#idle?.arm();
   }
@@ -100,7 +101,7 @@ export class InProcessSandbox implements Sandbox {
           pluginId: this.pluginId,
         });
       }
-      runtime.init();
+      runtime.init(now() + this.defaultTimeoutMs);
       this.#runtime = runtime;
       this.#isIdle = false;
       this.#idle?.arm();

@@ -338,16 +338,36 @@ export class ExtismKernel {
   }
 
   #varGet(at: number): number {
-    const key = this.#key(at, 'var_get', this.#io.vars.quota);
-    const value = key === undefined ? undefined : this.#io.vars.get(key);
+    const key = this.#key(at, 'var_get', MAX_KEY_BYTES);
+    if (key === undefined) this.#nameTooLong('var_get');
+    const value = this.#io.vars.get(key);
     return value === undefined ? 0 : this.#arena.give(value);
+  }
+
+  /**
+   * A variable's name is a key like a storage or configuration key: at most MAX_KEY_BYTES. (V8 hashes a string
+   * of 16,384 characters or more by its length alone: names as long as the variables' quota made every lookup
+   * compare against every stored name, 7.9 ms of the host's thread for one var_get's 68K fuel; the seventh
+   * review, session 22.)
+   */
+  #nameTooLong(what: string): never {
+    const pluginId = this.#io.pluginId;
+    throw new ReedError(
+      'argument_too_large',
+      `plugin "${pluginId}" passed ${what} a variable name over ${MAX_KEY_BYTES} bytes`,
+      { pluginId },
+    );
   }
 
   #varSet(keyAt: number, valueAt: number): void {
     const keyBlock = this.#arena.handle(keyAt, 'var_set');
     const valueBlock = valueAt === 0 ? undefined : this.#arena.handle(valueAt, 'var_set');
-    // A key over the quota is read only so far: it is refused, or cannot exist, either way.
-    const key = this.#arena.read(keyBlock, this.#io.vars.quota + 1);
+    if (keyBlock.length > MAX_KEY_BYTES) {
+      this.#free(keyAt);
+      if (valueAt !== keyAt) this.#free(valueAt);
+      this.#nameTooLong('var_set');
+    }
+    const key = this.#arena.read(keyBlock);
     // The value is copied into fresh memory the variables keep (key and value, up to the quota).
     if (valueBlock !== undefined)
       this.#io.charge(Math.min(valueBlock.length, this.#io.vars.quota + 1) * FUEL_PER_KEPT_BYTE);

@@ -276,10 +276,25 @@ export class WasmPlugin implements PluginRuntime {
   /** A field, not a getter: a private getter takes V8's slow path (Runtime_LoadPrivateGetter) on every call. */
   readonly #id: string;
 
-  init(): void {
+  /**
+   * `deadline` (now()'s clock; 0: none): when the instance's making and `_initialize` must end, checked as a call's
+   * is. Mode none gives call_timeout_ms: init runs on the host's thread, and fuel alone let an init whose host calls
+   * cost more than their fuel hold it for minutes (the seventh review, session 22). A runner has its start deadline.
+   */
+  init(deadline = 0): void {
     if (this.#o.isCommand) return; // a command runs fresh for each call
-    this.#ensureInstance();
+    this.#deadline = deadline;
+    this.#initializing = true;
+    try {
+      this.#ensureInstance();
+    } finally {
+      this.#deadline = 0;
+      this.#initializing = false;
+    }
   }
+
+  /** Whether `init` is running: its deadline's error says so. */
+  #initializing = false;
 
   call(fn: string, input: Uint8Array, deadline = 0, wasi?: CallWasi): CallResult {
     checkCallable(this.#id, this.#deactivated, this.functions, fn);
@@ -805,7 +820,7 @@ export class WasmPlugin implements PluginRuntime {
   #timeout(): ReedError {
     return new ReedError(
       'call_timeout',
-      `call to plugin "${this.#id}" ran past its deadline (limits.call_timeout_ms = ${this.#o.limits.callTimeoutMs})`,
+      `${this.#initializing ? 'init' : 'call'} of plugin "${this.#id}" ran past its deadline (limits.call_timeout_ms = ${this.#o.limits.callTimeoutMs})`,
       {
         pluginId: this.#id,
       },
