@@ -4,6 +4,7 @@
 // load and at a wake (WasmPlugin.init, in-process-sandbox.ts), checked at every host import as a call's deadline is.
 import { afterEach, describe, expect, it } from 'vitest';
 import wabtFactory from 'wabt';
+import type { ParsedCandidate } from '../../src/discovery/candidate.js';
 import type { PluginHost } from '../../src/host/plugin-host.js';
 import { startHost } from '../helpers/host.js';
 import { until } from '../helpers/idle.js';
@@ -82,10 +83,10 @@ describe('mode none: init within call_timeout_ms', () => {
     const first = await start();
     await first.call('init.slow', 'slow_next');
     // The same plugin loaded again over the same storage (reload): its init now loops.
-    const candidate = first.scan.candidates.find((c) => c.id === 'init.slow');
+    const candidate = first.scan.candidates.find((c) => c.id === 'init.slow') as ParsedCandidate;
     expect(candidate).toBeDefined();
     await first.remove('init.slow');
-    const added = await first.add(candidate as NonNullable<typeof candidate>);
+    const added = await first.add(candidate);
     expect(added).toMatchObject({
       state: 'failed',
       error: { code: 'init_failed', message: expect.stringContaining(DEADLINE) },
