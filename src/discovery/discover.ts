@@ -12,7 +12,7 @@ import {
 } from '../manifest/parse-manifest.js';
 import type { PluginCandidate } from './candidate.js';
 import { resolveEntryPoint } from './entry-point.js';
-import { runInParallel } from './parallel.js';
+import { runInParallel, runOffThread } from './parallel.js';
 import {
   DEFAULT_FILE_LIMITS,
   type DirListing,
@@ -81,17 +81,68 @@ export interface DiscoveryResult {
  * Synchronous by design: thousands of tiny reads are several times faster with sync calls than through the
  * thread pool (bench/discovery), and discovery happens once, before the host serves anything. A large tree is
  * shared with worker threads that run the same synchronous code (src/discovery/parallel.ts): the caller still
- * gets one synchronous answer, the same as without them.
+ * gets one synchronous answer, the same as without them. A serving host's scan of one uploaded plugin must not hold
+ * its event loop that long: {@link discoverPluginsOffThread} awaits the same code on a worker.
  */
 export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
+  const search = openSearchPaths(options);
+  // Each job is analysed on this thread and, for a large tree, on worker threads too (same results, in the same
+  // order: src/discovery/parallel.ts).
+  const workers =
+    search.jobs.length >= (options.parallelFrom ?? PARALLEL_FROM) ? (options.workers ?? defaultWorkers()) : 0;
+  if (workers > 0) search.context.manifestValidator = manifestValidatorSource();
+  const results = runInParallel({
+    jobs: search.jobs,
+    context: search.context,
+    run: analyzeJob,
+    revive: reviveCandidate,
+    workerUrl: WORKER_URL,
+    workers,
+    ...(options.callerWorks === undefined ? {} : { callerWorks: options.callerWorks }),
+  });
+  return gatherCandidates(search, results);
+}
+
+/**
+ * {@link discoverPlugins}, with the plugin directories analysed on a worker thread (`workers`, default 1; their
+ * walk is the work: a lstat per file) while the caller's event loop turns: a serving host's scan of an uploaded
+ * plugin (src/host/install.ts). Only the search paths are opened and listed on the calling thread. The result is
+ * discoverPlugins' (src/discovery/parallel.ts, runOffThread): what a worker cannot carry (a candidate
+ * {@link portableCandidate} refuses) or do is done on the calling thread, and so is everything when no worker
+ * starts (0 asked, or the sources run without a build, as under the test runner). `parallelFrom` and
+ * `callerWorks` are not read.
+ */
+export async function discoverPluginsOffThread(options: DiscoveryOptions): Promise<DiscoveryResult> {
+  const search = openSearchPaths(options);
+  const workers = options.workers ?? 1;
+  if (workers > 0) search.context.manifestValidator = manifestValidatorSource();
+  const results = await runOffThread({
+    jobs: search.jobs,
+    context: search.context,
+    run: analyzeJob,
+    revive: reviveCandidate,
+    workerUrl: WORKER_URL,
+    workers,
+  });
+  return gatherCandidates(search, results);
+}
+
+/** The search paths opened and listed: their reports, findings, and the jobs (places a plugin may be) they hold. */
+interface OpenedSearch {
+  reports: SearchPathReport[];
+  diagnostics: Diagnostic[];
+  jobs: DirJob[];
+  context: DiscoveryContext;
+}
+
+/** Discovery's first step: every search path is opened and listed; the plugin directories they may hold are the jobs. */
+function openSearchPaths(options: DiscoveryOptions): OpenedSearch {
   const limits: FileLimits = { ...DEFAULT_FILE_LIMITS, ...options.fileLimits };
   const reports: SearchPathReport[] = [];
   const diagnostics: Diagnostic[] = [];
   const seenSearchPaths = new Set<string>();
   const paths: OpenedSearchPath[] = [];
   const jobs: DirJob[] = [];
-
-  // First every search path is opened and listed: the plugin directories they may hold are the jobs.
   options.searchPaths.forEach((given) => {
     const path = resolve(given);
     const report: SearchPathReport = { path, status: 'searched', plugins: 0 };
@@ -102,22 +153,12 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
     paths.push({ path, real: opened.real, index: reports.length - 1 });
     jobs.push(...jobsIn(p, opened.entries));
   });
+  return { reports, diagnostics, jobs, context: { paths, limits } };
+}
 
-  // Then each job is analysed, on this thread and, for a large tree, on worker threads too (same results, in the
-  // same order: src/discovery/parallel.ts), and the candidates are taken in order, as one loop would have.
-  const workers =
-    jobs.length >= (options.parallelFrom ?? PARALLEL_FROM) ? (options.workers ?? defaultWorkers()) : 0;
-  const context: DiscoveryContext = { paths, limits };
-  if (workers > 0) context.manifestValidator = manifestValidatorSource();
-  const results = runInParallel({
-    jobs,
-    context,
-    run: analyzeJob,
-    revive: reviveCandidate,
-    workerUrl: WORKER_URL,
-    workers,
-    ...(options.callerWorks === undefined ? {} : { callerWorks: options.callerWorks }),
-  });
+/** Discovery's last step: each job's candidate taken in the jobs' order, as one loop would have, then precedence. */
+function gatherCandidates(search: OpenedSearch, results: (PluginCandidate | undefined)[]): DiscoveryResult {
+  const { reports, diagnostics, jobs, context } = search;
   const candidates: PluginCandidate[] = [];
   const seenPluginDirs = new Set<string>();
   results.forEach((candidate, i) => {
@@ -126,10 +167,9 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
     if (seenPluginDirs.has(root)) return; // the same directory reached twice through links
     seenPluginDirs.add(root);
     candidates.push(candidate);
-    const report = reports[paths[(jobs[i] as DirJob).p]?.index ?? -1];
+    const report = reports[context.paths[(jobs[i] as DirJob).p]?.index ?? -1];
     if (report !== undefined) report.plugins++;
   });
-
   applyPrecedence(candidates);
   candidates.sort(compareCandidates);
   return { candidates, searchPaths: reports, diagnostics };

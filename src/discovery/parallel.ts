@@ -1,3 +1,5 @@
+// Longer than most files here (~480 lines): runInParallel and runOffThread share the kept workers and a run's
+// bookkeeping on the calling thread, which stay private to this file.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
@@ -103,73 +105,112 @@ interface KeptWorker {
 const kept = new Map<string, KeptWorker[]>();
 let runs = 0;
 
-/** Runs `jobs` as described above; `workers` 0, or a worker module that is not there, runs them all here. */
-export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
-  const { jobs, context, run } = options;
-  const revive = options.revive ?? ((r: R) => r);
-  const chunks = Math.ceil(jobs.length / CHUNK);
-  const results = new Array<R>(jobs.length);
-  const done = new Uint8Array(chunks);
-  const state = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
-  const runId = ++runs;
-  let received = 0;
-  let byWorkers = 0;
-  let stalled = false;
-  const runChunk = (chunk: number) => {
+/**
+ * One run's side on the calling thread: the results in the jobs' order, which chunks are in, and how a chunk is run
+ * here or taken from a worker's message. {@link runInParallel} and {@link runOffThread} share it.
+ */
+class RunState<J, R, C> {
+  readonly results: R[];
+  readonly done: Uint8Array;
+  received = 0;
+  byWorkers = 0;
+  readonly #options: ParallelOptions<J, R, C>;
+  readonly #revive: (result: R) => R;
+
+  constructor(
+    options: ParallelOptions<J, R, C>,
+    readonly id: number,
+    readonly chunks: number,
+  ) {
+    this.#options = options;
+    this.#revive = options.revive ?? ((r: R) => r);
+    this.results = new Array<R>(options.jobs.length);
+    this.done = new Uint8Array(chunks);
+  }
+
+  get complete(): boolean {
+    return this.received >= this.chunks;
+  }
+
+  runChunk(chunk: number): void {
+    const { jobs, context, run } = this.#options;
     const end = Math.min(jobs.length, (chunk + 1) * CHUNK);
-    for (let i = chunk * CHUNK; i < end; i++) results[i] = run(jobs[i] as J, context);
-    done[chunk] = 1;
-    received++;
-  };
-  // A worker's message is checked like any input: another run's, a chunk out of range, or a count that is not the
-  // chunk's, is not taken (the last two are redone here).
-  const take = (message: ChunkMessage<R>) => {
-    if (message?.run !== runId) return;
+    for (let i = chunk * CHUNK; i < end; i++) this.results[i] = run(jobs[i] as J, context);
+    this.done[chunk] = 1;
+    this.received++;
+  }
+
+  /** Every chunk not in yet, run here (a worker that stalled or is gone). */
+  finishHere(): void {
+    for (let chunk = 0; chunk < this.chunks; chunk++) if (this.done[chunk] === 0) this.runChunk(chunk);
+  }
+
+  /**
+   * A worker's message, checked like any input: another run's, a chunk out of range, or a count that is not the
+   * chunk's, is not taken (the last two are redone here).
+   */
+  take(message: ChunkMessage<R>): void {
+    if (message?.run !== this.id) return;
     const chunk = message.chunk;
-    if (!Number.isInteger(chunk) || chunk < 0 || chunk >= chunks || done[chunk] === 1) return;
+    if (!Number.isInteger(chunk) || chunk < 0 || chunk >= this.chunks || this.done[chunk] === 1) return;
+    const { jobs, context, run } = this.#options;
     const list: unknown = typeof message.json === 'string' ? parseJson(message.json) : message.results;
     if (!Array.isArray(list) || list.length !== chunkLength(chunk, jobs.length)) {
-      runChunk(chunk);
+      this.runChunk(chunk);
       return;
     }
     (list as (R | typeof REDO_HERE)[]).forEach((result, k) => {
       const i = chunk * CHUNK + k;
-      results[i] = result === REDO_HERE ? run(jobs[i] as J, context) : revive(result);
+      this.results[i] = result === REDO_HERE ? run(jobs[i] as J, context) : this.#revive(result);
     });
-    done[chunk] = 1;
-    received++;
-    byWorkers++;
-  };
+    this.done[chunk] = 1;
+    this.received++;
+    this.byWorkers++;
+  }
 
-  const { used, fresh } = takeWorkers(options, {
-    run: runId,
-    jobs,
-    context,
-    state: state.buffer as SharedArrayBuffer,
-    chunk: CHUNK,
-  });
-  const drain = () => {
+  /** Every message already queued on the workers' ports, taken now. */
+  drain(used: KeptWorker[]): void {
     for (const { port } of used) {
       for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
-        take(m.message as ChunkMessage<R>);
+        this.take(m.message as ChunkMessage<R>);
       }
     }
-  };
+  }
+}
+
+/** Runs `jobs` as described above; `workers` 0, or a worker module that is not there, runs them all here. */
+export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
+  const chunks = Math.ceil(options.jobs.length / CHUNK);
+  const state = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
+  const run = new RunState(options, ++runs, chunks);
+  let stalled = false;
+  // Only with at least two chunks for each thread is a worker worth its start (a kept one is used likewise: what it
+  // saves is small for such a list, and results are the same).
+  const worth = options.workers >= 1 && chunks >= 2 * (options.workers + 1);
+  const { used, fresh } = worth
+    ? takeWorkers(options, {
+        run: run.id,
+        jobs: options.jobs,
+        context: options.context,
+        state: state.buffer as SharedArrayBuffer,
+        chunk: CHUNK,
+      })
+    : { used: [], fresh: 0 };
   try {
     const callerWorks = options.callerWorks !== false || used.length === 0;
     while (callerWorks) {
       const chunk = Atomics.add(state, NEXT, 1);
       if (chunk >= chunks) break;
-      runChunk(chunk);
-      if (used.length > 0) drain();
+      run.runChunk(chunk);
+      if (used.length > 0) run.drain(used);
     }
     // Every chunk is claimed; wait for the workers' ones.
     let beat = Atomics.load(state, BEAT);
     let quietSince = Date.now();
-    while (received < chunks) {
+    while (!run.complete) {
       const posted = Atomics.load(state, POSTED);
-      drain();
-      if (received >= chunks) break;
+      run.drain(used);
+      if (run.complete) break;
       if (Atomics.wait(state, POSTED, posted, 100) !== 'timed-out') continue;
       const now = Date.now();
       const beatNow = Atomics.load(state, BEAT);
@@ -179,20 +220,112 @@ export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
       } else if (now - quietSince >= STALL_MS) {
         // No worker has finished a job for a long time: a crashed one holds its chunk. Do what is missing here.
         stalled = true;
-        for (let chunk = 0; chunk < chunks; chunk++) if (done[chunk] === 0) runChunk(chunk);
+        run.finishHere();
       }
     }
   } finally {
-    Object.assign(lastParallelRun, { workers: used.length, fresh, chunks, byWorkers });
-    // Kept for the next run unless this run went wrong (a stall, or a throw out of a job here): a worker of a run
-    // that did not end cleanly may still be busy with it.
-    const clean = received >= chunks && !stalled;
-    for (const w of used) {
-      if (clean && !w.lost) keep(options.workerUrl.href, w);
-      else drop(w);
-    }
+    Object.assign(lastParallelRun, { workers: used.length, fresh, chunks, byWorkers: run.byWorkers });
+    release(options, used, run.complete && !stalled);
   }
-  return results;
+  return run.results;
+}
+
+/**
+ * The jobs of {@link runInParallel} on worker threads only, awaited: this thread runs none of them while a worker
+ * can, and its event loop turns meanwhile (an install's scan on a serving host: src/host/install.ts). However few
+ * the jobs, the workers are used (what is bought is the free event loop, not time). The results are the same as
+ * runInParallel's; what a worker cannot do is done here as there: a result marked {@link REDO_HERE}, a failed
+ * chunk, every chunk left when the run's workers are all gone (exited, failed to start), every chunk missing after
+ * {@link STALL_MS} without a job finished; and with no worker at all (`workers` 0, the module missing: the sources
+ * under the test runner), every job, synchronously.
+ */
+export async function runOffThread<J, R, C>(
+  options: Omit<ParallelOptions<J, R, C>, 'callerWorks'>,
+): Promise<R[]> {
+  const chunks = Math.ceil(options.jobs.length / CHUNK);
+  const state = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
+  const run = new RunState(options, ++runs, chunks);
+  const { used, fresh } =
+    options.workers >= 1 && chunks > 0
+      ? takeWorkers(options, {
+          run: run.id,
+          jobs: options.jobs,
+          context: options.context,
+          state: state.buffer as SharedArrayBuffer,
+          chunk: CHUNK,
+        })
+      : { used: [], fresh: 0 };
+  let stalled = false;
+  try {
+    if (used.length === 0) run.finishHere();
+    else
+      await new Promise<void>((resolve, reject) => {
+        const stop: (() => void)[] = [];
+        const settle = (error?: unknown) => {
+          for (const undo of stop.splice(0)) undo();
+          if (error === undefined) resolve();
+          else reject(error);
+        };
+        // A job run here (a redo) may throw, as one of runInParallel's would: the run then rejects.
+        const step = (work: () => void) => {
+          try {
+            work();
+          } catch (error) {
+            settle(error);
+            return;
+          }
+          if (run.complete) settle();
+        };
+        const onMessage = (message: ChunkMessage<R>) => step(() => run.take(message));
+        // Its messages may still be queued behind its exit: taken first.
+        const onGone = () =>
+          step(() => {
+            run.drain(used);
+            if (used.every((w) => w.lost)) run.finishHere();
+          });
+        for (const w of used) {
+          w.port.on('message', onMessage);
+          w.worker.on('exit', onGone);
+          w.worker.on('error', onGone);
+          stop.push(() => {
+            w.port.off('message', onMessage);
+            w.worker.off('exit', onGone);
+            w.worker.off('error', onGone);
+          });
+        }
+        let beat = 0;
+        let quietSince = Date.now();
+        const watch = setInterval(() => {
+          const beatNow = Atomics.load(state, BEAT);
+          if (beatNow !== beat) {
+            beat = beatNow;
+            quietSince = Date.now();
+          } else if (Date.now() - quietSince >= STALL_MS) {
+            stalled = true;
+            step(() => run.finishHere());
+          }
+        }, 1_000);
+        watch.unref();
+        stop.push(() => clearInterval(watch));
+        // A worker lost before its listeners were on (a kept one that exited just now) says so no more.
+        if (used.every((w) => w.lost)) onGone();
+      });
+  } finally {
+    Object.assign(lastParallelRun, { workers: used.length, fresh, chunks, byWorkers: run.byWorkers });
+    release(options, used, run.complete && !stalled);
+  }
+  return run.results;
+}
+
+/**
+ * After a run: its workers kept for the next one unless the run went wrong (a stall, a throw out of a job here): a
+ * worker of a run that did not end cleanly may still be busy with it.
+ */
+function release<J, R, C>(options: ParallelOptions<J, R, C>, used: KeptWorker[], clean: boolean): void {
+  for (const w of used) {
+    if (clean && !w.lost) keep(options.workerUrl.href, w);
+    else drop(w);
+  }
 }
 
 /** Ends every kept worker now (a host that closes); a later run starts new ones. */
@@ -247,18 +380,14 @@ function chunkLength(chunk: number, total: number): number {
 
 /**
  * The workers for a run, each already given it: kept ones of the same module first, then new ones. None when the
- * list is too short to pay a worker's start or the module is missing (the sources run without a build, as under
- * the test runner): this thread then does it all.
+ * module is missing (the sources run without a build, as under the test runner): this thread then does it all.
+ * (Whether the run is worth workers at all is its caller's question.)
  */
 function takeWorkers<J, R, C>(
   options: ParallelOptions<J, R, C>,
   run: ChunkRun<J, C>,
 ): { used: KeptWorker[]; fresh: number } {
   const used: KeptWorker[] = [];
-  // Only with at least two chunks for each thread is a worker worth its start (a kept one is used likewise: what it
-  // saves is small for such a list, and results are the same).
-  const chunks = Math.ceil(run.jobs.length / run.chunk);
-  if (options.workers < 1 || chunks < 2 * (options.workers + 1)) return { used, fresh: 0 };
   const idle = kept.get(options.workerUrl.href) ?? [];
   while (used.length < options.workers && idle.length > 0) {
     const w = idle.pop() as KeptWorker;

@@ -66,7 +66,7 @@ export class Installer implements LifecycleListener {
     const entry = this.set.entries.get(id);
     if (entry === undefined || entry.state === 'draining')
       throw new ReedError('plugin_not_loaded', `plugin "${id}" is not in the host`, { pluginId: id });
-    const candidate = scanPluginDir(this.config, entry.candidate.pluginDir, id, this.others(id));
+    const candidate = await scanPluginDir(this.config, entry.candidate.pluginDir, id, this.others(id));
     return this.set.serially(async () => {
       this.assertChangeable(candidate);
       const now = this.set.entries.get(id);

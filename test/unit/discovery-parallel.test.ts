@@ -8,12 +8,11 @@ import type { DiscoveryResult } from '../../src/discovery/discover.js';
 import { EMPTY_WASM, manifestToml, tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 const dist = '../../dist/src/discovery';
-const { discoverPlugins } = (await import(
+const { discoverPlugins, discoverPluginsOffThread } = (await import(
   `${dist}/discover.js`
 )) as typeof import('../../src/discovery/discover.js');
-const { closeParallelWorkers, keptParallelWorkers, lastParallelRun, runInParallel } = (await import(
-  `${dist}/parallel.js`
-)) as typeof import('../../src/discovery/parallel.js');
+const { closeParallelWorkers, keptParallelWorkers, lastParallelRun, runInParallel, runOffThread } =
+  (await import(`${dist}/parallel.js`)) as typeof import('../../src/discovery/parallel.js');
 
 /** A search path of every kind of entry discovery meets: valid, broken and hostile plugins, and what is not one. */
 function mixedTree(root: string, count: number): void {
@@ -216,6 +215,73 @@ describe('discovery on worker threads', () => {
     // Once seen, the dead worker is not used: a new one serves the run.
     expect(runInParallel({ ...options, callerWorks: false })).toEqual(jobs.map((n) => n * 3));
     expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 1 });
+    closeParallelWorkers();
+  });
+});
+
+describe("discovery off the calling thread (an install's scan on a serving host)", () => {
+  it('finds what the calling thread alone finds, with the event loop turning while the worker walks', async () => {
+    const searchPaths = tree(260);
+    const alone = discoverPlugins({ searchPaths, workers: 0 });
+    closeParallelWorkers();
+    let turns = 0;
+    let scanning = true;
+    const tick = () => {
+      turns++;
+      if (scanning) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const off = await discoverPluginsOffThread({ searchPaths });
+    scanning = false;
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 1 });
+    expect(lastParallelRun.chunks).toBeGreaterThan(4);
+    expect(lastParallelRun.byWorkers).toBe(lastParallelRun.chunks);
+    expect(turns).toBeGreaterThan(0);
+    // Deep and strict, prototypes included; the candidates a worker cannot carry (a TOML date, an empty table) were
+    // redone on this thread.
+    expect(isDeepStrictEqual(off, alone)).toBe(true);
+    expect(off).toStrictEqual(alone);
+    // Its worker is kept, and serves the next run (one plugin directory: a single job is still given to it).
+    expect(keptParallelWorkers()).toBe(1);
+    const one = [join(searchPaths[0] as string, 'p0011')];
+    const oneAlone = discoverPlugins({ searchPaths: one, workers: 0 });
+    expect(await discoverPluginsOffThread({ searchPaths: one })).toStrictEqual(oneAlone);
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 0, chunks: 1, byWorkers: 1 });
+    closeParallelWorkers();
+  });
+
+  it('does here what its worker failed, could not send, or left by exiting, and everything without one', async () => {
+    const jobs = Array.from({ length: 200 }, (_, i) => i);
+    const squares = await runOffThread({
+      jobs,
+      context: undefined,
+      run: (n: number) => n * n,
+      workerUrl: new URL('../fixtures/parallel/square-worker.mjs', import.meta.url),
+      workers: 1,
+    });
+    expect(squares).toEqual(jobs.map((n) => n * n));
+    expect(lastParallelRun.byWorkers).toBe(lastParallelRun.chunks - 1);
+    const once = {
+      jobs,
+      context: undefined,
+      run: (n: number) => n * 3,
+      workerUrl: new URL('../fixtures/parallel/once-worker.mjs', import.meta.url),
+      workers: 1,
+    };
+    expect(await runOffThread(once)).toEqual(jobs.map((n) => n * 3));
+    expect(lastParallelRun).toMatchObject({ workers: 1, fresh: 1 });
+    // The kept worker exits after its one run: whether that is seen before the next run or during it, the run
+    // is answered in full.
+    expect(await runOffThread(once)).toEqual(jobs.map((n) => n * 3));
+    expect(await runOffThread(once)).toEqual(jobs.map((n) => n * 3));
+    const missing = await runOffThread({
+      ...once,
+      workerUrl: new URL('../fixtures/parallel/no-such-worker.mjs', import.meta.url),
+    });
+    expect(missing).toEqual(jobs.map((n) => n * 3));
+    expect(lastParallelRun.workers).toBe(0);
+    expect(await runOffThread({ ...once, workers: 0 })).toEqual(jobs.map((n) => n * 3));
+    expect(await runOffThread({ ...once, jobs: [] })).toEqual([]);
     closeParallelWorkers();
   });
 });
