@@ -137,6 +137,8 @@ export const CODES = {
     'the plugin archive is not a clean tree of files and directories (a path leaving it, a link, a device, too large, too many files, no manifest)',
   install_id_mismatch:
     'the installed plugin\u2019s manifest id is not the id it is installed as (or that is not a plugin id)',
+  install_busy:
+    'the host takes in as many plugin archives at once as it allows and as many more installs wait ([lifecycle] max_concurrent_installs, install_queue): retry later (HTTP 503, Retry-After)',
   store_unreadable: 'the pointer of installed plugins under data_dir cannot be read; nothing was guessed',
   store_full:
     'the pointer of installed plugins would pass its 16 MiB cap (what a host reads back): remove plugins before installing more',

@@ -66,6 +66,7 @@ export {
   loadHostConfig,
   validationContext,
 } from './host/host-config.js';
+export { InstallSlots } from './host/install-slots.js';
 export { LmdbStorage } from './host/lmdb-storage.js';
 export {
   type LifecycleRecord,

@@ -108,11 +108,14 @@ export const HostConfigSchema = Strict({
       breaker_cooldown_max_ms: Count(86_400_000),
     }),
   ),
-  // Upgrades while serving (src/host/plugin-set.ts): the probation window (0: none) and the drain's bound.
+  // Upgrades while serving (src/host/plugin-set.ts): the probation window (0: none) and the drain's bound; installs
+  // through the API: the archives taken in at once, host-wide, and how many more may wait (src/host/install-slots.ts).
   lifecycle: Type.Optional(
     Strict({
       probation_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000 })),
       drain_timeout_ms: Count(86_400_000),
+      max_concurrent_installs: Count(1_024),
+      install_queue: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
     }),
   ),
   signatures: Type.Optional(

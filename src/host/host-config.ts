@@ -44,6 +44,7 @@ import { parseToml, type TomlSyntaxError } from '../toml.js';
 import { DEFAULT_MAX_REPLICAS, type HostPolicy, type ValidationContext } from '../validation/context.js';
 import { LOADER_VERSION, PLUGIN_API_VERSION } from '../version.js';
 import { HostConfigSchema } from './config-schema.js';
+import { DEFAULT_INSTALL_QUEUE, DEFAULT_MAX_CONCURRENT_INSTALLS } from './install-slots.js';
 
 export const CONFIG_FILE = 'reed.toml';
 
@@ -109,12 +110,16 @@ export interface HostConfig {
   pool: PoolSettings;
   /** `[supervision]`: the keys set (the breaker's); PluginHost lays its `supervision` option over them. */
   supervision: Partial<Supervision>;
-  /** `[lifecycle]`: upgrades while serving. */
+  /** `[lifecycle]`: upgrades while serving, and installs through the API. */
   lifecycle: {
     /** How long a new version is on probation: its breaker opening then restores the previous one. 0: never. */
     probationMs: number;
     /** How long an old version may take to finish its calls in flight before it is stopped all the same. */
     drainTimeoutMs: number;
+    /** Plugin archives taken in (extracted, scanned, kept) at once, host-wide: every tenant's (InstallSlots). */
+    maxConcurrentInstalls: number;
+    /** Installs that may wait for one of those slots; one more is refused with `install_busy`. */
+    installQueue: number;
   };
   /**
    * `[tenants.<id>]` (docs/TENANTS.md): the tenants reed.toml declares, plugin_dirs absolute. `default` may carry
@@ -128,6 +133,8 @@ export interface HostConfig {
 export const DEFAULT_LIFECYCLE: Readonly<HostConfig['lifecycle']> = Object.freeze({
   probationMs: 30_000,
   drainTimeoutMs: 60_000,
+  maxConcurrentInstalls: DEFAULT_MAX_CONCURRENT_INSTALLS,
+  installQueue: DEFAULT_INSTALL_QUEUE,
 });
 
 /** What the command line (or an embedding application) sets over reed.toml. */
@@ -289,6 +296,9 @@ function resolveConfig(raw: RawConfig, ctx: ResolveContext): HostConfig {
     lifecycle: {
       probationMs: raw.lifecycle?.probation_ms ?? DEFAULT_LIFECYCLE.probationMs,
       drainTimeoutMs: raw.lifecycle?.drain_timeout_ms ?? DEFAULT_LIFECYCLE.drainTimeoutMs,
+      maxConcurrentInstalls:
+        raw.lifecycle?.max_concurrent_installs ?? DEFAULT_LIFECYCLE.maxConcurrentInstalls,
+      installQueue: raw.lifecycle?.install_queue ?? DEFAULT_LIFECYCLE.installQueue,
     },
     ...resolveDirs(raw, ctx, uid),
     tenants: resolveTenants(raw, ctx, invalid),

@@ -1,10 +1,11 @@
 import type { Readable } from 'node:stream';
 import type { LoadedPlugin } from '../dependencies/resolve-dependencies.js';
 import type { ParsedCandidate } from '../discovery/candidate.js';
-import { ReedError } from '../errors.js';
+import { isReedError, ReedError } from '../errors.js';
 import type { Generation } from './generation.js';
 import type { HostConfig } from './host-config.js';
-import { scanPluginDir, stageArchive } from './install.js';
+import { checkPluginId, scanPluginDir, stageArchive } from './install.js';
+import type { InstallSlots } from './install-slots.js';
 import type { Entry, LifecycleListener, PluginSet } from './plugin-set.js';
 import type { PluginStore } from './plugin-store.js';
 
@@ -18,6 +19,8 @@ export class Installer implements LifecycleListener {
   constructor(
     private readonly store: PluginStore,
     private readonly config: HostConfig,
+    /** Held while the archive is taken in (extracted, scanned, kept), not while the new version starts. */
+    private readonly slots: InstallSlots,
     private readonly set: PluginSet,
     /** The plugins an incoming one is validated against: every other one in the set, and the embedder's. */
     private readonly others: (id: string) => LoadedPlugin[],
@@ -31,7 +34,14 @@ export class Installer implements LifecycleListener {
    * store's pointer name it; a refusal or a failed start leaves the store as it was.
    */
   async install(id: string, archive: Readable): Promise<Entry> {
-    const { candidate, dir } = await stageArchive(this.store, this.config, id, archive, this.others(id));
+    checkPluginId(id); // a wrong id is refused as such, not queued
+    // One of the host's slots for the intake only (install_busy past its queue); the start below holds none.
+    const { candidate, dir } = await this.slots
+      .run(() => stageArchive(this.store, this.config, id, archive, this.others(id)), id)
+      .catch((error: unknown) => {
+        if (isReedError(error) && error.code === 'install_busy') archive.resume(); // refused unread, as a quota is
+        throw error;
+      });
     try {
       return await this.set.serially(async () => {
         this.assertChangeable(candidate);

@@ -26,6 +26,7 @@ import { type CallEvents, type CallWatch, callFailed, watchedCall } from './call
 import { defaultLogger } from './default-logger.js';
 import type { Generation } from './generation.js';
 import { type HostConfig, loadHostConfig } from './host-config.js';
+import { InstallSlots } from './install-slots.js';
 import { Installer } from './installer.js';
 import { LmdbStorage } from './lmdb-storage.js';
 import { type HostServices, PluginHostApi } from './plugin-host-api.js';
@@ -69,6 +70,11 @@ export interface PluginHostOptions extends BackendOptions {
   tenant?: TenantIdentity;
   /** This host's identity (default: a new one). The tenant registry makes it first, to know its events from the start. */
   session?: HostSession;
+  /**
+   * The bound on archives taken in at once, which hosts that serve together share (the tenant registry gives every
+   * tenant's host one). Default: this host's own, from `[lifecycle] max_concurrent_installs` and `install_queue`.
+   */
+  installSlots?: InstallSlots;
 }
 
 export interface RemoveOptions {
@@ -157,6 +163,8 @@ export class PluginHost {
     this.#installer = new Installer(
       this.#store,
       this.config,
+      options.installSlots ??
+        new InstallSlots(this.config.lifecycle.maxConcurrentInstalls, this.config.lifecycle.installQueue),
       this.#set,
       (id) => this.#others(id),
       (candidate) => this.#assertChangeable(candidate),

@@ -38,6 +38,8 @@ const STATUS: Partial<Record<Code, number>> = {
   tenant_exists: 409,
   quota_exceeded: 429,
   host_closed: 503,
+  // Host-wide, not the tenant's doing (429 is a tenant's quota): every slot for archives and the queue are taken.
+  install_busy: 503,
   // The plugin's runner is wedged: the host refuses rather than queue; it answers again once replaced (a retry).
   runner_backlogged: 503,
   internal_error: 500,
@@ -151,9 +153,9 @@ export function statusOf(reed: ReedError): number {
   return STATUS[reed.code] ?? 422;
 }
 
-/** The headers a failure's answer carries beside its JSON: when to retry a quota, how to authenticate. */
+/** The headers a failure's answer carries beside its JSON: when to retry a quota or a busy intake, how to authenticate. */
 export function failureHeaders(reed: ReedError): [string, string][] {
-  if (reed.code === 'quota_exceeded') {
+  if (reed.code === 'quota_exceeded' || reed.code === 'install_busy') {
     const ms = Number(reed.details?.retryAfterMs);
     return [['Retry-After', String(Number.isFinite(ms) && ms > 0 ? Math.ceil(ms / 1000) : 1)]];
   }

@@ -7,6 +7,7 @@ import { ReedError } from '../errors.js';
 import { subscribeEvent } from '../events/events.js';
 import { defaultLogger } from '../host/default-logger.js';
 import { type HostConfig, loadHostConfig } from '../host/host-config.js';
+import { InstallSlots } from '../host/install-slots.js';
 import { LmdbStorage } from '../host/lmdb-storage.js';
 import { PluginHost, type PluginHostOptions } from '../host/plugin-host.js';
 import { type EventBus, MemoryEventBus, type StorageService } from '../host/services.js';
@@ -81,8 +82,13 @@ export class TenantRegistry implements TenantDirectory {
   #closing: Promise<void> | undefined;
 
   private constructor(options: TenantRegistryOptions) {
-    this.#options = options;
     this.config = options.config ?? loadHostConfig();
+    // One bound on archives taken in at once for every tenant's host (installs of N tenants at once queue there).
+    const { maxConcurrentInstalls, installQueue } = this.config.lifecycle;
+    this.#options = {
+      ...options,
+      installSlots: options.installSlots ?? new InstallSlots(maxConcurrentInstalls, installQueue),
+    };
     this.logger = options.logger ?? defaultLogger();
   }
 

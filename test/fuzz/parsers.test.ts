@@ -210,7 +210,7 @@ const CONFIG_TABLES: Record<string, string[]> = {
   limits: ['memory_mb', 'call_timeout_ms', 'disk_mb', 'fuel_per_call'],
   files: ['max_manifest_bytes', 'max_file_bytes', 'max_plugin_bytes', 'max_files', 'max_depth'],
   supervision: ['max_crashes', 'crash_window_ms', 'breaker_cooldown_ms'],
-  lifecycle: ['probation_ms', 'drain_timeout_ms'],
+  lifecycle: ['probation_ms', 'drain_timeout_ms', 'max_concurrent_installs', 'install_queue'],
   signatures: ['require', 'trusted_keys'],
   policy: ['allowed_sandbox_modes', 'allow_native_in_process', 'permissions', 'limits'],
   tenants: ['enabled', 'default'],

@@ -1,0 +1,148 @@
+// The host-wide bound on archives taken in at once (src/host/install-slots.ts): before it, N tenants uploading at once
+// made N extractions (each writing and fsyncing up to 10,000 files) and N scans run together. Installs past
+// `[lifecycle] max_concurrent_installs` wait in a queue of `install_queue`; one more is refused with install_busy
+// (HTTP 503, Retry-After). Asserted without times: an archive whose bytes the test holds back keeps its slot.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ReedError } from '../../src/errors.js';
+import { loadHostConfig } from '../../src/host/host-config.js';
+import { InstallSlots } from '../../src/host/install-slots.js';
+import { failureHeaders, statusOf } from '../../src/server/answers.js';
+import { TenantRegistry } from '../../src/tenants/registry.js';
+import { EXAMPLES, helloToml } from '../helpers/lifecycle.js';
+import { tempDir } from '../helpers/plugin-tree.js';
+import { stream, tarOf } from '../helpers/tar.js';
+
+const ID = 'example.hello';
+const wasm = () => readFileSync(join(EXAMPLES, 'hello', 'plugin.wasm'));
+const archive = (greeting: string) =>
+  tarOf([
+    { name: 'plugin.toml', content: helloToml('1.0.0', greeting) },
+    { name: 'plugin.wasm', content: wasm() },
+  ]);
+
+/** A promise's rejection (or a failure when it resolves). */
+const refusal = (p: Promise<unknown>) =>
+  p.then(
+    () => {
+      throw new Error('expected a refusal');
+    },
+    (e: unknown) => e,
+  );
+
+describe('InstallSlots', () => {
+  it('runs at most `max` at once, the rest in arrival order, and refuses past the queue without running it', async () => {
+    const slots = new InstallSlots(2, 2);
+    const order: string[] = [];
+    const gates = new Map<string, () => void>();
+    const work = (name: string) => () =>
+      new Promise<string>((resolve) => {
+        order.push(name);
+        gates.set(name, () => resolve(name));
+      });
+    const runs = ['a', 'b', 'c', 'd'].map((n) => slots.run(work(n)));
+    const e = await refusal(slots.run(work('e'), 'p.e'));
+    expect(e).toMatchObject({
+      code: 'install_busy',
+      pluginId: 'p.e',
+      details: { maxConcurrentInstalls: 2, installQueue: 2, retryAfterMs: 1_000 },
+    });
+    await Promise.resolve();
+    expect(order).toEqual(['a', 'b']);
+    expect([slots.active, slots.waiting]).toEqual([2, 2]);
+    gates.get('b')?.();
+    await runs[1];
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual(['a', 'b', 'c']);
+    expect([slots.active, slots.waiting]).toEqual([2, 1]);
+    gates.get('a')?.();
+    gates.get('c')?.();
+    await new Promise((r) => setImmediate(r));
+    gates.get('d')?.();
+    expect(await Promise.all(runs)).toEqual(['a', 'b', 'c', 'd']);
+    expect(order).toEqual(['a', 'b', 'c', 'd']);
+    expect([slots.active, slots.waiting]).toEqual([0, 0]);
+  });
+
+  it('gives the slot back when the work fails, and with no queue refuses at once when full', async () => {
+    const slots = new InstallSlots(1, 0);
+    await expect(slots.run(() => Promise.reject(new Error('bad archive')))).rejects.toThrow('bad archive');
+    expect(slots.active).toBe(0);
+    let open: () => void = () => {};
+    const held = slots.run(() => new Promise<void>((resolve) => (open = resolve)));
+    expect(await refusal(slots.run(() => Promise.resolve()))).toMatchObject({ code: 'install_busy' });
+    open();
+    await held;
+    await expect(slots.run(() => Promise.resolve(7))).resolves.toBe(7);
+    expect(() => new InstallSlots(0, 1)).toThrow(RangeError);
+    expect(() => new InstallSlots(1, -1)).toThrow(RangeError);
+  });
+
+  it('is answered 503 with Retry-After by the API', () => {
+    const busy = new ReedError('install_busy', 'x', { details: { retryAfterMs: 1_000 } });
+    expect(statusOf(busy)).toBe(503);
+    expect(failureHeaders(busy)).toEqual([['Retry-After', '1']]);
+  });
+});
+
+describe('installs of several tenants at once (mode none)', () => {
+  let registry: TenantRegistry | undefined;
+  afterEach(async () => {
+    await registry?.close();
+    registry = undefined;
+  });
+
+  it('share reed.toml\u2019s bound: one taken in, one queued, the next refused; then both served', async () => {
+    const dir = tempDir('reed-install-slots-');
+    writeFileSync(
+      join(dir, 'reed.toml'),
+      'cache_dir = "cache"\ndata_dir = "data"\nruntime_dir = "runtime"\ndefault_search_paths = false\n' +
+        'plugin_dirs = []\n[signatures]\nrequire = "none"\n' +
+        '[lifecycle]\nprobation_ms = 0\nmax_concurrent_installs = 1\ninstall_queue = 1\n' +
+        '[tenants.a]\nplugin_dirs = []\n[tenants.b]\nplugin_dirs = []\n',
+    );
+    const config = loadHostConfig({ cwd: dir, env: {}, home: dir });
+    expect(config.lifecycle).toMatchObject({ maxConcurrentInstalls: 1, installQueue: 1 });
+    registry = await TenantRegistry.start({
+      config,
+      logger: pino({ level: 'silent' }),
+      forceMode: 'none',
+      audit: false,
+    });
+    const tenant = (id: string) => {
+      const t = registry?.get(id);
+      if (t === undefined) throw new Error(`no tenant ${id}`);
+      return t;
+    };
+    // Tenant a's archive: its first block only, the rest held back, so its intake holds the one slot.
+    const aBytes = await archive('From a');
+    const aBody = new PassThrough();
+    aBody.write(aBytes.subarray(0, 512));
+    const a = tenant('a').install(ID, aBody);
+    const b = tenant('b').install(ID, stream(await archive('From b')));
+    const refusedBody = stream(await archive('From default'));
+    const refused = await refusal(tenant('default').install(ID, refusedBody));
+    expect(refused).toMatchObject({
+      code: 'install_busy',
+      pluginId: ID,
+      details: { maxConcurrentInstalls: 1, installQueue: 1 },
+    });
+    expect(refusedBody.readableFlowing).toBe(true); // refused unread, its body drained
+    expect(statusOf(refused as ReedError)).toBe(503);
+    // b's install waits in the queue while a holds the slot: nothing of it is served yet.
+    expect(tenant('b').status()).toEqual([]);
+    aBody.end(aBytes.subarray(512));
+    await expect(a).resolves.toMatchObject({ id: ID, state: 'ready' });
+    await expect(b).resolves.toMatchObject({ id: ID, state: 'ready' });
+    // The slot and the queue are free again: the default tenant's install is taken now.
+    await expect(tenant('default').install(ID, stream(await archive('From default')))).resolves.toMatchObject(
+      {
+        id: ID,
+        state: 'ready',
+      },
+    );
+  });
+});
