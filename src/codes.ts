@@ -175,6 +175,8 @@ export const CODES = {
     'a tenant with that id is declared in reed.toml (or is the default tenant) and cannot be created again',
   tenant_store_unreadable:
     'a tenant\u2019s tenant.json under data_dir/tenants/ cannot be read or is not valid',
+  tenant_volume_damaged:
+    'a tenant\u2019s file system image has errors e2fsck -p does not repair (its exit status 4 or above): it is not mounted and that tenant alone is not started (details: tenant, image, exitCode)',
   quota_exceeded:
     'the tenant is at one of its quotas (details: quota, limit, retryAfterMs); other tenants are not affected (HTTP 429)',
   tls_invalid:

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { removeTree } from '../backends/shared/safe-remove.js';
 import { newSession } from '../backends/shared/session.js';
-import { ReedError } from '../errors.js';
+import type { Code } from '../codes.js';
+import { isReedError, ReedError } from '../errors.js';
 import { subscribeEvent } from '../events/events.js';
 import { defaultLogger } from '../host/default-logger.js';
 import { type HostConfig, loadHostConfig } from '../host/host-config.js';
@@ -37,6 +38,9 @@ import {
   writeTenantRecord,
 } from './tenant-store.js';
 import { sweepTenantVolumes, TenantVolume } from './tenant-volume.js';
+
+/** The codes of a tenant file system that cannot be had: a reed.toml tenant failing so is left out, not fatal. */
+const VOLUME_CODES: ReadonlySet<Code> = new Set(['tenant_volume_damaged']);
 
 /**
  * PluginHost's options for every tenant's host, but `plugins`, which only the default tenant's host takes (serve's
@@ -129,9 +133,17 @@ export class TenantRegistry implements TenantDirectory {
     await sweepTenantVolumes(this.config.dataDir, this.logger);
     const declared = this.config.tenants;
     await this.#startTenant(DEFAULT_TENANT, 'default', { quotas: declared[DEFAULT_TENANT]?.quotas ?? {} });
-    for (const [id, t] of Object.entries(declared))
-      if (id !== DEFAULT_TENANT)
+    for (const [id, t] of Object.entries(declared)) {
+      if (id === DEFAULT_TENANT) continue;
+      try {
         await this.#startTenant(id, 'config', { plugin_dirs: t.pluginDirs, quotas: t.quotas });
+      } catch (error) {
+        // A reed.toml tenant's own file system that cannot be had (damaged past e2fsck -p) is the state of its data, not the operator's configuration: that tenant alone
+        // is left out, as a runtime tenant is below. Any other failure of reed.toml's tenants stops the start.
+        if (!isReedError(error) || !VOLUME_CODES.has(error.code)) throw error;
+        this.#leftOut(id, error);
+      }
+    }
     for (const id of persistedTenantIds(this.config.dataDir)) {
       if (this.#tenants.has(id)) {
         this.logger.warn(
@@ -148,13 +160,18 @@ export class TenantRegistry implements TenantDirectory {
         const record = readTenantRecord(this.config.dataDir, id);
         await this.#startTenant(id, 'runtime', record.spec, record.generation);
       } catch (error) {
-        const code = error instanceof ReedError ? error.code : 'internal_error';
-        this.logger.error(
-          { tenant: id, code, err: error },
-          `tenant "${id}" could not start (${code}: ${error instanceof Error ? error.message : String(error)}); it is not served until that is fixed and the host restarted; every other tenant is`,
-        );
+        this.#leftOut(id, error);
       }
     }
+  }
+
+  /** A tenant that could not start, said in the log with its code: not served; every other tenant is. */
+  #leftOut(id: string, error: unknown): void {
+    const code = error instanceof ReedError ? error.code : 'internal_error';
+    this.logger.error(
+      { tenant: id, code, err: error },
+      `tenant "${id}" could not start (${code}: ${error instanceof Error ? error.message : String(error)}); it is not served until that is fixed and the host restarted; every other tenant is`,
+    );
   }
 
   /**
@@ -277,7 +294,9 @@ export class TenantRegistry implements TenantDirectory {
     return this.#serially(async () => {
       const checked = checkTenantSpec(id, spec);
       const existing = this.#tenants.get(id);
-      if (existing !== undefined && existing.origin !== 'runtime')
+      // The default tenant and reed.toml's, running or left out at the start (their file system failed).
+      const declared = id === DEFAULT_TENANT || this.config.tenants[id] !== undefined;
+      if (declared && existing?.origin !== 'runtime')
         throw new ReedError(
           'tenant_exists',
           `tenant "${id}" is ${id === DEFAULT_TENANT ? 'the default tenant' : 'declared in reed.toml'}: change it there, not through the API`,

@@ -92,6 +92,20 @@ export function volumeRefusal(tenant: string, why: string): ReedError {
   );
 }
 
+/** A tool that failed: its exit status kept (undefined when it did not exit: not found, killed, timed out). */
+export class ToolFailure extends Error {
+  override readonly name = 'ToolFailure';
+  readonly exitCode: number | undefined;
+  /** What it wrote (stdout and stderr, the first 500 characters). */
+  readonly output: string;
+
+  constructor(message: string, exitCode: number | undefined, output: string, cause: unknown) {
+    super(message, { cause });
+    this.exitCode = exitCode;
+    this.output = output;
+  }
+}
+
 function run(file: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
@@ -99,11 +113,25 @@ function run(file: string, args: string[]): Promise<string> {
       args,
       { env: { PATH: TOOL_DIRS.join(':'), LC_ALL: 'C' }, timeout: 120_000, maxBuffer: 1024 * 1024 },
       (error, stdout, stderr) => {
-        if (error !== null)
-          reject(
-            new Error(`${file} ${args.join(' ')}: ${String(stderr).trim().slice(0, 500) || error.message}`),
-          );
-        else resolve(String(stdout));
+        if (error === null) {
+          resolve(String(stdout));
+          return;
+        }
+        // execFile's `code` is the exit status when the tool exited, a string (ENOENT) when it did not start.
+        const exitCode = typeof error.code === 'number' ? error.code : undefined;
+        const output = [String(stdout).trim(), String(stderr).trim()]
+          .filter((t) => t !== '')
+          .join('\n')
+          .slice(0, 500);
+        const status = exitCode === undefined ? '' : `exit ${exitCode}: `;
+        reject(
+          new ToolFailure(
+            `${file} ${args.join(' ')}: ${status}${String(stderr).trim().slice(0, 500) || output || error.message}`,
+            exitCode,
+            output,
+            error,
+          ),
+        );
       },
     );
   });
@@ -320,7 +348,7 @@ export class TenantVolume {
       await makeImage(image, imageSizeFor(quota as number));
     }
     // An image a host left unclean (killed, or the machine lost): its journal replayed, or repaired, first.
-    if (existing !== undefined) await checkImage(image);
+    if (existing !== undefined) await checkImage(tenant, image, logger);
     const volume = new TenantVolume(tenant, dataDir, quota ?? 0, logger);
     // Mounted, measured, and while statfs reports less than the quota usable, unmounted and grown (offline: the
     // tenant is not running, and online resizing needs CAP_SYS_RESOURCE, which a host in a container may lack).
@@ -346,7 +374,12 @@ export class TenantVolume {
       await detached(tenant, image);
       if (round >= 16)
         throw new Error(`the file system of tenant "${tenant}" does not grow to ${quota} bytes`);
-      await growImage(image, lstatSync(image).size + Math.ceil((short + GROW_STEP) / GROW_STEP) * GROW_STEP);
+      await growImage(
+        tenant,
+        image,
+        lstatSync(image).size + Math.ceil((short + GROW_STEP) / GROW_STEP) * GROW_STEP,
+        logger,
+      );
     }
     if (quota === undefined)
       logger.warn(
@@ -392,24 +425,57 @@ export function imageSizeFor(quota: number): number {
 }
 
 /** The image (not mounted) grown to `size` bytes: checked (e2fsck -f, which resize2fs asks for), then resized. */
-async function growImage(image: string, size: number): Promise<void> {
+async function growImage(tenant: string, image: string, size: number, logger: Logger): Promise<void> {
   const fd = openSync(image, constants.O_WRONLY | constants.O_NOFOLLOW);
   try {
     ftruncateSync(fd, size);
   } finally {
     closeSync(fd);
   }
-  await checkImage(image, true);
+  await checkImage(tenant, image, logger, true);
   await run('resize2fs', [image]);
 }
 
-/** e2fsck -p (preen: what is safe to repair; `full`: checked even when marked clean, as resize2fs asks). */
-async function checkImage(image: string, full = false): Promise<void> {
+/**
+ * e2fsck -p (preen: what is safe to repair; `full`: checked even when marked clean, as resize2fs asks). Its exit
+ * status: 0 clean; 1 errors corrected (a warning, the image mounted); 2 (or 3) corrected, "the system should be
+ * rebooted", which concerns a file system mounted while checked: the image is not, and is mounted afresh after (a
+ * warning); 4 and above (errors left, an operational error, a check that did not finish): tenant_volume_damaged,
+ * the image not mounted, the tenant not started.
+ */
+async function checkImage(tenant: string, image: string, logger: Logger, full = false): Promise<void> {
   try {
     await run('e2fsck', [...(full ? ['-f'] : []), '-p', image]);
   } catch (error) {
-    // 1: errors corrected; anything else is a file system that must not be mounted or resized as it is.
-    if ((error as { exitCode?: number }).exitCode !== 1) throw error;
+    const status = error instanceof ToolFailure ? error.exitCode : undefined;
+    const output = error instanceof ToolFailure ? error.output : String(error);
+    if (status === 1) {
+      logger.warn(
+        { tenant, image, exitCode: status, output },
+        'e2fsck corrected errors in the tenant file system image (exit 1): mounted as repaired',
+      );
+      return;
+    }
+    if (status === 2 || status === 3) {
+      logger.warn(
+        { tenant, image, exitCode: status, output },
+        `e2fsck corrected errors in the tenant file system image and asks for a reboot (exit ${status}): that is for a file system mounted while checked; this image was not, and is mounted afresh now`,
+      );
+      return;
+    }
+    throw new ReedError(
+      'tenant_volume_damaged',
+      `tenant "${tenant}": its file system image ${image} has errors \`e2fsck -p\` did not repair (${status === undefined ? 'it did not finish' : `exit ${status}`}${output === '' ? '' : `: ${output.replace(/\s+/g, ' ').slice(0, 300)}`}): it is not mounted and the tenant is not started; with the host stopped, repair it (e2fsck -f ${image}) or restore it from a backup (docs/TENANTS.md, "Filesystem bytes")`,
+      {
+        details: {
+          field: 'quotas.filesystem_bytes',
+          tenant,
+          image,
+          ...(status === undefined ? {} : { exitCode: status }),
+        },
+        cause: error,
+      },
+    );
   }
 }
 
