@@ -175,6 +175,8 @@ export const CODES = {
     'a tenant with that id is declared in reed.toml (or is the default tenant) and cannot be created again',
   tenant_store_unreadable:
     'a tenant\u2019s tenant.json under data_dir/tenants/ cannot be read or is not valid',
+  tenant_volume_no_space:
+    'the disk under data_dir has not the free bytes to reserve a tenant\u2019s file system image (quotas.filesystem_bytes): the tenant is refused, not overcommitted (details: tenant, image, neededBytes, freeBytes; HTTP 507)',
   tenant_volume_damaged:
     'a tenant\u2019s file system image has errors e2fsck -p does not repair (its exit status 4 or above): it is not mounted and that tenant alone is not started (details: tenant, image, exitCode)',
   quota_exceeded:

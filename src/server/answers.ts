@@ -37,6 +37,8 @@ const STATUS: Partial<Record<Code, number>> = {
   dependant_version_mismatch: 409,
   tenant_exists: 409,
   quota_exceeded: 429,
+  // The host's disk has not the room for the tenant's file system: an answer of the server's storage, not the caller's.
+  tenant_volume_no_space: 507,
   host_closed: 503,
   // Host-wide, not the tenant's doing (429 is a tenant's quota): every slot for archives and the queue are taken.
   install_busy: 503,

@@ -40,7 +40,7 @@ import {
 import { sweepTenantVolumes, TenantVolume } from './tenant-volume.js';
 
 /** The codes of a tenant file system that cannot be had: a reed.toml tenant failing so is left out, not fatal. */
-const VOLUME_CODES: ReadonlySet<Code> = new Set(['tenant_volume_damaged']);
+const VOLUME_CODES: ReadonlySet<Code> = new Set(['tenant_volume_damaged', 'tenant_volume_no_space']);
 
 /**
  * PluginHost's options for every tenant's host, but `plugins`, which only the default tenant's host takes (serve's
@@ -138,7 +138,8 @@ export class TenantRegistry implements TenantDirectory {
       try {
         await this.#startTenant(id, 'config', { plugin_dirs: t.pluginDirs, quotas: t.quotas });
       } catch (error) {
-        // A reed.toml tenant's own file system that cannot be had (damaged past e2fsck -p) is the state of its data, not the operator's configuration: that tenant alone
+        // A reed.toml tenant's own file system that cannot be had (damaged past e2fsck -p, or no room left under
+        // data_dir for its blocks) is the state of its data, not the operator's configuration: that tenant alone
         // is left out, as a runtime tenant is below. Any other failure of reed.toml's tenants stops the start.
         if (!isReedError(error) || !VOLUME_CODES.has(error.code)) throw error;
         this.#leftOut(id, error);

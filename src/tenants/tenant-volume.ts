@@ -18,10 +18,11 @@ import {
   rmSync,
   statfsSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ReedError } from '../errors.js';
 import { DATA_FILES_DIR } from '../manifest/data-dir.js';
+import { loadLibc } from '../runtime/libc.js';
 import { MIN_FILESYSTEM_BYTES } from '../tenant-quotas.js';
 
 /** The image's name in the tenant's data directory (next to `files/`, out of every plugin's reach). */
@@ -42,7 +43,7 @@ export const VOLUME_OVERHEAD = (quota: number) => 256 * 1024 + Math.ceil(quota /
 export const LOWERING_SLACK = (quota: number) => 1024 * 1024 + Math.ceil(quota / 100);
 /** A tenant whose file system has less than this left is full: a call that fails then answers quota_exceeded. */
 export const VOLUME_FULL_MARGIN = 64 * 1024;
-/** Bytes bought each time the image grows to reach its quota (it is sparse: only what is written takes disk). */
+/** Bytes bought each time the image grows to reach its quota (each reserved on the disk under it: see reserve). */
 const GROW_STEP = 256 * 1024;
 const MOUNT_OPTIONS = 'loop,nodev,nosuid,noexec';
 
@@ -345,10 +346,14 @@ export class TenantVolume {
           `tenant "${tenant}": \`quotas.filesystem_bytes\` is new to it but ${mountPoint} already holds its plugins' data, which its own file system would hide: move the data out (serve stopped) and back in once it is mounted`,
           { details: { field: 'quotas.filesystem_bytes', tenant } },
         );
-      await makeImage(image, imageSizeFor(quota as number));
+      await makeImage(tenant, image, imageSizeFor(quota as number));
     }
     // An image a host left unclean (killed, or the machine lost): its journal replayed, or repaired, first.
-    if (existing !== undefined) await checkImage(tenant, image, logger);
+    if (existing !== undefined) {
+      await checkImage(tenant, image, logger);
+      // Its blocks reserved before it is mounted (an image of an earlier version is sparse).
+      await reserveImage(tenant, image);
+    }
     const volume = new TenantVolume(tenant, dataDir, quota ?? 0, logger);
     // Mounted, measured, and while statfs reports less than the quota usable, unmounted and grown (offline: the
     // tenant is not running, and online resizing needs CAP_SYS_RESOURCE, which a host in a container may lack).
@@ -424,11 +429,22 @@ export function imageSizeFor(quota: number): number {
   return Math.ceil(raw / GROW_STEP) * GROW_STEP;
 }
 
-/** The image (not mounted) grown to `size` bytes: checked (e2fsck -f, which resize2fs asks for), then resized. */
+/**
+ * The image (not mounted) grown to `size` bytes: the new bytes reserved on the disk under it first (refused with
+ * tenant_volume_no_space, the image left at its size, when they cannot be), then checked (e2fsck -f, which resize2fs
+ * asks for) and resized.
+ */
 async function growImage(tenant: string, image: string, size: number, logger: Logger): Promise<void> {
-  const fd = openSync(image, constants.O_WRONLY | constants.O_NOFOLLOW);
+  const fd = openSync(image, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
-    ftruncateSync(fd, size);
+    const before = fstatSync(fd).size;
+    try {
+      await reserve(tenant, image, fd, size);
+    } catch (error) {
+      // What the reservation took before it failed is let go: the file back at the size its file system has.
+      ftruncateSync(fd, before);
+      throw error;
+    }
   } finally {
     closeSync(fd);
   }
@@ -479,19 +495,87 @@ async function checkImage(tenant: string, image: string, logger: Logger, full = 
   }
 }
 
-/** A new sparse image of `size` bytes (O_EXCL, never through a link), formatted ext4. */
-async function makeImage(path: string, size: number): Promise<void> {
-  const fd = openSync(
-    path,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
+/** posix_fallocate's ENOSPC and EDQUOT: the disk (or the host's quota on it) has not the bytes. */
+const ENOSPC = 28;
+const EDQUOT = 122;
+
+/** Bytes free on the file system holding `dir`: for root (the host that mounts), its reserved blocks included. */
+function freeBytesAt(dir: string): number {
+  const s = statfsSync(dir);
+  return (process.getuid?.() === 0 ? s.bfree : s.bavail) * s.bsize;
+}
+
+function noSpace(tenant: string, image: string, neededBytes: number, freeBytes: number): ReedError {
+  return new ReedError(
+    'tenant_volume_no_space',
+    `tenant "${tenant}": its file system image ${image} needs ${neededBytes} bytes more on the disk under it, which has ${freeBytes} bytes free: \`quotas.filesystem_bytes\` is refused rather than promised on disk that is not there (free space under the data_dir, or ask a smaller quota; docs/TENANTS.md, "Filesystem bytes")`,
+    { details: { field: 'quotas.filesystem_bytes', tenant, image, neededBytes, freeBytes } },
   );
+}
+
+/** posix_fallocate(fd, offset, len) off the event loop (koffi's worker thread): answers its error number, 0 if none. */
+function fallocate(fd: number, offset: number, len: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    loadLibc().posixFallocate.async(fd, offset, len, (error: unknown, rc: unknown) => {
+      if (error !== null && error !== undefined) reject(error);
+      else resolve(Number(rc));
+    });
+  });
+}
+
+/**
+ * Reserves on the disk under the image (`fd`, opened for writing) every block of its first `size` bytes, growing it
+ * to `size` when shorter: posix_fallocate, which allocates the holes (they still read as zeros) and leaves what is
+ * written as it is. The kernel's loop device then never needs a block of the host's disk to write the tenant's file
+ * system: a disk that another tenant (or anything else) filled cannot fail it half-way, which would abort its
+ * journal and lose data. Throws tenant_volume_no_space, naming the bytes needed and free, when the disk has not
+ * them: checked first with statfs (so a quota that cannot fit does not take the disk's last blocks for a moment),
+ * then by the allocation itself.
+ */
+async function reserve(tenant: string, image: string, fd: number, size: number): Promise<void> {
+  const dir = dirname(image);
+  const needed = Math.max(0, size - fstatSync(fd).blocks * 512);
+  const free = freeBytesAt(dir);
+  if (needed > free) throw noSpace(tenant, image, needed, free);
+  const rc = await fallocate(fd, 0, size);
+  if (rc === ENOSPC || rc === EDQUOT)
+    throw noSpace(tenant, image, Math.max(0, size - fstatSync(fd).blocks * 512), freeBytesAt(dir));
+  if (rc !== 0) throw new Error(`posix_fallocate of ${image} to ${size} bytes failed: errno ${rc}`);
+}
+
+/**
+ * The blocks of an image that exists reserved (see reserve): an image made sparse by an earlier version, or one a
+ * copy made sparse, is filled in at its start, before it is mounted; one already whole costs a walk of its extents.
+ */
+async function reserveImage(tenant: string, image: string): Promise<void> {
+  const fd = openSync(image, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
-    ftruncateSync(fd, size);
+    await reserve(tenant, image, fd, fstatSync(fd).size);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A new image of `size` bytes (O_EXCL, never through a link), its blocks reserved on the disk under it, formatted
+ * ext4 (nodiscard: mkfs.ext4 would otherwise punch the reserved blocks out of a file again). Nothing is left of it
+ * when either step fails.
+ */
+async function makeImage(tenant: string, path: string, size: number): Promise<void> {
+  // Refused before the file is made when the disk has not the bytes (reserve checks again, and is the authority).
+  const free = freeBytesAt(dirname(path));
+  if (size > free) throw noSpace(tenant, path, size, free);
+  const fd = openSync(
+    path,
+    constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
   try {
+    try {
+      await reserve(tenant, path, fd, size);
+    } finally {
+      closeSync(fd);
+    }
     await run('mkfs.ext4', [
       '-q',
       '-F',
@@ -502,7 +586,7 @@ async function makeImage(path: string, size: number): Promise<void> {
       '-T',
       'default',
       '-E',
-      'root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0',
+      'root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,nodiscard',
       path,
     ]);
   } catch (error) {

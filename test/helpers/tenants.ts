@@ -31,13 +31,18 @@ export interface Fixture {
   restart(): Promise<TenantRegistry>;
 }
 
-/** A registry over a fresh data_dir, reed.toml declaring tenants `a` and `b` (each with notes-c), in `mode`. */
+/**
+ * A registry over a fresh data_dir, reed.toml declaring tenants `a` and `b` (each with notes-c), in `mode`.
+ * `prepare` runs on the fixture's directory before the registry starts (its data_dir is `<dir>/data`).
+ */
 export async function startRegistry(
   mode: SandboxMode,
   extraToml = '',
   options: Partial<TenantRegistryOptions> = {},
+  prepare?: (dir: string) => void,
 ): Promise<Fixture> {
   const dir = tempDir('reed-tenants-');
+  prepare?.(dir);
   notesDir(dir, 'plugins-a');
   notesDir(dir, 'plugins-b');
   mkdirSync(join(dir, 'plugins'));
