@@ -87,6 +87,13 @@ describe('the disk ledger', () => {
     const hold = DiskLedgerHold.forGrant(g) as DiskLedgerHold;
     const first = hold.lease({ need: [1, 0], back: [0, 0], walked: [0, 0] });
     expect(first).toEqual({ granted: [1 + 65_536, 0], keep: [65_536, 62] });
+    // A quota of few entries keeps few: a lost runner's lease is not the whole quota.
+    const few = DiskLedgerHold.forGrant(grant(1 << 20, 8)) as DiskLedgerHold;
+    expect(few.lease({ need: [0, 1], back: [0, 0], walked: [0, 0] })).toEqual({
+      granted: [0, 2],
+      keep: [65_536, 1],
+    });
+    few.release();
     const near = hold.lease({ need: [(1 << 20) - 65_537 - 100, 0], back: [0, 0] });
     expect('granted' in near && near.granted[0]).toBe((1 << 20) - 65_537 - 100 + 50);
     expect(hold.lease({ need: [51, 0], back: [0, 0] })).toEqual({ refused: 'disk' });
@@ -103,7 +110,24 @@ describe('the disk ledger', () => {
     expect(b.grow(100_000)).toBe(true);
   });
 
-  it('a runner that ends gives back its lease; a lost one leaves it counted until a sole runner counts again', () => {
+  it('a count is sent as soon as it is made: one made before another runner wrote cannot reset the figure later', () => {
+    // The seventh review: replica Y counted the (empty) directory and asked for nothing; X filled 900 KB and stopped;
+    // Y's count, sent with its first request, became the figure: both filled 1 MiB.
+    const g = grant(1 << 20, 100);
+    const holdY = DiskLedgerHold.forGrant(g) as DiskLedgerHold;
+    const y = runner(holdY, [0, 0]);
+    expect(y.asked).toEqual([{ need: [0, 0], back: [0, 0], walked: [0, 0] }]);
+    const holdX = DiskLedgerHold.forGrant(g) as DiskLedgerHold;
+    const x = runner(holdX, [0, 0]);
+    expect(x.grow(900_000)).toBe(true);
+    x.pool.returnAll();
+    holdX.release();
+    expect(y.grow(900_000)).toBe(false);
+    expect(y.grow(100_000)).toBe(true);
+    holdY.release();
+  });
+
+  it('a runner that ends gives back its lease; a lost one stays counted until a runner counts again', () => {
     const g = grant(1 << 20, 100);
     const holdA = DiskLedgerHold.forGrant(g) as DiskLedgerHold;
     const a = runner(holdA);
@@ -112,23 +136,24 @@ describe('the disk ledger', () => {
     expect(a.grow(10)).toBe(true);
     a.pool.returnAll();
     expect(ledgerFigure(g.hostPath)).toEqual([10, 0]);
-    holdA.release();
-    // b takes a large lease and is lost (killed) without giving it back: counted still, while c runs beside it...
-    expect(b.grow(900_000)).toBe(true);
+    // a stays, holding nothing more; b takes a large lease and is lost (killed) without giving it back.
+    expect(b.grow(900_000, 5)).toBe(true);
     holdB.release();
+    const counted = ledgerFigure(g.hostPath) as [number, number];
+    expect(counted[0]).toBeGreaterThan(900_000);
+    // b's restart counts the directory (b had written 300,000 bytes and 3 names of its lease): the figure is that
+    // count and what a may have written since (its lease, less what it gave back), not b's lost lease.
+    const holdB2 = DiskLedgerHold.forGrant(g) as DiskLedgerHold;
+    runner(holdB2, [300_010, 3]);
+    expect(ledgerFigure(g.hostPath)).toEqual([300_020, 3]);
+    // A count never raises the figure: the lower bound is kept.
     const holdC = DiskLedgerHold.forGrant(g) as DiskLedgerHold;
-    const holdD = DiskLedgerHold.forGrant(g) as DiskLedgerHold;
-    // ... as long as another runner holds the ledger: a count cannot replace the figure then.
-    const d = runner(holdD, [300_000, 3]);
-    expect(d.grow(900_000)).toBe(false);
-    holdC.release();
-    // Alone now, a fresh count is the figure.
-    const e = runner(holdD, [300_000, 3]);
-    expect(e.grow(700_000)).toBe(true);
-    holdD.release();
+    runner(holdC, [900_000, 50]);
+    expect(ledgerFigure(g.hostPath)).toEqual([300_020, 3]);
+    for (const hold of [holdA, holdB2, holdC]) hold.release();
     expect(ledgerFigure(g.hostPath)).toBeUndefined();
     // A released hold grants nothing.
-    expect(holdD.lease({ need: [1, 0], back: [0, 0] })).toEqual({ refused: 'disk' });
+    expect(holdC.lease({ need: [1, 0], back: [0, 0] })).toEqual({ refused: 'disk' });
   });
 
   it('takes a runner request only as two amounts of non-negative safe integers', () => {

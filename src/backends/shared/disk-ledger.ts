@@ -4,9 +4,14 @@
 // 10: N replicas filled N times disk_mb). The runner's side, and why leases: src/runtime/wasm/quota-leases.ts.
 //
 // The ledger's figure is an upper bound of what the directory holds: the count the first runner made, plus every
-// lease granted, less what runners gave back. A runner lost without giving back its lease (killed, crashed) leaves
-// it counted until the next runner's count replaces the figure, which happens when that runner is the only one
-// holding the ledger; and the ledger goes with the last runner (the next one counts again).
+// lease granted, less what runners gave back. Each runner sends its count as soon as it has made it (before any
+// change of its own); the figure then becomes the lower of itself and that count plus every lease the other live
+// runners hold (what they were granted less what they gave back: what they wrote since the count is in there, what
+// they wrote before it is in the count). So a lease a lost runner (killed, crashed) never gave back stays counted
+// only until a runner counts again (its restart does, at its first use of the directory); and the ledger goes
+// with the last runner (the next one counts again). A count cannot lower the figure below what the others may
+// have written since it was made (the seventh review found a count sent late, at a runner's first request, reset
+// the figure under another replica's writes).
 import type { FilesystemGrant } from '../../manifest/data-dir.js';
 import type { Amount, LeaseAnswer, LeaseRequest } from '../../runtime/wasm/quota-leases.js';
 
@@ -16,7 +21,7 @@ import type { Amount, LeaseAnswer, LeaseRequest } from '../../runtime/wasm/quota
  * freed of what the directory held when it was counted, at most 16 of those while the quota is above the minimum.
  */
 const KEEP_BYTES = { min: 4096, max: 16 * 1024 * 1024 };
-const KEEP_ENTRIES = { min: 4, max: 1024 };
+const KEEP_ENTRIES = { min: 1, max: 1024 };
 
 interface Ledger {
   /** Bytes and entries counted as taken; undefined until a runner's count is known. */
@@ -34,6 +39,8 @@ const LEDGERS = new Map<string, Ledger>();
 export class DiskLedgerHold {
   readonly #ledger: Ledger;
   #released = false;
+  /** What this runner was granted less what it gave back: what it may have written since another's count. */
+  readonly #net: Amount = [0, 0];
 
   private constructor(
     readonly path: string,
@@ -59,12 +66,22 @@ export class DiskLedgerHold {
   lease(request: LeaseRequest): LeaseAnswer {
     if (this.#released) return { refused: 'disk' };
     const ledger = this.#ledger;
-    // A count replaces the figure only when nobody else holds a lease that the count could not have seen.
-    if (request.walked !== undefined && (ledger.used === undefined || ledger.holds.size === 1))
-      ledger.used = [...request.walked];
+    if (request.walked !== undefined) {
+      // The count, and what every other live runner may have written since it: both bounds hold, the lower is kept.
+      const bound: Amount = [...request.walked];
+      for (const other of ledger.holds) {
+        if (other === this) continue;
+        bound[0] += other.#net[0];
+        bound[1] += other.#net[1];
+      }
+      const was = ledger.used;
+      ledger.used = was === undefined ? bound : [Math.min(was[0], bound[0]), Math.min(was[1], bound[1])];
+    }
     const used: Amount = ledger.used ?? [0, 0];
-    used[0] = Math.max(0, used[0] - request.back[0]);
-    used[1] = Math.max(0, used[1] - request.back[1]);
+    for (const i of [0, 1] as const) {
+      used[i] = Math.max(0, used[i] - request.back[i]);
+      this.#net[i] = Math.max(0, this.#net[i] - request.back[i]);
+    }
     ledger.used = used;
     const keep = this.#keep();
     const granted: Amount = [0, 0];
@@ -82,8 +99,11 @@ export class DiskLedgerHold {
       // Beyond the need, a lease (halved as the quota nears, so the last bytes are not all held by one runner).
       granted[i] = need + Math.min(keep[i], Math.floor((left - need) / 2));
     }
-    used[0] += this.limits[0] === 0 ? 0 : granted[0];
-    used[1] += this.limits[1] === 0 ? 0 : granted[1];
+    for (const i of [0, 1] as const) {
+      if (this.limits[i] === 0) continue;
+      used[i] += granted[i];
+      this.#net[i] += granted[i];
+    }
     return { granted, keep };
   }
 

@@ -17,7 +17,7 @@ export interface LeaseRequest {
   need: Amount;
   /** What this process freed and gives back. */
   back: Amount;
-  /** This process's count of the directory, on its first request: the ledger's figure when nobody else holds one. */
+  /** This process's count of the directory, sent as soon as it is made (LeasePool's constructor). */
   walked?: Amount;
 }
 
@@ -36,16 +36,19 @@ export interface QuotaLeases {
 export class LeasePool {
   #bytes = 0;
   #entries = 0;
-  /** Until the host's first answer: what it said to keep (and nothing is given back before it says). */
+  /** What the host said to keep of what this process frees (nothing is given back before it says). */
   #keep: Amount | undefined;
-  /** The count this process made, sent with the first request. */
-  #walked: Amount | undefined;
-
+  /**
+   * Made with the count this process has just made of the directory, which goes to the host at once: a count sent
+   * later (at the first change) could be stale by then, while the host would take it as the figure (disk-ledger.ts).
+   * Not charged on its own: the count it comes with is, far more (FUEL_WALK_DIR at least), once per count.
+   */
   constructor(
     private readonly leases: QuotaLeases,
     walked: Amount,
   ) {
-    this.#walked = walked;
+    const answer = leases.lease({ need: [0, 0], back: [0, 0], walked });
+    if (!('refused' in answer)) this.#keep = answer.keep;
   }
 
   /** Takes `bytes` and `entries` from the lease, asking the host for what it lacks; EDQUOT when refused. */
@@ -100,7 +103,7 @@ export class LeasePool {
   #ask(wanted: Amount, io: QuotaIo, limits: Amount): void {
     io.charge(FUEL_PER_ROUND_TRIP);
     const need: Amount = [Math.max(0, wanted[0] - this.#bytes), Math.max(0, wanted[1] - this.#entries)];
-    const answer = this.leases.lease({ need, back: [0, 0], ...this.#firstWalk() });
+    const answer = this.leases.lease({ need, back: [0, 0] });
     if ('refused' in answer) {
       io.exceeded(answer.refused, answer.refused === 'disk' ? limits[0] : limits[1]);
       throw new WasiErrno(ERRNO.DQUOT);
@@ -111,15 +114,9 @@ export class LeasePool {
   }
 
   #giveBack(back: Amount): void {
-    const answer = this.leases.lease({ need: [0, 0], back, ...this.#firstWalk() });
+    const answer = this.leases.lease({ need: [0, 0], back });
     this.#bytes -= back[0];
     this.#entries -= back[1];
     if (!('refused' in answer)) this.#keep = answer.keep;
-  }
-
-  #firstWalk(): { walked?: Amount } {
-    const walked = this.#walked;
-    this.#walked = undefined;
-    return walked === undefined ? {} : { walked };
   }
 }

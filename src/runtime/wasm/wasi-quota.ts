@@ -7,8 +7,9 @@
 // (one count per directory, keyed by its device, inode and birth time), so two instances cannot each fill the whole
 // quota. Who else writes the directory: nobody but the plugin in mode none and in a process or container sandbox
 // (the directory is the plugin's alone, docs/SECURITY.md), except the operator, and the plugin's other replicas
-// (`[sandbox] replicas`) and an upgrade's second runner, which are other processes with counts of their own: what
-// they write is seen when this process counts again (its next runner, or in mode none the plugin's next load).
+// (`[sandbox] replicas`) and an upgrade's second runner, which are other processes: in a runner the quotas' one
+// check is then the host's ledger of the directory, which leases them to each process (quota-leases.ts); this
+// process's count is what it tells the host when it has made it.
 //
 // Bytes are the sizes (st_size, the end offset) of the regular files, each inode once however many names it has:
 // a sparse file counts as its size, so a seek far past the end and a one-byte write is charged for the whole gap
