@@ -4,6 +4,13 @@ import { ReedError } from '../errors.js';
 export const DEFAULT_MAX_CONCURRENT_INSTALLS = 2;
 /** `[lifecycle] install_queue`'s default: installs that may wait for a slot before more are refused. */
 export const DEFAULT_INSTALL_QUEUE = 16;
+/**
+ * Installs one owner (a tenant's host) may have taking in or waiting at once: past it, its next is refused
+ * (`install_busy`) whatever the queue holds. Without it one tenant trickling uploads (a slot is held while the body
+ * is read, up to the API's 60 s request timeout) at its lifecycle rate could hold every slot and queue place, and
+ * every other tenant was refused (the seventh review).
+ */
+export const INSTALLS_PER_OWNER = 2;
 
 /**
  * The host-wide bound on plugin archives taken in at once (src/host/install.ts, `stageArchive`: extraction, the two
@@ -18,6 +25,8 @@ export class InstallSlots {
   readonly queue: number;
   #active = 0;
   readonly #waiting: (() => void)[] = [];
+  /** Each owner's installs taking in or waiting (INSTALLS_PER_OWNER). */
+  readonly #owners = new Map<object, number>();
 
   /** `max` at least 1, `queue` at least 0 (0: no waiting, refused at once when every slot is taken). */
   constructor(max = DEFAULT_MAX_CONCURRENT_INSTALLS, queue = DEFAULT_INSTALL_QUEUE) {
@@ -40,9 +49,20 @@ export class InstallSlots {
 
   /**
    * Runs `work` in a slot, once one is free; the slot is given back when it settles. Rejects with `install_busy`,
-   * without calling `work`, when every slot is taken and the queue is full (`pluginId` names the install refused).
+   * without calling `work`, when every slot is taken and the queue is full (`pluginId` names the install refused),
+   * or when `owner` (a tenant's host) already has INSTALLS_PER_OWNER taking in or waiting.
    */
-  async run<T>(work: () => Promise<T>, pluginId?: string): Promise<T> {
+  async run<T>(work: () => Promise<T>, pluginId?: string, owner?: object): Promise<T> {
+    const held = owner === undefined ? 0 : (this.#owners.get(owner) ?? 0);
+    if (held >= INSTALLS_PER_OWNER)
+      throw new ReedError(
+        'install_busy',
+        `this tenant already has ${held} plugin archive(s) being taken in or waiting, as many as one tenant may (${INSTALLS_PER_OWNER}): retry when one is done`,
+        {
+          ...(pluginId === undefined ? {} : { pluginId }),
+          details: { installsPerTenant: INSTALLS_PER_OWNER, retryAfterMs: 1_000 },
+        },
+      );
     if (this.#active >= this.max) {
       if (this.#waiting.length >= this.queue)
         throw new ReedError(
@@ -53,14 +73,21 @@ export class InstallSlots {
             details: { maxConcurrentInstalls: this.max, installQueue: this.queue, retryAfterMs: 1_000 },
           },
         );
+      if (owner !== undefined) this.#owners.set(owner, held + 1);
       // The slot is handed over by the one that leaves it (#active stays counted), so nobody overtakes the queue.
       await new Promise<void>((resolve) => this.#waiting.push(resolve));
     } else {
+      if (owner !== undefined) this.#owners.set(owner, held + 1);
       this.#active++;
     }
     try {
       return await work();
     } finally {
+      if (owner !== undefined) {
+        const left = (this.#owners.get(owner) ?? 1) - 1;
+        if (left > 0) this.#owners.set(owner, left);
+        else this.#owners.delete(owner);
+      }
       const next = this.#waiting.shift();
       if (next === undefined) this.#active--;
       else next();

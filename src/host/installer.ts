@@ -37,7 +37,7 @@ export class Installer implements LifecycleListener {
     checkPluginId(id); // a wrong id is refused as such, not queued
     // One of the host's slots for the intake only (install_busy past its queue); the start below holds none.
     const { candidate, dir } = await this.slots
-      .run(() => stageArchive(this.store, this.config, id, archive, this.others(id)), id)
+      .run(() => stageArchive(this.store, this.config, id, archive, this.others(id)), id, this)
       .catch((error: unknown) => {
         if (isReedError(error) && error.code === 'install_busy') archive.resume(); // refused unread, as a quota is
         throw error;

@@ -1,7 +1,7 @@
 import { constants, mkdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { finished, type Readable, Transform, type TransformCallback } from 'node:stream';
 import { extract, type Header } from 'tar-stream';
 import { ReedError } from '../errors.js';
 
@@ -308,6 +308,11 @@ export async function extractPluginTar(
     });
     source.on('error', fail);
     source.on('aborted', () => fail(new Error('the request was aborted')));
+    // A source destroyed without an error (an embedder's stream) emits neither: without this the intake never
+    // settled, and held its install slot for good (the seventh review). finished() reports a premature close.
+    finished(source, (error) => {
+      if (error !== undefined && error !== null) fail(error);
+    });
     guard.on('error', fail);
     source.pipe(guard).pipe(ex as unknown as NodeJS.WritableStream);
   });

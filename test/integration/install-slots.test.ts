@@ -9,7 +9,8 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ReedError } from '../../src/errors.js';
 import { loadHostConfig } from '../../src/host/host-config.js';
-import { InstallSlots } from '../../src/host/install-slots.js';
+import { INSTALLS_PER_OWNER, InstallSlots } from '../../src/host/install-slots.js';
+import { extractPluginTar } from '../../src/host/tar-intake.js';
 import { failureHeaders, statusOf } from '../../src/server/answers.js';
 import { TenantRegistry } from '../../src/tenants/registry.js';
 import { EXAMPLES, helloToml } from '../helpers/lifecycle.js';
@@ -79,6 +80,49 @@ describe('InstallSlots', () => {
     await expect(slots.run(() => Promise.resolve(7))).resolves.toBe(7);
     expect(() => new InstallSlots(0, 1)).toThrow(RangeError);
     expect(() => new InstallSlots(1, -1)).toThrow(RangeError);
+  });
+
+  it('gives one owner (a tenant) at most INSTALLS_PER_OWNER, wherever the queue is (the seventh review)', async () => {
+    const slots = new InstallSlots(2, 16);
+    const tenantA = {};
+    const tenantB = {};
+    const gates: (() => void)[] = [];
+    const work = () => () => new Promise<void>((resolve) => gates.push(resolve));
+    const held = Array.from({ length: INSTALLS_PER_OWNER }, () => slots.run(work(), 'p.a', tenantA));
+    // A's next is refused though the queue is empty; B is taken in (A holds both slots: B waits, not refused).
+    expect(await refusal(slots.run(work(), 'p.a3', tenantA))).toMatchObject({
+      code: 'install_busy',
+      pluginId: 'p.a3',
+      details: { installsPerTenant: INSTALLS_PER_OWNER, retryAfterMs: 1_000 },
+    });
+    const b = slots.run(work(), 'p.b', tenantB);
+    expect([slots.active, slots.waiting]).toEqual([2, 1]);
+    // One of A's ends: B gets its slot, and A may queue one more.
+    gates.shift()?.();
+    await held[0];
+    await new Promise((r) => setImmediate(r));
+    const again = slots.run(work(), 'p.a4', tenantA);
+    expect([slots.active, slots.waiting]).toEqual([2, 1]);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setImmediate(r));
+      gates.shift()?.();
+    }
+    await Promise.all([...held, b, again]);
+    expect([slots.active, slots.waiting]).toEqual([0, 0]);
+  });
+
+  it('an intake from a source destroyed without an error fails (premature close) and frees its slot', async () => {
+    const slots = new InstallSlots(1, 0);
+    const source = new PassThrough();
+    source.write((await archive('x')).subarray(0, 512));
+    const into = tempDir('reed-intake-destroyed-');
+    const taking = slots.run(
+      () => extractPluginTar(source, into, loadHostConfig({ cwd: into, env: {}, home: into }).fileLimits, ID),
+      ID,
+    );
+    source.destroy();
+    expect(await refusal(taking)).toMatchObject({ code: 'install_archive_invalid' });
+    expect(slots.active).toBe(0);
   });
 
   it('is answered 503 with Retry-After by the API', () => {
