@@ -44,6 +44,10 @@ export const O_APPEND = 0o2000;
 export const O_DSYNC = 0o10000;
 export const O_SYNC = 0o4010000;
 export const O_NOCTTY = 0o400;
+/** flock(2)'s operations. */
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
 export const RESOLVE_NO_MAGICLINKS = 0x02;
 export const RESOLVE_BENEATH = 0x08;
 export const STATX_BASIC_STATS = 0x7ff;
@@ -79,6 +83,7 @@ export interface Libc {
   close: Fn;
   dup: Fn;
   fdopendir: Fn;
+  flock: Fn;
   readdir: Fn;
   closedir: Fn;
 }
@@ -112,6 +117,7 @@ export function loadLibc(): Libc {
     fsync: f('int fsync(int fd)'),
     fdatasync: f('int fdatasync(int fd)'),
     fchmod: f('int fchmod(int fd, unsigned int mode)'),
+    flock: f('int flock(int fd, int operation)'),
     posixFallocate: f('int posix_fallocate(int fd, int64_t offset, int64_t len)'),
     close: f('int close(int fd)'),
     dup: f('int dup(int fd)'),

@@ -26,6 +26,8 @@ import { NODE_IN_IMAGE } from '../helpers/hostile-image.js';
 import { tempDir, writePlugin } from '../helpers/plugin-tree.js';
 
 const WASM = join(REPO, 'test/fixtures/data-dir/files/plugin.wasm');
+/** A WASI reactor making raw preview1 calls from a script; its descriptors live across calls (wasi-fs.test.ts). */
+const PROBE = join(REPO, 'test/fixtures/wasi-fs/probe/plugin.wasm');
 const FAST = { startTimeoutMs: 60_000, graceMs: 500, restartBaseMs: 20, restartMaxMs: 200 };
 
 type Level = 'none' | 'read' | 'readwrite';
@@ -394,6 +396,39 @@ describe.each(TARGETS.filter((t) => t.mode !== 'none' && t.runtime === 'runc'))(
       for (let i = 0; i < 100 && !(said('disk_quota_exceeded') && said('file_quota_exceeded')); i++)
         await new Promise((r) => setTimeout(r, 50));
       expect([said('disk_quota_exceeded'), said('file_quota_exceeded')]).toEqual([true, true]);
+    });
+
+    // The seventh review: replica A filled a file, B opened it and kept it open, A removed it and gave its bytes
+    // back while they stayed on disk (B's descriptor): five rounds held 4.5 MB under 1 MiB. Now the last process to
+    // close a removed file gives its bytes back (a shared flock on every open of a regular file says who holds one).
+    it('a file one replica holds open and the other removes stays counted until the holder closes it', async () => {
+      const root = tempDir('reed-data-plugins-');
+      const dataDir = join(tempDir('reed-data-'), 'data');
+      writePlugin(
+        root,
+        'fs.pin',
+        {
+          id: 'fs.pin',
+          permissions: { filesystem: 'readwrite' },
+          limits: { disk_mb: 1 },
+          sandbox: { replicas: 2 },
+        },
+        { 'plugin.wasm': readFileSync(PROBE) },
+      );
+      const { host } = await start(target, root, dataDir);
+      const run = async (script: string) =>
+        text((await host.call('fs.pin', 'run', script)).output)
+          .trimEnd()
+          .split('\n');
+      // One call at a time goes to each replica in turn: A, B, A, B.
+      expect(await run('open 3 f1 cw\nsize 4 900000\nclose 4')).toEqual(['fd 4', 'ok', 'ok']); // A
+      expect(await run('open 3 f1 r')).toEqual(['fd 4']); // B, kept open
+      expect(await run('unlink 3 f1')).toEqual(['ok']); // A
+      expect(await run('stat 3 .')).toHaveLength(1); // B
+      // The 900,000 bytes are still on disk (B's descriptor), so still counted: A cannot fill 900,000 more.
+      expect(await run('open 3 f2 cw\nsize 4 900000\nclose 4')).toEqual(['fd 4', 'err 19', 'ok']); // A
+      expect(await run('close 4')).toEqual(['ok']); // B: the last close gives them back
+      expect(await run('open 3 f3 cw\nsize 4 900000\nclose 4')).toEqual(['fd 4', 'ok', 'ok']); // A
     });
   },
 );

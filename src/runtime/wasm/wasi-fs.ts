@@ -551,7 +551,7 @@ export class WasiFs {
     };
     if ((isRegular(stat) || isDir) && this.#quota.active) {
       entry.key = stat.key;
-      this.#quota.opened(stat.key);
+      this.#quota.opened(stat.key, fd, isRegular(stat));
     }
     return entry;
   }
@@ -647,8 +647,10 @@ export class WasiFs {
     this.#writable(true);
     this.#parent(dirfd, path, (p) => {
       const stat = this.#quota.active ? statxOf(p.fd, withoutSlash(p.name)) : undefined;
-      this.#names([p.fd], false, () => ok(loadLibc().unlinkat(p.fd, cPath(p.name), 0) as number));
-      if (stat !== undefined) this.#quota.removed(stat);
+      const { elsewhere } = this.#quota.removing(p.fd, withoutSlash(p.name), stat, () =>
+        this.#names([p.fd], false, () => ok(loadLibc().unlinkat(p.fd, cPath(p.name), 0) as number)),
+      );
+      if (stat !== undefined) this.#quota.removed(stat, elsewhere);
     });
   }
 
@@ -662,11 +664,17 @@ export class WasiFs {
         const source = active ? statxOf(from.fd, withoutSlash(from.name)) : undefined;
         const target = active ? statxOf(to.fd, withoutSlash(to.name)) : undefined;
         // Over an existing name, ext4 rewrites the entry in place: no headroom needed (write and rename over).
-        this.#names([from.fd, to.fd], target === undefined, () =>
-          ok(loadLibc().renameat(from.fd, cPath(from.name), to.fd, cPath(to.name)) as number),
+        const over = target !== undefined && source !== undefined && target.key !== source.key;
+        const { elsewhere } = this.#quota.removing(
+          to.fd,
+          withoutSlash(to.name),
+          over ? target : undefined,
+          () =>
+            this.#names([from.fd, to.fd], target === undefined, () =>
+              ok(loadLibc().renameat(from.fd, cPath(from.name), to.fd, cPath(to.name)) as number),
+            ),
         );
-        if (target !== undefined && source !== undefined && target.key !== source.key)
-          this.#quota.removed(target);
+        if (over) this.#quota.removed(target, elsewhere);
       }),
     );
   }
