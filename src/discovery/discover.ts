@@ -90,14 +90,8 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
   // order: src/discovery/parallel.ts).
   const workers =
     search.jobs.length >= (options.parallelFrom ?? PARALLEL_FROM) ? (options.workers ?? defaultWorkers()) : 0;
-  if (workers > 0) search.context.manifestValidator = manifestValidatorSource();
   const results = runInParallel({
-    jobs: search.jobs,
-    context: search.context,
-    run: analyzeJob,
-    revive: reviveCandidate,
-    workerUrl: WORKER_URL,
-    workers,
+    ...analysis(search, workers),
     ...(options.callerWorks === undefined ? {} : { callerWorks: options.callerWorks }),
   });
   return gatherCandidates(search, results);
@@ -114,17 +108,21 @@ export function discoverPlugins(options: DiscoveryOptions): DiscoveryResult {
  */
 export async function discoverPluginsOffThread(options: DiscoveryOptions): Promise<DiscoveryResult> {
   const search = openSearchPaths(options);
-  const workers = options.workers ?? 1;
+  const results = await runOffThread(analysis(search, options.workers ?? 1));
+  return gatherCandidates(search, results);
+}
+
+/** The analysis of the search's jobs, both ways: on `workers` worker threads, which are sent the manifest validator. */
+function analysis(search: ReturnType<typeof openSearchPaths>, workers: number) {
   if (workers > 0) search.context.manifestValidator = manifestValidatorSource();
-  const results = await runOffThread({
+  return {
     jobs: search.jobs,
     context: search.context,
     run: analyzeJob,
     revive: reviveCandidate,
     workerUrl: WORKER_URL,
     workers,
-  });
-  return gatherCandidates(search, results);
+  };
 }
 
 /** The search paths opened and listed: their reports, findings, and the jobs (places a plugin may be) they hold. */

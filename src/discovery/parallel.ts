@@ -178,23 +178,39 @@ class RunState<J, R, C> {
   }
 }
 
-/** Runs `jobs` as described above; `workers` 0, or a worker module that is not there, runs them all here. */
-export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
+/** A run's start, both ways (runInParallel, runOffThread): its chunks, the state workers claim them by, its books. */
+function newRun<J, R, C>(
+  options: Omit<ParallelOptions<J, R, C>, 'callerWorks'>,
+): { chunks: number; state: Int32Array; run: RunState<J, R, C> } {
   const chunks = Math.ceil(options.jobs.length / CHUNK);
   const state = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
-  const run = new RunState(options, ++runs, chunks);
+  return { chunks, state, run: new RunState(options, ++runs, chunks) };
+}
+
+/** What a run's workers are given. */
+function chunkRun<J, R, C>(
+  options: Omit<ParallelOptions<J, R, C>, 'callerWorks'>,
+  run: RunState<J, R, C>,
+  state: Int32Array,
+): ChunkRun<J, C> {
+  return {
+    run: run.id,
+    jobs: options.jobs,
+    context: options.context,
+    state: state.buffer as SharedArrayBuffer,
+    chunk: CHUNK,
+  };
+}
+
+/** Runs `jobs` as described above; `workers` 0, or a worker module that is not there, runs them all here. */
+export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
+  const { chunks, state, run } = newRun(options);
   let stalled = false;
   // Only with at least two chunks for each thread is a worker worth its start (a kept one is used likewise: what it
   // saves is small for such a list, and results are the same).
   const worth = options.workers >= 1 && chunks >= 2 * (options.workers + 1);
   const { used, fresh } = worth
-    ? takeWorkers(options, {
-        run: run.id,
-        jobs: options.jobs,
-        context: options.context,
-        state: state.buffer as SharedArrayBuffer,
-        chunk: CHUNK,
-      })
+    ? takeWorkers(options, chunkRun(options, run, state))
     : { used: [], fresh: 0 };
   try {
     const callerWorks = options.callerWorks !== false || used.length === 0;
@@ -242,18 +258,10 @@ export function runInParallel<J, R, C>(options: ParallelOptions<J, R, C>): R[] {
 export async function runOffThread<J, R, C>(
   options: Omit<ParallelOptions<J, R, C>, 'callerWorks'>,
 ): Promise<R[]> {
-  const chunks = Math.ceil(options.jobs.length / CHUNK);
-  const state = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT));
-  const run = new RunState(options, ++runs, chunks);
+  const { chunks, state, run } = newRun(options);
   const { used, fresh } =
     options.workers >= 1 && chunks > 0
-      ? takeWorkers(options, {
-          run: run.id,
-          jobs: options.jobs,
-          context: options.context,
-          state: state.buffer as SharedArrayBuffer,
-          chunk: CHUNK,
-        })
+      ? takeWorkers(options, chunkRun(options, run, state))
       : { used: [], fresh: 0 };
   let stalled = false;
   try {
