@@ -74,8 +74,9 @@ export class LeasePool {
 
   /**
    * What this process freed: kept for its own next growth, up to twice what the host said to keep, then given back
-   * down to `keep`. Not charged (the change that freed it is done): a give-back follows `keep` freed since the last
-   * one, and the host's `keep` is at least what a round trip's fuel buys of removals (disk-ledger.ts).
+   * down to `keep`. Not charged (the change that freed it is done): each give-back follows an ask, which is, or
+   * `keep` freed of what the directory held when it was counted, at most 16 of those while `keep` is a 16th of the
+   * quota (disk-ledger.ts).
    */
   give(bytes: number, entries: number): void {
     this.#bytes += bytes;
